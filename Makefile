@@ -1,0 +1,92 @@
+# taskq - build, test, benchmark, install.
+#   make                 libraries, pkg-config file, programs
+#   make test            every test (Criterion), then the sanitizer builds are separate:
+#   make test-asan       tests under AddressSanitizer + UBSan
+#   make test-tsan       tests under ThreadSanitizer
+#   make bench           the benchmark table (see BENCHMARKS.md)
+#   make install PREFIX=/usr/local
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+SAN     ?=
+VERSION := 0.1.0
+
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+OPT      ?= -O2 -g
+ifeq ($(SAN),asan)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT      := -O1 -g
+endif
+ifeq ($(SAN),tsan)
+SANFLAGS := -fsanitize=thread
+OPT      := -O1 -g
+endif
+CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Isrc $(CFLAGS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+LIBS     := -lpthread -lrt
+
+LIB_SRC  := $(wildcard src/*.c)
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+PIC_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/pic/%.o)
+STATIC   := $(BUILD)/libtaskq.a
+SHARED   := $(BUILD)/libtaskq.so.0
+PCFILE   := $(BUILD)/taskq.pc
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(BUILD)/tests/taskq-tests
+BENCH_BIN := $(BUILD)/bench/taskq-bench
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+.PHONY: all lib test test-asan test-tsan bench install clean check-clang
+all: lib $(BENCH_BIN) $(EXAMPLES)
+lib: $(STATIC) $(SHARED) $(PCFILE)
+
+$(BUILD)/obj/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+$(BUILD)/pic/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/pic
+	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -DTQ_BUILD_SHARED -c $< -o $@
+$(STATIC): $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(SHARED): $(PIC_OBJ)
+	$(CC) -shared -Wl,-soname,libtaskq.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	ln -sf libtaskq.so.0 $(BUILD)/libtaskq.so
+$(PCFILE): taskq.pc.in | $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $(TEST_SRC) $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
+$(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
+	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
+$(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
+
+$(BUILD) $(BUILD)/obj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples:
+	mkdir -p $@
+
+# Criterion runs each test in its own process; tests fork more. Two jobs
+# match this project's 2-core machines; every test has its own timeout.
+TEST_ARGS ?= --jobs 2
+test: $(TEST_BIN)
+	$(TEST_BIN) $(TEST_ARGS)
+test-asan:
+	$(MAKE) BUILD=build/asan SAN=asan test
+test-tsan:
+	$(MAKE) BUILD=build/tsan SAN=tsan test
+# Builds everything with clang as well, warnings as errors.
+check-clang:
+	$(MAKE) BUILD=build/clang CC=clang all $(BUILD)/clang/tests/taskq-tests
+
+bench: $(BENCH_BIN)
+	$(BENCH_BIN)
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/taskq.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libtaskq.so.0 $(DESTDIR)$(PREFIX)/lib/libtaskq.so
+	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf build

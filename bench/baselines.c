@@ -1,0 +1,350 @@
+/*
+ * baselines.c - what taskq is compared with, each 1 producer -> 1 consumer of
+ * 8-byte integer tasks:
+ *   pipe, one task per write(2) / read(2);
+ *   pipe, 64 tasks per write(2);
+ *   POSIX message queue, one task per message (mq_maxmsg 10, msgsize 8);
+ *   "seed classic": a 10,000-slot int64 ring in POSIX shm guarded by three
+ *   named semaphores (empty, full, mutex), one sem_wait/sem_post cycle per task.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PIPE_MAX_BATCH 64
+
+/* ------------------------------------------------------------------ pipe */
+
+static int pipe_setup(struct bench_run *r)
+{
+	if (pipe(r->fds) != 0) {
+		fprintf(stderr, "  [%s] pipe: %s\n", r->row->name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void pipe_close_all(struct bench_run *r)
+{
+	for (int i = 0; i < 2; i++)
+		if (r->fds[i] >= 0) {
+			close(r->fds[i]);
+			r->fds[i] = -1;
+		}
+}
+
+static int pipe_producer(struct bench_run *r, int p)
+{
+	close(r->fds[0]);
+	int fd = r->fds[1];
+	uint64_t buf[PIPE_MAX_BATCH];
+	size_t batch = r->row->batch > PIPE_MAX_BATCH ? PIPE_MAX_BATCH : r->row->batch;
+	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
+	bench_child_ready(r);
+	for (uint64_t s = 0; s < per;) {
+		size_t n = per - s < batch ? (size_t)(per - s) : batch;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = base | (s + i);
+		const char *b = (const char *)buf;
+		size_t left = n * sizeof buf[0];
+		while (left > 0) {
+			ssize_t w = write(fd, b, left);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				bench_child_die(r, "producer", "write: %s", strerror(errno));
+			b += w;
+			left -= (size_t)w;
+		}
+		s += n;
+		bench_progress(r, p, s);
+	}
+	close(fd);
+	return 0;
+}
+
+static int pipe_consumer(struct bench_run *r, int c)
+{
+	close(r->fds[1]);
+	int fd = r->fds[0];
+	struct bench_cons cs;
+	if (bench_cons_init(&cs, r, c) != 0)
+		bench_child_die(r, "consumer", "out of memory");
+	uint64_t buf[PIPE_MAX_BATCH];
+	size_t want = (r->row->batch > PIPE_MAX_BATCH ? PIPE_MAX_BATCH : r->row->batch) * sizeof buf[0];
+	size_t have = 0; /* bytes of an incomplete task at the start of buf */
+	bench_child_ready(r);
+	while (cs.count < r->total) {
+		ssize_t n = read(fd, (char *)buf + have, want - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			bench_child_die(r, "consumer", "read: %s", strerror(errno));
+		if (n == 0)
+			bench_child_die(r, "consumer", "EOF after %llu of %llu tasks",
+					(unsigned long long)cs.count, (unsigned long long)r->total);
+		have += (size_t)n;
+		size_t k = have / sizeof buf[0];
+		for (size_t i = 0; i < k; i++)
+			bench_mark(&cs, buf[i]);
+		cs.count += k;
+		have -= k * sizeof buf[0];
+		if (have)
+			memmove(buf, (char *)buf + k * sizeof buf[0], have);
+		bench_progress(r, cs.idx, cs.count);
+	}
+	bench_consumed(r, cs.count);
+	bench_cons_finish(&cs);
+	close(fd);
+	return 0;
+}
+
+static void pipe_teardown(struct bench_run *r, int ok)
+{
+	(void)ok;
+	pipe_close_all(r);
+}
+
+const struct bench_ops bench_pipe_ops = {
+	.setup = pipe_setup,
+	.after_fork = pipe_close_all, /* so that EOF reaches a consumer whose producer died */
+	.producer = pipe_producer,
+	.consumer = pipe_consumer,
+	.diagnose = NULL,
+	.teardown = pipe_teardown,
+};
+
+/* ------------------------------------------------------------- POSIX mq */
+
+static int mq_setup(struct bench_run *r)
+{
+	snprintf(r->objname[0], sizeof r->objname[0], "/%s-mq", r->name);
+	struct mq_attr attr;
+	memset(&attr, 0, sizeof attr);
+	attr.mq_maxmsg = 10; /* Debian's default limit (fs.mqueue.msg_max) */
+	attr.mq_msgsize = sizeof(uint64_t);
+	mqd_t q = mq_open(r->objname[0], O_CREAT | O_EXCL | O_RDWR, 0600, &attr);
+	if (q == (mqd_t)-1) {
+		fprintf(stderr, "  [%s] mq_open(%s): %s\n", r->row->name, r->objname[0], strerror(errno));
+		return -1;
+	}
+	mq_close(q);
+	bench_name_add(BENCH_NAME_MQ, r->objname[0]);
+	return 0;
+}
+
+static int mq_producer(struct bench_run *r, int p)
+{
+	mqd_t q = mq_open(r->objname[0], O_WRONLY);
+	if (q == (mqd_t)-1)
+		bench_child_die(r, "producer", "mq_open: %s", strerror(errno));
+	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
+	bench_child_ready(r);
+	for (uint64_t s = 0; s < per; s++) {
+		uint64_t v = base | s;
+		while (mq_send(q, (const char *)&v, sizeof v, 0) != 0)
+			if (errno != EINTR)
+				bench_child_die(r, "producer", "mq_send: %s", strerror(errno));
+		if ((s & 1023) == 0)
+			bench_progress(r, p, s);
+	}
+	bench_progress(r, p, per);
+	mq_close(q);
+	return 0;
+}
+
+static int mq_consumer(struct bench_run *r, int c)
+{
+	mqd_t q = mq_open(r->objname[0], O_RDONLY);
+	if (q == (mqd_t)-1)
+		bench_child_die(r, "consumer", "mq_open: %s", strerror(errno));
+	struct bench_cons cs;
+	if (bench_cons_init(&cs, r, c) != 0)
+		bench_child_die(r, "consumer", "out of memory");
+	bench_child_ready(r);
+	while (cs.count < r->total) {
+		uint64_t v;
+		ssize_t n = mq_receive(q, (char *)&v, sizeof v, NULL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof v)
+			bench_child_die(r, "consumer", "mq_receive: %zd %s", n, n < 0 ? strerror(errno) : "");
+		bench_mark(&cs, v);
+		cs.count++;
+		if ((cs.count & 1023) == 0)
+			bench_progress(r, cs.idx, cs.count);
+	}
+	bench_consumed(r, cs.count);
+	bench_cons_finish(&cs);
+	mq_close(q);
+	return 0;
+}
+
+static void mq_teardown(struct bench_run *r, int ok)
+{
+	(void)ok;
+	if (r->objname[0][0])
+		bench_name_del(BENCH_NAME_MQ, r->objname[0]);
+}
+
+const struct bench_ops bench_mq_ops = {
+	.setup = mq_setup,
+	.after_fork = NULL,
+	.producer = mq_producer,
+	.consumer = mq_consumer,
+	.diagnose = NULL,
+	.teardown = mq_teardown,
+};
+
+/* ----------------------------------------------------------- seed classic */
+
+#define SEED_SLOTS 10000
+
+struct seed_ring {
+	uint64_t head, tail; /* guarded by sem_mutex */
+	int64_t slot[SEED_SLOTS];
+};
+
+enum { SEED_SHM, SEED_EMPTY, SEED_FULL, SEED_MUTEX };
+
+static int seed_setup(struct bench_run *r)
+{
+	static const char *const suffix[] = {"ring", "empty", "full", "mutex"};
+	for (int i = 0; i < 4; i++)
+		snprintf(r->objname[i], sizeof r->objname[i], "/%s-%s", r->name, suffix[i]);
+	int fd = shm_open(r->objname[SEED_SHM], O_CREAT | O_EXCL | O_RDWR, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "  [%s] shm_open(%s): %s\n", r->row->name, r->objname[SEED_SHM], strerror(errno));
+		return -1;
+	}
+	bench_name_add(BENCH_NAME_SHM, r->objname[SEED_SHM]);
+	int rc = ftruncate(fd, sizeof(struct seed_ring));
+	close(fd);
+	if (rc != 0) {
+		fprintf(stderr, "  [%s] ftruncate: %s\n", r->row->name, strerror(errno));
+		return -1;
+	}
+	static const unsigned init[] = {0, SEED_SLOTS, 0, 1};
+	for (int i = SEED_EMPTY; i <= SEED_MUTEX; i++) {
+		sem_t *s = sem_open(r->objname[i], O_CREAT | O_EXCL, 0600, init[i]);
+		if (s == SEM_FAILED) {
+			fprintf(stderr, "  [%s] sem_open(%s): %s\n", r->row->name, r->objname[i], strerror(errno));
+			return -1;
+		}
+		bench_name_add(BENCH_NAME_SEM, r->objname[i]);
+		sem_close(s);
+	}
+	return 0;
+}
+
+struct seed_handle {
+	struct seed_ring *ring;
+	sem_t *empty, *full, *mutex;
+};
+
+static void seed_open(struct bench_run *r, const char *who, struct seed_handle *h)
+{
+	int fd = shm_open(r->objname[SEED_SHM], O_RDWR, 0);
+	if (fd < 0)
+		bench_child_die(r, who, "shm_open: %s", strerror(errno));
+	void *p = mmap(NULL, sizeof *h->ring, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		bench_child_die(r, who, "mmap: %s", strerror(errno));
+	h->ring = p;
+	sem_t **s[] = {&h->empty, &h->full, &h->mutex};
+	for (int i = 0; i < 3; i++) {
+		*s[i] = sem_open(r->objname[SEED_EMPTY + i], 0);
+		if (*s[i] == SEM_FAILED)
+			bench_child_die(r, who, "sem_open(%s): %s", r->objname[SEED_EMPTY + i], strerror(errno));
+	}
+}
+
+static void seed_close(struct seed_handle *h)
+{
+	sem_close(h->empty);
+	sem_close(h->full);
+	sem_close(h->mutex);
+	munmap(h->ring, sizeof *h->ring);
+}
+
+static void sem_wait_or_die(struct bench_run *r, const char *who, sem_t *s)
+{
+	while (sem_wait(s) != 0)
+		if (errno != EINTR)
+			bench_child_die(r, who, "sem_wait: %s", strerror(errno));
+}
+
+static int seed_producer(struct bench_run *r, int p)
+{
+	struct seed_handle h;
+	seed_open(r, "producer", &h);
+	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
+	bench_child_ready(r);
+	for (uint64_t s = 0; s < per; s++) {
+		sem_wait_or_die(r, "producer", h.empty);
+		sem_wait_or_die(r, "producer", h.mutex);
+		h.ring->slot[h.ring->tail] = (int64_t)(base | s);
+		h.ring->tail = (h.ring->tail + 1) % SEED_SLOTS;
+		sem_post(h.mutex);
+		sem_post(h.full);
+		if ((s & 1023) == 0)
+			bench_progress(r, p, s);
+	}
+	bench_progress(r, p, per);
+	seed_close(&h);
+	return 0;
+}
+
+static int seed_consumer(struct bench_run *r, int c)
+{
+	struct seed_handle h;
+	seed_open(r, "consumer", &h);
+	struct bench_cons cs;
+	if (bench_cons_init(&cs, r, c) != 0)
+		bench_child_die(r, "consumer", "out of memory");
+	bench_child_ready(r);
+	while (cs.count < r->total) {
+		sem_wait_or_die(r, "consumer", h.full);
+		sem_wait_or_die(r, "consumer", h.mutex);
+		uint64_t v = (uint64_t)h.ring->slot[h.ring->head];
+		h.ring->head = (h.ring->head + 1) % SEED_SLOTS;
+		sem_post(h.mutex);
+		sem_post(h.empty);
+		bench_mark(&cs, v);
+		cs.count++;
+		if ((cs.count & 1023) == 0)
+			bench_progress(r, cs.idx, cs.count);
+	}
+	bench_consumed(r, cs.count);
+	bench_cons_finish(&cs);
+	seed_close(&h);
+	return 0;
+}
+
+static void seed_teardown(struct bench_run *r, int ok)
+{
+	(void)ok;
+	if (r->objname[SEED_SHM][0])
+		bench_name_del(BENCH_NAME_SHM, r->objname[SEED_SHM]);
+	for (int i = SEED_EMPTY; i <= SEED_MUTEX; i++)
+		if (r->objname[i][0])
+			bench_name_del(BENCH_NAME_SEM, r->objname[i]);
+}
+
+const struct bench_ops bench_seed_ops = {
+	.setup = seed_setup,
+	.after_fork = NULL,
+	.producer = seed_producer,
+	.consumer = seed_consumer,
+	.diagnose = NULL,
+	.teardown = seed_teardown,
+};

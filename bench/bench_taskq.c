@@ -1,0 +1,260 @@
+/*
+ * bench_taskq.c - the libtaskq rows: integer tasks and 100-byte JSON payloads,
+ * pushed and taken in batches, every task acked (leases on).
+ */
+#include "bench.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAKE_TIMEOUT_NS (10ull * 1000000ull) /* consumers notice the end within 10 ms */
+#define JSON_ID_OFF 6                         /* after {"id": */
+#define JSON_ID_WIDTH 20                      /* right-aligned digits, spaces before */
+
+/* {"id":                 123,"op":"sum","args":[1,2,3,4,5,6,7,8],"pad":"xx..x"}
+ * exactly BENCH_JSON_LEN bytes; JSON allows the blanks before the number. */
+static char g_json_tmpl[BENCH_JSON_LEN];
+
+static void json_init(void)
+{
+	static const char head[] = "{\"id\":";
+	static const char mid[] = ",\"op\":\"sum\",\"args\":[1,2,3,4,5,6,7,8],\"pad\":\"";
+	static const char tail[] = "\"}";
+	_Static_assert(sizeof head - 1 == JSON_ID_OFF, "id offset");
+	_Static_assert(JSON_ID_OFF + JSON_ID_WIDTH + sizeof mid - 1 + sizeof tail - 1 <= BENCH_JSON_LEN,
+		       "template too long");
+	char *p = g_json_tmpl;
+	memcpy(p, head, JSON_ID_OFF);
+	p += JSON_ID_OFF;
+	memset(p, ' ', JSON_ID_WIDTH);
+	p[JSON_ID_WIDTH - 1] = '0';
+	p += JSON_ID_WIDTH;
+	memcpy(p, mid, sizeof mid - 1);
+	p += sizeof mid - 1;
+	size_t pad = (size_t)(g_json_tmpl + BENCH_JSON_LEN - p) - (sizeof tail - 1);
+	memset(p, 'x', pad);
+	p += pad;
+	memcpy(p, tail, sizeof tail - 1);
+}
+
+static void json_fill(char *buf, uint64_t v)
+{
+	char *p = buf + JSON_ID_OFF + JSON_ID_WIDTH;
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (p > buf + JSON_ID_OFF)
+		*--p = ' ';
+}
+
+/* Parses the id out of a payload and checks every other byte; -1 if corrupt. */
+static int json_parse(const tq_task *t, uint64_t *out)
+{
+	if (t->kind != TQ_KIND_JSON || t->len != BENCH_JSON_LEN || !t->data)
+		return -1;
+	const char *d = t->data;
+	if (memcmp(d, g_json_tmpl, JSON_ID_OFF) != 0 ||
+	    memcmp(d + JSON_ID_OFF + JSON_ID_WIDTH, g_json_tmpl + JSON_ID_OFF + JSON_ID_WIDTH,
+		   BENCH_JSON_LEN - JSON_ID_OFF - JSON_ID_WIDTH) != 0)
+		return -1;
+	const char *p = d + JSON_ID_OFF, *e = p + JSON_ID_WIDTH;
+	while (p < e && *p == ' ')
+		p++;
+	if (p == e)
+		return -1;
+	uint64_t v = 0;
+	for (; p < e; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int tq_setup(struct bench_run *r)
+{
+	tq_config cfg;
+	tq_config_init(&cfg);
+	cfg.capacity = 10000; /* the seed's ring size */
+	if (r->row->json)
+		cfg.max_payload = 128;
+	json_init();
+	int rc = tq_create(r->name, &cfg, &r->q);
+	if (rc != 0) {
+		fprintf(stderr, "  [%s] tq_create(%s): %s\n", r->row->name, r->name, tq_strerror(rc));
+		r->q = NULL;
+		return -1;
+	}
+	bench_name_add(BENCH_NAME_TASKQ, r->name);
+	return 0;
+}
+
+static tq_queue *child_open(struct bench_run *r, const char *who)
+{
+	tq_queue *q = NULL;
+	int rc = tq_open(r->name, &q);
+	if (rc != 0)
+		bench_child_die(r, who, "tq_open(%s): %s", r->name, tq_strerror(rc));
+	return q;
+}
+
+static int tq_producer(struct bench_run *r, int p)
+{
+	char who[32];
+	snprintf(who, sizeof who, "producer %d", p);
+	tq_queue *q = child_open(r, who);
+	size_t batch = r->row->batch;
+	int json = r->row->json;
+	tq_task *t = calloc(batch, sizeof *t);
+	char *bufs = json ? malloc(batch * BENCH_JSON_LEN) : NULL;
+	if (!t || (json && !bufs))
+		bench_child_die(r, who, "out of memory");
+	for (size_t i = 0; i < batch; i++) {
+		if (json) {
+			memcpy(bufs + i * BENCH_JSON_LEN, g_json_tmpl, BENCH_JSON_LEN);
+			t[i].data = bufs + i * BENCH_JSON_LEN;
+			t[i].len = BENCH_JSON_LEN;
+		}
+	}
+	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
+	bench_child_ready(r);
+
+	for (uint64_t s = 0; s < per;) {
+		size_t n = per - s < batch ? (size_t)(per - s) : batch;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = base | (s + i);
+			if (json) {
+				json_fill(bufs + i * BENCH_JSON_LEN, v);
+				t[i].kind = TQ_KIND_JSON;
+			} else {
+				t[i].value = v;
+				t[i].kind = TQ_KIND_INT;
+			}
+		}
+		size_t off = 0;
+		while (off < n) {
+			int k = tq_push(q, t + off, n - off, TQ_WAIT_FOREVER);
+			if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
+				continue;
+			if (k <= 0 || (size_t)k > n - off)
+				bench_child_die(r, who, "tq_push(%zu tasks, forever) after %llu pushed: %d %s", n - off,
+						(unsigned long long)(s + off), k, tq_strerror(k));
+			off += (size_t)k;
+		}
+		s += n;
+		bench_progress(r, p, s);
+	}
+	free(t);
+	free(bufs);
+	int rc = tq_close(q);
+	if (rc != 0)
+		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
+	return 0;
+}
+
+static int tq_consumer(struct bench_run *r, int c)
+{
+	char who[32];
+	snprintf(who, sizeof who, "consumer %d", c);
+	tq_queue *q = child_open(r, who);
+	size_t batch = r->row->batch;
+	int json = r->row->json;
+	tq_task *out = calloc(batch, sizeof *out);
+	struct bench_cons cs;
+	if (!out || bench_cons_init(&cs, r, c) != 0)
+		bench_child_die(r, who, "out of memory");
+	const uint64_t total = r->total;
+	bench_child_ready(r);
+
+	while (atomic_load_explicit(&r->sh->consumed, memory_order_acquire) < total) {
+		int k = tq_take(q, out, batch, TAKE_TIMEOUT_NS);
+		if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
+			continue;
+		if (k <= 0 || (size_t)k > batch)
+			bench_child_die(r, who, "tq_take(max %zu) after %llu taken: %d %s", batch,
+					(unsigned long long)cs.count, k, tq_strerror(k));
+		for (int i = 0; i < k; i++) {
+			uint64_t v;
+			if (json) {
+				if (json_parse(&out[i], &v) != 0) {
+					cs.bad++;
+					continue;
+				}
+			} else {
+				if (out[i].kind != TQ_KIND_INT) {
+					cs.bad++;
+					continue;
+				}
+				v = out[i].value;
+			}
+			bench_mark(&cs, v);
+		}
+		int rc = tq_ack(q, out, (size_t)k);
+		if (rc != 0)
+			bench_child_die(r, who, "tq_ack(%d tasks) after %llu taken: %s", k,
+					(unsigned long long)cs.count, tq_strerror(rc));
+		cs.count += (uint64_t)k;
+		bench_progress(r, cs.idx, cs.count);
+		bench_consumed(r, (uint64_t)k);
+	}
+	bench_cons_finish(&cs);
+	free(out);
+	int rc = tq_close(q);
+	if (rc != 0)
+		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
+	return 0;
+}
+
+static void print_stats(struct bench_run *r, const tq_stats *st)
+{
+	fprintf(stderr,
+		"  [%s] tq_stats: ready %u leased %u delayed %u dead %u free %u procs %u recoveries %u "
+		"run_state %d; totals pushed %llu taken %llu acked %llu failed %llu expired %llu "
+		"recovered %llu lost %llu\n",
+		r->row->name, st->ready, st->leased, st->delayed, st->dead, st->free_slots, st->procs,
+		st->recoveries, st->run_state, (unsigned long long)st->total.pushed,
+		(unsigned long long)st->total.taken, (unsigned long long)st->total.acked,
+		(unsigned long long)st->total.failed, (unsigned long long)st->total.expired,
+		(unsigned long long)st->total.recovered, (unsigned long long)st->total.lost);
+}
+
+static void tq_diagnose(struct bench_run *r)
+{
+	tq_stats st;
+	if (r->q && tq_stats_get(r->q, &st) == 0)
+		print_stats(r, &st);
+}
+
+static void tq_teardown(struct bench_run *r, int ok)
+{
+	if (r->q) {
+		tq_stats st;
+		int rc = tq_stats_get(r->q, &st);
+		if (ok && rc == 0 &&
+		    (st.total.pushed != r->total || st.total.taken != r->total || st.total.acked != r->total ||
+		     st.ready || st.leased || st.delayed || st.dead || st.procs != 1)) {
+			fprintf(stderr, "  [%s] WARNING: queue counters disagree with the %llu tasks moved:\n",
+				r->row->name, (unsigned long long)r->total);
+			print_stats(r, &st);
+		} else if (ok && rc != 0) {
+			fprintf(stderr, "  [%s] WARNING: tq_stats_get: %s\n", r->row->name, tq_strerror(rc));
+		}
+		rc = tq_close(r->q);
+		if (rc != 0)
+			fprintf(stderr, "  [%s] WARNING: tq_close: %s\n", r->row->name, tq_strerror(rc));
+		r->q = NULL;
+	}
+	bench_name_del(BENCH_NAME_TASKQ, r->name);
+}
+
+const struct bench_ops bench_taskq_ops = {
+	.setup = tq_setup,
+	.after_fork = NULL,
+	.producer = tq_producer,
+	.consumer = tq_consumer,
+	.diagnose = tq_diagnose,
+	.teardown = tq_teardown,
+};

@@ -1,0 +1,310 @@
+/*
+ * taskq.h - the public API of libtaskq, a crash-safe task queue in POSIX
+ * shared memory for producer and consumer processes on one Linux machine.
+ *
+ * Features
+ *   - Named queues (shm_open + mmap), opened by any process of the machine.
+ *   - Integer tasks (one cache line each) and byte payloads tagged as string
+ *     or JSON, pushed and taken one at a time or in batches; one lock
+ *     acquisition per batch side, no system call while nobody sleeps.
+ *   - Leases: a taken task stays recorded as in progress until it is acked
+ *     or failed; failures are retried with exponential backoff and jitter,
+ *     then dead-lettered. Delivery is at least once; every task carries an
+ *     id unique within its queue so that consumers can deduplicate.
+ *   - Every attached process is registered and holds a kernel lock on its
+ *     record; when it dies, by any signal, any other attached process
+ *     returns its leased tasks and repairs what it was doing.
+ *
+ * Caveats
+ *   - A handle must not be used in a child after fork(); the child opens
+ *     the queue itself. (A forked child keeps the parent's liveness lock
+ *     until it exits or execs, which only delays recovery of the parent.)
+ *   - Every process attached to a queue can write all of its shared memory.
+ *     Opening validates the segment, and every index read from it is
+ *     bounds-checked, but attached processes are trusted not to scribble.
+ *   - Task payloads returned by tq_take() point into shared memory and are
+ *     valid only until the task is acked or failed.
+ *
+ * Conventions
+ *   - Every function returns 0 (or a count, where stated) on success and a
+ *     negative TQ_E* code on failure; errno is not part of the contract.
+ *     tq_strerror() names every code.
+ *   - Unless stated otherwise, functions taking a tq_queue are safe to call
+ *     from several threads at once on the same handle, and from any number
+ *     of processes each with its own handle.
+ *   - Times are nanoseconds. Timeouts: 0 means do not wait,
+ *     TQ_WAIT_FOREVER means no limit; internal sleeps are bounded so that
+ *     waiting processes also run recovery periodically.
+ */
+#ifndef TASKQ_H
+#define TASKQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TQ_VERSION_MAJOR 0
+#define TQ_VERSION_MINOR 1
+
+/* ---------------------------------------------------------------- errors */
+
+enum tq_error {
+	TQ_OK = 0,
+	TQ_EINVAL = -1,     /* a bad argument (NULL, zero or out-of-range value) */
+	TQ_ENAME = -2,      /* a queue name that is empty, too long or has bad characters */
+	TQ_EEXIST = -3,     /* tq_create: a queue of that name already exists */
+	TQ_ENOENT = -4,     /* no queue of that name */
+	TQ_EPERM = -5,      /* the OS refused access to the segment */
+	TQ_EBADQUEUE = -6,  /* the segment is not a taskq queue, is truncated or inconsistent */
+	TQ_EVERSION = -7,   /* the segment has another layout version */
+	TQ_E2BIG = -8,      /* a payload larger than the queue's max_payload */
+	TQ_EAGAIN = -9,     /* timeout 0 and nothing could be done now (full / empty) */
+	TQ_ETIMEDOUT = -10, /* the timeout passed before anything could be done */
+	TQ_ELOST = -11,     /* a lease was lost (expired and retaken, or recovered) */
+	TQ_EPROCS = -12,    /* too many processes attached (TQ_MAX_PROCS) */
+	TQ_ENOMEM = -13,    /* out of memory, or the segment could not be sized or mapped */
+	TQ_EBUSY = -14,     /* a queue lock stayed held past its bound (a stopped process?) */
+	TQ_ENOTFOUND = -15, /* no task with that id in the requested state */
+	TQ_ESYS = -16,      /* an unexpected OS error */
+	TQ_EINIT = -17,     /* the queue is still being created, or its creator died doing so */
+};
+
+/* Returns a static, human-readable description of a TQ_E* code (or of 0). */
+const char *tq_strerror(int err);
+
+/* ----------------------------------------------------------- limits/kinds */
+
+#define TQ_NAME_MAX 200            /* bytes in a queue name */
+#define TQ_MAX_CAPACITY (1u << 24) /* tasks in one queue */
+#define TQ_MAX_PAYLOAD (1u << 24)  /* bytes in one payload */
+#define TQ_MAX_PROCS 1024          /* handles attached to one queue at once */
+#define TQ_ERRMSG_MAX 56           /* bytes kept of a failure message, with NUL */
+#define TQ_WAIT_FOREVER UINT64_MAX
+
+enum tq_kind {
+	TQ_KIND_INT = 1,    /* a 64-bit integer in tq_task.value */
+	TQ_KIND_STRING = 2, /* bytes in tq_task.data / len */
+	TQ_KIND_JSON = 3,   /* bytes tagged as JSON (the library does not parse them) */
+};
+
+/* Run state shared by every process of a queue; the library records it and
+ * programs honour it (tq_take returns nothing new once it is STOPPED). */
+enum tq_run_state {
+	TQ_RUNNING = 0,
+	TQ_DRAINING = 1, /* producers stop; consumers finish what is there */
+	TQ_STOPPED = 2,  /* everyone stops now; leased tasks stay recoverable */
+	TQ_PAUSED = 3,   /* consumers take nothing new until RUNNING again */
+};
+
+/* ------------------------------------------------------------ lifecycle */
+
+typedef struct tq_queue tq_queue;
+
+typedef struct tq_config {
+	uint32_t capacity;        /* tasks held at once: ready, in progress, delayed, dead. 1..TQ_MAX_CAPACITY; default 10000 */
+	uint32_t max_payload;     /* bytes per payload, 0..TQ_MAX_PAYLOAD; default 4096 */
+	mode_t mode;              /* permission bits of the segment; default 0600 */
+	uint32_t max_attempts;    /* deliveries before a failing task is dead; 1..65535; default 5 */
+	uint32_t dead_capacity;   /* dead tasks kept; 1..capacity; 0 (the default): max(1, capacity / 10) */
+	uint64_t lease_ns;        /* lease length given by tq_take; >= 1 ms; default 30 s */
+	uint64_t backoff_base_ns; /* retry delay after the first failure; default 100 ms */
+	uint64_t backoff_max_ns;  /* retry delay cap; default 60 s */
+} tq_config;
+
+/* Fills *cfg with the defaults above. */
+void tq_config_init(tq_config *cfg);
+
+/*
+ * Creates the queue `name` and attaches to it.
+ * name: 1..TQ_NAME_MAX bytes of [A-Za-z0-9_.-], not starting with '.';
+ *       the segment is /dev/shm/taskq.<name>.
+ * cfg:  NULL for the defaults; otherwise every field is validated.
+ * Errors: TQ_ENAME, TQ_EINVAL, TQ_EEXIST, TQ_EPERM, TQ_ENOMEM, TQ_ESYS.
+ */
+int tq_create(const char *name, const tq_config *cfg, tq_queue **out);
+
+/*
+ * Attaches to an existing queue. The segment is validated (magic, layout
+ * version, sizes, that the file is whole) before anything in it is used;
+ * then the caller registers itself and recovers any dead processes.
+ * Errors: TQ_ENAME, TQ_ENOENT, TQ_EPERM, TQ_EBADQUEUE, TQ_EVERSION,
+ *         TQ_EINIT, TQ_EPROCS, TQ_ENOMEM, TQ_ESYS.
+ */
+int tq_open(const char *name, tq_queue **out);
+
+/*
+ * Detaches: tasks this handle still leases return to ready at once, its
+ * counters are folded into the queue's totals, the handle is freed.
+ * Not thread-safe with other calls on the same handle. NULL is a no-op.
+ */
+int tq_close(tq_queue *q);
+
+/* Removes the queue's name; attached processes keep working until they
+ * close. Errors: TQ_ENAME, TQ_ENOENT, TQ_EPERM, TQ_ESYS. */
+int tq_destroy(const char *name);
+
+/* ---------------------------------------------------------------- tasks */
+
+typedef struct tq_task {
+	uint64_t id;          /* set by tq_push and tq_take: unique in the queue */
+	uint64_t value;       /* TQ_KIND_INT: the integer */
+	const void *data;     /* payload kinds: the bytes (tq_take: in shared memory) */
+	uint32_t len;         /* payload kinds: byte count, <= max_payload */
+	uint16_t kind;        /* enum tq_kind */
+	uint16_t attempt;     /* tq_take: 1 on first delivery, 2 on the first retry, ... */
+	uint64_t enqueued_ns; /* tq_take: CLOCK_MONOTONIC time of the first push */
+	uint64_t priv[2];     /* the lease; do not touch */
+} tq_task;
+
+/*
+ * Pushes n tasks in order. Payloads are copied into the queue; nothing is
+ * truncated. Waits up to timeout_ns for free room while the queue is full.
+ * Returns the number accepted, k (1..n); tasks[0..k) then carry their ids,
+ * and every accepted task will be delivered even if the caller dies.
+ * Fewer than n means the timeout passed with the queue full.
+ * Errors (nothing accepted): TQ_EINVAL (bad kind, NULL data with len > 0,
+ * n == 0), TQ_E2BIG (the first too-large task stops the batch before it;
+ * if it is tasks[0]), TQ_EAGAIN (timeout 0, full), TQ_ETIMEDOUT, TQ_EBUSY.
+ * A batch is validated whole before anything is pushed.
+ */
+int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
+
+/* One integer task; returns 0 or an error as tq_push. */
+int tq_push_int(tq_queue *q, uint64_t value, uint64_t timeout_ns);
+/* One payload task of kind TQ_KIND_STRING or TQ_KIND_JSON; as tq_push. */
+int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uint64_t timeout_ns);
+
+/*
+ * Takes up to max ready tasks, oldest first, leasing each to this handle for
+ * the queue's lease_ns. Waits up to timeout_ns while none is ready.
+ * Returns the number taken (1..max). Each must later be acked or failed
+ * (or its lease will expire and it will be delivered again).
+ * Errors: TQ_EINVAL, TQ_EAGAIN (timeout 0, empty), TQ_ETIMEDOUT, TQ_EBUSY.
+ * While the run state is PAUSED or STOPPED nothing is taken (the call waits
+ * or returns TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue).
+ */
+int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
+
+/*
+ * Acknowledges n leased tasks as done; their slots are freed.
+ * Returns 0 when every lease was still held, TQ_ELOST when one or more had
+ * been lost (those tasks were or will be delivered again; the others are
+ * acked all the same), TQ_EINVAL for a task not from tq_take on this queue.
+ */
+int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
+
+/*
+ * Fails n leased tasks with an error code and message (NULL for none; kept
+ * up to TQ_ERRMSG_MAX - 1 bytes). A task with attempts left is retried after
+ * backoff_base * 2^(attempt-1), capped at backoff_max, with jitter in
+ * [d/2, d]; otherwise it goes to the dead-letter area (see tq_dead_list).
+ * Returns as tq_ack.
+ */
+int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg);
+
+/* Extends the leases of n tasks to now + extend_ns (0: the queue's lease_ns).
+ * Returns as tq_ack. */
+int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns);
+
+/* ----------------------------------------------------------- dead letters */
+
+typedef struct tq_dead_info {
+	uint64_t id;
+	uint64_t value;      /* TQ_KIND_INT */
+	uint32_t len;        /* payload kinds */
+	uint16_t kind;
+	uint16_t attempts;
+	int32_t last_err;
+	char last_msg[TQ_ERRMSG_MAX];
+	uint64_t died_ns;    /* CLOCK_MONOTONIC */
+} tq_dead_info;
+
+/*
+ * Lists up to max dead tasks, oldest first, into out; if data is not NULL,
+ * payload i is copied to data + i * data_stride (truncated to data_stride;
+ * out[i].len is the full length). Returns the number listed.
+ */
+int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride);
+
+/* Puts dead task `id` (or all dead tasks with id TQ_ALL) back to ready with
+ * its attempts reset. Returns the number kicked; TQ_ENOTFOUND if id is not dead. */
+#define TQ_ALL UINT64_MAX
+int tq_dead_kick(tq_queue *q, uint64_t id);
+
+/* Deletes dead task `id` (or all with TQ_ALL). Returns the number purged;
+ * TQ_ENOTFOUND if id is not dead. */
+int tq_dead_purge(tq_queue *q, uint64_t id);
+
+/* ------------------------------------------------------- state and stats */
+
+/* Sets / reads the queue's run state (enum tq_run_state). */
+int tq_set_run_state(tq_queue *q, int state);
+int tq_run_state(const tq_queue *q);
+
+typedef struct tq_counters {
+	uint64_t pushed;      /* tasks accepted by tq_push */
+	uint64_t taken;       /* deliveries by tq_take (retries count again) */
+	uint64_t acked;       /* tasks acked */
+	uint64_t failed;      /* tq_fail calls per task (retried or dead) */
+	uint64_t retried;     /* failures scheduled for another attempt */
+	uint64_t dead;        /* tasks that went to the dead-letter area */
+	uint64_t expired;     /* leases that expired and returned the task */
+	uint64_t recovered;   /* leased tasks returned because their holder died */
+	uint64_t dead_dropped;/* oldest dead tasks dropped because the area was full */
+	uint64_t lost;        /* acks/fails/touches refused because the lease was lost */
+} tq_counters;
+
+typedef struct tq_stats {
+	tq_counters total;     /* every process that ever attached, dead or alive */
+	uint32_t capacity;
+	uint32_t ready;        /* pending: ready to take now */
+	uint32_t leased;       /* in progress */
+	uint32_t delayed;      /* failed, waiting for their retry time */
+	uint32_t dead;         /* in the dead-letter area */
+	uint32_t free_slots;
+	uint32_t procs;        /* attached processes */
+	uint32_t recoveries;   /* dead processes recovered so far */
+	int run_state;
+	uint64_t oldest_ready_ns; /* enqueue time of the oldest ready task, 0 if none */
+} tq_stats;
+
+/* A snapshot, read without stopping anyone (the per-state counts come from
+ * one pass over the slot states and may be off by tasks in motion). */
+int tq_stats_get(tq_queue *q, tq_stats *out);
+
+/* This handle's own counters. */
+int tq_counters_self(const tq_queue *q, tq_counters *out);
+
+/* Per-process view for monitors: fills up to max entries, returns the count. */
+typedef struct tq_proc_info {
+	uint32_t slot;
+	int32_t pid;
+	uint64_t attached_ns;
+	uint64_t last_seen_ns;
+	tq_counters counters;
+} tq_proc_info;
+int tq_procs(tq_queue *q, tq_proc_info *out, size_t max);
+
+/* Reads the queue's configuration. */
+int tq_config_get(const tq_queue *q, tq_config *out);
+
+/*
+ * Runs recovery now: detects dead processes, returns their leases, finishes
+ * or rolls back what they were doing, expires overdue leases and moves due
+ * retries to ready. It also runs by itself (on open, every 100 ms while a
+ * process works or waits). One process at a time; a crash during it is
+ * itself recovered. Returns the number of dead processes recovered.
+ */
+int tq_recover(tq_queue *q);
+
+/* CLOCK_MONOTONIC now, in ns (the clock of every *_ns time above). */
+uint64_t tq_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TASKQ_H */

@@ -1,0 +1,57 @@
+/*
+ * atomics.h - the memory-ordering vocabulary of libtaskq (private).
+ *
+ * Every shared word that more than one process touches is an _Atomic and
+ * is accessed only through these helpers, so that the ordering each access
+ * needs is written at the call site:
+ *
+ *   load_acq / store_rel   publication. A writer fills memory with plain
+ *                          stores, then store_rel()s a flag (a ring tail, a
+ *                          slot state); a reader that load_acq()s the flag
+ *                          and sees the new value also sees everything
+ *                          written before it.
+ *   load_rlx / store_rlx   values whose readers need no other memory with
+ *                          them (statistics, hints, a lease deadline that a
+ *                          sweeper only compares).
+ *   cas                    ownership changes of a slot, sequentially
+ *                          consistent: two processes racing to take the
+ *                          same slot (an ack against an expiry) cannot both
+ *                          win.
+ *   fence_sc               the store-load fence between "publish" and "is
+ *                          anyone asleep?" (and its mirror in the sleeper),
+ *                          which makes lost wake-ups impossible.
+ *
+ * Process-shared robust mutexes give their own acquire/release ordering.
+ */
+#ifndef TQ_ATOMICS_H
+#define TQ_ATOMICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef _Atomic uint64_t tq_a64;
+typedef _Atomic uint32_t tq_a32;
+
+#define load_acq(p) atomic_load_explicit((p), memory_order_acquire)
+#define load_rlx(p) atomic_load_explicit((p), memory_order_relaxed)
+#define store_rel(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define store_rlx(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define add_rlx(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
+#define sub_rlx(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
+#define fence_sc() atomic_thread_fence(memory_order_seq_cst)
+
+static inline int cas64(tq_a64 *p, uint64_t expect, uint64_t want)
+{
+	return atomic_compare_exchange_strong(p, &expect, want);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+#endif

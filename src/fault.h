@@ -1,0 +1,38 @@
+/*
+ * fault.h - deterministic crash points for tests (private to libtaskq).
+ *
+ * A process arms one named point; the library calls TQ_FAULT("name") at
+ * that place in its code, and the armed process kills itself with SIGKILL
+ * there on the hit-th pass. Unarmed, a point costs one predictable branch.
+ * Points may also be armed through the environment: TQ_FAULT=name[:hit],
+ * read once when the first handle is opened.
+ *
+ * Points:
+ *   push.claimed       slots taken from the free ring, task data not written
+ *   push.written       task data written, not yet published to the ready ring
+ *   ring.push.mid      inside a ring push: cells written, half the states set
+ *   ring.pop.mid       inside a ring pop: half the popped states set
+ *   take.popped        tasks popped and leased, lease times not yet written
+ *   ack.mid            some of a batch's leases released, not yet freed
+ *   fail.mid           some of a batch's failures recorded
+ *   recover.mid        recovering a dead process: some of its slots returned
+ *   fold.mid           folding a dead process's counters into the totals
+ */
+#ifndef TQ_FAULT_H
+#define TQ_FAULT_H
+
+extern const char *tq_fault_point_armed;
+void tq_fault_hit(const char *point);
+
+/* Arms `point` (NULL disarms); the process dies on its hit-th pass (>= 1). */
+void tq_fault_arm(const char *point, unsigned hit);
+/* Arms the point named by the TQ_FAULT environment variable, if any. */
+void tq_fault_from_env(void);
+
+#define TQ_FAULT(point)                                                 \
+	do {                                                            \
+		if (__builtin_expect(tq_fault_point_armed != 0, 0))     \
+			tq_fault_hit(point);                            \
+	} while (0)
+
+#endif

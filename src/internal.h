@@ -1,0 +1,103 @@
+/*
+ * internal.h - the process-local side of libtaskq (private).
+ */
+#ifndef TQ_INTERNAL_H
+#define TQ_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "taskq.h"
+
+#ifdef TQ_BUILD_SHARED
+#define TQ_API __attribute__((visibility("default")))
+#else
+#define TQ_API
+#endif
+
+/* Largest number of slots moved under one lock acquisition. */
+#define TQ_CHUNK 256
+/* How often attached processes look for dead peers and overdue leases. */
+#define TQ_MAINT_PERIOD_NS 100000000ull
+/* How long a queue lock may stay held before callers give up (TQ_EBUSY). */
+#define TQ_LOCK_BOUND_NS 10000000000ull
+
+/* A ring as seen by this process: shared control block plus its cells. */
+struct tq_ringd {
+	struct tq_ring *r;
+	uint32_t *cells;
+	uint32_t mask;
+};
+
+struct tq_queue {
+	int fd;
+	uint8_t *base;
+	size_t size;
+	struct tq_hdr *h;
+	struct tq_proc *procs;
+	struct tq_proc *me;
+	uint32_t rec;     /* my record index */
+	uint32_t owner;   /* rec + 1, as stored in slot states */
+	tq_a64 *st;
+	struct tq_slot *slots;
+	struct tq_aux *aux;
+	uint8_t *payload;
+	uint32_t cap;
+	uint32_t stride;
+	struct tq_ringd freer;
+	struct tq_ringd readyr;
+	tq_a64 rng;       /* jitter generator state */
+};
+
+/* queue.c */
+int tq__lock(pthread_mutex_t *m, bool *owner_died);
+void tq__unlock(pthread_mutex_t *m);
+int tq__lock_recovery(tq_queue *q);
+int tq__ofd_trylock(int fd, uint32_t rec);
+void tq__ofd_unlock(int fd, uint32_t rec);
+
+/* ring.c */
+int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
+		 uint64_t stbase, bool gen_from_pos, uint64_t *first_pos);
+int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_t n,
+		  uint64_t stbase);
+int tq__ring_touch_locks(tq_queue *q, struct tq_ringd *rd);
+static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
+{
+	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
+}
+
+/* wait.c */
+void tq__bell_ring(struct tq_bell *b);
+void tq__bell_ring_if_waiting(struct tq_bell *b);
+/* Sleeps until the bell rings, `until_ns` passes, or a bounded interval
+ * ends; `ready` is rechecked after announcing the sleep. */
+void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns);
+
+/* recover.c */
+void tq__maybe_maintain(tq_queue *q, uint64_t now);
+int tq__maintain(tq_queue *q, bool force_sweep);
+int tq__recover_locked(tq_queue *q, uint32_t rec);
+int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
+int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
+void tq__fold_counters(tq_queue *q, uint32_t rec);
+void tq__fold_repair(tq_queue *q);
+int tq__drop_oldest_dead(tq_queue *q);
+void tq__drop_oldest_dead_locked(tq_queue *q);
+void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now);
+
+
+static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)
+{
+	if (n)
+		add_rlx(&q->me->c[c], n);
+}
+
+static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx)
+{
+	return q->payload + (size_t)idx * q->stride;
+}
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * layout.h - the shared-memory layout of a taskq queue (private).
+ *
+ * docs/design.md explains the states, the invariants and the recovery
+ * argument; this file is the reference for the bytes. Any change to a
+ * struct here, or to the meaning of a field, bumps TQ_LAYOUT_VERSION.
+ *
+ * One segment, /dev/shm/taskq.<name>, sized once at creation:
+ *
+ *   [hdr]                       header: config, run state, totals, locks,
+ *                               the two rings' heads and tails
+ *   [procs   x TQ_MAX_PROCS]    one record per attached handle
+ *   [state   x capacity]        u64 slot state words (8 per cache line)
+ *   [slots   x capacity]        64-byte task records
+ *   [aux     x capacity]        64-byte failure records (last error text)
+ *   [free cells  x ring_size]   u32 slot indices: the free ring
+ *   [ready cells x ring_size]   u32 slot indices: the ready ring
+ *   [payload x capacity]        payload_stride bytes each
+ *
+ * Every offset is recomputed from (capacity, max_payload) by every opener
+ * and must match the stored one; nothing read from the segment is trusted
+ * as a pointer or an unchecked index.
+ */
+#ifndef TQ_LAYOUT_H
+#define TQ_LAYOUT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomics.h"
+
+#define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
+#define TQ_LAYOUT_VERSION 1u
+#define TQ_CACHELINE 64
+
+/* ------------------------------------------------------------ slot state
+ * One u64 per slot: bits 0..7 the state, 8..23 the owner (record index + 1,
+ * 0 for none), 32..63 a lease generation (the ready-ring position of the
+ * delivery, so that a stale lease can never match a newer one).
+ */
+enum tq_slot_state {
+	ST_FREE = 0,      /* in the free ring */
+	ST_WRITING = 1,   /* owner is writing a new task into it */
+	ST_READY = 2,     /* in the ready ring */
+	ST_LEASED = 3,    /* owner is processing it */
+	ST_RELEASING = 4, /* owner is returning it to the free ring */
+	ST_REQUEUE = 5,   /* owner is returning it to the ready ring */
+	ST_DELAYED = 6,   /* failed; ready again at slot.deadline_ns */
+	ST_DEAD = 7,      /* in the dead-letter area */
+	ST__COUNT
+};
+
+static inline uint64_t st_make(unsigned state, uint32_t owner, uint32_t gen)
+{
+	return (uint64_t)state | ((uint64_t)(owner & 0xffffu) << 8) | ((uint64_t)gen << 32);
+}
+static inline unsigned st_state(uint64_t s) { return (unsigned)(s & 0xffu); }
+static inline uint32_t st_owner(uint64_t s) { return (uint32_t)((s >> 8) & 0xffffu); }
+
+/* ---------------------------------------------------------------- slots */
+
+struct tq_slot {
+	uint64_t id;
+	uint64_t value;        /* TQ_KIND_INT */
+	uint64_t enq_ns;       /* first push */
+	tq_a64 deadline_ns;    /* LEASED: lease end; DELAYED: retry time; else UINT64_MAX */
+	uint32_t len;          /* payload bytes */
+	uint16_t kind;
+	uint16_t attempts;     /* deliveries so far */
+	uint32_t flags;
+	int32_t last_err;
+	uint64_t taken_ns;     /* last delivery */
+	uint64_t died_ns;      /* DEAD: when */
+};
+_Static_assert(sizeof(struct tq_slot) == 64, "slot is one cache line");
+
+struct tq_aux {
+	char msg[56];
+	uint64_t reserved;
+};
+_Static_assert(sizeof(struct tq_aux) == 64, "aux is one cache line");
+
+/* ---------------------------------------------------------------- rings
+ * A ring of u32 slot indices with a pop side and a push side, each under
+ * its own robust mutex, each with a redo journal (see ring.c).
+ */
+struct tq_journal {
+	tq_a32 phase;    /* 0 idle, 1 an operation is committing */
+	uint32_t n;
+	uint64_t pos;    /* ring position of the first cell */
+	uint64_t stbase; /* the state written into each popped/pushed slot */
+};
+
+struct tq_ring_side {
+	pthread_mutex_t lock;
+	tq_a64 pos;             /* head (pop side) or tail (push side) */
+	struct tq_journal j;
+} __attribute__((aligned(TQ_CACHELINE)));
+
+struct tq_bell {
+	tq_a32 seq;     /* futex word: bumped to wake sleepers */
+	tq_a32 waiters; /* sleepers right now (a hint: sleeps are bounded) */
+} __attribute__((aligned(TQ_CACHELINE)));
+
+struct tq_ring {
+	struct tq_ring_side pop;
+	struct tq_ring_side push;
+	struct tq_bell bell; /* rung by pushes, waited on by poppers */
+};
+
+/* ------------------------------------------------------------- counters */
+
+enum tq_counter {
+	C_PUSHED, C_TAKEN, C_ACKED, C_FAILED, C_RETRIED, C_DEAD,
+	C_EXPIRED, C_RECOVERED, C_DEAD_DROPPED, C_LOST,
+	C__COUNT
+};
+
+/* ------------------------------------------------------- process records */
+
+enum tq_proc_state { PROC_FREE = 0, PROC_ACTIVE = 1 };
+
+struct tq_proc {
+	tq_a32 state;
+	int32_t pid;
+	uint64_t attached_ns;
+	tq_a64 last_seen_ns;
+	tq_a32 waiting;          /* asleep on a bell: 1 ready, 2 free */
+	uint32_t pad0;
+	uint8_t pad1[32];
+	/* Written only by the owning handle (and by recovery once it is dead). */
+	tq_a64 c[C__COUNT] __attribute__((aligned(TQ_CACHELINE)));
+} __attribute__((aligned(TQ_CACHELINE)));
+
+/* --------------------------------------------------------------- header */
+
+struct tq_fold_journal {
+	tq_a32 active;
+	uint32_t rec;
+	uint64_t after[C__COUNT]; /* the totals once the fold is done */
+};
+
+struct tq_hdr {
+	/* Identity and configuration: written once at creation, then read-only. */
+	uint64_t magic;           /* written last at creation */
+	uint32_t version;
+	uint32_t hdr_size;
+	uint64_t total_size;
+	uint32_t capacity;
+	uint32_t max_payload;
+	uint32_t payload_stride;
+	uint32_t ring_size;       /* power of two >= capacity */
+	uint32_t max_procs;
+	uint32_t max_attempts;
+	uint32_t dead_capacity;
+	uint32_t mode;
+	uint64_t lease_ns;
+	uint64_t backoff_base_ns;
+	uint64_t backoff_max_ns;
+	uint64_t created_ns;
+	uint64_t off_procs, off_state, off_slots, off_aux;
+	uint64_t off_free_cells, off_ready_cells, off_payload;
+
+	/* Shared state. */
+	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));
+	tq_a32 dead_count;
+	tq_a32 recoveries;
+	tq_a32 pad;
+	tq_a64 next_maint_ns;
+	tq_a64 next_sweep_ns;
+
+	/* Recovery: one process at a time, under this lock. */
+	pthread_mutex_t recovery_lock __attribute__((aligned(TQ_CACHELINE)));
+	struct tq_fold_journal fold;
+	uint64_t retired[C__COUNT]; /* counters of handles that closed or died */
+
+	struct tq_ring free_ring;   /* slots with no task */
+	struct tq_ring ready_ring;  /* tasks ready to take, oldest first */
+};
+
+#endif

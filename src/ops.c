@@ -1,0 +1,559 @@
+/*
+ * ops.c - push, take, ack, fail, touch; dead letters; run state; stats.
+ *
+ * The life of a slot (see docs/design.md for the full state machine):
+ *   FREE --pop free ring--> WRITING(p) --push ready ring--> READY
+ *   READY --pop ready ring--> LEASED(p, gen)
+ *   LEASED --ack: CAS--> RELEASING(p) --push free ring--> FREE
+ *   LEASED --fail: CAS--> REQUEUE(p) --> DELAYED | DEAD
+ *   DELAYED / expired LEASED --sweep: CAS--> REQUEUE(q) --push ready--> READY
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fault.h"
+#include "internal.h"
+
+static uint64_t deadline_after(uint64_t now, uint64_t timeout_ns)
+{
+	if (timeout_ns == TQ_WAIT_FOREVER || now + timeout_ns < now)
+		return UINT64_MAX;
+	return now + timeout_ns;
+}
+
+static int validate_task(const tq_queue *q, const tq_task *t)
+{
+	switch (t->kind) {
+	case TQ_KIND_INT:
+		return 0;
+	case TQ_KIND_STRING:
+	case TQ_KIND_JSON:
+		if (t->len && !t->data)
+			return TQ_EINVAL;
+		return t->len > q->h->max_payload ? TQ_E2BIG : 0;
+	default:
+		return TQ_EINVAL;
+	}
+}
+
+static void write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint64_t now)
+{
+	struct tq_slot *s = &q->slots[idx];
+
+	s->id = id;
+	s->kind = t->kind;
+	s->enq_ns = now;
+	s->attempts = 0;
+	s->last_err = 0;
+	s->flags = 0;
+	s->taken_ns = 0;
+	store_rlx(&s->deadline_ns, UINT64_MAX);
+	if (t->kind == TQ_KIND_INT) {
+		s->value = t->value;
+		s->len = 0;
+	} else {
+		s->value = 0;
+		s->len = t->len;
+		if (t->len)
+			memcpy(tq__payload(q, idx), t->data, t->len);
+	}
+	t->id = id;
+}
+
+TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
+{
+	uint32_t idx[TQ_CHUNK];
+	size_t done = 0;
+	int rc = 0;
+
+	if (!q || !tasks || n == 0 || n > (size_t)INT32_MAX)
+		return TQ_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = validate_task(q, &tasks[i])))
+			return rc;
+	uint64_t now = tq_now_ns();
+	uint64_t until = deadline_after(now, timeout_ns);
+	tq__maybe_maintain(q, now);
+
+	while (done < n) {
+		uint32_t want = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
+		uint64_t pos = 0;
+		int got = tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false, &pos);
+		if (got < 0) {
+			rc = got;
+			break;
+		}
+		if (got == 0) {
+			if (timeout_ns == 0) {
+				rc = TQ_EAGAIN;
+				break;
+			}
+			now = tq_now_ns();
+			if (now >= until) {
+				rc = TQ_ETIMEDOUT;
+				break;
+			}
+			tq__maybe_maintain(q, now);
+			tq__bell_wait(q, &q->h->free_ring.bell, &q->freer, until);
+			continue;
+		}
+		TQ_FAULT("push.claimed");
+		now = tq_now_ns();
+		for (int i = 0; i < got; i++)
+			write_task(q, idx[i], &tasks[done + i], pos + i + 1, now);
+		TQ_FAULT("push.written");
+		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0))))
+			break;
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+		tq__count(q, C_PUSHED, (uint64_t)got);
+		done += (size_t)got;
+	}
+	return done ? (int)done : rc;
+}
+
+TQ_API int tq_push_int(tq_queue *q, uint64_t value, uint64_t timeout_ns)
+{
+	tq_task t = {.kind = TQ_KIND_INT, .value = value};
+	int rc = tq_push(q, &t, 1, timeout_ns);
+	return rc < 0 ? rc : 0;
+}
+
+TQ_API int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uint64_t timeout_ns)
+{
+	if (kind != TQ_KIND_STRING && kind != TQ_KIND_JSON)
+		return TQ_EINVAL;
+	tq_task t = {.kind = kind, .data = data, .len = len};
+	int rc = tq_push(q, &t, 1, timeout_ns);
+	return rc < 0 ? rc : 0;
+}
+
+static bool may_take(const tq_queue *q)
+{
+	uint32_t rs = load_rlx(&q->h->run_state);
+	return rs != TQ_PAUSED && rs != TQ_STOPPED;
+}
+
+/* Waits while taking is not allowed: a bounded sleep, not a spin. */
+static void paused_wait(uint64_t until)
+{
+	uint64_t now = tq_now_ns(), d = 10000000ull;
+
+	if (until - now < d)
+		d = until - now;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)d};
+	nanosleep(&ts, NULL);
+}
+
+static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, uint64_t now, uint64_t end)
+{
+	struct tq_slot *s = &q->slots[idx];
+	uint16_t a = (uint16_t)(s->attempts + 1);
+
+	s->attempts = a;
+	s->taken_ns = now;
+	store_rel(&s->deadline_ns, end);
+	t->id = s->id;
+	t->kind = s->kind;
+	t->attempt = a;
+	t->enqueued_ns = s->enq_ns;
+	if (s->kind == TQ_KIND_INT) {
+		t->value = s->value;
+		t->data = NULL;
+		t->len = 0;
+	} else {
+		t->value = 0;
+		t->data = tq__payload(q, idx);
+		t->len = s->len <= q->h->max_payload ? s->len : q->h->max_payload;
+	}
+	t->priv[0] = idx;
+	t->priv[1] = lease;
+}
+
+TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
+{
+	uint32_t idx[TQ_CHUNK];
+	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
+	uint64_t pos = 0, lease = st_make(ST_LEASED, q ? q->owner : 0, 0);
+	int got;
+
+	if (!q || !out || max == 0)
+		return TQ_EINVAL;
+	uint64_t now = tq_now_ns();
+	uint64_t until = deadline_after(now, timeout_ns);
+	tq__maybe_maintain(q, now);
+	for (;;) {
+		bool allowed = may_take(q);
+		if (allowed) {
+			got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos);
+			if (got)
+				break;
+		}
+		if (timeout_ns == 0)
+			return TQ_EAGAIN;
+		now = tq_now_ns();
+		if (now >= until)
+			return TQ_ETIMEDOUT;
+		tq__maybe_maintain(q, now);
+		if (allowed)
+			tq__bell_wait(q, &q->h->ready_ring.bell, &q->readyr, until);
+		else
+			paused_wait(until);
+	}
+	if (got < 0)
+		return got;
+	TQ_FAULT("take.popped");
+	now = tq_now_ns();
+	uint64_t end = now + q->h->lease_ns;
+	for (int i = 0; i < got; i++)
+		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
+	tq__count(q, C_TAKEN, (uint64_t)got);
+	/* More left and someone asleep: pass the wake-up on. */
+	if (tq__ring_count(&q->readyr))
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+	return got;
+}
+
+/* A task handed back by the caller: does it name a lease of this handle? */
+static int check_lease(const tq_queue *q, const tq_task *t)
+{
+	if (t->priv[0] >= q->cap || st_state(t->priv[1]) != ST_LEASED ||
+	    st_owner(t->priv[1]) != q->owner)
+		return TQ_EINVAL;
+	return 0;
+}
+
+static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
+{
+	if (!q || !tasks || n == 0)
+		return TQ_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (check_lease(q, &tasks[i]))
+			return TQ_EINVAL;
+	return 0;
+}
+
+TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
+{
+	uint32_t idx[TQ_CHUNK];
+	uint64_t lost = 0;
+	int rc = check_leases(q, tasks, n);
+
+	if (rc)
+		return rc;
+	uint64_t releasing = st_make(ST_RELEASING, q->owner, 0);
+	for (size_t done = 0; done < n;) {
+		uint32_t k = 0, chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
+		for (uint32_t i = 0; i < chunk; i++) {
+			const tq_task *t = &tasks[done + i];
+			uint32_t ix = (uint32_t)t->priv[0];
+			if (cas64(&q->st[ix], t->priv[1], releasing))
+				idx[k++] = ix;
+			else
+				lost++;
+			if (i == chunk / 2)
+				TQ_FAULT("ack.mid");
+		}
+		if ((rc = tq__release_owned(q, idx, k)))
+			return rc;
+		tq__count(q, C_ACKED, k);
+		done += chunk;
+	}
+	tq__count(q, C_LOST, lost);
+	return lost ? TQ_ELOST : 0;
+}
+
+static uint64_t next_rand(tq_queue *q)
+{
+	/* xorshift64*, per handle; jitter only, no security needed. */
+	uint64_t x = load_rlx(&q->rng);
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	store_rlx(&q->rng, x);
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t backoff_ns(tq_queue *q, unsigned attempt)
+{
+	uint64_t d = q->h->backoff_base_ns, cap = q->h->backoff_max_ns;
+
+	for (unsigned i = 1; i < attempt && d < cap; i++)
+		d = d > cap / 2 ? cap : d * 2;
+	if (d > cap)
+		d = cap;
+	return d / 2 + (d / 2 ? next_rand(q) % (d / 2 + 1) : 0);
+}
+
+TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg)
+{
+	uint64_t lost = 0, retried = 0, failed = 0;
+	bool need_drop = false;
+	int rc = check_leases(q, tasks, n);
+
+	if (rc)
+		return rc;
+	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), now = tq_now_ns();
+	for (size_t i = 0; i < n; i++) {
+		const tq_task *t = &tasks[i];
+		uint32_t ix = (uint32_t)t->priv[0];
+		if (!cas64(&q->st[ix], t->priv[1], mine)) {
+			lost++;
+			continue;
+		}
+		failed++;
+		struct tq_slot *s = &q->slots[ix];
+		if (s->attempts >= q->h->max_attempts) {
+			tq__make_dead(q, ix, err, msg, now);
+			need_drop = true;
+		} else {
+			struct tq_aux *a = &q->aux[ix];
+			size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
+			s->last_err = err;
+			if (len)
+				memcpy(a->msg, msg, len);
+			a->msg[len] = '\0';
+			store_rel(&s->deadline_ns, now + backoff_ns(q, s->attempts));
+			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
+			retried++;
+		}
+		if (i == n / 2)
+			TQ_FAULT("fail.mid");
+	}
+	tq__count(q, C_FAILED, failed);
+	tq__count(q, C_RETRIED, retried);
+	tq__count(q, C_LOST, lost);
+	if (need_drop && load_rlx(&q->h->dead_count) > q->h->dead_capacity)
+		(void)tq__drop_oldest_dead(q);
+	return lost ? TQ_ELOST : 0;
+}
+
+TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns)
+{
+	uint64_t lost = 0;
+	int rc = check_leases(q, tasks, n);
+
+	if (rc)
+		return rc;
+	uint64_t end = deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->h->lease_ns);
+	if (end == UINT64_MAX)
+		end = UINT64_MAX - 1;
+	for (size_t i = 0; i < n; i++) {
+		const tq_task *t = &tasks[i];
+		uint32_t ix = (uint32_t)t->priv[0];
+		if (load_acq(&q->st[ix]) != t->priv[1]) {
+			lost++;
+			continue;
+		}
+		store_rel(&q->slots[ix].deadline_ns, end);
+		if (load_acq(&q->st[ix]) != t->priv[1])
+			lost++;
+	}
+	tq__count(q, C_LOST, lost);
+	return lost ? TQ_ELOST : 0;
+}
+
+/* ----------------------------------------------------------- dead letters */
+
+struct dead_ref {
+	uint64_t died_ns, id;
+	uint32_t idx;
+};
+
+static int cmp_dead(const void *a, const void *b)
+{
+	const struct dead_ref *x = a, *y = b;
+	if (x->died_ns != y->died_ns)
+		return x->died_ns < y->died_ns ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride)
+{
+	if (!q || (!out && max))
+		return TQ_EINVAL;
+	struct dead_ref *refs = malloc(sizeof(*refs) * (q->h->dead_capacity + 64u));
+	size_t n = 0, room = q->h->dead_capacity + 64u;
+	if (!refs)
+		return TQ_ENOMEM;
+	for (uint32_t i = 0; i < q->cap && n < room; i++) {
+		if (st_state(load_acq(&q->st[i])) != ST_DEAD)
+			continue;
+		refs[n++] = (struct dead_ref){q->slots[i].died_ns, q->slots[i].id, i};
+	}
+	qsort(refs, n, sizeof(*refs), cmp_dead);
+	size_t k = n < max ? n : max;
+	for (size_t j = 0; j < k; j++) {
+		const struct tq_slot *s = &q->slots[refs[j].idx];
+		tq_dead_info *d = &out[j];
+		memset(d, 0, sizeof(*d));
+		d->id = s->id;
+		d->kind = s->kind;
+		d->value = s->value;
+		d->len = s->len <= q->h->max_payload ? s->len : q->h->max_payload;
+		d->attempts = s->attempts;
+		d->last_err = s->last_err;
+		d->died_ns = s->died_ns;
+		memcpy(d->last_msg, q->aux[refs[j].idx].msg, sizeof(d->last_msg) - 1);
+		d->last_msg[sizeof(d->last_msg) - 1] = '\0';
+		if (data && data_stride && d->kind != TQ_KIND_INT)
+			memcpy((uint8_t *)data + j * data_stride, tq__payload(q, refs[j].idx),
+			       d->len < data_stride ? d->len : data_stride);
+	}
+	free(refs);
+	return (int)k;
+}
+
+/* Applies kick (to ready) or purge (to free) to dead task id, or all. */
+static int dead_move(tq_queue *q, uint64_t id, bool kick)
+{
+	uint32_t idx[TQ_CHUNK], k = 0;
+	int moved = 0, rc = 0;
+	uint64_t mine = st_make(kick ? ST_REQUEUE : ST_RELEASING, q->owner, 0);
+
+	for (uint32_t i = 0; i < q->cap; i++) {
+		if (load_acq(&q->st[i]) != st_make(ST_DEAD, 0, 0))
+			continue;
+		if (id != TQ_ALL && q->slots[i].id != id)
+			continue;
+		if (!cas64(&q->st[i], st_make(ST_DEAD, 0, 0), mine))
+			continue;
+		if (kick)
+			q->slots[i].attempts = 0;
+		sub_rlx(&q->h->dead_count, 1);
+		idx[k++] = i;
+		moved++;
+		if (k == TQ_CHUNK || id != TQ_ALL) {
+			rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k);
+			k = 0;
+			if (rc || id != TQ_ALL)
+				break;
+		}
+	}
+	if (k && !rc)
+		rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k);
+	if (rc)
+		return rc;
+	return moved || id == TQ_ALL ? moved : TQ_ENOTFOUND;
+}
+
+TQ_API int tq_dead_kick(tq_queue *q, uint64_t id)
+{
+	return q ? dead_move(q, id, true) : TQ_EINVAL;
+}
+
+TQ_API int tq_dead_purge(tq_queue *q, uint64_t id)
+{
+	return q ? dead_move(q, id, false) : TQ_EINVAL;
+}
+
+/* ------------------------------------------------------- state and stats */
+
+TQ_API int tq_set_run_state(tq_queue *q, int state)
+{
+	if (!q || state < TQ_RUNNING || state > TQ_PAUSED)
+		return TQ_EINVAL;
+	atomic_store(&q->h->run_state, (uint32_t)state);
+	/* Wake sleepers so that they see the change now. */
+	tq__bell_ring(&q->h->ready_ring.bell);
+	tq__bell_ring(&q->h->free_ring.bell);
+	return 0;
+}
+
+TQ_API int tq_run_state(const tq_queue *q)
+{
+	if (!q)
+		return TQ_EINVAL;
+	uint32_t s = load_acq(&q->h->run_state);
+	return s <= TQ_PAUSED ? (int)s : TQ_EBADQUEUE;
+}
+
+static void read_counters(const struct tq_proc *p, tq_counters *c)
+{
+	c->pushed = load_rlx(&p->c[C_PUSHED]);
+	c->taken = load_rlx(&p->c[C_TAKEN]);
+	c->acked = load_rlx(&p->c[C_ACKED]);
+	c->failed = load_rlx(&p->c[C_FAILED]);
+	c->retried = load_rlx(&p->c[C_RETRIED]);
+	c->dead = load_rlx(&p->c[C_DEAD]);
+	c->expired = load_rlx(&p->c[C_EXPIRED]);
+	c->recovered = load_rlx(&p->c[C_RECOVERED]);
+	c->dead_dropped = load_rlx(&p->c[C_DEAD_DROPPED]);
+	c->lost = load_rlx(&p->c[C_LOST]);
+}
+
+static void add_counters(tq_counters *sum, const tq_counters *c)
+{
+	uint64_t *d = (uint64_t *)sum;
+	const uint64_t *s = (const uint64_t *)c;
+	for (size_t i = 0; i < sizeof(*sum) / sizeof(uint64_t); i++)
+		d[i] += s[i];
+}
+
+TQ_API int tq_counters_self(const tq_queue *q, tq_counters *out)
+{
+	if (!q || !out)
+		return TQ_EINVAL;
+	read_counters(q->me, out);
+	return 0;
+}
+
+TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
+{
+	uint32_t by_state[ST__COUNT] = {0};
+	uint64_t oldest = 0;
+
+	if (!q || !out)
+		return TQ_EINVAL;
+	memset(out, 0, sizeof(*out));
+	_Static_assert(sizeof(tq_counters) == C__COUNT * sizeof(uint64_t), "counter order");
+	memcpy(&out->total, q->h->retired, sizeof(out->total));
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		const struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) != PROC_ACTIVE)
+			continue;
+		tq_counters c;
+		read_counters(p, &c);
+		add_counters(&out->total, &c);
+		out->procs++;
+	}
+	for (uint32_t i = 0; i < q->cap; i++) {
+		unsigned s = st_state(load_acq(&q->st[i]));
+		if (s >= ST__COUNT)
+			continue;
+		by_state[s]++;
+		if (s == ST_READY && (oldest == 0 || q->slots[i].enq_ns < oldest))
+			oldest = q->slots[i].enq_ns;
+	}
+	out->capacity = q->cap;
+	out->ready = by_state[ST_READY];
+	out->leased = by_state[ST_LEASED];
+	out->delayed = by_state[ST_DELAYED];
+	out->dead = by_state[ST_DEAD];
+	out->free_slots = by_state[ST_FREE];
+	out->recoveries = load_rlx(&q->h->recoveries);
+	out->run_state = (int)load_rlx(&q->h->run_state);
+	out->oldest_ready_ns = oldest;
+	return 0;
+}
+
+TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
+{
+	size_t k = 0;
+
+	if (!q || (!out && max))
+		return TQ_EINVAL;
+	for (uint32_t r = 0; r < TQ_MAX_PROCS && k < max; r++) {
+		const struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) != PROC_ACTIVE)
+			continue;
+		tq_proc_info *o = &out[k++];
+		memset(o, 0, sizeof(*o));
+		o->slot = r;
+		o->pid = p->pid;
+		o->attached_ns = p->attached_ns;
+		o->last_seen_ns = load_rlx(&p->last_seen_ns);
+		read_counters(p, &o->counters);
+	}
+	return (int)k;
+}

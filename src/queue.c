@@ -1,0 +1,566 @@
+/*
+ * queue.c - creating, validating, attaching to and detaching from a queue.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "internal.h"
+
+#define SHM_PREFIX "/taskq."
+#define INIT_WAIT_NS 1000000000ull
+
+TQ_API uint64_t tq_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+TQ_API void tq_config_init(tq_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->capacity = 10000;
+	cfg->max_payload = 4096;
+	cfg->mode = 0600;
+	cfg->max_attempts = 5;
+	cfg->dead_capacity = 0;
+	cfg->lease_ns = 30000000000ull;
+	cfg->backoff_base_ns = 100000000ull;
+	cfg->backoff_max_ns = 60000000000ull;
+}
+
+static int validate_name(const char *name, char *shm, size_t shm_size)
+{
+	size_t len;
+
+	if (!name)
+		return TQ_EINVAL;
+	len = strlen(name);
+	if (len == 0 || len > TQ_NAME_MAX || name[0] == '.')
+		return TQ_ENAME;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+		if (!ok)
+			return TQ_ENAME;
+	}
+	if (strlen(SHM_PREFIX) + len + 1 > shm_size)
+		return TQ_ENAME;
+	strcpy(shm, SHM_PREFIX);
+	strcat(shm, name);
+	return 0;
+}
+
+static int validate_config(const tq_config *c)
+{
+	if (c->capacity < 1 || c->capacity > TQ_MAX_CAPACITY)
+		return TQ_EINVAL;
+	if (c->max_payload > TQ_MAX_PAYLOAD)
+		return TQ_EINVAL;
+	if (c->mode & ~0777u)
+		return TQ_EINVAL;
+	if (c->max_attempts < 1 || c->max_attempts > 65535)
+		return TQ_EINVAL;
+	if (c->dead_capacity < 1 || c->dead_capacity > c->capacity)
+		return TQ_EINVAL;
+	if (c->lease_ns < 1000000ull || c->lease_ns > 86400ull * 365 * 1000000000ull)
+		return TQ_EINVAL;
+	if (c->backoff_max_ns < c->backoff_base_ns || c->backoff_max_ns > 86400ull * 365 * 1000000000ull)
+		return TQ_EINVAL;
+	return 0;
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static uint32_t ring_size_for(uint32_t cap)
+{
+	uint32_t r = 1;
+	while (r < cap)
+		r <<= 1;
+	return r;
+}
+
+/* Fills the geometry of a queue with this configuration into h. */
+static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload)
+{
+	uint64_t off = align_up(sizeof(struct tq_hdr), 4096);
+
+	h->capacity = capacity;
+	h->max_payload = max_payload;
+	h->payload_stride = (uint32_t)align_up(max_payload, 64);
+	h->ring_size = ring_size_for(capacity);
+	h->max_procs = TQ_MAX_PROCS;
+	h->hdr_size = sizeof(struct tq_hdr);
+	h->off_procs = off;
+	off += (uint64_t)TQ_MAX_PROCS * sizeof(struct tq_proc);
+	h->off_state = off = align_up(off, 4096);
+	off += (uint64_t)capacity * sizeof(uint64_t);
+	h->off_slots = off = align_up(off, 4096);
+	off += (uint64_t)capacity * sizeof(struct tq_slot);
+	h->off_aux = off = align_up(off, 4096);
+	off += (uint64_t)capacity * sizeof(struct tq_aux);
+	h->off_free_cells = off = align_up(off, 4096);
+	off += (uint64_t)h->ring_size * sizeof(uint32_t);
+	h->off_ready_cells = off = align_up(off, 4096);
+	off += (uint64_t)h->ring_size * sizeof(uint32_t);
+	h->off_payload = off = align_up(off, 4096);
+	off += (uint64_t)capacity * h->payload_stride;
+	h->total_size = align_up(off, 4096);
+}
+
+static int init_mutex(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int rc = pthread_mutexattr_init(&a);
+
+	if (rc)
+		return TQ_ESYS;
+	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc ? TQ_ESYS : 0;
+}
+
+/* Fresh ring: the free ring starts full of every slot, the ready ring empty. */
+static void init_ring_cells(uint32_t *cells, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++)
+		cells[i] = i;
+}
+
+static int init_segment(uint8_t *base, const tq_config *c)
+{
+	struct tq_hdr *h = (struct tq_hdr *)base;
+	int rc;
+
+	compute_layout(h, c->capacity, c->max_payload);
+	h->version = TQ_LAYOUT_VERSION;
+	h->max_attempts = c->max_attempts;
+	h->dead_capacity = c->dead_capacity;
+	h->mode = c->mode;
+	h->lease_ns = c->lease_ns;
+	h->backoff_base_ns = c->backoff_base_ns;
+	h->backoff_max_ns = c->backoff_max_ns;
+	h->created_ns = tq_now_ns();
+	if ((rc = init_mutex(&h->recovery_lock)) || (rc = init_mutex(&h->free_ring.pop.lock)) ||
+	    (rc = init_mutex(&h->free_ring.push.lock)) || (rc = init_mutex(&h->ready_ring.pop.lock)) ||
+	    (rc = init_mutex(&h->ready_ring.push.lock)))
+		return rc;
+	tq_a64 *st = (tq_a64 *)(base + h->off_state);
+	struct tq_slot *slots = (struct tq_slot *)(base + h->off_slots);
+	for (uint32_t i = 0; i < c->capacity; i++) {
+		store_rlx(&st[i], st_make(ST_FREE, 0, 0));
+		store_rlx(&slots[i].deadline_ns, UINT64_MAX);
+	}
+	init_ring_cells((uint32_t *)(base + h->off_free_cells), c->capacity);
+	store_rlx(&h->free_ring.push.pos, c->capacity);
+	/* Publish: openers check the magic last-written word before anything. */
+	atomic_thread_fence(memory_order_release);
+	__atomic_store_n(&h->magic, TQ_MAGIC, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int errno_to_tq(int e)
+{
+	switch (e) {
+	case ENOENT: return TQ_ENOENT;
+	case EEXIST: return TQ_EEXIST;
+	case EACCES: case EPERM: return TQ_EPERM;
+	case ENOMEM: case ENOSPC: case EFBIG: return TQ_ENOMEM;
+	case ENAMETOOLONG: return TQ_ENAME;
+	case EINVAL: return TQ_EINVAL;
+	default: return TQ_ESYS;
+	}
+}
+
+/* Checks a mapped header against everything an honest creator writes. */
+static int validate_header(const struct tq_hdr *h, uint64_t file_size)
+{
+	struct tq_hdr want;
+
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != TQ_MAGIC)
+		return TQ_EBADQUEUE;
+	if (h->version != TQ_LAYOUT_VERSION)
+		return TQ_EVERSION;
+	if (h->hdr_size != sizeof(struct tq_hdr))
+		return TQ_EBADQUEUE;
+	if (h->capacity < 1 || h->capacity > TQ_MAX_CAPACITY || h->max_payload > TQ_MAX_PAYLOAD)
+		return TQ_EBADQUEUE;
+	if (h->max_attempts < 1 || h->max_attempts > 65535 || h->dead_capacity < 1 ||
+	    h->dead_capacity > h->capacity || h->lease_ns < 1000000ull ||
+	    h->backoff_max_ns < h->backoff_base_ns)
+		return TQ_EBADQUEUE;
+	memset(&want, 0, sizeof(want));
+	compute_layout(&want, h->capacity, h->max_payload);
+	if (want.payload_stride != h->payload_stride || want.ring_size != h->ring_size ||
+	    want.max_procs != h->max_procs || want.off_procs != h->off_procs ||
+	    want.off_state != h->off_state || want.off_slots != h->off_slots ||
+	    want.off_aux != h->off_aux || want.off_free_cells != h->off_free_cells ||
+	    want.off_ready_cells != h->off_ready_cells || want.off_payload != h->off_payload ||
+	    want.total_size != h->total_size)
+		return TQ_EBADQUEUE;
+	if (file_size != h->total_size)
+		return TQ_EBADQUEUE;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ locks */
+
+int tq__lock(pthread_mutex_t *m, bool *owner_died)
+{
+	struct timespec ts;
+	uint64_t until;
+	int rc;
+
+	*owner_died = false;
+	for (int i = 0; i < 64; i++) {
+		rc = pthread_mutex_trylock(m);
+		if (rc != EBUSY)
+			goto got;
+		cpu_relax();
+	}
+	until = tq_now_ns() + TQ_LOCK_BOUND_NS;
+	ts.tv_sec = (time_t)(until / 1000000000ull);
+	ts.tv_nsec = (long)(until % 1000000000ull);
+	rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+got:
+	switch (rc) {
+	case 0:
+		return 0;
+	case EOWNERDEAD:
+		*owner_died = true;
+		return 0;
+	case ETIMEDOUT:
+		return TQ_EBUSY;
+	default: /* ENOTRECOVERABLE, EINVAL: not a lock we made */
+		return TQ_EBADQUEUE;
+	}
+}
+
+void tq__unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+}
+
+/* Takes the recovery lock, repairing a fold that a dead holder left half done. */
+int tq__lock_recovery(tq_queue *q)
+{
+	bool died;
+	int rc = tq__lock(&q->h->recovery_lock, &died);
+
+	if (rc)
+		return rc;
+	if (died) {
+		tq__fold_repair(q);
+		pthread_mutex_consistent(&q->h->recovery_lock);
+	}
+	return 0;
+}
+
+/*
+ * Liveness tokens: handle `rec` holds an open-file-description write lock on
+ * byte `rec` of the segment for as long as it is attached. The kernel drops
+ * it when the description is closed, including by process death, so a lock
+ * we can take proves its previous holder gone (pids can be reused; these
+ * locks cannot be inherited by an unrelated process).
+ */
+int tq__ofd_trylock(int fd, uint32_t rec)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = rec, .l_len = 1};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	return (errno == EAGAIN || errno == EACCES) ? TQ_EBUSY : TQ_ESYS;
+}
+
+void tq__ofd_unlock(int fd, uint32_t rec)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = rec, .l_len = 1};
+
+	(void)fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* ---------------------------------------------------------------- attach */
+
+static void bind_handle(tq_queue *q)
+{
+	struct tq_hdr *h = q->h;
+
+	q->procs = (struct tq_proc *)(q->base + h->off_procs);
+	q->st = (tq_a64 *)(q->base + h->off_state);
+	q->slots = (struct tq_slot *)(q->base + h->off_slots);
+	q->aux = (struct tq_aux *)(q->base + h->off_aux);
+	q->payload = q->base + h->off_payload;
+	q->cap = h->capacity;
+	q->stride = h->payload_stride;
+	q->freer = (struct tq_ringd){&h->free_ring, (uint32_t *)(q->base + h->off_free_cells), h->ring_size - 1};
+	q->readyr = (struct tq_ringd){&h->ready_ring, (uint32_t *)(q->base + h->off_ready_cells), h->ring_size - 1};
+	store_rlx(&q->rng, tq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)q);
+}
+
+/* Claims a process record: the first whose liveness lock we can take. A
+ * record still marked active behind a free lock belonged to a dead process
+ * and is recovered first. */
+static int register_self(tq_queue *q)
+{
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		struct tq_proc *p = &q->procs[r];
+		int rc = tq__ofd_trylock(q->fd, r);
+
+		if (rc == TQ_EBUSY)
+			continue;
+		if (rc)
+			return rc;
+		if (load_acq(&p->state) != PROC_FREE) {
+			rc = tq__lock_recovery(q);
+			if (rc) {
+				tq__ofd_unlock(q->fd, r);
+				return rc;
+			}
+			rc = tq__recover_locked(q, r);
+			tq__unlock(&q->h->recovery_lock);
+			if (rc) {
+				tq__ofd_unlock(q->fd, r);
+				return rc;
+			}
+		}
+		p->pid = (int32_t)getpid();
+		p->attached_ns = tq_now_ns();
+		store_rlx(&p->last_seen_ns, p->attached_ns);
+		store_rlx(&p->waiting, 0);
+		for (int c = 0; c < C__COUNT; c++)
+			store_rlx(&p->c[c], 0);
+		store_rel(&p->state, PROC_ACTIVE);
+		q->me = p;
+		q->rec = r;
+		q->owner = r + 1;
+		return 0;
+	}
+	return TQ_EPROCS;
+}
+
+static void unmap_handle(tq_queue *q)
+{
+	if (q->base && q->base != MAP_FAILED)
+		munmap(q->base, q->size);
+	if (q->fd >= 0)
+		close(q->fd);
+	free(q);
+}
+
+/* Maps the whole segment of an open fd after validating its header. */
+static int map_validated(tq_queue *q)
+{
+	struct stat sb;
+	uint64_t deadline = tq_now_ns() + INIT_WAIT_NS;
+
+	for (;;) {
+		if (fstat(q->fd, &sb) != 0)
+			return errno_to_tq(errno);
+		if ((uint64_t)sb.st_size >= sizeof(struct tq_hdr))
+			break;
+		if (sb.st_size != 0 || tq_now_ns() > deadline)
+			return sb.st_size == 0 ? TQ_EINIT : TQ_EBADQUEUE;
+		usleep(1000); /* a creator between shm_open and ftruncate */
+	}
+	void *hp = mmap(NULL, sizeof(struct tq_hdr), PROT_READ, MAP_SHARED, q->fd, 0);
+	if (hp == MAP_FAILED)
+		return TQ_ENOMEM;
+	int rc;
+	while ((rc = validate_header(hp, (uint64_t)sb.st_size)) == TQ_EBADQUEUE &&
+	       __atomic_load_n(&((struct tq_hdr *)hp)->magic, __ATOMIC_ACQUIRE) == 0) {
+		/* All-zero magic: a creator still initialising, or one that died. */
+		if (tq_now_ns() > deadline) {
+			rc = TQ_EINIT;
+			break;
+		}
+		usleep(1000);
+	}
+	munmap(hp, sizeof(struct tq_hdr));
+	if (rc)
+		return rc;
+	q->size = (size_t)sb.st_size;
+	q->base = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
+	if (q->base == MAP_FAILED) {
+		q->base = NULL;
+		return TQ_ENOMEM;
+	}
+	q->h = (struct tq_hdr *)q->base;
+	/* Re-check through the final mapping: the file could have changed. */
+	return validate_header(q->h, (uint64_t)sb.st_size);
+}
+
+static int attach(tq_queue *q)
+{
+	int rc = register_self(q);
+
+	if (rc)
+		return rc;
+	tq_fault_from_env();
+	(void)tq__maintain(q, true);
+	return 0;
+}
+
+TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
+{
+	char shm[sizeof(SHM_PREFIX) + TQ_NAME_MAX + 1];
+	struct tq_hdr geo;
+	tq_config defaults;
+	tq_queue *q;
+	int rc;
+
+	if (!out)
+		return TQ_EINVAL;
+	*out = NULL;
+	if ((rc = validate_name(name, shm, sizeof(shm))))
+		return rc;
+	if (!cfg) {
+		tq_config_init(&defaults);
+		cfg = &defaults;
+	}
+	struct tq_config c = *cfg;
+	if (c.dead_capacity == 0)
+		c.dead_capacity = c.capacity / 10 ? c.capacity / 10 : 1;
+	cfg = &c;
+	if ((rc = validate_config(cfg)))
+		return rc;
+	memset(&geo, 0, sizeof(geo));
+	compute_layout(&geo, cfg->capacity, cfg->max_payload);
+	struct statvfs vfs;
+	if (statvfs("/dev/shm", &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < geo.total_size)
+		return TQ_ENOMEM;
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return TQ_ENOMEM;
+	q->fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)cfg->mode);
+	if (q->fd < 0) {
+		rc = errno_to_tq(errno);
+		goto err_free;
+	}
+	(void)fchmod(q->fd, (mode_t)cfg->mode); /* undo the umask */
+	q->size = geo.total_size;
+	/* Reserve every page now: a full /dev/shm fails here, never later. */
+	rc = posix_fallocate(q->fd, 0, (off_t)q->size);
+	if (rc) {
+		rc = errno_to_tq(rc);
+		goto err_unlink;
+	}
+	q->base = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
+	if (q->base == MAP_FAILED) {
+		q->base = NULL;
+		rc = TQ_ENOMEM;
+		goto err_unlink;
+	}
+	q->h = (struct tq_hdr *)q->base;
+	if ((rc = init_segment(q->base, cfg)))
+		goto err_unlink;
+	bind_handle(q);
+	if ((rc = attach(q)))
+		goto err_unlink;
+	*out = q;
+	return 0;
+
+err_unlink:
+	shm_unlink(shm);
+err_free:
+	unmap_handle(q);
+	return rc;
+}
+
+TQ_API int tq_open(const char *name, tq_queue **out)
+{
+	char shm[sizeof(SHM_PREFIX) + TQ_NAME_MAX + 1];
+	tq_queue *q;
+	int rc;
+
+	if (!out)
+		return TQ_EINVAL;
+	*out = NULL;
+	if ((rc = validate_name(name, shm, sizeof(shm))))
+		return rc;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return TQ_ENOMEM;
+	q->fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	if (q->fd < 0) {
+		rc = errno_to_tq(errno);
+		goto err;
+	}
+	if ((rc = map_validated(q)))
+		goto err;
+	bind_handle(q);
+	if ((rc = attach(q)))
+		goto err;
+	*out = q;
+	return 0;
+err:
+	unmap_handle(q);
+	return rc;
+}
+
+/* Returns every slot this handle owns: leases to ready, the rest freed. */
+static void release_all_owned(tq_queue *q)
+{
+	(void)tq__recover_locked(q, q->rec);
+}
+
+TQ_API int tq_close(tq_queue *q)
+{
+	if (!q)
+		return 0;
+	if (q->me) {
+		if (tq__lock_recovery(q) == 0) {
+			release_all_owned(q);
+			tq__unlock(&q->h->recovery_lock);
+		}
+	}
+	unmap_handle(q); /* closing the fd drops the liveness lock */
+	return 0;
+}
+
+TQ_API int tq_destroy(const char *name)
+{
+	char shm[sizeof(SHM_PREFIX) + TQ_NAME_MAX + 1];
+	int rc = validate_name(name, shm, sizeof(shm));
+
+	if (rc)
+		return rc;
+	if (shm_unlink(shm) != 0)
+		return errno_to_tq(errno);
+	return 0;
+}
+
+TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
+{
+	if (!q || !out)
+		return TQ_EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->capacity = q->h->capacity;
+	out->max_payload = q->h->max_payload;
+	out->mode = (mode_t)q->h->mode;
+	out->max_attempts = q->h->max_attempts;
+	out->dead_capacity = q->h->dead_capacity;
+	out->lease_ns = q->h->lease_ns;
+	out->backoff_base_ns = q->h->backoff_base_ns;
+	out->backoff_max_ns = q->h->backoff_max_ns;
+	return 0;
+}

@@ -1,0 +1,343 @@
+/*
+ * recover.c - liveness, recovery of dead processes, lease expiry, retries.
+ *
+ * All of it runs under the recovery lock (a robust mutex in the header), by
+ * whichever attached process gets there first: on open, on explicit
+ * tq_recover(), and every TQ_MAINT_PERIOD_NS from the push/take paths and
+ * their sleeps. A process that dies in here leaves the lock owner-dead; the
+ * next holder repairs the counter fold (the only multi-word update made
+ * under this lock alone) and simply runs recovery again: every step below
+ * is a compare-and-swap on a slot state or a ring operation with its own
+ * journal, so repeating it is safe.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "fault.h"
+#include "internal.h"
+
+/* Batches slots taken over by this process and sends them on their way. */
+struct mover {
+	tq_queue *q;
+	uint32_t req[TQ_CHUNK];
+	uint32_t rel[TQ_CHUNK];
+	uint32_t nreq, nrel;
+};
+
+int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		store_rel(&q->slots[idx[i]].deadline_ns, UINT64_MAX);
+	int rc = tq__ring_push(q, &q->readyr, idx, n, st_make(ST_READY, 0, 0));
+	if (rc == 0)
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+	return rc;
+}
+
+int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n)
+{
+	int rc = tq__ring_push(q, &q->freer, idx, n, st_make(ST_FREE, 0, 0));
+	if (rc == 0)
+		tq__bell_ring_if_waiting(&q->h->free_ring.bell);
+	return rc;
+}
+
+static void mover_flush(struct mover *m)
+{
+	if (m->nreq)
+		(void)tq__requeue_owned(m->q, m->req, m->nreq);
+	if (m->nrel)
+		(void)tq__release_owned(m->q, m->rel, m->nrel);
+	m->nreq = m->nrel = 0;
+}
+
+static void mover_requeue(struct mover *m, uint32_t idx)
+{
+	m->req[m->nreq++] = idx;
+	if (m->nreq == TQ_CHUNK)
+		mover_flush(m);
+}
+
+static void mover_release(struct mover *m, uint32_t idx)
+{
+	m->rel[m->nrel++] = idx;
+	if (m->nrel == TQ_CHUNK)
+		mover_flush(m);
+}
+
+/* Moves a slot this process owns into the dead-letter area. */
+void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now)
+{
+	struct tq_slot *s = &q->slots[idx];
+	struct tq_aux *a = &q->aux[idx];
+	size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
+
+	s->last_err = err;
+	if (len)
+		memcpy(a->msg, msg, len);
+	a->msg[len] = '\0';
+	s->died_ns = now;
+	store_rel(&s->deadline_ns, UINT64_MAX);
+	add_rlx(&q->h->dead_count, 1);
+	store_rel(&q->st[idx], st_make(ST_DEAD, 0, 0));
+	tq__count(q, C_DEAD, 1);
+}
+
+/* A lease taken back from its holder (dead, or overdue): retry or bury. */
+static void lease_returned(struct mover *m, uint32_t idx, const char *why, uint64_t now,
+			   bool *need_drop)
+{
+	tq_queue *q = m->q;
+
+	if (q->slots[idx].attempts >= q->h->max_attempts) {
+		tq__make_dead(q, idx, TQ_ELOST, why, now);
+		*need_drop = true;
+	} else {
+		mover_requeue(m, idx);
+	}
+}
+
+/* --------------------------------------------------------------- counters */
+
+static void fold_apply(tq_queue *q)
+{
+	struct tq_fold_journal *f = &q->h->fold;
+
+	for (int c = 0; c < C__COUNT; c++)
+		q->h->retired[c] = f->after[c];
+	TQ_FAULT("fold.mid");
+	if (f->rec < TQ_MAX_PROCS)
+		for (int c = 0; c < C__COUNT; c++)
+			store_rlx(&q->procs[f->rec].c[c], 0);
+	store_rel(&f->active, 0);
+}
+
+/* Adds record rec's counters to the retired totals, exactly once even if
+ * this process dies half way (the journal holds the totals to reach). */
+void tq__fold_counters(tq_queue *q, uint32_t rec)
+{
+	struct tq_fold_journal *f = &q->h->fold;
+
+	for (int c = 0; c < C__COUNT; c++)
+		f->after[c] = q->h->retired[c] + load_rlx(&q->procs[rec].c[c]);
+	f->rec = rec;
+	store_rel(&f->active, 1);
+	fold_apply(q);
+}
+
+void tq__fold_repair(tq_queue *q)
+{
+	if (load_acq(&q->h->fold.active) == 1)
+		fold_apply(q);
+}
+
+/* -------------------------------------------------------------- recovery */
+
+/*
+ * Returns everything record `rec` owned and frees the record. The caller
+ * holds the recovery lock and rec's liveness lock (or is rec, closing).
+ */
+int tq__recover_locked(tq_queue *q, uint32_t rec)
+{
+	struct tq_proc *p = &q->procs[rec];
+	struct mover m = {.q = q};
+	uint32_t owner = rec + 1, mine = st_make(0, q->owner, 0);
+	uint64_t now = tq_now_ns(), returned = 0;
+	bool need_drop = false;
+	int rc;
+
+	/* Settle any ring operation the dead holder was inside. */
+	if ((rc = tq__ring_touch_locks(q, &q->freer)) || (rc = tq__ring_touch_locks(q, &q->readyr)))
+		return rc;
+
+	for (uint32_t i = 0; i < q->cap; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_owner(s) != owner)
+			continue;
+		switch (st_state(s)) {
+		case ST_WRITING:
+		case ST_RELEASING:
+			if (cas64(&q->st[i], s, st_make(ST_RELEASING, 0, 0) | mine))
+				mover_release(&m, i);
+			break;
+		case ST_LEASED:
+			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine)) {
+				returned++;
+				lease_returned(&m, i, "the process holding its lease died", now, &need_drop);
+			}
+			break;
+		case ST_REQUEUE:
+			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine))
+				mover_requeue(&m, i);
+			break;
+		default:
+			break;
+		}
+		if (i == q->cap / 2)
+			TQ_FAULT("recover.mid");
+	}
+	mover_flush(&m);
+	if (rec != q->rec || returned)
+		tq__count(q, C_RECOVERED, returned);
+
+	uint32_t w = load_rlx(&p->waiting);
+	if (w == 1 && rec != q->rec && load_rlx(&q->h->ready_ring.bell.waiters))
+		sub_rlx(&q->h->ready_ring.bell.waiters, 1);
+	else if (w == 2 && rec != q->rec && load_rlx(&q->h->free_ring.bell.waiters))
+		sub_rlx(&q->h->free_ring.bell.waiters, 1);
+	store_rlx(&p->waiting, 0);
+
+	tq__fold_counters(q, rec);
+	if (rec != q->rec)
+		add_rlx(&q->h->recoveries, 1);
+	store_rel(&p->state, PROC_FREE);
+	if (need_drop)
+		tq__drop_oldest_dead_locked(q);
+	return 0;
+}
+
+/* Expires overdue leases and moves due retries to ready. */
+static void sweep(tq_queue *q, uint64_t now)
+{
+	struct mover m = {.q = q};
+	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), expired = 0;
+	uint32_t dead = 0;
+	bool need_drop = false;
+
+	for (uint32_t i = 0; i < q->cap; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		unsigned state = st_state(s);
+		if (state == ST_DEAD) {
+			dead++;
+			continue;
+		}
+		if (state != ST_LEASED && state != ST_DELAYED)
+			continue;
+		uint64_t due = load_acq(&q->slots[i].deadline_ns);
+		if (due > now || !cas64(&q->st[i], s, mine))
+			continue;
+		if (state == ST_LEASED) {
+			expired++;
+			lease_returned(&m, i, "its lease expired", now, &need_drop);
+		} else {
+			mover_requeue(&m, i);
+		}
+	}
+	mover_flush(&m);
+	tq__count(q, C_EXPIRED, expired);
+	store_rlx(&q->h->dead_count, dead);
+	if (need_drop)
+		tq__drop_oldest_dead_locked(q);
+}
+
+static int trylock_recovery(tq_queue *q)
+{
+	int rc = pthread_mutex_trylock(&q->h->recovery_lock);
+
+	if (rc == EOWNERDEAD) {
+		tq__fold_repair(q);
+		pthread_mutex_consistent(&q->h->recovery_lock);
+		return 0;
+	}
+	return rc == 0 ? 0 : TQ_EBUSY;
+}
+
+static uint64_t sweep_period(const tq_queue *q)
+{
+	/* A pass reads one word per slot: keep it under ~1% of one core. */
+	uint64_t p = (uint64_t)q->cap * 1000ull;
+	return p < TQ_MAINT_PERIOD_NS ? TQ_MAINT_PERIOD_NS : p;
+}
+
+int tq__maintain(tq_queue *q, bool force)
+{
+	struct tq_hdr *h = q->h;
+	uint64_t now = tq_now_ns();
+	int recovered = 0;
+
+	if (!force) {
+		uint64_t next = load_rlx(&h->next_maint_ns);
+		if (now < next || !cas64(&h->next_maint_ns, next, now + TQ_MAINT_PERIOD_NS))
+			return 0;
+		if (trylock_recovery(q))
+			return 0;
+	} else {
+		store_rlx(&h->next_maint_ns, now + TQ_MAINT_PERIOD_NS);
+		int rc = tq__lock_recovery(q);
+		if (rc)
+			return rc;
+	}
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		if (r == q->rec || load_acq(&q->procs[r].state) != PROC_ACTIVE)
+			continue;
+		if (tq__ofd_trylock(q->fd, r) != 0)
+			continue; /* alive */
+		if (load_acq(&q->procs[r].state) == PROC_ACTIVE && tq__recover_locked(q, r) == 0)
+			recovered++;
+		tq__ofd_unlock(q->fd, r);
+	}
+	if (force || now >= load_rlx(&h->next_sweep_ns)) {
+		store_rlx(&h->next_sweep_ns, now + sweep_period(q));
+		sweep(q, now);
+	}
+	tq__unlock(&h->recovery_lock);
+	return recovered;
+}
+
+void tq__maybe_maintain(tq_queue *q, uint64_t now)
+{
+	store_rlx(&q->me->last_seen_ns, now);
+	if (now >= load_rlx(&q->h->next_maint_ns))
+		(void)tq__maintain(q, false);
+}
+
+TQ_API int tq_recover(tq_queue *q)
+{
+	if (!q)
+		return TQ_EINVAL;
+	return tq__maintain(q, true);
+}
+
+/* ----------------------------------------------------------- dead letters */
+
+/* Frees the oldest dead tasks while more than dead_capacity are kept.
+ * Caller holds the recovery lock. */
+void tq__drop_oldest_dead_locked(tq_queue *q)
+{
+	uint32_t limit = q->h->dead_capacity;
+
+	while (load_rlx(&q->h->dead_count) > limit) {
+		uint32_t best = UINT32_MAX;
+		uint64_t best_t = UINT64_MAX, best_id = UINT64_MAX, count = 0;
+		for (uint32_t i = 0; i < q->cap; i++) {
+			if (st_state(load_acq(&q->st[i])) != ST_DEAD)
+				continue;
+			count++;
+			const struct tq_slot *s = &q->slots[i];
+			if (s->died_ns < best_t || (s->died_ns == best_t && s->id < best_id)) {
+				best = i;
+				best_t = s->died_ns;
+				best_id = s->id;
+			}
+		}
+		store_rlx(&q->h->dead_count, (uint32_t)count);
+		if (count <= limit || best == UINT32_MAX)
+			return;
+		if (!cas64(&q->st[best], st_make(ST_DEAD, 0, 0), st_make(ST_RELEASING, q->owner, 0)))
+			continue;
+		sub_rlx(&q->h->dead_count, 1);
+		tq__count(q, C_DEAD_DROPPED, 1);
+		(void)tq__release_owned(q, &best, 1);
+	}
+}
+
+int tq__drop_oldest_dead(tq_queue *q)
+{
+	int rc = tq__lock_recovery(q);
+
+	if (rc)
+		return rc;
+	tq__drop_oldest_dead_locked(q);
+	tq__unlock(&q->h->recovery_lock);
+	return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * wait.c - doorbells: spin briefly, then sleep on a futex in shared memory.
+ *
+ * A sleeper announces itself (waiters++, a sequentially consistent RMW),
+ * reads the bell's sequence, rechecks its condition, and sleeps only if
+ * the sequence is unchanged. A ringer publishes first, then fences, then
+ * looks at waiters: so either the sleeper's recheck sees the new work, or
+ * the ringer sees the sleeper and bumps the sequence (the futex then does
+ * not sleep, or is woken). With nobody asleep, ringing costs one fence and
+ * one load: no system call.
+ *
+ * `waiters` is a hint, not a truth: a sleeper killed while asleep leaves
+ * it one too high (an extra wake call per push until recovery of that
+ * process corrects it), and every sleep is bounded, so no wake-up that
+ * goes missing can hold anyone for longer than one interval.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SPIN_ROUNDS 256
+#define SLEEP_SLICE_NS 50000000ull
+
+static long futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+void tq__bell_ring(struct tq_bell *b)
+{
+	atomic_fetch_add(&b->seq, 1);
+	futex(&b->seq, FUTEX_WAKE, 1, NULL);
+}
+
+void tq__bell_ring_if_waiting(struct tq_bell *b)
+{
+	fence_sc();
+	if (load_rlx(&b->waiters))
+		tq__bell_ring(b);
+}
+
+void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns)
+{
+	for (int i = 0; i < SPIN_ROUNDS; i++) {
+		if (tq__ring_count(rd))
+			return;
+		cpu_relax();
+	}
+	uint64_t now = tq_now_ns();
+	if (now >= until_ns)
+		return;
+	uint64_t slice = until_ns - now;
+	if (slice > SLEEP_SLICE_NS)
+		slice = SLEEP_SLICE_NS;
+
+	atomic_fetch_add(&b->waiters, 1);
+	store_rlx(&q->me->waiting, b == &q->h->ready_ring.bell ? 1u : 2u);
+	uint32_t seq = atomic_load(&b->seq);
+	if (!tq__ring_count(rd)) {
+		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),
+				      .tv_nsec = (long)(slice % 1000000000ull)};
+		futex(&b->seq, FUTEX_WAIT, seq, &ts);
+	}
+	store_rlx(&q->me->waiting, 0);
+	atomic_fetch_sub(&b->waiters, 1);
+}
