@@ -127,7 +127,7 @@ struct tq_proc {
 	uint64_t attached_ns;
 	tq_a64 last_seen_ns;
 	tq_a32 waiting;          /* asleep on a bell: 1 ready, 2 free */
-	uint32_t pad0;
+	tq_a32 acking;           /* inside tq_ack's fast path (see ops.c) */
 	uint8_t pad1[32];
 	/* Written only by the owning handle (and by recovery once it is dead). */
 	tq_a64 c[C__COUNT] __attribute__((aligned(TQ_CACHELINE)));
@@ -166,7 +166,7 @@ struct tq_hdr {
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));
 	tq_a32 dead_count;
 	tq_a32 recoveries;
-	tq_a32 pad;
+	tq_a32 sweeping;          /* a lease-expiry sweep is running (see ops.c) */
 	tq_a64 next_maint_ns;
 	tq_a64 next_sweep_ns;
 

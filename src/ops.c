@@ -206,6 +206,8 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	now = tq_now_ns();
 	uint64_t end = now + q->h->lease_ns;
 	for (int i = 0; i < got; i++)
+		__builtin_prefetch(&q->slots[idx[i]], 1);
+	for (int i = 0; i < got; i++)
 		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
 	tq__count(q, C_TAKEN, (uint64_t)got);
 	/* More left and someone asleep: pass the wake-up on. */
@@ -233,6 +235,37 @@ static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
 	return 0;
 }
 
+/*
+ * Ack without a compare-and-swap per task. While a process lives, only the
+ * lease-expiry sweep can take its leases away, so the two agree Dekker-style:
+ * the acker raises its `acking` count and then reads `sweeping`; the sweeper
+ * raises `sweeping` and then reads the owner's `acking` before each steal.
+ * Both are sequentially consistent, so at least one sees the other: either
+ * the sweeper leaves this owner's leases for its next pass, or the acker sees
+ * the sweep and takes the slow path, where each slot is claimed by CAS. On
+ * the fast path a lease still in place cannot change until the free-ring
+ * push (which writes FREE) is done.
+ */
+static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *idx, uint64_t *lost)
+{
+	uint64_t releasing = st_make(ST_RELEASING, q->owner, 0);
+	bool fast = atomic_load(&q->h->sweeping) == 0;
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t ix = (uint32_t)t[i].priv[0];
+		bool mine = fast ? load_rlx(&q->st[ix]) == t[i].priv[1]
+				 : cas64(&q->st[ix], t[i].priv[1], releasing);
+		if (mine)
+			idx[k++] = ix;
+		else
+			(*lost)++;
+		if (i == n / 2)
+			TQ_FAULT("ack.mid");
+	}
+	return k;
+}
+
 TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 {
 	uint32_t idx[TQ_CHUNK];
@@ -241,26 +274,17 @@ TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 
 	if (rc)
 		return rc;
-	uint64_t releasing = st_make(ST_RELEASING, q->owner, 0);
-	for (size_t done = 0; done < n;) {
-		uint32_t k = 0, chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
-		for (uint32_t i = 0; i < chunk; i++) {
-			const tq_task *t = &tasks[done + i];
-			uint32_t ix = (uint32_t)t->priv[0];
-			if (cas64(&q->st[ix], t->priv[1], releasing))
-				idx[k++] = ix;
-			else
-				lost++;
-			if (i == chunk / 2)
-				TQ_FAULT("ack.mid");
-		}
-		if ((rc = tq__release_owned(q, idx, k)))
-			return rc;
+	for (size_t done = 0; done < n && rc == 0;) {
+		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
+		atomic_fetch_add(&q->me->acking, 1);
+		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
+		rc = tq__release_owned(q, idx, k);
+		atomic_fetch_sub(&q->me->acking, 1);
 		tq__count(q, C_ACKED, k);
 		done += chunk;
 	}
 	tq__count(q, C_LOST, lost);
-	return lost ? TQ_ELOST : 0;
+	return rc ? rc : lost ? TQ_ELOST : 0;
 }
 
 static uint64_t next_rand(tq_queue *q)

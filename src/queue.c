@@ -269,6 +269,7 @@ int tq__lock_recovery(tq_queue *q)
 		return rc;
 	if (died) {
 		tq__fold_repair(q);
+		atomic_store(&q->h->sweeping, 0); /* a sweeper died mid-pass */
 		pthread_mutex_consistent(&q->h->recovery_lock);
 	}
 	return 0;
@@ -345,6 +346,7 @@ static int register_self(tq_queue *q)
 		p->attached_ns = tq_now_ns();
 		store_rlx(&p->last_seen_ns, p->attached_ns);
 		store_rlx(&p->waiting, 0);
+		store_rlx(&p->acking, 0);
 		for (int c = 0; c < C__COUNT; c++)
 			store_rlx(&p->c[c], 0);
 		store_rel(&p->state, PROC_ACTIVE);

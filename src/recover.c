@@ -204,6 +204,7 @@ static void sweep(tq_queue *q, uint64_t now)
 	uint32_t dead = 0;
 	bool need_drop = false;
 
+	atomic_store(&q->h->sweeping, 1);
 	for (uint32_t i = 0; i < q->cap; i++) {
 		uint64_t s = load_acq(&q->st[i]);
 		unsigned state = st_state(s);
@@ -214,7 +215,14 @@ static void sweep(tq_queue *q, uint64_t now)
 		if (state != ST_LEASED && state != ST_DELAYED)
 			continue;
 		uint64_t due = load_acq(&q->slots[i].deadline_ns);
-		if (due > now || !cas64(&q->st[i], s, mine))
+		if (due > now)
+			continue;
+		/* An owner inside tq_ack's fast path keeps its leases this pass. */
+		uint32_t o = st_owner(s);
+		if (state == ST_LEASED && o >= 1 && o <= TQ_MAX_PROCS &&
+		    atomic_load(&q->procs[o - 1].acking) != 0)
+			continue;
+		if (!cas64(&q->st[i], s, mine))
 			continue;
 		if (state == ST_LEASED) {
 			expired++;
@@ -224,6 +232,7 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
+	atomic_store(&q->h->sweeping, 0);
 	tq__count(q, C_EXPIRED, expired);
 	store_rlx(&q->h->dead_count, dead);
 	if (need_drop)
@@ -236,6 +245,7 @@ static int trylock_recovery(tq_queue *q)
 
 	if (rc == EOWNERDEAD) {
 		tq__fold_repair(q);
+		atomic_store(&q->h->sweeping, 0);
 		pthread_mutex_consistent(&q->h->recovery_lock);
 		return 0;
 	}

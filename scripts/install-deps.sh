@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages taskq needs to build, test and run.
+# Safe to run again; does nothing when everything is present.
+set -euo pipefail
+PKGS=(build-essential clang pkg-config libcriterion-dev libcjson-dev libmicrohttpd-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "taskq: installing ${missing[*]} (build tools, Criterion for tests, cJSON and libmicrohttpd for the programs)" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
