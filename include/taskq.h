@@ -167,9 +167,9 @@ typedef struct tq_task {
  * and every accepted task will be delivered even if the caller dies.
  * Fewer than n means the timeout passed with the queue full.
  * Errors (nothing accepted): TQ_EINVAL (bad kind, NULL data with len > 0,
- * n == 0), TQ_E2BIG (the first too-large task stops the batch before it;
- * if it is tasks[0]), TQ_EAGAIN (timeout 0, full), TQ_ETIMEDOUT, TQ_EBUSY.
- * A batch is validated whole before anything is pushed.
+ * n == 0), TQ_E2BIG (a payload over max_payload), TQ_EAGAIN (timeout 0,
+ * full), TQ_ETIMEDOUT, TQ_EBUSY. The batch is validated whole first: one
+ * bad task anywhere in it means nothing of it is pushed.
  */
 int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
 

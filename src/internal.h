@@ -59,10 +59,12 @@ int tq__ofd_trylock(int fd, uint32_t rec);
 void tq__ofd_unlock(int fd, uint32_t rec);
 
 /* ring.c */
+/* `counter` (one of this handle's C_*, or C__COUNT for none) is advanced
+ * by the number moved, atomically with the move as far as crashes go. */
 int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
-		 uint64_t stbase, bool gen_from_pos, uint64_t *first_pos);
+		 uint64_t stbase, bool gen_from_pos, uint64_t *first_pos, enum tq_counter counter);
 int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_t n,
-		  uint64_t stbase);
+		  uint64_t stbase, enum tq_counter counter);
 int tq__ring_touch_locks(tq_queue *q, struct tq_ringd *rd);
 static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 {
@@ -79,9 +81,9 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 /* recover.c */
 void tq__maybe_maintain(tq_queue *q, uint64_t now);
 int tq__maintain(tq_queue *q, bool force_sweep);
-int tq__recover_locked(tq_queue *q, uint32_t rec);
+int tq__recover_locked(tq_queue *q, uint32_t rec, bool died);
 int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
-int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
+int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n, enum tq_counter counter);
 void tq__fold_counters(tq_queue *q, uint32_t rec);
 void tq__fold_repair(tq_queue *q);
 int tq__drop_oldest_dead(tq_queue *q);

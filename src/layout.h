@@ -90,6 +90,12 @@ struct tq_journal {
 	uint32_t n;
 	uint64_t pos;    /* ring position of the first cell */
 	uint64_t stbase; /* the state written into each popped/pushed slot */
+	/* The counter this operation adds n to (procs[cnt_rec].c[cnt_id]), and
+	 * its value before: only ever changed under this lock, so a repairer
+	 * can set it to cnt_before + n whether or not the holder got there. */
+	uint64_t cnt_before;
+	uint32_t cnt_rec;
+	uint32_t cnt_id; /* C__COUNT: none */
 };
 
 struct tq_ring_side {
@@ -167,6 +173,8 @@ struct tq_hdr {
 	tq_a32 dead_count;
 	tq_a32 recoveries;
 	tq_a32 sweeping;          /* a lease-expiry sweep is running (see ops.c) */
+	uint32_t tag;             /* random at creation: binds a lease to its queue */
+	uint32_t pad2;
 	tq_a64 next_maint_ns;
 	tq_a64 next_sweep_ns;
 

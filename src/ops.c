@@ -79,7 +79,8 @@ TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 	while (done < n) {
 		uint32_t want = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
 		uint64_t pos = 0;
-		int got = tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false, &pos);
+		int got = tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false,
+				       &pos, C__COUNT);
 		if (got < 0) {
 			rc = got;
 			break;
@@ -103,10 +104,9 @@ TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		for (int i = 0; i < got; i++)
 			write_task(q, idx[i], &tasks[done + i], pos + i + 1, now);
 		TQ_FAULT("push.written");
-		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0))))
+		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED)))
 			break;
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
-		tq__count(q, C_PUSHED, (uint64_t)got);
 		done += (size_t)got;
 	}
 	return done ? (int)done : rc;
@@ -166,7 +166,7 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 		t->data = tq__payload(q, idx);
 		t->len = s->len <= q->h->max_payload ? s->len : q->h->max_payload;
 	}
-	t->priv[0] = idx;
+	t->priv[0] = idx | ((uint64_t)q->h->tag << 32);
 	t->priv[1] = lease;
 }
 
@@ -185,7 +185,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	for (;;) {
 		bool allowed = may_take(q);
 		if (allowed) {
-			got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos);
+			got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos, C_TAKEN);
 			if (got)
 				break;
 		}
@@ -209,7 +209,6 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 		__builtin_prefetch(&q->slots[idx[i]], 1);
 	for (int i = 0; i < got; i++)
 		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
-	tq__count(q, C_TAKEN, (uint64_t)got);
 	/* More left and someone asleep: pass the wake-up on. */
 	if (tq__ring_count(&q->readyr))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
@@ -219,7 +218,8 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 /* A task handed back by the caller: does it name a lease of this handle? */
 static int check_lease(const tq_queue *q, const tq_task *t)
 {
-	if (t->priv[0] >= q->cap || st_state(t->priv[1]) != ST_LEASED ||
+	if ((t->priv[0] >> 32) != q->h->tag || (uint32_t)t->priv[0] >= q->cap ||
+	    st_state(t->priv[1]) != ST_LEASED ||
 	    st_owner(t->priv[1]) != q->owner)
 		return TQ_EINVAL;
 	return 0;
@@ -278,9 +278,8 @@ TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
 		atomic_fetch_add(&q->me->acking, 1);
 		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
-		rc = tq__release_owned(q, idx, k);
+		rc = tq__release_owned(q, idx, k, C_ACKED);
 		atomic_fetch_sub(&q->me->acking, 1);
-		tq__count(q, C_ACKED, k);
 		done += chunk;
 	}
 	tq__count(q, C_LOST, lost);
@@ -311,7 +310,7 @@ static uint64_t backoff_ns(tq_queue *q, unsigned attempt)
 
 TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg)
 {
-	uint64_t lost = 0, retried = 0, failed = 0;
+	uint64_t lost = 0;
 	bool need_drop = false;
 	int rc = check_leases(q, tasks, n);
 
@@ -325,7 +324,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			lost++;
 			continue;
 		}
-		failed++;
+		tq__count(q, C_FAILED, 1);
 		struct tq_slot *s = &q->slots[ix];
 		if (s->attempts >= q->h->max_attempts) {
 			tq__make_dead(q, ix, err, msg, now);
@@ -339,13 +338,11 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			a->msg[len] = '\0';
 			store_rel(&s->deadline_ns, now + backoff_ns(q, s->attempts));
 			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
-			retried++;
+			tq__count(q, C_RETRIED, 1);
 		}
 		if (i == n / 2)
 			TQ_FAULT("fail.mid");
 	}
-	tq__count(q, C_FAILED, failed);
-	tq__count(q, C_RETRIED, retried);
 	tq__count(q, C_LOST, lost);
 	if (need_drop && load_rlx(&q->h->dead_count) > q->h->dead_capacity)
 		(void)tq__drop_oldest_dead(q);
@@ -448,14 +445,14 @@ static int dead_move(tq_queue *q, uint64_t id, bool kick)
 		idx[k++] = i;
 		moved++;
 		if (k == TQ_CHUNK || id != TQ_ALL) {
-			rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k);
+			rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
 			k = 0;
 			if (rc || id != TQ_ALL)
 				break;
 		}
 	}
 	if (k && !rc)
-		rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k);
+		rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
 	if (rc)
 		return rc;
 	return moved || id == TQ_ALL ? moved : TQ_ENOTFOUND;

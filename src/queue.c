@@ -159,6 +159,7 @@ static int init_segment(uint8_t *base, const tq_config *c)
 	h->backoff_base_ns = c->backoff_base_ns;
 	h->backoff_max_ns = c->backoff_max_ns;
 	h->created_ns = tq_now_ns();
+	h->tag = (uint32_t)(h->created_ns ^ (h->created_ns >> 32) ^ ((uint64_t)getpid() << 16)) | 1u;
 	if ((rc = init_mutex(&h->recovery_lock)) || (rc = init_mutex(&h->free_ring.pop.lock)) ||
 	    (rc = init_mutex(&h->free_ring.push.lock)) || (rc = init_mutex(&h->ready_ring.pop.lock)) ||
 	    (rc = init_mutex(&h->ready_ring.push.lock)))
@@ -170,6 +171,8 @@ static int init_segment(uint8_t *base, const tq_config *c)
 		store_rlx(&slots[i].deadline_ns, UINT64_MAX);
 	}
 	init_ring_cells((uint32_t *)(base + h->off_free_cells), c->capacity);
+	h->free_ring.pop.j.cnt_id = h->free_ring.push.j.cnt_id = C__COUNT;
+	h->ready_ring.pop.j.cnt_id = h->ready_ring.push.j.cnt_id = C__COUNT;
 	store_rlx(&h->free_ring.push.pos, c->capacity);
 	/* Publish: openers check the magic last-written word before anything. */
 	atomic_thread_fence(memory_order_release);
@@ -316,44 +319,47 @@ static void bind_handle(tq_queue *q)
 	store_rlx(&q->rng, tq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)q);
 }
 
-/* Claims a process record: the first whose liveness lock we can take. A
- * record still marked active behind a free lock belonged to a dead process
- * and is recovered first. */
+/* Claims a process record: the first free one whose liveness lock we can
+ * take. Records of dead processes are left to recovery (run right after
+ * attaching), unless nothing else is left, when one is recovered here by
+ * its new holder. */
 static int register_self(tq_queue *q)
 {
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
-		struct tq_proc *p = &q->procs[r];
-		int rc = tq__ofd_trylock(q->fd, r);
-
-		if (rc == TQ_EBUSY)
-			continue;
-		if (rc)
-			return rc;
-		if (load_acq(&p->state) != PROC_FREE) {
-			rc = tq__lock_recovery(q);
-			if (rc) {
-				tq__ofd_unlock(q->fd, r);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+			struct tq_proc *p = &q->procs[r];
+			if (pass == 0 && load_acq(&p->state) != PROC_FREE)
+				continue;
+			int rc = tq__ofd_trylock(q->fd, r);
+			if (rc == TQ_EBUSY)
+				continue;
+			if (rc)
 				return rc;
+			q->me = p;
+			q->rec = r;
+			q->owner = r + 1;
+			if (load_acq(&p->state) != PROC_FREE) {
+				rc = tq__lock_recovery(q);
+				if (rc == 0) {
+					rc = tq__recover_locked(q, r, true);
+					tq__unlock(&q->h->recovery_lock);
+				}
+				if (rc) {
+					tq__ofd_unlock(q->fd, r);
+					q->me = NULL;
+					return rc;
+				}
 			}
-			rc = tq__recover_locked(q, r);
-			tq__unlock(&q->h->recovery_lock);
-			if (rc) {
-				tq__ofd_unlock(q->fd, r);
-				return rc;
-			}
+			p->pid = (int32_t)getpid();
+			p->attached_ns = tq_now_ns();
+			store_rlx(&p->last_seen_ns, p->attached_ns);
+			store_rlx(&p->waiting, 0);
+			store_rlx(&p->acking, 0);
+			for (int c = 0; c < C__COUNT; c++)
+				store_rlx(&p->c[c], 0);
+			store_rel(&p->state, PROC_ACTIVE);
+			return 0;
 		}
-		p->pid = (int32_t)getpid();
-		p->attached_ns = tq_now_ns();
-		store_rlx(&p->last_seen_ns, p->attached_ns);
-		store_rlx(&p->waiting, 0);
-		store_rlx(&p->acking, 0);
-		for (int c = 0; c < C__COUNT; c++)
-			store_rlx(&p->c[c], 0);
-		store_rel(&p->state, PROC_ACTIVE);
-		q->me = p;
-		q->rec = r;
-		q->owner = r + 1;
-		return 0;
 	}
 	return TQ_EPROCS;
 }
@@ -522,7 +528,7 @@ err:
 /* Returns every slot this handle owns: leases to ready, the rest freed. */
 static void release_all_owned(tq_queue *q)
 {
-	(void)tq__recover_locked(q, q->rec);
+	(void)tq__recover_locked(q, q->rec, false);
 }
 
 TQ_API int tq_close(tq_queue *q)

@@ -28,15 +28,15 @@ int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
 		store_rel(&q->slots[idx[i]].deadline_ns, UINT64_MAX);
-	int rc = tq__ring_push(q, &q->readyr, idx, n, st_make(ST_READY, 0, 0));
+	int rc = tq__ring_push(q, &q->readyr, idx, n, st_make(ST_READY, 0, 0), C__COUNT);
 	if (rc == 0)
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	return rc;
 }
 
-int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n)
+int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n, enum tq_counter counter)
 {
-	int rc = tq__ring_push(q, &q->freer, idx, n, st_make(ST_FREE, 0, 0));
+	int rc = tq__ring_push(q, &q->freer, idx, n, st_make(ST_FREE, 0, 0), counter);
 	if (rc == 0)
 		tq__bell_ring_if_waiting(&q->h->free_ring.bell);
 	return rc;
@@ -47,7 +47,7 @@ static void mover_flush(struct mover *m)
 	if (m->nreq)
 		(void)tq__requeue_owned(m->q, m->req, m->nreq);
 	if (m->nrel)
-		(void)tq__release_owned(m->q, m->rel, m->nrel);
+		(void)tq__release_owned(m->q, m->rel, m->nrel, C__COUNT);
 	m->nreq = m->nrel = 0;
 }
 
@@ -135,14 +135,15 @@ void tq__fold_repair(tq_queue *q)
 
 /*
  * Returns everything record `rec` owned and frees the record. The caller
- * holds the recovery lock and rec's liveness lock (or is rec, closing).
+ * holds the recovery lock and rec's liveness lock. `died`: its holder died
+ * (rather than closing, or being this very handle about to reuse it).
  */
-int tq__recover_locked(tq_queue *q, uint32_t rec)
+int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 {
 	struct tq_proc *p = &q->procs[rec];
 	struct mover m = {.q = q};
 	uint32_t owner = rec + 1, mine = st_make(0, q->owner, 0);
-	uint64_t now = tq_now_ns(), returned = 0;
+	uint64_t now = tq_now_ns();
 	bool need_drop = false;
 	int rc;
 
@@ -151,6 +152,10 @@ int tq__recover_locked(tq_queue *q, uint32_t rec)
 		return rc;
 
 	for (uint32_t i = 0; i < q->cap; i++) {
+		if (i == q->cap / 2) {
+			mover_flush(&m); /* some returned, some not */
+			TQ_FAULT("recover.mid");
+		}
 		uint64_t s = load_acq(&q->st[i]);
 		if (st_owner(s) != owner)
 			continue;
@@ -162,7 +167,8 @@ int tq__recover_locked(tq_queue *q, uint32_t rec)
 			break;
 		case ST_LEASED:
 			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine)) {
-				returned++;
+				if (died)
+					tq__count(q, C_RECOVERED, 1);
 				lease_returned(&m, i, "the process holding its lease died", now, &need_drop);
 			}
 			break;
@@ -173,22 +179,18 @@ int tq__recover_locked(tq_queue *q, uint32_t rec)
 		default:
 			break;
 		}
-		if (i == q->cap / 2)
-			TQ_FAULT("recover.mid");
 	}
 	mover_flush(&m);
-	if (rec != q->rec || returned)
-		tq__count(q, C_RECOVERED, returned);
 
 	uint32_t w = load_rlx(&p->waiting);
-	if (w == 1 && rec != q->rec && load_rlx(&q->h->ready_ring.bell.waiters))
+	if (w == 1 && died && load_rlx(&q->h->ready_ring.bell.waiters))
 		sub_rlx(&q->h->ready_ring.bell.waiters, 1);
-	else if (w == 2 && rec != q->rec && load_rlx(&q->h->free_ring.bell.waiters))
+	else if (w == 2 && died && load_rlx(&q->h->free_ring.bell.waiters))
 		sub_rlx(&q->h->free_ring.bell.waiters, 1);
 	store_rlx(&p->waiting, 0);
 
 	tq__fold_counters(q, rec);
-	if (rec != q->rec)
+	if (died)
 		add_rlx(&q->h->recoveries, 1);
 	store_rel(&p->state, PROC_FREE);
 	if (need_drop)
@@ -282,7 +284,7 @@ int tq__maintain(tq_queue *q, bool force)
 			continue;
 		if (tq__ofd_trylock(q->fd, r) != 0)
 			continue; /* alive */
-		if (load_acq(&q->procs[r].state) == PROC_ACTIVE && tq__recover_locked(q, r) == 0)
+		if (load_acq(&q->procs[r].state) == PROC_ACTIVE && tq__recover_locked(q, r, true) == 0)
 			recovered++;
 		tq__ofd_unlock(q->fd, r);
 	}
@@ -337,7 +339,7 @@ void tq__drop_oldest_dead_locked(tq_queue *q)
 			continue;
 		sub_rlx(&q->h->dead_count, 1);
 		tq__count(q, C_DEAD_DROPPED, 1);
-		(void)tq__release_owned(q, &best, 1);
+		(void)tq__release_owned(q, &best, 1, C__COUNT);
 	}
 }
 

@@ -7,15 +7,19 @@
  * FREE. A pop or push changes the cells, the states and the position
  * together; the journal makes that change atomic with respect to a crash:
  *
- *   pop:  journal = {head, n, new state}, phase 1
+ *   pop:  journal = {head, n, new state, counter before}, phase 1
  *         state[cell] = new state, for each popped cell
  *         head += n                                   <- commit
- *         phase 0
+ *         counter = before + n; phase 0
  *   push: cells[tail + i] = idx[i]
- *         journal = {tail, n, new state}, phase 1
+ *         journal = {tail, n, new state, counter before}, phase 1
  *         state[idx] = new state, for each
  *         tail += n                                   <- commit
- *         phase 0
+ *         counter = before + n; phase 0
+ *
+ * The counter (pushed, taken or acked of the holder's record) is only ever
+ * written under this lock, so setting it to before + n is right whether or
+ * not the dead holder had already done so.
  *
  * The next locker of a side whose holder died (EOWNERDEAD) rolls a journal
  * in phase 1 forward: it rewrites the states and sets the position. Both
@@ -37,6 +41,32 @@ static inline uint64_t pop_state(uint64_t stbase, bool gen_from_pos, uint64_t po
 	return gen_from_pos ? (stbase | (pos << 32)) : stbase;
 }
 
+static void settle_counter(tq_queue *q, const struct tq_journal *j)
+{
+	if (j->cnt_id < C__COUNT && j->cnt_rec < TQ_MAX_PROCS)
+		store_rlx(&q->procs[j->cnt_rec].c[j->cnt_id], j->cnt_before + j->n);
+}
+
+/* Begins a journaled operation: everything a repairer needs, then phase 1. */
+static void journal_begin(tq_queue *q, struct tq_journal *j, uint64_t pos, uint32_t n,
+			  uint64_t stbase, enum tq_counter counter)
+{
+	j->pos = pos;
+	j->n = n;
+	j->stbase = stbase;
+	j->cnt_id = counter;
+	j->cnt_rec = q->rec;
+	j->cnt_before = counter < C__COUNT ? load_rlx(&q->me->c[counter]) : 0;
+	store_rel(&j->phase, 1);
+}
+
+/* Ends it: the counter, then phase 0. */
+static void journal_end(tq_queue *q, struct tq_journal *j)
+{
+	settle_counter(q, j);
+	store_rel(&j->phase, 0);
+}
+
 /* Settles a pop journal left by a dead holder: roll forward. */
 static void repair_pop(tq_queue *q, struct tq_ringd *rd)
 {
@@ -47,6 +77,8 @@ static void repair_pop(tq_queue *q, struct tq_ringd *rd)
 	if (load_acq(&s->j.phase) != 1)
 		return;
 	if (n > rd->mask + 1 || load_rlx(&s->pos) != pos) {
+		if (n <= rd->mask + 1 && load_rlx(&s->pos) == pos + n)
+			settle_counter(q, &s->j); /* committed; the count may not be */
 		store_rel(&s->j.phase, 0);
 		return;
 	}
@@ -56,6 +88,7 @@ static void repair_pop(tq_queue *q, struct tq_ringd *rd)
 			store_rel(&q->st[idx], pop_state(s->j.stbase, (s->j.stbase & 0xff) == ST_LEASED, pos + i));
 	}
 	store_rel(&s->pos, pos + n);
+	settle_counter(q, &s->j);
 	store_rel(&s->j.phase, 0);
 }
 
@@ -69,6 +102,8 @@ static void repair_push(tq_queue *q, struct tq_ringd *rd)
 	if (load_acq(&s->j.phase) != 1)
 		return;
 	if (n > rd->mask + 1 || load_rlx(&s->pos) != pos) {
+		if (n <= rd->mask + 1 && load_rlx(&s->pos) == pos + n)
+			settle_counter(q, &s->j); /* committed; the count may not be */
 		store_rel(&s->j.phase, 0);
 		return;
 	}
@@ -78,6 +113,7 @@ static void repair_push(tq_queue *q, struct tq_ringd *rd)
 			store_rel(&q->st[idx], s->j.stbase);
 	}
 	store_rel(&s->pos, pos + n);
+	settle_counter(q, &s->j);
 	store_rel(&s->j.phase, 0);
 }
 
@@ -103,7 +139,7 @@ static int lock_side(tq_queue *q, struct tq_ringd *rd, bool pop_side)
  * Returns the number popped (0 when empty), or a negative error.
  */
 int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
-		 uint64_t stbase, bool gen_from_pos, uint64_t *first_pos)
+		 uint64_t stbase, bool gen_from_pos, uint64_t *first_pos, enum tq_counter counter)
 {
 	struct tq_ring_side *s = &rd->r->pop;
 	int rc = lock_side(q, rd, true);
@@ -130,17 +166,14 @@ int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
 		}
 		out[i] = idx;
 	}
-	s->j.pos = h;
-	s->j.n = n;
-	s->j.stbase = stbase;
-	store_rel(&s->j.phase, 1);
+	journal_begin(q, &s->j, h, n, stbase, counter);
 	for (uint32_t i = 0; i < n; i++) {
 		store_rel(&q->st[out[i]], pop_state(stbase, gen_from_pos, h + i));
 		if (i == n / 2)
 			TQ_FAULT("ring.pop.mid");
 	}
 	store_rel(&s->pos, h + n);
-	store_rel(&s->j.phase, 0);
+	journal_end(q, &s->j);
 	tq__unlock(&s->lock);
 	if (first_pos)
 		*first_pos = h;
@@ -152,7 +185,7 @@ int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
  * states. Cannot run out of room (see the top of this file).
  */
 int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_t n,
-		  uint64_t stbase)
+		  uint64_t stbase, enum tq_counter counter)
 {
 	struct tq_ring_side *s = &rd->r->push;
 	int rc;
@@ -168,17 +201,14 @@ int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_
 	}
 	for (uint32_t i = 0; i < n; i++)
 		rd->cells[(t + i) & rd->mask] = idx[i];
-	s->j.pos = t;
-	s->j.n = n;
-	s->j.stbase = stbase;
-	store_rel(&s->j.phase, 1);
+	journal_begin(q, &s->j, t, n, stbase, counter);
 	for (uint32_t i = 0; i < n; i++) {
 		store_rel(&q->st[idx[i]], stbase);
 		if (i == n / 2)
 			TQ_FAULT("ring.push.mid");
 	}
 	store_rel(&s->pos, t + n);
-	store_rel(&s->j.phase, 0);
+	journal_end(q, &s->j);
 	tq__unlock(&s->lock);
 	return 0;
 }
