@@ -71,6 +71,7 @@ enum tq_error {
 	TQ_ENOTFOUND = -15, /* no task with that id in the requested state */
 	TQ_ESYS = -16,      /* an unexpected OS error */
 	TQ_EINIT = -17,     /* the queue is still being created, or its creator died doing so */
+	TQ_ESTOPPED = -18,  /* the queue's run state is DRAINING or STOPPED: nothing new goes in or out */
 };
 
 /* Returns a static, human-readable description of a TQ_E* code (or of 0). */
@@ -91,13 +92,24 @@ enum tq_kind {
 	TQ_KIND_JSON = 3,   /* bytes tagged as JSON (the library does not parse them) */
 };
 
-/* Run state shared by every process of a queue; the library records it and
- * programs honour it (tq_take returns nothing new once it is STOPPED). */
+/*
+ * Run state, shared by every process of a queue and set by anyone
+ * (tq_set_run_state: signals, `taskq stop`, remote requests). The library
+ * enforces it on push and take; tq_worker_run() honours it as a whole.
+ *   RUNNING   normal.
+ *   PAUSED    tq_take waits (as on an empty queue); tq_push works.
+ *   DRAINING  tq_push and tq_take return TQ_ESTOPPED; tasks already taken
+ *             can still be acked, failed, touched. Workers finish what they
+ *             hold, ack it and return. Ready tasks stay in the queue.
+ *   STOPPED   as DRAINING, and workers return at once without handling the
+ *             rest of what they hold (their leases return to ready).
+ * The state persists in the queue until set again (e.g. back to RUNNING).
+ */
 enum tq_run_state {
 	TQ_RUNNING = 0,
-	TQ_DRAINING = 1, /* producers stop; consumers finish what is there */
-	TQ_STOPPED = 2,  /* everyone stops now; leased tasks stay recoverable */
-	TQ_PAUSED = 3,   /* consumers take nothing new until RUNNING again */
+	TQ_DRAINING = 1,
+	TQ_STOPPED = 2,
+	TQ_PAUSED = 3,
 };
 
 /* ------------------------------------------------------------ lifecycle */
@@ -168,7 +180,7 @@ typedef struct tq_task {
  * Fewer than n means the timeout passed with the queue full.
  * Errors (nothing accepted): TQ_EINVAL (bad kind, NULL data with len > 0,
  * n == 0), TQ_E2BIG (a payload over max_payload), TQ_EAGAIN (timeout 0,
- * full), TQ_ETIMEDOUT, TQ_EBUSY. The batch is validated whole first: one
+ * full), TQ_ETIMEDOUT, TQ_EBUSY, TQ_ESTOPPED (run state DRAINING/STOPPED). The batch is validated whole first: one
  * bad task anywhere in it means nothing of it is pushed.
  */
 int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
@@ -183,9 +195,10 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * the queue's lease_ns. Waits up to timeout_ns while none is ready.
  * Returns the number taken (1..max). Each must later be acked or failed
  * (or its lease will expire and it will be delivered again).
- * Errors: TQ_EINVAL, TQ_EAGAIN (timeout 0, empty), TQ_ETIMEDOUT, TQ_EBUSY.
- * While the run state is PAUSED or STOPPED nothing is taken (the call waits
- * or returns TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue).
+ * Errors: TQ_EINVAL, TQ_EAGAIN (timeout 0, empty), TQ_ETIMEDOUT, TQ_EBUSY,
+ * TQ_ESTOPPED (run state DRAINING or STOPPED, also if it changes while
+ * waiting). While PAUSED nothing is taken: the call waits, or returns
+ * TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue.
  */
 int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
 
@@ -238,6 +251,60 @@ int tq_dead_kick(tq_queue *q, uint64_t id);
 /* Deletes dead task `id` (or all with TQ_ALL). Returns the number purged;
  * TQ_ENOTFOUND if id is not dead. */
 int tq_dead_purge(tq_queue *q, uint64_t id);
+
+/* ------------------------------------------------------------- workers */
+
+/*
+ * A task handler for tq_worker_run. Returns 0 when the task is done (it is
+ * acked), or a non-zero error code to fail it (retried with backoff, then
+ * dead), optionally writing a message into msg (msg_size bytes, NUL-ended).
+ * It runs with no queue lock held; payload bytes are valid until it returns.
+ */
+typedef int (*tq_handler)(const tq_task *task, void *arg, char *msg, size_t msg_size);
+
+typedef struct tq_worker_config {
+	size_t batch;             /* tasks taken at once, 1..TQ_MAX_BATCH; default 64 */
+	uint64_t idle_exit_ns;    /* return after this long with no task; 0: never */
+	uint64_t max_tasks;       /* return after handling this many; 0: no limit */
+	/* Set non-zero (from a signal handler, say) to stop as in DRAINING:
+	 * finish and ack what is held, take nothing more, return. */
+	const volatile int *stop;
+} tq_worker_config;
+
+#define TQ_MAX_BATCH 4096
+
+enum tq_worker_end {
+	TQ_END_FLAG = 1,     /* *stop became non-zero */
+	TQ_END_DRAINING = 2, /* the run state became DRAINING */
+	TQ_END_STOPPED = 3,  /* the run state became STOPPED */
+	TQ_END_IDLE = 4,     /* idle_exit_ns passed with no task */
+	TQ_END_MAX = 5,      /* max_tasks handled */
+};
+
+typedef struct tq_worker_result {
+	uint64_t handled; /* handler calls */
+	uint64_t acked;
+	uint64_t failed;
+	uint64_t lost;    /* acks or fails refused: the lease had been lost */
+	int end;          /* enum tq_worker_end */
+} tq_worker_result;
+
+/* Fills *cfg with the defaults above. */
+void tq_worker_config_init(tq_worker_config *cfg);
+
+/*
+ * Runs take -> handle -> ack/fail until one of the ends above: takes up to
+ * `batch` tasks, calls fn on each in order, acks the successes together
+ * after the batch, fails the others one by one, and extends (tq_touch) the
+ * leases of the tasks still waiting in the batch whenever half a lease has
+ * passed since they were taken or last extended.
+ * Returns 0 at one of the ends (res->end says which), or a negative error
+ * from the queue (tasks it held are then released by tq_close or recovery).
+ * cfg may be NULL (defaults); res may be NULL. Safe to run in several
+ * threads on one handle, each with its own res.
+ */
+int tq_worker_run(tq_queue *q, tq_handler fn, void *arg, const tq_worker_config *cfg,
+		  tq_worker_result *res);
 
 /* ------------------------------------------------------- state and stats */
 

@@ -22,6 +22,7 @@ TQ_API const char *tq_strerror(int err)
 	case TQ_ENOTFOUND: return "no task with that id in that state";
 	case TQ_ESYS: return "unexpected operating-system error";
 	case TQ_EINIT: return "the queue is being created, or its creator died while creating it";
+	case TQ_ESTOPPED: return "the queue is draining or stopped (taskq resume QUEUE sets it running)";
 	default: return "unknown error";
 	}
 }

@@ -71,6 +71,9 @@ static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
 }
 
+/* ops.c: tq_ack, also saying how many leases were lost. */
+int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
+
 /* wait.c */
 void tq__bell_ring(struct tq_bell *b);
 void tq__bell_ring_if_waiting(struct tq_bell *b);

@@ -22,6 +22,12 @@ static uint64_t deadline_after(uint64_t now, uint64_t timeout_ns)
 	return now + timeout_ns;
 }
 
+static bool stopping(const tq_queue *q)
+{
+	uint32_t rs = load_rlx(&q->h->run_state);
+	return rs == TQ_DRAINING || rs == TQ_STOPPED;
+}
+
 static int validate_task(const tq_queue *q, const tq_task *t)
 {
 	switch (t->kind) {
@@ -77,6 +83,10 @@ TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 	tq__maybe_maintain(q, now);
 
 	while (done < n) {
+		if (stopping(q)) {
+			rc = TQ_ESTOPPED;
+			break;
+		}
 		uint32_t want = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
 		uint64_t pos = 0;
 		int got = tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false,
@@ -128,11 +138,6 @@ TQ_API int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t l
 	return rc < 0 ? rc : 0;
 }
 
-static bool may_take(const tq_queue *q)
-{
-	uint32_t rs = load_rlx(&q->h->run_state);
-	return rs != TQ_PAUSED && rs != TQ_STOPPED;
-}
 
 /* Waits while taking is not allowed: a bounded sleep, not a spin. */
 static void paused_wait(uint64_t until)
@@ -183,7 +188,9 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	uint64_t until = deadline_after(now, timeout_ns);
 	tq__maybe_maintain(q, now);
 	for (;;) {
-		bool allowed = may_take(q);
+		if (stopping(q))
+			return TQ_ESTOPPED;
+		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
 		if (allowed) {
 			got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos, C_TAKEN);
 			if (got)
@@ -268,6 +275,12 @@ static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *i
 
 TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 {
+	uint64_t lost = 0;
+	return tq__ack(q, tasks, n, &lost);
+}
+
+int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
+{
 	uint32_t idx[TQ_CHUNK];
 	uint64_t lost = 0;
 	int rc = check_leases(q, tasks, n);
@@ -283,6 +296,7 @@ TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 		done += chunk;
 	}
 	tq__count(q, C_LOST, lost);
+	*lost_out = lost;
 	return rc ? rc : lost ? TQ_ELOST : 0;
 }
 
