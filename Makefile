@@ -37,9 +37,13 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(BUILD)/tests/taskq-tests
 BENCH_BIN := $(BUILD)/bench/taskq-bench
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c
+CLI_BIN  := $(BUILD)/taskq
+DEMO_BIN := $(BUILD)/taskq-demo
+CJSON_LIBS := -lcjson
 
 .PHONY: all lib test test-asan test-tsan bench install clean check-clang
-all: lib $(BENCH_BIN) $(EXAMPLES)
+all: lib $(CLI_BIN) $(DEMO_BIN) $(BENCH_BIN) $(EXAMPLES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
 
 $(BUILD)/obj/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/obj
@@ -54,10 +58,14 @@ $(SHARED): $(PIC_OBJ)
 $(PCFILE): taskq.pc.in | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) | $(BUILD)/tests
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) $(CLI_BIN) $(DEMO_BIN) | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $(TEST_SRC) $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
+$(CLI_BIN): $(CLI_SRC) tools/cli.h $(STATIC) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
+$(DEMO_BIN): tools/demo.c $(STATIC) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 
@@ -80,13 +88,15 @@ check-clang:
 bench: $(BENCH_BIN)
 	$(BENCH_BIN)
 
-install: lib
+install: lib $(CLI_BIN)
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/taskq.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libtaskq.so.0 $(DESTDIR)$(PREFIX)/lib/libtaskq.so
 	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build

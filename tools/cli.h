@@ -1,0 +1,60 @@
+/*
+ * cli.h - shared pieces of the taskq command's subcommands.
+ */
+#ifndef TQ_CLI_H
+#define TQ_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "taskq.h"
+
+/* Exit statuses of every taskq subcommand (documented in `taskq --help`). */
+enum {
+	EX_OK_ = 0,
+	EX_FAIL = 1,     /* any other failure */
+	EX_USAGE_ = 2,   /* bad subcommand, option, argument or queue name */
+	EX_NOQUEUE = 3,  /* no such queue */
+	EX_BADQUEUE = 4, /* not a taskq queue, another layout version, or half-created */
+	EX_BADINPUT = 5, /* invalid task input; nothing of it was pushed */
+	EX_EMPTY = 6,    /* nothing to take, or room to push, within the timeout */
+	EX_STOPPED = 7,  /* the queue is draining or stopped */
+};
+
+extern const char *cli_cmd; /* the running subcommand, for messages */
+
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_exit_for(int tq_err);
+/* Opens a queue or prints why not; returns 0 or an exit status. */
+int cli_open(const char *name, tq_queue **q);
+
+bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Seconds, decimals allowed ("0.25"), into ns; max in seconds. */
+bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns);
+
+const char *cli_state_name(int state);
+const char *cli_kind_name(int kind);
+
+/* Prints a cJSON object (and frees it). */
+void cli_print_json(cJSON *obj);
+cJSON *cli_counters_json(const tq_counters *c);
+
+/* Subcommands: argc/argv start at the subcommand's name. */
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_take(int argc, char **argv);
+int cmd_work(int argc, char **argv);
+int cmd_dead(int argc, char **argv);
+int cmd_recover(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_destroy(int argc, char **argv);
+int cmd_clean(int argc, char **argv);
+
+#endif

@@ -1,0 +1,738 @@
+/*
+ * cmd_admin.c - taskq create, info, stats, dead, recover, stop, pause,
+ * resume, ls, destroy, clean.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define SEC 1000000000ull
+
+static int usage_error(const char *usage)
+{
+	fprintf(stderr, "usage: taskq %s\n", usage);
+	return EX_USAGE_;
+}
+
+/* Parses options that are only --help and --json; returns -1 to go on. */
+static int simple_opts(int argc, char **argv, const char *usage, const char *help, bool *json)
+{
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: taskq %s\n%s", usage, help);
+			return 0;
+		}
+		if (c == 'j' && json)
+			*json = true;
+		else
+			return usage_error(usage);
+	}
+	return -1;
+}
+
+/* -------------------------------------------------------------- create */
+
+int cmd_create(int argc, char **argv)
+{
+	static const char *usage = "create NAME [--capacity N] [--max-payload BYTES] [--mode OCTAL]\n"
+				   "       [--max-attempts N] [--dead-capacity N] [--lease SEC]\n"
+				   "       [--backoff SEC] [--backoff-max SEC] [--exist-ok] [--json]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'},
+		{"capacity", required_argument, 0, 'c'}, {"max-payload", required_argument, 0, 'p'},
+		{"mode", required_argument, 0, 'm'}, {"max-attempts", required_argument, 0, 'a'},
+		{"dead-capacity", required_argument, 0, 'd'}, {"lease", required_argument, 0, 'l'},
+		{"backoff", required_argument, 0, 'b'}, {"backoff-max", required_argument, 0, 'B'},
+		{"exist-ok", no_argument, 0, 'e'}, {0, 0, 0, 0}};
+	tq_config cfg;
+	bool json = false, exist_ok = false;
+	uint64_t v;
+	int c;
+
+	tq_config_init(&cfg);
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+		const char *bad = NULL;
+		switch (c) {
+		case 'h':
+			printf("usage: taskq %s\n\n"
+			       "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
+			       "mode 600, max-attempts 5, dead-capacity capacity/10, lease 30 s,\n"
+			       "backoff 0.1 s doubling per attempt up to backoff-max 60 s.\n"
+			       "--exist-ok: succeed if the queue exists (its configuration is kept).\n", usage);
+			return 0;
+		case 'j': json = true; break;
+		case 'e': exist_ok = true; break;
+		case 'c':
+			if (cli_parse_u64(optarg, 1, TQ_MAX_CAPACITY, &v)) cfg.capacity = (uint32_t)v; else bad = "--capacity";
+			break;
+		case 'p':
+			if (cli_parse_u64(optarg, 0, TQ_MAX_PAYLOAD, &v)) cfg.max_payload = (uint32_t)v; else bad = "--max-payload";
+			break;
+		case 'm': {
+			char *end;
+			unsigned long m = strtoul(optarg, &end, 8);
+			if (*optarg && !*end && m <= 0777) cfg.mode = (mode_t)m; else bad = "--mode";
+			break;
+		}
+		case 'a':
+			if (cli_parse_u64(optarg, 1, 65535, &v)) cfg.max_attempts = (uint32_t)v; else bad = "--max-attempts";
+			break;
+		case 'd':
+			if (cli_parse_u64(optarg, 1, TQ_MAX_CAPACITY, &v)) cfg.dead_capacity = (uint32_t)v; else bad = "--dead-capacity";
+			break;
+		case 'l':
+			if (!cli_parse_seconds(optarg, 365 * 86400.0, &cfg.lease_ns) || cfg.lease_ns < 1000000) bad = "--lease";
+			break;
+		case 'b':
+			if (!cli_parse_seconds(optarg, 86400.0, &cfg.backoff_base_ns)) bad = "--backoff";
+			break;
+		case 'B':
+			if (!cli_parse_seconds(optarg, 365 * 86400.0, &cfg.backoff_max_ns)) bad = "--backoff-max";
+			break;
+		default:
+			return usage_error(usage);
+		}
+		if (bad) {
+			cli_err("invalid value '%s' for %s", optarg, bad);
+			return EX_USAGE_;
+		}
+	}
+	if (optind != argc - 1)
+		return usage_error(usage);
+	if (cfg.backoff_max_ns < cfg.backoff_base_ns)
+		cfg.backoff_max_ns = cfg.backoff_base_ns;
+	if (cfg.dead_capacity > cfg.capacity) {
+		cli_err("--dead-capacity %u exceeds --capacity %u", cfg.dead_capacity, cfg.capacity);
+		return EX_USAGE_;
+	}
+	const char *name = argv[optind];
+	tq_queue *q;
+	int rc = tq_create(name, &cfg, &q);
+	bool existed = false;
+	if (rc == TQ_EEXIST && exist_ok) {
+		existed = true;
+		rc = tq_open(name, &q);
+	}
+	if (rc) {
+		cli_err("%s: %s", name, tq_strerror(rc));
+		return rc == TQ_EEXIST ? EX_FAIL : cli_exit_for(rc);
+	}
+	tq_config_get(q, &cfg);
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", name);
+		cJSON_AddBoolToObject(o, "created", !existed);
+		cJSON_AddNumberToObject(o, "capacity", cfg.capacity);
+		cJSON_AddNumberToObject(o, "max_payload", cfg.max_payload);
+		cli_print_json(o);
+	} else {
+		printf("%s %s: capacity %u tasks, max payload %u bytes\n", existed ? "exists" : "created",
+		       name, cfg.capacity, cfg.max_payload);
+	}
+	tq_close(q);
+	return 0;
+}
+
+/* ------------------------------------------------------- info and stats */
+
+static cJSON *stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs)
+{
+	tq_stats s;
+	tq_config cfg;
+	uint64_t now = tq_now_ns();
+	cJSON *o = cJSON_CreateObject();
+
+	tq_stats_get(q, &s);
+	tq_config_get(q, &cfg);
+	cJSON_AddStringToObject(o, "name", name);
+	cJSON_AddStringToObject(o, "state", cli_state_name(s.run_state));
+	cJSON_AddNumberToObject(o, "capacity", s.capacity);
+	cJSON_AddNumberToObject(o, "ready", s.ready);
+	cJSON_AddNumberToObject(o, "leased", s.leased);
+	cJSON_AddNumberToObject(o, "delayed", s.delayed);
+	cJSON_AddNumberToObject(o, "dead", s.dead);
+	cJSON_AddNumberToObject(o, "free", s.free_slots);
+	cJSON_AddNumberToObject(o, "processes", s.procs - 1); /* not this command */
+	cJSON_AddNumberToObject(o, "recoveries", s.recoveries);
+	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
+				s.oldest_ready_ns ? (double)(now - s.oldest_ready_ns) / 1e9 : 0);
+	cJSON_AddItemToObject(o, "totals", cli_counters_json(&s.total));
+	if (with_config) {
+		cJSON *c = cJSON_AddObjectToObject(o, "config");
+		cJSON_AddNumberToObject(c, "capacity", cfg.capacity);
+		cJSON_AddNumberToObject(c, "max_payload", cfg.max_payload);
+		char mode[8];
+		snprintf(mode, sizeof(mode), "%03o", (unsigned)cfg.mode);
+		cJSON_AddStringToObject(c, "mode", mode);
+		cJSON_AddNumberToObject(c, "max_attempts", cfg.max_attempts);
+		cJSON_AddNumberToObject(c, "dead_capacity", cfg.dead_capacity);
+		cJSON_AddNumberToObject(c, "lease_seconds", (double)cfg.lease_ns / 1e9);
+		cJSON_AddNumberToObject(c, "backoff_seconds", (double)cfg.backoff_base_ns / 1e9);
+		cJSON_AddNumberToObject(c, "backoff_max_seconds", (double)cfg.backoff_max_ns / 1e9);
+	}
+	if (with_procs) {
+		tq_proc_info p[TQ_MAX_PROCS];
+		int n = tq_procs(q, p, TQ_MAX_PROCS);
+		cJSON *arr = cJSON_AddArrayToObject(o, "process_list");
+		for (int i = 0; i < n; i++) {
+			if (p[i].pid == (int32_t)getpid())
+				continue;
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddNumberToObject(e, "pid", p[i].pid);
+			cJSON_AddNumberToObject(e, "slot", p[i].slot);
+			cJSON_AddNumberToObject(e, "attached_seconds", (double)(now - p[i].attached_ns) / 1e9);
+			cJSON_AddNumberToObject(e, "last_seen_seconds_ago", (double)(now - p[i].last_seen_ns) / 1e9);
+			cJSON_AddItemToObject(e, "counters", cli_counters_json(&p[i].counters));
+			cJSON_AddItemToArray(arr, e);
+		}
+	}
+	return o;
+}
+
+static void print_stats_text(cJSON *o)
+{
+	cJSON *t = cJSON_GetObjectItem(o, "totals");
+#define NUM(obj, k) cJSON_GetNumberValue(cJSON_GetObjectItem((obj), (k)))
+	printf("queue %s: %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(o, "name")),
+	       cJSON_GetStringValue(cJSON_GetObjectItem(o, "state")));
+	printf("  tasks:   %.0f ready, %.0f in progress, %.0f delayed (retry), %.0f dead; %.0f free of %.0f\n",
+	       NUM(o, "ready"), NUM(o, "leased"), NUM(o, "delayed"), NUM(o, "dead"), NUM(o, "free"),
+	       NUM(o, "capacity"));
+	printf("  totals:  %.0f pushed, %.0f taken, %.0f acked, %.0f failed, %.0f retried, %.0f dead\n",
+	       NUM(t, "pushed"), NUM(t, "taken"), NUM(t, "acked"), NUM(t, "failed"), NUM(t, "retried"),
+	       NUM(t, "dead"));
+	printf("           %.0f leases expired, %.0f returned from dead processes, %.0f dead dropped, %.0f lost acks\n",
+	       NUM(t, "expired"), NUM(t, "recovered"), NUM(t, "dead_dropped"), NUM(t, "lost"));
+	printf("  oldest ready task: %.3f s; processes attached: %.0f; dead processes recovered: %.0f\n",
+	       NUM(o, "oldest_ready_age_seconds"), NUM(o, "processes"), NUM(o, "recoveries"));
+	cJSON *c = cJSON_GetObjectItem(o, "config");
+	if (c)
+		printf("  config:  capacity %.0f, max payload %.0f B, mode %s, max attempts %.0f, dead capacity %.0f,\n"
+		       "           lease %.3f s, backoff %.3f s .. %.3f s\n",
+		       NUM(c, "capacity"), NUM(c, "max_payload"), cJSON_GetStringValue(cJSON_GetObjectItem(c, "mode")),
+		       NUM(c, "max_attempts"), NUM(c, "dead_capacity"), NUM(c, "lease_seconds"),
+		       NUM(c, "backoff_seconds"), NUM(c, "backoff_max_seconds"));
+	cJSON *pl = cJSON_GetObjectItem(o, "process_list");
+	cJSON *e;
+	if (pl && cJSON_GetArraySize(pl) > 0) {
+		printf("  %8s %6s %10s %10s %10s %10s %10s\n", "pid", "slot", "pushed", "taken", "acked", "failed", "seen");
+		cJSON_ArrayForEach(e, pl) {
+			cJSON *k = cJSON_GetObjectItem(e, "counters");
+			printf("  %8.0f %6.0f %10.0f %10.0f %10.0f %10.0f %9.1fs\n", NUM(e, "pid"), NUM(e, "slot"),
+			       NUM(k, "pushed"), NUM(k, "taken"), NUM(k, "acked"), NUM(k, "failed"),
+			       NUM(e, "last_seen_seconds_ago"));
+		}
+	}
+#undef NUM
+}
+
+static int show(int argc, char **argv, bool with_config, const char *usage, const char *help)
+{
+	bool json = false;
+	tq_queue *q;
+	int rc = simple_opts(argc, argv, usage, help, &json);
+
+	if (rc >= 0)
+		return rc;
+	if (optind != argc - 1)
+		return usage_error(usage);
+	if ((rc = cli_open(argv[optind], &q)))
+		return rc;
+	cJSON *o = stats_json(q, argv[optind], with_config, true);
+	tq_close(q);
+	if (json)
+		cli_print_json(o);
+	else {
+		print_stats_text(o);
+		cJSON_Delete(o);
+	}
+	return 0;
+}
+
+int cmd_info(int argc, char **argv)
+{
+	return show(argc, argv, true, "info NAME [--json]",
+		    "\nThe queue's configuration, run state, task counts and totals.\n");
+}
+
+int cmd_stats(int argc, char **argv)
+{
+	return show(argc, argv, false, "stats NAME [--json]",
+		    "\nA snapshot: tasks by state, totals since creation, attached processes.\n");
+}
+
+/* ---------------------------------------------------------------- dead */
+
+static void print_payload_json(cJSON *o, const tq_dead_info *d, const char *data)
+{
+	if (d->kind == TQ_KIND_INT) {
+		cJSON_AddNumberToObject(o, "value", (double)d->value);
+		return;
+	}
+	char *s = strndup(data, d->len);
+	cJSON_AddStringToObject(o, "data", s ? s : "");
+	free(s);
+}
+
+static int dead_list(tq_queue *q, bool json)
+{
+	tq_config cfg;
+	tq_config_get(q, &cfg);
+	size_t max = cfg.dead_capacity + 64;
+	size_t stride = cfg.max_payload ? cfg.max_payload : 1;
+	tq_dead_info *d = calloc(max, sizeof(*d));
+	char *data = calloc(max, stride);
+	if (!d || !data) {
+		free(d);
+		free(data);
+		cli_err("out of memory");
+		return EX_FAIL;
+	}
+	int n = tq_dead_list(q, d, max, data, stride);
+	cJSON *arr = json ? cJSON_CreateArray() : NULL;
+	uint64_t now = tq_now_ns();
+	for (int i = 0; i < n && n > 0; i++) {
+		const char *p = data + (size_t)i * stride;
+		if (json) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddNumberToObject(o, "id", (double)d[i].id);
+			cJSON_AddStringToObject(o, "kind", cli_kind_name(d[i].kind));
+			cJSON_AddNumberToObject(o, "attempts", d[i].attempts);
+			cJSON_AddNumberToObject(o, "last_error", d[i].last_err);
+			cJSON_AddStringToObject(o, "last_message", d[i].last_msg);
+			cJSON_AddNumberToObject(o, "dead_seconds", (double)(now - d[i].died_ns) / 1e9);
+			print_payload_json(o, &d[i], p);
+			cJSON_AddItemToArray(arr, o);
+		} else {
+			printf("%llu\t%s\tattempts=%u\terror=%d\t%s\t", (unsigned long long)d[i].id,
+			       cli_kind_name(d[i].kind), d[i].attempts, d[i].last_err,
+			       d[i].last_msg[0] ? d[i].last_msg : "-");
+			if (d[i].kind == TQ_KIND_INT)
+				printf("%llu\n", (unsigned long long)d[i].value);
+			else
+				printf("%.*s\n", (int)d[i].len, p);
+		}
+	}
+	if (json)
+		cli_print_json(arr);
+	free(d);
+	free(data);
+	if (n < 0) {
+		cli_err("%s", tq_strerror(n));
+		return cli_exit_for(n);
+	}
+	return 0;
+}
+
+int cmd_dead(int argc, char **argv)
+{
+	static const char *usage = "dead NAME [list | kick ID|--all | purge ID|--all] [--json]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"all", no_argument, 0, 'a'}, {0, 0, 0, 0}};
+	bool json = false, all = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hja", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: taskq %s\n\nlist (the default): dead tasks, oldest first: id, kind, attempts,\n"
+			       "last error, message, payload. kick: back to ready with attempts reset.\n"
+			       "purge: delete. --all applies kick/purge to every dead task.\n", usage);
+			return 0;
+		}
+		if (c == 'j') json = true;
+		else if (c == 'a') all = true;
+		else return usage_error(usage);
+	}
+	int left = argc - optind;
+	if (left < 1 || left > 3)
+		return usage_error(usage);
+	const char *name = argv[optind], *verb = left > 1 ? argv[optind + 1] : "list";
+	uint64_t id = TQ_ALL;
+	bool list = !strcmp(verb, "list");
+	if (list ? left != 2 && left != 1 : (strcmp(verb, "kick") && strcmp(verb, "purge")))
+		return usage_error(usage);
+	if (!list) {
+		if (all == (left == 3))
+			return usage_error(usage);
+		if (left == 3 && !cli_parse_u64(argv[optind + 2], 1, UINT64_MAX - 1, &id)) {
+			cli_err("invalid task id '%s'", argv[optind + 2]);
+			return EX_USAGE_;
+		}
+	}
+	tq_queue *q;
+	int rc = cli_open(name, &q);
+	if (rc)
+		return rc;
+	if (list) {
+		rc = dead_list(q, json);
+		tq_close(q);
+		return rc;
+	}
+	int n = !strcmp(verb, "kick") ? tq_dead_kick(q, id) : tq_dead_purge(q, id);
+	tq_close(q);
+	if (n < 0) {
+		if (n == TQ_ENOTFOUND)
+			cli_err("no dead task with id %llu", (unsigned long long)id);
+		else
+			cli_err("%s", tq_strerror(n));
+		return n == TQ_ENOTFOUND ? EX_FAIL : cli_exit_for(n);
+	}
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, !strcmp(verb, "kick") ? "kicked" : "purged", n);
+		cli_print_json(o);
+	} else {
+		printf("%s %d dead task%s\n", !strcmp(verb, "kick") ? "kicked" : "purged", n, n == 1 ? "" : "s");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- recover */
+
+int cmd_recover(int argc, char **argv)
+{
+	static const char *usage = "recover NAME [--json]";
+	bool json = false;
+	tq_queue *q;
+	int rc = simple_opts(argc, argv, usage,
+			     "\nDetects dead processes and returns their tasks, expires overdue leases and\n"
+			     "moves due retries to ready, now (every attached process also does this by\n"
+			     "itself every 100 ms).\n", &json);
+
+	if (rc >= 0)
+		return rc;
+	if (optind != argc - 1)
+		return usage_error(usage);
+	if ((rc = cli_open(argv[optind], &q)))
+		return rc;
+	tq_stats before;
+	tq_stats_get(q, &before); /* opening already recovered; count those too */
+	int n = tq_recover(q);
+	tq_stats after;
+	tq_stats_get(q, &after);
+	tq_close(q);
+	if (n < 0) {
+		cli_err("%s", tq_strerror(n));
+		return cli_exit_for(n);
+	}
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "recoveries_total", after.recoveries);
+		cJSON_AddNumberToObject(o, "ready", after.ready);
+		cJSON_AddNumberToObject(o, "leased", after.leased);
+		cli_print_json(o);
+	} else {
+		printf("recovered; %u dead processes recovered since creation; %u ready, %u in progress\n",
+		       after.recoveries, after.ready, after.leased);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------ run state verbs */
+
+static int set_state(int argc, char **argv, int state, const char *usage, const char *help)
+{
+	bool json = false;
+	tq_queue *q;
+	int rc = simple_opts(argc, argv, usage, help, &json);
+
+	if (rc >= 0)
+		return rc;
+	if (optind != argc - 1)
+		return usage_error(usage);
+	if ((rc = cli_open(argv[optind], &q)))
+		return rc;
+	rc = tq_set_run_state(q, state);
+	tq_close(q);
+	if (rc) {
+		cli_err("%s", tq_strerror(rc));
+		return cli_exit_for(rc);
+	}
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "state", cli_state_name(state));
+		cli_print_json(o);
+	} else {
+		printf("%s: %s\n", argv[optind], cli_state_name(state));
+	}
+	return 0;
+}
+
+int cmd_stop(int argc, char **argv)
+{
+	static const char *usage = "stop NAME [--now] [--json]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"now", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+	bool now = false;
+	int c;
+	char *sub[4];
+	int nsub = 0;
+
+	optind = 0;
+	sub[nsub++] = argv[0];
+	while ((c = getopt_long(argc, argv, "hjn", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: taskq %s\n\nDraining (the default): producers stop, workers finish and\n"
+			       "acknowledge what they hold, then exit; ready tasks stay queued.\n"
+			       "--now: stopped: workers exit at once; their leased tasks return to ready.\n"
+			       "taskq resume NAME sets the queue running again.\n", usage);
+			return 0;
+		}
+		if (c == 'n') now = true;
+		else if (c == 'j') sub[nsub++] = "--json";
+		else return usage_error(usage);
+	}
+	if (optind != argc - 1)
+		return usage_error(usage);
+	sub[nsub++] = argv[optind];
+	sub[nsub] = NULL;
+	return set_state(nsub, sub, now ? TQ_STOPPED : TQ_DRAINING, usage, "");
+}
+
+int cmd_pause(int argc, char **argv)
+{
+	return set_state(argc, argv, TQ_PAUSED, "pause NAME [--json]",
+			 "\nConsumers take nothing until taskq resume NAME; producers may push.\n");
+}
+
+int cmd_resume(int argc, char **argv)
+{
+	return set_state(argc, argv, TQ_RUNNING, "resume NAME [--json]",
+			 "\nSets the run state back to running.\n");
+}
+
+/* ------------------------------------------------------ ls, clean, destroy */
+
+struct qinfo {
+	char name[TQ_NAME_MAX + 1];
+	int err;          /* 0 or the tq_open error */
+	tq_stats s;
+	int others;       /* attached processes besides this command */
+	uint32_t held;    /* tasks in any state */
+};
+
+static void probe(const char *name, struct qinfo *qi)
+{
+	tq_queue *q;
+
+	memset(qi, 0, sizeof(*qi));
+	snprintf(qi->name, sizeof(qi->name), "%s", name);
+	qi->err = tq_open(name, &q);
+	if (qi->err)
+		return;
+	tq_stats_get(q, &qi->s);
+	qi->others = (int)qi->s.procs - 1;
+	qi->held = qi->s.ready + qi->s.leased + qi->s.delayed + qi->s.dead;
+	tq_close(q);
+}
+
+/* Calls fn for every taskq segment in /dev/shm. */
+static int for_each_queue(void (*fn)(const struct qinfo *, void *), void *arg)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+
+	if (!d) {
+		cli_err("/dev/shm: cannot list");
+		return EX_FAIL;
+	}
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "taskq.", 6) || !e->d_name[6])
+			continue;
+		struct qinfo qi;
+		probe(e->d_name + 6, &qi);
+		fn(&qi, arg);
+	}
+	closedir(d);
+	return 0;
+}
+
+static bool is_stale(const struct qinfo *qi)
+{
+	return qi->err == 0 && qi->others == 0;
+}
+
+static void ls_one(const struct qinfo *qi, void *arg)
+{
+	cJSON *arr = arg;
+
+	if (arr) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", qi->name);
+		if (qi->err) {
+			cJSON_AddStringToObject(o, "error", tq_strerror(qi->err));
+		} else {
+			cJSON_AddStringToObject(o, "state", cli_state_name(qi->s.run_state));
+			cJSON_AddNumberToObject(o, "capacity", qi->s.capacity);
+			cJSON_AddNumberToObject(o, "ready", qi->s.ready);
+			cJSON_AddNumberToObject(o, "leased", qi->s.leased);
+			cJSON_AddNumberToObject(o, "delayed", qi->s.delayed);
+			cJSON_AddNumberToObject(o, "dead", qi->s.dead);
+			cJSON_AddNumberToObject(o, "processes", qi->others);
+			cJSON_AddBoolToObject(o, "stale", is_stale(qi));
+		}
+		cJSON_AddItemToArray(arr, o);
+		return;
+	}
+	if (qi->err)
+		printf("%-24s %-9s %s\n", qi->name, "-", tq_strerror(qi->err));
+	else
+		printf("%-24s %-9s %8u %8u %8u %8u %6d%s\n", qi->name, cli_state_name(qi->s.run_state), qi->s.ready,
+		       qi->s.leased, qi->s.delayed, qi->s.dead, qi->others,
+		       is_stale(qi) ? "  stale: no live process attached" : "");
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	static const char *usage = "ls [--json]";
+	bool json = false;
+	int rc = simple_opts(argc, argv, usage,
+			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
+			     "dead, attached processes. A queue is stale when no live process is attached\n"
+			     "(opening it here also recovers the tasks of dead ones).\n", &json);
+
+	if (rc >= 0)
+		return rc;
+	if (optind != argc)
+		return usage_error(usage);
+	cJSON *arr = json ? cJSON_CreateArray() : NULL;
+	if (!json)
+		printf("%-24s %-9s %8s %8s %8s %8s %6s\n", "NAME", "STATE", "READY", "LEASED", "DELAYED", "DEAD", "PROCS");
+	rc = for_each_queue(ls_one, arr);
+	if (json)
+		cli_print_json(arr);
+	return rc;
+}
+
+struct clean_ctx {
+	bool force, dry_run, json;
+	int removed, kept;
+	cJSON *arr;
+};
+
+static void clean_one(const struct qinfo *qi, void *arg)
+{
+	struct clean_ctx *c = arg;
+	const char *why = NULL;
+
+	if (qi->err == TQ_EINIT)
+		why = "half-created (its creator died)";
+	else if (is_stale(qi) && qi->held == 0)
+		why = "stale, empty";
+	else if (is_stale(qi) && c->force)
+		why = "stale, tasks discarded (--force)";
+	if (!why) {
+		if (is_stale(qi))
+			fprintf(stderr, "taskq: clean: kept %s: stale but holds %u tasks (--force discards them)\n",
+				qi->name, qi->held);
+		c->kept++;
+		return;
+	}
+	int rc = c->dry_run ? 0 : tq_destroy(qi->name);
+	if (rc) {
+		cli_err("%s: %s", qi->name, tq_strerror(rc));
+		c->kept++;
+		return;
+	}
+	c->removed++;
+	if (c->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", qi->name);
+		cJSON_AddStringToObject(o, "reason", why);
+		cJSON_AddNumberToObject(o, "tasks_discarded", qi->held);
+		cJSON_AddItemToArray(c->arr, o);
+	} else {
+		printf("%s %s: %s\n", c->dry_run ? "would remove" : "removed", qi->name, why);
+	}
+}
+
+int cmd_clean(int argc, char **argv)
+{
+	static const char *usage = "clean [--force] [--dry-run] [--json]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"force", no_argument, 0, 'f'},
+		{"dry-run", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+	struct clean_ctx c = {0};
+	int o;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "hjfn", opts, NULL)) != -1) {
+		if (o == 'h') {
+			printf("usage: taskq %s\n\nRemoves queues that no live process is attached to and that hold\n"
+			       "no task, and segments whose creator died while creating them. A stale queue\n"
+			       "that still holds tasks is kept unless --force. Other users' queues and\n"
+			       "segments that are not taskq's are never touched.\n", usage);
+			return 0;
+		}
+		if (o == 'j') c.json = true;
+		else if (o == 'f') c.force = true;
+		else if (o == 'n') c.dry_run = true;
+		else return usage_error(usage);
+	}
+	if (optind != argc)
+		return usage_error(usage);
+	c.arr = c.json ? cJSON_CreateArray() : NULL;
+	int rc = for_each_queue(clean_one, &c);
+	if (c.json)
+		cli_print_json(c.arr);
+	else if (c.removed == 0)
+		printf("nothing to clean\n");
+	return rc;
+}
+
+int cmd_destroy(int argc, char **argv)
+{
+	static const char *usage = "destroy NAME [--force]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"force", no_argument, 0, 'f'}, {0, 0, 0, 0}};
+	bool force = false;
+	int o;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
+		if (o == 'h') {
+			printf("usage: taskq %s\n\nRemoves queue NAME. Refused while processes are attached or\n"
+			       "tasks are held (ready, in progress, delayed or dead) unless --force.\n", usage);
+			return 0;
+		}
+		if (o == 'f') force = true;
+		else return usage_error(usage);
+	}
+	if (optind != argc - 1)
+		return usage_error(usage);
+	const char *name = argv[optind];
+	struct qinfo qi;
+	probe(name, &qi);
+	if (qi.err && qi.err != TQ_EBADQUEUE && qi.err != TQ_EINIT && qi.err != TQ_EVERSION) {
+		cli_err("%s: %s", name, tq_strerror(qi.err));
+		return cli_exit_for(qi.err);
+	}
+	if (qi.err && !force) {
+		cli_err("%s: %s; --force removes it anyway", name, tq_strerror(qi.err));
+		return EX_BADQUEUE;
+	}
+	if (!qi.err && !force && (qi.others > 0 || qi.held > 0)) {
+		cli_err("%s: %d processes attached, %u tasks held; --force destroys it anyway", name,
+			qi.others, qi.held);
+		return EX_FAIL;
+	}
+	int rc = tq_destroy(name);
+	if (rc) {
+		cli_err("%s: %s", name, tq_strerror(rc));
+		return cli_exit_for(rc);
+	}
+	printf("destroyed %s\n", name);
+	return 0;
+}

@@ -1,0 +1,193 @@
+/*
+ * taskq.c - the taskq command: dispatch, shared helpers, usage.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char *cli_cmd = "taskq";
+
+void cli_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "taskq: %s: ", cli_cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_exit_for(int e)
+{
+	switch (e) {
+	case 0: return EX_OK_;
+	case TQ_ENAME: case TQ_EINVAL: return EX_USAGE_;
+	case TQ_ENOENT: return EX_NOQUEUE;
+	case TQ_EBADQUEUE: case TQ_EVERSION: case TQ_EINIT: return EX_BADQUEUE;
+	case TQ_E2BIG: return EX_BADINPUT;
+	case TQ_EAGAIN: case TQ_ETIMEDOUT: return EX_EMPTY;
+	case TQ_ESTOPPED: return EX_STOPPED;
+	default: return EX_FAIL;
+	}
+}
+
+int cli_open(const char *name, tq_queue **q)
+{
+	int rc = tq_open(name, q);
+
+	if (rc) {
+		cli_err("%s: %s", name, tq_strerror(rc));
+		return cli_exit_for(rc);
+	}
+	return 0;
+}
+
+bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !isfinite(v) || v < 0 || v > max_s)
+		return false;
+	*ns = (uint64_t)(v * 1e9);
+	return true;
+}
+
+const char *cli_state_name(int s)
+{
+	switch (s) {
+	case TQ_RUNNING: return "running";
+	case TQ_DRAINING: return "draining";
+	case TQ_STOPPED: return "stopped";
+	case TQ_PAUSED: return "paused";
+	default: return "invalid";
+	}
+}
+
+const char *cli_kind_name(int k)
+{
+	switch (k) {
+	case TQ_KIND_INT: return "int";
+	case TQ_KIND_STRING: return "string";
+	case TQ_KIND_JSON: return "json";
+	default: return "invalid";
+	}
+}
+
+void cli_print_json(cJSON *obj)
+{
+	char *txt = cJSON_Print(obj);
+
+	if (txt) {
+		puts(txt);
+		cJSON_free(txt);
+	}
+	cJSON_Delete(obj);
+}
+
+cJSON *cli_counters_json(const tq_counters *c)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "pushed", (double)c->pushed);
+	cJSON_AddNumberToObject(o, "taken", (double)c->taken);
+	cJSON_AddNumberToObject(o, "acked", (double)c->acked);
+	cJSON_AddNumberToObject(o, "failed", (double)c->failed);
+	cJSON_AddNumberToObject(o, "retried", (double)c->retried);
+	cJSON_AddNumberToObject(o, "dead", (double)c->dead);
+	cJSON_AddNumberToObject(o, "expired", (double)c->expired);
+	cJSON_AddNumberToObject(o, "recovered", (double)c->recovered);
+	cJSON_AddNumberToObject(o, "dead_dropped", (double)c->dead_dropped);
+	cJSON_AddNumberToObject(o, "lost", (double)c->lost);
+	return o;
+}
+
+struct subcommand {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+};
+
+static const struct subcommand commands[] = {
+	{"create", cmd_create, "create a queue"},
+	{"info", cmd_info, "a queue's configuration and a stats snapshot"},
+	{"stats", cmd_stats, "a stats snapshot, with the attached processes"},
+	{"push", cmd_push, "push tasks from arguments, or one per line from stdin"},
+	{"take", cmd_take, "take tasks, print them, acknowledge them"},
+	{"work", cmd_work, "run a command for each task (payload on stdin)"},
+	{"dead", cmd_dead, "list, kick (retry) or purge dead tasks"},
+	{"recover", cmd_recover, "recover dead processes and overdue leases now"},
+	{"stop", cmd_stop, "set the run state to draining (default) or stopped"},
+	{"pause", cmd_pause, "set the run state to paused: consumers take nothing"},
+	{"resume", cmd_resume, "set the run state back to running"},
+	{"ls", cmd_ls, "list the queues on this machine, flagging stale ones"},
+	{"destroy", cmd_destroy, "remove a queue"},
+	{"clean", cmd_clean, "remove stale queues: no process attached, no task held"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: taskq COMMAND [OPTIONS] ...\n"
+		   "       taskq COMMAND --help\n\n"
+		   "A crash-safe task queue in shared memory. Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nQueues are named 1-200 characters of A-Z a-z 0-9 _ . - (not starting with '.');\n"
+		   "queue NAME lives in /dev/shm/taskq.NAME. Durations are in seconds (0.5 allowed).\n\n"
+		   "Exit status:\n"
+		   "  0  success\n"
+		   "  1  failure (an operating-system or queue error)\n"
+		   "  2  bad command, option, argument or queue name\n"
+		   "  3  no such queue\n"
+		   "  4  not a taskq queue, another layout version, or half-created\n"
+		   "  5  invalid task input (bad JSON, payload too large, not an integer): nothing pushed\n"
+		   "  6  nothing to take, or no room to push, within the timeout\n"
+		   "  7  the queue is draining or stopped (taskq resume sets it running)\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EX_USAGE_;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("taskq %d.%d\n", TQ_VERSION_MAJOR, TQ_VERSION_MINOR);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(argv[1], commands[i].name)) {
+			cli_cmd = commands[i].name;
+			return commands[i].fn(argc - 1, argv + 1);
+		}
+	}
+	fprintf(stderr, "taskq: unknown command '%s' (taskq --help lists them)\n", argv[1]);
+	return EX_USAGE_;
+}
