@@ -17,9 +17,11 @@
  *                          consistent: two processes racing to take the
  *                          same slot (an ack against an expiry) cannot both
  *                          win.
- *   fence_sc               the store-load fence between "publish" and "is
- *                          anyone asleep?" (and its mirror in the sleeper),
- *                          which makes lost wake-ups impossible.
+ *   seq_cst RMW on waiters the store-load ordering between "publish" and
+ *                          "is anyone asleep?" (and its mirror in the
+ *                          sleeper), which makes lost wake-ups impossible
+ *                          (see wait.c; an RMW rather than a fence, which
+ *                          ThreadSanitizer does not model).
  *
  * Process-shared robust mutexes give their own acquire/release ordering.
  */
@@ -38,7 +40,6 @@ typedef _Atomic uint32_t tq_a32;
 #define store_rlx(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 #define add_rlx(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 #define sub_rlx(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
-#define fence_sc() atomic_thread_fence(memory_order_seq_cst)
 
 static inline int cas64(tq_a64 *p, uint64_t expect, uint64_t want)
 {

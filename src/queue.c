@@ -175,7 +175,6 @@ static int init_segment(uint8_t *base, const tq_config *c)
 	h->ready_ring.pop.j.cnt_id = h->ready_ring.push.j.cnt_id = C__COUNT;
 	store_rlx(&h->free_ring.push.pos, c->capacity);
 	/* Publish: openers check the magic last-written word before anything. */
-	atomic_thread_fence(memory_order_release);
 	__atomic_store_n(&h->magic, TQ_MAGIC, __ATOMIC_RELEASE);
 	return 0;
 }

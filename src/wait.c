@@ -3,8 +3,8 @@
  *
  * A sleeper announces itself (waiters++, a sequentially consistent RMW),
  * reads the bell's sequence, rechecks its condition, and sleeps only if
- * the sequence is unchanged. A ringer publishes first, then fences, then
- * looks at waiters: so either the sleeper's recheck sees the new work, or
+ * the sequence is unchanged. A ringer publishes first, then reads waiters
+ * with a sequentially consistent RMW: so either the sleeper's recheck sees the new work, or
  * the ringer sees the sleeper and bumps the sequence (the futex then does
  * not sleep, or is woken). With nobody asleep, ringing costs one fence and
  * one load: no system call.
@@ -36,10 +36,15 @@ void tq__bell_ring(struct tq_bell *b)
 	futex(&b->seq, FUTEX_WAKE, 1, NULL);
 }
 
+/*
+ * A sequentially consistent read-modify-write of `waiters` (adding 0) does
+ * the fence's job in the C11 model: it reads the latest value, so either it
+ * sees a sleeper's increment, or that increment reads from it, which makes
+ * the publication before it visible to the sleeper's recheck.
+ */
 void tq__bell_ring_if_waiting(struct tq_bell *b)
 {
-	fence_sc();
-	if (load_rlx(&b->waiters))
+	if (atomic_fetch_add(&b->waiters, 0))
 		tq__bell_ring(b);
 }
 
