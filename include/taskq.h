@@ -325,8 +325,22 @@ typedef struct tq_counters {
 	uint64_t lost;        /* acks/fails/touches refused because the lease was lost */
 } tq_counters;
 
+/* Latency percentiles from fixed-size histograms in shared memory (two
+ * buckets per power of two: a value is reported as its bucket's upper
+ * bound, at most 50% high). count is the number of tasks measured. */
+typedef struct tq_latency {
+	uint64_t count;
+	uint64_t p50_ns, p90_ns, p99_ns, max_ns;
+} tq_latency;
+
 typedef struct tq_stats {
 	tq_counters total;     /* every process that ever attached, dead or alive */
+	tq_latency wait;       /* queue wait: push to first delivery */
+	tq_latency processing; /* delivery to ack */
+	/* Tasks per second over the last 1, 10 and 60 s (from samples taken
+	 * once a second by attached processes; 0 until there are samples). */
+	double pushed_per_s[3];
+	double done_per_s[3];
 	uint32_t capacity;
 	uint32_t ready;        /* pending: ready to take now */
 	uint32_t leased;       /* in progress */
@@ -351,9 +365,51 @@ typedef struct tq_proc_info {
 	uint32_t slot;
 	int32_t pid;
 	uint64_t attached_ns;
-	uint64_t last_seen_ns;
+	uint64_t last_seen_ns;  /* last push/take/ack/wait activity */
+	uint32_t leased;        /* tasks it holds now */
+	uint32_t waiting;       /* 1: asleep waiting for tasks, 2: for room, 0: busy */
 	tq_counters counters;
 } tq_proc_info;
+
+/* The queue-wide histograms, for exporters: count[i] tasks fell in bucket
+ * i, whose upper bound is upper_ns[i] (UINT64_MAX for the last). */
+#define TQ_HIST_BUCKETS 64
+typedef struct tq_histogram {
+	uint64_t count[TQ_HIST_BUCKETS];
+	uint64_t upper_ns[TQ_HIST_BUCKETS];
+} tq_histogram;
+int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing);
+
+/* ----------------------------------------------------------------- events */
+
+enum tq_event_type {
+	TQ_EV_CREATED = 1,      /* the queue was created */
+	TQ_EV_PROC_DIED = 2,    /* a dead process was recovered: a = its pid, b = leases returned */
+	TQ_EV_DEAD = 3,         /* a task went dead: a = id, b = attempts, msg = last error */
+	TQ_EV_DEAD_DROPPED = 4, /* the dead-letter area was full: a = id of the task dropped */
+	TQ_EV_EXPIRED = 5,      /* leases expired in one sweep: a = how many */
+	TQ_EV_STATE = 6,        /* run state set: a = new state */
+	TQ_EV_KICKED = 7,       /* dead tasks kicked: a = how many */
+	TQ_EV_PURGED = 8,       /* dead tasks purged: a = how many */
+};
+
+typedef struct tq_event_info {
+	uint64_t seq;   /* increasing, from 1 */
+	uint64_t t_ns;  /* CLOCK_MONOTONIC */
+	int32_t pid;    /* the process that recorded it */
+	int type;       /* enum tq_event_type */
+	uint64_t a, b;
+	char msg[24];
+} tq_event_info;
+
+/*
+ * Copies the recent events with seq > after_seq, oldest first, up to max;
+ * returns the number copied. The ring keeps the last 256; older ones are
+ * gone. Pass the last seq seen to follow the ring.
+ */
+int tq_events(tq_queue *q, uint64_t after_seq, tq_event_info *out, size_t max);
+/* A short name for an event type ("process_died", ...). */
+const char *tq_event_name(int type);
 int tq_procs(tq_queue *q, tq_proc_info *out, size_t max);
 
 /* Reads the queue's configuration. */

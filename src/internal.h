@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "layout.h"
 #include "taskq.h"
 
@@ -74,6 +75,9 @@ static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 /* ops.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
 
+/* events.c */
+void tq__event(tq_queue *q, enum tq_event_type type, uint64_t a, uint64_t b, const char *msg);
+
 /* wait.c */
 void tq__bell_ring(struct tq_bell *b);
 void tq__bell_ring_if_waiting(struct tq_bell *b);
@@ -98,6 +102,11 @@ static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)
 {
 	if (n)
 		add_rlx(&q->me->c[c], n);
+}
+
+static inline void tq__hist_add(tq_queue *q, enum tq_hist h, uint64_t ns, uint64_t weight)
+{
+	add_rlx(&q->me->c[C__COUNT + h * TQ_HBUCKETS + hist_bucket(ns)], weight);
 }
 
 static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx)

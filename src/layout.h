@@ -33,6 +33,8 @@
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
 #define TQ_LAYOUT_VERSION 1u
 #define TQ_CACHELINE 64
+#define TQ_SAMPLES 128
+#define TQ_EVENTS 256
 
 /* ------------------------------------------------------------ slot state
  * One u64 per slot: bits 0..7 the state, 8..23 the owner (record index + 1,
@@ -123,6 +125,12 @@ enum tq_counter {
 	C__COUNT
 };
 
+/* Latency histograms: TQ_HBUCKETS buckets, two per power of two of ns
+ * (see hist.h), kept per process after the counters and folded with them. */
+#define TQ_HBUCKETS 64
+enum tq_hist { H_WAIT, H_PROC, H__COUNT };
+#define TQ_METRICS (C__COUNT + H__COUNT * TQ_HBUCKETS)
+
 /* ------------------------------------------------------- process records */
 
 enum tq_proc_state { PROC_FREE = 0, PROC_ACTIVE = 1 };
@@ -135,8 +143,9 @@ struct tq_proc {
 	tq_a32 waiting;          /* asleep on a bell: 1 ready, 2 free */
 	tq_a32 acking;           /* inside tq_ack's fast path (see ops.c) */
 	uint8_t pad1[32];
-	/* Written only by the owning handle (and by recovery once it is dead). */
-	tq_a64 c[C__COUNT] __attribute__((aligned(TQ_CACHELINE)));
+	/* Written only by the owning handle (and by recovery once it is dead):
+	 * counters c[0..C__COUNT), then the histograms. */
+	tq_a64 c[TQ_METRICS] __attribute__((aligned(TQ_CACHELINE)));
 } __attribute__((aligned(TQ_CACHELINE)));
 
 /* --------------------------------------------------------------- header */
@@ -144,7 +153,7 @@ struct tq_proc {
 struct tq_fold_journal {
 	tq_a32 active;
 	uint32_t rec;
-	uint64_t after[C__COUNT]; /* the totals once the fold is done */
+	uint64_t after[TQ_METRICS]; /* the totals once the fold is done */
 };
 
 struct tq_hdr {
@@ -181,7 +190,29 @@ struct tq_hdr {
 	/* Recovery: one process at a time, under this lock. */
 	pthread_mutex_t recovery_lock __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_fold_journal fold;
-	uint64_t retired[C__COUNT]; /* counters of handles that closed or died */
+	uint64_t retired[TQ_METRICS]; /* metrics of handles that closed or died */
+
+	/* Throughput samples, one a second, written by maintenance (under the
+	 * recovery lock); readers derive rates over 1, 10 and 60 s. */
+	struct tq_sample {
+		uint64_t t_ns, pushed, acked, failed;
+	} samples[TQ_SAMPLES];
+	tq_a32 sample_next;
+	uint32_t pad3;
+	tq_a64 next_sample_ns;
+
+	/* Recent events (deaths, recoveries, dead letters, state changes): a
+	 * ring under its own robust lock; an entry is valid once seq != 0. */
+	pthread_mutex_t event_lock __attribute__((aligned(TQ_CACHELINE)));
+	uint64_t event_next;
+	struct tq_event {
+		uint64_t seq; /* 1-based sequence; 0 while written */
+		uint64_t t_ns;
+		int32_t pid;
+		uint32_t type;
+		uint64_t a, b;
+		char msg[24];
+	} events[TQ_EVENTS];
 
 	struct tq_ring free_ring;   /* slots with no task */
 	struct tq_ring ready_ring;  /* tasks ready to take, oldest first */

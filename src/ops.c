@@ -211,11 +211,18 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 		return got;
 	TQ_FAULT("take.popped");
 	now = tq_now_ns();
-	uint64_t end = now + q->h->lease_ns;
+	uint64_t end = now + q->h->lease_ns, firsts = 0, first_enq = 0;
 	for (int i = 0; i < got; i++)
 		__builtin_prefetch(&q->slots[idx[i]], 1);
-	for (int i = 0; i < got; i++)
+	for (int i = 0; i < got; i++) {
 		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
+		if (out[i].attempt == 1 && firsts++ == 0)
+			first_enq = out[i].enqueued_ns;
+	}
+	/* One sample per batch, weighted by its first deliveries: the wait of
+	 * a batch's tasks differs by the time it took to push them. */
+	if (firsts)
+		tq__hist_add(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
 	/* More left and someone asleep: pass the wake-up on. */
 	if (tq__ring_count(&q->readyr))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
@@ -291,6 +298,10 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
 		atomic_fetch_add(&q->me->acking, 1);
 		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
+		if (k) {
+			uint64_t now = tq_now_ns(), taken = q->slots[idx[0]].taken_ns;
+			tq__hist_add(q, H_PROC, now > taken ? now - taken : 0, k);
+		}
 		rc = tq__release_owned(q, idx, k, C_ACKED);
 		atomic_fetch_sub(&q->me->acking, 1);
 		done += chunk;
@@ -467,6 +478,8 @@ static int dead_move(tq_queue *q, uint64_t id, bool kick)
 	}
 	if (k && !rc)
 		rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
+	if (moved)
+		tq__event(q, kick ? TQ_EV_KICKED : TQ_EV_PURGED, (uint64_t)moved, id == TQ_ALL ? 0 : id, NULL);
 	if (rc)
 		return rc;
 	return moved || id == TQ_ALL ? moved : TQ_ENOTFOUND;
@@ -489,6 +502,7 @@ TQ_API int tq_set_run_state(tq_queue *q, int state)
 	if (!q || state < TQ_RUNNING || state > TQ_PAUSED)
 		return TQ_EINVAL;
 	atomic_store(&q->h->run_state, (uint32_t)state);
+	tq__event(q, TQ_EV_STATE, (uint64_t)state, 0, NULL);
 	/* Wake sleepers so that they see the change now. */
 	tq__bell_ring(&q->h->ready_ring.bell);
 	tq__bell_ring(&q->h->free_ring.bell);
@@ -517,13 +531,6 @@ static void read_counters(const struct tq_proc *p, tq_counters *c)
 	c->lost = load_rlx(&p->c[C_LOST]);
 }
 
-static void add_counters(tq_counters *sum, const tq_counters *c)
-{
-	uint64_t *d = (uint64_t *)sum;
-	const uint64_t *s = (const uint64_t *)c;
-	for (size_t i = 0; i < sizeof(*sum) / sizeof(uint64_t); i++)
-		d[i] += s[i];
-}
 
 TQ_API int tq_counters_self(const tq_queue *q, tq_counters *out)
 {
@@ -533,25 +540,83 @@ TQ_API int tq_counters_self(const tq_queue *q, tq_counters *out)
 	return 0;
 }
 
-TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
+/* Sums the metrics (counters and histograms) of every process, alive or gone. */
+static void sum_metrics(tq_queue *q, uint64_t *m, uint32_t *procs)
 {
-	uint32_t by_state[ST__COUNT] = {0};
-	uint64_t oldest = 0;
-
-	if (!q || !out)
-		return TQ_EINVAL;
-	memset(out, 0, sizeof(*out));
-	_Static_assert(sizeof(tq_counters) == C__COUNT * sizeof(uint64_t), "counter order");
-	memcpy(&out->total, q->h->retired, sizeof(out->total));
+	memcpy(m, q->h->retired, sizeof(uint64_t) * TQ_METRICS);
+	*procs = 0;
 	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
 		const struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
-		tq_counters c;
-		read_counters(p, &c);
-		add_counters(&out->total, &c);
-		out->procs++;
+		for (int i = 0; i < TQ_METRICS; i++)
+			m[i] += load_rlx(&p->c[i]);
+		(*procs)++;
 	}
+}
+
+static void latency_from(const uint64_t *h, tq_latency *out)
+{
+	uint64_t total = 0, cum = 0;
+	const double ps[3] = {0.50, 0.90, 0.99};
+	uint64_t *dst[3] = {&out->p50_ns, &out->p90_ns, &out->p99_ns};
+	int next = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (unsigned b = 0; b < TQ_HBUCKETS; b++)
+		total += h[b];
+	out->count = total;
+	for (unsigned b = 0; b < TQ_HBUCKETS && total; b++) {
+		cum += h[b];
+		while (next < 3 && (double)cum >= ps[next] * (double)total)
+			*dst[next++] = hist_upper_ns(b);
+		if (h[b])
+			out->max_ns = hist_upper_ns(b);
+	}
+}
+
+/* Rates over the last w seconds from the once-a-second samples. */
+static void rates_from(const struct tq_hdr *h, double pushed[3], double done[3])
+{
+	static const uint64_t windows[3] = {1, 10, 60};
+	uint32_t n = load_acq(&h->sample_next);
+
+	for (int w = 0; w < 3; w++)
+		pushed[w] = done[w] = 0;
+	if (n < 2)
+		return;
+	const struct tq_sample *last = &h->samples[(n - 1) % TQ_SAMPLES];
+	uint32_t have = n < TQ_SAMPLES ? n : TQ_SAMPLES - 8; /* leave room for a writer */
+	for (int w = 0; w < 3; w++) {
+		const struct tq_sample *old = NULL;
+		for (uint32_t back = 1; back < have; back++) {
+			old = &h->samples[(n - 1 - back) % TQ_SAMPLES];
+			if (last->t_ns - old->t_ns >= windows[w] * 1000000000ull - 100000000ull)
+				break;
+		}
+		if (!old || last->t_ns <= old->t_ns)
+			continue;
+		double dt = (double)(last->t_ns - old->t_ns) / 1e9;
+		pushed[w] = (double)(last->pushed - old->pushed) / dt;
+		done[w] = (double)(last->acked - old->acked) / dt;
+	}
+}
+
+TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
+{
+	uint32_t by_state[ST__COUNT] = {0};
+	uint64_t oldest = 0, m[TQ_METRICS];
+
+	if (!q || !out)
+		return TQ_EINVAL;
+	tq__maybe_maintain(q, tq_now_ns());
+	memset(out, 0, sizeof(*out));
+	_Static_assert(sizeof(tq_counters) == C__COUNT * sizeof(uint64_t), "counter order");
+	sum_metrics(q, m, &out->procs);
+	memcpy(&out->total, m, sizeof(out->total));
+	latency_from(m + C__COUNT + H_WAIT * TQ_HBUCKETS, &out->wait);
+	latency_from(m + C__COUNT + H_PROC * TQ_HBUCKETS, &out->processing);
+	rates_from(q->h, out->pushed_per_s, out->done_per_s);
 	for (uint32_t i = 0; i < q->cap; i++) {
 		unsigned s = st_state(load_acq(&q->st[i]));
 		if (s >= ST__COUNT)
@@ -572,12 +637,41 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	return 0;
 }
 
+TQ_API int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing)
+{
+	uint64_t m[TQ_METRICS];
+	uint32_t procs;
+
+	if (!q)
+		return TQ_EINVAL;
+	_Static_assert(TQ_HIST_BUCKETS == TQ_HBUCKETS, "histogram size");
+	sum_metrics(q, m, &procs);
+	tq_histogram *out[2] = {wait, processing};
+	for (int h = 0; h < 2; h++) {
+		if (!out[h])
+			continue;
+		for (unsigned b = 0; b < TQ_HBUCKETS; b++) {
+			out[h]->count[b] = m[C__COUNT + h * TQ_HBUCKETS + b];
+			out[h]->upper_ns[b] = hist_upper_ns(b);
+		}
+	}
+	return 0;
+}
+
 TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 {
 	size_t k = 0;
 
 	if (!q || (!out && max))
 		return TQ_EINVAL;
+	uint32_t *leased = calloc(TQ_MAX_PROCS + 1, sizeof(*leased));
+	if (!leased)
+		return TQ_ENOMEM;
+	for (uint32_t i = 0; i < q->cap; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_state(s) == ST_LEASED && st_owner(s) <= TQ_MAX_PROCS)
+			leased[st_owner(s)]++;
+	}
 	for (uint32_t r = 0; r < TQ_MAX_PROCS && k < max; r++) {
 		const struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
@@ -588,7 +682,10 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 		o->pid = p->pid;
 		o->attached_ns = p->attached_ns;
 		o->last_seen_ns = load_rlx(&p->last_seen_ns);
+		o->leased = leased[r + 1];
+		o->waiting = load_rlx(&p->waiting);
 		read_counters(p, &o->counters);
 	}
+	free(leased);
 	return (int)k;
 }

@@ -162,7 +162,7 @@ static int init_segment(uint8_t *base, const tq_config *c)
 	h->tag = (uint32_t)(h->created_ns ^ (h->created_ns >> 32) ^ ((uint64_t)getpid() << 16)) | 1u;
 	if ((rc = init_mutex(&h->recovery_lock)) || (rc = init_mutex(&h->free_ring.pop.lock)) ||
 	    (rc = init_mutex(&h->free_ring.push.lock)) || (rc = init_mutex(&h->ready_ring.pop.lock)) ||
-	    (rc = init_mutex(&h->ready_ring.push.lock)))
+	    (rc = init_mutex(&h->ready_ring.push.lock)) || (rc = init_mutex(&h->event_lock)))
 		return rc;
 	tq_a64 *st = (tq_a64 *)(base + h->off_state);
 	struct tq_slot *slots = (struct tq_slot *)(base + h->off_slots);
@@ -354,7 +354,7 @@ static int register_self(tq_queue *q)
 			store_rlx(&p->last_seen_ns, p->attached_ns);
 			store_rlx(&p->waiting, 0);
 			store_rlx(&p->acking, 0);
-			for (int c = 0; c < C__COUNT; c++)
+			for (int c = 0; c < TQ_METRICS; c++)
 				store_rlx(&p->c[c], 0);
 			store_rel(&p->state, PROC_ACTIVE);
 			return 0;
@@ -483,6 +483,7 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	bind_handle(q);
 	if ((rc = attach(q)))
 		goto err_unlink;
+	tq__event(q, TQ_EV_CREATED, cfg->capacity, cfg->max_payload, NULL);
 	*out = q;
 	return 0;
 

@@ -81,6 +81,7 @@ void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t
 	add_rlx(&q->h->dead_count, 1);
 	store_rel(&q->st[idx], st_make(ST_DEAD, 0, 0));
 	tq__count(q, C_DEAD, 1);
+	tq__event(q, TQ_EV_DEAD, s->id, s->attempts, a->msg);
 }
 
 /* A lease taken back from its holder (dead, or overdue): retry or bury. */
@@ -103,11 +104,11 @@ static void fold_apply(tq_queue *q)
 {
 	struct tq_fold_journal *f = &q->h->fold;
 
-	for (int c = 0; c < C__COUNT; c++)
+	for (int c = 0; c < TQ_METRICS; c++)
 		q->h->retired[c] = f->after[c];
 	TQ_FAULT("fold.mid");
 	if (f->rec < TQ_MAX_PROCS)
-		for (int c = 0; c < C__COUNT; c++)
+		for (int c = 0; c < TQ_METRICS; c++)
 			store_rlx(&q->procs[f->rec].c[c], 0);
 	store_rel(&f->active, 0);
 }
@@ -118,7 +119,7 @@ void tq__fold_counters(tq_queue *q, uint32_t rec)
 {
 	struct tq_fold_journal *f = &q->h->fold;
 
-	for (int c = 0; c < C__COUNT; c++)
+	for (int c = 0; c < TQ_METRICS; c++)
 		f->after[c] = q->h->retired[c] + load_rlx(&q->procs[rec].c[c]);
 	f->rec = rec;
 	store_rel(&f->active, 1);
@@ -143,7 +144,8 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	struct tq_proc *p = &q->procs[rec];
 	struct mover m = {.q = q};
 	uint32_t owner = rec + 1, mine = st_make(0, q->owner, 0);
-	uint64_t now = tq_now_ns();
+	uint64_t now = tq_now_ns(), returned = 0;
+	int32_t pid = p->pid;
 	bool need_drop = false;
 	int rc;
 
@@ -167,6 +169,7 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 			break;
 		case ST_LEASED:
 			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine)) {
+				returned++;
 				if (died)
 					tq__count(q, C_RECOVERED, 1);
 				lease_returned(&m, i, "the process holding its lease died", now, &need_drop);
@@ -190,8 +193,10 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	store_rlx(&p->waiting, 0);
 
 	tq__fold_counters(q, rec);
-	if (died)
+	if (died) {
 		add_rlx(&q->h->recoveries, 1);
+		tq__event(q, TQ_EV_PROC_DIED, (uint64_t)pid, returned, NULL);
+	}
 	store_rel(&p->state, PROC_FREE);
 	if (need_drop)
 		tq__drop_oldest_dead_locked(q);
@@ -236,9 +241,30 @@ static void sweep(tq_queue *q, uint64_t now)
 	mover_flush(&m);
 	atomic_store(&q->h->sweeping, 0);
 	tq__count(q, C_EXPIRED, expired);
+	if (expired)
+		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
 	store_rlx(&q->h->dead_count, dead);
 	if (need_drop)
 		tq__drop_oldest_dead_locked(q);
+}
+
+/* Records the totals now, for rates over recent windows. */
+static void take_sample(tq_queue *q, uint64_t now)
+{
+	struct tq_hdr *h = q->h;
+	uint64_t pushed = h->retired[C_PUSHED], acked = h->retired[C_ACKED], failed = h->retired[C_FAILED];
+
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		const struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) != PROC_ACTIVE)
+			continue;
+		pushed += load_rlx(&p->c[C_PUSHED]);
+		acked += load_rlx(&p->c[C_ACKED]);
+		failed += load_rlx(&p->c[C_FAILED]);
+	}
+	uint32_t n = load_rlx(&h->sample_next);
+	h->samples[n % TQ_SAMPLES] = (struct tq_sample){now, pushed, acked, failed};
+	store_rel(&h->sample_next, n + 1);
 }
 
 static int trylock_recovery(tq_queue *q)
@@ -287,6 +313,10 @@ int tq__maintain(tq_queue *q, bool force)
 		if (load_acq(&q->procs[r].state) == PROC_ACTIVE && tq__recover_locked(q, r, true) == 0)
 			recovered++;
 		tq__ofd_unlock(q->fd, r);
+	}
+	if (now >= load_rlx(&h->next_sample_ns)) {
+		store_rlx(&h->next_sample_ns, now + 1000000000ull);
+		take_sample(q, now);
 	}
 	if (force || now >= load_rlx(&h->next_sweep_ns)) {
 		store_rlx(&h->next_sweep_ns, now + sweep_period(q));
@@ -339,6 +369,7 @@ void tq__drop_oldest_dead_locked(tq_queue *q)
 			continue;
 		sub_rlx(&q->h->dead_count, 1);
 		tq__count(q, C_DEAD_DROPPED, 1);
+		tq__event(q, TQ_EV_DEAD_DROPPED, best_id, 0, NULL);
 		(void)tq__release_owned(q, &best, 1, C__COUNT);
 	}
 }
