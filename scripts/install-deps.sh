@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages taskq needs to build, test and run.
 # Safe to run again; does nothing when everything is present.
 set -euo pipefail
-PKGS=(build-essential clang pkg-config libcriterion-dev libcjson-dev libmicrohttpd-dev)
+PKGS=(build-essential clang pkg-config libcriterion-dev libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libncurses-dev)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -10,7 +10,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools, Criterion for tests, cJSON and libmicrohttpd for the programs)" >&2
+echo "taskq: installing ${missing[*]} (build tools; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
