@@ -331,6 +331,7 @@ typedef struct tq_counters {
 typedef struct tq_latency {
 	uint64_t count;
 	uint64_t p50_ns, p90_ns, p99_ns, max_ns;
+	uint64_t mean_ns; /* exact: from the sum of the measured values */
 } tq_latency;
 
 typedef struct tq_stats {
@@ -372,11 +373,14 @@ typedef struct tq_proc_info {
 } tq_proc_info;
 
 /* The queue-wide histograms, for exporters: count[i] tasks fell in bucket
- * i, whose upper bound is upper_ns[i] (UINT64_MAX for the last). */
+ * i, whose upper bound is upper_ns[i] (UINT64_MAX for the last). Queue wait
+ * is sampled once per tq_take batch and processing time once per tq_ack
+ * batch, each sample weighted by the tasks of its batch. */
 #define TQ_HIST_BUCKETS 64
 typedef struct tq_histogram {
 	uint64_t count[TQ_HIST_BUCKETS];
 	uint64_t upper_ns[TQ_HIST_BUCKETS];
+	uint64_t sum_ns; /* sum of every measured value */
 } tq_histogram;
 int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing);
 

@@ -106,7 +106,9 @@ static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)
 
 static inline void tq__hist_add(tq_queue *q, enum tq_hist h, uint64_t ns, uint64_t weight)
 {
-	add_rlx(&q->me->c[C__COUNT + h * TQ_HBUCKETS + hist_bucket(ns)], weight);
+	tq_a64 *m = &q->me->c[C__COUNT + h * TQ_HSLOTS];
+	add_rlx(&m[hist_bucket(ns)], weight);
+	add_rlx(&m[TQ_HBUCKETS], ns * weight);
 }
 
 static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx)

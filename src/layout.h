@@ -129,7 +129,8 @@ enum tq_counter {
  * (see hist.h), kept per process after the counters and folded with them. */
 #define TQ_HBUCKETS 64
 enum tq_hist { H_WAIT, H_PROC, H__COUNT };
-#define TQ_METRICS (C__COUNT + H__COUNT * TQ_HBUCKETS)
+#define TQ_HSLOTS (TQ_HBUCKETS + 1) /* the buckets, then the sum of values in ns */
+#define TQ_METRICS (C__COUNT + H__COUNT * TQ_HSLOTS)
 
 /* ------------------------------------------------------- process records */
 

@@ -566,6 +566,7 @@ static void latency_from(const uint64_t *h, tq_latency *out)
 	for (unsigned b = 0; b < TQ_HBUCKETS; b++)
 		total += h[b];
 	out->count = total;
+	out->mean_ns = total ? h[TQ_HBUCKETS] / total : 0;
 	for (unsigned b = 0; b < TQ_HBUCKETS && total; b++) {
 		cum += h[b];
 		while (next < 3 && (double)cum >= ps[next] * (double)total)
@@ -614,8 +615,8 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	_Static_assert(sizeof(tq_counters) == C__COUNT * sizeof(uint64_t), "counter order");
 	sum_metrics(q, m, &out->procs);
 	memcpy(&out->total, m, sizeof(out->total));
-	latency_from(m + C__COUNT + H_WAIT * TQ_HBUCKETS, &out->wait);
-	latency_from(m + C__COUNT + H_PROC * TQ_HBUCKETS, &out->processing);
+	latency_from(m + C__COUNT + H_WAIT * TQ_HSLOTS, &out->wait);
+	latency_from(m + C__COUNT + H_PROC * TQ_HSLOTS, &out->processing);
 	rates_from(q->h, out->pushed_per_s, out->done_per_s);
 	for (uint32_t i = 0; i < q->cap; i++) {
 		unsigned s = st_state(load_acq(&q->st[i]));
@@ -651,9 +652,10 @@ TQ_API int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processi
 		if (!out[h])
 			continue;
 		for (unsigned b = 0; b < TQ_HBUCKETS; b++) {
-			out[h]->count[b] = m[C__COUNT + h * TQ_HBUCKETS + b];
+			out[h]->count[b] = m[C__COUNT + h * TQ_HSLOTS + b];
 			out[h]->upper_ns[b] = hist_upper_ns(b);
 		}
+		out[h]->sum_ns = m[C__COUNT + h * TQ_HSLOTS + TQ_HBUCKETS];
 	}
 	return 0;
 }

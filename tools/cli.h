@@ -40,6 +40,11 @@ const char *cli_kind_name(int kind);
 /* Prints a cJSON object (and frees it). */
 void cli_print_json(cJSON *obj);
 cJSON *cli_counters_json(const tq_counters *c);
+cJSON *cli_latency_json(const tq_latency *l);
+/* The snapshot behind `stats --json` (and the HTTP /stats): task counts,
+ * totals, rates, latency; optionally the configuration and the processes
+ * (this process excluded). */
+cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs);
 
 /* Subcommands: argc/argv start at the subcommand's name. */
 int cmd_create(int argc, char **argv);

@@ -146,7 +146,20 @@ int cmd_create(int argc, char **argv)
 
 /* ------------------------------------------------------- info and stats */
 
-static cJSON *stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs)
+cJSON *cli_latency_json(const tq_latency *l)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "count", (double)l->count);
+	cJSON_AddNumberToObject(o, "mean", (double)l->mean_ns / 1e9);
+	cJSON_AddNumberToObject(o, "p50", (double)l->p50_ns / 1e9);
+	cJSON_AddNumberToObject(o, "p90", (double)l->p90_ns / 1e9);
+	cJSON_AddNumberToObject(o, "p99", (double)l->p99_ns / 1e9);
+	cJSON_AddNumberToObject(o, "max", l->max_ns == UINT64_MAX ? -1 : (double)l->max_ns / 1e9);
+	return o;
+}
+
+cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs)
 {
 	tq_stats s;
 	tq_config cfg;
@@ -168,6 +181,17 @@ static cJSON *stats_json(tq_queue *q, const char *name, bool with_config, bool w
 	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
 				s.oldest_ready_ns ? (double)(now - s.oldest_ready_ns) / 1e9 : 0);
 	cJSON_AddItemToObject(o, "totals", cli_counters_json(&s.total));
+	cJSON *rates = cJSON_AddObjectToObject(o, "rates");
+	static const char *win[3] = {"1s", "10s", "60s"};
+	cJSON *rp = cJSON_AddObjectToObject(rates, "pushed_per_second");
+	cJSON *rd = cJSON_AddObjectToObject(rates, "done_per_second");
+	for (int w = 0; w < 3; w++) {
+		cJSON_AddNumberToObject(rp, win[w], s.pushed_per_s[w]);
+		cJSON_AddNumberToObject(rd, win[w], s.done_per_s[w]);
+	}
+	cJSON *lat = cJSON_AddObjectToObject(o, "latency_seconds");
+	cJSON_AddItemToObject(lat, "queue_wait", cli_latency_json(&s.wait));
+	cJSON_AddItemToObject(lat, "processing", cli_latency_json(&s.processing));
 	if (with_config) {
 		cJSON *c = cJSON_AddObjectToObject(o, "config");
 		cJSON_AddNumberToObject(c, "capacity", cfg.capacity);
@@ -193,6 +217,9 @@ static cJSON *stats_json(tq_queue *q, const char *name, bool with_config, bool w
 			cJSON_AddNumberToObject(e, "slot", p[i].slot);
 			cJSON_AddNumberToObject(e, "attached_seconds", (double)(now - p[i].attached_ns) / 1e9);
 			cJSON_AddNumberToObject(e, "last_seen_seconds_ago", (double)(now - p[i].last_seen_ns) / 1e9);
+			cJSON_AddNumberToObject(e, "in_progress", p[i].leased);
+			cJSON_AddStringToObject(e, "state", p[i].waiting == 1 ? "waiting for tasks"
+							    : p[i].waiting == 2 ? "waiting for room" : "busy");
 			cJSON_AddItemToObject(e, "counters", cli_counters_json(&p[i].counters));
 			cJSON_AddItemToArray(arr, e);
 		}
@@ -214,6 +241,15 @@ static void print_stats_text(cJSON *o)
 	       NUM(t, "dead"));
 	printf("           %.0f leases expired, %.0f returned from dead processes, %.0f dead dropped, %.0f lost acks\n",
 	       NUM(t, "expired"), NUM(t, "recovered"), NUM(t, "dead_dropped"), NUM(t, "lost"));
+	cJSON *rd = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "rates"), "done_per_second");
+	printf("  done/s:  %.0f (1 s), %.0f (10 s), %.0f (60 s)\n", NUM(rd, "1s"), NUM(rd, "10s"), NUM(rd, "60s"));
+	cJSON *lat = cJSON_GetObjectItem(o, "latency_seconds");
+	const char *lname[2] = {"queue_wait", "processing"};
+	for (int i = 0; i < 2; i++) {
+		cJSON *l = cJSON_GetObjectItem(lat, lname[i]);
+		printf("  %-11s p50 %.6f s, p90 %.6f s, p99 %.6f s, max %.6f s, mean %.6f s (%.0f tasks)\n",
+		       lname[i], NUM(l, "p50"), NUM(l, "p90"), NUM(l, "p99"), NUM(l, "max"), NUM(l, "mean"), NUM(l, "count"));
+	}
 	printf("  oldest ready task: %.3f s; processes attached: %.0f; dead processes recovered: %.0f\n",
 	       NUM(o, "oldest_ready_age_seconds"), NUM(o, "processes"), NUM(o, "recoveries"));
 	cJSON *c = cJSON_GetObjectItem(o, "config");
@@ -226,12 +262,13 @@ static void print_stats_text(cJSON *o)
 	cJSON *pl = cJSON_GetObjectItem(o, "process_list");
 	cJSON *e;
 	if (pl && cJSON_GetArraySize(pl) > 0) {
-		printf("  %8s %6s %10s %10s %10s %10s %10s\n", "pid", "slot", "pushed", "taken", "acked", "failed", "seen");
+		printf("  %8s %10s %10s %10s %10s %8s %8s  %s\n", "pid", "pushed", "taken", "acked", "failed",
+		       "holding", "seen", "state");
 		cJSON_ArrayForEach(e, pl) {
 			cJSON *k = cJSON_GetObjectItem(e, "counters");
-			printf("  %8.0f %6.0f %10.0f %10.0f %10.0f %10.0f %9.1fs\n", NUM(e, "pid"), NUM(e, "slot"),
-			       NUM(k, "pushed"), NUM(k, "taken"), NUM(k, "acked"), NUM(k, "failed"),
-			       NUM(e, "last_seen_seconds_ago"));
+			printf("  %8.0f %10.0f %10.0f %10.0f %10.0f %8.0f %7.1fs  %s\n", NUM(e, "pid"), NUM(k, "pushed"),
+			       NUM(k, "taken"), NUM(k, "acked"), NUM(k, "failed"), NUM(e, "in_progress"),
+			       NUM(e, "last_seen_seconds_ago"), cJSON_GetStringValue(cJSON_GetObjectItem(e, "state")));
 		}
 	}
 #undef NUM
@@ -249,7 +286,7 @@ static int show(int argc, char **argv, bool with_config, const char *usage, cons
 		return usage_error(usage);
 	if ((rc = cli_open(argv[optind], &q)))
 		return rc;
-	cJSON *o = stats_json(q, argv[optind], with_config, true);
+	cJSON *o = cli_stats_json(q, argv[optind], with_config, true);
 	tq_close(q);
 	if (json)
 		cli_print_json(o);
