@@ -37,7 +37,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(BUILD)/tests/taskq-tests
 BENCH_BIN := $(BUILD)/bench/taskq-bench
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c
+CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c
 CLI_BIN  := $(BUILD)/taskq
 DEMO_BIN := $(BUILD)/taskq-demo
 CJSON_LIBS := -lcjson
@@ -62,10 +62,10 @@ $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) $(CLI_BIN) $(DEMO_BIN) 
 	$(CC) $(CFLAGS_ALL) -Itests -DTQ_BIN_DIR='"$(BUILD)"' -o $@ $(TEST_SRC) $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
-$(CLI_BIN): $(CLI_SRC) tools/cli.h $(STATIC) | $(BUILD)
+$(CLI_BIN): $(CLI_SRC) tools/cli.h tools/log.h $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
-$(DEMO_BIN): tools/demo.c $(STATIC) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
+$(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 

@@ -61,5 +61,6 @@ int cmd_pause(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
+int cmd_log(int argc, char **argv);
 
 #endif

@@ -3,6 +3,8 @@
  * resume, ls, destroy, clean.
  */
 #include <dirent.h>
+#include <signal.h>
+#include <time.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,6 +435,116 @@ int cmd_dead(int argc, char **argv)
 	} else {
 		printf("%s %d dead task%s\n", !strcmp(verb, "kick") ? "kicked" : "purged", n, n == 1 ? "" : "s");
 	}
+	return 0;
+}
+
+/* ----------------------------------------------------------------- log */
+
+static void event_line(const tq_event_info *e, cJSON *arr)
+{
+	struct timespec real;
+	clock_gettime(CLOCK_REALTIME, &real);
+	uint64_t now_real = (uint64_t)real.tv_sec * SEC + (uint64_t)real.tv_nsec, mono = tq_now_ns();
+	uint64_t at = now_real - (mono > e->t_ns ? mono - e->t_ns : 0);
+	time_t secs = (time_t)(at / SEC);
+	struct tm tm;
+	char when[64];
+	gmtime_r(&secs, &tm);
+	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(at % SEC / 1000000));
+	char detail[160];
+	switch (e->type) {
+	case TQ_EV_CREATED:
+		snprintf(detail, sizeof(detail), "capacity=%llu max_payload=%llu", (unsigned long long)e->a,
+			 (unsigned long long)e->b);
+		break;
+	case TQ_EV_PROC_DIED:
+		snprintf(detail, sizeof(detail), "dead_pid=%llu tasks_returned=%llu", (unsigned long long)e->a,
+			 (unsigned long long)e->b);
+		break;
+	case TQ_EV_DEAD:
+		snprintf(detail, sizeof(detail), "task=%llu attempts=%llu error=\"%s\"", (unsigned long long)e->a,
+			 (unsigned long long)e->b, e->msg);
+		break;
+	case TQ_EV_DEAD_DROPPED:
+		snprintf(detail, sizeof(detail), "task=%llu", (unsigned long long)e->a);
+		break;
+	case TQ_EV_STATE:
+		snprintf(detail, sizeof(detail), "state=%s", cli_state_name((int)e->a));
+		break;
+	default:
+		snprintf(detail, sizeof(detail), "count=%llu", (unsigned long long)e->a);
+		break;
+	}
+	if (arr) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+		cJSON_AddStringToObject(o, "time", when);
+		cJSON_AddNumberToObject(o, "pid", e->pid);
+		cJSON_AddStringToObject(o, "event", tq_event_name(e->type));
+		cJSON_AddNumberToObject(o, "a", (double)e->a);
+		cJSON_AddNumberToObject(o, "b", (double)e->b);
+		cJSON_AddStringToObject(o, "message", e->msg);
+		cJSON_AddItemToArray(arr, o);
+		return;
+	}
+	printf("time=%s seq=%llu pid=%d event=%s %s\n", when, (unsigned long long)e->seq, e->pid,
+	       tq_event_name(e->type), detail);
+}
+
+static volatile sig_atomic_t log_stop;
+static void on_log_signal(int sig)
+{
+	(void)sig;
+	log_stop = 1;
+}
+
+int cmd_log(int argc, char **argv)
+{
+	static const char *usage = "log NAME [--follow] [--json]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"follow", no_argument, 0, 'f'}, {0, 0, 0, 0}};
+	bool json = false, follow = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hjf", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: taskq %s\n\nThe queue's recent events, oldest first, from a fixed ring of the last\n"
+			       "256 kept in shared memory: processes found dead and recovered, tasks\n"
+			       "dead-lettered or dropped, leases expired, run-state changes. --follow keeps\n"
+			       "printing new events until interrupted.\n", usage);
+			return 0;
+		}
+		if (c == 'j') json = true;
+		else if (c == 'f') follow = true;
+		else return usage_error(usage);
+	}
+	if (optind != argc - 1 || (json && follow))
+		return usage_error(usage);
+	tq_queue *q;
+	int rc = cli_open(argv[optind], &q);
+	if (rc)
+		return rc;
+	signal(SIGINT, on_log_signal);
+	signal(SIGTERM, on_log_signal);
+	tq_event_info ev[64];
+	uint64_t after = 0;
+	cJSON *arr = json ? cJSON_CreateArray() : NULL;
+	do {
+		int n;
+		while ((n = tq_events(q, after, ev, 64)) > 0) {
+			for (int i = 0; i < n; i++)
+				event_line(&ev[i], arr);
+			after = ev[n - 1].seq;
+		}
+		fflush(stdout);
+		if (follow && !log_stop)
+			usleep(200000);
+	} while (follow && !log_stop);
+	tq_close(q);
+	if (arr)
+		cli_print_json(arr);
 	return 0;
 }
 

@@ -143,6 +143,7 @@ static const struct subcommand commands[] = {
 	{"stop", cmd_stop, "set the run state to draining (default) or stopped"},
 	{"pause", cmd_pause, "set the run state to paused: consumers take nothing"},
 	{"resume", cmd_resume, "set the run state back to running"},
+	{"log", cmd_log, "the queue's recent events (deaths, recoveries, dead letters, state changes)"},
 	{"ls", cmd_ls, "list the queues on this machine, flagging stale ones"},
 	{"destroy", cmd_destroy, "remove a queue"},
 	{"clean", cmd_clean, "remove stale queues: no process attached, no task held"},
