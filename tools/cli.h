@@ -62,5 +62,6 @@ int cmd_ls(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
 int cmd_log(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 #endif

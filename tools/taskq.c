@@ -143,6 +143,7 @@ static const struct subcommand commands[] = {
 	{"stop", cmd_stop, "set the run state to draining (default) or stopped"},
 	{"pause", cmd_pause, "set the run state to paused: consumers take nothing"},
 	{"resume", cmd_resume, "set the run state back to running"},
+	{"top", cmd_top, "a live dashboard of a queue"},
 	{"log", cmd_log, "the queue's recent events (deaths, recoveries, dead letters, state changes)"},
 	{"ls", cmd_ls, "list the queues on this machine, flagging stale ones"},
 	{"destroy", cmd_destroy, "remove a queue"},

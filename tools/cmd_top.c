@@ -1,0 +1,327 @@
+/*
+ * cmd_top.c - taskq top: a live dashboard of one queue (ncurses), or plain
+ * text frames with --batch (for scripts, logs and terminals without curses).
+ */
+#include <getopt.h>
+#include <locale.h>
+#include <ncurses.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define HISTORY 240
+#define MAXPROCS 64
+
+struct proc_rate {
+	int32_t pid;
+	uint64_t acked;
+	double rate;
+};
+
+struct top {
+	tq_queue *q;
+	const char *name;
+	tq_stats s;
+	double hist[HISTORY]; /* done per second, newest last */
+	int nhist;
+	uint64_t last_acked, last_ns;
+	tq_proc_info procs[MAXPROCS];
+	struct proc_rate prev[MAXPROCS];
+	double prate[MAXPROCS];
+	int nprocs, nprev;
+	tq_event_info ev[8];
+	int nev;
+	bool utf8;
+};
+
+static volatile sig_atomic_t top_stop;
+
+static void on_top_signal(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+static void human(char *buf, size_t size, double v)
+{
+	if (v >= 1e9)
+		snprintf(buf, size, "%.2fG", v / 1e9);
+	else if (v >= 1e6)
+		snprintf(buf, size, "%.2fM", v / 1e6);
+	else if (v >= 1e4)
+		snprintf(buf, size, "%.1fk", v / 1e3);
+	else
+		snprintf(buf, size, "%.0f", v);
+}
+
+static void dur(char *buf, size_t size, uint64_t ns)
+{
+	if (ns == UINT64_MAX)
+		snprintf(buf, size, "inf");
+	else if (ns >= 1000000000ull)
+		snprintf(buf, size, "%.2fs", (double)ns / 1e9);
+	else if (ns >= 1000000ull)
+		snprintf(buf, size, "%.2fms", (double)ns / 1e6);
+	else
+		snprintf(buf, size, "%.1fus", (double)ns / 1e3);
+}
+
+/* Reads everything once; rates come from the change since the last read. */
+static void sample(struct top *t)
+{
+	uint64_t now = tq_now_ns();
+
+	tq_stats_get(t->q, &t->s);
+	if (t->last_ns) {
+		double dt = (double)(now - t->last_ns) / 1e9;
+		double r = dt > 0 ? (double)(t->s.total.acked - t->last_acked) / dt : 0;
+		if (t->nhist == HISTORY) {
+			memmove(t->hist, t->hist + 1, sizeof(double) * (HISTORY - 1));
+			t->nhist--;
+		}
+		t->hist[t->nhist++] = r;
+	}
+	int n = tq_procs(t->q, t->procs, MAXPROCS);
+	int k = 0;
+	for (int i = 0; i < n && i < MAXPROCS; i++) {
+		if (t->procs[i].pid == (int32_t)getpid())
+			continue;
+		t->procs[k] = t->procs[i];
+		t->prate[k] = 0;
+		for (int j = 0; j < t->nprev; j++)
+			if (t->prev[j].pid == t->procs[k].pid && t->last_ns && now > t->last_ns)
+				t->prate[k] = (double)(t->procs[k].counters.acked - t->prev[j].acked) /
+					      ((double)(now - t->last_ns) / 1e9);
+		k++;
+	}
+	t->nprocs = k;
+	for (int i = 0; i < k; i++)
+		t->prev[i] = (struct proc_rate){t->procs[i].pid, t->procs[i].counters.acked, t->prate[i]};
+	t->nprev = k;
+	t->last_acked = t->s.total.acked;
+	t->last_ns = now;
+	tq_event_info all[256];
+	int ne = tq_events(t->q, 0, all, 256);
+	t->nev = 0;
+	for (int i = ne > 5 ? ne - 5 : 0; i < ne; i++)
+		t->ev[t->nev++] = all[i];
+}
+
+/* The sparkline of the last `width` seconds of done/s. */
+static void sparkline(const struct top *t, char *out, size_t size, int width)
+{
+	static const char *blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
+	static const char ascii[] = "_.-=+*#@";
+	int from = t->nhist > width ? t->nhist - width : 0;
+	double max = 0;
+	size_t k = 0;
+
+	for (int i = from; i < t->nhist; i++)
+		if (t->hist[i] > max)
+			max = t->hist[i];
+	out[0] = '\0';
+	for (int i = from; i < t->nhist && k + 4 < size; i++) {
+		int lvl = max > 0 ? (int)(t->hist[i] / max * 7.0 + 0.5) : 0;
+		if (t->utf8) {
+			size_t l = strlen(blocks[lvl]);
+			memcpy(out + k, blocks[lvl], l);
+			k += l;
+		} else {
+			out[k++] = ascii[lvl];
+		}
+		out[k] = '\0';
+	}
+}
+
+/* Renders one frame as lines of text; emit() prints each. */
+static void render(struct top *t, int width, void (*emit)(int row, const char *line, bool bold, void *arg), void *arg)
+{
+	char line[1024], a[32], b[32], c[32], d[32], e[32];
+	int row = 0;
+	const tq_stats *s = &t->s;
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+
+	snprintf(line, sizeof(line), "taskq top - queue %s (%s)   %02d:%02d:%02d   q quits", t->name,
+		 cli_state_name(s->run_state), tm.tm_hour, tm.tm_min, tm.tm_sec);
+	emit(row++, line, true, arg);
+	snprintf(line, sizeof(line), "tasks    ready %u   in progress %u   retrying %u   dead %u   free %u of %u",
+		 s->ready, s->leased, s->delayed, s->dead, s->free_slots, s->capacity);
+	emit(row++, line, false, arg);
+	snprintf(line, sizeof(line), "totals   pushed %llu   done %llu   failed %llu   retried %llu   dead %llu",
+		 (unsigned long long)s->total.pushed, (unsigned long long)s->total.acked,
+		 (unsigned long long)s->total.failed, (unsigned long long)s->total.retried,
+		 (unsigned long long)s->total.dead);
+	emit(row++, line, false, arg);
+	snprintf(line, sizeof(line), "         leases expired %llu   returned from dead processes %llu   dead processes %u",
+		 (unsigned long long)s->total.expired, (unsigned long long)s->total.recovered, s->recoveries);
+	emit(row++, line, false, arg);
+	human(a, sizeof(a), t->nhist ? t->hist[t->nhist - 1] : 0);
+	human(b, sizeof(b), s->done_per_s[1]);
+	human(c, sizeof(c), s->done_per_s[2]);
+	human(d, sizeof(d), s->pushed_per_s[1]);
+	snprintf(line, sizeof(line), "done/s   %s now   %s (10 s)   %s (60 s)      pushed/s %s (10 s)", a, b, c, d);
+	emit(row++, line, true, arg);
+	char spark[HISTORY * 4 + 1];
+	int sw = width - 10;
+	sparkline(t, spark, sizeof(spark), sw < 10 ? 10 : sw > HISTORY ? HISTORY : sw);
+	snprintf(line, sizeof(line), "history  %s", spark);
+	emit(row++, line, false, arg);
+	const tq_latency *l[2] = {&s->wait, &s->processing};
+	const char *ln[2] = {"wait", "process"};
+	for (int i = 0; i < 2; i++) {
+		dur(a, sizeof(a), l[i]->p50_ns);
+		dur(b, sizeof(b), l[i]->p90_ns);
+		dur(c, sizeof(c), l[i]->p99_ns);
+		dur(d, sizeof(d), l[i]->max_ns);
+		dur(e, sizeof(e), l[i]->mean_ns);
+		snprintf(line, sizeof(line), "%-8s p50 %-9s p90 %-9s p99 %-9s max %-9s mean %s", ln[i], a, b, c, d, e);
+		emit(row++, line, false, arg);
+	}
+	dur(a, sizeof(a), s->oldest_ready_ns ? tq_now_ns() - s->oldest_ready_ns : 0);
+	snprintf(line, sizeof(line), "oldest ready task waiting %s   processes attached %d", a, t->nprocs);
+	emit(row++, line, false, arg);
+	emit(row++, "", false, arg);
+	snprintf(line, sizeof(line), "%8s  %-17s %8s %9s %12s %12s %8s", "PID", "STATE", "HOLDING", "DONE/S", "DONE",
+		 "FAILED", "SEEN");
+	emit(row++, line, true, arg);
+	for (int i = 0; i < t->nprocs; i++) {
+		const tq_proc_info *p = &t->procs[i];
+		human(a, sizeof(a), t->prate[i]);
+		dur(b, sizeof(b), tq_now_ns() - p->last_seen_ns);
+		snprintf(line, sizeof(line), "%8d  %-17s %8u %9s %12llu %12llu %8s", p->pid,
+			 p->waiting == 1 ? "waiting for tasks" : p->waiting == 2 ? "waiting for room" : "busy",
+			 p->leased, a, (unsigned long long)p->counters.acked, (unsigned long long)p->counters.failed, b);
+		emit(row++, line, false, arg);
+	}
+	emit(row++, "", false, arg);
+	emit(row++, "recent events", true, arg);
+	for (int i = 0; i < t->nev; i++) {
+		const tq_event_info *ev = &t->ev[i];
+		dur(a, sizeof(a), tq_now_ns() - ev->t_ns);
+		snprintf(line, sizeof(line), "  %9s ago  pid %-7d %-15s %llu %llu %s", a, ev->pid, tq_event_name(ev->type),
+			 (unsigned long long)ev->a, (unsigned long long)ev->b, ev->msg);
+		emit(row++, line, false, arg);
+	}
+}
+
+static void emit_text(int row, const char *line, bool bold, void *arg)
+{
+	(void)row;
+	(void)bold;
+	(void)arg;
+	puts(line);
+}
+
+static void emit_curses(int row, const char *line, bool bold, void *arg)
+{
+	(void)arg;
+	if (row >= LINES)
+		return;
+	if (bold)
+		attron(A_BOLD);
+	mvaddnstr(row, 0, line, COLS > 0 ? COLS : 80);
+	if (bold)
+		attroff(A_BOLD);
+}
+
+int cmd_top(int argc, char **argv)
+{
+	static const char *usage = "top NAME [--interval SEC] [--batch] [--iterations N]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"interval", required_argument, 0, 'i'},
+		{"batch", no_argument, 0, 'b'}, {"iterations", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+	uint64_t interval = 1000000000ull, iterations = 0;
+	bool batch = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hi:bn:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			printf("usage: taskq %s\n\nA live dashboard: task counts, totals, done/s with a history sparkline,\n"
+			       "latency percentiles, the attached processes and recent events. q quits;\n"
+			       "the screen follows window resizes. --batch prints plain-text frames instead\n"
+			       "(the default when stdout is not a terminal); --iterations N stops after N\n"
+			       "frames; --interval SEC between frames (default 1).\n", usage);
+			return 0;
+		case 'b': batch = true; break;
+		case 'i':
+			if (!cli_parse_seconds(optarg, 3600, &interval) || interval < 100000000ull) {
+				cli_err("invalid --interval '%s' (0.1 to 3600 seconds)", optarg);
+				return EX_USAGE_;
+			}
+			break;
+		case 'n':
+			if (!cli_parse_u64(optarg, 1, UINT64_MAX, &iterations)) {
+				cli_err("invalid --iterations '%s'", optarg);
+				return EX_USAGE_;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: taskq %s\n", usage);
+			return EX_USAGE_;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: taskq %s\n", usage);
+		return EX_USAGE_;
+	}
+	struct top *t = calloc(1, sizeof(*t));
+	if (!t)
+		return EX_FAIL;
+	t->name = argv[optind];
+	int rc = cli_open(t->name, &t->q);
+	if (rc) {
+		free(t);
+		return rc;
+	}
+	signal(SIGINT, on_top_signal);
+	signal(SIGTERM, on_top_signal);
+	if (!isatty(1))
+		batch = true;
+	setlocale(LC_ALL, "");
+	const char *cs = setlocale(LC_CTYPE, NULL);
+	t->utf8 = cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8"));
+	sample(t);
+	if (batch) {
+		for (uint64_t n = 0; !top_stop && (!iterations || n < iterations); n++) {
+			if (n) {
+				struct timespec ts = {(time_t)(interval / 1000000000ull), (long)(interval % 1000000000ull)};
+				nanosleep(&ts, NULL);
+				sample(t);
+			}
+			render(t, 100, emit_text, NULL);
+			puts("");
+			fflush(stdout);
+		}
+	} else {
+		initscr();
+		cbreak();
+		noecho();
+		keypad(stdscr, TRUE);
+		curs_set(0);
+		timeout((int)(interval / 1000000ull));
+		for (uint64_t n = 0; !top_stop && (!iterations || n < iterations); n++) {
+			erase();
+			render(t, COLS, emit_curses, NULL);
+			refresh();
+			int ch = getch(); /* waits up to the interval; KEY_RESIZE redraws */
+			if (ch == 'q' || ch == 'Q')
+				break;
+			if (ch == KEY_RESIZE)
+				continue;
+			sample(t);
+		}
+		endwin();
+	}
+	tq_close(t->q);
+	free(t);
+	return 0;
+}
