@@ -46,6 +46,18 @@ cJSON *cli_latency_json(const tq_latency *l);
  * (this process excluded). */
 cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs);
 
+/* Logging options shared by long-running commands (work, serve). */
+struct log_config;
+#define CLI_LOG_OPTIONS                                                                    \
+	{"log-file", required_argument, 0, 0x1001}, {"log-max-bytes", required_argument, 0, 0x1002}, \
+	{"log-max-files", required_argument, 0, 0x1003}, {"log-level", required_argument, 0, 0x1004}
+#define CLI_LOG_HELP                                                                       \
+	"Logs: one logfmt line per event to stderr, or with --log-file FILE to FILE, rotated\n"   \
+	"at --log-max-bytes N (default 10485760) keeping --log-max-files N old files (default\n" \
+	"5); --log-level debug|info|warn|error (default info).\n"
+/* Applies one of CLI_LOG_OPTIONS; false if c is not one (ok: value valid). */
+bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok);
+
 /* Subcommands: argc/argv start at the subcommand's name. */
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

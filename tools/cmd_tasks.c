@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "log.h"
 
 extern char **environ;
 
@@ -341,6 +342,10 @@ static volatile int work_signals;
 static void on_work_signal(int sig)
 {
 	(void)sig;
+	if (work_signals == 0) {
+		static const char m[] = "taskq: work: stopping: finishing the running commands (again to stop at once)\n";
+		(void)!write(2, m, sizeof(m) - 1);
+	}
 	work_signals++;
 	work_stop = 1;
 	if (work_signals >= 2)
@@ -489,7 +494,13 @@ static int run_command(const tq_task *t, void *arg, char *msg, size_t msg_size)
 		return 127;
 	}
 	feed(fds[1], t);
-	return wait_command(w, t, pid, msg, msg_size);
+	rc = wait_command(w, t, pid, msg, msg_size);
+	if (rc) {
+		char qb[120];
+		log_event(LOG_WARN_, "task_failed", "task=%llu attempt=%u status=%d reason=%s", (unsigned long long)t->id,
+			  t->attempt, rc, log_quote(qb, sizeof(qb), msg));
+	}
+	return rc;
 }
 
 static void *work_thread(void *arg)
@@ -502,13 +513,15 @@ static void *work_thread(void *arg)
 int cmd_work(int argc, char **argv)
 {
 	static const char *usage = "work NAME [--concurrency N] [--batch N] [--idle-exit SEC] [--max-tasks N]\n"
-				   "       [--task-timeout SEC] [--json] -- COMMAND [ARG...]";
+				   "       [--task-timeout SEC] [--json] [LOG OPTIONS] -- COMMAND [ARG...]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'},
 		{"concurrency", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
 		{"idle-exit", required_argument, 0, 'i'}, {"max-tasks", required_argument, 0, 'm'},
-		{"task-timeout", required_argument, 0, 'T'}, {0, 0, 0, 0}};
+		{"task-timeout", required_argument, 0, 'T'}, CLI_LOG_OPTIONS, {0, 0, 0, 0}};
 	uint64_t conc = 1, batch = 1, max_tasks = 0, idle = 0, task_timeout = 0;
+	struct log_config lc;
+	log_config_init(&lc);
 	bool json = false;
 	int c;
 
@@ -525,7 +538,8 @@ int cmd_work(int argc, char **argv)
 			       "runner (default 1); --idle-exit SEC: exit after SEC without tasks;\n"
 			       "--max-tasks N: exit after N tasks per runner; --task-timeout SEC: kill a command\n"
 			       "running longer (the task fails). Ctrl+C or SIGTERM: finish the running commands,\n"
-			       "acknowledge, exit 0; a second one exits at once (the tasks return to the queue).\n", usage);
+			       "acknowledge, exit 0; a second one exits at once (the tasks return to the queue).\n%s",
+			       usage, CLI_LOG_HELP);
 			return 0;
 		case 'j': json = true; break;
 		case 'c': ok = cli_parse_u64(optarg, 1, 256, &conc); break;
@@ -533,7 +547,10 @@ int cmd_work(int argc, char **argv)
 		case 'm': ok = cli_parse_u64(optarg, 1, UINT64_MAX, &max_tasks); break;
 		case 'i': ok = cli_parse_seconds(optarg, 1e9, &idle) && idle > 0; break;
 		case 'T': ok = cli_parse_seconds(optarg, 1e9, &task_timeout) && task_timeout > 0; break;
-		default: return usage_error(usage);
+		default:
+			if (cli_log_option(c, optarg, &lc, &ok))
+				break;
+			return usage_error(usage);
 		}
 		if (!ok) {
 			cli_err("invalid value '%s'", optarg);
@@ -553,6 +570,15 @@ int cmd_work(int argc, char **argv)
 	int rc = cli_open(name, &q);
 	if (rc)
 		return rc;
+	lc.queue = name;
+	if (log_open(&lc) != 0) {
+		cli_err("--log-file %s: %s", lc.path, strerror(errno));
+		tq_close(q);
+		return EX_FAIL;
+	}
+	char qb[300];
+	log_event(LOG_INFO_, "work_started", "concurrency=%llu batch=%llu command=%s", (unsigned long long)conc,
+		  (unsigned long long)batch, log_quote(qb, sizeof(qb), cmd[0]));
 	struct sigaction sa = {.sa_handler = on_work_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -589,6 +615,11 @@ int cmd_work(int argc, char **argv)
 	free(w);
 	free(th);
 	tq_close(q);
+	log_event(err ? LOG_ERROR_ : LOG_INFO_, "work_finished", "handled=%llu acked=%llu failed=%llu lost=%llu%s%s",
+		  (unsigned long long)total.handled, (unsigned long long)total.acked,
+		  (unsigned long long)total.failed, (unsigned long long)total.lost, err ? " error=" : "",
+		  err ? log_quote(qb, sizeof(qb), tq_strerror(err)) : "");
+	log_close();
 	if (json) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "handled", (double)total.handled);

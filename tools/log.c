@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,8 @@ static struct {
 	uint64_t size;   /* bytes in the current file */
 	bool open;
 } lg = {.fd = -1};
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER; /* writers may be threads */
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -160,10 +163,12 @@ void log_event(int level, const char *event, const char *fields_fmt, ...)
 	if ((size_t)n > sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
+	pthread_mutex_lock(&log_mu);
 	if (lg.fd >= 0 && lg.size + (uint64_t)n > lg.cfg.max_bytes && lg.size > 0)
 		rotate();
 	int fd = lg.fd >= 0 ? lg.fd : 2;
 	ssize_t w = write(fd, line, (size_t)n);
 	if (w > 0 && lg.fd >= 0)
 		lg.size += (uint64_t)w;
+	pthread_mutex_unlock(&log_mu);
 }

@@ -3,7 +3,8 @@
  *   time=2026-11-26T13:45:01.123Z level=info pid=123 queue=demo event=started k=v ...
  * to stderr, or to a file rotated by size (FILE -> FILE.1 -> ... FILE.N,
  * the oldest deleted), so disk use stays under (N + 1) * max_bytes and the
- * logger's memory is constant. One writing process per file.
+ * logger's memory is constant. One writing process per file; its threads
+ * may log concurrently.
  */
 #ifndef TQ_LOG_H
 #define TQ_LOG_H

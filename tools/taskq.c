@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "log.h"
 
 const char *cli_cmd = "taskq";
 
@@ -74,6 +75,19 @@ bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns)
 		return false;
 	*ns = (uint64_t)(v * 1e9);
 	return true;
+}
+
+bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 0x1001: lc->path = arg; *ok = *arg != '\0'; return true;
+	case 0x1002: *ok = cli_parse_u64(arg, 1024, UINT64_MAX / 2, &v); lc->max_bytes = v; return true;
+	case 0x1003: *ok = cli_parse_u64(arg, 1, 100, &v); lc->max_files = (unsigned)v; return true;
+	case 0x1004: lc->level = log_level_parse(arg); *ok = lc->level >= 0; return true;
+	default: return false;
+	}
 }
 
 const char *cli_state_name(int s)
