@@ -24,6 +24,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "log.h"
 #include "taskq.h"
 
 #define SEC 1000000000ull
@@ -34,6 +35,9 @@ struct opts {
 	double bad; /* percent of JSON tasks */
 	uint64_t rate, total, capacity, duration_ns;
 	bool quiet;
+	const char *serve;      /* ADDR:PORT for taskq serve, or NULL */
+	const char *token_file;
+	struct log_config log;
 };
 
 static volatile sig_atomic_t signals;
@@ -64,6 +68,11 @@ static void usage(FILE *f)
 		"  -q, --queue NAME    queue name (default demo)\n"
 		"      --capacity N    queue capacity when it is created (default 10000)\n"
 		"      --quiet         no live line\n"
+		"      --serve ADDR:PORT  also start `taskq serve` for this queue (metrics,\n"
+		"                      stats, and with --token-file remote drain/stop/pause)\n"
+		"      --token-file F  bearer token for --serve's control endpoints\n"
+		"      --log-file F    structured logs to F (default stderr), rotated at\n"
+		"                      --log-max-bytes N keeping --log-max-files N old files\n"
 		"  -h, --help          this text\n\n"
 		"Exit status: 0 after a drain that accounted for every task; 1 if the count\n"
 		"did not balance or a queue error occurred; 2 for bad options; 130 after a\n"
@@ -92,6 +101,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"batch", required_argument, 0, 'b'}, {"bad", required_argument, 0, 'B'},
 		{"work", required_argument, 0, 'w'}, {"queue", required_argument, 0, 'q'},
 		{"capacity", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'Q'},
+		{"serve", required_argument, 0, 'S'}, {"token-file", required_argument, 0, 'T'},
+		{"log-file", required_argument, 0, 'L'}, {"log-max-bytes", required_argument, 0, 'M'},
+		{"log-max-files", required_argument, 0, 'F'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint64_t v;
@@ -99,6 +111,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 	*o = (struct opts){.queue = "demo", .producers = 1, .consumers = ncpu > 2 ? (unsigned)ncpu : 2,
 			   .batch = 64, .mix = 50, .bad = 0.01, .work = 1, .capacity = 10000};
+	log_config_init(&o->log);
 	while ((c = getopt_long(argc, argv, "p:c:r:n:d:m:b:w:q:h", lo, NULL)) != -1) {
 		bool ok = true;
 		switch (c) {
@@ -125,6 +138,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'q': o->queue = optarg; break;
 		case 'C': ok = parse_num(optarg, 1, TQ_MAX_CAPACITY, &o->capacity); break;
 		case 'Q': o->quiet = true; break;
+		case 'S': o->serve = optarg; break;
+		case 'T': o->token_file = optarg; break;
+		case 'L': o->log.path = optarg; break;
+		case 'M': ok = parse_num(optarg, 1024, UINT64_MAX / 2, &o->log.max_bytes); break;
+		case 'F': ok = parse_num(optarg, 1, 100, &v); o->log.max_files = (unsigned)v; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -311,6 +329,36 @@ static int consumer_main(const struct opts *o, unsigned i, uint64_t quota)
 	return consumer(o);
 }
 
+/* Starts `taskq serve` (beside this program) in its own process group, so
+ * that a Ctrl+C meant for the demo leaves the endpoint up during the drain. */
+static pid_t start_server(const struct opts *o)
+{
+	char self[4096], bin[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(bin, sizeof(bin), "%s/taskq", self);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		char *argv[10] = {"taskq", "serve", (char *)o->queue, "--listen", (char *)o->serve, NULL};
+		if (o->token_file) {
+			argv[5] = "--token-file";
+			argv[6] = (char *)o->token_file;
+			argv[7] = NULL;
+		}
+		execv(bin, argv);
+		fprintf(stderr, "taskq-demo: cannot run %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
 static uint32_t pending(const tq_stats *s)
 {
 	return s->ready + s->leased + s->delayed;
@@ -392,6 +440,17 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
+	o.log.queue = o.queue;
+	if (log_open(&o.log) != 0) {
+		fprintf(stderr, "taskq-demo: --log-file %s: %s\n", o.log.path, strerror(errno));
+		return 1;
+	}
+	log_event(LOG_INFO_, "demo_started", "producers=%u consumers=%u batch=%u json_percent=%u leftover=%u",
+		  o.producers, o.consumers, o.batch, o.mix, pending(&base));
+	pid_t server = o.serve ? start_server(&o) : 0;
+	if (o.serve)
+		printf("serving metrics and control on http://%s (taskq serve, pid %d)\n", o.serve, (int)server);
+
 	int nchild = (int)(o.producers + o.consumers);
 	pid_t *pids = calloc((size_t)nchild, sizeof(*pids));
 	if (!pids)
@@ -437,6 +496,7 @@ int main(int argc, char **argv)
 	if (tty)
 		printf("\n");
 	printf("%s\n", why);
+	log_event(LOG_INFO_, "drain_started", "reason=\"%s\"", why);
 	if (tq_run_state(q) != TQ_STOPPED)
 		tq_set_run_state(q, TQ_DRAINING);
 	handled = signals;
@@ -451,6 +511,9 @@ int main(int argc, char **argv)
 			tq_stats_get(q, &s);
 			printf("stopped at once: %u tasks in progress and %u ready stay in queue %s; "
 			       "the next ./run.sh delivers them\n", s.leased, s.ready + s.delayed, o.queue);
+			log_event(LOG_WARN_, "stopped_at_once", "in_progress=%u ready=%u", s.leased, s.ready + s.delayed);
+			if (server > 0)
+				kill(server, SIGTERM);
 			tq_close(q);
 			return 130;
 		}
@@ -468,6 +531,14 @@ int main(int argc, char **argv)
 	if (pending(&base))
 		printf("; %u were left by an earlier run", pending(&base));
 	printf("\n");
+	if (server > 0) {
+		kill(server, SIGTERM);
+		waitpid(server, NULL, 0);
+	}
+	log_event(in == out ? LOG_INFO_ : LOG_ERROR_, "summary",
+		  "produced=%llu done=%llu dead=%llu pending=%u leftover=%u balanced=%s", (unsigned long long)produced,
+		  (unsigned long long)done, (unsigned long long)dead, pending(&s), pending(&base),
+		  in == out ? "true" : "false");
 	if (in != out) {
 		printf("ACCOUNTING MISMATCH: %llu in, %llu out\n", (unsigned long long)in, (unsigned long long)out);
 		tq_close(q);
