@@ -59,8 +59,8 @@ $(SHARED): $(PIC_OBJ)
 $(PCFILE): taskq.pc.in | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) $(CLI_BIN) $(DEMO_BIN) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -DTQ_BIN_DIR='"$(BUILD)"' -o $@ $(TEST_SRC) $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h $(STATIC) $(CLI_BIN) $(DEMO_BIN) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -o $@ $(TEST_SRC) tools/log.c $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) tools/cli.h tools/log.h $(STATIC) | $(BUILD)
