@@ -107,10 +107,32 @@ static tq_config small_config(uint32_t capacity)
 	return c;
 }
 
+/* Names of the queues this test created; the .fini of every test destroys
+ * them, so that a failed assertion leaves no segment behind. */
+static char created[8][TQ_NAME_MAX + 1];
+static unsigned ncreated;
+
+static void remember(const char *name)
+{
+	for (unsigned k = 0; k < ncreated; k++)
+		if (strcmp(created[k], name) == 0)
+			return;
+	if (ncreated < 8 && strlen(name) < sizeof created[0])
+		strcpy(created[ncreated++], name);
+}
+
+static void cleanup_queues(void)
+{
+	for (unsigned k = 0; k < ncreated; k++)
+		tq_destroy(created[k]);
+	ncreated = 0;
+}
+
 static tq_queue *create_queue(const char *name, const tq_config *cfg)
 {
 	tq_queue *q = NULL;
 	tq_destroy(name); /* a leftover from an earlier crashed run */
+	remember(name);
 	int rc = tq_create(name, cfg, &q);
 	cr_assert_eq(rc, 0, "tq_create(%s): %d %s", name, rc, tq_strerror(rc));
 	cr_assert_not_null(q);
@@ -143,22 +165,34 @@ enum mix_mode {
 	MIX_THREADS_SHARED, /* threads of this process sharing one handle */
 };
 
+enum mix_policy {
+	POL_ACK,   /* every task is acked on its first delivery */
+	POL_RETRY, /* tasks with i % 3 == 0 fail once, then are acked on attempt 2 */
+	POL_DEAD,  /* tasks with i % 4 == 0 fail with max_attempts 1: dead */
+};
+
+struct mix_opts {
+	unsigned producers, consumers, batch, tpp;
+	uint16_t kind;
+	uint32_t capacity;
+	enum mix_mode mode;
+	enum mix_policy policy;
+};
+
 struct mix_shared {
 	struct report rep;
-	uint64_t consumed; /* deliveries acked */
+	uint64_t consumed; /* tasks that reached their end: acked or dead */
 	uint64_t dups;
 	uint64_t pushed;
 };
 
 struct mix {
+	struct mix_opts o;
 	const char *name;
-	unsigned producers, consumers, batch, tpp;
-	uint16_t kind;
-	enum mix_mode mode;
 	tq_queue *shared_q;
 	uint64_t total;
 	struct mix_shared *sh;
-	tqt_bitmap bm;
+	tqt_bitmap bm;      /* tasks that reached their end */
 	uint64_t *push_ids; /* [total], shared */
 	uint64_t *take_ids; /* [total], shared */
 };
@@ -166,12 +200,23 @@ struct mix {
 struct mix_worker {
 	struct mix *m;
 	unsigned idx;
+	bool consumer;
 	int rc;
 };
 
+static bool mix_retried(const struct mix *m, unsigned i)
+{
+	return m->o.policy == POL_RETRY && i % 3 == 0;
+}
+
+static bool mix_dies(const struct mix *m, unsigned i)
+{
+	return m->o.policy == POL_DEAD && i % 4 == 0;
+}
+
 static tq_queue *mix_handle(struct mix *m)
 {
-	if (m->mode == MIX_THREADS_SHARED)
+	if (m->o.mode == MIX_THREADS_SHARED)
 		return m->shared_q;
 	tq_queue *q = NULL;
 	int rc = tq_open(m->name, &q);
@@ -184,7 +229,7 @@ static tq_queue *mix_handle(struct mix *m)
 
 static void mix_release(struct mix *m, tq_queue *q)
 {
-	if (m->mode != MIX_THREADS_SHARED) {
+	if (m->o.mode != MIX_THREADS_SHARED) {
 		int rc = tq_close(q);
 		if (rc != 0)
 			report_err(&m->sh->rep, "tq_close: %d %s", rc, tq_strerror(rc));
@@ -195,28 +240,28 @@ static int mix_producer(void *arg)
 {
 	struct mix_worker *w = arg;
 	struct mix *m = w->m;
-	unsigned p = w->idx;
+	unsigned p = w->idx, batch = m->o.batch, tpp = m->o.tpp;
 	tq_queue *q = mix_handle(m);
 	if (!q)
 		return 1;
-	tq_task *tasks = calloc(m->batch, sizeof *tasks);
-	char *bufs = malloc((size_t)m->batch * PAYLOAD_BUF);
+	tq_task *tasks = calloc(batch, sizeof *tasks);
+	char *bufs = malloc((size_t)batch * PAYLOAD_BUF);
 	if (!tasks || !bufs)
 		abort();
 	uint64_t last_id = 0;
 	bool have_last = false;
 	int bad = 0;
-	for (unsigned i = 0; i < m->tpp && !bad;) {
-		unsigned n = m->tpp - i < m->batch ? m->tpp - i : m->batch;
+	for (unsigned i = 0; i < tpp && !bad;) {
+		unsigned n = tpp - i < batch ? tpp - i : batch;
 		for (unsigned j = 0; j < n; j++) {
 			tq_task *t = &tasks[j];
 			memset(t, 0, sizeof *t);
-			t->kind = m->kind;
-			if (m->kind == TQ_KIND_INT) {
+			t->kind = m->o.kind;
+			if (m->o.kind == TQ_KIND_INT) {
 				t->value = (uint64_t)p << 32 | (i + j);
 			} else {
 				char *b = bufs + (size_t)j * PAYLOAD_BUF;
-				t->len = make_payload(m->kind, p, i + j, b);
+				t->len = make_payload(m->o.kind, p, i + j, b);
 				t->data = b;
 			}
 		}
@@ -242,7 +287,7 @@ static int mix_producer(void *arg)
 						   (unsigned long long)last_id);
 				last_id = id;
 				have_last = true;
-				m->push_ids[(uint64_t)p * m->tpp + i + done + (unsigned)j] = id;
+				m->push_ids[(uint64_t)p * tpp + i + done + (unsigned)j] = id;
 			}
 			__atomic_fetch_add(&m->sh->pushed, (uint64_t)r, __ATOMIC_SEQ_CST);
 			done += (unsigned)r;
@@ -255,47 +300,62 @@ static int mix_producer(void *arg)
 	return bad;
 }
 
-/* Checks one delivered task; returns its index in the bitmap or -1. */
-static int64_t mix_decode(struct mix *m, const tq_task *t)
+/* Decodes a delivered task to (p, i), checking everything it carries.
+ * Returns 0, or -1 (reported) if it cannot be decoded. */
+static int mix_decode(struct mix *m, const tq_task *t, unsigned *pp, unsigned *ip)
 {
 	unsigned p, i;
-	if (t->kind != m->kind) {
-		report_err(&m->sh->rep, "kind %u, expected %u", t->kind, m->kind);
+	if (t->kind != m->o.kind) {
+		report_err(&m->sh->rep, "kind %u, expected %u", t->kind, m->o.kind);
 		return -1;
 	}
-	if (t->attempt != 1)
-		report_err(&m->sh->rep, "id %llu: attempt %u on first delivery",
-			   (unsigned long long)t->id, t->attempt);
 	if (t->enqueued_ns == 0)
 		report_err(&m->sh->rep, "id %llu: enqueued_ns 0", (unsigned long long)t->id);
-	if (m->kind == TQ_KIND_INT) {
+	if (m->o.kind == TQ_KIND_INT) {
 		p = (unsigned)(t->value >> 32);
 		i = (unsigned)(t->value & 0xffffffffu);
 	} else {
-		int rc = parse_payload(m->kind, t->data, t->len, &p, &i);
+		int rc = parse_payload(m->o.kind, t->data, t->len, &p, &i);
 		if (rc != 0) {
 			report_err(&m->sh->rep, "id %llu: bad payload (%d), len %u",
 				   (unsigned long long)t->id, rc, t->len);
 			return -1;
 		}
 	}
-	if (p >= m->producers || i >= m->tpp) {
+	if (p >= m->o.producers || i >= m->o.tpp) {
 		report_err(&m->sh->rep, "id %llu: decoded p=%u i=%u out of range",
 			   (unsigned long long)t->id, p, i);
 		return -1;
 	}
-	return (int64_t)p * m->tpp + i;
+	unsigned want = mix_retried(m, i) && t->attempt != 1 ? 2 : 1;
+	if (t->attempt != want)
+		report_err(&m->sh->rep, "p=%u i=%u: attempt %u", p, i, t->attempt);
+	*pp = p;
+	*ip = i;
+	return 0;
+}
+
+/* The task reached its end (acked or dead): mark it. */
+static void mix_done(struct mix *m, const tq_task *t, unsigned p, unsigned i)
+{
+	uint64_t k = (uint64_t)p * m->o.tpp + i;
+	m->take_ids[k] = t->id;
+	if (tqt_bitmap_set(m->bm, (size_t)k))
+		__atomic_fetch_add(&m->sh->dups, 1, __ATOMIC_SEQ_CST);
 }
 
 static int mix_consumer(void *arg)
 {
 	struct mix_worker *w = arg;
 	struct mix *m = w->m;
+	unsigned batch = m->o.batch;
 	tq_queue *q = mix_handle(m);
 	if (!q)
 		return 1;
-	tq_task *out = calloc(m->batch, sizeof *out);
-	if (!out)
+	tq_task *out = calloc(batch, sizeof *out);
+	tq_task *acks = calloc(batch, sizeof *acks);
+	tq_task *fails = calloc(batch, sizeof *fails);
+	if (!out || !acks || !fails)
 		abort();
 	uint64_t deadline = tqt_now_ms() + 45000;
 	int bad = 0;
@@ -305,30 +365,57 @@ static int mix_consumer(void *arg)
 			bad = 1;
 			break;
 		}
-		int r = tq_take(q, out, m->batch, 20 * MS);
+		int r = tq_take(q, out, batch, 20 * MS);
 		if (r == TQ_ETIMEDOUT)
 			continue;
-		if (r <= 0 || (unsigned)r > m->batch) {
+		if (r <= 0 || (unsigned)r > batch) {
 			report_err(&m->sh->rep, "consumer %u: tq_take(%u) = %d %s",
-				   w->idx, m->batch, r, tq_strerror(r));
+				   w->idx, batch, r, tq_strerror(r));
 			bad = 1;
 			break;
 		}
+		size_t na = 0, nf = 0;
+		uint64_t ended = 0;
 		for (int j = 0; j < r; j++) {
-			int64_t k = mix_decode(m, &out[j]);
-			if (k < 0)
+			unsigned p = 0, i = 0;
+			if (mix_decode(m, &out[j], &p, &i) != 0) {
+				acks[na++] = out[j];
 				continue;
-			m->take_ids[k] = out[j].id;
-			if (tqt_bitmap_set(m->bm, (size_t)k))
-				__atomic_fetch_add(&m->sh->dups, 1, __ATOMIC_SEQ_CST);
+			}
+			if (mix_retried(m, i) && out[j].attempt == 1) {
+				fails[nf++] = out[j];
+			} else if (mix_dies(m, i)) {
+				char msg[64];
+				snprintf(msg, sizeof msg, "p=%u i=%u died", p, i);
+				int f = tq_fail(q, &out[j], 1, (int)(i & 0x7fff), msg);
+				if (f != 0)
+					report_err(&m->sh->rep, "tq_fail(dead): %d %s", f,
+						   tq_strerror(f));
+				mix_done(m, &out[j], p, i);
+				ended++;
+			} else {
+				acks[na++] = out[j];
+				mix_done(m, &out[j], p, i);
+				ended++;
+			}
 		}
-		int a = tq_ack(q, out, (size_t)r);
-		if (a != 0)
-			report_err(&m->sh->rep, "consumer %u: tq_ack(%d) = %d %s",
-				   w->idx, r, a, tq_strerror(a));
-		__atomic_fetch_add(&m->sh->consumed, (uint64_t)r, __ATOMIC_SEQ_CST);
+		if (nf) {
+			int f = tq_fail(q, fails, nf, 5, "retry me");
+			if (f != 0)
+				report_err(&m->sh->rep, "consumer %u: tq_fail(%zu) = %d %s",
+					   w->idx, nf, f, tq_strerror(f));
+		}
+		if (na) {
+			int a = tq_ack(q, acks, na);
+			if (a != 0)
+				report_err(&m->sh->rep, "consumer %u: tq_ack(%zu) = %d %s",
+					   w->idx, na, a, tq_strerror(a));
+		}
+		__atomic_fetch_add(&m->sh->consumed, ended, __ATOMIC_SEQ_CST);
 	}
 	free(out);
+	free(acks);
+	free(fails);
 	mix_release(m, q);
 	return bad;
 }
@@ -336,7 +423,7 @@ static int mix_consumer(void *arg)
 static void *mix_thread(void *arg)
 {
 	struct mix_worker *w = arg;
-	w->rc = w->idx & 0x10000u ? mix_consumer(w) : mix_producer(w);
+	w->rc = w->consumer ? mix_consumer(w) : mix_producer(w);
 	return NULL;
 }
 
@@ -346,52 +433,101 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void run_mix_mode(const char *test, unsigned producers, unsigned consumers,
-			 unsigned batch, uint16_t kind, unsigned tpp,
-			 uint32_t capacity, enum mix_mode mode)
+/* Checks the dead-letter area after a POL_DEAD mix: exactly the tasks with
+ * i % 4 == 0, each once, with their error, message and payload. */
+static void mix_check_dead(struct mix *m, tq_queue *q, uint64_t ndead)
+{
+	tq_dead_info *di = calloc(ndead + 8, sizeof *di);
+	char *data = calloc(ndead + 8, PAYLOAD_BUF);
+	uint8_t *seen = calloc(m->total, 1);
+	cr_assert(di && data && seen);
+	int n = tq_dead_list(q, di, ndead + 8, data, PAYLOAD_BUF);
+	cr_expect_eq(n, (int)ndead, "dead listed %d, expected %llu", n,
+		     (unsigned long long)ndead);
+	uint64_t bad = 0, twice = 0;
+	for (int k = 0; k < n; k++) {
+		unsigned p, i;
+		if (m->o.kind == TQ_KIND_INT) {
+			p = (unsigned)(di[k].value >> 32);
+			i = (unsigned)(di[k].value & 0xffffffffu);
+		} else if (parse_payload(m->o.kind, data + (size_t)k * PAYLOAD_BUF,
+					 di[k].len, &p, &i) != 0) {
+			bad++;
+			continue;
+		}
+		char msg[64];
+		snprintf(msg, sizeof msg, "p=%u i=%u died", p, i);
+		if (p >= m->o.producers || i >= m->o.tpp || !mix_dies(m, i) ||
+		    di[k].kind != m->o.kind || di[k].attempts != 1 ||
+		    di[k].last_err != (int)(i & 0x7fff) || strcmp(di[k].last_msg, msg) != 0 ||
+		    di[k].id != m->push_ids[(uint64_t)p * m->o.tpp + i]) {
+			bad++;
+			continue;
+		}
+		twice += seen[(uint64_t)p * m->o.tpp + i]++ != 0;
+	}
+	cr_expect_eq(bad, 0, "%llu dead entries do not match a task that should die",
+		     (unsigned long long)bad);
+	cr_expect_eq(twice, 0, "%llu tasks listed dead twice", (unsigned long long)twice);
+	cr_expect_eq(tq_dead_purge(q, TQ_ALL), (int)ndead);
+	free(di);
+	free(data);
+	free(seen);
+}
+
+static void run_mix_opts(const char *test, struct mix_opts o)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, test);
-	tq_config cfg = small_config(capacity);
+	tq_config cfg = small_config(o.capacity);
+	if (o.policy == POL_RETRY) {
+		cfg.max_attempts = 5;
+		cfg.backoff_base_ns = 1 * MS;
+		cfg.backoff_max_ns = 1 * MS;
+	} else if (o.policy == POL_DEAD) {
+		cfg.max_attempts = 1;
+		cfg.dead_capacity = o.capacity;
+	}
 	tq_queue *q = create_queue(name, &cfg);
 
 	struct mix m = {
-		.name = name, .producers = producers, .consumers = consumers,
-		.batch = batch, .tpp = tpp, .kind = kind, .mode = mode,
-		.shared_q = q, .total = (uint64_t)producers * tpp,
+		.o = o, .name = name, .shared_q = q,
+		.total = (uint64_t)o.producers * o.tpp,
 	};
 	m.sh = tqt_shared(sizeof *m.sh);
 	m.bm = tqt_bitmap_new(m.total);
 	m.push_ids = tqt_shared(m.total * sizeof(uint64_t));
 	m.take_ids = tqt_shared(m.total * sizeof(uint64_t));
 
-	unsigned nw = producers + consumers;
+	uint64_t special = 0;
+	for (unsigned i = 0; i < o.tpp; i++)
+		special += mix_retried(&m, i) || mix_dies(&m, i);
+	special *= o.producers;
+	cr_assert(o.policy != POL_DEAD || special <= o.capacity);
+
+	unsigned nw = o.producers + o.consumers;
 	struct mix_worker *ws = calloc(nw, sizeof *ws);
 	cr_assert_not_null(ws);
+	/* Consumers first, so some of them wait on an empty queue. */
+	for (unsigned k = 0; k < nw; k++) {
+		ws[k].m = &m;
+		ws[k].consumer = k < o.consumers;
+		ws[k].idx = k < o.consumers ? k : k - o.consumers;
+	}
 	int failed_workers = 0;
 
-	if (mode == MIX_FORK) {
+	if (o.mode == MIX_FORK) {
 		pid_t *pids = calloc(nw, sizeof *pids);
 		cr_assert_not_null(pids);
-		/* Consumers first, so some of them wait on an empty queue. */
-		for (unsigned c = 0; c < consumers; c++) {
-			ws[c] = (struct mix_worker){ &m, c, 0 };
-			pids[c] = tqt_fork(mix_consumer, &ws[c]);
-		}
-		for (unsigned p = 0; p < producers; p++) {
-			ws[consumers + p] = (struct mix_worker){ &m, p, 0 };
-			pids[consumers + p] = tqt_fork(mix_producer, &ws[consumers + p]);
-		}
+		for (unsigned k = 0; k < nw; k++)
+			pids[k] = tqt_fork(ws[k].consumer ? mix_consumer : mix_producer, &ws[k]);
 		failed_workers = tqt_wait_all(pids, nw, 50000);
 		free(pids);
 	} else {
 		pthread_t *th = calloc(nw, sizeof *th);
 		cr_assert_not_null(th);
-		for (unsigned k = 0; k < nw; k++) {
-			ws[k].m = &m;
-			ws[k].idx = k < consumers ? (k | 0x10000u) : k - consumers;
+		for (unsigned k = 0; k < nw; k++)
 			cr_assert_eq(pthread_create(&th[k], NULL, mix_thread, &ws[k]), 0);
-		}
 		for (unsigned k = 0; k < nw; k++) {
 			pthread_join(th[k], NULL);
 			if (ws[k].rc != 0)
@@ -401,9 +537,6 @@ static void run_mix_mode(const char *test, unsigned producers, unsigned consumer
 	}
 
 	tq_stats s = get_stats(q);
-	tq_close(q);
-	tq_destroy(name);
-
 	uint64_t *sorted = malloc(m.total * sizeof(uint64_t));
 	cr_assert_not_null(sorted);
 	memcpy(sorted, m.take_ids, m.total * sizeof(uint64_t));
@@ -428,19 +561,40 @@ static void run_mix_mode(const char *test, unsigned producers, unsigned consumer
 		     (unsigned long long)same_ids);
 	cr_expect_eq(id_mismatch, 0, "%llu tasks delivered with another id than pushed",
 		     (unsigned long long)id_mismatch);
+
+	uint64_t nretry = o.policy == POL_RETRY ? special : 0;
+	uint64_t ndead = o.policy == POL_DEAD ? special : 0;
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.delayed, 0);
-	cr_expect_eq(s.dead, 0);
-	cr_expect_eq(s.free_slots, capacity);
+	cr_expect_eq(s.dead, ndead);
+	cr_expect_eq(s.free_slots, o.capacity - ndead);
 	cr_expect_eq(s.total.pushed, m.total, "pushed %llu", (unsigned long long)s.total.pushed);
-	cr_expect_eq(s.total.acked, m.total, "acked %llu", (unsigned long long)s.total.acked);
-	cr_expect_eq(s.total.taken, m.total, "taken %llu", (unsigned long long)s.total.taken);
-	cr_expect_eq(s.total.failed, 0);
+	cr_expect_eq(s.total.acked, m.total - ndead, "acked %llu",
+		     (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.taken, m.total + nretry, "taken %llu",
+		     (unsigned long long)s.total.taken);
+	cr_expect_eq(s.total.failed, nretry + ndead);
+	cr_expect_eq(s.total.retried, nretry);
+	cr_expect_eq(s.total.dead, ndead);
+	cr_expect_eq(s.total.dead_dropped, 0);
 	cr_expect_eq(s.total.expired, 0);
 	cr_expect_eq(s.total.recovered, 0);
 	cr_expect_eq(s.total.lost, 0);
+	if (o.policy == POL_DEAD)
+		mix_check_dead(&m, q, ndead);
+
+	tq_close(q);
+	tq_destroy(name);
 	free(ws);
+}
+
+static void run_mix_mode(const char *test, unsigned producers, unsigned consumers,
+			 unsigned batch, uint16_t kind, unsigned tpp,
+			 uint32_t capacity, enum mix_mode mode)
+{
+	struct mix_opts o = { producers, consumers, batch, tpp, kind, capacity, mode, POL_ACK };
+	run_mix_opts(test, o);
 }
 
 static void run_mix(const char *test, unsigned producers, unsigned consumers,
@@ -449,89 +603,283 @@ static void run_mix(const char *test, unsigned producers, unsigned consumers,
 	run_mix_mode(test, producers, consumers, batch, kind, tpp, 10000, MIX_FORK);
 }
 
-Test(engine, mix_1x1_b1_int, .timeout = 60)
+Test(engine, mix_1x1_b1_int, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-1x1-b1-int", 1, 1, 1, TQ_KIND_INT, 3000);
+	run_mix("mix-1x1-b1-int", 1, 1, 1, TQ_KIND_INT, 5000);
 }
 
-Test(engine, mix_1x1_b1_string, .timeout = 60)
+Test(engine, mix_1x1_b1_string, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-1x1-b1-str", 1, 1, 1, TQ_KIND_STRING, 2000);
+	run_mix("mix-1x1-b1-str", 1, 1, 1, TQ_KIND_STRING, 3000);
 }
 
-Test(engine, mix_1x1_b64_int, .timeout = 60)
+Test(engine, mix_1x1_b64_int, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-1x1-b64-int", 1, 1, 64, TQ_KIND_INT, 20000);
+	run_mix("mix-1x1-b64-int", 1, 1, 64, TQ_KIND_INT, 50000);
 }
 
-Test(engine, mix_1x1_b64_json, .timeout = 60)
+Test(engine, mix_1x1_b64_json, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-1x1-b64-json", 1, 1, 64, TQ_KIND_JSON, 10000);
+	run_mix("mix-1x1-b64-json", 1, 1, 64, TQ_KIND_JSON, 20000);
 }
 
-Test(engine, mix_2x3_b64_int, .timeout = 60)
+Test(engine, mix_2x3_b64_int, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-2x3-b64-int", 2, 3, 64, TQ_KIND_INT, 10000);
+	run_mix("mix-2x3-b64-int", 2, 3, 64, TQ_KIND_INT, 25000);
 }
 
-Test(engine, mix_3x2_b7_string, .timeout = 60)
+Test(engine, mix_3x2_b7_string, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-3x2-b7-str", 3, 2, 7, TQ_KIND_STRING, 3000);
+	run_mix("mix-3x2-b7-str", 3, 2, 7, TQ_KIND_STRING, 5000);
 }
 
-Test(engine, mix_4x4_b64_json, .timeout = 60)
+Test(engine, mix_4x4_b64_json, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-4x4-b64-json", 4, 4, 64, TQ_KIND_JSON, 5000);
+	run_mix("mix-4x4-b64-json", 4, 4, 64, TQ_KIND_JSON, 10000);
 }
 
-Test(engine, mix_1x8_b64_int, .timeout = 60)
+Test(engine, mix_4x4_b1_int, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-1x8-b64-int", 1, 8, 64, TQ_KIND_INT, 20000);
+	run_mix("mix-4x4-b1-int", 4, 4, 1, TQ_KIND_INT, 5000);
 }
 
-Test(engine, mix_2x2_b1000_int, .timeout = 60)
+Test(engine, mix_1x8_b64_int, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix("mix-2x2-b1000-int", 2, 2, 1000, TQ_KIND_INT, 20000);
+	run_mix("mix-1x8-b64-int", 1, 8, 64, TQ_KIND_INT, 40000);
 }
 
-Test(engine, mix_2x2_b1000_string_small_queue, .timeout = 60)
+Test(engine, mix_2x2_b1000_int, .timeout = 60, .fini = cleanup_queues)
+{
+	run_mix("mix-2x2-b1000-int", 2, 2, 1000, TQ_KIND_INT, 30000);
+}
+
+Test(engine, mix_2x2_b1000_string_small_queue, .timeout = 60, .fini = cleanup_queues)
 {
 	/* batches far larger than the queue: pushes must wait for room */
-	run_mix_mode("mix-2x2-b1000-str-cap300", 2, 2, 1000, TQ_KIND_STRING, 5000,
+	run_mix_mode("mix-2x2-b1000-str-cap300", 2, 2, 1000, TQ_KIND_STRING, 10000,
 		     300, MIX_FORK);
 }
 
-Test(engine, mix_capacity1_2x2_b3, .timeout = 60)
+Test(engine, mix_capacity1_2x2_b3, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix_mode("mix-cap1-2x2-b3", 2, 2, 3, TQ_KIND_INT, 1000, 1, MIX_FORK);
+	run_mix_mode("mix-cap1-2x2-b3", 2, 2, 3, TQ_KIND_INT, 2000, 1, MIX_FORK);
 }
 
-Test(engine, mix_capacity1_2x2_b3_json, .timeout = 60)
+Test(engine, mix_capacity1_2x2_b3_json, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix_mode("mix-cap1-2x2-b3-json", 2, 2, 3, TQ_KIND_JSON, 500, 1, MIX_FORK);
+	run_mix_mode("mix-cap1-2x2-b3-json", 2, 2, 3, TQ_KIND_JSON, 1000, 1, MIX_FORK);
 }
 
-Test(engine, mix_threads_own_handles, .timeout = 60)
+Test(engine, mix_threads_own_handles, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix_mode("mix-thr-own", 2, 2, 16, TQ_KIND_STRING, 5000, 10000,
+	run_mix_mode("mix-thr-own", 2, 2, 16, TQ_KIND_STRING, 10000, 10000,
 		     MIX_THREADS_OWN);
 }
 
-Test(engine, mix_threads_own_handles_int_small, .timeout = 60)
+Test(engine, mix_threads_own_handles_int_small, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix_mode("mix-thr-own-small", 2, 2, 5, TQ_KIND_INT, 5000, 8,
+	run_mix_mode("mix-thr-own-small", 2, 2, 5, TQ_KIND_INT, 10000, 8,
 		     MIX_THREADS_OWN);
 }
 
-Test(engine, mix_threads_shared_handle, .timeout = 60)
+Test(engine, mix_threads_shared_handle, .timeout = 60, .fini = cleanup_queues)
 {
-	run_mix_mode("mix-thr-shared", 2, 2, 64, TQ_KIND_JSON, 5000, 10000,
+	run_mix_mode("mix-thr-shared", 2, 2, 64, TQ_KIND_JSON, 10000, 10000,
 		     MIX_THREADS_SHARED);
+}
+
+Test(engine, mix_retry_2x3_b16_int, .timeout = 60, .fini = cleanup_queues)
+{
+	struct mix_opts o = { 2, 3, 16, 6000, TQ_KIND_INT, 1000, MIX_FORK, POL_RETRY };
+	run_mix_opts("mix-retry-2x3-b16-int", o);
+}
+
+Test(engine, mix_retry_3x2_b5_string_threads, .timeout = 60, .fini = cleanup_queues)
+{
+	struct mix_opts o = { 3, 2, 5, 2000, TQ_KIND_STRING, 512, MIX_THREADS_OWN, POL_RETRY };
+	run_mix_opts("mix-retry-3x2-b5-str-thr", o);
+}
+
+Test(engine, mix_dead_2x2_b8_json, .timeout = 60, .fini = cleanup_queues)
+{
+	struct mix_opts o = { 2, 2, 8, 3000, TQ_KIND_JSON, 4000, MIX_FORK, POL_DEAD };
+	run_mix_opts("mix-dead-2x2-b8-json", o);
+}
+
+Test(engine, mix_dead_2x3_b64_int, .timeout = 60, .fini = cleanup_queues)
+{
+	struct mix_opts o = { 2, 3, 64, 5000, TQ_KIND_INT, 10000, MIX_FORK, POL_DEAD };
+	run_mix_opts("mix-dead-2x3-b64-int", o);
+}
+
+/* Leases of 1 ms against consumers that sometimes work longer: expiry and
+ * ack race. Whatever happens, each task is acked successfully exactly once,
+ * every expiry makes one more delivery and one lost ack. */
+struct race {
+	const char *name;
+	unsigned n, batch;
+	struct report rep;
+	uint64_t acked;   /* successful acks, from the handles' own counters */
+	uint64_t elost;   /* tq_ack calls that returned TQ_ELOST */
+	uint64_t dups;    /* tasks acked successfully twice (batch 1 only) */
+	tqt_bitmap seen;  /* delivered at least once */
+	tqt_bitmap done;  /* acked successfully (batch 1 only) */
+};
+
+static int race_producer(void *arg)
+{
+	struct race *r = arg;
+	tq_queue *q = NULL;
+	if (tq_open(r->name, &q) != 0)
+		return 1;
+	tq_task t[32];
+	for (unsigned v = 0; v < r->n;) {
+		unsigned n = r->n - v < 32 ? r->n - v : 32;
+		memset(t, 0, sizeof t);
+		for (unsigned j = 0; j < n; j++) {
+			t[j].kind = TQ_KIND_INT;
+			t[j].value = v + j;
+		}
+		int k = tq_push(q, t, n, TQ_WAIT_FOREVER);
+		if (k != (int)n) {
+			report_err(&r->rep, "race push = %d", k);
+			tq_close(q);
+			return 1;
+		}
+		v += n;
+	}
+	tq_close(q);
+	return 0;
+}
+
+static void busy_ms(unsigned ms)
+{
+	uint64_t end = tq_now_ns() + ms * MS;
+	while (tq_now_ns() < end)
+		;
+}
+
+static int race_consumer(void *arg)
+{
+	struct race *r = arg;
+	tq_queue *q = NULL;
+	if (tq_open(r->name, &q) != 0)
+		return 1;
+	tq_task t[16];
+	uint64_t deadline = tqt_now_ms() + 45000, mine = 0;
+	int bad = 0;
+	while (__atomic_load_n(&r->acked, __ATOMIC_SEQ_CST) < r->n) {
+		if (tqt_now_ms() > deadline) {
+			report_err(&r->rep, "race consumer: deadline passed");
+			bad = 1;
+			break;
+		}
+		int k = tq_take(q, t, r->batch, 20 * MS);
+		if (k == TQ_ETIMEDOUT)
+			continue;
+		if (k <= 0) {
+			report_err(&r->rep, "race take = %d %s", k, tq_strerror(k));
+			bad = 1;
+			break;
+		}
+		bool slow = false;
+		for (int j = 0; j < k; j++) {
+			if (t[j].value >= r->n) {
+				report_err(&r->rep, "race: value %llu", (unsigned long long)t[j].value);
+				continue;
+			}
+			tqt_bitmap_set(r->seen, t[j].value);
+			slow |= t[j].value % 10 == 0;
+		}
+		if (slow)
+			busy_ms(3); /* the "work": longer than the lease */
+		int a = tq_ack(q, t, (size_t)k);
+		if (a != 0 && a != TQ_ELOST) {
+			report_err(&r->rep, "race ack = %d %s", a, tq_strerror(a));
+			bad = 1;
+			break;
+		}
+		if (a == TQ_ELOST)
+			__atomic_fetch_add(&r->elost, 1, __ATOMIC_SEQ_CST);
+		if (r->batch == 1 && a == 0 && t[0].value < r->n &&
+		    tqt_bitmap_set(r->done, t[0].value))
+			__atomic_fetch_add(&r->dups, 1, __ATOMIC_SEQ_CST);
+		tq_counters c;
+		if (tq_counters_self(q, &c) != 0) {
+			report_err(&r->rep, "tq_counters_self failed");
+			bad = 1;
+			break;
+		}
+		if (r->batch == 1 && c.acked - mine != (a == 0 ? 1u : 0u))
+			report_err(&r->rep, "ack returned %d but own acked grew by %llu", a,
+				   (unsigned long long)(c.acked - mine));
+		__atomic_fetch_add(&r->acked, c.acked - mine, __ATOMIC_SEQ_CST);
+		mine = c.acked;
+	}
+	tq_close(q);
+	return bad;
+}
+
+static void run_race(const char *test, unsigned batch)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, test);
+	tq_config cfg = small_config(256);
+	cfg.lease_ns = 1 * MS;
+	tq_queue *q = create_queue(name, &cfg);
+	struct race *r = tqt_shared(sizeof *r);
+	r->name = name;
+	r->n = 5000;
+	r->batch = batch;
+	r->seen = tqt_bitmap_new(r->n);
+	r->done = tqt_bitmap_new(r->n);
+	pid_t pids[4];
+	for (unsigned k = 0; k < 3; k++)
+		pids[k] = tqt_fork(race_consumer, r);
+	pids[3] = tqt_fork(race_producer, r);
+	int bad = tqt_wait_all(pids, 4, 50000);
+	tq_stats s = get_stats(q);
+	tq_close(q);
+	tq_destroy(name);
+
+	cr_log_info("%s: %llu expired, %llu lost, %llu ELOST acks", test,
+		    (unsigned long long)s.total.expired, (unsigned long long)s.total.lost,
+		    (unsigned long long)r->elost);
+	cr_expect_eq(r->rep.errors, 0, "%llu errors, first: %s",
+		     (unsigned long long)r->rep.errors, r->rep.first);
+	cr_expect_eq(bad, 0);
+	cr_expect_eq(tqt_bitmap_count(r->seen, r->n), r->n);
+	if (batch == 1) {
+		cr_expect_eq(r->dups, 0, "%llu tasks acked successfully twice",
+			     (unsigned long long)r->dups);
+		cr_expect_eq(tqt_bitmap_count(r->done, r->n), r->n);
+	}
+	cr_expect_eq(r->acked, r->n, "successful acks %llu", (unsigned long long)r->acked);
+	cr_expect_eq(s.total.pushed, r->n);
+	cr_expect_eq(s.total.acked, r->n, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.taken, r->n + s.total.expired, "taken %llu, expired %llu",
+		     (unsigned long long)s.total.taken, (unsigned long long)s.total.expired);
+	cr_expect_eq(s.total.lost, s.total.expired, "lost %llu, expired %llu",
+		     (unsigned long long)s.total.lost, (unsigned long long)s.total.expired);
+	cr_expect_eq(s.total.recovered, 0);
+	cr_expect_eq(s.ready, 0);
+	cr_expect_eq(s.leased, 0);
+	cr_expect_eq(s.free_slots, 256);
+}
+
+Test(engine, lease_expiry_race_b1, .timeout = 60, .fini = cleanup_queues)
+{
+	run_race("race-b1", 1);
+}
+
+Test(engine, lease_expiry_race_b16, .timeout = 60, .fini = cleanup_queues)
+{
+	run_race("race-b16", 16);
 }
 
 /* ------------------------------------------------------- ids and content */
 
-Test(engine, ids_attempt_enqueued_payload, .timeout = 60)
+Test(engine, ids_attempt_enqueued_payload, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "ids");
@@ -719,7 +1067,7 @@ static int fifo_consumer(void *arg)
 	return bad;
 }
 
-Test(engine, fifo_one_producer_one_consumer, .timeout = 60)
+Test(engine, fifo_one_producer_one_consumer, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "fifo");
@@ -744,7 +1092,7 @@ Test(engine, fifo_one_producer_one_consumer, .timeout = 60)
 
 /* -------------------------------------------------------------- blocking */
 
-Test(engine, take_empty_timeouts, .timeout = 60)
+Test(engine, take_empty_timeouts, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "take-empty");
@@ -768,7 +1116,7 @@ Test(engine, take_empty_timeouts, .timeout = 60)
 	tq_destroy(name);
 }
 
-Test(engine, push_full_timeouts_and_partial, .timeout = 60)
+Test(engine, push_full_timeouts_and_partial, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "push-full");
@@ -888,7 +1236,7 @@ static int blocked_consumer(void *arg)
 	return 0;
 }
 
-Test(engine, blocked_take_woken_by_push_from_other_process, .timeout = 60)
+Test(engine, blocked_take_woken_by_push_from_other_process, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "wake-take");
@@ -924,7 +1272,7 @@ static int blocked_producer(void *arg)
 	return r == 0 ? 0 : 12;
 }
 
-Test(engine, blocked_push_woken_by_ack_from_other_process, .timeout = 60)
+Test(engine, blocked_push_woken_by_ack_from_other_process, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "wake-push");
@@ -958,7 +1306,7 @@ Test(engine, blocked_push_woken_by_ack_from_other_process, .timeout = 60)
 
 /* ---------------------------------------------------------------- leases */
 
-Test(engine, leased_task_not_given_twice, .timeout = 60)
+Test(engine, leased_task_not_given_twice, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "lease-excl");
@@ -992,7 +1340,7 @@ Test(engine, leased_task_not_given_twice, .timeout = 60)
 	tq_destroy(name);
 }
 
-Test(engine, touch_extends_lease, .timeout = 60)
+Test(engine, touch_extends_lease, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "touch");
@@ -1016,7 +1364,7 @@ Test(engine, touch_extends_lease, .timeout = 60)
 	tq_destroy(name);
 }
 
-Test(engine, lease_expiry_redelivers_and_old_ack_is_lost, .timeout = 60)
+Test(engine, lease_expiry_redelivers_and_old_ack_is_lost, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "lease-expiry");
@@ -1063,7 +1411,7 @@ static int list_dead(tq_queue *q, tq_dead_info *out, size_t max)
 	return tq_dead_list(q, out, max, NULL, 0);
 }
 
-Test(engine, fail_retry_dead_kick_purge, .timeout = 60)
+Test(engine, fail_retry_dead_kick_purge, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "fail-dead");
@@ -1170,12 +1518,13 @@ Test(engine, fail_retry_dead_kick_purge, .timeout = 60)
 	tq_destroy(name);
 }
 
-Test(engine, dead_kick_and_purge_all, .timeout = 60)
+Test(engine, dead_kick_and_purge_all, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "dead-all");
 	tq_config cfg = small_config(16);
 	cfg.max_attempts = 1;
+	cfg.dead_capacity = 16;
 	tq_queue *q = create_queue(name, &cfg);
 	tq_task t[5];
 	for (unsigned k = 0; k < 5; k++)
@@ -1210,7 +1559,7 @@ Test(engine, dead_kick_and_purge_all, .timeout = 60)
 	tq_destroy(name);
 }
 
-Test(engine, dead_capacity_drops_oldest, .timeout = 60)
+Test(engine, dead_capacity_drops_oldest, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "dead-cap");
@@ -1245,6 +1594,191 @@ Test(engine, dead_capacity_drops_oldest, .timeout = 60)
 	tq_destroy(name);
 }
 
+/* A retry is not delivered before d/2, d = backoff_base * 2^(attempt-1)
+ * capped at backoff_max (the lower end of the jitter). Only lower bounds
+ * are asserted. */
+Test(engine, retry_backoff_lower_bounds, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "backoff");
+	tq_config cfg = small_config(8);
+	cfg.max_attempts = 4;
+	cfg.backoff_base_ns = 100 * MS;
+	cfg.backoff_max_ns = 300 * MS;
+	tq_queue *q = create_queue(name, &cfg);
+	cr_assert_eq(tq_push_int(q, 1, 0), 0);
+	tq_task t;
+	cr_assert_eq(tq_take(q, &t, 1, 0), 1);
+	uint64_t d[3] = { 100 * MS, 200 * MS, 300 * MS };
+	for (unsigned k = 0; k < 3; k++) {
+		cr_expect_eq(t.attempt, k + 1);
+		uint64_t t0 = tq_now_ns();
+		cr_assert_eq(tq_fail(q, &t, 1, 1, "again"), 0);
+		tq_stats s = get_stats(q);
+		cr_expect_eq(s.delayed, 1);
+		cr_expect_eq(s.ready, 0);
+		int r = tq_take(q, &t, 1, 10 * SEC);
+		uint64_t el = tq_now_ns() - t0;
+		cr_assert_eq(r, 1, "retry %u not delivered: %d %s", k + 1, r, tq_strerror(r));
+		cr_expect_geq(el, d[k] / 2, "retry %u delivered after %llu ns, before d/2 = %llu",
+			      k + 1, (unsigned long long)el, (unsigned long long)(d[k] / 2));
+	}
+	cr_expect_eq(t.attempt, 4);
+	cr_expect_eq(tq_fail(q, &t, 1, 2, "dead now"), 0);
+	tq_stats s = get_stats(q);
+	cr_expect_eq(s.dead, 1);
+	cr_expect_eq(s.total.retried, 3);
+	cr_expect_eq(s.total.failed, 4);
+	cr_expect_eq(s.total.dead, 1);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+/* Large payloads of random lengths up to 64 KiB through a small queue. */
+struct bigp {
+	const char *name;
+	unsigned per_producer;
+	uint64_t consumed;
+	struct report rep;
+	tqt_bitmap bm;
+	uint64_t dups;
+};
+
+#define BIGP_MAX 65536u
+
+static uint32_t bigp_fill(unsigned p, unsigned i, unsigned char *buf)
+{
+	uint64_t x = ((uint64_t)p << 32 | i) * 0x9e3779b97f4a7c15ull + 1;
+	uint32_t len = (uint32_t)(x >> 40) % (BIGP_MAX - 7) + 8;
+	if (i % 7 == 0)
+		len = BIGP_MAX;
+	memcpy(buf, &p, 4);
+	memcpy(buf + 4, &i, 4);
+	for (uint32_t k = 8; k < len; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[k] = (unsigned char)x;
+	}
+	return len;
+}
+
+static int bigp_producer_n(struct bigp *b, unsigned p)
+{
+	tq_queue *q = NULL;
+	if (tq_open(b->name, &q) != 0)
+		return 1;
+	unsigned char *buf = malloc(2 * BIGP_MAX);
+	if (!buf)
+		abort();
+	int bad = 0;
+	for (unsigned i = 0; i < b->per_producer && !bad; i += 2) {
+		tq_task t[2];
+		memset(t, 0, sizeof t);
+		unsigned n = i + 1 < b->per_producer ? 2 : 1;
+		for (unsigned j = 0; j < n; j++) {
+			t[j].kind = (i + j) % 2 ? TQ_KIND_JSON : TQ_KIND_STRING;
+			t[j].len = bigp_fill(p, i + j, buf + j * BIGP_MAX);
+			t[j].data = buf + j * BIGP_MAX;
+		}
+		int r = tq_push(q, t, n, TQ_WAIT_FOREVER);
+		if (r != (int)n) {
+			report_err(&b->rep, "bigp push = %d", r);
+			bad = 1;
+		}
+	}
+	free(buf);
+	tq_close(q);
+	return bad;
+}
+
+static int bigp_producer0(void *arg) { return bigp_producer_n(arg, 0); }
+static int bigp_producer1(void *arg) { return bigp_producer_n(arg, 1); }
+
+static int bigp_consumer(void *arg)
+{
+	struct bigp *b = arg;
+	tq_queue *q = NULL;
+	if (tq_open(b->name, &q) != 0)
+		return 1;
+	unsigned char *want = malloc(BIGP_MAX);
+	if (!want)
+		abort();
+	uint64_t total = 2ull * b->per_producer, deadline = tqt_now_ms() + 45000;
+	int bad = 0;
+	tq_task t[3];
+	while (__atomic_load_n(&b->consumed, __ATOMIC_SEQ_CST) < total && !bad) {
+		if (tqt_now_ms() > deadline) {
+			report_err(&b->rep, "bigp consumer: deadline");
+			bad = 1;
+			break;
+		}
+		int r = tq_take(q, t, 3, 20 * MS);
+		if (r == TQ_ETIMEDOUT)
+			continue;
+		if (r <= 0) {
+			report_err(&b->rep, "bigp take = %d", r);
+			bad = 1;
+			break;
+		}
+		for (int j = 0; j < r; j++) {
+			unsigned p, i;
+			if (t[j].len < 8 || !t[j].data) {
+				report_err(&b->rep, "bigp: len %u", t[j].len);
+				continue;
+			}
+			memcpy(&p, t[j].data, 4);
+			memcpy(&i, (const char *)t[j].data + 4, 4);
+			if (p > 1 || i >= b->per_producer) {
+				report_err(&b->rep, "bigp: p=%u i=%u", p, i);
+				continue;
+			}
+			uint32_t len = bigp_fill(p, i, want);
+			if (t[j].len != len || memcmp(t[j].data, want, len) != 0 ||
+			    t[j].kind != (i % 2 ? TQ_KIND_JSON : TQ_KIND_STRING))
+				report_err(&b->rep, "bigp: p=%u i=%u: len %u (want %u) or bytes differ",
+					   p, i, t[j].len, len);
+			if (tqt_bitmap_set(b->bm, (size_t)p * b->per_producer + i))
+				__atomic_fetch_add(&b->dups, 1, __ATOMIC_SEQ_CST);
+		}
+		if (tq_ack(q, t, (size_t)r) != 0)
+			report_err(&b->rep, "bigp ack failed");
+		__atomic_fetch_add(&b->consumed, (uint64_t)r, __ATOMIC_SEQ_CST);
+	}
+	free(want);
+	tq_close(q);
+	return bad;
+}
+
+Test(engine, big_payloads_2x2, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "bigp");
+	tq_config cfg = small_config(16);
+	cfg.max_payload = BIGP_MAX;
+	tq_queue *q = create_queue(name, &cfg);
+	struct bigp *b = tqt_shared(sizeof *b);
+	b->name = name;
+	b->per_producer = 600;
+	b->bm = tqt_bitmap_new(2 * b->per_producer);
+	pid_t pids[4];
+	pids[0] = tqt_fork(bigp_consumer, b);
+	pids[1] = tqt_fork(bigp_consumer, b);
+	pids[2] = tqt_fork(bigp_producer0, b);
+	pids[3] = tqt_fork(bigp_producer1, b);
+	int bad = tqt_wait_all(pids, 4, 50000);
+	tq_stats s = get_stats(q);
+	tq_close(q);
+	tq_destroy(name);
+	cr_expect_eq(b->rep.errors, 0, "%llu errors, first: %s",
+		     (unsigned long long)b->rep.errors, b->rep.first);
+	cr_expect_eq(bad, 0);
+	cr_expect_eq(b->dups, 0);
+	cr_expect_eq(tqt_bitmap_count(b->bm, 2 * b->per_producer), 2 * b->per_producer);
+	cr_expect_eq(s.total.acked, 2 * b->per_producer);
+	cr_expect_eq(s.free_slots, 16);
+}
+
 /* ------------------------------------------------------------- run state */
 
 struct state_arg {
@@ -1268,7 +1802,7 @@ static int state_child(void *arg)
 	return 0;
 }
 
-Test(engine, run_state_across_processes, .timeout = 60)
+Test(engine, run_state_across_processes, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "run-state");
@@ -1293,7 +1827,7 @@ Test(engine, run_state_across_processes, .timeout = 60)
 	tq_destroy(name);
 }
 
-Test(engine, paused_and_stopped_take_nothing, .timeout = 60)
+Test(engine, paused_take_waits_push_works, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "paused");
@@ -1301,25 +1835,133 @@ Test(engine, paused_and_stopped_take_nothing, .timeout = 60)
 	cr_assert_eq(tq_push_int(q, 7, 0), 0);
 	tq_task t;
 
-	int states[2] = { TQ_PAUSED, TQ_STOPPED };
-	for (unsigned k = 0; k < 2; k++) {
-		cr_assert_eq(tq_set_run_state(q, states[k]), 0);
-		cr_expect_eq(tq_take(q, &t, 1, 0), TQ_EAGAIN, "state %d", states[k]);
-		uint64_t t0 = tq_now_ns();
-		int r = tq_take(q, &t, 1, 30 * MS);
-		cr_expect_eq(r, TQ_ETIMEDOUT, "state %d: %d", states[k], r);
-		cr_expect_geq(tq_now_ns() - t0, 30 * MS);
-		cr_expect_eq(get_stats(q).ready, 1);
-	}
+	cr_assert_eq(tq_set_run_state(q, TQ_PAUSED), 0);
+	cr_expect_eq(tq_take(q, &t, 1, 0), TQ_EAGAIN, "PAUSED, timeout 0");
+	uint64_t t0 = tq_now_ns();
+	int r = tq_take(q, &t, 1, 30 * MS);
+	cr_expect_eq(r, TQ_ETIMEDOUT, "PAUSED, timeout 30 ms: %d %s", r, tq_strerror(r));
+	cr_expect_geq(tq_now_ns() - t0, 30 * MS);
+	/* producers may still push while consumers are paused */
+	cr_expect_eq(tq_push_int(q, 8, 0), 0);
+	tq_stats s = get_stats(q);
+	cr_expect_eq(s.ready, 2);
+	cr_expect_eq(s.run_state, TQ_PAUSED);
+	cr_expect_eq(s.total.taken, 0);
+
 	cr_assert_eq(tq_set_run_state(q, TQ_RUNNING), 0);
-	cr_assert_eq(tq_take(q, &t, 1, 0), 1);
-	cr_expect_eq(t.value, 7);
-	cr_expect_eq(tq_ack(q, &t, 1), 0);
+	tq_task two[2];
+	cr_assert_eq(tq_take(q, two, 2, 0), 2);
+	cr_expect_eq(two[0].value, 7);
+	cr_expect_eq(two[1].value, 8);
+	cr_expect_eq(tq_ack(q, two, 2), 0);
+	cr_expect_eq(tq_recover(q), 0, "no dead process to recover");
 	tq_close(q);
 	tq_destroy(name);
 }
 
-Test(engine, paused_waiter_takes_after_resume, .timeout = 60)
+Test(engine, draining_and_stopped_refuse_push_and_take, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "draining");
+	tq_config cfg = small_config(16);
+	cfg.max_attempts = 3;
+	cfg.backoff_base_ns = 60 * SEC;
+	cfg.backoff_max_ns = 60 * SEC;
+	tq_queue *q = create_queue(name, &cfg);
+	tq_queue *other = open_queue(name);
+	int states[2] = { TQ_DRAINING, TQ_STOPPED };
+	for (unsigned k = 0; k < 2; k++) {
+		for (unsigned j = 0; j < 4; j++)
+			cr_assert_eq(tq_push_int(q, j, 0), 0);
+		tq_task held[3], t;
+		cr_assert_eq(tq_take(q, held, 3, 0), 3);
+		/* set from another handle: the state is shared */
+		cr_assert_eq(tq_set_run_state(other, states[k]), 0);
+		cr_expect_eq(tq_run_state(q), states[k]);
+
+		int r = tq_take(q, &t, 1, 0);
+		cr_expect_eq(r, TQ_ESTOPPED, "state %d, take: %d %s", states[k], r, tq_strerror(r));
+		r = tq_take(q, &t, 1, 50 * MS);
+		cr_expect_eq(r, TQ_ESTOPPED, "state %d, take 50 ms: %d %s", states[k], r,
+			     tq_strerror(r));
+		r = tq_take(q, &t, 1, TQ_WAIT_FOREVER);
+		cr_expect_eq(r, TQ_ESTOPPED, "state %d, take forever: %d %s", states[k], r,
+			     tq_strerror(r));
+		r = tq_push_int(q, 99, 0);
+		cr_expect_eq(r, TQ_ESTOPPED, "state %d, push: %d %s", states[k], r, tq_strerror(r));
+		tq_task in = { .kind = TQ_KIND_STRING, .data = "x", .len = 1 };
+		r = tq_push(q, &in, 1, TQ_WAIT_FOREVER);
+		cr_expect_eq(r, TQ_ESTOPPED, "state %d, push forever: %d %s", states[k], r,
+			     tq_strerror(r));
+
+		/* what was taken can still be touched, failed and acked */
+		cr_expect_eq(tq_touch(q, held, 3, 0), 0);
+		cr_expect_eq(tq_fail(q, &held[2], 1, 4, "later"), 0);
+		cr_expect_eq(tq_ack(q, held, 2), 0);
+
+		tq_stats s = get_stats(q);
+		cr_expect_eq(s.ready, 1, "ready tasks stay in the queue");
+		cr_expect_eq(s.leased, 0);
+		cr_expect_eq(s.delayed, k + 1); /* each round leaves one delayed */
+		cr_expect_eq(s.run_state, states[k]);
+
+		cr_assert_eq(tq_set_run_state(q, TQ_RUNNING), 0);
+		cr_assert_eq(tq_take(q, &t, 1, 0), 1);
+		cr_expect_eq(t.value, 3);
+		cr_expect_eq(tq_ack(q, &t, 1), 0);
+		cr_expect_eq(tq_take(q, &t, 1, 0), TQ_EAGAIN);
+	}
+	tq_stats s = get_stats(q);
+	cr_expect_eq(s.total.pushed, 8);
+	cr_expect_eq(s.total.acked, 6);
+	tq_close(other);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+static int stopped_waiter(void *arg)
+{
+	struct blocked_arg *a = arg;
+	tq_queue *q = NULL;
+	if (tq_open(a->name, &q) != 0)
+		return 10;
+	if (write(a->ready_fd, "r", 1) != 1)
+		return 11;
+	tq_task t;
+	int r = tq_take(q, &t, 1, TQ_WAIT_FOREVER);
+	tq_close(q);
+	return r == TQ_ESTOPPED ? 0 : 12;
+}
+
+/* tq_take: TQ_ESTOPPED "also if it changes while waiting" */
+Test(engine, waiting_take_returns_estopped_on_draining, .timeout = 60, .fini = cleanup_queues)
+{
+	int states[2] = { TQ_DRAINING, TQ_STOPPED };
+	for (unsigned k = 0; k < 2; k++) {
+		char name[TQT_NAME_LEN];
+		tqt_name(name, k ? "wait-stopped" : "wait-draining");
+		tq_queue *q = create_queue(name, NULL);
+		if (k)
+			cr_assert_eq(tq_set_run_state(q, TQ_PAUSED), 0); /* waits while paused */
+		int fds[2];
+		cr_assert_eq(pipe(fds), 0);
+		struct blocked_arg a = { name, fds[1], 0 };
+		pid_t pid = tqt_fork(stopped_waiter, &a);
+		char c;
+		cr_assert_eq(read(fds[0], &c, 1), 1);
+		wait_until_sleeping(pid);
+		cr_expect_eq(tq_set_run_state(q, states[k]), 0);
+		int rc = tqt_wait(pid, 20000);
+		cr_expect_eq(rc, 0, "state %d: child exit %d (12: not TQ_ESTOPPED, -1: still "
+			     "waiting at the deadline)", states[k], rc);
+		close(fds[0]);
+		close(fds[1]);
+		tq_close(q);
+		tq_destroy(name);
+	}
+}
+
+Test(engine, paused_waiter_takes_after_resume, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "pause-resume");
@@ -1345,7 +1987,7 @@ Test(engine, paused_waiter_takes_after_resume, .timeout = 60)
 
 /* ----------------------------------------------------------------- close */
 
-Test(engine, close_returns_leases_to_ready, .timeout = 60)
+Test(engine, close_returns_leases_to_ready, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "close-leases");
@@ -1401,7 +2043,7 @@ static int close_child(void *arg)
 	return tq_close(q) == 0 ? 0 : 12;
 }
 
-Test(engine, close_in_other_process_returns_leases, .timeout = 60)
+Test(engine, close_in_other_process_returns_leases, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "close-child");
@@ -1433,7 +2075,7 @@ Test(engine, close_in_other_process_returns_leases, .timeout = 60)
 
 /* ----------------------------------------------------------------- stats */
 
-Test(engine, stats_after_known_workload, .timeout = 60)
+Test(engine, stats_after_known_workload, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "stats");
@@ -1559,7 +2201,7 @@ static bool has_pid(const tq_proc_info *pi, int n, pid_t pid)
 	return false;
 }
 
-Test(engine, procs_lists_attached_handles, .timeout = 60)
+Test(engine, procs_lists_attached_handles, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "procs");
