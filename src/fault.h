@@ -14,6 +14,7 @@
  *   ring.pop.mid       inside a ring pop: half the popped states set
  *   take.popped        tasks popped and leased, lease times not yet written
  *   ack.mid            some of a batch's leases released, not yet freed
+ *   fail.claimed       a failing task claimed, before it is delayed or buried
  *   fail.mid           some of a batch's failures recorded
  *   recover.mid        recovering a dead process: some of its slots returned
  *   fold.mid           folding a dead process's counters into the totals

@@ -349,6 +349,8 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			lost++;
 			continue;
 		}
+		if (i == 0)
+			TQ_FAULT("fail.claimed");
 		tq__count(q, C_FAILED, 1);
 		struct tq_slot *s = &q->slots[ix];
 		if (s->attempts >= q->h->max_attempts) {

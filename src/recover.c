@@ -98,6 +98,24 @@ static void lease_returned(struct mover *m, uint32_t idx, const char *why, uint6
 	}
 }
 
+/* A task its dead owner was moving: ready again, or dead if out of attempts
+ * (keeping the failure it was given, if its owner got that far). */
+static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now, bool *need_drop)
+{
+	tq_queue *q = m->q;
+	char msg[sizeof(q->aux[idx].msg)];
+
+	if (q->slots[idx].attempts < q->h->max_attempts) {
+		mover_requeue(m, idx);
+		return;
+	}
+	memcpy(msg, q->aux[idx].msg, sizeof(msg));
+	msg[sizeof(msg) - 1] = '\0';
+	int err = q->slots[idx].last_err;
+	tq__make_dead(q, idx, err ? err : TQ_ELOST, msg[0] ? msg : "the process holding it died", now);
+	*need_drop = true;
+}
+
 /* --------------------------------------------------------------- counters */
 
 static void fold_apply(tq_queue *q)
@@ -176,8 +194,10 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 			}
 			break;
 		case ST_REQUEUE:
+			/* Mid-fail, mid-bury or mid-return: the attempt count still
+			 * decides, so a task out of attempts is buried, not retried. */
 			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine))
-				mover_requeue(&m, i);
+				requeue_or_bury(&m, i, now, &need_drop);
 			break;
 		default:
 			break;
