@@ -41,6 +41,7 @@ CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c
 CLI_BIN  := $(BUILD)/taskq
 DEMO_BIN := $(BUILD)/taskq-demo
 CJSON_LIBS := -lcjson
+HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
 TUI_LIBS := -lncursesw
 
 .PHONY: all lib test test-asan test-tsan bench install clean check-clang
@@ -64,7 +65,7 @@ $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h $(STATIC)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) tools/cli.h tools/log.h $(STATIC) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) -lm $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
 $(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples

@@ -5,6 +5,7 @@
 #define TQ_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -21,6 +22,7 @@ enum {
 	EX_BADINPUT = 5, /* invalid task input; nothing of it was pushed */
 	EX_EMPTY = 6,    /* nothing to take, or room to push, within the timeout */
 	EX_STOPPED = 7,  /* the queue is draining or stopped */
+	EX_REFUSED = 8,  /* the remote end refused: authentication (HTTP 401/403) */
 };
 
 extern const char *cli_cmd; /* the running subcommand, for messages */
@@ -58,6 +60,18 @@ struct log_config;
 /* Applies one of CLI_LOG_OPTIONS; false if c is not one (ok: value valid). */
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok);
 
+/* Bearer tokens for taskq serve and the --url forms (cmd_remote.c): at most
+ * CLI_TOKEN_MAX visible ASCII characters. Both return 0 or an exit status
+ * (after a message); the env form leaves "" when TASKQ_TOKEN is unset. */
+#define CLI_TOKEN_MAX 4096
+int cli_read_token_file(const char *path, char *out, size_t size);
+int cli_token_from_env(char *out, size_t size);
+/* True when argv (a subcommand's) has --url or --token-file: the remote
+ * form of stop / pause / resume, run by cli_remote_state (cmd is "stop",
+ * "pause" or "resume"; argv as the subcommand's). */
+bool cli_has_remote_opts(int argc, char **argv);
+int cli_remote_state(int argc, char **argv, const char *cmd);
+
 /* Subcommands: argc/argv start at the subcommand's name. */
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -73,6 +87,7 @@ int cmd_pause(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 

@@ -619,9 +619,13 @@ static int set_state(int argc, char **argv, int state, const char *usage, const 
 	return 0;
 }
 
+#define REMOTE_HELP                                                                        \
+	"--url URL [--token-file FILE]: ask the `taskq serve` at URL instead (bearer token\n" \
+	"from FILE or $TASKQ_TOKEN); exit status 8 if it refuses, 3 if it has no such queue.\n"
+
 int cmd_stop(int argc, char **argv)
 {
-	static const char *usage = "stop NAME [--now] [--json]";
+	static const char *usage = "stop NAME [--now] [--json] [--url URL [--token-file FILE]]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"now", no_argument, 0, 'n'}, {0, 0, 0, 0}};
 	bool now = false;
@@ -629,6 +633,8 @@ int cmd_stop(int argc, char **argv)
 	char *sub[4];
 	int nsub = 0;
 
+	if (cli_has_remote_opts(argc, argv))
+		return cli_remote_state(argc, argv, "stop");
 	optind = 0;
 	sub[nsub++] = argv[0];
 	while ((c = getopt_long(argc, argv, "hjn", opts, NULL)) != -1) {
@@ -636,11 +642,11 @@ int cmd_stop(int argc, char **argv)
 			printf("usage: taskq %s\n\nDraining (the default): producers stop, workers finish and\n"
 			       "acknowledge what they hold, then exit; ready tasks stay queued.\n"
 			       "--now: stopped: workers exit at once; their leased tasks return to ready.\n"
-			       "taskq resume NAME sets the queue running again.\n", usage);
+			       "taskq resume NAME sets the queue running again.\n" REMOTE_HELP, usage);
 			return 0;
 		}
 		if (c == 'n') now = true;
-		else if (c == 'j') sub[nsub++] = "--json";
+		else if (c == 'j') { if (nsub == 1) sub[nsub++] = "--json"; } /* once: sub[] has room for one */
 		else return usage_error(usage);
 	}
 	if (optind != argc - 1)
@@ -652,14 +658,18 @@ int cmd_stop(int argc, char **argv)
 
 int cmd_pause(int argc, char **argv)
 {
-	return set_state(argc, argv, TQ_PAUSED, "pause NAME [--json]",
-			 "\nConsumers take nothing until taskq resume NAME; producers may push.\n");
+	if (cli_has_remote_opts(argc, argv))
+		return cli_remote_state(argc, argv, "pause");
+	return set_state(argc, argv, TQ_PAUSED, "pause NAME [--json] [--url URL [--token-file FILE]]",
+			 "\nConsumers take nothing until taskq resume NAME; producers may push.\n" REMOTE_HELP);
 }
 
 int cmd_resume(int argc, char **argv)
 {
-	return set_state(argc, argv, TQ_RUNNING, "resume NAME [--json]",
-			 "\nSets the run state back to running.\n");
+	if (cli_has_remote_opts(argc, argv))
+		return cli_remote_state(argc, argv, "resume");
+	return set_state(argc, argv, TQ_RUNNING, "resume NAME [--json] [--url URL [--token-file FILE]]",
+			 "\nSets the run state back to running.\n" REMOTE_HELP);
 }
 
 /* ------------------------------------------------------ ls, clean, destroy */

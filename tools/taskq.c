@@ -162,6 +162,7 @@ static const struct subcommand commands[] = {
 	{"ls", cmd_ls, "list the queues on this machine, flagging stale ones"},
 	{"destroy", cmd_destroy, "remove a queue"},
 	{"clean", cmd_clean, "remove stale queues: no process attached, no task held"},
+	{"serve", cmd_serve, "serve metrics, stats and run-state control over HTTP"},
 };
 
 static void usage(FILE *f)
@@ -181,7 +182,8 @@ static void usage(FILE *f)
 		   "  4  not a taskq queue, another layout version, or half-created\n"
 		   "  5  invalid task input (bad JSON, payload too large, not an integer): nothing pushed\n"
 		   "  6  nothing to take, or no room to push, within the timeout\n"
-		   "  7  the queue is draining or stopped (taskq resume sets it running)\n");
+		   "  7  the queue is draining or stopped (taskq resume sets it running)\n"
+		   "  8  the remote end refused: authentication (stop/pause/resume --url)\n");
 }
 
 int main(int argc, char **argv)
