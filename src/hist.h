@@ -1,10 +1,11 @@
 /*
  * hist.h - fixed-size latency histograms (private).
  *
- * Bucket 0 holds values under 1 us; above that, two buckets per power of
- * two of nanoseconds, [2^o, 1.5*2^o) and [1.5*2^o, 2^(o+1)), up to bucket
- * 63 which also takes everything from about 40 minutes up. A percentile is
- * reported as the upper bound of the bucket it falls in: at most 50% high.
+ * Bucket 0 holds values up to 1024 ns; above that, two buckets per power
+ * of two of nanoseconds, (2^o, 1.5*2^o] and (1.5*2^o, 2^(o+1)], up to
+ * bucket 63 which also takes everything from about 40 minutes up. Upper
+ * bounds are inclusive, as Prometheus's `le`. A percentile is reported as
+ * the upper bound of the bucket it falls in: at most 50% high.
  */
 #ifndef TQ_HIST_H
 #define TQ_HIST_H
@@ -15,10 +16,11 @@
 
 static inline unsigned hist_bucket(uint64_t ns)
 {
-	if (ns < 1024)
+	uint64_t v = ns - 1; /* (lower, upper] */
+	if (ns <= 1024)
 		return 0;
-	unsigned o = 63u - (unsigned)__builtin_clzll(ns);
-	unsigned half = (unsigned)(ns >> (o - 1)) & 1u;
+	unsigned o = 63u - (unsigned)__builtin_clzll(v);
+	unsigned half = (unsigned)(v >> (o - 1)) & 1u;
 	unsigned b = 1 + (o - 10) * 2 + half;
 	return b < TQ_HBUCKETS ? b : TQ_HBUCKETS - 1;
 }

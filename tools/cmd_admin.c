@@ -208,8 +208,8 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 		cJSON_AddNumberToObject(c, "backoff_max_seconds", (double)cfg.backoff_max_ns / 1e9);
 	}
 	if (with_procs) {
-		tq_proc_info p[TQ_MAX_PROCS];
-		int n = tq_procs(q, p, TQ_MAX_PROCS);
+		tq_proc_info *p = calloc(TQ_MAX_PROCS, sizeof(*p));
+		int n = p ? tq_procs(q, p, TQ_MAX_PROCS) : 0;
 		cJSON *arr = cJSON_AddArrayToObject(o, "process_list");
 		for (int i = 0; i < n; i++) {
 			if (p[i].pid == (int32_t)getpid())
@@ -225,6 +225,7 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 			cJSON_AddItemToObject(e, "counters", cli_counters_json(&p[i].counters));
 			cJSON_AddItemToArray(arr, e);
 		}
+		free(p);
 	}
 	return o;
 }
