@@ -23,7 +23,8 @@
  *     Opening validates the segment, and every index read from it is
  *     bounds-checked, but attached processes are trusted not to scribble.
  *   - Task payloads returned by tq_take() point into shared memory and are
- *     valid only until the task is acked or failed.
+ *     valid only until the task is acked or failed, or its lease is lost
+ *     (expired: extend long work with tq_touch; tq_worker_run does).
  *
  * Conventions
  *   - Every function returns 0 (or a count, where stated) on success and a
@@ -266,8 +267,9 @@ typedef struct tq_worker_config {
 	size_t batch;             /* tasks taken at once, 1..TQ_MAX_BATCH; default 64 */
 	uint64_t idle_exit_ns;    /* return after this long with no task; 0: never */
 	uint64_t max_tasks;       /* return after handling this many; 0: no limit */
-	/* Set non-zero (from a signal handler, say) to stop as in DRAINING:
-	 * finish and ack what is held, take nothing more, return. */
+	/* Set non-zero to stop as in DRAINING: finish and ack what is held,
+	 * take nothing more, return. Read with __atomic_load_n (relaxed); set it
+	 * with __atomic_store_n, from any thread or a signal handler. */
 	const volatile int *stop;
 } tq_worker_config;
 

@@ -72,6 +72,8 @@ static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
 }
 
+/* ops.c: does this handle still hold t's lease? */
+bool tq__lease_held(const tq_queue *q, const tq_task *t);
 /* ops.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
 

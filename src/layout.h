@@ -65,7 +65,7 @@ static inline uint32_t st_owner(uint64_t s) { return (uint32_t)((s >> 8) & 0xfff
 struct tq_slot {
 	uint64_t id;
 	uint64_t value;        /* TQ_KIND_INT */
-	uint64_t enq_ns;       /* first push */
+	tq_a64 enq_ns;         /* first push (read racily by statistics) */
 	tq_a64 deadline_ns;    /* LEASED: lease end; DELAYED: retry time; else UINT64_MAX */
 	uint32_t len;          /* payload bytes */
 	uint16_t kind;

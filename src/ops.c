@@ -49,7 +49,7 @@ static void write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint6
 
 	s->id = id;
 	s->kind = t->kind;
-	s->enq_ns = now;
+	store_rlx(&s->enq_ns, now);
 	s->attempts = 0;
 	s->last_err = 0;
 	s->flags = 0;
@@ -150,6 +150,9 @@ static void paused_wait(uint64_t until)
 	nanosleep(&ts, NULL);
 }
 
+/* Fills t from a slot just leased. The lease deadline is published last:
+ * until then it is UINT64_MAX and no sweep can take the slot back, so the
+ * fields read here belong to this delivery. */
 static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, uint64_t now, uint64_t end)
 {
 	struct tq_slot *s = &q->slots[idx];
@@ -157,11 +160,10 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 
 	s->attempts = a;
 	s->taken_ns = now;
-	store_rel(&s->deadline_ns, end);
 	t->id = s->id;
 	t->kind = s->kind;
 	t->attempt = a;
-	t->enqueued_ns = s->enq_ns;
+	t->enqueued_ns = load_rlx(&s->enq_ns);
 	if (s->kind == TQ_KIND_INT) {
 		t->value = s->value;
 		t->data = NULL;
@@ -173,6 +175,7 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 	}
 	t->priv[0] = idx | ((uint64_t)q->h->tag << 32);
 	t->priv[1] = lease;
+	store_rel(&s->deadline_ns, end);
 }
 
 TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
@@ -237,6 +240,11 @@ static int check_lease(const tq_queue *q, const tq_task *t)
 	    st_owner(t->priv[1]) != q->owner)
 		return TQ_EINVAL;
 	return 0;
+}
+
+bool tq__lease_held(const tq_queue *q, const tq_task *t)
+{
+	return check_lease(q, t) == 0 && load_acq(&q->st[(uint32_t)t->priv[0]]) == t->priv[1];
 }
 
 static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
@@ -389,12 +397,12 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 	for (size_t i = 0; i < n; i++) {
 		const tq_task *t = &tasks[i];
 		uint32_t ix = (uint32_t)t->priv[0];
-		if (load_acq(&q->st[ix]) != t->priv[1]) {
-			lost++;
-			continue;
-		}
-		store_rel(&q->slots[ix].deadline_ns, end);
-		if (load_acq(&q->st[ix]) != t->priv[1])
+		/* Read the deadline before checking the lease, and move it only if
+		 * it is unchanged: a lease lost and given to another delivery in
+		 * between has another deadline, which this never overwrites. */
+		uint64_t d = load_acq(&q->slots[ix].deadline_ns);
+		if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
+		    load_acq(&q->st[ix]) != t->priv[1])
 			lost++;
 	}
 	tq__count(q, C_LOST, lost);
@@ -424,6 +432,13 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 	size_t n = 0, room = q->h->dead_capacity + 64u;
 	if (!refs)
 		return TQ_ENOMEM;
+	/* Dead slots leave DEAD only under the recovery lock (kick, purge,
+	 * drop): holding it, their contents cannot change while read. */
+	int rc = tq__lock_recovery(q);
+	if (rc) {
+		free(refs);
+		return rc;
+	}
 	for (uint32_t i = 0; i < q->cap && n < room; i++) {
 		if (st_state(load_acq(&q->st[i])) != ST_DEAD)
 			continue;
@@ -448,12 +463,13 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 			memcpy((uint8_t *)data + j * data_stride, tq__payload(q, refs[j].idx),
 			       d->len < data_stride ? d->len : data_stride);
 	}
+	tq__unlock(&q->h->recovery_lock);
 	free(refs);
 	return (int)k;
 }
 
 /* Applies kick (to ready) or purge (to free) to dead task id, or all. */
-static int dead_move(tq_queue *q, uint64_t id, bool kick)
+static int dead_move_locked(tq_queue *q, uint64_t id, bool kick)
 {
 	uint32_t idx[TQ_CHUNK], k = 0;
 	int moved = 0, rc = 0;
@@ -485,6 +501,19 @@ static int dead_move(tq_queue *q, uint64_t id, bool kick)
 	if (rc)
 		return rc;
 	return moved || id == TQ_ALL ? moved : TQ_ENOTFOUND;
+}
+
+/* Under the recovery lock, so that tq_dead_list and dropping the oldest
+ * never see a dead slot change under them. */
+static int dead_move(tq_queue *q, uint64_t id, bool kick)
+{
+	int rc = tq__lock_recovery(q);
+
+	if (rc)
+		return rc;
+	rc = dead_move_locked(q, id, kick);
+	tq__unlock(&q->h->recovery_lock);
+	return rc;
 }
 
 TQ_API int tq_dead_kick(tq_queue *q, uint64_t id)
@@ -625,8 +654,11 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 		if (s >= ST__COUNT)
 			continue;
 		by_state[s]++;
-		if (s == ST_READY && (oldest == 0 || q->slots[i].enq_ns < oldest))
-			oldest = q->slots[i].enq_ns;
+		if (s == ST_READY) {
+			uint64_t enq = load_rlx(&q->slots[i].enq_ns);
+			if (oldest == 0 || enq < oldest)
+				oldest = enq;
+		}
 	}
 	out->capacity = q->cap;
 	out->ready = by_state[ST_READY];

@@ -78,10 +78,11 @@ void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t
 	a->msg[len] = '\0';
 	s->died_ns = now;
 	store_rel(&s->deadline_ns, UINT64_MAX);
+	/* The event first: once DEAD, the slot may be kicked or purged at once. */
+	tq__event(q, TQ_EV_DEAD, s->id, s->attempts, a->msg);
 	add_rlx(&q->h->dead_count, 1);
 	store_rel(&q->st[idx], st_make(ST_DEAD, 0, 0));
 	tq__count(q, C_DEAD, 1);
-	tq__event(q, TQ_EV_DEAD, s->id, s->attempts, a->msg);
 }
 
 /* A lease taken back from its holder (dead, or overdue): retry or bury. */

@@ -52,6 +52,10 @@ static int handle_batch(tq_queue *q, tq_handler fn, void *arg, tq_task *t, size_
 			break;
 		}
 		keep_leases(q, t, i, n, &renewed);
+		if (!tq__lease_held(q, &t[i])) {
+			r->lost++; /* expired while earlier tasks ran: delivered again */
+			continue;
+		}
 		msg[0] = '\0';
 		int rc = fn(&t[i], arg, msg, sizeof(msg));
 		r->handled++;
@@ -98,7 +102,7 @@ TQ_API int tq_worker_run(tq_queue *q, tq_handler fn, void *arg, const tq_worker_
 	int rc = 0;
 
 	for (;;) {
-		if (cfg->stop && *cfg->stop) {
+		if (cfg->stop && __atomic_load_n(cfg->stop, __ATOMIC_RELAXED)) {
 			r->end = TQ_END_FLAG;
 			break;
 		}

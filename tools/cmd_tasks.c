@@ -226,9 +226,11 @@ out:
 
 /* ----------------------------------------------------------------- take */
 
-static void print_task(const tq_task *t, bool verbose, cJSON *arr)
+/* Prints one task: as a JSON array element (streamed, so that each batch is
+ * written before it is acknowledged), or as a line. */
+static void print_task(const tq_task *t, bool verbose, bool json, bool first)
 {
-	if (arr) {
+	if (json) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "id", (double)t->id);
 		cJSON_AddStringToObject(o, "kind", cli_kind_name(t->kind));
@@ -240,7 +242,10 @@ static void print_task(const tq_task *t, bool verbose, cJSON *arr)
 			cJSON_AddStringToObject(o, "data", s ? s : "");
 			free(s);
 		}
-		cJSON_AddItemToArray(arr, o);
+		char *txt = cJSON_PrintUnformatted(o);
+		printf("%s%s", first ? "[\n  " : ",\n  ", txt ? txt : "{}");
+		cJSON_free(txt);
+		cJSON_Delete(o);
 		return;
 	}
 	if (verbose)
@@ -295,10 +300,10 @@ int cmd_take(int argc, char **argv)
 	int rc = cli_open(argv[optind], &q);
 	if (rc)
 		return rc;
-	cJSON *arr = json ? cJSON_CreateArray() : NULL;
 	tq_task t[64];
 	uint64_t got = 0, until = tq_now_ns() + timeout;
 	int err = 0;
+	signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error to report, not a death */
 	while (got < count) {
 		uint64_t now = tq_now_ns();
 		size_t want = count - got < 64 ? (size_t)(count - got) : 64;
@@ -308,23 +313,19 @@ int cmd_take(int argc, char **argv)
 			break;
 		}
 		for (int i = 0; i < n; i++)
-			print_task(&t[i], verbose, arr);
-		if (json && got + (uint64_t)n >= count) {
-			cli_print_json(arr);
-			arr = NULL;
-		}
+			print_task(&t[i], verbose, json, got == 0 && i == 0);
 		if (fflush(stdout) != 0 || ferror(stdout)) {
 			cli_err("cannot write the tasks: %s; they stay in the queue", strerror(errno));
 			tq_close(q); /* returns the leases */
-			if (arr)
-				cJSON_Delete(arr);
 			return EX_FAIL;
 		}
 		tq_ack(q, t, (size_t)n);
 		got += (uint64_t)n;
 	}
-	if (arr)
-		cli_print_json(arr);
+	if (json) {
+		printf(got ? "\n]\n" : "[]\n");
+		fflush(stdout);
+	}
 	tq_close(q);
 	if (got == 0 && err) {
 		cli_err("%s: %s", argv[optind],
@@ -341,15 +342,18 @@ static volatile int work_signals;
 
 static void on_work_signal(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	if (work_signals == 0) {
 		static const char m[] = "taskq: work: stopping: finishing the running commands (again to stop at once)\n";
 		(void)!write(2, m, sizeof(m) - 1);
 	}
 	work_signals++;
-	work_stop = 1;
+	__atomic_store_n(&work_stop, 1, __ATOMIC_RELAXED);
 	if (work_signals >= 2)
 		_exit(130); /* leases return to ready when the queue sees this process gone */
+	errno = saved;
 }
 
 struct work_ctx {
@@ -368,7 +372,7 @@ static int pidfd_open_(pid_t pid)
 }
 
 /* Environment for one command: ours plus TASKQ_* describing the task. */
-static char **task_env(const struct work_ctx *w, const tq_task *t, char buf[4][96])
+static char **task_env(const struct work_ctx *w, const tq_task *t, char buf[4][TQ_NAME_MAX + 32])
 {
 	size_t n = 0;
 	while (environ[n])
@@ -380,10 +384,10 @@ static char **task_env(const struct work_ctx *w, const tq_task *t, char buf[4][9
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], "TASKQ_", 6))
 			env[k++] = environ[i];
-	snprintf(buf[0], 96, "TASKQ_QUEUE=%s", w->name);
-	snprintf(buf[1], 96, "TASKQ_TASK_ID=%llu", (unsigned long long)t->id);
-	snprintf(buf[2], 96, "TASKQ_TASK_KIND=%s", cli_kind_name(t->kind));
-	snprintf(buf[3], 96, "TASKQ_TASK_ATTEMPT=%u", t->attempt);
+	snprintf(buf[0], sizeof(buf[0]), "TASKQ_QUEUE=%s", w->name);
+	snprintf(buf[1], sizeof(buf[1]), "TASKQ_TASK_ID=%llu", (unsigned long long)t->id);
+	snprintf(buf[2], sizeof(buf[2]), "TASKQ_TASK_KIND=%s", cli_kind_name(t->kind));
+	snprintf(buf[3], sizeof(buf[3]), "TASKQ_TASK_ATTEMPT=%u", t->attempt);
 	for (int i = 0; i < 4; i++)
 		env[k++] = buf[i];
 	env[k] = NULL;
@@ -459,7 +463,7 @@ static int wait_command(struct work_ctx *w, const tq_task *t, pid_t pid, char *m
 static int run_command(const tq_task *t, void *arg, char *msg, size_t msg_size)
 {
 	struct work_ctx *w = arg;
-	char buf[4][96];
+	char buf[4][TQ_NAME_MAX + 32];
 	int fds[2];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;

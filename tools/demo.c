@@ -499,7 +499,7 @@ int main(int argc, char **argv)
 	log_event(LOG_INFO_, "drain_started", "reason=\"%s\"", why);
 	if (tq_run_state(q) != TQ_STOPPED)
 		tq_set_run_state(q, TQ_DRAINING);
-	handled = signals;
+	handled = signals ? 1 : 0; /* a second signal, even one that came with the first, stops at once */
 	/* Wait for the drain; a second Ctrl+C (or a stop --now) cuts it short. */
 	while (reap(pids, nchild, tq_now_ns() + 100000000ull) > 0) {
 		if (signals > handled || tq_run_state(q) == TQ_STOPPED) {
@@ -515,9 +515,11 @@ int main(int argc, char **argv)
 			if (server > 0)
 				kill(server, SIGTERM);
 			tq_close(q);
+			free(pids);
 			return 130;
 		}
 	}
+	free(pids);
 	tq_recover(q); /* settle anything a child left (none on a clean drain) */
 	tq_stats_get(q, &s);
 	uint64_t produced = s.total.pushed - base.total.pushed, done = s.total.acked - base.total.acked,

@@ -53,7 +53,7 @@ bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || *s < '0' || *s > '9') /* no sign, no blank: strtoull would allow them */
 		return false;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -67,7 +67,7 @@ bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns)
 {
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
 		return false;
 	errno = 0;
 	double v = strtod(s, &end);
