@@ -21,9 +21,14 @@ endif
 ifeq ($(SAN),tsan)
 SANFLAGS := -fsanitize=thread
 OPT      := -O1 -g
+# Linked into every program of this build: a pthread_mutex_clocklock that
+# ThreadSanitizer can see, and room for Criterion's arenas (each file says why).
+SAN_OBJ  := $(BUILD)/san/clocklock.o $(BUILD)/san/criterion_arena.o
 endif
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Isrc $(CFLAGS)
-LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+# SAN_LINK: the sanitizer build's own objects, linked into its programs.
+LDFLAGS_ALL = $(SANFLAGS) $(SAN_LINK) $(LDFLAGS)
+SAN_LINK := $(SAN_OBJ)
 LIBS     := -lpthread -lrt
 
 LIB_SRC  := $(wildcard src/*.c)
@@ -35,6 +40,7 @@ PCFILE   := $(BUILD)/taskq.pc
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(BUILD)/tests/taskq-tests
+STRESS_BIN := $(BUILD)/tests/taskq-stress
 BENCH_BIN := $(BUILD)/bench/taskq-bench
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c
@@ -79,13 +85,45 @@ $(BUILD) $(BUILD)/obj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/exampl
 TEST_ARGS ?= --jobs 2
 test: $(TEST_BIN)
 	$(TEST_BIN) $(TEST_ARGS)
+# Tasks per stress run (tests/tsan/stress.c): about a second each, under TSan too.
+STRESS_TASKS ?= 60000
+# AddressSanitizer + UBSan: the stress program (see test-tsan), then the suite.
 test-asan:
-	$(MAKE) BUILD=build/asan SAN=asan test
+	$(MAKE) BUILD=build/asan SAN=asan build/asan/tests/taskq-stress build/asan/tests/taskq-tests
+	@rc=0; \
+	echo "== taskq-stress shared"; build/asan/tests/taskq-stress shared $(STRESS_TASKS) || rc=1; \
+	echo "== taskq-stress mixed"; build/asan/tests/taskq-stress mixed $(STRESS_TASKS) || rc=1; \
+	echo "== Criterion suite"; $(MAKE) --no-print-directory BUILD=build/asan SAN=asan test || rc=1; \
+	exit $$rc
+
+# ThreadSanitizer. The Criterion suite runs mostly separate processes, and
+# TSan sees nothing across processes, so a stress program with many threads
+# on one queue in one process (tests/tsan/stress.c) runs first: `shared`
+# (all threads on one handle: exact) and `mixed` (some threads with their
+# own handles). Any process in which TSan reports something exits 66. All
+# three run even if one fails; the target fails if any did.
+TSAN_OPTIONS_ALL := halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
+	suppressions=$(CURDIR)/tests/tsan/suppressions.txt $(TSAN_OPTIONS)
 test-tsan:
-	$(MAKE) BUILD=build/tsan SAN=tsan test
+	$(MAKE) BUILD=build/tsan SAN=tsan build/tsan/tests/taskq-stress build/tsan/tests/taskq-tests
+	@export TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)"; rc=0; \
+	echo "== taskq-stress shared"; build/tsan/tests/taskq-stress shared $(STRESS_TASKS) || rc=1; \
+	echo "== taskq-stress mixed"; build/tsan/tests/taskq-stress mixed $(STRESS_TASKS) || rc=1; \
+	echo "== Criterion suite"; $(MAKE) --no-print-directory BUILD=build/tsan SAN=tsan test || rc=1; \
+	exit $$rc
+ifneq ($(SAN_OBJ),)
+$(TEST_BIN) $(BENCH_BIN) $(CLI_BIN) $(DEMO_BIN) $(EXAMPLES) $(STRESS_BIN): $(SAN_OBJ)
+$(SHARED): SAN_LINK :=
+endif
+$(STRESS_BIN): tests/tsan/stress.c include/taskq.h $(STATIC) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
+$(BUILD)/san/%.o: tests/tsan/%.c | $(BUILD)/san
+	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+$(BUILD)/san:
+	mkdir -p $@
 # Builds everything with clang as well, warnings as errors.
 check-clang:
-	$(MAKE) BUILD=build/clang CC=clang all $(BUILD)/clang/tests/taskq-tests
+	$(MAKE) BUILD=build/clang CC=clang all build/clang/tests/taskq-tests build/clang/tests/taskq-stress
 
 bench: $(BENCH_BIN)
 	$(BENCH_BIN)
