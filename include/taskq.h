@@ -283,11 +283,14 @@ enum tq_worker_end {
 	TQ_END_MAX = 5,      /* max_tasks handled */
 };
 
+/* handled == acked + failed + lost; tasks taken == handled + skipped, plus
+ * those left unhandled when the run state became STOPPED. */
 typedef struct tq_worker_result {
 	uint64_t handled; /* handler calls */
 	uint64_t acked;
 	uint64_t failed;
 	uint64_t lost;    /* acks or fails refused: the lease had been lost */
+	uint64_t skipped; /* not handled: the lease was lost before its turn */
 	int end;          /* enum tq_worker_end */
 } tq_worker_result;
 

@@ -53,7 +53,7 @@ static int handle_batch(tq_queue *q, tq_handler fn, void *arg, tq_task *t, size_
 		}
 		keep_leases(q, t, i, n, &renewed);
 		if (!tq__lease_held(q, &t[i])) {
-			r->lost++; /* expired while earlier tasks ran: delivered again */
+			r->skipped++; /* expired while earlier tasks ran: delivered again */
 			continue;
 		}
 		msg[0] = '\0';

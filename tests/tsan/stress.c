@@ -141,6 +141,7 @@ static atomic_uint *dead_by_expiry;    /* purged with last_err TQ_ELOST */
 /* Totals of events whose per-task outcome is known only in aggregate. */
 static atomic_ullong lost_single;      /* single-task acks/fails that returned TQ_ELOST */
 static atomic_ullong worker_failed, worker_acked, worker_lost, worker_handled, worker_calls;
+static atomic_ullong worker_skipped; /* taken by a worker, lease lost before the handler's turn */
 static atomic_ullong kicks_ok;
 
 static atomic_int stop_all;            /* consumers, monitors, collector: finish */
@@ -486,6 +487,7 @@ static void *worker_main(void *arg)
 	if (w->res.handled != w->calls)
 		fail_msg("%s: handled %" PRIu64 " but the handler ran %" PRIu64 " times", w->name,
 			 w->res.handled, w->calls);
+	atomic_fetch_add(&worker_skipped, w->res.skipped);
 	if (w->res.acked + w->res.failed + w->res.lost != w->res.handled)
 		fail_msg("%s: acked %" PRIu64 " + failed %" PRIu64 " + lost %" PRIu64 " != handled %" PRIu64,
 			 w->name, w->res.acked, w->res.failed, w->res.lost, w->res.handled);
@@ -845,7 +847,7 @@ int main(int argc, char **argv)
 		fail_msg("final tq_stats_get failed");
 		memset(&s, 0, sizeof(s));
 	}
-	uint64_t sum_deliveries = atomic_load(&stale_deliveries), sum_ack_ok = 0, sum_unsure_resolved = 0, sum_purged = 0;
+	uint64_t sum_deliveries = atomic_load(&stale_deliveries) + atomic_load(&worker_skipped), sum_ack_ok = 0, sum_unsure_resolved = 0, sum_purged = 0;
 	uint64_t sum_fails_ok = 0, sum_expiry_deaths = 0, redelivered = 0;
 	for (uint32_t v = 0; v < ntasks; v++) {
 		unsigned d = atomic_load(&deliveries[v]), a = atomic_load(&acked_ok[v]);
