@@ -1,0 +1,2342 @@
+/*
+ * test_cli.c - the taskq command end to end: every subcommand run as a real
+ * child process (fork + exec, stdin/stdout/stderr on pipes, a deadline),
+ * checking exit statuses against the table of `taskq --help`, that
+ * messages go to stderr, and that nothing in a queue is lost.
+ *
+ * Each test runs in its own process; where the machine allows it (root, or
+ * unprivileged user namespaces) that process first moves into a private
+ * mount namespace with its own tmpfs on /dev/shm, so that `taskq ls` and
+ * `taskq clean` see only this test's queues and never touch (or are
+ * touched by) queues of tests running beside it. Queue names carry the pid
+ * either way, and every queue is destroyed in the suite's .fini.
+ */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "taskq.h"
+#include "util.h"
+
+#ifndef TQ_BIN_DIR
+#define TQ_BIN_DIR "build"
+#endif
+#define TASKQ TQ_BIN_DIR "/taskq"
+
+#define RUN_DEADLINE_MS 30000u
+
+/* ------------------------------------------------------ child processes */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+struct out {
+	char cmd[512];     /* the command line, for messages */
+	char *out, *err;   /* NUL-terminated captures ("" when nothing) */
+	size_t out_len, err_len;
+	int status;        /* exit code; 128 + signal if a signal ended it; -1 on timeout */
+	int sig;           /* the signal that ended it, or 0 */
+};
+
+enum {
+	RUN_STDOUT_CLOSED = 1, /* stdout is a pipe nobody reads (read end closed) */
+	RUN_SIGPIPE_IGN = 2,   /* start with SIGPIPE ignored (default: SIG_DFL) */
+};
+
+struct proc {
+	pid_t pid;
+	int in_fd, out_fd, err_fd;
+	const char *in;
+	size_t in_len, in_off;
+	struct buf out, err;
+	char cmd[512];
+};
+
+#define MAX_CHILDREN 64
+static pid_t children[MAX_CHILDREN];
+
+static void remember_child(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] == 0) {
+			children[i] = pid;
+			return;
+		}
+}
+
+static void forget_child(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+static void buf_add(struct buf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *q = realloc(b->p, cap);
+		if (!q)
+			abort();
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void join_argv(char *dst, size_t size, char *const argv[])
+{
+	size_t k = 0;
+	dst[0] = '\0';
+	for (int i = 0; argv[i] && k + 1 < size; i++) {
+		int n = snprintf(dst + k, size - k, "%s%s", i ? " " : "", argv[i]);
+		if (n < 0)
+			break;
+		k += (size_t)n;
+	}
+}
+
+/* Starts argv[0] (a path) with stdin fed from stdin_text (NULL: /dev/null)
+ * and stdout / stderr captured. */
+static void proc_start(struct proc *p, char *const argv[], const char *stdin_text, int flags)
+{
+	int in[2] = {-1, -1}, out[2], err[2];
+
+	memset(p, 0, sizeof(*p));
+	join_argv(p->cmd, sizeof(p->cmd), argv);
+	if (stdin_text && pipe2(in, O_CLOEXEC) != 0)
+		abort();
+	if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		abort();
+	if (flags & RUN_STDOUT_CLOSED) {
+		close(out[0]); /* nobody will ever read: writes get EPIPE / SIGPIPE */
+		out[0] = -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		abort();
+	if (pid == 0) {
+		int null = stdin_text ? -1 : open("/dev/null", O_RDONLY);
+		dup2(stdin_text ? in[0] : null, 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGPIPE, (flags & RUN_SIGPIPE_IGN) ? SIG_IGN : SIG_DFL);
+		execv(argv[0], argv);
+		static const char m[] = "test: exec failed\n";
+		(void)!write(2, m, sizeof(m) - 1);
+		_exit(127);
+	}
+	remember_child(pid);
+	p->pid = pid;
+	if (stdin_text) {
+		close(in[0]);
+		p->in_fd = in[1];
+		p->in = stdin_text;
+		p->in_len = strlen(stdin_text);
+		fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
+		if (p->in_len == 0) {
+			close(p->in_fd);
+			p->in_fd = -1;
+		}
+	} else {
+		p->in_fd = -1;
+	}
+	close(out[1]);
+	close(err[1]);
+	p->out_fd = out[0];
+	p->err_fd = err[0];
+	if (p->out_fd >= 0)
+		fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Moves data between the pipes for up to timeout_ms. */
+static void proc_pump(struct proc *p, int timeout_ms)
+{
+	struct pollfd f[3];
+	int n = 0;
+	if (p->in_fd >= 0)
+		f[n++] = (struct pollfd){.fd = p->in_fd, .events = POLLOUT};
+	if (p->out_fd >= 0)
+		f[n++] = (struct pollfd){.fd = p->out_fd, .events = POLLIN};
+	if (p->err_fd >= 0)
+		f[n++] = (struct pollfd){.fd = p->err_fd, .events = POLLIN};
+	if (n == 0) {
+		if (timeout_ms > 0)
+			tqt_sleep_ms((unsigned)timeout_ms);
+		return;
+	}
+	if (poll(f, (nfds_t)n, timeout_ms) <= 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		if (!f[i].revents)
+			continue;
+		if (f[i].fd == p->in_fd) {
+			ssize_t w = write(p->in_fd, p->in + p->in_off, p->in_len - p->in_off);
+			if (w > 0)
+				p->in_off += (size_t)w;
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) || p->in_off == p->in_len) {
+				close(p->in_fd);
+				p->in_fd = -1;
+			}
+			continue;
+		}
+		int *fd = f[i].fd == p->out_fd ? &p->out_fd : &p->err_fd;
+		struct buf *b = f[i].fd == p->out_fd ? &p->out : &p->err;
+		for (;;) {
+			char tmp[8192];
+			ssize_t r = read(*fd, tmp, sizeof(tmp));
+			if (r > 0) {
+				buf_add(b, tmp, (size_t)r);
+				continue;
+			}
+			if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+				close(*fd);
+				*fd = -1;
+			}
+			break;
+		}
+	}
+}
+
+static void out_free(struct out *o)
+{
+	free(o->out);
+	free(o->err);
+	memset(o, 0, sizeof(*o));
+}
+
+/* Waits up to timeout_ms for the child to exit, reading its output, and
+ * fills o. Grandchildren may keep the pipes open: EOF is not waited for,
+ * but everything written before the exit is read. On timeout the child is
+ * SIGKILLed and o->status is -1. */
+static void proc_finish(struct proc *p, unsigned timeout_ms, struct out *o)
+{
+	uint64_t deadline = tqt_now_ms() + timeout_ms;
+	int st = 0;
+	bool timed_out = false;
+
+	out_free(o);
+	for (;;) {
+		proc_pump(p, 20);
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			abort();
+		if (tqt_now_ms() >= deadline) {
+			kill(p->pid, SIGKILL);
+			while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR)
+				;
+			timed_out = true;
+			break;
+		}
+	}
+	forget_child(p->pid);
+	if (p->in_fd >= 0)
+		close(p->in_fd);
+	p->in_fd = -1;
+	/* What the child wrote before exiting is in the pipes now. */
+	for (int i = 0; i < 50 && (p->out_fd >= 0 || p->err_fd >= 0); i++) {
+		size_t before = p->out.len + p->err.len;
+		proc_pump(p, i == 0 ? 1 : 0);
+		if (p->out.len + p->err.len == before && i > 2)
+			break;
+	}
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	p->out_fd = p->err_fd = -1;
+	snprintf(o->cmd, sizeof(o->cmd), "%s", p->cmd);
+	o->out = p->out.p ? p->out.p : strdup("");
+	o->err = p->err.p ? p->err.p : strdup("");
+	o->out_len = p->out.len;
+	o->err_len = p->err.len;
+	p->out.p = p->err.p = NULL;
+	if (timed_out)
+		o->status = -1;
+	else if (WIFEXITED(st))
+		o->status = WEXITSTATUS(st);
+	else if (WIFSIGNALED(st)) {
+		o->sig = WTERMSIG(st);
+		o->status = 128 + o->sig;
+	} else
+		o->status = -2;
+}
+
+/* Sends sig every 50 ms until the child exits (at most timeout_ms). */
+static void signal_until_exit(struct proc *p, int sig, unsigned timeout_ms, struct out *o)
+{
+	uint64_t deadline = tqt_now_ms() + timeout_ms;
+	siginfo_t si;
+	for (;;) {
+		kill(p->pid, sig);
+		proc_pump(p, 50);
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == p->pid)
+			break;
+		if (tqt_now_ms() > deadline)
+			break;
+	}
+	uint64_t now = tqt_now_ms();
+	proc_finish(p, now < deadline ? (unsigned)(deadline - now) : 1, o);
+}
+
+/* Runs argv to completion (with a deadline) and captures everything. */
+static int run_ex(char *const argv[], const char *stdin_text, int flags, struct out *o)
+{
+	struct proc p;
+	proc_start(&p, argv, stdin_text, flags);
+	proc_finish(&p, RUN_DEADLINE_MS, o);
+	return o->status;
+}
+
+static int run(char *const argv[], const char *stdin_text, struct out *o)
+{
+	return run_ex(argv, stdin_text, 0, o);
+}
+
+/* taskq ARGS... (NULL-terminated), with optional stdin text. */
+#define MAX_ARGS 64
+static int vtq(struct out *o, const char *stdin_text, int flags, va_list ap)
+{
+	char *argv[MAX_ARGS];
+	int n = 0;
+	argv[n++] = (char *)TASKQ;
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL && n < MAX_ARGS - 1)
+		argv[n++] = (char *)a;
+	argv[n] = NULL;
+	return flags ? run_ex(argv, stdin_text, flags, o) : run(argv, stdin_text, o);
+}
+
+static int tq(struct out *o, const char *stdin_text, ...)
+{
+	va_list ap;
+	va_start(ap, stdin_text);
+	int rc = vtq(o, stdin_text, 0, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int tq_flags(struct out *o, const char *stdin_text, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	int rc = vtq(o, stdin_text, flags, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Exit status `code`, and messages on stderr only (unless stdout_ok). */
+#define assert_status(o, code)                                                                        \
+	cr_assert_eq((o)->status, (code), "`%s`: exit status %d, want %d\nstdout: %s\nstderr: %s", (o)->cmd, \
+		     (o)->status, (code), (o)->out, (o)->err)
+#define assert_fails(o, code)                                                                        \
+	do {                                                                                         \
+		assert_status(o, code);                                                              \
+		cr_assert_eq((o)->out_len, 0, "`%s`: wrote to stdout on failure: %s", (o)->cmd, (o)->out); \
+		cr_assert((o)->err_len > 0, "`%s`: exit %d without a message on stderr", (o)->cmd,      \
+			  (o)->status);                                                              \
+	} while (0)
+#define assert_ok(o)                                                                                  \
+	do {                                                                                          \
+		assert_status(o, 0);                                                                  \
+	} while (0)
+#define assert_contains(hay, needle, what)                                                            \
+	cr_assert(strstr((hay), (needle)) != NULL, "%s: '%s' not found in:\n%s", (what), (needle), (hay))
+
+/* ------------------------------------------------------ a minimal JSON reader */
+
+static const char *js_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *js_skip(const char *p);
+
+static const char *js_skip_string(const char *p)
+{
+	if (*p != '"')
+		return NULL;
+	for (p++; *p; p++) {
+		if (*p == '\\') {
+			if (!p[1])
+				return NULL;
+			p++;
+		} else if (*p == '"') {
+			return p + 1;
+		} else if ((unsigned char)*p < 0x20) {
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Skips one JSON value at p (no leading whitespace); NULL if malformed. */
+static const char *js_skip(const char *p)
+{
+	if (*p == '"')
+		return js_skip_string(p);
+	if (*p == '{' || *p == '[') {
+		char close = *p == '{' ? '}' : ']';
+		p = js_ws(p + 1);
+		if (*p == close)
+			return p + 1;
+		for (;;) {
+			if (close == '}') {
+				p = js_skip_string(p);
+				if (!p)
+					return NULL;
+				p = js_ws(p);
+				if (*p != ':')
+					return NULL;
+				p = js_ws(p + 1);
+			}
+			p = js_skip(p);
+			if (!p)
+				return NULL;
+			p = js_ws(p);
+			if (*p == close)
+				return p + 1;
+			if (*p != ',')
+				return NULL;
+			p = js_ws(p + 1);
+		}
+	}
+	if (!strncmp(p, "true", 4))
+		return p + 4;
+	if (!strncmp(p, "false", 5))
+		return p + 5;
+	if (!strncmp(p, "null", 4))
+		return p + 4;
+	char *end;
+	(void)strtod(p, &end);
+	return end == p ? NULL : end;
+}
+
+/* True if s is exactly one JSON value (surrounded by whitespace). */
+static bool js_valid(const char *s)
+{
+	const char *p = js_skip(js_ws(s));
+	return p && *js_ws(p) == '\0';
+}
+
+/* The value at path ("totals.acked", "0.id", "config.mode") or NULL. */
+static const char *jget(const char *json, const char *path)
+{
+	const char *p = js_ws(json);
+	while (*path) {
+		const char *dot = strchr(path, '.');
+		size_t klen = dot ? (size_t)(dot - path) : strlen(path);
+		if (*p == '{') {
+			p = js_ws(p + 1);
+			bool found = false;
+			while (*p == '"') {
+				const char *kend = js_skip_string(p);
+				if (!kend)
+					return NULL;
+				bool match = (size_t)(kend - p - 2) == klen && !strncmp(p + 1, path, klen);
+				p = js_ws(kend);
+				if (*p != ':')
+					return NULL;
+				p = js_ws(p + 1);
+				if (match) {
+					found = true;
+					break;
+				}
+				p = js_skip(p);
+				if (!p)
+					return NULL;
+				p = js_ws(p);
+				if (*p == ',')
+					p = js_ws(p + 1);
+			}
+			if (!found)
+				return NULL;
+		} else if (*p == '[') {
+			char *end;
+			long idx = strtol(path, &end, 10);
+			if (end != path + klen || idx < 0)
+				return NULL;
+			p = js_ws(p + 1);
+			for (long i = 0; i < idx; i++) {
+				if (*p == ']')
+					return NULL;
+				p = js_skip(p);
+				if (!p)
+					return NULL;
+				p = js_ws(p);
+				if (*p != ',')
+					return NULL;
+				p = js_ws(p + 1);
+			}
+			if (*p == ']')
+				return NULL;
+		} else {
+			return NULL;
+		}
+		path += klen + (dot ? 1 : 0);
+	}
+	return p;
+}
+
+static double jnum(const char *json, const char *path)
+{
+	const char *v = jget(json, path);
+	char *end;
+	if (!v)
+		return NAN;
+	double d = strtod(v, &end);
+	return end == v ? NAN : d;
+}
+
+/* Copies the string at path (simple escapes decoded); false if not a string. */
+static bool jstr(const char *json, const char *path, char *out, size_t size)
+{
+	const char *v = jget(json, path);
+	if (!v || *v != '"' || size == 0)
+		return false;
+	size_t k = 0;
+	for (v++; *v && *v != '"'; v++) {
+		char c = *v;
+		if (c == '\\') {
+			v++;
+			switch (*v) {
+			case 'n': c = '\n'; break;
+			case 't': c = '\t'; break;
+			case 'r': c = '\r'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'u': c = '?'; v += 4; break;
+			default: c = *v; break;
+			}
+		}
+		if (k + 1 < size)
+			out[k++] = c;
+	}
+	out[k] = '\0';
+	return *v == '"';
+}
+
+/* Elements of the array at path ("" for the top level); -1 if not an array. */
+static int jlen(const char *json, const char *path)
+{
+	const char *p = *path ? jget(json, path) : js_ws(json);
+	if (!p || *p != '[')
+		return -1;
+	p = js_ws(p + 1);
+	if (*p == ']')
+		return 0;
+	int n = 0;
+	for (;;) {
+		p = js_skip(p);
+		if (!p)
+			return -1;
+		n++;
+		p = js_ws(p);
+		if (*p != ',')
+			return *p == ']' ? n : -1;
+		p = js_ws(p + 1);
+	}
+}
+
+#define assert_jnum(json, path, want)                                                                 \
+	do {                                                                                          \
+		double got_ = jnum((json), (path));                                                   \
+		cr_assert(got_ == (double)(want), "JSON %s = %g, want %g in:\n%s", (path), got_,      \
+			  (double)(want), (json));                                                    \
+	} while (0)
+#define assert_jstr(json, path, want)                                                                 \
+	do {                                                                                          \
+		char got_[4096];                                                                      \
+		cr_assert(jstr((json), (path), got_, sizeof(got_)), "JSON %s: no string in:\n%s",    \
+			  (path), (json));                                                            \
+		cr_assert_str_eq(got_, (want), "JSON %s = '%s', want '%s'", (path), got_, (want));    \
+	} while (0)
+
+/* ------------------------------------------------------ text helpers */
+
+/* Parses stdout made of one unsigned integer per line; returns the count,
+ * or -1 if some line is not one. */
+static int parse_ids(const char *s, uint64_t *ids, int max)
+{
+	int n = 0;
+	while (*s) {
+		char *end;
+		if (*s < '0' || *s > '9')
+			return -1;
+		unsigned long long v = strtoull(s, &end, 10);
+		if (*end != '\n' || n >= max)
+			return -1;
+		ids[n++] = v;
+		s = end + 1;
+	}
+	return n;
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Splits a `take --verbose` line "ID\tKIND\tATTEMPT\tPAYLOAD\n" into the
+ * starts of its four fields; false if it is not one. */
+static bool split_verbose(const char *p, const char *f[4])
+{
+	f[0] = p;
+	for (int i = 1; i < 4; i++) {
+		const char *tab = strchr(f[i - 1], '\t');
+		const char *nl = strchr(f[i - 1], '\n');
+		if (!tab || (nl && nl < tab))
+			return false;
+		f[i] = tab + 1;
+	}
+	return *f[0] >= '0' && *f[0] <= '9';
+}
+
+/* 1 / 0 for a JSON true / false at path, -1 otherwise. */
+static int jbool(const char *json, const char *path)
+{
+	const char *v = jget(json, path);
+	if (v && !strncmp(v, "true", 4))
+		return 1;
+	if (v && !strncmp(v, "false", 5))
+		return 0;
+	return -1;
+}
+
+/* ------------------------------------------------------ queues and files */
+
+#define MAX_QUEUES 16
+static char queues[MAX_QUEUES][TQ_NAME_MAX + 1];
+static char tmpdir[256];
+static bool private_shm;
+
+/* A unique queue name, destroyed at the end of the test. */
+static const char *qname(const char *what)
+{
+	for (int i = 0; i < MAX_QUEUES; i++)
+		if (!queues[i][0]) {
+			snprintf(queues[i], sizeof(queues[i]), "tqt-cli-%s-%ld", what, (long)getpid());
+			return queues[i];
+		}
+	abort();
+}
+
+static void shm_file(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "/dev/shm/taskq.%s", name);
+}
+
+static bool shm_exists(const char *name)
+{
+	char path[TQ_NAME_MAX + 32];
+	struct stat st;
+	shm_file(path, sizeof(path), name);
+	return stat(path, &st) == 0;
+}
+
+/* A segment named like a queue that is not one. */
+static void make_garbage_segment(const char *name, size_t size)
+{
+	char obj[TQ_NAME_MAX + 16];
+	snprintf(obj, sizeof(obj), "/taskq.%s", name);
+	int fd = shm_open(obj, O_RDWR | O_CREAT | O_EXCL, 0600);
+	cr_assert(fd >= 0, "shm_open %s: %s", obj, strerror(errno));
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	char junk[512];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 37 + 11);
+	for (size_t off = 0; off + sizeof(junk) <= size; off += sizeof(junk))
+		cr_assert_eq(pwrite(fd, junk, sizeof(junk), (off_t)off), (ssize_t)sizeof(junk));
+	close(fd);
+}
+
+static tq_stats lib_stats(const char *name)
+{
+	tq_queue *q;
+	tq_stats s;
+	int rc = tq_open(name, &q);
+	cr_assert_eq(rc, 0, "tq_open %s: %s", name, tq_strerror(rc));
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	tq_close(q);
+	return s;
+}
+
+static const char *tmp_path(char *buf, size_t size, const char *file)
+{
+	snprintf(buf, size, "%s/%s", tmpdir, file);
+	return buf;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	struct buf b = {0};
+	buf_add(&b, "", 0);
+	if (!f)
+		return b.p;
+	char tmp[4096];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		buf_add(&b, tmp, n);
+	fclose(f);
+	return b.p;
+}
+
+/* Moves this test process into its own mount namespace with a fresh tmpfs
+ * on /dev/shm, if the machine allows it. */
+static void enter_private_shm(void)
+{
+	if (unshare(CLONE_NEWNS) != 0) {
+		uid_t uid = getuid();
+		gid_t gid = getgid();
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			return;
+		char m[64];
+		int fd = open("/proc/self/setgroups", O_WRONLY);
+		if (fd >= 0) {
+			(void)!write(fd, "deny", 4);
+			close(fd);
+		}
+		fd = open("/proc/self/uid_map", O_WRONLY);
+		if (fd < 0)
+			return;
+		int n = snprintf(m, sizeof(m), "0 %u 1", (unsigned)uid);
+		bool ok = write(fd, m, (size_t)n) == n;
+		close(fd);
+		fd = open("/proc/self/gid_map", O_WRONLY);
+		if (fd < 0)
+			return;
+		n = snprintf(m, sizeof(m), "0 %u 1", (unsigned)gid);
+		ok = ok && write(fd, m, (size_t)n) == n;
+		close(fd);
+		if (!ok)
+			return;
+	}
+	/* Never let the new mount propagate back to the machine's /dev/shm. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		return;
+	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+		return;
+	private_shm = true;
+}
+
+static void cli_init(void)
+{
+	memset(queues, 0, sizeof(queues));
+	memset(children, 0, sizeof(children));
+	enter_private_shm();
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/tqt-cli-%ld-XXXXXX", (long)getpid());
+	if (!mkdtemp(tmpdir))
+		tmpdir[0] = '\0';
+}
+
+static void cli_fini(void)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] > 0) {
+			kill(children[i], SIGKILL);
+			waitpid(children[i], NULL, 0);
+			children[i] = 0;
+		}
+	for (int i = 0; i < MAX_QUEUES; i++)
+		if (queues[i][0]) {
+			tq_destroy(queues[i]);
+			char obj[TQ_NAME_MAX + 16];
+			snprintf(obj, sizeof(obj), "/taskq.%.*s", TQ_NAME_MAX, queues[i]);
+			shm_unlink(obj); /* the non-queue segments too */
+			queues[i][0] = '\0';
+		}
+	if (tmpdir[0]) {
+		DIR *d = opendir(tmpdir);
+		struct dirent *e;
+		char path[600];
+		while (d && (e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlink(tmp_path(path, sizeof(path), e->d_name));
+		if (d)
+			closedir(d);
+		rmdir(tmpdir);
+	}
+}
+
+TestSuite(cli, .init = cli_init, .fini = cli_fini, .timeout = 60);
+
+/* Creates a queue with `taskq create NAME [options...]`, asserting success. */
+#define create_ok(name, ...)                                                                          \
+	do {                                                                                          \
+		struct out co_ = {0};                                                                 \
+		tq(&co_, NULL, "create", (name), ##__VA_ARGS__, NULL);                                \
+		assert_ok(&co_);                                                                      \
+		out_free(&co_);                                                                       \
+	} while (0)
+
+/* Pushes the given values (string kind), asserting success. */
+#define push_ok(name, ...)                                                                            \
+	do {                                                                                          \
+		struct out po_ = {0};                                                                 \
+		tq(&po_, NULL, "push", (name), __VA_ARGS__, NULL);                                    \
+		assert_ok(&po_);                                                                      \
+		out_free(&po_);                                                                       \
+	} while (0)
+
+/* ================================================================ help */
+
+static const char *const listed_commands[] = {"create", "info", "stats", "push", "take", "work", "dead",
+					      "recover", "stop", "pause", "resume", "ls", "destroy", "clean"};
+
+Test(cli, help_top_level)
+{
+	struct out o = {0};
+	const char *forms[] = {"--help", "-h", "help"};
+
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		tq(&o, NULL, forms[i], NULL);
+		assert_ok(&o);
+		cr_assert_eq(o.err_len, 0, "`%s` wrote to stderr: %s", o.cmd, o.err);
+		assert_contains(o.out, "usage: taskq COMMAND", o.cmd);
+		for (size_t c = 0; c < sizeof(listed_commands) / sizeof(listed_commands[0]); c++) {
+			char line[64];
+			snprintf(line, sizeof(line), "\n  %s ", listed_commands[c]);
+			assert_contains(o.out, line, "the command list");
+		}
+		/* The exit status table the other tests check against. */
+		const char *rows[] = {"  0  success", "  1  failure", "  2  bad command", "  3  no such queue",
+				      "  4  not a taskq queue", "  5  invalid task input", "  6  nothing to take",
+				      "  7  the queue is draining or stopped"};
+		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+			assert_contains(o.out, rows[r], "the exit status table");
+	}
+	/* No command at all: the usage goes to stderr, status 2. */
+	tq(&o, NULL, NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "usage: taskq", "bare taskq");
+	out_free(&o);
+}
+
+/* Every subcommand, those of the brief and whatever else `taskq --help`
+ * lists, answers --help with its usage on stdout and status 0. */
+Test(cli, help_every_subcommand)
+{
+	struct out top = {0}, o = {0};
+	char names[64][32];
+	int n = 0;
+
+	for (size_t c = 0; c < sizeof(listed_commands) / sizeof(listed_commands[0]); c++)
+		snprintf(names[n++], sizeof(names[0]), "%s", listed_commands[c]);
+	tq(&top, NULL, "--help", NULL);
+	assert_ok(&top);
+	const char *p = strstr(top.out, "Commands:\n");
+	cr_assert(p, "no command list in taskq --help");
+	for (p = strchr(p, '\n') + 1; p[0] == ' ' && p[1] == ' ' && p[2] != ' ' && n < 64;) {
+		char w[32];
+		if (sscanf(p, " %31s", w) == 1) {
+			bool dup = false;
+			for (int i = 0; i < n; i++)
+				dup = dup || !strcmp(names[i], w);
+			if (!dup)
+				snprintf(names[n++], sizeof(names[0]), "%s", w);
+		}
+		p = strchr(p, '\n');
+		if (!p)
+			break;
+		p++;
+	}
+	for (int i = 0; i < n; i++) {
+		char want[128];
+		tq(&o, NULL, names[i], "--help", NULL);
+		assert_ok(&o);
+		snprintf(want, sizeof(want), "usage: taskq %.31s", names[i]);
+		cr_assert(!strncmp(o.out, want, strlen(want)), "`%s`: stdout does not start with '%s':\n%s", o.cmd,
+			  want, o.out);
+		cr_assert_eq(o.err_len, 0, "`%s` wrote to stderr: %s", o.cmd, o.err);
+		/* -h too */
+		tq(&o, NULL, names[i], "-h", NULL);
+		assert_ok(&o);
+		cr_assert(!strncmp(o.out, want, strlen(want)), "`%s`: %s", o.cmd, o.out);
+	}
+	out_free(&o);
+	out_free(&top);
+}
+
+Test(cli, usage_errors_exit_2)
+{
+	struct out o = {0};
+	const char *q = qname("usage");
+	const char *xn = qname("xnew");
+	create_ok(q);
+
+	tq(&o, NULL, "frobnicate", NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "frobnicate", "unknown command");
+
+	/* An unknown flag, on every subcommand. */
+	const char *unknown[][6] = {
+		{"create", xn, "--bogus"}, {"info", q, "--bogus"}, {"stats", q, "--bogus"},
+		{"push", q, "--bogus", "a"}, {"take", q, "--bogus"}, {"work", q, "--bogus", "--", "true"},
+		{"dead", q, "--bogus"}, {"recover", q, "--bogus"}, {"stop", q, "--bogus"},
+		{"pause", q, "--bogus"}, {"resume", q, "--bogus"}, {"ls", "--bogus"},
+		{"destroy", q, "--bogus"}, {"clean", "--bogus"}, {"take", q, "-Z"},
+	};
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		tq(&o, NULL, unknown[i][0], unknown[i][1], unknown[i][2], unknown[i][3], unknown[i][4], NULL);
+		assert_fails(&o, 2);
+	}
+	/* Missing arguments and missing option values. */
+	const char *missing[][5] = {
+		{"create"}, {"info"}, {"stats"}, {"push"}, {"take"}, {"work"}, {"work", q},
+		{"work", q, "--"}, {"dead"}, {"recover"}, {"stop"}, {"pause"}, {"resume"}, {"destroy"},
+		{"create", xn, "--capacity"}, {"take", q, "-n"}, {"take", q, "--timeout"},
+		{"push", q, "--kind"}, {"work", q, "--concurrency"},
+	};
+	for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+		tq(&o, NULL, missing[i][0], missing[i][1], missing[i][2], missing[i][3], NULL);
+		assert_fails(&o, 2);
+	}
+	/* Too many arguments. */
+	const char *extra[][4] = {
+		{"info", q, "extra"}, {"stats", q, "extra"}, {"take", q, "extra"}, {"recover", q, "extra"},
+		{"stop", q, "extra"}, {"pause", q, "extra"}, {"resume", q, "extra"}, {"ls", "extra"},
+		{"clean", "extra"}, {"destroy", q, "extra"}, {"create", xn, "extra"},
+	};
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		tq(&o, NULL, extra[i][0], extra[i][1], extra[i][2], NULL);
+		assert_fails(&o, 2);
+	}
+	/* Bad option values outside create. */
+	const char *badval[][5] = {
+		{"take", q, "-n", "0"}, {"take", q, "-n", "x"}, {"take", q, "--timeout", "-1"},
+		{"take", q, "--timeout", "soon"}, {"push", q, "--kind", "float"},
+		{"push", q, "--timeout", "x"}, {"work", q, "--concurrency", "0"},
+		{"work", q, "--batch", "0"}, {"work", q, "--idle-exit", "0"}, {"work", q, "--max-tasks", "0"},
+		{"work", q, "--task-timeout", "x"},
+	};
+	for (size_t i = 0; i < sizeof(badval) / sizeof(badval[0]); i++) {
+		tq(&o, NULL, badval[i][0], badval[i][1], badval[i][2], badval[i][3], "--", "true", NULL);
+		assert_fails(&o, 2);
+	}
+	/* Nothing of the above created anything or touched the queue. */
+	cr_assert(!shm_exists(xn), "a failed create left %s", xn);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 0);
+	cr_assert_eq(s.run_state, TQ_RUNNING);
+	out_free(&o);
+}
+
+/* ================================================================ create */
+
+Test(cli, create_defaults)
+{
+	struct out o = {0};
+	const char *q = qname("cdef");
+	char line[300];
+
+	tq(&o, NULL, "create", q, NULL);
+	assert_ok(&o);
+	snprintf(line, sizeof(line), "created %s: capacity 10000 tasks, max payload 4096 bytes\n", q);
+	cr_assert_str_eq(o.out, line);
+	cr_assert_eq(o.err_len, 0, "%s", o.err);
+
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "info --json is not JSON:\n%s", o.out);
+	assert_jstr(o.out, "name", q);
+	assert_jstr(o.out, "state", "running");
+	assert_jnum(o.out, "capacity", 10000);
+	assert_jnum(o.out, "config.capacity", 10000);
+	assert_jnum(o.out, "config.max_payload", 4096);
+	assert_jstr(o.out, "config.mode", "600");
+	assert_jnum(o.out, "config.max_attempts", 5);
+	assert_jnum(o.out, "config.dead_capacity", 1000);
+	assert_jnum(o.out, "config.lease_seconds", 30);
+	assert_jnum(o.out, "config.backoff_seconds", 0.1);
+	assert_jnum(o.out, "config.backoff_max_seconds", 60);
+	assert_jnum(o.out, "ready", 0);
+	assert_jnum(o.out, "free", 10000);
+	assert_jnum(o.out, "totals.pushed", 0);
+
+	char path[300];
+	struct stat st;
+	shm_file(path, sizeof(path), q);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
+
+	/* Existing: 1 without --exist-ok, message on stderr. */
+	tq(&o, NULL, "create", q, NULL);
+	assert_fails(&o, 1);
+	assert_contains(o.err, q, "create existing");
+	out_free(&o);
+}
+
+Test(cli, create_options_and_exist_ok)
+{
+	struct out o = {0};
+	const char *q = qname("copt");
+
+	tq(&o, NULL, "create", q, "--capacity", "64", "--max-payload", "100", "--mode", "640", "--max-attempts",
+	   "3", "--dead-capacity", "8", "--lease", "2.5", "--backoff", "0.25", "--backoff-max", "4", "--json",
+	   NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "create --json:\n%s", o.out);
+	assert_jstr(o.out, "name", q);
+	cr_assert_eq(jbool(o.out, "created"), 1, "%s", o.out);
+	assert_jnum(o.out, "capacity", 64);
+	assert_jnum(o.out, "max_payload", 100);
+
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "config.capacity", 64);
+	assert_jnum(o.out, "config.max_payload", 100);
+	assert_jstr(o.out, "config.mode", "640");
+	assert_jnum(o.out, "config.max_attempts", 3);
+	assert_jnum(o.out, "config.dead_capacity", 8);
+	assert_jnum(o.out, "config.lease_seconds", 2.5);
+	assert_jnum(o.out, "config.backoff_seconds", 0.25);
+	assert_jnum(o.out, "config.backoff_max_seconds", 4);
+	char path[300];
+	struct stat st;
+	shm_file(path, sizeof(path), q);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0640, "mode %o", st.st_mode & 0777);
+
+	/* --exist-ok: success, the configuration is kept. */
+	tq(&o, NULL, "create", q, "--capacity", "5", "--exist-ok", NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "exists", "create --exist-ok");
+	assert_contains(o.out, "capacity 64 tasks", "create --exist-ok keeps the configuration");
+	tq(&o, NULL, "create", q, "--exist-ok", "--json", NULL);
+	assert_ok(&o);
+	cr_assert_eq(jbool(o.out, "created"), 0, "%s", o.out);
+	assert_jnum(o.out, "capacity", 64);
+
+	/* --backoff-max below --backoff is raised to it. */
+	const char *q2 = qname("copt2");
+	tq(&o, NULL, "create", q2, "--backoff", "2", "--backoff-max", "1", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "info", q2, "--json", NULL);
+	assert_jnum(o.out, "config.backoff_max_seconds", 2);
+	/* The longest name is fine. */
+	char *q3 = (char *)qname("tmp");
+	int k = snprintf(q3, TQ_NAME_MAX + 1, "tqt-cli-long-%ld-", (long)getpid());
+	memset(q3 + k, 'n', (size_t)(TQ_NAME_MAX - k));
+	q3[TQ_NAME_MAX] = '\0';
+	cr_assert_eq(strlen(q3), TQ_NAME_MAX);
+	tq(&o, NULL, "create", q3, NULL);
+	assert_ok(&o);
+	out_free(&o);
+}
+
+Test(cli, create_bad_values_and_names)
+{
+	struct out o = {0};
+	const char *q = qname("cbad");
+	const char *bad[][4] = {
+		{"--capacity", "0"}, {"--capacity", "-1"}, {"--capacity", "16777217"}, {"--capacity", "abc"},
+		{"--capacity", ""}, {"--capacity", "+5"}, {"--max-payload", "16777217"}, {"--max-payload", "x"},
+		{"--mode", "800"}, {"--mode", "1000"}, {"--mode", "rw"}, {"--mode", ""},
+		{"--max-attempts", "0"}, {"--max-attempts", "65536"}, {"--dead-capacity", "0"},
+		{"--dead-capacity", "11", "--capacity", "10"}, {"--lease", "0"}, {"--lease", "0.0001"},
+		{"--lease", "-1"}, {"--lease", "abc"}, {"--lease", "inf"}, {"--backoff", "-0.5"},
+		{"--backoff", "nan"}, {"--backoff-max", "x"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tq(&o, NULL, "create", q, bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL);
+		assert_fails(&o, 2);
+		cr_assert(!shm_exists(q), "`%s` created the queue", o.cmd);
+	}
+	char toolong[TQ_NAME_MAX + 2];
+	memset(toolong, 'a', sizeof(toolong) - 1);
+	toolong[sizeof(toolong) - 1] = '\0';
+	const char *names[] = {"bad/name", ".hidden", "", "sp ace", "a*b", "semi;colon", "tab\tname", toolong};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		tq(&o, NULL, "create", names[i], NULL);
+		assert_fails(&o, 2);
+	}
+	/* And a bad name is a usage error for the other commands too. */
+	const char *cmds[] = {"info", "stats", "take", "recover", "stop", "pause", "resume", "destroy", "dead"};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		tq(&o, NULL, cmds[i], "bad/name", NULL);
+		assert_fails(&o, 2);
+	}
+	tq(&o, NULL, "push", "bad/name", "x", NULL);
+	assert_fails(&o, 2);
+	out_free(&o);
+}
+
+/* ================================================================ info, stats */
+
+Test(cli, info_and_stats_text_and_json)
+{
+	struct out o = {0};
+	const char *q = qname("info");
+	char want[300];
+
+	create_ok(q, "--capacity", "50");
+	push_ok(q, "a", "b", "c");
+	tq(&o, NULL, "take", q, NULL);
+	assert_ok(&o);
+
+	tq(&o, NULL, "info", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.err_len, 0, "%s", o.err);
+	snprintf(want, sizeof(want), "queue %s: running\n", q);
+	cr_assert(!strncmp(o.out, want, strlen(want)), "info text:\n%s", o.out);
+	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 48 free of 50", "info text");
+	assert_contains(o.out, "3 pushed, 1 taken, 1 acked, 0 failed, 0 retried, 0 dead", "info text");
+	assert_contains(o.out, "config:  capacity 50", "info text");
+
+	tq(&o, NULL, "stats", q, NULL);
+	assert_ok(&o);
+	cr_assert(!strncmp(o.out, want, strlen(want)), "stats text:\n%s", o.out);
+	assert_contains(o.out, "2 ready, 0 in progress", "stats text");
+	cr_assert_null(strstr(o.out, "config:"), "stats shows no configuration:\n%s", o.out);
+
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "stats --json:\n%s", o.out);
+	assert_jstr(o.out, "name", q);
+	assert_jstr(o.out, "state", "running");
+	assert_jnum(o.out, "capacity", 50);
+	assert_jnum(o.out, "ready", 2);
+	assert_jnum(o.out, "leased", 0);
+	assert_jnum(o.out, "delayed", 0);
+	assert_jnum(o.out, "dead", 0);
+	assert_jnum(o.out, "free", 48);
+	assert_jnum(o.out, "processes", 0);
+	assert_jnum(o.out, "totals.pushed", 3);
+	assert_jnum(o.out, "totals.taken", 1);
+	assert_jnum(o.out, "totals.acked", 1);
+	cr_assert_null(jget(o.out, "config"), "stats --json has no config");
+	cr_assert_eq(jlen(o.out, "process_list"), 0);
+
+	/* A process attached (this one, through the library) is counted and listed. */
+	tq_queue *h;
+	cr_assert_eq(tq_open(q, &h), 0);
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "processes", 1);
+	cr_assert_eq(jlen(o.out, "process_list"), 1, "%s", o.out);
+	assert_jnum(o.out, "process_list.0.pid", getpid());
+	tq(&o, NULL, "stats", q, NULL);
+	assert_ok(&o);
+	char pid[32];
+	snprintf(pid, sizeof(pid), " %ld ", (long)getpid());
+	assert_contains(o.out, pid, "stats text lists the attached process");
+	tq_close(h);
+
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out));
+	assert_jnum(o.out, "config.capacity", 50);
+	assert_jnum(o.out, "ready", 2);
+
+	/* No such queue: 3, for both. */
+	const char *missing = qname("nosuch");
+	tq(&o, NULL, "info", missing, NULL);
+	assert_fails(&o, 3);
+	assert_contains(o.err, missing, "info on a missing queue");
+	tq(&o, NULL, "stats", missing, "--json", NULL);
+	assert_fails(&o, 3);
+	out_free(&o);
+}
+
+/* ================================================================ push */
+
+Test(cli, push_from_arguments_and_stdin_all_kinds)
+{
+	struct out o = {0};
+	const char *q = qname("push");
+	uint64_t ids[64];
+	uint64_t last = 0;
+
+	create_ok(q);
+	/* Strings from arguments: one id per line, increasing. */
+	tq(&o, NULL, "push", q, "alpha", "beta gamma", "", NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.err_len, 0, "%s", o.err);
+	cr_assert_eq(parse_ids(o.out, ids, 64), 3, "ids:\n%s", o.out);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_gt(ids[i], last);
+		last = ids[i];
+	}
+	/* Strings from stdin, CRLF and a last line without newline. */
+	tq(&o, "one\ntwo\r\nthree", "push", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 64), 3, "ids:\n%s", o.out);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_gt(ids[i], last);
+		last = ids[i];
+	}
+	/* Integers, both ways. */
+	tq(&o, NULL, "push", q, "--kind", "int", "0", "18446744073709551615", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 64), 2);
+	tq(&o, "7\n42\n", "push", q, "--kind", "int", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 64), 2);
+	/* JSON, both ways, --json and --kind json. */
+	tq(&o, NULL, "push", q, "--json", "{\"a\":1}", "[1,2]  ", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 64), 2);
+	tq(&o, "{\"b\":\"x y\"}\n\"str\"\n", "push", q, "--kind", "json", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 64), 2);
+	/* --quiet: no ids. Empty stdin: nothing, success. */
+	tq(&o, NULL, "push", q, "--quiet", "quiet", NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.out_len, 0);
+	tq(&o, "", "push", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.out_len, 0);
+
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 15);
+	cr_assert_eq(s.ready, 15);
+
+	/* Everything comes back, in order, with its kind. */
+	tq(&o, NULL, "take", q, "-n", "100", "--verbose", NULL);
+	assert_ok(&o);
+	const char *want[][2] = {
+		{"string", "alpha"}, {"string", "beta gamma"}, {"string", ""}, {"string", "one"},
+		{"string", "two"}, {"string", "three"}, {"int", "0"}, {"int", "18446744073709551615"},
+		{"int", "7"}, {"int", "42"}, {"json", "{\"a\":1}"}, {"json", "[1,2]  "},
+		{"json", "{\"b\":\"x y\"}"}, {"json", "\"str\""}, {"string", "quiet"},
+	};
+	const char *p = o.out;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *fields[4];
+		cr_assert(split_verbose(p, fields), "task %zu: bad line in:\n%s", i, o.out);
+		cr_assert(!strncmp(fields[1], want[i][0], strlen(want[i][0])) && fields[1][strlen(want[i][0])] == '\t',
+			  "task %zu: kind in %.40s", i, p);
+		cr_assert(!strncmp(fields[2], "1\t", 2), "task %zu: attempt in %.40s", i, p);
+		p = fields[3];
+		const char *nl = strchr(p, '\n');
+		cr_assert(nl);
+		cr_assert(strlen(want[i][1]) == (size_t)(nl - p) && !strncmp(p, want[i][1], (size_t)(nl - p)),
+			  "task %zu: payload '%.*s', want '%s'", i, (int)(nl - p), p, want[i][1]);
+		p = nl + 1;
+	}
+	cr_assert_eq(*p, '\0', "more output than tasks:\n%s", p);
+	s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 15);
+	cr_assert_eq(s.ready, 0);
+	out_free(&o);
+}
+
+Test(cli, push_bad_json_line_3_of_5_pushes_nothing)
+{
+	struct out o = {0};
+	const char *q = qname("badjson");
+
+	create_ok(q);
+	tq(&o, "{\"a\":1}\n[1]\n{bad\n2\n\"s\"\n", "push", q, "--json", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 3", "the bad line is named");
+	tq(&o, "{\"a\":1}\n[1]\n{\"x\":1} trailing\n2\n\"s\"\n", "push", q, "--kind", "json", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 3", "trailing text after the JSON value");
+	tq(&o, NULL, "push", q, "--json", "1", "2", "{", "4", "5", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "argument 3", "the bad argument is named");
+	tq(&o, "1\n2\n\n4\n5\n", "push", q, "--json", NULL);
+	assert_fails(&o, 5); /* an empty line is not JSON */
+
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "totals.pushed", 0);
+	assert_jnum(o.out, "ready", 0);
+	out_free(&o);
+}
+
+Test(cli, push_oversized_and_not_integer_push_nothing)
+{
+	struct out o = {0};
+	const char *q = qname("big");
+
+	create_ok(q, "--max-payload", "8");
+	tq(&o, NULL, "push", q, "12345678", NULL); /* exactly max: fine */
+	assert_ok(&o);
+	tq(&o, NULL, "push", q, "123456789", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "max payload", "oversized");
+	tq(&o, "ok\nfine\n123456789\nok\n", "push", q, NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 3", "oversized line");
+	tq(&o, NULL, "push", q, "--json", "[1,2,3,4,5]", NULL);
+	assert_fails(&o, 5);
+
+	const char *notint[] = {"x", "-1", "1.5", "", "1 ", "0x10", "18446744073709551616", "+3", "1e3"};
+	for (size_t i = 0; i < sizeof(notint) / sizeof(notint[0]); i++) {
+		tq(&o, NULL, "push", q, "--kind", "int", "--", "1", notint[i], NULL);
+		assert_fails(&o, 5);
+	}
+	tq(&o, "1\n2\nthree\n", "push", q, "--kind", "int", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 3", "not an integer");
+
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 1, "only the first push went in");
+	cr_assert_eq(s.ready, 1);
+	out_free(&o);
+}
+
+/* " -1" is not an unsigned integer: strtoull skips the blank and negates. */
+Test(cli, push_int_rejects_a_blank_then_a_sign)
+{
+	struct out o = {0};
+	const char *q = qname("sign");
+
+	create_ok(q);
+	const char *bad[] = {" -1", "\t-5", " +7", " 1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tq(&o, NULL, "push", q, "--kind", "int", bad[i], NULL);
+		cr_expect_eq(o.status, 5, "`push --kind int '%s'`: exit %d, want 5; stdout: %s", bad[i], o.status,
+			     o.out);
+	}
+	tq(&o, NULL, "take", q, "-n", "10", NULL);
+	cr_assert_eq(o.out_len, 0, "pushed from a signed value:\n%s", o.out);
+	out_free(&o);
+}
+
+Test(cli, push_unknown_queue_and_full_queue)
+{
+	struct out o = {0};
+	const char *missing = qname("nosuch");
+	const char *q = qname("full");
+
+	tq(&o, NULL, "push", missing, "a", NULL);
+	assert_fails(&o, 3);
+	assert_contains(o.err, missing, "push to a missing queue");
+	tq(&o, "a\n", "push", missing, NULL);
+	assert_fails(&o, 3);
+	cr_assert(!shm_exists(missing));
+
+	/* No room within the timeout: 6, the ids of what went in are printed. */
+	create_ok(q, "--capacity", "2");
+	tq(&o, NULL, "push", q, "--timeout", "0", "a", "b", "c", NULL);
+	assert_status(&o, 6);
+	uint64_t ids[8];
+	cr_assert_eq(parse_ids(o.out, ids, 8), 2, "ids of the accepted tasks:\n%s", o.out);
+	cr_assert(o.err_len > 0);
+	tq(&o, NULL, "push", q, "--timeout", "0.05", "d", NULL);
+	assert_fails(&o, 6);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.ready, 2);
+	cr_assert_eq(s.total.pushed, 2);
+	out_free(&o);
+}
+
+/* A segment called taskq.NAME that is not a queue: 4 for every command that
+ * opens it; create refuses (1), destroy needs --force. */
+Test(cli, not_a_taskq_queue_exit_4)
+{
+	struct out o = {0};
+	const char *q = qname("garbage");
+	const char *z = qname("empty");
+
+	make_garbage_segment(q, 1 << 16);
+	make_garbage_segment(z, 0);
+	const char *names[] = {q, z};
+	for (int k = 0; k < 2; k++) {
+		const char *n = names[k];
+		tq(&o, NULL, "push", n, "a", NULL);
+		assert_fails(&o, 4);
+		tq(&o, "a\n", "push", n, NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "take", n, NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "info", n, NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "stats", n, "--json", NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "dead", n, NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "recover", n, NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "stop", n, NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "work", n, "--idle-exit", "0.1", "--", "true", NULL);
+		assert_fails(&o, 4);
+		tq(&o, NULL, "create", n, NULL);
+		assert_fails(&o, 1);
+		tq(&o, NULL, "create", n, "--exist-ok", NULL);
+		assert_fails(&o, 4);
+	}
+	/* Never modified by any of that. */
+	char path[300];
+	struct stat st;
+	shm_file(path, sizeof(path), q);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_size, 1 << 16);
+
+	tq(&o, NULL, "destroy", q, NULL);
+	assert_fails(&o, 4);
+	cr_assert(shm_exists(q));
+	tq(&o, NULL, "destroy", q, "--force", NULL);
+	assert_ok(&o);
+	cr_assert(!shm_exists(q));
+	out_free(&o);
+}
+
+/* ================================================================ take */
+
+Test(cli, take_prints_and_acks)
+{
+	struct out o = {0};
+	const char *q = qname("take");
+
+	create_ok(q);
+	push_ok(q, "first", "second", "third");
+	tq(&o, NULL, "take", q, NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "first\n");
+	cr_assert_eq(o.err_len, 0, "%s", o.err);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 1);
+	cr_assert_eq(s.ready, 2);
+	cr_assert_eq(s.leased, 0);
+
+	/* -n more than there are: what there is, status 0. */
+	tq(&o, NULL, "take", q, "-n", "5", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "second\nthird\n");
+	s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 3);
+	cr_assert_eq(s.ready, 0);
+
+	/* Empty: 6, with or without a wait. */
+	tq(&o, NULL, "take", q, NULL);
+	assert_fails(&o, 6);
+	tq(&o, NULL, "take", q, "--timeout", "0.2", NULL);
+	assert_fails(&o, 6);
+	tq(&o, NULL, "take", q, "-n", "3", "--json", NULL);
+	assert_status(&o, 6); /* stdout may carry an empty array */
+	cr_assert(o.out_len == 0 || js_valid(o.out), "%s", o.out);
+	cr_assert(jlen(o.out, "") <= 0);
+	cr_assert(o.err_len > 0);
+
+	/* Unknown queue: 3. */
+	tq(&o, NULL, "take", qname("nosuch"), NULL);
+	assert_fails(&o, 3);
+
+	/* More than one batch of 64. */
+	char in[2000] = "";
+	for (int i = 0; i < 150; i++)
+		snprintf(in + strlen(in), sizeof(in) - strlen(in), "t%d\n", i);
+	tq(&o, in, "push", q, "--quiet", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, "--count", "150", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, in);
+	s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 153);
+	cr_assert_eq(s.ready, 0);
+	out_free(&o);
+}
+
+Test(cli, take_json_and_verbose)
+{
+	struct out o = {0};
+	const char *q = qname("takej");
+	uint64_t ids[3];
+
+	create_ok(q);
+	tq(&o, NULL, "push", q, "--kind", "int", "42", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 1), 1);
+	tq(&o, NULL, "push", q, "hi \"there\"", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids + 1, 1), 1);
+	tq(&o, NULL, "push", q, "--json", "{\"a\":[1,2]}", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids + 2, 1), 1);
+
+	tq(&o, NULL, "take", q, "-n", "2", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "take --json:\n%s", o.out);
+	cr_assert_eq(jlen(o.out, ""), 2, "%s", o.out);
+	assert_jnum(o.out, "0.id", ids[0]);
+	assert_jstr(o.out, "0.kind", "int");
+	assert_jnum(o.out, "0.value", 42);
+	assert_jnum(o.out, "0.attempt", 1);
+	assert_jnum(o.out, "1.id", ids[1]);
+	assert_jstr(o.out, "1.kind", "string");
+	assert_jstr(o.out, "1.data", "hi \"there\"");
+
+	tq(&o, NULL, "take", q, "--verbose", NULL);
+	assert_ok(&o);
+	char want[128];
+	snprintf(want, sizeof(want), "%llu\tjson\t1\t{\"a\":[1,2]}\n", (unsigned long long)ids[2]);
+	cr_assert_str_eq(o.out, want);
+
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 3);
+	cr_assert_eq(s.ready, 0);
+	out_free(&o);
+}
+
+/* stdout a pipe nobody reads: the tasks must go back to the queue, whether
+ * SIGPIPE kills taskq or the write fails with EPIPE. */
+static void take_into_closed_pipe(const char *q, int flags, const char *n, bool json, unsigned ntasks)
+{
+	struct out o = {0};
+	char in[8192] = "";
+	const char *sigpipe = (flags & RUN_SIGPIPE_IGN) ? "ignored" : "default";
+
+	for (unsigned i = 0; i < ntasks; i++)
+		snprintf(in + strlen(in), sizeof(in) - strlen(in), "task-%u\n", i);
+	tq(&o, in, "push", q, "--quiet", NULL);
+	assert_ok(&o);
+	tq_stats before = lib_stats(q);
+	cr_assert_eq(before.ready, ntasks);
+	if (json)
+		tq_flags(&o, NULL, flags | RUN_STDOUT_CLOSED, "take", q, "-n", n, "--json", NULL);
+	else
+		tq_flags(&o, NULL, flags | RUN_STDOUT_CLOSED, "take", q, "-n", n, NULL);
+	int status = o.status;
+	char cmd[sizeof(o.cmd)], err[512];
+	snprintf(cmd, sizeof(cmd), "%s", o.cmd);
+	snprintf(err, sizeof(err), "%s", o.err);
+
+	/* Opening the queue recovers a taskq that SIGPIPE killed. */
+	tq_stats after = lib_stats(q);
+	cr_expect(after.ready == ntasks && after.leased == 0 && after.total.acked == before.total.acked,
+		  "`%s` into a closed pipe (SIGPIPE %s, exit %d): %u tasks should be ready again; "
+		  "%u ready, %u leased, %llu acked", cmd, sigpipe, status, ntasks, after.ready, after.leased,
+		  (unsigned long long)(after.total.acked - before.total.acked));
+	if (flags & RUN_SIGPIPE_IGN)
+		cr_expect(status == 1 && err[0], "`%s` (SIGPIPE ignored): exit %d, want 1 and a message; stderr: %s",
+			  cmd, status, err);
+	else
+		cr_expect(status == 128 + SIGPIPE || status == 1, "`%s` (SIGPIPE default): exit %d; stderr: %s", cmd,
+			  status, err);
+	/* Empty it for the next case. */
+	tq(&o, NULL, "take", q, "-n", "1000", NULL);
+	out_free(&o);
+}
+
+Test(cli, take_to_closed_stdout_loses_nothing)
+{
+	const char *q = qname("epipe");
+	create_ok(q);
+	take_into_closed_pipe(q, RUN_SIGPIPE_IGN, "3", false, 3);
+	take_into_closed_pipe(q, 0, "3", false, 3);
+	take_into_closed_pipe(q, RUN_SIGPIPE_IGN, "100", false, 3);
+	take_into_closed_pipe(q, 0, "100", false, 3);
+	take_into_closed_pipe(q, RUN_SIGPIPE_IGN, "3", true, 3);
+	take_into_closed_pipe(q, 0, "3", true, 3);
+}
+
+/* --json with COUNT above what one take returns (fewer ready, or more than
+ * one batch of 64): every batch but the last is acknowledged before the
+ * JSON is written. */
+Test(cli, take_json_to_closed_stdout_loses_nothing)
+{
+	const char *q = qname("epipej");
+	create_ok(q);
+	take_into_closed_pipe(q, RUN_SIGPIPE_IGN, "10", true, 3);
+	take_into_closed_pipe(q, 0, "10", true, 3);
+	take_into_closed_pipe(q, RUN_SIGPIPE_IGN, "70", true, 70);
+}
+
+/* ================================================================ work */
+
+Test(cli, work_acks_exit_0_and_fails_the_rest)
+{
+	struct out o = {0};
+	const char *q = qname("work");
+
+	create_ok(q, "--max-attempts", "2", "--backoff", "0.01");
+	push_ok(q, "good", "bad", "good2");
+	/* good, bad (attempt 1), good2, bad (attempt 2): four runs. */
+	tq(&o, NULL, "work", q, "--max-tasks", "4", "--json", "--", "/bin/sh", "-c", "read x; test \"$x\" != bad",
+	   NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "work --json:\n%s", o.out);
+	assert_jnum(o.out, "handled", 4);
+	assert_jnum(o.out, "acked", 2);
+	assert_jnum(o.out, "failed", 2);
+	assert_jnum(o.out, "lost", 0);
+
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "totals.acked", 2);
+	assert_jnum(o.out, "totals.failed", 2);
+	assert_jnum(o.out, "totals.retried", 1);
+	assert_jnum(o.out, "totals.dead", 1);
+	assert_jnum(o.out, "dead", 1);
+	assert_jnum(o.out, "ready", 0);
+	assert_jnum(o.out, "leased", 0);
+	assert_jnum(o.out, "delayed", 0);
+
+	tq(&o, NULL, "dead", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	cr_assert_eq(jlen(o.out, ""), 1, "%s", o.out);
+	assert_jstr(o.out, "0.data", "bad");
+	assert_jnum(o.out, "0.attempts", 2);
+	assert_jstr(o.out, "0.last_message", "exit status 1");
+
+	/* Without --json: the summary goes to stderr, stdout is the commands'. */
+	push_ok(q, "x");
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--", "/bin/sh", "-c", "cat; echo", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "x\n");
+	cr_assert(o.err_len > 0);
+	/* A command that cannot run fails the task. */
+	push_ok(q, "y");
+	tq(&o, NULL, "work", q, "--max-tasks", "2", "--", "/nonexistent/command", NULL);
+	assert_ok(&o);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.dead, 2);
+	cr_assert_eq(s.total.acked, 3);
+	out_free(&o);
+}
+
+Test(cli, work_sets_task_environment)
+{
+	struct out o = {0};
+	const char *q = qname("env");
+	uint64_t ids[3];
+
+	create_ok(q);
+	tq(&o, NULL, "push", q, "--kind", "int", "10", "20", "30", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 3), 3);
+	tq(&o, NULL, "work", q, "--max-tasks", "3", "--", "/bin/sh", "-c",
+	   "read v; echo \"$TASKQ_TASK_ID $v $TASKQ_TASK_KIND $TASKQ_TASK_ATTEMPT $TASKQ_QUEUE\"", NULL);
+	assert_ok(&o);
+	char want[1024] = "";
+	for (int i = 0; i < 3; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%llu %d int 1 %s\n",
+			 (unsigned long long)ids[i], 10 * (i + 1), q);
+	cr_assert_str_eq(o.out, want);
+	out_free(&o);
+}
+
+/* Queue names may be 200 bytes; the command must see all of TASKQ_QUEUE. */
+Test(cli, work_environment_with_longest_queue_name)
+{
+	struct out o = {0};
+	const char *slot = qname("tmp");
+	char *q = (char *)slot;
+	int n = snprintf(q, TQ_NAME_MAX + 1, "tqt-cli-envlong-%ld-", (long)getpid());
+	memset(q + n, 'q', (size_t)(TQ_NAME_MAX - n));
+	q[TQ_NAME_MAX] = '\0';
+
+	create_ok(q);
+	push_ok(q, "x");
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--", "/bin/sh", "-c", "printf '%s\\n' \"$TASKQ_QUEUE\"",
+	   NULL);
+	assert_ok(&o);
+	char want[TQ_NAME_MAX + 2];
+	snprintf(want, sizeof(want), "%s\n", q);
+	cr_assert_str_eq(o.out, want, "TASKQ_QUEUE is %zu bytes, the name %zu", o.out_len ? o.out_len - 1 : 0,
+			 strlen(q));
+	out_free(&o);
+}
+
+Test(cli, work_idle_exit)
+{
+	struct out o = {0};
+	const char *q = qname("idle");
+
+	create_ok(q);
+	tq(&o, NULL, "work", q, "--idle-exit", "0.2", "--", "true", NULL);
+	assert_ok(&o);
+	push_ok(q, "a", "b");
+	tq(&o, NULL, "work", q, "--idle-exit", "0.3", "--concurrency", "2", "--", "true", NULL);
+	assert_ok(&o);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 2);
+	cr_assert_eq(s.ready, 0);
+	/* Unknown queue: 3. */
+	tq(&o, NULL, "work", qname("nosuch"), "--idle-exit", "0.1", "--", "true", NULL);
+	assert_fails(&o, 3);
+	out_free(&o);
+}
+
+Test(cli, work_concurrency_3_handles_each_task_once)
+{
+	struct out o = {0};
+	const char *q = qname("conc");
+	enum { N = 60 };
+	uint64_t ids[N];
+	char in[N * 8] = "";
+
+	create_ok(q);
+	for (int i = 0; i < N; i++)
+		snprintf(in + strlen(in), sizeof(in) - strlen(in), "%d\n", i);
+	tq(&o, in, "push", q, "--kind", "int", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, N), N);
+
+	char file[300];
+	tmp_path(file, sizeof(file), "ids");
+	/* Idle-exit ends it; if a very slow machine idles a runner out early,
+	 * run again (each id must still appear once in all). */
+	for (int round = 0; round < 5; round++) {
+		tq(&o, NULL, "work", q, "--concurrency", "3", "--idle-exit", "1", "--", "/bin/sh", "-c",
+		   "echo \"$TASKQ_TASK_ID\" >> \"$0\"", file, NULL);
+		assert_ok(&o);
+		tq_stats s = lib_stats(q);
+		if (s.ready == 0 && s.leased == 0 && s.delayed == 0)
+			break;
+	}
+	char *got = read_file(file);
+	uint64_t seen[N + 8];
+	int n = parse_ids(got, seen, N + 8);
+	cr_assert_eq(n, N, "%d lines in the id file:\n%s", n, got);
+	for (int i = 0; i < N; i++) {
+		int times = 0;
+		for (int j = 0; j < n; j++)
+			times += seen[j] == ids[i];
+		cr_assert_eq(times, 1, "task %llu handled %d times", (unsigned long long)ids[i], times);
+	}
+	free(got);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.acked, N);
+	cr_assert_eq(s.total.taken, N);
+	cr_assert_eq(s.ready, 0);
+	out_free(&o);
+}
+
+/* Waits until `path` has at least `lines` lines. */
+static bool wait_lines(const char *path, int lines, unsigned timeout_ms)
+{
+	uint64_t deadline = tqt_now_ms() + timeout_ms;
+	for (;;) {
+		char *s = read_file(path);
+		int n = count_lines(s);
+		free(s);
+		if (n >= lines)
+			return true;
+		if (tqt_now_ms() > deadline)
+			return false;
+		tqt_sleep_ms(5);
+	}
+}
+
+/* Lets a command blocked reading the FIFO go. */
+static bool open_fifo_and_release(const char *fifo, unsigned timeout_ms)
+{
+	uint64_t deadline = tqt_now_ms() + timeout_ms;
+	for (;;) {
+		int fd = open(fifo, O_WRONLY | O_NONBLOCK);
+		if (fd >= 0) {
+			bool ok = write(fd, "go\n", 3) == 3;
+			close(fd);
+			return ok;
+		}
+		if (errno != ENXIO || tqt_now_ms() > deadline)
+			return false;
+		tqt_sleep_ms(5);
+	}
+}
+
+#define SLOW_COMMAND                                                                                  \
+	"echo \"$TASKQ_TASK_ID\" >> \"$0/started\"; read x < \"$0/fifo\"; echo \"$TASKQ_TASK_ID\" >> \"$0/done\""
+
+Test(cli, work_sigint_finishes_the_running_command)
+{
+	struct out o = {0};
+	const char *q = qname("sigint");
+	char fifo[300], started[300], done[300];
+	uint64_t ids[3];
+
+	create_ok(q);
+	tq(&o, NULL, "push", q, "a", "b", "c", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 3), 3);
+	cr_assert_eq(mkfifo(tmp_path(fifo, sizeof(fifo), "fifo"), 0600), 0);
+	tmp_path(started, sizeof(started), "started");
+	tmp_path(done, sizeof(done), "done");
+
+	char *argv[] = {TASKQ, "work", (char *)q, "--", "/bin/sh", "-c", SLOW_COMMAND, tmpdir, NULL};
+	struct proc p;
+	proc_start(&p, argv, NULL, 0);
+	cr_assert(wait_lines(started, 1, 20000), "the command never started");
+	cr_assert_eq(kill(p.pid, SIGINT), 0);
+	/* The command is still running: the task is held, nothing acked. */
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 0);
+	cr_assert(open_fifo_and_release(fifo, 20000), "cannot release the command");
+	proc_finish(&p, 30000, &o);
+	assert_ok(&o);
+
+	char *st = read_file(started), *dn = read_file(done);
+	char want[64];
+	snprintf(want, sizeof(want), "%llu\n", (unsigned long long)ids[0]);
+	cr_assert_str_eq(st, want, "no command may start after SIGINT");
+	cr_assert_str_eq(dn, want, "the running command finished");
+	free(st);
+	free(dn);
+	s = lib_stats(q);
+	cr_assert_eq(s.total.acked, 1, "the finished task was acked");
+	cr_assert_eq(s.ready, 2);
+	cr_assert_eq(s.leased, 0);
+	out_free(&o);
+}
+
+Test(cli, work_second_sigint_exits_at_once_tasks_return)
+{
+	struct out o = {0};
+	const char *q = qname("sigint2");
+	char fifo[300], started[300];
+
+	create_ok(q);
+	push_ok(q, "a", "b", "c");
+	cr_assert_eq(mkfifo(tmp_path(fifo, sizeof(fifo), "fifo"), 0600), 0);
+	tmp_path(started, sizeof(started), "started");
+
+	char *argv[] = {TASKQ, "work", (char *)q, "--", "/bin/sh", "-c", SLOW_COMMAND, tmpdir, NULL};
+	struct proc p;
+	proc_start(&p, argv, NULL, 0);
+	cr_assert(wait_lines(started, 1, 20000), "the command never started");
+	/* Standard signals do not queue: two kill()s in a row may arrive as one.
+	 * Keep sending until it exits; the first drains, any later one stops. */
+	signal_until_exit(&p, SIGINT, 30000, &o);
+	open_fifo_and_release(fifo, 5000); /* the orphaned command */
+	assert_status(&o, 130);
+	/* Opening the queue returns the dead worker's task. */
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "ready", 3);
+	assert_jnum(o.out, "leased", 0);
+	assert_jnum(o.out, "totals.acked", 0);
+	out_free(&o);
+}
+
+/* ================================================================ dead */
+
+Test(cli, dead_list_kick_purge)
+{
+	struct out o = {0};
+	const char *q = qname("dead");
+	uint64_t ids[3];
+
+	create_ok(q, "--max-attempts", "1");
+	tq(&o, NULL, "push", q, "x", "y", "z", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, ids, 3), 3);
+	tq(&o, NULL, "work", q, "--max-tasks", "3", "--", "false", NULL);
+	assert_ok(&o);
+
+	tq(&o, NULL, "dead", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(count_lines(o.out), 3, "%s", o.out);
+	char want[128];
+	snprintf(want, sizeof(want), "%llu\tstring\tattempts=1\t", (unsigned long long)ids[0]);
+	cr_assert(!strncmp(o.out, want, strlen(want)), "dead list:\n%s", o.out);
+	assert_contains(o.out, "exit status 1\tx\n", "dead list");
+	tq(&o, NULL, "dead", q, "list", NULL);
+	assert_ok(&o);
+	cr_assert_eq(count_lines(o.out), 3);
+
+	tq(&o, NULL, "dead", q, "list", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	cr_assert_eq(jlen(o.out, ""), 3);
+	const char *data[] = {"x", "y", "z"};
+	for (int i = 0; i < 3; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "%d.id", i);
+		assert_jnum(o.out, path, ids[i]);
+		snprintf(path, sizeof(path), "%d.data", i);
+		assert_jstr(o.out, path, data[i]);
+		snprintf(path, sizeof(path), "%d.kind", i);
+		assert_jstr(o.out, path, "string");
+		snprintf(path, sizeof(path), "%d.attempts", i);
+		assert_jnum(o.out, path, 1);
+	}
+
+	char id0[32], id1[32];
+	snprintf(id0, sizeof(id0), "%llu", (unsigned long long)ids[0]);
+	snprintf(id1, sizeof(id1), "%llu", (unsigned long long)ids[1]);
+	tq(&o, NULL, "dead", q, "kick", id0, NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "kicked 1 dead task\n");
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.ready, 1);
+	cr_assert_eq(s.dead, 2);
+	tq(&o, NULL, "dead", q, "kick", id0, NULL); /* not dead any more */
+	assert_fails(&o, 1);
+	assert_contains(o.err, id0, "kick of a task that is not dead");
+
+	tq(&o, NULL, "dead", q, "purge", id1, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out));
+	assert_jnum(o.out, "purged", 1);
+	s = lib_stats(q);
+	cr_assert_eq(s.dead, 1);
+	tq(&o, NULL, "dead", q, "purge", id1, NULL);
+	assert_fails(&o, 1);
+	tq(&o, NULL, "dead", q, "kick", "999999", NULL);
+	assert_fails(&o, 1);
+	tq(&o, NULL, "dead", q, "purge", "999999", NULL);
+	assert_fails(&o, 1);
+
+	tq(&o, NULL, "dead", q, "kick", "--all", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "kicked 1 dead task\n");
+	s = lib_stats(q);
+	cr_assert_eq(s.ready, 2);
+	cr_assert_eq(s.dead, 0);
+	tq(&o, NULL, "dead", q, "kick", "--all", "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "kicked", 0);
+
+	/* Kicked tasks come back with their attempts reset: dead again after one. */
+	tq(&o, NULL, "work", q, "--max-tasks", "2", "--", "false", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "dead", q, "--json", NULL);
+	cr_assert_eq(jlen(o.out, ""), 2, "%s", o.out);
+	tq(&o, NULL, "dead", q, "purge", "--all", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "purged 2 dead tasks\n");
+	tq(&o, NULL, "dead", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.out_len, 0);
+	tq(&o, NULL, "dead", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert_eq(jlen(o.out, ""), 0, "%s", o.out);
+	s = lib_stats(q);
+	cr_assert_eq(s.dead + s.ready + s.leased + s.delayed, 0);
+	cr_assert_eq(s.total.pushed, 3);
+
+	/* Usage. */
+	const char *usage[][4] = {{"kick"}, {"purge"}, {"kick", id0, "--all"}, {"kick", "abc"}, {"kick", "0"},
+				  {"frob"}, {"list", "extra"}, {"kick", "-5"}};
+	for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
+		tq(&o, NULL, "dead", q, usage[i][0], usage[i][1], usage[i][2], NULL);
+		assert_fails(&o, 2);
+	}
+	tq(&o, NULL, "dead", qname("nosuch"), NULL);
+	assert_fails(&o, 3);
+	tq(&o, NULL, "dead", qname("nosuch2"), "kick", "--all", NULL);
+	assert_fails(&o, 3);
+	out_free(&o);
+}
+
+Test(cli, dead_list_int_tasks)
+{
+	struct out o = {0};
+	const char *q = qname("deadint");
+
+	create_ok(q, "--max-attempts", "1");
+	tq(&o, NULL, "push", q, "--kind", "int", "77", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--", "/bin/sh", "-c", "exit 3", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "dead", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jstr(o.out, "0.kind", "int");
+	assert_jnum(o.out, "0.value", 77);
+	assert_jstr(o.out, "0.last_message", "exit status 3");
+	tq(&o, NULL, "dead", q, NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "\tint\tattempts=1\t", "dead list");
+	assert_contains(o.out, "\t77\n", "dead list");
+	out_free(&o);
+}
+
+/* ================================================================ run state */
+
+Test(cli, stop_pause_resume)
+{
+	struct out o = {0};
+	const char *q = qname("state");
+	char want[300];
+
+	create_ok(q);
+	push_ok(q, "a", "b");
+
+	tq(&o, NULL, "stop", q, NULL);
+	assert_ok(&o);
+	snprintf(want, sizeof(want), "%s: draining\n", q);
+	cr_assert_str_eq(o.out, want);
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_jstr(o.out, "state", "draining");
+	tq(&o, NULL, "push", q, "c", NULL);
+	assert_fails(&o, 7);
+	tq(&o, "c\n", "push", q, NULL);
+	assert_fails(&o, 7);
+	tq(&o, NULL, "take", q, NULL);
+	assert_fails(&o, 7);
+	tq(&o, NULL, "take", q, "--timeout", "0.2", NULL);
+	assert_fails(&o, 7);
+	tq(&o, NULL, "work", q, "--", "true", NULL); /* returns at once: draining */
+	assert_ok(&o);
+
+	tq(&o, NULL, "resume", q, NULL);
+	assert_ok(&o);
+	snprintf(want, sizeof(want), "%s: running\n", q);
+	cr_assert_str_eq(o.out, want);
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_jstr(o.out, "state", "running");
+
+	tq(&o, NULL, "pause", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out));
+	assert_jstr(o.out, "state", "paused");
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_jstr(o.out, "state", "paused");
+	tq(&o, NULL, "take", q, "--timeout", "0", NULL);
+	assert_fails(&o, 6);
+	tq(&o, NULL, "take", q, "--timeout", "0.2", NULL);
+	assert_fails(&o, 6);
+	tq(&o, NULL, "push", q, "c", NULL); /* producers may push while paused */
+	assert_ok(&o);
+	tq(&o, NULL, "resume", q, NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, "-n", "10", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "a\nb\nc\n");
+
+	tq(&o, NULL, "stop", q, "--now", "--json", NULL);
+	assert_ok(&o);
+	assert_jstr(o.out, "state", "stopped");
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_jstr(o.out, "state", "stopped");
+	tq(&o, NULL, "push", q, "d", NULL);
+	assert_fails(&o, 7);
+	tq(&o, NULL, "take", q, NULL);
+	assert_fails(&o, 7);
+	tq(&o, NULL, "stop", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jstr(o.out, "state", "draining");
+	tq(&o, NULL, "resume", q, "--json", NULL);
+	assert_jstr(o.out, "state", "running");
+
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 3);
+	cr_assert_eq(s.total.acked, 3);
+
+	const char *missing = qname("nosuch");
+	const char *verbs[] = {"stop", "pause", "resume"};
+	for (int i = 0; i < 3; i++) {
+		tq(&o, NULL, verbs[i], missing, NULL);
+		assert_fails(&o, 3);
+	}
+	out_free(&o);
+}
+
+/* Repeated flags are harmless. */
+Test(cli, stop_with_repeated_json_flag)
+{
+	struct out o = {0};
+	const char *q = qname("stopjj");
+	create_ok(q);
+	tq(&o, NULL, "stop", q, "--json", "--json", NULL);
+	cr_assert(o.status == 0 || o.status == 2, "`%s`: status %d", o.cmd, o.status);
+	tq(&o, NULL, "stop", q, "-jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj", NULL);
+	cr_assert(o.status == 0 || o.status == 2, "`%s`: status %d (a crash?)\n%s", o.cmd, o.status, o.err);
+	tq(&o, NULL, "stop", q, "--now", "--now", "--json", NULL);
+	assert_ok(&o);
+	assert_jstr(o.out, "state", "stopped");
+	out_free(&o);
+}
+
+/* ================================================================ recover */
+
+struct killer_arg {
+	const char *name;
+	unsigned take;
+};
+
+/* A child that takes tasks through the library and dies holding them. */
+static int take_and_die(void *arg)
+{
+	struct killer_arg *k = arg;
+	tq_queue *q;
+	tq_task t[16];
+	if (tq_open(k->name, &q) != 0)
+		return 10;
+	int n = tq_take(q, t, k->take, 0);
+	if (n != (int)k->take)
+		return 11;
+	kill(getpid(), SIGKILL);
+	return 12;
+}
+
+Test(cli, recover_returns_tasks_of_a_killed_process)
+{
+	struct out o = {0};
+	const char *q = qname("recover");
+	tq_queue *h;
+
+	create_ok(q);
+	push_ok(q, "a", "b", "c", "d");
+	/* Attached before the child dies, so that opening does not recover it. */
+	cr_assert_eq(tq_open(q, &h), 0);
+	struct killer_arg k = {q, 3};
+	int st = tqt_wait(tqt_fork(take_and_die, &k), 20000);
+	cr_assert_eq(st, 128 + SIGKILL, "the child ended with %d", st);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(h, &s), 0);
+	cr_assert_eq(s.leased, 3, "the dead child's tasks are still leased");
+	cr_assert_eq(s.ready, 1);
+
+	tq(&o, NULL, "recover", q, "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	assert_jnum(o.out, "ready", 4);
+	assert_jnum(o.out, "leased", 0);
+	cr_assert_geq(jnum(o.out, "recoveries_total"), 1, "%s", o.out);
+
+	cr_assert_eq(tq_stats_get(h, &s), 0);
+	cr_assert_eq(s.ready, 4);
+	cr_assert_eq(s.leased, 0);
+	cr_assert_eq(s.total.recovered, 3);
+	tq_close(h);
+
+	tq(&o, NULL, "recover", q, NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "4 ready, 0 in progress", "recover text");
+	tq(&o, NULL, "take", q, "-n", "10", NULL);
+	assert_ok(&o);
+	cr_assert_eq(count_lines(o.out), 4, "%s", o.out);
+	const char *each[] = {"a\n", "b\n", "c\n", "d\n"};
+	for (int i = 0; i < 4; i++)
+		cr_assert(!strncmp(o.out, each[i], 2) || strstr(o.out, each[i]), "%s missing: %s", each[i], o.out);
+	tq(&o, NULL, "recover", qname("nosuch"), NULL);
+	assert_fails(&o, 3);
+	out_free(&o);
+}
+
+/* ================================================================ ls, clean, destroy */
+
+/* The line of `taskq ls` for queue name, or NULL. */
+static const char *ls_line(const char *out, const char *name, char *line, size_t size)
+{
+	const char *p = out;
+	size_t n = strlen(name);
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > n && !strncmp(p, name, n) && p[n] == ' ') {
+			snprintf(line, size, "%.*s", (int)len, p);
+			return line;
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* The element of a JSON array of objects whose "name" is name. */
+static int json_find_name(const char *json, const char *name, char *path, size_t size)
+{
+	int n = jlen(json, "");
+	for (int i = 0; i < n; i++) {
+		char k[32], v[TQ_NAME_MAX + 1];
+		snprintf(k, sizeof(k), "%d.name", i);
+		if (jstr(json, k, v, sizeof(v)) && !strcmp(v, name)) {
+			snprintf(path, size, "%d.", i);
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* prefix ("3.") + key, in a static buffer: a path for jget & co. */
+static const char *at_key(const char *prefix, const char *key)
+{
+	static char path[64];
+	snprintf(path, sizeof(path), "%s%s", prefix, key);
+	return path;
+}
+
+#define assert_jnum_at(json, prefix, key, want)                                                       \
+	do {                                                                                          \
+		char p_[64];                                                                          \
+		snprintf(p_, sizeof(p_), "%s%s", (prefix), (key));                                    \
+		assert_jnum((json), p_, (want));                                                      \
+	} while (0)
+
+Test(cli, ls_flags_stale_queues)
+{
+	struct out o = {0};
+	const char *empty = qname("lsempty"), *held = qname("lsheld"), *live = qname("lslive"),
+		   *junk = qname("lsjunk");
+	char line[512];
+
+	create_ok(empty);
+	create_ok(held);
+	push_ok(held, "a", "b");
+	create_ok(live);
+	tq_queue *h;
+	cr_assert_eq(tq_open(live, &h), 0); /* this process stays attached */
+	make_garbage_segment(junk, 4096);
+
+	tq(&o, NULL, "ls", NULL);
+	assert_ok(&o);
+	cr_assert(!strncmp(o.out, "NAME", 4), "header:\n%s", o.out);
+	cr_assert(ls_line(o.out, empty, line, sizeof(line)), "%s missing:\n%s", empty, o.out);
+	assert_contains(line, "stale", "an empty queue nobody is attached to");
+	cr_assert(ls_line(o.out, held, line, sizeof(line)), "%s missing:\n%s", held, o.out);
+	assert_contains(line, "stale", "a queue with tasks nobody is attached to");
+	unsigned ready = 99;
+	char state[32];
+	cr_assert_eq(sscanf(line + strlen(held), " %31s %u", state, &ready), 2, "%s", line);
+	cr_assert_str_eq(state, "running");
+	cr_assert_eq(ready, 2, "%s", line);
+	cr_assert(ls_line(o.out, live, line, sizeof(line)), "%s missing:\n%s", live, o.out);
+	cr_assert_null(strstr(line, "stale"), "a queue with a live process is not stale: %s", line);
+	cr_assert(ls_line(o.out, junk, line, sizeof(line)), "%s missing:\n%s", junk, o.out);
+	assert_contains(line, "not a taskq queue", "a foreign segment");
+	if (private_shm)
+		cr_assert_eq(count_lines(o.out), 5, "a private /dev/shm holds only this test's 4 queues:\n%s", o.out);
+
+	tq(&o, NULL, "ls", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	char at[32];
+	cr_assert_geq(json_find_name(o.out, empty, at, sizeof(at)), 0, "%s", o.out);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
+	assert_jnum_at(o.out, at, "ready", 0);
+	assert_jnum_at(o.out, at, "processes", 0);
+	cr_assert_geq(json_find_name(o.out, held, at, sizeof(at)), 0);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
+	assert_jnum_at(o.out, at, "ready", 2);
+	cr_assert_geq(json_find_name(o.out, live, at, sizeof(at)), 0);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
+	assert_jnum_at(o.out, at, "processes", 1);
+	cr_assert_geq(json_find_name(o.out, junk, at, sizeof(at)), 0);
+	cr_assert_not_null(jget(o.out, at_key(at, "error")));
+	tq_close(h);
+
+	/* ls changed nothing. */
+	cr_assert_eq(lib_stats(held).ready, 2);
+	out_free(&o);
+}
+
+Test(cli, clean_removes_only_stale_empty_queues_unless_force)
+{
+	struct out o = {0};
+	if (!private_shm)
+		cr_skip_test("no private /dev/shm here: taskq clean would touch other tests' queues");
+	const char *empty = qname("clempty"), *held = qname("clheld"), *live = qname("cllive"),
+		   *junk = qname("cljunk"), *dead = qname("cldead");
+
+	create_ok(empty);
+	create_ok(held);
+	push_ok(held, "a", "b");
+	create_ok(dead, "--max-attempts", "1");
+	push_ok(dead, "x");
+	tq(&o, NULL, "work", dead, "--max-tasks", "1", "--", "false", NULL);
+	assert_ok(&o);
+	create_ok(live);
+	tq_queue *h;
+	cr_assert_eq(tq_open(live, &h), 0);
+	make_garbage_segment(junk, 4096);
+
+	/* --dry-run removes nothing. */
+	tq(&o, NULL, "clean", "--dry-run", NULL);
+	assert_ok(&o);
+	char want[300];
+	snprintf(want, sizeof(want), "would remove %s", empty);
+	assert_contains(o.out, want, "clean --dry-run");
+	cr_assert_null(strstr(o.out, held), "%s", o.out);
+	tq(&o, NULL, "clean", "--dry-run", "--force", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	cr_assert_eq(jlen(o.out, ""), 3, "would remove empty, held and dead:\n%s", o.out);
+	const char *all[] = {empty, held, live, junk, dead};
+	for (int i = 0; i < 5; i++)
+		cr_assert(shm_exists(all[i]), "--dry-run removed %s", all[i]);
+
+	/* Without --force: only the stale empty one; the others are kept, said on stderr. */
+	tq(&o, NULL, "clean", NULL);
+	assert_ok(&o);
+	snprintf(want, sizeof(want), "removed %s", empty);
+	assert_contains(o.out, want, "clean");
+	assert_contains(o.err, held, "clean says why it keeps a stale queue with tasks");
+	assert_contains(o.err, dead, "clean keeps a stale queue with dead tasks");
+	cr_assert(!shm_exists(empty));
+	cr_assert(shm_exists(held) && shm_exists(dead) && shm_exists(live) && shm_exists(junk));
+	cr_assert_eq(lib_stats(held).ready, 2);
+
+	tq(&o, NULL, "clean", "--force", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	cr_assert_eq(jlen(o.out, ""), 2, "%s", o.out);
+	char at[32];
+	cr_assert_geq(json_find_name(o.out, held, at, sizeof(at)), 0, "%s", o.out);
+	assert_jnum_at(o.out, at, "tasks_discarded", 2);
+	cr_assert(!shm_exists(held) && !shm_exists(dead));
+	cr_assert(shm_exists(live), "a queue with a live process is never cleaned");
+	cr_assert(shm_exists(junk), "a segment that is not a queue is never cleaned");
+
+	tq(&o, NULL, "clean", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "nothing to clean\n");
+	tq_close(h);
+	out_free(&o);
+}
+
+Test(cli, destroy_refuses_queues_holding_tasks)
+{
+	struct out o = {0};
+	const char *q = qname("destroy"), *e = qname("destroye"), *a = qname("destroya");
+	char want[300];
+
+	create_ok(q);
+	push_ok(q, "a");
+	tq(&o, NULL, "destroy", q, NULL);
+	assert_fails(&o, 1);
+	cr_assert(shm_exists(q));
+	cr_assert_eq(lib_stats(q).ready, 1, "the refused destroy kept the task");
+	tq(&o, NULL, "destroy", q, "--force", NULL);
+	assert_ok(&o);
+	snprintf(want, sizeof(want), "destroyed %s\n", q);
+	cr_assert_str_eq(o.out, want);
+	cr_assert(!shm_exists(q));
+	tq(&o, NULL, "destroy", q, NULL);
+	assert_fails(&o, 3);
+
+	create_ok(e);
+	tq(&o, NULL, "destroy", e, NULL);
+	assert_ok(&o);
+	cr_assert(!shm_exists(e));
+
+	/* A process attached: refused too. */
+	create_ok(a);
+	tq_queue *h;
+	cr_assert_eq(tq_open(a, &h), 0);
+	tq(&o, NULL, "destroy", a, NULL);
+	assert_fails(&o, 1);
+	cr_assert(shm_exists(a));
+	tq_close(h);
+	tq(&o, NULL, "destroy", a, NULL);
+	assert_ok(&o);
+	out_free(&o);
+}
