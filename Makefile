@@ -93,7 +93,8 @@ test-asan:
 	@rc=0; \
 	echo "== taskq-stress shared"; build/asan/tests/taskq-stress shared $(STRESS_TASKS) || rc=1; \
 	echo "== taskq-stress mixed"; build/asan/tests/taskq-stress mixed $(STRESS_TASKS) || rc=1; \
-	echo "== Criterion suite"; $(MAKE) --no-print-directory BUILD=build/asan SAN=asan test || rc=1; \
+	echo "== Criterion suite"; LSAN_OPTIONS="suppressions=$(CURDIR)/tests/asan/lsan.supp $(LSAN_OPTIONS)" \
+		$(MAKE) --no-print-directory BUILD=build/asan SAN=asan test || rc=1; \
 	exit $$rc
 
 # ThreadSanitizer. The Criterion suite runs mostly separate processes, and
