@@ -93,8 +93,11 @@ static int pipe_consumer(struct bench_run *r, int c)
 					(unsigned long long)cs.count, (unsigned long long)r->total);
 		have += (size_t)n;
 		size_t k = have / sizeof buf[0];
+		struct bench_marker m;
+		bench_marker_begin(&m, &cs);
 		for (size_t i = 0; i < k; i++)
-			bench_mark(&cs, buf[i]);
+			bench_marker_add(&m, buf[i]);
+		bench_marker_end(&m, &cs);
 		cs.count += k;
 		have -= k * sizeof buf[0];
 		if (have)

@@ -152,4 +152,51 @@ static inline void bench_mark(struct bench_cons *c, uint64_t v)
 	*w |= bit;
 }
 
+/* The same for a batch: keeps the current bitmap word in a register, so that
+ * consecutive values do not form a chain of read-modify-writes in memory.
+ * Use as a local variable: begin, add each value, end. */
+struct bench_marker {
+	uint64_t *bits;
+	uint64_t nprod, per_prod;
+	uint64_t cw, cb; /* current word index (UINT64_MAX: none) and its bits */
+	uint64_t dups, bad;
+};
+
+static inline void bench_marker_begin(struct bench_marker *m, const struct bench_cons *c)
+{
+	m->bits = c->bits;
+	m->nprod = c->nprod;
+	m->per_prod = c->per_prod;
+	m->cw = UINT64_MAX;
+	m->cb = 0;
+	m->dups = 0;
+	m->bad = 0;
+}
+
+static inline void bench_marker_add(struct bench_marker *m, uint64_t v)
+{
+	uint64_t p = v >> BENCH_SEQ_BITS, s = v & BENCH_SEQ_MASK;
+	if (p >= m->nprod || s >= m->per_prod) {
+		m->bad++;
+		return;
+	}
+	uint64_t i = p * m->per_prod + s, w = i >> 6;
+	if (w != m->cw) {
+		if (m->cw != UINT64_MAX)
+			m->bits[m->cw] = m->cb;
+		m->cw = w;
+		m->cb = m->bits[w];
+	}
+	m->dups += (m->cb >> (i & 63)) & 1;
+	m->cb |= UINT64_C(1) << (i & 63);
+}
+
+static inline void bench_marker_end(struct bench_marker *m, struct bench_cons *c)
+{
+	if (m->cw != UINT64_MAX)
+		m->bits[m->cw] = m->cb;
+	c->dups += m->dups;
+	c->bad += m->bad;
+}
+
 #endif

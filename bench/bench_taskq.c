@@ -176,22 +176,25 @@ static int tq_consumer(struct bench_run *r, int c)
 		if (k <= 0 || (size_t)k > batch)
 			bench_child_die(r, who, "tq_take(max %zu) after %llu taken: %d %s", batch,
 					(unsigned long long)cs.count, k, tq_strerror(k));
+		struct bench_marker m;
+		bench_marker_begin(&m, &cs);
 		for (int i = 0; i < k; i++) {
 			uint64_t v;
 			if (json) {
 				if (json_parse(&out[i], &v) != 0) {
-					cs.bad++;
+					m.bad++;
 					continue;
 				}
 			} else {
 				if (out[i].kind != TQ_KIND_INT) {
-					cs.bad++;
+					m.bad++;
 					continue;
 				}
 				v = out[i].value;
 			}
-			bench_mark(&cs, v);
+			bench_marker_add(&m, v);
 		}
+		bench_marker_end(&m, &cs);
 		int rc = tq_ack(q, out, (size_t)k);
 		if (rc != 0)
 			bench_child_die(r, who, "tq_ack(%d tasks) after %llu taken: %s", k,
@@ -232,7 +235,8 @@ static void tq_teardown(struct bench_run *r, int ok)
 {
 	if (r->q) {
 		tq_stats st;
-		int rc = tq_stats_get(r->q, &st);
+		/* after a failure children were killed: do not trust the queue */
+		int rc = ok ? tq_stats_get(r->q, &st) : 0;
 		if (ok && rc == 0 &&
 		    (st.total.pushed != r->total || st.total.taken != r->total || st.total.acked != r->total ||
 		     st.ready || st.leased || st.delayed || st.dead || st.procs != 1)) {

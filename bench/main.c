@@ -1,7 +1,7 @@
 /*
  * main.c - the taskq benchmark driver: the rows, run sizing, the table.
  *
- *   taskq-bench              every row, 3 runs each of ~0.5 s, median
+ *   taskq-bench              every row, 3 runs each of ~0.6 s, median
  *   taskq-bench --quick      small counts, 1 run each
  *   taskq-bench --only NAME  one row (exact name, or a unique substring)
  *
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define RUNS 3
-#define TARGET_SECS 0.5 /* a run's intended length */
+#define TARGET_SECS 0.6 /* a run's intended length */
 #define SEED_FACTOR 50.0
 
 #define M 1000000ull
@@ -31,7 +31,7 @@ static const struct bench_row g_rows[] = {
 	{"taskq int 1->8 batch 64", IMPL_TASKQ, 1, 8, 64, 0, 20e6, 0, 1 * M, 200000, 100 * M},
 	{"taskq json100 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 1, 20e6, 0, 1 * M, 200000, 100 * M},
 	{"pipe one task per write", IMPL_PIPE, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M},
-	{"pipe 64 tasks per write", IMPL_PIPE, 1, 1, 64, 0, 0, 0, 200000, 50000, 100 * M},
+	{"pipe 64 tasks per write", IMPL_PIPE, 1, 1, 64, 0, 0, 0, 200000, 50000, 200 * M},
 	{"posix mq one task per message", IMPL_MQ, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M},
 	{"seed classic", IMPL_SEED, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M},
 };
@@ -80,12 +80,12 @@ static void measure(size_t idx)
 	fprintf(stderr, "%-30s ", row->name);
 
 	if (!g_quick) {
-		/* size the runs: grow until one lasts >= 0.1 s, then aim for TARGET_SECS */
+		/* size the runs: grow until one lasts >= 0.15 s, then aim for TARGET_SECS */
 		for (;;) {
 			if (bench_run_once(row, n, &res) != 0)
 				goto failed;
 			fprintf(stderr, "[%llu: %.1f M/s] ", (unsigned long long)res.total, res.rate / 1e6);
-			if (res.secs >= 0.1 || n >= row->max)
+			if (res.secs >= 0.15 || n >= row->max)
 				break;
 			double next = res.rate * 0.15;
 			if (next < 2.0 * (double)n)
@@ -123,6 +123,19 @@ failed:
 	fprintf(stderr, "\nFAILED: %s: %s\n", row->name, res.msg);
 }
 
+static char g_load_at_start[64] = "?";
+
+static void read_loadavg(void)
+{
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (!f)
+		return;
+	double a, b, c;
+	if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
+		snprintf(g_load_at_start, sizeof g_load_at_start, "%.2f %.2f %.2f", a, b, c);
+	fclose(f);
+}
+
 static void machine_line(void)
 {
 	char model[256] = "unknown";
@@ -150,7 +163,8 @@ static void machine_line(void)
 		ncpu = CPU_COUNT(&set);
 	struct utsname u;
 	const char *rel = uname(&u) == 0 ? u.release : "unknown";
-	printf("machine: %s | nproc %d | kernel %s\n", model, ncpu, rel);
+	printf("machine: %s | nproc %d | kernel %s | load average before the bench: %s\n", model, ncpu,
+	       rel, g_load_at_start);
 }
 
 static const char *target_text(size_t i, char *buf, size_t len)
@@ -237,6 +251,7 @@ int main(int argc, char **argv)
 		}
 	}
 
+	read_loadavg();
 	bench_install_handlers();
 	bench_cleanup_leftovers();
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -247,7 +262,7 @@ int main(int argc, char **argv)
 
 	printf("\ntaskq-bench: tasks/s between separate processes (fork), %s; "
 	       "every run verified exactly-once\n",
-	       g_quick ? "--quick: 1 small run each" : "median of 3 runs of ~0.5 s");
+	       g_quick ? "--quick: 1 small run each" : "median of 3 runs of ~0.6 s");
 	machine_line();
 	printf("\n%-30s %10s %9s %9s %9s %8s  %s\n", "row", "tasks/run", "median", "min", "max",
 	       "time", "target");

@@ -132,10 +132,45 @@ static void on_fatal_signal(int sig)
 }
 
 static volatile sig_atomic_t g_tick;
+static const char *volatile g_guard; /* a parent step that must not block */
+
 static void on_alarm(int sig)
 {
 	(void)sig;
 	g_tick = 1;
+	const char *what = g_guard;
+	if (!what)
+		return;
+	static const char head[] = "taskq-bench: FATAL: the parent blocked for 10 s in ";
+	static const char tail[] = "; giving up\n";
+	ssize_t rc = write(2, head, sizeof head - 1);
+	rc = write(2, what, strlen(what));
+	rc = write(2, tail, sizeof tail - 1);
+	(void)rc;
+	for (int i = 0; i < g_nchildren; i++)
+		if (g_children[i] > 0)
+			kill(g_children[i], SIGKILL);
+	for (int i = 0; i < MAX_NAMES; i++) {
+		if (!g_names[i].used)
+			continue;
+		if (g_names[i].type == BENCH_NAME_MQ)
+			mq_unlink(g_names[i].name);
+		else
+			unlink(g_names[i].path);
+	}
+	_exit(1);
+}
+
+/* A one-shot 10 s watchdog around a parent step (library calls that could
+ * block if the library misbehaves): the bench exits instead of hanging. */
+static void guard(const char *what)
+{
+	struct itimerval it;
+	memset(&it, 0, sizeof it);
+	g_guard = what;
+	if (what)
+		it.it_value.tv_sec = 10;
+	setitimer(ITIMER_REAL, &it, NULL);
 }
 
 void bench_install_handlers(void)
@@ -454,9 +489,14 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 			munmap((void *)r.bitmap, r.words * sizeof(uint64_t));
 		return -1;
 	}
-	if (ops->setup(&r) != 0) {
+	guard("setup (e.g. tq_create)");
+	int setup_rc = ops->setup(&r);
+	guard(NULL);
+	if (setup_rc != 0) {
 		snprintf(res->msg, sizeof res->msg, "setup failed (see above)");
+		guard("teardown (e.g. tq_close / tq_destroy)");
 		ops->teardown(&r, 0);
+		guard(NULL);
 		munmap(r.sh, sizeof *r.sh);
 		munmap((void *)r.bitmap, r.words * sizeof(uint64_t));
 		return -1;
@@ -531,8 +571,11 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 				fprintf(stderr, "  [%s] hang after %llu s:\n", row->name,
 					RUN_TIMEOUT_NS / 1000000000ull);
 				print_progress(&r, nch);
-				if (ops->diagnose)
+				if (ops->diagnose) {
+					guard("diagnose (e.g. tq_stats_get)");
 					ops->diagnose(&r);
+					guard(NULL);
+				}
 				failed = 1;
 				break;
 			}
@@ -559,7 +602,9 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 	}
 	if (!failed && verify(&r, res) != 0)
 		failed = 1;
+	guard("teardown (e.g. tq_stats_get / tq_close / tq_destroy)");
 	ops->teardown(&r, !failed);
+	guard(NULL);
 	munmap(r.sh, sizeof *r.sh);
 	munmap((void *)r.bitmap, r.words * sizeof(uint64_t));
 	return failed ? -1 : 0;
