@@ -17,11 +17,12 @@
  *                          consistent: two processes racing to take the
  *                          same slot (an ack against an expiry) cannot both
  *                          win.
- *   seq_cst RMW on waiters the store-load ordering between "publish" and
+ *   fence + load, or RMW   the store-load ordering between "publish" and
  *                          "is anyone asleep?" (and its mirror in the
  *                          sleeper), which makes lost wake-ups impossible
- *                          (see wait.c; an RMW rather than a fence, which
- *                          ThreadSanitizer does not model).
+ *                          (see wait.c: a seq_cst fence and a plain load;
+ *                          under ThreadSanitizer, which does not model
+ *                          fences, a seq_cst RMW with the same effect).
  *
  * Process-shared robust mutexes give their own acquire/release ordering.
  */

@@ -50,6 +50,8 @@ struct tq_queue {
 	struct tq_ringd freer;
 	struct tq_ringd readyr;
 	tq_a64 rng;       /* jitter generator state */
+	tq_a32 ack_calls; /* for sampling the processing-time clock */
+	tq_a64 last_proc_ns;
 };
 
 /* queue.c */

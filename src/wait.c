@@ -44,8 +44,24 @@ void tq__bell_ring(struct tq_bell *b)
  */
 void tq__bell_ring_if_waiting(struct tq_bell *b)
 {
+#if defined(__SANITIZE_THREAD__)
+#define TQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TQ_TSAN 1
+#endif
+#endif
+#ifdef TQ_TSAN
 	if (atomic_fetch_add(&b->waiters, 0))
 		tq__bell_ring(b);
+#else
+	/* The same ordering from a fence and a plain load, which leaves the
+	 * line shared between processes instead of pulling it exclusive on
+	 * every push (ThreadSanitizer does not model fences: it gets the RMW). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (load_rlx(&b->waiters))
+		tq__bell_ring(b);
+#endif
 }
 
 void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns)
