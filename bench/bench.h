@@ -17,6 +17,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "taskq.h"
@@ -41,6 +42,7 @@ struct bench_row {
 	uint64_t pilot;     /* first calibration run size */
 	uint64_t quick;     /* size with --quick */
 	uint64_t max;       /* largest run size */
+	int stats_hz;       /* taskq: a reader calls tq_stats_get this often during the run; -1: back to back */
 };
 
 struct bench_counter {
@@ -68,6 +70,9 @@ struct bench_run {
 	char name[BENCH_NAME_LEN]; /* unique base name of this run's named objects */
 	/* implementation state, set up by the parent before fork */
 	tq_queue *q; /* the parent's handle; never used by a child */
+	pthread_t reader; /* stats_hz: the parent's stats-reader thread */
+	_Atomic int reader_stop;
+	_Atomic uint64_t reads;
 	int fds[2];
 	char objname[4][BENCH_NAME_LEN + 16];
 };

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TAKE_TIMEOUT_NS (10ull * 1000000ull) /* consumers notice the end within 10 ms */
 #define JSON_ID_OFF 6                         /* after {"id": */
@@ -74,6 +75,24 @@ static int json_parse(const tq_task *t, uint64_t *out)
 	return 0;
 }
 
+/* The stats reader: what a monitor (taskq top, taskq serve) does. */
+static void *stats_reader(void *arg)
+{
+	struct bench_run *r = arg;
+	tq_stats st;
+	long gap_ns = r->row->stats_hz > 0 ? 1000000000l / r->row->stats_hz : 0;
+
+	while (!atomic_load(&r->reader_stop)) {
+		tq_stats_get(r->q, &st);
+		atomic_fetch_add(&r->reads, 1);
+		if (gap_ns) {
+			struct timespec ts = {0, gap_ns};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
 static int tq_setup(struct bench_run *r)
 {
 	tq_config cfg;
@@ -89,6 +108,12 @@ static int tq_setup(struct bench_run *r)
 		return -1;
 	}
 	bench_name_add(BENCH_NAME_TASKQ, r->name);
+	atomic_store(&r->reader_stop, 0);
+	atomic_store(&r->reads, 0);
+	if (r->row->stats_hz && pthread_create(&r->reader, NULL, stats_reader, r) != 0) {
+		fprintf(stderr, "  [%s] cannot start the stats reader\n", r->row->name);
+		return -1;
+	}
 	return 0;
 }
 
@@ -233,6 +258,12 @@ static void tq_diagnose(struct bench_run *r)
 
 static void tq_teardown(struct bench_run *r, int ok)
 {
+	if (r->q && r->row->stats_hz) {
+		atomic_store(&r->reader_stop, 1);
+		pthread_join(r->reader, NULL);
+		if (atomic_load(&r->reads) == 0)
+			fprintf(stderr, "  [%s] WARNING: the stats reader made no read\n", r->row->name);
+	}
 	if (r->q) {
 		tq_stats st;
 		/* after a failure children were killed: do not trust the queue */

@@ -24,20 +24,22 @@
 
 #define M 1000000ull
 static const struct bench_row g_rows[] = {
-	{"taskq int 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 0, 100e6, 1, 1 * M, 200000, 150 * M},
-	{"taskq int 1->1 batch 1", IMPL_TASKQ, 1, 1, 1, 0, 10e6, 0, 200000, 100000, 60 * M},
-	{"taskq int 1->4 batch 64", IMPL_TASKQ, 1, 4, 64, 0, 1e6, 0, 1 * M, 200000, 100 * M},
-	{"taskq int 4->4 batch 64", IMPL_TASKQ, 4, 4, 64, 0, 1e6, 0, 1 * M, 200000, 100 * M},
-	{"taskq int 1->8 batch 64", IMPL_TASKQ, 1, 8, 64, 0, 20e6, 0, 1 * M, 200000, 100 * M},
-	{"taskq json100 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 1, 20e6, 0, 1 * M, 200000, 100 * M},
-	{"pipe one task per write", IMPL_PIPE, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M},
-	{"pipe 64 tasks per write", IMPL_PIPE, 1, 1, 64, 0, 0, 0, 200000, 50000, 200 * M},
-	{"posix mq one task per message", IMPL_MQ, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M},
-	{"seed classic", IMPL_SEED, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M},
+	{"taskq int 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 0, 100e6, 1, 1 * M, 200000, 150 * M, 0},
+	{"taskq int 1->1 batch 1", IMPL_TASKQ, 1, 1, 1, 0, 10e6, 0, 200000, 100000, 60 * M, 0},
+	{"taskq int 1->4 batch 64", IMPL_TASKQ, 1, 4, 64, 0, 1e6, 0, 1 * M, 200000, 100 * M, 0},
+	{"taskq int 4->4 batch 64", IMPL_TASKQ, 4, 4, 64, 0, 1e6, 0, 1 * M, 200000, 100 * M, 0},
+	{"taskq int 1->8 batch 64", IMPL_TASKQ, 1, 8, 64, 0, 20e6, 0, 1 * M, 200000, 100 * M, 0},
+	{"taskq json100 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 1, 20e6, 0, 1 * M, 200000, 100 * M, 0},
+	{"taskq int 1->1 b64 +stats 10/s", IMPL_TASKQ, 1, 1, 64, 0, 1e6, 0, 1 * M, 200000, 150 * M, 10},
+	{"taskq int 1->1 b64 +stats loop", IMPL_TASKQ, 1, 1, 64, 0, 1e6, 0, 1 * M, 200000, 150 * M, -1},
+	{"pipe one task per write", IMPL_PIPE, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M, 0},
+	{"pipe 64 tasks per write", IMPL_PIPE, 1, 1, 64, 0, 0, 0, 200000, 50000, 200 * M, 0},
+	{"posix mq one task per message", IMPL_MQ, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M, 0},
+	{"seed classic", IMPL_SEED, 1, 1, 1, 0, 0, 0, 50000, 20000, 20 * M, 0},
 };
 #define NROWS (sizeof g_rows / sizeof g_rows[0])
 
-enum { ROW_B64 = 0, ROW_PIPE64 = 7, ROW_MQ = 8, ROW_SEED = 9 };
+enum { ROW_B64 = 0, ROW_STATS10 = 6, ROW_STATSLOOP = 7, ROW_PIPE64 = 9, ROW_MQ = 10, ROW_SEED = 11 };
 
 struct row_out {
 	int ran, failed;
@@ -288,6 +290,9 @@ int main(int argc, char **argv)
 		ratio_line(ROW_B64, ROW_SEED, SEED_FACTOR);
 		ratio_line(ROW_B64, ROW_PIPE64, 0);
 		ratio_line(ROW_B64, ROW_MQ, 0);
+		printf("what reading stats costs (same row, a reader calling tq_stats_get meanwhile):\n");
+		ratio_line(ROW_STATS10, ROW_B64, 0);
+		ratio_line(ROW_STATSLOOP, ROW_B64, 0);
 	}
 	if (bad) {
 		printf("\nFAILED rows (a task lost, duplicated or corrupted, or a process crashed or hung):\n");
