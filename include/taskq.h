@@ -374,6 +374,7 @@ typedef struct tq_proc_info {
 	uint64_t last_seen_ns;  /* last push/take/ack/wait activity */
 	uint32_t leased;        /* tasks it holds now */
 	uint32_t waiting;       /* 1: asleep waiting for tasks, 2: for room, 0: busy */
+	double done_per_s;      /* its acks per second over the last second or so */
 	tq_counters counters;
 } tq_proc_info;
 

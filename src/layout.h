@@ -143,7 +143,12 @@ struct tq_proc {
 	tq_a64 last_seen_ns;
 	tq_a32 waiting;          /* asleep on a bell: 1 ready, 2 free */
 	tq_a32 acking;           /* inside tq_ack's fast path (see ops.c) */
-	uint8_t pad1[32];
+	/* Done per second over the last sampling interval (about 1 s), kept
+	 * by maintenance from the acked counter below. */
+	tq_a64 rate_acked;       /* acked at the last sample */
+	tq_a64 rate_ns;          /* when */
+	tq_a64 rate_milli;       /* tasks per 1000 s */
+	uint8_t pad1[8];
 	/* Written only by the owning handle (and by recovery once it is dead):
 	 * counters c[0..C__COUNT), then the histograms. */
 	tq_a64 c[TQ_METRICS] __attribute__((aligned(TQ_CACHELINE)));

@@ -745,6 +745,7 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 		o->last_seen_ns = load_rlx(&p->last_seen_ns);
 		o->leased = leased[r + 1];
 		o->waiting = load_rlx(&p->waiting);
+		o->done_per_s = (double)load_rlx(&p->rate_milli) / 1000.0;
 		read_counters(p, &o->counters);
 	}
 	free(leased);

@@ -354,6 +354,8 @@ static int register_self(tq_queue *q)
 			store_rlx(&p->last_seen_ns, p->attached_ns);
 			store_rlx(&p->waiting, 0);
 			store_rlx(&p->acking, 0);
+			store_rlx(&p->rate_ns, 0);
+			store_rlx(&p->rate_milli, 0);
 			for (int c = 0; c < TQ_METRICS; c++)
 				store_rlx(&p->c[c], 0);
 			store_rel(&p->state, PROC_ACTIVE);

@@ -276,12 +276,19 @@ static void take_sample(tq_queue *q, uint64_t now)
 	uint64_t pushed = h->retired[C_PUSHED], acked = h->retired[C_ACKED], failed = h->retired[C_FAILED];
 
 	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
-		const struct tq_proc *p = &q->procs[r];
+		struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
+		uint64_t a = load_rlx(&p->c[C_ACKED]), then = load_rlx(&p->rate_ns);
 		pushed += load_rlx(&p->c[C_PUSHED]);
-		acked += load_rlx(&p->c[C_ACKED]);
+		acked += a;
 		failed += load_rlx(&p->c[C_FAILED]);
+		/* Per-process done/s; a record reused since (rate_ns before it
+		 * attached) starts over. */
+		if (then > p->attached_ns && now > then && a >= load_rlx(&p->rate_acked))
+			store_rlx(&p->rate_milli, (a - load_rlx(&p->rate_acked)) * 1000000000000ull / (now - then));
+		store_rlx(&p->rate_acked, a);
+		store_rlx(&p->rate_ns, now);
 	}
 	uint32_t n = load_rlx(&h->sample_next);
 	h->samples[n % TQ_SAMPLES] = (struct tq_sample){now, pushed, acked, failed};

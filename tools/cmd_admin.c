@@ -220,6 +220,7 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 			cJSON_AddNumberToObject(e, "attached_seconds", (double)(now - p[i].attached_ns) / 1e9);
 			cJSON_AddNumberToObject(e, "last_seen_seconds_ago", (double)(now - p[i].last_seen_ns) / 1e9);
 			cJSON_AddNumberToObject(e, "in_progress", p[i].leased);
+			cJSON_AddNumberToObject(e, "done_per_second", p[i].done_per_s);
 			cJSON_AddStringToObject(e, "state", p[i].waiting == 1 ? "waiting for tasks"
 							    : p[i].waiting == 2 ? "waiting for room" : "busy");
 			cJSON_AddItemToObject(e, "counters", cli_counters_json(&p[i].counters));
