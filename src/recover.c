@@ -286,7 +286,8 @@ static void take_sample(tq_queue *q, uint64_t now)
 		/* Per-process done/s; a record reused since (rate_ns before it
 		 * attached) starts over. */
 		if (then > p->attached_ns && now > then && a >= load_rlx(&p->rate_acked))
-			store_rlx(&p->rate_milli, (a - load_rlx(&p->rate_acked)) * 1000000000000ull / (now - then));
+			store_rlx(&p->rate_milli, (uint64_t)((double)(a - load_rlx(&p->rate_acked)) * 1e12 /
+							      (double)(now - then)));
 		store_rlx(&p->rate_acked, a);
 		store_rlx(&p->rate_ns, now);
 	}

@@ -8,6 +8,7 @@
  * exit status and through shared memory, and the test process asserts.
  */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -2246,4 +2247,72 @@ Test(engine, procs_lists_attached_handles, .timeout = 60, .fini = cleanup_queues
 	close(ready[1]);
 	tq_close(q);
 	tq_destroy(name);
+}
+
+/* ---------------------------------------------------------------- rates */
+
+struct rate_ctx {
+	char name[TQT_NAME_LEN];
+	_Atomic int stop;
+};
+
+static int rate_child(void *arg)
+{
+	struct rate_ctx *c = arg;
+	tq_queue *q;
+	tq_task t[64];
+
+	if (tq_open(c->name, &q) != 0)
+		return 1;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (!atomic_load(&c->stop) && tqt_now_ms() < deadline) {
+		for (int i = 0; i < 64; i++)
+			t[i] = (tq_task){.kind = TQ_KIND_INT, .value = (uint64_t)i};
+		if (tq_push(q, t, 64, TQ_WAIT_FOREVER) != 64)
+			return 2;
+		int n = tq_take(q, t, 64, 1000000000ull);
+		if (n <= 0 || tq_ack(q, t, (size_t)n) != 0)
+			return 3;
+	}
+	tq_close(q);
+	return 0;
+}
+
+/* A process that acks steadily shows a non-zero done/s of its own in
+ * tq_procs (sampled once a second by maintenance), and totals rates too. */
+Test(engine, per_process_and_queue_rates, .timeout = 60)
+{
+	struct rate_ctx *c = tqt_shared(sizeof(*c));
+	tq_queue *q;
+	tq_proc_info p[8];
+	tq_stats s;
+
+	tqt_name(c->name, "rates");
+	cr_assert_eq(tq_create(c->name, NULL, &q), 0);
+	pid_t pid = tqt_fork(rate_child, c);
+	double rate = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (rate <= 0 && tqt_now_ms() < deadline) {
+		int n = tq_procs(q, p, 8);
+		for (int i = 0; i < n; i++)
+			if (p[i].pid == pid)
+				rate = p[i].done_per_s;
+		tqt_sleep_ms(50);
+	}
+	tq_stats_get(q, &s);
+	atomic_store(&c->stop, 1);
+	cr_assert_eq(tqt_wait(pid, 30000), 0, "child failed");
+	cr_assert_gt(rate, 0, "the acking process never showed a done/s");
+	cr_assert_gt(s.done_per_s[0] + s.done_per_s[1], 0, "queue done/s stayed 0");
+	/* One process does all the acking: its rate and the queue's agree
+	 * within the difference of their sampling instants. */
+	double qrate = s.done_per_s[0];
+	cr_assert(rate > qrate / 3 && rate < qrate * 3, "process %.0f done/s vs queue %.0f", rate, qrate);
+	cr_assert_gt(s.processing.count, 0);
+	cr_assert_geq(s.processing.p99_ns, s.processing.p50_ns);
+	cr_assert_geq(s.processing.max_ns, s.processing.p99_ns);
+	cr_log_info("rates: process %.0f done/s; queue %.0f (1 s) %.0f (10 s)", rate, s.done_per_s[0],
+		    s.done_per_s[1]);
+	tq_close(q);
+	tq_destroy(c->name);
 }
