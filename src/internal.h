@@ -45,12 +45,16 @@ struct tq_queue {
 	struct tq_slot *slots;
 	struct tq_aux *aux;
 	uint8_t *payload;
-	uint32_t cap;
+	uint32_t cap;     /* validated at open; never re-read from the segment */
 	uint32_t stride;
+	uint32_t max_payload;
 	struct tq_ringd freer;
 	struct tq_ringd readyr;
 	tq_a64 rng;       /* jitter generator state */
 	tq_a32 ack_calls; /* for sampling the processing-time clock */
+	/* Serializes this handle's own changes to its leases (ack, fail) among
+	 * its threads; process-local, so no crash concern (see ops.c). */
+	pthread_mutex_t own_mu;
 	tq_a64 last_proc_ns;
 };
 

@@ -50,6 +50,7 @@ enum tq_slot_state {
 	ST_REQUEUE = 5,   /* owner is returning it to the ready ring */
 	ST_DELAYED = 6,   /* failed; ready again at slot.deadline_ns */
 	ST_DEAD = 7,      /* in the dead-letter area */
+	ST_ACKED = 8,     /* owner acked it and is returning it to the free ring */
 	ST__COUNT
 };
 
@@ -135,6 +136,7 @@ enum tq_hist { H_WAIT, H_PROC, H__COUNT };
 /* ------------------------------------------------------- process records */
 
 enum tq_proc_state { PROC_FREE = 0, PROC_ACTIVE = 1 };
+#define FAIL_CLAIMED (1ull << 63)
 
 struct tq_proc {
 	tq_a32 state;
@@ -148,7 +150,11 @@ struct tq_proc {
 	tq_a64 rate_acked;       /* acked at the last sample */
 	tq_a64 rate_ns;          /* when */
 	tq_a64 rate_milli;       /* tasks per 1000 s */
-	uint8_t pad1[8];
+	/* Fail journal (see tq_fail): the slot being failed, + 1, with
+	 * FAIL_CLAIMED once claimed; and the failed counter before it. */
+	tq_a64 fail_slot;
+	tq_a64 fail_before;
+	uint8_t pad1[56];
 	/* Written only by the owning handle (and by recovery once it is dead):
 	 * counters c[0..C__COUNT), then the histograms. */
 	tq_a64 c[TQ_METRICS] __attribute__((aligned(TQ_CACHELINE)));

@@ -37,7 +37,7 @@ static int validate_task(const tq_queue *q, const tq_task *t)
 	case TQ_KIND_JSON:
 		if (t->len && !t->data)
 			return TQ_EINVAL;
-		return t->len > q->h->max_payload ? TQ_E2BIG : 0;
+		return t->len > q->max_payload ? TQ_E2BIG : 0;
 	default:
 		return TQ_EINVAL;
 	}
@@ -118,8 +118,10 @@ TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		for (int i = 0; i < got; i++)
 			write_task(q, idx[i], &tasks[done + i], pos + i + 1, now);
 		TQ_FAULT("push.written");
-		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED)))
+		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED))) {
+			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
 			break;
+		}
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 		done += (size_t)got;
 	}
@@ -175,7 +177,7 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 	} else {
 		t->value = 0;
 		t->data = tq__payload(q, idx);
-		t->len = s->len <= q->h->max_payload ? s->len : q->h->max_payload;
+		t->len = s->len <= q->max_payload ? s->len : q->max_payload;
 	}
 	t->priv[0] = idx | ((uint64_t)q->h->tag << 32);
 	t->priv[1] = lease;
@@ -285,26 +287,39 @@ static void record_processing(tq_queue *q, uint64_t taken_ns, uint64_t k)
 }
 
 /*
- * Ack without a compare-and-swap per task. While a process lives, only the
- * lease-expiry sweep can take its leases away, so the two agree Dekker-style:
- * the acker raises its `acking` count and then reads `sweeping`; the sweeper
+ * Ack without a compare-and-swap per task, yet claiming every slot.
+ *
+ * A lease can change hands three ways while its owner lives: this handle
+ * acks or fails it (any of its threads), or the lease-expiry sweep takes it.
+ * The handle's own changes are serialized by its process-local `own_mu`, so
+ * among them a plain load and a plain store of RELEASING claim a slot: a
+ * task given twice in one batch, or acked by two threads, finds RELEASING
+ * the second time and counts as lost. The sweep is another process: the
+ * acker raises its `acking` count and then reads `sweeping`; the sweeper
  * raises `sweeping` and then reads the owner's `acking` before each steal.
- * Both are sequentially consistent, so at least one sees the other: either
- * the sweeper leaves this owner's leases for its next pass, or the acker sees
- * the sweep and takes the slow path, where each slot is claimed by CAS. On
- * the fast path a lease still in place cannot change until the free-ring
- * push (which writes FREE) is done.
+ * Both are sequentially consistent, so at least one sees the other (Dekker):
+ * either the sweeper leaves this owner's leases for its next pass, or the
+ * acker sees the sweep, drops its count and claims each slot by CAS.
  */
 static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *idx, uint64_t *lost)
 {
-	uint64_t releasing = st_make(ST_RELEASING, q->owner, 0);
-	bool fast = atomic_load(&q->h->sweeping) == 0;
+	uint64_t releasing = st_make(ST_ACKED, q->owner, 0);
 	uint32_t k = 0;
 
+	atomic_fetch_add(&q->me->acking, 1);
+	bool fast = atomic_load(&q->h->sweeping) == 0;
+	if (!fast)
+		atomic_fetch_sub(&q->me->acking, 1);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t ix = (uint32_t)t[i].priv[0];
-		bool mine = fast ? load_rlx(&q->st[ix]) == t[i].priv[1]
-				 : cas64(&q->st[ix], t[i].priv[1], releasing);
+		bool mine; /* ACKED(p): recovery completes the ack, and counts it */
+		if (fast) {
+			mine = load_rlx(&q->st[ix]) == t[i].priv[1];
+			if (mine)
+				store_rlx(&q->st[ix], releasing);
+		} else {
+			mine = cas64(&q->st[ix], t[i].priv[1], releasing);
+		}
 		if (mine)
 			idx[k++] = ix;
 		else
@@ -312,6 +327,8 @@ static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *i
 		if (i == n / 2)
 			TQ_FAULT("ack.mid");
 	}
+	if (fast)
+		atomic_fetch_sub(&q->me->acking, 1); /* claimed: the sweep skips RELEASING */
 	return k;
 }
 
@@ -331,12 +348,12 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 		return rc;
 	for (size_t done = 0; done < n && rc == 0;) {
 		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
-		atomic_fetch_add(&q->me->acking, 1);
+		pthread_mutex_lock(&q->own_mu);
 		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
+		pthread_mutex_unlock(&q->own_mu);
 		if (k)
 			record_processing(q, q->slots[idx[0]].taken_ns, k);
 		rc = tq__release_owned(q, idx, k, C_ACKED);
-		atomic_fetch_sub(&q->me->acking, 1);
 		done += chunk;
 	}
 	tq__count(q, C_LOST, lost);
@@ -375,16 +392,24 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	if (rc)
 		return rc;
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), now = tq_now_ns();
+	pthread_mutex_lock(&q->own_mu); /* against this handle's acks: see ack_claim */
 	for (size_t i = 0; i < n; i++) {
 		const tq_task *t = &tasks[i];
 		uint32_t ix = (uint32_t)t->priv[0];
+		/* Journal: recovery counts this failure exactly once if the
+		 * process dies between claiming the slot and counting it. */
+		uint64_t before = load_rlx(&q->me->c[C_FAILED]);
+		store_rlx(&q->me->fail_before, before);
+		store_rel(&q->me->fail_slot, (uint64_t)ix + 1);
 		if (!cas64(&q->st[ix], t->priv[1], mine)) {
+			store_rel(&q->me->fail_slot, 0);
 			lost++;
 			continue;
 		}
 		if (i == 0)
 			TQ_FAULT("fail.claimed");
-		tq__count(q, C_FAILED, 1);
+		store_rel(&q->me->fail_slot, ((uint64_t)ix + 1) | FAIL_CLAIMED);
+		store_rlx(&q->me->c[C_FAILED], before + 1);
 		struct tq_slot *s = &q->slots[ix];
 		if (s->attempts >= q->h->max_attempts) {
 			tq__make_dead(q, ix, err, msg, now);
@@ -400,9 +425,11 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
 			tq__count(q, C_RETRIED, 1);
 		}
+		store_rel(&q->me->fail_slot, 0);
 		if (i == n / 2)
 			TQ_FAULT("fail.mid");
 	}
+	pthread_mutex_unlock(&q->own_mu);
 	tq__count(q, C_LOST, lost);
 	if (need_drop && load_rlx(&q->h->dead_count) > q->h->dead_capacity)
 		(void)tq__drop_oldest_dead(q);
@@ -416,7 +443,8 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 
 	if (rc)
 		return rc;
-	uint64_t end = deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->h->lease_ns);
+	uint64_t now = tq_now_ns();
+	uint64_t end = deadline_after(now, extend_ns ? extend_ns : q->h->lease_ns);
 	if (end == UINT64_MAX)
 		end = UINT64_MAX - 1;
 	for (size_t i = 0; i < n; i++) {
@@ -426,7 +454,8 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 		 * it is unchanged: a lease lost and given to another delivery in
 		 * between has another deadline, which this never overwrites. */
 		uint64_t d = load_acq(&q->slots[ix].deadline_ns);
-		if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
+		if (d <= now || /* already expired: the sweep may be taking it */
+		    load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
 		    load_acq(&q->st[ix]) != t->priv[1])
 			lost++;
 	}
@@ -478,7 +507,7 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 		d->id = s->id;
 		d->kind = s->kind;
 		d->value = s->value;
-		d->len = s->len <= q->h->max_payload ? s->len : q->h->max_payload;
+		d->len = s->len <= q->max_payload ? s->len : q->max_payload;
 		d->attempts = s->attempts;
 		d->last_err = s->last_err;
 		d->died_ns = s->died_ns;

@@ -302,20 +302,27 @@ void tq__ofd_unlock(int fd, uint32_t rec)
 
 /* ---------------------------------------------------------------- attach */
 
-static void bind_handle(tq_queue *q)
+/* Points the handle into the segment. The geometry is recomputed from the
+ * validated (capacity, max_payload) and kept in the handle: a segment
+ * changed after validation cannot move any pointer or bound. */
+static void bind_handle(tq_queue *q, uint32_t capacity, uint32_t max_payload)
 {
-	struct tq_hdr *h = q->h;
+	struct tq_hdr *h = q->h, g;
 
-	q->procs = (struct tq_proc *)(q->base + h->off_procs);
-	q->st = (tq_a64 *)(q->base + h->off_state);
-	q->slots = (struct tq_slot *)(q->base + h->off_slots);
-	q->aux = (struct tq_aux *)(q->base + h->off_aux);
-	q->payload = q->base + h->off_payload;
-	q->cap = h->capacity;
-	q->stride = h->payload_stride;
-	q->freer = (struct tq_ringd){&h->free_ring, (uint32_t *)(q->base + h->off_free_cells), h->ring_size - 1};
-	q->readyr = (struct tq_ringd){&h->ready_ring, (uint32_t *)(q->base + h->off_ready_cells), h->ring_size - 1};
+	memset(&g, 0, sizeof(g));
+	compute_layout(&g, capacity, max_payload);
+	q->procs = (struct tq_proc *)(q->base + g.off_procs);
+	q->st = (tq_a64 *)(q->base + g.off_state);
+	q->slots = (struct tq_slot *)(q->base + g.off_slots);
+	q->aux = (struct tq_aux *)(q->base + g.off_aux);
+	q->payload = q->base + g.off_payload;
+	q->cap = capacity;
+	q->stride = g.payload_stride;
+	q->max_payload = max_payload;
+	q->freer = (struct tq_ringd){&h->free_ring, (uint32_t *)(q->base + g.off_free_cells), g.ring_size - 1};
+	q->readyr = (struct tq_ringd){&h->ready_ring, (uint32_t *)(q->base + g.off_ready_cells), g.ring_size - 1};
 	store_rlx(&q->rng, tq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)q);
+	pthread_mutex_init(&q->own_mu, NULL);
 }
 
 /* Claims a process record: the first free one whose liveness lock we can
@@ -355,6 +362,7 @@ static int register_self(tq_queue *q)
 			store_rlx(&p->waiting, 0);
 			store_rlx(&p->acking, 0);
 			store_rlx(&p->rate_ns, 0);
+			store_rlx(&p->fail_slot, 0);
 			store_rlx(&p->rate_milli, 0);
 			for (int c = 0; c < TQ_METRICS; c++)
 				store_rlx(&p->c[c], 0);
@@ -367,6 +375,8 @@ static int register_self(tq_queue *q)
 
 static void unmap_handle(tq_queue *q)
 {
+	if (q->cap) /* bound: own_mu initialised */
+		pthread_mutex_destroy(&q->own_mu);
 	if (q->base && q->base != MAP_FAILED)
 		munmap(q->base, q->size);
 	if (q->fd >= 0)
@@ -375,7 +385,7 @@ static void unmap_handle(tq_queue *q)
 }
 
 /* Maps the whole segment of an open fd after validating its header. */
-static int map_validated(tq_queue *q)
+static int map_validated(tq_queue *q, uint32_t *capacity, uint32_t *max_payload)
 {
 	struct stat sb;
 	uint64_t deadline = tq_now_ns() + INIT_WAIT_NS;
@@ -412,8 +422,15 @@ static int map_validated(tq_queue *q)
 		return TQ_ENOMEM;
 	}
 	q->h = (struct tq_hdr *)q->base;
-	/* Re-check through the final mapping: the file could have changed. */
-	return validate_header(q->h, (uint64_t)sb.st_size);
+	/* Re-check through the final mapping (the file could have changed), on
+	 * a snapshot, and bind from the snapshot's numbers. */
+	struct tq_hdr snap;
+	memcpy(&snap, (const void *)q->base, sizeof(snap));
+	if ((rc = validate_header(&snap, (uint64_t)sb.st_size)))
+		return rc;
+	*capacity = snap.capacity;
+	*max_payload = snap.max_payload;
+	return 0;
 }
 
 static int attach(tq_queue *q)
@@ -482,7 +499,7 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	q->h = (struct tq_hdr *)q->base;
 	if ((rc = init_segment(q->base, cfg)))
 		goto err_unlink;
-	bind_handle(q);
+	bind_handle(q, cfg->capacity, cfg->max_payload);
 	if ((rc = attach(q)))
 		goto err_unlink;
 	tq__event(q, TQ_EV_CREATED, cfg->capacity, cfg->max_payload, NULL);
@@ -515,9 +532,10 @@ TQ_API int tq_open(const char *name, tq_queue **out)
 		rc = errno_to_tq(errno);
 		goto err;
 	}
-	if ((rc = map_validated(q)))
+	uint32_t capacity = 0, max_payload = 0;
+	if ((rc = map_validated(q, &capacity, &max_payload)))
 		goto err;
-	bind_handle(q);
+	bind_handle(q, capacity, max_payload);
 	if ((rc = attach(q)))
 		goto err;
 	*out = q;
@@ -565,7 +583,7 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 		return TQ_EINVAL;
 	memset(out, 0, sizeof(*out));
 	out->capacity = q->h->capacity;
-	out->max_payload = q->h->max_payload;
+	out->max_payload = q->max_payload;
 	out->mode = (mode_t)q->h->mode;
 	out->max_attempts = q->h->max_attempts;
 	out->dead_capacity = q->h->dead_capacity;

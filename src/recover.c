@@ -99,6 +99,22 @@ static void lease_returned(struct mover *m, uint32_t idx, const char *why, uint6
 	}
 }
 
+/* Settles the fail journal of record p (owner id `owner`): a failure whose
+ * slot was claimed counts exactly once. Claimed means the journal says so,
+ * or the slot is still in the owner's REQUEUE state (claimed, then died). */
+static void settle_fail(tq_queue *q, struct tq_proc *p, uint32_t owner)
+{
+	uint64_t fs = load_acq(&p->fail_slot);
+	uint64_t ix = (fs & ~FAIL_CLAIMED) - 1;
+
+	if (!fs || ix >= q->cap)
+		return;
+	uint64_t s = load_acq(&q->st[ix]);
+	if ((fs & FAIL_CLAIMED) || (st_state(s) == ST_REQUEUE && st_owner(s) == owner))
+		store_rlx(&p->c[C_FAILED], load_rlx(&p->fail_before) + 1);
+	store_rel(&p->fail_slot, 0);
+}
+
 /* A task its dead owner was moving: ready again, or dead if out of attempts
  * (keeping the failure it was given, if its owner got that far). */
 static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now, bool *need_drop)
@@ -172,6 +188,7 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	if ((rc = tq__ring_touch_locks(q, &q->freer)) || (rc = tq__ring_touch_locks(q, &q->readyr)))
 		return rc;
 
+	settle_fail(q, p, owner);
 	for (uint32_t i = 0; i < q->cap; i++) {
 		if (i == q->cap / 2) {
 			mover_flush(&m); /* some returned, some not */
@@ -186,12 +203,26 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 			if (cas64(&q->st[i], s, st_make(ST_RELEASING, 0, 0) | mine))
 				mover_release(&m, i);
 			break;
+		case ST_ACKED:
+			/* An ack that had not reached the free ring: complete it, and
+			 * count it with the record that acked (folded below). */
+			if (cas64(&q->st[i], s, st_make(ST_RELEASING, 0, 0) | mine)) {
+				add_rlx(&p->c[C_ACKED], 1);
+				mover_release(&m, i);
+			}
+			break;
 		case ST_LEASED:
-			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine)) {
-				returned++;
-				if (died)
-					tq__count(q, C_RECOVERED, 1);
+			if (!cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine))
+				break;
+			returned++;
+			if (died) {
+				tq__count(q, C_RECOVERED, 1);
 				lease_returned(&m, i, "the process holding its lease died", now, &need_drop);
+			} else {
+				/* Handed back by tq_close: not an attempt that failed. */
+				if (q->slots[i].attempts)
+					q->slots[i].attempts--;
+				mover_requeue(&m, i);
 			}
 			break;
 		case ST_REQUEUE:
@@ -265,7 +296,7 @@ static void sweep(tq_queue *q, uint64_t now)
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
 	store_rlx(&q->h->dead_count, dead);
-	if (need_drop)
+	if (need_drop || dead > q->h->dead_capacity)
 		tq__drop_oldest_dead_locked(q);
 }
 

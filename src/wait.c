@@ -22,6 +22,14 @@
 
 #include "internal.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define TQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TQ_TSAN 1
+#endif
+#endif
+
 #define SPIN_ROUNDS 256
 #define SLEEP_SLICE_NS 50000000ull
 
@@ -44,13 +52,6 @@ void tq__bell_ring(struct tq_bell *b)
  */
 void tq__bell_ring_if_waiting(struct tq_bell *b)
 {
-#if defined(__SANITIZE_THREAD__)
-#define TQ_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TQ_TSAN 1
-#endif
-#endif
 #ifdef TQ_TSAN
 	if (atomic_fetch_add(&b->waiters, 0))
 		tq__bell_ring(b);
@@ -80,6 +81,9 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 
 	atomic_fetch_add(&b->waiters, 1);
 	store_rlx(&q->me->waiting, b == &q->h->ready_ring.bell ? 1u : 2u);
+#ifndef TQ_TSAN
+	atomic_thread_fence(memory_order_seq_cst); /* the recheck below after the announcement (C11) */
+#endif
 	uint32_t seq = atomic_load(&b->seq);
 	if (!tq__ring_count(rd)) {
 		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),

@@ -27,13 +27,20 @@ static int run_state_end(tq_queue *q)
 }
 
 /* Extends the leases of tasks [from, n) if half a lease has passed. */
-static void keep_leases(tq_queue *q, tq_task *t, size_t from, size_t n, uint64_t *renewed)
+/* Extends, once half a lease has passed since the last time, the leases of
+ * the tasks still to handle, t[from, n), and of those handled but not yet
+ * acked, ok[0, nok): both are still held by this batch. */
+static void keep_leases(tq_queue *q, tq_task *t, size_t from, size_t n, const tq_task *ok, size_t nok,
+			uint64_t *renewed)
 {
 	uint64_t now = tq_now_ns();
 
-	if (from >= n || now - *renewed < q->h->lease_ns / 2)
+	if (now - *renewed < q->h->lease_ns / 2)
 		return;
-	(void)tq_touch(q, t + from, n - from, 0);
+	if (from < n)
+		(void)tq_touch(q, t + from, n - from, 0);
+	if (nok)
+		(void)tq_touch(q, ok, nok, 0);
 	*renewed = now;
 }
 
@@ -51,7 +58,7 @@ static int handle_batch(tq_queue *q, tq_handler fn, void *arg, tq_task *t, size_
 			end = TQ_END_STOPPED; /* the rest stay leased; close returns them */
 			break;
 		}
-		keep_leases(q, t, i, n, &renewed);
+		keep_leases(q, t, i, n, ok, nok, &renewed);
 		if (!tq__lease_held(q, &t[i])) {
 			r->skipped++; /* expired while earlier tasks ran: delivered again */
 			continue;
@@ -69,6 +76,7 @@ static int handle_batch(tq_queue *q, tq_handler fn, void *arg, tq_task *t, size_
 		else
 			r->failed++;
 	}
+	keep_leases(q, t, n, n, ok, nok, &renewed);
 	if (nok) {
 		uint64_t lost = 0;
 		if (tq__ack(q, ok, nok, &lost) == 0 || lost) {
