@@ -150,7 +150,8 @@ int tq_create(const char *name, const tq_config *cfg, tq_queue **out);
 int tq_open(const char *name, tq_queue **out);
 
 /*
- * Detaches: tasks this handle still leases return to ready at once, its
+ * Detaches: tasks this handle still leases return to ready at once (that
+ * delivery not counted as an attempt), its
  * counters are folded into the queue's totals, the handle is freed.
  * Not thread-safe with other calls on the same handle. NULL is a no-op.
  */
