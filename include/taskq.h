@@ -222,7 +222,9 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
 int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg);
 
 /* Extends the leases of n tasks to now + extend_ns (0: the queue's lease_ns).
- * Returns as tq_ack. */
+ * Returns as tq_ack. A lease whose deadline has already passed is extended
+ * if the sweep has not taken it yet; if the sweep takes it at that moment,
+ * the next ack reports TQ_ELOST. Touch well before the deadline. */
 int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns);
 
 /* ----------------------------------------------------------- dead letters */

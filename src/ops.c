@@ -443,8 +443,7 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 
 	if (rc)
 		return rc;
-	uint64_t now = tq_now_ns();
-	uint64_t end = deadline_after(now, extend_ns ? extend_ns : q->h->lease_ns);
+	uint64_t end = deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->h->lease_ns);
 	if (end == UINT64_MAX)
 		end = UINT64_MAX - 1;
 	for (size_t i = 0; i < n; i++) {
@@ -454,8 +453,7 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 		 * it is unchanged: a lease lost and given to another delivery in
 		 * between has another deadline, which this never overwrites. */
 		uint64_t d = load_acq(&q->slots[ix].deadline_ns);
-		if (d <= now || /* already expired: the sweep may be taking it */
-		    load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
+		if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
 		    load_acq(&q->st[ix]) != t->priv[1])
 			lost++;
 	}
