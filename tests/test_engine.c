@@ -2316,3 +2316,155 @@ Test(engine, per_process_and_queue_rates, .timeout = 60)
 	tq_close(q);
 	tq_destroy(c->name);
 }
+
+/* ------------------------------------------------- lease edge cases */
+
+/* The same task twice in one ack: acked once, the second reported lost, and
+ * its slot returns to the free ring once (a capacity-5 queue still holds
+ * exactly 5 tasks afterwards). */
+Test(engine, duplicate_in_one_ack_frees_the_slot_once, .timeout = 30)
+{
+	char name[TQT_NAME_LEN];
+	tq_config cfg;
+	tq_queue *q;
+	tq_task t[8];
+
+	tqt_name(name, "dupack");
+	tq_config_init(&cfg);
+	cfg.capacity = 5;
+	cr_assert_eq(tq_create(name, &cfg, &q), 0);
+	for (int i = 0; i < 5; i++)
+		t[i] = (tq_task){.kind = TQ_KIND_INT, .value = 100 + (uint64_t)i};
+	cr_assert_eq(tq_push(q, t, 5, 0), 5);
+	tq_task got;
+	cr_assert_eq(tq_take(q, &got, 1, 0), 1);
+	tq_task twice[2] = {got, got};
+	cr_assert_eq(tq_ack(q, twice, 2), TQ_ELOST);
+	tq_stats s;
+	tq_stats_get(q, &s);
+	cr_assert_eq(s.total.acked, 1);
+	cr_assert_eq(s.free_slots, 1);
+	for (int i = 0; i < 2; i++)
+		t[i] = (tq_task){.kind = TQ_KIND_INT, .value = 200 + (uint64_t)i};
+	cr_assert_eq(tq_push(q, t, 2, 0), 1, "one slot was freed, so one task fits");
+	int n = tq_take(q, t, 8, 0);
+	cr_assert_eq(n, 5);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < i; j++)
+			cr_assert_neq(t[i].id, t[j].id, "id %llu delivered twice", (unsigned long long)t[i].id);
+	cr_assert_eq(tq_ack(q, t, (size_t)n), 0);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+struct race_ctx {
+	tq_queue *q;
+	tq_task task;
+	int rc;
+};
+
+static void *ack_one(void *arg)
+{
+	struct race_ctx *c = arg;
+	c->rc = tq_ack(c->q, &c->task, 1);
+	return NULL;
+}
+
+/* Two threads acking the same lease on one handle: exactly one succeeds. */
+Test(engine, two_threads_ack_one_lease_once, .timeout = 30)
+{
+	char name[TQT_NAME_LEN];
+	tq_config cfg;
+	tq_queue *q;
+
+	tqt_name(name, "ackrace");
+	tq_config_init(&cfg);
+	cfg.capacity = 64;
+	cr_assert_eq(tq_create(name, &cfg, &q), 0);
+	for (int round = 0; round < 200; round++) {
+		cr_assert_eq(tq_push_int(q, (uint64_t)round, 0), 0);
+		struct race_ctx a = {.q = q}, b = {.q = q};
+		cr_assert_eq(tq_take(q, &a.task, 1, 0), 1);
+		b.task = a.task;
+		pthread_t ta, tb;
+		pthread_create(&ta, NULL, ack_one, &a);
+		pthread_create(&tb, NULL, ack_one, &b);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		cr_assert((a.rc == 0 && b.rc == TQ_ELOST) || (a.rc == TQ_ELOST && b.rc == 0),
+			  "round %d: acks returned %d and %d", round, a.rc, b.rc);
+	}
+	tq_stats s;
+	tq_stats_get(q, &s);
+	cr_assert_eq(s.free_slots, 64, "every slot free once: %u free", s.free_slots);
+	cr_assert_eq(s.total.acked, 200);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+/* A clean close hands back a lease on its last attempt: ready again, not
+ * dead, and the delivery does not count as an attempt. */
+Test(engine, close_hands_back_the_last_attempt, .timeout = 30)
+{
+	char name[TQT_NAME_LEN];
+	tq_config cfg;
+	tq_queue *q, *q2;
+	tq_task t;
+
+	tqt_name(name, "closelast");
+	tq_config_init(&cfg);
+	cfg.max_attempts = 1;
+	cr_assert_eq(tq_create(name, &cfg, &q), 0);
+	cr_assert_eq(tq_open(name, &q2), 0);
+	cr_assert_eq(tq_push_int(q, 7, 0), 0);
+	cr_assert_eq(tq_take(q2, &t, 1, 0), 1);
+	cr_assert_eq(tq_close(q2), 0);
+	tq_stats s;
+	tq_stats_get(q, &s);
+	cr_assert_eq(s.ready, 1);
+	cr_assert_eq(s.dead, 0);
+	cr_assert_eq(tq_take(q, &t, 1, 0), 1);
+	cr_assert_eq(t.value, 7);
+	cr_assert_eq(t.attempt, 1, "attempt %u after a clean close", t.attempt);
+	cr_assert_eq(tq_ack(q, &t, 1), 0);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+static int slow_handler(const tq_task *t, void *arg, char *msg, size_t size)
+{
+	(void)t, (void)arg, (void)msg, (void)size;
+	tqt_sleep_ms(90); /* the work itself, longer than half the lease */
+	return 0;
+}
+
+/* A batch that runs longer than the lease: tasks already handled keep their
+ * leases until the batch's ack (nothing redelivered, nothing lost). */
+Test(engine, worker_keeps_handled_leases_until_its_ack, .timeout = 30)
+{
+	char name[TQT_NAME_LEN];
+	tq_config cfg;
+	tq_queue *q;
+	tq_worker_config wc;
+	tq_worker_result r;
+
+	tqt_name(name, "wlease");
+	tq_config_init(&cfg);
+	cfg.lease_ns = 200000000ull;
+	cr_assert_eq(tq_create(name, &cfg, &q), 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(tq_push_int(q, (uint64_t)i, 0), 0);
+	tq_worker_config_init(&wc);
+	wc.batch = 4;
+	wc.max_tasks = 4;
+	cr_assert_eq(tq_worker_run(q, slow_handler, NULL, &wc, &r), 0);
+	cr_assert_eq(r.handled, 4);
+	cr_assert_eq(r.acked, 4, "acked %llu, lost %llu", (unsigned long long)r.acked, (unsigned long long)r.lost);
+	cr_assert_eq(r.lost, 0);
+	tq_stats s;
+	tq_stats_get(q, &s);
+	cr_assert_eq(s.total.taken, 4, "redelivered: taken %llu", (unsigned long long)s.total.taken);
+	cr_assert_eq(s.total.expired, 0);
+	tq_close(q);
+	tq_destroy(name);
+}

@@ -930,8 +930,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 #ifdef STRESS_TSAN
-	printf("taskq-stress: every task accounted for (a ThreadSanitizer report above still makes the exit "
-	       "status 66)\n");
+	printf("taskq-stress: every task accounted for (ThreadSanitizer sets exit status 66 if it reported "
+	       "anything)\n");
 #else
 	printf("taskq-stress: every task accounted for\n");
 #endif
