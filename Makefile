@@ -135,7 +135,8 @@ install: lib $(CLI_BIN)
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libtaskq.so.0 $(DESTDIR)$(PREFIX)/lib/libtaskq.so
-	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' taskq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/taskq.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/taskq.pc
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
 
