@@ -36,7 +36,6 @@
 /* ------------------------------------------------------ child processes */
 
 #include "proc.h"
-}
 
 /* taskq ARGS... (NULL-terminated), with optional stdin text. */
 #define MAX_ARGS 64
@@ -358,7 +357,6 @@ static int jbool(const char *json, const char *path)
 #define MAX_QUEUES 16
 static char queues[MAX_QUEUES][TQ_NAME_MAX + 1];
 static char tmpdir[256];
-static bool private_shm;
 
 /* A unique queue name, destroyed at the end of the test. */
 static const char *qname(const char *what)
@@ -432,43 +430,6 @@ static char *read_file(const char *path)
 	return b.p;
 }
 
-/* Moves this test process into its own mount namespace with a fresh tmpfs
- * on /dev/shm, if the machine allows it. */
-static void enter_private_shm(void)
-{
-	if (unshare(CLONE_NEWNS) != 0) {
-		uid_t uid = getuid();
-		gid_t gid = getgid();
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-			return;
-		char m[64];
-		int fd = open("/proc/self/setgroups", O_WRONLY);
-		if (fd >= 0) {
-			(void)!write(fd, "deny", 4);
-			close(fd);
-		}
-		fd = open("/proc/self/uid_map", O_WRONLY);
-		if (fd < 0)
-			return;
-		int n = snprintf(m, sizeof(m), "0 %u 1", (unsigned)uid);
-		bool ok = write(fd, m, (size_t)n) == n;
-		close(fd);
-		fd = open("/proc/self/gid_map", O_WRONLY);
-		if (fd < 0)
-			return;
-		n = snprintf(m, sizeof(m), "0 %u 1", (unsigned)gid);
-		ok = ok && write(fd, m, (size_t)n) == n;
-		close(fd);
-		if (!ok)
-			return;
-	}
-	/* Never let the new mount propagate back to the machine's /dev/shm. */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		return;
-	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
-		return;
-	private_shm = true;
-}
 
 static void cli_init(void)
 {

@@ -32,51 +32,12 @@
 
 #define RUN_DEADLINE_MS 30000u
 
-static bool private_shm;
 
 /* ------------------------------------------------------ child processes */
 
 #include "proc.h"
-}
 
 
-/* Moves this test process into its own mount namespace with a fresh tmpfs
- * on /dev/shm, if the machine allows it. */
-static void enter_private_shm(void)
-{
-	if (unshare(CLONE_NEWNS) != 0) {
-		uid_t uid = getuid();
-		gid_t gid = getgid();
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-			return;
-		char m[64];
-		int fd = open("/proc/self/setgroups", O_WRONLY);
-		if (fd >= 0) {
-			(void)!write(fd, "deny", 4);
-			close(fd);
-		}
-		fd = open("/proc/self/uid_map", O_WRONLY);
-		if (fd < 0)
-			return;
-		int n = snprintf(m, sizeof(m), "0 %u 1", (unsigned)uid);
-		bool ok = write(fd, m, (size_t)n) == n;
-		close(fd);
-		fd = open("/proc/self/gid_map", O_WRONLY);
-		if (fd < 0)
-			return;
-		n = snprintf(m, sizeof(m), "0 %u 1", (unsigned)gid);
-		ok = ok && write(fd, m, (size_t)n) == n;
-		close(fd);
-		if (!ok)
-			return;
-	}
-	/* Never let the new mount propagate back to the machine's /dev/shm. */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		return;
-	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
-		return;
-	private_shm = true;
-}
 
 
 /* ------------------------------------------------------ queues */
