@@ -188,11 +188,12 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 {
 	uint32_t idx[TQ_CHUNK];
 	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
-	uint64_t pos = 0, lease = st_make(ST_LEASED, q ? q->owner : 0, 0);
+	uint64_t pos = 0;
 	int got;
 
 	if (!q || !out || max == 0)
 		return TQ_EINVAL;
+	uint64_t lease = st_make(ST_LEASED, q->owner, 0);
 	uint64_t now = tq_now_ns();
 	uint64_t until = deadline_after(now, timeout_ns);
 	bool waited = false;

@@ -545,19 +545,14 @@ err:
 	return rc;
 }
 
-/* Returns every slot this handle owns: leases to ready, the rest freed. */
-static void release_all_owned(tq_queue *q)
-{
-	(void)tq__recover_locked(q, q->rec, false);
-}
-
 TQ_API int tq_close(tq_queue *q)
 {
 	if (!q)
 		return 0;
 	if (q->me) {
 		if (tq__lock_recovery(q) == 0) {
-			release_all_owned(q);
+			/* Every slot it owns: leases back to ready, the rest freed. */
+			(void)tq__recover_locked(q, q->rec, false);
 			tq__unlock(&q->h->recovery_lock);
 		}
 	}
