@@ -4,6 +4,7 @@
 #   make test-asan       tests under AddressSanitizer + UBSan
 #   make test-tsan       tests under ThreadSanitizer
 #   make bench           the benchmark table (see BENCHMARKS.md)
+#   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
 #   make install PREFIX=/usr/local
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -21,9 +22,9 @@ endif
 ifeq ($(SAN),tsan)
 SANFLAGS := -fsanitize=thread
 OPT      := -O1 -g
-# Linked into every program of this build: a pthread_mutex_clocklock that
-# ThreadSanitizer can see, and room for Criterion's arenas (each file says why).
-SAN_OBJ  := $(BUILD)/san/clocklock.o $(BUILD)/san/criterion_arena.o
+# Linked into every program of this build: room for Criterion's arenas
+# (the file says why).
+SAN_OBJ  := $(BUILD)/san/criterion_arena.o
 endif
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Isrc $(CFLAGS)
 # SAN_LINK: the sanitizer build's own objects, linked into its programs.
@@ -50,7 +51,7 @@ CJSON_LIBS := -lcjson
 HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
 TUI_LIBS := -lncursesw
 
-.PHONY: all lib test test-asan test-tsan bench install clean check-clang
+.PHONY: all lib test test-asan test-tsan bench install clean check-clang fuzz
 all: lib $(CLI_BIN) $(DEMO_BIN) $(BENCH_BIN) $(EXAMPLES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
 
@@ -125,6 +126,38 @@ $(BUILD)/san:
 # Builds everything with clang as well, warnings as errors.
 check-clang:
 	$(MAKE) BUILD=build/clang CC=clang all build/clang/tests/taskq-tests build/clang/tests/taskq-stress
+
+# ------------------------------------------------------------------ fuzzing
+# Each fuzz/<target>.c is a libFuzzer target, built with clang,
+# -fsanitize=fuzzer,address,undefined, against the library sources (and the
+# command's sources it names in FUZZ_DEPS_<target>). `make fuzz` runs each
+# for FUZZ_SECONDS from its seed corpus (fuzz/corpus/<target>, copied to
+# build/fuzz/corpus/<target> so the repository is never written) and fails
+# on any crash, leak, hang (-timeout) or sanitizer report.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/*.c))
+FUZZ_FLAGS   := $(CSTD) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -Iinclude -Isrc -Itools -DTQ_FUZZ
+FUZZ_DEPS_segment :=
+FUZZ_LIBS_segment :=
+FUZZ_DEPS_cli_input := tools/parse.c
+FUZZ_LIBS_cli_input := -lcjson -lm
+FUZZ_DEPS_http :=
+FUZZ_LIBS_http :=
+$(FUZZ_BUILD)/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*.h) include/taskq.h $(wildcard tools/*.h) $(wildcard tools/*.c)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(FUZZ_DEPS_$*) $(FUZZ_LIBS_$*) $(LIBS)
+fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		rm -rf $(FUZZ_BUILD)/corpus/$$t; mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/findings/$$t; \
+		if [ -d fuzz/corpus/$$t ]; then cp fuzz/corpus/$$t/* $(FUZZ_BUILD)/corpus/$$t/ 2>/dev/null || true; fi; \
+		$(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+			-artifact_prefix=$(FUZZ_BUILD)/findings/$$t/ -print_final_stats=1 \
+			$(FUZZ_BUILD)/corpus/$$t || rc=1; \
+	done; exit $$rc
 
 bench: $(BENCH_BIN)
 	$(BENCH_BIN)

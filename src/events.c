@@ -1,7 +1,7 @@
 /*
  * events.c - the recent-events ring in shared memory: deaths detected,
  * recoveries, dead letters, state changes. Fixed size; the oldest entries
- * are overwritten. Appends and reads take the ring's robust lock briefly;
+ * are overwritten. Appends and reads take the ring's lock briefly;
  * events are rare (never per task on the success path).
  */
 #include <string.h>
@@ -12,13 +12,9 @@
 static int lock_events(tq_queue *q)
 {
 	bool died;
-	int rc = tq__lock(&q->h->event_lock, &died);
-
-	if (rc == 0 && died) {
-		/* A writer died mid-entry: its entry still has seq 0, readers skip it. */
-		pthread_mutex_consistent(&q->h->event_lock);
-	}
-	return rc;
+	/* A writer that died mid-entry left it with seq 0: readers skip it,
+	 * so taking the lock over needs no repair. */
+	return tq__lock(q, &q->h->event_lock, &died);
 }
 
 void tq__event(tq_queue *q, enum tq_event_type type, uint64_t a, uint64_t b, const char *msg)

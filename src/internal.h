@@ -48,6 +48,16 @@ struct tq_queue {
 	uint32_t cap;     /* validated at open; never re-read from the segment */
 	uint32_t stride;
 	uint32_t max_payload;
+	/* The rest of the configuration, from the same validated snapshot. */
+	uint32_t max_attempts;
+	uint32_t dead_cap;
+	uint64_t lease_ns;
+	uint64_t backoff_base_ns;
+	uint64_t backoff_max_ns;
+	uint32_t tag;
+	/* What this handle writes into a lock word it holds (lock.c). */
+	uint32_t nonce;
+	uint64_t lockid;
 	struct tq_ringd freer;
 	struct tq_ringd readyr;
 	tq_a64 rng;       /* jitter generator state */
@@ -58,10 +68,18 @@ struct tq_queue {
 	tq_a64 last_proc_ns;
 };
 
+/* lock.c: the shared locks. tq__lock waits up to TQ_LOCK_BOUND_NS for a
+ * live holder (TQ_EBUSY after), and takes a lock over at once from a
+ * holder that is gone or a word that names no holder, setting *owner_died:
+ * the caller then repairs what such a holder may have left half done. */
+int tq__lock(tq_queue *q, struct tq_lock *l, bool *owner_died);
+int tq__trylock(tq_queue *q, struct tq_lock *l, bool *owner_died);
+void tq__unlock(struct tq_lock *l);
+void tq__lock_init(struct tq_lock *l);
+
 /* queue.c */
-int tq__lock(pthread_mutex_t *m, bool *owner_died);
-void tq__unlock(pthread_mutex_t *m);
 int tq__lock_recovery(tq_queue *q);
+int tq__trylock_recovery(tq_queue *q);
 int tq__ofd_trylock(int fd, uint32_t rec);
 void tq__ofd_unlock(int fd, uint32_t rec);
 
@@ -96,6 +114,8 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 /* recover.c */
 void tq__maybe_maintain(tq_queue *q, uint64_t now);
 int tq__maintain(tq_queue *q, bool force_sweep);
+/* A full pass now, unless a live process holds the recovery lock. */
+int tq__maintain_nowait(tq_queue *q);
 int tq__recover_locked(tq_queue *q, uint32_t rec, bool died);
 int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
 int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n, enum tq_counter counter);

@@ -31,7 +31,7 @@
 #include "atomics.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 1u
+#define TQ_LAYOUT_VERSION 2u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -84,9 +84,28 @@ struct tq_aux {
 };
 _Static_assert(sizeof(struct tq_aux) == 64, "aux is one cache line");
 
+/* ---------------------------------------------------------------- locks
+ * A lock in shared memory that trusts none of its own bytes (lock.c).
+ * `word` is 0 when free; otherwise it names its holder: the holder's record
+ * index + 1 in bits 0..15 and the holding handle's random nonce in bits
+ * 16..47 (bits 48..63 are zero). A waiter that finds a holder whose record
+ * is out of range, whose record's liveness lock is free (the process is
+ * gone), or who claims this waiter's own record under another nonce (a
+ * previous, dead holder of the record) takes the lock over by CAS and
+ * repairs what the holder left. `seq` is a futex word bumped by an unlock
+ * that saw `waiters`.
+ */
+struct tq_lock {
+	tq_a64 word;
+	tq_a32 seq;
+	tq_a32 waiters;
+};
+#define TQ_LOCK_OWNER_MASK 0xffffull
+#define TQ_LOCK_NONCE_SHIFT 16
+
 /* ---------------------------------------------------------------- rings
  * A ring of u32 slot indices with a pop side and a push side, each under
- * its own robust mutex, each with a redo journal (see ring.c).
+ * its own lock, each with a redo journal (see ring.c).
  */
 struct tq_journal {
 	tq_a32 phase;    /* 0 idle, 1 an operation is committing */
@@ -102,7 +121,7 @@ struct tq_journal {
 };
 
 struct tq_ring_side {
-	pthread_mutex_t lock;
+	struct tq_lock lock;
 	tq_a64 pos;             /* head (pop side) or tail (push side) */
 	struct tq_journal j;
 } __attribute__((aligned(TQ_CACHELINE)));
@@ -200,7 +219,7 @@ struct tq_hdr {
 	tq_a64 next_sweep_ns;
 
 	/* Recovery: one process at a time, under this lock. */
-	pthread_mutex_t recovery_lock __attribute__((aligned(TQ_CACHELINE)));
+	struct tq_lock recovery_lock __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_fold_journal fold;
 	uint64_t retired[TQ_METRICS]; /* metrics of handles that closed or died */
 
@@ -214,8 +233,8 @@ struct tq_hdr {
 	tq_a64 next_sample_ns;
 
 	/* Recent events (deaths, recoveries, dead letters, state changes): a
-	 * ring under its own robust lock; an entry is valid once seq != 0. */
-	pthread_mutex_t event_lock __attribute__((aligned(TQ_CACHELINE)));
+	 * ring under its own lock; an entry is valid once seq != 0. */
+	struct tq_lock event_lock __attribute__((aligned(TQ_CACHELINE)));
 	uint64_t event_next;
 	struct tq_event {
 		uint64_t seq; /* 1-based sequence; 0 while written */

@@ -179,7 +179,7 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 		t->data = tq__payload(q, idx);
 		t->len = s->len <= q->max_payload ? s->len : q->max_payload;
 	}
-	t->priv[0] = idx | ((uint64_t)q->h->tag << 32);
+	t->priv[0] = idx | ((uint64_t)q->tag << 32);
 	t->priv[1] = lease;
 	store_rel(&s->deadline_ns, end);
 }
@@ -224,7 +224,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	TQ_FAULT("take.popped");
 	if (waited) /* one clock read per call unless it had to wait */
 		now = tq_now_ns();
-	uint64_t end = now + q->h->lease_ns, firsts = 0, first_enq = 0;
+	uint64_t end = now + q->lease_ns, firsts = 0, first_enq = 0;
 	for (int i = 0; i < got; i++)
 		__builtin_prefetch(&q->slots[idx[i]], 1);
 	for (int i = 0; i < got; i++) {
@@ -245,7 +245,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 /* A task handed back by the caller: does it name a lease of this handle? */
 static int check_lease(const tq_queue *q, const tq_task *t)
 {
-	if ((t->priv[0] >> 32) != q->h->tag || (uint32_t)t->priv[0] >= q->cap ||
+	if ((t->priv[0] >> 32) != q->tag || (uint32_t)t->priv[0] >= q->cap ||
 	    st_state(t->priv[1]) != ST_LEASED ||
 	    st_owner(t->priv[1]) != q->owner)
 		return TQ_EINVAL;
@@ -375,7 +375,7 @@ static uint64_t next_rand(tq_queue *q)
 
 static uint64_t backoff_ns(tq_queue *q, unsigned attempt)
 {
-	uint64_t d = q->h->backoff_base_ns, cap = q->h->backoff_max_ns;
+	uint64_t d = q->backoff_base_ns, cap = q->backoff_max_ns;
 
 	for (unsigned i = 1; i < attempt && d < cap; i++)
 		d = d > cap / 2 ? cap : d * 2;
@@ -412,7 +412,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		store_rel(&q->me->fail_slot, ((uint64_t)ix + 1) | FAIL_CLAIMED);
 		store_rlx(&q->me->c[C_FAILED], before + 1);
 		struct tq_slot *s = &q->slots[ix];
-		if (s->attempts >= q->h->max_attempts) {
+		if (s->attempts >= q->max_attempts) {
 			tq__make_dead(q, ix, err, msg, now);
 			need_drop = true;
 		} else {
@@ -432,7 +432,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	}
 	pthread_mutex_unlock(&q->own_mu);
 	tq__count(q, C_LOST, lost);
-	if (need_drop && load_rlx(&q->h->dead_count) > q->h->dead_capacity)
+	if (need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
 		(void)tq__drop_oldest_dead(q);
 	return lost ? TQ_ELOST : 0;
 }
@@ -444,7 +444,7 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 
 	if (rc)
 		return rc;
-	uint64_t end = deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->h->lease_ns);
+	uint64_t end = deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->lease_ns);
 	if (end == UINT64_MAX)
 		end = UINT64_MAX - 1;
 	for (size_t i = 0; i < n; i++) {
@@ -481,8 +481,8 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 {
 	if (!q || (!out && max))
 		return TQ_EINVAL;
-	struct dead_ref *refs = malloc(sizeof(*refs) * (q->h->dead_capacity + 64u));
-	size_t n = 0, room = q->h->dead_capacity + 64u;
+	struct dead_ref *refs = malloc(sizeof(*refs) * (q->dead_cap + 64u));
+	size_t n = 0, room = q->dead_cap + 64u;
 	if (!refs)
 		return TQ_ENOMEM;
 	/* Dead slots leave DEAD only under the recovery lock (kick, purge,
@@ -529,15 +529,17 @@ static int dead_move_locked(tq_queue *q, uint64_t id, bool kick)
 	uint64_t mine = st_make(kick ? ST_REQUEUE : ST_RELEASING, q->owner, 0);
 
 	for (uint32_t i = 0; i < q->cap; i++) {
-		if (load_acq(&q->st[i]) != st_make(ST_DEAD, 0, 0))
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_state(s) != ST_DEAD) /* dead by its state byte, as everywhere */
 			continue;
 		if (id != TQ_ALL && q->slots[i].id != id)
 			continue;
-		if (!cas64(&q->st[i], st_make(ST_DEAD, 0, 0), mine))
+		if (!cas64(&q->st[i], s, mine))
 			continue;
 		if (kick)
 			q->slots[i].attempts = 0;
-		sub_rlx(&q->h->dead_count, 1);
+		if (load_rlx(&q->h->dead_count))
+			sub_rlx(&q->h->dead_count, 1);
 		idx[k++] = i;
 		moved++;
 		if (k == TQ_CHUNK || id != TQ_ALL) {

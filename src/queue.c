@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -15,7 +16,11 @@
 #include "internal.h"
 
 #define SHM_PREFIX "/taskq."
+#ifdef TQ_FUZZ
+#define INIT_WAIT_NS 1000000ull /* the fuzzer's inputs are never mid-creation */
+#else
 #define INIT_WAIT_NS 1000000000ull
+#endif
 
 TQ_API uint64_t tq_now_ns(void)
 {
@@ -122,22 +127,6 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	h->total_size = align_up(off, 4096);
 }
 
-static int init_mutex(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	int rc = pthread_mutexattr_init(&a);
-
-	if (rc)
-		return TQ_ESYS;
-	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	if (!rc)
-		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	if (!rc)
-		rc = pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-	return rc ? TQ_ESYS : 0;
-}
-
 /* Fresh ring: the free ring starts full of every slot, the ready ring empty. */
 static void init_ring_cells(uint32_t *cells, uint32_t count)
 {
@@ -148,7 +137,6 @@ static void init_ring_cells(uint32_t *cells, uint32_t count)
 static int init_segment(uint8_t *base, const tq_config *c)
 {
 	struct tq_hdr *h = (struct tq_hdr *)base;
-	int rc;
 
 	compute_layout(h, c->capacity, c->max_payload);
 	h->version = TQ_LAYOUT_VERSION;
@@ -160,10 +148,12 @@ static int init_segment(uint8_t *base, const tq_config *c)
 	h->backoff_max_ns = c->backoff_max_ns;
 	h->created_ns = tq_now_ns();
 	h->tag = (uint32_t)(h->created_ns ^ (h->created_ns >> 32) ^ ((uint64_t)getpid() << 16)) | 1u;
-	if ((rc = init_mutex(&h->recovery_lock)) || (rc = init_mutex(&h->free_ring.pop.lock)) ||
-	    (rc = init_mutex(&h->free_ring.push.lock)) || (rc = init_mutex(&h->ready_ring.pop.lock)) ||
-	    (rc = init_mutex(&h->ready_ring.push.lock)) || (rc = init_mutex(&h->event_lock)))
-		return rc;
+	tq__lock_init(&h->recovery_lock);
+	tq__lock_init(&h->event_lock);
+	tq__lock_init(&h->free_ring.pop.lock);
+	tq__lock_init(&h->free_ring.push.lock);
+	tq__lock_init(&h->ready_ring.pop.lock);
+	tq__lock_init(&h->ready_ring.push.lock);
 	tq_a64 *st = (tq_a64 *)(base + h->off_state);
 	struct tq_slot *slots = (struct tq_slot *)(base + h->off_slots);
 	for (uint32_t i = 0; i < c->capacity; i++) {
@@ -225,56 +215,33 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 
 /* ------------------------------------------------------------------ locks */
 
-int tq__lock(pthread_mutex_t *m, bool *owner_died)
+/* Repairs what a recovery-lock holder that died may have left. */
+static void recovery_lock_taken_over(tq_queue *q)
 {
-	struct timespec ts;
-	uint64_t until;
-	int rc;
-
-	*owner_died = false;
-	for (int i = 0; i < 64; i++) {
-		rc = pthread_mutex_trylock(m);
-		if (rc != EBUSY)
-			goto got;
-		cpu_relax();
-	}
-	until = tq_now_ns() + TQ_LOCK_BOUND_NS;
-	ts.tv_sec = (time_t)(until / 1000000000ull);
-	ts.tv_nsec = (long)(until % 1000000000ull);
-	rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-got:
-	switch (rc) {
-	case 0:
-		return 0;
-	case EOWNERDEAD:
-		*owner_died = true;
-		return 0;
-	case ETIMEDOUT:
-		return TQ_EBUSY;
-	default: /* ENOTRECOVERABLE, EINVAL: not a lock we made */
-		return TQ_EBADQUEUE;
-	}
-}
-
-void tq__unlock(pthread_mutex_t *m)
-{
-	pthread_mutex_unlock(m);
+	tq__fold_repair(q);
+	atomic_store(&q->h->sweeping, 0); /* a sweeper died mid-pass */
 }
 
 /* Takes the recovery lock, repairing a fold that a dead holder left half done. */
 int tq__lock_recovery(tq_queue *q)
 {
 	bool died;
-	int rc = tq__lock(&q->h->recovery_lock, &died);
+	int rc = tq__lock(q, &q->h->recovery_lock, &died);
 
-	if (rc)
-		return rc;
-	if (died) {
-		tq__fold_repair(q);
-		atomic_store(&q->h->sweeping, 0); /* a sweeper died mid-pass */
-		pthread_mutex_consistent(&q->h->recovery_lock);
-	}
-	return 0;
+	if (rc == 0 && died)
+		recovery_lock_taken_over(q);
+	return rc;
+}
+
+/* The same without waiting for a live holder: TQ_EBUSY if there is one. */
+int tq__trylock_recovery(tq_queue *q)
+{
+	bool died;
+	int rc = tq__trylock(q, &q->h->recovery_lock, &died);
+
+	if (rc == 0 && died)
+		recovery_lock_taken_over(q);
+	return rc;
 }
 
 /*
@@ -305,9 +272,10 @@ void tq__ofd_unlock(int fd, uint32_t rec)
 /* Points the handle into the segment. The geometry is recomputed from the
  * validated (capacity, max_payload) and kept in the handle: a segment
  * changed after validation cannot move any pointer or bound. */
-static void bind_handle(tq_queue *q, uint32_t capacity, uint32_t max_payload)
+static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 {
 	struct tq_hdr *h = q->h, g;
+	uint32_t capacity = snap->capacity, max_payload = snap->max_payload;
 
 	memset(&g, 0, sizeof(g));
 	compute_layout(&g, capacity, max_payload);
@@ -319,10 +287,22 @@ static void bind_handle(tq_queue *q, uint32_t capacity, uint32_t max_payload)
 	q->cap = capacity;
 	q->stride = g.payload_stride;
 	q->max_payload = max_payload;
+	q->max_attempts = snap->max_attempts;
+	q->dead_cap = snap->dead_capacity;
+	q->lease_ns = snap->lease_ns;
+	q->backoff_base_ns = snap->backoff_base_ns;
+	q->backoff_max_ns = snap->backoff_max_ns;
+	q->tag = snap->tag;
 	q->freer = (struct tq_ringd){&h->free_ring, (uint32_t *)(q->base + g.off_free_cells), g.ring_size - 1};
 	q->readyr = (struct tq_ringd){&h->ready_ring, (uint32_t *)(q->base + g.off_ready_cells), g.ring_size - 1};
 	store_rlx(&q->rng, tq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)q);
 	pthread_mutex_init(&q->own_mu, NULL);
+	/* A nonce that tells this handle's lock words from those of any other
+	 * holder of the same record (lock.c): random, never 0. */
+	uint32_t nonce = 0;
+	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != (ssize_t)sizeof(nonce))
+		nonce = (uint32_t)(load_rlx(&q->rng) * 0x9E3779B97F4A7C15ull >> 32);
+	q->nonce = nonce ? nonce : 1;
 }
 
 /* Claims a process record: the first free one whose liveness lock we can
@@ -344,6 +324,7 @@ static int register_self(tq_queue *q)
 			q->me = p;
 			q->rec = r;
 			q->owner = r + 1;
+			q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
 			if (load_acq(&p->state) != PROC_FREE) {
 				rc = tq__lock_recovery(q);
 				if (rc == 0) {
@@ -385,7 +366,7 @@ static void unmap_handle(tq_queue *q)
 }
 
 /* Maps the whole segment of an open fd after validating its header. */
-static int map_validated(tq_queue *q, uint32_t *capacity, uint32_t *max_payload)
+static int map_validated(tq_queue *q, struct tq_hdr *snap)
 {
 	struct stat sb;
 	uint64_t deadline = tq_now_ns() + INIT_WAIT_NS;
@@ -399,22 +380,31 @@ static int map_validated(tq_queue *q, uint32_t *capacity, uint32_t *max_payload)
 			return sb.st_size == 0 ? TQ_EINIT : TQ_EBADQUEUE;
 		usleep(1000); /* a creator between shm_open and ftruncate */
 	}
-	void *hp = mmap(NULL, sizeof(struct tq_hdr), PROT_READ, MAP_SHARED, q->fd, 0);
-	if (hp == MAP_FAILED)
-		return TQ_ENOMEM;
+	/* The header is read with pread, not through a mapping: reading a
+	 * hole in a file returns zeros instead of faulting a page in. */
 	int rc;
-	while ((rc = validate_header(hp, (uint64_t)sb.st_size)) == TQ_EBADQUEUE &&
-	       __atomic_load_n(&((struct tq_hdr *)hp)->magic, __ATOMIC_ACQUIRE) == 0) {
-		/* All-zero magic: a creator still initialising, or one that died. */
-		if (tq_now_ns() > deadline) {
-			rc = TQ_EINIT;
+	for (;;) {
+		if (pread(q->fd, snap, sizeof(*snap), 0) != (ssize_t)sizeof(*snap))
+			return TQ_EBADQUEUE;
+		rc = validate_header(snap, (uint64_t)sb.st_size);
+		if (rc != TQ_EBADQUEUE || snap->magic != 0)
 			break;
-		}
+		/* All-zero magic: a creator still initialising, or one that died. */
+		if (tq_now_ns() > deadline)
+			return TQ_EINIT;
 		usleep(1000);
 	}
-	munmap(hp, sizeof(struct tq_hdr));
 	if (rc)
 		return rc;
+	/* Every page must exist before anything touches them: a sparse file
+	 * (copied, or made by hand) on a full /dev/shm would otherwise fault
+	 * with SIGBUS on first touch. Filling the holes here fails cleanly
+	 * instead; a file with no holes costs one fstat. */
+	if ((uint64_t)sb.st_blocks * 512u < (uint64_t)sb.st_size) {
+		int e = posix_fallocate(q->fd, 0, sb.st_size);
+		if (e)
+			return e == ENOSPC || e == ENOMEM || e == EFBIG ? TQ_ENOMEM : TQ_EBADQUEUE;
+	}
 	q->size = (size_t)sb.st_size;
 	q->base = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
 	if (q->base == MAP_FAILED) {
@@ -424,13 +414,8 @@ static int map_validated(tq_queue *q, uint32_t *capacity, uint32_t *max_payload)
 	q->h = (struct tq_hdr *)q->base;
 	/* Re-check through the final mapping (the file could have changed), on
 	 * a snapshot, and bind from the snapshot's numbers. */
-	struct tq_hdr snap;
-	memcpy(&snap, (const void *)q->base, sizeof(snap));
-	if ((rc = validate_header(&snap, (uint64_t)sb.st_size)))
-		return rc;
-	*capacity = snap.capacity;
-	*max_payload = snap.max_payload;
-	return 0;
+	memcpy(snap, (const void *)q->base, sizeof(*snap));
+	return validate_header(snap, (uint64_t)sb.st_size);
 }
 
 static int attach(tq_queue *q)
@@ -440,7 +425,9 @@ static int attach(tq_queue *q)
 	if (rc)
 		return rc;
 	tq_fault_from_env();
-	(void)tq__maintain(q, true);
+	/* Recover the dead now; a live holder of the recovery lock is doing
+	 * that already, so opening never waits for one. */
+	(void)tq__maintain_nowait(q);
 	return 0;
 }
 
@@ -499,7 +486,7 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	q->h = (struct tq_hdr *)q->base;
 	if ((rc = init_segment(q->base, cfg)))
 		goto err_unlink;
-	bind_handle(q, cfg->capacity, cfg->max_payload);
+	bind_handle(q, q->h); /* written by this process just now */
 	if ((rc = attach(q)))
 		goto err_unlink;
 	tq__event(q, TQ_EV_CREATED, cfg->capacity, cfg->max_payload, NULL);
@@ -532,10 +519,17 @@ TQ_API int tq_open(const char *name, tq_queue **out)
 		rc = errno_to_tq(errno);
 		goto err;
 	}
-	uint32_t capacity = 0, max_payload = 0;
-	if ((rc = map_validated(q, &capacity, &max_payload)))
+	struct tq_hdr *snap = malloc(sizeof(*snap));
+	if (!snap) {
+		rc = TQ_ENOMEM;
 		goto err;
-	bind_handle(q, capacity, max_payload);
+	}
+	rc = map_validated(q, snap);
+	if (rc == 0)
+		bind_handle(q, snap);
+	free(snap);
+	if (rc)
+		goto err;
 	if ((rc = attach(q)))
 		goto err;
 	*out = q;
@@ -580,10 +574,10 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 	out->capacity = q->h->capacity;
 	out->max_payload = q->max_payload;
 	out->mode = (mode_t)q->h->mode;
-	out->max_attempts = q->h->max_attempts;
-	out->dead_capacity = q->h->dead_capacity;
-	out->lease_ns = q->h->lease_ns;
-	out->backoff_base_ns = q->h->backoff_base_ns;
-	out->backoff_max_ns = q->h->backoff_max_ns;
+	out->max_attempts = q->max_attempts;
+	out->dead_capacity = q->dead_cap;
+	out->lease_ns = q->lease_ns;
+	out->backoff_base_ns = q->backoff_base_ns;
+	out->backoff_max_ns = q->backoff_max_ns;
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * recover.c - liveness, recovery of dead processes, lease expiry, retries.
  *
- * All of it runs under the recovery lock (a robust mutex in the header), by
+ * All of it runs under the recovery lock (a lock in the header, lock.c), by
  * whichever attached process gets there first: on open, on explicit
  * tq_recover(), and every TQ_MAINT_PERIOD_NS from the push/take paths and
  * their sleeps. A process that dies in here leaves the lock owner-dead; the
@@ -11,6 +11,7 @@
  * journal, so repeating it is safe.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fault.h"
@@ -91,7 +92,7 @@ static void lease_returned(struct mover *m, uint32_t idx, const char *why, uint6
 {
 	tq_queue *q = m->q;
 
-	if (q->slots[idx].attempts >= q->h->max_attempts) {
+	if (q->slots[idx].attempts >= q->max_attempts) {
 		tq__make_dead(q, idx, TQ_ELOST, why, now);
 		*need_drop = true;
 	} else {
@@ -122,7 +123,7 @@ static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now, bool *n
 	tq_queue *q = m->q;
 	char msg[sizeof(q->aux[idx].msg)];
 
-	if (q->slots[idx].attempts < q->h->max_attempts) {
+	if (q->slots[idx].attempts < q->max_attempts) {
 		mover_requeue(m, idx);
 		return;
 	}
@@ -296,7 +297,7 @@ static void sweep(tq_queue *q, uint64_t now)
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
 	store_rlx(&q->h->dead_count, dead);
-	if (need_drop || dead > q->h->dead_capacity)
+	if (need_drop || dead > q->dead_cap)
 		tq__drop_oldest_dead_locked(q);
 }
 
@@ -316,28 +317,16 @@ static void take_sample(tq_queue *q, uint64_t now)
 		failed += load_rlx(&p->c[C_FAILED]);
 		/* Per-process done/s; a record reused since (rate_ns before it
 		 * attached) starts over. */
-		if (then > p->attached_ns && now > then && a >= load_rlx(&p->rate_acked))
-			store_rlx(&p->rate_milli, (uint64_t)((double)(a - load_rlx(&p->rate_acked)) * 1e12 /
-							      (double)(now - then)));
+		if (then > p->attached_ns && now > then && a >= load_rlx(&p->rate_acked)) {
+			double rt = (double)(a - load_rlx(&p->rate_acked)) * 1e12 / (double)(now - then);
+			store_rlx(&p->rate_milli, rt < 1.8e19 ? (uint64_t)rt : UINT64_MAX);
+		}
 		store_rlx(&p->rate_acked, a);
 		store_rlx(&p->rate_ns, now);
 	}
 	uint32_t n = load_rlx(&h->sample_next);
 	h->samples[n % TQ_SAMPLES] = (struct tq_sample){now, pushed, acked, failed};
 	store_rel(&h->sample_next, n + 1);
-}
-
-static int trylock_recovery(tq_queue *q)
-{
-	int rc = pthread_mutex_trylock(&q->h->recovery_lock);
-
-	if (rc == EOWNERDEAD) {
-		tq__fold_repair(q);
-		atomic_store(&q->h->sweeping, 0);
-		pthread_mutex_consistent(&q->h->recovery_lock);
-		return 0;
-	}
-	return rc == 0 ? 0 : TQ_EBUSY;
 }
 
 static uint64_t sweep_period(const tq_queue *q)
@@ -347,7 +336,9 @@ static uint64_t sweep_period(const tq_queue *q)
 	return p < TQ_MAINT_PERIOD_NS ? TQ_MAINT_PERIOD_NS : p;
 }
 
-int tq__maintain(tq_queue *q, bool force)
+/* force: run every step now; wait: wait for a live holder of the lock
+ * (bounded) rather than leave the work to it. */
+static int maintain(tq_queue *q, bool force, bool wait)
 {
 	struct tq_hdr *h = q->h;
 	uint64_t now = tq_now_ns();
@@ -357,14 +348,12 @@ int tq__maintain(tq_queue *q, bool force)
 		uint64_t next = load_rlx(&h->next_maint_ns);
 		if (now < next || !cas64(&h->next_maint_ns, next, now + TQ_MAINT_PERIOD_NS))
 			return 0;
-		if (trylock_recovery(q))
-			return 0;
 	} else {
 		store_rlx(&h->next_maint_ns, now + TQ_MAINT_PERIOD_NS);
-		int rc = tq__lock_recovery(q);
-		if (rc)
-			return rc;
 	}
+	int rc = wait ? tq__lock_recovery(q) : tq__trylock_recovery(q);
+	if (rc)
+		return wait ? rc : 0;
 	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
 		if (r == q->rec || load_acq(&q->procs[r].state) != PROC_ACTIVE)
 			continue;
@@ -386,6 +375,16 @@ int tq__maintain(tq_queue *q, bool force)
 	return recovered;
 }
 
+int tq__maintain(tq_queue *q, bool force)
+{
+	return maintain(q, force, force);
+}
+
+int tq__maintain_nowait(tq_queue *q)
+{
+	return maintain(q, true, false);
+}
+
 void tq__maybe_maintain(tq_queue *q, uint64_t now)
 {
 	store_rlx(&q->me->last_seen_ns, now);
@@ -402,36 +401,87 @@ TQ_API int tq_recover(tq_queue *q)
 
 /* ----------------------------------------------------------- dead letters */
 
-/* Frees the oldest dead tasks while more than dead_capacity are kept.
- * Caller holds the recovery lock. */
+/* Frees dead slot i, seen as word s, as dropped to make room. */
+static bool drop_dead(tq_queue *q, uint32_t i, uint64_t s)
+{
+	uint64_t id = q->slots[i].id;
+
+	if (!cas64(&q->st[i], s, st_make(ST_RELEASING, q->owner, 0)))
+		return false;
+	if (load_rlx(&q->h->dead_count))
+		sub_rlx(&q->h->dead_count, 1);
+	tq__count(q, C_DEAD_DROPPED, 1);
+	tq__event(q, TQ_EV_DEAD_DROPPED, id, 0, NULL);
+	(void)tq__release_owned(q, &i, 1, C__COUNT);
+	return true;
+}
+
+struct dead_age {
+	uint64_t died_ns, id;
+	uint32_t idx;
+	uint64_t word;
+};
+
+static int cmp_age(const void *a, const void *b)
+{
+	const struct dead_age *x = a, *y = b;
+	if (x->died_ns != y->died_ns)
+		return x->died_ns < y->died_ns ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/*
+ * Frees the oldest dead tasks while more than dead_capacity are kept.
+ * Caller holds the recovery lock. Bounded whatever the segment holds: one
+ * pass finds the count and the oldest; one excess task (the usual case) is
+ * dropped from that pass; more are sorted by age and dropped in one more
+ * pass. A slot is dead by its state byte, and is claimed from exactly the
+ * word that was read, so a word with stray bits cannot make a pass repeat.
+ */
 void tq__drop_oldest_dead_locked(tq_queue *q)
 {
-	uint32_t limit = q->h->dead_capacity;
+	uint32_t limit = q->dead_cap, best = UINT32_MAX, count = 0;
+	uint64_t best_t = UINT64_MAX, best_id = UINT64_MAX, best_w = 0;
 
-	while (load_rlx(&q->h->dead_count) > limit) {
-		uint32_t best = UINT32_MAX;
-		uint64_t best_t = UINT64_MAX, best_id = UINT64_MAX, count = 0;
-		for (uint32_t i = 0; i < q->cap; i++) {
-			if (st_state(load_acq(&q->st[i])) != ST_DEAD)
-				continue;
-			count++;
-			const struct tq_slot *s = &q->slots[i];
-			if (s->died_ns < best_t || (s->died_ns == best_t && s->id < best_id)) {
-				best = i;
-				best_t = s->died_ns;
-				best_id = s->id;
-			}
-		}
-		store_rlx(&q->h->dead_count, (uint32_t)count);
-		if (count <= limit || best == UINT32_MAX)
-			return;
-		if (!cas64(&q->st[best], st_make(ST_DEAD, 0, 0), st_make(ST_RELEASING, q->owner, 0)))
+	for (uint32_t i = 0; i < q->cap; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_state(s) != ST_DEAD)
 			continue;
-		sub_rlx(&q->h->dead_count, 1);
-		tq__count(q, C_DEAD_DROPPED, 1);
-		tq__event(q, TQ_EV_DEAD_DROPPED, best_id, 0, NULL);
-		(void)tq__release_owned(q, &best, 1, C__COUNT);
+		count++;
+		const struct tq_slot *sl = &q->slots[i];
+		if (sl->died_ns < best_t || (sl->died_ns == best_t && sl->id < best_id)) {
+			best = i;
+			best_t = sl->died_ns;
+			best_id = sl->id;
+			best_w = s;
+		}
 	}
+	store_rlx(&q->h->dead_count, count);
+	if (count <= limit || best == UINT32_MAX)
+		return;
+	if (count - limit == 1) {
+		(void)drop_dead(q, best, best_w);
+		return;
+	}
+	struct dead_age *all = malloc(sizeof(*all) * count);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < q->cap && n < count; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_state(s) != ST_DEAD)
+			continue;
+		if (!all) { /* no memory to sort: drop in slot order, still bounded */
+			if (drop_dead(q, i, s) && ++n == count - limit)
+				return;
+			continue;
+		}
+		all[n++] = (struct dead_age){q->slots[i].died_ns, q->slots[i].id, i, s};
+	}
+	if (!all)
+		return;
+	qsort(all, n, sizeof(*all), cmp_age);
+	for (uint32_t k = 0; k < n && k < count - limit; k++)
+		(void)drop_dead(q, all[k].idx, all[k].word);
+	free(all);
 }
 
 int tq__drop_oldest_dead(tq_queue *q)

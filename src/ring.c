@@ -1,6 +1,6 @@
 /*
  * ring.c - the free ring and the ready ring: u32 slot indices in shared
- * memory, each side under a robust mutex, each side with a redo journal.
+ * memory, each side under a lock (lock.c), each side with a redo journal.
  *
  * Invariant, whenever a side's lock is free: a slot is in the ready ring
  * exactly when its state is READY, and in the free ring exactly when it is
@@ -21,7 +21,7 @@
  * written under this lock, so setting it to before + n is right whether or
  * not the dead holder had already done so.
  *
- * The next locker of a side whose holder died (EOWNERDEAD) rolls a journal
+ * The next locker of a side whose holder died (it takes the lock over) rolls a journal
  * in phase 1 forward: it rewrites the states and sets the position. Both
  * are idempotent, so a repairer that dies is repaired in turn. A push that
  * died before phase 1 changed nothing shared: its cells lie beyond the tail
@@ -119,9 +119,9 @@ static void repair_push(tq_queue *q, struct tq_ringd *rd)
 
 static int lock_side(tq_queue *q, struct tq_ringd *rd, bool pop_side)
 {
-	pthread_mutex_t *m = pop_side ? &rd->r->pop.lock : &rd->r->push.lock;
+	struct tq_lock *m = pop_side ? &rd->r->pop.lock : &rd->r->push.lock;
 	bool died;
-	int rc = tq__lock(m, &died);
+	int rc = tq__lock(q, m, &died);
 
 	if (rc || !died)
 		return rc;
@@ -129,7 +129,6 @@ static int lock_side(tq_queue *q, struct tq_ringd *rd, bool pop_side)
 		repair_pop(q, rd);
 	else
 		repair_push(q, rd);
-	pthread_mutex_consistent(m);
 	return 0;
 }
 

@@ -35,7 +35,7 @@ static void keep_leases(tq_queue *q, tq_task *t, size_t from, size_t n, const tq
 {
 	uint64_t now = tq_now_ns();
 
-	if (now - *renewed < q->h->lease_ns / 2)
+	if (now - *renewed < q->lease_ns / 2)
 		return;
 	if (from < n)
 		(void)tq_touch(q, t + from, n - from, 0);

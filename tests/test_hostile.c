@@ -1,0 +1,361 @@
+/*
+ * test_hostile.c - segments with forged bytes: slot states, lock words,
+ * holes on a full /dev/shm, a live holder that never lets go. Each case
+ * runs the library (or the taskq command) in a child process with a
+ * deadline, so that a hang or a crash fails the test instead of stalling
+ * the suite, and then checks what the queue still holds.
+ */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "layout.h" /* where fields are: the tests forge them */
+#include "proc.h"
+#include "taskq.h"
+#include "util.h"
+
+#ifndef TQ_BIN_DIR
+#define TQ_BIN_DIR "build"
+#endif
+#define TASKQ TQ_BIN_DIR "/taskq"
+
+static char qname[TQT_NAME_LEN];
+
+static void fini(void)
+{
+	tq_destroy(qname);
+}
+
+static tq_queue *make_queue(const char *test, uint32_t cap, uint32_t payload)
+{
+	tq_config c;
+	tq_queue *q = NULL;
+
+	tqt_name(qname, test);
+	tq_destroy(qname);
+	tq_config_init(&c);
+	c.capacity = cap;
+	c.max_payload = payload;
+	int rc = tq_create(qname, &c, &q);
+	cr_assert_eq(rc, 0, "tq_create: %s", tq_strerror(rc));
+	return q;
+}
+
+/* The segment of qname, mapped shared (writes go to the queue). */
+static uint8_t *map_segment(size_t *size)
+{
+	char path[TQT_NAME_LEN + 16];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "/taskq.%s", qname);
+	int fd = shm_open(path, O_RDWR, 0);
+	cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
+	cr_assert_eq(fstat(fd, &sb), 0);
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	close(fd);
+	*size = (size_t)sb.st_size;
+	return p;
+}
+
+static void put64(uint8_t *base, size_t off, uint64_t v)
+{
+	memcpy(base + off, &v, sizeof v);
+}
+
+/* Child: opens qname and uses every kind of call; exits 0 if every call
+ * gave a result a caller can act on, else the step that failed. */
+static int exercise(void *arg)
+{
+	unsigned pushes = (unsigned)(uintptr_t)arg;
+	tq_queue *q = NULL;
+	tq_stats st;
+	tq_task t[8];
+	tq_dead_info dl[8];
+	tq_event_info ev[8];
+	tq_proc_info pr[8];
+
+	if (tq_open(qname, &q) != 0)
+		return 10;
+	if (tq_stats_get(q, &st) != 0)
+		return 11;
+	if (tq_dead_list(q, dl, 8, NULL, 0) < 0)
+		return 12;
+	if (tq_events(q, 0, ev, 8) < 0 || tq_procs(q, pr, 8) < 0)
+		return 13;
+	for (unsigned i = 0; i < pushes; i++)
+		if (tq_push_int(q, 1000 + i, 0) != 0)
+			return 14;
+	unsigned got = 0;
+	while (got < pushes) {
+		int k = tq_take(q, t, 8, 0);
+		if (k <= 0)
+			return 15;
+		if (tq_ack(q, t, (size_t)k) != 0)
+			return 16;
+		got += (unsigned)k;
+	}
+	if (tq_recover(q) < 0)
+		return 17;
+	tq_close(q);
+	return 0;
+}
+
+/* Runs exercise in a child with a deadline; returns its exit code. */
+static int exercise_in_child(unsigned pushes)
+{
+	pid_t pid = tqt_fork(exercise, (void *)(uintptr_t)pushes);
+	return tqt_wait(pid, 20000);
+}
+
+/* The reported case: the first two slot states overwritten with a DEAD
+ * state byte and a generation in the high half. Every opener used to spin
+ * forever trying to drop one of them as an excess dead letter. The bytes
+ * contradict the free ring, so only boundedness is checked here. */
+Test(hostile, forged_dead_states_bounded, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("deadforged", 16, 64);
+	tq_close(q);
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	const struct tq_hdr *h = (const struct tq_hdr *)seg;
+	put64(seg, h->off_state, 0x100000007ull);
+	put64(seg, h->off_state + 8, 0x100000007ull);
+	munmap(seg, size);
+
+	int rc = exercise_in_child(4);
+	cr_expect(rc >= 0 && rc < 128, "a library user on the damaged queue: exit %d (-1 = hung)", rc);
+	const char *cmds[][4] = {{"info", qname}, {"stats", qname}, {"ls"}, {"dead", "list", qname}};
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		char *argv[6] = {TASKQ};
+		for (int k = 0; k < 4 && cmds[i][k]; k++)
+			argv[k + 1] = (char *)cmds[i][k];
+		struct out o;
+		memset(&o, 0, sizeof o);
+		run(argv, NULL, &o);
+		cr_expect(o.status >= 0 && o.status < 128, "%s: status %d (-1 = hung)\n%s", o.cmd,
+			  o.status, o.err);
+		out_free(&o);
+	}
+}
+
+/* Real dead letters whose state words carry stray bits, and an area made
+ * smaller than what it holds: one is dropped, one kept, nothing else moves. */
+Test(hostile, dead_letters_with_stray_bits, .timeout = 60, .fini = fini)
+{
+	tq_config c;
+	tq_queue *q = NULL;
+	tq_task t[2];
+
+	tqt_name(qname, "deadbits");
+	tq_destroy(qname);
+	tq_config_init(&c);
+	c.capacity = 16;
+	c.max_payload = 64;
+	c.max_attempts = 1;
+	c.dead_capacity = 2;
+	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	cr_assert_eq(tq_push_int(q, 1, 0), 0);
+	cr_assert_eq(tq_push_int(q, 2, 0), 0);
+	cr_assert_eq(tq_take(q, t, 2, 0), 2);
+	cr_assert_eq(tq_fail(q, t, 2, -1, "boom"), 0);
+	tq_close(q);
+
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	struct tq_hdr *h = (struct tq_hdr *)seg;
+	unsigned forged = 0;
+	for (uint32_t i = 0; i < 16; i++) {
+		uint64_t w;
+		memcpy(&w, seg + h->off_state + 8 * i, 8);
+		if ((w & 0xff) == ST_DEAD) {
+			put64(seg, h->off_state + 8 * i, w | (0x1234ull << 32) | (5ull << 8));
+			forged++;
+		}
+	}
+	cr_assert_eq(forged, 2);
+	h->dead_capacity = 1;
+	munmap(seg, size);
+
+	int rc = exercise_in_child(4);
+	cr_assert_eq(rc, 0, "a library user on the damaged queue: exit %d (-1 = hung)", rc);
+
+	cr_assert_eq(tq_open(qname, &q), 0);
+	tq_stats st;
+	cr_assert_eq(tq_stats_get(q, &st), 0);
+	cr_expect_eq(st.dead, 1, "dead letters kept: %u", st.dead);
+	cr_expect_eq(st.free_slots, 15, "free %u", st.free_slots);
+	cr_expect_eq(st.total.dead_dropped, 1);
+	tq_dead_info dl[4];
+	cr_expect_eq(tq_dead_list(q, dl, 4, NULL, 0), 1);
+	cr_expect_eq(tq_dead_kick(q, TQ_ALL), 1, "the kept one can be kicked");
+	cr_expect_eq(tq_take(q, t, 2, 0), 1);
+	cr_expect_eq(tq_ack(q, t, 1), 0);
+	tq_close(q);
+}
+
+/* Every lock word in the segment, forged in every way that used to abort
+ * (glibc's robust-mutex assertion) or hang an opener. Each time, a child
+ * must open the queue and push, take and ack through it; nothing is lost. */
+Test(hostile, forged_lock_words, .timeout = 120, .fini = fini)
+{
+	tq_queue *q = make_queue("locks", 64, 64);
+	tq_close(q);
+	static const size_t locks[] = {
+		offsetof(struct tq_hdr, recovery_lock),   offsetof(struct tq_hdr, event_lock),
+		offsetof(struct tq_hdr, free_ring.pop),   offsetof(struct tq_hdr, free_ring.push),
+		offsetof(struct tq_hdr, ready_ring.pop),  offsetof(struct tq_hdr, ready_ring.push),
+	};
+	static const uint64_t words[] = {
+		0x3ffff0ull,                 /* the reported one: no such record */
+		1ull | (0xdeadbeefull << 16), /* record 0 (the opener's own) under another nonce */
+		700ull | (12345ull << 16),   /* a record no process holds */
+		~0ull,                       /* bits no holder ever writes */
+		1ull << 60,
+	};
+	unsigned rounds = 0;
+	for (size_t l = 0; l < sizeof locks / sizeof locks[0]; l++) {
+		for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
+			size_t size;
+			uint8_t *seg = map_segment(&size);
+			put64(seg, locks[l], words[w]);
+			put64(seg, locks[l] + 8, 176); /* seq and waiters: anything */
+			munmap(seg, size);
+			int rc = exercise_in_child(5);
+			cr_assert_eq(rc, 0, "lock at %zu forged to %#llx: child exit %d (-1 = hung)",
+				     locks[l], (unsigned long long)words[w], rc);
+			rounds++;
+		}
+	}
+	tq_queue *q2 = NULL;
+	cr_assert_eq(tq_open(qname, &q2), 0);
+	tq_stats st;
+	cr_assert_eq(tq_stats_get(q2, &st), 0);
+	cr_expect_eq(st.total.pushed, 5ull * rounds, "pushed %llu", (unsigned long long)st.total.pushed);
+	cr_expect_eq(st.total.acked, 5ull * rounds, "acked %llu", (unsigned long long)st.total.acked);
+	cr_expect_eq(st.free_slots, 64);
+	tq_close(q2);
+}
+
+/* A lock held by a live process that never lets go: every other caller
+ * gets TQ_EBUSY after the documented bound, and the queue works again once
+ * that process is gone. */
+static int hold_open(void *arg)
+{
+	int *go = arg;
+	tq_queue *q = NULL;
+	if (tq_open(qname, &q) != 0)
+		return 1;
+	__atomic_store_n(go, 1, __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+}
+
+Test(hostile, live_holder_bounded_then_recovered, .timeout = 90, .fini = fini)
+{
+	tq_queue *q = make_queue("liveholder", 16, 0);
+	int *go = tqt_shared(sizeof(int));
+	pid_t holder = tqt_fork(hold_open, go);
+	while (!__atomic_load_n(go, __ATOMIC_ACQUIRE))
+		tqt_sleep_ms(1);
+	tq_proc_info pr[8];
+	int n = tq_procs(q, pr, 8);
+	uint32_t rec = UINT32_MAX;
+	for (int i = 0; i < n; i++)
+		if (pr[i].pid == holder)
+			rec = pr[i].slot;
+	cr_assert_neq(rec, UINT32_MAX, "holder's record not listed");
+
+	/* Name the holder (alive: it holds its record's liveness lock) as the
+	 * holder of the event lock, as a process stopped inside it would. */
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	put64(seg, offsetof(struct tq_hdr, event_lock), (uint64_t)(rec + 1) | (77ull << 16));
+	tq_event_info ev[4];
+	int rc = tq_events(q, 0, ev, 4);
+	cr_expect_eq(rc, TQ_EBUSY, "events with a live holder: %d %s", rc, tq_strerror(rc));
+
+	/* The holder dies: the lock is taken over at once. */
+	kill(holder, SIGKILL);
+	cr_assert_eq(tqt_wait(holder, 10000), 128 + SIGKILL);
+	rc = tq_events(q, 0, ev, 4);
+	cr_expect_geq(rc, 0, "events after the holder died: %d %s", rc, tq_strerror(rc));
+	munmap(seg, size);
+	tq_close(q);
+}
+
+/* A sparse copy of a queue on a full /dev/shm: opening it reports
+ * TQ_ENOMEM instead of dying of SIGBUS on the first touch of a hole. */
+static int open_sparse(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	int rc = tq_open(qname, &q);
+	if (rc == 0) {
+		tq_stats st;
+		(void)tq_stats_get(q, &st);
+		tq_close(q);
+		return 0;
+	}
+	return -rc;
+}
+
+Test(hostile, sparse_segment_on_full_shm, .timeout = 60, .fini = fini)
+{
+	enter_private_shm();
+	if (!private_shm)
+		cr_skip_test("no private /dev/shm here (needs a mount namespace)");
+	cr_assert_eq(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=4m"), 0,
+		     "mount a 4 MB tmpfs: %s", strerror(errno));
+
+	/* A real queue's bytes, written back with holes (only non-zero pages). */
+	tq_queue *q = make_queue("sparse", 16, 64);
+	tq_close(q);
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	uint8_t *copy = malloc(size);
+	cr_assert_not_null(copy);
+	memcpy(copy, seg, size);
+	munmap(seg, size);
+	tq_destroy(qname);
+	char path[TQT_NAME_LEN + 16];
+	snprintf(path, sizeof path, "/dev/shm/taskq.%s", qname);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	static const uint8_t zero[4096];
+	size_t written = 0;
+	for (size_t off = 0; off < size; off += 4096) {
+		size_t len = size - off < 4096 ? size - off : 4096;
+		if (memcmp(copy + off, zero, len) == 0)
+			continue;
+		cr_assert_eq(pwrite(fd, copy + off, len, (off_t)off), (ssize_t)len);
+		written += len;
+	}
+	close(fd);
+	free(copy);
+	cr_assert_lt(written, size, "the copy has holes");
+
+	/* Fill the tmpfs. */
+	int ffd = open("/dev/shm/filler", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(ffd, 0);
+	static uint8_t block[65536];
+	memset(block, 1, sizeof block);
+	while (write(ffd, block, sizeof block) > 0)
+		;
+	cr_assert_eq(errno, ENOSPC);
+
+	pid_t pid = tqt_fork(open_sparse, NULL);
+	int rc = tqt_wait(pid, 20000);
+	cr_expect_eq(rc, -TQ_ENOMEM, "open on a full /dev/shm: exit %d (%d = SIGBUS)", rc, 128 + SIGBUS);
+
+	/* With room again, the same segment opens and works. */
+	close(ffd);
+	unlink("/dev/shm/filler");
+	pid = tqt_fork(open_sparse, NULL);
+	rc = tqt_wait(pid, 20000);
+	cr_expect_eq(rc, 0, "open with room: exit %d", rc);
+}
