@@ -20,8 +20,13 @@
  *     the queue itself. (A forked child keeps the parent's liveness lock
  *     until it exits or execs, which only delays recovery of the parent.)
  *   - Every process attached to a queue can write all of its shared memory.
- *     Opening validates the segment, and every index read from it is
- *     bounds-checked, but attached processes are trusted not to scribble.
+ *     Opening validates the segment, every index, length and lock word read
+ *     from it is checked, and every loop over it is bounded, so that no byte
+ *     pattern makes a call crash or hang: the worst a hostile writer gets is
+ *     a documented error, or tasks it forged or damaged (docs/design.md,
+ *     "Hostile segments and other users"). A lock held by a live process
+ *     that stops delays a call by at most 10 s (then TQ_EBUSY); a lock whose
+ *     holder is gone, or that names no holder, is taken over at once.
  *   - Task payloads returned by tq_take() point into shared memory and are
  *     valid only until the task is acked or failed, or its lease is lost
  *     (expired: extend long work with tq_touch; tq_worker_run does).
@@ -68,7 +73,7 @@ enum tq_error {
 	TQ_ELOST = -11,     /* a lease was lost (expired and retaken, or recovered) */
 	TQ_EPROCS = -12,    /* too many processes attached (TQ_MAX_PROCS) */
 	TQ_ENOMEM = -13,    /* out of memory, or the segment could not be sized or mapped */
-	TQ_EBUSY = -14,     /* a queue lock stayed held past its bound (a stopped process?) */
+	TQ_EBUSY = -14,     /* a queue lock stayed held by a live process for 10 s (a stopped process?) */
 	TQ_ENOTFOUND = -15, /* no task with that id in the requested state */
 	TQ_ESYS = -16,      /* an unexpected OS error */
 	TQ_EINIT = -17,     /* the queue is still being created, or its creator died doing so */
@@ -142,8 +147,11 @@ int tq_create(const char *name, const tq_config *cfg, tq_queue **out);
 
 /*
  * Attaches to an existing queue. The segment is validated (magic, layout
- * version, sizes, that the file is whole) before anything in it is used;
- * then the caller registers itself and recovers any dead processes.
+ * version, sizes, that the file is whole) before anything in it is used,
+ * and any holes in the file are filled (TQ_ENOMEM if /dev/shm is full,
+ * never a SIGBUS later); then the caller registers itself and recovers any
+ * dead processes, unless a live process is doing so already. Waits at most
+ * 1 s for a creator that has not finished (then TQ_EINIT).
  * Errors: TQ_ENAME, TQ_ENOENT, TQ_EPERM, TQ_EBADQUEUE, TQ_EVERSION,
  *         TQ_EINIT, TQ_EPROCS, TQ_ENOMEM, TQ_ESYS.
  */
