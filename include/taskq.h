@@ -448,6 +448,19 @@ int tq_recover(tq_queue *q);
 /* CLOCK_MONOTONIC now, in ns (the clock of every *_ns time above). */
 uint64_t tq_now_ns(void);
 
+/*
+ * System calls on the waiting paths, counted since this process loaded the
+ * library, over all its handles and threads: futex sleeps (FUTEX_WAIT, on an
+ * empty or full queue or a busy lock) and wake-ups (FUTEX_WAKE, made only
+ * when someone sleeps). A steady stream of tasks should make almost none;
+ * the benchmark reports them per task. Never fails; thread-safe.
+ */
+typedef struct tq_sys_counts {
+	uint64_t futex_waits;
+	uint64_t futex_wakes;
+} tq_sys_counts;
+void tq_sys_counts_get(tq_sys_counts *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "hist.h"
 #include "layout.h"
@@ -103,6 +104,10 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
 
 /* events.c */
 void tq__event(tq_queue *q, enum tq_event_type type, uint64_t a, uint64_t b, const char *msg);
+
+/* wait.c: counts of futex calls (tq_sys_counts_get). */
+extern tq_a64 tq__futex_waits, tq__futex_wakes;
+long tq__futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts);
 
 /* wait.c */
 void tq__bell_ring(struct tq_bell *b);

@@ -34,7 +34,6 @@
  * waiters), so a sleeper misses no release; and sleeps are bounded anyway.
  */
 #include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,11 +65,6 @@ static bool holder_gone(tq_queue *q, uint64_t w)
 	return true;
 }
 
-static long futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts)
-{
-	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
-}
-
 static void sleep_on(struct tq_lock *l, uint64_t w, uint64_t ns)
 {
 	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
@@ -78,7 +72,7 @@ static void sleep_on(struct tq_lock *l, uint64_t w, uint64_t ns)
 	atomic_fetch_add(&l->waiters, 1);
 	uint32_t seq = atomic_load(&l->seq);
 	if (atomic_load(&l->word) == w)
-		futex(&l->seq, FUTEX_WAIT, seq, &ts);
+		tq__futex(&l->seq, FUTEX_WAIT, seq, &ts);
 	atomic_fetch_sub(&l->waiters, 1);
 }
 
@@ -135,6 +129,6 @@ void tq__unlock(struct tq_lock *l)
 	atomic_exchange(&l->word, 0);
 	if (atomic_load(&l->waiters)) {
 		atomic_fetch_add(&l->seq, 1);
-		futex(&l->seq, FUTEX_WAKE, 1, NULL);
+		tq__futex(&l->seq, FUTEX_WAKE, 1, NULL);
 	}
 }

@@ -33,15 +33,27 @@
 #define SPIN_ROUNDS 256
 #define SLEEP_SLICE_NS 50000000ull
 
-static long futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts)
+tq_a64 tq__futex_waits, tq__futex_wakes;
+
+/* Every futex call of the library goes through here, to be counted. */
+long tq__futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts)
 {
+	add_rlx(op == FUTEX_WAIT ? &tq__futex_waits : &tq__futex_wakes, 1);
 	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+TQ_API void tq_sys_counts_get(tq_sys_counts *out)
+{
+	if (!out)
+		return;
+	out->futex_waits = load_rlx(&tq__futex_waits);
+	out->futex_wakes = load_rlx(&tq__futex_wakes);
 }
 
 void tq__bell_ring(struct tq_bell *b)
 {
 	atomic_fetch_add(&b->seq, 1);
-	futex(&b->seq, FUTEX_WAKE, 1, NULL);
+	tq__futex(&b->seq, FUTEX_WAKE, 1, NULL);
 }
 
 /*
@@ -88,7 +100,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 	if (!tq__ring_count(rd)) {
 		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),
 				      .tv_nsec = (long)(slice % 1000000000ull)};
-		futex(&b->seq, FUTEX_WAIT, seq, &ts);
+		tq__futex(&b->seq, FUTEX_WAIT, seq, &ts);
 	}
 	store_rlx(&q->me->waiting, 0);
 	atomic_fetch_sub(&b->waiters, 1);
