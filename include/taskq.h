@@ -90,6 +90,10 @@ const char *tq_strerror(int err);
 #define TQ_MAX_PAYLOAD (1u << 24)  /* bytes in one payload */
 #define TQ_MAX_PROCS 1024          /* handles attached to one queue at once */
 #define TQ_ERRMSG_MAX 56           /* bytes kept of a failure message, with NUL */
+#define TQ_MAX_ATTEMPTS 65535u     /* largest tq_config.max_attempts */
+#define TQ_LEASE_MIN_NS 1000000ull /* shortest tq_config.lease_ns: 1 ms */
+/* Longest lease, backoff and backoff cap: 365 days. */
+#define TQ_TIME_MAX_NS (365ull * 86400ull * 1000000000ull)
 #define TQ_WAIT_FOREVER UINT64_MAX
 
 enum tq_kind {
@@ -126,11 +130,11 @@ typedef struct tq_config {
 	uint32_t capacity;        /* tasks held at once: ready, in progress, delayed, dead. 1..TQ_MAX_CAPACITY; default 10000 */
 	uint32_t max_payload;     /* bytes per payload, 0..TQ_MAX_PAYLOAD; default 4096 */
 	mode_t mode;              /* permission bits of the segment; default 0600 */
-	uint32_t max_attempts;    /* deliveries before a failing task is dead; 1..65535; default 5 */
+	uint32_t max_attempts;    /* deliveries before a failing task is dead; 1..TQ_MAX_ATTEMPTS; default 5 */
 	uint32_t dead_capacity;   /* dead tasks kept; 1..capacity; 0 (the default): max(1, capacity / 10) */
-	uint64_t lease_ns;        /* lease length given by tq_take; >= 1 ms; default 30 s */
-	uint64_t backoff_base_ns; /* retry delay after the first failure; default 100 ms */
-	uint64_t backoff_max_ns;  /* retry delay cap; default 60 s */
+	uint64_t lease_ns;        /* lease length given by tq_take; TQ_LEASE_MIN_NS..TQ_TIME_MAX_NS; default 30 s */
+	uint64_t backoff_base_ns; /* retry delay after the first failure; 0..backoff_max_ns; default 100 ms */
+	uint64_t backoff_max_ns;  /* retry delay cap; ..TQ_TIME_MAX_NS; default 60 s */
 } tq_config;
 
 /* Fills *cfg with the defaults above. */

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
 #define TQ_LAYOUT_VERSION 2u
@@ -83,6 +84,12 @@ struct tq_aux {
 	uint64_t reserved;
 };
 _Static_assert(sizeof(struct tq_aux) == 64, "aux is one cache line");
+
+/* The public limits, against the fields that hold them. */
+_Static_assert(sizeof(((struct tq_aux *)0)->msg) == TQ_ERRMSG_MAX, "failure text");
+_Static_assert(TQ_MAX_ATTEMPTS <= UINT16_MAX, "tq_slot.attempts is 16 bits");
+_Static_assert(TQ_MAX_PROCS < 0xffff, "owner ids (record + 1) are 16 bits");
+_Static_assert(TQ_MAX_CAPACITY <= UINT32_MAX / 2, "slot indices are u32");
 
 /* ---------------------------------------------------------------- locks
  * A lock in shared memory that trusts none of its own bytes (lock.c).

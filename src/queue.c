@@ -75,13 +75,13 @@ static int validate_config(const tq_config *c)
 		return TQ_EINVAL;
 	if (c->mode & ~0777u)
 		return TQ_EINVAL;
-	if (c->max_attempts < 1 || c->max_attempts > 65535)
+	if (c->max_attempts < 1 || c->max_attempts > TQ_MAX_ATTEMPTS)
 		return TQ_EINVAL;
 	if (c->dead_capacity < 1 || c->dead_capacity > c->capacity)
 		return TQ_EINVAL;
-	if (c->lease_ns < 1000000ull || c->lease_ns > 86400ull * 365 * 1000000000ull)
+	if (c->lease_ns < TQ_LEASE_MIN_NS || c->lease_ns > TQ_TIME_MAX_NS)
 		return TQ_EINVAL;
-	if (c->backoff_max_ns < c->backoff_base_ns || c->backoff_max_ns > 86400ull * 365 * 1000000000ull)
+	if (c->backoff_max_ns < c->backoff_base_ns || c->backoff_max_ns > TQ_TIME_MAX_NS)
 		return TQ_EINVAL;
 	return 0;
 }
@@ -195,9 +195,10 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 		return TQ_EBADQUEUE;
 	if (h->capacity < 1 || h->capacity > TQ_MAX_CAPACITY || h->max_payload > TQ_MAX_PAYLOAD)
 		return TQ_EBADQUEUE;
-	if (h->max_attempts < 1 || h->max_attempts > 65535 || h->dead_capacity < 1 ||
-	    h->dead_capacity > h->capacity || h->lease_ns < 1000000ull ||
-	    h->backoff_max_ns < h->backoff_base_ns)
+	if (h->max_attempts < 1 || h->max_attempts > TQ_MAX_ATTEMPTS || h->dead_capacity < 1 ||
+	    h->dead_capacity > h->capacity || h->lease_ns < TQ_LEASE_MIN_NS ||
+	    h->lease_ns > TQ_TIME_MAX_NS || h->backoff_max_ns < h->backoff_base_ns ||
+	    h->backoff_max_ns > TQ_TIME_MAX_NS)
 		return TQ_EBADQUEUE;
 	memset(&want, 0, sizeof(want));
 	compute_layout(&want, h->capacity, h->max_payload);
