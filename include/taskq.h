@@ -166,6 +166,8 @@ int tq_open(const char *name, tq_queue **out);
  * delivery not counted as an attempt), its
  * counters are folded into the queue's totals, the handle is freed.
  * Not thread-safe with other calls on the same handle. NULL is a no-op.
+ * Always returns 0: if the recovery lock stays busy, the leases come back
+ * by recovery after the handle is gone, as if the process had died.
  */
 int tq_close(tq_queue *q);
 
@@ -191,11 +193,16 @@ typedef struct tq_task {
  * truncated. Waits up to timeout_ns for free room while the queue is full.
  * Returns the number accepted, k (1..n); tasks[0..k) then carry their ids,
  * and every accepted task will be delivered even if the caller dies.
- * Fewer than n means the timeout passed with the queue full.
- * Errors (nothing accepted): TQ_EINVAL (bad kind, NULL data with len > 0,
- * n == 0), TQ_E2BIG (a payload over max_payload), TQ_EAGAIN (timeout 0,
- * full), TQ_ETIMEDOUT, TQ_EBUSY, TQ_ESTOPPED (run state DRAINING/STOPPED). The batch is validated whole first: one
- * bad task anywhere in it means nothing of it is pushed.
+ * Fewer than n are accepted when, after the first ones went in, the queue
+ * stayed full until the timeout (or timeout 0 found it full), the run
+ * state became DRAINING or STOPPED, or a queue lock stayed busy (TQ_EBUSY):
+ * the call reports what was accepted and the next call reports the error.
+ * Errors (nothing accepted): TQ_EINVAL (NULL q or tasks, n == 0, a bad
+ * kind, NULL data with len > 0), TQ_E2BIG (a payload over max_payload),
+ * TQ_EAGAIN (timeout 0, full), TQ_ETIMEDOUT, TQ_EBUSY, TQ_ESTOPPED (run
+ * state DRAINING/STOPPED), TQ_EBADQUEUE (the queue's rings are
+ * inconsistent: damaged shared memory). The batch is validated whole first:
+ * one bad task anywhere in it means nothing of it is pushed.
  */
 int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
 
@@ -209,7 +216,8 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * the queue's lease_ns. Waits up to timeout_ns while none is ready.
  * Returns the number taken (1..max). Each must later be acked or failed
  * (or its lease will expire and it will be delivered again).
- * Errors: TQ_EINVAL, TQ_EAGAIN (timeout 0, empty), TQ_ETIMEDOUT, TQ_EBUSY,
+ * Errors: TQ_EINVAL (NULL q or out, max == 0), TQ_EAGAIN (timeout 0,
+ * empty), TQ_ETIMEDOUT, TQ_EBUSY, TQ_EBADQUEUE (damaged shared memory),
  * TQ_ESTOPPED (run state DRAINING or STOPPED, also if it changes while
  * waiting). While PAUSED nothing is taken: the call waits, or returns
  * TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue.
@@ -220,7 +228,10 @@ int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
  * Acknowledges n leased tasks as done; their slots are freed.
  * Returns 0 when every lease was still held, TQ_ELOST when one or more had
  * been lost (those tasks were or will be delivered again; the others are
- * acked all the same), TQ_EINVAL for a task not from tq_take on this queue.
+ * acked all the same). Errors (nothing acked): TQ_EINVAL (NULL q or tasks,
+ * n == 0, a task not from tq_take on this queue). Errors after the acks took
+ * effect (the tasks count as done; their slots are freed when this handle
+ * closes or its process dies): TQ_EBUSY, TQ_EBADQUEUE.
  */
 int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
 
@@ -229,12 +240,14 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
  * up to TQ_ERRMSG_MAX - 1 bytes). A task with attempts left is retried after
  * backoff_base * 2^(attempt-1), capped at backoff_max, with jitter in
  * [d/2, d]; otherwise it goes to the dead-letter area (see tq_dead_list).
- * Returns as tq_ack.
+ * Returns 0, or TQ_ELOST as tq_ack (the failures of the leases still held
+ * are recorded all the same). Errors (nothing failed): TQ_EINVAL (NULL q or
+ * tasks, n == 0, a task not from tq_take on this queue).
  */
 int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg);
 
 /* Extends the leases of n tasks to now + extend_ns (0: the queue's lease_ns).
- * Returns as tq_ack. A lease whose deadline has already passed is extended
+ * Returns 0, or TQ_ELOST as tq_ack; TQ_EINVAL as tq_fail. A lease whose deadline has already passed is extended
  * if the sweep has not taken it yet; if the sweep takes it at that moment,
  * the next ack reports TQ_ELOST. Touch well before the deadline. */
 int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns);
@@ -256,16 +269,19 @@ typedef struct tq_dead_info {
  * Lists up to max dead tasks, oldest first, into out; if data is not NULL,
  * payload i is copied to data + i * data_stride (truncated to data_stride;
  * out[i].len is the full length). Returns the number listed.
+ * Errors: TQ_EINVAL (NULL q, NULL out with max > 0), TQ_ENOMEM, TQ_EBUSY.
  */
 int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride);
 
 /* Puts dead task `id` (or all dead tasks with id TQ_ALL) back to ready with
- * its attempts reset. Returns the number kicked; TQ_ENOTFOUND if id is not dead. */
+ * its attempts reset. Returns the number kicked (TQ_ALL: 0 or more).
+ * Errors: TQ_EINVAL (NULL q), TQ_ENOTFOUND (id is not dead), TQ_EBUSY,
+ * TQ_EBADQUEUE (damaged shared memory). */
 #define TQ_ALL UINT64_MAX
 int tq_dead_kick(tq_queue *q, uint64_t id);
 
 /* Deletes dead task `id` (or all with TQ_ALL). Returns the number purged;
- * TQ_ENOTFOUND if id is not dead. */
+ * errors as tq_dead_kick. */
 int tq_dead_purge(tq_queue *q, uint64_t id);
 
 /* ------------------------------------------------------------- workers */
@@ -328,7 +344,9 @@ int tq_worker_run(tq_queue *q, tq_handler fn, void *arg, const tq_worker_config 
 
 /* ------------------------------------------------------- state and stats */
 
-/* Sets / reads the queue's run state (enum tq_run_state). */
+/* Sets / reads the queue's run state (enum tq_run_state). Errors:
+ * TQ_EINVAL (NULL q, a state out of range); tq_run_state also TQ_EBADQUEUE
+ * (the word in shared memory holds no state). */
 int tq_set_run_state(tq_queue *q, int state);
 int tq_run_state(const tq_queue *q);
 
@@ -375,13 +393,15 @@ typedef struct tq_stats {
 } tq_stats;
 
 /* A snapshot, read without stopping anyone (the per-state counts come from
- * one pass over the slot states and may be off by tasks in motion). */
+ * one pass over the slot states and may be off by tasks in motion).
+ * Errors: TQ_EINVAL (NULL argument). */
 int tq_stats_get(tq_queue *q, tq_stats *out);
 
-/* This handle's own counters. */
+/* This handle's own counters. Errors: TQ_EINVAL (NULL argument). */
 int tq_counters_self(const tq_queue *q, tq_counters *out);
 
-/* Per-process view for monitors: fills up to max entries, returns the count. */
+/* Per-process view for monitors (tq_procs): fills up to max entries, returns
+ * the count. Errors: TQ_EINVAL (NULL q, NULL out with max > 0), TQ_ENOMEM. */
 typedef struct tq_proc_info {
 	uint32_t slot;
 	int32_t pid;
@@ -431,13 +451,14 @@ typedef struct tq_event_info {
  * Copies the recent events with seq > after_seq, oldest first, up to max;
  * returns the number copied. The ring keeps the last 256; older ones are
  * gone. Pass the last seq seen to follow the ring.
+ * Errors: TQ_EINVAL (NULL q, NULL out with max > 0), TQ_EBUSY.
  */
 int tq_events(tq_queue *q, uint64_t after_seq, tq_event_info *out, size_t max);
 /* A short name for an event type ("process_died", ...). */
 const char *tq_event_name(int type);
 int tq_procs(tq_queue *q, tq_proc_info *out, size_t max);
 
-/* Reads the queue's configuration. */
+/* Reads the queue's configuration. Errors: TQ_EINVAL (NULL argument). */
 int tq_config_get(const tq_queue *q, tq_config *out);
 
 /*
@@ -446,6 +467,8 @@ int tq_config_get(const tq_queue *q, tq_config *out);
  * retries to ready. It also runs by itself (on open, every 100 ms while a
  * process works or waits). One process at a time; a crash during it is
  * itself recovered. Returns the number of dead processes recovered.
+ * Errors: TQ_EINVAL (NULL q), TQ_EBUSY (a live process held the recovery
+ * lock for 10 s).
  */
 int tq_recover(tq_queue *q);
 
