@@ -44,7 +44,7 @@ TEST_BIN := $(BUILD)/tests/taskq-tests
 STRESS_BIN := $(BUILD)/tests/taskq-stress
 BENCH_BIN := $(BUILD)/bench/taskq-bench
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c
+CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c
 CLI_BIN  := $(BUILD)/taskq
 DEMO_BIN := $(BUILD)/taskq-demo
 CJSON_LIBS := -lcjson
@@ -71,7 +71,7 @@ $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h $(STATIC)
 	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -o $@ $(TEST_SRC) tools/log.c $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
-$(CLI_BIN): $(CLI_SRC) tools/cli.h tools/log.h $(STATIC) | $(BUILD)
+$(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
 $(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
@@ -144,7 +144,7 @@ FUZZ_DEPS_segment :=
 FUZZ_LIBS_segment :=
 FUZZ_DEPS_cli_input := tools/parse.c
 FUZZ_LIBS_cli_input := -lcjson -lm
-FUZZ_DEPS_http :=
+FUZZ_DEPS_http := tools/serve_parse.c
 FUZZ_LIBS_http :=
 $(FUZZ_BUILD)/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*.h) include/taskq.h $(wildcard tools/*.h) $(wildcard tools/*.c)
 	@mkdir -p $(FUZZ_BUILD)

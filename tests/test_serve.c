@@ -7,12 +7,15 @@
  * The server runs as a child process (build/taskq serve) on 127.0.0.1 and a
  * free port. The HTTP client here is a few lines over raw sockets on
  * purpose: the tests must send requests that an HTTP library would refuse
- * to build.
+ * to build. Clients that the per-address connection limits must tell apart
+ * connect from other loopback addresses (127.0.0.2, ...: all of 127/8 is
+ * this machine on Linux); everything stays on loopback.
  */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -26,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,6 +140,39 @@ static int connect_to(int p)
 		return -1;
 	}
 	return s;
+}
+
+/* A connection to 127.0.0.1:p from the loopback address src. */
+static int connect_from(const char *src, int p)
+{
+	struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = 0};
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return -1;
+	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (inet_pton(AF_INET, src, &from.sin_addr) != 1 || bind(s, (struct sockaddr *)&from, sizeof(from)) != 0 ||
+	    connect(s, (struct sockaddr *)&to, sizeof(to)) != 0) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* Whether the server has closed s (end of file or reset), without waiting:
+ * a connection the limits refused is accepted and closed at once. */
+static bool peer_closed(int s)
+{
+	struct pollfd pf = {.fd = s, .events = POLLIN};
+	char c;
+
+	if (poll(&pf, 1, 0) <= 0)
+		return false;
+	if (pf.revents & (POLLERR | POLLHUP))
+		return true;
+	ssize_t k = recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 static void send_all(int s, const char *p, size_t n)
@@ -880,18 +917,20 @@ Test(serve, incomplete_requests_time_out_without_blocking_others)
 	const char *extra[] = {"--timeout", "1", NULL};
 	start_server_args(NULL, extra);
 
-	/* slowloris: several connections that never finish their headers */
+	/* slowloris: several connections that never finish their headers,
+	 * from another address than the checks (those would share its
+	 * per-address limit otherwise) */
 	int slow[8];
 	const char *partial = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 	for (int i = 0; i < 8; i++) {
-		slow[i] = connect_to(port);
+		slow[i] = connect_from("127.0.0.2", port);
 		cr_assert_geq(slow[i], 0);
 		send_all(slow[i], partial, strlen(partial));
 	}
 	/* and some that send nothing at all */
 	int idle[8];
 	for (int i = 0; i < 8; i++)
-		idle[i] = connect_to(port);
+		idle[i] = connect_from("127.0.0.2", port);
 	uint64_t t0 = tqt_now_ms();
 	cr_assert(healthy(qname), "others are served meanwhile");
 	struct resp r = http("GET", "/metrics", NULL);
@@ -1113,4 +1152,392 @@ Test(serve, keep_alive_and_a_connection_flood)
 	cr_assert(ok, "the server does not answer after a connection flood");
 	int st;
 	cr_assert_eq(waitpid(server, &st, WNOHANG), 0, "the server exited");
+}
+
+/* ---------------------------------------------------- connection limits */
+
+/* What the runs since the last call wrote on stderr (they append to
+ * server_out); forgets it. */
+static void take_stderr(char *out, size_t size)
+{
+	int fd = open(server_out, O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+
+	if (fd >= 0) {
+		ssize_t k;
+		while (n + 1 < size && (k = read(fd, out + n, size - 1 - n)) > 0)
+			n += (size_t)k;
+		close(fd);
+	}
+	out[n] = '\0';
+	unlink(server_out);
+}
+
+struct conn_counts {
+	double open, per_ip, full, reserve;
+};
+
+/* The server's own count of its connections, from /metrics (asked from
+ * 127.0.0.1, so this request is one of them). */
+static void server_counts(struct conn_counts *cc)
+{
+	struct resp r = http("GET", "/metrics", NULL);
+	cr_assert_eq(r.status, 200, "/metrics: %d", r.status);
+	cc->open = must_metric(r.body, "taskq_http_connections");
+	cc->per_ip = must_metric(r.body, "taskq_http_connections_refused_total{reason=\"per_ip\"}");
+	cc->full = must_metric(r.body, "taskq_http_connections_refused_total{reason=\"full\"}");
+	cc->reserve = must_metric(r.body, "taskq_http_connections_refused_total{reason=\"reserve\"}");
+	resp_free(&r);
+}
+
+/* Waits (polling, 10 s at most) until the server holds no connection but
+ * the one asking: those of start_server_args are gone. */
+static void wait_quiet(void)
+{
+	struct conn_counts cc;
+	uint64_t deadline = tqt_now_ms() + 10000;
+	for (;;) {
+		server_counts(&cc);
+		if (cc.open == 1)
+			return;
+		cr_assert_lt(tqt_now_ms(), deadline, "the server still holds %.0f connections", cc.open);
+		tqt_sleep_ms(10);
+	}
+}
+
+/* One well-behaved request from 127.0.0.1 on a new connection: true if it
+ * is answered 200 with `want` in the body within 5 s. */
+static bool probe(const char *path, const char *want)
+{
+	char req[256];
+	struct resp r = {0};
+	int s = connect_to(port);
+
+	if (s < 0)
+		return false;
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	send_all(s, req, (size_t)n);
+	read_resp(s, &r, 5000);
+	close(s);
+	bool ok = r.status == 200 && strstr(r.body, want) != NULL;
+	resp_free(&r);
+	return ok;
+}
+
+/* A slow client's connection: from 127.0.0.<addr>, either trickling a
+ * request that it never finishes or connected and silent. */
+struct slow_conn {
+	int fd;
+	int addr;
+	bool trickle;
+	bool held;       /* the server kept it (else it closed it at accept) */
+};
+
+static const char slow_start[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+
+static void slow_open(struct slow_conn *sc)
+{
+	char src[32];
+
+	snprintf(src, sizeof(src), "127.0.0.%d", sc->addr);
+	sc->fd = connect_from(src, port);
+	cr_assert_geq(sc->fd, 0, "connect from %s: %s", src, strerror(errno));
+	if (sc->trickle)
+		send_all(sc->fd, slow_start, sizeof(slow_start) - 1);
+}
+
+/*
+ * 200 slow or idle connections from 11 loopback addresses other than the
+ * checks' 127.0.0.1, against limits given here as numbers so that the
+ * arithmetic is the test's own: at most 16 per address and 128 in all, the
+ * last 16 only for an address that holds none. In connect order (the
+ * server's one thread accepts in that order):
+ *   127.0.0.2            50: 16 kept, 34 refused (per address)
+ *   127.0.0.3 .. .8      15 each: all kept (106 in all)
+ *   127.0.0.9            15: 6 kept (112: only the reserve is left), 9 refused (reserve)
+ *   127.0.0.10 .. .12    15 each: 1 kept (from the reserve: the address held none), 14 refused
+ * = 115 kept, 85 refused. Then 20 checks from 127.0.0.1, /healthz and
+ * /metrics in turn, must all be answered, while between checks the kept
+ * connections trickle a byte each and every refused one reconnects (and
+ * is refused again). The deadlines are far off: the limits are what this
+ * tests. Last, every kept connection is still open and is answered once
+ * its request is finished.
+ */
+Test(serve, slow_clients_cannot_starve_health_checks, .timeout = 30)
+{
+	enum { NCONN = 200, NPROBE = 20, KEPT = 115 };
+	static const struct {
+		int addr, n, kept;
+	} plan[] = {
+		{2, 50, 16}, {3, 15, 15}, {4, 15, 15}, {5, 15, 15}, {6, 15, 15}, {7, 15, 15},
+		{8, 15, 15}, {9, 15, 6}, {10, 15, 1}, {11, 15, 1}, {12, 15, 1},
+	};
+	static struct slow_conn sc[NCONN];
+	struct conn_counts cc;
+
+	q = make_queue(qname, "srv-starve", 16, 5);
+	const char *extra[] = {"--max-connections", "128", "--max-connections-per-ip", "16",
+			       "--reserved-connections", "16", "--timeout", "60", "--request-timeout", "60", NULL};
+	start_server_args(NULL, extra);
+	wait_quiet();
+
+	uint64_t t0 = tqt_now_ms();
+	int n = 0;
+	for (size_t p = 0; p < sizeof(plan) / sizeof(plan[0]); p++) {
+		for (int i = 0; i < plan[p].n; i++, n++) {
+			sc[n].addr = plan[p].addr;
+			sc[n].trickle = n % 2 == 0;
+			slow_open(&sc[n]);
+		}
+	}
+	cr_assert_eq(n, NCONN);
+
+	/* The last connection is refused: once the server counts 85 refusals it
+	 * has decided on all 200. */
+	uint64_t deadline = tqt_now_ms() + 20000;
+	for (;;) {
+		server_counts(&cc);
+		if (cc.per_ip + cc.full + cc.reserve >= NCONN - KEPT)
+			break;
+		cr_assert_lt(tqt_now_ms(), deadline, "the server decided on %.0f of %d connections",
+			     cc.open - 1 + cc.per_ip + cc.full + cc.reserve, NCONN);
+		tqt_sleep_ms(10);
+	}
+	cr_assert_eq(cc.per_ip, 34, "refused per address: %.0f", cc.per_ip);
+	cr_assert_eq(cc.reserve, 51, "refused from the reserve: %.0f", cc.reserve);
+	cr_assert_eq(cc.full, 0, "refused as full: %.0f", cc.full);
+	cr_assert_eq(cc.open, KEPT + 1, "open: %.0f (the kept ones and this request)", cc.open);
+
+	/* The same from the clients' side: the refused ones see their
+	 * connection closed, the kept ones not, address by address. */
+	int closed;
+	deadline = tqt_now_ms() + 10000;
+	for (;;) {
+		closed = 0;
+		for (int i = 0; i < NCONN; i++)
+			closed += peer_closed(sc[i].fd);
+		if (closed >= NCONN - KEPT)
+			break;
+		cr_assert_lt(tqt_now_ms(), deadline, "%d connections seen closed, want %d", closed, NCONN - KEPT);
+		tqt_sleep_ms(10);
+	}
+	cr_assert_eq(closed, NCONN - KEPT);
+	n = 0;
+	for (size_t p = 0; p < sizeof(plan) / sizeof(plan[0]); p++) {
+		int kept = 0;
+		for (int i = 0; i < plan[p].n; i++, n++) {
+			sc[n].held = !peer_closed(sc[n].fd);
+			kept += sc[n].held;
+		}
+		cr_assert_eq(kept, plan[p].kept, "127.0.0.%d: %d kept, want %d", plan[p].addr, kept, plan[p].kept);
+	}
+
+	/* The checks, with the slow clients at work between them. */
+	int ok = 0, reconnects = 0;
+	uint64_t p0 = tqt_now_ms();
+	for (int k = 0; k < NPROBE; k++) {
+		for (int i = 0; i < NCONN; i++) {
+			if (sc[i].held) {
+				if (sc[i].trickle)
+					send_all(sc[i].fd, "a", 1);
+			} else if (peer_closed(sc[i].fd)) {
+				close(sc[i].fd);
+				slow_open(&sc[i]);
+				reconnects++;
+			}
+		}
+		ok += k % 2 ? probe("/metrics", "taskq_http_connections ") : probe("/healthz", qname);
+	}
+	uint64_t probe_ms = tqt_now_ms() - p0;
+	server_counts(&cc);
+	cr_log_info("slow_clients_cannot_starve_health_checks: %d of %d checks answered in %llu ms with %d slow "
+		    "connections kept open (%d opened, %d reconnects; refused per address %.0f, reserve %.0f, "
+		    "full %.0f); %llu ms in all",
+		    ok, NPROBE, (unsigned long long)probe_ms, KEPT, NCONN, reconnects, cc.per_ip, cc.reserve,
+		    cc.full, (unsigned long long)(tqt_now_ms() - t0));
+	cr_assert_eq(ok, NPROBE, "%d of %d checks answered", ok, NPROBE);
+	cr_assert_eq(cc.open, KEPT + 1, "open: %.0f: a reconnect got in, or a kept one was closed", cc.open);
+
+	/* Every kept connection is alive: finishing its request gets an answer. */
+	static const char rest[] = "\r\nConnection: close\r\n\r\n";
+	static const char whole[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	for (int i = 0; i < NCONN; i++) {
+		if (!sc[i].held)
+			continue;
+		cr_assert(!peer_closed(sc[i].fd), "kept connection %d (127.0.0.%d) was closed", i, sc[i].addr);
+		if (sc[i].trickle)
+			send_all(sc[i].fd, rest, sizeof(rest) - 1);
+		else
+			send_all(sc[i].fd, whole, sizeof(whole) - 1);
+	}
+	int answered = 0;
+	for (int i = 0; i < NCONN; i++) {
+		if (sc[i].held) {
+			struct resp r = {0};
+			read_resp(sc[i].fd, &r, 5000);
+			answered += r.status == 200 && strstr(r.body, qname) != NULL;
+			resp_free(&r);
+		}
+		close(sc[i].fd);
+	}
+	cr_assert_eq(answered, KEPT, "%d of the %d kept connections answered", answered, KEPT);
+}
+
+/*
+ * The three limits one at a time, with small numbers: 4 connections at
+ * most, 2 per address, the last 1 only for an address that holds none.
+ */
+Test(serve, per_address_reserve_and_total_limits, .timeout = 30)
+{
+	struct conn_counts cc;
+
+	q = make_queue(qname, "srv-limits", 16, 5);
+	const char *extra[] = {"--max-connections", "4", "--max-connections-per-ip", "2",
+			       "--reserved-connections", "1", "--timeout", "60", "--request-timeout", "60", NULL};
+	start_server_args(NULL, extra);
+	wait_quiet();
+
+	int a1 = connect_from("127.0.0.2", port), a2 = connect_from("127.0.0.2", port);
+	int a3 = connect_from("127.0.0.2", port); /* a third from one address: refused */
+	int b1 = connect_from("127.0.0.3", port); /* 3 open: only the reserve is left */
+	int b2 = connect_from("127.0.0.3", port); /* 127.0.0.3 holds one: refused */
+	int c1 = connect_from("127.0.0.4", port); /* holds none: the reserved slot; 4 open */
+	cr_assert(a1 >= 0 && a2 >= 0 && a3 >= 0 && b1 >= 0 && b2 >= 0 && c1 >= 0);
+	uint64_t deadline = tqt_now_ms() + 10000;
+	while (!peer_closed(a3) || !peer_closed(b2)) {
+		cr_assert_lt(tqt_now_ms(), deadline, "the refused connections are still open");
+		tqt_sleep_ms(10);
+	}
+	/* full: even an address that holds none is refused (it was accepted
+	 * after c1, so c1 is decided by then) */
+	struct resp r = {0};
+	int s = connect_to(port);
+	cr_assert_geq(s, 0);
+	send_all(s, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 35);
+	read_resp(s, &r, 5000);
+	close(s);
+	cr_assert(r.eof && r.status == 0, "at the limit a new connection is closed at accept: %d", r.status);
+	resp_free(&r);
+	cr_assert(!peer_closed(a1) && !peer_closed(a2) && !peer_closed(b1) && !peer_closed(c1));
+
+	/* one leaves: a newcomer gets in again */
+	close(c1);
+	deadline = tqt_now_ms() + 10000;
+	while (!healthy(qname)) {
+		cr_assert_lt(tqt_now_ms(), deadline, "no slot came free after a client left");
+		tqt_sleep_ms(10);
+	}
+	server_counts(&cc);
+	cr_assert_eq(cc.per_ip, 1);
+	cr_assert_eq(cc.reserve, 1);
+	cr_assert_geq(cc.full, 1);
+	cr_assert_eq(cc.open, 4, "a1, a2, b1 and this request: %.0f", cc.open);
+	close(a1);
+	close(a2);
+	close(a3);
+	close(b1);
+	close(b2);
+}
+
+Test(serve, limit_options_are_validated)
+{
+	char out[4096], err[8192], listen_at[64];
+	q = make_queue(qname, "srv-limopts", 16, 5);
+	snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", free_port());
+	static const struct {
+		const char *a[6], *says;
+	} bad[] = {
+		{{"--max-connections", "0"}, "--max-connections"},
+		{{"--max-connections", "10001"}, "--max-connections"},
+		{{"--max-connections", "12x"}, "--max-connections"},
+		{{"--max-connections-per-ip", "0"}, "--max-connections-per-ip"},
+		{{"--max-connections", "8", "--max-connections-per-ip", "9"}, "is more than --max-connections 8"},
+		{{"--reserved-connections", "-1"}, "--reserved-connections"},
+		{{"--reserved-connections", "8", "--max-connections", "8"}, "leaves none of --max-connections 8"},
+		{{"--request-timeout", "0"}, "--request-timeout"},
+		{{"--request-timeout", "11"}, "is longer than --timeout 10"},
+		{{"--timeout", "3", "--request-timeout", "4"}, "is longer than --timeout 3"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *args[12] = {"serve", qname, "--listen", listen_at};
+		int k = 4;
+		for (int j = 0; bad[i].a[j]; j++)
+			args[k++] = bad[i].a[j];
+		args[k] = NULL;
+		unlink(server_out);
+		int st = run_taskq(args, NULL, out, sizeof(out));
+		take_stderr(err, sizeof(err));
+		cr_assert_eq(st, 2, "%s %s: exit %d", bad[i].a[0], bad[i].a[1], st);
+		cr_assert(strstr(err, bad[i].says), "%s %s: stderr: %s", bad[i].a[0], bad[i].a[1], err);
+	}
+	/* given alone, a small --max-connections brings the other defaults down
+	 * with it (per address: at most all; reserved: an eighth) */
+	const char *small[] = {"--max-connections", "2", NULL};
+	start_server_args(NULL, small);
+	struct resp r = http("GET", "/metrics", NULL);
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(must_metric(r.body, "taskq_http_connections_limit"), 2);
+	resp_free(&r);
+
+	/* --help lists the new options with their defaults */
+	const char *help[] = {"serve", "--help", NULL};
+	cr_assert_eq(run_taskq(help, NULL, out, sizeof(out)), 0);
+	cr_assert(strstr(out, "--max-connections N") && strstr(out, "default 512"), "%s", out);
+	cr_assert(strstr(out, "--max-connections-per-ip N") && strstr(out, "default 16"), "%s", out);
+	cr_assert(strstr(out, "--reserved-connections N") && strstr(out, "--max-connections, so 64"), "%s", out);
+	cr_assert(strstr(out, "--request-timeout SEC") && strstr(out, "default 5"), "%s", out);
+}
+
+/* A FIFO, a directory or a device as --token-file is refused at once (a
+ * FIFO opened for reading waits for a writer: serve hung at start); of a
+ * regular file only the first line is read. */
+Test(serve, token_file_must_be_a_regular_file)
+{
+	char out[4096], err[8192], listen_at[64], fifo[160];
+	q = make_queue(qname, "srv-tokfile", 16, 5);
+	snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", free_port());
+	snprintf(fifo, sizeof(fifo), "%s.fifo", token_path);
+	unlink(fifo);
+	cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+
+	static const struct {
+		const char *path, *says;
+	} bad[] = {{NULL, "a FIFO, not a regular file"}, {"/tmp", "a directory, not a regular file"},
+		   {"/dev/null", "a character device, not a regular file"}};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *path = bad[i].path ? bad[i].path : fifo;
+		const char *args[] = {"serve", qname, "--listen", listen_at, "--token-file", path, NULL};
+		unlink(server_out);
+		int st = run_taskq(args, NULL, out, sizeof(out));
+		take_stderr(err, sizeof(err));
+		cr_assert_eq(st, 2, "--token-file %s: exit %d (-1: it hung)", path, st);
+		cr_assert(strstr(err, bad[i].says), "--token-file %s: stderr: %s", path, err);
+	}
+	unlink(fifo);
+
+	/* 1 MiB without a newline: too long, refused without reading it all */
+	size_t big = 1 << 20;
+	char *text = malloc(big + 256);
+	cr_assert_not_null(text);
+	memset(text, 'a', big);
+	text[big] = '\0';
+	write_file(token_path, text);
+	const char *args[] = {"serve", qname, "--listen", listen_at, "--token-file", token_path, NULL};
+	unlink(server_out);
+	cr_assert_eq(run_taskq(args, NULL, out, sizeof(out)), 2);
+	take_stderr(err, sizeof(err));
+	cr_assert(strstr(err, "longer than 4096 bytes"), "%s", err);
+
+	/* the token, then 1 MiB more: the first line is the token */
+	int n = snprintf(text, big, "%s\r\n", token);
+	memset(text + n, 'z', big - (size_t)n);
+	text[big] = '\0';
+	write_file(token_path, text);
+	free(text);
+	const char *extra[] = {"--token-file", token_path, NULL};
+	start_server_args(NULL, extra);
+	char auth[256];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", token);
+	cr_assert_eq(post_state("pause", auth), 200);
+	cr_assert_eq(tq_run_state(q), TQ_PAUSED);
 }

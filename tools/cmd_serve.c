@@ -7,16 +7,22 @@
  *   GET  /healthz                      {"status":"ok","queues":{NAME:STATE}}
  *   POST /queues/NAME/drain|stop|pause|resume   needs Authorization: Bearer
  *
- * One internal polling thread of libmicrohttpd handles every connection
- * (with a connection limit, an idle timeout and a per-connection memory
- * limit); the main thread waits for SIGINT / SIGTERM and cuts off requests
- * that take longer than the timeout to arrive. HTTP parsing is
- * libmicrohttpd's: requests it finds malformed are answered by it (400,
- * 413, 414, 431, 505) or closed, before they reach the handler here. Every
- * answer composed here is JSON, errors as {"error": "..."}; see docs/http.md.
+ * One internal thread of libmicrohttpd (epoll, non-blocking sockets)
+ * handles every connection, so a slow client costs a descriptor and its
+ * buffer, never a thread, and cannot hold up the others. Every accept goes
+ * through the limits here (per client address, in all, and a reserve for
+ * newcomers); the main thread waits for SIGINT / SIGTERM and closes
+ * connections past their deadline (a request that takes too long to
+ * arrive, an answer not read, a kept-alive connection left idle). HTTP
+ * parsing is libmicrohttpd's: requests it finds malformed are answered by it
+ * (400, 413, 414, 431, 505) or closed, before they reach the handler here.
+ * The pure parts (routing, the Authorization header, the token file's text,
+ * the admission rule) are in serve_parse.c. Every answer composed here is
+ * JSON, errors as {"error": "..."}; see docs/http.md.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -29,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,12 +45,19 @@
 
 #include "cli.h"
 #include "log.h"
+#include "serve_parse.h"
 
 #define BODY_MAX 4096            /* request body bytes accepted */
-#define CONN_LIMIT 64            /* concurrent connections */
 #define CONN_MEMORY (16 * 1024)  /* per-connection buffer: request line + headers */
 #define DEFAULT_LISTEN "127.0.0.1:9740"
 #define DEFAULT_TIMEOUT_S 10
+#define DEFAULT_REQUEST_TIMEOUT_S 5   /* or --timeout, if that is shorter */
+#define DEFAULT_MAX_CONNS 512         /* 8 MiB of connection buffers at most */
+#define DEFAULT_MAX_PER_ADDR 16        /* or --max-connections, if less */
+#define DEFAULT_RESERVED_SHARE 8       /* an eighth of --max-connections: 64 of 512 (help says so) */
+#define MAX_CONNS_LIMIT 10000
+#define FD_SPARE 64                   /* descriptors besides connections: listener, epoll, logs, stdio */
+#define REFUSED_LOG_NS (10 * 1000000000ull) /* connections_refused: at most one line per 10 s */
 
 struct served {
 	char *name;
@@ -55,6 +70,7 @@ struct server {
 	char token[CLI_TOKEN_MAX + 1]; /* "" when control is off */
 	size_t token_len;
 	pid_t self;
+	struct serve_limits limits;
 };
 
 /* Per request: survives the handler's calls for one request. */
@@ -68,27 +84,82 @@ struct request {
 };
 
 /*
- * Connections, for the request deadline. libmicrohttpd closes a connection
- * that is idle for --timeout seconds, but one that trickles a byte now and
- * then (slowloris) is never idle. So every connection is recorded here from
- * accept, and a request must arrive whole within --timeout seconds of the
- * accept or of the end of the previous request on the connection; the main
- * thread shuts down the socket of one that does not, and libmicrohttpd
- * then closes it. A record leaves the table (under the lock) when
- * libmicrohttpd reports the connection closed, which it does before it
- * closes the descriptor, so the sweep never touches a reused descriptor.
+ * Connections. Each one is recorded here from accept to close, for two
+ * reasons.
+ *
+ * Limits. libmicrohttpd's own connection limit, once reached, stops
+ * accepting altogether: new clients wait in the kernel's backlog until some
+ * connection closes, so a few dozen slow clients starve a health check; and
+ * its per-IP limit knows only whole addresses. So every accept goes through
+ * admit_connection (its accept policy callback), which counts this table:
+ * at most --max-connections-per-ip from one client address, --max-connections
+ * in all, the last --reserved-connections of them only for an address that
+ * holds none (serve_admit). A refused connection is closed at once, and the
+ * listening socket goes on being served: libmicrohttpd's limit is set one
+ * above ours, so it is never the one that decides.
+ *
+ * Deadlines. libmicrohttpd closes a connection idle for long, but one that
+ * trickles a byte now and then (slowloris) is never idle. So each connection
+ * has a deadline for its current phase, and the main thread shuts down the
+ * socket of one past it (libmicrohttpd then closes it):
+ *   request    the whole request within --request-timeout of the accept, or,
+ *              on a kept-alive connection, of its request line
+ *   answer     the answer taken by the client within --timeout of its queuing
+ *   idle       a kept-alive connection's next request line within --timeout
+ * A record leaves the table (under the lock) when libmicrohttpd reports the
+ * connection closed, which it does before it closes the descriptor, so the
+ * sweep never touches a reused descriptor.
+ *
+ * libmicrohttpd calls every callback below from its one thread, so counting
+ * and admitting cannot interleave; the lock is for the main thread (the
+ * sweep, the refusal log) and /metrics.
  */
-#define TRACK_MAX (CONN_LIMIT + 16)
+enum phase { PH_REQUEST, PH_ANSWER, PH_IDLE };
 
 struct conn_track {
 	int fd;              /* -1: free */
 	bool shut;           /* already shut down by the sweep */
-	uint64_t since_ns;   /* accept, or the end of the last request */
+	enum phase phase;
+	uint64_t since_ns;   /* the phase's start */
+	uint64_t deadline_ns;
+	struct serve_addr addr;
 	char peer[INET6_ADDRSTRLEN + 1];
 };
 
-static struct conn_track tracks[TRACK_MAX];
+static struct conn_track *tracks; /* ntracks = libmicrohttpd's limit: never short */
+static size_t ntracks;
 static pthread_mutex_t tracks_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t request_ns, timeout_ns; /* --request-timeout, --timeout */
+
+/* Under tracks_mu; shown in /metrics. */
+static struct {
+	unsigned open;
+	uint64_t refused[4];   /* by enum serve_admit (SERVE_ADMIT unused) */
+	uint64_t timed_out[3]; /* by enum phase */
+} cstats;
+
+static const char *const refusal_names[4] = {"", "per_ip", "full", "reserve"};
+static const char *const phase_names[3] = {"request", "answer", "idle"};
+
+/* Moves connection c to phase ph, with a deadline limit_ns from now; with
+ * keep_earlier, an earlier deadline it has stays (a request line on a
+ * kept-alive connection does not extend its idle deadline). */
+static void track_phase(struct MHD_Connection *c, enum phase ph, uint64_t limit_ns, bool keep_earlier)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_track *t = ci ? ci->socket_context : NULL;
+	uint64_t now = tq_now_ns();
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&tracks_mu);
+	if (t->phase != ph)
+		t->since_ns = now;
+	t->phase = ph;
+	if (!keep_earlier || now + limit_ns < t->deadline_ns)
+		t->deadline_ns = now + limit_ns;
+	pthread_mutex_unlock(&tracks_mu);
+}
 
 /* ------------------------------------------------------ growable buffer */
 
@@ -341,6 +412,32 @@ static void render_metrics(struct buf *b, const struct snapshot *sn, size_t n)
 
 #undef FOR_EACH_Q
 
+/* The server's own connections: what the limits and deadlines did. */
+static void render_server_metrics(struct buf *b, const struct serve_limits *l)
+{
+	pthread_mutex_lock(&tracks_mu);
+	unsigned open = cstats.open;
+	uint64_t refused[4], timed_out[3];
+	memcpy(refused, cstats.refused, sizeof(refused));
+	memcpy(timed_out, cstats.timed_out, sizeof(timed_out));
+	pthread_mutex_unlock(&tracks_mu);
+
+	family(b, "taskq_http_connections", "gauge", "HTTP connections open now, this one included.");
+	buf_printf(b, "taskq_http_connections %u\n", open);
+	family(b, "taskq_http_connections_limit", "gauge", "HTTP connections open at once at most (--max-connections).");
+	buf_printf(b, "taskq_http_connections_limit %u\n", l->max);
+	family(b, "taskq_http_connections_refused_total", "counter",
+	       "HTTP connections closed at accept by a limit: per client address, all slots taken, or only reserved ones left.");
+	for (int k = SERVE_REFUSE_PER_ADDR; k <= SERVE_REFUSE_RESERVE; k++)
+		buf_printf(b, "taskq_http_connections_refused_total{reason=\"%s\"} %llu\n", refusal_names[k],
+			   (unsigned long long)refused[k]);
+	family(b, "taskq_http_connections_timed_out_total", "counter",
+	       "HTTP connections closed past a deadline: a request not in within --request-timeout, an answer not taken or an idle keep-alive within --timeout.");
+	for (int k = PH_REQUEST; k <= PH_IDLE; k++)
+		buf_printf(b, "taskq_http_connections_timed_out_total{phase=\"%s\"} %llu\n", phase_names[k],
+			   (unsigned long long)timed_out[k]);
+}
+
 /* ------------------------------------------------------------ responses */
 
 static enum MHD_Result respond(struct MHD_Connection *c, struct request *r, unsigned status,
@@ -365,6 +462,8 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct request *r, unsi
 	enum MHD_Result ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
+	if (ret == MHD_YES)
+		track_phase(c, PH_ANSWER, timeout_ns, false);
 	return ret;
 }
 
@@ -421,55 +520,37 @@ static struct served *find_queue(struct server *srv, const char *name, size_t le
 	return NULL;
 }
 
-/* Compares a presented token with the configured one in time that depends
- * only on their lengths: every byte of the longer one is looked at, the
- * differences are OR-ed together, there is no early exit. */
-static bool token_matches(const char *given, size_t glen, const char *want, size_t wlen)
-{
-	size_t n = glen > wlen ? glen : wlen;
-	volatile unsigned char acc = (unsigned char)(glen != wlen);
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char g = i < glen ? (unsigned char)given[i] : 0;
-		unsigned char w = i < wlen ? (unsigned char)want[i] : 0;
-		acc = (unsigned char)(acc | (g ^ w));
-	}
-	return acc == 0;
-}
-
 /* 0: authorized; else the status to answer (401), with *sent saying
  * whether some credentials were presented. */
 static unsigned check_auth(struct server *srv, struct MHD_Connection *c, bool *sent)
 {
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	size_t len;
 
 	*sent = h != NULL;
-	if (!h || strncasecmp(h, "Bearer ", 7))
+	const char *given = serve_bearer(h, CLI_TOKEN_MAX, &len);
+	if (!given)
 		return MHD_HTTP_UNAUTHORIZED;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	size_t len = strlen(h);
-	while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
-		len--;
-	if (len > CLI_TOKEN_MAX)
-		len = CLI_TOKEN_MAX + 1; /* compare a prefix: still a mismatch, bounded time */
-	return token_matches(h, len, srv->token, srv->token_len) ? 0 : MHD_HTTP_UNAUTHORIZED;
+	return serve_token_matches(given, len, srv->token, srv->token_len) ? 0 : MHD_HTTP_UNAUTHORIZED;
+}
+
+static const char *addr_name(const struct sockaddr *sa, char *out, size_t size)
+{
+	snprintf(out, size, "?");
+	if (!sa)
+		return out;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)size);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)size);
+	return out;
 }
 
 static const char *peer_name(struct MHD_Connection *c, char *out, size_t size)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
-	snprintf(out, size, "?");
-	if (!ci || !ci->client_addr)
-		return out;
-	const struct sockaddr *sa = ci->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)size);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)size);
-	return out;
+	return addr_name(ci ? ci->client_addr : NULL, out, size);
 }
 
 static void copy_printable(char *dst, size_t size, const char *src)
@@ -493,6 +574,7 @@ static enum MHD_Result get_metrics(struct server *srv, struct MHD_Connection *c,
 		rc = take_snapshot(srv, &srv->queues[i], &sn[i]);
 	if (!rc) {
 		render_metrics(&b, sn, srv->nqueues);
+		render_server_metrics(&b, &srv->limits);
 		if (b.oom)
 			rc = TQ_ENOMEM;
 	}
@@ -529,13 +611,6 @@ static enum MHD_Result get_health(struct server *srv, struct MHD_Connection *c, 
 	return respond_json(c, r, MHD_HTTP_OK, o);
 }
 
-static const struct {
-	const char *verb;
-	int state;
-} verbs[] = {
-	{"drain", TQ_DRAINING}, {"stop", TQ_STOPPED}, {"pause", TQ_PAUSED}, {"resume", TQ_RUNNING},
-};
-
 static enum MHD_Result post_control(struct server *srv, struct MHD_Connection *c, struct request *r,
 				    const char *name, size_t name_len, int state)
 {
@@ -570,34 +645,27 @@ static enum MHD_Result post_control(struct server *srv, struct MHD_Connection *c
 
 static enum MHD_Result route(struct server *srv, struct MHD_Connection *c, struct request *r, const char *url)
 {
-	bool get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD");
+	struct serve_route rt;
+	struct served *sv;
 
-	if (!strcmp(url, "/metrics") || !strcmp(url, "/stats") || !strcmp(url, "/healthz") ||
-	    !strncmp(url, "/stats/", 7)) {
-		if (!get)
-			return method_not_allowed(c, r, "GET, HEAD");
-		if (!strcmp(url, "/metrics"))
-			return get_metrics(srv, c, r);
-		if (!strcmp(url, "/healthz"))
-			return get_health(srv, c, r);
-		if (!strcmp(url, "/stats"))
-			return get_stats(srv, c, r, NULL);
-		struct served *sv = find_queue(srv, url + 7, strlen(url + 7));
-		if (!sv)
-			return respond_error(c, r, MHD_HTTP_NOT_FOUND, "no such queue served here: %.200s", url + 7);
+	serve_route(r->method, url, &rt);
+	switch (rt.ep) {
+	case SERVE_BAD_METHOD:
+		return method_not_allowed(c, r, rt.allow);
+	case SERVE_METRICS:
+		return get_metrics(srv, c, r);
+	case SERVE_HEALTH:
+		return get_health(srv, c, r);
+	case SERVE_STATS:
+		return get_stats(srv, c, r, NULL);
+	case SERVE_STATS_ONE:
+		if (!(sv = find_queue(srv, rt.name, rt.name_len)))
+			return respond_error(c, r, MHD_HTTP_NOT_FOUND, "no such queue served here: %.200s", rt.name);
 		return get_stats(srv, c, r, sv);
-	}
-	if (!strncmp(url, "/queues/", 8)) {
-		const char *name = url + 8, *slash = strchr(name, '/');
-		if (slash && slash > name) {
-			for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++) {
-				if (strcmp(slash + 1, verbs[v].verb))
-					continue;
-				if (strcmp(r->method, "POST"))
-					return method_not_allowed(c, r, "POST");
-				return post_control(srv, c, r, name, (size_t)(slash - name), verbs[v].state);
-			}
-		}
+	case SERVE_CONTROL:
+		return post_control(srv, c, r, rt.name, rt.name_len, rt.state);
+	case SERVE_NOT_FOUND:
+		break;
 	}
 	return respond_error(c, r, MHD_HTTP_NOT_FOUND,
 			     "no such endpoint (GET /metrics, /stats, /stats/NAME, /healthz; "
@@ -636,14 +704,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (ncl > 1)
 			return respond_error(c, r, MHD_HTTP_BAD_REQUEST, "more than one Content-Length header");
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl) {
-			char *end;
-			errno = 0;
-			unsigned long long v = strtoull(cl, &end, 10);
-			if (errno || *end || v > BODY_MAX)
-				return respond_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
-						     "request body over %d bytes", BODY_MAX);
-		}
+		uint64_t clv;
+		if (cl && !serve_content_length(cl, BODY_MAX, &clv))
+			return respond_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, "request body over %d bytes", BODY_MAX);
 		/* A body of unknown length (chunked): no endpoint takes a body, and an
 		 * answer can only be queued before the body is read or after all of it,
 		 * so refuse it now rather than read an unbounded stream. */
@@ -671,19 +734,54 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	char peer[INET6_ADDRSTRLEN + 1];
 
 	(void)cls;
+	/* kept alive, the connection now waits for its next request */
+	track_phase(c, PH_IDLE, timeout_ns, false);
 	if (!r)
-		return;
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	if (ci && ci->socket_context) {
-		pthread_mutex_lock(&tracks_mu);
-		((struct conn_track *)ci->socket_context)->since_ns = tq_now_ns();
-		pthread_mutex_unlock(&tracks_mu);
-	}
+		return; /* refused by libmicrohttpd before the handler saw it */
 	log_event(LOG_DEBUG_, "http_request", "peer=%s method=%s path=%s status=%u%s",
 		  peer_name(c, peer, sizeof(peer)), r->method, r->url, r->status,
 		  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " closed=early");
 	free(r);
 	*con_cls = NULL;
+}
+
+/* libmicrohttpd's URI log callback: a request line is in. On a kept-alive
+ * connection that starts the request's deadline (a first request's runs
+ * from the accept). Returns the request's initial context: none. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	(void)uri;
+	track_phase(c, PH_REQUEST, request_ns, true);
+	return NULL;
+}
+
+/* libmicrohttpd's accept policy: whether the limits take a connection from
+ * addr (see "Connections" above). Refused, it is closed at once. */
+static enum MHD_Result admit_connection(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	const struct server *srv = cls;
+	struct serve_addr key;
+	unsigned from = 0, open;
+
+	serve_addr_key(addr, addrlen, &key);
+	pthread_mutex_lock(&tracks_mu);
+	for (size_t i = 0; i < ntracks; i++)
+		if (tracks[i].fd >= 0 && serve_addr_equal(&tracks[i].addr, &key))
+			from++;
+	open = cstats.open;
+	enum serve_admit a = serve_admit(&srv->limits, open, from);
+	if (a != SERVE_ADMIT)
+		cstats.refused[a]++;
+	pthread_mutex_unlock(&tracks_mu);
+	if (a == SERVE_ADMIT)
+		return MHD_YES;
+	/* one line per refusal only at debug: a client that reconnects in a
+	 * loop would flood the log; the main thread logs a summary instead */
+	char peer[INET6_ADDRSTRLEN + 1];
+	log_event(LOG_DEBUG_, "connection_refused", "peer=%s reason=%s open=%u from_peer=%u",
+		  addr_name(addr, peer, sizeof(peer)), refusal_names[a], open, from);
+	return MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -693,40 +791,84 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	pthread_mutex_lock(&tracks_mu);
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		const struct sockaddr *sa = ai ? ai->client_addr : NULL;
+		uint64_t now = tq_now_ns();
 		*socket_context = NULL;
-		for (size_t i = 0; ci && i < TRACK_MAX; i++) {
-			if (tracks[i].fd >= 0)
+		for (size_t i = 0; ci && i < ntracks; i++) {
+			struct conn_track *t = &tracks[i];
+			if (t->fd >= 0)
 				continue;
-			tracks[i].fd = ci->connect_fd;
-			tracks[i].shut = false;
-			tracks[i].since_ns = tq_now_ns();
-			peer_name(c, tracks[i].peer, sizeof(tracks[i].peer));
-			*socket_context = &tracks[i];
+			t->fd = ci->connect_fd;
+			t->shut = false;
+			t->phase = PH_REQUEST;
+			t->since_ns = now;
+			t->deadline_ns = now + request_ns;
+			serve_addr_key(sa, sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+									   : sizeof(struct sockaddr_in), &t->addr);
+			addr_name(sa, t->peer, sizeof(t->peer));
+			*socket_context = t;
+			cstats.open++;
 			break;
 		}
+		/* Never short (libmicrohttpd's limit is the table's size); were it,
+		 * a connection with no deadline must not stay. */
+		if (!*socket_context && ci)
+			shutdown(ci->connect_fd, SHUT_RDWR);
 	} else if (*socket_context) {
 		((struct conn_track *)*socket_context)->fd = -1;
 		*socket_context = NULL;
+		cstats.open--;
 	}
 	pthread_mutex_unlock(&tracks_mu);
 }
 
-/* Shuts down connections whose request has taken longer than limit_ns. */
-static void sweep_slow(uint64_t limit_ns)
+/* Shuts down connections past their phase's deadline. */
+static void sweep_slow(void)
 {
 	uint64_t now = tq_now_ns();
 
 	pthread_mutex_lock(&tracks_mu);
-	for (size_t i = 0; i < TRACK_MAX; i++) {
+	for (size_t i = 0; i < ntracks; i++) {
 		struct conn_track *t = &tracks[i];
-		if (t->fd < 0 || t->shut || now - t->since_ns <= limit_ns)
+		if (t->fd < 0 || t->shut || now <= t->deadline_ns)
 			continue;
 		shutdown(t->fd, SHUT_RDWR);
 		t->shut = true;
-		log_event(LOG_WARN_, "slow_request_closed", "peer=%s seconds=%.1f", t->peer,
-			  (double)(now - t->since_ns) / 1e9);
+		cstats.timed_out[t->phase]++;
+		/* an idle keep-alive closed is routine (a scraper between scrapes) */
+		if (t->phase == PH_IDLE)
+			log_event(LOG_DEBUG_, "idle_connection_closed", "peer=%s seconds=%.1f", t->peer,
+				  (double)(now - t->since_ns) / 1e9);
+		else
+			log_event(LOG_WARN_, t->phase == PH_REQUEST ? "slow_request_closed" : "slow_reader_closed",
+				  "peer=%s seconds=%.1f", t->peer, (double)(now - t->since_ns) / 1e9);
 	}
 	pthread_mutex_unlock(&tracks_mu);
+}
+
+/* At most one line per REFUSED_LOG_NS about connections the limits
+ * refused since the last one (a reconnecting client is refused many times
+ * a second); the first refusal after a quiet spell is told at once. */
+static void report_refusals(void)
+{
+	static uint64_t told[4], told_ns;
+	uint64_t now = tq_now_ns(), cur[4];
+
+	if (told_ns && now - told_ns < REFUSED_LOG_NS)
+		return;
+	pthread_mutex_lock(&tracks_mu);
+	memcpy(cur, cstats.refused, sizeof(cur));
+	unsigned open = cstats.open;
+	pthread_mutex_unlock(&tracks_mu);
+	if (!memcmp(cur, told, sizeof(cur)))
+		return;
+	log_event(LOG_WARN_, "connections_refused", "per_ip=%llu full=%llu reserve=%llu open=%u",
+		  (unsigned long long)(cur[SERVE_REFUSE_PER_ADDR] - told[SERVE_REFUSE_PER_ADDR]),
+		  (unsigned long long)(cur[SERVE_REFUSE_FULL] - told[SERVE_REFUSE_FULL]),
+		  (unsigned long long)(cur[SERVE_REFUSE_RESERVE] - told[SERVE_REFUSE_RESERVE]), open);
+	memcpy(told, cur, sizeof(told));
+	told_ns = now;
 }
 
 /* libmicrohttpd's own messages (malformed requests it refused, limits). */
@@ -800,17 +942,129 @@ static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *
 	return true;
 }
 
+static const char *file_kind(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
+		: S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "an unknown kind of file";
+}
+
+/*
+ * --token-file. Opened without blocking (and without becoming a controlling
+ * terminal) and refused unless it is a regular file: open() of a FIFO would
+ * wait for a writer, so the server would hang at start, and a device would
+ * be read as a token. At most a token's worth is read: the first line is the
+ * token. Returns 0 or an exit status, after a message.
+ */
+static int read_token_file(const char *path, char *out, size_t size)
+{
+	char buf[CLI_TOKEN_MAX + 2]; /* the longest token, CR, LF */
+	struct stat st;
+	size_t have = 0;
+	bool more = false;
+	int rc = 0;
+
+	out[0] = '\0';
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		cli_err("--token-file %s: %s", path, strerror(errno));
+		return EX_USAGE_;
+	}
+	if (fstat(fd, &st) != 0) {
+		cli_err("--token-file %s: %s", path, strerror(errno));
+		close(fd);
+		return EX_USAGE_;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cli_err("--token-file %s: %s, not a regular file", path, file_kind(st.st_mode));
+		close(fd);
+		return EX_USAGE_;
+	}
+	if (st.st_mode & 077)
+		fprintf(stderr, "taskq: %s: warning: token file %s is readable by other users (chmod 600 it)\n",
+			cli_cmd, path);
+	while (have < sizeof(buf) && !memchr(buf, '\n', have)) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cli_err("--token-file %s: %s", path, strerror(errno));
+			rc = EX_USAGE_;
+			break;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+	}
+	if (!rc && have == sizeof(buf) && !memchr(buf, '\n', have)) {
+		char probe;
+		ssize_t n;
+		while ((n = read(fd, &probe, 1)) < 0 && errno == EINTR)
+			;
+		more = n != 0; /* the first line goes on (or cannot be read further) */
+	}
+	close(fd);
+	if (!rc) {
+		switch (serve_token_text(buf, have, more, CLI_TOKEN_MAX, out, size)) {
+		case SERVE_TOKEN_OK:
+			break;
+		case SERVE_TOKEN_EMPTY:
+			cli_err("--token-file %s: the token is empty", path);
+			rc = EX_USAGE_;
+			break;
+		case SERVE_TOKEN_TOO_LONG:
+			cli_err("--token-file %s: the token is longer than %d bytes", path, CLI_TOKEN_MAX);
+			rc = EX_USAGE_;
+			break;
+		case SERVE_TOKEN_BAD_CHAR:
+			cli_err("--token-file %s: the token has a space, control or non-ASCII character", path);
+			rc = EX_USAGE_;
+			break;
+		}
+	}
+	explicit_bzero(buf, sizeof(buf));
+	if (rc)
+		explicit_bzero(out, size);
+	return rc;
+}
+
+/* Each connection is a descriptor: makes room for max_conns of them plus
+ * the server's own, raising the soft limit toward the hard one if needed.
+ * Returns 0 or an exit status, after a message. */
+static int ensure_descriptors(unsigned max_conns, size_t nqueues)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)max_conns + FD_SPARE + (rlim_t)nqueues;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need) {
+		rl.rlim_cur = need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			return 0;
+	}
+	getrlimit(RLIMIT_NOFILE, &rl);
+	cli_err("--max-connections %u needs %llu open files, and the limit is %llu (ulimit -n): "
+		"lower --max-connections or raise the limit",
+		max_conns, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+	return EX_USAGE_;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const char *usage = "serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
-				   "       [--timeout SEC] [--log-file FILE] [--log-max-bytes N] [--log-max-files N]\n"
-				   "       [--log-level LEVEL]";
+				   "       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
+				   "       [--max-connections-per-ip N] [--reserved-connections N]\n"
+				   "       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"listen", required_argument, 0, 'l'},
 		{"token-file", required_argument, 0, 't'}, {"timeout", required_argument, 0, 'T'},
-		CLI_LOG_OPTIONS, {0, 0, 0, 0}};
+		{"request-timeout", required_argument, 0, 'R'}, {"max-connections", required_argument, 0, 'm'},
+		{"max-connections-per-ip", required_argument, 0, 'p'},
+		{"reserved-connections", required_argument, 0, 'r'}, CLI_LOG_OPTIONS, {0, 0, 0, 0}};
 	const char *listen_at = DEFAULT_LISTEN, *token_file = NULL;
-	uint64_t timeout_s = DEFAULT_TIMEOUT_S;
+	uint64_t timeout_s = DEFAULT_TIMEOUT_S, request_s = 0; /* 0: the default */
+	uint64_t max_conns = DEFAULT_MAX_CONNS;
+	uint64_t per_addr = 0, reserved = UINT64_MAX; /* not given: from --max-connections */
 	struct log_config lc;
 	static struct server srv; /* the server thread uses it until MHD_stop_daemon returns */
 	int c, rc = 0;
@@ -830,16 +1084,53 @@ int cmd_serve(int argc, char **argv)
 			       "                               as taskq stop / pause / resume do\n"
 			       "--listen: default %s (this machine only); 0.0.0.0:PORT for every\n"
 			       "interface. Control needs 'Authorization: Bearer TOKEN', the token being the\n"
-			       "first line of --token-file, or $TASKQ_TOKEN; with neither, the POST endpoints\n"
-			       "are off (403). --timeout: close connections idle for SEC seconds (default %d).\n"
+			       "first line of --token-file (a regular file), or $TASKQ_TOKEN; with neither,\n"
+			       "the POST endpoints are off (403).\n"
+			       "--timeout SEC: close a kept-alive connection idle for SEC seconds, or one whose\n"
+			       "  client does not take its answer within SEC (1..3600, default %d).\n"
+			       "--request-timeout SEC: close a connection whose request has not arrived whole\n"
+			       "  SEC seconds after its accept (1..--timeout; default %d, or --timeout if less).\n"
+			       "--max-connections N: connections open at once; more are closed at accept\n"
+			       "  (1..%d, default %d).\n"
+			       "--max-connections-per-ip N: of those, from one client address (an IPv6 /64)\n"
+			       "  (1..--max-connections; default %d, or --max-connections if less).\n"
+			       "--reserved-connections N: the last N of --max-connections go only to a client\n"
+			       "  address that holds none, so that a health check still gets in when others\n"
+			       "  hold the rest (0..--max-connections - 1; default an eighth of\n"
+			       "  --max-connections, so %d).\n"
 			       CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
-			       usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S);
+			       usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
+			       DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_ADDR, DEFAULT_MAX_CONNS / DEFAULT_RESERVED_SHARE);
 			return 0;
 		case 'l': listen_at = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'T':
 			if (!cli_parse_u64(optarg, 1, 3600, &timeout_s)) {
 				cli_err("invalid value '%s' for --timeout (1..3600 seconds)", optarg);
+				return EX_USAGE_;
+			}
+			break;
+		case 'R':
+			if (!cli_parse_u64(optarg, 1, 3600, &request_s)) {
+				cli_err("invalid value '%s' for --request-timeout (1..3600 seconds)", optarg);
+				return EX_USAGE_;
+			}
+			break;
+		case 'm':
+			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &max_conns)) {
+				cli_err("invalid value '%s' for --max-connections (1..%d)", optarg, MAX_CONNS_LIMIT);
+				return EX_USAGE_;
+			}
+			break;
+		case 'p':
+			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &per_addr)) {
+				cli_err("invalid value '%s' for --max-connections-per-ip (1..%d)", optarg, MAX_CONNS_LIMIT);
+				return EX_USAGE_;
+			}
+			break;
+		case 'r':
+			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &reserved)) {
+				cli_err("invalid value '%s' for --reserved-connections (0..%d)", optarg, MAX_CONNS_LIMIT - 1);
 				return EX_USAGE_;
 			}
 			break;
@@ -859,6 +1150,28 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "usage: taskq %s\n", usage);
 		return EX_USAGE_;
 	}
+	/* The options together (they may come in any order). */
+	if (!request_s) {
+		request_s = timeout_s < DEFAULT_REQUEST_TIMEOUT_S ? timeout_s : DEFAULT_REQUEST_TIMEOUT_S;
+	} else if (request_s > timeout_s) {
+		cli_err("--request-timeout %llu is longer than --timeout %llu (the idle timeout would close "
+			"a silent connection first)", (unsigned long long)request_s, (unsigned long long)timeout_s);
+		return EX_USAGE_;
+	}
+	if (!per_addr) {
+		per_addr = max_conns < DEFAULT_MAX_PER_ADDR ? max_conns : DEFAULT_MAX_PER_ADDR;
+	} else if (per_addr > max_conns) {
+		cli_err("--max-connections-per-ip %llu is more than --max-connections %llu",
+			(unsigned long long)per_addr, (unsigned long long)max_conns);
+		return EX_USAGE_;
+	}
+	if (reserved == UINT64_MAX) {
+		reserved = max_conns / DEFAULT_RESERVED_SHARE;
+	} else if (reserved >= max_conns) {
+		cli_err("--reserved-connections %llu leaves none of --max-connections %llu unreserved",
+			(unsigned long long)reserved, (unsigned long long)max_conns);
+		return EX_USAGE_;
+	}
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	char shown[INET6_ADDRSTRLEN + 3];
@@ -868,15 +1181,26 @@ int cmd_serve(int argc, char **argv)
 	}
 	memset(&srv, 0, sizeof(srv));
 	srv.self = getpid();
-	rc = token_file ? cli_read_token_file(token_file, srv.token, sizeof(srv.token))
+	srv.limits.max = (unsigned)max_conns;
+	srv.limits.per_addr = (unsigned)per_addr;
+	srv.limits.reserved = (unsigned)reserved;
+	request_ns = request_s * 1000000000ull;
+	timeout_ns = timeout_s * 1000000000ull;
+	rc = token_file ? read_token_file(token_file, srv.token, sizeof(srv.token))
 			: cli_token_from_env(srv.token, sizeof(srv.token));
 	if (rc)
 		return rc;
 	srv.token_len = strlen(srv.token);
+	if ((rc = ensure_descriptors(srv.limits.max, (size_t)(argc - optind))) != 0)
+		return rc;
+	/* One record per connection libmicrohttpd may hold: its limit is ours + 1. */
+	ntracks = (size_t)srv.limits.max + 1;
+	tracks = calloc(ntracks, sizeof(*tracks));
 	srv.queues = calloc((size_t)(argc - optind), sizeof(*srv.queues));
-	if (!srv.queues) {
+	if (!srv.queues || !tracks) {
 		cli_err("out of memory");
-		return EX_FAIL;
+		rc = EX_FAIL;
+		goto out;
 	}
 	for (int i = optind; i < argc && !rc; i++) {
 		if (find_queue(&srv, argv[i], strlen(argv[i])))
@@ -910,20 +1234,30 @@ int cmd_serve(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	for (size_t i = 0; i < TRACK_MAX; i++)
+	for (size_t i = 0; i < ntracks; i++)
 		tracks[i].fd = -1;
 	errno = 0;
+	/*
+	 * epoll and one internal thread, not a thread per connection: 200 idle
+	 * connections are 200 descriptors, not 200 threads. libmicrohttpd's
+	 * connection limit is one above ours, so that it never stops accepting
+	 * (admit_connection refuses first, at once); its idle timeout is one
+	 * second above --timeout, a backstop behind the sweep's deadlines, which
+	 * are all at most --timeout. No MHD_OPTION_PER_IP_CONNECTION_LIMIT:
+	 * admit_connection counts per address itself (IPv6 by /64).
+	 */
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, NULL, NULL, on_request, &srv,
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		0, admit_connection, &srv, on_request, &srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &srv, /* first, so that it gets every message */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONN_LIMIT,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s + 1,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ntracks,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, &srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, &srv,
+		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, &srv,
 		MHD_OPTION_END);
 	if (!d) {
 		int e = errno;
@@ -937,8 +1271,12 @@ int cmd_serve(int argc, char **argv)
 	for (size_t i = 0; i < srv.nqueues; i++)
 		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? "," : "",
 			 srv.queues[i].name);
-	log_event(LOG_INFO_, "serve_started", "listen=%s:%u queues=%s control=%s", shown, port,
-		  log_quote(q, sizeof(q), names), srv.token_len ? "on" : "off");
+	log_event(LOG_INFO_, "serve_started",
+		  "listen=%s:%u queues=%s control=%s max_connections=%u per_ip=%u reserved=%u "
+		  "request_timeout=%llu timeout=%llu",
+		  shown, port, log_quote(q, sizeof(q), names), srv.token_len ? "on" : "off", srv.limits.max,
+		  srv.limits.per_addr, srv.limits.reserved, (unsigned long long)request_s,
+		  (unsigned long long)timeout_s);
 	bool loopback = ss.ss_family == AF_INET6
 				? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr)
 				: (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
@@ -957,7 +1295,8 @@ int cmd_serve(int argc, char **argv)
 			break;
 		if ((sig = stop_signal) != 0)
 			break;
-		sweep_slow(timeout_s * 1000000000ull);
+		sweep_slow();
+		report_refusals();
 	}
 	MHD_stop_daemon(d);
 	log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -967,6 +1306,9 @@ out:
 	for (size_t i = 0; i < srv.nqueues; i++)
 		tq_close(srv.queues[i].q);
 	free(srv.queues);
+	free(tracks); /* libmicrohttpd's thread is gone (or never ran) */
+	tracks = NULL;
+	ntracks = 0;
 	explicit_bzero(srv.token, sizeof(srv.token));
 	return rc;
 }

@@ -1,0 +1,186 @@
+/*
+ * serve_parse.c - the pure parts of `taskq serve`; see serve_parse.h.
+ */
+#include <netinet/in.h>
+#include <string.h>
+#include <strings.h>
+
+#include "taskq.h"
+#include "serve_parse.h"
+
+/* ------------------------------------------------------------ routing */
+
+static const struct {
+	const char *verb;
+	int state;
+} verbs[] = {
+	{"drain", TQ_DRAINING}, {"stop", TQ_STOPPED}, {"pause", TQ_PAUSED}, {"resume", TQ_RUNNING},
+};
+
+void serve_route(const char *method, const char *url, struct serve_route *out)
+{
+	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+
+	memset(out, 0, sizeof(*out));
+	out->ep = SERVE_NOT_FOUND;
+	if (!strcmp(url, "/metrics") || !strcmp(url, "/stats") || !strcmp(url, "/healthz") ||
+	    !strncmp(url, "/stats/", 7)) {
+		if (!get) {
+			out->ep = SERVE_BAD_METHOD;
+			out->allow = "GET, HEAD";
+		} else if (!strcmp(url, "/metrics")) {
+			out->ep = SERVE_METRICS;
+		} else if (!strcmp(url, "/healthz")) {
+			out->ep = SERVE_HEALTH;
+		} else if (!strcmp(url, "/stats")) {
+			out->ep = SERVE_STATS;
+		} else {
+			out->ep = SERVE_STATS_ONE;
+			out->name = url + 7;
+			out->name_len = strlen(url + 7);
+		}
+		return;
+	}
+	if (strncmp(url, "/queues/", 8))
+		return;
+	/* /queues/NAME/VERB: NAME up to the first slash, so /queues/a/b/drain
+	 * is no route (names have no slash) */
+	const char *name = url + 8, *slash = strchr(name, '/');
+	if (!slash || slash == name)
+		return;
+	for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++) {
+		if (strcmp(slash + 1, verbs[v].verb))
+			continue;
+		if (strcmp(method, "POST")) {
+			out->ep = SERVE_BAD_METHOD;
+			out->allow = "POST";
+			return;
+		}
+		out->ep = SERVE_CONTROL;
+		out->name = name;
+		out->name_len = (size_t)(slash - name);
+		out->state = verbs[v].state;
+		return;
+	}
+}
+
+/* ------------------------------------------------------ authentication */
+
+const char *serve_bearer(const char *h, size_t max, size_t *len)
+{
+	*len = 0;
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return NULL;
+	h += 7;
+	while (*h == ' ' || *h == '\t')
+		h++;
+	size_t n = strlen(h);
+	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	/* compare a prefix of an overlong token: still a mismatch, in bounded time */
+	*len = n > max ? max + 1 : n;
+	return h;
+}
+
+bool serve_token_matches(const char *given, size_t glen, const char *want, size_t wlen)
+{
+	size_t n = glen > wlen ? glen : wlen;
+	volatile unsigned char acc = (unsigned char)(glen != wlen);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char g = i < glen ? (unsigned char)given[i] : 0;
+		unsigned char w = i < wlen ? (unsigned char)want[i] : 0;
+		acc = (unsigned char)(acc | (g ^ w));
+	}
+	return acc == 0;
+}
+
+/* ------------------------------------------------------------- headers */
+
+bool serve_content_length(const char *s, uint64_t max, uint64_t *v)
+{
+	uint64_t x = 0;
+	size_t i = 0;
+
+	/* digits only: strtoull would also take blanks, a sign and wrap "-1" */
+	for (; s[i] >= '0' && s[i] <= '9'; i++) {
+		if (i == 20)
+			return false;
+		unsigned d = (unsigned)(s[i] - '0');
+		if (x > (UINT64_MAX - d) / 10)
+			return false;
+		x = x * 10 + d;
+	}
+	if (i == 0 || s[i] != '\0' || x > max)
+		return false;
+	*v = x;
+	return true;
+}
+
+/* --------------------------------------------------------- token files */
+
+enum serve_token_err serve_token_text(const char *buf, size_t len, bool more, size_t max, char *out,
+				      size_t size)
+{
+	const char *nl = memchr(buf, '\n', len);
+	size_t n = nl ? (size_t)(nl - buf) : len;
+
+	if (!nl && more)
+		return SERVE_TOKEN_TOO_LONG; /* the first line goes on past what was read */
+	while (n && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	if (!n)
+		return SERVE_TOKEN_EMPTY;
+	if (n > max || n >= size)
+		return SERVE_TOKEN_TOO_LONG;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
+			return SERVE_TOKEN_BAD_CHAR;
+	memcpy(out, buf, n);
+	out[n] = '\0';
+	return SERVE_TOKEN_OK;
+}
+
+/* ----------------------------------------------------- connection limits */
+
+void serve_addr_key(const struct sockaddr *sa, socklen_t len, struct serve_addr *key)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	memset(key->b, 0xff, sizeof(key->b)); /* unknown */
+	if (!sa)
+		return;
+	if (sa->sa_family == AF_INET && (size_t)len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+		memcpy(key->b, mapped, sizeof(mapped));
+		memcpy(key->b + 12, &in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6 && (size_t)len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		memcpy(key->b, &in6->sin6_addr, 16);
+		/* an IPv4 client of a dual-stack socket counts as its IPv4 address;
+		 * any other IPv6 client by its /64 (one host's usual share) */
+		if (memcmp(key->b, mapped, sizeof(mapped)))
+			memset(key->b + 8, 0, 8);
+	}
+}
+
+bool serve_addr_equal(const struct serve_addr *a, const struct serve_addr *b)
+{
+	return !memcmp(a->b, b->b, sizeof(a->b));
+}
+
+enum serve_admit serve_admit(const struct serve_limits *l, unsigned total, unsigned from_addr)
+{
+	if (from_addr >= l->per_addr)
+		return SERVE_REFUSE_PER_ADDR;
+	if (total >= l->max)
+		return SERVE_REFUSE_FULL;
+	/* The reserve: once only `reserved` slots are left, they go to addresses
+	 * that hold no connection yet, so that clients which already hold some
+	 * (however many addresses they come from) cannot take the last ones
+	 * from a newcomer such as a health check. */
+	unsigned shared = l->reserved < l->max ? l->max - l->reserved : 0;
+	if (total >= shared && from_addr > 0)
+		return SERVE_REFUSE_RESERVE;
+	return SERVE_ADMIT;
+}
