@@ -1513,6 +1513,14 @@ Test(serve, token_file_must_be_a_regular_file)
 		cr_assert_eq(st, 2, "--token-file %s: exit %d (-1: it hung)", path, st);
 		cr_assert(strstr(err, bad[i].says), "--token-file %s: stderr: %s", path, err);
 	}
+	/* The client side too: stop --url with a FIFO as its token file. */
+	char url[96];
+	snprintf(url, sizeof(url), "http://%s", listen_at);
+	const char *stop[] = {"stop", qname, "--url", url, "--token-file", fifo, NULL};
+	int st = run_taskq(stop, NULL, out, sizeof(out));
+	take_stderr(err, sizeof(err));
+	cr_assert_eq(st, 2, "stop --token-file FIFO: exit %d (-1: it hung)", st);
+	cr_assert(strstr(err, "not a regular file"), "stop --token-file FIFO: stderr: %s", err);
 	unlink(fifo);
 
 	/* 1 MiB without a newline: too long, refused without reading it all */

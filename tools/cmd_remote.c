@@ -47,7 +47,9 @@ static int check_token(char *t, const char *from)
 int cli_read_token_file(const char *path, char *out, size_t size)
 {
 	char buf[CLI_TOKEN_MAX + 4];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer (the file is
+	 * refused below unless it is a regular one, where the flag is moot). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	struct stat st;
 
 	out[0] = '\0';
