@@ -64,7 +64,7 @@ struct tq_queue {
 	tq_a64 rng;       /* jitter generator state */
 	tq_a32 ack_calls; /* for sampling the processing-time clock */
 	/* Serializes this handle's own changes to its leases (ack, fail) among
-	 * its threads; process-local, so no crash concern (see ops.c). */
+	 * its threads; process-local, so no crash concern (see lease.c). */
 	pthread_mutex_t own_mu;
 	tq_a64 last_proc_ns;
 };
@@ -97,9 +97,9 @@ static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
 }
 
-/* ops.c: does this handle still hold t's lease? */
+/* lease.c: does this handle still hold t's lease? */
 bool tq__lease_held(const tq_queue *q, const tq_task *t);
-/* ops.c: tq_ack, also saying how many leases were lost. */
+/* lease.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
 
 /* events.c */
@@ -130,6 +130,19 @@ int tq__drop_oldest_dead(tq_queue *q);
 void tq__drop_oldest_dead_locked(tq_queue *q);
 void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now);
 
+
+static inline uint64_t tq__deadline_after(uint64_t now, uint64_t timeout_ns)
+{
+	if (timeout_ns == TQ_WAIT_FOREVER || now + timeout_ns < now)
+		return UINT64_MAX;
+	return now + timeout_ns;
+}
+
+static inline bool tq__stopping(const tq_queue *q)
+{
+	uint32_t rs = load_rlx(&q->h->run_state);
+	return rs == TQ_DRAINING || rs == TQ_STOPPED;
+}
 
 static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)
 {

@@ -11,7 +11,6 @@
  * journal, so repeating it is safe.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fault.h"
@@ -64,26 +63,6 @@ static void mover_release(struct mover *m, uint32_t idx)
 	m->rel[m->nrel++] = idx;
 	if (m->nrel == TQ_CHUNK)
 		mover_flush(m);
-}
-
-/* Moves a slot this process owns into the dead-letter area. */
-void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now)
-{
-	struct tq_slot *s = &q->slots[idx];
-	struct tq_aux *a = &q->aux[idx];
-	size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
-
-	s->last_err = err;
-	if (len)
-		memcpy(a->msg, msg, len);
-	a->msg[len] = '\0';
-	s->died_ns = now;
-	store_rel(&s->deadline_ns, UINT64_MAX);
-	/* The event first: once DEAD, the slot may be kicked or purged at once. */
-	tq__event(q, TQ_EV_DEAD, s->id, s->attempts, a->msg);
-	add_rlx(&q->h->dead_count, 1);
-	store_rel(&q->st[idx], st_make(ST_DEAD, 0, 0));
-	tq__count(q, C_DEAD, 1);
 }
 
 /* A lease taken back from its holder (dead, or overdue): retry or bury. */
@@ -397,100 +376,4 @@ TQ_API int tq_recover(tq_queue *q)
 	if (!q)
 		return TQ_EINVAL;
 	return tq__maintain(q, true);
-}
-
-/* ----------------------------------------------------------- dead letters */
-
-/* Frees dead slot i, seen as word s, as dropped to make room. */
-static bool drop_dead(tq_queue *q, uint32_t i, uint64_t s)
-{
-	uint64_t id = q->slots[i].id;
-
-	if (!cas64(&q->st[i], s, st_make(ST_RELEASING, q->owner, 0)))
-		return false;
-	if (load_rlx(&q->h->dead_count))
-		sub_rlx(&q->h->dead_count, 1);
-	tq__count(q, C_DEAD_DROPPED, 1);
-	tq__event(q, TQ_EV_DEAD_DROPPED, id, 0, NULL);
-	(void)tq__release_owned(q, &i, 1, C__COUNT);
-	return true;
-}
-
-struct dead_age {
-	uint64_t died_ns, id;
-	uint32_t idx;
-	uint64_t word;
-};
-
-static int cmp_age(const void *a, const void *b)
-{
-	const struct dead_age *x = a, *y = b;
-	if (x->died_ns != y->died_ns)
-		return x->died_ns < y->died_ns ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/*
- * Frees the oldest dead tasks while more than dead_capacity are kept.
- * Caller holds the recovery lock. Bounded whatever the segment holds: one
- * pass finds the count and the oldest; one excess task (the usual case) is
- * dropped from that pass; more are sorted by age and dropped in one more
- * pass. A slot is dead by its state byte, and is claimed from exactly the
- * word that was read, so a word with stray bits cannot make a pass repeat.
- */
-void tq__drop_oldest_dead_locked(tq_queue *q)
-{
-	uint32_t limit = q->dead_cap, best = UINT32_MAX, count = 0;
-	uint64_t best_t = UINT64_MAX, best_id = UINT64_MAX, best_w = 0;
-
-	for (uint32_t i = 0; i < q->cap; i++) {
-		uint64_t s = load_acq(&q->st[i]);
-		if (st_state(s) != ST_DEAD)
-			continue;
-		count++;
-		const struct tq_slot *sl = &q->slots[i];
-		if (sl->died_ns < best_t || (sl->died_ns == best_t && sl->id < best_id)) {
-			best = i;
-			best_t = sl->died_ns;
-			best_id = sl->id;
-			best_w = s;
-		}
-	}
-	store_rlx(&q->h->dead_count, count);
-	if (count <= limit || best == UINT32_MAX)
-		return;
-	if (count - limit == 1) {
-		(void)drop_dead(q, best, best_w);
-		return;
-	}
-	struct dead_age *all = malloc(sizeof(*all) * count);
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < q->cap && n < count; i++) {
-		uint64_t s = load_acq(&q->st[i]);
-		if (st_state(s) != ST_DEAD)
-			continue;
-		if (!all) { /* no memory to sort: drop in slot order, still bounded */
-			if (drop_dead(q, i, s) && ++n == count - limit)
-				return;
-			continue;
-		}
-		all[n++] = (struct dead_age){q->slots[i].died_ns, q->slots[i].id, i, s};
-	}
-	if (!all)
-		return;
-	qsort(all, n, sizeof(*all), cmp_age);
-	for (uint32_t k = 0; k < n && k < count - limit; k++)
-		(void)drop_dead(q, all[k].idx, all[k].word);
-	free(all);
-}
-
-int tq__drop_oldest_dead(tq_queue *q)
-{
-	int rc = tq__lock_recovery(q);
-
-	if (rc)
-		return rc;
-	tq__drop_oldest_dead_locked(q);
-	tq__unlock(&q->h->recovery_lock);
-	return 0;
 }

@@ -1,0 +1,230 @@
+/*
+ * lease.c - what a lease holder does with its tasks: ack, fail (retry with
+ * backoff, or bury), touch (docs/design.md, sections 10 and 12).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fault.h"
+#include "internal.h"
+
+/* A task handed back by the caller: does it name a lease of this handle? */
+static int check_lease(const tq_queue *q, const tq_task *t)
+{
+	if ((t->priv[0] >> 32) != q->tag || (uint32_t)t->priv[0] >= q->cap ||
+	    st_state(t->priv[1]) != ST_LEASED ||
+	    st_owner(t->priv[1]) != q->owner)
+		return TQ_EINVAL;
+	return 0;
+}
+
+bool tq__lease_held(const tq_queue *q, const tq_task *t)
+{
+	return check_lease(q, t) == 0 && load_acq(&q->st[(uint32_t)t->priv[0]]) == t->priv[1];
+}
+
+static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
+{
+	if (!q || !tasks || n == 0)
+		return TQ_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (check_lease(q, &tasks[i]))
+			return TQ_EINVAL;
+	return 0;
+}
+
+/*
+ * Processing time (take to ack) for the histogram. Small acks read the
+ * clock on one call in 8 and count the others at this handle's last
+ * measured time, so that the count stays exact and acking one task at a
+ * time does not pay a clock read per task.
+ */
+static void record_processing(tq_queue *q, uint64_t taken_ns, uint64_t k)
+{
+	uint64_t ns;
+
+	if (k >= 16 || (add_rlx(&q->ack_calls, 1) & 7) == 0) {
+		uint64_t now = tq_now_ns();
+		ns = now > taken_ns ? now - taken_ns : 0;
+		store_rlx(&q->last_proc_ns, ns);
+	} else {
+		ns = load_rlx(&q->last_proc_ns);
+	}
+	tq__hist_add(q, H_PROC, ns, k);
+}
+
+/*
+ * Ack without a compare-and-swap per task, yet claiming every slot.
+ *
+ * A lease can change hands three ways while its owner lives: this handle
+ * acks or fails it (any of its threads), or the lease-expiry sweep takes it.
+ * The handle's own changes are serialized by its process-local `own_mu`, so
+ * among them a plain load and a plain store of RELEASING claim a slot: a
+ * task given twice in one batch, or acked by two threads, finds RELEASING
+ * the second time and counts as lost. The sweep is another process: the
+ * acker raises its `acking` count and then reads `sweeping`; the sweeper
+ * raises `sweeping` and then reads the owner's `acking` before each steal.
+ * Both are sequentially consistent, so at least one sees the other (Dekker):
+ * either the sweeper leaves this owner's leases for its next pass, or the
+ * acker sees the sweep, drops its count and claims each slot by CAS.
+ */
+static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *idx, uint64_t *lost)
+{
+	uint64_t releasing = st_make(ST_ACKED, q->owner, 0);
+	uint32_t k = 0;
+
+	atomic_fetch_add(&q->me->acking, 1);
+	bool fast = atomic_load(&q->h->sweeping) == 0;
+	if (!fast)
+		atomic_fetch_sub(&q->me->acking, 1);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t ix = (uint32_t)t[i].priv[0];
+		bool mine; /* ACKED(p): recovery completes the ack, and counts it */
+		if (fast) {
+			mine = load_rlx(&q->st[ix]) == t[i].priv[1];
+			if (mine)
+				store_rlx(&q->st[ix], releasing);
+		} else {
+			mine = cas64(&q->st[ix], t[i].priv[1], releasing);
+		}
+		if (mine)
+			idx[k++] = ix;
+		else
+			(*lost)++;
+		if (i == n / 2)
+			TQ_FAULT("ack.mid");
+	}
+	if (fast)
+		atomic_fetch_sub(&q->me->acking, 1); /* claimed: the sweep skips RELEASING */
+	return k;
+}
+
+TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
+{
+	uint64_t lost = 0;
+	return tq__ack(q, tasks, n, &lost);
+}
+
+int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
+{
+	uint32_t idx[TQ_CHUNK];
+	uint64_t lost = 0;
+	int rc = check_leases(q, tasks, n);
+
+	if (rc)
+		return rc;
+	for (size_t done = 0; done < n && rc == 0;) {
+		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
+		pthread_mutex_lock(&q->own_mu);
+		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
+		pthread_mutex_unlock(&q->own_mu);
+		if (k)
+			record_processing(q, q->slots[idx[0]].taken_ns, k);
+		rc = tq__release_owned(q, idx, k, C_ACKED);
+		done += chunk;
+	}
+	tq__count(q, C_LOST, lost);
+	*lost_out = lost;
+	return rc ? rc : lost ? TQ_ELOST : 0;
+}
+
+static uint64_t next_rand(tq_queue *q)
+{
+	/* xorshift64*, per handle; jitter only, no security needed. */
+	uint64_t x = load_rlx(&q->rng);
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	store_rlx(&q->rng, x);
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t backoff_ns(tq_queue *q, unsigned attempt)
+{
+	uint64_t d = q->backoff_base_ns, cap = q->backoff_max_ns;
+
+	for (unsigned i = 1; i < attempt && d < cap; i++)
+		d = d > cap / 2 ? cap : d * 2;
+	if (d > cap)
+		d = cap;
+	return d / 2 + (d / 2 ? next_rand(q) % (d / 2 + 1) : 0);
+}
+
+TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg)
+{
+	uint64_t lost = 0;
+	bool need_drop = false;
+	int rc = check_leases(q, tasks, n);
+
+	if (rc)
+		return rc;
+	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), now = tq_now_ns();
+	pthread_mutex_lock(&q->own_mu); /* against this handle's acks: see ack_claim */
+	for (size_t i = 0; i < n; i++) {
+		const tq_task *t = &tasks[i];
+		uint32_t ix = (uint32_t)t->priv[0];
+		/* Journal: recovery counts this failure exactly once if the
+		 * process dies between claiming the slot and counting it. */
+		uint64_t before = load_rlx(&q->me->c[C_FAILED]);
+		store_rlx(&q->me->fail_before, before);
+		store_rel(&q->me->fail_slot, (uint64_t)ix + 1);
+		if (!cas64(&q->st[ix], t->priv[1], mine)) {
+			store_rel(&q->me->fail_slot, 0);
+			lost++;
+			continue;
+		}
+		if (i == 0)
+			TQ_FAULT("fail.claimed");
+		store_rel(&q->me->fail_slot, ((uint64_t)ix + 1) | FAIL_CLAIMED);
+		store_rlx(&q->me->c[C_FAILED], before + 1);
+		struct tq_slot *s = &q->slots[ix];
+		if (s->attempts >= q->max_attempts) {
+			tq__make_dead(q, ix, err, msg, now);
+			need_drop = true;
+		} else {
+			struct tq_aux *a = &q->aux[ix];
+			size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
+			s->last_err = err;
+			if (len)
+				memcpy(a->msg, msg, len);
+			a->msg[len] = '\0';
+			store_rel(&s->deadline_ns, now + backoff_ns(q, s->attempts));
+			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
+			tq__count(q, C_RETRIED, 1);
+		}
+		store_rel(&q->me->fail_slot, 0);
+		if (i == n / 2)
+			TQ_FAULT("fail.mid");
+	}
+	pthread_mutex_unlock(&q->own_mu);
+	tq__count(q, C_LOST, lost);
+	if (need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
+		(void)tq__drop_oldest_dead(q);
+	return lost ? TQ_ELOST : 0;
+}
+
+TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns)
+{
+	uint64_t lost = 0;
+	int rc = check_leases(q, tasks, n);
+
+	if (rc)
+		return rc;
+	uint64_t end = tq__deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->lease_ns);
+	if (end == UINT64_MAX)
+		end = UINT64_MAX - 1;
+	for (size_t i = 0; i < n; i++) {
+		const tq_task *t = &tasks[i];
+		uint32_t ix = (uint32_t)t->priv[0];
+		/* Read the deadline before checking the lease, and move it only if
+		 * it is unchanged: a lease lost and given to another delivery in
+		 * between has another deadline, which this never overwrites. */
+		uint64_t d = load_acq(&q->slots[ix].deadline_ns);
+		if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
+		    load_acq(&q->st[ix]) != t->priv[1])
+			lost++;
+	}
+	tq__count(q, C_LOST, lost);
+	return lost ? TQ_ELOST : 0;
+}

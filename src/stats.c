@@ -1,0 +1,209 @@
+/*
+ * stats.c - run state, statistics, histograms, per-process views
+ * (docs/metrics.md).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fault.h"
+#include "internal.h"
+
+TQ_API int tq_set_run_state(tq_queue *q, int state)
+{
+	if (!q || state < TQ_RUNNING || state > TQ_PAUSED)
+		return TQ_EINVAL;
+	atomic_store(&q->h->run_state, (uint32_t)state);
+	tq__event(q, TQ_EV_STATE, (uint64_t)state, 0, NULL);
+	/* Wake sleepers so that they see the change now. */
+	tq__bell_ring(&q->h->ready_ring.bell);
+	tq__bell_ring(&q->h->free_ring.bell);
+	return 0;
+}
+
+TQ_API int tq_run_state(const tq_queue *q)
+{
+	if (!q)
+		return TQ_EINVAL;
+	uint32_t s = load_acq(&q->h->run_state);
+	return s <= TQ_PAUSED ? (int)s : TQ_EBADQUEUE;
+}
+
+static void read_counters(const struct tq_proc *p, tq_counters *c)
+{
+	c->pushed = load_rlx(&p->c[C_PUSHED]);
+	c->taken = load_rlx(&p->c[C_TAKEN]);
+	c->acked = load_rlx(&p->c[C_ACKED]);
+	c->failed = load_rlx(&p->c[C_FAILED]);
+	c->retried = load_rlx(&p->c[C_RETRIED]);
+	c->dead = load_rlx(&p->c[C_DEAD]);
+	c->expired = load_rlx(&p->c[C_EXPIRED]);
+	c->recovered = load_rlx(&p->c[C_RECOVERED]);
+	c->dead_dropped = load_rlx(&p->c[C_DEAD_DROPPED]);
+	c->lost = load_rlx(&p->c[C_LOST]);
+}
+
+
+TQ_API int tq_counters_self(const tq_queue *q, tq_counters *out)
+{
+	if (!q || !out)
+		return TQ_EINVAL;
+	read_counters(q->me, out);
+	return 0;
+}
+
+/* Sums the metrics (counters and histograms) of every process, alive or gone. */
+static void sum_metrics(tq_queue *q, uint64_t *m, uint32_t *procs)
+{
+	memcpy(m, q->h->retired, sizeof(uint64_t) * TQ_METRICS);
+	*procs = 0;
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		const struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) != PROC_ACTIVE)
+			continue;
+		for (int i = 0; i < TQ_METRICS; i++)
+			m[i] += load_rlx(&p->c[i]);
+		(*procs)++;
+	}
+}
+
+static void latency_from(const uint64_t *h, tq_latency *out)
+{
+	uint64_t total = 0, cum = 0;
+	const double ps[3] = {0.50, 0.90, 0.99};
+	uint64_t *dst[3] = {&out->p50_ns, &out->p90_ns, &out->p99_ns};
+	int next = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (unsigned b = 0; b < TQ_HBUCKETS; b++)
+		total += h[b];
+	out->count = total;
+	out->mean_ns = total ? h[TQ_HBUCKETS] / total : 0;
+	for (unsigned b = 0; b < TQ_HBUCKETS && total; b++) {
+		cum += h[b];
+		while (next < 3 && (double)cum >= ps[next] * (double)total)
+			*dst[next++] = hist_upper_ns(b);
+		if (h[b])
+			out->max_ns = hist_upper_ns(b);
+	}
+}
+
+/* Rates over the last w seconds from the once-a-second samples. */
+static void rates_from(const struct tq_hdr *h, double pushed[3], double done[3])
+{
+	static const uint64_t windows[3] = {1, 10, 60};
+	uint32_t n = load_acq(&h->sample_next);
+
+	for (int w = 0; w < 3; w++)
+		pushed[w] = done[w] = 0;
+	if (n < 2)
+		return;
+	const struct tq_sample *last = &h->samples[(n - 1) % TQ_SAMPLES];
+	uint32_t have = n < TQ_SAMPLES ? n : TQ_SAMPLES - 8; /* leave room for a writer */
+	for (int w = 0; w < 3; w++) {
+		const struct tq_sample *old = NULL;
+		for (uint32_t back = 1; back < have; back++) {
+			old = &h->samples[(n - 1 - back) % TQ_SAMPLES];
+			if (last->t_ns - old->t_ns >= windows[w] * 1000000000ull - 100000000ull)
+				break;
+		}
+		if (!old || last->t_ns <= old->t_ns)
+			continue;
+		double dt = (double)(last->t_ns - old->t_ns) / 1e9;
+		pushed[w] = (double)(last->pushed - old->pushed) / dt;
+		done[w] = (double)(last->acked - old->acked) / dt;
+	}
+}
+
+TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
+{
+	uint32_t by_state[ST__COUNT] = {0};
+	uint64_t oldest = 0, m[TQ_METRICS];
+
+	if (!q || !out)
+		return TQ_EINVAL;
+	tq__maybe_maintain(q, tq_now_ns());
+	memset(out, 0, sizeof(*out));
+	_Static_assert(sizeof(tq_counters) == C__COUNT * sizeof(uint64_t), "counter order");
+	sum_metrics(q, m, &out->procs);
+	memcpy(&out->total, m, sizeof(out->total));
+	latency_from(m + C__COUNT + H_WAIT * TQ_HSLOTS, &out->wait);
+	latency_from(m + C__COUNT + H_PROC * TQ_HSLOTS, &out->processing);
+	rates_from(q->h, out->pushed_per_s, out->done_per_s);
+	for (uint32_t i = 0; i < q->cap; i++) {
+		unsigned s = st_state(load_acq(&q->st[i]));
+		if (s >= ST__COUNT)
+			continue;
+		by_state[s]++;
+		if (s == ST_READY) {
+			uint64_t enq = load_rlx(&q->slots[i].enq_ns);
+			if (oldest == 0 || enq < oldest)
+				oldest = enq;
+		}
+	}
+	out->capacity = q->cap;
+	out->ready = by_state[ST_READY];
+	out->leased = by_state[ST_LEASED];
+	out->delayed = by_state[ST_DELAYED];
+	out->dead = by_state[ST_DEAD];
+	out->free_slots = by_state[ST_FREE];
+	out->recoveries = load_rlx(&q->h->recoveries);
+	out->run_state = (int)load_rlx(&q->h->run_state);
+	out->oldest_ready_ns = oldest;
+	return 0;
+}
+
+TQ_API int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing)
+{
+	uint64_t m[TQ_METRICS];
+	uint32_t procs;
+
+	if (!q)
+		return TQ_EINVAL;
+	_Static_assert(TQ_HIST_BUCKETS == TQ_HBUCKETS, "histogram size");
+	sum_metrics(q, m, &procs);
+	tq_histogram *out[2] = {wait, processing};
+	for (int h = 0; h < 2; h++) {
+		if (!out[h])
+			continue;
+		for (unsigned b = 0; b < TQ_HBUCKETS; b++) {
+			out[h]->count[b] = m[C__COUNT + h * TQ_HSLOTS + b];
+			out[h]->upper_ns[b] = hist_upper_ns(b);
+		}
+		out[h]->sum_ns = m[C__COUNT + h * TQ_HSLOTS + TQ_HBUCKETS];
+	}
+	return 0;
+}
+
+TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
+{
+	size_t k = 0;
+
+	if (!q || (!out && max))
+		return TQ_EINVAL;
+	uint32_t *leased = calloc(TQ_MAX_PROCS + 1, sizeof(*leased));
+	if (!leased)
+		return TQ_ENOMEM;
+	for (uint32_t i = 0; i < q->cap; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_state(s) == ST_LEASED && st_owner(s) <= TQ_MAX_PROCS)
+			leased[st_owner(s)]++;
+	}
+	for (uint32_t r = 0; r < TQ_MAX_PROCS && k < max; r++) {
+		const struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) != PROC_ACTIVE)
+			continue;
+		tq_proc_info *o = &out[k++];
+		memset(o, 0, sizeof(*o));
+		o->slot = r;
+		o->pid = p->pid;
+		o->attached_ns = p->attached_ns;
+		o->last_seen_ns = load_rlx(&p->last_seen_ns);
+		o->leased = leased[r + 1];
+		o->waiting = load_rlx(&p->waiting);
+		o->done_per_s = (double)load_rlx(&p->rate_milli) / 1000.0;
+		read_counters(p, &o->counters);
+	}
+	free(leased);
+	return (int)k;
+}

@@ -1,0 +1,107 @@
+/*
+ * take.c - tq_take: ready tasks leased to this handle, oldest first
+ * (docs/design.md, sections 3 and 9).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fault.h"
+#include "internal.h"
+
+/* Waits while taking is not allowed: a bounded sleep, not a spin. */
+static void paused_wait(uint64_t until)
+{
+	uint64_t now = tq_now_ns(), d = 10000000ull;
+
+	if (until - now < d)
+		d = until - now;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)d};
+	nanosleep(&ts, NULL);
+}
+
+/* Fills t from a slot just leased. The lease deadline is published last:
+ * until then it is UINT64_MAX and no sweep can take the slot back, so the
+ * fields read here belong to this delivery. */
+static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, uint64_t now, uint64_t end)
+{
+	struct tq_slot *s = &q->slots[idx];
+	uint16_t a = (uint16_t)(s->attempts + 1);
+
+	s->attempts = a;
+	s->taken_ns = now;
+	t->id = s->id;
+	t->kind = s->kind;
+	t->attempt = a;
+	t->enqueued_ns = load_rlx(&s->enq_ns);
+	if (s->kind == TQ_KIND_INT) {
+		t->value = s->value;
+		t->data = NULL;
+		t->len = 0;
+	} else {
+		t->value = 0;
+		t->data = tq__payload(q, idx);
+		t->len = s->len <= q->max_payload ? s->len : q->max_payload;
+	}
+	t->priv[0] = idx | ((uint64_t)q->tag << 32);
+	t->priv[1] = lease;
+	store_rel(&s->deadline_ns, end);
+}
+
+TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
+{
+	uint32_t idx[TQ_CHUNK];
+	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
+	uint64_t pos = 0;
+	int got;
+
+	if (!q || !out || max == 0)
+		return TQ_EINVAL;
+	uint64_t lease = st_make(ST_LEASED, q->owner, 0);
+	uint64_t now = tq_now_ns();
+	uint64_t until = tq__deadline_after(now, timeout_ns);
+	bool waited = false;
+	tq__maybe_maintain(q, now);
+	for (;;) {
+		if (tq__stopping(q))
+			return TQ_ESTOPPED;
+		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
+		if (allowed) {
+			got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos, C_TAKEN);
+			if (got)
+				break;
+		}
+		if (timeout_ns == 0)
+			return TQ_EAGAIN;
+		now = tq_now_ns();
+		if (now >= until)
+			return TQ_ETIMEDOUT;
+		tq__maybe_maintain(q, now);
+		if (allowed)
+			tq__bell_wait(q, &q->h->ready_ring.bell, &q->readyr, until);
+		else
+			paused_wait(until);
+		waited = true;
+	}
+	if (got < 0)
+		return got;
+	TQ_FAULT("take.popped");
+	if (waited) /* one clock read per call unless it had to wait */
+		now = tq_now_ns();
+	uint64_t end = now + q->lease_ns, firsts = 0, first_enq = 0;
+	for (int i = 0; i < got; i++)
+		__builtin_prefetch(&q->slots[idx[i]], 1);
+	for (int i = 0; i < got; i++) {
+		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
+		if (out[i].attempt == 1 && firsts++ == 0)
+			first_enq = out[i].enqueued_ns;
+	}
+	/* One sample per batch, weighted by its first deliveries: the wait of
+	 * a batch's tasks differs by the time it took to push them. */
+	if (firsts)
+		tq__hist_add(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
+	/* More left and someone asleep: pass the wake-up on. */
+	if (tq__ring_count(&q->readyr))
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+	return got;
+}
