@@ -36,6 +36,10 @@ LIB_SRC  := $(wildcard src/*.c)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 PIC_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/pic/%.o)
 STATIC   := $(BUILD)/libtaskq.a
+# The test build of the library: the same sources with crash points
+# (src/fault.h), linked only into the test suite.
+TEST_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/tobj/%.o)
+TEST_LIB := $(BUILD)/libtaskq-test.a
 SHARED   := $(BUILD)/libtaskq.so.0
 PCFILE   := $(BUILD)/taskq.pc
 
@@ -59,6 +63,10 @@ $(BUILD)/obj/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 $(BUILD)/pic/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/pic
 	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -DTQ_BUILD_SHARED -c $< -o $@
+$(BUILD)/tobj/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/tobj
+	$(CC) $(CFLAGS_ALL) -DTQ_FAULT_INJECTION -c $< -o $@
+$(TEST_LIB): $(TEST_OBJ)
+	rm -f $@ && ar rcs $@ $^
 $(STATIC): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(SHARED): $(PIC_OBJ)
@@ -67,8 +75,8 @@ $(SHARED): $(PIC_OBJ)
 $(PCFILE): taskq.pc.in | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h $(STATIC) $(CLI_BIN) $(DEMO_BIN) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -o $@ $(TEST_SRC) tools/log.c $(STATIC) $(LDFLAGS_ALL) -lcriterion $(LIBS)
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
@@ -78,7 +86,7 @@ $(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 
-$(BUILD) $(BUILD)/obj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples:
+$(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples:
 	mkdir -p $@
 
 # Criterion runs each test in its own process; tests fork more. Two jobs

@@ -1,4 +1,10 @@
+/*
+ * fault.c - crash points for tests: compiled only into the test build of
+ * the library (see fault.h).
+ */
 #include "fault.h"
+
+#ifdef TQ_FAULT_INJECTION
 
 #include <signal.h>
 #include <stdlib.h>
@@ -52,3 +58,4 @@ void tq_fault_from_env(void)
 	}
 	tq_fault_arm(name, hit);
 }
+#endif

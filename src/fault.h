@@ -5,7 +5,9 @@
  * that place in its code, and the armed process kills itself with SIGKILL
  * there on the hit-th pass. Unarmed, a point costs one predictable branch.
  * Points may also be armed through the environment: TQ_FAULT=name[:hit],
- * read once when the first handle is opened.
+ * read once when the first handle is opened. They exist only in the test
+ * build of the library (-DTQ_FAULT_INJECTION, build/libtaskq-test.a, which
+ * the test suite links); the shipped libraries have none.
  *
  * Points:
  *   push.claimed       slots taken from the free ring, task data not written
@@ -22,6 +24,7 @@
 #ifndef TQ_FAULT_H
 #define TQ_FAULT_H
 
+#ifdef TQ_FAULT_INJECTION
 extern const char *tq_fault_point_armed;
 void tq_fault_hit(const char *point);
 
@@ -35,5 +38,9 @@ void tq_fault_from_env(void);
 		if (__builtin_expect(tq_fault_point_armed != 0, 0))     \
 			tq_fault_hit(point);                            \
 	} while (0)
-
+#else
+/* The shipped library: no crash points at all. */
+#define TQ_FAULT(point) do { } while (0)
+static inline void tq_fault_from_env(void) {}
+#endif
 #endif
