@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "taskq.h"
@@ -68,6 +69,237 @@ static int tq_flags(struct out *o, const char *stdin_text, int flags, ...)
 	va_end(ap);
 	return rc;
 }
+
+/* ------------------------------------------------------ binary and streamed stdin */
+
+static int vargv(char *argv[MAX_ARGS], va_list ap)
+{
+	int n = 0;
+	argv[n++] = (char *)TASKQ;
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL && n < MAX_ARGS - 1)
+		argv[n++] = (char *)a;
+	argv[n] = NULL;
+	return n;
+}
+
+/* taskq ARGS... with stdin holding exactly len bytes (NULs allowed; the
+ * first byte must not be one). */
+static int tq_bin(struct out *o, const char *in, size_t len, ...)
+{
+	char *argv[MAX_ARGS];
+	struct proc p;
+	va_list ap;
+
+	va_start(ap, len);
+	vargv(argv, ap);
+	va_end(ap);
+	cr_assert(len > 0 && in[0] != '\0');
+	proc_start(&p, argv, in, 0);
+	p.in_len = len; /* proc_start counted up to the first NUL */
+	proc_finish(&p, RUN_DEADLINE_MS, o);
+	return o->status;
+}
+
+/* Starts taskq (argv) with stdin from in_fd, stdout and stderr captured. */
+static void spawn_tq(struct proc *p, int in_fd, char *const argv[])
+{
+	int out[2], err[2];
+
+	memset(p, 0, sizeof(*p));
+	join_argv(p->cmd, sizeof(p->cmd), argv);
+	cr_assert(pipe2(out, O_CLOEXEC) == 0 && pipe2(err, O_CLOEXEC) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(in_fd, 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	remember_child(pid);
+	close(out[1]);
+	close(err[1]);
+	p->pid = pid;
+	p->in_fd = -1;
+	p->out_fd = out[0];
+	p->err_fd = err[0];
+	fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Waits (with the run deadline) for a spawn_tq child, reading its output;
+ * fills o as proc_finish does and *ru with its resource use (wait4). */
+static void finish_tq(struct proc *p, struct out *o, struct rusage *ru)
+{
+	uint64_t deadline = tqt_now_ms() + RUN_DEADLINE_MS;
+	int st = 0;
+	bool timed_out = false;
+
+	out_free(o);
+	memset(ru, 0, sizeof(*ru));
+	for (;;) {
+		proc_pump(p, 10);
+		pid_t r = wait4(p->pid, &st, WNOHANG, ru);
+		if (r == p->pid)
+			break;
+		cr_assert(r == 0 || errno == EINTR, "wait4: %s", strerror(errno));
+		if (tqt_now_ms() >= deadline) {
+			kill(p->pid, SIGKILL);
+			while (wait4(p->pid, &st, 0, ru) < 0 && errno == EINTR)
+				;
+			timed_out = true;
+			break;
+		}
+	}
+	forget_child(p->pid);
+	for (int i = 0; i < 1000 && (p->out_fd >= 0 || p->err_fd >= 0); i++)
+		proc_pump(p, 10); /* to EOF: the child is gone, nobody else holds the pipes */
+	snprintf(o->cmd, sizeof(o->cmd), "%s", p->cmd);
+	o->out = p->out.p ? p->out.p : strdup("");
+	o->err = p->err.p ? p->err.p : strdup("");
+	o->out_len = p->out.len;
+	o->err_len = p->err.len;
+	p->out.p = p->err.p = NULL;
+	o->status = timed_out ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			_exit(0); /* the reader is gone (it refused a line): fine */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Streams for stdin, written by a child process so that the test process
+ * never holds them: head, then `big` bytes of 'x', then tail. */
+struct big_line {
+	const char *head, *tail;
+	uint64_t big;
+};
+
+static void gen_big_line(int fd, const void *arg)
+{
+	const struct big_line *g = arg;
+	static char chunk[1 << 16];
+
+	memset(chunk, 'x', sizeof(chunk));
+	write_all(fd, g->head, strlen(g->head));
+	for (uint64_t left = g->big; left > 0;) {
+		size_t n = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
+		write_all(fd, chunk, n);
+		left -= n;
+	}
+	write_all(fd, g->tail, strlen(g->tail));
+}
+
+/* n lines, line i being i as 8 digits padded with 'y' to width bytes. */
+struct numbered_lines {
+	unsigned n, width;
+};
+
+static void gen_numbered_lines(int fd, const void *arg)
+{
+	const struct numbered_lines *g = arg;
+	static char chunk[1 << 16];
+	size_t k = 0;
+
+	for (unsigned i = 0; i < g->n; i++) {
+		char num[16];
+		snprintf(num, sizeof(num), "%08u", i % 100000000u);
+		/* The line in pieces that fit the chunk: 8 digits, 'y's, newline. */
+		for (size_t done = 0, len = (size_t)g->width + 1; done < len;) {
+			if (k == sizeof(chunk)) {
+				write_all(fd, chunk, k);
+				k = 0;
+			}
+			size_t n = len - done < sizeof(chunk) - k ? len - done : sizeof(chunk) - k;
+			for (size_t j = 0; j < n; j++) {
+				size_t at = done + j;
+				chunk[k + j] = at < 8 ? num[at] : at == len - 1 ? '\n' : 'y';
+			}
+			k += n;
+			done += n;
+		}
+	}
+	write_all(fd, chunk, k);
+}
+
+/* taskq ARGS... with stdin the output of gen(arg), run in a child; *ru is
+ * taskq's resource use (its peak memory: ru_maxrss, in KiB). */
+static int tq_streamed(struct out *o, struct rusage *ru, void (*gen)(int, const void *), const void *arg, ...)
+{
+	char *argv[MAX_ARGS];
+	int in[2];
+	struct proc p;
+	va_list ap;
+
+	va_start(ap, arg);
+	vargv(argv, ap);
+	va_end(ap);
+	cr_assert(pipe2(in, O_CLOEXEC) == 0);
+	fflush(NULL);
+	pid_t w = fork();
+	cr_assert(w >= 0);
+	if (w == 0) {
+		close(in[0]);
+		signal(SIGPIPE, SIG_DFL);
+		gen(in[1], arg);
+		_exit(0);
+	}
+	remember_child(w);
+	close(in[1]);
+	spawn_tq(&p, in[0], argv);
+	close(in[0]);
+	finish_tq(&p, o, ru);
+	int ws = tqt_wait(w, 10000); /* done, or killed by SIGPIPE: taskq stopped reading */
+	forget_child(w);
+	cr_assert(ws == 0 || ws == 128 + SIGPIPE, "the stream writer ended with %d", ws);
+	return o->status;
+}
+
+/* An independent UTF-8 check: every sequence well formed (no overlong
+ * form, surrogate or code point above U+10FFFF). */
+static bool utf8_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0; i < n;) {
+		uint32_t c = p[i], cp;
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		if (len == 0 || i + len > n)
+			return false;
+		cp = len == 1 ? c : c & (0x7f >> len);
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+		if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+#define assert_json_output(o)                                                                         \
+	do {                                                                                          \
+		cr_assert(js_valid((o)->out), "`%s`: not JSON:\n%s", (o)->cmd, (o)->out);             \
+		cr_assert(utf8_ok((o)->out, (o)->out_len), "`%s`: --json output is not valid UTF-8:\n%s", \
+			  (o)->cmd, (o)->out);                                                        \
+	} while (0)
 
 /* Exit status `code`, and messages on stderr only (unless stdout_ok). */
 #define assert_status(o, code)                                                                        \
@@ -732,12 +964,11 @@ Test(cli, create_options_and_exist_ok)
 	cr_assert_eq(jbool(o.out, "created"), 0, "%s", o.out);
 	assert_jnum(o.out, "capacity", 64);
 
-	/* --backoff-max below --backoff is raised to it. */
+	/* --backoff above --backoff-max, both given: refused (create_backoff_above_max). */
 	const char *q2 = qname("copt2");
 	tq(&o, NULL, "create", q2, "--backoff", "2", "--backoff-max", "1", NULL);
-	assert_ok(&o);
-	tq(&o, NULL, "info", q2, "--json", NULL);
-	assert_jnum(o.out, "config.backoff_max_seconds", 2);
+	assert_fails(&o, 2);
+	cr_assert(!shm_exists(q2));
 	/* The longest name is fine. */
 	char *q3 = (char *)qname("tmp");
 	int k = snprintf(q3, TQ_NAME_MAX + 1, "tqt-cli-long-%ld-", (long)getpid());
@@ -946,27 +1177,46 @@ Test(cli, push_from_arguments_and_stdin_all_kinds)
 	out_free(&o);
 }
 
-Test(cli, push_bad_json_line_3_of_5_pushes_nothing)
+/* From stdin, the lines before a bad one are pushed and counted on stderr;
+ * with --atomic, or from arguments, nothing is. */
+Test(cli, push_bad_json_line_3_of_5)
 {
 	struct out o = {0};
 	const char *q = qname("badjson");
+	uint64_t ids[8];
 
 	create_ok(q);
 	tq(&o, "{\"a\":1}\n[1]\n{bad\n2\n\"s\"\n", "push", q, "--json", NULL);
+	assert_status(&o, 5);
+	assert_contains(o.err, "line 3", "the bad line is named");
+	assert_contains(o.err, "2 tasks pushed (lines 1-2), none from line 3 on", "what went in is said");
+	cr_assert_eq(parse_ids(o.out, ids, 8), 2, "the ids of lines 1-2:\n%s", o.out);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 2);
+	cr_assert_eq(s.ready, 2);
+	tq(&o, NULL, "take", q, "-n", "10", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "{\"a\":1}\n[1]\n");
+
+	/* --atomic: nothing at all. */
+	tq(&o, "{\"a\":1}\n[1]\n{bad\n2\n\"s\"\n", "push", q, "--json", "--atomic", NULL);
 	assert_fails(&o, 5);
 	assert_contains(o.err, "line 3", "the bad line is named");
-	tq(&o, "{\"a\":1}\n[1]\n{\"x\":1} trailing\n2\n\"s\"\n", "push", q, "--kind", "json", NULL);
+	assert_contains(o.err, "nothing pushed", "--atomic");
+	tq(&o, "{\"a\":1}\n[1]\n{\"x\":1} trailing\n2\n\"s\"\n", "push", q, "--kind", "json", "--atomic", NULL);
 	assert_fails(&o, 5);
 	assert_contains(o.err, "line 3", "trailing text after the JSON value");
 	tq(&o, NULL, "push", q, "--json", "1", "2", "{", "4", "5", NULL);
 	assert_fails(&o, 5);
 	assert_contains(o.err, "argument 3", "the bad argument is named");
-	tq(&o, "1\n2\n\n4\n5\n", "push", q, "--json", NULL);
+	assert_contains(o.err, "nothing pushed", "arguments are all checked first");
+	tq(&o, "1\n2\n\n4\n5\n", "push", q, "--json", "--atomic", NULL);
 	assert_fails(&o, 5); /* an empty line is not JSON */
+	assert_contains(o.err, "line 3", "an empty line");
 
 	tq(&o, NULL, "stats", q, "--json", NULL);
 	assert_ok(&o);
-	assert_jnum(o.out, "totals.pushed", 0);
+	assert_jnum(o.out, "totals.pushed", 2);
 	assert_jnum(o.out, "ready", 0);
 	out_free(&o);
 }
@@ -982,23 +1232,33 @@ Test(cli, push_oversized_and_not_integer_push_nothing)
 	tq(&o, NULL, "push", q, "123456789", NULL);
 	assert_fails(&o, 5);
 	assert_contains(o.err, "max payload", "oversized");
-	tq(&o, "ok\nfine\n123456789\nok\n", "push", q, NULL);
+	tq(&o, "ok\nfine\n123456789\nok\n", "push", q, "--atomic", NULL);
 	assert_fails(&o, 5);
 	assert_contains(o.err, "line 3", "oversized line");
+	assert_contains(o.err, "9 bytes exceeds the queue's max payload of 8", "oversized line");
 	tq(&o, NULL, "push", q, "--json", "[1,2,3,4,5]", NULL);
 	assert_fails(&o, 5);
+	/* A CRLF line of exactly max payload fits: the CR is not the task's. */
+	tq(&o, "12345678\r\n", "push", q, "--atomic", "--quiet", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, "-n", "2", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "12345678\n12345678\n");
+	tq(&o, NULL, "push", q, "12345678", NULL); /* put the first one back */
+	assert_ok(&o);
 
 	const char *notint[] = {"x", "-1", "1.5", "", "1 ", "0x10", "18446744073709551616", "+3", "1e3"};
 	for (size_t i = 0; i < sizeof(notint) / sizeof(notint[0]); i++) {
 		tq(&o, NULL, "push", q, "--kind", "int", "--", "1", notint[i], NULL);
 		assert_fails(&o, 5);
 	}
-	tq(&o, "1\n2\nthree\n", "push", q, "--kind", "int", NULL);
+	tq(&o, "1\n2\nthree\n", "push", q, "--kind", "int", "--atomic", NULL);
 	assert_fails(&o, 5);
 	assert_contains(o.err, "line 3", "not an integer");
+	assert_contains(o.err, "'three' is not an unsigned 64-bit integer", "not an integer");
 
 	tq_stats s = lib_stats(q);
-	cr_assert_eq(s.total.pushed, 1, "only the first push went in");
+	cr_assert_eq(s.total.pushed, 3, "only the single pushes went in");
 	cr_assert_eq(s.ready, 1);
 	out_free(&o);
 }
@@ -1098,6 +1358,264 @@ Test(cli, not_a_taskq_queue_exit_4)
 	tq(&o, NULL, "destroy", q, "--force", NULL);
 	assert_ok(&o);
 	cr_assert(!shm_exists(q));
+	out_free(&o);
+}
+
+/* A 200 MiB line into a queue of 16-byte payloads: refused by its line
+ * number with taskq's memory far below the line's size (it is counted, not
+ * kept); the line before it is pushed, nothing after it. */
+Test(cli, push_oversize_line_is_refused_in_bounded_memory)
+{
+	struct out o = {0};
+	struct rusage ru;
+	const char *q = qname("bigline");
+	uint64_t ids[4];
+
+	create_ok(q, "--max-payload", "16");
+	struct big_line g = {"first\n", "\nafter\n", 200u << 20};
+	tq_streamed(&o, &ru, gen_big_line, &g, "push", q, NULL);
+	assert_status(&o, 5);
+	assert_contains(o.err, "line 2: 209715200 bytes exceeds the queue's max payload of 16", "the line is named");
+	assert_contains(o.err, "1 task pushed (line 1), none from line 2 on", "what went in is said");
+	cr_assert_eq(parse_ids(o.out, ids, 4), 1, "%s", o.out);
+	cr_assert_lt(ru.ru_maxrss, 64 * 1024, "taskq push peaked at %ld KiB for a 200 MiB line", ru.ru_maxrss);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 1);
+	tq(&o, NULL, "take", q, "-n", "5", NULL);
+	cr_assert_str_eq(o.out, "first\n");
+
+	/* --atomic too reads the line with a bounded buffer; nothing goes in. */
+	tq_streamed(&o, &ru, gen_big_line, &g, "push", q, "--atomic", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 2: 209715200 bytes exceeds", "--atomic names the line");
+	assert_contains(o.err, "nothing pushed", "--atomic");
+	cr_assert_lt(ru.ru_maxrss, 64 * 1024, "taskq push --atomic peaked at %ld KiB", ru.ru_maxrss);
+	cr_assert_eq(lib_stats(q).total.pushed, 1);
+	out_free(&o);
+}
+
+/* Takes n numbered lines (gen_numbered_lines) from the queue through the
+ * library, checking order and content: the consumer of a stream. */
+struct drainer {
+	const char *name;
+	unsigned n, width;
+};
+
+static int drain_numbered(void *arg)
+{
+	const struct drainer *d = arg;
+	tq_queue *q;
+	tq_task t[64];
+	char want[16];
+
+	bool bad = false;
+
+	if (tq_open(d->name, &q) != 0)
+		return 1;
+	/* Takes everything even after a mismatch, so that the producer ends. */
+	for (unsigned got = 0; got < d->n;) {
+		int k = tq_take(q, t, 64, 20000000000ull);
+		if (k < 0)
+			return 3;
+		for (int i = 0; i < k; i++, got++) {
+			snprintf(want, sizeof(want), "%08u", got);
+			if (t[i].len != d->width || memcmp(t[i].data, want, 8))
+				bad = true;
+		}
+		tq_ack(q, t, (size_t)k);
+	}
+	tq_close(q);
+	return bad ? 2 : 0;
+}
+
+/* About 100 MB of lines into a queue of 256 tasks being drained: every
+ * line arrives once, in order, and taskq's memory stays bounded by its
+ * batch, not by the input. */
+Test(cli, push_streams_input_larger_than_queue_and_memory)
+{
+	struct out o = {0};
+	struct rusage ru;
+	const char *q = qname("stream");
+
+	create_ok(q, "--capacity", "256", "--max-payload", "1024");
+	struct numbered_lines g = {100000, 1000};
+	struct drainer d = {q, g.n, g.width};
+	pid_t drain = tqt_fork(drain_numbered, &d);
+	remember_child(drain);
+	tq_streamed(&o, &ru, gen_numbered_lines, &g, "push", q, "--quiet", NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.err_len, 0, "%s", o.err);
+	int st = tqt_wait(drain, 30000);
+	forget_child(drain);
+	cr_assert_eq(st, 0, "the consumer ended with %d (2: a line out of order or changed)", st);
+	cr_assert_lt(ru.ru_maxrss, 64 * 1024, "taskq push peaked at %ld KiB for ~100 MB of input", ru.ru_maxrss);
+	tq_stats s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, g.n);
+	cr_assert_eq(s.total.acked, g.n);
+	out_free(&o);
+}
+
+/* Lines are pushed as they are read, not at the end of stdin: a producer
+ * that writes two lines and the start of a third, then waits, sees the two
+ * in the queue; the third, finished later, arrives whole. Then a bad line:
+ * what came before stays, exit 5. */
+Test(cli, push_pushes_lines_before_stdin_ends)
+{
+	struct out o = {0};
+	struct rusage ru;
+	struct proc p;
+	const char *q = qname("live");
+	int in[2];
+	uint64_t ids[8];
+
+	create_ok(q, "--max-payload", "8");
+	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+	char *argv[] = {(char *)TASKQ, "push", (char *)q, NULL};
+	spawn_tq(&p, in[0], argv);
+	close(in[0]);
+	cr_assert_eq(write(in[1], "a\nb\npar", 7), 7);
+	uint64_t deadline = tqt_now_ms() + 10000;
+	tq_stats s = lib_stats(q);
+	while (s.ready < 2 && tqt_now_ms() < deadline) {
+		proc_pump(&p, 10);
+		s = lib_stats(q);
+	}
+	cr_assert_eq(s.ready, 2, "the lines written so far were not pushed while stdin stayed open");
+	const char *rest = "tial\nx\n123456789\nnever\n";
+	cr_assert_eq(write(in[1], rest, strlen(rest)), (ssize_t)strlen(rest));
+	close(in[1]);
+	finish_tq(&p, &o, &ru);
+	assert_status(&o, 5);
+	assert_contains(o.err, "line 5: 9 bytes exceeds", "the bad line");
+	assert_contains(o.err, "4 tasks pushed (lines 1-4), none from line 5 on", "the count");
+	cr_assert_eq(parse_ids(o.out, ids, 8), 4, "%s", o.out);
+	s = lib_stats(q);
+	cr_assert_eq(s.total.pushed, 4);
+	tq(&o, NULL, "take", q, "-n", "10", NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "a\nb\npartial\nx\n", "a line split across reads arrives whole");
+	out_free(&o);
+}
+
+/* --atomic holds at most 65536 lines and 64 MiB; more pushes nothing. */
+Test(cli, push_atomic_is_bounded)
+{
+	struct out o = {0};
+	struct rusage ru;
+	const char *q = qname("atomic"), *big = qname("atomicb");
+
+	signal(SIGPIPE, SIG_IGN); /* a taskq that stops reading is a test failure, not a test crash */
+	create_ok(q, "--capacity", "70000");
+	size_t n = 65537;
+	char *in = malloc(2 * n + 1);
+	cr_assert(in);
+	for (size_t i = 0; i < n; i++)
+		memcpy(in + 2 * i, "x\n", 2);
+	in[2 * n] = '\0';
+	tq(&o, in, "push", q, "--atomic", "--quiet", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "65536 lines", "the line bound");
+	assert_contains(o.err, "nothing pushed", "the line bound");
+	cr_assert_eq(lib_stats(q).total.pushed, 0);
+	in[2 * (n - 1)] = '\0'; /* exactly 65536: fine */
+	tq(&o, in, "push", q, "--atomic", "--quiet", NULL);
+	assert_ok(&o);
+	cr_assert_eq(lib_stats(q).ready, 65536);
+	free(in);
+
+	/* 65 lines of 1 MB: more than 64 MiB. */
+	create_ok(big, "--capacity", "1", "--max-payload", "1048576");
+	struct numbered_lines g = {65, 1048000};
+	tq_streamed(&o, &ru, gen_numbered_lines, &g, "push", big, "--atomic", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "64 MiB", "the byte bound");
+	cr_assert_eq(lib_stats(big).total.pushed, 0);
+	out_free(&o);
+}
+
+/* Integers are digits and nothing else: a NUL inside a line is not the
+ * end of the number. Strings are any bytes, NUL included. */
+Test(cli, push_lines_with_nul_bytes)
+{
+	struct out o = {0};
+	const char *q = qname("nul");
+
+	create_ok(q);
+	tq_bin(&o, "1\0junk\n", 7, "push", q, "--kind", "int", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 1: '1\\x00junk' is not an unsigned 64-bit integer", "a NUL in an integer");
+	tq_bin(&o, "7\n8\0\n", 5, "push", q, "--kind", "int", "--atomic", NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "line 2", "a NUL in an integer");
+	cr_assert_eq(lib_stats(q).total.pushed, 0);
+
+	tq_bin(&o, "a\0b\n", 4, "push", q, NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.out_len, 4, "the payload a\\0b and a newline, got %zu bytes", o.out_len);
+	cr_assert(!memcmp(o.out, "a\0b\n", 4));
+	out_free(&o);
+}
+
+/* JSON tasks are valid UTF-8 JSON, named by line or argument otherwise. */
+Test(cli, push_json_must_be_valid_utf8)
+{
+	struct out o = {0};
+	const char *q = qname("utf8");
+
+	create_ok(q);
+	const char *bad[][2] = {
+		{"\"\xff\"", "not valid UTF-8 at byte 1"},
+		{"\"\xc0\xaf\"", "not valid UTF-8 at byte 1"},          /* overlong '/' */
+		{"\"\xed\xa0\x80\"", "not valid UTF-8 at byte 1"},      /* an encoded surrogate */
+		{"\"\xf4\x90\x80\x80\"", "not valid UTF-8 at byte 1"},  /* above U+10FFFF */
+		{"[1, \"ok\", \"\xe2\x82\"]", "not valid UTF-8 at byte 11"}, /* truncated */
+		{"\"\\ud800\"", "unpaired surrogate"},
+		{"\"\\udc00\\ud800\"", "unpaired surrogate"},
+		{"\"a\tb\"", "control character"},
+		{"[1,]", "invalid JSON at byte 3"},
+		{"01", "invalid JSON at byte 1"},
+		{"{\"a\" 1}", "expected ':'"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tq(&o, NULL, "push", q, "--json", "[]", bad[i][0], NULL);
+		assert_fails(&o, 5);
+		assert_contains(o.err, "argument 2", bad[i][0]);
+		assert_contains(o.err, bad[i][1], bad[i][0]);
+		char line[64];
+		snprintf(line, sizeof(line), "[]\n%s\n", bad[i][0]);
+		tq(&o, line, "push", q, "--json", "--atomic", NULL);
+		assert_fails(&o, 5);
+		assert_contains(o.err, "line 2", bad[i][0]);
+		assert_contains(o.err, bad[i][1], bad[i][0]);
+	}
+	cr_assert_eq(lib_stats(q).total.pushed, 0);
+
+	/* Valid: UTF-8 as it is, escapes, a surrogate pair, 1000 levels deep. */
+	tq(&o, "\"h\xc3\xa9llo \xf0\x9f\x98\x80 \\u00e9 \\ud83d\\ude00\"\n", "push", q, "--json", NULL);
+	assert_ok(&o);
+	char deep[2101];
+	memset(deep, '[', 1000);
+	memset(deep + 1000, ']', 1000);
+	deep[2000] = '\0';
+	tq(&o, NULL, "push", q, "--json", "--quiet", deep, NULL);
+	assert_ok(&o);
+	deep[0] = '{'; /* not closed as an object: refused, not a crash */
+	tq(&o, NULL, "push", q, "--json", deep, NULL);
+	assert_fails(&o, 5);
+	char deeper[2101];
+	memset(deeper, '[', 1001);
+	memset(deeper + 1001, ']', 1001);
+	deeper[2002] = '\0';
+	tq(&o, NULL, "push", q, "--json", deeper, NULL);
+	assert_fails(&o, 5);
+	assert_contains(o.err, "nested too deep", "1001 levels");
+
+	tq(&o, NULL, "take", q, "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	assert_contains(o.out, "h\xc3\xa9llo \xf0\x9f\x98\x80", "UTF-8 goes out as it came in");
 	out_free(&o);
 }
 
@@ -2085,5 +2603,337 @@ Test(cli, destroy_refuses_queues_holding_tasks)
 	tq_close(h);
 	tq(&o, NULL, "destroy", a, NULL);
 	assert_ok(&o);
+	out_free(&o);
+}
+
+/* ================================================================ exact and binary-safe output */
+
+/* 64-bit values are printed exactly in --json (cJSON alone would print
+ * 18446744073709551615 as 1.8446744073709552e+19); payloads of any bytes
+ * come out exactly in text, and as valid UTF-8 JSON with their exact bytes
+ * in data_base64 when they are not UTF-8. */
+Test(cli, json_output_is_exact_and_valid_utf8)
+{
+	struct out o = {0};
+	const char *q = qname("exact");
+	tq_queue *h;
+
+	create_ok(q, "--max-attempts", "1");
+	tq(&o, NULL, "push", q, "--kind", "int", "18446744073709551615", "9007199254740993", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, "-n", "2", "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	assert_contains(o.out, "\"value\":18446744073709551615}", "take --json, 2^64 - 1");
+	assert_contains(o.out, "\"value\":9007199254740993}", "take --json, 2^53 + 1");
+
+	tq_bin(&o, "a\0b\n\xff\xfe\n", 7, "push", q, NULL);
+	assert_ok(&o);
+	cr_assert_eq(tq_open(q, &h), 0); /* the library does not check JSON tasks' bytes */
+	cr_assert_eq(tq_push_data(h, TQ_KIND_JSON, "\"\xc3\x28\"", 4, 0), 0);
+	tq_close(h);
+	tq(&o, NULL, "take", q, "-n", "3", "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	assert_jstr(o.out, "0.kind", "string");
+	assert_contains(o.out, "\"data\":\"a\\u0000b\"}", "a NUL in JSON");
+	assert_contains(o.out, "\"data\":\"\\ufffd\\ufffd\",\"data_base64\":\"//4=\"}", "bytes that are not UTF-8");
+	assert_contains(o.out, "\"data\":\"\\\"\\ufffd(\\\"\",\"data_base64\":\"IsMoIg==\"}", "a JSON task that is not UTF-8");
+	cr_assert_null(strstr(o.out, "\"data\":\"a\\u0000b\",\"data_base64\""), "no base64 for valid UTF-8");
+
+	/* Text: the bytes as they are. */
+	tq_bin(&o, "a\0b\n\xff\xfe\n", 7, "push", q, "--quiet", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, "-n", "2", NULL);
+	assert_ok(&o);
+	cr_assert_eq(o.out_len, 7, "%zu bytes", o.out_len);
+	cr_assert(!memcmp(o.out, "a\0b\n\xff\xfe\n", 7));
+
+	/* Dead letters: the same, through work. */
+	tq_bin(&o, "a\0b\n\xff\xfe\n", 7, "push", q, "--quiet", NULL);
+	tq(&o, NULL, "push", q, "--quiet", "--kind", "int", "18446744073709551615", NULL);
+	tq(&o, NULL, "work", q, "--max-tasks", "3", "--", "false", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "dead", q, "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	cr_assert_eq(jlen(o.out, ""), 3, "%s", o.out);
+	assert_contains(o.out, "\"data\":\t\"a\\u0000b\"", "dead --json, a NUL");
+	assert_contains(o.out, "\"data_base64\":\t\"//4=\"", "dead --json, not UTF-8");
+	assert_contains(o.out, "\"value\":\t18446744073709551615", "dead --json, 2^64 - 1");
+	tq(&o, NULL, "dead", q, NULL);
+	assert_ok(&o);
+	cr_assert(memmem(o.out, o.out_len, "\t18446744073709551615\n", 22), "dead text: the integer");
+	cr_assert(memmem(o.out, o.out_len, "\ta\0b\n", 5), "dead text: the payload's bytes");
+	cr_assert(memmem(o.out, o.out_len, "\t\xff\xfe\n", 4), "dead text: the payload's bytes");
+
+	/* Every other --json: valid, and counters are plain integers. */
+	const char *cmds[][4] = {{"stats", q, "--json"}, {"info", q, "--json"}, {"log", q, "--json"},
+				 {"ls", "--json"},       {"recover", q, "--json"}};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		tq(&o, NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
+		assert_ok(&o);
+		assert_json_output(&o);
+	}
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	const char *v = jget(o.out, "totals.pushed");
+	cr_assert(v && !strncmp(v, "10,", 3), "totals.pushed: %.20s", v ? v : "(none)");
+	v = jget(o.out, "latency_seconds.queue_wait.count");
+	cr_assert(v && *v >= '0' && *v <= '9', "latency count: %.20s", v ? v : "(none)");
+	tq(&o, NULL, "work", q, "--idle-exit", "0.05", "--json", "--", "true", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	out_free(&o);
+}
+
+/* ================================================================ create: backoff */
+
+Test(cli, create_backoff_above_max_is_refused)
+{
+	struct out o = {0};
+	const char *q = qname("boff"), *up = qname("boffup"), *down = qname("boffdn");
+
+	tq(&o, NULL, "create", q, "--backoff", "5", "--backoff-max", "1", NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "--backoff 5 s exceeds --backoff-max 1 s", "the refusal");
+	cr_assert(!shm_exists(q));
+	tq(&o, NULL, "create", q, "--backoff-max", "1", "--backoff", "1.5", NULL);
+	assert_fails(&o, 2);
+	tq(&o, NULL, "create", q, "--backoff", "1", "--backoff-max", "1", NULL); /* equal: fine */
+	assert_ok(&o);
+
+	/* Alone, each moves the other's default (as create --help says). */
+	tq(&o, NULL, "create", up, "--backoff", "120", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "info", up, "--json", NULL);
+	assert_jnum(o.out, "config.backoff_seconds", 120);
+	assert_jnum(o.out, "config.backoff_max_seconds", 120);
+	tq(&o, NULL, "create", down, "--backoff-max", "0.05", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "info", down, "--json", NULL);
+	assert_jnum(o.out, "config.backoff_seconds", 0.05);
+	assert_jnum(o.out, "config.backoff_max_seconds", 0.05);
+	tq(&o, NULL, "create", qname("boffh"), "--help", NULL);
+	assert_contains(o.out, "--backoff above --backoff-max is refused", "create --help");
+
+	/* Durations are decimal seconds, nothing else. */
+	const char *bad[] = {"1e3", "0x10", "+1", "1.2.3", ".", "", " 1", "inf"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tq(&o, NULL, "create", qname("tmp2"), "--lease", bad[i], NULL);
+		assert_fails(&o, 2);
+		queues[MAX_QUEUES - 1][0] = '\0';
+		for (int k = 0; k < MAX_QUEUES; k++)
+			if (strstr(queues[k], "-tmp2-"))
+				queues[k][0] = '\0';
+	}
+	out_free(&o);
+}
+
+/* ================================================================ hostile /dev/shm */
+
+static void shm_path(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "/dev/shm/taskq.%s", name);
+}
+
+/* The whole file, for checking that nobody wrote to it. */
+static char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW);
+	struct stat st;
+	cr_assert(fd >= 0 && fstat(fd, &st) == 0, "%s: %s", path, strerror(errno));
+	char *p = malloc((size_t)st.st_size + 1);
+	cr_assert(p);
+	cr_assert_eq(pread(fd, p, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+/* Sets a file's mtime `ago` seconds back. */
+static void age_file(const char *path, int ago)
+{
+	struct timespec ts[2];
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[1] = ts[0];
+	ts[1].tv_sec -= ago;
+	cr_assert_eq(utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), 0, "%s: %s", path, strerror(errno));
+}
+
+/* A half-created segment of the caller's: size bytes of zeros (no magic). */
+static void make_half_created(const char *name, size_t size, int ago)
+{
+	char path[300];
+	make_garbage_segment(name, 0);
+	shm_path(path, sizeof(path), name);
+	if (size)
+		cr_assert_eq(truncate(path, (off_t)size), 0);
+	if (ago)
+		age_file(path, ago);
+}
+
+/* Another user's queue, stale and empty (which clean would remove were it
+ * the caller's), and another user's old half-created segment: ls lists
+ * them as that user's, not inspected; clean never opens or removes them;
+ * not a byte of them changes (tq_open would register in the queue). */
+Test(cli, ls_and_clean_leave_other_users_queues_alone)
+{
+	struct out o = {0};
+	const char *other = qname("otheruser"), *half = qname("otherhalf");
+	char path[300], hpath[300], line[512];
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give a segment to another user");
+	create_ok(other);
+	shm_path(path, sizeof(path), other);
+	cr_assert_eq(chown(path, 65534, 65534), 0, "%s", strerror(errno));
+	make_half_created(half, 0, 3600);
+	shm_path(hpath, sizeof(hpath), half);
+	cr_assert_eq(chown(hpath, 65534, 65534), 0);
+	size_t len0;
+	char *before = slurp(path, &len0);
+
+	tq(&o, NULL, "ls", NULL);
+	assert_ok(&o);
+	cr_assert(ls_line(o.out, other, line, sizeof(line)), "%s missing:\n%s", other, o.out);
+	assert_contains(line, "uid 65534", "ls names the owner");
+	assert_contains(line, "not inspected", "ls says it did not look");
+	cr_assert(ls_line(o.out, half, line, sizeof(line)), "%s missing:\n%s", half, o.out);
+	assert_contains(line, "not inspected", "another user's half-created segment");
+	tq(&o, NULL, "ls", "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	char at[32];
+	cr_assert_geq(json_find_name(o.out, other, at, sizeof(at)), 0, "%s", o.out);
+	cr_assert_eq(jbool(o.out, at_key(at, "inspected")), 0, "%s", o.out);
+	assert_jnum_at(o.out, at, "owner_uid", 65534);
+	cr_assert_null(jget(o.out, at_key(at, "ready")), "no counts for a queue not inspected");
+
+	if (private_shm) {
+		tq(&o, NULL, "clean", "--force", "--dry-run", "--json", NULL);
+		assert_ok(&o);
+		cr_assert_eq(jlen(o.out, ""), 0, "clean would remove another user's segment:\n%s", o.out);
+		assert_contains(o.err, other, "clean says it skipped it");
+		tq(&o, NULL, "clean", "--force", NULL);
+		assert_ok(&o);
+		cr_assert_str_eq(o.out, "nothing to clean\n");
+	}
+	tq(&o, NULL, "destroy", other, NULL);
+	assert_fails(&o, 1);
+	assert_contains(o.err, "not inspected", "destroy does not open it either");
+	cr_assert(shm_exists(other) && shm_exists(half));
+	size_t len1;
+	char *after = slurp(path, &len1);
+	cr_assert(len0 == len1 && !memcmp(before, after, len0), "another user's queue was written to");
+	free(before);
+	free(after);
+	out_free(&o);
+}
+
+/* A FIFO, a directory, a symlink and a file with a hostile name, all named
+ * taskq.*: ls says what each is without opening it (a FIFO would block or
+ * look half-created), clean keeps them, destroy refuses them. */
+Test(cli, ls_and_clean_never_open_non_queue_files)
+{
+	struct out o = {0};
+	const char *fifo = qname("fifo"), *dir = qname("dir"), *link = qname("link"), *real = qname("real");
+	char path[300], target[300], line[512];
+
+	if (!private_shm)
+		cr_skip_test("no private /dev/shm here: the test makes a directory in it");
+	create_ok(real);
+	tq_queue *h;
+	cr_assert_eq(tq_open(real, &h), 0); /* attached: not stale, so clean keeps it */
+	shm_path(path, sizeof(path), fifo);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	age_file(path, 3600);
+	shm_path(path, sizeof(path), dir);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	shm_path(path, sizeof(path), link);
+	shm_path(target, sizeof(target), real);
+	cr_assert_eq(symlink(target, path), 0);
+	const char *evil = "/dev/shm/taskq.\xff\x1b[31mred";
+	int fd = open(evil, O_CREAT | O_WRONLY | O_EXCL, 0600);
+	cr_assert(fd >= 0);
+	close(fd);
+	age_file(evil, 3600);
+
+	tq(&o, NULL, "ls", NULL);
+	assert_ok(&o);
+	cr_assert(ls_line(o.out, fifo, line, sizeof(line)), "%s missing:\n%s", fifo, o.out);
+	assert_contains(line, "not a taskq queue: a FIFO", "ls, a FIFO");
+	cr_assert(ls_line(o.out, dir, line, sizeof(line)), "%s missing:\n%s", dir, o.out);
+	assert_contains(line, "not a taskq queue: a directory", "ls, a directory");
+	cr_assert(ls_line(o.out, link, line, sizeof(line)), "%s missing:\n%s", link, o.out);
+	assert_contains(line, "not a taskq queue: a symbolic link", "ls, a symlink");
+	cr_assert(ls_line(o.out, "\\xff\\x1b[31mred", line, sizeof(line)), "the hostile name, escaped:\n%s", o.out);
+	assert_contains(line, "not a valid queue name", "ls, a hostile name");
+	cr_assert_null(strchr(o.out, '\x1b'), "an escape sequence reached the terminal");
+	tq(&o, NULL, "ls", "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	assert_contains(o.out, "\"name\":\t\"\\ufffd\\u001b[31mred\"", "ls --json, a hostile name");
+
+	tq(&o, NULL, "clean", "--force", "--json", NULL);
+	assert_ok(&o);
+	cr_assert_eq(jlen(o.out, ""), 0, "clean removed something:\n%s", o.out);
+	assert_contains(o.err, "a FIFO", "clean says why it keeps the FIFO");
+	struct stat st;
+	shm_path(path, sizeof(path), fifo);
+	cr_assert(lstat(path, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was removed");
+	shm_path(path, sizeof(path), dir);
+	cr_assert(lstat(path, &st) == 0 && S_ISDIR(st.st_mode), "the directory was removed");
+	shm_path(path, sizeof(path), link);
+	cr_assert(lstat(path, &st) == 0 && S_ISLNK(st.st_mode), "the symlink was removed");
+	cr_assert(lstat(evil, &st) == 0, "the hostile name was removed");
+	cr_assert(shm_exists(real));
+
+	tq(&o, NULL, "destroy", fifo, NULL);
+	assert_fails(&o, 4);
+	assert_contains(o.err, "a FIFO", "destroy, a FIFO");
+	tq(&o, NULL, "destroy", link, NULL);
+	assert_fails(&o, 4);
+	tq(&o, NULL, "destroy", fifo, "--force", NULL);
+	assert_ok(&o);
+	shm_path(path, sizeof(path), fifo);
+	cr_assert(lstat(path, &st) != 0, "destroy --force removes the name");
+	tq_close(h);
+	shm_path(path, sizeof(path), dir);
+	rmdir(path);
+	unlink(evil);
+	out_free(&o);
+}
+
+/* A half-created segment is removed only when provably abandoned: the
+ * caller's, empty or with a zero magic, unchanged for 60 s. */
+Test(cli, clean_removes_only_old_half_created_segments)
+{
+	struct out o = {0};
+	const char *empty_old = qname("hempty"), *zero_old = qname("hzero"), *fresh = qname("hfresh");
+	char line[512];
+
+	if (!private_shm)
+		cr_skip_test("no private /dev/shm here: taskq clean would touch other tests' queues");
+	make_half_created(empty_old, 0, 3600);
+	make_half_created(zero_old, 65536, 3600);
+	make_half_created(fresh, 0, 0);
+
+	tq(&o, NULL, "ls", NULL);
+	assert_ok(&o);
+	cr_assert(ls_line(o.out, empty_old, line, sizeof(line)), "%s", o.out);
+	assert_contains(line, "half-created: its creator died", "ls, an old empty segment");
+	cr_assert(ls_line(o.out, fresh, line, sizeof(line)), "%s", o.out);
+	assert_contains(line, "half-created: being created", "ls, a new empty segment");
+
+	tq(&o, NULL, "clean", NULL);
+	assert_ok(&o);
+	char want[300];
+	snprintf(want, sizeof(want), "removed %s: half-created (its creator died)", empty_old);
+	assert_contains(o.out, want, "clean, an old empty segment");
+	snprintf(want, sizeof(want), "removed %s: half-created (its creator died)", zero_old);
+	assert_contains(o.out, want, "clean, an old segment with no header");
+	assert_contains(o.err, fresh, "clean says why it keeps a new one");
+	cr_assert(!shm_exists(empty_old) && !shm_exists(zero_old));
+	cr_assert(shm_exists(fresh), "a segment maybe still being created was removed");
 	out_free(&o);
 }

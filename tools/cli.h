@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "parse.h"
 #include "taskq.h"
 
 /* Exit statuses of every taskq subcommand (documented in `taskq --help`). */
@@ -19,7 +20,7 @@ enum {
 	EX_USAGE_ = 2,   /* bad subcommand, option, argument or queue name */
 	EX_NOQUEUE = 3,  /* no such queue */
 	EX_BADQUEUE = 4, /* not a taskq queue, another layout version, or half-created */
-	EX_BADINPUT = 5, /* invalid task input; nothing of it was pushed */
+	EX_BADINPUT = 5, /* invalid task input: nothing from it on was pushed (push --help) */
 	EX_EMPTY = 6,    /* nothing to take, or room to push, within the timeout */
 	EX_STOPPED = 7,  /* the queue is draining or stopped */
 	EX_REFUSED = 8,  /* the remote end refused: authentication (HTTP 401/403) */
@@ -32,15 +33,14 @@ int cli_exit_for(int tq_err);
 /* Opens a queue or prints why not; returns 0 or an exit status. */
 int cli_open(const char *name, tq_queue **q);
 
-bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-/* Seconds, decimals allowed ("0.25"), into ns; max in seconds. */
-bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns);
+/* cli_parse_u64, cli_parse_seconds and the other parsers: parse.h. */
 
 const char *cli_state_name(int state);
 const char *cli_kind_name(int kind);
 
 /* Prints a cJSON object (and frees it). */
 void cli_print_json(cJSON *obj);
+/* Counters as exact integers (cli_json_add_u64). */
 cJSON *cli_counters_json(const tq_counters *c);
 cJSON *cli_latency_json(const tq_latency *l);
 /* The snapshot behind `stats --json` (and the HTTP /stats): task counts,

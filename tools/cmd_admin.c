@@ -3,12 +3,16 @@
  * resume, ls, destroy, clean.
  */
 #include <dirent.h>
-#include <signal.h>
-#include <time.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -57,7 +61,7 @@ int cmd_create(int argc, char **argv)
 		{"backoff", required_argument, 0, 'b'}, {"backoff-max", required_argument, 0, 'B'},
 		{"exist-ok", no_argument, 0, 'e'}, {0, 0, 0, 0}};
 	tq_config cfg;
-	bool json = false, exist_ok = false;
+	bool json = false, exist_ok = false, backoff_set = false, backoff_max_set = false;
 	uint64_t v;
 	int c;
 
@@ -71,6 +75,9 @@ int cmd_create(int argc, char **argv)
 			       "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
 			       "mode 600, max-attempts 5, dead-capacity capacity/10, lease 30 s,\n"
 			       "backoff 0.1 s doubling per attempt up to backoff-max 60 s.\n"
+			       "--backoff above --backoff-max is refused (exit 2). Given alone, --backoff\n"
+			       "above the default backoff-max raises backoff-max to it, and --backoff-max\n"
+			       "below the default backoff lowers backoff to it.\n"
 			       "--exist-ok: succeed if the queue exists (its configuration is kept).\n", usage);
 			return 0;
 		case 'j': json = true; break;
@@ -98,9 +105,11 @@ int cmd_create(int argc, char **argv)
 			break;
 		case 'b':
 			if (!cli_parse_seconds(optarg, 86400.0, &cfg.backoff_base_ns)) bad = "--backoff";
+			backoff_set = true;
 			break;
 		case 'B':
 			if (!cli_parse_seconds(optarg, 365 * 86400.0, &cfg.backoff_max_ns)) bad = "--backoff-max";
+			backoff_max_set = true;
 			break;
 		default:
 			return usage_error(usage);
@@ -112,8 +121,19 @@ int cmd_create(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return usage_error(usage);
-	if (cfg.backoff_max_ns < cfg.backoff_base_ns)
-		cfg.backoff_max_ns = cfg.backoff_base_ns;
+	/* Both given: the user's numbers contradict each other; say so rather
+	 * than pick one. One given: the other one's default gives way. */
+	if (cfg.backoff_max_ns < cfg.backoff_base_ns) {
+		if (backoff_set && backoff_max_set) {
+			cli_err("--backoff %.9g s exceeds --backoff-max %.9g s", (double)cfg.backoff_base_ns / 1e9,
+				(double)cfg.backoff_max_ns / 1e9);
+			return EX_USAGE_;
+		}
+		if (backoff_set)
+			cfg.backoff_max_ns = cfg.backoff_base_ns;
+		else
+			cfg.backoff_base_ns = cfg.backoff_max_ns;
+	}
 	if (cfg.dead_capacity > cfg.capacity) {
 		cli_err("--dead-capacity %u exceeds --capacity %u", cfg.dead_capacity, cfg.capacity);
 		return EX_USAGE_;
@@ -152,7 +172,7 @@ cJSON *cli_latency_json(const tq_latency *l)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(o, "count", (double)l->count);
+	cli_json_add_u64(o, "count", l->count);
 	cJSON_AddNumberToObject(o, "mean", (double)l->mean_ns / 1e9);
 	cJSON_AddNumberToObject(o, "p50", (double)l->p50_ns / 1e9);
 	cJSON_AddNumberToObject(o, "p90", (double)l->p90_ns / 1e9);
@@ -231,28 +251,38 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	return o;
 }
 
+/* A 64-bit counter of a cli_stats_json object (exact, unlike NUM). */
+static unsigned long long json_u64(const cJSON *obj, const char *key)
+{
+	uint64_t v = 0;
+
+	cli_json_get_u64(cJSON_GetObjectItem(obj, key), &v);
+	return (unsigned long long)v;
+}
+
 static void print_stats_text(cJSON *o)
 {
 	cJSON *t = cJSON_GetObjectItem(o, "totals");
 #define NUM(obj, k) cJSON_GetNumberValue(cJSON_GetObjectItem((obj), (k)))
+#define U64(obj, k) json_u64((obj), (k))
 	printf("queue %s: %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(o, "name")),
 	       cJSON_GetStringValue(cJSON_GetObjectItem(o, "state")));
 	printf("  tasks:   %.0f ready, %.0f in progress, %.0f delayed (retry), %.0f dead; %.0f free of %.0f\n",
 	       NUM(o, "ready"), NUM(o, "leased"), NUM(o, "delayed"), NUM(o, "dead"), NUM(o, "free"),
 	       NUM(o, "capacity"));
-	printf("  totals:  %.0f pushed, %.0f taken, %.0f acked, %.0f failed, %.0f retried, %.0f dead\n",
-	       NUM(t, "pushed"), NUM(t, "taken"), NUM(t, "acked"), NUM(t, "failed"), NUM(t, "retried"),
-	       NUM(t, "dead"));
-	printf("           %.0f leases expired, %.0f returned from dead processes, %.0f dead dropped, %.0f lost acks\n",
-	       NUM(t, "expired"), NUM(t, "recovered"), NUM(t, "dead_dropped"), NUM(t, "lost"));
+	printf("  totals:  %llu pushed, %llu taken, %llu acked, %llu failed, %llu retried, %llu dead\n",
+	       U64(t, "pushed"), U64(t, "taken"), U64(t, "acked"), U64(t, "failed"), U64(t, "retried"),
+	       U64(t, "dead"));
+	printf("           %llu leases expired, %llu returned from dead processes, %llu dead dropped, %llu lost acks\n",
+	       U64(t, "expired"), U64(t, "recovered"), U64(t, "dead_dropped"), U64(t, "lost"));
 	cJSON *rd = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "rates"), "done_per_second");
 	printf("  done/s:  %.0f (1 s), %.0f (10 s), %.0f (60 s)\n", NUM(rd, "1s"), NUM(rd, "10s"), NUM(rd, "60s"));
 	cJSON *lat = cJSON_GetObjectItem(o, "latency_seconds");
 	const char *lname[2] = {"queue_wait", "processing"};
 	for (int i = 0; i < 2; i++) {
 		cJSON *l = cJSON_GetObjectItem(lat, lname[i]);
-		printf("  %-11s p50 %.6f s, p90 %.6f s, p99 %.6f s, max %.6f s, mean %.6f s (%.0f tasks)\n",
-		       lname[i], NUM(l, "p50"), NUM(l, "p90"), NUM(l, "p99"), NUM(l, "max"), NUM(l, "mean"), NUM(l, "count"));
+		printf("  %-11s p50 %.6f s, p90 %.6f s, p99 %.6f s, max %.6f s, mean %.6f s (%llu tasks)\n",
+		       lname[i], NUM(l, "p50"), NUM(l, "p90"), NUM(l, "p99"), NUM(l, "max"), NUM(l, "mean"), U64(l, "count"));
 	}
 	printf("  oldest ready task: %.3f s; processes attached: %.0f; dead processes recovered: %.0f\n",
 	       NUM(o, "oldest_ready_age_seconds"), NUM(o, "processes"), NUM(o, "recoveries"));
@@ -270,12 +300,13 @@ static void print_stats_text(cJSON *o)
 		       "holding", "seen", "state");
 		cJSON_ArrayForEach(e, pl) {
 			cJSON *k = cJSON_GetObjectItem(e, "counters");
-			printf("  %8.0f %10.0f %10.0f %10.0f %10.0f %8.0f %7.1fs  %s\n", NUM(e, "pid"), NUM(k, "pushed"),
-			       NUM(k, "taken"), NUM(k, "acked"), NUM(k, "failed"), NUM(e, "in_progress"),
+			printf("  %8.0f %10llu %10llu %10llu %10llu %8.0f %7.1fs  %s\n", NUM(e, "pid"), U64(k, "pushed"),
+			       U64(k, "taken"), U64(k, "acked"), U64(k, "failed"), NUM(e, "in_progress"),
 			       NUM(e, "last_seen_seconds_ago"), cJSON_GetStringValue(cJSON_GetObjectItem(e, "state")));
 		}
 	}
 #undef NUM
+#undef U64
 }
 
 static int show(int argc, char **argv, bool with_config, const char *usage, const char *help)
@@ -315,15 +346,12 @@ int cmd_stats(int argc, char **argv)
 
 /* ---------------------------------------------------------------- dead */
 
-static void print_payload_json(cJSON *o, const tq_dead_info *d, const char *data)
+/* len: the bytes copied (tq_dead_list truncates to its stride). */
+static bool print_payload_json(cJSON *o, const tq_dead_info *d, const char *data, size_t len)
 {
-	if (d->kind == TQ_KIND_INT) {
-		cJSON_AddNumberToObject(o, "value", (double)d->value);
-		return;
-	}
-	char *s = strndup(data, d->len);
-	cJSON_AddStringToObject(o, "data", s ? s : "");
-	free(s);
+	if (d->kind == TQ_KIND_INT)
+		return cli_json_add_u64(o, "value", d->value);
+	return cli_json_add_payload(o, data, len);
 }
 
 static int dead_list(tq_queue *q, bool json)
@@ -342,28 +370,47 @@ static int dead_list(tq_queue *q, bool json)
 	}
 	int n = tq_dead_list(q, d, max, data, stride);
 	cJSON *arr = json ? cJSON_CreateArray() : NULL;
+	bool oom = json && !arr;
 	uint64_t now = tq_now_ns();
 	for (int i = 0; i < n && n > 0; i++) {
 		const char *p = data + (size_t)i * stride;
+		/* The message comes from shared memory: bounded, and escaped. */
+		size_t mlen = strnlen(d[i].last_msg, sizeof(d[i].last_msg));
+		size_t plen = d[i].len < stride ? d[i].len : stride;
 		if (json) {
 			cJSON *o = cJSON_CreateObject();
-			cJSON_AddNumberToObject(o, "id", (double)d[i].id);
-			cJSON_AddStringToObject(o, "kind", cli_kind_name(d[i].kind));
-			cJSON_AddNumberToObject(o, "attempts", d[i].attempts);
-			cJSON_AddNumberToObject(o, "last_error", d[i].last_err);
-			cJSON_AddStringToObject(o, "last_message", d[i].last_msg);
-			cJSON_AddNumberToObject(o, "dead_seconds", (double)(now - d[i].died_ns) / 1e9);
-			print_payload_json(o, &d[i], p);
-			cJSON_AddItemToArray(arr, o);
+			bool ok = o && cli_json_add_u64(o, "id", d[i].id) &&
+				  cJSON_AddStringToObject(o, "kind", cli_kind_name(d[i].kind)) &&
+				  cJSON_AddNumberToObject(o, "attempts", d[i].attempts) &&
+				  cJSON_AddNumberToObject(o, "last_error", d[i].last_err) &&
+				  cli_json_add_bytes(o, "last_message", d[i].last_msg, mlen) &&
+				  cJSON_AddNumberToObject(o, "dead_seconds", (double)(now - d[i].died_ns) / 1e9) &&
+				  print_payload_json(o, &d[i], p, plen);
+			if (!ok || !cJSON_AddItemToArray(arr, o)) {
+				cJSON_Delete(o);
+				oom = true;
+				break;
+			}
 		} else {
+			char msg[4 * sizeof(d[i].last_msg) + 4];
 			printf("%llu\t%s\tattempts=%u\terror=%d\t%s\t", (unsigned long long)d[i].id,
 			       cli_kind_name(d[i].kind), d[i].attempts, d[i].last_err,
-			       d[i].last_msg[0] ? d[i].last_msg : "-");
-			if (d[i].kind == TQ_KIND_INT)
+			       mlen ? cli_text_escape(msg, sizeof(msg), d[i].last_msg, mlen) : "-");
+			if (d[i].kind == TQ_KIND_INT) {
 				printf("%llu\n", (unsigned long long)d[i].value);
-			else
-				printf("%.*s\n", (int)d[i].len, p);
+			} else {
+				/* The bytes as they are, as taskq take prints them. */
+				fwrite(p, 1, plen, stdout);
+				putchar('\n');
+			}
 		}
+	}
+	if (oom) {
+		cJSON_Delete(arr);
+		free(d);
+		free(data);
+		cli_err("out of memory");
+		return EX_FAIL;
 	}
 	if (json)
 		cli_print_json(arr);
@@ -388,8 +435,10 @@ int cmd_dead(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hja", opts, NULL)) != -1) {
 		if (c == 'h') {
 			printf("usage: taskq %s\n\nlist (the default): dead tasks, oldest first: id, kind, attempts,\n"
-			       "last error, message, payload. kick: back to ready with attempts reset.\n"
-			       "purge: delete. --all applies kick/purge to every dead task.\n", usage);
+			       "last error, message, payload (its bytes as they are, as taskq take prints\n"
+			       "them; with --json as in taskq take --json: data, and data_base64 when it is not\n"
+			       "valid UTF-8). kick: back to ready with attempts reset. purge: delete. --all\n"
+			       "applies kick/purge to every dead task.\n", usage);
 			return 0;
 		}
 		if (c == 'j') json = true;
@@ -454,7 +503,7 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 	gmtime_r(&secs, &tm);
 	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(at % SEC / 1000000));
-	char detail[160];
+	char detail[256];
 	switch (e->type) {
 	case TQ_EV_CREATED:
 		snprintf(detail, sizeof(detail), "capacity=%llu max_payload=%llu", (unsigned long long)e->a,
@@ -464,10 +513,12 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 		snprintf(detail, sizeof(detail), "dead_pid=%llu tasks_returned=%llu", (unsigned long long)e->a,
 			 (unsigned long long)e->b);
 		break;
-	case TQ_EV_DEAD:
+	case TQ_EV_DEAD: {
+		char m[4 * sizeof(e->msg) + 4];
 		snprintf(detail, sizeof(detail), "task=%llu attempts=%llu error=\"%s\"", (unsigned long long)e->a,
-			 (unsigned long long)e->b, e->msg);
+			 (unsigned long long)e->b, cli_text_escape(m, sizeof(m), e->msg, strnlen(e->msg, sizeof(e->msg))));
 		break;
+	}
 	case TQ_EV_DEAD_DROPPED:
 		snprintf(detail, sizeof(detail), "task=%llu", (unsigned long long)e->a);
 		break;
@@ -480,13 +531,14 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 	}
 	if (arr) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+		cli_json_add_u64(o, "seq", e->seq);
 		cJSON_AddStringToObject(o, "time", when);
 		cJSON_AddNumberToObject(o, "pid", e->pid);
 		cJSON_AddStringToObject(o, "event", tq_event_name(e->type));
-		cJSON_AddNumberToObject(o, "a", (double)e->a);
-		cJSON_AddNumberToObject(o, "b", (double)e->b);
-		cJSON_AddStringToObject(o, "message", e->msg);
+		cli_json_add_u64(o, "a", e->a);
+		cli_json_add_u64(o, "b", e->b);
+		/* From shared memory: bounded, and escaped to valid UTF-8. */
+		cli_json_add_bytes(o, "message", e->msg, strnlen(e->msg, sizeof(e->msg)));
 		cJSON_AddItemToArray(arr, o);
 		return;
 	}
@@ -676,64 +728,227 @@ int cmd_resume(int argc, char **argv)
 
 /* ------------------------------------------------------ ls, clean, destroy */
 
-struct qinfo {
-	char name[TQ_NAME_MAX + 1];
-	int err;          /* 0 or the tq_open error */
-	tq_stats s;
-	int others;       /* attached processes besides this command */
-	uint32_t held;    /* tasks in any state */
+/*
+ * ls, clean and destroy look at /dev/shm/taskq.* without trusting it. Each
+ * entry is first looked at with fstatat, without opening it, so a FIFO or
+ * a device named like a queue is never opened. Only a regular file owned
+ * by the caller is opened (read-only, O_NOFOLLOW | O_NONBLOCK, to read the
+ * first 8 bytes of its header, the magic that creation writes last), and
+ * only such a file that looks finished is attached to with tq_open, which
+ * maps it and writes into it. Another user's segment is never mapped: its
+ * owner can change it at any time, or truncate it under the mapping. In
+ * /dev/shm (sticky) nobody but its owner or root can replace a file
+ * between these checks, so a file checked as the caller's stays the
+ * caller's.
+ */
+#define SHM_DIR "/dev/shm"
+#define SHM_PREFIX "taskq."
+/* A segment whose creator died before it was whole (empty, or its magic
+ * still zero) is removed by clean once unchanged for this long: a living
+ * creator finishes in milliseconds. */
+#define HALF_CREATED_AGE_S 60
+
+enum seg_class {
+	SEG_GONE,       /* not there (any more) */
+	SEG_QUEUE,      /* the caller's, looks finished: opened (err, stats) */
+	SEG_HALF,       /* the caller's, empty or its magic zero: half-created */
+	SEG_OTHER_USER, /* another user's: not inspected */
+	SEG_NOT_FILE,   /* not a regular file (type says what) */
+	SEG_BAD_NAME,   /* taskq.X where X is not a queue name */
+	SEG_ERROR,      /* could not be inspected (err) */
 };
 
-static void probe(const char *name, struct qinfo *qi)
+struct qinfo {
+	char name[256];       /* after "taskq.": any bytes */
+	char shown[4 * 256];  /* name, safe for a terminal */
+	int cls;              /* enum seg_class */
+	uid_t uid;
+	const char *type;     /* SEG_NOT_FILE: "a FIFO", ... */
+	bool old;             /* SEG_HALF: unchanged for HALF_CREATED_AGE_S */
+	int err;              /* SEG_QUEUE, SEG_ERROR: 0 or the TQ_E* code */
+	tq_stats s;
+	int others;           /* attached processes besides this command */
+	uint32_t held;        /* tasks in any state */
+	tq_queue *q;          /* SEG_QUEUE, err 0, when asked: still attached */
+};
+
+static const char *file_type(mode_t m)
 {
-	tq_queue *q;
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISLNK(m))
+		return "a symbolic link";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m) || S_ISBLK(m))
+		return "a device";
+	return "not a regular file";
+}
+
+static int errno_tq(int e)
+{
+	return e == EACCES || e == EPERM ? TQ_EPERM : e == ENOMEM ? TQ_ENOMEM : TQ_ESYS;
+}
+
+/* Classifies dir/taskq.NAME; with attach, keeps a queue's handle open. */
+static void inspect(int dir, const char *name, bool attach, struct qinfo *qi)
+{
+	char file[sizeof(SHM_PREFIX) + sizeof(qi->name)];
+	struct stat st, fst;
+	uint64_t magic = 1;
 
 	memset(qi, 0, sizeof(*qi));
 	snprintf(qi->name, sizeof(qi->name), "%s", name);
-	qi->err = tq_open(name, &q);
+	cli_text_escape(qi->shown, sizeof(qi->shown), qi->name, strlen(qi->name));
+	snprintf(file, sizeof(file), SHM_PREFIX "%s", qi->name);
+	if (fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		qi->cls = errno == ENOENT ? SEG_GONE : SEG_ERROR;
+		qi->err = errno_tq(errno);
+		return;
+	}
+	qi->uid = st.st_uid;
+	if (!S_ISREG(st.st_mode)) {
+		qi->cls = SEG_NOT_FILE;
+		qi->type = file_type(st.st_mode);
+		return;
+	}
+	if (!cli_queue_name_ok(qi->name)) {
+		qi->cls = SEG_BAD_NAME;
+		return;
+	}
+	if (st.st_uid != geteuid()) {
+		qi->cls = SEG_OTHER_USER;
+		return;
+	}
+	int fd = openat(dir, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		qi->cls = errno == ENOENT ? SEG_GONE : errno == ELOOP ? SEG_NOT_FILE : SEG_ERROR;
+		qi->type = file_type(S_IFLNK);
+		qi->err = errno_tq(errno);
+		return;
+	}
+	/* What was opened is what was checked: the same file, still the
+	 * caller's regular file (else it changed hands or was replaced while
+	 * looked at; it is left alone). */
+	if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino || !S_ISREG(fst.st_mode) ||
+	    fst.st_uid != geteuid()) {
+		close(fd);
+		qi->cls = SEG_GONE;
+		return;
+	}
+	bool half = fst.st_size == 0 ||
+		    (fst.st_size >= 8 && pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) && magic == 0);
+	close(fd);
+	if (half) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		qi->cls = SEG_HALF;
+		qi->old = now.tv_sec - fst.st_mtim.tv_sec >= HALF_CREATED_AGE_S;
+		return;
+	}
+	tq_queue *q;
+	qi->cls = SEG_QUEUE;
+	qi->err = tq_open(qi->name, &q);
 	if (qi->err)
 		return;
 	tq_stats_get(q, &qi->s);
 	qi->others = (int)qi->s.procs - 1;
 	qi->held = qi->s.ready + qi->s.leased + qi->s.delayed + qi->s.dead;
-	tq_close(q);
+	if (attach)
+		qi->q = q;
+	else
+		tq_close(q);
 }
 
-/* Calls fn for every taskq segment in /dev/shm. */
-static int for_each_queue(void (*fn)(const struct qinfo *, void *), void *arg)
+/* "user nobody (uid 65534)", or "uid 65534" if the user has no name. */
+static const char *owner_name(uid_t uid, char *buf, size_t size)
 {
-	DIR *d = opendir("/dev/shm");
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res && res->pw_name)
+		snprintf(buf, size, "user %.64s (uid %u)", res->pw_name, (unsigned)uid);
+	else
+		snprintf(buf, size, "uid %u", (unsigned)uid);
+	return buf;
+}
+
+/* Why an entry is not an inspected queue: a line of ls and clean. */
+static const char *seg_note(const struct qinfo *qi, char *buf, size_t size)
+{
+	char who[120];
+
+	switch (qi->cls) {
+	case SEG_OTHER_USER:
+		snprintf(buf, size, "owned by %s: not inspected", owner_name(qi->uid, who, sizeof(who)));
+		break;
+	case SEG_NOT_FILE:
+		snprintf(buf, size, "not a taskq queue: %s", qi->type);
+		break;
+	case SEG_BAD_NAME:
+		snprintf(buf, size, "not a taskq queue: not a valid queue name");
+		break;
+	case SEG_HALF:
+		snprintf(buf, size, qi->old ? "half-created: its creator died (unchanged for %d s or more)"
+					    : "half-created: being created, or its creator died less than %d s ago",
+			 HALF_CREATED_AGE_S);
+		break;
+	default:
+		snprintf(buf, size, "%s", tq_strerror(qi->err));
+		break;
+	}
+	return buf;
+}
+
+/* Calls fn for every taskq.* entry of /dev/shm. */
+static int for_each_queue(void (*fn)(const struct qinfo *, void *), void *arg, bool attach)
+{
+	DIR *d = opendir(SHM_DIR);
 	struct dirent *e;
 
 	if (!d) {
-		cli_err("/dev/shm: cannot list");
+		cli_err("%s: cannot list: %s", SHM_DIR, strerror(errno));
 		return EX_FAIL;
 	}
 	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, "taskq.", 6) || !e->d_name[6])
+		if (strncmp(e->d_name, SHM_PREFIX, strlen(SHM_PREFIX)) || !e->d_name[strlen(SHM_PREFIX)])
 			continue;
 		struct qinfo qi;
-		probe(e->d_name + 6, &qi);
-		fn(&qi, arg);
+		inspect(dirfd(d), e->d_name + strlen(SHM_PREFIX), attach, &qi);
+		if (qi.cls != SEG_GONE)
+			fn(&qi, arg);
+		tq_close(qi.q);
 	}
 	closedir(d);
 	return 0;
 }
 
+static bool is_queue(const struct qinfo *qi)
+{
+	return qi->cls == SEG_QUEUE && qi->err == 0;
+}
+
 static bool is_stale(const struct qinfo *qi)
 {
-	return qi->err == 0 && qi->others == 0;
+	return is_queue(qi) && qi->others == 0;
 }
 
 static void ls_one(const struct qinfo *qi, void *arg)
 {
 	cJSON *arr = arg;
+	char note[300];
 
 	if (arr) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", qi->name);
-		if (qi->err) {
-			cJSON_AddStringToObject(o, "error", tq_strerror(qi->err));
+		cli_json_add_bytes(o, "name", qi->name, strlen(qi->name));
+		if (qi->cls != SEG_ERROR)
+			cJSON_AddNumberToObject(o, "owner_uid", qi->uid);
+		/* Looked inside: only the caller's own regular files are. */
+		cJSON_AddBoolToObject(o, "inspected", qi->cls == SEG_QUEUE || qi->cls == SEG_HALF);
+		if (!is_queue(qi)) {
+			cJSON_AddStringToObject(o, "error", seg_note(qi, note, sizeof(note)));
 		} else {
 			cJSON_AddStringToObject(o, "state", cli_state_name(qi->s.run_state));
 			cJSON_AddNumberToObject(o, "capacity", qi->s.capacity);
@@ -747,10 +962,10 @@ static void ls_one(const struct qinfo *qi, void *arg)
 		cJSON_AddItemToArray(arr, o);
 		return;
 	}
-	if (qi->err)
-		printf("%-24s %-9s %s\n", qi->name, "-", tq_strerror(qi->err));
+	if (!is_queue(qi))
+		printf("%-24s %-9s %s\n", qi->shown, "-", seg_note(qi, note, sizeof(note)));
 	else
-		printf("%-24s %-9s %8u %8u %8u %8u %6d%s\n", qi->name, cli_state_name(qi->s.run_state), qi->s.ready,
+		printf("%-24s %-9s %8u %8u %8u %8u %6d%s\n", qi->shown, cli_state_name(qi->s.run_state), qi->s.ready,
 		       qi->s.leased, qi->s.delayed, qi->s.dead, qi->others,
 		       is_stale(qi) ? "  stale: no live process attached" : "");
 }
@@ -762,7 +977,12 @@ int cmd_ls(int argc, char **argv)
 	int rc = simple_opts(argc, argv, usage,
 			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
 			     "dead, attached processes. A queue is stale when no live process is attached\n"
-			     "(opening it here also recovers the tasks of dead ones).\n", &json);
+			     "(opening it here also recovers the tasks of dead ones). Only the caller's own\n"
+			     "queues are opened: another user's is listed as owned by that user, not\n"
+			     "inspected; anything else named taskq.* (a FIFO, a directory, a link, a file\n"
+			     "that is not a queue) is listed as not a taskq queue, and never opened in a\n"
+			     "way that could wait. --json: an array of objects: name, owner_uid, inspected,\n"
+			     "and either the queue's state and counts, or error (why not).\n", &json);
 
 	if (rc >= 0)
 		return rc;
@@ -771,7 +991,7 @@ int cmd_ls(int argc, char **argv)
 	cJSON *arr = json ? cJSON_CreateArray() : NULL;
 	if (!json)
 		printf("%-24s %-9s %8s %8s %8s %8s %6s\n", "NAME", "STATE", "READY", "LEASED", "DELAYED", "DEAD", "PROCS");
-	rc = for_each_queue(ls_one, arr);
+	rc = for_each_queue(ls_one, arr, false);
 	if (json)
 		cli_print_json(arr);
 	return rc;
@@ -787,30 +1007,38 @@ static void clean_one(const struct qinfo *qi, void *arg)
 {
 	struct clean_ctx *c = arg;
 	const char *why = NULL;
+	char note[300];
 
-	if (qi->err == TQ_EINIT)
+	if (qi->cls == SEG_HALF && qi->old)
 		why = "half-created (its creator died)";
 	else if (is_stale(qi) && qi->held == 0)
 		why = "stale, empty";
 	else if (is_stale(qi) && c->force)
 		why = "stale, tasks discarded (--force)";
 	if (!why) {
+		c->kept++;
 		if (is_stale(qi))
 			fprintf(stderr, "taskq: clean: kept %s: stale but holds %u tasks (--force discards them)\n",
-				qi->name, qi->held);
-		c->kept++;
+				qi->shown, qi->held);
+		else if (qi->cls == SEG_OTHER_USER)
+			fprintf(stderr, "taskq: clean: skipped %s: %s (only the caller's own queues are cleaned)\n",
+				qi->shown, seg_note(qi, note, sizeof(note)));
+		else if (!is_queue(qi))
+			fprintf(stderr, "taskq: clean: kept %s: %s\n", qi->shown, seg_note(qi, note, sizeof(note)));
 		return;
 	}
+	/* A queue is removed while still attached here: a process that opens
+	 * it by name from now on finds nothing, rather than a queue about to go. */
 	int rc = c->dry_run ? 0 : tq_destroy(qi->name);
 	if (rc) {
-		cli_err("%s: %s", qi->name, tq_strerror(rc));
+		cli_err("%s: %s", qi->shown, tq_strerror(rc));
 		c->kept++;
 		return;
 	}
 	c->removed++;
 	if (c->json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", qi->name);
+		cJSON_AddStringToObject(o, "name", qi->name); /* a valid queue name: plain ASCII */
 		cJSON_AddStringToObject(o, "reason", why);
 		cJSON_AddNumberToObject(o, "tasks_discarded", qi->held);
 		cJSON_AddItemToArray(c->arr, o);
@@ -831,10 +1059,16 @@ int cmd_clean(int argc, char **argv)
 	optind = 0;
 	while ((o = getopt_long(argc, argv, "hjfn", opts, NULL)) != -1) {
 		if (o == 'h') {
-			printf("usage: taskq %s\n\nRemoves queues that no live process is attached to and that hold\n"
-			       "no task, and segments whose creator died while creating them. A stale queue\n"
-			       "that still holds tasks is kept unless --force. Other users' queues and\n"
-			       "segments that are not taskq's are never touched.\n", usage);
+			printf("usage: taskq %s\n\nRemoves the caller's queues that no live process is attached to and\n"
+			       "that hold no task, and the caller's segments whose creator died while\n"
+			       "creating them (empty, or with no header yet, and unchanged for %d s). A stale\n"
+			       "queue that still holds tasks is kept unless --force. Only regular files owned\n"
+			       "by the caller are ever removed: other users' queues are skipped (and not\n"
+			       "opened), and anything named taskq.* that is not provably a taskq queue (a\n"
+			       "FIFO, a directory, a link, a file that is not a queue) is kept; each is named\n"
+			       "on stderr. --dry-run: say what would be removed, remove nothing. --json: an\n"
+			       "array of the queues removed: name, reason, tasks_discarded.\n",
+			       usage, HALF_CREATED_AGE_S);
 			return 0;
 		}
 		if (o == 'j') c.json = true;
@@ -845,7 +1079,7 @@ int cmd_clean(int argc, char **argv)
 	if (optind != argc)
 		return usage_error(usage);
 	c.arr = c.json ? cJSON_CreateArray() : NULL;
-	int rc = for_each_queue(clean_one, &c);
+	int rc = for_each_queue(clean_one, &c, true);
 	if (c.json)
 		cli_print_json(c.arr);
 	else if (c.removed == 0)
@@ -865,7 +1099,10 @@ int cmd_destroy(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
 		if (o == 'h') {
 			printf("usage: taskq %s\n\nRemoves queue NAME. Refused while processes are attached or\n"
-			       "tasks are held (ready, in progress, delayed or dead) unless --force.\n", usage);
+			       "tasks are held (ready, in progress, delayed or dead) unless --force. Without\n"
+			       "--force it also refuses what it cannot inspect: a half-created queue, a\n"
+			       "segment that is not a queue or not a regular file (exit 4), another user's\n"
+			       "queue (exit 1; it is never opened).\n", usage);
 			return 0;
 		}
 		if (o == 'f') force = true;
@@ -874,20 +1111,47 @@ int cmd_destroy(int argc, char **argv)
 	if (optind != argc - 1)
 		return usage_error(usage);
 	const char *name = argv[optind];
+	char note[300];
 	struct qinfo qi;
-	probe(name, &qi);
-	if (qi.err && qi.err != TQ_EBADQUEUE && qi.err != TQ_EINIT && qi.err != TQ_EVERSION) {
+	if (!cli_queue_name_ok(name)) {
+		cli_err("%s: %s", cli_text_escape(note, sizeof(note), name, strlen(name)), tq_strerror(TQ_ENAME));
+		return EX_USAGE_;
+	}
+	int dir = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
+		cli_err("%s: %s", SHM_DIR, strerror(errno));
+		return EX_FAIL;
+	}
+	inspect(dir, name, false, &qi);
+	close(dir);
+	switch (qi.cls) {
+	case SEG_GONE:
+		cli_err("%s: %s", name, tq_strerror(TQ_ENOENT));
+		return EX_NOQUEUE;
+	case SEG_ERROR:
 		cli_err("%s: %s", name, tq_strerror(qi.err));
 		return cli_exit_for(qi.err);
-	}
-	if (qi.err && !force) {
-		cli_err("%s: %s; --force removes it anyway", name, tq_strerror(qi.err));
-		return EX_BADQUEUE;
-	}
-	if (!qi.err && !force && (qi.others > 0 || qi.held > 0)) {
-		cli_err("%s: %d processes attached, %u tasks held; --force destroys it anyway", name,
-			qi.others, qi.held);
-		return EX_FAIL;
+	case SEG_QUEUE:
+		if (qi.err && qi.err != TQ_EBADQUEUE && qi.err != TQ_EINIT && qi.err != TQ_EVERSION) {
+			cli_err("%s: %s", name, tq_strerror(qi.err));
+			return cli_exit_for(qi.err);
+		}
+		if (qi.err && !force) {
+			cli_err("%s: %s; --force removes it anyway", name, tq_strerror(qi.err));
+			return EX_BADQUEUE;
+		}
+		if (!qi.err && !force && (qi.others > 0 || qi.held > 0)) {
+			cli_err("%s: %d processes attached, %u tasks held; --force destroys it anyway", name,
+				qi.others, qi.held);
+			return EX_FAIL;
+		}
+		break;
+	default:
+		if (!force) {
+			cli_err("%s: %s; --force removes it anyway", name, seg_note(&qi, note, sizeof(note)));
+			return qi.cls == SEG_OTHER_USER ? EX_FAIL : EX_BADQUEUE;
+		}
+		break;
 	}
 	int rc = tq_destroy(name);
 	if (rc) {

@@ -28,146 +28,338 @@ static int usage_error(const char *usage)
 
 /* ----------------------------------------------------------------- push */
 
-struct input {
-	char **item;
-	size_t *len;
-	size_t n, cap;
-	bool from_stdin;
+/*
+ * Lines of stdin are checked and pushed in batches as they are read, so
+ * memory is bounded by one batch however long the input is: PUSH_BATCH
+ * tasks, whose payloads fill at most PUSH_BATCH_BYTES plus one line. Each
+ * line is read straight into the batch's buffer, at most max payload + 1
+ * bytes of it (room for the CR of a CRLF); the rest of a longer line is
+ * counted and dropped, so an oversize line is refused without being held.
+ * --atomic instead holds everything, up to ATOMIC_MAX_LINES and
+ * ATOMIC_MAX_BYTES, and pushes only if every line is valid.
+ */
+#define PUSH_BATCH 64
+#define PUSH_BATCH_BYTES (1u << 20)
+#define ATOMIC_MAX_LINES 65536u
+#define ATOMIC_MAX_BYTES (64u << 20)
+#define NO_OFFSET SIZE_MAX
+
+struct push {
+	tq_queue *q;
+	const char *name;
+	const char *what;     /* "line" or "argument": how inputs are named */
+	int kind;
+	uint32_t max_payload;
+	uint64_t timeout;
+	bool quiet, atomic;
+	tq_task *t;           /* the batch */
+	size_t *off;          /* payload i is arena + off[i] (NO_OFFSET: t[i].data as is) */
+	size_t n, cap;        /* tasks in the batch, room for */
+	char *arena;          /* stdin payloads of the batch */
+	size_t used, arena_cap;
+	char intbuf[CLI_INT_LINE_MAX];
+	uint64_t pushed;      /* tasks accepted so far: inputs 1..pushed */
 };
 
-static bool input_add(struct input *in, char *s, size_t len)
+static void push_free(struct push *ps)
 {
-	if (in->n == in->cap) {
-		size_t cap = in->cap ? in->cap * 2 : 256;
-		char **item = realloc(in->item, cap * sizeof(*item));
-		size_t *l = item ? realloc(in->len, cap * sizeof(*l)) : NULL;
-		if (item)
-			in->item = item;
-		if (!item || !l)
-			return false;
-		in->len = l;
-		in->cap = cap;
-	}
-	in->item[in->n] = s;
-	in->len[in->n++] = len;
-	return true;
+	free(ps->t);
+	free(ps->off);
+	free(ps->arena);
 }
 
-static void input_free(struct input *in)
+/* "3 tasks pushed (lines 1-3), none from line 4 on", or "nothing pushed". */
+static const char *pushed_summary(const struct push *ps, char *buf, size_t size)
 {
-	if (in->from_stdin)
-		for (size_t i = 0; i < in->n; i++)
-			free(in->item[i]);
-	free(in->item);
-	free(in->len);
+	unsigned long long n = (unsigned long long)ps->pushed;
+
+	if (n == 0)
+		snprintf(buf, size, "nothing pushed");
+	else if (n == 1)
+		snprintf(buf, size, "1 task pushed (%s 1), none from %s 2 on", ps->what, ps->what);
+	else
+		snprintf(buf, size, "%llu tasks pushed (%ss 1-%llu), none from %s %llu on", n, ps->what, n, ps->what,
+			 n + 1);
+	return buf;
 }
 
-static int read_stdin(struct input *in)
+/* Pushes the batch, printing the ids; returns 0 or an exit status. */
+static int push_flush(struct push *ps)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
+	size_t done = 0;
+	int err = 0;
+	char sum[200];
 
-	in->from_stdin = true;
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
-		char *copy = malloc((size_t)len + 1);
-		if (!copy || !input_add(in, copy, (size_t)len)) {
-			free(copy);
-			free(line);
-			cli_err("out of memory reading stdin");
-			return EX_FAIL;
+	for (size_t i = 0; ps->off && i < ps->n; i++)
+		if (ps->off[i] != NO_OFFSET)
+			ps->t[i].data = ps->arena + ps->off[i];
+	while (done < ps->n) {
+		size_t n = ps->n - done < PUSH_BATCH ? ps->n - done : PUSH_BATCH;
+		int k = tq_push(ps->q, ps->t + done, n, ps->timeout);
+		if (k < 0) {
+			err = k;
+			break;
 		}
-		memcpy(copy, line, (size_t)len + 1);
+		for (int i = 0; !ps->quiet && i < k; i++)
+			printf("%llu\n", (unsigned long long)ps->t[done + (size_t)i].id);
+		done += (size_t)k;
+		ps->pushed += (uint64_t)k;
 	}
-	free(line);
-	if (ferror(stdin)) {
-		cli_err("reading stdin: %s", strerror(errno));
+	fflush(stdout); /* the ids of a batch as soon as it is in */
+	ps->n = 0;
+	ps->used = 0;
+	if (err) {
+		cli_err("%s: %s; %s", ps->name, tq_strerror(err), pushed_summary(ps, sum, sizeof(sum)));
+		return cli_exit_for(err);
+	}
+	return 0;
+}
+
+/* A refused input: in a stream, the batch before it goes in first. */
+static int push_refuse(struct push *ps, uint64_t index, const struct cli_input_result *r, const char *p,
+		       size_t kept)
+{
+	char why[300], sum[200];
+	int rc;
+
+	cli_input_describe(why, sizeof(why), r, p, kept, ps->max_payload);
+	if (ps->atomic) {
+		cli_err("%s %llu: %s; nothing pushed", ps->what, (unsigned long long)index, why);
+		return EX_BADINPUT;
+	}
+	if ((rc = push_flush(ps)))
+		return rc;
+	cli_err("%s %llu: %s; %s", ps->what, (unsigned long long)index, why, pushed_summary(ps, sum, sizeof(sum)));
+	return EX_BADINPUT;
+}
+
+static int push_too_much(const char *what)
+{
+	cli_err("stdin holds more than %s (--atomic reads at most %u lines and %u MiB of tasks); "
+		"nothing pushed (without --atomic, lines are pushed as they are read)",
+		what, ATOMIC_MAX_LINES, ATOMIC_MAX_BYTES >> 20);
+	return EX_BADINPUT;
+}
+
+/* Makes room in the batch for one more line of up to line_cap bytes and
+ * says where to read it: flushes a full batch, or with --atomic grows it. */
+static int push_room(struct push *ps, size_t line_cap, char **dest)
+{
+	int rc;
+
+	if (ps->n == ps->cap) {
+		if (!ps->atomic) {
+			if ((rc = push_flush(ps)))
+				return rc;
+		} else {
+			if (ps->cap >= ATOMIC_MAX_LINES)
+				return push_too_much("65536 lines");
+			size_t cap = ps->cap * 2;
+			tq_task *t = realloc(ps->t, cap * sizeof(*t));
+			if (t)
+				ps->t = t;
+			size_t *off = t ? realloc(ps->off, cap * sizeof(*off)) : NULL;
+			if (!off) {
+				cli_err("out of memory reading stdin; nothing pushed");
+				return EX_FAIL;
+			}
+			ps->off = off;
+			ps->cap = cap;
+		}
+	}
+	if (ps->kind == TQ_KIND_INT) {
+		*dest = ps->intbuf;
+		return 0;
+	}
+	if (ps->arena_cap - ps->used < line_cap) {
+		if (!ps->atomic) {
+			if ((rc = push_flush(ps)))
+				return rc;
+		} else {
+			size_t cap = ps->arena_cap * 2 > ps->used + line_cap ? ps->arena_cap * 2 : ps->used + line_cap;
+			if (cap > ATOMIC_MAX_BYTES + line_cap)
+				cap = ATOMIC_MAX_BYTES + line_cap;
+			char *a = realloc(ps->arena, cap);
+			if (!a) {
+				cli_err("out of memory reading stdin; nothing pushed");
+				return EX_FAIL;
+			}
+			ps->arena = a;
+			ps->arena_cap = cap;
+		}
+	}
+	*dest = ps->arena + ps->used;
+	return 0;
+}
+
+/* A whole line of stdin, number lineno: checked, added to the batch. */
+static int push_line(struct push *ps, struct cli_line *l, uint64_t lineno)
+{
+	struct cli_input_result r;
+	tq_task t;
+
+	cli_line_strip_cr(l);
+	if (cli_task_input(ps->kind, l->buf, l->kept, l->len, ps->max_payload, &t, &r))
+		return push_refuse(ps, lineno, &r, l->buf, l->kept);
+	ps->off[ps->n] = NO_OFFSET;
+	if (ps->kind != TQ_KIND_INT) {
+		ps->off[ps->n] = (size_t)(l->buf - ps->arena);
+		ps->used += t.len;
+		if (ps->atomic && ps->used > ATOMIC_MAX_BYTES)
+			return push_too_much("64 MiB of tasks");
+	}
+	ps->t[ps->n++] = t;
+	return 0;
+}
+
+/* True if reading fd now would not wait. */
+static bool input_ready(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, 0) > 0;
+}
+
+static int push_stdin(struct push *ps)
+{
+	static char rb[1 << 16];
+	size_t line_cap = ps->kind == TQ_KIND_INT ? CLI_INT_LINE_MAX : (size_t)ps->max_payload + 1;
+	struct cli_line l;
+	bool in_line = false;
+	uint64_t lineno = 0;
+	char sum[200];
+	int rc;
+
+	ps->what = "line";
+	ps->cap = PUSH_BATCH;
+	ps->arena_cap = ps->kind == TQ_KIND_INT ? 0 : ps->atomic ? line_cap : PUSH_BATCH_BYTES + line_cap;
+	ps->t = calloc(ps->cap, sizeof(*ps->t));
+	ps->off = calloc(ps->cap, sizeof(*ps->off));
+	ps->arena = ps->arena_cap ? malloc(ps->arena_cap) : NULL;
+	if (!ps->t || !ps->off || (ps->arena_cap && !ps->arena)) {
+		cli_err("out of memory");
 		return EX_FAIL;
 	}
-	return 0;
+	for (;;) {
+		ssize_t got = read(0, rb, sizeof(rb));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			int e = errno;
+			if (!ps->atomic && (rc = push_flush(ps)))
+				return rc;
+			cli_err("reading stdin: %s; %s", strerror(e),
+				ps->atomic ? "nothing pushed" : pushed_summary(ps, sum, sizeof(sum)));
+			return EX_FAIL;
+		}
+		if (got == 0)
+			break;
+		for (size_t pos = 0; pos < (size_t)got;) {
+			bool ended;
+			if (!in_line) {
+				char *dest;
+				if ((rc = push_room(ps, line_cap, &dest)))
+					return rc;
+				cli_line_start(&l, dest, line_cap);
+				in_line = true;
+			}
+			pos += cli_line_feed(&l, rb + pos, (size_t)got - pos, &ended);
+			if (ended) {
+				in_line = false;
+				if ((rc = push_line(ps, &l, ++lineno)))
+					return rc;
+			}
+		}
+		/* Every line is pushed by the time taskq would wait for more:
+		 * a slow producer's tasks do not sit here. A line begun but not
+		 * ended moves to the start of the emptied batch buffer. */
+		if (!ps->atomic && ps->n > 0 && !input_ready(0)) {
+			if ((rc = push_flush(ps)))
+				return rc;
+			if (in_line && ps->kind != TQ_KIND_INT) {
+				memmove(ps->arena, l.buf, l.kept);
+				l.buf = ps->arena;
+			}
+		}
+	}
+	if (in_line && (rc = push_line(ps, &l, ++lineno))) /* a last line without newline */
+		return rc;
+	return push_flush(ps);
 }
 
-/* Checks every input before anything is pushed; fills tasks. */
-static int validate_inputs(const struct input *in, int kind, uint32_t max_payload, tq_task *t)
+/* VALUE arguments: all checked, then pushed. */
+static int push_args(struct push *ps, int argc, char **argv)
 {
-	const char *what = in->from_stdin ? "line" : "argument";
+	struct cli_input_result r;
 
-	for (size_t i = 0; i < in->n; i++) {
-		memset(&t[i], 0, sizeof(t[i]));
-		t[i].kind = (uint16_t)kind;
-		if (kind == TQ_KIND_INT) {
-			if (!cli_parse_u64(in->item[i], 0, UINT64_MAX, &t[i].value)) {
-				cli_err("%s %zu: '%.40s' is not an unsigned 64-bit integer; nothing pushed", what,
-					i + 1, in->item[i]);
-				return EX_BADINPUT;
-			}
-			continue;
-		}
-		if (in->len[i] > max_payload) {
-			cli_err("%s %zu: %zu bytes exceeds the queue's max payload of %u; nothing pushed", what,
-				i + 1, in->len[i], max_payload);
-			return EX_BADINPUT;
-		}
-		if (kind == TQ_KIND_JSON) {
-			const char *end = NULL;
-			cJSON *j = cJSON_ParseWithLengthOpts(in->item[i], in->len[i], &end, false);
-			bool ok = j && end == in->item[i] + in->len[i];
-			if (j && !ok) /* trailing text: allow only whitespace */
-				for (ok = true; end < in->item[i] + in->len[i]; end++)
-					if (*end != ' ' && *end != '\t')
-						ok = false;
-			cJSON_Delete(j);
-			if (!ok) {
-				const char *at = end ? end : cJSON_GetErrorPtr();
-				size_t off = at && at >= in->item[i] && at <= in->item[i] + in->len[i]
-						     ? (size_t)(at - in->item[i]) : 0;
-				cli_err("%s %zu: invalid JSON at byte %zu; nothing pushed", what, i + 1, off);
-				return EX_BADINPUT;
-			}
-		}
-		t[i].data = in->item[i];
-		t[i].len = (uint32_t)in->len[i];
+	ps->what = "argument";
+	ps->atomic = true;
+	ps->t = calloc((size_t)argc, sizeof(*ps->t));
+	if (!ps->t) {
+		cli_err("out of memory");
+		return EX_FAIL;
 	}
-	return 0;
+	for (int i = 0; i < argc; i++) {
+		size_t len = strlen(argv[i]);
+		if (cli_task_input(ps->kind, argv[i], len, len, ps->max_payload, &ps->t[i], &r))
+			return push_refuse(ps, (uint64_t)i + 1, &r, argv[i], len);
+	}
+	ps->n = ps->cap = (size_t)argc;
+	return push_flush(ps);
 }
 
 int cmd_push(int argc, char **argv)
 {
-	static const char *usage = "push NAME [--kind int|string|json] [--json] [--timeout SEC] [--quiet] [VALUE...]";
+	static const char *usage =
+		"push NAME [--kind int|string|json] [--json] [--atomic] [--timeout SEC] [--quiet] [VALUE...]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'J'}, {"kind", required_argument, 0, 'k'},
-		{"timeout", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {0, 0, 0, 0}};
-	int kind = TQ_KIND_STRING, c;
-	uint64_t timeout = TQ_WAIT_FOREVER;
-	bool quiet = false;
+		{"timeout", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+		{"atomic", no_argument, 0, 'a'}, {0, 0, 0, 0}};
+	struct push ps = {.kind = TQ_KIND_STRING, .timeout = TQ_WAIT_FOREVER};
+	int c;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "hk:t:q", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			printf("usage: taskq %s\n\nPushes one task per VALUE, or with no VALUE one per line of stdin.\n"
-			       "--kind int|string|json (default string); --json is --kind json and checks that\n"
-			       "each task is valid JSON. Every input is checked before anything is pushed: one\n"
-			       "bad input pushes nothing (exit 5). Prints the id of each task accepted.\n"
-			       "--timeout SEC: how long to wait while the queue is full (default: no limit).\n", usage);
+			printf("usage: taskq %s\n\n"
+			       "Pushes one task per VALUE, or with no VALUE one per line of stdin, and prints\n"
+			       "the id of each task pushed, one per line, as it goes in.\n"
+			       "--kind int|string|json (default string); --json is --kind json. A string is\n"
+			       "any bytes; an int is an unsigned 64-bit decimal integer (digits only); a JSON\n"
+			       "task is one JSON value in valid UTF-8. A line's newline, and the CR of a CRLF,\n"
+			       "are not part of its task.\n"
+			       "VALUEs are all checked before any is pushed: a bad one pushes nothing (exit 5).\n"
+			       "Lines of stdin are checked and pushed in batches of up to %d as they are read\n"
+			       "(and whenever taskq would wait for more input), so memory stays bounded by one\n"
+			       "batch (%d lines, %u MiB plus one max payload) however long stdin is. A line\n"
+			       "longer than the queue's max payload is refused without being kept. On a bad\n"
+			       "line, the lines before it are pushed (their count is said on stderr), nothing\n"
+			       "from it on is pushed, taskq stops reading, and the exit status is 5.\n"
+			       "--atomic: read all of stdin first, at most %u lines and %u MiB of tasks (more\n"
+			       "is refused: exit 5), and push nothing unless every line is valid.\n"
+			       "--timeout SEC: how long to wait for room while the queue is full (default: no\n"
+			       "limit); when it passes, exit 6: the ids of the tasks pushed are printed and\n"
+			       "stderr says from which line (or VALUE) on nothing was pushed.\n"
+			       "--quiet: print no ids.\n",
+			       usage, PUSH_BATCH, PUSH_BATCH, PUSH_BATCH_BYTES >> 20, ATOMIC_MAX_LINES,
+			       ATOMIC_MAX_BYTES >> 20);
 			return 0;
-		case 'J': kind = TQ_KIND_JSON; break;
-		case 'q': quiet = true; break;
+		case 'J': ps.kind = TQ_KIND_JSON; break;
+		case 'q': ps.quiet = true; break;
+		case 'a': ps.atomic = true; break;
 		case 'k':
-			if (!strcmp(optarg, "int")) kind = TQ_KIND_INT;
-			else if (!strcmp(optarg, "string")) kind = TQ_KIND_STRING;
-			else if (!strcmp(optarg, "json")) kind = TQ_KIND_JSON;
+			if (!strcmp(optarg, "int")) ps.kind = TQ_KIND_INT;
+			else if (!strcmp(optarg, "string")) ps.kind = TQ_KIND_STRING;
+			else if (!strcmp(optarg, "json")) ps.kind = TQ_KIND_JSON;
 			else {
 				cli_err("invalid --kind '%s' (int, string or json)", optarg);
 				return EX_USAGE_;
 			}
 			break;
 		case 't':
-			if (!cli_parse_seconds(optarg, 1e9, &timeout)) {
+			if (!cli_parse_seconds(optarg, 1e9, &ps.timeout)) {
 				cli_err("invalid --timeout '%s'", optarg);
 				return EX_USAGE_;
 			}
@@ -178,82 +370,54 @@ int cmd_push(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage_error(usage);
-	const char *name = argv[optind++];
-	tq_queue *q;
-	int rc = cli_open(name, &q);
+	ps.name = argv[optind++];
+	int rc = cli_open(ps.name, &ps.q);
 	if (rc)
 		return rc;
-	struct input in = {0};
-	if (optind < argc) {
-		for (int i = optind; i < argc; i++)
-			if (!input_add(&in, argv[i], strlen(argv[i]))) {
-				rc = EX_FAIL;
-				goto out;
-			}
-	} else if ((rc = read_stdin(&in))) {
-		goto out;
-	}
 	tq_config cfg;
-	tq_config_get(q, &cfg);
-	tq_task *t = calloc(in.n ? in.n : 1, sizeof(*t));
-	if (!t) {
-		cli_err("out of memory");
-		rc = EX_FAIL;
-		goto out;
-	}
-	if ((rc = validate_inputs(&in, kind, cfg.max_payload, t)))
-		goto out_t;
-	size_t done = 0;
-	while (done < in.n) {
-		size_t n = in.n - done < 64 ? in.n - done : 64;
-		int k = tq_push(q, t + done, n, timeout);
-		if (k < 0) {
-			cli_err("%s: %s; %zu of %zu tasks pushed", name, tq_strerror(k), done, in.n);
-			rc = cli_exit_for(k);
-			break;
-		}
-		for (int i = 0; !quiet && i < k; i++)
-			printf("%llu\n", (unsigned long long)t[done + (size_t)i].id);
-		done += (size_t)k;
-	}
-out_t:
-	free(t);
-out:
-	input_free(&in);
-	tq_close(q);
+	tq_config_get(ps.q, &cfg);
+	ps.max_payload = cfg.max_payload;
+	if (optind < argc)
+		rc = push_args(&ps, argc - optind, argv + optind);
+	else
+		rc = push_stdin(&ps);
+	push_free(&ps);
+	tq_close(ps.q);
 	return rc;
 }
 
 /* ----------------------------------------------------------------- take */
 
 /* Prints one task: as a JSON array element (streamed, so that each batch is
- * written before it is acknowledged), or as a line. */
-static void print_task(const tq_task *t, bool verbose, bool json, bool first)
+ * written before it is acknowledged), or as a line. False if it could not
+ * be formatted (out of memory): the caller must not acknowledge it. */
+static bool print_task(const tq_task *t, bool verbose, bool json, bool first)
 {
 	if (json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddNumberToObject(o, "id", (double)t->id);
-		cJSON_AddStringToObject(o, "kind", cli_kind_name(t->kind));
-		cJSON_AddNumberToObject(o, "attempt", t->attempt);
-		if (t->kind == TQ_KIND_INT) {
-			cJSON_AddNumberToObject(o, "value", (double)t->value);
-		} else {
-			char *s = strndup(t->data, t->len);
-			cJSON_AddStringToObject(o, "data", s ? s : "");
-			free(s);
-		}
-		char *txt = cJSON_PrintUnformatted(o);
-		printf("%s%s", first ? "[\n  " : ",\n  ", txt ? txt : "{}");
+		bool ok = o && cli_json_add_u64(o, "id", t->id) &&
+			  cJSON_AddStringToObject(o, "kind", cli_kind_name(t->kind)) &&
+			  cJSON_AddNumberToObject(o, "attempt", t->attempt) &&
+			  (t->kind == TQ_KIND_INT ? cli_json_add_u64(o, "value", t->value)
+						  : cli_json_add_payload(o, t->data, t->len));
+		char *txt = ok ? cJSON_PrintUnformatted(o) : NULL;
+		if (txt)
+			printf("%s%s", first ? "[\n  " : ",\n  ", txt);
 		cJSON_free(txt);
 		cJSON_Delete(o);
-		return;
+		return txt != NULL;
 	}
 	if (verbose)
 		printf("%llu\t%s\t%u\t", (unsigned long long)t->id, cli_kind_name(t->kind), t->attempt);
-	if (t->kind == TQ_KIND_INT)
+	if (t->kind == TQ_KIND_INT) {
 		printf("%llu\n", (unsigned long long)t->value);
-	else
-		printf("%.*s\n", (int)t->len, (const char *)t->data);
+	} else {
+		/* The bytes as they are: a NUL is not the end of a payload. */
+		if (t->len)
+			fwrite(t->data, 1, t->len, stdout);
+		putchar('\n');
+	}
+	return true;
 }
 
 int cmd_take(int argc, char **argv)
@@ -270,11 +434,18 @@ int cmd_take(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hjn:t:v", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			printf("usage: taskq %s\n\nTakes up to COUNT tasks (default 1), prints them (the payload, or the\n"
-			       "integer, one per line; --verbose adds id, kind and attempt), then acknowledges\n"
-			       "them. Tasks are acknowledged only once the output is written; if it cannot be,\n"
-			       "they go back to the queue. --timeout SEC waits for tasks (default: none);\n"
-			       "finding none exits with status 6.\n", usage);
+			printf("usage: taskq %s\n\n"
+			       "Takes up to COUNT tasks (default 1), prints them, then acknowledges them.\n"
+			       "Text: each task's payload, its bytes exactly as pushed (a NUL included), or its\n"
+			       "integer, then a newline; --verbose puts id, kind and attempt before it, with\n"
+			       "tabs. A payload holding a newline is ambiguous in text: use --json.\n"
+			       "--json: an array of objects: id, kind, attempt, and value (int) or data (the\n"
+			       "payload as a JSON string: NUL and control bytes escaped, a byte that is not\n"
+			       "UTF-8 as U+FFFD) and, only when the payload is not valid UTF-8, data_base64\n"
+			       "(its exact bytes). Ids and values are exact 64-bit integers.\n"
+			       "Tasks are acknowledged only once the output is written; if it cannot be, they\n"
+			       "go back to the queue. --timeout SEC waits for tasks (default: none); finding\n"
+			       "none exits with status 6.\n", usage);
 			return 0;
 		case 'j': json = true; break;
 		case 'v': verbose = true; break;
@@ -312,8 +483,14 @@ int cmd_take(int argc, char **argv)
 			err = n;
 			break;
 		}
-		for (int i = 0; i < n; i++)
-			print_task(&t[i], verbose, json, got == 0 && i == 0);
+		bool formatted = true;
+		for (int i = 0; i < n && formatted; i++)
+			formatted = print_task(&t[i], verbose, json, got == 0 && i == 0);
+		if (!formatted) {
+			cli_err("out of memory formatting the tasks; they stay in the queue");
+			tq_close(q); /* returns the leases */
+			return EX_FAIL;
+		}
 		if (fflush(stdout) != 0 || ferror(stdout)) {
 			cli_err("cannot write the tasks: %s; they stay in the queue", strerror(errno));
 			tq_close(q); /* returns the leases */
@@ -626,10 +803,10 @@ int cmd_work(int argc, char **argv)
 	log_close();
 	if (json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddNumberToObject(o, "handled", (double)total.handled);
-		cJSON_AddNumberToObject(o, "acked", (double)total.acked);
-		cJSON_AddNumberToObject(o, "failed", (double)total.failed);
-		cJSON_AddNumberToObject(o, "lost", (double)total.lost);
+		cli_json_add_u64(o, "handled", total.handled);
+		cli_json_add_u64(o, "acked", total.acked);
+		cli_json_add_u64(o, "failed", total.failed);
+		cli_json_add_u64(o, "lost", total.lost);
 		cli_print_json(o);
 	} else {
 		fprintf(stderr, "taskq: work: %llu tasks: %llu acked, %llu failed, %llu leases lost\n",

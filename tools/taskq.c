@@ -1,8 +1,6 @@
 /*
  * taskq.c - the taskq command: dispatch, shared helpers, usage.
  */
-#include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,34 +45,6 @@ int cli_open(const char *name, tq_queue **q)
 		return cli_exit_for(rc);
 	}
 	return 0;
-}
-
-bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-
-	if (!s || *s < '0' || *s > '9') /* no sign, no blank: strtoull would allow them */
-		return false;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
-bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns)
-{
-	char *end;
-
-	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
-		return false;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || *end || !isfinite(v) || v < 0 || v > max_s)
-		return false;
-	*ns = (uint64_t)(v * 1e9);
-	return true;
 }
 
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok)
@@ -126,16 +96,16 @@ cJSON *cli_counters_json(const tq_counters *c)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(o, "pushed", (double)c->pushed);
-	cJSON_AddNumberToObject(o, "taken", (double)c->taken);
-	cJSON_AddNumberToObject(o, "acked", (double)c->acked);
-	cJSON_AddNumberToObject(o, "failed", (double)c->failed);
-	cJSON_AddNumberToObject(o, "retried", (double)c->retried);
-	cJSON_AddNumberToObject(o, "dead", (double)c->dead);
-	cJSON_AddNumberToObject(o, "expired", (double)c->expired);
-	cJSON_AddNumberToObject(o, "recovered", (double)c->recovered);
-	cJSON_AddNumberToObject(o, "dead_dropped", (double)c->dead_dropped);
-	cJSON_AddNumberToObject(o, "lost", (double)c->lost);
+	cli_json_add_u64(o, "pushed", c->pushed);
+	cli_json_add_u64(o, "taken", c->taken);
+	cli_json_add_u64(o, "acked", c->acked);
+	cli_json_add_u64(o, "failed", c->failed);
+	cli_json_add_u64(o, "retried", c->retried);
+	cli_json_add_u64(o, "dead", c->dead);
+	cli_json_add_u64(o, "expired", c->expired);
+	cli_json_add_u64(o, "recovered", c->recovered);
+	cli_json_add_u64(o, "dead_dropped", c->dead_dropped);
+	cli_json_add_u64(o, "lost", c->lost);
 	return o;
 }
 
@@ -173,14 +143,17 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nQueues are named 1-200 characters of A-Z a-z 0-9 _ . - (not starting with '.');\n"
-		   "queue NAME lives in /dev/shm/taskq.NAME. Durations are in seconds (0.5 allowed).\n\n"
+		   "queue NAME lives in /dev/shm/taskq.NAME. Durations are in seconds, with decimals\n"
+		   "allowed (0.5, .25; no sign or exponent). --json output is valid UTF-8, and its\n"
+		   "64-bit integers (ids, values, counters) are exact.\n\n"
 		   "Exit status:\n"
 		   "  0  success\n"
 		   "  1  failure (an operating-system or queue error)\n"
 		   "  2  bad command, option, argument or queue name\n"
 		   "  3  no such queue\n"
 		   "  4  not a taskq queue, another layout version, or half-created\n"
-		   "  5  invalid task input (bad JSON, payload too large, not an integer): nothing pushed\n"
+		   "  5  invalid task input (bad JSON or UTF-8, payload too large, not an integer):\n"
+		   "     nothing from it on was pushed (taskq push --help says what was before it)\n"
 		   "  6  nothing to take, or no room to push, within the timeout\n"
 		   "  7  the queue is draining or stopped (taskq resume sets it running)\n"
 		   "  8  the remote end refused: authentication (stop/pause/resume --url)\n");
