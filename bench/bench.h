@@ -11,6 +11,12 @@
  * Time runs from the start barrier (parent's CLOCK_MONOTONIC just before it
  * releases the children) to the moment the consumer that completes the total
  * finished processing (and, for taskq, acking) its last task.
+ *
+ * Three kinds of rows (enum bench_mode): throughput (tasks/s); latency (one
+ * producer and one consumer, one task per call, push-to-take percentiles,
+ * latency.c); idle (a taskq consumer waiting on an empty queue: its CPU use).
+ * taskq children also report the futex calls the library made for them
+ * (tq_sys_counts_get), summed in the shared block.
  */
 #ifndef TASKQ_BENCH_H
 #define TASKQ_BENCH_H
@@ -18,7 +24,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "taskq.h"
 
@@ -26,19 +34,42 @@
 #define BENCH_SEQ_BITS 40
 #define BENCH_SEQ_MASK ((UINT64_C(1) << BENCH_SEQ_BITS) - 1)
 #define BENCH_JSON_LEN 100
+#define BENCH_REC_LEN 100 /* baselines' 100-byte records: the value, then a fixed pattern */
 #define BENCH_NAME_LEN 96
+#define BENCH_MAX_BATCH 64
 
-enum bench_impl { IMPL_TASKQ, IMPL_PIPE, IMPL_MQ, IMPL_SEED };
+/* Latency rows: a task's 64-bit value is (seq << 40) | (push time - t_base);
+ * push-to-take times go into a log-linear histogram of 64 buckets per power
+ * of two (each value is reported as its bucket's midpoint: within 0.8%). */
+#define BENCH_LAT_SUB 64
+#define BENCH_LAT_BUCKETS (2 * BENCH_LAT_SUB + (64 - 7) * BENCH_LAT_SUB)
+#define BENCH_LAT_MAX_TASKS (UINT64_C(1) << (64 - BENCH_SEQ_BITS))
+
+enum bench_impl {
+	IMPL_TASKQ,      /* throughput: tq_push / tq_take / tq_ack in batches */
+	IMPL_PIPE,       /* pipe(2), `batch` tasks of `size` bytes per write */
+	IMPL_MQ,         /* POSIX message queue, `batch` 8-byte tasks per message */
+	IMPL_SEED,       /* the seed's ring with three named semaphores */
+	IMPL_SPSC,       /* a raw lock-free single-producer single-consumer ring */
+	IMPL_SEQPACKET,  /* AF_UNIX SOCK_SEQPACKET socket pair, `batch` tasks per send */
+	IMPL_TASKQ_LAT,  /* latency: one task per tq_push / tq_take */
+	IMPL_PIPE_LAT,   /* latency: one task per write / read */
+	IMPL_TASKQ_IDLE, /* a consumer waiting on an empty queue */
+};
+
+enum bench_mode { MODE_THROUGHPUT, MODE_LATENCY, MODE_IDLE };
 
 /* One row of the table. */
 struct bench_row {
 	const char *name;
 	enum bench_impl impl;
+	enum bench_mode mode;
 	int nprod, ncons;
 	unsigned batch;     /* tasks per push / take / write */
+	unsigned size;      /* baselines: bytes per task, 8 (0 means 8) or BENCH_REC_LEN */
 	int json;           /* taskq: 100-byte JSON payloads instead of ints */
-	double target_mps;  /* minimum tasks/s for "pass"; 0: no target */
-	int vs_seed;        /* also needs >= 50x "seed classic" */
+	unsigned pace_hz;   /* latency: tasks per second; 0: back to back (see latency.c) */
+	double secs;        /* intended length of a run; 0: the driver's default */
 	uint64_t pilot;     /* first calibration run size */
 	uint64_t quick;     /* size with --quick */
 	uint64_t max;       /* largest run size */
@@ -53,11 +84,22 @@ struct bench_counter {
 struct bench_shared {
 	_Alignas(64) _Atomic int ready; /* children waiting at the barrier */
 	_Atomic int go;                 /* the parent released them */
+	uint64_t t_base;                /* CLOCK_MONOTONIC before the fork: latency rows' time origin */
 	_Alignas(64) _Atomic uint64_t consumed; /* tasks processed, all consumers */
 	_Alignas(64) _Atomic uint64_t done_ns;  /* when consumed reached the total */
 	_Atomic uint64_t dups;          /* tasks seen more than once */
 	_Atomic uint64_t bad;           /* values / payloads that were never pushed */
+	_Atomic uint64_t futex_waits;   /* taskq children: tq_sys_counts made during the run */
+	_Atomic uint64_t futex_wakes;
+	_Atomic uint64_t idle_cpu_ns;   /* idle row: the consumer's CPU time while waiting */
+	_Atomic uint64_t idle_wall_ns;  /* and the wall time it waited */
+	_Atomic uint64_t idle_futex;    /* and the futex calls it made meanwhile */
+	_Alignas(64) _Atomic uint64_t taken; /* latency rows: tasks taken so far (back-to-back pacing) */
+	_Atomic uint64_t final_total;   /* back-to-back latency rows: tasks sent when time was up */
+	_Atomic int stopped;            /* ... and final_total is set */
 	struct bench_counter progress[BENCH_MAX_PROCS]; /* per child, for diagnostics */
+	_Alignas(64) _Atomic uint64_t lat_count;
+	uint64_t lat_hist[BENCH_LAT_BUCKETS]; /* written by the (single) latency consumer at its end */
 };
 
 /* One run of one row. */
@@ -67,6 +109,7 @@ struct bench_run {
 	_Atomic uint64_t *bitmap; /* shared, total bits */
 	size_t words;
 	uint64_t per_prod, total;
+	double secs;               /* the row's intended run length (idle rows: how long to stay idle) */
 	char name[BENCH_NAME_LEN]; /* unique base name of this run's named objects */
 	/* implementation state, set up by the parent before fork */
 	tq_queue *q; /* the parent's handle; never used by a child */
@@ -75,6 +118,8 @@ struct bench_run {
 	_Atomic uint64_t reads;
 	int fds[2];
 	char objname[4][BENCH_NAME_LEN + 16];
+	void *mem;      /* IMPL_SPSC: the shared ring */
+	size_t mem_len;
 };
 
 /* What one run measured. */
@@ -82,6 +127,14 @@ struct bench_result {
 	uint64_t total;
 	double secs;
 	double rate; /* tasks per second */
+	int has_futex;          /* taskq rows: the children's futex calls */
+	uint64_t futex_calls;   /* waits + wakes */
+	double futex_per_task;
+	uint64_t lat_count;     /* latency rows: samples, and percentiles of push-to-take */
+	double p50_us, p99_us, max_us;
+	double idle_cpu_pct;    /* idle rows: % of one CPU */
+	double idle_secs;
+	double idle_futex_per_s;
 	char msg[512]; /* why it failed */
 };
 
@@ -97,9 +150,14 @@ struct bench_ops {
 };
 
 extern const struct bench_ops bench_taskq_ops;
+extern const struct bench_ops bench_taskq_lat_ops;
+extern const struct bench_ops bench_taskq_idle_ops;
 extern const struct bench_ops bench_pipe_ops;
+extern const struct bench_ops bench_pipe_lat_ops;
 extern const struct bench_ops bench_mq_ops;
 extern const struct bench_ops bench_seed_ops;
+extern const struct bench_ops bench_seqpacket_ops;
+extern const struct bench_ops bench_spsc_ops;
 
 /* A consumer's private view. */
 struct bench_cons {
@@ -114,8 +172,9 @@ struct bench_cons {
 
 uint64_t bench_now_ns(void);
 
-/* Runs `row` once with about `want` tasks; 0 if every task arrived exactly once. */
-int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_result *res);
+/* Runs `row` once with about `want` tasks (idle rows: staying idle `secs`);
+ * 0 if every task arrived exactly once. */
+int bench_run_once(const struct bench_row *row, uint64_t want, double secs, struct bench_result *res);
 
 /* Child side: announce readiness, then wait for the start. */
 void bench_child_ready(struct bench_run *r);
@@ -203,5 +262,88 @@ static inline void bench_marker_end(struct bench_marker *m, struct bench_cons *c
 	c->dups += m->dups;
 	c->bad += m->bad;
 }
+
+/* ---------------------------------------------------- records, spinning */
+
+/* The 92 bytes after the value in every 100-byte baseline record (runner.c). */
+extern unsigned char bench_rec_pad[BENCH_REC_LEN - 8];
+void bench_rec_init(void);
+
+static inline void bench_rec_fill(unsigned char *rec, uint64_t v)
+{
+	memcpy(rec, &v, sizeof v);
+}
+
+/* The value of a record, or -1 if its pattern was damaged. */
+static inline int bench_rec_read(const unsigned char *rec, uint64_t *v)
+{
+	if (memcmp(rec + 8, bench_rec_pad, sizeof bench_rec_pad) != 0)
+		return -1;
+	memcpy(v, rec, sizeof *v);
+	return 0;
+}
+
+static inline void bench_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* One round of a busy-wait: a pause instruction, and every 256th round
+ * (about 13 us of pauses on a current x86) sched_yield(), so that two
+ * spinning processes that the scheduler put on one core still progress. A
+ * spinner with a core of its own only yields when the other side has been
+ * silent that long, and then the call returns at once. */
+static inline void bench_spin(unsigned *rounds)
+{
+	if ((++*rounds & 255) == 0)
+		sched_yield();
+	else
+		bench_cpu_relax();
+}
+
+/* ----------------------------------------------------------- latency.c */
+
+/* Producer side of a latency row: waits until task `s` is due (paced rows:
+ * t_start + s / pace_hz; back-to-back rows: until the consumer has taken
+ * task s - 1), then sets *v to the value to send, stamped with the time now,
+ * and returns 0. Back-to-back rows last the run's `secs`, not a count: once
+ * that has passed (and everything sent was taken) it records s as the total
+ * and returns 1: the producer stops. */
+struct bench_pacer {
+	struct bench_run *run;
+	uint64_t start_ns, gap_ns, end_ns;
+};
+void bench_pacer_init(struct bench_pacer *p, struct bench_run *r);
+int bench_pacer_next(struct bench_pacer *p, uint64_t s, uint64_t *v);
+/* Back-to-back latency rows: the run's length is bounded by time; r->total
+ * is only an upper bound until the producer stops. */
+static inline int bench_time_bounded(const struct bench_row *row)
+{
+	return row->mode == MODE_LATENCY && row->pace_hz == 0;
+}
+
+/* Consumer side: records value v taken at time now (marks it exactly-once,
+ * adds the push-to-take time to a private histogram, counts it as taken). */
+struct bench_lat {
+	struct bench_cons *cons;
+	uint64_t *hist;
+	uint64_t n;
+};
+int bench_lat_init(struct bench_lat *l, struct bench_cons *c);
+void bench_lat_take(struct bench_lat *l, uint64_t v, uint64_t now);
+/* 1 while more tasks are to come: fewer than the total were taken, and the
+ * producer has not stopped with everything taken. */
+int bench_lat_more(struct bench_lat *l);
+/* Publishes the histogram into the shared one, counts the tasks as consumed,
+ * records the end time; frees it. */
+void bench_lat_finish(struct bench_lat *l);
+/* The q-quantile (0..1) of a histogram of `count` values, in ns. */
+double bench_lat_quantile(const uint64_t *hist, uint64_t count, double q);
 
 #endif

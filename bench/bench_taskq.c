@@ -1,12 +1,20 @@
 /*
  * bench_taskq.c - the libtaskq rows: integer tasks and 100-byte JSON payloads,
- * pushed and taken in batches, every task acked (leases on).
+ * pushed and taken in batches, every task acked (leases on); one stamped task
+ * at a time for latency (latency.c); a consumer waiting on an empty queue.
+ *
+ * Every child reads tq_sys_counts_get() after it opened the queue and again
+ * when its part of the run is over, and adds the difference (futex waits and
+ * wakes the library made for it) to the run's shared totals: a forked child
+ * inherits the parent's counts, hence the difference.
  */
 #include "bench.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define TAKE_TIMEOUT_NS (10ull * 1000000ull) /* consumers notice the end within 10 ms */
@@ -126,6 +134,24 @@ static tq_queue *child_open(struct bench_run *r, const char *who)
 	return q;
 }
 
+/* Adds the futex calls made since *since to the run's totals; returns their sum. */
+static uint64_t futex_report(struct bench_run *r, const tq_sys_counts *since)
+{
+	tq_sys_counts now;
+	tq_sys_counts_get(&now);
+	uint64_t w = now.futex_waits - since->futex_waits, k = now.futex_wakes - since->futex_wakes;
+	atomic_fetch_add(&r->sh->futex_waits, w);
+	atomic_fetch_add(&r->sh->futex_wakes, k);
+	return w + k;
+}
+
+static void close_or_die(struct bench_run *r, const char *who, tq_queue *q)
+{
+	int rc = tq_close(q);
+	if (rc != 0)
+		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
+}
+
 static int tq_producer(struct bench_run *r, int p)
 {
 	char who[32];
@@ -145,6 +171,8 @@ static int tq_producer(struct bench_run *r, int p)
 		}
 	}
 	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
+	tq_sys_counts sys0;
+	tq_sys_counts_get(&sys0);
 	bench_child_ready(r);
 
 	for (uint64_t s = 0; s < per;) {
@@ -172,11 +200,10 @@ static int tq_producer(struct bench_run *r, int p)
 		s += n;
 		bench_progress(r, p, s);
 	}
+	futex_report(r, &sys0);
 	free(t);
 	free(bufs);
-	int rc = tq_close(q);
-	if (rc != 0)
-		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
+	close_or_die(r, who, q);
 	return 0;
 }
 
@@ -192,6 +219,8 @@ static int tq_consumer(struct bench_run *r, int c)
 	if (!out || bench_cons_init(&cs, r, c) != 0)
 		bench_child_die(r, who, "out of memory");
 	const uint64_t total = r->total;
+	tq_sys_counts sys0;
+	tq_sys_counts_get(&sys0);
 	bench_child_ready(r);
 
 	while (atomic_load_explicit(&r->sh->consumed, memory_order_acquire) < total) {
@@ -228,11 +257,10 @@ static int tq_consumer(struct bench_run *r, int c)
 		bench_progress(r, cs.idx, cs.count);
 		bench_consumed(r, (uint64_t)k);
 	}
+	futex_report(r, &sys0);
 	bench_cons_finish(&cs);
 	free(out);
-	int rc = tq_close(q);
-	if (rc != 0)
-		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
+	close_or_die(r, who, q);
 	return 0;
 }
 
@@ -290,6 +318,179 @@ const struct bench_ops bench_taskq_ops = {
 	.after_fork = NULL,
 	.producer = tq_producer,
 	.consumer = tq_consumer,
+	.diagnose = tq_diagnose,
+	.teardown = tq_teardown,
+};
+
+/* ---------------------------------------------------------------- latency */
+
+/* Paced rows: a long wait, so that the consumer is truly asleep between
+ * tasks. Back-to-back rows end by time: the consumer notices the producer
+ * stopped within 10 ms. */
+#define LAT_TAKE_TIMEOUT_NS (1000ull * 1000000ull)
+#define LAT_TAKE_TIMEOUT_B2B_NS (10ull * 1000000ull)
+
+static int tq_lat_producer(struct bench_run *r, int p)
+{
+	const char *who = "producer";
+	tq_queue *q = child_open(r, who);
+	struct bench_pacer pc;
+	tq_sys_counts sys0;
+	tq_sys_counts_get(&sys0);
+	bench_child_ready(r);
+	bench_pacer_init(&pc, r);
+	for (uint64_t s = 0; s < r->per_prod; s++) {
+		uint64_t v;
+		if (bench_pacer_next(&pc, s, &v))
+			break;
+		int rc;
+		while ((rc = tq_push_int(q, v, TQ_WAIT_FOREVER)) == TQ_ETIMEDOUT || rc == TQ_EAGAIN)
+			;
+		if (rc != 0)
+			bench_child_die(r, who, "tq_push_int after %llu pushed: %s", (unsigned long long)s,
+					tq_strerror(rc));
+		if ((s & 255) == 0)
+			bench_progress(r, p, s);
+	}
+	futex_report(r, &sys0);
+	close_or_die(r, who, q);
+	return 0;
+}
+
+static int tq_lat_consumer(struct bench_run *r, int c)
+{
+	const char *who = "consumer";
+	tq_queue *q = child_open(r, who);
+	struct bench_cons cs;
+	struct bench_lat lat;
+	if (bench_cons_init(&cs, r, c) != 0 || bench_lat_init(&lat, &cs) != 0)
+		bench_child_die(r, who, "out of memory");
+	uint64_t timeout = bench_time_bounded(r->row) ? LAT_TAKE_TIMEOUT_B2B_NS : LAT_TAKE_TIMEOUT_NS;
+	tq_sys_counts sys0;
+	tq_sys_counts_get(&sys0);
+	bench_child_ready(r);
+	while (bench_lat_more(&lat)) {
+		tq_task t;
+		int k = tq_take(q, &t, 1, timeout);
+		uint64_t now = bench_now_ns();
+		if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
+			continue;
+		if (k != 1)
+			bench_child_die(r, who, "tq_take(1) after %llu taken: %d %s", (unsigned long long)cs.count,
+					k, tq_strerror(k));
+		if (t.kind != TQ_KIND_INT) {
+			cs.bad++;
+			cs.count++;
+			atomic_store_explicit(&r->sh->taken, cs.count, memory_order_release);
+		} else {
+			bench_lat_take(&lat, t.value, now);
+		}
+		int rc = tq_ack(q, &t, 1);
+		if (rc != 0)
+			bench_child_die(r, who, "tq_ack after %llu taken: %s", (unsigned long long)cs.count,
+					tq_strerror(rc));
+		if ((cs.count & 255) == 0)
+			bench_progress(r, cs.idx, cs.count);
+	}
+	futex_report(r, &sys0);
+	bench_lat_finish(&lat);
+	bench_cons_finish(&cs);
+	close_or_die(r, who, q);
+	return 0;
+}
+
+const struct bench_ops bench_taskq_lat_ops = {
+	.setup = tq_setup,
+	.after_fork = NULL,
+	.producer = tq_lat_producer,
+	.consumer = tq_lat_consumer,
+	.diagnose = tq_diagnose,
+	.teardown = tq_teardown,
+};
+
+/* ------------------------------------------------------------------ idle */
+
+/* The producer stays idle for the run's length, then pushes one task; the
+ * consumer, blocked in one tq_take meanwhile, reports its CPU time (user +
+ * system, getrusage) over that wait and the futex calls it made. */
+static int tq_idle_producer(struct bench_run *r, int p)
+{
+	const char *who = "producer";
+	tq_queue *q = child_open(r, who);
+	tq_sys_counts sys0;
+	tq_sys_counts_get(&sys0);
+	bench_child_ready(r);
+	uint64_t ns = (uint64_t)(r->secs * 1e9);
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	for (uint64_t s = 0; s < r->per_prod; s++) {
+		int rc = tq_push_int(q, (uint64_t)p << BENCH_SEQ_BITS | s, TQ_WAIT_FOREVER);
+		if (rc != 0)
+			bench_child_die(r, who, "tq_push_int: %s", tq_strerror(rc));
+	}
+	bench_progress(r, p, r->per_prod);
+	futex_report(r, &sys0);
+	close_or_die(r, who, q);
+	return 0;
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
+	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
+}
+
+static int tq_idle_consumer(struct bench_run *r, int c)
+{
+	const char *who = "consumer";
+	tq_queue *q = child_open(r, who);
+	struct bench_cons cs;
+	if (bench_cons_init(&cs, r, c) != 0)
+		bench_child_die(r, who, "out of memory");
+	uint64_t timeout = (uint64_t)(r->secs * 1e9) + 20ull * 1000000000ull;
+	tq_sys_counts sys0;
+	tq_sys_counts_get(&sys0);
+	bench_child_ready(r);
+	uint64_t t0 = bench_now_ns(), c0 = cpu_ns();
+	int first = 1;
+	while (cs.count < r->total) {
+		tq_task t;
+		int k = tq_take(q, &t, 1, timeout);
+		if (first) {
+			uint64_t c1 = cpu_ns(), t1 = bench_now_ns();
+			atomic_store(&r->sh->idle_cpu_ns, c1 - c0);
+			atomic_store(&r->sh->idle_wall_ns, t1 - t0);
+			atomic_store(&r->sh->idle_futex, futex_report(r, &sys0));
+			tq_sys_counts_get(&sys0);
+			first = 0;
+		}
+		if (k != 1)
+			bench_child_die(r, who, "tq_take(1, %.0f s): %d %s", (double)timeout / 1e9, k, tq_strerror(k));
+		if (t.kind == TQ_KIND_INT)
+			bench_mark(&cs, t.value);
+		else
+			cs.bad++;
+		cs.count++;
+		int rc = tq_ack(q, &t, 1);
+		if (rc != 0)
+			bench_child_die(r, who, "tq_ack: %s", tq_strerror(rc));
+	}
+	futex_report(r, &sys0);
+	bench_consumed(r, cs.count);
+	bench_cons_finish(&cs);
+	close_or_die(r, who, q);
+	return 0;
+}
+
+const struct bench_ops bench_taskq_idle_ops = {
+	.setup = tq_setup,
+	.after_fork = NULL,
+	.producer = tq_idle_producer,
+	.consumer = tq_idle_consumer,
 	.diagnose = tq_diagnose,
 	.teardown = tq_teardown,
 };

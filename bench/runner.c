@@ -31,6 +31,14 @@ uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+unsigned char bench_rec_pad[BENCH_REC_LEN - 8];
+
+void bench_rec_init(void)
+{
+	for (size_t i = 0; i < sizeof bench_rec_pad; i++)
+		bench_rec_pad[i] = (unsigned char)('a' + i % 26);
+}
+
 /* ------------------------------------------------------- named objects */
 
 struct named {
@@ -330,6 +338,16 @@ static const struct bench_ops *ops_for(enum bench_impl impl)
 		return &bench_mq_ops;
 	case IMPL_SEED:
 		return &bench_seed_ops;
+	case IMPL_SPSC:
+		return &bench_spsc_ops;
+	case IMPL_SEQPACKET:
+		return &bench_seqpacket_ops;
+	case IMPL_TASKQ_LAT:
+		return &bench_taskq_lat_ops;
+	case IMPL_PIPE_LAT:
+		return &bench_pipe_lat_ops;
+	case IMPL_TASKQ_IDLE:
+		return &bench_taskq_idle_ops;
 	}
 	return NULL;
 }
@@ -456,7 +474,31 @@ static int verify(struct bench_run *r, struct bench_result *res)
 	return -1;
 }
 
-int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_result *res)
+/* What the children left in shared memory besides the tasks themselves. */
+static void collect(struct bench_run *r, struct bench_result *res)
+{
+	struct bench_shared *sh = r->sh;
+	enum bench_impl impl = r->row->impl;
+	res->has_futex = impl == IMPL_TASKQ || impl == IMPL_TASKQ_LAT || impl == IMPL_TASKQ_IDLE;
+	if (res->has_futex) {
+		res->futex_calls = atomic_load(&sh->futex_waits) + atomic_load(&sh->futex_wakes);
+		res->futex_per_task = r->total ? (double)res->futex_calls / (double)r->total : 0;
+	}
+	res->lat_count = atomic_load(&sh->lat_count);
+	if (res->lat_count) {
+		res->p50_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 0.50) / 1e3;
+		res->p99_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 0.99) / 1e3;
+		res->max_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 1.0) / 1e3;
+	}
+	uint64_t wall = atomic_load(&sh->idle_wall_ns);
+	if (wall) {
+		res->idle_secs = (double)wall / 1e9;
+		res->idle_cpu_pct = 100.0 * (double)atomic_load(&sh->idle_cpu_ns) / (double)wall;
+		res->idle_futex_per_s = (double)atomic_load(&sh->idle_futex) / res->idle_secs;
+	}
+}
+
+int bench_run_once(const struct bench_row *row, uint64_t want, double secs, struct bench_result *res)
 {
 	static unsigned seq;
 	const struct bench_ops *ops = ops_for(row->impl);
@@ -465,6 +507,9 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 	memset(res, 0, sizeof *res);
 	r.row = row;
 	r.fds[0] = r.fds[1] = -1;
+	r.secs = secs;
+	if (row->mode == MODE_LATENCY && want >= BENCH_LAT_MAX_TASKS)
+		want = BENCH_LAT_MAX_TASKS - 1;
 	r.per_prod = want / (uint64_t)row->nprod;
 	if (r.per_prod == 0)
 		r.per_prod = 1;
@@ -505,6 +550,7 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 	struct child ch[BENCH_MAX_PROCS];
 	memset(ch, 0, sizeof ch);
 	int nstarted = 0, failed = 0;
+	r.sh->t_base = bench_now_ns();
 	fflush(NULL);
 	for (int i = 0; i < nch; i++) {
 		pid_t pid = fork();
@@ -590,6 +636,16 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 	reap_all(ch, nstarted);
 	g_nchildren = 0;
 
+	size_t map_words = r.words; /* what was mapped, if a time-bounded run ends up shorter */
+	if (!failed && bench_time_bounded(row)) {
+		if (!atomic_load(&r.sh->stopped)) {
+			/* every possible task went: the count, not the time, ended it */
+		} else {
+			r.total = r.per_prod = atomic_load(&r.sh->final_total);
+			r.words = (size_t)((r.total + 63) / 64);
+			res->total = r.total;
+		}
+	}
 	uint64_t done = atomic_load(&r.sh->done_ns);
 	if (!failed) {
 		if (done == 0 || done < t0) {
@@ -602,10 +658,12 @@ int bench_run_once(const struct bench_row *row, uint64_t want, struct bench_resu
 	}
 	if (!failed && verify(&r, res) != 0)
 		failed = 1;
+	if (!failed)
+		collect(&r, res);
 	guard("teardown (e.g. tq_stats_get / tq_close / tq_destroy)");
 	ops->teardown(&r, !failed);
 	guard(NULL);
 	munmap(r.sh, sizeof *r.sh);
-	munmap((void *)r.bitmap, r.words * sizeof(uint64_t));
+	munmap((void *)r.bitmap, map_words * sizeof(uint64_t));
 	return failed ? -1 : 0;
 }
