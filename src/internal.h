@@ -67,6 +67,9 @@ struct tq_queue {
 	 * its threads; process-local, so no crash concern (see lease.c). */
 	pthread_mutex_t own_mu;
 	tq_a64 last_proc_ns;
+	/* The next futex sleep's length once idle (wait.c); 0: the first. A
+	 * hint only: threads of one handle may race on it harmlessly. */
+	tq_a64 idle_slice_ns;
 };
 
 /* lock.c: the shared locks. tq__lock waits up to TQ_LOCK_BOUND_NS for a

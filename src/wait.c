@@ -15,6 +15,7 @@
  * goes missing can hold anyone for longer than one interval.
  */
 #include <errno.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -30,8 +31,9 @@
 #endif
 #endif
 
-#define SPIN_ROUNDS 256
-#define SLEEP_SLICE_NS 50000000ull
+#define SPIN_NS 30000ull          /* about a futex sleep + wake round trip */
+#define SLEEP_SLICE_NS 50000000ull /* the first sleep */
+#define IDLE_SLICE_NS 200000000ull /* the longest, once idle */
 
 tq_a64 tq__futex_waits, tq__futex_wakes;
 
@@ -77,19 +79,44 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
 #endif
 }
 
+/*
+ * Adaptive waiting. A waiter first spins (pause, re-reading the ring count)
+ * for about SPIN_NS, the cost of a futex sleep and wake-up here: a steady
+ * stream whose next batch is that close never sleeps, and never makes a
+ * system call. The spin yields the CPU now and then, so that on an
+ * oversubscribed machine a spinning consumer gives way to the producer it
+ * waits for. Then it sleeps on the futex for a slice: SLEEP_SLICE_NS, and
+ * after a slice that ended with nothing to do, twice as long, up to
+ * IDLE_SLICE_NS, so that an idle process wakes a few times a second (to
+ * run maintenance, which recovers dead processes) and costs almost nothing.
+ */
 void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns)
 {
-	for (int i = 0; i < SPIN_ROUNDS; i++) {
-		if (tq__ring_count(rd))
+	uint64_t now = 0, spin_end = 0;
+
+	for (uint32_t i = 0;; i++) {
+		if (tq__ring_count(rd)) {
+			if (load_rlx(&q->idle_slice_ns))
+				store_rlx(&q->idle_slice_ns, 0);
 			return;
+		}
 		cpu_relax();
+		if ((i & 63) != 63)
+			continue;
+		now = tq_now_ns();
+		if (!spin_end)
+			spin_end = now + SPIN_NS;
+		if (now >= spin_end || now >= until_ns)
+			break;
+		if ((i & 1023) == 1023)
+			sched_yield();
 	}
-	uint64_t now = tq_now_ns();
 	if (now >= until_ns)
 		return;
-	uint64_t slice = until_ns - now;
-	if (slice > SLEEP_SLICE_NS)
-		slice = SLEEP_SLICE_NS;
+	uint64_t idle = load_rlx(&q->idle_slice_ns);
+	uint64_t slice = idle ? idle : SLEEP_SLICE_NS;
+	if (slice > until_ns - now)
+		slice = until_ns - now;
 
 	atomic_fetch_add(&b->waiters, 1);
 	store_rlx(&q->me->waiting, b == &q->h->ready_ring.bell ? 1u : 2u);
@@ -97,11 +124,19 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 	atomic_thread_fence(memory_order_seq_cst); /* the recheck below after the announcement (C11) */
 #endif
 	uint32_t seq = atomic_load(&b->seq);
+	bool slept = false;
 	if (!tq__ring_count(rd)) {
 		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),
 				      .tv_nsec = (long)(slice % 1000000000ull)};
-		tq__futex(&b->seq, FUTEX_WAIT, seq, &ts);
+		slept = tq__futex(&b->seq, FUTEX_WAIT, seq, &ts) != 0 && errno == ETIMEDOUT;
 	}
 	store_rlx(&q->me->waiting, 0);
 	atomic_fetch_sub(&b->waiters, 1);
+	/* A whole slice with nothing: sleep longer next time (reset by work). */
+	if (slept && !tq__ring_count(rd)) {
+		uint64_t next = (idle ? idle : SLEEP_SLICE_NS) * 2;
+		store_rlx(&q->idle_slice_ns, next > IDLE_SLICE_NS ? IDLE_SLICE_NS : next);
+	} else if (idle) {
+		store_rlx(&q->idle_slice_ns, 0);
+	}
 }
