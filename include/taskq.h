@@ -389,11 +389,16 @@ typedef struct tq_stats {
 	uint32_t procs;        /* attached processes */
 	uint32_t recoveries;   /* dead processes recovered so far */
 	int run_state;
-	uint64_t oldest_ready_ns; /* enqueue time of the oldest ready task, 0 if none */
+	uint64_t oldest_ready_ns; /* enqueue time of the task next in line (the oldest ready
+	                           * task, but for retries, which rejoin at the back); 0 if none */
 } tq_stats;
 
-/* A snapshot, read without stopping anyone (the per-state counts come from
- * one pass over the slot states and may be off by tasks in motion).
+/* A snapshot, read without stopping anyone, in time independent of the
+ * capacity: the per-state counts come from the rings' positions and
+ * maintained counts. "leased" is the rest of the capacity, so it includes
+ * any task in motion between two states at that instant; "delayed" can be
+ * off by fails that happened since the last sweep (at most one sweep
+ * period, 100 ms for queues up to 100,000 tasks).
  * Errors: TQ_EINVAL (NULL argument). */
 int tq_stats_get(tq_queue *q, tq_stats *out);
 

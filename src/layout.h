@@ -221,7 +221,7 @@ struct tq_hdr {
 	tq_a32 recoveries;
 	tq_a32 sweeping;          /* a lease-expiry sweep is running (see lease.c) */
 	uint32_t tag;             /* random at creation: binds a lease to its queue */
-	uint32_t pad2;
+	tq_a32 delayed_count;     /* DELAYED slots: kept by fail and sweep, recounted by each sweep */
 	tq_a64 next_maint_ns;
 	tq_a64 next_sweep_ns;
 

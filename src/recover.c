@@ -240,7 +240,7 @@ static void sweep(tq_queue *q, uint64_t now)
 {
 	struct mover m = {.q = q};
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), expired = 0;
-	uint32_t dead = 0;
+	uint32_t dead = 0, delayed = 0;
 	bool need_drop = false;
 
 	atomic_store(&q->h->sweeping, 1);
@@ -254,15 +254,19 @@ static void sweep(tq_queue *q, uint64_t now)
 		if (state != ST_LEASED && state != ST_DELAYED)
 			continue;
 		uint64_t due = load_acq(&q->slots[i].deadline_ns);
-		if (due > now)
+		if (due > now) {
+			delayed += state == ST_DELAYED;
 			continue;
+		}
 		/* An owner inside tq_ack's fast path keeps its leases this pass. */
 		uint32_t o = st_owner(s);
 		if (state == ST_LEASED && o >= 1 && o <= TQ_MAX_PROCS &&
 		    atomic_load(&q->procs[o - 1].acking) != 0)
 			continue;
-		if (!cas64(&q->st[i], s, mine))
+		if (!cas64(&q->st[i], s, mine)) {
+			delayed += state == ST_DELAYED;
 			continue;
+		}
 		if (state == ST_LEASED) {
 			expired++;
 			lease_returned(&m, i, "its lease expired", now, &need_drop);
@@ -276,6 +280,9 @@ static void sweep(tq_queue *q, uint64_t now)
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
 	store_rlx(&q->h->dead_count, dead);
+	/* Exact but for fails that happened during the pass, which the next
+	 * pass counts: the gauge never drifts for longer than one period. */
+	store_rlx(&q->h->delayed_count, delayed);
 	if (need_drop || dead > q->dead_cap)
 		tq__drop_oldest_dead_locked(q);
 }

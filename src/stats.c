@@ -115,10 +115,23 @@ static void rates_from(const struct tq_hdr *h, double pushed[3], double done[3])
 	}
 }
 
+static uint32_t clamp_cap(uint64_t v, uint32_t cap)
+{
+	return v > cap ? cap : (uint32_t)v;
+}
+
+/* The enqueue time of the task at the ready ring's head: the oldest first
+ * push among ready tasks, but for retries, which rejoin at the tail. */
+static uint64_t oldest_ready(tq_queue *q)
+{
+	uint64_t head = load_acq(&q->readyr.r->pop.pos);
+	uint32_t idx = q->readyr.cells[head & q->readyr.mask];
+	return idx < q->cap ? load_rlx(&q->slots[idx].enq_ns) : 0;
+}
+
 TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 {
-	uint32_t by_state[ST__COUNT] = {0};
-	uint64_t oldest = 0, m[TQ_METRICS];
+	uint64_t m[TQ_METRICS];
 
 	if (!q || !out)
 		return TQ_EINVAL;
@@ -130,26 +143,28 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	latency_from(m + C__COUNT + H_WAIT * TQ_HSLOTS, &out->wait);
 	latency_from(m + C__COUNT + H_PROC * TQ_HSLOTS, &out->processing);
 	rates_from(q->h, out->pushed_per_s, out->done_per_s);
-	for (uint32_t i = 0; i < q->cap; i++) {
-		unsigned s = st_state(load_acq(&q->st[i]));
-		if (s >= ST__COUNT)
-			continue;
-		by_state[s]++;
-		if (s == ST_READY) {
-			uint64_t enq = load_rlx(&q->slots[i].enq_ns);
-			if (oldest == 0 || enq < oldest)
-				oldest = enq;
-		}
-	}
-	out->capacity = q->cap;
-	out->ready = by_state[ST_READY];
-	out->leased = by_state[ST_LEASED];
-	out->delayed = by_state[ST_DELAYED];
-	out->dead = by_state[ST_DEAD];
-	out->free_slots = by_state[ST_FREE];
+	/*
+	 * The gauges in O(1), from what is maintained anyway: the two rings'
+	 * positions (ready, free), the dead-letter and delayed counts. In
+	 * progress is the rest: leased tasks, plus any slot in motion between
+	 * two states at this instant. Each figure is clamped to the capacity,
+	 * whatever the shared memory holds.
+	 */
+	uint32_t cap = q->cap;
+	uint32_t ready = clamp_cap(tq__ring_count(&q->readyr), cap);
+	uint32_t free_slots = clamp_cap(tq__ring_count(&q->freer), cap);
+	uint32_t dead = clamp_cap(load_rlx(&q->h->dead_count), cap);
+	uint32_t delayed = clamp_cap(load_rlx(&q->h->delayed_count), cap);
+	uint64_t used = (uint64_t)ready + free_slots + dead + delayed;
+	out->capacity = cap;
+	out->ready = ready;
+	out->free_slots = free_slots;
+	out->dead = dead;
+	out->delayed = delayed;
+	out->leased = used < cap ? (uint32_t)(cap - used) : 0;
 	out->recoveries = load_rlx(&q->h->recoveries);
 	out->run_state = (int)load_rlx(&q->h->run_state);
-	out->oldest_ready_ns = oldest;
+	out->oldest_ready_ns = ready ? oldest_ready(q) : 0;
 	return 0;
 }
 
