@@ -144,13 +144,18 @@ Test(logs, long_run_memory_stays_flat, .timeout = 60)
 	/* Warm up: wait for real traffic, then sample, move more, sample again. */
 	do {
 		tq_stats_get(q, &s);
+		tqt_sleep_ms(5);
 	} while (s.total.acked < 200000 && tqt_now_ms() < deadline);
 	long first = rss_kb(pid);
 	uint64_t mark = s.total.acked;
+	/* 600,000 more tasks, or 6 s of traffic on a slow (sanitized, loaded)
+	 * machine, whichever comes first: the point is time and traffic, not
+	 * speed. */
+	uint64_t window = tqt_now_ms() + 6000;
 	do {
 		tq_stats_get(q, &s);
 		tqt_sleep_ms(50);
-	} while (s.total.acked < mark + 600000 && tqt_now_ms() < deadline);
+	} while (s.total.acked < mark + 600000 && tqt_now_ms() < window && tqt_now_ms() < deadline);
 	long later = rss_kb(pid);
 	cr_log_info("demo RSS %ld kB after %llu tasks, %ld kB after %llu", first, (unsigned long long)mark, later,
 		    (unsigned long long)s.total.acked);
@@ -159,7 +164,8 @@ Test(logs, long_run_memory_stays_flat, .timeout = 60)
 	waitpid(pid, &st, 0);
 	tq_close(q);
 	tq_destroy(name);
-	cr_assert_gt(s.total.acked, mark + 600000 - 1, "the demo did not move enough tasks in time");
+	cr_assert_gt(s.total.acked, mark + 50000, "the demo moved only %llu tasks between the samples",
+		     (unsigned long long)(s.total.acked - mark));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "demo exit status %d", st);
 	cr_assert_gt(first, 0);
 	cr_assert_leq(later, first + 512, "RSS grew from %ld kB to %ld kB", first, later);
