@@ -70,6 +70,7 @@ struct tq_queue {
 	/* The next futex sleep's length once idle (wait.c); 0: the first. A
 	 * hint only: threads of one handle may race on it harmlessly. */
 	tq_a64 idle_slice_ns;
+	tq_a64 spin_ns; /* the next spin's length (wait.c); a hint like the above */
 };
 
 /* lock.c: the shared locks. tq__lock waits up to TQ_LOCK_BOUND_NS for a

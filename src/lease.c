@@ -161,6 +161,12 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		return rc;
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), now = tq_now_ns();
 	pthread_mutex_lock(&q->own_mu); /* against this handle's acks: see ack_claim */
+	/* Under the recovery lock, the delayed and dead-letter gauges change
+	 * with the slots' states as one step against the sweep, which recounts
+	 * them (recover.c). Failing is not on the fast path; if a live process
+	 * holds the lock past its bound, the failures still happen, and the
+	 * gauges are set right by the next sweep. */
+	bool locked = tq__lock_recovery(q) == 0;
 	for (size_t i = 0; i < n; i++) {
 		const tq_task *t = &tasks[i];
 		uint32_t ix = (uint32_t)t->priv[0];
@@ -198,9 +204,14 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		if (i == n / 2)
 			TQ_FAULT("fail.mid");
 	}
+	if (locked) {
+		if (need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
+			tq__drop_oldest_dead_locked(q);
+		tq__unlock(&q->h->recovery_lock);
+	}
 	pthread_mutex_unlock(&q->own_mu);
 	tq__count(q, C_LOST, lost);
-	if (need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
+	if (!locked && need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
 		(void)tq__drop_oldest_dead(q);
 	return lost ? TQ_ELOST : 0;
 }

@@ -199,7 +199,7 @@ int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_
 		return TQ_EBADQUEUE;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		rd->cells[(t + i) & rd->mask] = idx[i];
+		__atomic_store_n(&rd->cells[(t + i) & rd->mask], idx[i], __ATOMIC_RELAXED); /* racy readers: stats */
 	journal_begin(q, &s->j, t, n, stbase, counter);
 	for (uint32_t i = 0; i < n; i++) {
 		store_rel(&q->st[idx[i]], stbase);

@@ -125,7 +125,7 @@ static uint32_t clamp_cap(uint64_t v, uint32_t cap)
 static uint64_t oldest_ready(tq_queue *q)
 {
 	uint64_t head = load_acq(&q->readyr.r->pop.pos);
-	uint32_t idx = q->readyr.cells[head & q->readyr.mask];
+	uint32_t idx = __atomic_load_n(&q->readyr.cells[head & q->readyr.mask], __ATOMIC_RELAXED);
 	return idx < q->cap ? load_rlx(&q->slots[idx].enq_ns) : 0;
 }
 

@@ -31,7 +31,8 @@
 #endif
 #endif
 
-#define SPIN_NS 30000ull          /* about a futex sleep + wake round trip */
+#define SPIN_MIN_NS 2000ull       /* shortest spin: sparse arrivals */
+#define SPIN_MAX_NS 50000ull      /* longest: a few futex sleep + wake round trips */
 #define SLEEP_SLICE_NS 50000000ull /* the first sleep */
 #define IDLE_SLICE_NS 200000000ull /* the longest, once idle */
 
@@ -81,9 +82,12 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
 
 /*
  * Adaptive waiting. A waiter first spins (pause, re-reading the ring count)
- * for about SPIN_NS, the cost of a futex sleep and wake-up here: a steady
- * stream whose next batch is that close never sleeps, and never makes a
- * system call. The spin yields the CPU now and then, so that on an
+ * for a while, then sleeps. The spin's length adapts per handle: it doubles
+ * (up to SPIN_MAX_NS) each time work arrived during a spin, and halves
+ * (down to SPIN_MIN_NS) each time the spin ended in a sleep. A steady
+ * stream, whose next batch comes within a few microseconds, keeps the spin
+ * long and never sleeps or makes a system call; sparse arrivals shrink it,
+ * so that a mostly idle consumer does not burn a core before each sleep. The spin yields the CPU now and then, so that on an
  * oversubscribed machine a spinning consumer gives way to the producer it
  * waits for. Then it sleeps on the futex for a slice: SLEEP_SLICE_NS, and
  * after a slice that ended with nothing to do, twice as long, up to
@@ -92,10 +96,14 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
  */
 void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns)
 {
-	uint64_t now = 0, spin_end = 0;
+	uint64_t now = 0, spin_end = 0, spin = load_rlx(&q->spin_ns);
 
+	if (spin < SPIN_MIN_NS || spin > SPIN_MAX_NS)
+		spin = SPIN_MAX_NS / 2;
 	for (uint32_t i = 0;; i++) {
 		if (tq__ring_count(rd)) {
+			if (spin < SPIN_MAX_NS)
+				store_rlx(&q->spin_ns, spin * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : spin * 2);
 			if (load_rlx(&q->idle_slice_ns))
 				store_rlx(&q->idle_slice_ns, 0);
 			return;
@@ -105,12 +113,13 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 			continue;
 		now = tq_now_ns();
 		if (!spin_end)
-			spin_end = now + SPIN_NS;
+			spin_end = now + spin;
 		if (now >= spin_end || now >= until_ns)
 			break;
 		if ((i & 1023) == 1023)
 			sched_yield();
 	}
+	store_rlx(&q->spin_ns, spin / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : spin / 2);
 	if (now >= until_ns)
 		return;
 	uint64_t idle = load_rlx(&q->idle_slice_ns);
