@@ -147,14 +147,14 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/*.c))
 FUZZ_FLAGS   := $(CSTD) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-fno-omit-frame-pointer -Iinclude -Isrc -Itools -DTQ_FUZZ
+	-fno-omit-frame-pointer -Iinclude -Isrc -Itools -Ifuzz -DTQ_FUZZ
 FUZZ_DEPS_segment :=
 FUZZ_LIBS_segment :=
 FUZZ_DEPS_cli_input := tools/parse.c
 FUZZ_LIBS_cli_input := -lcjson -lm
 FUZZ_DEPS_http := tools/serve_parse.c
 FUZZ_LIBS_http :=
-$(FUZZ_BUILD)/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*.h) include/taskq.h $(wildcard tools/*.h) $(wildcard tools/*.c)
+$(FUZZ_BUILD)/%: fuzz/%.c $(wildcard fuzz/*.h) $(LIB_SRC) $(wildcard src/*.h) include/taskq.h $(wildcard tools/*.h) $(wildcard tools/*.c)
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(FUZZ_DEPS_$*) $(FUZZ_LIBS_$*) $(LIBS)
 fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))

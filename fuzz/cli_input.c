@@ -21,26 +21,10 @@
 #include <string.h>
 
 #include "parse.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                                  \
-	do {                                                                                         \
-		if (!(cond)) {                                                                       \
-			fprintf(stderr, "cli_input: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-			abort();                                                                     \
-		}                                                                                    \
-	} while (0)
-
-/* A NUL-terminated copy (the string parsers' input). */
-static char *cstr(const uint8_t *p, size_t n)
-{
-	char *s = malloc(n + 1);
-	CHECK(s);
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
 
 static void fuzz_u64(const uint8_t *p, size_t n)
 {
