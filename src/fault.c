@@ -13,9 +13,17 @@
 const char *tq_fault_point_armed;
 static char armed_name[64];
 static unsigned armed_left;
+static int armed_sig = SIGKILL;
+
+void tq_fault_arm_signal(const char *point, unsigned hit, int sig)
+{
+	tq_fault_arm(point, hit);
+	armed_sig = sig;
+}
 
 void tq_fault_arm(const char *point, unsigned hit)
 {
+	armed_sig = SIGKILL;
 	if (!point || hit == 0 || strlen(point) >= sizeof(armed_name)) {
 		tq_fault_point_armed = NULL;
 		return;
@@ -29,8 +37,10 @@ void tq_fault_hit(const char *point)
 {
 	if (!tq_fault_point_armed || strcmp(point, tq_fault_point_armed) != 0)
 		return;
-	if (--armed_left == 0)
-		raise(SIGKILL);
+	if (--armed_left == 0) {
+		tq_fault_point_armed = NULL; /* once: a stopped process resumes past it */
+		raise(armed_sig);
+	}
 }
 
 /* Called when the first handle opens: TQ_FAULT=name[:hit]. */

@@ -30,6 +30,9 @@ void tq_fault_hit(const char *point);
 
 /* Arms `point` (NULL disarms); the process dies on its hit-th pass (>= 1). */
 void tq_fault_arm(const char *point, unsigned hit);
+/* The same, raising `sig` instead of SIGKILL (SIGSTOP: a process frozen
+ * at that point, as by a debugger or a cgroup freezer). */
+void tq_fault_arm_signal(const char *point, unsigned hit, int sig);
 /* Arms the point named by the TQ_FAULT environment variable, if any. */
 void tq_fault_from_env(void);
 

@@ -63,9 +63,6 @@ struct tq_queue {
 	struct tq_ringd readyr;
 	tq_a64 rng;       /* jitter generator state */
 	tq_a32 ack_calls; /* for sampling the processing-time clock */
-	/* Serializes this handle's own changes to its leases (ack, fail) among
-	 * its threads; process-local, so no crash concern (see lease.c). */
-	pthread_mutex_t own_mu;
 	tq_a64 last_proc_ns;
 	/* The next futex sleep's length once idle (wait.c); 0: the first. A
 	 * hint only: threads of one handle may race on it harmlessly. */

@@ -24,7 +24,6 @@
 #ifndef TQ_LAYOUT_H
 #define TQ_LAYOUT_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -170,7 +169,7 @@ struct tq_proc {
 	uint64_t attached_ns;
 	tq_a64 last_seen_ns;
 	tq_a32 waiting;          /* asleep on a bell: 1 ready, 2 free */
-	tq_a32 acking;           /* inside tq_ack's fast path (see lease.c) */
+	uint32_t pad0;
 	/* Done per second over the last sampling interval (about 1 s), kept
 	 * by maintenance from the acked counter below. */
 	tq_a64 rate_acked;       /* acked at the last sample */
@@ -219,7 +218,7 @@ struct tq_hdr {
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));
 	tq_a32 dead_count;
 	tq_a32 recoveries;
-	tq_a32 sweeping;          /* a lease-expiry sweep is running (see lease.c) */
+	uint32_t pad1;
 	uint32_t tag;             /* random at creation: binds a lease to its queue */
 	tq_a32 delayed_count;     /* DELAYED slots: kept by fail and sweep, recounted by each sweep */
 	tq_a64 next_maint_ns;

@@ -55,48 +55,30 @@ static void record_processing(tq_queue *q, uint64_t taken_ns, uint64_t k)
 }
 
 /*
- * Ack without a compare-and-swap per task, yet claiming every slot.
- *
- * A lease can change hands three ways while its owner lives: this handle
- * acks or fails it (any of its threads), or the lease-expiry sweep takes it.
- * The handle's own changes are serialized by its process-local `own_mu`, so
- * among them a plain load and a plain store of RELEASING claim a slot: a
- * task given twice in one batch, or acked by two threads, finds RELEASING
- * the second time and counts as lost. The sweep is another process: the
- * acker raises its `acking` count and then reads `sweeping`; the sweeper
- * raises `sweeping` and then reads the owner's `acking` before each steal.
- * Both are sequentially consistent, so at least one sees the other (Dekker):
- * either the sweeper leaves this owner's leases for its next pass, or the
- * acker sees the sweep, drops its count and claims each slot by CAS.
+ * Claims each acked slot by compare-and-swap, LEASED(p, g) to ACKED(p). A
+ * lease can change hands three ways while its owner lives: this handle acks
+ * or fails it (from any thread), or the lease-expiry sweep takes it (another
+ * process, by CAS too). One CAS per task decides every such race by itself:
+ * a task given twice in one batch, acked by two threads, or taken by the
+ * sweep finds the word changed and counts as lost. No other process has to
+ * wait for or respect an acker, so an acker stopped at any instruction
+ * cannot keep its leases past their deadline.
  */
 static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *idx, uint64_t *lost)
 {
-	uint64_t releasing = st_make(ST_ACKED, q->owner, 0);
+	uint64_t acked = st_make(ST_ACKED, q->owner, 0);
 	uint32_t k = 0;
 
-	atomic_fetch_add(&q->me->acking, 1);
-	bool fast = atomic_load(&q->h->sweeping) == 0;
-	if (!fast)
-		atomic_fetch_sub(&q->me->acking, 1);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t ix = (uint32_t)t[i].priv[0];
-		bool mine; /* ACKED(p): recovery completes the ack, and counts it */
-		if (fast) {
-			mine = load_rlx(&q->st[ix]) == t[i].priv[1];
-			if (mine)
-				store_rlx(&q->st[ix], releasing);
-		} else {
-			mine = cas64(&q->st[ix], t[i].priv[1], releasing);
-		}
-		if (mine)
+		/* ACKED(p): recovery completes the ack, and counts it */
+		if (cas64(&q->st[ix], t[i].priv[1], acked))
 			idx[k++] = ix;
 		else
 			(*lost)++;
 		if (i == n / 2)
 			TQ_FAULT("ack.mid");
 	}
-	if (fast)
-		atomic_fetch_sub(&q->me->acking, 1); /* claimed: the sweep skips RELEASING */
 	return k;
 }
 
@@ -116,9 +98,7 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 		return rc;
 	for (size_t done = 0; done < n && rc == 0;) {
 		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
-		pthread_mutex_lock(&q->own_mu);
 		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
-		pthread_mutex_unlock(&q->own_mu);
 		if (k)
 			record_processing(q, q->slots[idx[0]].taken_ns, k);
 		rc = tq__release_owned(q, idx, k, C_ACKED);
@@ -160,7 +140,6 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	if (rc)
 		return rc;
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), now = tq_now_ns();
-	pthread_mutex_lock(&q->own_mu); /* against this handle's acks: see ack_claim */
 	/* Under the recovery lock, the delayed and dead-letter gauges change
 	 * with the slots' states as one step against the sweep, which recounts
 	 * them (recover.c). Failing is not on the fast path; if a live process
@@ -209,7 +188,6 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			tq__drop_oldest_dead_locked(q);
 		tq__unlock(&q->h->recovery_lock);
 	}
-	pthread_mutex_unlock(&q->own_mu);
 	tq__count(q, C_LOST, lost);
 	if (!locked && need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
 		(void)tq__drop_oldest_dead(q);

@@ -220,7 +220,6 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 static void recovery_lock_taken_over(tq_queue *q)
 {
 	tq__fold_repair(q);
-	atomic_store(&q->h->sweeping, 0); /* a sweeper died mid-pass */
 }
 
 /* Takes the recovery lock, repairing a fold that a dead holder left half done. */
@@ -297,7 +296,6 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->freer = (struct tq_ringd){&h->free_ring, (uint32_t *)(q->base + g.off_free_cells), g.ring_size - 1};
 	q->readyr = (struct tq_ringd){&h->ready_ring, (uint32_t *)(q->base + g.off_ready_cells), g.ring_size - 1};
 	store_rlx(&q->rng, tq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)q);
-	pthread_mutex_init(&q->own_mu, NULL);
 	/* A nonce that tells this handle's lock words from those of any other
 	 * holder of the same record (lock.c): random, never 0. */
 	uint32_t nonce = 0;
@@ -342,7 +340,6 @@ static int register_self(tq_queue *q)
 			p->attached_ns = tq_now_ns();
 			store_rlx(&p->last_seen_ns, p->attached_ns);
 			store_rlx(&p->waiting, 0);
-			store_rlx(&p->acking, 0);
 			store_rlx(&p->rate_ns, 0);
 			store_rlx(&p->fail_slot, 0);
 			store_rlx(&p->rate_milli, 0);
@@ -357,8 +354,6 @@ static int register_self(tq_queue *q)
 
 static void unmap_handle(tq_queue *q)
 {
-	if (q->cap) /* bound: own_mu initialised */
-		pthread_mutex_destroy(&q->own_mu);
 	if (q->base && q->base != MAP_FAILED)
 		munmap(q->base, q->size);
 	if (q->fd >= 0)

@@ -243,7 +243,6 @@ static void sweep(tq_queue *q, uint64_t now)
 	uint32_t dead = 0, delayed = 0;
 	bool need_drop = false;
 
-	atomic_store(&q->h->sweeping, 1);
 	for (uint32_t i = 0; i < q->cap; i++) {
 		uint64_t s = load_acq(&q->st[i]);
 		unsigned state = st_state(s);
@@ -258,11 +257,6 @@ static void sweep(tq_queue *q, uint64_t now)
 			delayed += state == ST_DELAYED;
 			continue;
 		}
-		/* An owner inside tq_ack's fast path keeps its leases this pass. */
-		uint32_t o = st_owner(s);
-		if (state == ST_LEASED && o >= 1 && o <= TQ_MAX_PROCS &&
-		    atomic_load(&q->procs[o - 1].acking) != 0)
-			continue;
 		if (!cas64(&q->st[i], s, mine)) {
 			delayed += state == ST_DELAYED;
 			continue;
@@ -275,7 +269,6 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
-	atomic_store(&q->h->sweeping, 0);
 	tq__count(q, C_EXPIRED, expired);
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);

@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include "fault.h"  /* the test build: a process frozen at a named point */
 #include "layout.h" /* where fields are: the tests forge them */
 #include "proc.h"
 #include "taskq.h"
@@ -358,4 +359,75 @@ Test(hostile, sparse_segment_on_full_shm, .timeout = 60, .fini = fini)
 	pid = tqt_fork(open_sparse, NULL);
 	rc = tqt_wait(pid, 20000);
 	cr_expect_eq(rc, 0, "open with room: exit %d", rc);
+}
+
+/* Leases always end: a holder frozen (SIGSTOP) in the middle of tq_ack
+ * keeps nothing past the deadline. The tasks it had not yet acked come back
+ * by expiry while it is stopped; the ones it had are done. */
+static int ack_then_freeze(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_task t[10];
+	if (tq_open(qname, &q) != 0 || tq_take(q, t, 10, 0) != 10)
+		return 1;
+	tq_fault_arm_signal("ack.mid", 1, SIGSTOP);
+	(void)tq_ack(q, t, 10);
+	return 0;
+}
+
+Test(hostile, leases_end_for_a_holder_frozen_in_ack, .timeout = 60, .fini = fini)
+{
+	tq_config c;
+	tq_queue *q = NULL;
+
+	tqt_name(qname, "frozenack");
+	tq_destroy(qname);
+	tq_config_init(&c);
+	c.capacity = 64;
+	c.lease_ns = 200ull * 1000000ull;
+	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	for (uint64_t v = 0; v < 10; v++)
+		cr_assert_eq(tq_push_int(q, v, 0), 0);
+
+	pid_t pid = tqt_fork(ack_then_freeze, NULL);
+	int st = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	pid_t r;
+	while ((r = waitpid(pid, &st, WNOHANG | WUNTRACED)) == 0 && tqt_now_ms() < deadline)
+		tqt_sleep_ms(2);
+	cr_assert(r == pid && WIFSTOPPED(st), "the holder should be frozen in tq_ack (status %#x)", st);
+
+	/* While it is frozen: the tasks it had not acked come back. */
+	bool seen[10] = {false};
+	unsigned back = 0;
+	deadline = tqt_now_ms() + 20000;
+	while (back < 4 && tqt_now_ms() < deadline) {
+		(void)tq_recover(q);
+		tq_task t[10];
+		int k = tq_take(q, t, 10, 50ull * 1000000ull);
+		for (int i = 0; i < k; i++) {
+			cr_assert_lt(t[i].value, 10);
+			cr_assert(!seen[t[i].value], "task %llu came back twice", (unsigned long long)t[i].value);
+			seen[t[i].value] = true;
+			back++;
+		}
+		if (k > 0)
+			cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
+	}
+	cr_assert_eq(back, 4, "tasks back from the frozen holder: %u of 4 (it had acked 6)", back);
+	tq_task none;
+	cr_assert_eq(tq_take(q, &none, 1, 0), TQ_EAGAIN, "only the 4 unacked tasks come back");
+
+	kill(pid, SIGKILL);
+	cr_assert_eq(tqt_wait(pid, 10000), 128 + SIGKILL);
+	(void)tq_recover(q);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.acked, 10, "acked: 6 by the frozen holder, 4 after expiry; got %llu",
+		     (unsigned long long)s.total.acked);
+	cr_expect_eq(s.ready, 0);
+	cr_expect_eq(s.leased, 0);
+	cr_expect_eq(s.free_slots, 64);
+	tq_close(q);
 }
