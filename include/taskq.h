@@ -206,6 +206,17 @@ typedef struct tq_task {
  */
 int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
 
+/*
+ * As tq_push, but the tasks become ready only delay_ns after the call (a
+ * "not before" time, as beanstalkd's delay or Sidekiq's perform_in): until
+ * then they are DELAYED (tq_stats.delayed), occupy capacity, and are not
+ * taken. They become ready within about 1 ms of their due time while any
+ * process works or waits on the queue (within capacity x 10 ns for queues
+ * over 100,000 tasks). delay_ns 0 is tq_push. Errors as tq_push, and
+ * TQ_EINVAL for delay_ns over TQ_TIME_MAX_NS.
+ */
+int tq_push_delayed(tq_queue *q, tq_task *tasks, size_t n, uint64_t delay_ns, uint64_t timeout_ns);
+
 /* One integer task; returns 0 or an error as tq_push. */
 int tq_push_int(tq_queue *q, uint64_t value, uint64_t timeout_ns);
 /* One payload task of kind TQ_KIND_STRING or TQ_KIND_JSON; as tq_push. */
@@ -383,7 +394,7 @@ typedef struct tq_stats {
 	uint32_t capacity;
 	uint32_t ready;        /* pending: ready to take now */
 	uint32_t leased;       /* in progress */
-	uint32_t delayed;      /* failed, waiting for their retry time */
+	uint32_t delayed;      /* waiting for a due time: a retry's backoff, or a delayed push */
 	uint32_t dead;         /* in the dead-letter area */
 	uint32_t free_slots;
 	uint32_t procs;        /* attached processes */

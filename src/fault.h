@@ -12,6 +12,7 @@
  * Points:
  *   push.claimed       slots taken from the free ring, task data not written
  *   push.written       task data written, not yet published to the ready ring
+ *   push.delayed       a delayed push: the first task DELAYED, not yet counted
  *   ring.push.mid      inside a ring push: cells written, half the states set
  *   ring.pop.mid       inside a ring pop: half the popped states set
  *   take.popped        tasks popped and leased, lease times not yet written

@@ -93,6 +93,8 @@ int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
 int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_t n,
 		  uint64_t stbase, enum tq_counter counter);
 int tq__ring_touch_locks(tq_queue *q, struct tq_ringd *rd);
+int tq__ring_lock_push_side(tq_queue *q, struct tq_ringd *rd);
+void tq__ring_unlock_push_side(struct tq_ringd *rd);
 static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 {
 	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
@@ -143,6 +145,14 @@ static inline bool tq__stopping(const tq_queue *q)
 {
 	uint32_t rs = load_rlx(&q->h->run_state);
 	return rs == TQ_DRAINING || rs == TQ_STOPPED;
+}
+
+/* Lowers the queue's earliest due time to `due` if it is earlier. */
+static inline void tq__due_hint(tq_queue *q, uint64_t due)
+{
+	uint64_t cur = load_rlx(&q->h->next_due_ns);
+	while (due < cur && !atomic_compare_exchange_weak(&q->h->next_due_ns, &cur, due))
+		;
 }
 
 static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)

@@ -179,7 +179,11 @@ struct tq_proc {
 	 * FAIL_CLAIMED once claimed; and the failed counter before it. */
 	tq_a64 fail_slot;
 	tq_a64 fail_before;
-	uint8_t pad1[56];
+	/* Delayed-push journal (push.c): the slot being made DELAYED, + 1, and
+	 * the pushed counter before it. */
+	tq_a64 dpush_slot;
+	tq_a64 dpush_before;
+	uint8_t pad1[40];
 	/* Written only by the owning handle (and by recovery once it is dead):
 	 * counters c[0..C__COUNT), then the histograms. */
 	tq_a64 c[TQ_METRICS] __attribute__((aligned(TQ_CACHELINE)));
@@ -223,6 +227,11 @@ struct tq_hdr {
 	tq_a32 delayed_count;     /* DELAYED slots: kept by fail and sweep, recounted by each sweep */
 	tq_a64 next_maint_ns;
 	tq_a64 next_sweep_ns;
+	/* The earliest due time of a DELAYED slot, UINT64_MAX for none: a
+	 * lower bound kept by those who delay (fail, delayed push) and reset by
+	 * each sweep. Maintenance sweeps when it passes; sleepers wake for it. */
+	tq_a64 next_due_ns;
+	tq_a64 next_due_sweep_ns; /* the earliest a due-time sweep may run again */
 
 	/* Recovery: one process at a time, under this lock. */
 	struct tq_lock recovery_lock __attribute__((aligned(TQ_CACHELINE)));

@@ -177,6 +177,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			store_rel(&s->deadline_ns, now + backoff_ns(q, s->attempts));
 			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
 			add_rlx(&q->h->delayed_count, 1);
+			tq__due_hint(q, load_rlx(&s->deadline_ns));
 			tq__count(q, C_RETRIED, 1);
 		}
 		store_rel(&q->me->fail_slot, 0);

@@ -48,7 +48,50 @@ static void write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint6
 	t->id = id;
 }
 
-TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
+/*
+ * Delayed tasks go straight from WRITING(p) to DELAYED with their due time,
+ * one by one under a journal in the record ({slot + 1, pushed before}): a
+ * slot no longer WRITING(p) when p is found dead was made DELAYED, so
+ * recovery counts it as pushed exactly once (recover.c, settle_dpush).
+ * The pushed counter is written under the ready ring's push-side lock, as
+ * every write of it is (ring.c). Due times are kept as a hint in the
+ * header; the sweep makes the tasks READY.
+ */
+static int publish_delayed(tq_queue *q, const uint32_t *idx, uint32_t n, uint64_t due)
+{
+	/* The recovery lock first (the order recovery takes them in): the
+	 * delayed gauge then changes with the states as one step against the
+	 * sweep that recounts it, as in tq_fail; if a live process holds it
+	 * past its bound, the gauge is set right by the next sweep. */
+	bool locked = tq__lock_recovery(q) == 0;
+	int rc = tq__ring_lock_push_side(q, &q->readyr);
+
+	if (rc) {
+		if (locked)
+			tq__unlock(&q->h->recovery_lock);
+		return rc;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t before = load_rlx(&q->me->c[C_PUSHED]);
+		store_rlx(&q->me->dpush_before, before);
+		store_rel(&q->me->dpush_slot, (uint64_t)idx[i] + 1);
+		store_rel(&q->slots[idx[i]].deadline_ns, due);
+		store_rel(&q->st[idx[i]], st_make(ST_DELAYED, 0, 0));
+		if (i == 0)
+			TQ_FAULT("push.delayed");
+		store_rlx(&q->me->c[C_PUSHED], before + 1);
+		store_rel(&q->me->dpush_slot, 0);
+		add_rlx(&q->h->delayed_count, 1);
+	}
+	tq__ring_unlock_push_side(&q->readyr);
+	tq__due_hint(q, due);
+	if (locked)
+		tq__unlock(&q->h->recovery_lock);
+	return 0;
+}
+
+static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns)
+
 {
 	uint32_t idx[TQ_CHUNK];
 	size_t done = 0;
@@ -99,6 +142,14 @@ TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		for (int i = 0; i < got; i++)
 			write_task(q, idx[i], &tasks[done + i], pos + i + 1, now);
 		TQ_FAULT("push.written");
+		if (delay_ns) {
+			if ((rc = publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns)))) {
+				(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
+				break;
+			}
+			done += (size_t)got;
+			continue;
+		}
 		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED))) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
 			break;
@@ -107,6 +158,18 @@ TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		done += (size_t)got;
 	}
 	return done ? (int)done : rc;
+}
+
+TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
+{
+	return push(q, tasks, n, timeout_ns, 0);
+}
+
+TQ_API int tq_push_delayed(tq_queue *q, tq_task *tasks, size_t n, uint64_t delay_ns, uint64_t timeout_ns)
+{
+	if (delay_ns > TQ_TIME_MAX_NS)
+		return TQ_EINVAL;
+	return push(q, tasks, n, timeout_ns, delay_ns);
 }
 
 TQ_API int tq_push_int(tq_queue *q, uint64_t value, uint64_t timeout_ns)

@@ -164,6 +164,7 @@ static int init_segment(uint8_t *base, const tq_config *c)
 	h->free_ring.pop.j.cnt_id = h->free_ring.push.j.cnt_id = C__COUNT;
 	h->ready_ring.pop.j.cnt_id = h->ready_ring.push.j.cnt_id = C__COUNT;
 	store_rlx(&h->free_ring.push.pos, c->capacity);
+	store_rlx(&h->next_due_ns, UINT64_MAX);
 	/* Publish: openers check the magic last-written word before anything. */
 	__atomic_store_n(&h->magic, TQ_MAGIC, __ATOMIC_RELEASE);
 	return 0;
@@ -342,6 +343,7 @@ static int register_self(tq_queue *q)
 			store_rlx(&p->waiting, 0);
 			store_rlx(&p->rate_ns, 0);
 			store_rlx(&p->fail_slot, 0);
+			store_rlx(&p->dpush_slot, 0);
 			store_rlx(&p->rate_milli, 0);
 			for (int c = 0; c < TQ_METRICS; c++)
 				store_rlx(&p->c[c], 0);

@@ -95,6 +95,24 @@ static void settle_fail(tq_queue *q, struct tq_proc *p, uint32_t owner)
 	store_rel(&p->fail_slot, 0);
 }
 
+/* Settles the delayed-push journal of record p: a slot that is no longer
+ * WRITING(owner) was made DELAYED (only its writer moves it out of
+ * WRITING), so it was pushed: count it once. */
+static void settle_dpush(tq_queue *q, struct tq_proc *p, uint32_t owner)
+{
+	uint64_t ds = load_acq(&p->dpush_slot);
+	uint64_t ix = ds - 1;
+
+	if (!ds || ix >= q->cap)
+		return;
+	uint64_t s = load_acq(&q->st[ix]);
+	if (!(st_state(s) == ST_WRITING && st_owner(s) == owner)) {
+		store_rlx(&p->c[C_PUSHED], load_rlx(&p->dpush_before) + 1);
+		add_rlx(&q->h->delayed_count, 1); /* the sweep recounts it anyway */
+	}
+	store_rel(&p->dpush_slot, 0);
+}
+
 /* A task its dead owner was moving: ready again, or dead if out of attempts
  * (keeping the failure it was given, if its owner got that far). */
 static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now, bool *need_drop)
@@ -169,6 +187,7 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 		return rc;
 
 	settle_fail(q, p, owner);
+	settle_dpush(q, p, owner);
 	for (uint32_t i = 0; i < q->cap; i++) {
 		if (i == q->cap / 2) {
 			mover_flush(&m); /* some returned, some not */
@@ -241,7 +260,12 @@ static void sweep(tq_queue *q, uint64_t now)
 	struct mover m = {.q = q};
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), expired = 0;
 	uint32_t dead = 0, delayed = 0;
+	uint64_t next_due = UINT64_MAX;
 	bool need_drop = false;
+
+	/* Reset before the scan: a slot delayed after this store lowers the
+	 * hint itself, and one delayed before it is seen by the scan. */
+	atomic_store(&q->h->next_due_ns, UINT64_MAX);
 
 	for (uint32_t i = 0; i < q->cap; i++) {
 		uint64_t s = load_acq(&q->st[i]);
@@ -254,21 +278,28 @@ static void sweep(tq_queue *q, uint64_t now)
 			continue;
 		uint64_t due = load_acq(&q->slots[i].deadline_ns);
 		if (due > now) {
-			delayed += state == ST_DELAYED;
+			if (state == ST_DELAYED) {
+				delayed++;
+				if (due < next_due)
+					next_due = due;
+			}
 			continue;
 		}
 		if (!cas64(&q->st[i], s, mine)) {
 			delayed += state == ST_DELAYED;
-			continue;
+			continue; /* changed under us: its new owner hints if it delays it */
 		}
 		if (state == ST_LEASED) {
 			expired++;
 			lease_returned(&m, i, "its lease expired", now, &need_drop);
 		} else {
+			if (load_rlx(&q->h->delayed_count))
+				sub_rlx(&q->h->delayed_count, 1);
 			mover_requeue(&m, i);
 		}
 	}
 	mover_flush(&m);
+	tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
@@ -308,6 +339,14 @@ static void take_sample(tq_queue *q, uint64_t now)
 	store_rel(&h->sample_next, n + 1);
 }
 
+/* How often a passed due time may trigger a sweep: 1 ms, or longer for a
+ * queue so large that a pass takes more than a few percent of that. */
+static uint64_t due_period(const tq_queue *q)
+{
+	uint64_t p = (uint64_t)q->cap * 10ull;
+	return p < 1000000ull ? 1000000ull : p;
+}
+
 static uint64_t sweep_period(const tq_queue *q)
 {
 	/* A pass reads one word per slot: keep it under ~1% of one core. */
@@ -323,17 +362,26 @@ static int maintain(tq_queue *q, bool force, bool wait)
 	uint64_t now = tq_now_ns();
 	int recovered = 0;
 
-	if (!force) {
-		uint64_t next = load_rlx(&h->next_maint_ns);
-		if (now < next || !cas64(&h->next_maint_ns, next, now + TQ_MAINT_PERIOD_NS))
-			return 0;
-	} else {
+	/* A due time passed: sweep now (at most every due_period), so that
+	 * delayed tasks become ready within about a millisecond of it. */
+	bool due = false;
+	if (now >= load_rlx(&h->next_due_ns)) {
+		uint64_t next = load_rlx(&h->next_due_sweep_ns);
+		due = now >= next && cas64(&h->next_due_sweep_ns, next, now + due_period(q));
+	}
+	bool full = force; /* the whole pass: dead processes, samples, sweep */
+	if (force) {
 		store_rlx(&h->next_maint_ns, now + TQ_MAINT_PERIOD_NS);
+	} else {
+		uint64_t next = load_rlx(&h->next_maint_ns);
+		full = now >= next && cas64(&h->next_maint_ns, next, now + TQ_MAINT_PERIOD_NS);
+		if (!full && !due)
+			return 0;
 	}
 	int rc = wait ? tq__lock_recovery(q) : tq__trylock_recovery(q);
 	if (rc)
 		return wait ? rc : 0;
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+	for (uint32_t r = 0; full && r < TQ_MAX_PROCS; r++) {
 		if (r == q->rec || load_acq(&q->procs[r].state) != PROC_ACTIVE)
 			continue;
 		if (tq__ofd_trylock(q->fd, r) != 0)
@@ -342,11 +390,11 @@ static int maintain(tq_queue *q, bool force, bool wait)
 			recovered++;
 		tq__ofd_unlock(q->fd, r);
 	}
-	if (now >= load_rlx(&h->next_sample_ns)) {
+	if (full && now >= load_rlx(&h->next_sample_ns)) {
 		store_rlx(&h->next_sample_ns, now + 1000000000ull);
 		take_sample(q, now);
 	}
-	if (force || now >= load_rlx(&h->next_sweep_ns)) {
+	if (force || due || (full && now >= load_rlx(&h->next_sweep_ns))) {
 		store_rlx(&h->next_sweep_ns, now + sweep_period(q));
 		sweep(q, now);
 	}
@@ -367,7 +415,7 @@ int tq__maintain_nowait(tq_queue *q)
 void tq__maybe_maintain(tq_queue *q, uint64_t now)
 {
 	store_rlx(&q->me->last_seen_ns, now);
-	if (now >= load_rlx(&q->h->next_maint_ns))
+	if (now >= load_rlx(&q->h->next_maint_ns) || now >= load_rlx(&q->h->next_due_ns))
 		(void)tq__maintain(q, false);
 }
 

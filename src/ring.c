@@ -212,6 +212,18 @@ int tq__ring_push(tq_queue *q, struct tq_ringd *rd, const uint32_t *idx, uint32_
 	return 0;
 }
 
+/* The push side's lock alone, for writers of the counter it guards that
+ * move no cells (a delayed push: push.c). */
+int tq__ring_lock_push_side(tq_queue *q, struct tq_ringd *rd)
+{
+	return lock_side(q, rd, false);
+}
+
+void tq__ring_unlock_push_side(struct tq_ringd *rd)
+{
+	tq__unlock(&rd->r->push.lock);
+}
+
 /* Takes and releases both locks of a ring, settling any journal a dead
  * holder left. */
 int tq__ring_touch_locks(tq_queue *q, struct tq_ringd *rd)

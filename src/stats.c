@@ -150,18 +150,24 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 * two states at this instant. Each figure is clamped to the capacity,
 	 * whatever the shared memory holds.
 	 */
-	uint32_t cap = q->cap;
-	uint32_t ready = clamp_cap(tq__ring_count(&q->readyr), cap);
-	uint32_t free_slots = clamp_cap(tq__ring_count(&q->freer), cap);
-	uint32_t dead = clamp_cap(load_rlx(&q->h->dead_count), cap);
-	uint32_t delayed = clamp_cap(load_rlx(&q->h->delayed_count), cap);
-	uint64_t used = (uint64_t)ready + free_slots + dead + delayed;
-	out->capacity = cap;
+	/* Read at slightly different instants, the figures can overlap by a
+	 * task in motion; each is clamped to what the ones before it left, so
+	 * that they always add up to the capacity. */
+	uint32_t room = q->cap;
+	uint32_t ready = clamp_cap(tq__ring_count(&q->readyr), room);
+	room -= ready;
+	uint32_t free_slots = clamp_cap(tq__ring_count(&q->freer), room);
+	room -= free_slots;
+	uint32_t dead = clamp_cap(load_rlx(&q->h->dead_count), room);
+	room -= dead;
+	uint32_t delayed = clamp_cap(load_rlx(&q->h->delayed_count), room);
+	room -= delayed;
+	out->capacity = q->cap;
 	out->ready = ready;
 	out->free_slots = free_slots;
 	out->dead = dead;
 	out->delayed = delayed;
-	out->leased = used < cap ? (uint32_t)(cap - used) : 0;
+	out->leased = room;
 	out->recoveries = load_rlx(&q->h->recoveries);
 	out->run_state = (int)load_rlx(&q->h->run_state);
 	out->oldest_ready_ns = ready ? oldest_ready(q) : 0;

@@ -126,6 +126,14 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 	uint64_t slice = idle ? idle : SLEEP_SLICE_NS;
 	if (slice > until_ns - now)
 		slice = until_ns - now;
+	/* A taker wakes for the next due time, to run the sweep that makes
+	 * delayed tasks ready (at least 1 ms: the sweep's own rate limit). */
+	uint64_t due = load_rlx(&q->h->next_due_ns);
+	if (b == &q->h->ready_ring.bell && due != UINT64_MAX) {
+		uint64_t d = due > now + 1000000ull ? due - now : 1000000ull;
+		if (slice > d)
+			slice = d;
+	}
 
 	atomic_fetch_add(&b->waiters, 1);
 	store_rlx(&q->me->waiting, b == &q->h->ready_ring.bell ? 1u : 2u);

@@ -51,6 +51,7 @@ struct push {
 	int kind;
 	uint32_t max_payload;
 	uint64_t timeout;
+	uint64_t delay;       /* --delay: ns before the tasks become ready (0: at once) */
 	bool quiet, atomic;
 	tq_task *t;           /* the batch */
 	size_t *off;          /* payload i is arena + off[i] (NO_OFFSET: t[i].data as is) */
@@ -95,7 +96,8 @@ static int push_flush(struct push *ps)
 			ps->t[i].data = ps->arena + ps->off[i];
 	while (done < ps->n) {
 		size_t n = ps->n - done < PUSH_BATCH ? ps->n - done : PUSH_BATCH;
-		int k = tq_push(ps->q, ps->t + done, n, ps->timeout);
+		int k = ps->delay ? tq_push_delayed(ps->q, ps->t + done, n, ps->delay, ps->timeout)
+				  : tq_push(ps->q, ps->t + done, n, ps->timeout);
 		if (k < 0) {
 			err = k;
 			break;
@@ -311,16 +313,17 @@ static int push_args(struct push *ps, int argc, char **argv)
 int cmd_push(int argc, char **argv)
 {
 	static const char *usage =
-		"push NAME [--kind int|string|json] [--json] [--atomic] [--timeout SEC] [--quiet] [VALUE...]";
+		"push NAME [--kind int|string|json] [--json] [--atomic] [--delay SEC] [--timeout SEC] [--quiet]\n"
+		"            [VALUE...]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'J'}, {"kind", required_argument, 0, 'k'},
 		{"timeout", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-		{"atomic", no_argument, 0, 'a'}, {0, 0, 0, 0}};
+		{"atomic", no_argument, 0, 'a'}, {"delay", required_argument, 0, 'd'}, {0, 0, 0, 0}};
 	struct push ps = {.kind = TQ_KIND_STRING, .timeout = TQ_WAIT_FOREVER};
 	int c;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "hk:t:q", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hk:t:qd:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			printf("usage: taskq %s\n\n"
@@ -339,6 +342,8 @@ int cmd_push(int argc, char **argv)
 			       "from it on is pushed, taskq stops reading, and the exit status is 5.\n"
 			       "--atomic: read all of stdin first, at most %u lines and %u MiB of tasks (more\n"
 			       "is refused: exit 5), and push nothing unless every line is valid.\n"
+			       "--delay SEC: the tasks become ready only SEC seconds after they are pushed\n"
+			       "(fractions allowed, up to 365 days); until then they count as delayed.\n"
 			       "--timeout SEC: how long to wait for room while the queue is full (default: no\n"
 			       "limit); when it passes, exit 6: the ids of the tasks pushed are printed and\n"
 			       "stderr says from which line (or VALUE) on nothing was pushed.\n"
@@ -349,6 +354,12 @@ int cmd_push(int argc, char **argv)
 		case 'J': ps.kind = TQ_KIND_JSON; break;
 		case 'q': ps.quiet = true; break;
 		case 'a': ps.atomic = true; break;
+		case 'd':
+			if (!cli_parse_seconds(optarg, 365.0 * 86400.0, &ps.delay)) {
+				cli_err("invalid --delay '%s' (seconds, e.g. 30 or 0.5, at most 365 days)", optarg);
+				return EX_USAGE_;
+			}
+			break;
 		case 'k':
 			if (!strcmp(optarg, "int")) ps.kind = TQ_KIND_INT;
 			else if (!strcmp(optarg, "string")) ps.kind = TQ_KIND_STRING;

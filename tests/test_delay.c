@@ -1,0 +1,170 @@
+/*
+ * test_delay.c - delayed pushes (tq_push_delayed, taskq push --delay): not
+ * delivered before their time, delivered after it, counted exactly even if
+ * the pusher dies half way.
+ */
+#include <criterion/criterion.h>
+
+#include "fault.h" /* the test build: a process killed at a named point */
+#include "proc.h"
+#include "taskq.h"
+#include "util.h"
+
+#ifndef TQ_BIN_DIR
+#define TQ_BIN_DIR "build"
+#endif
+#define TASKQ TQ_BIN_DIR "/taskq"
+#define MS 1000000ull
+
+static char qname[TQT_NAME_LEN];
+
+static void fini(void)
+{
+	tq_destroy(qname);
+}
+
+static tq_queue *make_queue(const char *test)
+{
+	tq_config c;
+	tq_queue *q = NULL;
+
+	tqt_name(qname, test);
+	tq_destroy(qname);
+	tq_config_init(&c);
+	c.capacity = 64;
+	c.max_payload = 64;
+	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	return q;
+}
+
+Test(delay, not_before_its_time_then_delivered, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("delayed");
+	tq_task t[5];
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 5; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = (uint64_t)i;
+	}
+	uint64_t pushed_at = tq_now_ns();
+	cr_assert_eq(tq_push_delayed(q, t, 5, 300 * MS, 0), 5);
+
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.delayed, 5);
+	cr_expect_eq(s.ready, 0);
+	cr_expect_eq(s.total.pushed, 5);
+	tq_task got[5];
+	cr_assert_eq(tq_take(q, got, 5, 0), TQ_EAGAIN, "a delayed task is not ready at once");
+
+	unsigned n = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (n < 5 && tqt_now_ms() < deadline) {
+		int k = tq_take(q, got, 5, 2000 * MS);
+		uint64_t now = tq_now_ns();
+		for (int i = 0; i < k; i++) {
+			cr_assert_geq(now - pushed_at, 300 * MS, "delivered %llu ns after the push, before its delay",
+				      (unsigned long long)(now - pushed_at));
+			cr_expect_eq(got[i].attempt, 1);
+			n++;
+		}
+		if (k > 0) {
+			cr_log_info("%d delivered %.1f ms after a 300 ms delay", k, (double)(now - pushed_at) / 1e6);
+			cr_assert_eq(tq_ack(q, got, (size_t)k), 0);
+		}
+	}
+	cr_assert_eq(n, 5);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.delayed, 0);
+	cr_expect_eq(s.total.acked, 5);
+	cr_expect_eq(s.free_slots, 64);
+	tq_close(q);
+}
+
+Test(delay, zero_is_a_push_and_bounds_are_checked, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("delayzero");
+	tq_task t = {.kind = TQ_KIND_INT, .value = 7};
+	cr_assert_eq(tq_push_delayed(q, &t, 1, 0, 0), 1);
+	tq_task got;
+	cr_assert_eq(tq_take(q, &got, 1, 0), 1, "delay 0: ready at once");
+	cr_assert_eq(got.value, 7);
+	cr_assert_eq(tq_ack(q, &got, 1), 0);
+	cr_assert_eq(tq_push_delayed(q, &t, 1, TQ_TIME_MAX_NS + 1, 0), TQ_EINVAL);
+	cr_assert_eq(tq_push_delayed(NULL, &t, 1, MS, 0), TQ_EINVAL);
+	tq_close(q);
+}
+
+/* The pusher dies right after its first task became DELAYED, before it was
+ * counted: recovery counts it (pushed exact), the rest of the batch was
+ * never accepted, and the one task is delivered when due. */
+static int push_and_die(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_task t[5];
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 5; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = 100 + (uint64_t)i;
+	}
+	if (tq_open(qname, &q) != 0)
+		return 1;
+	tq_fault_arm("push.delayed", 1);
+	(void)tq_push_delayed(q, t, 5, 100 * MS, 0);
+	return 2; /* not reached */
+}
+
+Test(delay, pusher_killed_mid_batch, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("delaykill");
+	pid_t pid = tqt_fork(push_and_die, NULL);
+	cr_assert_eq(tqt_wait(pid, 20000), 128 + SIGKILL);
+	(void)tq_recover(q);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.pushed, 1, "pushed: %llu", (unsigned long long)s.total.pushed);
+	cr_expect_eq(s.delayed, 1);
+	cr_expect_eq(s.free_slots, 63, "the 4 never accepted are free again: %u", s.free_slots);
+
+	tq_task got[5];
+	int k = tq_take(q, got, 5, 5000 * MS);
+	cr_assert_eq(k, 1, "the accepted task is delivered when due: %d", k);
+	cr_expect_eq(got[0].value, 100);
+	cr_assert_eq(tq_ack(q, got, 1), 0);
+	cr_expect_eq(tq_take(q, got, 5, 0), TQ_EAGAIN, "nothing else");
+	tq_close(q);
+}
+
+/* taskq push --delay: the same from the command line, and a bad value
+ * refused as a usage error. */
+Test(delay, cli_push_delay, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("delaycli");
+	struct out o;
+	memset(&o, 0, sizeof o);
+	char *push[] = {TASKQ, "push", qname, "--kind", "int", "--delay", "0.3", "1", "2", NULL};
+	run(push, NULL, &o);
+	cr_assert_eq(o.status, 0, "%s: %d\n%s", o.cmd, o.status, o.err);
+	out_free(&o);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.delayed, 2);
+	char *bad[] = {TASKQ, "push", qname, "--delay", "soon", "x", NULL};
+	run(bad, NULL, &o);
+	cr_expect_eq(o.status, 2, "--delay soon: %d", o.status);
+	cr_expect(strstr(o.err, "--delay"), "%s", o.err);
+	out_free(&o);
+	tq_task got[2];
+	unsigned n = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (n < 2 && tqt_now_ms() < deadline) {
+		int k = tq_take(q, got, 2, 1000 * MS);
+		if (k > 0) {
+			n += (unsigned)k;
+			cr_assert_eq(tq_ack(q, got, (size_t)k), 0);
+		}
+	}
+	cr_expect_eq(n, 2);
+	tq_close(q);
+}
