@@ -8,7 +8,8 @@
  * journals, process records, slot states, slots, failure texts, ring
  * cells, payloads), writes it as a segment, and drives every public call
  * on it: open, stats, procs, events, histograms, dead-letter list / kick /
- * purge, push, take, ack, fail, touch, recover, run state, close.
+ * purge, push (now and delayed), take, ack, fail, touch, recover, run
+ * state, close.
  *
  * Every call must return a documented result within the fuzzer's -timeout:
  * a crash, a sanitizer report, a leak or a hang is a finding.
@@ -191,7 +192,14 @@ static void run_ops(tq_queue *q, const uint8_t *ops, size_t n)
 		}
 		case 4: (void)tq_dead_kick(q, arg & 1 ? TQ_ALL : last_id); break;
 		case 5: (void)tq_dead_purge(q, arg & 1 ? TQ_ALL : last_id); break;
-		case 6: (void)tq_push_int(q, arg, 0); break;
+		case 6:
+			if (arg & 8) {
+				tq_task t = {.kind = TQ_KIND_INT, .value = arg};
+				(void)tq_push_delayed(q, &t, 1, (uint64_t)(arg & 7) * 1000000ull, 0);
+			} else {
+				(void)tq_push_int(q, arg, 0);
+			}
+			break;
 		case 7: {
 			char buf[80];
 			memset(buf, 'x', sizeof(buf));
