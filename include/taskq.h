@@ -16,9 +16,10 @@
  *     returns its leased tasks and repairs what it was doing.
  *
  * Caveats
- *   - A handle must not be used in a child after fork(); the child opens
- *     the queue itself. (A forked child keeps the parent's liveness lock
- *     until it exits or execs, which only delays recovery of the parent.)
+ *   - A handle cannot be used in a child after fork(): in the child, every
+ *     handle is unmapped and closed at once (so that the parent's death is
+ *     seen as such while the child lives on) and returns TQ_EFORKED; the
+ *     child opens the queue itself. tq_close on it just frees it.
  *   - Every process attached to a queue can write all of its shared memory.
  *     Opening validates the segment, every index, length and lock word read
  *     from it is checked, and every loop over it is bounded, so that no byte
@@ -78,6 +79,7 @@ enum tq_error {
 	TQ_ESYS = -16,      /* an unexpected OS error */
 	TQ_EINIT = -17,     /* the queue is still being created, or its creator died doing so */
 	TQ_ESTOPPED = -18,  /* the queue's run state is DRAINING or STOPPED: nothing new goes in or out */
+	TQ_EFORKED = -19,   /* a handle opened before fork(), used in the child: open the queue again there */
 };
 
 /* Returns a static, human-readable description of a TQ_E* code (or of 0). */
@@ -157,7 +159,8 @@ int tq_create(const char *name, const tq_config *cfg, tq_queue **out);
  * dead processes, unless a live process is doing so already. Waits at most
  * 1 s for a creator that has not finished (then TQ_EINIT).
  * Errors: TQ_ENAME, TQ_ENOENT, TQ_EPERM, TQ_EBADQUEUE, TQ_EVERSION,
- *         TQ_EINIT, TQ_EPROCS, TQ_ENOMEM, TQ_ESYS.
+ *         TQ_EINIT, TQ_EPROCS, TQ_ENOMEM, TQ_ESYS, TQ_EBUSY (every record
+ *         was taken and a live process held the recovery lock for 10 s).
  */
 int tq_open(const char *name, tq_queue **out);
 
@@ -407,9 +410,8 @@ typedef struct tq_stats {
 /* A snapshot, read without stopping anyone, in time independent of the
  * capacity: the per-state counts come from the rings' positions and
  * maintained counts. "leased" is the rest of the capacity, so it includes
- * any task in motion between two states at that instant; "delayed" can be
- * off by fails that happened since the last sweep (at most one sweep
- * period, 100 ms for queues up to 100,000 tasks).
+ * any task in motion between two states at that instant. The figures
+ * always add up to the capacity.
  * Errors: TQ_EINVAL (NULL argument). */
 int tq_stats_get(tq_queue *q, tq_stats *out);
 

@@ -47,7 +47,9 @@ static int cmp_dead(const void *a, const void *b)
 
 TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride)
 {
-	if (!q || (!out && max))
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out && max)
 		return TQ_EINVAL;
 	struct dead_ref *refs = malloc(sizeof(*refs) * (q->dead_cap + 64u));
 	size_t n = 0, room = q->dead_cap + 64u;
@@ -141,12 +143,12 @@ static int dead_move(tq_queue *q, uint64_t id, bool kick)
 
 TQ_API int tq_dead_kick(tq_queue *q, uint64_t id)
 {
-	return q ? dead_move(q, id, true) : TQ_EINVAL;
+	return tq__usable(q) ? tq__usable(q) : dead_move(q, id, true);
 }
 
 TQ_API int tq_dead_purge(tq_queue *q, uint64_t id)
 {
-	return q ? dead_move(q, id, false) : TQ_EINVAL;
+	return tq__usable(q) ? tq__usable(q) : dead_move(q, id, false);
 }
 
 /* ------------------------------------------------------- drop oldest */
@@ -232,15 +234,4 @@ void tq__drop_oldest_dead_locked(tq_queue *q)
 	for (uint32_t k = 0; k < n && k < count - limit; k++)
 		(void)drop_dead(q, all[k].idx, all[k].word);
 	free(all);
-}
-
-int tq__drop_oldest_dead(tq_queue *q)
-{
-	int rc = tq__lock_recovery(q);
-
-	if (rc)
-		return rc;
-	tq__drop_oldest_dead_locked(q);
-	tq__unlock(&q->h->recovery_lock);
-	return 0;
 }

@@ -42,7 +42,9 @@ TQ_API int tq_events(tq_queue *q, uint64_t after_seq, tq_event_info *out, size_t
 {
 	size_t k = 0;
 
-	if (!q || (!out && max))
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out && max)
 		return TQ_EINVAL;
 	int rc = lock_events(q);
 	if (rc)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "hist.h"
@@ -52,10 +53,17 @@ struct tq_queue {
 	/* The rest of the configuration, from the same validated snapshot. */
 	uint32_t max_attempts;
 	uint32_t dead_cap;
+	uint32_t mode;
 	uint64_t lease_ns;
 	uint64_t backoff_base_ns;
 	uint64_t backoff_max_ns;
 	uint32_t tag;
+	/* Set in a child after fork() (queue.c): the fd was closed there so
+	 * that the parent's liveness lock dies with the parent; the child must
+	 * open the queue again. Written only while one thread exists. */
+	bool forked;
+	struct tq_queue *next_open; /* this process's open handles (queue.c) */
+	pthread_mutex_t fail_mu;    /* serializes this handle's tq_fail journal (lease.c) */
 	/* What this handle writes into a lock word it holds (lock.c). */
 	uint32_t nonce;
 	uint64_t lockid;
@@ -83,6 +91,7 @@ void tq__lock_init(struct tq_lock *l);
 int tq__lock_recovery(tq_queue *q);
 int tq__trylock_recovery(tq_queue *q);
 int tq__ofd_trylock(int fd, uint32_t rec);
+bool tq__ofd_held(int fd, uint32_t rec);
 void tq__ofd_unlock(int fd, uint32_t rec);
 
 /* ring.c */
@@ -129,7 +138,6 @@ int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
 int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n, enum tq_counter counter);
 void tq__fold_counters(tq_queue *q, uint32_t rec);
 void tq__fold_repair(tq_queue *q);
-int tq__drop_oldest_dead(tq_queue *q);
 void tq__drop_oldest_dead_locked(tq_queue *q);
 void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now);
 
@@ -145,6 +153,12 @@ static inline bool tq__stopping(const tq_queue *q)
 {
 	uint32_t rs = load_rlx(&q->h->run_state);
 	return rs == TQ_DRAINING || rs == TQ_STOPPED;
+}
+
+/* 0 if q can be used in this process, else the error to return. */
+static inline int tq__usable(const tq_queue *q)
+{
+	return !q ? TQ_EINVAL : q->forked ? TQ_EFORKED : 0;
 }
 
 /* Lowers the queue's earliest due time to `due` if it is earlier. */

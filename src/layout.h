@@ -169,7 +169,7 @@ struct tq_proc {
 	uint64_t attached_ns;
 	tq_a64 last_seen_ns;
 	tq_a32 waiting;          /* asleep on a bell: 1 ready, 2 free */
-	uint32_t pad0;
+	tq_a32 nonce;            /* the holding handle's lock nonce (lock.c), set before it locks */
 	/* Done per second over the last sampling interval (about 1 s), kept
 	 * by maintenance from the acked counter below. */
 	tq_a64 rate_acked;       /* acked at the last sample */

@@ -26,7 +26,11 @@ bool tq__lease_held(const tq_queue *q, const tq_task *t)
 
 static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
 {
-	if (!q || !tasks || n == 0)
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	if (!tasks || n == 0)
 		return TQ_EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (check_lease(q, &tasks[i]))
@@ -96,12 +100,18 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 
 	if (rc)
 		return rc;
-	for (size_t done = 0; done < n && rc == 0;) {
+	/* Every chunk is claimed, whatever happens to the releases: a claimed
+	 * (ACKED) slot is done, and one whose release failed is freed and
+	 * counted when this handle closes or its process dies (recovery). After
+	 * the first failed release, the rest are not tried (they would wait
+	 * for the same lock). */
+	for (size_t done = 0; done < n;) {
 		uint32_t chunk = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
 		uint32_t k = ack_claim(q, tasks + done, chunk, idx, &lost);
 		if (k)
 			record_processing(q, q->slots[idx[0]].taken_ns, k);
-		rc = tq__release_owned(q, idx, k, C_ACKED);
+		if (rc == 0)
+			rc = tq__release_owned(q, idx, k, C_ACKED);
 		done += chunk;
 	}
 	tq__count(q, C_LOST, lost);
@@ -145,6 +155,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	 * them (recover.c). Failing is not on the fast path; if a live process
 	 * holds the lock past its bound, the failures still happen, and the
 	 * gauges are set right by the next sweep. */
+	pthread_mutex_lock(&q->fail_mu); /* one fail journal per handle */
 	bool locked = tq__lock_recovery(q) == 0;
 	for (size_t i = 0; i < n; i++) {
 		const tq_task *t = &tasks[i];
@@ -189,9 +200,9 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			tq__drop_oldest_dead_locked(q);
 		tq__unlock(&q->h->recovery_lock);
 	}
+	pthread_mutex_unlock(&q->fail_mu);
 	tq__count(q, C_LOST, lost);
-	if (!locked && need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
-		(void)tq__drop_oldest_dead(q);
+	/* Without the lock, the next sweep drops what is over dead_capacity. */
 	return lost ? TQ_ELOST : 0;
 }
 

@@ -59,10 +59,11 @@ static bool holder_gone(tq_queue *q, uint64_t w)
 		return true;
 	if (owner == q->owner)
 		return w != q->lockid; /* this handle (another thread) is alive */
-	if (tq__ofd_trylock(q->fd, (uint32_t)(owner - 1)) != 0)
-		return false; /* held (or unknown): alive */
-	tq__ofd_unlock(q->fd, (uint32_t)(owner - 1));
-	return true;
+	/* Another record: its holder publishes its nonce before it locks
+	 * anything, so a word under another nonce is an earlier holder's. */
+	if (atomic_load(&q->procs[owner - 1].nonce) != (uint32_t)(w >> TQ_LOCK_NONCE_SHIFT))
+		return true;
+	return !tq__ofd_held(q->fd, (uint32_t)(owner - 1));
 }
 
 static void sleep_on(struct tq_lock *l, uint64_t w, uint64_t ns)

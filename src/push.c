@@ -97,7 +97,9 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 	size_t done = 0;
 	int rc = 0;
 
-	if (!q || !tasks || n == 0 || n > (size_t)INT32_MAX)
+	if ((rc = tq__usable(q)))
+		return rc;
+	if (!tasks || n == 0 || n > (size_t)INT32_MAX)
 		return TQ_EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if ((rc = validate_task(q, &tasks[i])))

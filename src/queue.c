@@ -268,6 +268,84 @@ void tq__ofd_unlock(int fd, uint32_t rec)
 	(void)fcntl(fd, F_OFD_SETLK, &fl);
 }
 
+/* Does another open file description hold record rec's liveness lock? A
+ * query, so that it never takes or drops a lock this handle holds (F_OFD_
+ * locks of one description never conflict with each other: a lock this
+ * handle holds on rec reads as free). An error reads as held. */
+bool tq__ofd_held(int fd, uint32_t rec)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = rec, .l_len = 1};
+
+	if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+		return true;
+	return fl.l_type != F_UNLCK;
+}
+
+/* ------------------------------------------------------------ fork safety
+ * A child forked without exec shares each handle's open file description,
+ * and with it the parent's liveness lock, which would then outlive the
+ * parent and keep the locks it held when it died from being taken over.
+ * In the child, every handle's mapping and descriptor (each holds the
+ * description, and so the lock) are dropped and the handle marked unusable
+ * (TQ_EFORKED): the child opens the queue again. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static tq_queue *open_list;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&open_mu);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&open_mu);
+}
+
+static void atfork_child(void)
+{
+	for (tq_queue *q = open_list; q; q = q->next_open) {
+		q->forked = true;
+		/* The mapping holds the open file description too, and with it
+		 * the liveness lock: both go. */
+		if (q->base) {
+			munmap(q->base, q->size);
+			q->base = NULL;
+		}
+		if (q->fd >= 0) {
+			close(q->fd);
+			q->fd = -1;
+		}
+	}
+	open_list = NULL;
+	pthread_mutex_unlock(&open_mu);
+}
+
+static void register_atfork(void)
+{
+	(void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static void list_add(tq_queue *q)
+{
+	pthread_once(&atfork_once, register_atfork);
+	pthread_mutex_lock(&open_mu);
+	q->next_open = open_list;
+	open_list = q;
+	pthread_mutex_unlock(&open_mu);
+}
+
+static void list_remove(tq_queue *q)
+{
+	pthread_mutex_lock(&open_mu);
+	for (tq_queue **p = &open_list; *p; p = &(*p)->next_open)
+		if (*p == q) {
+			*p = q->next_open;
+			break;
+		}
+	pthread_mutex_unlock(&open_mu);
+}
+
 /* ---------------------------------------------------------------- attach */
 
 /* Points the handle into the segment. The geometry is recomputed from the
@@ -290,6 +368,7 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->max_payload = max_payload;
 	q->max_attempts = snap->max_attempts;
 	q->dead_cap = snap->dead_capacity;
+	q->mode = snap->mode;
 	q->lease_ns = snap->lease_ns;
 	q->backoff_base_ns = snap->backoff_base_ns;
 	q->backoff_max_ns = snap->backoff_max_ns;
@@ -303,6 +382,8 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != (ssize_t)sizeof(nonce))
 		nonce = (uint32_t)(load_rlx(&q->rng) * 0x9E3779B97F4A7C15ull >> 32);
 	q->nonce = nonce ? nonce : 1;
+	pthread_mutex_init(&q->fail_mu, NULL);
+	list_add(q);
 }
 
 /* Claims a process record: the first free one whose liveness lock we can
@@ -325,6 +406,9 @@ static int register_self(tq_queue *q)
 			q->rec = r;
 			q->owner = r + 1;
 			q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
+			/* Before this handle takes any lock: a word naming this
+			 * record under another nonce is then a gone holder's. */
+			atomic_store(&p->nonce, q->nonce);
 			if (load_acq(&p->state) != PROC_FREE) {
 				rc = tq__lock_recovery(q);
 				if (rc == 0) {
@@ -356,6 +440,10 @@ static int register_self(tq_queue *q)
 
 static void unmap_handle(tq_queue *q)
 {
+	if (q->cap) { /* bound: listed, fail_mu initialised */
+		list_remove(q);
+		pthread_mutex_destroy(&q->fail_mu);
+	}
 	if (q->base && q->base != MAP_FAILED)
 		munmap(q->base, q->size);
 	if (q->fd >= 0)
@@ -399,6 +487,13 @@ static int map_validated(tq_queue *q, struct tq_hdr *snap)
 	 * with SIGBUS on first touch. Filling the holes here fails cleanly
 	 * instead; a file with no holes costs one fstat. */
 	if ((uint64_t)sb.st_blocks * 512u < (uint64_t)sb.st_size) {
+		/* Never try to fill more than /dev/shm has free: a hostile
+		 * header can declare terabytes, and filling would take memory
+		 * from everyone until it failed. */
+		struct statvfs vfs;
+		uint64_t holes = (uint64_t)sb.st_size - (uint64_t)sb.st_blocks * 512u;
+		if (fstatvfs(q->fd, &vfs) != 0 || (uint64_t)vfs.f_bavail * vfs.f_frsize < holes)
+			return TQ_ENOMEM;
 		int e = posix_fallocate(q->fd, 0, sb.st_size);
 		if (e)
 			return e == ENOSPC || e == ENOMEM || e == EFBIG ? TQ_ENOMEM : TQ_EBADQUEUE;
@@ -541,7 +636,7 @@ TQ_API int tq_close(tq_queue *q)
 {
 	if (!q)
 		return 0;
-	if (q->me) {
+	if (q->me && !q->forked) {
 		if (tq__lock_recovery(q) == 0) {
 			/* Every slot it owns: leases back to ready, the rest freed. */
 			(void)tq__recover_locked(q, q->rec, false);
@@ -569,9 +664,9 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 	if (!q || !out)
 		return TQ_EINVAL;
 	memset(out, 0, sizeof(*out));
-	out->capacity = q->h->capacity;
+	out->capacity = q->cap;
 	out->max_payload = q->max_payload;
-	out->mode = (mode_t)q->h->mode;
+	out->mode = (mode_t)(q->mode & 0777u);
 	out->max_attempts = q->max_attempts;
 	out->dead_capacity = q->dead_cap;
 	out->lease_ns = q->lease_ns;

@@ -304,8 +304,9 @@ static void sweep(tq_queue *q, uint64_t now)
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
 	store_rlx(&q->h->dead_count, dead);
-	/* Exact but for fails that happened during the pass, which the next
-	 * pass counts: the gauge never drifts for longer than one period. */
+	/* Exact: every change of a DELAYED state and its count happens under
+	 * the recovery lock, as this pass does (but for a fail or delayed push
+	 * that could not get the lock in 10 s, which this recount corrects). */
 	store_rlx(&q->h->delayed_count, delayed);
 	if (need_drop || dead > q->dead_cap)
 		tq__drop_oldest_dead_locked(q);
@@ -421,7 +422,7 @@ void tq__maybe_maintain(tq_queue *q, uint64_t now)
 
 TQ_API int tq_recover(tq_queue *q)
 {
-	if (!q)
-		return TQ_EINVAL;
+	if (tq__usable(q))
+		return tq__usable(q);
 	return tq__maintain(q, true);
 }

@@ -11,7 +11,9 @@
 
 TQ_API int tq_set_run_state(tq_queue *q, int state)
 {
-	if (!q || state < TQ_RUNNING || state > TQ_PAUSED)
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (state < TQ_RUNNING || state > TQ_PAUSED)
 		return TQ_EINVAL;
 	atomic_store(&q->h->run_state, (uint32_t)state);
 	tq__event(q, TQ_EV_STATE, (uint64_t)state, 0, NULL);
@@ -133,7 +135,9 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 {
 	uint64_t m[TQ_METRICS];
 
-	if (!q || !out)
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out)
 		return TQ_EINVAL;
 	tq__maybe_maintain(q, tq_now_ns());
 	memset(out, 0, sizeof(*out));
@@ -200,7 +204,9 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 {
 	size_t k = 0;
 
-	if (!q || (!out && max))
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out && max)
 		return TQ_EINVAL;
 	uint32_t *leased = calloc(TQ_MAX_PROCS + 1, sizeof(*leased));
 	if (!leased)

@@ -55,6 +55,8 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	uint64_t pos = 0;
 	int got;
 
+	if (tq__usable(q))
+		return tq__usable(q);
 	if (!q || !out || max == 0)
 		return TQ_EINVAL;
 	uint64_t lease = st_make(ST_LEASED, q->owner, 0);

@@ -94,7 +94,9 @@ TQ_API int tq_worker_run(tq_queue *q, tq_handler fn, void *arg, const tq_worker_
 	tq_worker_result local = {0};
 	tq_worker_result *r = res ? res : &local;
 
-	if (!q || !fn)
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!fn)
 		return TQ_EINVAL;
 	if (!cfg) {
 		tq_worker_config_init(&defaults);

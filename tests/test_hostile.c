@@ -270,11 +270,16 @@ Test(hostile, live_holder_bounded_then_recovered, .timeout = 90, .fini = fini)
 			rec = pr[i].slot;
 	cr_assert_neq(rec, UINT32_MAX, "holder's record not listed");
 
-	/* Name the holder (alive: it holds its record's liveness lock) as the
-	 * holder of the event lock, as a process stopped inside it would. */
+	/* Name the holder (alive: it holds its record's liveness lock, and the
+	 * word carries the nonce it published) as the holder of the event
+	 * lock, as a process stopped inside it would. */
 	size_t size;
 	uint8_t *seg = map_segment(&size);
-	put64(seg, offsetof(struct tq_hdr, event_lock), (uint64_t)(rec + 1) | (77ull << 16));
+	const struct tq_hdr *h = (const struct tq_hdr *)seg;
+	uint32_t nonce;
+	memcpy(&nonce, seg + h->off_procs + (size_t)rec * sizeof(struct tq_proc) + offsetof(struct tq_proc, nonce),
+	       sizeof nonce);
+	put64(seg, offsetof(struct tq_hdr, event_lock), (uint64_t)(rec + 1) | ((uint64_t)nonce << 16));
 	tq_event_info ev[4];
 	int rc = tq_events(q, 0, ev, 4);
 	cr_expect_eq(rc, TQ_EBUSY, "events with a live holder: %d %s", rc, tq_strerror(rc));
@@ -429,5 +434,93 @@ Test(hostile, leases_end_for_a_holder_frozen_in_ack, .timeout = 60, .fini = fini
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.free_slots, 64);
+	tq_close(q);
+}
+
+/* A child forked after tq_open (without exec) cannot use the parent's
+ * handle, and does not keep the parent's liveness lock: when the parent
+ * dies, its leases come back although the child lives on. */
+struct forked {
+	int child_rc;  /* what the inherited handle said in the child */
+	pid_t child;   /* the grandchild, still alive */
+	int ready;
+};
+
+static int open_take_fork_die(void *arg)
+{
+	struct forked *f = arg;
+	tq_queue *q = NULL;
+	tq_task t[5];
+	if (tq_open(qname, &q) != 0 || tq_take(q, t, 5, 0) != 5)
+		return 1;
+	pid_t c = fork();
+	if (c == 0) {
+		tq_stats s;
+		__atomic_store_n(&f->child_rc, tq_stats_get(q, &s), __ATOMIC_RELEASE);
+		__atomic_store_n(&f->ready, 1, __ATOMIC_RELEASE);
+		for (;;)
+			pause();
+	}
+	f->child = c;
+	while (!__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	raise(SIGKILL); /* dies holding 5 leases */
+	return 2;
+}
+
+Test(hostile, forked_child_keeps_nothing_of_a_dead_parent, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("forkedchild", 16, 0);
+	for (uint64_t v = 0; v < 5; v++)
+		cr_assert_eq(tq_push_int(q, v, 0), 0);
+	struct forked *f = tqt_shared(sizeof *f);
+	pid_t pid = tqt_fork(open_take_fork_die, f);
+	cr_assert_eq(tqt_wait(pid, 20000), 128 + SIGKILL);
+	cr_assert_gt(f->child, 0);
+	cr_expect_eq(f->child_rc, TQ_EFORKED, "the inherited handle in the child: %d %s", f->child_rc,
+		     tq_strerror(f->child_rc));
+
+	/* The child of the dead process still runs: the leases come back. */
+	cr_assert_eq(kill(f->child, 0), 0, "the forked child should still be alive");
+	int rc = tq_recover(q);
+	cr_expect_eq(rc, 1, "dead processes recovered: %d", rc);
+	tq_task t[5];
+	cr_expect_eq(tq_take(q, t, 5, 0), 5, "the dead parent's 5 leases are back");
+	kill(f->child, SIGKILL);
+	tq_close(q);
+}
+
+/* A lock word naming a live process under a nonce that is not its own (a
+ * forged word, or one left by an earlier holder of that record) is taken
+ * over at once, not waited for. */
+Test(hostile, stale_nonce_of_a_live_record_is_taken_over, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("stalenonce", 16, 0);
+	int *go = tqt_shared(sizeof(int));
+	pid_t holder = tqt_fork(hold_open, go);
+	while (!__atomic_load_n(go, __ATOMIC_ACQUIRE))
+		tqt_sleep_ms(1);
+	tq_proc_info pr[8];
+	int n = tq_procs(q, pr, 8);
+	uint32_t rec = UINT32_MAX;
+	for (int i = 0; i < n; i++)
+		if (pr[i].pid == holder)
+			rec = pr[i].slot;
+	cr_assert_neq(rec, UINT32_MAX);
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	const struct tq_hdr *h = (const struct tq_hdr *)seg;
+	uint32_t nonce;
+	memcpy(&nonce, seg + h->off_procs + (size_t)rec * sizeof(struct tq_proc) + offsetof(struct tq_proc, nonce),
+	       sizeof nonce);
+	put64(seg, offsetof(struct tq_hdr, event_lock), (uint64_t)(rec + 1) | ((uint64_t)(nonce ^ 1) << 16));
+	uint64_t t0 = tqt_now_ms();
+	tq_event_info ev[4];
+	int rc = tq_events(q, 0, ev, 4);
+	cr_expect_geq(rc, 0, "events: %d %s after %llu ms", rc, tq_strerror(rc),
+		      (unsigned long long)(tqt_now_ms() - t0));
+	munmap(seg, size);
+	kill(holder, SIGKILL);
+	tqt_wait(holder, 10000);
 	tq_close(q);
 }
