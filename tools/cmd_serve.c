@@ -498,6 +498,11 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, struct request *r
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages may quote the request (a path, decoded by libmicrohttpd):
+	 * keep them printable ASCII, so that the JSON is valid UTF-8. */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "error", msg);
 	return respond_json(c, r, status, o);
