@@ -19,7 +19,9 @@
  *   - A handle cannot be used in a child after fork(): in the child, every
  *     handle is unmapped and closed at once (so that the parent's death is
  *     seen as such while the child lives on) and returns TQ_EFORKED; the
- *     child opens the queue itself. tq_close on it just frees it.
+ *     child opens the queue itself. tq_close on it just frees it. Payload
+ *     pointers from tq_take are gone in the child too (copy what a child
+ *     needs before forking). After daemon(), open the queue again.
  *   - Every process attached to a queue can write all of its shared memory.
  *     Opening validates the segment, every index, length and lock word read
  *     from it is checked, and every loop over it is bounded, so that no byte

@@ -161,12 +161,15 @@ static inline int tq__usable(const tq_queue *q)
 	return !q ? TQ_EINVAL : q->forked ? TQ_EFORKED : 0;
 }
 
-/* Lowers the queue's earliest due time to `due` if it is earlier. */
-static inline void tq__due_hint(tq_queue *q, uint64_t due)
+/* Lowers the queue's earliest due time to `due` if it is earlier; true if
+ * it did (a sleeping taker should then wake to wait for the new time). */
+static inline bool tq__due_hint(tq_queue *q, uint64_t due)
 {
 	uint64_t cur = load_rlx(&q->h->next_due_ns);
-	while (due < cur && !atomic_compare_exchange_weak(&q->h->next_due_ns, &cur, due))
-		;
+	while (due < cur)
+		if (atomic_compare_exchange_weak(&q->h->next_due_ns, &cur, due))
+			return true;
+	return false;
 }
 
 static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)

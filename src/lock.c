@@ -80,7 +80,9 @@ static void sleep_on(struct tq_lock *l, uint64_t w, uint64_t ns)
 /* One attempt: 0 taken, 1 taken over from a gone holder, -1 not now. */
 static int try_once(tq_queue *q, struct tq_lock *l, bool check)
 {
-	uint64_t w = load_rlx(&l->word);
+	/* Acquire: the holder's nonce, published before its CAS, is read
+	 * after this word (holder_gone). */
+	uint64_t w = load_acq(&l->word);
 
 	if (w == 0)
 		return cas64(&l->word, 0, q->lockid) ? 0 : -1;

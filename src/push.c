@@ -84,7 +84,8 @@ static int publish_delayed(tq_queue *q, const uint32_t *idx, uint32_t n, uint64_
 		add_rlx(&q->h->delayed_count, 1);
 	}
 	tq__ring_unlock_push_side(&q->readyr);
-	tq__due_hint(q, due);
+	if (tq__due_hint(q, due)) /* takers asleep set their alarm by the old one */
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	if (locked)
 		tq__unlock(&q->h->recovery_lock);
 	return 0;

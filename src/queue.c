@@ -291,15 +291,22 @@ bool tq__ofd_held(int fd, uint32_t rec)
 static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
 static tq_queue *open_list;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+/* Held for reading around each system call that creates or drops a
+ * handle's descriptor or mapping together with the store that records it,
+ * and for writing across fork(): a child never inherits one that its
+ * handle does not record. */
+static pthread_rwlock_t fork_rw = PTHREAD_RWLOCK_INITIALIZER;
 
 static void atfork_prepare(void)
 {
+	pthread_rwlock_wrlock(&fork_rw);
 	pthread_mutex_lock(&open_mu);
 }
 
 static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&open_mu);
+	pthread_rwlock_unlock(&fork_rw);
 }
 
 static void atfork_child(void)
@@ -318,7 +325,9 @@ static void atfork_child(void)
 		}
 	}
 	open_list = NULL;
-	pthread_mutex_unlock(&open_mu);
+	/* One thread now: fresh locks, whatever others held at the fork. */
+	open_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+	fork_rw = (pthread_rwlock_t)PTHREAD_RWLOCK_INITIALIZER;
 }
 
 static void register_atfork(void)
@@ -326,13 +335,39 @@ static void register_atfork(void)
 	(void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-static void list_add(tq_queue *q)
+/* A new handle, listed from the start (fd -1, no mapping). */
+static tq_queue *handle_new(void)
 {
+	tq_queue *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->fd = -1;
 	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&open_mu);
 	q->next_open = open_list;
 	open_list = q;
 	pthread_mutex_unlock(&open_mu);
+	return q;
+}
+
+static int handle_shm_open(tq_queue *q, const char *shm, int flags, mode_t mode)
+{
+	pthread_rwlock_rdlock(&fork_rw);
+	q->fd = shm_open(shm, flags, mode);
+	int e = errno;
+	pthread_rwlock_unlock(&fork_rw);
+	errno = e;
+	return q->fd;
+}
+
+static int handle_map(tq_queue *q)
+{
+	pthread_rwlock_rdlock(&fork_rw);
+	void *p = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
+	q->base = p == MAP_FAILED ? NULL : p;
+	pthread_rwlock_unlock(&fork_rw);
+	return q->base ? 0 : TQ_ENOMEM;
 }
 
 static void list_remove(tq_queue *q)
@@ -383,7 +418,6 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 		nonce = (uint32_t)(load_rlx(&q->rng) * 0x9E3779B97F4A7C15ull >> 32);
 	q->nonce = nonce ? nonce : 1;
 	pthread_mutex_init(&q->fail_mu, NULL);
-	list_add(q);
 }
 
 /* Claims a process record: the first free one whose liveness lock we can
@@ -440,14 +474,17 @@ static int register_self(tq_queue *q)
 
 static void unmap_handle(tq_queue *q)
 {
-	if (q->cap) { /* bound: listed, fail_mu initialised */
-		list_remove(q);
-		pthread_mutex_destroy(&q->fail_mu);
-	}
-	if (q->base && q->base != MAP_FAILED)
+	pthread_rwlock_rdlock(&fork_rw);
+	if (q->base)
 		munmap(q->base, q->size);
+	q->base = NULL;
 	if (q->fd >= 0)
 		close(q->fd);
+	q->fd = -1;
+	pthread_rwlock_unlock(&fork_rw);
+	list_remove(q);
+	if (q->cap && !q->forked) /* bound: fail_mu initialised (and not a copy) */
+		pthread_mutex_destroy(&q->fail_mu);
 	free(q);
 }
 
@@ -499,11 +536,8 @@ static int map_validated(tq_queue *q, struct tq_hdr *snap)
 			return e == ENOSPC || e == ENOMEM || e == EFBIG ? TQ_ENOMEM : TQ_EBADQUEUE;
 	}
 	q->size = (size_t)sb.st_size;
-	q->base = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
-	if (q->base == MAP_FAILED) {
-		q->base = NULL;
+	if (handle_map(q))
 		return TQ_ENOMEM;
-	}
 	q->h = (struct tq_hdr *)q->base;
 	/* Re-check through the final mapping (the file could have changed), on
 	 * a snapshot, and bind from the snapshot's numbers. */
@@ -554,11 +588,10 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < geo.total_size)
 		return TQ_ENOMEM;
 
-	q = calloc(1, sizeof(*q));
+	q = handle_new();
 	if (!q)
 		return TQ_ENOMEM;
-	q->fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)cfg->mode);
-	if (q->fd < 0) {
+	if (handle_shm_open(q, shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)cfg->mode) < 0) {
 		rc = errno_to_tq(errno);
 		goto err_free;
 	}
@@ -570,12 +603,8 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 		rc = errno_to_tq(rc);
 		goto err_unlink;
 	}
-	q->base = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
-	if (q->base == MAP_FAILED) {
-		q->base = NULL;
-		rc = TQ_ENOMEM;
+	if ((rc = handle_map(q)))
 		goto err_unlink;
-	}
 	q->h = (struct tq_hdr *)q->base;
 	if ((rc = init_segment(q->base, cfg)))
 		goto err_unlink;
@@ -604,11 +633,10 @@ TQ_API int tq_open(const char *name, tq_queue **out)
 	*out = NULL;
 	if ((rc = validate_name(name, shm, sizeof(shm))))
 		return rc;
-	q = calloc(1, sizeof(*q));
+	q = handle_new();
 	if (!q)
 		return TQ_ENOMEM;
-	q->fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
-	if (q->fd < 0) {
+	if (handle_shm_open(q, shm, O_RDWR | O_CLOEXEC, 0) < 0) {
 		rc = errno_to_tq(errno);
 		goto err;
 	}
@@ -661,7 +689,9 @@ TQ_API int tq_destroy(const char *name)
 
 TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 {
-	if (!q || !out)
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out)
 		return TQ_EINVAL;
 	memset(out, 0, sizeof(*out));
 	out->capacity = q->cap;

@@ -108,7 +108,10 @@ static void settle_dpush(tq_queue *q, struct tq_proc *p, uint32_t owner)
 	uint64_t s = load_acq(&q->st[ix]);
 	if (!(st_state(s) == ST_WRITING && st_owner(s) == owner)) {
 		store_rlx(&p->c[C_PUSHED], load_rlx(&p->dpush_before) + 1);
-		add_rlx(&q->h->delayed_count, 1); /* the sweep recounts it anyway */
+		/* Its due time may not have reached the hint: lower it (the
+		 * delayed gauge is left to the sweep's recount). */
+		if (st_state(s) == ST_DELAYED)
+			(void)tq__due_hint(q, load_rlx(&q->slots[ix].deadline_ns));
 	}
 	store_rel(&p->dpush_slot, 0);
 }
@@ -299,7 +302,7 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
-	tq__due_hint(q, next_due);
+	(void)tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);

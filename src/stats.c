@@ -25,8 +25,8 @@ TQ_API int tq_set_run_state(tq_queue *q, int state)
 
 TQ_API int tq_run_state(const tq_queue *q)
 {
-	if (!q)
-		return TQ_EINVAL;
+	if (tq__usable(q))
+		return tq__usable(q);
 	uint32_t s = load_acq(&q->h->run_state);
 	return s <= TQ_PAUSED ? (int)s : TQ_EBADQUEUE;
 }
@@ -48,7 +48,9 @@ static void read_counters(const struct tq_proc *p, tq_counters *c)
 
 TQ_API int tq_counters_self(const tq_queue *q, tq_counters *out)
 {
-	if (!q || !out)
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out)
 		return TQ_EINVAL;
 	read_counters(q->me, out);
 	return 0;
@@ -183,8 +185,8 @@ TQ_API int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processi
 	uint64_t m[TQ_METRICS];
 	uint32_t procs;
 
-	if (!q)
-		return TQ_EINVAL;
+	if (tq__usable(q))
+		return tq__usable(q);
 	_Static_assert(TQ_HIST_BUCKETS == TQ_HBUCKETS, "histogram size");
 	sum_metrics(q, m, &procs);
 	tq_histogram *out[2] = {wait, processing};

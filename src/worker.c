@@ -65,6 +65,8 @@ static int handle_batch(tq_queue *q, tq_handler fn, void *arg, tq_task *t, size_
 		}
 		msg[0] = '\0';
 		int rc = fn(&t[i], arg, msg, sizeof(msg));
+		if (q->forked) /* a child of fork() returned into the loop */
+			return -1;
 		r->handled++;
 		if (rc == 0) {
 			ok[nok++] = t[i];
@@ -142,6 +144,10 @@ TQ_API int tq_worker_run(tq_queue *q, tq_handler fn, void *arg, const tq_worker_
 			break;
 		}
 		int end = handle_batch(q, fn, arg, t, (size_t)n, t + cfg->batch, r);
+		if (end < 0) {
+			rc = TQ_EFORKED;
+			break;
+		}
 		idle_since = tq_now_ns();
 		if (end) {
 			r->end = end;

@@ -442,6 +442,7 @@ Test(hostile, leases_end_for_a_holder_frozen_in_ack, .timeout = 60, .fini = fini
  * dies, its leases come back although the child lives on. */
 struct forked {
 	int child_rc;  /* what the inherited handle said in the child */
+	int child_rc2; /* and tq_run_state, which reads the segment directly */
 	pid_t child;   /* the grandchild, still alive */
 	int ready;
 };
@@ -457,6 +458,7 @@ static int open_take_fork_die(void *arg)
 	if (c == 0) {
 		tq_stats s;
 		__atomic_store_n(&f->child_rc, tq_stats_get(q, &s), __ATOMIC_RELEASE);
+		__atomic_store_n(&f->child_rc2, tq_run_state(q), __ATOMIC_RELEASE);
 		__atomic_store_n(&f->ready, 1, __ATOMIC_RELEASE);
 		for (;;)
 			pause();
@@ -479,6 +481,7 @@ Test(hostile, forked_child_keeps_nothing_of_a_dead_parent, .timeout = 60, .fini 
 	cr_assert_gt(f->child, 0);
 	cr_expect_eq(f->child_rc, TQ_EFORKED, "the inherited handle in the child: %d %s", f->child_rc,
 		     tq_strerror(f->child_rc));
+	cr_expect_eq(f->child_rc2, TQ_EFORKED, "tq_run_state in the child: %d", f->child_rc2);
 
 	/* The child of the dead process still runs: the leases come back. */
 	cr_assert_eq(kill(f->child, 0), 0, "the forked child should still be alive");
