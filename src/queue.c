@@ -2,6 +2,8 @@
  * queue.c - creating, validating, attaching to and detaching from a queue.
  */
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,22 +293,44 @@ bool tq__ofd_held(int fd, uint32_t rec)
 static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
 static tq_queue *open_list;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-/* Held for reading around each system call that creates or drops a
- * handle's descriptor or mapping together with the store that records it,
- * and for writing across fork(): a child never inherits one that its
- * handle does not record. */
-static pthread_rwlock_t fork_rw = PTHREAD_RWLOCK_INITIALIZER;
+/* A gate around each system call that creates or drops a handle's
+ * descriptor or mapping together with the store that records it: fork()
+ * waits for the ones in flight and holds new ones back, so a child never
+ * inherits a descriptor or mapping its handle does not record. (Atomics,
+ * not a rwlock: glibc's rwlock cannot be released in the child, whose
+ * thread has another id.) Dekker: each side raises its count, then reads
+ * the other's, both sequentially consistent. */
+static atomic_uint forks_pending, handle_ops;
+
+static void gate_enter(void)
+{
+	for (;;) {
+		while (atomic_load(&forks_pending))
+			sched_yield();
+		atomic_fetch_add(&handle_ops, 1);
+		if (!atomic_load(&forks_pending))
+			return;
+		atomic_fetch_sub(&handle_ops, 1);
+	}
+}
+
+static void gate_leave(void)
+{
+	atomic_fetch_sub(&handle_ops, 1);
+}
 
 static void atfork_prepare(void)
 {
-	pthread_rwlock_wrlock(&fork_rw);
+	atomic_fetch_add(&forks_pending, 1);
+	while (atomic_load(&handle_ops))
+		sched_yield();
 	pthread_mutex_lock(&open_mu);
 }
 
 static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&open_mu);
-	pthread_rwlock_unlock(&fork_rw);
+	atomic_fetch_sub(&forks_pending, 1);
 }
 
 static void atfork_child(void)
@@ -325,9 +349,10 @@ static void atfork_child(void)
 		}
 	}
 	open_list = NULL;
-	/* One thread now: fresh locks, whatever others held at the fork. */
-	open_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-	fork_rw = (pthread_rwlock_t)PTHREAD_RWLOCK_INITIALIZER;
+	/* The only thread now; it took open_mu in atfork_prepare. */
+	atomic_store(&handle_ops, 0);
+	atomic_store(&forks_pending, 0);
+	pthread_mutex_unlock(&open_mu);
 }
 
 static void register_atfork(void)
@@ -353,20 +378,20 @@ static tq_queue *handle_new(void)
 
 static int handle_shm_open(tq_queue *q, const char *shm, int flags, mode_t mode)
 {
-	pthread_rwlock_rdlock(&fork_rw);
+	gate_enter();
 	q->fd = shm_open(shm, flags, mode);
 	int e = errno;
-	pthread_rwlock_unlock(&fork_rw);
+	gate_leave();
 	errno = e;
 	return q->fd;
 }
 
 static int handle_map(tq_queue *q)
 {
-	pthread_rwlock_rdlock(&fork_rw);
+	gate_enter();
 	void *p = mmap(NULL, q->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
 	q->base = p == MAP_FAILED ? NULL : p;
-	pthread_rwlock_unlock(&fork_rw);
+	gate_leave();
 	return q->base ? 0 : TQ_ENOMEM;
 }
 
@@ -474,14 +499,14 @@ static int register_self(tq_queue *q)
 
 static void unmap_handle(tq_queue *q)
 {
-	pthread_rwlock_rdlock(&fork_rw);
+	gate_enter();
 	if (q->base)
 		munmap(q->base, q->size);
 	q->base = NULL;
 	if (q->fd >= 0)
 		close(q->fd);
 	q->fd = -1;
-	pthread_rwlock_unlock(&fork_rw);
+	gate_leave();
 	list_remove(q);
 	if (q->cap && !q->forked) /* bound: fail_mu initialised (and not a copy) */
 		pthread_mutex_destroy(&q->fail_mu);
