@@ -217,8 +217,10 @@ int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
  * then they are DELAYED (tq_stats.delayed), occupy capacity, and are not
  * taken. They become ready within about 1 ms of their due time while any
  * process works or waits on the queue (within capacity x 10 ns for queues
- * over 100,000 tasks). delay_ns 0 is tq_push. Errors as tq_push, and
- * TQ_EINVAL for delay_ns over TQ_TIME_MAX_NS.
+ * over 100,000 tasks). delay_ns 0 is tq_push. Unlike tq_push, it takes the
+ * queue's recovery lock (as tq_fail does), so a process stopped while
+ * holding it delays the call by up to 10 s whatever timeout_ns says.
+ * Errors as tq_push, and TQ_EINVAL for delay_ns over TQ_TIME_MAX_NS.
  */
 int tq_push_delayed(tq_queue *q, tq_task *tasks, size_t n, uint64_t delay_ns, uint64_t timeout_ns);
 
