@@ -24,7 +24,8 @@
  *                          under ThreadSanitizer, which does not model
  *                          fences, a seq_cst RMW with the same effect).
  *
- * Process-shared robust mutexes give their own acquire/release ordering.
+ * The shared locks (lock.c) are taken by a sequentially consistent CAS and
+ * released by an exchange: acquire and release ordering for what they guard.
  */
 #ifndef TQ_ATOMICS_H
 #define TQ_ATOMICS_H

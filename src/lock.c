@@ -16,8 +16,12 @@
  *   - a word naming this handle's own record under another nonce was left
  *     by an earlier holder of the record: the record's liveness lock is ours,
  *     so that holder is gone;
- *   - any other record is alive exactly while someone holds its liveness
- *     lock (an OFD lock on byte `rec` of the segment, queue.c), which the
+ *   - a word naming another record under a nonce other than the one that
+ *     record's holder published (before locking anything) is an earlier
+ *     holder's, which is gone;
+ *   - otherwise the holder is alive exactly while another open file
+ *     description holds its record's liveness lock (an OFD lock on byte
+ *     `rec` of the segment, queue.c; asked with F_OFD_GETLK), which the
  *     kernel drops when its holder dies.
  * A lock whose holder is gone is taken over by a CAS from the very word
  * that was judged, so two waiters cannot both take it over, and a word that

@@ -219,12 +219,6 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 
 /* ------------------------------------------------------------------ locks */
 
-/* Repairs what a recovery-lock holder that died may have left. */
-static void recovery_lock_taken_over(tq_queue *q)
-{
-	tq__fold_repair(q);
-}
-
 /* Takes the recovery lock, repairing a fold that a dead holder left half done. */
 int tq__lock_recovery(tq_queue *q)
 {
@@ -232,7 +226,7 @@ int tq__lock_recovery(tq_queue *q)
 	int rc = tq__lock(q, &q->h->recovery_lock, &died);
 
 	if (rc == 0 && died)
-		recovery_lock_taken_over(q);
+		tq__fold_repair(q);
 	return rc;
 }
 
@@ -243,7 +237,7 @@ int tq__trylock_recovery(tq_queue *q)
 	int rc = tq__trylock(q, &q->h->recovery_lock, &died);
 
 	if (rc == 0 && died)
-		recovery_lock_taken_over(q);
+		tq__fold_repair(q);
 	return rc;
 }
 

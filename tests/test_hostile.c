@@ -255,30 +255,41 @@ static int hold_open(void *arg)
 		pause();
 }
 
-Test(hostile, live_holder_bounded_then_recovered, .timeout = 90, .fini = fini)
+/* Forks a process that attaches to qname and stays; returns its pid, with
+ * its record index and the lock nonce it published. */
+static pid_t start_holder(tq_queue *q, uint32_t *rec, uint32_t *nonce)
 {
-	tq_queue *q = make_queue("liveholder", 16, 0);
 	int *go = tqt_shared(sizeof(int));
 	pid_t holder = tqt_fork(hold_open, go);
 	while (!__atomic_load_n(go, __ATOMIC_ACQUIRE))
 		tqt_sleep_ms(1);
 	tq_proc_info pr[8];
 	int n = tq_procs(q, pr, 8);
-	uint32_t rec = UINT32_MAX;
+	*rec = UINT32_MAX;
 	for (int i = 0; i < n; i++)
 		if (pr[i].pid == holder)
-			rec = pr[i].slot;
-	cr_assert_neq(rec, UINT32_MAX, "holder's record not listed");
+			*rec = pr[i].slot;
+	cr_assert_neq(*rec, UINT32_MAX, "holder's record not listed");
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	const struct tq_hdr *h = (const struct tq_hdr *)seg;
+	memcpy(nonce, seg + h->off_procs + (size_t)*rec * sizeof(struct tq_proc) + offsetof(struct tq_proc, nonce),
+	       sizeof *nonce);
+	munmap(seg, size);
+	return holder;
+}
+
+Test(hostile, live_holder_bounded_then_recovered, .timeout = 90, .fini = fini)
+{
+	tq_queue *q = make_queue("liveholder", 16, 0);
+	uint32_t rec, nonce;
+	pid_t holder = start_holder(q, &rec, &nonce);
 
 	/* Name the holder (alive: it holds its record's liveness lock, and the
 	 * word carries the nonce it published) as the holder of the event
 	 * lock, as a process stopped inside it would. */
 	size_t size;
 	uint8_t *seg = map_segment(&size);
-	const struct tq_hdr *h = (const struct tq_hdr *)seg;
-	uint32_t nonce;
-	memcpy(&nonce, seg + h->off_procs + (size_t)rec * sizeof(struct tq_proc) + offsetof(struct tq_proc, nonce),
-	       sizeof nonce);
 	put64(seg, offsetof(struct tq_hdr, event_lock), (uint64_t)(rec + 1) | ((uint64_t)nonce << 16));
 	tq_event_info ev[4];
 	int rc = tq_events(q, 0, ev, 4);
@@ -499,23 +510,10 @@ Test(hostile, forked_child_keeps_nothing_of_a_dead_parent, .timeout = 60, .fini 
 Test(hostile, stale_nonce_of_a_live_record_is_taken_over, .timeout = 60, .fini = fini)
 {
 	tq_queue *q = make_queue("stalenonce", 16, 0);
-	int *go = tqt_shared(sizeof(int));
-	pid_t holder = tqt_fork(hold_open, go);
-	while (!__atomic_load_n(go, __ATOMIC_ACQUIRE))
-		tqt_sleep_ms(1);
-	tq_proc_info pr[8];
-	int n = tq_procs(q, pr, 8);
-	uint32_t rec = UINT32_MAX;
-	for (int i = 0; i < n; i++)
-		if (pr[i].pid == holder)
-			rec = pr[i].slot;
-	cr_assert_neq(rec, UINT32_MAX);
+	uint32_t rec, nonce;
+	pid_t holder = start_holder(q, &rec, &nonce);
 	size_t size;
 	uint8_t *seg = map_segment(&size);
-	const struct tq_hdr *h = (const struct tq_hdr *)seg;
-	uint32_t nonce;
-	memcpy(&nonce, seg + h->off_procs + (size_t)rec * sizeof(struct tq_proc) + offsetof(struct tq_proc, nonce),
-	       sizeof nonce);
 	put64(seg, offsetof(struct tq_hdr, event_lock), (uint64_t)(rec + 1) | ((uint64_t)(nonce ^ 1) << 16));
 	uint64_t t0 = tqt_now_ms();
 	tq_event_info ev[4];
