@@ -47,6 +47,13 @@ struct tq_queue {
 	struct tq_slot *slots;
 	struct tq_aux *aux;
 	uint8_t *payload;
+	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
+	tq_a64 *marks;
+	uint32_t lane_mask;
+	tq_a32 lane_pref;  /* the lane this handle pushed to last (a hint) */
+	tq_a32 take_lane;  /* the lane it took from last (a hint) */
+	tq_a32 lease_next; /* where its next lease-entry search starts (a hint) */
+	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* validated at open; never re-read from the segment */
 	uint32_t stride;
 	uint32_t max_payload;
@@ -109,8 +116,34 @@ static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
 }
 
+/* lane.c (docs/design.md, section 17) */
+bool tq__holder_gone(tq_queue *q, uint64_t w);
+/* Pushes integer tasks through a lane; the contract of tq_push. */
+int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
+/* Claims up to want ready lane tasks into out; 0 if none. */
+int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now);
+/* Ready tasks in every lane, and the push time of the oldest (0 if none). */
+uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_ns);
+/* Tasks in lanes, ready or claimed and not yet reusable. */
+uint64_t tq__lanes_used(tq_queue *q);
+/* Free places in the queue for new tasks (lanes and slots together). */
+uint64_t tq__room(tq_queue *q);
+static inline bool tq__is_lane_task(const tq_task *t) { return (t->priv[0] & 0x80000000ull) != 0; }
+void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns);
+int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost, bool *need_drop);
+uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
+bool tq__lane_held(tq_queue *q, const tq_task *t);
+int tq__lane_check(const tq_queue *q, const tq_task *t);
+/* Under the recovery lock: */
+void tq__lanes_repair_move(tq_queue *q);
+int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);
+uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop);
+uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec);
+
+/* lease.c: the delay before retry `attempt` (with jitter). */
+uint64_t tq__backoff_ns(tq_queue *q, unsigned attempt);
 /* lease.c: does this handle still hold t's lease? */
-bool tq__lease_held(const tq_queue *q, const tq_task *t);
+bool tq__lease_held(tq_queue *q, const tq_task *t);
 /* lease.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
 
@@ -126,7 +159,10 @@ void tq__bell_ring(struct tq_bell *b);
 void tq__bell_ring_if_waiting(struct tq_bell *b);
 /* Sleeps until the bell rings, `until_ns` passes, or a bounded interval
  * ends; `ready` is rechecked after announcing the sleep. */
-void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns);
+void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), uint64_t until_ns);
+/* The two conditions waited for: a task to take; room to push. */
+bool tq__can_take(tq_queue *q);
+bool tq__can_push(tq_queue *q);
 
 /* recover.c */
 void tq__maybe_maintain(tq_queue *q, uint64_t now);

@@ -16,6 +16,8 @@
  *   [free cells  x ring_size]   u32 slot indices: the free ring
  *   [ready cells x ring_size]   u32 slot indices: the ready ring
  *   [payload x capacity]        payload_stride bytes each
+ *   [cells   x lanes x lane_size] 16-byte integer tasks (design.md, 17)
+ *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *
  * Every offset is recomputed from (capacity, max_payload) by every opener
  * and must match the stored one; nothing read from the segment is trusted
@@ -31,7 +33,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 2u
+#define TQ_LAYOUT_VERSION 3u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -158,6 +160,78 @@ enum tq_hist { H_WAIT, H_PROC, H__COUNT };
 #define TQ_HSLOTS (TQ_HBUCKETS + 1) /* the buckets, then the sum of values in ns */
 #define TQ_METRICS (C__COUNT + H__COUNT * TQ_HSLOTS)
 
+/* ---------------------------------------------------------------- lanes
+ * Single-writer rings of integer tasks (docs/design.md, section 17).
+ */
+#define TQ_LANES 8u
+#define TQ_CLAIM_MAX 32u     /* tasks in one claim (one lease entry) */
+#define TQ_LEASES 64u        /* lease entries per record */
+#define HEAD_POS_BITS 47
+#define HEAD_POS_MASK ((1ull << HEAD_POS_BITS) - 1)
+#define HEAD_OWNER_SHIFT 47  /* record + 1, 11 bits */
+#define HEAD_ENTRY_SHIFT 58  /* lease entry, 6 bits */
+
+static inline uint64_t head_make(uint64_t pos, uint32_t owner, uint32_t entry)
+{
+	return (pos & HEAD_POS_MASK) | ((uint64_t)(owner & 0x7ffu) << HEAD_OWNER_SHIFT) |
+	       ((uint64_t)(entry & 0x3fu) << HEAD_ENTRY_SHIFT);
+}
+static inline uint32_t head_owner(uint64_t w) { return (uint32_t)((w >> HEAD_OWNER_SHIFT) & 0x7ffu); }
+static inline uint32_t head_entry(uint64_t w) { return (uint32_t)(w >> HEAD_ENTRY_SHIFT); }
+
+struct tq_cell {
+	uint64_t value;
+	uint64_t enq_ns;
+};
+_Static_assert(sizeof(struct tq_cell) == 16, "four cells to a line");
+
+struct tq_lane {
+	/* The producer's line: the lane's holder while it pushes (a lock-style
+	 * word, never waited for) and the publication position. */
+	tq_a64 owner;
+	tq_a64 tail;
+	uint64_t pad0[6];
+	tq_a64 head __attribute__((aligned(TQ_CACHELINE))); /* the claim word */
+	uint64_t pad1[7];
+	tq_a64 reuse __attribute__((aligned(TQ_CACHELINE))); /* first position not yet reusable */
+	uint64_t pad2[7];
+};
+
+/* Lease entry states (low 8 bits of tq_lease.state; the rest a 56-bit
+ * generation, advanced every time the entry becomes FREE). */
+enum { LS_FREE = 0, LS_RESERVED = 1, LS_PENDING = 2, LS_ACTIVE = 3 };
+#define LS_GEN(s) ((s) >> 8)
+#define LS_STATE(s) ((unsigned)((s) & 0xffu))
+#define LS_MAKE(g, st) (((uint64_t)(g) << 8) | (uint64_t)(st))
+#define FATE_GEN(g) (((uint64_t)(g) & 0xffffffffull) << 32)
+
+struct tq_lease {
+	tq_a64 state;
+	tq_a64 fate;     /* FATE_GEN(generation) | one bit per task: done or moved */
+	tq_a64 deadline; /* lease end */
+	tq_a64 first;    /* lane position of the first task */
+	tq_a32 lane;
+	tq_a32 count;    /* 1..TQ_CLAIM_MAX */
+	tq_a64 taken_ns;
+	uint64_t pad[2];
+};
+_Static_assert(sizeof(struct tq_lease) == 64, "a lease entry is one line");
+_Static_assert(TQ_MAX_PROCS < 0x7ff, "claim words hold record + 1 in 11 bits");
+_Static_assert(TQ_LEASES <= 64, "claim words hold the entry in 6 bits");
+
+/* The recovery-lock holder's journal of one move-out (design.md, 17). */
+struct tq_move_journal {
+	tq_a32 active;
+	uint32_t rec;     /* the lease entry's record */
+	uint32_t entry;
+	uint32_t why;     /* MV_* (lane.c) */
+	uint32_t mover;   /* the holder's record + 1: its slots are WRITING(mover) */
+	uint32_t pad;
+	uint64_t gen;     /* the entry's generation */
+	uint64_t mask;    /* the task bits being moved */
+	uint32_t slot[TQ_CLAIM_MAX]; /* the slot of task bit i */
+};
+
 /* ------------------------------------------------------- process records */
 
 enum tq_proc_state { PROC_FREE = 0, PROC_ACTIVE = 1 };
@@ -184,6 +258,8 @@ struct tq_proc {
 	tq_a64 dpush_slot;
 	tq_a64 dpush_before;
 	uint8_t pad1[40];
+	/* Lane claims this handle holds (design.md, section 17). */
+	struct tq_lease leases[TQ_LEASES] __attribute__((aligned(TQ_CACHELINE)));
 	/* Written only by the owning handle (and by recovery once it is dead):
 	 * counters c[0..C__COUNT), then the histograms. */
 	tq_a64 c[TQ_METRICS] __attribute__((aligned(TQ_CACHELINE)));
@@ -217,6 +293,9 @@ struct tq_hdr {
 	uint64_t created_ns;
 	uint64_t off_procs, off_state, off_slots, off_aux;
 	uint64_t off_free_cells, off_ready_cells, off_payload;
+	uint32_t nlanes;          /* TQ_LANES */
+	uint32_t lane_size;       /* cells per lane: a power of two >= max(capacity, 64) */
+	uint64_t off_cells, off_marks;
 
 	/* Shared state. */
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));
@@ -259,6 +338,9 @@ struct tq_hdr {
 		uint64_t a, b;
 		char msg[24];
 	} events[TQ_EVENTS];
+
+	struct tq_move_journal move __attribute__((aligned(TQ_CACHELINE))); /* under the recovery lock */
+	struct tq_lane lanes[TQ_LANES];
 
 	struct tq_ring free_ring;   /* slots with no task */
 	struct tq_ring ready_ring;  /* tasks ready to take, oldest first */

@@ -19,8 +19,10 @@ static int check_lease(const tq_queue *q, const tq_task *t)
 	return 0;
 }
 
-bool tq__lease_held(const tq_queue *q, const tq_task *t)
+bool tq__lease_held(tq_queue *q, const tq_task *t)
 {
+	if (tq__is_lane_task(t))
+		return tq__lane_held(q, t);
 	return check_lease(q, t) == 0 && load_acq(&q->st[(uint32_t)t->priv[0]]) == t->priv[1];
 }
 
@@ -33,7 +35,7 @@ static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
 	if (!tasks || n == 0)
 		return TQ_EINVAL;
 	for (size_t i = 0; i < n; i++)
-		if (check_lease(q, &tasks[i]))
+		if (tq__is_lane_task(&tasks[i]) ? tq__lane_check(q, &tasks[i]) : check_lease(q, &tasks[i]))
 			return TQ_EINVAL;
 	return 0;
 }
@@ -75,6 +77,8 @@ static uint32_t ack_claim(tq_queue *q, const tq_task *t, uint32_t n, uint32_t *i
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t ix = (uint32_t)t[i].priv[0];
+		if (tq__is_lane_task(&t[i]))
+			continue; /* acked by tq__lane_ack */
 		/* ACKED(p): recovery completes the ack, and counts it */
 		if (cas64(&q->st[ix], t[i].priv[1], acked))
 			idx[k++] = ix;
@@ -100,6 +104,23 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 
 	if (rc)
 		return rc;
+	bool slots = false, lanes = false;
+	uint64_t lane_acked = 0, taken_ns = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (tq__is_lane_task(&tasks[i]))
+			lanes = true;
+		else
+			slots = true;
+	}
+	if (lanes) {
+		tq__lane_ack(q, tasks, n, &lane_acked, &lost, &taken_ns);
+		if (lane_acked) {
+			tq__count(q, C_ACKED, lane_acked);
+			record_processing(q, taken_ns, lane_acked);
+		}
+	}
+	if (!slots)
+		goto out;
 	/* Every chunk is claimed, whatever happens to the releases: a claimed
 	 * (ACKED) slot is done, and one whose release failed is freed and
 	 * counted when this handle closes or its process dies (recovery). After
@@ -114,6 +135,7 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 			rc = tq__release_owned(q, idx, k, C_ACKED);
 		done += chunk;
 	}
+out:
 	tq__count(q, C_LOST, lost);
 	*lost_out = lost;
 	return rc ? rc : lost ? TQ_ELOST : 0;
@@ -130,7 +152,7 @@ static uint64_t next_rand(tq_queue *q)
 	return x * 0x2545F4914F6CDD1Dull;
 }
 
-static uint64_t backoff_ns(tq_queue *q, unsigned attempt)
+uint64_t tq__backoff_ns(tq_queue *q, unsigned attempt)
 {
 	uint64_t d = q->backoff_base_ns, cap = q->backoff_max_ns;
 
@@ -160,6 +182,12 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	for (size_t i = 0; i < n; i++) {
 		const tq_task *t = &tasks[i];
 		uint32_t ix = (uint32_t)t->priv[0];
+		if (tq__is_lane_task(t)) {
+			int lrc = tq__lane_fail(q, t, err, msg, locked, &lost, &need_drop);
+			if (lrc && !rc)
+				rc = lrc;
+			continue;
+		}
 		/* Journal: recovery counts this failure exactly once if the
 		 * process dies between claiming the slot and counting it. */
 		uint64_t before = load_rlx(&q->me->c[C_FAILED]);
@@ -185,7 +213,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 			if (len)
 				memcpy(a->msg, msg, len);
 			a->msg[len] = '\0';
-			store_rel(&s->deadline_ns, now + backoff_ns(q, s->attempts));
+			store_rel(&s->deadline_ns, now + tq__backoff_ns(q, s->attempts));
 			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
 			add_rlx(&q->h->delayed_count, 1);
 			if (tq__due_hint(q, load_rlx(&s->deadline_ns)))
@@ -204,7 +232,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	pthread_mutex_unlock(&q->fail_mu);
 	tq__count(q, C_LOST, lost);
 	/* Without the lock, the next sweep drops what is over dead_capacity. */
-	return lost ? TQ_ELOST : 0;
+	return rc ? rc : lost ? TQ_ELOST : 0;
 }
 
 TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns)
@@ -220,6 +248,10 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 	for (size_t i = 0; i < n; i++) {
 		const tq_task *t = &tasks[i];
 		uint32_t ix = (uint32_t)t->priv[0];
+		if (tq__is_lane_task(t)) {
+			lost += tq__lane_touch(q, t, end);
+			continue;
+		}
 		/* Read the deadline before checking the lease, and move it only if
 		 * it is unchanged: a lease lost and given to another delivery in
 		 * between has another deadline, which this never overwrites. */

@@ -55,7 +55,7 @@ void tq__lock_init(struct tq_lock *l)
 }
 
 /* Is the holder named by word w certainly gone (or no holder at all)? */
-static bool holder_gone(tq_queue *q, uint64_t w)
+bool tq__holder_gone(tq_queue *q, uint64_t w)
 {
 	uint64_t owner = w & TQ_LOCK_OWNER_MASK;
 
@@ -90,7 +90,7 @@ static int try_once(tq_queue *q, struct tq_lock *l, bool check)
 
 	if (w == 0)
 		return cas64(&l->word, 0, q->lockid) ? 0 : -1;
-	if (check && holder_gone(q, w))
+	if (check && tq__holder_gone(q, w))
 		return cas64(&l->word, w, q->lockid) ? 1 : -1;
 	return -1;
 }

@@ -102,9 +102,14 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 		return rc;
 	if (!tasks || n == 0 || n > (size_t)INT32_MAX)
 		return TQ_EINVAL;
-	for (size_t i = 0; i < n; i++)
+	bool ints = delay_ns == 0;
+	for (size_t i = 0; i < n; i++) {
 		if ((rc = validate_task(q, &tasks[i])))
 			return rc;
+		ints = ints && tasks[i].kind == TQ_KIND_INT;
+	}
+	if (ints) /* fresh integers go through the lanes (design.md, 17) */
+		return tq__lane_push(q, tasks, n, timeout_ns);
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	bool waited = false;
@@ -116,8 +121,10 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			break;
 		}
 		uint32_t want = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
-		uint64_t pos = 0;
-		int got = tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false,
+		uint64_t room = tq__room(q), pos = 0; /* lanes and slots share the capacity */
+		if (room < want)
+			want = (uint32_t)room;
+		int got = want == 0 ? 0 : tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false,
 				       &pos, C__COUNT);
 		if (got < 0) {
 			rc = got;
@@ -134,7 +141,7 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 				break;
 			}
 			tq__maybe_maintain(q, now);
-			tq__bell_wait(q, &q->h->free_ring.bell, &q->freer, until);
+			tq__bell_wait(q, &q->h->free_ring.bell, tq__can_push, until);
 			waited = true;
 			continue;
 		}
@@ -143,7 +150,7 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			now = tq_now_ns();
 		waited = false;
 		for (int i = 0; i < got; i++)
-			write_task(q, idx[i], &tasks[done + i], pos + i + 1, now);
+			write_task(q, idx[i], &tasks[done + i], (pos + i) * (TQ_LANES + 1) + TQ_LANES + 1, now);
 		TQ_FAULT("push.written");
 		if (delay_ns) {
 			if ((rc = publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns)))) {

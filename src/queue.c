@@ -126,6 +126,12 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	off += (uint64_t)h->ring_size * sizeof(uint32_t);
 	h->off_payload = off = align_up(off, 4096);
 	off += (uint64_t)capacity * h->payload_stride;
+	h->nlanes = TQ_LANES;
+	h->lane_size = ring_size_for(capacity < 64 ? 64 : capacity);
+	h->off_cells = off = align_up(off, 4096);
+	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(struct tq_cell);
+	h->off_marks = off = align_up(off, 4096);
+	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(uint64_t);
 	h->total_size = align_up(off, 4096);
 }
 
@@ -210,6 +216,8 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    want.off_state != h->off_state || want.off_slots != h->off_slots ||
 	    want.off_aux != h->off_aux || want.off_free_cells != h->off_free_cells ||
 	    want.off_ready_cells != h->off_ready_cells || want.off_payload != h->off_payload ||
+	    want.nlanes != h->nlanes || want.lane_size != h->lane_size ||
+	    want.off_cells != h->off_cells || want.off_marks != h->off_marks ||
 	    want.total_size != h->total_size)
 		return TQ_EBADQUEUE;
 	if (file_size != h->total_size)
@@ -225,8 +233,10 @@ int tq__lock_recovery(tq_queue *q)
 	bool died;
 	int rc = tq__lock(q, &q->h->recovery_lock, &died);
 
-	if (rc == 0 && died)
+	if (rc == 0 && died) {
 		tq__fold_repair(q);
+		tq__lanes_repair_move(q);
+	}
 	return rc;
 }
 
@@ -236,8 +246,10 @@ int tq__trylock_recovery(tq_queue *q)
 	bool died;
 	int rc = tq__trylock(q, &q->h->recovery_lock, &died);
 
-	if (rc == 0 && died)
+	if (rc == 0 && died) {
 		tq__fold_repair(q);
+		tq__lanes_repair_move(q);
+	}
 	return rc;
 }
 
@@ -417,6 +429,9 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->slots = (struct tq_slot *)(q->base + g.off_slots);
 	q->aux = (struct tq_aux *)(q->base + g.off_aux);
 	q->payload = q->base + g.off_payload;
+	q->cells = (struct tq_cell *)(q->base + g.off_cells);
+	q->marks = (tq_a64 *)(q->base + g.off_marks);
+	q->lane_mask = g.lane_size - 1;
 	q->cap = capacity;
 	q->stride = g.payload_stride;
 	q->max_payload = max_payload;

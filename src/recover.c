@@ -238,6 +238,10 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 		}
 	}
 	mover_flush(&m);
+	/* Its lane and its lane claims; a claim that finds no free slot to move
+	 * to keeps the record for a later pass. */
+	if ((rc = tq__lanes_recover_rec(q, rec, died, &returned, &need_drop)))
+		return rc;
 
 	uint32_t w = load_rlx(&p->waiting);
 	if (w == 1 && died && load_rlx(&q->h->ready_ring.bell.waiters))
@@ -302,6 +306,7 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
+	expired += tq__lanes_expire(q, now, &need_drop);
 	(void)tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
 	if (expired)

@@ -160,9 +160,12 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 * task in motion; each is clamped to what the ones before it left, so
 	 * that they always add up to the capacity. */
 	uint32_t room = q->cap;
-	uint32_t ready = clamp_cap(tq__ring_count(&q->readyr), room);
+	uint64_t lane_oldest = 0;
+	uint64_t lane_ready = tq__lanes_ready(q, &lane_oldest);
+	uint32_t ring_ready = tq__ring_count(&q->readyr);
+	uint32_t ready = clamp_cap((uint64_t)ring_ready + lane_ready, room);
 	room -= ready;
-	uint32_t free_slots = clamp_cap(tq__ring_count(&q->freer), room);
+	uint32_t free_slots = clamp_cap(tq__room(q), room);
 	room -= free_slots;
 	uint32_t dead = clamp_cap(load_rlx(&q->h->dead_count), room);
 	room -= dead;
@@ -176,7 +179,10 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	out->leased = room;
 	out->recoveries = load_rlx(&q->h->recoveries);
 	out->run_state = (int)load_rlx(&q->h->run_state);
-	out->oldest_ready_ns = ready ? oldest_ready(q) : 0;
+	uint64_t oldest = ring_ready ? oldest_ready(q) : 0;
+	if (lane_oldest && (!oldest || lane_oldest < oldest))
+		oldest = lane_oldest;
+	out->oldest_ready_ns = ready ? oldest : 0;
 	return 0;
 }
 
@@ -228,7 +234,7 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 		o->pid = p->pid;
 		o->attached_ns = p->attached_ns;
 		o->last_seen_ns = load_rlx(&p->last_seen_ns);
-		o->leased = leased[r + 1];
+		o->leased = leased[r + 1] + tq__lane_leased_by(q, r);
 		o->waiting = load_rlx(&p->waiting);
 		o->done_per_s = (double)load_rlx(&p->rate_milli) / 1000.0;
 		read_counters(p, &o->counters);

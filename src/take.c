@@ -48,28 +48,70 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 	store_rel(&s->deadline_ns, end);
 }
 
-TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
+/* Slot tasks (retries, payloads, returned leases) from the ready ring. */
+static int take_slots(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 {
 	uint32_t idx[TQ_CHUNK];
-	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
 	uint64_t pos = 0;
-	int got;
+	uint64_t lease = st_make(ST_LEASED, q->owner, 0);
+	int got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos, C_TAKEN);
+
+	if (got <= 0)
+		return got;
+	TQ_FAULT("take.popped");
+	uint64_t end = tq__deadline_after(now, q->lease_ns);
+	for (int i = 0; i < got; i++)
+		__builtin_prefetch(&q->slots[idx[i]], 1);
+	for (int i = 0; i < got; i++)
+		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
+	return got;
+}
+
+/* The enqueue time of the slot task at the ready ring's head; 0 if none. */
+static uint64_t ring_head_enq(tq_queue *q)
+{
+	uint64_t h = load_acq(&q->readyr.r->pop.pos);
+	if (h == load_acq(&q->readyr.r->push.pos))
+		return 0;
+	uint32_t idx = __atomic_load_n(&q->readyr.cells[h & q->readyr.mask], __ATOMIC_RELAXED);
+	return idx < q->cap ? load_rlx(&q->slots[idx].enq_ns) : 0;
+}
+
+/* From whichever source holds the oldest task: the lanes (fresh integers)
+ * or the ready ring (everything else). Reading the lanes' heads costs a
+ * few lines, so only when the ring has anything. */
+static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
+{
+	if (tq__ring_count(&q->readyr)) {
+		uint64_t lane_oldest = 0;
+		uint64_t ring_oldest = ring_head_enq(q);
+		if (!tq__lanes_ready(q, &lane_oldest) || ring_oldest <= lane_oldest || !lane_oldest) {
+			int got = take_slots(q, out, want, now);
+			if (got)
+				return got;
+		}
+	}
+	return tq__lane_take(q, out, want, now);
+}
+
+TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
+{
+	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
+	int got = 0;
 
 	if (tq__usable(q))
 		return tq__usable(q);
 	if (!q || !out || max == 0)
 		return TQ_EINVAL;
-	uint64_t lease = st_make(ST_LEASED, q->owner, 0);
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
-	bool waited = false;
 	tq__maybe_maintain(q, now);
 	for (;;) {
 		if (tq__stopping(q))
 			return TQ_ESTOPPED;
 		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
 		if (allowed) {
-			got = tq__ring_pop(q, &q->readyr, idx, want, lease, true, &pos, C_TAKEN);
+			got = take_some(q, out, want, now);
 			if (got)
 				break;
 		}
@@ -80,30 +122,23 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 			return TQ_ETIMEDOUT;
 		tq__maybe_maintain(q, now);
 		if (allowed)
-			tq__bell_wait(q, &q->h->ready_ring.bell, &q->readyr, until);
+			tq__bell_wait(q, &q->h->ready_ring.bell, tq__can_take, until);
 		else
 			paused_wait(until);
-		waited = true;
+		now = tq_now_ns();
 	}
 	if (got < 0)
 		return got;
-	TQ_FAULT("take.popped");
-	if (waited) /* one clock read per call unless it had to wait */
-		now = tq_now_ns();
-	uint64_t end = now + q->lease_ns, firsts = 0, first_enq = 0;
+	uint64_t firsts = 0, first_enq = 0;
 	for (int i = 0; i < got; i++)
-		__builtin_prefetch(&q->slots[idx[i]], 1);
-	for (int i = 0; i < got; i++) {
-		fill_taken(q, &out[i], idx[i], lease | ((pos + (uint64_t)i) << 32), now, end);
 		if (out[i].attempt == 1 && firsts++ == 0)
 			first_enq = out[i].enqueued_ns;
-	}
 	/* One sample per batch, weighted by its first deliveries: the wait of
 	 * a batch's tasks differs by the time it took to push them. */
 	if (firsts)
 		tq__hist_add(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
 	/* More left and someone asleep: pass the wake-up on. */
-	if (tq__ring_count(&q->readyr))
+	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	return got;
 }

@@ -94,14 +94,14 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
  * IDLE_SLICE_NS, so that an idle process wakes a few times a second (to
  * run maintenance, which recovers dead processes) and costs almost nothing.
  */
-void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, uint64_t until_ns)
+void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), uint64_t until_ns)
 {
 	uint64_t now = 0, spin_end = 0, spin = load_rlx(&q->spin_ns);
 
 	if (spin < SPIN_MIN_NS || spin > SPIN_MAX_NS)
 		spin = SPIN_MAX_NS / 2;
 	for (uint32_t i = 0;; i++) {
-		if (tq__ring_count(rd)) {
+		if (ready(q)) {
 			if (spin < SPIN_MAX_NS)
 				store_rlx(&q->spin_ns, spin * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : spin * 2);
 			if (load_rlx(&q->idle_slice_ns))
@@ -142,7 +142,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 #endif
 	uint32_t seq = atomic_load(&b->seq);
 	bool slept = false;
-	if (!tq__ring_count(rd)) {
+	if (!ready(q)) {
 		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),
 				      .tv_nsec = (long)(slice % 1000000000ull)};
 		slept = tq__futex(&b->seq, FUTEX_WAIT, seq, &ts) != 0 && errno == ETIMEDOUT;
@@ -150,10 +150,20 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, const struct tq_ringd *rd, ui
 	store_rlx(&q->me->waiting, 0);
 	atomic_fetch_sub(&b->waiters, 1);
 	/* A whole slice with nothing: sleep longer next time (reset by work). */
-	if (slept && !tq__ring_count(rd)) {
+	if (slept && !ready(q)) {
 		uint64_t next = (idle ? idle : SLEEP_SLICE_NS) * 2;
 		store_rlx(&q->idle_slice_ns, next > IDLE_SLICE_NS ? IDLE_SLICE_NS : next);
 	} else if (idle) {
 		store_rlx(&q->idle_slice_ns, 0);
 	}
+}
+
+bool tq__can_take(tq_queue *q)
+{
+	return tq__ring_count(&q->readyr) || tq__lanes_ready(q, NULL);
+}
+
+bool tq__can_push(tq_queue *q)
+{
+	return tq__room(q) > 0;
 }

@@ -1,0 +1,741 @@
+/*
+ * lane.c - integer tasks through lanes: single-writer rings of 16-byte
+ * cells, claimed by consumers with one compare-and-swap per batch and
+ * leased per batch in the taker's own record (docs/design.md, section 17).
+ *
+ * Nothing here waits for another process: a producer holds only the lane it
+ * pushes into, a taker only its own lease entries; a task that must leave
+ * its lane (failed, expired, its holder closed or died) is moved out into a
+ * slot under the recovery lock, with a journal in the header.
+ */
+#include <string.h>
+
+#include "fault.h"
+#include "internal.h"
+
+enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4 };
+
+#define LANE_TASK 0x80000000ull
+
+static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
+
+static inline struct tq_cell *cell_at(tq_queue *q, uint32_t lane, uint64_t pos)
+{
+	return &q->cells[(size_t)lane * lane_size(q) + (pos & q->lane_mask)];
+}
+
+static inline tq_a64 *mark_at(tq_queue *q, uint32_t lane, uint64_t pos)
+{
+	return &q->marks[(size_t)lane * lane_size(q) + (pos & q->lane_mask)];
+}
+
+static inline uint64_t lane_id(uint32_t lane, uint64_t pos)
+{
+	return pos * (TQ_LANES + 1) + lane + 1;
+}
+
+static inline uint64_t claim_full(uint32_t count)
+{
+	return (1ull << count) - 1; /* count <= 32 */
+}
+
+/* The position the claim word names, from the lane's tail (the word keeps
+ * the low HEAD_POS_BITS bits only; the tail is never a lane ahead). */
+static inline uint64_t head_pos(uint64_t hw, uint64_t tail)
+{
+	return tail - ((tail - hw) & HEAD_POS_MASK);
+}
+
+/* ------------------------------------------------------------------ room */
+
+uint64_t tq__lanes_used(tq_queue *q)
+{
+	uint64_t used = 0, size = lane_size(q);
+
+	for (uint32_t l = 0; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t r = load_acq(&ln->reuse), t = load_acq(&ln->tail);
+		uint64_t d = t - r;
+		used += d > size ? size : d;
+	}
+	return used;
+}
+
+uint64_t tq__room(tq_queue *q)
+{
+	uint64_t slots_used = q->cap - (uint64_t)tq__ring_count(&q->freer);
+	uint64_t used = tq__lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);
+
+	return used >= q->cap ? 0 : q->cap - used;
+}
+
+uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_ns)
+{
+	uint64_t ready = 0, oldest = 0, size = lane_size(q);
+
+	for (uint32_t l = 0; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail);
+		uint64_t h = head_pos(hw, t);
+		if (h == t || t - h > size)
+			continue;
+		ready += t - h;
+		if (oldest_ns) {
+			uint64_t e = __atomic_load_n(&cell_at(q, l, h)->enq_ns, __ATOMIC_RELAXED);
+			if (e && (!oldest || e < oldest))
+				oldest = e;
+		}
+	}
+	if (oldest_ns)
+		*oldest_ns = oldest;
+	return ready;
+}
+
+/* Moves `reuse` over the claims settled in a row from it. Anyone may: each
+ * step is one CAS of a value that only grows. */
+static void advance_reuse(tq_queue *q, uint32_t lane)
+{
+	struct tq_lane *ln = &q->h->lanes[lane];
+	uint64_t t = load_acq(&ln->tail);
+	uint64_t h = head_pos(load_acq(&ln->head), t);
+	uint64_t r = load_acq(&ln->reuse);
+	bool moved = false;
+
+	while (r < h && h - r <= lane_size(q)) {
+		uint64_t e = load_acq(mark_at(q, lane, r));
+		if (e <= r || e - r > TQ_CLAIM_MAX || e > h)
+			break;
+		if (cas64(&ln->reuse, r, e)) {
+			r = e;
+			moved = true;
+		} else {
+			r = load_acq(&ln->reuse);
+		}
+	}
+	if (moved)
+		tq__bell_ring_if_waiting(&q->h->free_ring.bell);
+}
+
+/* Settles a claim whose every task is done or moved out (L5): the mark,
+ * the entry freed with its next generation, the lane's reuse point. Safe to
+ * repeat. */
+static void settle(tq_queue *q, struct tq_lease *L, uint64_t g)
+{
+	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint64_t first = load_rlx(&L->first);
+
+	if (lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX)
+		store_rel(mark_at(q, lane, first), first + count);
+	TQ_FAULT("lane.settle.mid");
+	(void)cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE));
+	if (lane < TQ_LANES)
+		advance_reuse(q, lane);
+}
+
+/* ------------------------------------------------------------------ push */
+
+static int acquire_lane(tq_queue *q, uint32_t *out)
+{
+	uint32_t start = load_rlx(&q->lane_pref) % TQ_LANES;
+	uint64_t size = lane_size(q);
+
+	for (uint32_t i = 0; i < TQ_LANES; i++) {
+		uint32_t l = (start + i) % TQ_LANES;
+		struct tq_lane *ln = &q->h->lanes[l];
+		if (load_rlx(&ln->owner) != 0 || !cas64(&ln->owner, 0, q->lockid))
+			continue;
+		if (load_rlx(&ln->tail) - load_acq(&ln->reuse) >= size)
+			advance_reuse(q, l);
+		if (load_rlx(&ln->tail) - load_acq(&ln->reuse) >= size) {
+			store_rel(&ln->owner, 0); /* full: held back by a slow claim */
+			continue;
+		}
+		store_rlx(&q->lane_pref, l);
+		*out = l;
+		return 0;
+	}
+	return TQ_EAGAIN;
+}
+
+/* How many of `want` tasks may go in now: counted afresh near the
+ * capacity, otherwise from this handle's credit (design.md, section 17). */
+static uint64_t push_allowance(tq_queue *q, uint64_t want)
+{
+	uint64_t c = load_rlx(&q->credit);
+
+	if (c >= want) {
+		store_rlx(&q->credit, c - want);
+		return want;
+	}
+	uint64_t room = tq__room(q);
+	uint64_t margin = 2ull * TQ_LANES * TQ_CHUNK;
+	uint64_t k = room < want ? room : want;
+	store_rlx(&q->credit, room > margin + k ? (room - margin - k) / TQ_LANES : 0);
+	return k;
+}
+
+int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
+{
+	size_t done = 0;
+	int rc = 0;
+	uint64_t now = tq_now_ns();
+	uint64_t until = tq__deadline_after(now, timeout_ns);
+	bool waited = false;
+
+	tq__maybe_maintain(q, now);
+	while (done < n) {
+		if (tq__stopping(q)) {
+			rc = TQ_ESTOPPED;
+			break;
+		}
+		uint64_t want = n - done < TQ_CHUNK ? n - done : TQ_CHUNK;
+		uint64_t k = push_allowance(q, want);
+		uint32_t l = 0;
+		if (k && acquire_lane(q, &l) != 0) {
+			store_rlx(&q->credit, 0);
+			k = 0;
+		}
+		if (k == 0) {
+			if (timeout_ns == 0) {
+				rc = TQ_EAGAIN;
+				break;
+			}
+			now = tq_now_ns();
+			if (now >= until) {
+				rc = TQ_ETIMEDOUT;
+				break;
+			}
+			tq__maybe_maintain(q, now);
+			tq__bell_wait(q, &q->h->free_ring.bell, tq__can_push, until);
+			waited = true;
+			continue;
+		}
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t t = load_rlx(&ln->tail);
+		uint64_t lroom = lane_size(q) - (t - load_acq(&ln->reuse));
+		if (k > lroom)
+			k = lroom; /* >= 1: acquire_lane checked */
+		TQ_FAULT("push.claimed");
+		if (waited)
+			now = tq_now_ns();
+		waited = false;
+		for (uint64_t i = 0; i < k; i++) {
+			struct tq_cell *c = cell_at(q, l, t + i);
+			c->value = tasks[done + i].value;
+			c->enq_ns = now;
+			tasks[done + i].id = lane_id(l, t + i);
+		}
+		TQ_FAULT("push.written");
+		store_rel(&ln->tail, t + k); /* accepted */
+		store_rel(&ln->owner, 0);
+		tq__count(q, C_PUSHED, k);
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+		done += k;
+	}
+	return done ? (int)done : rc;
+}
+
+/* ------------------------------------------------------------------ take */
+
+/* Records the claim `head` names, if its claimer has not yet (helping). */
+static void help(tq_queue *q, uint32_t lane, uint64_t hw, uint64_t h)
+{
+	uint32_t owner = head_owner(hw), e = head_entry(hw);
+
+	if (owner == 0 || owner > TQ_MAX_PROCS || e >= TQ_LEASES)
+		return;
+	struct tq_lease *L = &q->procs[owner - 1].leases[e];
+	uint64_t s = load_acq(&L->state);
+	if (LS_STATE(s) != LS_PENDING)
+		return;
+	if (load_rlx(&L->lane) != lane || load_rlx(&L->first) + load_rlx(&L->count) != h)
+		return;
+	(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_ACTIVE));
+}
+
+static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
+{
+	uint32_t start = load_rlx(&q->lease_next);
+
+	for (uint32_t i = 0; i < TQ_LEASES; i++) {
+		uint32_t e = (start + i) % TQ_LEASES;
+		struct tq_lease *L = &q->me->leases[e];
+		uint64_t s = load_acq(&L->state);
+		if (LS_STATE(s) == LS_FREE && cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_RESERVED))) {
+			store_rlx(&q->lease_next, e + 1);
+			*out_e = e;
+			*out_g = LS_GEN(s);
+			return 0;
+		}
+	}
+	return TQ_EBUSY;
+}
+
+static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t now)
+{
+	struct tq_lane *ln = &q->h->lanes[lane];
+
+	for (;;) {
+		uint64_t hw = load_acq(&ln->head);
+		uint64_t t = load_acq(&ln->tail);
+		uint64_t h = head_pos(hw, t);
+		if (h == t)
+			return 0;
+		if (t - h > lane_size(q))
+			return TQ_EBADQUEUE;
+		help(q, lane, hw, h);
+		uint32_t e;
+		uint64_t g;
+		int rc = entry_reserve(q, &e, &g);
+		if (rc)
+			return rc;
+		uint32_t k = want < TQ_CLAIM_MAX ? want : TQ_CLAIM_MAX;
+		if (k > t - h)
+			k = (uint32_t)(t - h);
+		struct tq_lease *L = &q->me->leases[e];
+		store_rlx(&L->lane, lane);
+		store_rlx(&L->first, h);
+		store_rlx(&L->count, k);
+		store_rlx(&L->deadline, tq__deadline_after(now, q->lease_ns));
+		store_rlx(&L->taken_ns, now);
+		store_rlx(&L->fate, FATE_GEN(g));
+		store_rel(&L->state, LS_MAKE(g, LS_PENDING));
+		if (!cas64(&ln->head, hw, head_make(h + k, q->owner, e))) {
+			store_rel(&L->state, LS_MAKE(g + 1, LS_FREE));
+			continue;
+		}
+		TQ_FAULT("take.popped");
+		(void)cas64(&L->state, LS_MAKE(g, LS_PENDING), LS_MAKE(g, LS_ACTIVE)); /* or helped */
+		for (uint32_t i = 0; i < k; i++) {
+			const struct tq_cell *c = cell_at(q, lane, h + i);
+			tq_task *o = &out[i];
+			o->id = lane_id(lane, h + i);
+			o->value = c->value;
+			o->kind = TQ_KIND_INT;
+			o->data = NULL;
+			o->len = 0;
+			o->attempt = 1;
+			o->enqueued_ns = c->enq_ns;
+			o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)e << 8) | i;
+			o->priv[1] = g;
+		}
+		tq__count(q, C_TAKEN, k);
+		return (int)k;
+	}
+}
+
+int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
+{
+	uint32_t got = 0, start = load_rlx(&q->take_lane) % TQ_LANES;
+
+	for (uint32_t i = 0; i < TQ_LANES && got < want; i++) {
+		uint32_t l = (start + i) % TQ_LANES;
+		while (got < want) {
+			int k = claim(q, l, out + got, want - got, now);
+			if (k < 0)
+				return got ? (int)got : k;
+			if (k == 0)
+				break;
+			if (got == 0)
+				store_rlx(&q->take_lane, l);
+			got += (uint32_t)k;
+		}
+	}
+	return (int)got;
+}
+
+/* -------------------------------------------------------- ack, touch */
+
+int tq__lane_check(const tq_queue *q, const tq_task *t)
+{
+	uint64_t p = t->priv[0];
+
+	if ((p >> 32) != q->tag || !(p & LANE_TASK) || ((p >> 8) & 0x7fffffu) >= TQ_LEASES ||
+	    (p & 0xffu) >= TQ_CLAIM_MAX || t->priv[1] >= (1ull << 56))
+		return TQ_EINVAL;
+	return 0;
+}
+
+static inline uint32_t task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x7fffffu); }
+static inline uint32_t task_bit(const tq_task *t) { return (uint32_t)(t->priv[0] & 0xffu); }
+
+bool tq__lane_held(tq_queue *q, const tq_task *t)
+{
+	if (tq__lane_check(q, t))
+		return false;
+	struct tq_lease *L = &q->me->leases[task_entry(t)];
+	uint64_t g = t->priv[1], f = load_acq(&L->fate);
+	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && (f >> 32) == (g & 0xffffffffull) &&
+	       !(f & (1ull << task_bit(t)));
+}
+
+/* Sets `mask` in entry e's fate for generation g; returns the bits this
+ * call set, and settles the claim if they completed it. */
+static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
+{
+	struct tq_lease *L = &q->me->leases[e];
+
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
+		return 0;
+	uint64_t f = load_acq(&L->fate);
+	for (;;) {
+		if ((f >> 32) != (g & 0xffffffffull))
+			return 0;
+		uint64_t mine = mask & ~f;
+		if (!mine)
+			return 0;
+		if (atomic_compare_exchange_weak(&L->fate, &f, f | mine)) {
+			uint32_t count = load_rlx(&L->count);
+			if (count >= 1 && count <= TQ_CLAIM_MAX && ((f | mine) & claim_full(count)) == claim_full(count)) {
+				TQ_FAULT("ack.mid");
+				settle(q, L, g);
+			}
+			return mine;
+		}
+	}
+}
+
+void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns)
+{
+	uint64_t first_taken = 0;
+
+	for (size_t i = 0; i < n;) {
+		uint32_t e = task_entry(&t[i]);
+		uint64_t g = t[i].priv[1], mask = 0;
+		size_t j = i, k = 0;
+		/* The tasks of one claim come together, in the order taken. */
+		while (j < n && tq__is_lane_task(&t[j]) && task_entry(&t[j]) == e && t[j].priv[1] == g) {
+			uint64_t b = 1ull << task_bit(&t[j]);
+			if (mask & b)
+				(*lost)++; /* the same task twice in one call */
+			mask |= b;
+			j++;
+			k++;
+		}
+		if (j == i) { /* not a lane task: the caller's */
+			i++;
+			continue;
+		}
+		if (!first_taken)
+			first_taken = load_rlx(&q->me->leases[e].taken_ns);
+		uint64_t set = fate_set(q, e, g, mask);
+		uint64_t nset = (uint64_t)__builtin_popcountll(set);
+		*acked += nset;
+		*lost += (uint64_t)__builtin_popcountll(mask) - nset;
+		i = j;
+	}
+	*taken_ns = first_taken;
+}
+
+uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
+{
+	struct tq_lease *L = &q->me->leases[task_entry(t)];
+	uint64_t g = t->priv[1];
+
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
+		return 1;
+	/* Checked again after: an expiry that took the task meanwhile set its
+	 * bit, which is then reported. */
+	store_rel(&L->deadline, end);
+	return tq__lane_held(q, t) ? 0 : 1;
+}
+
+/* -------------------------------------------------------- moving out */
+
+static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, uint16_t attempts)
+{
+	const struct tq_cell *c = cell_at(q, lane, pos);
+	struct tq_slot *s = &q->slots[idx];
+
+	s->id = lane_id(lane, pos);
+	s->value = c->value;
+	store_rlx(&s->enq_ns, c->enq_ns);
+	s->len = 0;
+	s->kind = TQ_KIND_INT;
+	s->attempts = attempts;
+	s->flags = 0;
+	s->last_err = 0;
+	s->taken_ns = 0;
+	s->died_ns = 0;
+	q->aux[idx].msg[0] = '\0';
+	store_rlx(&s->deadline_ns, UINT64_MAX);
+}
+
+static const char *why_text(uint32_t why)
+{
+	return why == MV_EXPIRED ? "its lease expired" : "the process holding its lease died";
+}
+
+/*
+ * Moves the tasks of `want` that are still leased in entry e of record rec
+ * (generation g) out of their lane into slots: READY again, DELAYED for a
+ * retry, or DEAD. Caller holds the recovery lock. Returns the number moved,
+ * TQ_EAGAIN if there were not enough free slots (nothing moved), or 0 if
+ * the entry is no longer that lease.
+ */
+static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
+		    int err, const char *msg, uint64_t now, bool *need_drop)
+{
+	struct tq_lease *L = &q->procs[rec].leases[e];
+	struct tq_move_journal *j = &q->h->move;
+	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint64_t first = load_rlx(&L->first);
+	uint32_t idx[TQ_CLAIM_MAX], ready[TQ_CLAIM_MAX], nready = 0;
+
+	if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX)
+		return TQ_EBADQUEUE;
+	uint64_t full = claim_full(count);
+	for (;;) {
+		if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
+			return 0;
+		uint64_t f = load_acq(&L->fate);
+		if ((f >> 32) != (g & 0xffffffffull))
+			return 0;
+		uint64_t m = want & full & ~f;
+		if (!m) {
+			if ((f & full) == full)
+				settle(q, L, g);
+			return 0;
+		}
+		uint32_t k = (uint32_t)__builtin_popcountll(m);
+		int got = tq__ring_pop(q, &q->freer, idx, k, st_make(ST_WRITING, q->owner, 0), false, NULL, C__COUNT);
+		if (got < 0)
+			return got;
+		if ((uint32_t)got < k) {
+			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
+			return TQ_EAGAIN;
+		}
+		j->rec = rec;
+		j->entry = e;
+		j->why = why;
+		j->mover = q->owner;
+		j->gen = g;
+		j->mask = m;
+		for (uint32_t b = 0, i = 0; b < count; b++)
+			if (m & (1ull << b))
+				j->slot[b] = idx[i++];
+		store_rel(&j->active, 1);
+		if (!cas64(&L->fate, f, f | m)) {
+			store_rel(&j->active, 0);
+			(void)tq__release_owned(q, idx, k, C__COUNT);
+			continue;
+		}
+		TQ_FAULT("move.claimed");
+		for (uint32_t b = 0, i = 0; b < count; b++) {
+			if (!(m & (1ull << b)))
+				continue;
+			uint32_t s = idx[i++];
+			uint16_t attempts = why == MV_CLOSED ? 0 : 1;
+			fill_slot(q, s, lane, first + b, attempts);
+			if (why == MV_FAILED) {
+				tq__count(q, C_FAILED, 1);
+				if (attempts >= q->max_attempts) {
+					tq__make_dead(q, s, err, msg, now);
+					*need_drop = true;
+				} else {
+					struct tq_aux *a = &q->aux[s];
+					size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
+					q->slots[s].last_err = err;
+					if (len)
+						memcpy(a->msg, msg, len);
+					a->msg[len] = '\0';
+					uint64_t due = now + tq__backoff_ns(q, attempts);
+					store_rel(&q->slots[s].deadline_ns, due);
+					store_rel(&q->st[s], st_make(ST_DELAYED, 0, 0));
+					add_rlx(&q->h->delayed_count, 1);
+					if (tq__due_hint(q, due))
+						tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+					tq__count(q, C_RETRIED, 1);
+				}
+			} else if (attempts >= q->max_attempts) {
+				tq__make_dead(q, s, TQ_ELOST, why_text(why), now);
+				*need_drop = true;
+			} else {
+				ready[nready++] = s;
+			}
+		}
+		if (nready)
+			(void)tq__requeue_owned(q, ready, nready);
+		if (((f | m) & full) == full)
+			settle(q, L, g);
+		store_rel(&j->active, 0);
+		return (int)k;
+	}
+}
+
+/* The next holder of the recovery lock finishes a move-out its dead holder
+ * left: design.md, section 17, "Crash argument for lanes". */
+void tq__lanes_repair_move(tq_queue *q)
+{
+	struct tq_move_journal *j = &q->h->move;
+
+	if (load_acq(&j->active) != 1)
+		return;
+	uint32_t rec = j->rec, e = j->entry, mover = j->mover;
+	uint64_t g = j->gen, m = j->mask;
+	if (rec >= TQ_MAX_PROCS || e >= TQ_LEASES || mover == 0 || mover > TQ_MAX_PROCS) {
+		store_rel(&j->active, 0);
+		return;
+	}
+	struct tq_lease *L = &q->procs[rec].leases[e];
+	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint64_t first = load_rlx(&L->first), f = load_acq(&L->fate);
+	uint64_t writing = st_make(ST_WRITING, mover, 0), mine = st_make(ST_WRITING, q->owner, 0);
+	bool claimed = load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && (f >> 32) == (g & 0xffffffffull) &&
+		       (f & m) == m && lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX;
+	uint32_t ready[TQ_CLAIM_MAX], nready = 0, rel[TQ_CLAIM_MAX], nrel = 0;
+
+	for (uint32_t b = 0; b < TQ_CLAIM_MAX; b++) {
+		if (!(m & (1ull << b)))
+			continue;
+		uint32_t s = j->slot[b];
+		if (s >= q->cap || !cas64(&q->st[s], writing, mine))
+			continue; /* finished by the dead holder, or never taken */
+		if (claimed && b < count) {
+			fill_slot(q, s, lane, first + b, 1);
+			ready[nready++] = s;
+		} else {
+			rel[nrel++] = s;
+		}
+	}
+	if (nready)
+		(void)tq__requeue_owned(q, ready, nready);
+	if (nrel)
+		(void)tq__release_owned(q, rel, nrel, C__COUNT);
+	if (claimed && (f & claim_full(count)) == claim_full(count))
+		settle(q, L, g);
+	store_rel(&j->active, 0);
+}
+
+/* Returns everything record rec holds in lanes (its lane, its claims).
+ * Caller holds the recovery lock, and rec is dead or closing. */
+int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop)
+{
+	struct tq_proc *p = &q->procs[rec];
+	uint64_t now = tq_now_ns();
+	int rc = 0;
+
+	for (uint32_t l = 0; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t w = load_acq(&ln->owner);
+		if (w && (w & TQ_LOCK_OWNER_MASK) == rec + 1)
+			(void)cas64(&ln->owner, w, 0); /* unpublished cells were never accepted */
+	}
+	for (uint32_t e = 0; e < TQ_LEASES; e++) {
+		struct tq_lease *L = &p->leases[e];
+		uint64_t s = load_acq(&L->state), g = LS_GEN(s);
+		uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+		switch (LS_STATE(s)) {
+		case LS_FREE:
+			continue;
+		case LS_PENDING:
+			/* Did its claim happen? Only if `head` still names it; had
+			 * another taker moved `head` since, it would have helped. */
+			if (lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX) {
+				struct tq_lane *ln = &q->h->lanes[lane];
+				uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail);
+				if (head_owner(hw) == rec + 1 && head_entry(hw) == e &&
+				    head_pos(hw, t) == load_rlx(&L->first) + count &&
+				    cas64(&L->state, s, LS_MAKE(g, LS_ACTIVE)))
+					break;
+			}
+			if (LS_STATE(load_acq(&L->state)) == LS_ACTIVE)
+				break; /* helped meanwhile */
+			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
+			continue;
+		case LS_ACTIVE:
+			break;
+		default:
+			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
+			continue;
+		}
+		s = load_acq(&L->state);
+		if (LS_STATE(s) != LS_ACTIVE)
+			continue;
+		if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX) {
+			(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s) + 1, LS_FREE)); /* names nothing */
+			continue;
+		}
+		int k = move_out(q, rec, e, LS_GEN(s), claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
+				 NULL, now, need_drop);
+		if (k < 0) {
+			rc = k;
+			continue;
+		}
+		*returned += (uint64_t)k;
+		if (died)
+			tq__count(q, C_RECOVERED, (uint64_t)k);
+	}
+	return rc;
+}
+
+/* The expiry sweep over every attached record's claims: O(records x
+ * entries), never O(capacity). A stopped holder cannot delay it. */
+uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
+{
+	uint64_t expired = 0;
+
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) != PROC_ACTIVE)
+			continue;
+		for (uint32_t e = 0; e < TQ_LEASES; e++) {
+			struct tq_lease *L = &p->leases[e];
+			uint64_t s = load_acq(&L->state);
+			if (LS_STATE(s) != LS_ACTIVE || load_acq(&L->deadline) > now)
+				continue;
+			uint32_t count = load_rlx(&L->count);
+			if (count < 1 || count > TQ_CLAIM_MAX)
+				continue;
+			int k = move_out(q, r, e, LS_GEN(s), claim_full(count), MV_EXPIRED, TQ_ELOST, NULL, now,
+					 need_drop);
+			if (k > 0)
+				expired += (uint64_t)k;
+		}
+	}
+	/* A lane left held by a word that names no live holder (a forged
+	 * segment: the dead are released by the recovery of their record). */
+	for (uint32_t l = 0; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t w = load_acq(&ln->owner);
+		uint64_t owner = w & TQ_LOCK_OWNER_MASK;
+		if (!w || !tq__holder_gone(q, w))
+			continue;
+		if (owner >= 1 && owner <= TQ_MAX_PROCS && (w >> 48) == 0 &&
+		    load_acq(&q->procs[owner - 1].state) == PROC_ACTIVE &&
+		    load_acq(&q->procs[owner - 1].nonce) == (uint32_t)(w >> TQ_LOCK_NONCE_SHIFT))
+			continue; /* its holder died: its record's recovery releases it */
+		(void)cas64(&ln->owner, w, 0);
+	}
+	return expired;
+}
+
+/* tq_fail of a lane task: moved out as a retry (DELAYED) or buried. The
+ * caller holds the recovery lock (`locked`); without it, TQ_EBUSY (the
+ * lease stays, and expires as any other). */
+int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost,
+		  bool *need_drop)
+{
+	if (!locked)
+		return TQ_EBUSY;
+	int k = move_out(q, q->rec, task_entry(t), t->priv[1], 1ull << task_bit(t), MV_FAILED, err, msg,
+			 tq_now_ns(), need_drop);
+	if (k == 0)
+		(*lost)++;
+	return k < 0 ? k : 0;
+}
+
+uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
+{
+	uint32_t n = 0;
+
+	for (uint32_t e = 0; e < TQ_LEASES; e++) {
+		struct tq_lease *L = &q->procs[rec].leases[e];
+		uint64_t s = load_acq(&L->state);
+		uint32_t count = load_rlx(&L->count);
+		if (LS_STATE(s) != LS_ACTIVE || count < 1 || count > TQ_CLAIM_MAX)
+			continue;
+		n += (uint32_t)__builtin_popcountll(~load_acq(&L->fate) & claim_full(count));
+	}
+	return n;
+}
