@@ -122,12 +122,27 @@ bool tq__holder_gone(tq_queue *q, uint64_t w);
 int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
 /* Claims up to want ready lane tasks into out; 0 if none. */
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now);
-/* Ready tasks in every lane, and the push time of the oldest (0 if none). */
-uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_ns);
+/* Claims moved straight into slots WRITING by this handle, for a handle
+ * out of lease entries; returns their count. */
+int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t now);
+/* Ready tasks in every lane; the id and push time of the one pushed first
+ * (0 if none; either pointer may be NULL). */
+uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns);
 /* Tasks in lanes, ready or claimed and not yet reusable. */
 uint64_t tq__lanes_used(tq_queue *q);
 /* Free places in the queue for new tasks (lanes and slots together). */
 uint64_t tq__room(tq_queue *q);
+/* The state of slot idx leased to this handle outside the ready ring: its
+ * task id (unique) stands in for the ring position as lease generation. */
+static inline uint64_t tq__slot_lease(const tq_queue *q, uint32_t idx)
+{
+	return st_make(ST_LEASED, q->owner, 0) | ((q->slots[idx].id & 0xffffffffull) << 32);
+}
+/* Takes n task ids, increasing in push order across the queue. */
+static inline uint64_t tq__take_ids(tq_queue *q, uint64_t n)
+{
+	return add_rlx(&q->h->next_id, n) + 1;
+}
 static inline bool tq__is_lane_task(const tq_task *t) { return (t->priv[0] & 0x80000000ull) != 0; }
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns);
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost, bool *need_drop);

@@ -13,7 +13,7 @@
 #include "fault.h"
 #include "internal.h"
 
-enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4 };
+enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4, MV_TAKEN = 5 };
 
 #define LANE_TASK 0x80000000ull
 
@@ -29,10 +29,6 @@ static inline tq_a64 *mark_at(tq_queue *q, uint32_t lane, uint64_t pos)
 	return &q->marks[(size_t)lane * lane_size(q) + (pos & q->lane_mask)];
 }
 
-static inline uint64_t lane_id(uint32_t lane, uint64_t pos)
-{
-	return pos * (TQ_LANES + 1) + lane + 1;
-}
 
 static inline uint64_t claim_full(uint32_t count)
 {
@@ -69,9 +65,9 @@ uint64_t tq__room(tq_queue *q)
 	return used >= q->cap ? 0 : q->cap - used;
 }
 
-uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_ns)
+uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)
 {
-	uint64_t ready = 0, oldest = 0, size = lane_size(q);
+	uint64_t ready = 0, oid = 0, ons = 0, size = lane_size(q);
 
 	for (uint32_t l = 0; l < TQ_LANES; l++) {
 		struct tq_lane *ln = &q->h->lanes[l];
@@ -80,14 +76,19 @@ uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_ns)
 		if (h == t || t - h > size)
 			continue;
 		ready += t - h;
-		if (oldest_ns) {
-			uint64_t e = __atomic_load_n(&cell_at(q, l, h)->enq_ns, __ATOMIC_RELAXED);
-			if (e && (!oldest || e < oldest))
-				oldest = e;
+		if (oldest_id || oldest_ns) {
+			/* Ids grow in push order across the queue. */
+			uint64_t id = __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_RELAXED);
+			if (id && (!oid || id < oid)) {
+				oid = id;
+				ons = __atomic_load_n(&cell_at(q, l, h)->enq_ns, __ATOMIC_RELAXED);
+			}
 		}
 	}
+	if (oldest_id)
+		*oldest_id = oid;
 	if (oldest_ns)
-		*oldest_ns = oldest;
+		*oldest_ns = ons;
 	return ready;
 }
 
@@ -219,11 +220,13 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		if (waited)
 			now = tq_now_ns();
 		waited = false;
+		uint64_t id0 = tq__take_ids(q, k);
 		for (uint64_t i = 0; i < k; i++) {
 			struct tq_cell *c = cell_at(q, l, t + i);
 			c->value = tasks[done + i].value;
+			c->id = id0 + i;
 			c->enq_ns = now;
-			tasks[done + i].id = lane_id(l, t + i);
+			tasks[done + i].id = id0 + i;
 		}
 		TQ_FAULT("push.written");
 		store_rel(&ln->tail, t + k); /* accepted */
@@ -253,12 +256,19 @@ static void help(tq_queue *q, uint32_t lane, uint64_t hw, uint64_t h)
 	(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_ACTIVE));
 }
 
+static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
+		    int err, const char *msg, uint64_t now, bool *need_drop, uint32_t *taken);
+
+/* The last entry is kept for claims moved straight into slots when the
+ * others are all in use (tq__lane_take_to_slots). */
+#define SPARE_ENTRY (TQ_LEASES - 1)
+
 static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
 {
 	uint32_t start = load_rlx(&q->lease_next);
 
-	for (uint32_t i = 0; i < TQ_LEASES; i++) {
-		uint32_t e = (start + i) % TQ_LEASES;
+	for (uint32_t i = 0; i < SPARE_ENTRY; i++) {
+		uint32_t e = (start + i) % SPARE_ENTRY;
 		struct tq_lease *L = &q->me->leases[e];
 		uint64_t s = load_acq(&L->state);
 		if (LS_STATE(s) == LS_FREE && cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_RESERVED))) {
@@ -271,57 +281,117 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
 	return TQ_EBUSY;
 }
 
-static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t now)
+/*
+ * Claims up to `want` tasks of `lane` into the reserved entry e (generation
+ * g): steps 1-4 of design.md, section 17. Returns the count claimed (the
+ * entry is then ACTIVE, its first position in *first), or 0 with the entry
+ * FREE again if the lane is empty.
+ */
+static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, uint32_t e, uint64_t *g,
+		      uint64_t *first)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
+	struct tq_lease *L = &q->me->leases[e];
 
 	for (;;) {
 		uint64_t hw = load_acq(&ln->head);
 		uint64_t t = load_acq(&ln->tail);
 		uint64_t h = head_pos(hw, t);
-		if (h == t)
-			return 0;
-		if (t - h > lane_size(q))
-			return TQ_EBADQUEUE;
+		if (h == t || t - h > lane_size(q)) {
+			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
+			return h == t ? 0 : TQ_EBADQUEUE;
+		}
 		help(q, lane, hw, h);
-		uint32_t e;
-		uint64_t g;
-		int rc = entry_reserve(q, &e, &g);
-		if (rc)
-			return rc;
 		uint32_t k = want < TQ_CLAIM_MAX ? want : TQ_CLAIM_MAX;
 		if (k > t - h)
 			k = (uint32_t)(t - h);
-		struct tq_lease *L = &q->me->leases[e];
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
 		store_rlx(&L->count, k);
 		store_rlx(&L->deadline, tq__deadline_after(now, q->lease_ns));
 		store_rlx(&L->taken_ns, now);
-		store_rlx(&L->fate, FATE_GEN(g));
-		store_rel(&L->state, LS_MAKE(g, LS_PENDING));
+		store_rlx(&L->fate, FATE_GEN(*g));
+		store_rel(&L->state, LS_MAKE(*g, LS_PENDING));
 		if (!cas64(&ln->head, hw, head_make(h + k, q->owner, e))) {
-			store_rel(&L->state, LS_MAKE(g + 1, LS_FREE));
+			/* Not claimed: a new generation, so no helper can take this
+			 * PENDING for a claim (design.md, 17). */
+			*g += 1;
+			store_rel(&L->state, LS_MAKE(*g, LS_RESERVED));
 			continue;
 		}
 		TQ_FAULT("take.popped");
-		(void)cas64(&L->state, LS_MAKE(g, LS_PENDING), LS_MAKE(g, LS_ACTIVE)); /* or helped */
-		for (uint32_t i = 0; i < k; i++) {
-			const struct tq_cell *c = cell_at(q, lane, h + i);
-			tq_task *o = &out[i];
-			o->id = lane_id(lane, h + i);
-			o->value = c->value;
-			o->kind = TQ_KIND_INT;
-			o->data = NULL;
-			o->len = 0;
-			o->attempt = 1;
-			o->enqueued_ns = c->enq_ns;
-			o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)e << 8) | i;
-			o->priv[1] = g;
-		}
+		(void)cas64(&L->state, LS_MAKE(*g, LS_PENDING), LS_MAKE(*g, LS_ACTIVE)); /* or helped */
 		tq__count(q, C_TAKEN, k);
+		*first = h;
 		return (int)k;
 	}
+}
+
+static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t now)
+{
+	struct tq_lane *ln = &q->h->lanes[lane];
+	uint32_t e;
+	uint64_t g, h;
+
+	if (load_acq(&ln->tail) == head_pos(load_acq(&ln->head), load_acq(&ln->tail)))
+		return 0; /* empty: no entry needed */
+	int rc = entry_reserve(q, &e, &g);
+	if (rc)
+		return rc;
+	int k = claim_into(q, lane, want, now, e, &g, &h);
+	for (int i = 0; i < k; i++) {
+		const struct tq_cell *c = cell_at(q, lane, h + (uint64_t)i);
+		tq_task *o = &out[i];
+		o->id = c->id;
+		o->value = c->value;
+		o->kind = TQ_KIND_INT;
+		o->data = NULL;
+		o->len = 0;
+		o->attempt = 1;
+		o->enqueued_ns = c->enq_ns;
+		o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)e << 8) | (uint64_t)i;
+		o->priv[1] = g;
+	}
+	return k;
+}
+
+/*
+ * A handle whose lease entries are all in use (it holds TQ_LEASES - 1
+ * claims unacked) still takes: under the recovery lock, it claims with its
+ * spare entry and moves the claim's tasks at once into slots (WRITING by
+ * it, attempts 0), which the caller leases as slot tasks. Returns the
+ * number of slots in idx.
+ */
+int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t now)
+{
+	struct tq_lease *L = &q->me->leases[SPARE_ENTRY];
+	bool need_drop = false;
+	int got = 0;
+
+	if (want > TQ_CLAIM_MAX)
+		want = TQ_CLAIM_MAX;
+	if (tq__lock_recovery(q))
+		return TQ_EBUSY;
+	for (uint32_t l = 0; l < TQ_LANES && got == 0; l++) {
+		uint64_t s = load_acq(&L->state), g = LS_GEN(s), h;
+		if (LS_STATE(s) != LS_FREE || !cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
+			break;
+		int k = claim_into(q, l, want, now, SPARE_ENTRY, &g, &h);
+		if (k <= 0) {
+			if (k < 0)
+				got = k;
+			continue;
+		}
+		got = move_out(q, q->rec, SPARE_ENTRY, g, claim_full((uint32_t)k), MV_TAKEN, 0, NULL, now,
+			       &need_drop, idx);
+		if (got == TQ_EAGAIN || got == 0) {
+			/* No free slot: the claim stays, as a lease of this handle
+			 * that will expire like any other. */
+			got = TQ_EBUSY;
+		}
+	}
+	tq__unlock(&q->h->recovery_lock);
+	return got;
 }
 
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
@@ -447,7 +517,7 @@ static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, ui
 	const struct tq_cell *c = cell_at(q, lane, pos);
 	struct tq_slot *s = &q->slots[idx];
 
-	s->id = lane_id(lane, pos);
+	s->id = c->id;
 	s->value = c->value;
 	store_rlx(&s->enq_ns, c->enq_ns);
 	s->len = 0;
@@ -474,7 +544,7 @@ static const char *why_text(uint32_t why)
  * the entry is no longer that lease.
  */
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
-		    int err, const char *msg, uint64_t now, bool *need_drop)
+		    int err, const char *msg, uint64_t now, bool *need_drop, uint32_t *taken)
 {
 	struct tq_lease *L = &q->procs[rec].leases[e];
 	struct tq_move_journal *j = &q->h->move;
@@ -525,9 +595,14 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			if (!(m & (1ull << b)))
 				continue;
 			uint32_t s = idx[i++];
-			uint16_t attempts = why == MV_CLOSED ? 0 : 1;
+			uint16_t attempts = why == MV_CLOSED || why == MV_TAKEN ? 0 : 1;
 			fill_slot(q, s, lane, first + b, attempts);
-			if (why == MV_FAILED) {
+			if (why == MV_TAKEN) {
+				/* Leased to this handle before the journal ends: if it
+				 * dies now, recovery returns a LEASED slot like any. */
+				store_rel(&q->st[s], tq__slot_lease(q, s));
+				taken[nready++] = s; /* the caller fills the deliveries */
+			} else if (why == MV_FAILED) {
 				tq__count(q, C_FAILED, 1);
 				if (attempts >= q->max_attempts) {
 					tq__make_dead(q, s, err, msg, now);
@@ -554,7 +629,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				ready[nready++] = s;
 			}
 		}
-		if (nready)
+		if (nready && why != MV_TAKEN)
 			(void)tq__requeue_owned(q, ready, nready);
 		if (((f | m) & full) == full)
 			settle(q, L, g);
@@ -657,7 +732,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 			continue;
 		}
 		int k = move_out(q, rec, e, LS_GEN(s), claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
-				 NULL, now, need_drop);
+				 NULL, now, need_drop, NULL);
 		if (k < 0) {
 			rc = k;
 			continue;
@@ -688,7 +763,7 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 			if (count < 1 || count > TQ_CLAIM_MAX)
 				continue;
 			int k = move_out(q, r, e, LS_GEN(s), claim_full(count), MV_EXPIRED, TQ_ELOST, NULL, now,
-					 need_drop);
+					 need_drop, NULL);
 			if (k > 0)
 				expired += (uint64_t)k;
 		}
@@ -719,7 +794,7 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 	if (!locked)
 		return TQ_EBUSY;
 	int k = move_out(q, q->rec, task_entry(t), t->priv[1], 1ull << task_bit(t), MV_FAILED, err, msg,
-			 tq_now_ns(), need_drop);
+			 tq_now_ns(), need_drop, NULL);
 	if (k == 0)
 		(*lost)++;
 	return k < 0 ? k : 0;

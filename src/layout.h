@@ -16,7 +16,7 @@
  *   [free cells  x ring_size]   u32 slot indices: the free ring
  *   [ready cells x ring_size]   u32 slot indices: the ready ring
  *   [payload x capacity]        payload_stride bytes each
- *   [cells   x lanes x lane_size] 16-byte integer tasks (design.md, 17)
+ *   [cells   x lanes x lane_size] 24-byte integer tasks (design.md, 17)
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *
  * Every offset is recomputed from (capacity, max_payload) by every opener
@@ -181,9 +181,10 @@ static inline uint32_t head_entry(uint64_t w) { return (uint32_t)(w >> HEAD_ENTR
 
 struct tq_cell {
 	uint64_t value;
+	uint64_t id;
 	uint64_t enq_ns;
 };
-_Static_assert(sizeof(struct tq_cell) == 16, "four cells to a line");
+_Static_assert(sizeof(struct tq_cell) == 24, "eight cells to three lines");
 
 struct tq_lane {
 	/* The producer's line: the lane's holder while it pushes (a lock-style
@@ -339,6 +340,7 @@ struct tq_hdr {
 		char msg[24];
 	} events[TQ_EVENTS];
 
+	tq_a64 next_id __attribute__((aligned(TQ_CACHELINE))); /* the next task id: pushes take ranges */
 	struct tq_move_journal move __attribute__((aligned(TQ_CACHELINE))); /* under the recovery lock */
 	struct tq_lane lanes[TQ_LANES];
 

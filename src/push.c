@@ -149,8 +149,9 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 		if (waited) /* one clock read per call unless it had to wait */
 			now = tq_now_ns();
 		waited = false;
+		uint64_t id0 = tq__take_ids(q, (uint64_t)got);
 		for (int i = 0; i < got; i++)
-			write_task(q, idx[i], &tasks[done + i], (pos + i) * (TQ_LANES + 1) + TQ_LANES + 1, now);
+			write_task(q, idx[i], &tasks[done + i], id0 + (uint64_t)i, now);
 		TQ_FAULT("push.written");
 		if (delay_ns) {
 			if ((rc = publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns)))) {

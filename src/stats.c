@@ -161,22 +161,32 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 * that they always add up to the capacity. */
 	uint32_t room = q->cap;
 	uint64_t lane_oldest = 0;
-	uint64_t lane_ready = tq__lanes_ready(q, &lane_oldest);
+	uint64_t lane_ready = tq__lanes_ready(q, NULL, &lane_oldest);
+	uint64_t lane_leased = 0;
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++)
+		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
+			lane_leased += tq__lane_leased_by(q, r);
 	uint32_t ring_ready = tq__ring_count(&q->readyr);
 	uint32_t ready = clamp_cap((uint64_t)ring_ready + lane_ready, room);
 	room -= ready;
-	uint32_t free_slots = clamp_cap(tq__room(q), room);
-	room -= free_slots;
 	uint32_t dead = clamp_cap(load_rlx(&q->h->dead_count), room);
 	room -= dead;
 	uint32_t delayed = clamp_cap(load_rlx(&q->h->delayed_count), room);
 	room -= delayed;
+	/* Slots neither free, ready, dead nor delayed are leased (or in
+	 * motion); lane tasks are leased while a claim holds them unsettled. */
+	uint64_t slot_busy = (uint64_t)ring_ready + load_rlx(&q->h->dead_count) + load_rlx(&q->h->delayed_count) +
+			     tq__ring_count(&q->freer);
+	uint64_t slot_leased = slot_busy < q->cap ? q->cap - slot_busy : 0;
+	uint32_t leased = clamp_cap(slot_leased + lane_leased, room);
+	room -= leased;
+	uint32_t free_slots = room;
 	out->capacity = q->cap;
 	out->ready = ready;
 	out->free_slots = free_slots;
 	out->dead = dead;
 	out->delayed = delayed;
-	out->leased = room;
+	out->leased = leased;
 	out->recoveries = load_rlx(&q->h->recoveries);
 	out->run_state = (int)load_rlx(&q->h->run_state);
 	uint64_t oldest = ring_ready ? oldest_ready(q) : 0;

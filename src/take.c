@@ -67,31 +67,50 @@ static int take_slots(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 	return got;
 }
 
-/* The enqueue time of the slot task at the ready ring's head; 0 if none. */
-static uint64_t ring_head_enq(tq_queue *q)
+/* The id of the slot task at the ready ring's head; 0 if none. */
+static uint64_t ring_head_id(tq_queue *q)
 {
 	uint64_t h = load_acq(&q->readyr.r->pop.pos);
 	if (h == load_acq(&q->readyr.r->push.pos))
 		return 0;
 	uint32_t idx = __atomic_load_n(&q->readyr.cells[h & q->readyr.mask], __ATOMIC_RELAXED);
-	return idx < q->cap ? load_rlx(&q->slots[idx].enq_ns) : 0;
+	return idx < q->cap ? __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) : 0;
 }
 
-/* From whichever source holds the oldest task: the lanes (fresh integers)
- * or the ready ring (everything else). Reading the lanes' heads costs a
- * few lines, so only when the ring has anything. */
+/* From whichever source holds the task pushed first (ids grow in push
+ * order): the lanes (fresh integers) or the ready ring (everything else).
+ * Reading the lanes' heads costs a few lines, so only when the ring has
+ * anything. */
 static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 {
 	if (tq__ring_count(&q->readyr)) {
-		uint64_t lane_oldest = 0;
-		uint64_t ring_oldest = ring_head_enq(q);
-		if (!tq__lanes_ready(q, &lane_oldest) || ring_oldest <= lane_oldest || !lane_oldest) {
+		uint64_t lane_oldest = 0, ring_oldest = ring_head_id(q);
+		tq__lanes_ready(q, &lane_oldest, NULL);
+		/* Ids are unique: no more than the difference is older than the
+		 * other source's first. */
+		if (!lane_oldest || ring_oldest < lane_oldest) {
+			if (lane_oldest && lane_oldest - ring_oldest < want)
+				want = (uint32_t)(lane_oldest - ring_oldest);
 			int got = take_slots(q, out, want, now);
 			if (got)
 				return got;
+		} else if (ring_oldest && ring_oldest - lane_oldest < want) {
+			want = (uint32_t)(ring_oldest - lane_oldest);
 		}
 	}
-	return tq__lane_take(q, out, want, now);
+	int got = tq__lane_take(q, out, want, now);
+	if (got != TQ_EBUSY)
+		return got;
+	/* Every lease entry in use: the claim goes into slots. */
+	uint32_t idx[TQ_CLAIM_MAX];
+	got = tq__lane_take_to_slots(q, idx, want, now);
+	if (got <= 0)
+		return got;
+	uint64_t end = tq__deadline_after(now, q->lease_ns);
+	for (int i = 0; i < got; i++) {
+		fill_taken(q, &out[i], idx[i], tq__slot_lease(q, idx[i]), now, end);
+	}
+	return got;
 }
 
 TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)

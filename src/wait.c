@@ -160,7 +160,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 
 bool tq__can_take(tq_queue *q)
 {
-	return tq__ring_count(&q->readyr) || tq__lanes_ready(q, NULL);
+	return tq__ring_count(&q->readyr) || tq__lanes_ready(q, NULL, NULL);
 }
 
 bool tq__can_push(tq_queue *q)
