@@ -8,6 +8,7 @@
  * its lane (failed, expired, its holder closed or died) is moved out into a
  * slot under the recovery lock, with a journal in the header.
  */
+#include <sched.h>
 #include <string.h>
 
 #include "fault.h"
@@ -193,7 +194,13 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		uint64_t k = push_allowance(q, want);
 		uint32_t l = 0;
 		if (k && acquire_lane(q, &l) != 0) {
+			/* Every lane held by another pusher right now (or full):
+			 * let them run, then look again. */
 			store_rlx(&q->credit, 0);
+			if (timeout_ns && tq_now_ns() < until) {
+				sched_yield();
+				continue;
+			}
 			k = 0;
 		}
 		if (k == 0) {
@@ -222,16 +229,18 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 		waited = false;
 		uint64_t id0 = tq__take_ids(q, k);
 		for (uint64_t i = 0; i < k; i++) {
+			/* Relaxed atomic stores (plain moves): statistics read the
+			 * cell at a lane's head racily. */
 			struct tq_cell *c = cell_at(q, l, t + i);
-			c->value = tasks[done + i].value;
-			c->id = id0 + i;
-			c->enq_ns = now;
+			__atomic_store_n(&c->value, tasks[done + i].value, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->id, id0 + i, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->enq_ns, now, __ATOMIC_RELAXED);
 			tasks[done + i].id = id0 + i;
 		}
 		TQ_FAULT("push.written");
 		store_rel(&ln->tail, t + k); /* accepted */
 		store_rel(&ln->owner, 0);
-		tq__count(q, C_PUSHED, k);
+		tq__count(q, C_LPUSHED, k);
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 		done += k;
 	}
@@ -258,6 +267,7 @@ static void help(tq_queue *q, uint32_t lane, uint64_t hw, uint64_t h)
 
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
 		    int err, const char *msg, uint64_t now, bool *need_drop, uint32_t *taken);
+static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lease *L);
 
 /* The last entry is kept for claims moved straight into slots when the
  * others are all in use (tq__lane_take_to_slots). */
@@ -321,7 +331,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 		}
 		TQ_FAULT("take.popped");
 		(void)cas64(&L->state, LS_MAKE(*g, LS_PENDING), LS_MAKE(*g, LS_ACTIVE)); /* or helped */
-		tq__count(q, C_TAKEN, k);
+		tq__count(q, C_LTAKEN, k);
 		*first = h;
 		return (int)k;
 	}
@@ -342,13 +352,13 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	for (int i = 0; i < k; i++) {
 		const struct tq_cell *c = cell_at(q, lane, h + (uint64_t)i);
 		tq_task *o = &out[i];
-		o->id = c->id;
-		o->value = c->value;
+		o->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
+		o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 		o->kind = TQ_KIND_INT;
 		o->data = NULL;
 		o->len = 0;
 		o->attempt = 1;
-		o->enqueued_ns = c->enq_ns;
+		o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
 		o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)e << 8) | (uint64_t)i;
 		o->priv[1] = g;
 	}
@@ -517,9 +527,9 @@ static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, ui
 	const struct tq_cell *c = cell_at(q, lane, pos);
 	struct tq_slot *s = &q->slots[idx];
 
-	s->id = c->id;
-	s->value = c->value;
-	store_rlx(&s->enq_ns, c->enq_ns);
+	__atomic_store_n(&s->id, __atomic_load_n(&c->id, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	s->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+	store_rlx(&s->enq_ns, __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED));
 	s->len = 0;
 	s->kind = TQ_KIND_INT;
 	s->attempts = attempts;
@@ -581,6 +591,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		j->mover = q->owner;
 		j->gen = g;
 		j->mask = m;
+		j->moved_before = q->h->lane_moved[why & 7];
 		for (uint32_t b = 0, i = 0; b < count; b++)
 			if (m & (1ull << b))
 				j->slot[b] = idx[i++];
@@ -590,6 +601,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			(void)tq__release_owned(q, idx, k, C__COUNT);
 			continue;
 		}
+		q->h->lane_moved[why & 7] = j->moved_before + k;
 		TQ_FAULT("move.claimed");
 		for (uint32_t b = 0, i = 0; b < count; b++) {
 			if (!(m & (1ull << b)))
@@ -603,7 +615,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				store_rel(&q->st[s], tq__slot_lease(q, s));
 				taken[nready++] = s; /* the caller fills the deliveries */
 			} else if (why == MV_FAILED) {
-				tq__count(q, C_FAILED, 1);
+				tq__count(q, C_LFAILED, 1);
 				if (attempts >= q->max_attempts) {
 					tq__make_dead(q, s, err, msg, now);
 					*need_drop = true;
@@ -620,7 +632,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 					add_rlx(&q->h->delayed_count, 1);
 					if (tq__due_hint(q, due))
 						tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
-					tq__count(q, C_RETRIED, 1);
+					tq__count(q, C_LRETRIED, 1);
 				}
 			} else if (attempts >= q->max_attempts) {
 				tq__make_dead(q, s, TQ_ELOST, why_text(why), now);
@@ -673,6 +685,8 @@ void tq__lanes_repair_move(tq_queue *q)
 			rel[nrel++] = s;
 		}
 	}
+	if (claimed)
+		q->h->lane_moved[j->why & 7] = j->moved_before + (uint64_t)__builtin_popcountll(m);
 	if (nready)
 		(void)tq__requeue_owned(q, ready, nready);
 	if (nrel)
@@ -706,14 +720,8 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 		case LS_PENDING:
 			/* Did its claim happen? Only if `head` still names it; had
 			 * another taker moved `head` since, it would have helped. */
-			if (lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX) {
-				struct tq_lane *ln = &q->h->lanes[lane];
-				uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail);
-				if (head_owner(hw) == rec + 1 && head_entry(hw) == e &&
-				    head_pos(hw, t) == load_rlx(&L->first) + count &&
-				    cas64(&L->state, s, LS_MAKE(g, LS_ACTIVE)))
-					break;
-			}
+			if (pending_claimed(q, rec, e, L) && cas64(&L->state, s, LS_MAKE(g, LS_ACTIVE)))
+				break;
 			if (LS_STATE(load_acq(&L->state)) == LS_ACTIVE)
 				break; /* helped meanwhile */
 			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
@@ -739,7 +747,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 		}
 		*returned += (uint64_t)k;
 		if (died)
-			tq__count(q, C_RECOVERED, (uint64_t)k);
+			tq__count(q, C_LRECOVERED, (uint64_t)k);
 	}
 	return rc;
 }
@@ -800,6 +808,20 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 	return k < 0 ? k : 0;
 }
 
+/* Is entry e of record rec, found PENDING, a claim that happened (the
+ * lane's claim word still names it)? */
+static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lease *L)
+{
+	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+
+	if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX)
+		return false;
+	struct tq_lane *ln = &q->h->lanes[lane];
+	uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail);
+	return head_owner(hw) == rec + 1 && head_entry(hw) == e &&
+	       head_pos(hw, t) == load_rlx(&L->first) + count;
+}
+
 uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 {
 	uint32_t n = 0;
@@ -808,9 +830,36 @@ uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 		struct tq_lease *L = &q->procs[rec].leases[e];
 		uint64_t s = load_acq(&L->state);
 		uint32_t count = load_rlx(&L->count);
-		if (LS_STATE(s) != LS_ACTIVE || count < 1 || count > TQ_CLAIM_MAX)
+		if (count < 1 || count > TQ_CLAIM_MAX)
 			continue;
-		n += (uint32_t)__builtin_popcountll(~load_acq(&L->fate) & claim_full(count));
+		if (LS_STATE(s) == LS_ACTIVE)
+			n += (uint32_t)__builtin_popcountll(~load_acq(&L->fate) & claim_full(count));
+		else if (LS_STATE(s) == LS_PENDING && pending_claimed(q, rec, e, L))
+			n += count;
 	}
 	return n;
+}
+
+void tq__lane_totals(tq_queue *q, tq_counters *t)
+{
+	uint64_t pushed = 0, taken = 0, leased = 0, moved = 0;
+
+	for (uint32_t l = 0; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t tail = load_acq(&ln->tail);
+		pushed += tail;
+		taken += head_pos(load_acq(&ln->head), tail);
+	}
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++)
+		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
+			leased += tq__lane_leased_by(q, r);
+	for (unsigned w = 0; w < 8; w++)
+		moved += __atomic_load_n(&q->h->lane_moved[w], __ATOMIC_RELAXED);
+	uint64_t acked = taken - leased - moved;
+	t->pushed += pushed;
+	t->taken += taken;
+	t->acked += acked > taken ? 0 : acked; /* read racing with takers: never negative */
+	t->failed += __atomic_load_n(&q->h->lane_moved[MV_FAILED], __ATOMIC_RELAXED);
+	t->expired += __atomic_load_n(&q->h->lane_moved[MV_EXPIRED], __ATOMIC_RELAXED);
+	t->recovered += __atomic_load_n(&q->h->lane_moved[MV_DIED], __ATOMIC_RELAXED);
 }

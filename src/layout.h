@@ -150,6 +150,10 @@ struct tq_ring {
 enum tq_counter {
 	C_PUSHED, C_TAKEN, C_ACKED, C_FAILED, C_RETRIED, C_DEAD,
 	C_EXPIRED, C_RECOVERED, C_DEAD_DROPPED, C_LOST,
+	/* The same for lane tasks (design.md, 17), kept apart: per process
+	 * they are added to the above; the queue's totals come instead from
+	 * the lanes' positions and the move counts (exact after any crash). */
+	C_LPUSHED, C_LTAKEN, C_LACKED, C_LFAILED, C_LRETRIED, C_LEXPIRED, C_LRECOVERED,
 	C__COUNT
 };
 
@@ -230,6 +234,7 @@ struct tq_move_journal {
 	uint32_t pad;
 	uint64_t gen;     /* the entry's generation */
 	uint64_t mask;    /* the task bits being moved */
+	uint64_t moved_before; /* lane_moved[why] before this move */
 	uint32_t slot[TQ_CLAIM_MAX]; /* the slot of task bit i */
 };
 
@@ -342,6 +347,7 @@ struct tq_hdr {
 
 	tq_a64 next_id __attribute__((aligned(TQ_CACHELINE))); /* the next task id: pushes take ranges */
 	struct tq_move_journal move __attribute__((aligned(TQ_CACHELINE))); /* under the recovery lock */
+	uint64_t lane_moved[8];   /* lane tasks moved out, by MV_* reason (under the recovery lock) */
 	struct tq_lane lanes[TQ_LANES];
 
 	struct tq_ring free_ring;   /* slots with no task */

@@ -115,7 +115,7 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 	if (lanes) {
 		tq__lane_ack(q, tasks, n, &lane_acked, &lost, &taken_ns);
 		if (lane_acked) {
-			tq__count(q, C_ACKED, lane_acked);
+			tq__count(q, C_LACKED, lane_acked);
 			record_processing(q, taken_ns, lane_acked);
 		}
 	}

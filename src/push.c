@@ -28,7 +28,7 @@ static void write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint6
 {
 	struct tq_slot *s = &q->slots[idx];
 
-	s->id = id;
+	__atomic_store_n(&s->id, id, __ATOMIC_RELAXED); /* read racily by takers (take.c) */
 	s->kind = t->kind;
 	store_rlx(&s->enq_ns, now);
 	s->attempts = 0;

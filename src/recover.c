@@ -306,9 +306,11 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
-	expired += tq__lanes_expire(q, now, &need_drop);
+	uint64_t lane_expired = tq__lanes_expire(q, now, &need_drop);
 	(void)tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
+	tq__count(q, C_LEXPIRED, lane_expired);
+	expired += lane_expired;
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
 	store_rlx(&q->h->dead_count, dead);
@@ -324,16 +326,18 @@ static void sweep(tq_queue *q, uint64_t now)
 static void take_sample(tq_queue *q, uint64_t now)
 {
 	struct tq_hdr *h = q->h;
-	uint64_t pushed = h->retired[C_PUSHED], acked = h->retired[C_ACKED], failed = h->retired[C_FAILED];
+	uint64_t pushed = h->retired[C_PUSHED] + h->retired[C_LPUSHED];
+	uint64_t acked = h->retired[C_ACKED] + h->retired[C_LACKED];
+	uint64_t failed = h->retired[C_FAILED] + h->retired[C_LFAILED];
 
 	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
 		struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
-		uint64_t a = load_rlx(&p->c[C_ACKED]), then = load_rlx(&p->rate_ns);
-		pushed += load_rlx(&p->c[C_PUSHED]);
+		uint64_t a = load_rlx(&p->c[C_ACKED]) + load_rlx(&p->c[C_LACKED]), then = load_rlx(&p->rate_ns);
+		pushed += load_rlx(&p->c[C_PUSHED]) + load_rlx(&p->c[C_LPUSHED]);
 		acked += a;
-		failed += load_rlx(&p->c[C_FAILED]);
+		failed += load_rlx(&p->c[C_FAILED]) + load_rlx(&p->c[C_LFAILED]);
 		/* Per-process done/s; a record reused since (rate_ns before it
 		 * attached) starts over. */
 		if (then > p->attached_ns && now > then && a >= load_rlx(&p->rate_acked)) {

@@ -33,14 +33,14 @@ TQ_API int tq_run_state(const tq_queue *q)
 
 static void read_counters(const struct tq_proc *p, tq_counters *c)
 {
-	c->pushed = load_rlx(&p->c[C_PUSHED]);
-	c->taken = load_rlx(&p->c[C_TAKEN]);
-	c->acked = load_rlx(&p->c[C_ACKED]);
-	c->failed = load_rlx(&p->c[C_FAILED]);
-	c->retried = load_rlx(&p->c[C_RETRIED]);
+	c->pushed = load_rlx(&p->c[C_PUSHED]) + load_rlx(&p->c[C_LPUSHED]);
+	c->taken = load_rlx(&p->c[C_TAKEN]) + load_rlx(&p->c[C_LTAKEN]);
+	c->acked = load_rlx(&p->c[C_ACKED]) + load_rlx(&p->c[C_LACKED]);
+	c->failed = load_rlx(&p->c[C_FAILED]) + load_rlx(&p->c[C_LFAILED]);
+	c->retried = load_rlx(&p->c[C_RETRIED]) + load_rlx(&p->c[C_LRETRIED]);
 	c->dead = load_rlx(&p->c[C_DEAD]);
-	c->expired = load_rlx(&p->c[C_EXPIRED]);
-	c->recovered = load_rlx(&p->c[C_RECOVERED]);
+	c->expired = load_rlx(&p->c[C_EXPIRED]) + load_rlx(&p->c[C_LEXPIRED]);
+	c->recovered = load_rlx(&p->c[C_RECOVERED]) + load_rlx(&p->c[C_LRECOVERED]);
 	c->dead_dropped = load_rlx(&p->c[C_DEAD_DROPPED]);
 	c->lost = load_rlx(&p->c[C_LOST]);
 }
@@ -143,9 +143,11 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 		return TQ_EINVAL;
 	tq__maybe_maintain(q, tq_now_ns());
 	memset(out, 0, sizeof(*out));
-	_Static_assert(sizeof(tq_counters) == C__COUNT * sizeof(uint64_t), "counter order");
+	_Static_assert(sizeof(tq_counters) == C_LPUSHED * sizeof(uint64_t), "counter order");
 	sum_metrics(q, m, &out->procs);
 	memcpy(&out->total, m, sizeof(out->total));
+	tq__lane_totals(q, &out->total);
+	out->total.retried += m[C_LRETRIED];
 	latency_from(m + C__COUNT + H_WAIT * TQ_HSLOTS, &out->wait);
 	latency_from(m + C__COUNT + H_PROC * TQ_HSLOTS, &out->processing);
 	rates_from(q->h, out->pushed_per_s, out->done_per_s);
