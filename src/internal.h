@@ -141,6 +141,12 @@ static inline uint64_t tq__slot_lease(const tq_queue *q, uint32_t idx)
 {
 	return st_make(ST_LEASED, q->owner, 0) | ((q->slots[idx].id & 0xffffffffull) << 32);
 }
+/* Records to visit in a pass over the attached ones (see tq_hdr.procs_hi). */
+static inline uint32_t tq__procs_hi(const tq_queue *q)
+{
+	uint32_t hi = load_acq(&q->h->procs_hi);
+	return hi > TQ_MAX_PROCS ? TQ_MAX_PROCS : hi;
+}
 /* Takes n task ids, increasing in push order across the queue. */
 static inline uint64_t tq__take_ids(tq_queue *q, uint64_t n)
 {

@@ -758,7 +758,7 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 {
 	uint64_t expired = 0;
 
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++) {
 		struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
@@ -850,7 +850,7 @@ void tq__lane_totals(tq_queue *q, tq_counters *t)
 		pushed += tail;
 		taken += head_pos(load_acq(&ln->head), tail);
 	}
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++)
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++)
 		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
 			leased += tq__lane_leased_by(q, r);
 	for (unsigned w = 0; w < 8; w++)

@@ -346,6 +346,9 @@ struct tq_hdr {
 	} events[TQ_EVENTS];
 
 	tq_a64 next_id __attribute__((aligned(TQ_CACHELINE))); /* the next task id: pushes take ranges */
+	/* 1 + the highest record index ever attached: passes over the records
+	 * stop there (raised before a record becomes ACTIVE). */
+	tq_a32 procs_hi __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_move_journal move __attribute__((aligned(TQ_CACHELINE))); /* under the recovery lock */
 	uint64_t lane_moved[8];   /* lane tasks moved out, by MV_* reason (under the recovery lock) */
 	struct tq_lane lanes[TQ_LANES];

@@ -470,6 +470,9 @@ static int register_self(tq_queue *q)
 				continue;
 			if (rc)
 				return rc;
+			uint32_t hi = load_acq(&q->h->procs_hi);
+			while (hi < r + 1 && !atomic_compare_exchange_weak(&q->h->procs_hi, &hi, r + 1))
+				;
 			q->me = p;
 			q->rec = r;
 			q->owner = r + 1;

@@ -330,7 +330,7 @@ static void take_sample(tq_queue *q, uint64_t now)
 	uint64_t acked = h->retired[C_ACKED] + h->retired[C_LACKED];
 	uint64_t failed = h->retired[C_FAILED] + h->retired[C_LFAILED];
 
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++) {
 		struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
@@ -394,7 +394,7 @@ static int maintain(tq_queue *q, bool force, bool wait)
 	int rc = wait ? tq__lock_recovery(q) : tq__trylock_recovery(q);
 	if (rc)
 		return wait ? rc : 0;
-	for (uint32_t r = 0; full && r < TQ_MAX_PROCS; r++) {
+	for (uint32_t r = 0; full && r < tq__procs_hi(q); r++) {
 		if (r == q->rec || load_acq(&q->procs[r].state) != PROC_ACTIVE)
 			continue;
 		if (tq__ofd_trylock(q->fd, r) != 0)

@@ -61,7 +61,7 @@ static void sum_metrics(tq_queue *q, uint64_t *m, uint32_t *procs)
 {
 	memcpy(m, q->h->retired, sizeof(uint64_t) * TQ_METRICS);
 	*procs = 0;
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++) {
 		const struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
@@ -165,7 +165,7 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	uint64_t lane_oldest = 0;
 	uint64_t lane_ready = tq__lanes_ready(q, NULL, &lane_oldest);
 	uint64_t lane_leased = 0;
-	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++)
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++)
 		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
 			lane_leased += tq__lane_leased_by(q, r);
 	uint32_t ring_ready = tq__ring_count(&q->readyr);
@@ -236,7 +236,7 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 		if (st_state(s) == ST_LEASED && st_owner(s) <= TQ_MAX_PROCS)
 			leased[st_owner(s)]++;
 	}
-	for (uint32_t r = 0; r < TQ_MAX_PROCS && k < max; r++) {
+	for (uint32_t r = 0; r < tq__procs_hi(q) && k < max; r++) {
 		const struct tq_proc *p = &q->procs[r];
 		if (load_acq(&p->state) != PROC_ACTIVE)
 			continue;
