@@ -58,12 +58,27 @@ uint64_t tq__lanes_used(tq_queue *q)
 	return used;
 }
 
-uint64_t tq__room(tq_queue *q)
+static uint64_t room_now(tq_queue *q)
 {
 	uint64_t slots_used = q->cap - (uint64_t)tq__ring_count(&q->freer);
 	uint64_t used = tq__lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);
 
 	return used >= q->cap ? 0 : q->cap - used;
+}
+
+static void advance_reuse(tq_queue *q, uint32_t lane);
+
+uint64_t tq__room(tq_queue *q)
+{
+	uint64_t room = room_now(q);
+
+	if (room >= TQ_CHUNK)
+		return room;
+	/* Short of room: claims settled since a lane's reuse point last
+	 * moved are room too (settle moves it once per 64 positions). */
+	for (uint32_t l = 0; l < TQ_LANES; l++)
+		advance_reuse(q, l);
+	return room_now(q);
 }
 
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)
@@ -98,9 +113,10 @@ uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)
 static void advance_reuse(tq_queue *q, uint32_t lane)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
-	uint64_t t = load_acq(&ln->tail);
-	uint64_t h = head_pos(load_acq(&ln->head), t);
 	uint64_t r = load_acq(&ln->reuse);
+	/* The claim word's position, from reuse (never more than a lane
+	 * behind it): the producer's line is not touched. */
+	uint64_t h = r + ((load_acq(&ln->head) - r) & HEAD_POS_MASK);
 	bool moved = false;
 
 	while (r < h && h - r <= lane_size(q)) {
@@ -130,7 +146,10 @@ static void settle(tq_queue *q, struct tq_lease *L, uint64_t g)
 		store_rel(mark_at(q, lane, first), first + count);
 	TQ_FAULT("lane.settle.mid");
 	(void)cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE));
-	if (lane < TQ_LANES)
+	/* Reuse moves once per 64 positions settled (or for a producer
+	 * waiting for room): one write of that line per 64 tasks, not per
+	 * claim. A producer short of room advances it itself (tq__room). */
+	if (lane < TQ_LANES && (((first & 63) + count >= 64) || load_rlx(&q->h->free_ring.bell.waiters)))
 		advance_reuse(q, lane);
 }
 
