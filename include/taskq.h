@@ -30,6 +30,11 @@
  *     "Hostile segments and other users"). A lock held by a live process
  *     that stops delays a call by at most 10 s (then TQ_EBUSY); a lock whose
  *     holder is gone, or that names no holder, is taken over at once.
+ *   - Integer tasks pushed with tq_push, and their take, ack and touch, use
+ *     no lock at all (lanes, docs/design.md section 17): a process stopped
+ *     or slow inside one of them delays nobody else, only its own leases,
+ *     which expire as usual. Payload tasks, delayed pushes, failures and
+ *     retries still take the locks above.
  *   - Task payloads returned by tq_take() point into shared memory and are
  *     valid only until the task is acked or failed, or its lease is lost
  *     (expired: extend long work with tq_touch; tq_worker_run does).
@@ -195,7 +200,9 @@ typedef struct tq_task {
 
 /*
  * Pushes n tasks in order. Payloads are copied into the queue; nothing is
- * truncated. Waits up to timeout_ns for free room while the queue is full.
+ * truncated. Ids grow in push order across the whole queue. A batch of
+ * only TQ_KIND_INT tasks goes through the lock-free lanes; any other batch
+ * through the slot rings. Waits up to timeout_ns for free room while the queue is full.
  * Returns the number accepted, k (1..n); tasks[0..k) then carry their ids,
  * and every accepted task will be delivered even if the caller dies.
  * Fewer than n are accepted when, after the first ones went in, the queue
@@ -239,6 +246,12 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * TQ_ESTOPPED (run state DRAINING or STOPPED, also if it changes while
  * waiting). While PAUSED nothing is taken: the call waits, or returns
  * TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue.
+ * Integer tasks are taken in batches of up to 32 from one lane, one lease
+ * record per batch; a handle keeps up to 63 such batches unacked, and takes
+ * beyond that move their batch into slots under the recovery lock (so
+ * they may wait up to 10 s for it, then TQ_EBUSY). Oldest first means: of
+ * the tasks in the lanes and the slot ring, the smallest id first; tasks of
+ * different producers pushing at once may interleave.
  */
 int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
 
@@ -260,7 +273,10 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
  * [d/2, d]; otherwise it goes to the dead-letter area (see tq_dead_list).
  * Returns 0, or TQ_ELOST as tq_ack (the failures of the leases still held
  * are recorded all the same). Errors (nothing failed): TQ_EINVAL (NULL q or
- * tasks, n == 0, a task not from tq_take on this queue).
+ * tasks, n == 0, a task not from tq_take on this queue). Failing takes the
+ * recovery lock; if a live process holds it for 10 s, integer tasks from
+ * the lanes are not failed and the call returns TQ_EBUSY (their leases
+ * stay, and expire as usual); the others are failed all the same.
  */
 int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg);
 

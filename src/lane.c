@@ -610,7 +610,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		j->mover = q->owner;
 		j->gen = g;
 		j->mask = m;
-		j->moved_before = q->h->lane_moved[why & 7];
+		j->moved_before = load_rlx(&q->h->lane_moved[why & 7]);
 		for (uint32_t b = 0, i = 0; b < count; b++)
 			if (m & (1ull << b))
 				j->slot[b] = idx[i++];
@@ -620,7 +620,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			(void)tq__release_owned(q, idx, k, C__COUNT);
 			continue;
 		}
-		q->h->lane_moved[why & 7] = j->moved_before + k;
+		store_rlx(&q->h->lane_moved[why & 7], j->moved_before + k);
 		TQ_FAULT("move.claimed");
 		for (uint32_t b = 0, i = 0; b < count; b++) {
 			if (!(m & (1ull << b)))
@@ -705,7 +705,7 @@ void tq__lanes_repair_move(tq_queue *q)
 		}
 	}
 	if (claimed)
-		q->h->lane_moved[j->why & 7] = j->moved_before + (uint64_t)__builtin_popcountll(m);
+		store_rlx(&q->h->lane_moved[j->why & 7], j->moved_before + (uint64_t)__builtin_popcountll(m));
 	if (nready)
 		(void)tq__requeue_owned(q, ready, nready);
 	if (nrel)
@@ -873,12 +873,12 @@ void tq__lane_totals(tq_queue *q, tq_counters *t)
 		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
 			leased += tq__lane_leased_by(q, r);
 	for (unsigned w = 0; w < 8; w++)
-		moved += __atomic_load_n(&q->h->lane_moved[w], __ATOMIC_RELAXED);
+		moved += load_rlx(&q->h->lane_moved[w]);
 	uint64_t acked = taken - leased - moved;
 	t->pushed += pushed;
 	t->taken += taken;
 	t->acked += acked > taken ? 0 : acked; /* read racing with takers: never negative */
-	t->failed += __atomic_load_n(&q->h->lane_moved[MV_FAILED], __ATOMIC_RELAXED);
-	t->expired += __atomic_load_n(&q->h->lane_moved[MV_EXPIRED], __ATOMIC_RELAXED);
-	t->recovered += __atomic_load_n(&q->h->lane_moved[MV_DIED], __ATOMIC_RELAXED);
+	t->failed += load_rlx(&q->h->lane_moved[MV_FAILED]);
+	t->expired += load_rlx(&q->h->lane_moved[MV_EXPIRED]);
+	t->recovered += load_rlx(&q->h->lane_moved[MV_DIED]);
 }

@@ -350,7 +350,7 @@ struct tq_hdr {
 	 * stop there (raised before a record becomes ACTIVE). */
 	tq_a32 procs_hi __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_move_journal move __attribute__((aligned(TQ_CACHELINE))); /* under the recovery lock */
-	uint64_t lane_moved[8];   /* lane tasks moved out, by MV_* reason (under the recovery lock) */
+	tq_a64 lane_moved[8];     /* lane tasks moved out, by MV_* reason (under the recovery lock) */
 	struct tq_lane lanes[TQ_LANES];
 
 	struct tq_ring free_ring;   /* slots with no task */
