@@ -32,7 +32,7 @@
 #endif
 
 #define SPIN_MIN_NS 2000ull       /* shortest spin: sparse arrivals */
-#define SPIN_MAX_NS 50000ull      /* longest: a few futex sleep + wake round trips */
+#define SPIN_MAX_NS 200000ull     /* longest: above the gap between tasks at 10,000/s */
 #define SLEEP_SLICE_NS 50000000ull /* the first sleep */
 #define IDLE_SLICE_NS 200000000ull /* the longest, once idle */
 
@@ -116,7 +116,9 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 			spin_end = now + spin;
 		if (now >= spin_end || now >= until_ns)
 			break;
-		if ((i & 1023) == 1023)
+		/* More waiters than cores spin in turn: let a producer (or the
+		 * waiter that will find the work) have the CPU. */
+		if ((i & 255) == 255)
 			sched_yield();
 	}
 	store_rlx(&q->spin_ns, spin / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : spin / 2);
@@ -149,6 +151,14 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 	}
 	store_rlx(&q->me->waiting, 0);
 	atomic_fetch_sub(&b->waiters, 1);
+	/* Woken soon after the spin gave up: work arrives at about this
+	 * interval, so the next spin covers it (up to SPIN_MAX_NS) instead of
+	 * paying a sleep and a wake-up per task. */
+	if (!slept && ready(q)) {
+		uint64_t waited = tq_now_ns() - (spin_end - spin);
+		if (waited < SPIN_MAX_NS)
+			store_rlx(&q->spin_ns, waited * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : waited * 2);
+	}
 	/* A whole slice with nothing: sleep longer next time (reset by work). */
 	if (slept && !ready(q)) {
 		uint64_t next = (idle ? idle : SLEEP_SLICE_NS) * 2;
