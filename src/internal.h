@@ -130,9 +130,10 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns);
 /* Tasks in lanes, ready or claimed and not yet reusable. */
 uint64_t tq__lanes_used(tq_queue *q);
-/* Adds the lane tasks' share to queue totals whose slot share *t holds:
+/* Adds the lane tasks' share to queue totals whose slot share *t holds
+ * (`leased`: what lane claims hold now, tq__lane_leased_by summed):
  * from positions and move counts, exact after any crash once recovered. */
-void tq__lane_totals(tq_queue *q, tq_counters *t);
+void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased);
 /* Free places in the queue for new tasks (lanes and slots together). */
 uint64_t tq__room(tq_queue *q);
 /* The state of slot idx leased to this handle outside the ready ring: its

@@ -137,15 +137,28 @@ static void advance_reuse(tq_queue *q, uint32_t lane)
 /* Settles a claim whose every task is done or moved out (L5): the mark,
  * the entry freed with its next generation, the lane's reuse point. Safe to
  * repeat. */
-static void settle(tq_queue *q, struct tq_lease *L, uint64_t g)
+/* Entry e of record rec has become FREE: its bit in the map goes, unless
+ * its owner took it again meanwhile (it sets the bit before taking it). */
+static void entry_freed(tq_queue *q, uint32_t rec, uint32_t e)
 {
+	struct tq_proc *p = &q->procs[rec];
+
+	atomic_fetch_and(&p->lease_map, ~(1ull << e));
+	if (LS_STATE(load_acq(&p->leases[e].state)) != LS_FREE)
+		atomic_fetch_or(&p->lease_map, 1ull << e);
+}
+
+static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
+{
+	struct tq_lease *L = &q->procs[rec].leases[e];
 	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first);
 
 	if (lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX)
 		store_rel(mark_at(q, lane, first), first + count);
 	TQ_FAULT("lane.settle.mid");
-	(void)cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE));
+	if (cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE)))
+		entry_freed(q, rec, e);
 	/* Reuse moves once per 64 positions settled (or for a producer
 	 * waiting for room): one write of that line per 64 tasks, not per
 	 * claim. A producer short of room advances it itself (tq__room). */
@@ -300,7 +313,11 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
 		uint32_t e = (start + i) % SPARE_ENTRY;
 		struct tq_lease *L = &q->me->leases[e];
 		uint64_t s = load_acq(&L->state);
-		if (LS_STATE(s) == LS_FREE && cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_RESERVED))) {
+		if (LS_STATE(s) != LS_FREE)
+			continue;
+		if (!(load_rlx(&q->me->lease_map) & (1ull << e)))
+			atomic_fetch_or(&q->me->lease_map, 1ull << e);
+		if (cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_RESERVED))) {
 			store_rlx(&q->lease_next, e + 1);
 			*out_e = e;
 			*out_g = LS_GEN(s);
@@ -328,6 +345,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 		uint64_t h = head_pos(hw, t);
 		if (h == t || t - h > lane_size(q)) {
 			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
+			entry_freed(q, q->rec, e);
 			return h == t ? 0 : TQ_EBADQUEUE;
 		}
 		help(q, lane, hw, h);
@@ -403,7 +421,10 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		return TQ_EBUSY;
 	for (uint32_t l = 0; l < TQ_LANES && got == 0; l++) {
 		uint64_t s = load_acq(&L->state), g = LS_GEN(s), h;
-		if (LS_STATE(s) != LS_FREE || !cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
+		if (LS_STATE(s) != LS_FREE)
+			break;
+		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
+		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
 		int k = claim_into(q, l, want, now, SPARE_ENTRY, &g, &h);
 		if (k <= 0) {
@@ -487,7 +508,7 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 			uint32_t count = load_rlx(&L->count);
 			if (count >= 1 && count <= TQ_CLAIM_MAX && ((f | mine) & claim_full(count)) == claim_full(count)) {
 				TQ_FAULT("ack.mid");
-				settle(q, L, g);
+				settle(q, q->rec, e, g);
 			}
 			return mine;
 		}
@@ -593,7 +614,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		uint64_t m = want & full & ~f;
 		if (!m) {
 			if ((f & full) == full)
-				settle(q, L, g);
+				settle(q, rec, e, g);
 			return 0;
 		}
 		uint32_t k = (uint32_t)__builtin_popcountll(m);
@@ -663,7 +684,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		if (nready && why != MV_TAKEN)
 			(void)tq__requeue_owned(q, ready, nready);
 		if (((f | m) & full) == full)
-			settle(q, L, g);
+			settle(q, rec, e, g);
 		store_rel(&j->active, 0);
 		return (int)k;
 	}
@@ -711,7 +732,7 @@ void tq__lanes_repair_move(tq_queue *q)
 	if (nrel)
 		(void)tq__release_owned(q, rel, nrel, C__COUNT);
 	if (claimed && (f & claim_full(count)) == claim_full(count))
-		settle(q, L, g);
+		settle(q, rec, e, g);
 	store_rel(&j->active, 0);
 }
 
@@ -743,19 +764,22 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 				break;
 			if (LS_STATE(load_acq(&L->state)) == LS_ACTIVE)
 				break; /* helped meanwhile */
-			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
+			if (cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE)))
+				entry_freed(q, rec, e);
 			continue;
 		case LS_ACTIVE:
 			break;
 		default:
-			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
+			if (cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE)))
+				entry_freed(q, rec, e);
 			continue;
 		}
 		s = load_acq(&L->state);
 		if (LS_STATE(s) != LS_ACTIVE)
 			continue;
 		if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX) {
-			(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s) + 1, LS_FREE)); /* names nothing */
+			if (cas64(&L->state, s, LS_MAKE(LS_GEN(s) + 1, LS_FREE))) /* names nothing */
+				entry_freed(q, rec, e);
 			continue;
 		}
 		int k = move_out(q, rec, e, LS_GEN(s), claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
@@ -784,6 +808,9 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 		for (uint32_t e = 0; e < TQ_LEASES; e++) {
 			struct tq_lease *L = &p->leases[e];
 			uint64_t s = load_acq(&L->state);
+			if (LS_STATE(s) == LS_PENDING && load_acq(&L->deadline) <= now &&
+			    pending_claimed(q, r, e, L) && cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_ACTIVE)))
+				s = LS_MAKE(LS_GEN(s), LS_ACTIVE); /* its taker stopped before recording it: help */
 			if (LS_STATE(s) != LS_ACTIVE || load_acq(&L->deadline) > now)
 				continue;
 			uint32_t count = load_rlx(&L->count);
@@ -844,8 +871,10 @@ static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lea
 uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 {
 	uint32_t n = 0;
+	uint64_t map = load_acq(&q->procs[rec].lease_map);
 
-	for (uint32_t e = 0; e < TQ_LEASES; e++) {
+	for (; map; map &= map - 1) {
+		uint32_t e = (uint32_t)__builtin_ctzll(map);
 		struct tq_lease *L = &q->procs[rec].leases[e];
 		uint64_t s = load_acq(&L->state);
 		uint32_t count = load_rlx(&L->count);
@@ -859,9 +888,9 @@ uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 	return n;
 }
 
-void tq__lane_totals(tq_queue *q, tq_counters *t)
+void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased)
 {
-	uint64_t pushed = 0, taken = 0, leased = 0, moved = 0;
+	uint64_t pushed = 0, taken = 0, moved = 0;
 
 	for (uint32_t l = 0; l < TQ_LANES; l++) {
 		struct tq_lane *ln = &q->h->lanes[l];
@@ -869,9 +898,6 @@ void tq__lane_totals(tq_queue *q, tq_counters *t)
 		pushed += tail;
 		taken += head_pos(load_acq(&ln->head), tail);
 	}
-	for (uint32_t r = 0; r < tq__procs_hi(q); r++)
-		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
-			leased += tq__lane_leased_by(q, r);
 	for (unsigned w = 0; w < 8; w++)
 		moved += load_rlx(&q->h->lane_moved[w]);
 	uint64_t acked = taken - leased - moved;

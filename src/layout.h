@@ -264,7 +264,10 @@ struct tq_proc {
 	tq_a64 dpush_slot;
 	tq_a64 dpush_before;
 	uint8_t pad1[40];
-	/* Lane claims this handle holds (design.md, section 17). */
+	/* Lane claims this handle holds (design.md, section 17), and a map of
+	 * the entries that may be in use (bit e set whenever entry e is not
+	 * FREE; a hint for readers, which then read only those entries). */
+	tq_a64 lease_map __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_lease leases[TQ_LEASES] __attribute__((aligned(TQ_CACHELINE)));
 	/* Written only by the owning handle (and by recovery once it is dead):
 	 * counters c[0..C__COUNT), then the histograms. */

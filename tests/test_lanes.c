@@ -1,0 +1,907 @@
+/*
+ * test_lanes.c - the lane path for fresh integer tasks (suite "lanes"):
+ * crashes and stops at its fault points, and the lease entries of one
+ * handle (docs/design.md, section 17).
+ *
+ *   move_claimed_repair           recovery-lock holder dies mid move-out
+ *                                 (tq_fail); the next holder repairs it
+ *   settle_mid                    an acker dies after the settle mark
+ *   take_popped_claim_is_recorded a taker dies between its claim CAS and
+ *                                 its entry becoming ACTIVE (recovery,
+ *                                 and helping by the next taker)
+ *   stopped_producer_blocks_nobody
+ *   stopped_taker_blocks_nobody   stopped (SIGSTOP) inside push / take:
+ *                                 nobody else waits for them
+ *   stopped_taker_of_the_last_tasks  as above, when nobody takes from that
+ *                                 lane after it (so nobody helps)
+ *   many_claims_one_handle        more claims than lease entries
+ *   stale_ack_after_reuse         a lease entry reused with a new generation
+ *
+ * Every task is accounted for: each value pushed is delivered and acked
+ * exactly once (or, where a lease was lost, at least once and acked once),
+ * and the queue ends empty with every slot free. Children never use
+ * Criterion asserts: they report through shared memory and their exit code.
+ */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "fault.h"  /* the test build: crash and stop points */
+#include "layout.h" /* lane owner and tail words, read from the segment */
+#include "taskq.h"
+#include "util.h"
+
+#define LN_CHILD_MS 20000u
+#define LN_BASE 0x1a4e000000ull /* values are LN_BASE + index */
+#define LN_MAXV 12000u
+
+static char ln_qname[TQT_NAME_LEN];
+static tq_queue *ln_q, *ln_q2;
+static pid_t ln_kids[8];
+static int ln_nkids;
+
+static void ln_fini(void)
+{
+	for (int i = 0; i < ln_nkids; i++) {
+		if (ln_kids[i] > 0) {
+			kill(ln_kids[i], SIGKILL);
+			waitpid(ln_kids[i], NULL, 0);
+		}
+	}
+	ln_nkids = 0;
+	if (ln_q2)
+		tq_close(ln_q2);
+	ln_q2 = NULL;
+	if (ln_q)
+		tq_close(ln_q);
+	ln_q = NULL;
+	if (ln_qname[0])
+		tq_destroy(ln_qname);
+	ln_qname[0] = '\0';
+}
+
+/* What a child tells the parent. */
+struct ln_ctx {
+	char msg[200];
+	int taken;          /* tasks its tq_take calls returned */
+	uint64_t vals[256]; /* their values, in order */
+	int nvals;
+};
+
+static int ln_err(struct ln_ctx *c, int code, const char *what, int rc)
+{
+	snprintf(c->msg, sizeof c->msg, "%s: %d (%s)", what, rc, tq_strerror(rc));
+	return code;
+}
+
+/* ------------------------------------------------------------ the queue */
+
+static tq_queue *ln_create(const char *test, uint32_t cap, uint64_t lease_ns)
+{
+	tq_config c;
+	tq_queue *q = NULL;
+
+	tqt_name(ln_qname, test);
+	tq_destroy(ln_qname); /* a leftover of an earlier run with our pid */
+	tq_config_init(&c);
+	c.capacity = cap;
+	c.max_payload = 64;
+	c.max_attempts = 5;
+	c.lease_ns = lease_ns;
+	c.backoff_base_ns = 1000000ull; /* 1 ms */
+	c.backoff_max_ns = 8000000ull;
+	int rc = tq_create(ln_qname, &c, &q);
+	cr_assert_eq(rc, 0, "tq_create(%s): %s", ln_qname, tq_strerror(rc));
+	ln_q = q;
+	return q;
+}
+
+/* Pushes values [lo, lo + n) in one tq_push; every one must be accepted. */
+static void ln_push(tq_queue *q, uint32_t lo, uint32_t n)
+{
+	tq_task t[256];
+
+	cr_assert_leq(n, 256);
+	memset(t, 0, sizeof t);
+	for (uint32_t i = 0; i < n; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = LN_BASE + lo + i;
+	}
+	int k = tq_push(q, t, n, 2000000000ull);
+	cr_assert_eq(k, (int)n, "tq_push of %u: %d (%s)", n, k, k < 0 ? tq_strerror(k) : "count");
+}
+
+/* The index of a delivered value (asserting it is one of ours). */
+static uint32_t ln_index(const tq_task *t, uint32_t nv)
+{
+	cr_assert_eq(t->kind, TQ_KIND_INT, "kind %u", t->kind);
+	cr_assert(t->value >= LN_BASE && t->value < LN_BASE + nv, "garbage value %#llx (id %llu)",
+		  (unsigned long long)t->value, (unsigned long long)t->id);
+	return (uint32_t)(t->value - LN_BASE);
+}
+
+static void ln_stats(tq_queue *q, tq_stats *s)
+{
+	memset(s, 0, sizeof *s);
+	int rc = tq_stats_get(q, s);
+	cr_assert_eq(rc, 0, "tq_stats_get: %s", tq_strerror(rc));
+}
+
+/* Per value: deliveries to the parent, successful acks, first attempt. */
+struct ln_seen {
+	uint32_t delivered[LN_MAXV];
+	uint32_t acked[LN_MAXV];
+	uint16_t attempt[LN_MAXV]; /* of the last delivery */
+};
+
+static void ln_note(struct ln_seen *s, const tq_task *t, uint32_t nv)
+{
+	uint32_t v = ln_index(t, nv);
+	s->delivered[v]++;
+	s->attempt[v] = t->attempt;
+}
+
+/* Takes and acks everything ready or due (retries after their backoff)
+ * until the queue holds nothing, with a deadline. */
+static void ln_drain(tq_queue *q, struct ln_seen *s, uint32_t nv)
+{
+	tq_task t[64];
+	uint64_t deadline = tqt_now_ms() + 20000;
+
+	for (;;) {
+		int n = tq_take(q, t, 64, 0);
+		if (n == TQ_EAGAIN) {
+			tq_stats st;
+			ln_stats(q, &st);
+			if (st.ready == 0 && st.delayed == 0 && st.leased == 0)
+				return;
+			cr_assert(tqt_now_ms() < deadline, "drain stalled: ready %u leased %u delayed %u", st.ready,
+				  st.leased, st.delayed);
+			n = tq_take(q, t, 64, 20000000ull);
+			if (n == TQ_ETIMEDOUT || n == TQ_EAGAIN)
+				continue;
+		}
+		cr_assert(n > 0 && n <= 64, "drain: tq_take: %d (%s)", n, tq_strerror(n));
+		for (int i = 0; i < n; i++)
+			ln_note(s, &t[i], nv);
+		int rc = tq_ack(q, t, (size_t)n);
+		cr_assert_eq(rc, 0, "drain: tq_ack: %s", tq_strerror(rc));
+		for (int i = 0; i < n; i++)
+			s->acked[ln_index(&t[i], nv)]++;
+	}
+}
+
+/* The queue is empty and every slot free; nothing more to take. */
+static void ln_expect_clean(tq_queue *q)
+{
+	tq_stats s;
+	tq_task t;
+
+	ln_stats(q, &s);
+	cr_expect_eq(s.ready, 0, "ready %u", s.ready);
+	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
+	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
+	cr_expect_eq(s.dead, 0, "dead %u", s.dead);
+	cr_expect_eq(s.free_slots, s.capacity, "free %u of %u", s.free_slots, s.capacity);
+	int rc = tq_take(q, &t, 1, 0);
+	cr_expect_eq(rc, TQ_EAGAIN, "take on the drained queue: %d (%s)", rc, tq_strerror(rc));
+}
+
+/* ------------------------------------------------------------- children */
+
+static pid_t ln_parent;
+static int (*ln_child_fn)(void *);
+
+static int ln_child_main(void *arg)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != ln_parent)
+		return 99;
+	return ln_child_fn(arg);
+}
+
+static pid_t ln_spawn(int (*fn)(void *), void *arg)
+{
+	ln_parent = getpid();
+	ln_child_fn = fn;
+	pid_t pid = tqt_fork(ln_child_main, arg);
+	if (ln_nkids < (int)(sizeof ln_kids / sizeof ln_kids[0]))
+		ln_kids[ln_nkids++] = pid;
+	return pid;
+}
+
+static void ln_forget(pid_t pid)
+{
+	for (int i = 0; i < ln_nkids; i++)
+		if (ln_kids[i] == pid)
+			ln_kids[i] = 0;
+}
+
+/* The child must die by SIGKILL (at its fault point). */
+static void ln_expect_killed(struct ln_ctx *c, pid_t pid, const char *what)
+{
+	int st = tqt_wait(pid, LN_CHILD_MS);
+	ln_forget(pid);
+	cr_assert_eq(st, 128 + SIGKILL,
+		     "%s: the child should have died by SIGKILL at its fault point; status %d "
+		     "(-1 = still running, killed) message '%s'",
+		     what, st, c->msg);
+}
+
+/* The child must stop (SIGSTOP at its fault point). */
+static void ln_expect_stopped(struct ln_ctx *c, pid_t pid, const char *what)
+{
+	int st = 0;
+	pid_t r;
+	uint64_t deadline = tqt_now_ms() + LN_CHILD_MS;
+
+	while ((r = waitpid(pid, &st, WNOHANG | WUNTRACED)) == 0 && tqt_now_ms() < deadline)
+		tqt_sleep_ms(2);
+	cr_assert(r == pid && WIFSTOPPED(st),
+		  "%s: the child should be stopped at its fault point (waitpid %d, status %#x, message '%s')",
+		  what, (int)r, st, c->msg);
+}
+
+/* Kills a stopped child and reaps it. */
+static void ln_kill(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	int st = tqt_wait(pid, LN_CHILD_MS);
+	ln_forget(pid);
+	cr_assert_eq(st, 128 + SIGKILL, "the stopped child: status %d", st);
+}
+
+static tq_queue *ln_child_open(struct ln_ctx *c)
+{
+	tq_queue *q = NULL;
+	int rc = tq_open(ln_qname, &q);
+	if (rc != 0) {
+		ln_err(c, 0, "child tq_open", rc);
+		return NULL;
+	}
+	return q;
+}
+
+/* A child's tq_take of exactly n tasks (in as many calls as it takes). */
+static int ln_child_take(struct ln_ctx *c, tq_queue *q, tq_task *t, int n)
+{
+	int got = 0;
+	while (got < n) {
+		int k = tq_take(q, t + got, (size_t)(n - got), 2000000000ull);
+		if (k <= 0)
+			return k;
+		for (int i = 0; i < k; i++)
+			if (c->nvals < 256)
+				c->vals[c->nvals++] = t[got + i].value;
+		got += k;
+		c->taken = got;
+	}
+	return got;
+}
+
+/* The segment of ln_qname, mapped shared, read only. */
+static const uint8_t *ln_map(size_t *size)
+{
+	char path[TQT_NAME_LEN + 16];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "/taskq.%s", ln_qname);
+	int fd = shm_open(path, O_RDONLY, 0);
+	cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
+	cr_assert_eq(fstat(fd, &sb), 0);
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	close(fd);
+	*size = (size_t)sb.st_size;
+	return p;
+}
+
+static uint64_t ln_lane_word(const uint8_t *seg, uint32_t lane, size_t field)
+{
+	uint64_t w;
+	memcpy(&w, seg + offsetof(struct tq_hdr, lanes) + lane * sizeof(struct tq_lane) + field, sizeof w);
+	return w;
+}
+
+/* ================================================== move.claimed repair */
+
+#define MC_N 100u
+#define MC_FAIL 10 /* tasks the child fails, one move-out each */
+#define MC_HIT 3   /* it dies in the third: two moved out whole, one half */
+
+static int child_take_fail_armed(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t[MC_N];
+	tq_queue *q = ln_child_open(c);
+	if (!q)
+		return 2;
+	int n = ln_child_take(c, q, t, (int)MC_N);
+	if (n != (int)MC_N)
+		return ln_err(c, 3, "child tq_take", n);
+	tq_fault_arm("move.claimed", MC_HIT);
+	int rc = tq_fail(q, t, MC_FAIL, 7, "lanes test failure");
+	return ln_err(c, 4, "tq_fail returned (the point was not reached)", rc);
+}
+
+Test(lanes, move_claimed_repair, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("mvclaimed", 256, 60ull * 1000000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, MC_N);
+	ln_expect_killed(c, ln_spawn(child_take_fail_armed, c), "move.claimed in tq_fail");
+	cr_assert_eq(c->taken, (int)MC_N, "the child took %d of %u", c->taken, MC_N);
+
+	/* The lock is taken over from the dead holder: the journal is
+	 * repaired, then the dead child's other claims are returned. */
+	int rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_assert_eq(s.recoveries, 1, "recoveries %u", s.recoveries);
+	cr_assert_eq(s.leased, 0, "leased %u after recovery", s.leased);
+	cr_assert_eq(s.ready + s.delayed, MC_N,
+		     "ready %u + delayed %u after recovery, expected all %u (a task lost in the "
+		     "interrupted move-out?)",
+		     s.ready, s.delayed, MC_N);
+	cr_assert_eq(s.ready + s.delayed + s.free_slots, s.capacity, "ready %u + delayed %u + free %u != %u",
+		     s.ready, s.delayed, s.free_slots, s.capacity);
+
+	ln_drain(q, &seen, MC_N);
+	for (uint32_t v = 0; v < MC_N; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times after the crash", v,
+			     seen.delivered[v]);
+		cr_expect_eq(seen.attempt[v], 2, "value %u: attempt %u (the child's delivery was the first)", v,
+			     seen.attempt[v]);
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, MC_N, "pushed %llu", (unsigned long long)s.total.pushed);
+	cr_expect_eq(s.total.acked, MC_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.taken, 2 * MC_N, "taken %llu", (unsigned long long)s.total.taken);
+	cr_expect_eq(s.total.failed, MC_HIT, "failed %llu: two moved out, one claimed by the journal",
+		     (unsigned long long)s.total.failed);
+	cr_expect_eq(s.total.recovered, MC_N - MC_HIT, "recovered %llu", (unsigned long long)s.total.recovered);
+	cr_expect_eq(s.total.dead, 0);
+	ln_expect_clean(q);
+}
+
+/* ======================================================== lane.settle.mid */
+
+#define SM_N 100u
+
+static int child_ack_settle_armed(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task a[32], b[10];
+	tq_queue *q = ln_child_open(c);
+	if (!q)
+		return 2;
+	int n = ln_child_take(c, q, a, 32); /* one claim of 32 */
+	if (n != 32)
+		return ln_err(c, 3, "child tq_take 32", n);
+	n = ln_child_take(c, q, b, 10); /* a second claim, left leased */
+	if (n != 10)
+		return ln_err(c, 3, "child tq_take 10", n);
+	tq_fault_arm("lane.settle.mid", 1);
+	int rc = tq_ack(q, a, 32);
+	return ln_err(c, 4, "tq_ack returned (the point was not reached)", rc);
+}
+
+Test(lanes, settle_mid, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("settlemid", 256, 60ull * 1000000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, SM_N);
+	ln_expect_killed(c, ln_spawn(child_ack_settle_armed, c), "lane.settle.mid in tq_ack");
+	cr_assert_eq(c->nvals, 42);
+	bool in_ack[SM_N] = {false}, in_held[SM_N] = {false};
+	for (int i = 0; i < 42; i++) {
+		cr_assert(c->vals[i] >= LN_BASE && c->vals[i] < LN_BASE + SM_N);
+		(i < 32 ? in_ack : in_held)[c->vals[i] - LN_BASE] = true;
+	}
+
+	int rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_assert_eq(s.recoveries, 1, "recoveries %u", s.recoveries);
+	cr_assert_eq(s.leased, 0, "leased %u after recovery", s.leased);
+	cr_assert_eq(s.ready, SM_N - 32, "ready %u after recovery: the 32 acked are done, the rest ready",
+		     s.ready);
+	cr_assert_eq(s.ready + s.free_slots, s.capacity, "ready %u + free %u != %u", s.ready, s.free_slots,
+		     s.capacity);
+
+	ln_drain(q, &seen, SM_N);
+	for (uint32_t v = 0; v < SM_N; v++) {
+		if (in_ack[v]) {
+			cr_expect_eq(seen.delivered[v], 0, "value %u was acked (the claim's last bit set) but "
+				     "delivered again", v);
+		} else {
+			cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+			cr_expect_eq(seen.attempt[v], in_held[v] ? 2 : 1, "value %u: attempt %u", v, seen.attempt[v]);
+		}
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, SM_N, "pushed %llu", (unsigned long long)s.total.pushed);
+	cr_expect_eq(s.total.acked, SM_N, "acked %llu: 32 by the child, the rest by the parent",
+		     (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.recovered, 10, "recovered %llu: the child's second claim",
+		     (unsigned long long)s.total.recovered);
+	cr_expect_eq(s.total.taken, SM_N + 10, "taken %llu", (unsigned long long)s.total.taken);
+	ln_expect_clean(q);
+	/* The settled claim's positions are reusable: the lane fills again
+	 * to the capacity. */
+	for (uint32_t lo = 0; lo < 256; lo += 128)
+		ln_push(q, lo, 128);
+	memset(&seen, 0, sizeof seen);
+	ln_drain(q, &seen, 256);
+	for (uint32_t v = 0; v < 256; v++)
+		cr_expect_eq(seen.delivered[v], 1, "refill: value %u delivered %u times", v, seen.delivered[v]);
+	ln_expect_clean(q);
+}
+
+/* ============================================================ take.popped */
+
+#define TP_N 100u
+
+static int child_take_armed(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t[32];
+	tq_queue *q = ln_child_open(c);
+	if (!q)
+		return 2;
+	tq_fault_arm("take.popped", 1);
+	int n = tq_take(q, t, 32, 2000000000ull);
+	c->taken = n;
+	return ln_err(c, 4, "tq_take returned (the point was not reached)", n);
+}
+
+Test(lanes, take_popped_claim_is_recorded, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("takepopped", 256, 60ull * 1000000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_task t[32];
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, TP_N); /* one lane, positions 0..99 */
+
+	/* 1. The claim of 0..31 is recorded by recovery: head still names
+	 * the dead child's PENDING entry. */
+	ln_expect_killed(c, ln_spawn(child_take_armed, c), "take.popped (recovered)");
+	cr_assert_eq(c->taken, 0);
+	int rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_assert_eq(s.recoveries, 1, "recoveries %u", s.recoveries);
+	cr_assert_eq(s.leased, 0, "leased %u after recovery", s.leased);
+	cr_assert_eq(s.ready, TP_N, "ready %u after recovery, expected all %u (the claim lost?)", s.ready, TP_N);
+	int n = tq_take(q, t, 32, 0);
+	cr_assert_eq(n, 32, "the 32 the child claimed, first: %d (%s)", n, tq_strerror(n));
+	for (int i = 0; i < n; i++) {
+		uint32_t v = ln_index(&t[i], TP_N);
+		cr_expect_lt(v, 32, "value %u: not one of the dead child's claim 0..31", v);
+		cr_expect_eq(t[i].attempt, 2, "value %u: attempt %u", v, t[i].attempt);
+		ln_note(&seen, &t[i], TP_N);
+	}
+	cr_assert_eq(tq_ack(q, t, (size_t)n), 0);
+	for (int i = 0; i < n; i++)
+		seen.acked[ln_index(&t[i], TP_N)]++;
+
+	/* 2. The next claim, 32..63, is recorded by the next taker (the
+	 * parent helps it on its way past), then recovered. */
+	memset(c, 0, sizeof *c);
+	ln_expect_killed(c, ln_spawn(child_take_armed, c), "take.popped (helped)");
+	n = tq_take(q, t, 8, 0);
+	cr_assert_eq(n, 8, "the parent's take after the dead claim: %d (%s)", n, tq_strerror(n));
+	for (int i = 0; i < n; i++) {
+		uint32_t v = ln_index(&t[i], TP_N);
+		cr_expect(v >= 64 && v < 72, "value %u: expected 64..71 (the next positions)", v);
+		cr_expect_eq(t[i].attempt, 1);
+		ln_note(&seen, &t[i], TP_N);
+	}
+	cr_assert_eq(tq_ack(q, t, (size_t)n), 0);
+	for (int i = 0; i < n; i++)
+		seen.acked[ln_index(&t[i], TP_N)]++;
+	rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_assert_eq(s.recoveries, 2, "recoveries %u", s.recoveries);
+	cr_assert_eq(s.leased, 0, "leased %u after recovery", s.leased);
+	cr_assert_eq(s.ready, TP_N - 40, "ready %u after recovery, expected %u (the helped claim lost?)", s.ready,
+		     TP_N - 40);
+
+	ln_drain(q, &seen, TP_N);
+	for (uint32_t v = 0; v < TP_N; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+		cr_expect_eq(seen.attempt[v], v < 64 ? 2 : 1, "value %u: attempt %u", v, seen.attempt[v]);
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, TP_N, "pushed %llu", (unsigned long long)s.total.pushed);
+	cr_expect_eq(s.total.acked, TP_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.recovered, 64, "recovered %llu: two claims of 32",
+		     (unsigned long long)s.total.recovered);
+	cr_expect_eq(s.total.taken, TP_N + 64, "taken %llu", (unsigned long long)s.total.taken);
+	ln_expect_clean(q);
+}
+
+/* ====================================================== stopped producer */
+
+#define SP_N 10000u
+#define SP_A 50u /* the stopped producer's batch: values SP_N .. SP_N + SP_A - 1 */
+
+static int child_push_stop(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t[SP_A];
+	tq_queue *q = ln_child_open(c);
+	if (!q)
+		return 2;
+	memset(t, 0, sizeof t);
+	for (uint32_t i = 0; i < SP_A; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = LN_BASE + SP_N + i;
+	}
+	tq_fault_arm_signal("push.written", 1, SIGSTOP);
+	int k = tq_push(q, t, SP_A, 2000000000ull);
+	return ln_err(c, 4, "tq_push returned (the point was not reached)", k);
+}
+
+Test(lanes, stopped_producer_blocks_nobody, .timeout = 90, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("stoppedpush", 1024, 60ull * 1000000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_task t[100];
+	tq_stats s;
+	size_t size;
+
+	memset(&seen, 0, sizeof seen);
+	pid_t a = ln_spawn(child_push_stop, c);
+	ln_expect_stopped(c, a, "push.written");
+
+	/* A holds one lane, its batch written and not published. */
+	const uint8_t *seg = ln_map(&size);
+	int held = -1;
+	for (uint32_t l = 0; l < TQ_LANES; l++)
+		if (ln_lane_word(seg, l, offsetof(struct tq_lane, owner)) != 0) {
+			cr_assert_eq(held, -1, "lanes %d and %u both held", held, l);
+			held = (int)l;
+		}
+	cr_assert_neq(held, -1, "the stopped producer holds no lane");
+	uint64_t held_tail = ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail));
+
+	/* Everyone else goes on: every call succeeds within its timeout. */
+	for (uint32_t lo = 0; lo < SP_N; lo += 100) {
+		ln_push(q, lo, 100);
+		uint32_t got = 0;
+		while (got < 100) {
+			int n = tq_take(q, t, 100 - got, 2000000000ull);
+			cr_assert(n > 0, "tq_take with a producer stopped: %d (%s)", n, tq_strerror(n));
+			for (int i = 0; i < n; i++)
+				ln_note(&seen, &t[i], SP_N + SP_A);
+			int rc = tq_ack(q, t, (size_t)n);
+			cr_assert_eq(rc, 0, "tq_ack with a producer stopped: %d (%s)", rc, tq_strerror(rc));
+			for (int i = 0; i < n; i++)
+				seen.acked[ln_index(&t[i], SP_N + SP_A)]++;
+			got += (uint32_t)n;
+		}
+	}
+	cr_assert_eq(ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail)), held_tail,
+		     "the stopped producer's lane was published to");
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, SP_N, "pushed %llu with the batch unpublished",
+		     (unsigned long long)s.total.pushed);
+
+	/* A dies; recovery releases its lane, and the batch was never accepted. */
+	ln_kill(a);
+	int rc = tq_recover(q);
+	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	for (uint32_t l = 0; l < TQ_LANES; l++)
+		cr_expect_eq(ln_lane_word(seg, l, offsetof(struct tq_lane, owner)), 0,
+			     "lane %u still held after recovery", l);
+	ln_expect_clean(q);
+
+	/* The lane works again: a fresh handle starts at lane 0. */
+	cr_assert_eq(tq_open(ln_qname, &ln_q2), 0);
+	for (uint32_t i = 0; i < TQ_LANES; i++) {
+		uint64_t before = ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail));
+		tq_task one = {.kind = TQ_KIND_INT, .value = LN_BASE + SP_N + SP_A + i};
+		cr_assert_eq(tq_push(ln_q2, &one, 1, 0), 1);
+		if (ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail)) != before)
+			break;
+		/* another lane was preferred: try once per lane */
+		if (i == TQ_LANES - 1)
+			cr_expect_fail("no push went to the released lane %d", held);
+	}
+	ln_drain(q, &seen, SP_N + SP_A + TQ_LANES);
+	for (uint32_t v = 0; v < SP_N; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+		if (seen.delivered[v] != 1)
+			break;
+	}
+	for (uint32_t v = SP_N; v < SP_N + SP_A; v++)
+		cr_expect_eq(seen.delivered[v], 0, "value %u of the unpublished batch was delivered", v);
+	munmap((void *)seg, size);
+	ln_expect_clean(q);
+}
+
+/* ======================================================= stopped takers */
+
+#define ST_N 2000u
+#define ST_B 8 /* the stopped taker's claim: values 0..7 */
+
+static int child_take_stop(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t[ST_B];
+	tq_queue *q = ln_child_open(c);
+	if (!q)
+		return 2;
+	tq_fault_arm_signal("take.popped", 1, SIGSTOP);
+	int n = tq_take(q, t, ST_B, 2000000000ull);
+	c->taken = n;
+	return ln_err(c, 4, "tq_take returned (the point was not reached)", n);
+}
+
+/* Takes and acks (one at a time, so that each ack's result is known) until
+ * every value below nv is acked once, calling tq_recover whenever a take
+ * finds nothing; values *next .. upto - 1 are pushed on the way, 100 per
+ * round. Returns when done or at the deadline. */
+static void ln_take_all(tq_queue *q, struct ln_seen *seen, uint32_t nv, uint32_t *next, uint32_t upto,
+			uint64_t deadline_ms)
+{
+	tq_task t[64];
+	uint32_t done = 0;
+
+	for (uint32_t v = 0; v < nv; v++)
+		done += seen->acked[v] != 0;
+	while (done < nv && tqt_now_ms() < deadline_ms) {
+		if (*next < upto) {
+			uint32_t k = upto - *next < 100 ? upto - *next : 100;
+			ln_push(q, *next, k);
+			*next += k;
+		}
+		int n = tq_take(q, t, 64, 50000000ull);
+		if (n == TQ_ETIMEDOUT || n == TQ_EAGAIN) {
+			int rc = tq_recover(q);
+			cr_assert_geq(rc, 0, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+			continue;
+		}
+		cr_assert(n > 0, "tq_take with a taker stopped: %d (%s)", n, tq_strerror(n));
+		for (int i = 0; i < n; i++) {
+			uint32_t v = ln_index(&t[i], nv);
+			ln_note(seen, &t[i], nv);
+			int rc = tq_ack(q, &t[i], 1);
+			/* at least once: a lease of 50 ms may expire under us */
+			cr_assert(rc == 0 || rc == TQ_ELOST, "tq_ack with a taker stopped: %d (%s)", rc,
+				  tq_strerror(rc));
+			if (rc == 0 && seen->acked[v]++ == 0)
+				done++;
+		}
+	}
+}
+
+Test(lanes, stopped_taker_blocks_nobody, .timeout = 90, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("stoppedtake", 1024, 50ull * 1000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, 20);
+	pid_t b = ln_spawn(child_take_stop, c);
+	ln_expect_stopped(c, b, "take.popped");
+	cr_assert_eq(c->taken, 0);
+
+	/* The parent pushes more behind B's claim and takes everything; its
+	 * first take records B's claim on its way past, and B's tasks come
+	 * back when that lease expires. */
+	uint32_t next = 20;
+	ln_take_all(q, &seen, ST_N, &next, ST_N, tqt_now_ms() + 30000);
+	uint32_t missing = 0;
+	for (uint32_t v = 0; v < ST_N; v++)
+		missing += seen.acked[v] == 0;
+	cr_assert_eq(missing, 0, "%u values never acked while B is stopped (first: B's claim 0..%d acked %u)",
+		     missing, ST_B - 1, seen.acked[0]);
+	for (uint32_t v = 0; v < (uint32_t)ST_B; v++)
+		cr_expect_geq(seen.attempt[v], 2, "value %u, claimed by B: attempt %u", v, seen.attempt[v]);
+
+	ln_kill(b);
+	int rc = tq_recover(q);
+	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_drain(q, &seen, ST_N);
+	for (uint32_t v = 0; v < ST_N; v++) {
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+		cr_expect_geq(seen.delivered[v], 1, "value %u never delivered", v);
+		if (seen.acked[v] != 1)
+			break;
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, ST_N, "pushed %llu", (unsigned long long)s.total.pushed);
+	cr_expect_eq(s.total.acked, ST_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_geq(s.total.expired, (uint64_t)ST_B, "expired %llu", (unsigned long long)s.total.expired);
+	ln_expect_clean(q);
+}
+
+/* The same, when B's claim takes the last tasks of its lane: no later
+ * taker passes it, so nobody helps it to ACTIVE. Its lease must still end
+ * ("a stopped holder cannot delay an expiry"). */
+Test(lanes, stopped_taker_of_the_last_tasks, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("stoppedlast", 1024, 50ull * 1000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, ST_B);
+	pid_t b = ln_spawn(child_take_stop, c);
+	ln_expect_stopped(c, b, "take.popped");
+
+	/* 5 s: a hundred lease lengths. */
+	uint32_t next = ST_B;
+	ln_take_all(q, &seen, ST_B, &next, ST_B, tqt_now_ms() + 5000);
+	uint32_t back = 0;
+	for (uint32_t v = 0; v < (uint32_t)ST_B; v++)
+		back += seen.acked[v] != 0;
+	ln_stats(q, &s);
+	cr_expect_eq(back, (uint32_t)ST_B,
+		     "only %u of the %d tasks claimed by the stopped taker came back within 5 s "
+		     "(lease 50 ms; stats: ready %u leased %u, expired %llu)",
+		     back, ST_B, s.ready, s.leased, (unsigned long long)s.total.expired);
+
+	/* Whatever happened, B's death returns what it still holds. */
+	ln_kill(b);
+	int rc = tq_recover(q);
+	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_drain(q, &seen, ST_B);
+	for (uint32_t v = 0; v < (uint32_t)ST_B; v++)
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, (uint64_t)ST_B);
+	cr_expect_eq(s.total.acked, (uint64_t)ST_B, "acked %llu", (unsigned long long)s.total.acked);
+	ln_expect_clean(q);
+}
+
+/* ============================================ more claims than entries */
+
+#define MC2_N 200u
+
+Test(lanes, many_claims_one_handle, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("manyclaims", 256, 60ull * 1000000000ull);
+	static tq_task held[MC2_N];
+	static struct ln_seen seen;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, 100);
+	ln_push(q, 100, 100);
+	/* One claim per take: 63 in lease entries, the rest through the
+	 * spare entry into slots leased to this handle. */
+	for (uint32_t i = 0; i < MC2_N; i++) {
+		int n = tq_take(q, &held[i], 1, 0);
+		cr_assert_eq(n, 1, "take %u of %u (one at a time, none acked): %d (%s)", i + 1, MC2_N, n,
+			     tq_strerror(n));
+		uint32_t v = ln_index(&held[i], MC2_N);
+		ln_note(&seen, &held[i], MC2_N);
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered twice", v);
+		cr_expect_eq(held[i].attempt, 1, "take %u: attempt %u", i, held[i].attempt);
+	}
+	tq_task none;
+	cr_assert_eq(tq_take(q, &none, 1, 0), TQ_EAGAIN, "more than the %u pushed", MC2_N);
+	ln_stats(q, &s);
+	cr_expect_eq(s.leased, MC2_N, "leased %u while holding %u", s.leased, MC2_N);
+	cr_expect_eq(s.ready, 0, "ready %u", s.ready);
+	tq_proc_info pi[4];
+	int np = tq_procs(q, pi, 4);
+	cr_assert_eq(np, 1);
+	cr_expect_eq(pi[0].leased, MC2_N, "tq_procs: leased %u", pi[0].leased);
+	cr_expect_eq(tq_touch(q, held, MC2_N, 0), 0, "every lease still held");
+
+	/* Acked one at a time, from the last taken back (slots first). */
+	for (uint32_t i = MC2_N; i-- > 0;) {
+		int rc = tq_ack(q, &held[i], 1);
+		cr_expect_eq(rc, 0, "ack of take %u: %d (%s)", i, rc, tq_strerror(rc));
+		if (rc == 0)
+			seen.acked[ln_index(&held[i], MC2_N)]++;
+	}
+	for (uint32_t v = 0; v < MC2_N; v++)
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, MC2_N, "pushed %llu", (unsigned long long)s.total.pushed);
+	cr_expect_eq(s.total.taken, MC2_N, "taken %llu", (unsigned long long)s.total.taken);
+	cr_expect_eq(s.total.acked, MC2_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.lost, 0, "lost %llu", (unsigned long long)s.total.lost);
+	ln_expect_clean(q);
+
+	/* And again, acked in one call, in the order taken. */
+	ln_push(q, 0, 100);
+	ln_push(q, 100, 100);
+	memset(&seen, 0, sizeof seen);
+	for (uint32_t i = 0; i < MC2_N; i++) {
+		cr_assert_eq(tq_take(q, &held[i], 1, 0), 1, "second round, take %u", i);
+		ln_note(&seen, &held[i], MC2_N);
+	}
+	cr_expect_eq(tq_ack(q, held, MC2_N), 0, "one ack of all %u", MC2_N);
+	for (uint32_t v = 0; v < MC2_N; v++)
+		cr_expect_eq(seen.delivered[v], 1, "second round: value %u delivered %u times", v,
+			     seen.delivered[v]);
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, 2 * MC2_N, "acked %llu", (unsigned long long)s.total.acked);
+	ln_expect_clean(q);
+}
+
+/* ================================================ stale ack after reuse */
+
+#define SA_N 200u
+#define SA_ROUNDS 130u /* two turns of the 63 lease entries */
+
+Test(lanes, stale_ack_after_reuse, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *q = ln_create("staleack", 256, 60ull * 1000000000ull);
+	static struct ln_seen seen;
+	tq_task first, cur;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, 100);
+	ln_push(q, 100, 100);
+	cr_assert_eq(tq_take(q, &first, 1, 0), 1);
+	ln_note(&seen, &first, SA_N);
+	cr_assert_eq(tq_ack(q, &first, 1), 0);
+	seen.acked[ln_index(&first, SA_N)]++;
+
+	/* Every later take gets the next entry; after 63 the first entry
+	 * again, with the next generation. The first delivery's ack, touch
+	 * and fail must name none of them. */
+	for (uint32_t r = 0; r < SA_ROUNDS; r++) {
+		cr_assert_eq(tq_take(q, &cur, 1, 0), 1, "round %u", r);
+		ln_note(&seen, &cur, SA_N);
+		int rc = tq_ack(q, &first, 1);
+		cr_assert_eq(rc, TQ_ELOST, "round %u: the acked delivery acked again: %d (%s)", r, rc,
+			     tq_strerror(rc));
+		rc = tq_touch(q, &first, 1, 0);
+		cr_assert_eq(rc, TQ_ELOST, "round %u: touch of the acked delivery: %d (%s)", r, rc,
+			     tq_strerror(rc));
+		rc = tq_fail(q, &first, 1, 5, "stale");
+		cr_assert_eq(rc, TQ_ELOST, "round %u: fail of the acked delivery: %d (%s)", r, rc,
+			     tq_strerror(rc));
+		rc = tq_ack(q, &cur, 1);
+		cr_assert_eq(rc, 0, "round %u: the current delivery's ack after a stale one: %d (%s)", r, rc,
+			     tq_strerror(rc));
+		seen.acked[ln_index(&cur, SA_N)]++;
+		rc = tq_ack(q, &cur, 1);
+		cr_assert_eq(rc, TQ_ELOST, "round %u: acked twice: %d (%s)", r, rc, tq_strerror(rc));
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, 1 + SA_ROUNDS, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.failed, 0, "failed %llu: only stale fails", (unsigned long long)s.total.failed);
+	cr_expect_eq(s.total.lost, 4 * SA_ROUNDS, "lost %llu", (unsigned long long)s.total.lost);
+	cr_expect_eq(s.delayed, 0);
+
+	ln_drain(q, &seen, SA_N);
+	for (uint32_t v = 0; v < SA_N; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+		cr_expect_eq(seen.attempt[v], 1, "value %u: attempt %u", v, seen.attempt[v]);
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.pushed, SA_N);
+	cr_expect_eq(s.total.acked, SA_N, "acked %llu", (unsigned long long)s.total.acked);
+	ln_expect_clean(q);
+}
