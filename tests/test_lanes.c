@@ -407,7 +407,10 @@ Test(lanes, settle_mid, .timeout = 60, .fini = ln_fini)
 	bool in_ack[SM_N] = {false}, in_held[SM_N] = {false};
 	for (int i = 0; i < 42; i++) {
 		cr_assert(c->vals[i] >= LN_BASE && c->vals[i] < LN_BASE + SM_N);
-		(i < 32 ? in_ack : in_held)[c->vals[i] - LN_BASE] = true;
+		if (i < 32)
+			in_ack[c->vals[i] - LN_BASE] = true;
+		else
+			in_held[c->vals[i] - LN_BASE] = true;
 	}
 
 	int rc = tq_recover(q);
