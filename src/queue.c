@@ -475,6 +475,7 @@ static int register_self(tq_queue *q)
 				;
 			q->me = p;
 			q->rec = r;
+			store_rlx(&q->lane_pref, r % TQ_LANES); /* producers start on lanes of their own */
 			q->owner = r + 1;
 			q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
 			/* Before this handle takes any lock: a word naming this
