@@ -164,6 +164,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 	}
 	/* A whole slice with nothing: sleep longer next time (reset by work). */
 	if (slept && !ready(q)) {
+		store_rlx(&q->spin_ns, SPIN_MIN_NS); /* idle: wake-ups do not spin long */
 		uint64_t next = (idle ? idle : SLEEP_SLICE_NS) * 2;
 		store_rlx(&q->idle_slice_ns, next > IDLE_SLICE_NS ? IDLE_SLICE_NS : next);
 	} else if (idle) {
