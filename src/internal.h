@@ -134,8 +134,11 @@ uint64_t tq__lanes_used(tq_queue *q);
  * (`leased`: what lane claims hold now, tq__lane_leased_by summed):
  * from positions and move counts, exact after any crash once recovered. */
 void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased);
-/* Free places in the queue for new tasks (lanes and slots together). */
+/* Free places in the queue for new tasks (lanes and slots together); when
+ * there are none, first moves the lanes' reuse points over settled claims. */
 uint64_t tq__room(tq_queue *q);
+/* The same without moving anything (cheap: reads the lanes' positions). */
+uint64_t tq__room_now(tq_queue *q);
 /* The state of slot idx leased to this handle outside the ready ring: its
  * task id (unique) stands in for the ring position as lease generation. */
 static inline uint64_t tq__slot_lease(const tq_queue *q, uint32_t idx)
@@ -184,10 +187,11 @@ void tq__bell_ring(struct tq_bell *b);
 void tq__bell_ring_if_waiting(struct tq_bell *b);
 /* Sleeps until the bell rings, `until_ns` passes, or a bounded interval
  * ends; `ready` is rechecked after announcing the sleep. */
-void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), uint64_t until_ns);
-/* The two conditions waited for: a task to take; room to push. */
-bool tq__can_take(tq_queue *q);
-bool tq__can_push(tq_queue *q);
+void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, bool thorough), uint64_t until_ns);
+/* The two conditions waited for: a task to take; room to push (thorough:
+ * also count what was settled but not yet reusable; see tq__room). */
+bool tq__can_take(tq_queue *q, bool thorough);
+bool tq__can_push(tq_queue *q, bool thorough);
 
 /* recover.c */
 void tq__maybe_maintain(tq_queue *q, uint64_t now);

@@ -58,7 +58,7 @@ uint64_t tq__lanes_used(tq_queue *q)
 	return used;
 }
 
-static uint64_t room_now(tq_queue *q)
+uint64_t tq__room_now(tq_queue *q)
 {
 	uint64_t slots_used = q->cap - (uint64_t)tq__ring_count(&q->freer);
 	uint64_t used = tq__lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);
@@ -70,15 +70,15 @@ static void advance_reuse(tq_queue *q, uint32_t lane);
 
 uint64_t tq__room(tq_queue *q)
 {
-	uint64_t room = room_now(q);
+	uint64_t room = tq__room_now(q);
 
-	if (room >= TQ_CHUNK)
+	if (room > 0)
 		return room;
 	/* Short of room: claims settled since a lane's reuse point last
 	 * moved are room too (settle moves it once per 64 positions). */
 	for (uint32_t l = 0; l < TQ_LANES; l++)
 		advance_reuse(q, l);
-	return room_now(q);
+	return tq__room_now(q);
 }
 
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)

@@ -157,7 +157,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	if (firsts)
 		tq__hist_add(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
 	/* More left and someone asleep: pass the wake-up on. */
-	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q))
+	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	return got;
 }

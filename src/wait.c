@@ -94,7 +94,7 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
  * IDLE_SLICE_NS, so that an idle process wakes a few times a second (to
  * run maintenance, which recovers dead processes) and costs almost nothing.
  */
-void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), uint64_t until_ns)
+void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, bool), uint64_t until_ns)
 {
 	uint64_t now = 0, spin_end = 0, spin = load_rlx(&q->spin_ns);
 
@@ -104,7 +104,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 		/* Looked at every 4th turn: the check reads lines that the other
 		 * side writes, and a spinner that reads them at full speed slows
 		 * the very process it waits for. */
-		if ((i & 3) == 0 && ready(q)) {
+		if ((i & 15) == 0 && ready(q, false)) {
 			if (spin < SPIN_MAX_NS)
 				store_rlx(&q->spin_ns, spin * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : spin * 2);
 			if (load_rlx(&q->idle_slice_ns))
@@ -147,7 +147,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 #endif
 	uint32_t seq = atomic_load(&b->seq);
 	bool slept = false;
-	if (!ready(q)) {
+	if (!ready(q, true)) { /* the thorough check, once per sleep */
 		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),
 				      .tv_nsec = (long)(slice % 1000000000ull)};
 		slept = tq__futex(&b->seq, FUTEX_WAIT, seq, &ts) != 0 && errno == ETIMEDOUT;
@@ -157,13 +157,13 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 	/* Woken soon after the spin gave up: work arrives at about this
 	 * interval, so the next spin covers it (up to SPIN_MAX_NS) instead of
 	 * paying a sleep and a wake-up per task. */
-	if (!slept && ready(q)) {
+	if (!slept && ready(q, false)) {
 		uint64_t waited = tq_now_ns() - (spin_end - spin);
 		if (waited < SPIN_MAX_NS)
 			store_rlx(&q->spin_ns, waited * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : waited * 2);
 	}
 	/* A whole slice with nothing: sleep longer next time (reset by work). */
-	if (slept && !ready(q)) {
+	if (slept && !ready(q, true)) {
 		store_rlx(&q->spin_ns, SPIN_MIN_NS); /* idle: wake-ups do not spin long */
 		uint64_t next = (idle ? idle : SLEEP_SLICE_NS) * 2;
 		store_rlx(&q->idle_slice_ns, next > IDLE_SLICE_NS ? IDLE_SLICE_NS : next);
@@ -172,12 +172,16 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *), ui
 	}
 }
 
-bool tq__can_take(tq_queue *q)
+bool tq__can_take(tq_queue *q, bool thorough)
 {
+	(void)thorough;
 	return tq__ring_count(&q->readyr) || tq__lanes_ready(q, NULL, NULL);
 }
 
-bool tq__can_push(tq_queue *q)
+/* While spinning, the room as the lanes' reuse points say; before a
+ * sleep, after moving them over what was settled since (which reads the
+ * consumers' lines: not at every turn of a spin). */
+bool tq__can_push(tq_queue *q, bool thorough)
 {
-	return tq__room(q) > 0;
+	return (thorough ? tq__room(q) : tq__room_now(q)) > 0;
 }
