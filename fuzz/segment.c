@@ -6,7 +6,8 @@
  * dead), read byte for byte. Each input damages one image with patches
  * aimed at the regions that matter (header, locks, ring positions and
  * journals, process records, slot states, slots, failure texts, ring
- * cells, payloads), writes it as a segment, and drives every public call
+ * cells, payloads, and the lanes: claim words, lease entries, the move
+ * journal, lane cells and marks), writes it as a segment, and drives every public call
  * on it: open, stats, procs, events, histograms, dead-letter list / kick /
  * purge, push (now and delayed), take, ack, fail, touch, recover, run
  * state, close.
@@ -136,9 +137,9 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 		offsetof(struct tq_hdr, ready_ring.pop), offsetof(struct tq_hdr, ready_ring.push),
 	};
 
-	switch (r % 11) {
+	switch (r % 14) {
 	case 0: *base = 0; *len = sizeof(struct tq_hdr); break;
-	case 1: *base = locks[(r / 11) % 6]; *len = sizeof(struct tq_ring_side); break;
+	case 1: *base = locks[(r / 14) % 6]; *len = sizeof(struct tq_ring_side); break;
 	case 2: *base = offsetof(struct tq_hdr, run_state); *len = 64; break;
 	case 3: *base = h->off_procs; *len = 4 * sizeof(struct tq_proc); break;
 	case 4: *base = h->off_state; *len = (size_t)h->capacity * 8; break;
@@ -147,6 +148,16 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 	case 7: *base = h->off_free_cells; *len = (size_t)h->ring_size * 4; break;
 	case 8: *base = h->off_ready_cells; *len = (size_t)h->ring_size * 4; break;
 	case 9: *base = h->off_payload; *len = (size_t)h->capacity * h->payload_stride; break;
+	/* Lanes (design.md, 17): the id counter, record high mark, move
+	 * journal and lane lines; the lease entries of the first record; the
+	 * cells and the marks. */
+	case 10:
+		*base = offsetof(struct tq_hdr, next_id);
+		*len = offsetof(struct tq_hdr, free_ring) - *base;
+		break;
+	case 11: *base = h->off_procs + offsetof(struct tq_proc, lease_map); *len = 64 + sizeof(((struct tq_proc *)0)->leases); break;
+	case 12: *base = h->off_cells; *len = (size_t)h->nlanes * h->lane_size * sizeof(struct tq_cell); break;
+	case 13: *base = h->off_marks; *len = (size_t)h->nlanes * h->lane_size * 8; break;
 	default: *base = offsetof(struct tq_hdr, fold); *len = sizeof(struct tq_fold_journal); break;
 	}
 	if (*len == 0)
