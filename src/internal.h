@@ -116,6 +116,10 @@ static inline uint32_t tq__ring_count(const struct tq_ringd *rd)
 	return (uint32_t)(load_acq(&rd->r->push.pos) - load_acq(&rd->r->pop.pos));
 }
 
+/* push.c: waits for room in a full queue (the contract of tq_push's
+ * timeout): 0 after a wait, TQ_EAGAIN or TQ_ETIMEDOUT. */
+int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until);
+
 /* lane.c (docs/design.md, section 17) */
 bool tq__holder_gone(tq_queue *q, uint64_t w);
 /* Pushes integer tasks through a lane; the contract of tq_push. */

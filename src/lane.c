@@ -236,17 +236,8 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 			k = 0;
 		}
 		if (k == 0) {
-			if (timeout_ns == 0) {
-				rc = TQ_EAGAIN;
+			if ((rc = tq__push_wait(q, timeout_ns, until)))
 				break;
-			}
-			now = tq_now_ns();
-			if (now >= until) {
-				rc = TQ_ETIMEDOUT;
-				break;
-			}
-			tq__maybe_maintain(q, now);
-			tq__bell_wait(q, &q->h->free_ring.bell, tq__can_push, until);
 			waited = true;
 			continue;
 		}

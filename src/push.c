@@ -91,6 +91,20 @@ static int publish_delayed(tq_queue *q, const uint32_t *idx, uint32_t n, uint64_
 	return 0;
 }
 
+/* A full queue: TQ_EAGAIN (timeout 0) or TQ_ETIMEDOUT (until passed), or
+ * 0 after waiting for room (for a while: the caller looks again). */
+int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until)
+{
+	if (timeout_ns == 0)
+		return TQ_EAGAIN;
+	uint64_t now = tq_now_ns();
+	if (now >= until)
+		return TQ_ETIMEDOUT;
+	tq__maybe_maintain(q, now);
+	tq__bell_wait(q, &q->h->free_ring.bell, tq__can_push, until);
+	return 0;
+}
+
 static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns)
 
 {
@@ -131,17 +145,8 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			break;
 		}
 		if (got == 0) {
-			if (timeout_ns == 0) {
-				rc = TQ_EAGAIN;
+			if ((rc = tq__push_wait(q, timeout_ns, until)))
 				break;
-			}
-			now = tq_now_ns();
-			if (now >= until) {
-				rc = TQ_ETIMEDOUT;
-				break;
-			}
-			tq__maybe_maintain(q, now);
-			tq__bell_wait(q, &q->h->free_ring.bell, tq__can_push, until);
 			waited = true;
 			continue;
 		}
