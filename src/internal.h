@@ -147,7 +147,9 @@ uint64_t tq__room_now(tq_queue *q);
  * task id (unique) stands in for the ring position as lease generation. */
 static inline uint64_t tq__slot_lease(const tq_queue *q, uint32_t idx)
 {
-	return st_make(ST_LEASED, q->owner, 0) | ((q->slots[idx].id & 0xffffffffull) << 32);
+	/* Bit 24 tells these generations from ring positions, so that a stale
+	 * lease of one kind never matches the other. */
+	return st_make(ST_LEASED, q->owner, 0) | (1ull << 24) | ((q->slots[idx].id & 0xffffffffull) << 32);
 }
 /* Records to visit in a pass over the attached ones (see tq_hdr.procs_hi). */
 static inline uint32_t tq__procs_hi(const tq_queue *q)

@@ -154,15 +154,33 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first);
 
-	if (lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX)
-		store_rel(mark_at(q, lane, first), first + count);
+	/* The fields read are generation g's only if the entry is still
+	 * ACTIVE(g) after them (it never returns to g): a settler that comes
+	 * late (another one settled it, the entry was reused) stops here. */
+	atomic_thread_fence(memory_order_acquire);
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
+		return;
+	if (lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX) {
+		/* Raised only: a settler stopped past the check above must not
+		 * lower the mark of a later lap at the same cell. */
+		tq_a64 *mk = mark_at(q, lane, first);
+		uint64_t cur = load_acq(mk), want = first + count;
+		while (cur < want && !atomic_compare_exchange_weak(mk, &cur, want))
+			;
+	}
 	TQ_FAULT("lane.settle.mid");
 	if (cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE)))
 		entry_freed(q, rec, e);
-	/* Reuse moves once per 64 positions settled (or for a producer
-	 * waiting for room): one write of that line per 64 tasks, not per
-	 * claim. A producer short of room advances it itself (tq__room). */
-	if (lane < TQ_LANES && (((first & 63) + count >= 64) || load_rlx(&q->h->free_ring.bell.waiters)))
+	/* Reuse moves once per 64 positions settled (or for a producer asleep
+	 * waiting for room: the fence pairs with its announcement, wait.c):
+	 * one write of that line per 64 tasks, not per claim. A producer short
+	 * of room advances it itself (tq__room). */
+	if (lane >= TQ_LANES)
+		return;
+	bool boundary = (first & 63) + count >= 64;
+	if (!boundary)
+		atomic_thread_fence(memory_order_seq_cst);
+	if (boundary || load_rlx(&q->h->free_ring.bell.waiters))
 		advance_reuse(q, lane);
 }
 
@@ -204,7 +222,9 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want)
 	uint64_t room = tq__room(q);
 	uint64_t margin = 2ull * TQ_LANES * TQ_CHUNK;
 	uint64_t k = room < want ? room : want;
-	store_rlx(&q->credit, room > margin + k ? (room - margin - k) / TQ_LANES : 0);
+	/* Shared out among every record that may push: all credits together
+	 * stay within the room. */
+	store_rlx(&q->credit, room > margin + k ? (room - margin - k) / (tq__procs_hi(q) + 1) : 0);
 	return k;
 }
 
@@ -309,6 +329,10 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
 		if (!(load_rlx(&q->me->lease_map) & (1ull << e)))
 			atomic_fetch_or(&q->me->lease_map, 1ull << e);
 		if (cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_RESERVED))) {
+			/* Again after: a freer of the previous claim may have
+			 * cleared it between the check above and the CAS. */
+			if (!(load_acq(&q->me->lease_map) & (1ull << e)))
+				atomic_fetch_or(&q->me->lease_map, 1ull << e);
 			store_rlx(&q->lease_next, e + 1);
 			*out_e = e;
 			*out_g = LS_GEN(s);
@@ -325,7 +349,7 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
  * FREE again if the lane is empty.
  */
 static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, uint32_t e, uint64_t *g,
-		      uint64_t *first)
+		      uint64_t *first, tq_task *out)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
 	struct tq_lease *L = &q->me->leases[e];
@@ -343,6 +367,17 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 		uint32_t k = want < TQ_CLAIM_MAX ? want : TQ_CLAIM_MAX;
 		if (k > t - h)
 			k = (uint32_t)(t - h);
+		/* The tasks are read before the claim: cells between head and
+		 * tail stay as published until claimed and settled, whereas
+		 * after the claim a taker stopped here could find them moved out
+		 * by an expiry and rewritten by a producer. */
+		for (uint32_t i = 0; out && i < k; i++) {
+			const struct tq_cell *c = cell_at(q, lane, h + i);
+			tq_task *o = &out[i];
+			o->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
+			o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+			o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
+		}
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
 		store_rlx(&L->count, k);
@@ -376,18 +411,15 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
-	int k = claim_into(q, lane, want, now, e, &g, &h);
+	int k = claim_into(q, lane, want, now, e, &g, &h, out);
 	for (int i = 0; i < k; i++) {
-		const struct tq_cell *c = cell_at(q, lane, h + (uint64_t)i);
 		tq_task *o = &out[i];
-		o->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
-		o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 		o->kind = TQ_KIND_INT;
 		o->data = NULL;
 		o->len = 0;
 		o->attempt = 1;
-		o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
-		o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)e << 8) | (uint64_t)i;
+		o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)q->owner << 14) | ((uint64_t)e << 8) |
+			     (uint64_t)i;
 		o->priv[1] = g;
 	}
 	return k;
@@ -417,7 +449,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
 		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
-		int k = claim_into(q, l, want, now, SPARE_ENTRY, &g, &h);
+		int k = claim_into(q, l, want, now, SPARE_ENTRY, &g, &h, NULL);
 		if (k <= 0) {
 			if (k < 0)
 				got = k;
@@ -461,13 +493,14 @@ int tq__lane_check(const tq_queue *q, const tq_task *t)
 {
 	uint64_t p = t->priv[0];
 
-	if ((p >> 32) != q->tag || !(p & LANE_TASK) || ((p >> 8) & 0x7fffffu) >= TQ_LEASES ||
+	/* tag | LANE_TASK | owner (bits 14..24) | entry (8..13) | task bit */
+	if ((p >> 32) != q->tag || !(p & LANE_TASK) || ((p >> 14) & 0x7ffu) != q->owner || (p & 0x7e000000u) ||
 	    (p & 0xffu) >= TQ_CLAIM_MAX || t->priv[1] >= (1ull << 56))
 		return TQ_EINVAL;
 	return 0;
 }
 
-static inline uint32_t task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x7fffffu); }
+static inline uint32_t task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x3fu); }
 static inline uint32_t task_bit(const tq_task *t) { return (uint32_t)(t->priv[0] & 0xffu); }
 
 bool tq__lane_held(tq_queue *q, const tq_task *t)
@@ -543,12 +576,14 @@ uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
 	struct tq_lease *L = &q->me->leases[task_entry(t)];
 	uint64_t g = t->priv[1];
 
-	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
+	/* The deadline read before the lease is checked, and moved only if
+	 * unchanged: an entry settled and reused in between has another
+	 * deadline, which this never overwrites. Checked again after: an
+	 * expiry that took the task meanwhile set its bit. */
+	uint64_t d = load_acq(&L->deadline);
+	if (!tq__lane_held(q, t) || !cas64(&L->deadline, d, end))
 		return 1;
-	/* Checked again after: an expiry that took the task meanwhile set its
-	 * bit, which is then reported. */
-	store_rel(&L->deadline, end);
-	return tq__lane_held(q, t) ? 0 : 1;
+	return tq__lane_held(q, t) && load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) ? 0 : 1;
 }
 
 /* -------------------------------------------------------- moving out */
@@ -669,6 +704,10 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				tq__make_dead(q, s, TQ_ELOST, why_text(why), now);
 				*need_drop = true;
 			} else {
+				/* Its copy is whole: REQUEUE(me), which the recovery
+				 * of this record requeues if the ring push below does
+				 * not happen (WRITING would be freed as unaccepted). */
+				store_rel(&q->st[s], st_make(ST_REQUEUE, q->owner, 0));
 				ready[nready++] = s;
 			}
 		}
@@ -707,12 +746,16 @@ void tq__lanes_repair_move(tq_queue *q)
 		if (!(m & (1ull << b)))
 			continue;
 		uint32_t s = j->slot[b];
-		if (s >= q->cap || !cas64(&q->st[s], writing, mine))
+		if (s >= q->cap || load_acq(&q->st[s]) != writing)
 			continue; /* finished by the dead holder, or never taken */
 		if (claimed && b < count) {
+			/* Written while still WRITING(mover), then REQUEUE(me) in
+			 * one step: a repairer that dies before it leaves the
+			 * journal to the next; after it, its own recovery requeues. */
 			fill_slot(q, s, lane, first + b, 1);
-			ready[nready++] = s;
-		} else {
+			if (cas64(&q->st[s], writing, st_make(ST_REQUEUE, q->owner, 0)))
+				ready[nready++] = s;
+		} else if (cas64(&q->st[s], writing, mine)) {
 			rel[nrel++] = s;
 		}
 	}
@@ -885,9 +928,10 @@ void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased)
 
 	for (uint32_t l = 0; l < TQ_LANES; l++) {
 		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t hw = load_acq(&ln->head); /* before the tail: never ahead of it */
 		uint64_t tail = load_acq(&ln->tail);
 		pushed += tail;
-		taken += head_pos(load_acq(&ln->head), tail);
+		taken += head_pos(hw, tail);
 	}
 	for (unsigned w = 0; w < 8; w++)
 		moved += load_rlx(&q->h->lane_moved[w]);
