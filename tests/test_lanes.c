@@ -908,3 +908,33 @@ Test(lanes, stale_ack_after_reuse, .timeout = 60, .fini = ln_fini)
 	cr_expect_eq(s.total.acked, SA_N, "acked %llu", (unsigned long long)s.total.acked);
 	ln_expect_clean(q);
 }
+
+/* A lane task names the handle that took it: handed to another handle's
+ * ack, fail or touch, it is refused (TQ_EINVAL) and does not act on that
+ * handle's lease entry of the same index and generation. */
+Test(lanes, task_of_another_handle_is_refused, .timeout = 60, .fini = ln_fini)
+{
+	tq_queue *a = ln_create("otherhandle", 64, 60ull * 1000000000ull);
+	tq_queue *b = NULL;
+	tq_task ta, tb;
+	tq_stats s;
+
+	cr_assert_eq(tq_open(ln_qname, &b), 0);
+	ln_q2 = b;
+	ln_push(a, 0, 2);
+	/* Each handle's first claim: entry 0, generation 0, in both records. */
+	cr_assert_eq(tq_take(a, &ta, 1, 0), 1);
+	cr_assert_eq(tq_take(b, &tb, 1, 0), 1);
+	cr_assert_eq(tq_ack(b, &ta, 1), TQ_EINVAL, "b acked a's task");
+	cr_assert_eq(tq_fail(b, &ta, 1, 1, "not mine"), TQ_EINVAL, "b failed a's task");
+	cr_assert_eq(tq_touch(b, &ta, 1, 0), TQ_EINVAL, "b touched a's task");
+	ln_stats(b, &s);
+	cr_assert_eq(s.leased, 2, "leased %u after the refused calls", s.leased);
+	cr_assert_eq(s.total.acked, 0);
+	cr_assert_eq(tq_ack(b, &tb, 1), 0);
+	cr_assert_eq(tq_ack(a, &ta, 1), 0);
+	ln_stats(a, &s);
+	cr_assert_eq(s.total.acked, 2);
+	cr_assert_eq(s.leased, 0);
+	cr_assert_eq(s.free_slots, s.capacity);
+}
