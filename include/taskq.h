@@ -274,9 +274,11 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
  * Returns 0, or TQ_ELOST as tq_ack (the failures of the leases still held
  * are recorded all the same). Errors (nothing failed): TQ_EINVAL (NULL q or
  * tasks, n == 0, a task not from tq_take on this queue). Failing takes the
- * recovery lock; if a live process holds it for 10 s, integer tasks from
- * the lanes are not failed and the call returns TQ_EBUSY (their leases
- * stay, and expire as usual); the others are failed all the same.
+ * recovery lock (waiting up to 10 s for a live holder). An integer task
+ * that cannot be moved out of its lane at once (the lock stayed busy, or
+ * no slot is free for its retry) has its failure recorded in its lease
+ * and carried out by the next maintenance pass (within about 100 ms, or
+ * as soon as room allows), with its error code but not its message.
  */
 int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg);
 

@@ -50,7 +50,7 @@ struct tq_queue {
 	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
 	tq_a64 *marks;
 	uint32_t lane_mask;
-	tq_a32 lane_pref;  /* the lane this handle pushed to last (a hint) */
+	tq_a32 lane_pref;  /* the lane this handle tries first: record % TQ_LANES */
 	tq_a32 take_lane;  /* the lane it took from last (a hint) */
 	tq_a32 lease_next; /* where its next lease-entry search starts (a hint) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */

@@ -202,8 +202,7 @@ static int acquire_lane(tq_queue *q, uint32_t *out)
 			store_rel(&ln->owner, 0); /* full: held back by a slow claim */
 			continue;
 		}
-		store_rlx(&q->lane_pref, l);
-		*out = l;
+		*out = l; /* the next push starts from the home lane again */
 		return 0;
 	}
 	return TQ_EAGAIN;
@@ -311,6 +310,7 @@ static void help(tq_queue *q, uint32_t lane, uint64_t hw, uint64_t h)
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
 		    int err, const char *msg, uint64_t now, bool *need_drop, uint32_t *taken);
 static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lease *L);
+static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t now, bool *need_drop);
 
 /* The last entry is kept for claims moved straight into slots when the
  * others are all in use (tq__lane_take_to_slots). */
@@ -381,6 +381,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
 		store_rlx(&L->count, k);
+		store_rlx(&L->fail_mask, 0);
 		store_rlx(&L->deadline, tq__deadline_after(now, q->lease_ns));
 		store_rlx(&L->taken_ns, now);
 		store_rlx(&L->fate, FATE_GEN(*g));
@@ -816,6 +817,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 				entry_freed(q, rec, e);
 			continue;
 		}
+		move_failures(q, rec, e, LS_GEN(s), now, need_drop);
 		int k = move_out(q, rec, e, LS_GEN(s), claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
 				 NULL, now, need_drop, NULL);
 		if (k < 0) {
@@ -845,7 +847,10 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 			if (LS_STATE(s) == LS_PENDING && load_acq(&L->deadline) <= now &&
 			    pending_claimed(q, r, e, L) && cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_ACTIVE)))
 				s = LS_MAKE(LS_GEN(s), LS_ACTIVE); /* its taker stopped before recording it: help */
-			if (LS_STATE(s) != LS_ACTIVE || load_acq(&L->deadline) > now)
+			if (LS_STATE(s) != LS_ACTIVE)
+				continue;
+			move_failures(q, r, e, LS_GEN(s), now, need_drop);
+			if (load_acq(&L->deadline) > now)
 				continue;
 			uint32_t count = load_rlx(&L->count);
 			if (count < 1 || count > TQ_CLAIM_MAX)
@@ -879,13 +884,43 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost,
 		  bool *need_drop)
 {
-	if (!locked)
-		return TQ_EBUSY;
-	int k = move_out(q, q->rec, task_entry(t), t->priv[1], 1ull << task_bit(t), MV_FAILED, err, msg,
-			 tq_now_ns(), need_drop, NULL);
-	if (k == 0)
+	uint64_t now = tq_now_ns();
+
+	if (locked) {
+		int k = move_out(q, q->rec, task_entry(t), t->priv[1], 1ull << task_bit(t), MV_FAILED, err, msg, now,
+				 need_drop, NULL);
+		if (k == 0)
+			(*lost)++;
+		if (k >= 0)
+			return 0;
+		if (k != TQ_EAGAIN)
+			return k;
+	}
+	/* No free slot for it now (or no lock): the failure is recorded in
+	 * the lease, and the next sweep moves the task out as a failure (with
+	 * its error code; the message is not kept). */
+	if (!tq__lane_held(q, t)) {
 		(*lost)++;
-	return k < 0 ? k : 0;
+		return 0;
+	}
+	struct tq_lease *L = &q->me->leases[task_entry(t)];
+	store_rlx(&L->fail_err, (uint64_t)(uint32_t)err);
+	atomic_fetch_or(&L->fail_mask, 1ull << task_bit(t));
+	if (tq__due_hint(q, now))
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+	return 0;
+}
+
+/* Moves out the failures recorded in entry e of record rec (generation
+ * g) that could not be moved out when asked. Under the recovery lock. */
+static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t now, bool *need_drop)
+{
+	struct tq_lease *L = &q->procs[rec].leases[e];
+	uint64_t fm = load_acq(&L->fail_mask);
+
+	if (fm)
+		(void)move_out(q, rec, e, g, fm, MV_FAILED, (int)(uint32_t)load_rlx(&L->fail_err), NULL, now,
+			       need_drop, NULL);
 }
 
 /* Is entry e of record rec, found PENDING, a claim that happened (the

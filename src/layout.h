@@ -218,7 +218,11 @@ struct tq_lease {
 	tq_a32 lane;
 	tq_a32 count;    /* 1..TQ_CLAIM_MAX */
 	tq_a64 taken_ns;
-	uint64_t pad[2];
+	/* Failures the holder asked for that could not be moved out at once
+	 * (no free slot, or the recovery lock busy): the tasks' bits, and the
+	 * error code; the sweep moves them out as failures (lane.c). */
+	tq_a64 fail_mask;
+	tq_a64 fail_err;
 };
 _Static_assert(sizeof(struct tq_lease) == 64, "a lease entry is one line");
 _Static_assert(TQ_MAX_PROCS < 0x7ff, "claim words hold record + 1 in 11 bits");
