@@ -249,7 +249,8 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * Integer tasks are taken in batches of up to 32 from one lane, one lease
  * record per batch; a handle keeps up to 63 such batches unacked, and takes
  * beyond that move their batch into slots under the recovery lock (so
- * they may wait up to 10 s for it, then TQ_EBUSY). Oldest first means: of
+ * they may wait up to 10 s for it, then TQ_EBUSY; TQ_EBUSY at once when no
+ * slot is free for them: ack what the handle holds). Oldest first means: of
  * the tasks in the lanes and the slot ring, the smallest id first; tasks of
  * different producers pushing at once may interleave.
  */

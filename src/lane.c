@@ -445,8 +445,13 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		return TQ_EBUSY;
 	for (uint32_t l = 0; l < TQ_LANES && got == 0; l++) {
 		uint64_t s = load_acq(&L->state), g = LS_GEN(s), h;
-		if (LS_STATE(s) != LS_FREE)
+		if (LS_STATE(s) != LS_FREE) {
+			/* Its last claim is still waiting for a free slot: this
+			 * handle holds all it can until it acks (or that lease
+			 * expires). An error, not a busy loop. */
+			got = TQ_EBUSY;
 			break;
+		}
 		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
 		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
