@@ -122,8 +122,9 @@ int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until);
 
 /* lane.c (docs/design.md, section 17) */
 bool tq__holder_gone(tq_queue *q, uint64_t w);
-/* Pushes integer tasks through a lane; the contract of tq_push. */
-int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
+/* Pushes integer tasks through lanes; the contract of tq_push, whose
+ * clock read (now) and deadline (until) it continues. */
+int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until);
 /* Claims up to want ready lane tasks into out; 0 if none. */
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now);
 /* Claims moved straight into slots WRITING by this handle, for a handle
@@ -132,8 +133,6 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 /* Ready tasks in every lane; the id and push time of the one pushed first
  * (0 if none; either pointer may be NULL). */
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns);
-/* Tasks in lanes, ready or claimed and not yet reusable. */
-uint64_t tq__lanes_used(tq_queue *q);
 /* Adds the lane tasks' share to queue totals whose slot share *t holds
  * (`leased`: what lane claims hold now, tq__lane_leased_by summed):
  * from positions and move counts, exact after any crash once recovered. */

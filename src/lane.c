@@ -45,7 +45,8 @@ static inline uint64_t head_pos(uint64_t hw, uint64_t tail)
 
 /* ------------------------------------------------------------------ room */
 
-uint64_t tq__lanes_used(tq_queue *q)
+/* Tasks in lanes, ready or claimed and not yet reusable. */
+static uint64_t lanes_used(tq_queue *q)
 {
 	uint64_t used = 0, size = lane_size(q);
 
@@ -61,7 +62,7 @@ uint64_t tq__lanes_used(tq_queue *q)
 uint64_t tq__room_now(tq_queue *q)
 {
 	uint64_t slots_used = q->cap - (uint64_t)tq__ring_count(&q->freer);
-	uint64_t used = tq__lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);
+	uint64_t used = lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);
 
 	return used >= q->cap ? 0 : q->cap - used;
 }
@@ -227,15 +228,12 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want)
 	return k;
 }
 
-int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
+int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until)
 {
 	size_t done = 0;
 	int rc = 0;
-	uint64_t now = tq_now_ns();
-	uint64_t until = tq__deadline_after(now, timeout_ns);
 	bool waited = false;
 
-	tq__maybe_maintain(q, now);
 	while (done < n) {
 		if (tq__stopping(q)) {
 			rc = TQ_ESTOPPED;
@@ -407,7 +405,8 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	uint32_t e;
 	uint64_t g, h;
 
-	if (load_acq(&ln->tail) == head_pos(load_acq(&ln->head), load_acq(&ln->tail)))
+	uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail); /* head first: never ahead */
+	if (head_pos(hw, t) == t)
 		return 0; /* empty: no entry needed */
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
@@ -580,8 +579,6 @@ void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
 {
 	struct tq_lease *L = &q->me->leases[task_entry(t)];
-	uint64_t g = t->priv[1];
-
 	/* The deadline read before the lease is checked, and moved only if
 	 * unchanged: an entry settled and reused in between has another
 	 * deadline, which this never overwrites. Checked again after: an
@@ -589,7 +586,7 @@ uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
 	uint64_t d = load_acq(&L->deadline);
 	if (!tq__lane_held(q, t) || !cas64(&L->deadline, d, end))
 		return 1;
-	return tq__lane_held(q, t) && load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) ? 0 : 1;
+	return tq__lane_held(q, t) ? 0 : 1;
 }
 
 /* -------------------------------------------------------- moving out */

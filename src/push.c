@@ -122,12 +122,12 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			return rc;
 		ints = ints && tasks[i].kind == TQ_KIND_INT;
 	}
-	if (ints) /* fresh integers go through the lanes (design.md, 17) */
-		return tq__lane_push(q, tasks, n, timeout_ns);
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	bool waited = false;
 	tq__maybe_maintain(q, now);
+	if (ints) /* fresh integers go through the lanes (design.md, 17) */
+		return tq__lane_push(q, tasks, n, timeout_ns, now, until);
 
 	while (done < n) {
 		if (tq__stopping(q)) {
