@@ -52,7 +52,11 @@ struct tq_queue {
 	uint32_t lane_mask;
 	tq_a32 lane_pref;  /* the lane this handle tries first: record % TQ_LANES */
 	tq_a32 take_lane;  /* the lane it took from last (a hint) */
-	tq_a32 lease_next; /* where its next lease-entry search starts (a hint) */
+	/* Settlers move a lane's reuse point once per this many positions (a
+	 * power of two: 256, or a quarter of the capacity if smaller), so the
+	 * line producers watch for room is written that rarely (lane.c). */
+	uint32_t reuse_every;
+	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* validated at open; never re-read from the segment */
 	uint32_t stride;

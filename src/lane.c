@@ -121,8 +121,17 @@ static void advance_reuse(tq_queue *q, uint32_t lane)
 	bool moved = false;
 
 	while (r < h && h - r <= lane_size(q)) {
-		uint64_t e = load_acq(mark_at(q, lane, r));
-		if (e <= r || e - r > TQ_CLAIM_MAX || e > h)
+		/* Follows the marks as far as they go, then moves reuse there
+		 * with one CAS. Marks hold absolute positions: a mark of an
+		 * earlier lap is at or below its own position and stops the walk. */
+		uint64_t e = r;
+		for (;;) {
+			uint64_t m = load_acq(mark_at(q, lane, e));
+			if (m <= e || m - e > TQ_CLAIM_MAX || m > h)
+				break;
+			e = m;
+		}
+		if (e == r)
 			break;
 		if (cas64(&ln->reuse, r, e)) {
 			r = e;
@@ -138,15 +147,16 @@ static void advance_reuse(tq_queue *q, uint32_t lane)
 /* Settles a claim whose every task is done or moved out (L5): the mark,
  * the entry freed with its next generation, the lane's reuse point. Safe to
  * repeat. */
-/* Entry e of record rec has become FREE: its bit in the map goes, unless
- * its owner took it again meanwhile (it sets the bit before taking it). */
-static void entry_freed(tq_queue *q, uint32_t rec, uint32_t e)
+/* Entry e of record rec has become FREE. Its bit in the record's lease map
+ * stays: the map names every entry used since the record was attached (a
+ * superset of those not FREE), and entries are taken lowest first, so it
+ * stays as small as the most claims the handle held at once. Readers of
+ * the lease tables check each named entry's state. */
+static inline void entry_freed(tq_queue *q, uint32_t rec, uint32_t e)
 {
-	struct tq_proc *p = &q->procs[rec];
-
-	atomic_fetch_and(&p->lease_map, ~(1ull << e));
-	if (LS_STATE(load_acq(&p->leases[e].state)) != LS_FREE)
-		atomic_fetch_or(&p->lease_map, 1ull << e);
+	(void)q;
+	(void)rec;
+	(void)e;
 }
 
 static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
@@ -178,7 +188,8 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	 * of room advances it itself (tq__room). */
 	if (lane >= TQ_LANES)
 		return;
-	bool boundary = (first & 63) + count >= 64;
+	uint64_t every = q->reuse_every;
+	bool boundary = (first & (every - 1)) + count >= every;
 	if (!boundary)
 		atomic_thread_fence(memory_order_seq_cst);
 	if (boundary || load_rlx(&q->h->free_ring.bell.waiters))
@@ -211,7 +222,7 @@ static int acquire_lane(tq_queue *q, uint32_t *out)
 
 /* How many of `want` tasks may go in now: counted afresh near the
  * capacity, otherwise from this handle's credit (design.md, section 17). */
-static uint64_t push_allowance(tq_queue *q, uint64_t want)
+static uint64_t push_allowance(tq_queue *q, uint64_t want, bool no_wait)
 {
 	uint64_t c = load_rlx(&q->credit);
 
@@ -219,7 +230,10 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want)
 		store_rlx(&q->credit, c - want);
 		return want;
 	}
-	uint64_t room = tq__room(q);
+	/* The reuse points as they are (the consumers' lines untouched); a
+	 * caller that will not wait also counts what was settled since they
+	 * last moved. A waiting caller does that in its wait (tq__can_push). */
+	uint64_t room = no_wait ? tq__room(q) : tq__room_now(q);
 	uint64_t margin = 2ull * TQ_LANES * TQ_CHUNK;
 	uint64_t k = room < want ? room : want;
 	/* Shared out among every record that may push: all credits together
@@ -240,7 +254,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 			break;
 		}
 		uint64_t want = n - done < TQ_CHUNK ? n - done : TQ_CHUNK;
-		uint64_t k = push_allowance(q, want);
+		uint64_t k = push_allowance(q, want, timeout_ns == 0);
 		uint32_t l = 0;
 		if (k && acquire_lane(q, &l) != 0) {
 			/* Every lane held by another pusher right now (or full):
@@ -316,22 +330,15 @@ static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uin
 
 static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
 {
-	uint32_t start = load_rlx(&q->lease_next);
-
-	for (uint32_t i = 0; i < SPARE_ENTRY; i++) {
-		uint32_t e = (start + i) % SPARE_ENTRY;
+	for (uint32_t e = 0; e < SPARE_ENTRY; e++) {
 		struct tq_lease *L = &q->me->leases[e];
 		uint64_t s = load_acq(&L->state);
 		if (LS_STATE(s) != LS_FREE)
 			continue;
+		/* In the map before it is taken; it stays there. */
 		if (!(load_rlx(&q->me->lease_map) & (1ull << e)))
 			atomic_fetch_or(&q->me->lease_map, 1ull << e);
 		if (cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_RESERVED))) {
-			/* Again after: a freer of the previous claim may have
-			 * cleared it between the check above and the CAS. */
-			if (!(load_acq(&q->me->lease_map) & (1ull << e)))
-				atomic_fetch_or(&q->me->lease_map, 1ull << e);
-			store_rlx(&q->lease_next, e + 1);
 			*out_e = e;
 			*out_g = LS_GEN(s);
 			return 0;
@@ -497,10 +504,13 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 int tq__lane_check(const tq_queue *q, const tq_task *t)
 {
 	uint64_t p = t->priv[0];
+	/* tag | LANE_TASK | owner (bits 14..24) | zero (25..30) | entry (8..13)
+	 * | task bit (0..7, below TQ_CLAIM_MAX) */
+	const uint64_t fixed = 0xffffffff00000000ull | LANE_TASK | 0x7e000000ull | (0x7ffull << 14) | 0xe0u;
+	uint64_t want = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)q->owner << 14);
 
-	/* tag | LANE_TASK | owner (bits 14..24) | entry (8..13) | task bit */
-	if ((p >> 32) != q->tag || !(p & LANE_TASK) || ((p >> 14) & 0x7ffu) != q->owner || (p & 0x7e000000u) ||
-	    (p & 0xffu) >= TQ_CLAIM_MAX || t->priv[1] >= (1ull << 56))
+	_Static_assert(TQ_CLAIM_MAX == 32, "the task bit's check assumes 32 tasks a claim");
+	if ((p & fixed) != want || t->priv[1] >= (1ull << 56))
 		return TQ_EINVAL;
 	return 0;
 }

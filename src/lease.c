@@ -26,7 +26,11 @@ bool tq__lease_held(tq_queue *q, const tq_task *t)
 	return check_lease(q, t) == 0 && load_acq(&q->st[(uint32_t)t->priv[0]]) == t->priv[1];
 }
 
-static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
+/* Every task names a lease of this handle; *kinds gets KIND_LANE and/or
+ * KIND_SLOT for what the batch holds. One pass. */
+enum { KIND_LANE = 1, KIND_SLOT = 2 };
+
+static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n, unsigned *kinds)
 {
 	int rc = tq__usable(q);
 
@@ -34,9 +38,20 @@ static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n)
 		return rc;
 	if (!tasks || n == 0)
 		return TQ_EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (tq__is_lane_task(&tasks[i]) ? tq__lane_check(q, &tasks[i]) : check_lease(q, &tasks[i]))
-			return TQ_EINVAL;
+	unsigned k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (tq__is_lane_task(&tasks[i])) {
+			if (tq__lane_check(q, &tasks[i]))
+				return TQ_EINVAL;
+			k |= KIND_LANE;
+		} else {
+			if (check_lease(q, &tasks[i]))
+				return TQ_EINVAL;
+			k |= KIND_SLOT;
+		}
+	}
+	if (kinds)
+		*kinds = k;
 	return 0;
 }
 
@@ -100,18 +115,13 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 {
 	uint32_t idx[TQ_CHUNK];
 	uint64_t lost = 0;
-	int rc = check_leases(q, tasks, n);
+	unsigned kinds = 0;
+	int rc = check_leases(q, tasks, n, &kinds);
 
 	if (rc)
 		return rc;
-	bool slots = false, lanes = false;
+	bool slots = kinds & KIND_SLOT, lanes = kinds & KIND_LANE;
 	uint64_t lane_acked = 0, taken_ns = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (tq__is_lane_task(&tasks[i]))
-			lanes = true;
-		else
-			slots = true;
-	}
 	if (lanes) {
 		tq__lane_ack(q, tasks, n, &lane_acked, &lost, &taken_ns);
 		if (lane_acked) {
@@ -167,7 +177,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 {
 	uint64_t lost = 0;
 	bool need_drop = false;
-	int rc = check_leases(q, tasks, n);
+	int rc = check_leases(q, tasks, n, NULL);
 
 	if (rc)
 		return rc;
@@ -238,7 +248,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns)
 {
 	uint64_t lost = 0;
-	int rc = check_leases(q, tasks, n);
+	int rc = check_leases(q, tasks, n, NULL);
 
 	if (rc)
 		return rc;

@@ -432,6 +432,9 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);
 	q->marks = (tq_a64 *)(q->base + g.off_marks);
 	q->lane_mask = g.lane_size - 1;
+	q->reuse_every = 256;
+	while (q->reuse_every > 1 && (uint64_t)q->reuse_every * 4 > capacity)
+		q->reuse_every /= 2;
 	q->cap = capacity;
 	q->stride = g.payload_stride;
 	q->max_payload = max_payload;
@@ -503,6 +506,13 @@ static int register_self(tq_queue *q)
 			store_rlx(&p->rate_milli, 0);
 			for (int c = 0; c < TQ_METRICS; c++)
 				store_rlx(&p->c[c], 0);
+			/* The lease map starts as the entries still not FREE (none,
+			 * unless a recovery above could not free one). */
+			uint64_t map = 0;
+			for (uint32_t e = 0; e < TQ_LEASES; e++)
+				if (LS_STATE(load_acq(&p->leases[e].state)) != LS_FREE)
+					map |= 1ull << e;
+			store_rlx(&p->lease_map, map);
 			store_rel(&p->state, PROC_ACTIVE);
 			return 0;
 		}

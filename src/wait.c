@@ -178,10 +178,17 @@ bool tq__can_take(tq_queue *q, bool thorough)
 	return tq__ring_count(&q->readyr) || tq__lanes_ready(q, NULL, NULL);
 }
 
-/* While spinning, the room as the lanes' reuse points say; before a
- * sleep, after moving them over what was settled since (which reads the
- * consumers' lines: not at every turn of a spin). */
+/* While spinning, the room as the lanes' reuse points say, and on one
+ * check in 32 (and before a sleep) after moving them over what was settled
+ * since: that reads the consumers' lines, which a producer polling at full
+ * speed would keep taking from them. */
 bool tq__can_push(tq_queue *q, bool thorough)
 {
-	return (thorough ? tq__room(q) : tq__room_now(q)) > 0;
+	if (tq__room_now(q) > 0)
+		return true;
+	uint32_t n = load_rlx(&q->room_polls) + 1;
+	store_rlx(&q->room_polls, n); /* a hint: racing threads may lose a count */
+	if (!thorough && (n & 31) != 0)
+		return false;
+	return tq__room(q) > 0;
 }
