@@ -56,6 +56,7 @@ struct tq_queue {
 	 * power of two: 256, or a quarter of the capacity if smaller), so the
 	 * line producers watch for room is written that rarely (lane.c). */
 	uint32_t reuse_every;
+	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* validated at open; never re-read from the segment */
@@ -165,12 +166,22 @@ static inline uint64_t tq__take_ids(tq_queue *q, uint64_t n)
 {
 	return add_rlx(&q->h->next_id, n) + 1;
 }
-static inline bool tq__is_lane_task(const tq_task *t) { return (t->priv[0] & 0x80000000ull) != 0; }
+#define TQ__LANE_TASK 0x80000000ull
+static inline bool tq__is_lane_task(const tq_task *t) { return (t->priv[0] & TQ__LANE_TASK) != 0; }
+/* A lane task handed back names this handle: priv[0] is tag (bits 32..63)
+ * | TQ__LANE_TASK | owner (14..24) | zero (25..30) | entry (8..13) | task
+ * bit (0..7, below TQ_CLAIM_MAX); priv[1] a 56-bit generation. */
+static inline int tq__lane_check(const tq_queue *q, const tq_task *t)
+{
+	const uint64_t fixed = 0xffffffff00000000ull | TQ__LANE_TASK | 0x7e000000ull | (0x7ffull << 14) | 0xe0u;
+
+	_Static_assert(TQ_CLAIM_MAX == 32, "the task bit's check assumes 32 tasks a claim");
+	return (t->priv[0] & fixed) != q->lane_prefix || t->priv[1] >= (1ull << 56) ? TQ_EINVAL : 0;
+}
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns);
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost, bool *need_drop);
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);
-int tq__lane_check(const tq_queue *q, const tq_task *t);
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);

@@ -16,7 +16,7 @@
 
 enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4, MV_TAKEN = 5 };
 
-#define LANE_TASK 0x80000000ull
+#define LANE_TASK TQ__LANE_TASK
 
 static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
 
@@ -376,12 +376,19 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 		 * tail stay as published until claimed and settled, whereas
 		 * after the claim a taker stopped here could find them moved out
 		 * by an expiry and rewritten by a producer. */
+		uint64_t tagged = q->lane_prefix | ((uint64_t)e << 8);
 		for (uint32_t i = 0; out && i < k; i++) {
 			const struct tq_cell *c = cell_at(q, lane, h + i);
 			tq_task *o = &out[i];
 			o->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
 			o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 			o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
+			o->data = NULL;
+			o->len = 0;
+			o->kind = TQ_KIND_INT;
+			o->attempt = 1;
+			o->priv[0] = tagged | i;
+			/* priv[1], the generation, once the claim is made */
 		}
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
@@ -400,6 +407,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 		}
 		TQ_FAULT("take.popped");
 		(void)cas64(&L->state, LS_MAKE(*g, LS_PENDING), LS_MAKE(*g, LS_ACTIVE)); /* or helped */
+		for (uint32_t i = 0; out && i < k; i++)
+			out[i].priv[1] = *g;
 		tq__count(q, C_LTAKEN, k);
 		*first = h;
 		return (int)k;
@@ -418,18 +427,7 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
-	int k = claim_into(q, lane, want, now, e, &g, &h, out);
-	for (int i = 0; i < k; i++) {
-		tq_task *o = &out[i];
-		o->kind = TQ_KIND_INT;
-		o->data = NULL;
-		o->len = 0;
-		o->attempt = 1;
-		o->priv[0] = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)q->owner << 14) | ((uint64_t)e << 8) |
-			     (uint64_t)i;
-		o->priv[1] = g;
-	}
-	return k;
+	return claim_into(q, lane, want, now, e, &g, &h, out);
 }
 
 /*
@@ -500,20 +498,6 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 }
 
 /* -------------------------------------------------------- ack, touch */
-
-int tq__lane_check(const tq_queue *q, const tq_task *t)
-{
-	uint64_t p = t->priv[0];
-	/* tag | LANE_TASK | owner (bits 14..24) | zero (25..30) | entry (8..13)
-	 * | task bit (0..7, below TQ_CLAIM_MAX) */
-	const uint64_t fixed = 0xffffffff00000000ull | LANE_TASK | 0x7e000000ull | (0x7ffull << 14) | 0xe0u;
-	uint64_t want = ((uint64_t)q->tag << 32) | LANE_TASK | ((uint64_t)q->owner << 14);
-
-	_Static_assert(TQ_CLAIM_MAX == 32, "the task bit's check assumes 32 tasks a claim");
-	if ((p & fixed) != want || t->priv[1] >= (1ull << 56))
-		return TQ_EINVAL;
-	return 0;
-}
 
 static inline uint32_t task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x3fu); }
 static inline uint32_t task_bit(const tq_task *t) { return (uint32_t)(t->priv[0] & 0xffu); }

@@ -480,6 +480,7 @@ static int register_self(tq_queue *q)
 			q->rec = r;
 			store_rlx(&q->lane_pref, r % TQ_LANES); /* producers start on lanes of their own */
 			q->owner = r + 1;
+			q->lane_prefix = ((uint64_t)q->tag << 32) | TQ__LANE_TASK | ((uint64_t)q->owner << 14);
 			q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
 			/* Before this handle takes any lock: a word naming this
 			 * record under another nonce is then a gone holder's. */
