@@ -43,6 +43,34 @@ static inline uint64_t head_pos(uint64_t hw, uint64_t tail)
 	return tail - ((tail - hw) & HEAD_POS_MASK);
 }
 
+/*
+ * A taker's view of a lane: the claim word, the position it names and a
+ * tail. The tail is this handle's last reading of it while that still lies
+ * ahead of the head (a taker behind the producer claims without touching
+ * the producer's line, which it would otherwise take from the producer at
+ * every claim); the lane's own tail, read after the head, once the cached
+ * one is used up or the head has passed it. A tail read earlier is a tail
+ * the lane had: every cell below it was published then and stays so until
+ * claimed, and a claim made from it moves the head by CAS, which fails if
+ * the head moved meanwhile.
+ */
+static inline void lane_view(tq_queue *q, uint32_t lane, uint64_t *hw, uint64_t *h, uint64_t *t)
+{
+	struct tq_lane *ln = &q->h->lanes[lane];
+
+	*hw = load_acq(&ln->head);
+	uint64_t tc = load_acq(&q->seen_tail[lane]);
+	uint64_t hc = head_pos(*hw, tc);
+	if (hc < tc && tc - hc <= lane_size(q)) {
+		*h = hc;
+		*t = tc;
+		return;
+	}
+	*t = load_acq(&ln->tail); /* after the head: never behind it */
+	store_rel(&q->seen_tail[lane], *t);
+	*h = head_pos(*hw, *t);
+}
+
 /* ------------------------------------------------------------------ room */
 
 /* Tasks in lanes, ready or claimed and not yet reusable. */
@@ -360,9 +388,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 	struct tq_lease *L = &q->me->leases[e];
 
 	for (;;) {
-		uint64_t hw = load_acq(&ln->head);
-		uint64_t t = load_acq(&ln->tail);
-		uint64_t h = head_pos(hw, t);
+		uint64_t hw, h, t;
+		lane_view(q, lane, &hw, &h, &t);
 		if (h == t || t - h > lane_size(q)) {
 			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
 			entry_freed(q, q->rec, e);
@@ -417,12 +444,12 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 
 static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t now)
 {
-	struct tq_lane *ln = &q->h->lanes[lane];
 	uint32_t e;
 	uint64_t g, h;
 
-	uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail); /* head first: never ahead */
-	if (head_pos(hw, t) == t)
+	uint64_t hw, h0, t;
+	lane_view(q, lane, &hw, &h0, &t);
+	if (h0 == t)
 		return 0; /* empty: no entry needed */
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
