@@ -56,6 +56,7 @@ struct tq_queue {
 	 * power of two: 256, or a quarter of the capacity if smaller), so the
 	 * line producers watch for room is written that rarely (lane.c). */
 	uint32_t reuse_every;
+	uint32_t max_spinners; /* takers that may spin on the ready bell at once: half the cores, at least 1 (wait.c) */
 	tq_a64 seen_tail[TQ_LANES]; /* each lane's tail as this handle last read it (lane.c) */
 	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */

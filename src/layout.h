@@ -33,7 +33,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 3u
+#define TQ_LAYOUT_VERSION 4u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -135,8 +135,15 @@ struct tq_ring_side {
 } __attribute__((aligned(TQ_CACHELINE)));
 
 struct tq_bell {
-	tq_a32 seq;     /* futex word: bumped to wake sleepers */
-	tq_a32 waiters; /* sleepers right now (a hint: sleeps are bounded) */
+	tq_a32 seq;      /* futex word: bumped to wake sleepers */
+	tq_a32 waiters;  /* sleepers right now (a hint: sleeps are bounded) */
+	tq_a32 spinners; /* spinning waiters right now (a hint, see spin_ns) */
+	tq_a32 pad;
+	/* When a spinner last said it still spins (every few microseconds):
+	 * a count not refreshed for SPIN_STALE_NS is not believed, so that a
+	 * spinner stopped or killed mid-spin silences no wake-up (wait.c). */
+	tq_a64 spin_ns;
+	tq_a64 ring_ns; /* when a sleeper was last woken (wake-ups are spaced, wait.c) */
 } __attribute__((aligned(TQ_CACHELINE)));
 
 struct tq_ring {
@@ -267,10 +274,12 @@ struct tq_proc {
 	 * the pushed counter before it. */
 	tq_a64 dpush_slot;
 	tq_a64 dpush_before;
-	uint8_t pad1[40];
+	tq_a32 spinning;         /* counted as a spinner on a bell: 1 ready, 2 free */
+	uint8_t pad1[36];
 	/* Lane claims this handle holds (design.md, section 17), and a map of
-	 * the entries that may be in use (bit e set whenever entry e is not
-	 * FREE; a hint for readers, which then read only those entries). */
+	 * the entries that may be in use (bit e set before entry e is first
+	 * taken, kept while the record lives: readers of the lease tables read
+	 * only those entries). */
 	tq_a64 lease_map __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_lease leases[TQ_LEASES] __attribute__((aligned(TQ_CACHELINE)));
 	/* Written only by the owning handle (and by recovery once it is dead):

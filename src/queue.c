@@ -432,6 +432,8 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);
 	q->marks = (tq_a64 *)(q->base + g.off_marks);
 	q->lane_mask = g.lane_size - 1;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	q->max_spinners = ncpu >= 2 ? (uint32_t)ncpu : 1;
 	q->reuse_every = 256;
 	while (q->reuse_every > 1 && (uint64_t)q->reuse_every * 4 > capacity)
 		q->reuse_every /= 2;

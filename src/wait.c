@@ -35,6 +35,8 @@
 #define SPIN_MAX_NS 200000ull     /* longest: above the gap between tasks at 10,000/s */
 #define SLEEP_SLICE_NS 50000000ull /* the first sleep */
 #define IDLE_SLICE_NS 200000000ull /* the longest, once idle */
+#define SPIN_STALE_NS 1000000ull  /* a spinner silent this long is not believed */
+#define RING_GAP_NS 20000ull      /* a bell wakes a sleeper at most this often: about one wake-up's latency */
 
 tq_a64 tq__futex_waits, tq__futex_wakes;
 
@@ -59,6 +61,39 @@ void tq__bell_ring(struct tq_bell *b)
 	tq__futex(&b->seq, FUTEX_WAKE, 1, NULL);
 }
 
+/* A waiter spins on this bell now, and said so recently. */
+static bool spinner_live(struct tq_bell *b, uint64_t now)
+{
+	if (!load_rlx(&b->spinners))
+		return false;
+	uint64_t t = load_rlx(&b->spin_ns);
+	return now - t < SPIN_STALE_NS || t > now;
+}
+
+/* One count off a bell's spinners, never below zero (the count is a hint). */
+static void spinners_drop(struct tq_bell *b)
+{
+	uint32_t c = load_rlx(&b->spinners);
+	while (c && !atomic_compare_exchange_weak(&b->spinners, &c, c - 1))
+		;
+}
+
+/* Wakes a sleeper unless a spinner will find the work, or a sleeper was
+ * woken less than RING_GAP_NS ago: that one is on its way, and takes the
+ * work or passes the wake-up on when it leaves work behind (take.c). So
+ * at most one sleeper is woken per RING_GAP_NS per bell, however many
+ * tasks a second go by, and a process not yet running is not woken over
+ * and over. */
+static void ring_if_needed(struct tq_bell *b)
+{
+	uint64_t now = tq_now_ns(), last = load_rlx(&b->ring_ns);
+
+	if (spinner_live(b, now) || (now - last < RING_GAP_NS && last <= now))
+		return;
+	store_rlx(&b->ring_ns, now);
+	tq__bell_ring(b);
+}
+
 /*
  * A sequentially consistent read-modify-write of `waiters` (adding 0) does
  * the fence's job in the C11 model: it reads the latest value, so either it
@@ -69,15 +104,23 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
 {
 #ifdef TQ_TSAN
 	if (atomic_fetch_add(&b->waiters, 0))
-		tq__bell_ring(b);
+		ring_if_needed(b);
 #else
 	/* The same ordering from a fence and a plain load, which leaves the
 	 * line shared between processes instead of pulling it exclusive on
 	 * every push (ThreadSanitizer does not model fences: it gets the RMW). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (load_rlx(&b->waiters))
-		tq__bell_ring(b);
+	if (load_acq(&b->waiters)) /* acquire: a sleeper's spin_stop before */
+		ring_if_needed(b);
 #endif
+}
+
+/* This waiter no longer spins (it found work, or goes to sleep, which it
+ * announces after this). */
+static void spin_stop(tq_queue *q, struct tq_bell *b)
+{
+	store_rlx(&q->me->spinning, 0);
+	spinners_drop(b);
 }
 
 /*
@@ -97,14 +140,33 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
 void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, bool), uint64_t until_ns)
 {
 	uint64_t now = 0, spin_end = 0, spin = load_rlx(&q->spin_ns);
+	uint32_t kind = b == &q->h->ready_ring.bell ? 1u : 2u;
+	/* Takers are counted as spinners (producers are not: each has tasks
+	 * of its own to push, and none may wait behind another's spin). */
+	bool counted = kind == 1;
 
 	if (spin < SPIN_MIN_NS || spin > SPIN_MAX_NS)
 		spin = SPIN_MAX_NS / 2;
+	/* Enough takers spin already (one per two cores): this one sleeps at
+	 * once, and is woken when the spinners are busy. Spinners beyond the
+	 * cores would take the CPU from the very processes they wait for. */
+	if (counted && load_rlx(&b->spinners) >= q->max_spinners && spinner_live(b, (now = tq_now_ns()))) {
+		spin_end = now;
+		spin = 0;
+		goto sleep;
+	}
+	if (counted) {
+		atomic_fetch_add(&b->spinners, 1);
+		store_rlx(&q->me->spinning, kind);
+		store_rlx(&b->spin_ns, tq_now_ns());
+	}
 	for (uint32_t i = 0;; i++) {
 		/* Looked at every 4th turn: the check reads lines that the other
 		 * side writes, and a spinner that reads them at full speed slows
 		 * the very process it waits for. */
 		if ((i & 15) == 0 && ready(q, false)) {
+			if (counted)
+				spin_stop(q, b);
 			if (spin < SPIN_MAX_NS)
 				store_rlx(&q->spin_ns, spin * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : spin * 2);
 			if (load_rlx(&q->idle_slice_ns))
@@ -115,6 +177,8 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, boo
 		if ((i & 63) != 63)
 			continue;
 		now = tq_now_ns();
+		if (counted)
+			store_rlx(&b->spin_ns, now); /* still spinning */
 		if (!spin_end)
 			spin_end = now + spin;
 		if (now >= spin_end || now >= until_ns)
@@ -124,7 +188,10 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, boo
 		if ((i & 255) == 255)
 			sched_yield();
 	}
+	if (counted)
+		spin_stop(q, b);
 	store_rlx(&q->spin_ns, spin / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : spin / 2);
+sleep:
 	if (now >= until_ns)
 		return;
 	uint64_t idle = load_rlx(&q->idle_slice_ns);
@@ -141,7 +208,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, boo
 	}
 
 	atomic_fetch_add(&b->waiters, 1);
-	store_rlx(&q->me->waiting, b == &q->h->ready_ring.bell ? 1u : 2u);
+	store_rlx(&q->me->waiting, kind);
 #ifndef TQ_TSAN
 	atomic_thread_fence(memory_order_seq_cst); /* the recheck below after the announcement (C11) */
 #endif
@@ -157,7 +224,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, boo
 	/* Woken soon after the spin gave up: work arrives at about this
 	 * interval, so the next spin covers it (up to SPIN_MAX_NS) instead of
 	 * paying a sleep and a wake-up per task. */
-	if (!slept && ready(q, false)) {
+	if (spin && !slept && ready(q, false)) {
 		uint64_t waited = tq_now_ns() - (spin_end - spin);
 		if (waited < SPIN_MAX_NS)
 			store_rlx(&q->spin_ns, waited * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : waited * 2);
