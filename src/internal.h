@@ -49,8 +49,10 @@ struct tq_queue {
 	uint8_t *payload;
 	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
 	tq_a64 *marks;
+	uint8_t *bytes;      /* payload lane l's byte ring: bytes + (l - TQ_INT_LANES) * (bytes_mask + 1) */
+	uint64_t bytes_mask;
 	uint32_t lane_mask;
-	tq_a32 lane_pref;  /* the lane this handle tries first: record % TQ_LANES */
+	tq_a32 push_lane[2]; /* per class (integer, payload): the lane it pushed into last, 0..7 in the class; record % 8 at first */
 	tq_a32 take_lane;  /* the lane it took from last (a hint) */
 	/* Settlers move a lane's reuse point once per this many positions (a
 	 * power of two: 256, or a quarter of the capacity if smaller), so the
@@ -60,6 +62,7 @@ struct tq_queue {
 	tq_a64 seen_tail[TQ_LANES]; /* each lane's tail as this handle last read it (lane.c) */
 	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
+	tq_a64 byte_need; /* a payload push waiting for byte room: its first record's size (lane.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* validated at open; never re-read from the segment */
 	uint32_t stride;
@@ -184,6 +187,8 @@ void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost, bool *need_drop);
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);
+/* Some payload lane has room for a record of `size` bytes (a hint). */
+bool tq__lane_bytes_room(tq_queue *q, uint64_t size);
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);

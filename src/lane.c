@@ -31,6 +31,96 @@ static inline tq_a64 *mark_at(tq_queue *q, uint32_t lane, uint64_t pos)
 }
 
 
+/* ------------------------------------------------------ payload lanes */
+
+static inline bool payload_lane(uint32_t lane) { return lane >= TQ_INT_LANES; }
+
+static inline uint64_t rec_size(uint64_t len)
+{
+	return sizeof(struct tq_brec) + ((len + 7) & ~7ull);
+}
+
+/* The record at absolute byte position `pos` of payload lane `lane`. */
+static inline uint8_t *brec_at(tq_queue *q, uint32_t lane, uint64_t pos)
+{
+	return q->bytes + (size_t)(lane - TQ_INT_LANES) * (q->bytes_mask + 1) + (pos & q->bytes_mask);
+}
+
+/* A record's payload length and kind as a taker may trust them: within
+ * max_payload and within the ring (a hostile segment could say anything). */
+static void brec_read(tq_queue *q, uint32_t lane, uint64_t pos, uint32_t *len, uint16_t *kind)
+{
+	const struct tq_brec *r = (const struct tq_brec *)brec_at(q, lane, pos & ~7ull);
+	uint64_t off = pos & q->bytes_mask & ~7ull;
+	uint64_t fit = q->bytes_mask + 1 - off - sizeof(struct tq_brec);
+	uint32_t n = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
+	uint16_t k = __atomic_load_n(&r->kind, __ATOMIC_RELAXED);
+
+	if (n > q->max_payload)
+		n = q->max_payload;
+	if (n > fit)
+		n = (uint32_t)fit;
+	*len = n;
+	*kind = k == TQ_KIND_JSON ? TQ_KIND_JSON : TQ_KIND_STRING;
+}
+
+/*
+ * The bytes payload lane `lane` has in use: [*start, *end). The end is the
+ * end of the record of the last published cell, the start the record of
+ * the cell at the reuse point (everything before it is reusable). Both
+ * cells are published and not reusable, or written only by the lane's
+ * owner: stable for the owner, a hint for anyone else. False if they make
+ * no sense (a damaged segment): no room then.
+ */
+static bool lane_bytes_used(tq_queue *q, uint32_t lane, uint64_t *start, uint64_t *end)
+{
+	struct tq_lane *ln = &q->h->lanes[lane];
+	uint64_t r = load_acq(&ln->reuse), t = load_acq(&ln->tail);
+
+	*start = *end = 0;
+	if (t == 0)
+		return true;
+	if (t < r || t - r > lane_size(q))
+		return false;
+	uint64_t last = __atomic_load_n(&cell_at(q, lane, t - 1)->value, __ATOMIC_RELAXED);
+	uint32_t len;
+	uint16_t kind;
+	brec_read(q, lane, last, &len, &kind);
+	*end = (last & ~7ull) + rec_size(len);
+	*start = r < t ? __atomic_load_n(&cell_at(q, lane, r)->value, __ATOMIC_RELAXED) : *end;
+	return *start <= *end && *end - *start <= q->bytes_mask + 1;
+}
+
+/* Where a record of `size` bytes goes after `end`: there, or at the start
+ * of the ring if it would cross its end. */
+static inline uint64_t rec_place(tq_queue *q, uint64_t end, uint64_t size)
+{
+	uint64_t off = end & q->bytes_mask, ring = q->bytes_mask + 1;
+	return off + size > ring ? end + (ring - off) : end;
+}
+
+/* Room in payload lane `lane` for a record of `size` bytes. */
+static bool bytes_fit_now(tq_queue *q, uint32_t lane, uint64_t size)
+{
+	uint64_t start, end;
+
+	if (!lane_bytes_used(q, lane, &start, &end))
+		return false;
+	return rec_place(q, end, size) + size - start <= q->bytes_mask + 1;
+}
+
+static void advance_reuse(tq_queue *q, uint32_t lane);
+
+/* Room in payload lane `lane` for a record of `size` bytes, after moving
+ * its reuse point over what was settled if that helps. */
+static bool lane_bytes_fit(tq_queue *q, uint32_t lane, uint64_t size)
+{
+	if (bytes_fit_now(q, lane, size))
+		return true;
+	advance_reuse(q, lane);
+	return bytes_fit_now(q, lane, size);
+}
+
 static inline uint64_t claim_full(uint32_t count)
 {
 	return (1ull << count) - 1; /* count <= 32 */
@@ -216,7 +306,9 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	 * of room advances it itself (tq__room). */
 	if (lane >= TQ_LANES)
 		return;
-	uint64_t every = q->reuse_every;
+	/* Payload lanes at every settle: their bytes run out before their
+	 * positions do. */
+	uint64_t every = payload_lane(lane) ? 1 : q->reuse_every;
 	bool boundary = (first & (every - 1)) + count >= every;
 	if (!boundary)
 		atomic_thread_fence(memory_order_seq_cst);
@@ -226,26 +318,76 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 
 /* ------------------------------------------------------------------ push */
 
-static int acquire_lane(tq_queue *q, uint32_t *out)
+/* Every task pushed into the lane has been claimed. */
+static bool lane_drained(tq_queue *q, uint32_t lane)
 {
-	uint32_t start = load_rlx(&q->lane_pref) % TQ_LANES;
-	uint64_t size = lane_size(q);
+	struct tq_lane *ln = &q->h->lanes[lane];
+	uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail);
 
-	for (uint32_t i = 0; i < TQ_LANES; i++) {
-		uint32_t l = (start + i) % TQ_LANES;
+	return head_pos(hw, t) == t;
+}
+
+/* Full for a push: no position free, or (payload lanes) no room for a
+ * record of `size` bytes; the reuse point moved first if it would help. */
+static bool lane_full(tq_queue *q, uint32_t l, bool payload, uint64_t size)
+{
+	struct tq_lane *ln = &q->h->lanes[l];
+	uint64_t n = lane_size(q);
+
+	if (load_rlx(&ln->tail) - load_acq(&ln->reuse) < n && (!payload || lane_bytes_fit(q, l, size)))
+		return false;
+	advance_reuse(q, l);
+	return load_rlx(&ln->tail) - load_acq(&ln->reuse) >= n || (payload && !lane_bytes_fit(q, l, size));
+}
+
+/*
+ * Takes a lane of the class for the batch (integer or payload lanes) with
+ * room for at least one task (and its record). A handle pushes into the
+ * lane it pushed into last (its home lane at first), and moves to another
+ * only once every task it left there has been claimed: so what one
+ * producer pushes is taken in its order. TQ_EAGAIN: that lane is held by
+ * another pusher (*held set) or full, and not drained.
+ */
+static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first_size, bool *held)
+{
+	uint32_t base = payload ? TQ_INT_LANES : 0;
+	uint32_t last = base + load_rlx(&q->push_lane[payload]) % TQ_INT_LANES;
+
+	*held = false;
+	for (uint32_t i = 0; i < TQ_INT_LANES; i++) {
+		uint32_t l = base + (last - base + i) % TQ_INT_LANES;
 		struct tq_lane *ln = &q->h->lanes[l];
-		if (load_rlx(&ln->owner) != 0 || !cas64(&ln->owner, 0, q->lockid))
+		if (i == 1 && !lane_drained(q, last))
+			return TQ_EAGAIN; /* its tasks still wait there: so does it */
+		if (load_rlx(&ln->owner) != 0 || !cas64(&ln->owner, 0, q->lockid)) {
+			*held = true;
 			continue;
-		if (load_rlx(&ln->tail) - load_acq(&ln->reuse) >= size)
-			advance_reuse(q, l);
-		if (load_rlx(&ln->tail) - load_acq(&ln->reuse) >= size) {
+		}
+		if (lane_full(q, l, payload, first_size)) {
 			store_rel(&ln->owner, 0); /* full: held back by a slow claim */
 			continue;
 		}
-		*out = l; /* the next push starts from the home lane again */
+		store_rlx(&q->push_lane[payload], l - base);
+		*out = l;
 		return 0;
 	}
 	return TQ_EAGAIN;
+}
+
+/* Room for a payload push of this handle waiting for bytes: in the lane it
+ * pushes into, or, once that is drained, in any. */
+bool tq__lane_bytes_room(tq_queue *q, uint64_t size)
+{
+	uint32_t last = TQ_INT_LANES + load_rlx(&q->push_lane[1]) % TQ_INT_LANES;
+
+	if (lane_bytes_fit(q, last, size))
+		return true;
+	if (!lane_drained(q, last))
+		return false;
+	for (uint32_t l = TQ_INT_LANES; l < TQ_LANES; l++)
+		if (lane_bytes_fit(q, l, size))
+			return true;
+	return false;
 }
 
 /* How many of `want` tasks may go in now: counted afresh near the
@@ -270,11 +412,37 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want, bool no_wait)
 	return k;
 }
 
+/* Copies payload tasks tasks[0..k) into payload lane l from position t:
+ * records from the lane's byte end on, as many as fit (at least one: the
+ * lane was taken with room for the first). Returns how many. */
+static uint64_t write_records(tq_queue *q, uint32_t l, uint64_t t, const tq_task *tasks, uint64_t k, uint64_t *pos)
+{
+	uint64_t start, end, ring = q->bytes_mask + 1, i;
+
+	(void)lane_bytes_used(q, l, &start, &end); /* acquire_lane checked it */
+	for (i = 0; i < k; i++) {
+		uint64_t size = rec_size(tasks[i].len), p = rec_place(q, end, size);
+		if (p + size - start > ring)
+			break;
+		struct tq_brec *r = (struct tq_brec *)brec_at(q, l, p);
+		r->len = tasks[i].len;
+		r->kind = tasks[i].kind;
+		r->pad = 0;
+		if (tasks[i].len)
+			memcpy(r + 1, tasks[i].data, tasks[i].len);
+		pos[i] = p;
+		end = p + size;
+	}
+	(void)t;
+	return i;
+}
+
 int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until)
 {
 	size_t done = 0;
 	int rc = 0;
-	bool waited = false;
+	bool waited = false, payload = tasks[0].kind != TQ_KIND_INT; /* one class per call (push.c) */
+	uint64_t pos[TQ_CHUNK];
 
 	while (done < n) {
 		if (tq__stopping(q)) {
@@ -282,20 +450,25 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 			break;
 		}
 		uint64_t want = n - done < TQ_CHUNK ? n - done : TQ_CHUNK;
+		uint64_t first_size = payload ? rec_size(tasks[done].len) : 0;
 		uint64_t k = push_allowance(q, want, timeout_ns == 0);
 		uint32_t l = 0;
-		if (k && acquire_lane(q, &l) != 0) {
-			/* Every lane held by another pusher right now (or full):
-			 * let them run, then look again. */
+		bool held = false;
+		if (k && acquire_lane(q, &l, payload, first_size, &held) != 0) {
 			store_rlx(&q->credit, 0);
-			if (timeout_ns && tq_now_ns() < until) {
+			if (held && timeout_ns && tq_now_ns() < until) {
+				/* A lane held by another pusher right now: let it
+				 * run, then look again. */
 				sched_yield();
 				continue;
 			}
-			k = 0;
+			k = 0; /* every lane full: wait for room as for a full queue */
 		}
 		if (k == 0) {
-			if ((rc = tq__push_wait(q, timeout_ns, until)))
+			store_rlx(&q->byte_need, first_size);
+			rc = tq__push_wait(q, timeout_ns, until);
+			store_rlx(&q->byte_need, 0);
+			if (rc)
 				break;
 			waited = true;
 			continue;
@@ -306,6 +479,8 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		if (k > lroom)
 			k = lroom; /* >= 1: acquire_lane checked */
 		TQ_FAULT("push.claimed");
+		if (payload)
+			k = write_records(q, l, t, tasks + done, k, pos); /* >= 1: acquire_lane checked */
 		if (waited)
 			now = tq_now_ns();
 		waited = false;
@@ -314,7 +489,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 			/* Relaxed atomic stores (plain moves): statistics read the
 			 * cell at a lane's head racily. */
 			struct tq_cell *c = cell_at(q, l, t + i);
-			__atomic_store_n(&c->value, tasks[done + i].value, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->value, payload ? pos[i] : tasks[done + i].value, __ATOMIC_RELAXED);
 			__atomic_store_n(&c->id, id0 + i, __ATOMIC_RELAXED);
 			__atomic_store_n(&c->enq_ns, now, __ATOMIC_RELAXED);
 			tasks[done + i].id = id0 + i;
@@ -410,9 +585,16 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 			o->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
 			o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 			o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
-			o->data = NULL;
-			o->len = 0;
-			o->kind = TQ_KIND_INT;
+			if (payload_lane(lane)) {
+				/* The record stays until the claim is settled. */
+				brec_read(q, lane, o->value, &o->len, &o->kind);
+				o->data = brec_at(q, lane, o->value & ~7ull) + sizeof(struct tq_brec);
+				o->value = 0;
+			} else {
+				o->data = NULL;
+				o->len = 0;
+				o->kind = TQ_KIND_INT;
+			}
 			o->attempt = 1;
 			o->priv[0] = tagged | i;
 			/* priv[1], the generation, once the claim is made */
@@ -504,20 +686,43 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 	return got;
 }
 
+/*
+ * Takes from the lanes, one home index at a time: its integer lane and its
+ * payload lane, where one producer's tasks of both classes go. Of the two,
+ * the one whose first task is older goes first, and only as many tasks as
+ * the ids allow before the other's first (ids are unique), so that what one
+ * producer pushed comes out in its order.
+ */
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 {
-	uint32_t got = 0, start = load_rlx(&q->take_lane) % TQ_LANES;
+	uint32_t got = 0, start = load_rlx(&q->take_lane) % TQ_INT_LANES;
 
-	for (uint32_t i = 0; i < TQ_LANES && got < want; i++) {
-		uint32_t l = (start + i) % TQ_LANES;
-		while (got < want) {
-			int k = claim(q, l, out + got, want - got, now);
+	for (uint32_t i = 0; i < TQ_INT_LANES && got < want; i++) {
+		uint32_t a = (start + i) % TQ_INT_LANES, b = a + TQ_INT_LANES;
+		for (uint32_t tries = 0; got < want && tries < 4 * TQ_CHUNK; tries++) {
+			uint64_t hw, ha, ta, hb, tb;
+			lane_view(q, a, &hw, &ha, &ta);
+			lane_view(q, b, &hw, &hb, &tb);
+			bool ea = ha == ta, eb = hb == tb;
+			if (ea && eb)
+				break;
+			uint32_t l = ea ? b : a, lim = want - got;
+			if (!ea && !eb) {
+				uint64_t ida = __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED);
+				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
+				uint64_t d = idb < ida ? ida - idb : idb - ida;
+				if (idb < ida)
+					l = b;
+				if (d && d < lim)
+					lim = (uint32_t)d;
+			}
+			int k = claim(q, l, out + got, lim, now);
 			if (k < 0)
 				return got ? (int)got : k;
 			if (k == 0)
-				break;
+				continue; /* taken by another meanwhile: look again */
 			if (got == 0)
-				store_rlx(&q->take_lane, l);
+				store_rlx(&q->take_lane, a);
 			got += (uint32_t)k;
 		}
 	}
@@ -622,6 +827,17 @@ static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, ui
 	store_rlx(&s->enq_ns, __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED));
 	s->len = 0;
 	s->kind = TQ_KIND_INT;
+	if (payload_lane(lane)) {
+		/* The record stays until the claim is settled, which waits for
+		 * this move (repeated whole by the repair of a dead mover). */
+		uint32_t len;
+		uint16_t kind;
+		brec_read(q, lane, s->value, &len, &kind);
+		memcpy(tq__payload(q, idx), brec_at(q, lane, s->value & ~7ull) + sizeof(struct tq_brec), len);
+		s->len = len;
+		s->kind = kind;
+		s->value = 0;
+	}
 	s->attempts = attempts;
 	s->flags = 0;
 	s->last_err = 0;

@@ -33,7 +33,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 4u
+#define TQ_LAYOUT_VERSION 5u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -174,7 +174,17 @@ enum tq_hist { H_WAIT, H_PROC, H__COUNT };
 /* ---------------------------------------------------------------- lanes
  * Single-writer rings of integer tasks (docs/design.md, section 17).
  */
-#define TQ_LANES 8u
+#define TQ_LANES 16u          /* lanes 0..7: integers; 8..15: payloads */
+#define TQ_INT_LANES 8u
+/* A payload lane's cells hold, in `value`, the absolute byte position in
+ * the lane's byte ring of the task's record: this header, then the
+ * payload, padded to 8 bytes. A record never wraps around the ring's end. */
+struct tq_brec {
+	uint32_t len;
+	uint16_t kind;
+	uint16_t pad;
+};
+_Static_assert(sizeof(struct tq_brec) == 8, "record header is 8 bytes");
 #define TQ_CLAIM_MAX 32u     /* tasks in one claim (one lease entry) */
 #define TQ_LEASES 64u        /* lease entries per record */
 #define HEAD_POS_BITS 47
@@ -318,6 +328,8 @@ struct tq_hdr {
 	uint32_t nlanes;          /* TQ_LANES */
 	uint32_t lane_size;       /* cells per lane: a power of two >= max(capacity, 64) */
 	uint64_t off_cells, off_marks;
+	uint64_t lane_bytes;      /* bytes per payload lane's byte ring: a power of two */
+	uint64_t off_bytes;       /* the payload lanes' byte rings, lane 8's first */
 
 	/* Shared state. */
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));

@@ -116,17 +116,20 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 		return rc;
 	if (!tasks || n == 0 || n > (size_t)INT32_MAX)
 		return TQ_EINVAL;
-	bool ints = delay_ns == 0;
+	bool ints = delay_ns == 0, payloads = delay_ns == 0;
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = validate_task(q, &tasks[i])))
 			return rc;
 		ints = ints && tasks[i].kind == TQ_KIND_INT;
+		payloads = payloads && tasks[i].kind != TQ_KIND_INT;
 	}
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	bool waited = false;
 	tq__maybe_maintain(q, now);
-	if (ints) /* fresh integers go through the lanes (design.md, 17) */
+	/* Fresh integers, or fresh payloads, go through the lanes of their
+	 * class (design.md, 17); a batch that mixes them through slots. */
+	if (ints || payloads)
 		return tq__lane_push(q, tasks, n, timeout_ns, now, until);
 
 	while (done < n) {

@@ -101,6 +101,20 @@ static uint32_t ring_size_for(uint32_t cap)
 	return r;
 }
 
+/* A payload lane's byte ring: room for the whole capacity at 64 bytes a
+ * task (one producer pushes into one lane at a time), and for two of the
+ * largest records; a power of two. */
+static uint64_t lane_bytes_for(uint32_t capacity, uint32_t max_payload)
+{
+	uint64_t share = (uint64_t)capacity * 64;
+	uint64_t two = 2 * (align_up(max_payload, 8) + sizeof(struct tq_brec));
+	uint64_t want = share > two ? share : two, r = 4096;
+
+	while (r < want)
+		r <<= 1;
+	return r;
+}
+
 /* Fills the geometry of a queue with this configuration into h. */
 static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload)
 {
@@ -132,6 +146,9 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(struct tq_cell);
 	h->off_marks = off = align_up(off, 4096);
 	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(uint64_t);
+	h->lane_bytes = lane_bytes_for(capacity, max_payload);
+	h->off_bytes = off = align_up(off, 4096);
+	off += (uint64_t)(TQ_LANES - TQ_INT_LANES) * h->lane_bytes;
 	h->total_size = align_up(off, 4096);
 }
 
@@ -218,6 +235,7 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    want.off_ready_cells != h->off_ready_cells || want.off_payload != h->off_payload ||
 	    want.nlanes != h->nlanes || want.lane_size != h->lane_size ||
 	    want.off_cells != h->off_cells || want.off_marks != h->off_marks ||
+	    want.lane_bytes != h->lane_bytes || want.off_bytes != h->off_bytes ||
 	    want.total_size != h->total_size)
 		return TQ_EBADQUEUE;
 	if (file_size != h->total_size)
@@ -432,6 +450,8 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);
 	q->marks = (tq_a64 *)(q->base + g.off_marks);
 	q->lane_mask = g.lane_size - 1;
+	q->bytes = q->base + g.off_bytes;
+	q->bytes_mask = g.lane_bytes - 1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	q->max_spinners = ncpu >= 2 ? (uint32_t)ncpu : 1;
 	q->reuse_every = 256;
@@ -480,7 +500,8 @@ static int register_self(tq_queue *q)
 				;
 			q->me = p;
 			q->rec = r;
-			store_rlx(&q->lane_pref, r % TQ_LANES); /* producers start on lanes of their own */
+			store_rlx(&q->push_lane[0], r % TQ_INT_LANES); /* producers start on lanes of their own */
+			store_rlx(&q->push_lane[1], r % TQ_INT_LANES);
 			q->owner = r + 1;
 			q->lane_prefix = ((uint64_t)q->tag << 32) | TQ__LANE_TASK | ((uint64_t)q->owner << 14);
 			q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
