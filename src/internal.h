@@ -58,6 +58,7 @@ struct tq_queue {
 	 * power of two: 256, or a quarter of the capacity if smaller), so the
 	 * line producers watch for room is written that rarely (lane.c). */
 	uint32_t reuse_every;
+	uint32_t reuse_every_bytes; /* the same for payload lanes: also at most a quarter ring of the largest records */
 	uint32_t max_spinners; /* takers that may spin on the ready bell at once: half the cores, at least 1 (wait.c) */
 	tq_a64 seen_tail[TQ_LANES]; /* each lane's tail as this handle last read it (lane.c) */
 	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
@@ -188,7 +189,7 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);
 /* Some payload lane has room for a record of `size` bytes (a hint). */
-bool tq__lane_bytes_room(tq_queue *q, uint64_t size);
+bool tq__lane_bytes_room(tq_queue *q, uint64_t size, bool thorough);
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);

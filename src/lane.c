@@ -306,9 +306,10 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	 * of room advances it itself (tq__room). */
 	if (lane >= TQ_LANES)
 		return;
-	/* Payload lanes at every settle: their bytes run out before their
+	/* Payload lanes as often as a quarter of their byte ring may fill
+	 * with the largest records: their bytes may run out before their
 	 * positions do. */
-	uint64_t every = payload_lane(lane) ? 1 : q->reuse_every;
+	uint64_t every = payload_lane(lane) ? q->reuse_every_bytes : q->reuse_every;
 	bool boundary = (first & (every - 1)) + count >= every;
 	if (!boundary)
 		atomic_thread_fence(memory_order_seq_cst);
@@ -376,16 +377,17 @@ static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first
 
 /* Room for a payload push of this handle waiting for bytes: in the lane it
  * pushes into, or, once that is drained, in any. */
-bool tq__lane_bytes_room(tq_queue *q, uint64_t size)
+bool tq__lane_bytes_room(tq_queue *q, uint64_t size, bool thorough)
 {
 	uint32_t last = TQ_INT_LANES + load_rlx(&q->push_lane[1]) % TQ_INT_LANES;
+	bool (*fit)(tq_queue *, uint32_t, uint64_t) = thorough ? lane_bytes_fit : bytes_fit_now;
 
-	if (lane_bytes_fit(q, last, size))
+	if (fit(q, last, size))
 		return true;
 	if (!lane_drained(q, last))
 		return false;
 	for (uint32_t l = TQ_INT_LANES; l < TQ_LANES; l++)
-		if (lane_bytes_fit(q, l, size))
+		if (fit(q, l, size))
 			return true;
 	return false;
 }

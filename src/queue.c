@@ -458,6 +458,10 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	while (q->reuse_every > 1 && (uint64_t)q->reuse_every * 4 > capacity)
 		q->reuse_every /= 2;
 	q->cap = capacity;
+	q->reuse_every_bytes = q->reuse_every;
+	while (q->reuse_every_bytes > 1 &&
+	       (uint64_t)q->reuse_every_bytes * 4 * (align_up(max_payload, 8) + sizeof(struct tq_brec)) > g.lane_bytes)
+		q->reuse_every_bytes /= 2;
 	q->stride = g.payload_stride;
 	q->max_payload = max_payload;
 	q->max_attempts = snap->max_attempts;

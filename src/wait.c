@@ -253,11 +253,11 @@ bool tq__can_push(tq_queue *q, bool thorough)
 {
 	uint64_t need = load_rlx(&q->byte_need);
 
-	if (tq__room_now(q) > 0)
-		return !need || tq__lane_bytes_room(q, need);
+	if (tq__room_now(q) > 0 && (!need || tq__lane_bytes_room(q, need, false)))
+		return true;
 	uint32_t n = load_rlx(&q->room_polls) + 1;
 	store_rlx(&q->room_polls, n); /* a hint: racing threads may lose a count */
 	if (!thorough && (n & 31) != 0)
 		return false;
-	return tq__room(q) > 0;
+	return tq__room(q) > 0 && (!need || tq__lane_bytes_room(q, need, true));
 }
