@@ -30,11 +30,12 @@
  *     "Hostile segments and other users"). A lock held by a live process
  *     that stops delays a call by at most 10 s (then TQ_EBUSY); a lock whose
  *     holder is gone, or that names no holder, is taken over at once.
- *   - Integer tasks pushed with tq_push, and their take, ack and touch, use
- *     no lock at all (lanes, docs/design.md section 17): a process stopped
- *     or slow inside one of them delays nobody else, only its own leases,
- *     which expire as usual. Payload tasks, delayed pushes, failures and
- *     retries still take the locks above.
+ *   - Tasks pushed with tq_push in batches of one class (integers, or
+ *     payloads), and their take, ack and touch, use no lock at all (lanes,
+ *     docs/design.md section 17): a process stopped or slow inside one of
+ *     them delays nobody else, only its own leases, which expire as usual.
+ *     Mixed batches, delayed pushes, failures and retries still take the
+ *     locks above.
  *   - Task payloads returned by tq_take() point into shared memory and are
  *     valid only until the task is acked or failed, or its lease is lost
  *     (expired: extend long work with tq_touch; tq_worker_run does).
@@ -200,9 +201,13 @@ typedef struct tq_task {
 
 /*
  * Pushes n tasks in order. Payloads are copied into the queue; nothing is
- * truncated. Ids grow in push order across the whole queue. A batch of
- * only TQ_KIND_INT tasks goes through the lock-free lanes; any other batch
- * through the slot rings. Waits up to timeout_ns for free room while the queue is full.
+ * truncated. Ids grow in push order across the whole queue, and one
+ * handle's tasks are taken in its push order. A batch of only TQ_KIND_INT
+ * tasks, or of only payload tasks, goes through the lock-free lanes; a
+ * batch that mixes them through the slot rings. A payload batch may also
+ * wait for byte room: the bytes one handle has in flight are bounded by one
+ * lane's byte ring (at least 64 bytes per task of capacity). Waits up to
+ * timeout_ns for free room while the queue is full.
  * Returns the number accepted, k (1..n); tasks[0..k) then carry their ids,
  * and every accepted task will be delivered even if the caller dies.
  * Fewer than n are accepted when, after the first ones went in, the queue
@@ -246,7 +251,7 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * TQ_ESTOPPED (run state DRAINING or STOPPED, also if it changes while
  * waiting). While PAUSED nothing is taken: the call waits, or returns
  * TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue.
- * Integer tasks are taken in batches of up to 32 from one lane, one lease
+ * Lane tasks are taken in batches of up to 32 from one lane, one lease
  * record per batch; a handle keeps up to 63 such batches unacked, and takes
  * beyond that move their batch into slots under the recovery lock (so
  * they may wait up to 10 s for it, then TQ_EBUSY; TQ_EBUSY at once when no
