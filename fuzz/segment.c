@@ -7,10 +7,12 @@
  * aimed at the regions that matter (header, locks, ring positions and
  * journals, process records, slot states, slots, failure texts, ring
  * cells, payloads, and the lanes: claim words, lease entries, the move
- * journal, lane cells and marks), writes it as a segment, and drives every public call
- * on it: open, stats, procs, events, histograms, dead-letter list / kick /
- * purge, push (now and delayed), take, ack, fail, touch, recover, run
- * state, close.
+ * journal, lane cells (integer and payload lanes) and marks, and the
+ * payload lanes' byte rings: record headers and payload bytes), writes it
+ * as a segment, and drives every public call on it: open, stats, procs,
+ * events, histograms, dead-letter list / kick / purge, push (now and
+ * delayed; integers, and payloads one at a time and in batches), take,
+ * ack, fail, touch, recover, run state, close.
  *
  * Every call must return a documented result within the fuzzer's -timeout:
  * a crash, a sanitizer report, a leak or a hang is a finding.
@@ -69,11 +71,16 @@ static void read_image(struct image *im)
  * lock is not held by anyone once the image is a new file). */
 static void make_image(struct image *im, uint32_t cap, uint32_t payload, uint32_t attempts)
 {
+	static char fill[4096];
 	tq_config cfg;
 	tq_queue *q;
 	tq_task t[8];
 	int rc;
 
+	if (payload > sizeof(fill))
+		die("image payload too large", TQ_EINVAL);
+	for (size_t i = 0; i < sizeof(fill); i++)
+		fill[i] = (char)('a' + i % 26);
 	tq_config_init(&cfg);
 	cfg.capacity = cap;
 	cfg.max_payload = payload;
@@ -84,6 +91,18 @@ static void make_image(struct image *im, uint32_t cap, uint32_t payload, uint32_
 	tq_destroy(name);
 	if ((rc = tq_create(name, &cfg, &q)))
 		die("create", rc);
+	/* Payload records around the byte ring more than once, of every
+	 * length up to max_payload: records sit at its start with room left
+	 * unused at its end, and the lane's positions have gone round too. */
+	for (uint32_t i = 0; payload && i < 3 * 4096 / (payload / 2 + 16); i++) {
+		uint32_t len = (i * 37u) % (payload + 1);
+		if ((rc = tq_push_data(q, i & 1 ? TQ_KIND_JSON : TQ_KIND_STRING, fill, len, 0)))
+			die("push churn", rc);
+		if ((rc = tq_take(q, t, 1, 0)) != 1)
+			die("take churn", rc);
+		if ((rc = tq_ack(q, t, 1)))
+			die("ack churn", rc);
+	}
 	for (uint64_t i = 0; i + 1 < cap && i < 6; i++)
 		if ((rc = tq_push_int(q, i, 0)))
 			die("push int", rc);
@@ -103,6 +122,19 @@ static void make_image(struct image *im, uint32_t cap, uint32_t payload, uint32_
 	if (rc > 0)
 		(void)tq_fail(q, t, 1, -2, "delayed");
 	rc = tq_take(q, t, 2, 0); /* held: LEASED in the image */
+	/* Payload lane tasks: a claim held (its records must stay), and
+	 * ready ones behind it, of kinds STRING and JSON, empty and full. */
+	if (payload) {
+		tq_task b[4] = {
+			{.kind = TQ_KIND_STRING, .data = fill, .len = 0},
+			{.kind = TQ_KIND_JSON, .data = "{\"b\":[1,2]}", .len = 11},
+			{.kind = TQ_KIND_STRING, .data = fill, .len = payload},
+			{.kind = TQ_KIND_JSON, .data = fill, .len = payload / 3},
+		};
+		(void)tq_push(q, b, 4, 0);
+		(void)tq_take(q, t, 8, 0); /* held, with what ints are left */
+		(void)tq_push(q, b + 1, 3, 0);
+	}
 	(void)tq_set_run_state(q, TQ_RUNNING);
 	read_image(im);
 	tq_close(q);
@@ -137,9 +169,9 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 		offsetof(struct tq_hdr, ready_ring.pop), offsetof(struct tq_hdr, ready_ring.push),
 	};
 
-	switch (r % 14) {
+	switch (r % 16) {
 	case 0: *base = 0; *len = sizeof(struct tq_hdr); break;
-	case 1: *base = locks[(r / 14) % 6]; *len = sizeof(struct tq_ring_side); break;
+	case 1: *base = locks[(r / 16) % 6]; *len = sizeof(struct tq_ring_side); break;
 	case 2: *base = offsetof(struct tq_hdr, run_state); *len = 64; break;
 	case 3: *base = h->off_procs; *len = 4 * sizeof(struct tq_proc); break;
 	case 4: *base = h->off_state; *len = (size_t)h->capacity * 8; break;
@@ -150,7 +182,10 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 	case 9: *base = h->off_payload; *len = (size_t)h->capacity * h->payload_stride; break;
 	/* Lanes (design.md, 17): the id counter, record high mark, move
 	 * journal and lane lines; the lease entries of the first record; the
-	 * cells and the marks. */
+	 * cells and the marks of every lane (nlanes: the integer lanes, then
+	 * the payload lanes); the payload lanes' byte rings, all eight, or
+	 * one of them (r / 16 = 1..8: lane 8's first, where the images'
+	 * records are), of record headers {len, kind, pad} and payloads. */
 	case 10:
 		*base = offsetof(struct tq_hdr, next_id);
 		*len = offsetof(struct tq_hdr, free_ring) - *base;
@@ -158,6 +193,17 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 	case 11: *base = h->off_procs + offsetof(struct tq_proc, lease_map); *len = 64 + sizeof(((struct tq_proc *)0)->leases); break;
 	case 12: *base = h->off_cells; *len = (size_t)h->nlanes * h->lane_size * sizeof(struct tq_cell); break;
 	case 13: *base = h->off_marks; *len = (size_t)h->nlanes * h->lane_size * 8; break;
+	case 14: {
+		unsigned one = (r / 16) % 9;
+		size_t rings = (size_t)(h->nlanes > TQ_INT_LANES ? h->nlanes - TQ_INT_LANES : 0);
+		*base = h->off_bytes;
+		*len = rings * h->lane_bytes;
+		if (one && one <= rings) {
+			*base += (one - 1) * h->lane_bytes;
+			*len = h->lane_bytes;
+		}
+		break;
+	}
 	default: *base = offsetof(struct tq_hdr, fold); *len = sizeof(struct tq_fold_journal); break;
 	}
 	if (*len == 0)
@@ -188,7 +234,10 @@ static void run_ops(tq_queue *q, const uint8_t *ops, size_t n)
 	tq_dead_info dl[8];
 	uint8_t dd[8 * 32];
 	uint64_t last_id = 1;
+	uint32_t max_payload = 0;
 
+	if (tq_config_get(q, &cfg) == 0)
+		max_payload = cfg.max_payload;
 	for (size_t i = 0; i < n && i < 64; i++) {
 		uint8_t op = ops[i], arg = (uint8_t)(op >> 4);
 		switch (op & 15) {
@@ -212,9 +261,25 @@ static void run_ops(tq_queue *q, const uint8_t *ops, size_t n)
 			}
 			break;
 		case 7: {
-			char buf[80];
-			memset(buf, 'x', sizeof(buf));
-			(void)tq_push_data(q, TQ_KIND_STRING, buf, (uint32_t)arg * 5u, 0);
+			/* Payloads into the payload lanes: one (STRING or JSON,
+			 * 0..70 bytes), or a batch of 2..4 of both kinds; or a
+			 * delayed one (through a slot). */
+			static const char buf[80] = "{\"fuzz\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}";
+			if (arg < 8) {
+				(void)tq_push_data(q, arg & 1 ? TQ_KIND_JSON : TQ_KIND_STRING, buf, (uint32_t)arg * 10u, 0);
+			} else if (arg < 14) {
+				tq_task b[4];
+				memset(b, 0, sizeof(b));
+				for (unsigned j = 0; j < 4; j++) {
+					b[j].kind = j & 1 ? TQ_KIND_JSON : TQ_KIND_STRING;
+					b[j].data = buf;
+					b[j].len = (uint32_t)((arg * 7u + j * 29u) % sizeof(buf));
+				}
+				(void)tq_push(q, b, 2 + (arg & 3) % 3, 0);
+			} else {
+				tq_task d = {.kind = TQ_KIND_JSON, .data = buf, .len = 9};
+				(void)tq_push_delayed(q, &d, 1, (uint64_t)(arg & 1) * 1000000ull, 0);
+			}
 			break;
 		}
 		case 8: {
@@ -228,6 +293,14 @@ static void run_ops(tq_queue *q, const uint8_t *ops, size_t n)
 				for (int j = 0; j < k; j++) { /* read what was handed out */
 					const tq_task *t = &held[nheld + (size_t)j];
 					volatile uint8_t sink = 0;
+					/* Documented, whatever the segment says: a
+					 * payload is at most max_payload bytes, and
+					 * has its bytes if it has any. */
+					if (t->kind != TQ_KIND_INT && (t->len > max_payload || (t->len && !t->data))) {
+						fprintf(stderr, "fuzz/segment: tq_take gave kind %u len %u data %p, max_payload %u\n",
+							t->kind, t->len, t->data, max_payload);
+						abort();
+					}
 					for (uint32_t b = 0; b < t->len; b++)
 						sink ^= ((const uint8_t *)t->data)[b];
 					(void)sink;

@@ -52,7 +52,7 @@ struct tq_queue {
 	uint8_t *bytes;      /* payload lane l's byte ring: bytes + (l - TQ_INT_LANES) * (bytes_mask + 1) */
 	uint64_t bytes_mask;
 	uint32_t lane_mask;
-	tq_a32 push_lane[2]; /* per class (integer, payload): the lane it pushed into last, 0..7 in the class; record % 8 at first */
+	tq_a32 push_lane;  /* the index (0..7) of the lane pair (integer, payload) it pushes into; record % 8 at first */
 	tq_a32 take_lane;  /* the lane it took from last (a hint) */
 	/* Settlers move a lane's reuse point once per this many positions (a
 	 * power of two: 256, or a quarter of the capacity if smaller), so the

@@ -344,21 +344,24 @@ static bool lane_full(tq_queue *q, uint32_t l, bool payload, uint64_t size)
 /*
  * Takes a lane of the class for the batch (integer or payload lanes) with
  * room for at least one task (and its record). A handle pushes into the
- * lane it pushed into last (its home lane at first), and moves to another
- * only once every task it left there has been claimed: so what one
- * producer pushes is taken in its order. TQ_EAGAIN: that lane is held by
- * another pusher (*held set) or full, and not drained.
+ * pair of lanes (integer, payload) of one index: the index it pushed into
+ * last (its home index, record % 8, at first). It moves to another index
+ * only once every task in both lanes of its index has been claimed, and
+ * then for both classes: takers take a pair's two lanes in id order
+ * (tq__lane_take), so what one producer pushes is taken in its order.
+ * TQ_EAGAIN: its lane is held by another pusher (*held set) or full, and
+ * the pair not drained, or every lane of the class is.
  */
 static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first_size, bool *held)
 {
 	uint32_t base = payload ? TQ_INT_LANES : 0;
-	uint32_t last = base + load_rlx(&q->push_lane[payload]) % TQ_INT_LANES;
+	uint32_t idx = load_rlx(&q->push_lane) % TQ_INT_LANES;
 
 	*held = false;
 	for (uint32_t i = 0; i < TQ_INT_LANES; i++) {
-		uint32_t l = base + (last - base + i) % TQ_INT_LANES;
+		uint32_t x = (idx + i) % TQ_INT_LANES, l = base + x;
 		struct tq_lane *ln = &q->h->lanes[l];
-		if (i == 1 && !lane_drained(q, last))
+		if (i == 1 && !(lane_drained(q, idx) && lane_drained(q, idx + TQ_INT_LANES)))
 			return TQ_EAGAIN; /* its tasks still wait there: so does it */
 		if (load_rlx(&ln->owner) != 0 || !cas64(&ln->owner, 0, q->lockid)) {
 			*held = true;
@@ -368,7 +371,7 @@ static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first
 			store_rel(&ln->owner, 0); /* full: held back by a slow claim */
 			continue;
 		}
-		store_rlx(&q->push_lane[payload], l - base);
+		store_rlx(&q->push_lane, x);
 		*out = l;
 		return 0;
 	}
@@ -379,12 +382,12 @@ static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first
  * pushes into, or, once that is drained, in any. */
 bool tq__lane_bytes_room(tq_queue *q, uint64_t size, bool thorough)
 {
-	uint32_t last = TQ_INT_LANES + load_rlx(&q->push_lane[1]) % TQ_INT_LANES;
+	uint32_t idx = load_rlx(&q->push_lane) % TQ_INT_LANES, last = TQ_INT_LANES + idx;
 	bool (*fit)(tq_queue *, uint32_t, uint64_t) = thorough ? lane_bytes_fit : bytes_fit_now;
 
 	if (fit(q, last, size))
 		return true;
-	if (!lane_drained(q, last))
+	if (!lane_drained(q, last) || !lane_drained(q, idx))
 		return false;
 	for (uint32_t l = TQ_INT_LANES; l < TQ_LANES; l++)
 		if (fit(q, l, size))

@@ -504,8 +504,7 @@ static int register_self(tq_queue *q)
 				;
 			q->me = p;
 			q->rec = r;
-			store_rlx(&q->push_lane[0], r % TQ_INT_LANES); /* producers start on lanes of their own */
-			store_rlx(&q->push_lane[1], r % TQ_INT_LANES);
+			store_rlx(&q->push_lane, r % TQ_INT_LANES); /* producers start on lanes of their own */
 			q->owner = r + 1;
 			q->lane_prefix = ((uint64_t)q->tag << 32) | TQ__LANE_TASK | ((uint64_t)q->owner << 14);
 			q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
