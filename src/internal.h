@@ -59,7 +59,7 @@ struct tq_queue {
 	 * line producers watch for room is written that rarely (lane.c). */
 	uint32_t reuse_every;
 	uint32_t reuse_every_bytes; /* the same for payload lanes: also at most a quarter ring of the largest records */
-	uint32_t max_spinners; /* takers that may spin on the ready bell at once: half the cores, at least 1 (wait.c) */
+	uint32_t max_spinners; /* takers that may spin on the ready bell at once: the cores online, at least 1 (wait.c) */
 	tq_a64 seen_tail[TQ_LANES]; /* each lane's tail as this handle last read it (lane.c) */
 	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
@@ -213,6 +213,8 @@ long tq__futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts);
 /* wait.c */
 void tq__bell_ring(struct tq_bell *b);
 void tq__bell_ring_if_waiting(struct tq_bell *b);
+/* n counts off a bell's spinners, never below zero (wait.c). */
+void tq__spinners_drop(struct tq_bell *b, uint32_t n);
 /* Sleeps until the bell rings, `until_ns` passes, or a bounded interval
  * ends; `ready` is rechecked after announcing the sleep. */
 void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, bool thorough), uint64_t until_ns);

@@ -17,6 +17,7 @@
 enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4, MV_TAKEN = 5 };
 
 #define LANE_TASK TQ__LANE_TASK
+#define HELD_MAX_NS 1000000ull /* a pusher waits this long for its lane held by another */
 
 static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
 
@@ -352,7 +353,7 @@ static bool lane_full(tq_queue *q, uint32_t l, bool payload, uint64_t size)
  * TQ_EAGAIN: its lane is held by another pusher (*held set) or full, and
  * the pair not drained, or every lane of the class is.
  */
-static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first_size, bool *held)
+static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first_size, bool move_on, bool *held)
 {
 	uint32_t base = payload ? TQ_INT_LANES : 0;
 	uint32_t idx = load_rlx(&q->push_lane) % TQ_INT_LANES;
@@ -361,7 +362,7 @@ static int acquire_lane(tq_queue *q, uint32_t *out, bool payload, uint64_t first
 	for (uint32_t i = 0; i < TQ_INT_LANES; i++) {
 		uint32_t x = (idx + i) % TQ_INT_LANES, l = base + x;
 		struct tq_lane *ln = &q->h->lanes[l];
-		if (i == 1 && !(lane_drained(q, idx) && lane_drained(q, idx + TQ_INT_LANES)))
+		if (i == 1 && !move_on && !(lane_drained(q, idx) && lane_drained(q, idx + TQ_INT_LANES)))
 			return TQ_EAGAIN; /* its tasks still wait there: so does it */
 		if (load_rlx(&ln->owner) != 0 || !cas64(&ln->owner, 0, q->lockid)) {
 			*held = true;
@@ -447,6 +448,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 	size_t done = 0;
 	int rc = 0;
 	bool waited = false, payload = tasks[0].kind != TQ_KIND_INT; /* one class per call (push.c) */
+	uint64_t held_since = 0;
 	uint64_t pos[TQ_CHUNK];
 
 	while (done < n) {
@@ -459,16 +461,26 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		uint64_t k = push_allowance(q, want, timeout_ns == 0);
 		uint32_t l = 0;
 		bool held = false;
-		if (k && acquire_lane(q, &l, payload, first_size, &held) != 0) {
+		/* Its lane held by another pusher for over HELD_MAX_NS (stopped,
+		 * or dead until recovery frees it): it moves on, at the cost of
+		 * its order against what it left there; a stopped process blocks
+		 * nobody. */
+		bool move_on = held_since && tq_now_ns() - held_since > HELD_MAX_NS;
+		if (k && acquire_lane(q, &l, payload, first_size, move_on, &held) != 0) {
 			store_rlx(&q->credit, 0);
-			if (held && timeout_ns && tq_now_ns() < until) {
+			uint64_t t_now = tq_now_ns();
+			if (held && timeout_ns && t_now < until) {
 				/* A lane held by another pusher right now: let it
 				 * run, then look again. */
+				if (!held_since)
+					held_since = t_now;
+				tq__maybe_maintain(q, t_now);
 				sched_yield();
 				continue;
 			}
 			k = 0; /* every lane full: wait for room as for a full queue */
 		}
+		held_since = 0;
 		if (k == 0) {
 			store_rlx(&q->byte_need, first_size);
 			rc = tq__push_wait(q, timeout_ns, until);
@@ -561,24 +573,39 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
  * entry is then ACTIVE, its first position in *first), or 0 with the entry
  * FREE again if the lane is empty.
  */
-static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, uint32_t e, uint64_t *g,
-		      uint64_t *first, tq_task *out)
+static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t now, uint32_t e,
+		      uint64_t *g, uint64_t *first, tq_task *out)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
 	struct tq_lease *L = &q->me->leases[e];
+	uint32_t bad = 0;
 
 	for (;;) {
 		uint64_t hw, h, t;
 		lane_view(q, lane, &hw, &h, &t);
-		if (h == t || t - h > lane_size(q)) {
+		/* A tail more than a lane ahead: a view split by a preemption
+		 * (the head moved on and the producer refilled) looks like this
+		 * for a moment; damage looks like it for good. */
+		if (h != t && t - h > lane_size(q) && ++bad < 4) {
+			store_rel(&q->seen_tail[lane], 0);
+			continue;
+		}
+		uint32_t k = want < TQ_CLAIM_MAX ? want : TQ_CLAIM_MAX;
+		if (h != t && t - h <= lane_size(q)) {
+			if (k > t - h)
+				k = (uint32_t)(t - h);
+			/* Only tasks older than the other lane's first (stop_id):
+			 * one producer's tasks come out in its order. */
+			for (uint32_t i = 0; stop_id && i < k; i++)
+				if (__atomic_load_n(&cell_at(q, lane, h + i)->id, __ATOMIC_RELAXED) >= stop_id)
+					k = i;
+		}
+		if (h == t || t - h > lane_size(q) || k == 0) {
 			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
 			entry_freed(q, q->rec, e);
-			return h == t ? 0 : TQ_EBADQUEUE;
+			return h != t && t - h > lane_size(q) ? TQ_EBADQUEUE : 0;
 		}
 		help(q, lane, hw, h);
-		uint32_t k = want < TQ_CLAIM_MAX ? want : TQ_CLAIM_MAX;
-		if (k > t - h)
-			k = (uint32_t)(t - h);
 		/* The tasks are read before the claim: cells between head and
 		 * tail stay as published until claimed and settled, whereas
 		 * after the claim a taker stopped here could find them moved out
@@ -629,7 +656,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t now, u
 	}
 }
 
-static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t now)
+static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now)
 {
 	uint32_t e;
 	uint64_t g, h;
@@ -641,7 +668,7 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
-	return claim_into(q, lane, want, now, e, &g, &h, out);
+	return claim_into(q, lane, want, stop_id, now, e, &g, &h, out);
 }
 
 /*
@@ -673,7 +700,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
 		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
-		int k = claim_into(q, l, want, now, SPARE_ENTRY, &g, &h, NULL);
+		int k = claim_into(q, l, want, 0, now, SPARE_ENTRY, &g, &h, NULL);
 		if (k <= 0) {
 			if (k < 0)
 				got = k;
@@ -694,9 +721,11 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 /*
  * Takes from the lanes, one home index at a time: its integer lane and its
  * payload lane, where one producer's tasks of both classes go. Of the two,
- * the one whose first task is older goes first, and only as many tasks as
- * the ids allow before the other's first (ids are unique), so that what one
- * producer pushed comes out in its order.
+ * the one whose first task is older goes first, and only its tasks older
+ * than the other's first (claim_into), so that what one producer pushed
+ * comes out in its order. A lane seen empty is looked at again after the
+ * other: a producer publishes in its order, so a task it published in the
+ * first after the one seen in the second is then seen too.
  */
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 {
@@ -708,20 +737,20 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 			uint64_t hw, ha, ta, hb, tb;
 			lane_view(q, a, &hw, &ha, &ta);
 			lane_view(q, b, &hw, &hb, &tb);
+			if (ha == ta && hb != tb)
+				lane_view(q, a, &hw, &ha, &ta);
 			bool ea = ha == ta, eb = hb == tb;
 			if (ea && eb)
 				break;
-			uint32_t l = ea ? b : a, lim = want - got;
+			uint32_t l = ea ? b : a;
+			uint64_t stop = 0;
 			if (!ea && !eb) {
 				uint64_t ida = __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED);
 				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
-				uint64_t d = idb < ida ? ida - idb : idb - ida;
-				if (idb < ida)
-					l = b;
-				if (d && d < lim)
-					lim = (uint32_t)d;
+				l = idb < ida ? b : a;
+				stop = idb < ida ? ida : idb;
 			}
-			int k = claim(q, l, out + got, lim, now);
+			int k = claim(q, l, out + got, want - got, stop, now);
 			if (k < 0)
 				return got ? (int)got : k;
 			if (k == 0)

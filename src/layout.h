@@ -284,7 +284,7 @@ struct tq_proc {
 	 * the pushed counter before it. */
 	tq_a64 dpush_slot;
 	tq_a64 dpush_before;
-	tq_a32 spinning;         /* counted as a spinner on a bell: 1 ready, 2 free */
+	tq_a32 spinning;         /* how many of its threads are counted as spinners on the ready bell */
 	uint8_t pad1[36];
 	/* Lane claims this handle holds (design.md, section 17), and a map of
 	 * the entries that may be in use (bit e set before entry e is first

@@ -243,9 +243,10 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	if ((rc = tq__lanes_recover_rec(q, rec, died, &returned, &need_drop)))
 		return rc;
 
-	/* Counted as a taker spinning on the ready bell when it died: no longer. */
-	if (load_rlx(&p->spinning) == 1 && died && load_rlx(&q->h->ready_ring.bell.spinners))
-		sub_rlx(&q->h->ready_ring.bell.spinners, 1);
+	/* Counted as takers spinning on the ready bell when it died: no longer. */
+	uint32_t spun = load_rlx(&p->spinning);
+	if (spun && died)
+		tq__spinners_drop(&q->h->ready_ring.bell, spun > TQ_MAX_PROCS * 64u ? TQ_MAX_PROCS * 64u : spun);
 	store_rlx(&p->spinning, 0);
 	uint32_t w = load_rlx(&p->waiting);
 	if (w == 1 && died && load_rlx(&q->h->ready_ring.bell.waiters))

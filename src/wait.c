@@ -67,14 +67,16 @@ static bool spinner_live(struct tq_bell *b, uint64_t now)
 	if (!load_rlx(&b->spinners))
 		return false;
 	uint64_t t = load_rlx(&b->spin_ns);
-	return now - t < SPIN_STALE_NS || t > now;
+	/* A stamp in the future is believed as little as an old one: a
+	 * damaged one must not silence the bell. */
+	return t > now ? t - now < SPIN_STALE_NS : now - t < SPIN_STALE_NS;
 }
 
-/* One count off a bell's spinners, never below zero (the count is a hint). */
-static void spinners_drop(struct tq_bell *b)
+/* n counts off a bell's spinners, never below zero (the count is a hint). */
+void tq__spinners_drop(struct tq_bell *b, uint32_t n)
 {
 	uint32_t c = load_rlx(&b->spinners);
-	while (c && !atomic_compare_exchange_weak(&b->spinners, &c, c - 1))
+	while (c && !atomic_compare_exchange_weak(&b->spinners, &c, c > n ? c - n : 0))
 		;
 }
 
@@ -119,8 +121,12 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
  * announces after this). */
 static void spin_stop(tq_queue *q, struct tq_bell *b)
 {
-	store_rlx(&q->me->spinning, 0);
-	spinners_drop(b);
+	/* The stamp goes with it: another spinner stamps it again within 64
+	 * turns, and a count left behind (a spinner killed in between) is
+	 * then not believed. */
+	store_rlx(&b->spin_ns, 0);
+	tq__spinners_drop(b, 1);
+	atomic_fetch_sub(&q->me->spinning, 1);
 }
 
 /*
@@ -147,7 +153,7 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, boo
 
 	if (spin < SPIN_MIN_NS || spin > SPIN_MAX_NS)
 		spin = SPIN_MAX_NS / 2;
-	/* Enough takers spin already (one per two cores): this one sleeps at
+	/* Enough takers spin already (one per core): this one sleeps at
 	 * once, and is woken when the spinners are busy. Spinners beyond the
 	 * cores would take the CPU from the very processes they wait for. */
 	if (counted && load_rlx(&b->spinners) >= q->max_spinners && spinner_live(b, (now = tq_now_ns()))) {
@@ -156,8 +162,9 @@ void tq__bell_wait(tq_queue *q, struct tq_bell *b, bool (*ready)(tq_queue *, boo
 		goto sleep;
 	}
 	if (counted) {
+		/* Its record's count first: recovery takes back what it says. */
+		atomic_fetch_add(&q->me->spinning, 1);
 		atomic_fetch_add(&b->spinners, 1);
-		store_rlx(&q->me->spinning, kind);
 		store_rlx(&b->spin_ns, tq_now_ns());
 	}
 	for (uint32_t i = 0;; i++) {
@@ -218,6 +225,11 @@ sleep:
 		struct timespec ts = {.tv_sec = (time_t)(slice / 1000000000ull),
 				      .tv_nsec = (long)(slice % 1000000000ull)};
 		slept = tq__futex(&b->seq, FUTEX_WAIT, seq, &ts) != 0 && errno == ETIMEDOUT;
+		/* Woken: the wake-up has arrived, so the next one (this taker's
+		 * own pass-on, if it leaves work behind) is not held back by the
+		 * gap between wake-ups. */
+		if (!slept && atomic_load(&b->seq) != seq)
+			store_rlx(&b->ring_ns, 0);
 	}
 	store_rlx(&q->me->waiting, 0);
 	atomic_fetch_sub(&b->waiters, 1);
