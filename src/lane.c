@@ -778,6 +778,17 @@ bool tq__lane_held(tq_queue *q, const tq_task *t)
 	       !(f & (1ull << task_bit(t)));
 }
 
+/* A move-out of entry e of record rec, generation g, is under way (its
+ * journal is active). Sequentially consistent, against the mover's end
+ * (move_end). */
+static bool moving(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
+{
+	struct tq_move_journal *j = &q->h->move;
+
+	return atomic_load(&j->active) == 1 && __atomic_load_n(&j->rec, __ATOMIC_RELAXED) == rec &&
+	       __atomic_load_n(&j->entry, __ATOMIC_RELAXED) == e && __atomic_load_n(&j->gen, __ATOMIC_RELAXED) == g;
+}
+
 /* Sets `mask` in entry e's fate for generation g; returns the bits this
  * call set, and settles the claim if they completed it. */
 static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
@@ -797,7 +808,11 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 			uint32_t count = load_rlx(&L->count);
 			if (count >= 1 && count <= TQ_CLAIM_MAX && ((f | mine) & claim_full(count)) == claim_full(count)) {
 				TQ_FAULT("ack.mid");
-				settle(q, q->rec, e, g);
+				/* A move-out of this claim under way copies from its
+				 * cells until its journal ends: its mover (or the
+				 * repair) settles after that, not this ack. */
+				if (!moving(q, q->rec, e, g))
+					settle(q, q->rec, e, g);
 			}
 			return mine;
 		}
@@ -886,6 +901,21 @@ static const char *why_text(uint32_t why)
 	return why == MV_EXPIRED ? "its lease expired" : "the process holding its lease died";
 }
 
+/* Ends a move-out's journal, then settles the claim if its fate is full:
+ * an ack that completed it meanwhile left the settle to this (moving());
+ * either that ack saw the journal ended, or this sees its bits. */
+static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
+{
+	struct tq_lease *L = &q->procs[rec].leases[e];
+	uint32_t count = load_rlx(&L->count);
+
+	atomic_store(&q->h->move.active, 0);
+	uint64_t f = atomic_load(&L->fate);
+	if (count >= 1 && count <= TQ_CLAIM_MAX && (f >> 32) == (g & 0xffffffffull) &&
+	    (f & claim_full(count)) == claim_full(count))
+		settle(q, rec, e, g);
+}
+
 /*
  * Moves the tasks of `want` that are still leased in entry e of record rec
  * (generation g) out of their lane into slots: READY again, DELAYED for a
@@ -925,11 +955,12 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
 			return TQ_EAGAIN;
 		}
-		j->rec = rec;
-		j->entry = e;
+		/* Read racily by ackers (moving()). */
+		__atomic_store_n(&j->rec, rec, __ATOMIC_RELAXED);
+		__atomic_store_n(&j->entry, e, __ATOMIC_RELAXED);
 		j->why = why;
 		j->mover = q->owner;
-		j->gen = g;
+		__atomic_store_n(&j->gen, g, __ATOMIC_RELAXED);
 		j->mask = m;
 		j->moved_before = load_rlx(&q->h->lane_moved[why & 7]);
 		for (uint32_t b = 0, i = 0; b < count; b++)
@@ -987,9 +1018,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		}
 		if (nready && why != MV_TAKEN)
 			(void)tq__requeue_owned(q, ready, nready);
-		if (((f | m) & full) == full)
-			settle(q, rec, e, g);
-		store_rel(&j->active, 0);
+		move_end(q, rec, e, g);
 		return (int)k;
 	}
 }
@@ -1039,9 +1068,10 @@ void tq__lanes_repair_move(tq_queue *q)
 		(void)tq__requeue_owned(q, ready, nready);
 	if (nrel)
 		(void)tq__release_owned(q, rel, nrel, C__COUNT);
-	if (claimed && (f & claim_full(count)) == claim_full(count))
-		settle(q, rec, e, g);
-	store_rel(&j->active, 0);
+	if (claimed)
+		move_end(q, rec, e, g);
+	else
+		atomic_store(&j->active, 0);
 }
 
 /* Returns everything record rec holds in lanes (its lane, its claims).
