@@ -133,7 +133,7 @@ int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until);
 
 /* lane.c (docs/design.md, section 17) */
 bool tq__holder_gone(tq_queue *q, uint64_t w);
-/* Pushes integer tasks through lanes; the contract of tq_push, whose
+/* Pushes a batch of one class (integers, or payloads) through lanes; the contract of tq_push, whose
  * clock read (now) and deadline (until) it continues. */
 int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until);
 /* Claims up to want ready lane tasks into out; 0 if none. */

@@ -1,10 +1,13 @@
 /*
- * lane.c - integer tasks through lanes: single-writer rings of 16-byte
- * cells, claimed by consumers with one compare-and-swap per batch and
- * leased per batch in the taker's own record (docs/design.md, section 17).
+ * lane.c - fresh tasks through lanes: single-writer rings of 24-byte
+ * cells (lanes 0-7 integers; lanes 8-15 payloads, whose records are in a
+ * byte ring per lane), claimed by consumers with one compare-and-swap per
+ * batch and leased per batch in the taker's own record (docs/design.md,
+ * section 17).
  *
- * Nothing here waits for another process: a producer holds only the lane it
- * pushes into, a taker only its own lease entries; a task that must leave
+ * Nothing here waits for another process for long: a producer holds only
+ * the lane it pushes into (and one whose lane another holds moves on after
+ * a millisecond), a taker only its own lease entries; a task that must leave
  * its lane (failed, expired, its holder closed or died) is moved out into a
  * slot under the recovery lock, with a journal in the header.
  */
@@ -195,7 +198,7 @@ uint64_t tq__room(tq_queue *q)
 	if (room > 0)
 		return room;
 	/* Short of room: claims settled since a lane's reuse point last
-	 * moved are room too (settle moves it once per 64 positions). */
+	 * moved are room too (settle moves it once per reuse_every positions). */
 	for (uint32_t l = 0; l < TQ_LANES; l++)
 		advance_reuse(q, l);
 	return tq__room_now(q);
@@ -301,10 +304,11 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	TQ_FAULT("lane.settle.mid");
 	if (cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE)))
 		entry_freed(q, rec, e);
-	/* Reuse moves once per 64 positions settled (or for a producer asleep
-	 * waiting for room: the fence pairs with its announcement, wait.c):
-	 * one write of that line per 64 tasks, not per claim. A producer short
-	 * of room advances it itself (tq__room). */
+	/* Reuse moves once per reuse_every positions settled (or for a
+	 * producer asleep waiting for room: the fence pairs with its
+	 * announcement, wait.c): one write of the line producers poll per
+	 * reuse_every tasks, not per claim. A producer short of room advances
+	 * it itself (tq__room, before it sleeps). */
 	if (lane >= TQ_LANES)
 		return;
 	/* Payload lanes as often as a quarter of their byte ring may fill

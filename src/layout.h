@@ -16,8 +16,9 @@
  *   [free cells  x ring_size]   u32 slot indices: the free ring
  *   [ready cells x ring_size]   u32 slot indices: the ready ring
  *   [payload x capacity]        payload_stride bytes each
- *   [cells   x lanes x lane_size] 24-byte integer tasks (design.md, 17)
+ *   [cells   x lanes x lane_size] 24-byte cells: integers, or payload record positions (design.md, 17)
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
+ *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
  *
  * Every offset is recomputed from (capacity, max_payload) by every opener
  * and must match the stored one; nothing read from the segment is trusted
@@ -172,7 +173,8 @@ enum tq_hist { H_WAIT, H_PROC, H__COUNT };
 #define TQ_METRICS (C__COUNT + H__COUNT * TQ_HSLOTS)
 
 /* ---------------------------------------------------------------- lanes
- * Single-writer rings of integer tasks (docs/design.md, section 17).
+ * Single-writer rings of fresh tasks: integers, and payloads whose records
+ * are in a byte ring per payload lane (docs/design.md, section 17).
  */
 #define TQ_LANES 16u          /* lanes 0..7: integers; 8..15: payloads */
 #define TQ_INT_LANES 8u
