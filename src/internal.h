@@ -136,8 +136,9 @@ bool tq__holder_gone(tq_queue *q, uint64_t w);
 /* Pushes a batch of one class (integers, or payloads) through lanes; the contract of tq_push, whose
  * clock read (now) and deadline (until) it continues. */
 int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until);
-/* Claims up to want ready lane tasks into out; 0 if none. */
-int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now);
+/* Claims up to want ready lane tasks into out, only tasks with ids below
+ * stop_id if it is not 0; 0 if none. */
+int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now);
 /* Claims moved straight into slots WRITING by this handle, for a handle
  * out of lease entries; returns their count. */
 int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t now);

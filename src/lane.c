@@ -731,7 +731,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
  * other: a producer publishes in its order, so a task it published in the
  * first after the one seen in the second is then seen too.
  */
-int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
+int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now)
 {
 	uint32_t got = 0, start = load_rlx(&q->take_lane) % TQ_INT_LANES;
 
@@ -747,13 +747,19 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 			if (ea && eb)
 				break;
 			uint32_t l = ea ? b : a;
-			uint64_t stop = 0;
+			uint64_t stop = stop_id;
 			if (!ea && !eb) {
 				uint64_t ida = __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED);
 				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
 				l = idb < ida ? b : a;
-				stop = idb < ida ? ida : idb;
+				uint64_t other = idb < ida ? ida : idb;
+				if (!stop || other < stop)
+					stop = other;
 			}
+			/* Its first not older than the stop (the ready ring's
+			 * first): nothing of this pair yet. */
+			if (stop && __atomic_load_n(&cell_at(q, l, l == a ? ha : hb)->id, __ATOMIC_RELAXED) >= stop)
+				break;
 			int k = claim(q, l, out + got, want - got, stop, now);
 			if (k < 0)
 				return got ? (int)got : k;

@@ -77,28 +77,44 @@ static uint64_t ring_head_id(tq_queue *q)
 	return idx < q->cap ? __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) : 0;
 }
 
+/* How many of the ready ring's first tasks (up to max) have ids below
+ * stop: they are taken before a lane task with id stop. A hint read
+ * racily, like ring_head_id: the pop that follows takes what is there. */
+static uint32_t ring_count_before(tq_queue *q, uint64_t stop, uint32_t max)
+{
+	uint64_t h = load_acq(&q->readyr.r->pop.pos), t = load_acq(&q->readyr.r->push.pos);
+	uint32_t n = 0;
+
+	while (n < max && h + n < t) {
+		uint32_t idx = __atomic_load_n(&q->readyr.cells[(h + n) & q->readyr.mask], __ATOMIC_RELAXED);
+		if (idx >= q->cap || __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) >= stop)
+			break;
+		n++;
+	}
+	return n;
+}
+
 /* From whichever source holds the task pushed first (ids grow in push
- * order): the lanes (fresh integers) or the ready ring (everything else).
- * Reading the lanes' heads costs a few lines, so only when the ring has
- * anything. */
+ * order): the lanes (fresh tasks) or the ready ring (everything else), and
+ * from it only tasks older than the other's first. Reading the lanes'
+ * heads costs a few lines, so only when the ring has anything. */
 static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 {
+	uint64_t stop = 0;
+
 	if (tq__ring_count(&q->readyr)) {
 		uint64_t lane_oldest = 0, ring_oldest = ring_head_id(q);
 		tq__lanes_ready(q, &lane_oldest, NULL);
-		/* Ids are unique: no more than the difference is older than the
-		 * other source's first. */
 		if (!lane_oldest || ring_oldest < lane_oldest) {
-			if (lane_oldest && lane_oldest - ring_oldest < want)
-				want = (uint32_t)(lane_oldest - ring_oldest);
-			int got = take_slots(q, out, want, now);
+			uint32_t n = lane_oldest ? ring_count_before(q, lane_oldest, want) : want;
+			int got = take_slots(q, out, n ? n : 1, now);
 			if (got)
 				return got;
-		} else if (ring_oldest && ring_oldest - lane_oldest < want) {
-			want = (uint32_t)(ring_oldest - lane_oldest);
+		} else if (ring_oldest) {
+			stop = ring_oldest;
 		}
 	}
-	int got = tq__lane_take(q, out, want, now);
+	int got = tq__lane_take(q, out, want, stop, now);
 	if (got != TQ_EBUSY)
 		return got;
 	/* Every lease entry in use: the claim goes into slots. */

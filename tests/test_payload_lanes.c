@@ -30,6 +30,9 @@
  *                                   queue's capacity: TQ_EAGAIN,
  *                                   TQ_ETIMEDOUT, a sleeping push woken
  *                                   when bytes are freed; nothing lost
+ *   one_producer_order_across_ring_and_lanes  integers and payloads in a
+ *                                   pair of lanes and a mixed batch in the
+ *                                   ready ring: taken in push order
  *   one_producer_order_across_lane_move  a producer whose payload lane is
  *                                   full of held bytes moves to another
  *                                   lane: its payloads and integers must
@@ -1479,5 +1482,75 @@ Test(payload_lanes, one_producer_order_across_lane_move, .timeout = 60, .fini = 
 	pl_drain(c, b);
 	pl_expect_all_acked(p, b);
 	munmap((void *)seg, size);
+	pl_expect_clean(p);
+}
+
+/* One producer's integers and payloads in its pair of lanes and a mixed
+ * batch (slots, the ready ring) in between, with another producer's task
+ * taking an id in the middle (so the ids in one lane have gaps): a taker
+ * takes the first producer's tasks in its push order, across the two lanes
+ * of its pair and the ring, however many it asks for at once. */
+Test(payload_lanes, one_producer_order_across_ring_and_lanes, .timeout = 60, .fini = pl_fini)
+{
+	tq_queue *p = pl_create("ringorder", 1000, 300, 60 * PL_SEC, 5, 0);
+	tq_queue *c = pl_open2();
+	tq_queue *p2 = NULL;
+	cr_assert_eq(tq_open(pl_qname, &p2), 0);
+	struct pl_book *b = pl_book_new();
+	struct pl_spec small = {TQ_KIND_STRING, 40};
+	uint8_t buf[50];
+	tq_task t[64];
+
+	for (uint32_t round = 0; round < 50; round++) {
+		uint32_t first = b->n;
+		cr_assert_eq(pl_push_int(p, b, 0), 1);
+		/* The other producer's task: an id between the first's. */
+		cr_assert_eq(pl_push_int(p2, b, 0), 1);
+		uint64_t other = b->e[b->n - 1].id;
+		/* A mixed batch goes through slots and the ready ring. */
+		tq_task mixed[2];
+		memset(mixed, 0, sizeof mixed);
+		uint64_t seed = b->next_seed;
+		mixed[0].kind = TQ_KIND_INT;
+		mixed[0].value = PL_BASE + seed;
+		pl_fill(buf, seed + 1, sizeof buf);
+		mixed[1].kind = TQ_KIND_JSON;
+		mixed[1].data = buf;
+		mixed[1].len = sizeof buf;
+		cr_assert_eq(tq_push(p, mixed, 2, 0), 2);
+		b->e[b->n++] = (struct pl_exp){mixed[0].id, seed, 0, TQ_KIND_INT, 0};
+		b->e[b->n++] = (struct pl_exp){mixed[1].id, seed + 1, sizeof buf, TQ_KIND_JSON, 0};
+		b->next_seed += 2;
+		cr_assert_eq(pl_push(p, b, &small, 1, 0), 1);
+		cr_assert_eq(pl_push_int(p, b, 0), 1);
+		cr_assert_eq(pl_push(p, b, &small, 1, 0), 1);
+		uint32_t n = b->n - first;
+		for (uint32_t i = first + 1; i < b->n; i++)
+			cr_assert_lt(b->e[i - 1].id, b->e[i].id);
+
+		/* Asking for all at once (round 0 mod 3), two, or one at a time. */
+		uint32_t ask = round % 3 == 0 ? 64 : round % 3 == 1 ? 2 : 1;
+		uint32_t got = 0;
+		uint64_t last = 0, deadline = tqt_now_ms() + 5000;
+		while (got < n && tqt_now_ms() < deadline) {
+			int k = tq_take(c, t, ask, 100000000ull);
+			if (k == TQ_ETIMEDOUT)
+				continue;
+			cr_assert(k > 0, "%d (%s)", k, tq_strerror(k));
+			for (int i = 0; i < k; i++) {
+				pl_note(b, &t[i]);
+				got++;
+				if (t[i].id == other)
+					continue; /* another producer's: no order against these */
+				cr_assert_gt(t[i].id, last, "round %u (asking %u): id %llu taken after id %llu", round,
+					     ask, (unsigned long long)t[i].id, (unsigned long long)last);
+				last = t[i].id;
+			}
+			pl_ack(c, b, t, (size_t)k);
+		}
+		cr_assert_eq(got, n, "round %u: %u of %u taken", round, got, n);
+	}
+	tq_close(p2);
+	pl_expect_all_acked(p, b);
 	pl_expect_clean(p);
 }
