@@ -34,35 +34,11 @@
 #include "layout.h" /* lane owner and tail words, read from the segment */
 #include "taskq.h"
 #include "util.h"
+#include "lanefix.h"
 
 #define LN_CHILD_MS 20000u
 #define LN_BASE 0x1a4e000000ull /* values are LN_BASE + index */
 #define LN_MAXV 12000u
-
-static char ln_qname[TQT_NAME_LEN];
-static tq_queue *ln_q, *ln_q2;
-static pid_t ln_kids[8];
-static int ln_nkids;
-
-static void ln_fini(void)
-{
-	for (int i = 0; i < ln_nkids; i++) {
-		if (ln_kids[i] > 0) {
-			kill(ln_kids[i], SIGKILL);
-			waitpid(ln_kids[i], NULL, 0);
-		}
-	}
-	ln_nkids = 0;
-	if (ln_q2)
-		tq_close(ln_q2);
-	ln_q2 = NULL;
-	if (ln_q)
-		tq_close(ln_q);
-	ln_q = NULL;
-	if (ln_qname[0])
-		tq_destroy(ln_qname);
-	ln_qname[0] = '\0';
-}
 
 /* What a child tells the parent. */
 struct ln_ctx {
@@ -85,8 +61,8 @@ static tq_queue *ln_create(const char *test, uint32_t cap, uint64_t lease_ns)
 	tq_config c;
 	tq_queue *q = NULL;
 
-	tqt_name(ln_qname, test);
-	tq_destroy(ln_qname); /* a leftover of an earlier run with our pid */
+	tqt_name(lf_qname, test);
+	tq_destroy(lf_qname); /* a leftover of an earlier run with our pid */
 	tq_config_init(&c);
 	c.capacity = cap;
 	c.max_payload = 64;
@@ -94,9 +70,9 @@ static tq_queue *ln_create(const char *test, uint32_t cap, uint64_t lease_ns)
 	c.lease_ns = lease_ns;
 	c.backoff_base_ns = 1000000ull; /* 1 ms */
 	c.backoff_max_ns = 8000000ull;
-	int rc = tq_create(ln_qname, &c, &q);
-	cr_assert_eq(rc, 0, "tq_create(%s): %s", ln_qname, tq_strerror(rc));
-	ln_q = q;
+	int rc = tq_create(lf_qname, &c, &q);
+	cr_assert_eq(rc, 0, "tq_create(%s): %s", lf_qname, tq_strerror(rc));
+	lf_q = q;
 	return q;
 }
 
@@ -193,38 +169,12 @@ static void ln_expect_clean(tq_queue *q)
 
 /* ------------------------------------------------------------- children */
 
-static pid_t ln_parent;
-static int (*ln_child_fn)(void *);
-
-static int ln_child_main(void *arg)
-{
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != ln_parent)
-		return 99;
-	return ln_child_fn(arg);
-}
-
-static pid_t ln_spawn(int (*fn)(void *), void *arg)
-{
-	ln_parent = getpid();
-	ln_child_fn = fn;
-	pid_t pid = tqt_fork(ln_child_main, arg);
-	if (ln_nkids < (int)(sizeof ln_kids / sizeof ln_kids[0]))
-		ln_kids[ln_nkids++] = pid;
-	return pid;
-}
-
-static void ln_forget(pid_t pid)
-{
-	for (int i = 0; i < ln_nkids; i++)
-		if (ln_kids[i] == pid)
-			ln_kids[i] = 0;
-}
 
 /* The child must die by SIGKILL (at its fault point). */
 static void ln_expect_killed(struct ln_ctx *c, pid_t pid, const char *what)
 {
 	int st = tqt_wait(pid, LN_CHILD_MS);
-	ln_forget(pid);
+	lf_forget(pid);
 	cr_assert_eq(st, 128 + SIGKILL,
 		     "%s: the child should have died by SIGKILL at its fault point; status %d "
 		     "(-1 = still running, killed) message '%s'",
@@ -250,19 +200,8 @@ static void ln_kill(pid_t pid)
 {
 	kill(pid, SIGKILL);
 	int st = tqt_wait(pid, LN_CHILD_MS);
-	ln_forget(pid);
+	lf_forget(pid);
 	cr_assert_eq(st, 128 + SIGKILL, "the stopped child: status %d", st);
-}
-
-static tq_queue *ln_child_open(struct ln_ctx *c)
-{
-	tq_queue *q = NULL;
-	int rc = tq_open(ln_qname, &q);
-	if (rc != 0) {
-		ln_err(c, 0, "child tq_open", rc);
-		return NULL;
-	}
-	return q;
 }
 
 /* A child's tq_take of exactly n tasks (in as many calls as it takes). */
@@ -282,30 +221,6 @@ static int ln_child_take(struct ln_ctx *c, tq_queue *q, tq_task *t, int n)
 	return got;
 }
 
-/* The segment of ln_qname, mapped shared, read only. */
-static const uint8_t *ln_map(size_t *size)
-{
-	char path[TQT_NAME_LEN + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof path, "/taskq.%s", ln_qname);
-	int fd = shm_open(path, O_RDONLY, 0);
-	cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
-	cr_assert_eq(fstat(fd, &sb), 0);
-	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	close(fd);
-	*size = (size_t)sb.st_size;
-	return p;
-}
-
-static uint64_t ln_lane_word(const uint8_t *seg, uint32_t lane, size_t field)
-{
-	uint64_t w;
-	memcpy(&w, seg + offsetof(struct tq_hdr, lanes) + lane * sizeof(struct tq_lane) + field, sizeof w);
-	return w;
-}
-
 /* ================================================== move.claimed repair */
 
 #define MC_N 100u
@@ -316,7 +231,7 @@ static int child_take_fail_armed(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task t[MC_N];
-	tq_queue *q = ln_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	int n = ln_child_take(c, q, t, (int)MC_N);
@@ -327,7 +242,7 @@ static int child_take_fail_armed(void *arg)
 	return ln_err(c, 4, "tq_fail returned (the point was not reached)", rc);
 }
 
-Test(lanes, move_claimed_repair, .timeout = 60, .fini = ln_fini)
+Test(lanes, move_claimed_repair, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("mvclaimed", 256, 60ull * 1000000000ull);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
@@ -336,7 +251,7 @@ Test(lanes, move_claimed_repair, .timeout = 60, .fini = ln_fini)
 
 	memset(&seen, 0, sizeof seen);
 	ln_push(q, 0, MC_N);
-	ln_expect_killed(c, ln_spawn(child_take_fail_armed, c), "move.claimed in tq_fail");
+	ln_expect_killed(c, lf_spawn(child_take_fail_armed, c), "move.claimed in tq_fail");
 	cr_assert_eq(c->taken, (int)MC_N, "the child took %d of %u", c->taken, MC_N);
 
 	/* The lock is taken over from the dead holder: the journal is
@@ -379,7 +294,7 @@ static int child_ack_settle_armed(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task a[32], b[10];
-	tq_queue *q = ln_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	int n = ln_child_take(c, q, a, 32); /* one claim of 32 */
@@ -393,7 +308,7 @@ static int child_ack_settle_armed(void *arg)
 	return ln_err(c, 4, "tq_ack returned (the point was not reached)", rc);
 }
 
-Test(lanes, settle_mid, .timeout = 60, .fini = ln_fini)
+Test(lanes, settle_mid, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("settlemid", 256, 60ull * 1000000000ull);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
@@ -402,7 +317,7 @@ Test(lanes, settle_mid, .timeout = 60, .fini = ln_fini)
 
 	memset(&seen, 0, sizeof seen);
 	ln_push(q, 0, SM_N);
-	ln_expect_killed(c, ln_spawn(child_ack_settle_armed, c), "lane.settle.mid in tq_ack");
+	ln_expect_killed(c, lf_spawn(child_ack_settle_armed, c), "lane.settle.mid in tq_ack");
 	cr_assert_eq(c->nvals, 42);
 	bool in_ack[SM_N] = {false}, in_held[SM_N] = {false};
 	for (int i = 0; i < 42; i++) {
@@ -460,7 +375,7 @@ static int child_take_armed(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task t[32];
-	tq_queue *q = ln_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	tq_fault_arm("take.popped", 1);
@@ -469,7 +384,7 @@ static int child_take_armed(void *arg)
 	return ln_err(c, 4, "tq_take returned (the point was not reached)", n);
 }
 
-Test(lanes, take_popped_claim_is_recorded, .timeout = 60, .fini = ln_fini)
+Test(lanes, take_popped_claim_is_recorded, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("takepopped", 256, 60ull * 1000000000ull);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
@@ -482,7 +397,7 @@ Test(lanes, take_popped_claim_is_recorded, .timeout = 60, .fini = ln_fini)
 
 	/* 1. The claim of 0..31 is recorded by recovery: head still names
 	 * the dead child's PENDING entry. */
-	ln_expect_killed(c, ln_spawn(child_take_armed, c), "take.popped (recovered)");
+	ln_expect_killed(c, lf_spawn(child_take_armed, c), "take.popped (recovered)");
 	cr_assert_eq(c->taken, 0);
 	int rc = tq_recover(q);
 	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
@@ -505,7 +420,7 @@ Test(lanes, take_popped_claim_is_recorded, .timeout = 60, .fini = ln_fini)
 	/* 2. The next claim, 32..63, is recorded by the next taker (the
 	 * parent helps it on its way past), then recovered. */
 	memset(c, 0, sizeof *c);
-	ln_expect_killed(c, ln_spawn(child_take_armed, c), "take.popped (helped)");
+	ln_expect_killed(c, lf_spawn(child_take_armed, c), "take.popped (helped)");
 	n = tq_take(q, t, 8, 0);
 	cr_assert_eq(n, 8, "the parent's take after the dead claim: %d (%s)", n, tq_strerror(n));
 	for (int i = 0; i < n; i++) {
@@ -549,7 +464,7 @@ static int child_push_stop(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task t[SP_A];
-	tq_queue *q = ln_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	memset(t, 0, sizeof t);
@@ -562,7 +477,7 @@ static int child_push_stop(void *arg)
 	return ln_err(c, 4, "tq_push returned (the point was not reached)", k);
 }
 
-Test(lanes, stopped_producer_blocks_nobody, .timeout = 90, .fini = ln_fini)
+Test(lanes, stopped_producer_blocks_nobody, .timeout = 90, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("stoppedpush", 1024, 60ull * 1000000000ull);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
@@ -572,19 +487,19 @@ Test(lanes, stopped_producer_blocks_nobody, .timeout = 90, .fini = ln_fini)
 	size_t size;
 
 	memset(&seen, 0, sizeof seen);
-	pid_t a = ln_spawn(child_push_stop, c);
+	pid_t a = lf_spawn(child_push_stop, c);
 	ln_expect_stopped(c, a, "push.written");
 
 	/* A holds one lane, its batch written and not published. */
-	const uint8_t *seg = ln_map(&size);
+	const uint8_t *seg = lf_map(&size);
 	int held = -1;
 	for (uint32_t l = 0; l < TQ_LANES; l++)
-		if (ln_lane_word(seg, l, offsetof(struct tq_lane, owner)) != 0) {
+		if (lf_lane_word(seg, l, offsetof(struct tq_lane, owner)) != 0) {
 			cr_assert_eq(held, -1, "lanes %d and %u both held", held, l);
 			held = (int)l;
 		}
 	cr_assert_neq(held, -1, "the stopped producer holds no lane");
-	uint64_t held_tail = ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail));
+	uint64_t held_tail = lf_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail));
 
 	/* Everyone else goes on: every call succeeds within its timeout. */
 	for (uint32_t lo = 0; lo < SP_N; lo += 100) {
@@ -602,7 +517,7 @@ Test(lanes, stopped_producer_blocks_nobody, .timeout = 90, .fini = ln_fini)
 			got += (uint32_t)n;
 		}
 	}
-	cr_assert_eq(ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail)), held_tail,
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail)), held_tail,
 		     "the stopped producer's lane was published to");
 	ln_stats(q, &s);
 	cr_expect_eq(s.total.pushed, SP_N, "pushed %llu with the batch unpublished",
@@ -613,17 +528,17 @@ Test(lanes, stopped_producer_blocks_nobody, .timeout = 90, .fini = ln_fini)
 	int rc = tq_recover(q);
 	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
 	for (uint32_t l = 0; l < TQ_LANES; l++)
-		cr_expect_eq(ln_lane_word(seg, l, offsetof(struct tq_lane, owner)), 0,
+		cr_expect_eq(lf_lane_word(seg, l, offsetof(struct tq_lane, owner)), 0,
 			     "lane %u still held after recovery", l);
 	ln_expect_clean(q);
 
 	/* The lane works again: a fresh handle starts at lane 0. */
-	cr_assert_eq(tq_open(ln_qname, &ln_q2), 0);
+	cr_assert_eq(tq_open(lf_qname, &lf_q2), 0);
 	for (uint32_t i = 0; i < TQ_LANES; i++) {
-		uint64_t before = ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail));
+		uint64_t before = lf_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail));
 		tq_task one = {.kind = TQ_KIND_INT, .value = LN_BASE + SP_N + SP_A + i};
-		cr_assert_eq(tq_push(ln_q2, &one, 1, 0), 1);
-		if (ln_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail)) != before)
+		cr_assert_eq(tq_push(lf_q2, &one, 1, 0), 1);
+		if (lf_lane_word(seg, (uint32_t)held, offsetof(struct tq_lane, tail)) != before)
 			break;
 		/* another lane was preferred: try once per lane */
 		if (i == TQ_LANES - 1)
@@ -650,7 +565,7 @@ static int child_take_stop(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task t[ST_B];
-	tq_queue *q = ln_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	tq_fault_arm_signal("take.popped", 1, SIGSTOP);
@@ -697,7 +612,7 @@ static void ln_take_all(tq_queue *q, struct ln_seen *seen, uint32_t nv, uint32_t
 	}
 }
 
-Test(lanes, stopped_taker_blocks_nobody, .timeout = 90, .fini = ln_fini)
+Test(lanes, stopped_taker_blocks_nobody, .timeout = 90, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("stoppedtake", 1024, 50ull * 1000000ull);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
@@ -706,7 +621,7 @@ Test(lanes, stopped_taker_blocks_nobody, .timeout = 90, .fini = ln_fini)
 
 	memset(&seen, 0, sizeof seen);
 	ln_push(q, 0, 20);
-	pid_t b = ln_spawn(child_take_stop, c);
+	pid_t b = lf_spawn(child_take_stop, c);
 	ln_expect_stopped(c, b, "take.popped");
 	cr_assert_eq(c->taken, 0);
 
@@ -743,7 +658,7 @@ Test(lanes, stopped_taker_blocks_nobody, .timeout = 90, .fini = ln_fini)
 /* The same, when B's claim takes the last tasks of its lane: no later
  * taker passes it, so nobody helps it to ACTIVE. Its lease must still end
  * ("a stopped holder cannot delay an expiry"). */
-Test(lanes, stopped_taker_of_the_last_tasks, .timeout = 60, .fini = ln_fini)
+Test(lanes, stopped_taker_of_the_last_tasks, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("stoppedlast", 1024, 50ull * 1000000ull);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
@@ -752,7 +667,7 @@ Test(lanes, stopped_taker_of_the_last_tasks, .timeout = 60, .fini = ln_fini)
 
 	memset(&seen, 0, sizeof seen);
 	ln_push(q, 0, ST_B);
-	pid_t b = ln_spawn(child_take_stop, c);
+	pid_t b = lf_spawn(child_take_stop, c);
 	ln_expect_stopped(c, b, "take.popped");
 
 	/* 5 s: a hundred lease lengths. */
@@ -784,7 +699,7 @@ Test(lanes, stopped_taker_of_the_last_tasks, .timeout = 60, .fini = ln_fini)
 
 #define MC2_N 200u
 
-Test(lanes, many_claims_one_handle, .timeout = 60, .fini = ln_fini)
+Test(lanes, many_claims_one_handle, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("manyclaims", 256, 60ull * 1000000000ull);
 	static tq_task held[MC2_N];
@@ -854,7 +769,7 @@ Test(lanes, many_claims_one_handle, .timeout = 60, .fini = ln_fini)
 #define SA_N 200u
 #define SA_ROUNDS 130u /* two turns of the 63 lease entries */
 
-Test(lanes, stale_ack_after_reuse, .timeout = 60, .fini = ln_fini)
+Test(lanes, stale_ack_after_reuse, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("staleack", 256, 60ull * 1000000000ull);
 	static struct ln_seen seen;
@@ -912,15 +827,15 @@ Test(lanes, stale_ack_after_reuse, .timeout = 60, .fini = ln_fini)
 /* A lane task names the handle that took it: handed to another handle's
  * ack, fail or touch, it is refused (TQ_EINVAL) and does not act on that
  * handle's lease entry of the same index and generation. */
-Test(lanes, task_of_another_handle_is_refused, .timeout = 60, .fini = ln_fini)
+Test(lanes, task_of_another_handle_is_refused, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *a = ln_create("otherhandle", 64, 60ull * 1000000000ull);
 	tq_queue *b = NULL;
 	tq_task ta, tb;
 	tq_stats s;
 
-	cr_assert_eq(tq_open(ln_qname, &b), 0);
-	ln_q2 = b;
+	cr_assert_eq(tq_open(lf_qname, &b), 0);
+	lf_q2 = b;
 	ln_push(a, 0, 2);
 	/* Each handle's first claim: entry 0, generation 0, in both records. */
 	cr_assert_eq(tq_take(a, &ta, 1, 0), 1);

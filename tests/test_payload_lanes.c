@@ -57,37 +57,13 @@
 #include "layout.h" /* lane words and the byte rings, read from the segment */
 #include "taskq.h"
 #include "util.h"
+#include "lanefix.h"
 
 #define PL_CHILD_MS 20000u
 #define PL_MAXT 8192u                /* tasks in one test's book */
 #define PL_BASE 0x9a7e000000000000ull /* integer tasks: PL_BASE + seed */
 #define PL_BATCH 64u                 /* tasks in one pl_push */
 #define PL_SEC 1000000000ull
-
-static char pl_qname[TQT_NAME_LEN];
-static tq_queue *pl_q, *pl_q2;
-static pid_t pl_kids[8];
-static int pl_nkids;
-
-static void pl_fini(void)
-{
-	for (int i = 0; i < pl_nkids; i++) {
-		if (pl_kids[i] > 0) {
-			kill(pl_kids[i], SIGKILL);
-			waitpid(pl_kids[i], NULL, 0);
-		}
-	}
-	pl_nkids = 0;
-	if (pl_q2)
-		tq_close(pl_q2);
-	pl_q2 = NULL;
-	if (pl_q)
-		tq_close(pl_q);
-	pl_q = NULL;
-	if (pl_qname[0])
-		tq_destroy(pl_qname);
-	pl_qname[0] = '\0';
-}
 
 /* ------------------------------------------------------------- the book */
 
@@ -335,8 +311,8 @@ static tq_queue *pl_create(const char *test, uint32_t cap, uint32_t max_payload,
 	tq_config c;
 	tq_queue *q = NULL;
 
-	tqt_name(pl_qname, test);
-	tq_destroy(pl_qname); /* a leftover of an earlier run with our pid */
+	tqt_name(lf_qname, test);
+	tq_destroy(lf_qname); /* a leftover of an earlier run with our pid */
 	tq_config_init(&c);
 	c.capacity = cap;
 	c.max_payload = max_payload;
@@ -345,63 +321,27 @@ static tq_queue *pl_create(const char *test, uint32_t cap, uint32_t max_payload,
 	c.lease_ns = lease_ns;
 	c.backoff_base_ns = 1000000ull; /* 1 ms */
 	c.backoff_max_ns = 2000000ull;
-	int rc = tq_create(pl_qname, &c, &q);
-	cr_assert_eq(rc, 0, "tq_create(%s): %s", pl_qname, tq_strerror(rc));
-	pl_q = q;
+	int rc = tq_create(lf_qname, &c, &q);
+	cr_assert_eq(rc, 0, "tq_create(%s): %s", lf_qname, tq_strerror(rc));
+	lf_q = q;
 	return q;
 }
 
 static tq_queue *pl_open2(void)
 {
 	tq_queue *q = NULL;
-	int rc = tq_open(pl_qname, &q);
-	cr_assert_eq(rc, 0, "tq_open(%s): %s", pl_qname, tq_strerror(rc));
-	pl_q2 = q;
+	int rc = tq_open(lf_qname, &q);
+	cr_assert_eq(rc, 0, "tq_open(%s): %s", lf_qname, tq_strerror(rc));
+	lf_q2 = q;
 	return q;
-}
-
-/* The segment of pl_qname, mapped shared, read only. */
-static const uint8_t *pl_map(size_t *size)
-{
-	char path[TQT_NAME_LEN + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof path, "/taskq.%s", pl_qname);
-	int fd = shm_open(path, O_RDONLY, 0);
-	cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
-	cr_assert_eq(fstat(fd, &sb), 0);
-	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	close(fd);
-	*size = (size_t)sb.st_size;
-	return p;
-}
-
-static uint64_t pl_hdr64(const uint8_t *seg, size_t field)
-{
-	uint64_t w;
-	memcpy(&w, seg + field, sizeof w);
-	return w;
-}
-
-static uint32_t pl_hdr32(const uint8_t *seg, size_t field)
-{
-	uint32_t w;
-	memcpy(&w, seg + field, sizeof w);
-	return w;
-}
-
-static uint64_t pl_lane_word(const uint8_t *seg, uint32_t lane, size_t field)
-{
-	return pl_hdr64(seg, offsetof(struct tq_hdr, lanes) + lane * sizeof(struct tq_lane) + field);
 }
 
 /* Cell `pos` of lane `lane`. */
 static struct tq_cell pl_cell(const uint8_t *seg, uint32_t lane, uint64_t pos)
 {
 	struct tq_cell c;
-	uint64_t lsize = pl_hdr32(seg, offsetof(struct tq_hdr, lane_size));
-	memcpy(&c, seg + pl_hdr64(seg, offsetof(struct tq_hdr, off_cells)) +
+	uint64_t lsize = lf_hdr32(seg, offsetof(struct tq_hdr, lane_size));
+	memcpy(&c, seg + lf_hdr64(seg, offsetof(struct tq_hdr, off_cells)) +
 			   (lane * lsize + (pos & (lsize - 1))) * sizeof(struct tq_cell),
 	       sizeof c);
 	return c;
@@ -410,8 +350,8 @@ static struct tq_cell pl_cell(const uint8_t *seg, uint32_t lane, uint64_t pos)
 /* The record at absolute byte position `pos` of payload lane `lane`. */
 static const struct tq_brec *pl_brec(const uint8_t *seg, uint32_t lane, uint64_t pos)
 {
-	uint64_t lb = pl_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
-	return (const struct tq_brec *)(seg + pl_hdr64(seg, offsetof(struct tq_hdr, off_bytes)) +
+	uint64_t lb = lf_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
+	return (const struct tq_brec *)(seg + lf_hdr64(seg, offsetof(struct tq_hdr, off_bytes)) +
 					(lane - TQ_INT_LANES) * lb + (pos & (lb - 1)));
 }
 
@@ -433,8 +373,6 @@ struct pl_ctx {
 	int step;             /* how far it got */
 };
 
-static pid_t pl_parent;
-static int (*pl_child_fn)(void *);
 
 static int pl_err(struct pl_ctx *c, int code, const char *what, int rc)
 {
@@ -442,35 +380,11 @@ static int pl_err(struct pl_ctx *c, int code, const char *what, int rc)
 	return code;
 }
 
-static int pl_child_main(void *arg)
-{
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != pl_parent)
-		return 99;
-	return pl_child_fn(arg);
-}
-
-static pid_t pl_spawn(int (*fn)(void *), struct pl_ctx *c)
-{
-	pl_parent = getpid();
-	pl_child_fn = fn;
-	pid_t pid = tqt_fork(pl_child_main, c);
-	if (pl_nkids < (int)(sizeof pl_kids / sizeof pl_kids[0]))
-		pl_kids[pl_nkids++] = pid;
-	return pid;
-}
-
-static void pl_forget(pid_t pid)
-{
-	for (int i = 0; i < pl_nkids; i++)
-		if (pl_kids[i] == pid)
-			pl_kids[i] = 0;
-}
-
 /* The child must die by SIGKILL (at its fault point, or by its own hand). */
 static void pl_expect_killed(struct pl_ctx *c, pid_t pid, const char *what)
 {
 	int st = tqt_wait(pid, PL_CHILD_MS);
-	pl_forget(pid);
+	lf_forget(pid);
 	cr_assert_eq(st, 128 + SIGKILL,
 		     "%s: the child should have died by SIGKILL; status %d (-1 = still running, killed), "
 		     "step %d, message '%s'",
@@ -480,20 +394,9 @@ static void pl_expect_killed(struct pl_ctx *c, pid_t pid, const char *what)
 static void pl_expect_exit0(struct pl_ctx *c, pid_t pid, const char *what)
 {
 	int st = tqt_wait(pid, PL_CHILD_MS);
-	pl_forget(pid);
+	lf_forget(pid);
 	cr_assert_eq(st, 0, "%s: child status %d (-1 = timed out, killed), step %d, message '%s'", what, st,
 		     c->step, c->msg);
-}
-
-static tq_queue *pl_child_open(struct pl_ctx *c)
-{
-	tq_queue *q = NULL;
-	int rc = tq_open(pl_qname, &q);
-	if (rc != 0) {
-		pl_err(c, 0, "child tq_open", rc);
-		return NULL;
-	}
-	return q;
 }
 
 /* A child's tq_take of exactly n tasks (in as many calls as it takes),
@@ -629,7 +532,7 @@ static int rt_consume(tq_queue *c, struct pl_book *b, struct rt_state *rs, uint3
 	return n;
 }
 
-Test(payload_lanes, round_trip_orders_and_wraps, .timeout = 120, .fini = pl_fini)
+Test(payload_lanes, round_trip_orders_and_wraps, .timeout = 120, .fini = lf_fini)
 {
 	tq_queue *p = pl_create("roundtrip", 64, 300, 60 * PL_SEC, 5, 0);
 	tq_queue *c = pl_open2();
@@ -641,8 +544,8 @@ Test(payload_lanes, round_trip_orders_and_wraps, .timeout = 120, .fini = pl_fini
 	size_t size;
 	tq_stats s;
 
-	const uint8_t *seg = pl_map(&size);
-	rs.lane_bytes = pl_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
+	const uint8_t *seg = lf_map(&size);
+	rs.lane_bytes = lf_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
 	cr_assert_eq(rs.lane_bytes, 4096, "lane_bytes %llu: capacity 64 and max_payload 300 should make 4096",
 		     (unsigned long long)rs.lane_bytes);
 
@@ -714,7 +617,7 @@ Test(payload_lanes, round_trip_orders_and_wraps, .timeout = 120, .fini = pl_fini
 
 static const uint32_t fr_lens[FR_N] = {0, 1, 7, 8, 9, 100, 255, 296, 297, 299, 300, 150};
 
-Test(payload_lanes, fail_retry_and_dead_keep_bytes, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, fail_retry_and_dead_keep_bytes, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("failretry", 64, 300, 60 * PL_SEC, FR_ATTEMPTS, 32);
 	struct pl_book *b = pl_book_new();
@@ -814,7 +717,7 @@ Test(payload_lanes, fail_retry_and_dead_keep_bytes, .timeout = 60, .fini = pl_fi
 
 static const uint32_t ex_lens[] = {0, 300, 1, 64, 299, 8, 150, 7};
 
-Test(payload_lanes, expired_lease_redelivers_bytes, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, expired_lease_redelivers_bytes, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("expired", 64, 300, 50000000ull /* 50 ms */, 5, 0);
 	struct pl_book *b = pl_book_new();
@@ -897,7 +800,7 @@ static int child_push_killed(void *arg)
 {
 	struct pl_ctx *c = arg;
 	struct pl_spec spec[PK_A];
-	tq_queue *q = pl_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	pl_specs_cycle(spec, PK_A, pk_lens_a, sizeof pk_lens_a / sizeof pk_lens_a[0], 0);
@@ -915,7 +818,7 @@ static int child_push_killed(void *arg)
 	return pl_err(c, 4, "tq_push returned (the point was not reached)", k);
 }
 
-Test(payload_lanes, producer_killed_mid_push, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, producer_killed_mid_push, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("killedpush", 64, 300, 60 * PL_SEC, 5, 0);
 	struct pl_ctx *c = tqt_shared(sizeof *c);
@@ -925,16 +828,16 @@ Test(payload_lanes, producer_killed_mid_push, .timeout = 60, .fini = pl_fini)
 	size_t size;
 
 	c->book = b;
-	pl_expect_killed(c, pl_spawn(child_push_killed, c), "push.written in a payload push");
+	pl_expect_killed(c, lf_spawn(child_push_killed, c), "push.written in a payload push");
 	cr_assert_eq(c->step, 1, "the child's first batch: %s", c->msg);
 	cr_assert_eq(b->n, PK_A);
 
 	/* The child held one payload lane, with its first batch published and
 	 * the second written beyond the tail. */
-	const uint8_t *seg = pl_map(&size);
+	const uint8_t *seg = lf_map(&size);
 	int lane = -1;
 	for (uint32_t l = 0; l < TQ_LANES; l++) {
-		uint64_t tail = pl_lane_word(seg, l, offsetof(struct tq_lane, tail));
+		uint64_t tail = lf_lane_word(seg, l, offsetof(struct tq_lane, tail));
 		if (l < TQ_INT_LANES) {
 			cr_expect_eq(tail, 0, "integer lane %u has tail %llu", l, (unsigned long long)tail);
 			continue;
@@ -946,7 +849,7 @@ Test(payload_lanes, producer_killed_mid_push, .timeout = 60, .fini = pl_fini)
 		lane = (int)l;
 	}
 	cr_assert_neq(lane, -1, "no payload lane has the first batch");
-	cr_assert_neq(pl_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, owner)), 0,
+	cr_assert_neq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, owner)), 0,
 		      "the dead producer's lane %d is not held", lane);
 	struct tq_cell last = pl_cell(seg, (uint32_t)lane, PK_A - 1), unpub = pl_cell(seg, (uint32_t)lane, PK_A);
 	const struct tq_brec *r = pl_brec(seg, (uint32_t)lane, unpub.value);
@@ -978,9 +881,9 @@ Test(payload_lanes, producer_killed_mid_push, .timeout = 60, .fini = pl_fini)
 	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
 	pl_stats(q, &s);
 	cr_assert_eq(s.recoveries, 1, "recoveries %u", s.recoveries);
-	cr_assert_eq(pl_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, owner)), 0,
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, owner)), 0,
 		     "lane %d still held after recovery", lane);
-	cr_assert_eq(pl_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), PK_A);
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), PK_A);
 	cr_assert_eq(s.total.pushed, PK_A, "pushed %llu after recovery", (unsigned long long)s.total.pushed);
 	pl_expect_clean(q);
 
@@ -990,12 +893,12 @@ Test(payload_lanes, producer_killed_mid_push, .timeout = 60, .fini = pl_fini)
 	tq_queue *p2 = pl_open2();
 	struct pl_spec one = {TQ_KIND_STRING, 33};
 	cr_assert_eq(pl_push(p2, b, &one, 1, 0), 1);
-	cr_assert_eq(pl_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), PK_A + 1,
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), PK_A + 1,
 		     "the new handle did not push into the released lane %d", lane);
 	uint32_t before = b->n - 1;
 	pl_churn(p2, q, b, 600, 180);
 	pl_drain(q, b);
-	cr_expect_eq(pl_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), PK_A + (b->n - before),
+	cr_expect_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), PK_A + (b->n - before),
 		     "not every later push went through lane %d", lane);
 	pl_expect_all_acked(q, b);
 	for (uint32_t i = 0; i < b->n; i++)
@@ -1014,7 +917,7 @@ static int child_take_and_die(void *arg)
 {
 	struct pl_ctx *c = arg;
 	tq_task t[TK_N];
-	tq_queue *q = pl_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	int n = pl_child_take(c, q, t, (int)TK_N);
@@ -1039,7 +942,7 @@ static void tk_redeliver(tq_queue *q, struct pl_book *b, uint32_t n)
 		cr_expect_eq(b->delivered[i], 1, "filler %u delivered %u times", i, b->delivered[i]);
 }
 
-Test(payload_lanes, taker_killed_holding_payloads, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, taker_killed_holding_payloads, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("killedtaker", 128, 300, 60 * PL_SEC, 5, 0);
 	struct pl_ctx *c = tqt_shared(sizeof *c);
@@ -1050,7 +953,7 @@ Test(payload_lanes, taker_killed_holding_payloads, .timeout = 60, .fini = pl_fin
 	c->book = b;
 	pl_specs_cycle(spec, TK_N, tk_lens, sizeof tk_lens / sizeof tk_lens[0], 0);
 	cr_assert_eq(pl_push(q, b, spec, TK_N, 0), (int)TK_N);
-	pl_expect_killed(c, pl_spawn(child_take_and_die, c), "a taker killed holding payloads");
+	pl_expect_killed(c, lf_spawn(child_take_and_die, c), "a taker killed holding payloads");
 	cr_assert_eq(c->step, 1, "the child: %s", c->msg);
 	cr_assert_eq(c->taken, (int)TK_N);
 	cr_assert_eq(c->bad, 0, "the child took %d bad deliveries; first: %s", c->bad, c->msg);
@@ -1085,7 +988,7 @@ static int child_take_popped(void *arg)
 {
 	struct pl_ctx *c = arg;
 	tq_task t[TK_N];
-	tq_queue *q = pl_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	c->step = 1;
@@ -1097,7 +1000,7 @@ static int child_take_popped(void *arg)
 
 /* Killed between its claim and its lease record: recovery records the
  * claim from the claim word and returns its tasks, bytes and all. */
-Test(payload_lanes, taker_killed_at_take_popped, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, taker_killed_at_take_popped, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("killedpopped", 128, 300, 60 * PL_SEC, 5, 0);
 	struct pl_ctx *c = tqt_shared(sizeof *c);
@@ -1108,7 +1011,7 @@ Test(payload_lanes, taker_killed_at_take_popped, .timeout = 60, .fini = pl_fini)
 	c->book = b;
 	pl_specs_cycle(spec, TK_N, tk_lens, sizeof tk_lens / sizeof tk_lens[0], 3);
 	cr_assert_eq(pl_push(q, b, spec, TK_N, 0), (int)TK_N);
-	pl_expect_killed(c, pl_spawn(child_take_popped, c), "take.popped in a payload take");
+	pl_expect_killed(c, lf_spawn(child_take_popped, c), "take.popped in a payload take");
 	cr_assert_eq(c->step, 1, "the child: %s", c->msg);
 
 	int rc = tq_recover(q);
@@ -1144,7 +1047,7 @@ static int child_fail_armed(void *arg)
 {
 	struct pl_ctx *c = arg;
 	tq_task t[MC_N];
-	tq_queue *q = pl_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	int n = pl_child_take(c, q, t, (int)MC_N);
@@ -1156,7 +1059,7 @@ static int child_fail_armed(void *arg)
 	return pl_err(c, 4, "tq_fail returned (the point was not reached)", rc);
 }
 
-Test(payload_lanes, move_claimed_repair_keeps_bytes, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, move_claimed_repair_keeps_bytes, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("mvclaimed", 128, 300, 60 * PL_SEC, 5, 0);
 	struct pl_ctx *c = tqt_shared(sizeof *c);
@@ -1167,7 +1070,7 @@ Test(payload_lanes, move_claimed_repair_keeps_bytes, .timeout = 60, .fini = pl_f
 	c->book = b;
 	pl_specs_cycle(spec, MC_N, tk_lens, sizeof tk_lens / sizeof tk_lens[0], 5);
 	cr_assert_eq(pl_push(q, b, spec, MC_N, 0), (int)MC_N);
-	pl_expect_killed(c, pl_spawn(child_fail_armed, c), "move.claimed in a payload tq_fail");
+	pl_expect_killed(c, lf_spawn(child_fail_armed, c), "move.claimed in a payload tq_fail");
 	cr_assert_eq(c->step, 1, "the child: %s", c->msg);
 	cr_assert_eq(c->bad, 0, "the child took %d bad deliveries; first: %s", c->bad, c->msg);
 
@@ -1206,7 +1109,7 @@ static int child_ack_settle_armed(void *arg)
 {
 	struct pl_ctx *c = arg;
 	tq_task a[32], d[10];
-	tq_queue *q = pl_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	int n = pl_child_take(c, q, a, 32); /* one claim of 32 */
@@ -1221,7 +1124,7 @@ static int child_ack_settle_armed(void *arg)
 	return pl_err(c, 4, "tq_ack returned (the point was not reached)", rc);
 }
 
-Test(payload_lanes, settle_mid_lane_reusable, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, settle_mid_lane_reusable, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("settlemid", 256, 100, 60 * PL_SEC, 5, 0);
 	struct pl_ctx *c = tqt_shared(sizeof *c);
@@ -1236,7 +1139,7 @@ Test(payload_lanes, settle_mid_lane_reusable, .timeout = 60, .fini = pl_fini)
 	cr_assert_eq(pl_push(q, b, spec, 50, 0), 50);
 	pl_specs_cycle(spec, 50, lens, 6, 1);
 	cr_assert_eq(pl_push(q, b, spec, 50, 0), 50);
-	pl_expect_killed(c, pl_spawn(child_ack_settle_armed, c), "lane.settle.mid in a payload tq_ack");
+	pl_expect_killed(c, lf_spawn(child_ack_settle_armed, c), "lane.settle.mid in a payload tq_ack");
 	cr_assert_eq(c->step, 1, "the child: %s", c->msg);
 	cr_assert_eq(c->bad, 0, "the child took %d bad deliveries; first: %s", c->bad, c->msg);
 	cr_assert_eq(c->nids, 42);
@@ -1269,8 +1172,8 @@ Test(payload_lanes, settle_mid_lane_reusable, .timeout = 60, .fini = pl_fini)
 
 	/* The settled claim's bytes are reused: the lane's byte ring goes
 	 * around many times, its reuse point moving past the dead settle. */
-	const uint8_t *seg = pl_map(&size);
-	uint64_t lb = pl_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
+	const uint8_t *seg = lf_map(&size);
+	uint64_t lb = lf_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
 	uint32_t before = b->n;
 	pl_churn(q, q, b, (uint32_t)(4 * lb / pl_rec_size(100)), 100);
 	pl_drain(q, b);
@@ -1293,7 +1196,7 @@ static int child_free_room(void *arg)
 	struct pl_ctx *c = arg;
 	tq_proc_info pi[8];
 	tq_task t;
-	tq_queue *q = pl_child_open(c);
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
 	uint64_t deadline = tqt_now_ms() + 10000;
@@ -1303,7 +1206,7 @@ static int child_free_room(void *arg)
 			return pl_err(c, 3, "tq_procs", n);
 		bool asleep = false;
 		for (int i = 0; i < n; i++)
-			asleep |= pi[i].pid == pl_parent && pi[i].waiting == 2;
+			asleep |= pi[i].pid == lf_parent && pi[i].waiting == 2;
 		if (asleep)
 			break;
 		if (tqt_now_ms() > deadline)
@@ -1324,7 +1227,7 @@ static int child_free_room(void *arg)
 	return 0;
 }
 
-Test(payload_lanes, byte_ring_full_waits, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, byte_ring_full_waits, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = pl_create("bytesfull", BF_CAP, BF_LEN, 60 * PL_SEC, 5, 0);
 	struct pl_ctx *c = tqt_shared(sizeof *c);
@@ -1335,8 +1238,8 @@ Test(payload_lanes, byte_ring_full_waits, .timeout = 60, .fini = pl_fini)
 	size_t size;
 
 	c->book = b;
-	const uint8_t *seg = pl_map(&size);
-	uint64_t lb = pl_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
+	const uint8_t *seg = lf_map(&size);
+	uint64_t lb = lf_hdr64(seg, offsetof(struct tq_hdr, lane_bytes));
 	cr_assert_eq(lb, 65536, "lane_bytes %llu", (unsigned long long)lb);
 	uint32_t fit = (uint32_t)(lb / pl_rec_size(BF_LEN)); /* 16 */
 
@@ -1377,7 +1280,7 @@ Test(payload_lanes, byte_ring_full_waits, .timeout = 60, .fini = pl_fini)
 	cr_assert_eq(again, 3, "%u records fitted in the room of the 3 acked", again);
 
 	/* 4. A push that sleeps for room is woken when bytes are freed. */
-	pid_t kid = pl_spawn(child_free_room, c);
+	pid_t kid = lf_spawn(child_free_room, c);
 	t0 = tqt_now_ms();
 	rc = pl_push(q, b, &big, 1, 15 * PL_SEC);
 	cr_assert_eq(rc, 1, "a waiting push when a task was acked: %d (%s) after %llu ms, child step %d '%s'", rc,
@@ -1415,7 +1318,7 @@ Test(payload_lanes, byte_ring_full_waits, .timeout = 60, .fini = pl_fini)
  * taken in that order (docs/design.md, 17: "keeps one producer's tasks in
  * order whatever their kinds"; include/taskq.h: oldest first).
  */
-Test(payload_lanes, one_producer_order_across_lane_move, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, one_producer_order_across_lane_move, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *p = pl_create("lanemove", 64, 300, 60 * PL_SEC, 5, 0);
 	tq_queue *c = pl_open2();
@@ -1442,16 +1345,16 @@ Test(payload_lanes, one_producer_order_across_lane_move, .timeout = 60, .fini = 
 	}
 
 	/* 3. A payload (into another lane), then an integer. */
-	const uint8_t *seg = pl_map(&size);
+	const uint8_t *seg = lf_map(&size);
 	uint32_t lanes_before = 0;
 	for (uint32_t l = TQ_INT_LANES; l < TQ_LANES; l++)
-		lanes_before += pl_lane_word(seg, l, offsetof(struct tq_lane, tail)) != 0;
+		lanes_before += lf_lane_word(seg, l, offsetof(struct tq_lane, tail)) != 0;
 	cr_assert_eq(lanes_before, 1);
 	big.kind = TQ_KIND_JSON;
 	cr_assert_eq(pl_push(p, b, &big, 1, 0), 1, "a payload push with the lane drained but full");
 	uint32_t lanes_after = 0;
 	for (uint32_t l = TQ_INT_LANES; l < TQ_LANES; l++)
-		lanes_after += pl_lane_word(seg, l, offsetof(struct tq_lane, tail)) != 0;
+		lanes_after += lf_lane_word(seg, l, offsetof(struct tq_lane, tail)) != 0;
 	cr_assert_eq(lanes_after, 2, "the payload did not move to another lane: the scenario is not set up");
 	cr_assert_eq(pl_push_int(p, b, 0), 1);
 	uint64_t id_payload = b->e[n1].id, id_int = b->e[n1 + 1].id;
@@ -1490,12 +1393,12 @@ Test(payload_lanes, one_producer_order_across_lane_move, .timeout = 60, .fini = 
  * taking an id in the middle (so the ids in one lane have gaps): a taker
  * takes the first producer's tasks in its push order, across the two lanes
  * of its pair and the ring, however many it asks for at once. */
-Test(payload_lanes, one_producer_order_across_ring_and_lanes, .timeout = 60, .fini = pl_fini)
+Test(payload_lanes, one_producer_order_across_ring_and_lanes, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *p = pl_create("ringorder", 1000, 300, 60 * PL_SEC, 5, 0);
 	tq_queue *c = pl_open2();
 	tq_queue *p2 = NULL;
-	cr_assert_eq(tq_open(pl_qname, &p2), 0);
+	cr_assert_eq(tq_open(lf_qname, &p2), 0);
 	struct pl_book *b = pl_book_new();
 	struct pl_spec small = {TQ_KIND_STRING, 40};
 	uint8_t buf[50];
