@@ -63,7 +63,6 @@ struct tq_queue {
 	tq_a64 seen_tail[TQ_LANES]; /* each lane's tail as this handle last read it (lane.c) */
 	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
-	tq_a64 byte_need; /* a payload push waiting for byte room: its first record's size (lane.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* validated at open; never re-read from the segment */
 	uint32_t stride;
@@ -191,6 +190,7 @@ uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);
 /* Some payload lane has room for a record of `size` bytes (a hint). */
 bool tq__lane_bytes_room(tq_queue *q, uint64_t size, bool thorough);
+extern _Thread_local uint64_t tq__byte_need;
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);

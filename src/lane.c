@@ -20,6 +20,11 @@
 enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4, MV_TAKEN = 5 };
 
 #define LANE_TASK TQ__LANE_TASK
+
+/* A payload push of this thread waiting for byte room: its first record's
+ * size, for the wait's check (tq__can_push). Per thread: a handle's
+ * threads wait for their own pushes. */
+_Thread_local uint64_t tq__byte_need;
 #define HELD_MAX_NS 1000000ull /* a pusher waits this long for its lane held by another */
 
 static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
@@ -453,6 +458,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 	int rc = 0;
 	bool waited = false, payload = tasks[0].kind != TQ_KIND_INT; /* one class per call (push.c) */
 	uint64_t held_since = 0;
+	bool last_try = false;
 	uint64_t pos[TQ_CHUNK];
 
 	while (done < n) {
@@ -486,9 +492,17 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		}
 		held_since = 0;
 		if (k == 0) {
-			store_rlx(&q->byte_need, first_size);
+			tq__byte_need = first_size;
 			rc = tq__push_wait(q, timeout_ns, until);
-			store_rlx(&q->byte_need, 0);
+			tq__byte_need = 0;
+			if (rc == TQ_ETIMEDOUT && !last_try) {
+				/* Once more after moving the reuse points over what
+				 * was settled: a short wait may have ended before
+				 * its spin ever did (they move lazily). */
+				last_try = true;
+				(void)tq__room(q);
+				continue;
+			}
 			if (rc)
 				break;
 			waited = true;

@@ -263,7 +263,7 @@ bool tq__can_take(tq_queue *q, bool thorough)
  * speed would keep taking from them. */
 bool tq__can_push(tq_queue *q, bool thorough)
 {
-	uint64_t need = load_rlx(&q->byte_need);
+	uint64_t need = tq__byte_need;
 
 	if (tq__room_now(q) > 0 && (!need || tq__lane_bytes_room(q, need, false)))
 		return true;
