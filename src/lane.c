@@ -479,7 +479,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		if (k && acquire_lane(q, &l, payload, first_size, move_on, &held) != 0) {
 			store_rlx(&q->credit, 0);
 			uint64_t t_now = tq_now_ns();
-			if (held && timeout_ns && t_now < until) {
+			if (held && !move_on && timeout_ns && t_now < until) {
 				/* A lane held by another pusher right now: let it
 				 * run, then look again. */
 				if (!held_since)
@@ -805,12 +805,17 @@ bool tq__lane_held(tq_queue *q, const tq_task *t)
 /* A move-out of entry e of record rec, generation g, is under way (its
  * journal is active). Sequentially consistent, against the mover's end
  * (move_end). */
+static inline uint64_t move_key(uint32_t rec, uint32_t e, uint64_t g)
+{
+	return ((uint64_t)(rec & 0x7ffu) << 53) | ((uint64_t)(e & 0x3fu) << 47) | (g & ((1ull << 47) - 1));
+}
+
 static bool moving(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 {
 	struct tq_move_journal *j = &q->h->move;
 
-	return atomic_load(&j->active) == 1 && __atomic_load_n(&j->rec, __ATOMIC_RELAXED) == rec &&
-	       __atomic_load_n(&j->entry, __ATOMIC_RELAXED) == e && __atomic_load_n(&j->gen, __ATOMIC_RELAXED) == g;
+	/* One load of the key: fields read one by one could mix two moves. */
+	return atomic_load(&j->active) == 1 && load_acq(&j->key) == move_key(rec, e, g);
 }
 
 /* Sets `mask` in entry e's fate for generation g; returns the bits this
@@ -962,7 +967,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 	for (;;) {
 		if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
 			return 0;
-		uint64_t f = load_acq(&L->fate);
+		uint64_t f = atomic_load(&L->fate);
 		if ((f >> 32) != (g & 0xffffffffull))
 			return 0;
 		uint64_t m = want & full & ~f;
@@ -979,12 +984,12 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
 			return TQ_EAGAIN;
 		}
-		/* Read racily by ackers (moving()). */
-		__atomic_store_n(&j->rec, rec, __ATOMIC_RELAXED);
-		__atomic_store_n(&j->entry, e, __ATOMIC_RELAXED);
+		j->rec = rec;
+		j->entry = e;
 		j->why = why;
 		j->mover = q->owner;
-		__atomic_store_n(&j->gen, g, __ATOMIC_RELAXED);
+		j->gen = g;
+		store_rel(&j->key, move_key(rec, e, g)); /* read by ackers (moving()) */
 		j->mask = m;
 		j->moved_before = load_rlx(&q->h->lane_moved[why & 7]);
 		for (uint32_t b = 0, i = 0; b < count; b++)
@@ -992,7 +997,10 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				j->slot[b] = idx[i++];
 		store_rel(&j->active, 1);
 		if (!cas64(&L->fate, f, f | m)) {
-			store_rel(&j->active, 0);
+			/* Sequentially consistent, as in move_end: an ack that
+			 * completed the claim meanwhile and left the settle to
+			 * this move is seen by the fate read of the next turn. */
+			atomic_store(&j->active, 0);
 			(void)tq__release_owned(q, idx, k, C__COUNT);
 			continue;
 		}
@@ -1092,10 +1100,10 @@ void tq__lanes_repair_move(tq_queue *q)
 		(void)tq__requeue_owned(q, ready, nready);
 	if (nrel)
 		(void)tq__release_owned(q, rel, nrel, C__COUNT);
-	if (claimed)
-		move_end(q, rec, e, g);
-	else
-		atomic_store(&j->active, 0);
+	/* Claimed or not, an ack may have completed the claim and left the
+	 * settle to this move: move_end settles if the fate is full (settle
+	 * checks the generation). */
+	move_end(q, rec, e, g);
 }
 
 /* Returns everything record rec holds in lanes (its lane, its claims).
@@ -1176,6 +1184,16 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 				s = LS_MAKE(LS_GEN(s), LS_ACTIVE); /* its taker stopped before recording it: help */
 			if (LS_STATE(s) != LS_ACTIVE)
 				continue;
+			/* Complete but not settled: an ack left the settle to a
+			 * move-out whose mover died before it settled. No move is
+			 * under way now (this holds the recovery lock). */
+			uint32_t cnt = load_rlx(&L->count);
+			uint64_t fv = load_acq(&L->fate);
+			if (cnt >= 1 && cnt <= TQ_CLAIM_MAX && (fv >> 32) == (LS_GEN(s) & 0xffffffffull) &&
+			    (fv & claim_full(cnt)) == claim_full(cnt)) {
+				settle(q, r, e, LS_GEN(s));
+				continue;
+			}
 			move_failures(q, r, e, LS_GEN(s), now, need_drop);
 			if (load_acq(&L->deadline) > now)
 				continue;

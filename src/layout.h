@@ -259,6 +259,9 @@ struct tq_move_journal {
 	uint64_t mask;    /* the task bits being moved */
 	uint64_t moved_before; /* lane_moved[why] before this move */
 	uint32_t slot[TQ_CLAIM_MAX]; /* the slot of task bit i */
+	/* rec, entry and the generation's low 47 bits in one word, written
+	 * before `active`: what an acker compares in one load (lane.c). */
+	tq_a64 key;
 };
 
 /* ------------------------------------------------------- process records */

@@ -88,7 +88,7 @@ void tq__spinners_drop(struct tq_bell *b, uint32_t n)
  * and over. */
 static void ring_if_needed(struct tq_bell *b)
 {
-	uint64_t now = tq_now_ns(), last = load_rlx(&b->ring_ns);
+	uint64_t now = tq_now_ns(), last = atomic_load(&b->ring_ns);
 
 	if (spinner_live(b, now) || (now - last < RING_GAP_NS && last <= now))
 		return;
@@ -229,7 +229,7 @@ sleep:
 		 * own pass-on, if it leaves work behind) is not held back by the
 		 * gap between wake-ups. */
 		if (!slept && atomic_load(&b->seq) != seq)
-			store_rlx(&b->ring_ns, 0);
+			atomic_store(&b->ring_ns, 0);
 	}
 	store_rlx(&q->me->waiting, 0);
 	atomic_fetch_sub(&b->waiters, 1);
