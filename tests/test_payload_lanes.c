@@ -35,7 +35,7 @@
  *                                   ready ring: taken in push order
  *   one_producer_order_across_lane_move  a producer whose payload lane is
  *                                   full of held bytes moves to another
- *                                   lane: its payloads and integers must
+ *                                   pair: its payloads and integers must
  *                                   still come out in its push order
  *
  * Every task pushed is recorded in a book (id, kind, length, the seed its
@@ -1312,9 +1312,9 @@ Test(payload_lanes, byte_ring_full_waits, .timeout = 60, .fini = lf_fini)
 
 /*
  * A producer's payload lane is full of bytes that a consumer holds (all
- * its tasks claimed, none acked): its next payload goes into another
- * payload lane (src/lane.c, acquire_lane), while its integers stay in its
- * integer lane. Its next payload and then its next integer must still be
+ * its tasks claimed, none acked): its next payload goes into the payload
+ * lane of another pair (src/lane.c, acquire_lane), and its integers must
+ * follow it there. Its next payload and then its next integer must be
  * taken in that order (docs/design.md, 17: "keeps one producer's tasks in
  * order whatever their kinds"; include/taskq.h: oldest first).
  */
