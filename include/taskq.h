@@ -202,8 +202,8 @@ typedef struct tq_task {
 /*
  * Pushes n tasks in order. Payloads are copied into the queue; nothing is
  * truncated. Ids grow in push order across the whole queue, and one
- * handle's tasks are taken in its push order (takers racing each other
- * may see some out of order: docs/design.md, section 17). A batch of only TQ_KIND_INT
+ * handle's tasks are taken in its push order (but for two narrow races
+ * between takers: docs/design.md, section 17). A batch of only TQ_KIND_INT
  * tasks, or of only payload tasks, goes through the lock-free lanes; a
  * batch that mixes them through the slot rings. A payload batch may also
  * wait for byte room: the bytes one handle has in flight are bounded by one

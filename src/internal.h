@@ -138,6 +138,8 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 /* Claims up to want ready lane tasks into out, only tasks with ids below
  * stop_id if it is not 0; 0 if none. */
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now);
+/* The id of the task at the ready ring's head, read racily; 0 if none (take.c). */
+uint64_t tq__ring_head_id(tq_queue *q);
 /* Claims moved straight into slots WRITING by this handle, for a handle
  * out of lease entries; returns their count. */
 int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t now);

@@ -591,8 +591,8 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
  * entry is then ACTIVE, its first position in *first), or 0 with the entry
  * FREE again if the lane is empty.
  */
-static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t now, uint32_t e,
-		      uint64_t *g, uint64_t *first, tq_task *out)
+static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t tmax, uint64_t now,
+		      uint32_t e, uint64_t *g, uint64_t *first, tq_task *out)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
 	struct tq_lease *L = &q->me->leases[e];
@@ -610,8 +610,14 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		}
 		uint32_t k = want < TQ_CLAIM_MAX ? want : TQ_CLAIM_MAX;
 		if (h != t && t - h <= lane_size(q)) {
-			if (k > t - h)
-				k = (uint32_t)(t - h);
+			/* No further than the tail its caller compared the pair
+			 * and the ring at (tmax, if not 0): a task published
+			 * since is looked at with the others again. */
+			uint64_t end = tmax && tmax < t ? tmax : t;
+			if (end <= h)
+				k = 0;
+			else if (k > end - h)
+				k = (uint32_t)(end - h);
 			/* Only tasks older than the other lane's first (stop_id):
 			 * one producer's tasks come out in its order. */
 			for (uint32_t i = 0; stop_id && i < k; i++)
@@ -674,7 +680,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 	}
 }
 
-static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now)
+static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t tmax,
+		 uint64_t now)
 {
 	uint32_t e;
 	uint64_t g, h;
@@ -686,7 +693,7 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
-	return claim_into(q, lane, want, stop_id, now, e, &g, &h, out);
+	return claim_into(q, lane, want, stop_id, tmax, now, e, &g, &h, out);
 }
 
 /*
@@ -718,7 +725,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
 		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
-		int k = claim_into(q, l, want, 0, now, SPARE_ENTRY, &g, &h, NULL);
+		int k = claim_into(q, l, want, 0, 0, now, SPARE_ENTRY, &g, &h, NULL);
 		if (k <= 0) {
 			if (k < 0)
 				got = k;
@@ -762,6 +769,13 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, ui
 				break;
 			uint32_t l = ea ? b : a;
 			uint64_t stop = stop_id;
+			/* The ready ring's first, read after the lanes' tails: a
+			 * task published to it before them is older. */
+			if (tq__ring_count(&q->readyr)) {
+				uint64_t r = tq__ring_head_id(q);
+				if (r && (!stop || r < stop))
+					stop = r;
+			}
 			if (!ea && !eb) {
 				uint64_t ida = __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED);
 				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
@@ -774,7 +788,7 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, ui
 			 * first): nothing of this pair yet. */
 			if (stop && __atomic_load_n(&cell_at(q, l, l == a ? ha : hb)->id, __ATOMIC_RELAXED) >= stop)
 				break;
-			int k = claim(q, l, out + got, want - got, stop, now);
+			int k = claim(q, l, out + got, want - got, stop, l == a ? ta : tb, now);
 			if (k < 0)
 				return got ? (int)got : k;
 			if (k == 0)

@@ -68,7 +68,7 @@ static int take_slots(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 }
 
 /* The id of the slot task at the ready ring's head; 0 if none. */
-static uint64_t ring_head_id(tq_queue *q)
+uint64_t tq__ring_head_id(tq_queue *q)
 {
 	uint64_t h = load_acq(&q->readyr.r->pop.pos);
 	if (h == load_acq(&q->readyr.r->push.pos))
@@ -79,7 +79,7 @@ static uint64_t ring_head_id(tq_queue *q)
 
 /* How many of the ready ring's first tasks (up to max) have ids below
  * stop: they are taken before a lane task with id stop. A hint read
- * racily, like ring_head_id: the pop that follows takes what is there. */
+ * racily, like tq__ring_head_id: the pop that follows takes what is there. */
 static uint32_t ring_count_before(tq_queue *q, uint64_t stop, uint32_t max)
 {
 	uint64_t h = load_acq(&q->readyr.r->pop.pos), t = load_acq(&q->readyr.r->push.pos);
@@ -103,7 +103,7 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 	uint64_t stop = 0;
 
 	if (tq__ring_count(&q->readyr)) {
-		uint64_t lane_oldest = 0, ring_oldest = ring_head_id(q);
+		uint64_t lane_oldest = 0, ring_oldest = tq__ring_head_id(q);
 		tq__lanes_ready(q, &lane_oldest, NULL);
 		if (!lane_oldest || ring_oldest < lane_oldest) {
 			uint32_t n = lane_oldest ? ring_count_before(q, lane_oldest, want) : want;
