@@ -274,18 +274,6 @@ static void advance_reuse(tq_queue *q, uint32_t lane)
 /* Settles a claim whose every task is done or moved out (L5): the mark,
  * the entry freed with its next generation, the lane's reuse point. Safe to
  * repeat. */
-/* Entry e of record rec has become FREE. Its bit in the record's lease map
- * stays: the map names every entry used since the record was attached (a
- * superset of those not FREE), and entries are taken lowest first, so it
- * stays as small as the most claims the handle held at once. Readers of
- * the lease tables check each named entry's state. */
-static inline void entry_freed(tq_queue *q, uint32_t rec, uint32_t e)
-{
-	(void)q;
-	(void)rec;
-	(void)e;
-}
-
 static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 {
 	struct tq_lease *L = &q->procs[rec].leases[e];
@@ -307,8 +295,7 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 			;
 	}
 	TQ_FAULT("lane.settle.mid");
-	if (cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE)))
-		entry_freed(q, rec, e);
+	(void)cas64(&L->state, LS_MAKE(g, LS_ACTIVE), LS_MAKE(g + 1, LS_FREE));
 	/* Reuse moves once per reuse_every positions settled (or for a
 	 * producer asleep waiting for room: the fence pairs with its
 	 * announcement, wait.c): one write of the line producers poll per
@@ -427,10 +414,10 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want, bool no_wait)
 	return k;
 }
 
-/* Copies payload tasks tasks[0..k) into payload lane l from position t:
- * records from the lane's byte end on, as many as fit (at least one: the
- * lane was taken with room for the first). Returns how many. */
-static uint64_t write_records(tq_queue *q, uint32_t l, uint64_t t, const tq_task *tasks, uint64_t k, uint64_t *pos)
+/* Copies payload tasks tasks[0..k) into payload lane l: records from the
+ * lane's byte end on, as many as fit (at least one: the lane was taken
+ * with room for the first). Returns how many. */
+static uint64_t write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uint64_t k, uint64_t *pos)
 {
 	uint64_t start, end, ring = q->bytes_mask + 1, i;
 
@@ -448,7 +435,6 @@ static uint64_t write_records(tq_queue *q, uint32_t l, uint64_t t, const tq_task
 		pos[i] = p;
 		end = p + size;
 	}
-	(void)t;
 	return i;
 }
 
@@ -515,7 +501,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 			k = lroom; /* >= 1: acquire_lane checked */
 		TQ_FAULT("push.claimed");
 		if (payload)
-			k = write_records(q, l, t, tasks + done, k, pos); /* >= 1: acquire_lane checked */
+			k = write_records(q, l, tasks + done, k, pos); /* >= 1: acquire_lane checked */
 		if (waited)
 			now = tq_now_ns();
 		waited = false;
@@ -626,7 +612,6 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		}
 		if (h == t || t - h > lane_size(q) || k == 0) {
 			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
-			entry_freed(q, q->rec, e);
 			return h != t && t - h > lane_size(q) ? TQ_EBADQUEUE : 0;
 		}
 		help(q, lane, hw, h);
@@ -685,11 +670,8 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 {
 	uint32_t e;
 	uint64_t g, h;
-
-	uint64_t hw, h0, t;
-	lane_view(q, lane, &hw, &h0, &t);
-	if (h0 == t)
-		return 0; /* empty: no entry needed */
+	/* The caller saw the lane not empty; claim_into frees the entry again
+	 * if it has been emptied since. */
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
@@ -1148,22 +1130,19 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 				break;
 			if (LS_STATE(load_acq(&L->state)) == LS_ACTIVE)
 				break; /* helped meanwhile */
-			if (cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE)))
-				entry_freed(q, rec, e);
+			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
 			continue;
 		case LS_ACTIVE:
 			break;
 		default:
-			if (cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE)))
-				entry_freed(q, rec, e);
+			(void)cas64(&L->state, s, LS_MAKE(g + 1, LS_FREE));
 			continue;
 		}
 		s = load_acq(&L->state);
 		if (LS_STATE(s) != LS_ACTIVE)
 			continue;
 		if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX) {
-			if (cas64(&L->state, s, LS_MAKE(LS_GEN(s) + 1, LS_FREE))) /* names nothing */
-				entry_freed(q, rec, e);
+			(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s) + 1, LS_FREE)); /* names nothing */
 			continue;
 		}
 		move_failures(q, rec, e, LS_GEN(s), now, need_drop);
