@@ -624,7 +624,7 @@ Test(payload_lanes, fail_retry_and_dead_keep_bytes, .timeout = 60, .fini = lf_fi
 	struct pl_spec spec[FR_N];
 	tq_task t[64];
 	uint16_t fails[FR_N] = {0}; /* deliveries of each failed so far */
-	uint32_t dead = 0, fillers = 0;
+	uint32_t dead = 0, fillers = 0, fillers_acked = 0;
 	tq_stats s;
 
 	pl_specs_cycle(spec, FR_N, fr_lens, FR_N, 0);
@@ -635,8 +635,9 @@ Test(payload_lanes, fail_retry_and_dead_keep_bytes, .timeout = 60, .fini = lf_fi
 	 * meanwhile fillers go through, reusing the byte ring several times
 	 * between the deliveries (the copies must not depend on it). */
 	uint64_t deadline = tqt_now_ms() + 30000;
-	while (dead < FR_N || fillers < 150) {
-		cr_assert(tqt_now_ms() < deadline, "stalled: %u dead, %u fillers", dead, fillers);
+	while (dead < FR_N || fillers_acked < 150) {
+		cr_assert(tqt_now_ms() < deadline, "stalled: %u dead, %u fillers pushed, %u acked", dead, fillers,
+			  fillers_acked);
 		if (fillers < 150) {
 			struct pl_spec f[10];
 			uint32_t len = 280;
@@ -655,6 +656,7 @@ Test(payload_lanes, fail_retry_and_dead_keep_bytes, .timeout = 60, .fini = lf_fi
 			if (t[i].id > last_id) {
 				cr_assert_eq(t[i].attempt, 1);
 				pl_ack(q, b, &t[i], 1);
+				fillers_acked++;
 				continue;
 			}
 			cr_assert_eq(t[i].attempt, fails[e] + 1, "id %llu: attempt %u after %u failures",
