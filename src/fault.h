@@ -9,14 +9,19 @@
  * build of the library (-DTQ_FAULT_INJECTION, build/libtaskq-test.a, which
  * the test suite links); the shipped libraries have none.
  *
- * Points:
- *   push.claimed       slots taken from the free ring, task data not written
- *   push.written       task data written, not yet published to the ready ring
+ * Points (a name marks the same step on the slot path and on lanes):
+ *   push.claimed       slots taken from the free ring / a lane taken: task data not written
+ *   push.written       task data written, not yet published (ready ring / lane tail)
  *   push.delayed       a delayed push: the first task DELAYED, not yet counted
  *   ring.push.mid      inside a ring push: cells written, half the states set
  *   ring.pop.mid       inside a ring pop: half the popped states set
- *   take.popped        tasks popped and leased, lease times not yet written
- *   ack.mid            some of a batch's leases released, not yet freed
+ *   take.popped        tasks popped and leased, lease times not yet written /
+ *                      a lane claim made, its lease entry not yet ACTIVE
+ *   ack.mid            some of a batch's leases released, not yet freed /
+ *                      a lane claim's last fate bit set, the claim not yet settled
+ *   lane.settle.mid    a lane claim's mark stored, its lease entry not yet FREE
+ *   move.journal       a move-out's journal written, its fate bits not yet claimed
+ *   move.claimed       a move-out's fate bits claimed, its copies not yet made
  *   fail.claimed       a failing task claimed, before it is delayed or buried
  *   fail.mid           some of a batch's failures recorded
  *   recover.mid        recovering a dead process: some of its slots returned

@@ -137,6 +137,12 @@ static inline uint64_t claim_full(uint32_t count)
 
 /* The position the claim word names, from the lane's tail (the word keeps
  * the low HEAD_POS_BITS bits only; the tail is never a lane ahead). */
+/* Is fate word f of generation g (its low 24 bits)? */
+static inline bool fate_is(uint64_t f, uint64_t g)
+{
+	return FATE_GEN_OF(f) == (g & 0xffffffull);
+}
+
 static inline uint64_t head_pos(uint64_t hw, uint64_t tail)
 {
 	return tail - ((tail - hw) & HEAD_POS_MASK);
@@ -794,8 +800,7 @@ bool tq__lane_held(tq_queue *q, const tq_task *t)
 		return false;
 	struct tq_lease *L = &q->me->leases[task_entry(t)];
 	uint64_t g = t->priv[1], f = load_acq(&L->fate);
-	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && (f >> 32) == (g & 0xffffffffull) &&
-	       !(f & (1ull << task_bit(t)));
+	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && !(f & (1ull << task_bit(t)));
 }
 
 /* A move-out of entry e of record rec, generation g, is under way (its
@@ -824,9 +829,9 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 		return 0;
 	uint64_t f = load_acq(&L->fate);
 	for (;;) {
-		if ((f >> 32) != (g & 0xffffffffull))
+		if (!fate_is(f, g))
 			return 0;
-		uint64_t mine = mask & ~f;
+		uint64_t mine = mask & ~FATE_BITS(f);
 		if (!mine)
 			return 0;
 		if (atomic_compare_exchange_weak(&L->fate, &f, f | mine)) {
@@ -936,8 +941,7 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 
 	atomic_store(&q->h->move.active, 0);
 	uint64_t f = atomic_load(&L->fate);
-	if (count >= 1 && count <= TQ_CLAIM_MAX && (f >> 32) == (g & 0xffffffffull) &&
-	    (f & claim_full(count)) == claim_full(count))
+	if (count >= 1 && count <= TQ_CLAIM_MAX && fate_is(f, g) && (f & claim_full(count)) == claim_full(count))
 		settle(q, rec, e, g);
 }
 
@@ -964,7 +968,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
 			return 0;
 		uint64_t f = atomic_load(&L->fate);
-		if ((f >> 32) != (g & 0xffffffffull))
+		if (!fate_is(f, g))
 			return 0;
 		uint64_t m = want & full & ~f;
 		if (!m) {
@@ -984,6 +988,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		j->entry = e;
 		j->why = why;
 		j->mover = q->owner;
+		j->moves = FATE_MOVES(f) + 1;
 		j->gen = g;
 		store_rel(&j->key, move_key(rec, e, g)); /* read by ackers (moving()) */
 		j->mask = m;
@@ -992,7 +997,8 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			if (m & (1ull << b))
 				j->slot[b] = idx[i++];
 		store_rel(&j->active, 1);
-		if (!cas64(&L->fate, f, f | m)) {
+		TQ_FAULT("move.journal");
+		if (!cas64(&L->fate, f, (f | m) + FATE_MOVE_ONE)) {
 			/* Sequentially consistent, as in move_end: an ack that
 			 * completed the claim meanwhile and left the settle to
 			 * this move is seen by the fate read of the next turn. */
@@ -1061,6 +1067,7 @@ void tq__lanes_repair_move(tq_queue *q)
 		return;
 	uint32_t rec = j->rec, e = j->entry, mover = j->mover;
 	uint64_t g = j->gen, m = j->mask;
+	uint32_t moves = j->moves;
 	if (rec >= TQ_MAX_PROCS || e >= TQ_LEASES || mover == 0 || mover > TQ_MAX_PROCS) {
 		store_rel(&j->active, 0);
 		return;
@@ -1069,7 +1076,9 @@ void tq__lanes_repair_move(tq_queue *q)
 	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first), f = load_acq(&L->fate);
 	uint64_t writing = st_make(ST_WRITING, mover, 0), mine = st_make(ST_WRITING, q->owner, 0);
-	bool claimed = load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && (f >> 32) == (g & 0xffffffffull) &&
+	/* Its fate CAS happened if the claim's move count is the one it
+	 * recorded: acks set bits, never the count (design.md, 17). */
+	bool claimed = load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && FATE_MOVES(f) == moves &&
 		       (f & m) == m && lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX;
 	uint32_t ready[TQ_CLAIM_MAX], nready = 0, rel[TQ_CLAIM_MAX], nrel = 0;
 
@@ -1182,7 +1191,7 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 			 * under way now (this holds the recovery lock). */
 			uint32_t cnt = load_rlx(&L->count);
 			uint64_t fv = load_acq(&L->fate);
-			if (cnt >= 1 && cnt <= TQ_CLAIM_MAX && (fv >> 32) == (LS_GEN(s) & 0xffffffffull) &&
+			if (cnt >= 1 && cnt <= TQ_CLAIM_MAX && fate_is(fv, LS_GEN(s)) &&
 			    (fv & claim_full(cnt)) == claim_full(cnt)) {
 				settle(q, r, e, LS_GEN(s));
 				continue;

@@ -34,7 +34,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 5u
+#define TQ_LAYOUT_VERSION 6u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -227,11 +227,20 @@ enum { LS_FREE = 0, LS_RESERVED = 1, LS_PENDING = 2, LS_ACTIVE = 3 };
 #define LS_GEN(s) ((s) >> 8)
 #define LS_STATE(s) ((unsigned)((s) & 0xffu))
 #define LS_MAKE(g, st) (((uint64_t)(g) << 8) | (uint64_t)(st))
-#define FATE_GEN(g) (((uint64_t)(g) & 0xffffffffull) << 32)
+/* A claim's fate word: the generation's low 24 bits, the number of
+ * move-outs that claimed bits of it (8 bits: at most TQ_CLAIM_MAX), and one
+ * bit per task (set: done, or moved out). Acks set bits only; a move-out's
+ * CAS also adds one to the move count, which its journal records, so that
+ * the repair of a dead mover can tell its CAS from the holder's acks. */
+#define FATE_GEN(g) (((uint64_t)(g) & 0xffffffull) << 40)
+#define FATE_GEN_OF(f) ((f) >> 40)
+#define FATE_MOVES(f) ((uint32_t)(((f) >> 32) & 0xffu))
+#define FATE_MOVE_ONE (1ull << 32)
+#define FATE_BITS(f) ((f) & 0xffffffffull)
 
 struct tq_lease {
 	tq_a64 state;
-	tq_a64 fate;     /* FATE_GEN(generation) | one bit per task: done or moved */
+	tq_a64 fate;     /* FATE_GEN(generation) | moves << 32 | one bit per task: done or moved */
 	tq_a64 deadline; /* lease end */
 	tq_a64 first;    /* lane position of the first task */
 	tq_a32 lane;
@@ -244,6 +253,7 @@ struct tq_lease {
 	tq_a64 fail_err;
 };
 _Static_assert(sizeof(struct tq_lease) == 64, "a lease entry is one line");
+_Static_assert(TQ_CLAIM_MAX <= 32 && TQ_CLAIM_MAX < 0xff, "a fate word holds the task bits in 32, the moves in 8");
 _Static_assert(TQ_MAX_PROCS < 0x7ff, "claim words hold record + 1 in 11 bits");
 _Static_assert(TQ_LEASES <= 64, "claim words hold the entry in 6 bits");
 
@@ -254,7 +264,7 @@ struct tq_move_journal {
 	uint32_t entry;
 	uint32_t why;     /* MV_* (lane.c) */
 	uint32_t mover;   /* the holder's record + 1: its slots are WRITING(mover) */
-	uint32_t pad;
+	uint32_t moves;   /* the claim's move count once this move's fate CAS is done */
 	uint64_t gen;     /* the entry's generation */
 	uint64_t mask;    /* the task bits being moved */
 	uint64_t moved_before; /* lane_moved[why] before this move */

@@ -286,6 +286,65 @@ Test(lanes, move_claimed_repair, .timeout = 60, .fini = lf_fini)
 	ln_expect_clean(q);
 }
 
+/* ================================================== move.journal repair */
+
+/* An expiry's mover dies after writing its journal, before it claims the
+ * fate bits; meanwhile the holder, late but alive, acks every task. The
+ * repair must see that the move never claimed them: acked exactly once,
+ * nothing delivered again. */
+#define MJ_N 20u
+#define MJ_LEASE_MS 100u
+
+static int child_expire_armed(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_fault_arm("move.journal", 1); /* before the open: its own sweep may be the one */
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = tq_recover(q);
+	return ln_err(c, 4, "tq_recover returned (the point was not reached)", rc);
+}
+
+Test(lanes, move_journal_repair_keeps_acks, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("mvjournal", 256, (uint64_t)MJ_LEASE_MS * 1000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	tq_task t[MJ_N];
+	tq_stats s;
+
+	ln_push(q, 0, MJ_N);
+	int n = tq_take(q, t, MJ_N, 0);
+	cr_assert_eq(n, (int)MJ_N, "one claim of %u: %d (%s)", MJ_N, n, n < 0 ? tq_strerror(n) : "count");
+	/* Past the lease's end (a deadline, not a race): the child's sweep
+	 * moves the claim out as expired, and dies at the journal. Nothing
+	 * here runs a sweep of its own until the ack. */
+	tqt_sleep_ms(MJ_LEASE_MS + 50);
+	ln_expect_killed(c, lf_spawn(child_expire_armed, c), "move.journal in an expiry");
+
+	/* The holder acks all: its bits are set, the settle is left to the
+	 * (dead) mover's journal. */
+	int rc = tq_ack(q, t, MJ_N);
+	cr_assert_eq(rc, 0, "tq_ack after the mover died before its claim: %d (%s)", rc, tq_strerror(rc));
+	rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+
+	ln_stats(q, &s);
+	cr_expect_eq(s.ready, 0, "ready %u: the repair copied acked tasks back", s.ready);
+	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
+	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
+	cr_expect_eq(s.free_slots, s.capacity, "free %u of %u: the journal's slots not released", s.free_slots,
+		     s.capacity);
+	cr_expect_eq(s.total.acked, MJ_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.expired, 0, "expired %llu: the move never claimed a task",
+		     (unsigned long long)s.total.expired);
+	cr_expect_eq(s.total.taken, MJ_N, "taken %llu", (unsigned long long)s.total.taken);
+	n = tq_take(q, t, MJ_N, 0);
+	cr_expect_eq(n, TQ_EAGAIN, "a take after the repair: %d (%s); acked tasks delivered again?", n,
+		     n < 0 ? tq_strerror(n) : "count");
+	ln_expect_clean(q);
+}
+
 /* ======================================================== lane.settle.mid */
 
 #define SM_N 100u
