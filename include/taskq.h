@@ -295,6 +295,27 @@ int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *ms
  * the next ack reports TQ_ELOST. Touch well before the deadline. */
 int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns);
 
+/* ------------------------------------------------------------ completion */
+
+/*
+ * The finished watermark. Sets *below to an id W such that every task that
+ * a tq_push (or tq_push_delayed) call returned before this call began, and
+ * whose id is below W, is finished here: acked, or dead. Ids are unique and
+ * grow in push order across the queue, so a process that pushed tasks with
+ * ids lo..hi knows they are all finished once W > hi: a bridge acknowledges
+ * upstream only then (docs/cluster.md). Tasks still ready, leased, delayed
+ * or being moved between lanes and slots hold W at or below their ids; W
+ * never passes such a task, whatever the other processes do meanwhile (and
+ * whichever of them die). W is not monotonic across calls only where a dead
+ * task is kicked back (tq_dead_kick): that task is unfinished again.
+ * To tell acked from dead, list the dead letters (tq_dead_list).
+ * Cost: reads shared memory only, no lock and no write; O(capacity +
+ * processes x 64): for polling a few times a second, not for every task.
+ * Errors: TQ_EINVAL (NULL q or below), TQ_EFORKED. Thread-safe; any
+ * process.
+ */
+int tq_finished_below(tq_queue *q, uint64_t *below);
+
 /* ----------------------------------------------------------- dead letters */
 
 typedef struct tq_dead_info {

@@ -197,6 +197,7 @@ extern _Thread_local uint64_t tq__byte_need;
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);
 uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop);
+uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min);
 uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec);
 
 /* lease.c: the delay before retry `attempt` (with jitter). */

@@ -1325,3 +1325,61 @@ void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased)
 	t->expired += load_rlx(&q->h->lane_moved[MV_EXPIRED]);
 	t->recovered += load_rlx(&q->h->lane_moved[MV_DIED]);
 }
+
+/* ----------------------------------------------------- finished watermark */
+
+static inline void lower(uint64_t *min, uint64_t id)
+{
+	if (id && id < *min)
+		*min = id;
+}
+
+/* The smallest id, below `min`, of a lane task not finished: ready in a
+ * lane, in a claim with its fate bit clear (or a claim PENDING: counted
+ * whether or not it happened), or being moved out (the move journal).
+ * Scanned in that order, the order a task moves in, each stage visible
+ * before the task leaves the one before (design.md, section 18). */
+uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
+{
+	uint64_t size = lane_size(q);
+
+	for (uint32_t l = 0; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail), h = head_pos(hw, t);
+		if (h != t && t - h <= size)
+			lower(&min, __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_ACQUIRE));
+	}
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++) {
+		struct tq_proc *p = &q->procs[r];
+		if (load_acq(&p->state) == PROC_FREE)
+			continue; /* a dead record's claims are moved out before it is FREE */
+		for (uint64_t map = load_acq(&p->lease_map); map; map &= map - 1) {
+			struct tq_lease *L = &p->leases[__builtin_ctzll(map)];
+			uint64_t s = load_acq(&L->state);
+			uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+			if ((LS_STATE(s) != LS_ACTIVE && LS_STATE(s) != LS_PENDING) || lane >= TQ_LANES || count < 1 ||
+			    count > TQ_CLAIM_MAX)
+				continue;
+			uint64_t clear = LS_STATE(s) == LS_PENDING ? claim_full(count)
+								   : ~load_acq(&L->fate) & claim_full(count);
+			if (clear)
+				lower(&min, __atomic_load_n(&cell_at(q, lane, load_rlx(&L->first) +
+									  (uint64_t)__builtin_ctzll(clear))->id,
+							    __ATOMIC_ACQUIRE));
+		}
+	}
+	struct tq_move_journal *j = &q->h->move;
+	if (atomic_load(&j->active) == 1) {
+		uint32_t rec = __atomic_load_n(&j->rec, __ATOMIC_RELAXED), e = __atomic_load_n(&j->entry, __ATOMIC_RELAXED);
+		uint64_t m = __atomic_load_n(&j->mask, __ATOMIC_RELAXED);
+		if (rec < TQ_MAX_PROCS && e < TQ_LEASES && m) {
+			struct tq_lease *L = &q->procs[rec].leases[e];
+			uint32_t lane = load_rlx(&L->lane);
+			if (lane < TQ_LANES)
+				lower(&min, __atomic_load_n(&cell_at(q, lane, load_rlx(&L->first) +
+									  (uint64_t)__builtin_ctzll(m))->id,
+							    __ATOMIC_ACQUIRE));
+		}
+	}
+	return min;
+}
