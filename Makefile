@@ -51,12 +51,14 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c tools/parse.c
 CLI_BIN  := $(BUILD)/taskq
 DEMO_BIN := $(BUILD)/taskq-demo
+BRIDGE_BIN := $(BUILD)/taskq-bridge
+NATS_LIBS := $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 CJSON_LIBS := -lcjson
 HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
 TUI_LIBS := -lncursesw
 
 .PHONY: all lib test test-asan test-tsan bench install clean check-clang fuzz
-all: lib $(CLI_BIN) $(DEMO_BIN) $(BENCH_BIN) $(EXAMPLES)
+all: lib $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) $(EXAMPLES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
 
 $(BUILD)/obj/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/obj
@@ -75,12 +77,16 @@ $(SHARED): $(PIC_OBJ)
 $(PCFILE): taskq.pc.in | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(LIBS)
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
+# The bridge to NATS JetStream: its own program, so that libtaskq has no
+# NATS dependency (docs/cluster.md).
+$(BRIDGE_BIN): tools/bridge.c tools/frame.c tools/frame.h tools/log.c tools/log.h tools/parse.c tools/parse.h $(STATIC) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/bridge.c tools/frame.c tools/log.c tools/parse.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(CJSON_LIBS) $(LIBS)
 $(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples

@@ -3,6 +3,9 @@
 # Safe to run again; does nothing when everything is present.
 set -euo pipefail
 PKGS=(build-essential clang pkg-config libcriterion-dev libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libncurses-dev)
+# The bridge between machines: the NATS C client (JetStream API), and the
+# server the bridge tests start on loopback.
+PKGS+=(libnats-dev nats-server)
 # Sanitizer runtimes: gcc's (libasan8, libubsan1, libtsan2) come with
 # build-essential; clang's are only "recommended" by clang, which
 # --no-install-recommends skips, so `make test-tsan CC=clang` needs this.
@@ -14,7 +17,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

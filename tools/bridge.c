@@ -1,0 +1,886 @@
+/*
+ * bridge.c - taskq-bridge: moves tasks between the taskq queues of several
+ * machines through NATS JetStream (docs/cluster.md).
+ *
+ *   taskq-bridge out NAME --nats URL[,URL...] --stream S [options]
+ *   taskq-bridge in  NAME --nats URL[,URL...] --stream S --consumer C [options]
+ *
+ * `out` leases batches from the local queue, packs them into one message
+ * (frame.h), publishes it with a deduplication id and acks the local tasks
+ * only once JetStream has confirmed it. `in` fetches messages from a
+ * durable pull consumer that every importing machine shares, pushes their
+ * tasks into the local queue, and acks a message only once every task from
+ * it is finished here (tq_finished_below), keeping it alive meanwhile.
+ *
+ * This program links libtaskq's public API and the NATS C client; libtaskq
+ * itself has no NATS dependency.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "frame.h"
+#include "log.h"
+#include "parse.h"
+#include "taskq.h"
+
+#define EX_FAIL 1
+#define EX_USAGE 2
+#define EX_NOQUEUE 3
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("taskq-bridge: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (taskq-bridge --help)\n", stderr);
+	exit(EX_USAGE);
+}
+
+/* ------------------------------------------------------------ options */
+
+struct opts {
+	const char *mode;       /* "out" or "in" */
+	const char *queue;
+	char *servers[16];
+	int nservers;
+	const char *stream;
+	char subject[256];
+	char dead_subject[256];
+	const char *consumer;
+	const char *token_file, *user, *password_file, *creds, *tls_ca;
+	uint32_t batch;         /* out: tasks per message */
+	uint32_t max_msg;       /* out: bytes per message */
+	int replicas;           /* stream: 1 or 3 */
+	bool memory;            /* stream storage */
+	uint64_t ack_wait_ns;   /* in: the consumer's ack wait */
+	uint64_t drain_ns;      /* in: on stop, how long to wait for pending messages */
+	uint64_t linger_ns;     /* out: how long to gather a message's tasks */
+	struct log_config log;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: taskq-bridge out NAME --nats URL[,URL...] --stream S [options]\n"
+		"       taskq-bridge in  NAME --nats URL[,URL...] --stream S --consumer C [options]\n\n"
+		"Moves tasks between machines through NATS JetStream (docs/cluster.md).\n"
+		"  out   leases tasks from queue NAME, publishes them many per message, and\n"
+		"        acks them here once JetStream has confirmed the message\n"
+		"  in    fetches messages from the durable pull consumer C (shared by every\n"
+		"        importing machine), pushes their tasks into queue NAME, and acks a\n"
+		"        message once every task from it is finished here\n\n"
+		"Options:\n"
+		"  --nats URLS           NATS servers, comma-separated (nats://host:port)\n"
+		"  --stream S            the JetStream stream; created if missing (work-queue\n"
+		"                        retention), checked if present\n"
+		"  --subject SUBJ        the tasks' subject (default taskq.S.tasks)\n"
+		"  --dead-subject SUBJ   where tasks dead here and malformed messages go\n"
+		"                        (default taskq.S.dead; stored in the same stream)\n"
+		"  --consumer C          in: the durable consumer's name\n"
+		"  --replicas N          the stream's replicas when created: 1 or 3 (default 1)\n"
+		"  --storage file|memory the stream's storage when created (default file)\n"
+		"  --batch N             out: tasks per message, 1..%u (default 512)\n"
+		"  --max-msg BYTES       out: bytes per message, 1024..67108864 (default 1048576;\n"
+		"                        the server's max_payload must allow it)\n"
+		"  --linger SECONDS      out: how long to gather a message (default 0.005)\n"
+		"  --ack-wait SECONDS    in: the consumer's ack wait (default 30); messages\n"
+		"                        still in work here are kept alive before it ends\n"
+		"  --drain SECONDS       in: on SIGTERM/SIGINT, wait this long for the tasks\n"
+		"                        of messages taken to finish before leaving (default 10)\n"
+		"  --token-file F        authenticate with the token in file F\n"
+		"  --user U --password-file F   user and password (the password read from F)\n"
+		"  --creds F             a NATS credentials file (JWT and NKey seed)\n"
+		"  --tls-ca F            trust the CA certificates in F (TLS)\n"
+		"  --log FILE            log to FILE (rotated) instead of stderr\n"
+		"  --log-level L         debug, info, warn or error (default info)\n\n"
+		"Secrets are never taken on the command line. Exit status: 0 stopped by a\n"
+		"signal or by the queue's run state; 1 a NATS or queue error; 2 usage;\n"
+		"3 no such queue.\n",
+		TQF_MAX_TASKS);
+}
+
+static void read_secret(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "taskq-bridge: %s: %s\n", path, strerror(errno));
+		exit(EX_USAGE);
+	}
+	size_t n = fread(out, 1, size - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = '\0';
+	if (!n) {
+		fprintf(stderr, "taskq-bridge: %s is empty\n", path);
+		exit(EX_USAGE);
+	}
+}
+
+static bool subject_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= 256 || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= ' ' || c >= 0x7f || c == '*' || c == '>' || (c == '.' && s[i + 1] == '.'))
+			return false;
+	}
+	return true;
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longs[] = {
+		{"nats", required_argument, 0, 'n'},      {"stream", required_argument, 0, 's'},
+		{"subject", required_argument, 0, 'j'},   {"dead-subject", required_argument, 0, 'D'},
+		{"consumer", required_argument, 0, 'c'},  {"replicas", required_argument, 0, 'r'},
+		{"storage", required_argument, 0, 'S'},   {"batch", required_argument, 0, 'b'},
+		{"max-msg", required_argument, 0, 'm'},   {"linger", required_argument, 0, 'L'},
+		{"ack-wait", required_argument, 0, 'a'},  {"drain", required_argument, 0, 'd'},
+		{"token-file", required_argument, 0, 't'}, {"user", required_argument, 0, 'u'},
+		{"password-file", required_argument, 0, 'p'}, {"creds", required_argument, 0, 'C'},
+		{"tls-ca", required_argument, 0, 'T'},    {"log", required_argument, 0, 'l'},
+		{"log-level", required_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	uint64_t v;
+	char *urls = NULL;
+
+	memset(o, 0, sizeof *o);
+	o->batch = 512;
+	o->max_msg = 1048576;
+	o->replicas = 1;
+	o->ack_wait_ns = 30000000000ull;
+	o->drain_ns = 10000000000ull;
+	o->linger_ns = 5000000ull;
+	log_config_init(&o->log);
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		exit(0);
+	}
+	if (argc < 2 || (strcmp(argv[1], "out") && strcmp(argv[1], "in")))
+		die_usage("the first argument is out or in");
+	o->mode = argv[1];
+	optind = 2;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+		switch (c) {
+		case 'n': urls = optarg; break;
+		case 's': o->stream = optarg; break;
+		case 'j':
+			if (strlen(optarg) >= sizeof o->subject)
+				die_usage("--subject is too long");
+			strcpy(o->subject, optarg);
+			break;
+		case 'D':
+			if (strlen(optarg) >= sizeof o->dead_subject)
+				die_usage("--dead-subject is too long");
+			strcpy(o->dead_subject, optarg);
+			break;
+		case 'c': o->consumer = optarg; break;
+		case 'r':
+			if (!cli_parse_u64(optarg, 1, 3, &v) || v == 2)
+				die_usage("--replicas is 1 or 3");
+			o->replicas = (int)v;
+			break;
+		case 'S':
+			if (strcmp(optarg, "file") && strcmp(optarg, "memory"))
+				die_usage("--storage is file or memory");
+			o->memory = !strcmp(optarg, "memory");
+			break;
+		case 'b':
+			if (!cli_parse_u64(optarg, 1, TQF_MAX_TASKS, &v))
+				die_usage("--batch is 1..%u", TQF_MAX_TASKS);
+			o->batch = (uint32_t)v;
+			break;
+		case 'm':
+			if (!cli_parse_u64(optarg, 1024, 67108864, &v))
+				die_usage("--max-msg is 1024..67108864");
+			o->max_msg = (uint32_t)v;
+			break;
+		case 'L':
+			if (!cli_parse_seconds(optarg, 10, &o->linger_ns))
+				die_usage("--linger is 0..10 seconds");
+			break;
+		case 'a':
+			if (!cli_parse_seconds(optarg, 3600, &o->ack_wait_ns) || o->ack_wait_ns < 1000000000ull)
+				die_usage("--ack-wait is 1..3600 seconds");
+			break;
+		case 'd':
+			if (!cli_parse_seconds(optarg, 3600, &o->drain_ns))
+				die_usage("--drain is 0..3600 seconds");
+			break;
+		case 't': o->token_file = optarg; break;
+		case 'u': o->user = optarg; break;
+		case 'p': o->password_file = optarg; break;
+		case 'C': o->creds = optarg; break;
+		case 'T': o->tls_ca = optarg; break;
+		case 'l': o->log.path = optarg; break;
+		case 'v':
+			if ((o->log.level = log_level_parse(optarg)) < 0)
+				die_usage("--log-level is debug, info, warn or error");
+			break;
+		case 'h': usage(stdout); exit(0);
+		default: die_usage("bad option");
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("one queue NAME expected");
+	o->queue = argv[optind];
+	if (!cli_queue_name_ok(o->queue))
+		die_usage("bad queue name '%s'", o->queue);
+	o->log.queue = o->queue;
+	if (!urls)
+		die_usage("--nats is required");
+	if (!o->stream || !name_ok(o->stream))
+		die_usage("--stream is required: 1-64 of A-Z a-z 0-9 _ -");
+	if (!strcmp(o->mode, "in") && (!o->consumer || !name_ok(o->consumer)))
+		die_usage("in: --consumer is required: 1-64 of A-Z a-z 0-9 _ -");
+	if (!o->subject[0])
+		snprintf(o->subject, sizeof o->subject, "taskq.%s.tasks", o->stream);
+	if (!o->dead_subject[0])
+		snprintf(o->dead_subject, sizeof o->dead_subject, "taskq.%s.dead", o->stream);
+	if (!subject_ok(o->subject) || !subject_ok(o->dead_subject) || !strcmp(o->subject, o->dead_subject))
+		die_usage("subjects are tokens of printable characters separated by single dots, no wildcards, "
+			  "and the dead subject differs from the tasks' subject");
+	if ((o->user != NULL) != (o->password_file != NULL))
+		die_usage("--user and --password-file go together");
+	for (char *save = NULL, *u = strtok_r(urls, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+		if (o->nservers == 16)
+			die_usage("at most 16 --nats URLs");
+		if (!*u)
+			continue;
+		o->servers[o->nservers++] = u;
+	}
+	if (!o->nservers)
+		die_usage("--nats names no server");
+}
+
+/* ---------------------------------------------------------------- NATS */
+
+struct bridge {
+	struct opts *o;
+	tq_queue *q;
+	tq_config cfg;
+	natsConnection *nc;
+	jsCtx *js;
+	uint64_t published, confirmed, imported, msgs_in, dead_out, malformed, reconnects, publish_errors;
+	uint64_t last_report_ns;
+};
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	(void)closure;
+	log_event(LOG_WARN_, "nats_disconnected", "retrying=yes");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+	struct bridge *b = closure;
+	(void)nc;
+	__atomic_fetch_add(&b->reconnects, 1, __ATOMIC_RELAXED);
+	log_event(LOG_INFO_, "nats_reconnected", "reconnects=%" PRIu64,
+		  __atomic_load_n(&b->reconnects, __ATOMIC_RELAXED));
+}
+
+static int nats_fail(const char *what, natsStatus s, jsErrCode jerr)
+{
+	char q[300];
+	log_event(LOG_ERROR_, "nats_error", "what=%s status=%s js_error=%d detail=%s", what, natsStatus_GetText(s),
+		  (int)jerr, log_quote(q, sizeof q, nats_GetLastError(NULL)));
+	return EX_FAIL;
+}
+
+static int connect_nats(struct bridge *b)
+{
+	struct opts *o = b->o;
+	natsOptions *no = NULL;
+	natsStatus s = natsOptions_Create(&no);
+	char secret[4096], pass[4096];
+
+	if (s == NATS_OK)
+		s = natsOptions_SetServers(no, (const char **)o->servers, o->nservers);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(no, "taskq-bridge");
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(no, -1); /* for ever: tasks wait in the queue */
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(no, 500);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(no, true, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(no, on_disconnected, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(no, on_reconnected, b);
+	if (s == NATS_OK && o->token_file) {
+		read_secret(o->token_file, secret, sizeof secret);
+		s = natsOptions_SetToken(no, secret);
+	}
+	if (s == NATS_OK && o->user) {
+		read_secret(o->password_file, pass, sizeof pass);
+		s = natsOptions_SetUserInfo(no, o->user, pass);
+	}
+	if (s == NATS_OK && o->creds)
+		s = natsOptions_SetUserCredentialsFromFiles(no, o->creds, NULL);
+	if (s == NATS_OK && o->tls_ca)
+		s = natsOptions_LoadCATrustedCertificates(no, o->tls_ca);
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&b->nc, no);
+	memset(secret, 0, sizeof secret);
+	memset(pass, 0, sizeof pass);
+	natsOptions_Destroy(no);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+		return nats_fail("connect", s, 0);
+	s = natsConnection_JetStream(&b->js, b->nc, NULL);
+	if (s != NATS_OK)
+		return nats_fail("jetstream", s, 0);
+	return 0;
+}
+
+/* The stream: created if missing, else checked to carry our subjects as a
+ * work queue. Retried while NATS is not reachable. */
+static int ensure_stream(struct bridge *b)
+{
+	struct opts *o = b->o;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+
+	for (;;) {
+		natsStatus s = js_GetStreamInfo(&si, b->js, o->stream, NULL, &jerr);
+		if (s == NATS_OK)
+			break;
+		if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
+			jsStreamConfig sc;
+			const char *subjects[2] = {o->subject, o->dead_subject};
+			jsStreamConfig_Init(&sc);
+			sc.Name = o->stream;
+			sc.Subjects = subjects;
+			sc.SubjectsLen = 2;
+			sc.Retention = js_WorkQueuePolicy;
+			sc.Storage = o->memory ? js_MemoryStorage : js_FileStorage;
+			sc.Replicas = o->replicas;
+			sc.MaxMsgSize = (int32_t)o->max_msg;
+			sc.Duplicates = 120000000000ll; /* 2 minutes: resends after a crash are dropped */
+			s = js_AddStream(&si, b->js, &sc, NULL, &jerr);
+			if (s == NATS_OK) {
+				log_event(LOG_INFO_, "stream_created", "stream=%s subject=%s dead_subject=%s replicas=%d",
+					  o->stream, o->subject, o->dead_subject, o->replicas);
+				break;
+			}
+			if (jerr != 0)
+				return nats_fail("create stream", s, jerr);
+		} else if (jerr != 0) {
+			return nats_fail("stream info", s, jerr);
+		}
+		if (g_stop)
+			return EX_FAIL;
+		log_event(LOG_WARN_, "nats_waiting", "what=stream status=%s", natsStatus_GetText(s));
+		nats_Sleep(500);
+	}
+	bool has_subject = false, has_dead = false;
+	for (int i = 0; si->Config && i < si->Config->SubjectsLen; i++) {
+		has_subject |= !strcmp(si->Config->Subjects[i], o->subject);
+		has_dead |= !strcmp(si->Config->Subjects[i], o->dead_subject);
+	}
+	bool wq = si->Config && si->Config->Retention == js_WorkQueuePolicy;
+	jsStreamInfo_Destroy(si);
+	if (!has_subject || !has_dead || !wq) {
+		log_event(LOG_ERROR_, "stream_mismatch",
+			  "stream=%s subject=%s has_subject=%d has_dead_subject=%d work_queue=%d", o->stream,
+			  o->subject, has_subject, has_dead, wq);
+		fprintf(stderr,
+			"taskq-bridge: stream %s exists but does not carry %s and %s as a work queue; use another "
+			"--stream, or the subjects it has\n",
+			o->stream, o->subject, o->dead_subject);
+		return EX_FAIL;
+	}
+	return 0;
+}
+
+static void report(struct bridge *b, bool force)
+{
+	uint64_t now = now_ns();
+	if (!force && now - b->last_report_ns < 10000000000ull)
+		return;
+	b->last_report_ns = now;
+	log_event(LOG_INFO_, "bridge_stats",
+		  "mode=%s published=%" PRIu64 " confirmed=%" PRIu64 " imported=%" PRIu64 " messages_in=%" PRIu64
+		  " dead_out=%" PRIu64 " malformed=%" PRIu64 " publish_errors=%" PRIu64 " reconnects=%" PRIu64,
+		  b->o->mode, b->published, b->confirmed, b->imported, b->msgs_in, b->dead_out, b->malformed,
+		  b->publish_errors, __atomic_load_n(&b->reconnects, __ATOMIC_RELAXED));
+}
+
+/* ----------------------------------------------------------------- out */
+
+/* Publishes t[0..n) as one message, retrying (same message id) until
+ * JetStream confirms it or a stop is asked; 0, or -1 if stopped first. */
+static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
+{
+	struct opts *o = b->o;
+	char msgid[300];
+
+	tqf_header(buf, n);
+	size_t off = TQF_HEADER;
+	for (uint32_t i = 0; i < n; i++)
+		off = tqf_put(buf, off, &t[i]);
+	/* The same id for a resend of the same batch: JetStream drops the
+	 * copy within its duplicate window. */
+	snprintf(msgid, sizeof msgid, "%s-%" PRIu64 "-%" PRIu64 "-%u", o->queue, t[0].id, t[n - 1].id, n);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MsgId = msgid;
+	po.MaxWait = 5000;
+	uint64_t touched = now_ns();
+	for (;;) {
+		jsErrCode jerr = 0;
+		jsPubAck *pa = NULL;
+		natsStatus s = js_Publish(&pa, b->js, o->subject, buf, (int)off, &po, &jerr);
+		if (s == NATS_OK) {
+			jsPubAck_Destroy(pa);
+			return 0;
+		}
+		b->publish_errors++;
+		log_event(LOG_WARN_, "publish_failed", "status=%s js_error=%d tasks=%u retry=yes", natsStatus_GetText(s),
+			  (int)jerr, n);
+		if (now_ns() - touched > 5000000000ull) {
+			(void)tq_touch(b->q, t, n, 0); /* keep the leases while NATS is away */
+			touched = now_ns();
+		}
+		if (g_stop)
+			return -1;
+		nats_Sleep(200);
+	}
+}
+
+static int run_out(struct bridge *b)
+{
+	struct opts *o = b->o;
+	uint32_t cap = o->batch;
+	tq_task *t = calloc(cap, sizeof *t);
+	uint8_t *buf = malloc(o->max_msg);
+	uint32_t n = 0; /* tasks leased and not yet published, in take order */
+	int rc = 0;
+
+	if (!t || !buf) {
+		free(t);
+		free(buf);
+		return EX_FAIL;
+	}
+	while (!g_stop || n) {
+		/* Gather up to `batch` tasks, waiting for the first, then up to
+		 * --linger for more. */
+		uint64_t until = n ? now_ns() + o->linger_ns : 0;
+		while (n < cap && !g_stop) {
+			uint32_t want = cap - n > 64 ? 64 : cap - n;
+			int k = tq_take(b->q, t + n, want, n == 0 ? 200000000ull : 0);
+			if (k > 0) {
+				if (n == 0)
+					until = now_ns() + o->linger_ns;
+				n += (uint32_t)k;
+				continue;
+			}
+			if (k == TQ_ETIMEDOUT)
+				continue; /* still none */
+			if (k == TQ_EAGAIN) {
+				if (now_ns() >= until)
+					break;
+				continue;
+			}
+			if (k == TQ_ESTOPPED) {
+				log_event(LOG_INFO_, "queue_stopping", "state=draining_or_stopped");
+			} else {
+				log_event(LOG_ERROR_, "take_failed", "error=%d text=\"%s\"", k, tq_strerror(k));
+				rc = EX_FAIL;
+			}
+			g_stop = 1;
+		}
+		if (n == 0)
+			continue;
+		/* As many as fit in one message (at least one: a task fits, see main). */
+		uint32_t m = 0;
+		size_t size = TQF_HEADER;
+		while (m < n && size + tqf_task_size(&t[m]) <= o->max_msg)
+			size += tqf_task_size(&t[m++]);
+		if (publish(b, t, m, buf) != 0)
+			break; /* stopped with NATS away: the leases go back to ready at close */
+		b->published += m;
+		int arc = tq_ack(b->q, t, m);
+		if (arc == TQ_ELOST)
+			log_event(LOG_WARN_, "lease_lost", "tasks=%u note=\"published, and will be delivered here again\"",
+				  m);
+		else if (arc != 0) {
+			log_event(LOG_ERROR_, "ack_failed", "error=%d text=\"%s\"", arc, tq_strerror(arc));
+			rc = EX_FAIL;
+			break;
+		}
+		b->confirmed += m;
+		memmove(t, t + m, (n - m) * sizeof *t);
+		n -= m;
+		report(b, false);
+	}
+	free(t);
+	free(buf);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ in */
+
+struct pending {
+	natsMsg *msg;
+	uint64_t lo, hi;   /* the local ids of its tasks */
+	uint64_t ip_ns;    /* last kept alive */
+};
+
+#define MAX_PENDING 4096
+
+/* Publishes to the dead subject: the frame of one task (or a malformed
+ * message's bytes) with the reason in headers. */
+static void publish_dead(struct bridge *b, const void *data, size_t len, const char *reason, int err,
+			 unsigned attempts)
+{
+	natsMsg *m = NULL;
+	char num[32];
+	if (natsMsg_Create(&m, b->o->dead_subject, NULL, data, (int)len) != NATS_OK)
+		return;
+	natsMsgHeader_Set(m, "Taskq-Reason", reason);
+	snprintf(num, sizeof num, "%d", err);
+	natsMsgHeader_Set(m, "Taskq-Error", num);
+	snprintf(num, sizeof num, "%u", attempts);
+	natsMsgHeader_Set(m, "Taskq-Attempts", num);
+	natsMsgHeader_Set(m, "Taskq-Queue", b->o->queue);
+	jsErrCode jerr = 0;
+	natsStatus s = js_PublishMsg(NULL, b->js, m, NULL, &jerr);
+	natsMsg_Destroy(m);
+	if (s != NATS_OK)
+		log_event(LOG_WARN_, "dead_publish_failed", "status=%s js_error=%d", natsStatus_GetText(s), (int)jerr);
+	else
+		b->dead_out++;
+}
+
+/* The dead letters here with ids in [lo, hi], published to the dead subject. */
+static void publish_dead_range(struct bridge *b, uint64_t lo, uint64_t hi, tq_dead_info *dl, uint8_t *data,
+			       size_t stride, size_t max)
+{
+	int k = tq_dead_list(b->q, dl, max, data, stride);
+	for (int i = 0; i < k; i++) {
+		if (dl[i].id < lo || dl[i].id > hi)
+			continue;
+		tq_task t = {.id = dl[i].id, .kind = dl[i].kind, .value = dl[i].value, .len = dl[i].len,
+			     .data = data + (size_t)i * stride};
+		if (t.kind != TQ_KIND_INT && t.len > stride)
+			t.len = (uint32_t)stride; /* cannot happen: stride is max_payload */
+		uint8_t frame[TQF_HEADER + TQF_TASK_HEADER + 8];
+		uint8_t *buf = t.kind == TQ_KIND_INT ? frame : malloc(TQF_HEADER + tqf_task_size(&t));
+		if (!buf)
+			continue;
+		tqf_header(buf, 1);
+		size_t off = tqf_put(buf, TQF_HEADER, &t);
+		publish_dead(b, buf, off, dl[i].last_msg[0] ? dl[i].last_msg : "dead", dl[i].last_err, dl[i].attempts);
+		if (buf != frame)
+			free(buf);
+	}
+}
+
+static int run_in(struct bridge *b)
+{
+	struct opts *o = b->o;
+	natsSubscription *sub = NULL;
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	int rc = 0;
+
+	jsSubOptions_Init(&so);
+	so.Stream = o->stream;
+	so.Config.AckWait = (int64_t)o->ack_wait_ns;
+	so.Config.AckPolicy = js_AckExplicit;
+	so.Config.MaxAckPending = MAX_PENDING;
+	for (;;) {
+		natsStatus s = js_PullSubscribe(&sub, b->js, o->subject, o->consumer, NULL, &so, &jerr);
+		if (s == NATS_OK)
+			break;
+		if (jerr != 0)
+			return nats_fail("pull subscribe", s, jerr);
+		if (g_stop)
+			return 0;
+		log_event(LOG_WARN_, "nats_waiting", "what=consumer status=%s", natsStatus_GetText(s));
+		nats_Sleep(500);
+	}
+	log_event(LOG_INFO_, "consumer_ready", "stream=%s consumer=%s subject=%s", o->stream, o->consumer, o->subject);
+
+	struct pending *pend = calloc(MAX_PENDING, sizeof *pend);
+	tq_task *cur = calloc(TQF_MAX_TASKS, sizeof *cur);
+	size_t dmax = b->cfg.dead_capacity ? b->cfg.dead_capacity : 1;
+	size_t stride = b->cfg.max_payload ? b->cfg.max_payload : 1;
+	tq_dead_info *dl = calloc(dmax, sizeof *dl);
+	uint8_t *ddata = calloc(dmax, stride);
+	if (!pend || !cur || !dl || !ddata) {
+		rc = EX_FAIL;
+		goto out;
+	}
+	natsMsg *cmsg = NULL; /* the message being pushed */
+	int ccount = 0, cnext = 0;
+	uint64_t clo = UINT64_MAX, chi = 0, cip = 0;
+	uint32_t npend = 0;
+	uint64_t stop_at = 0, ip_every = o->ack_wait_ns / 3;
+
+	for (;;) {
+		uint64_t now = now_ns();
+		if (g_stop && !stop_at) {
+			stop_at = now + o->drain_ns;
+			log_event(LOG_INFO_, "draining", "pending_messages=%u pushing=%d", npend, cmsg != NULL);
+		}
+		if (stop_at && ((!cmsg && npend == 0) || now >= stop_at))
+			break;
+		/* Completion: a message whose tasks are all finished here is
+		 * acked (after its dead letters are published); the others are
+		 * kept alive. */
+		if (npend) {
+			uint64_t w = 0;
+			tq_stats st;
+			bool any_dead = tq_stats_get(b->q, &st) == 0 && st.dead > 0;
+			if (tq_finished_below(b->q, &w) == 0) {
+				uint32_t keep = 0;
+				for (uint32_t i = 0; i < npend; i++) {
+					struct pending *p = &pend[i];
+					if (p->hi < w) {
+						if (any_dead)
+							publish_dead_range(b, p->lo, p->hi, dl, ddata, stride, dmax);
+						natsMsg_Ack(p->msg, NULL);
+						natsMsg_Destroy(p->msg);
+						continue;
+					}
+					if (now - p->ip_ns >= ip_every) {
+						natsMsg_InProgress(p->msg, NULL);
+						p->ip_ns = now;
+					}
+					pend[keep++] = *p;
+				}
+				npend = keep;
+			}
+		}
+		if (cmsg && now - cip >= ip_every) {
+			natsMsg_InProgress(cmsg, NULL);
+			cip = now;
+		}
+		/* Pushing the current message: a short wait at a time, so that
+		 * completions and keep-alives go on while the queue is full. */
+		if (cmsg) {
+			int want = ccount - cnext > 64 ? 64 : ccount - cnext;
+			int k = tq_push(b->q, cur + cnext, (size_t)want, 100000000ull);
+			if (k > 0) {
+				for (int i = 0; i < k; i++) {
+					if (cur[cnext + i].id < clo)
+						clo = cur[cnext + i].id;
+					if (cur[cnext + i].id > chi)
+						chi = cur[cnext + i].id;
+				}
+				cnext += k;
+				b->imported += (uint64_t)k;
+			} else if (k == TQ_ESTOPPED) {
+				/* Not taken in: the message is redelivered after its ack wait. */
+				log_event(LOG_INFO_, "queue_stopping", "state=draining_or_stopped");
+				natsMsg_Nak(cmsg, NULL);
+				natsMsg_Destroy(cmsg);
+				cmsg = NULL;
+				g_stop = 1;
+				continue;
+			} else if (k != TQ_ETIMEDOUT && k != TQ_EAGAIN) {
+				log_event(LOG_ERROR_, "push_failed", "error=%d text=\"%s\"", k, tq_strerror(k));
+				rc = EX_FAIL;
+				break;
+			}
+			if (cnext == ccount) {
+				if (ccount == 0) { /* an empty message: nothing to wait for */
+					natsMsg_Ack(cmsg, NULL);
+					natsMsg_Destroy(cmsg);
+				} else {
+					pend[npend++] = (struct pending){.msg = cmsg, .lo = clo, .hi = chi, .ip_ns = cip};
+				}
+				cmsg = NULL;
+			}
+			continue;
+		}
+		if (g_stop || npend == MAX_PENDING) {
+			nats_Sleep(10);
+			continue;
+		}
+		natsMsgList list = {0};
+		natsStatus s = natsSubscription_Fetch(&list, sub, 1, 200, &jerr);
+		if (s == NATS_TIMEOUT || list.Count == 0) {
+			natsMsgList_Destroy(&list);
+			report(b, false);
+			continue;
+		}
+		if (s != NATS_OK) {
+			natsMsgList_Destroy(&list);
+			log_event(LOG_WARN_, "fetch_failed", "status=%s js_error=%d", natsStatus_GetText(s), (int)jerr);
+			nats_Sleep(200);
+			continue;
+		}
+		natsMsg *m = list.Msgs[0];
+		list.Msgs[0] = NULL;
+		natsMsgList_Destroy(&list);
+		b->msgs_in++;
+		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
+		size_t len = (size_t)natsMsg_GetDataLength(m);
+		const char *why = NULL;
+		size_t at = 0;
+		int k = tqf_decode(d, len, cur, TQF_MAX_TASKS, b->cfg.max_payload, &why, &at);
+		for (int i = 0; k > 0 && i < k; i++) {
+			const char *jwhy = NULL;
+			size_t jat = 0;
+			if (cur[i].kind == TQ_KIND_JSON && !cli_json_check(cur[i].data, cur[i].len, &jat, &jwhy)) {
+				why = "a JSON task that is not valid JSON";
+				at = (size_t)((const uint8_t *)cur[i].data - d) + jat;
+				k = -1;
+			} else if (cur[i].kind == TQ_KIND_STRING &&
+				   cli_utf8_check(cur[i].data, cur[i].len) != cur[i].len) {
+				why = "a string task that is not valid UTF-8";
+				at = (size_t)((const uint8_t *)cur[i].data - d);
+				k = -1;
+			}
+		}
+		if (k < 0) {
+			char reason[200], q[240];
+			snprintf(reason, sizeof reason, "malformed message: %s at byte %zu", why, at);
+			b->malformed++;
+			log_event(LOG_WARN_, "malformed_message", "bytes=%zu reason=%s", len, log_quote(q, sizeof q, reason));
+			publish_dead(b, d, len, reason, TQ_EINVAL, 1);
+			natsMsg_Term(m, NULL);
+			natsMsg_Destroy(m);
+			continue;
+		}
+		cmsg = m;
+		ccount = k;
+		cnext = 0;
+		clo = UINT64_MAX;
+		chi = 0;
+		cip = now_ns();
+	}
+	if (cmsg)
+		natsMsg_Destroy(cmsg); /* not acked: JetStream delivers it again after its ack wait */
+	for (uint32_t i = 0; i < npend; i++)
+		natsMsg_Destroy(pend[i].msg);
+	if (npend || cmsg)
+		log_event(LOG_WARN_, "left_unacked", "messages=%u note=\"delivered again after the ack wait\"",
+			  npend + (cmsg != NULL));
+out:
+	free(pend);
+	free(cur);
+	free(dl);
+	free(ddata);
+	natsSubscription_Destroy(sub);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct bridge b = {.o = &o};
+
+	parse_opts(argc, argv, &o);
+	if (log_open(&o.log) != 0) {
+		fprintf(stderr, "taskq-bridge: --log %s: %s\n", o.log.path, strerror(errno));
+		return EX_USAGE;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = tq_open(o.queue, &b.q);
+	if (rc != 0) {
+		fprintf(stderr, "taskq-bridge: queue %s: %s\n", o.queue, tq_strerror(rc));
+		return rc == TQ_ENOENT ? EX_NOQUEUE : EX_FAIL;
+	}
+	tq_config_get(b.q, &b.cfg);
+	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_HEADER + (size_t)b.cfg.max_payload + 8 > o.max_msg) {
+		fprintf(stderr,
+			"taskq-bridge: queue %s holds payloads of up to %u bytes, which do not fit a message of "
+			"--max-msg %u bytes\n",
+			o.queue, b.cfg.max_payload, o.max_msg);
+		tq_close(b.q);
+		return EX_USAGE;
+	}
+	log_event(LOG_INFO_, "started", "mode=%s stream=%s subject=%s servers=%d", o.mode, o.stream, o.subject,
+		  o.nservers);
+	rc = connect_nats(&b);
+	if (rc == 0)
+		rc = ensure_stream(&b);
+	if (rc == 0) {
+		int64_t maxp = natsConnection_GetMaxPayload(b.nc);
+		if (!strcmp(o.mode, "out") && maxp > 0 && (int64_t)o.max_msg > maxp) {
+			log_event(LOG_INFO_, "max_msg_lowered", "from=%u to=%" PRId64 " why=server_max_payload", o.max_msg,
+				  maxp);
+			o.max_msg = (uint32_t)maxp;
+			if (TQF_HEADER + TQF_TASK_HEADER + (size_t)b.cfg.max_payload + 8 > o.max_msg) {
+				fprintf(stderr, "taskq-bridge: the server's max_payload (%" PRId64
+						") is below one task of this queue\n",
+					maxp);
+				rc = EX_FAIL;
+			}
+		}
+	}
+	if (rc == 0)
+		rc = !strcmp(o.mode, "out") ? run_out(&b) : run_in(&b);
+	report(&b, true);
+	log_event(LOG_INFO_, "stopped", "status=%d", rc);
+	tq_close(b.q); /* tasks still leased go back to ready (not an attempt) */
+	if (b.js)
+		jsCtx_Destroy(b.js);
+	if (b.nc)
+		natsConnection_Destroy(b.nc);
+	nats_Close();
+	log_close();
+	return rc;
+}
