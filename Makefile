@@ -78,7 +78,7 @@ $(PCFILE): taskq.pc.in | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
 $(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
@@ -160,6 +160,8 @@ FUZZ_DEPS_cli_input := tools/parse.c
 FUZZ_LIBS_cli_input := -lcjson -lm
 FUZZ_DEPS_http := tools/serve_parse.c
 FUZZ_LIBS_http :=
+FUZZ_DEPS_frame := tools/frame.c
+FUZZ_LIBS_frame :=
 $(FUZZ_BUILD)/%: fuzz/%.c $(wildcard fuzz/*.h) $(LIB_SRC) $(wildcard src/*.h) include/taskq.h $(wildcard tools/*.h) $(wildcard tools/*.c)
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(FUZZ_DEPS_$*) $(FUZZ_LIBS_$*) $(LIBS)

@@ -1,0 +1,460 @@
+/*
+ * test_bridge.c - taskq-bridge between two queues through a real
+ * nats-server with JetStream, started and stopped here on loopback: every
+ * task arrives, the importing side acks upstream only once its tasks are
+ * finished locally, malformed messages are dead-lettered while the bridge
+ * keeps running, and killed bridges lose nothing.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "frame.h"
+#include "taskq.h"
+#include "util.h"
+
+#ifndef TQ_BIN_DIR
+#define TQ_BIN_DIR "build"
+#endif
+
+#define BR_SEC 1000000000ull
+
+static char br_dir[256];
+static char br_url[64];
+static pid_t br_server;
+static pid_t br_bridges[8];
+static int br_nbridges;
+static char br_qa[TQT_NAME_LEN], br_qb[TQT_NAME_LEN];
+static natsConnection *br_nc;
+static jsCtx *br_js;
+
+static int br_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	int port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Runs argv with stdout and stderr to `log`, dying with this process. */
+static pid_t br_spawn(char *const argv[], const char *log)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(99);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void br_start_server(void)
+{
+	char port[16], store[300], log[300];
+	snprintf(br_dir, sizeof br_dir, "/tmp/taskq-bridge-test-%d-XXXXXX", (int)getpid());
+	cr_assert_not_null(mkdtemp(br_dir), "mkdtemp: %s", strerror(errno));
+	int p = br_free_port();
+	snprintf(port, sizeof port, "%d", p);
+	snprintf(store, sizeof store, "%s/store", br_dir);
+	snprintf(log, sizeof log, "%s/nats-server.log", br_dir);
+	snprintf(br_url, sizeof br_url, "nats://127.0.0.1:%d", p);
+	char *argv[] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", store, NULL};
+	br_server = br_spawn(argv, log);
+	uint64_t deadline = tqt_now_ms() + 10000;
+	natsStatus s;
+	while ((s = natsConnection_ConnectTo(&br_nc, br_url)) != NATS_OK) {
+		int st;
+		cr_assert_eq(waitpid(br_server, &st, WNOHANG), 0,
+			     "nats-server exited at start (installed? scripts/install-deps.sh); see %s", log);
+		cr_assert(tqt_now_ms() < deadline, "nats-server did not accept connections in 10 s: %s",
+			  natsStatus_GetText(s));
+		tqt_sleep_ms(20);
+	}
+	cr_assert_eq(natsConnection_JetStream(&br_js, br_nc, NULL), NATS_OK);
+}
+
+static void br_stop_pid(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	if (tqt_wait(pid, 5000) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+static void br_fini(void)
+{
+	for (int i = 0; i < br_nbridges; i++)
+		if (br_bridges[i] > 0) {
+			kill(br_bridges[i], SIGKILL);
+			waitpid(br_bridges[i], NULL, 0);
+		}
+	br_nbridges = 0;
+	if (br_js)
+		jsCtx_Destroy(br_js);
+	br_js = NULL;
+	if (br_nc)
+		natsConnection_Destroy(br_nc);
+	br_nc = NULL;
+	br_stop_pid(br_server);
+	br_server = 0;
+	if (br_qa[0])
+		tq_destroy(br_qa);
+	if (br_qb[0])
+		tq_destroy(br_qb);
+	if (br_dir[0] && !getenv("TQ_KEEP_BRIDGE_LOGS")) {
+		char cmd[300];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", br_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", br_dir);
+	}
+	br_dir[0] = '\0';
+}
+
+static tq_queue *br_queue(char *name, const char *test, uint32_t cap)
+{
+	tq_config c;
+	tq_queue *q = NULL;
+	tqt_name(name, test);
+	tq_destroy(name);
+	tq_config_init(&c);
+	c.capacity = cap;
+	c.max_payload = 256;
+	c.lease_ns = 30 * BR_SEC;
+	int rc = tq_create(name, &c, &q);
+	cr_assert_eq(rc, 0, "tq_create(%s): %s", name, tq_strerror(rc));
+	return q;
+}
+
+/* Starts `taskq-bridge MODE QUEUE --nats URL --stream S ...extra`. */
+static pid_t br_bridge(const char *mode, const char *queue, const char *stream, const char *extra1,
+		       const char *extra2, const char *extra3, const char *extra4)
+{
+	char log[320];
+	snprintf(log, sizeof log, "%s/bridge-%s.log", br_dir, mode);
+	char *argv[16] = {TQ_BIN_DIR "/taskq-bridge", (char *)mode, (char *)queue, "--nats", br_url, "--stream",
+			  (char *)stream};
+	int n = 7;
+	const char *extra[4] = {extra1, extra2, extra3, extra4};
+	for (int i = 0; i < 4; i++)
+		if (extra[i])
+			argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
+	pid_t pid = br_spawn(argv, log);
+	if (br_nbridges < 8)
+		br_bridges[br_nbridges++] = pid;
+	return pid;
+}
+
+static void br_forget(pid_t pid)
+{
+	for (int i = 0; i < br_nbridges; i++)
+		if (br_bridges[i] == pid)
+			br_bridges[i] = 0;
+}
+
+/* Stops a bridge with SIGTERM; it must exit 0 within 20 s. */
+static void br_term(pid_t pid, const char *what)
+{
+	kill(pid, SIGTERM);
+	int st = tqt_wait(pid, 20000);
+	br_forget(pid);
+	cr_expect_eq(st, 0, "%s: exit status %d after SIGTERM (logs in %s)", what, st, br_dir);
+}
+
+static int64_t br_ack_pending(const char *stream, const char *consumer, uint64_t *num_pending)
+{
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetConsumerInfo(&ci, br_js, stream, consumer, NULL, &jerr);
+	cr_assert_eq(s, NATS_OK, "consumer info: %s (%d)", natsStatus_GetText(s), (int)jerr);
+	int64_t n = ci->NumAckPending;
+	if (num_pending)
+		*num_pending = ci->NumPending;
+	jsConsumerInfo_Destroy(ci);
+	return n;
+}
+
+/* Waits (bounded) until the bridge in has created its consumer. */
+static void br_wait_consumer(const char *stream, const char *consumer)
+{
+	uint64_t deadline = tqt_now_ms() + 15000;
+	for (;;) {
+		jsConsumerInfo *ci = NULL;
+		jsErrCode jerr = 0;
+		if (js_GetConsumerInfo(&ci, br_js, stream, consumer, NULL, &jerr) == NATS_OK) {
+			jsConsumerInfo_Destroy(ci);
+			return;
+		}
+		cr_assert(tqt_now_ms() < deadline, "consumer %s of stream %s never appeared (logs in %s)", consumer,
+			  stream, br_dir);
+		tqt_sleep_ms(20);
+	}
+}
+
+/* ===================================================== every task arrives */
+
+#define MV_INTS 20000u
+#define MV_JSON 2000u
+
+Test(bridge, moves_every_task_between_two_queues, .timeout = 120, .fini = br_fini)
+{
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "bra", 4096), *b = br_queue(br_qb, "brb", 1024);
+	uint8_t *seen = calloc(MV_INTS + MV_JSON, 1);
+	cr_assert_not_null(seen);
+
+	pid_t out = br_bridge("out", br_qa, "MV", "--linger", "0.002", NULL, NULL);
+	pid_t in = br_bridge("in", br_qb, "MV", "--consumer", "work", NULL, NULL);
+	/* Pushed while the bridges run: the local queue (4096) is smaller
+	 * than what goes through it. */
+	tq_task t[64];
+	for (uint32_t v = 0; v < MV_INTS + MV_JSON;) {
+		uint32_t n = 0;
+		char js[64][32];
+		memset(t, 0, sizeof t);
+		for (; n < 64 && v + n < MV_INTS + MV_JSON; n++) {
+			uint32_t x = v + n;
+			if (x < MV_INTS) {
+				t[n].kind = TQ_KIND_INT;
+				t[n].value = x;
+			} else {
+				t[n].kind = TQ_KIND_JSON;
+				t[n].len = (uint32_t)snprintf(js[n], sizeof js[n], "{\"v\":%u}", x);
+				t[n].data = js[n];
+			}
+		}
+		int k = tq_push(a, t, n, 30 * BR_SEC);
+		cr_assert_gt(k, 0, "push into A: %d (%s); logs in %s", k, tq_strerror(k), br_dir);
+		v += (uint32_t)k;
+	}
+	/* Workers on B: every value exactly once (no crash here). */
+	uint32_t got = 0;
+	uint64_t deadline = tqt_now_ms() + 90000;
+	while (got < MV_INTS + MV_JSON) {
+		cr_assert(tqt_now_ms() < deadline, "only %u of %u arrived (logs in %s)", got, MV_INTS + MV_JSON, br_dir);
+		int k = tq_take(b, t, 64, 200000000ull);
+		if (k == TQ_ETIMEDOUT)
+			continue;
+		cr_assert_gt(k, 0, "take from B: %d (%s)", k, tq_strerror(k));
+		for (int i = 0; i < k; i++) {
+			uint32_t x;
+			if (t[i].kind == TQ_KIND_INT) {
+				cr_assert_lt(t[i].value, MV_INTS, "value %llu", (unsigned long long)t[i].value);
+				x = (uint32_t)t[i].value;
+			} else {
+				char buf[64];
+				cr_assert_eq(t[i].kind, TQ_KIND_JSON);
+				cr_assert_lt(t[i].len, sizeof buf);
+				memcpy(buf, t[i].data, t[i].len);
+				buf[t[i].len] = '\0';
+				cr_assert_eq(sscanf(buf, "{\"v\":%u}", &x), 1, "payload '%s'", buf);
+				cr_assert(x >= MV_INTS && x < MV_INTS + MV_JSON, "payload '%s'", buf);
+			}
+			cr_assert_eq(seen[x], 0, "value %u arrived twice", x);
+			seen[x] = 1;
+			got++;
+		}
+		cr_assert_eq(tq_ack(b, t, (size_t)k), 0);
+	}
+	/* Upstream, every message is acked once its tasks are finished here:
+	 * the work queue empties. */
+	deadline = tqt_now_ms() + 15000;
+	uint64_t pending = 0;
+	int64_t ackp;
+	while ((ackp = br_ack_pending("MV", "work", &pending)) != 0 || pending != 0) {
+		cr_assert(tqt_now_ms() < deadline, "consumer: %lld unacked, %llu pending after every task was done",
+			  (long long)ackp, (unsigned long long)pending);
+		tqt_sleep_ms(20);
+	}
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(a, &s), 0);
+	cr_expect_eq(s.total.acked, MV_INTS + MV_JSON, "A acked %llu: each after its PubAck",
+		     (unsigned long long)s.total.acked);
+	cr_expect_eq(s.ready + s.leased, 0);
+	br_term(out, "bridge out");
+	br_term(in, "bridge in");
+	tq_close(a);
+	tq_close(b);
+	free(seen);
+}
+
+/* ========================== upstream ack only after local completion */
+
+Test(bridge, in_acks_upstream_only_after_local_completion, .timeout = 60, .fini = br_fini)
+{
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "bra2", 256), *b = br_queue(br_qb, "brb2", 256);
+	tq_task t[100], u[100];
+
+	pid_t out = br_bridge("out", br_qa, "LC", "--batch", "100", "--linger", "0.5");
+	pid_t in = br_bridge("in", br_qb, "LC", "--consumer", "work", NULL, NULL);
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 100; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = (uint64_t)i;
+	}
+	cr_assert_eq(tq_push(a, t, 100, BR_SEC), 100);
+
+	/* All 100 taken on B and held: their message is delivered upstream
+	 * and not acked, whatever time passes. */
+	int got = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (got < 100) {
+		cr_assert(tqt_now_ms() < deadline, "only %d arrived (logs in %s)", got, br_dir);
+		int k = tq_take(b, u + got, (size_t)(100 - got), 200000000ull);
+		if (k > 0)
+			got += k;
+	}
+	uint64_t npend = 0;
+	int64_t unacked = br_ack_pending("LC", "work", &npend);
+	cr_expect_geq(unacked, 1, "the message is acked upstream though its tasks are held unfinished");
+	cr_expect_eq(npend, 0);
+
+	/* Half done: still not acked. */
+	cr_assert_eq(tq_ack(b, u, 50), 0);
+	cr_expect_geq(br_ack_pending("LC", "work", NULL), 1, "acked upstream with 50 tasks unfinished");
+
+	/* All done: acked upstream (bounded wait for the bridge's next pass). */
+	cr_assert_eq(tq_ack(b, u + 50, 50), 0);
+	deadline = tqt_now_ms() + 10000;
+	while (br_ack_pending("LC", "work", NULL) != 0) {
+		cr_assert(tqt_now_ms() < deadline, "not acked upstream 10 s after its tasks were done");
+		tqt_sleep_ms(20);
+	}
+	br_term(out, "bridge out");
+	br_term(in, "bridge in");
+	tq_close(a);
+	tq_close(b);
+}
+
+/* ======================================= malformed messages, dead letters */
+
+static void br_publish_raw(const char *subject, const void *data, size_t len)
+{
+	jsErrCode jerr = 0;
+	natsStatus s = js_Publish(NULL, br_js, subject, data, (int)len, NULL, &jerr);
+	cr_assert_eq(s, NATS_OK, "publish: %s (%d)", natsStatus_GetText(s), (int)jerr);
+}
+
+Test(bridge, malformed_messages_are_dead_lettered_and_the_bridge_goes_on, .timeout = 60, .fini = br_fini)
+{
+	br_start_server();
+	tq_queue *b = br_queue(br_qb, "brb3", 256);
+	pid_t in = br_bridge("in", br_qb, "BAD", "--consumer", "work", NULL, NULL);
+	br_wait_consumer("BAD", "work");
+
+	/* Four bad messages, then a good one. */
+	uint8_t good[TQF_HEADER + 2 * (TQF_TASK_HEADER + 8)], bad[sizeof good];
+	tq_task two[2];
+	memset(two, 0, sizeof two);
+	two[0].kind = two[1].kind = TQ_KIND_INT;
+	two[0].id = 7;
+	two[0].value = 700;
+	two[1].id = 8;
+	two[1].value = 800;
+	tqf_header(good, 2);
+	size_t off = tqf_put(good, TQF_HEADER, &two[0]);
+	off = tqf_put(good, off, &two[1]);
+	cr_assert_eq(off, sizeof good);
+
+	br_publish_raw("taskq.BAD.tasks", "random bytes, not a frame", 25);
+	memcpy(bad, good, sizeof good);
+	bad[3] = 9; /* unknown version */
+	br_publish_raw("taskq.BAD.tasks", bad, sizeof bad);
+	br_publish_raw("taskq.BAD.tasks", good, sizeof good - 5); /* truncated */
+	tq_task big = {.id = 9, .kind = TQ_KIND_STRING, .len = 300}; /* over B's max_payload 256 */
+	static uint8_t bigdata[300], bigmsg[TQF_HEADER + TQF_TASK_HEADER + 304];
+	memset(bigdata, 'x', sizeof bigdata);
+	big.data = bigdata;
+	tqf_header(bigmsg, 1);
+	cr_assert_eq(tqf_put(bigmsg, TQF_HEADER, &big), sizeof bigmsg);
+	br_publish_raw("taskq.BAD.tasks", bigmsg, sizeof bigmsg);
+	br_publish_raw("taskq.BAD.tasks", good, sizeof good);
+
+	tq_task u[2];
+	int got = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (got < 2) {
+		cr_assert(tqt_now_ms() < deadline, "the good message did not arrive (logs in %s)", br_dir);
+		int k = tq_take(b, u + got, (size_t)(2 - got), 200000000ull);
+		if (k > 0)
+			got += k;
+	}
+	cr_expect_eq(u[0].value, 700);
+	cr_expect_eq(u[1].value, 800);
+	cr_assert_eq(tq_ack(b, u, 2), 0);
+
+	/* The dead subject holds the four, each with its reason. */
+	natsSubscription *sub = NULL;
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	jsSubOptions_Init(&so);
+	so.Stream = "BAD";
+	cr_assert_eq(js_PullSubscribe(&sub, br_js, "taskq.BAD.dead", "deadcheck", NULL, &so, &jerr), NATS_OK,
+		     "dead subscription: %d", (int)jerr);
+	int dead = 0;
+	const char *want[4] = {"magic", "version", "truncated", "max_payload"};
+	bool found[4] = {false};
+	deadline = tqt_now_ms() + 10000;
+	while (dead < 4) {
+		cr_assert(tqt_now_ms() < deadline, "%d dead letters of 4 (logs in %s)", dead, br_dir);
+		natsMsgList list = {0};
+		natsStatus s = natsSubscription_Fetch(&list, sub, 4, 500, &jerr);
+		if (s != NATS_OK)
+			continue;
+		for (int i = 0; i < list.Count; i++) {
+			const char *reason = NULL;
+			cr_assert_eq(natsMsgHeader_Get(list.Msgs[i], "Taskq-Reason", &reason), NATS_OK);
+			for (int w = 0; w < 4; w++)
+				if (strstr(reason, want[w]))
+					found[w] = true;
+			natsMsg_Ack(list.Msgs[i], NULL);
+			dead++;
+		}
+		natsMsgList_Destroy(&list);
+	}
+	natsSubscription_Destroy(sub);
+	for (int w = 0; w < 4; w++)
+		cr_expect(found[w], "no dead letter gave the reason '%s'", want[w]);
+	/* Still running, and the work queue empty. */
+	int st;
+	cr_expect_eq(waitpid(in, &st, WNOHANG), 0, "the bridge stopped after malformed messages");
+	deadline = tqt_now_ms() + 10000;
+	while (br_ack_pending("BAD", "work", NULL) != 0) {
+		cr_assert(tqt_now_ms() < deadline, "messages left unacked upstream");
+		tqt_sleep_ms(20);
+	}
+	br_term(in, "bridge in");
+	tq_close(b);
+}
