@@ -458,3 +458,176 @@ Test(bridge, malformed_messages_are_dead_lettered_and_the_bridge_goes_on, .timeo
 	br_term(in, "bridge in");
 	tq_close(b);
 }
+
+/* ============================ two machines, bridges killed mid-stream */
+
+#include <sched.h>
+#include <sys/mount.h>
+
+#define KL_N 30000u
+#define KL_KILLS 3
+
+struct kl_ctx {
+	char msg[256];
+	uint8_t seen[KL_N];     /* deliveries on machine B, per value */
+	uint32_t distinct;      /* values seen at least once */
+	uint64_t deliveries;
+	int done;               /* set by the parent: stop machine B */
+	int in_kills;
+	int ready;              /* machine B's queue and bridge are up */
+};
+
+static struct kl_ctx *kl;
+
+/* A private /dev/shm: this process and its children are machine B, whose
+ * only way to machine A is NATS over TCP. */
+static int kl_private_shm(void)
+{
+	if (unshare(CLONE_NEWNS) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+		return -1;
+	if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		return -1;
+	return mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=256m");
+}
+
+static pid_t kl_bridge_in(const char *qname)
+{
+	char log[320];
+	snprintf(log, sizeof log, "%s/bridge-in.log", br_dir);
+	char *argv[] = {TQ_BIN_DIR "/taskq-bridge", "in", (char *)qname, "--nats", br_url, "--stream", "KL",
+			"--consumer", "work", "--ack-wait", "2", NULL};
+	return br_spawn(argv, log);
+}
+
+static int kl_machine_b(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_config c;
+	char qname[TQT_NAME_LEN];
+	if (kl_private_shm() != 0) {
+		snprintf(kl->msg, sizeof kl->msg, "a private /dev/shm (unshare, mount): %s", strerror(errno));
+		return 2;
+	}
+	tqt_name(qname, "klb");
+	tq_config_init(&c);
+	c.capacity = 1024;
+	c.max_payload = 64;
+	int rc = tq_create(qname, &c, &q);
+	if (rc != 0) {
+		snprintf(kl->msg, sizeof kl->msg, "machine B tq_create: %s", tq_strerror(rc));
+		return 3;
+	}
+	pid_t in = kl_bridge_in(qname);
+	__atomic_store_n(&kl->ready, 1, __ATOMIC_SEQ_CST);
+	tq_task t[64];
+	uint32_t next_kill = KL_N / (KL_KILLS + 1);
+	while (!__atomic_load_n(&kl->done, __ATOMIC_SEQ_CST)) {
+		int k = tq_take(q, t, 64, 100000000ull);
+		if (k == TQ_ETIMEDOUT)
+			continue;
+		if (k <= 0) {
+			snprintf(kl->msg, sizeof kl->msg, "machine B tq_take: %d (%s)", k, tq_strerror(k));
+			return 4;
+		}
+		for (int i = 0; i < k; i++) {
+			if (t[i].kind != TQ_KIND_INT || t[i].value >= KL_N) {
+				snprintf(kl->msg, sizeof kl->msg, "machine B got a foreign task (kind %u value %llu)",
+					 t[i].kind, (unsigned long long)t[i].value);
+				return 5;
+			}
+			if (kl->seen[t[i].value]++ == 0)
+				__atomic_fetch_add(&kl->distinct, 1, __ATOMIC_SEQ_CST);
+			kl->deliveries++;
+		}
+		if (tq_ack(q, t, (size_t)k) != 0)
+			return 6;
+		/* Killed at set points of the stream (not on a timer), then
+		 * started again. */
+		if (kl->in_kills < KL_KILLS && kl->distinct >= next_kill) {
+			kill(in, SIGKILL);
+			waitpid(in, NULL, 0);
+			kl->in_kills++;
+			next_kill += KL_N / (KL_KILLS + 1);
+			in = kl_bridge_in(qname);
+		}
+	}
+	kill(in, SIGTERM);
+	int st = tqt_wait(in, 20000);
+	tq_close(q);
+	tq_destroy(qname);
+	if (st != 0) {
+		snprintf(kl->msg, sizeof kl->msg, "machine B's bridge in exited %d after SIGTERM", st);
+		return 7;
+	}
+	return 0;
+}
+
+Test(bridge, two_machines_and_killed_bridges_lose_nothing, .timeout = 150, .fini = br_fini)
+{
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "kla", 2048);
+	kl = tqt_shared(sizeof *kl);
+
+	pid_t machine_b = tqt_fork(kl_machine_b, NULL);
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (!__atomic_load_n(&kl->ready, __ATOMIC_SEQ_CST)) {
+		int st;
+		if (waitpid(machine_b, &st, WNOHANG) == machine_b)
+			cr_assert_fail("machine B exited (%d): %s", st, kl->msg);
+		cr_assert(tqt_now_ms() < deadline, "machine B never came up");
+		tqt_sleep_ms(5);
+	}
+	pid_t out = br_bridge("out", br_qa, "KL", "--batch", "256", NULL, NULL);
+	/* Machine A: producers push; the bridge out is killed at set points
+	 * of the stream and started again. */
+	tq_task t[64];
+	int out_kills = 0;
+	uint32_t next_kill = KL_N / (KL_KILLS + 1);
+	for (uint32_t v = 0; v < KL_N;) {
+		uint32_t n = KL_N - v < 64 ? KL_N - v : 64;
+		memset(t, 0, sizeof t);
+		for (uint32_t i = 0; i < n; i++) {
+			t[i].kind = TQ_KIND_INT;
+			t[i].value = v + i;
+		}
+		int k = tq_push(a, t, n, 30 * BR_SEC);
+		cr_assert_gt(k, 0, "push into A: %d (%s); logs in %s", k, tq_strerror(k), br_dir);
+		v += (uint32_t)k;
+		tq_stats s;
+		cr_assert_eq(tq_stats_get(a, &s), 0);
+		if (out_kills < KL_KILLS && s.total.acked >= next_kill) {
+			kill(out, SIGKILL);
+			waitpid(out, NULL, 0);
+			br_forget(out);
+			out_kills++;
+			next_kill += KL_N / (KL_KILLS + 1);
+			out = br_bridge("out", br_qa, "KL", "--batch", "256", NULL, NULL);
+		}
+	}
+	deadline = tqt_now_ms() + 90000;
+	while (__atomic_load_n(&kl->distinct, __ATOMIC_SEQ_CST) < KL_N) {
+		int st;
+		if (waitpid(machine_b, &st, WNOHANG) == machine_b)
+			cr_assert_fail("machine B exited (%d): %s", st, kl->msg);
+		cr_assert(tqt_now_ms() < deadline, "%u of %u values reached machine B (logs in %s)", kl->distinct,
+			  KL_N, br_dir);
+		tqt_sleep_ms(10);
+	}
+	__atomic_store_n(&kl->done, 1, __ATOMIC_SEQ_CST);
+	int st = tqt_wait(machine_b, 30000);
+	cr_assert_eq(st, 0, "machine B: %d: %s", st, kl->msg);
+	br_term(out, "bridge out");
+	cr_expect_eq(out_kills, KL_KILLS);
+	cr_expect_eq(kl->in_kills, KL_KILLS);
+	uint32_t lost = 0, dups = 0;
+	for (uint32_t v = 0; v < KL_N; v++) {
+		lost += kl->seen[v] == 0;
+		dups += kl->seen[v] > 1;
+	}
+	cr_expect_eq(lost, 0, "%u values never reached machine B", lost);
+	cr_log_info("two machines: %u values, %llu deliveries, %u delivered more than once (killed bridges: "
+		    "%d out, %d in)",
+		    KL_N, (unsigned long long)kl->deliveries, dups, out_kills, kl->in_kills);
+	tq_close(a);
+}
