@@ -178,7 +178,7 @@ fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 bench: $(BENCH_BIN)
 	$(BENCH_BIN)
 
-install: lib $(CLI_BIN)
+install: lib $(CLI_BIN) $(BRIDGE_BIN)
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/taskq.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
@@ -187,7 +187,7 @@ install: lib $(CLI_BIN)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' taskq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/taskq.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/taskq.pc
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(CLI_BIN) $(BRIDGE_BIN) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build

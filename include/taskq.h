@@ -530,6 +530,16 @@ int tq_procs(tq_queue *q, tq_proc_info *out, size_t max);
 int tq_config_get(const tq_queue *q, tq_config *out);
 
 /*
+ * A number that identifies this instance of the queue: the same for every
+ * handle on it, different for a queue of the same name destroyed and
+ * created again (it mixes the creation time and the creator's process id).
+ * A bridge puts it in its message ids, so that a queue created again does
+ * not reuse the ids (which count from 1 again) of the one before.
+ * Errors: TQ_EINVAL (NULL argument), TQ_EFORKED. Thread-safe.
+ */
+int tq_instance(const tq_queue *q, uint64_t *out);
+
+/*
  * Runs recovery now: detects dead processes, returns their leases, finishes
  * or rolls back what they were doing, expires overdue leases and moves due
  * retries to ready. It also runs by itself (on open, every 100 ms while a

@@ -779,3 +779,15 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 	out->backoff_max_ns = q->backoff_max_ns;
 	return 0;
 }
+
+TQ_API int tq_instance(const tq_queue *q, uint64_t *out)
+{
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!out)
+		return TQ_EINVAL;
+	/* Fixed at creation: its time and its tag (which mixes in the
+	 * creator's pid). Read from the segment, so every handle agrees. */
+	*out = q->h->created_ns ^ ((uint64_t)q->tag << 40);
+	return 0;
+}

@@ -400,6 +400,9 @@ Test(bridge, malformed_messages_are_dead_lettered_and_the_bridge_goes_on, .timeo
 	tqf_header(bigmsg, 1);
 	cr_assert_eq(tqf_put(bigmsg, TQF_HEADER, &big), sizeof bigmsg);
 	br_publish_raw("taskq.BAD.tasks", bigmsg, sizeof bigmsg);
+	uint8_t empty[TQF_HEADER];
+	tqf_header(empty, 0); /* well formed, no task: acked, not dead */
+	br_publish_raw("taskq.BAD.tasks", empty, sizeof empty);
 	br_publish_raw("taskq.BAD.tasks", good, sizeof good);
 
 	tq_task u[2];
@@ -630,4 +633,124 @@ Test(bridge, two_machines_and_killed_bridges_lose_nothing, .timeout = 150, .fini
 		    "%d out, %d in)",
 		    KL_N, (unsigned long long)kl->deliveries, dups, out_kills, kl->in_kills);
 	tq_close(a);
+}
+
+/* ============================================= usage and exit statuses */
+
+static int br_run(char *const argv[], char *out, size_t size)
+{
+	char log[300];
+	snprintf(log, sizeof log, "%s/run.log", br_dir);
+	unlink(log);
+	pid_t pid = br_spawn(argv, log);
+	int st = tqt_wait(pid, 20000);
+	FILE *f = fopen(log, "r");
+	size_t n = f ? fread(out, 1, size - 1, f) : 0;
+	if (f)
+		fclose(f);
+	out[n] = '\0';
+	return st;
+}
+
+Test(bridge, usage_errors_and_exit_statuses, .timeout = 60, .fini = br_fini)
+{
+	static char out[8192];
+	snprintf(br_dir, sizeof br_dir, "/tmp/taskq-bridge-test-%d-XXXXXX", (int)getpid());
+	cr_assert_not_null(mkdtemp(br_dir));
+
+	char *help[] = {TQ_BIN_DIR "/taskq", "bridge", "--help", NULL};
+	cr_expect_eq(br_run(help, out, sizeof out), 0, "taskq bridge --help: %s", out);
+	cr_expect(strstr(out, "taskq-bridge out NAME") != NULL, "help: %s", out);
+
+	char *mode[] = {TQ_BIN_DIR "/taskq-bridge", "sideways", "q", NULL};
+	cr_expect_eq(br_run(mode, out, sizeof out), 2, "%s", out);
+	cr_expect(strstr(out, "out or in") != NULL, "%s", out);
+
+	char *nostream[] = {TQ_BIN_DIR "/taskq-bridge", "out", "q", "--nats", "nats://127.0.0.1:1", NULL};
+	cr_expect_eq(br_run(nostream, out, sizeof out), 2, "%s", out);
+	cr_expect(strstr(out, "--stream") != NULL, "%s", out);
+
+	char *noconsumer[] = {TQ_BIN_DIR "/taskq-bridge", "in", "q", "--nats", "nats://127.0.0.1:1", "--stream",
+			      "S", NULL};
+	cr_expect_eq(br_run(noconsumer, out, sizeof out), 2, "%s", out);
+
+	char *badsubj[] = {TQ_BIN_DIR "/taskq-bridge", "out", "q", "--nats", "nats://127.0.0.1:1", "--stream", "S",
+			   "--subject", "a.*", NULL};
+	cr_expect_eq(br_run(badsubj, out, sizeof out), 2, "wildcard subject: %s", out);
+
+	char *secret[] = {TQ_BIN_DIR "/taskq-bridge", "out", "q", "--nats", "nats://127.0.0.1:1", "--stream", "S",
+			  "--token-file", "/nonexistent/token", NULL};
+	cr_expect_eq(br_run(secret, out, sizeof out), 2, "missing token file: %s", out);
+
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "brnone");
+	tq_destroy(name);
+	char *noqueue[] = {TQ_BIN_DIR "/taskq-bridge", "out", name, "--nats", "nats://127.0.0.1:1", "--stream", "S",
+			   NULL};
+	cr_expect_eq(br_run(noqueue, out, sizeof out), 3, "no such queue: %s", out);
+}
+
+/* ================================== a queue created again: no id clash */
+
+static void br_take_n(tq_queue *q, uint32_t n, uint64_t base)
+{
+	tq_task u[64];
+	uint32_t got = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (got < n) {
+		cr_assert(tqt_now_ms() < deadline, "%u of %u arrived (logs in %s)", got, n, br_dir);
+		int k = tq_take(q, u, 64, 200000000ull);
+		if (k <= 0)
+			continue;
+		for (int i = 0; i < k; i++)
+			cr_expect(u[i].value >= base && u[i].value < base + n, "value %llu",
+				  (unsigned long long)u[i].value);
+		cr_assert_eq(tq_ack(q, u, (size_t)k), 0);
+		got += (uint32_t)k;
+	}
+}
+
+Test(bridge, a_queue_created_again_is_not_taken_for_a_resend, .timeout = 60, .fini = br_fini)
+{
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "bra5", 256), *b = br_queue(br_qb, "brb5", 256);
+	uint64_t inst1 = 0, inst1b = 0, inst2 = 0;
+	tq_queue *a2 = NULL;
+	cr_assert_eq(tq_open(br_qa, &a2), 0);
+	cr_assert_eq(tq_instance(a, &inst1), 0);
+	cr_assert_eq(tq_instance(a2, &inst1b), 0);
+	cr_expect_eq(inst1, inst1b, "two handles on one queue disagree on its instance");
+	tq_close(a2);
+	cr_expect_eq(tq_instance(a, NULL), TQ_EINVAL);
+
+	pid_t in = br_bridge("in", br_qb, "RE", "--consumer", "work", NULL, NULL);
+	tq_task t[10];
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 10; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = 100 + (uint64_t)i;
+	}
+	cr_assert_eq(tq_push(a, t, 10, BR_SEC), 10); /* ids 1..10 */
+	pid_t out = br_bridge("out", br_qa, "RE", "--linger", "0.2", NULL, NULL);
+	br_take_n(b, 10, 100);
+	br_term(out, "bridge out");
+
+	/* The same name, created again: its ids count from 1 again. */
+	tq_close(a);
+	cr_assert_eq(tq_destroy(br_qa), 0);
+	a = br_queue(br_qa, "bra5", 256);
+	cr_assert_eq(tq_instance(a, &inst2), 0);
+	cr_expect_neq(inst1, inst2, "a queue created again has the same instance");
+	for (int i = 0; i < 10; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = 200 + (uint64_t)i;
+	}
+	cr_assert_eq(tq_push(a, t, 10, BR_SEC), 10);
+	cr_assert_eq(t[0].id, 1, "ids from 1 again");
+	out = br_bridge("out", br_qa, "RE", "--linger", "0.2", NULL, NULL);
+	br_take_n(b, 10, 200);
+	br_term(out, "bridge out");
+	br_term(in, "bridge in");
+	tq_close(a);
+	tq_close(b);
 }

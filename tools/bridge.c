@@ -290,6 +290,10 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			  "and the dead subject differs from the tasks' subject");
 	if ((o->user != NULL) != (o->password_file != NULL))
 		die_usage("--user and --password-file go together");
+	const char *files[4] = {o->token_file, o->password_file, o->creds, o->tls_ca};
+	for (int i = 0; i < 4; i++)
+		if (files[i] && access(files[i], R_OK) != 0)
+			die_usage("cannot read %s: %s", files[i], strerror(errno));
 	for (char *save = NULL, *u = strtok_r(urls, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
 		if (o->nservers == 16)
 			die_usage("at most 16 --nats URLs");
@@ -311,6 +315,7 @@ struct bridge {
 	jsCtx *js;
 	uint64_t published, confirmed, imported, msgs_in, dead_out, malformed, reconnects, publish_errors;
 	uint64_t last_report_ns;
+	char origin[400]; /* host, queue and queue instance: message ids never collide across them */
 };
 
 static void on_disconnected(natsConnection *nc, void *closure)
@@ -419,7 +424,7 @@ static int ensure_stream(struct bridge *b)
 			return nats_fail("stream info", s, jerr);
 		}
 		if (g_stop)
-			return EX_FAIL;
+			return -1; /* stopped before NATS answered: not an error */
 		log_event(LOG_WARN_, "nats_waiting", "what=stream status=%s", natsStatus_GetText(s));
 		nats_Sleep(500);
 	}
@@ -463,7 +468,7 @@ static void report(struct bridge *b, bool force)
 static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
 {
 	struct opts *o = b->o;
-	char msgid[300];
+	char msgid[512];
 
 	tqf_header(buf, n);
 	size_t off = TQF_HEADER;
@@ -471,7 +476,7 @@ static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
 		off = tqf_put(buf, off, &t[i]);
 	/* The same id for a resend of the same batch: JetStream drops the
 	 * copy within its duplicate window. */
-	snprintf(msgid, sizeof msgid, "%s-%" PRIu64 "-%" PRIu64 "-%u", o->queue, t[0].id, t[n - 1].id, n);
+	snprintf(msgid, sizeof msgid, "%s-%" PRIu64 "-%" PRIu64 "-%u", b->origin, t[0].id, t[n - 1].id, n);
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
 	po.MsgId = msgid;
@@ -482,6 +487,9 @@ static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
 		jsPubAck *pa = NULL;
 		natsStatus s = js_Publish(&pa, b->js, o->subject, buf, (int)off, &po, &jerr);
 		if (s == NATS_OK) {
+			if (pa && pa->Duplicate)
+				log_event(LOG_INFO_, "publish_duplicate",
+					  "msg_id=%s note=\"already in the stream (a resend): dropped by JetStream\"", msgid);
 			jsPubAck_Destroy(pa);
 			return 0;
 		}
@@ -671,6 +679,7 @@ static int run_in(struct bridge *b)
 
 	for (;;) {
 		uint64_t now = now_ns();
+		report(b, false);
 		if (g_stop && !stop_at) {
 			stop_at = now + o->drain_ns;
 			log_event(LOG_INFO_, "draining", "pending_messages=%u pushing=%d", npend, cmsg != NULL);
@@ -736,12 +745,7 @@ static int run_in(struct bridge *b)
 				break;
 			}
 			if (cnext == ccount) {
-				if (ccount == 0) { /* an empty message: nothing to wait for */
-					natsMsg_Ack(cmsg, NULL);
-					natsMsg_Destroy(cmsg);
-				} else {
-					pend[npend++] = (struct pending){.msg = cmsg, .lo = clo, .hi = chi, .ip_ns = cip};
-				}
+				pend[npend++] = (struct pending){.msg = cmsg, .lo = clo, .hi = chi, .ip_ns = cip};
 				cmsg = NULL;
 			}
 			continue;
@@ -796,6 +800,11 @@ static int run_in(struct bridge *b)
 			natsMsg_Destroy(m);
 			continue;
 		}
+		if (k == 0) { /* an empty message: nothing to wait for */
+			natsMsg_Ack(m, NULL);
+			natsMsg_Destroy(m);
+			continue;
+		}
 		cmsg = m;
 		ccount = k;
 		cnext = 0;
@@ -844,6 +853,14 @@ int main(int argc, char **argv)
 		return rc == TQ_ENOENT ? EX_NOQUEUE : EX_FAIL;
 	}
 	tq_config_get(b.q, &b.cfg);
+	{
+		char host[256] = "host";
+		uint64_t inst = 0;
+		(void)gethostname(host, sizeof host - 1);
+		host[sizeof host - 1] = '\0';
+		(void)tq_instance(b.q, &inst);
+		snprintf(b.origin, sizeof b.origin, "%s-%s-%016" PRIx64, host, o.queue, inst);
+	}
 	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_HEADER + (size_t)b.cfg.max_payload + 8 > o.max_msg) {
 		fprintf(stderr,
 			"taskq-bridge: queue %s holds payloads of up to %u bytes, which do not fit a message of "
@@ -873,6 +890,8 @@ int main(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = !strcmp(o.mode, "out") ? run_out(&b) : run_in(&b);
+	if (rc < 0)
+		rc = 0;
 	report(&b, true);
 	log_event(LOG_INFO_, "stopped", "status=%d", rc);
 	tq_close(b.q); /* tasks still leased go back to ready (not an attempt) */

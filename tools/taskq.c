@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "log.h"
@@ -109,6 +111,37 @@ cJSON *cli_counters_json(const tq_counters *c)
 	return o;
 }
 
+/* taskq bridge ...: runs taskq-bridge from this program's directory (or
+ * PATH), so that this command needs no NATS library itself. */
+static int cmd_bridge(int argc, char **argv)
+{
+	char self[4096], bin[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char **args = calloc((size_t)argc + 1, sizeof *args);
+
+	if (!args) {
+		cli_err("out of memory");
+		return EX_FAIL;
+	}
+	args[0] = "taskq-bridge";
+	for (int i = 1; i < argc; i++)
+		args[i] = argv[i];
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(bin, sizeof bin, "%s/taskq-bridge", self);
+			if (access(bin, X_OK) == 0)
+				execv(bin, args);
+		}
+	}
+	execvp("taskq-bridge", args);
+	cli_err("cannot run taskq-bridge (installed beside taskq, or on PATH?): %s", strerror(errno));
+	free(args);
+	return EX_FAIL;
+}
+
 struct subcommand {
 	const char *name;
 	int (*fn)(int, char **);
@@ -133,6 +166,7 @@ static const struct subcommand commands[] = {
 	{"destroy", cmd_destroy, "remove a queue"},
 	{"clean", cmd_clean, "remove stale queues: no process attached, no task held"},
 	{"serve", cmd_serve, "serve metrics, stats and run-state control over HTTP"},
+	{"bridge", cmd_bridge, "move tasks between machines through NATS JetStream (taskq-bridge)"},
 };
 
 static void usage(FILE *f)
