@@ -4,6 +4,7 @@
 #   make test-asan       tests under AddressSanitizer + UBSan
 #   make test-tsan       tests under ThreadSanitizer
 #   make bench           the benchmark table (see BENCHMARKS.md)
+#   make bench-cluster   tasks between two queues through NATS JetStream
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
 #   make install PREFIX=/usr/local
 CC      ?= cc
@@ -47,6 +48,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(BUILD)/tests/taskq-tests
 STRESS_BIN := $(BUILD)/tests/taskq-stress
 BENCH_BIN := $(BUILD)/bench/taskq-bench
+BENCH_SRC := $(filter-out bench/cluster.c,$(wildcard bench/*.c))
+CLUSTER_BENCH_BIN := $(BUILD)/bench/taskq-bench-cluster
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c tools/parse.c
 CLI_BIN  := $(BUILD)/taskq
@@ -57,7 +60,7 @@ CJSON_LIBS := -lcjson
 HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
 TUI_LIBS := -lncursesw
 
-.PHONY: all lib test test-asan test-tsan bench install clean check-clang fuzz
+.PHONY: all lib test test-asan test-tsan bench bench-cluster install clean check-clang fuzz
 all: lib $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) $(EXAMPLES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
 
@@ -79,8 +82,10 @@ $(PCFILE): taskq.pc.in | $(BUILD)
 
 $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
-$(BENCH_BIN): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
+$(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
+$(CLUSTER_BENCH_BIN): bench/cluster.c $(STATIC) | $(BUILD)/bench
+	$(CC) $(CFLAGS_ALL) -DTQ_BIN_DIR='"$(BUILD)"' -o $@ bench/cluster.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
 # The bridge to NATS JetStream: its own program, so that libtaskq has no
@@ -177,6 +182,9 @@ fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 
 bench: $(BENCH_BIN)
 	$(BENCH_BIN)
+# Needs nats-server (scripts/install-deps.sh); starts and stops its own.
+bench-cluster: $(CLUSTER_BENCH_BIN) $(BRIDGE_BIN)
+	$(CLUSTER_BENCH_BIN)
 
 install: lib $(CLI_BIN) $(BRIDGE_BIN)
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

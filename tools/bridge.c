@@ -586,6 +586,8 @@ struct pending {
 };
 
 #define MAX_PENDING 4096
+#define FETCH_MAX 16 /* messages fetched at once, at most */
+#define CHECK_NS 2000000ull /* completions looked at every 2 ms while pushing */
 
 /* Publishes to the dead subject: the frame of one task (or a malformed
  * message's bytes) with the reason in headers. */
@@ -675,7 +677,9 @@ static int run_in(struct bridge *b)
 	int ccount = 0, cnext = 0;
 	uint64_t clo = UINT64_MAX, chi = 0, cip = 0;
 	uint32_t npend = 0;
-	uint64_t stop_at = 0, ip_every = o->ack_wait_ns / 3;
+	uint64_t stop_at = 0, ip_every = o->ack_wait_ns / 3, checked_ns = 0;
+	natsMsg *fetched[FETCH_MAX]; /* fetched, not yet being pushed, in order */
+	int nfetched = 0, ifetched = 0;
 
 	for (;;) {
 		uint64_t now = now_ns();
@@ -689,8 +693,9 @@ static int run_in(struct bridge *b)
 		/* Completion: a message whose tasks are all finished here is
 		 * acked (after its dead letters are published); the others are
 		 * kept alive. */
-		if (npend) {
+		if (npend && (!cmsg || now - checked_ns >= CHECK_NS)) {
 			uint64_t w = 0;
+			checked_ns = now;
 			tq_stats st;
 			bool any_dead = tq_stats_get(b->q, &st) == 0 && st.dead > 0;
 			if (tq_finished_below(b->q, &w) == 0) {
@@ -720,8 +725,7 @@ static int run_in(struct bridge *b)
 		/* Pushing the current message: a short wait at a time, so that
 		 * completions and keep-alives go on while the queue is full. */
 		if (cmsg) {
-			int want = ccount - cnext > 64 ? 64 : ccount - cnext;
-			int k = tq_push(b->q, cur + cnext, (size_t)want, 100000000ull);
+			int k = tq_push(b->q, cur + cnext, (size_t)(ccount - cnext), 100000000ull);
 			if (k > 0) {
 				for (int i = 0; i < k; i++) {
 					if (cur[cnext + i].id < clo)
@@ -754,22 +758,34 @@ static int run_in(struct bridge *b)
 			nats_Sleep(10);
 			continue;
 		}
-		natsMsgList list = {0};
-		natsStatus s = natsSubscription_Fetch(&list, sub, 1, 200, &jerr);
-		if (s == NATS_TIMEOUT || list.Count == 0) {
+		if (ifetched == nfetched) {
+			/* Several messages at once while the queue has room for
+			 * many tasks, one at a time when it is nearly full. */
+			tq_stats st;
+			int want = tq_stats_get(b->q, &st) == 0 && st.free_slots >= st.capacity / 2 ? FETCH_MAX : 1;
+			if (want > (int)(MAX_PENDING - npend))
+				want = (int)(MAX_PENDING - npend);
+			natsMsgList list = {0};
+			natsStatus s = natsSubscription_Fetch(&list, sub, want, 200, &jerr);
+			if (s == NATS_TIMEOUT || list.Count == 0) {
+				natsMsgList_Destroy(&list);
+				continue;
+			}
+			if (s != NATS_OK) {
+				natsMsgList_Destroy(&list);
+				log_event(LOG_WARN_, "fetch_failed", "status=%s js_error=%d", natsStatus_GetText(s),
+					  (int)jerr);
+				nats_Sleep(200);
+				continue;
+			}
+			nfetched = ifetched = 0;
+			for (int i = 0; i < list.Count && i < FETCH_MAX; i++) {
+				fetched[nfetched++] = list.Msgs[i];
+				list.Msgs[i] = NULL;
+			}
 			natsMsgList_Destroy(&list);
-			report(b, false);
-			continue;
 		}
-		if (s != NATS_OK) {
-			natsMsgList_Destroy(&list);
-			log_event(LOG_WARN_, "fetch_failed", "status=%s js_error=%d", natsStatus_GetText(s), (int)jerr);
-			nats_Sleep(200);
-			continue;
-		}
-		natsMsg *m = list.Msgs[0];
-		list.Msgs[0] = NULL;
-		natsMsgList_Destroy(&list);
+		natsMsg *m = fetched[ifetched++];
 		b->msgs_in++;
 		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
 		size_t len = (size_t)natsMsg_GetDataLength(m);
@@ -814,6 +830,10 @@ static int run_in(struct bridge *b)
 	}
 	if (cmsg)
 		natsMsg_Destroy(cmsg); /* not acked: JetStream delivers it again after its ack wait */
+	for (int i = ifetched; i < nfetched; i++) {
+		natsMsg_Nak(fetched[i], NULL); /* never pushed: at once to another importer */
+		natsMsg_Destroy(fetched[i]);
+	}
 	for (uint32_t i = 0; i < npend; i++)
 		natsMsg_Destroy(pend[i].msg);
 	if (npend || cmsg)

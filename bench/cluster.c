@@ -1,0 +1,417 @@
+/*
+ * cluster.c - taskq-bench-cluster (make bench-cluster): tasks from queue A
+ * through taskq-bridge out, a NATS JetStream stream and taskq-bridge in, to
+ * queue B, end to end, against JetStream with one message per task, in the
+ * same run on the same server. Started and stopped here: nats-server (one
+ * node, file storage) on loopback, both bridges, a producer and a consumer
+ * process. Every task is checked to arrive.
+ *
+ *   taskq-bench-cluster [--quick]
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "taskq.h"
+
+#ifndef TQ_BIN_DIR
+#define TQ_BIN_DIR "build"
+#endif
+
+static char g_dir[256], g_url[64];
+static pid_t g_server;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("taskq-bench-cluster: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (g_server > 0)
+		kill(g_server, SIGKILL);
+	exit(1);
+}
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t parent = getpid(), pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(99);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+		fail("a free port: %s", strerror(errno));
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void start_server(void)
+{
+	char port[16], store[300], log[300];
+	snprintf(g_dir, sizeof g_dir, "/tmp/taskq-bench-cluster-%d-XXXXXX", (int)getpid());
+	if (!mkdtemp(g_dir))
+		fail("mkdtemp: %s", strerror(errno));
+	int p = free_port();
+	snprintf(port, sizeof port, "%d", p);
+	snprintf(store, sizeof store, "%s/store", g_dir);
+	snprintf(log, sizeof log, "%s/nats-server.log", g_dir);
+	snprintf(g_url, sizeof g_url, "nats://127.0.0.1:%d", p);
+	char *argv[] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", store, NULL};
+	g_server = spawn(argv, log);
+	natsConnection *nc = NULL;
+	uint64_t until = now_ns() + 10000000000ull;
+	while (natsConnection_ConnectTo(&nc, g_url) != NATS_OK) {
+		if (now_ns() > until)
+			fail("nats-server did not start (installed? scripts/install-deps.sh); see %s", log);
+		usleep(20000);
+	}
+	natsConnection_Destroy(nc);
+}
+
+static void stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static void wait_ok(pid_t pid, const char *what)
+{
+	int st;
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail("%s failed (status %#x); logs in %s", what, st, g_dir);
+}
+
+/* ------------------------------------------------- taskq through bridges */
+
+#define JSON_LEN 100
+
+static void json_task(char *buf, uint64_t v)
+{
+	/* 100 bytes of JSON with the value in it */
+	int n = snprintf(buf, JSON_LEN + 1, "{\"id\":\"%020" PRIu64 "\",\"pad\":\"", v);
+	memset(buf + n, 'x', (size_t)(JSON_LEN - 2 - n));
+	buf[JSON_LEN - 2] = '"';
+	buf[JSON_LEN - 1] = '}';
+}
+
+static int producer(const char *qname, uint64_t n, int json)
+{
+	tq_queue *q = NULL;
+	tq_task t[64];
+	static char bufs[64][JSON_LEN + 1];
+	if (tq_open(qname, &q) != 0)
+		return 2;
+	for (uint64_t v = 0; v < n;) {
+		uint32_t k = n - v < 64 ? (uint32_t)(n - v) : 64;
+		for (uint32_t i = 0; i < k; i++) {
+			memset(&t[i], 0, sizeof t[i]);
+			if (json) {
+				json_task(bufs[i], v + i);
+				t[i].kind = TQ_KIND_JSON;
+				t[i].data = bufs[i];
+				t[i].len = JSON_LEN;
+			} else {
+				t[i].kind = TQ_KIND_INT;
+				t[i].value = v + i;
+			}
+		}
+		int r = tq_push(q, t, k, 60000000000ull);
+		if (r <= 0)
+			return 3;
+		v += (uint64_t)r;
+	}
+	tq_close(q);
+	return 0;
+}
+
+static int consumer(const char *qname, uint64_t n, int json, uint8_t *seen)
+{
+	tq_queue *q = NULL;
+	tq_task t[64];
+	uint64_t got = 0;
+	if (tq_open(qname, &q) != 0)
+		return 2;
+	while (got < n) {
+		int k = tq_take(q, t, 64, 60000000000ull);
+		if (k <= 0)
+			return 3;
+		for (int i = 0; i < k; i++) {
+			uint64_t v = t[i].value;
+			if (json) {
+				if (t[i].len != JSON_LEN || sscanf((const char *)t[i].data, "{\"id\":\"%" SCNu64, &v) != 1)
+					return 4;
+			}
+			if (v >= n || seen[v])
+				return 5; /* foreign or twice: no crash here, so exactly once */
+			seen[v] = 1;
+		}
+		if (tq_ack(q, t, (size_t)k) != 0)
+			return 6;
+		got += (uint64_t)k;
+	}
+	tq_close(q);
+	return 0;
+}
+
+/* M tasks/s from A to B through the bridges. */
+static double run_bridged(uint64_t n, int json, const char *stream)
+{
+	char qa[64], qb[64], logo[320], logi[320];
+	tq_config c;
+	tq_queue *a = NULL, *b = NULL;
+	snprintf(qa, sizeof qa, "benchc-a-%d", (int)getpid());
+	snprintf(qb, sizeof qb, "benchc-b-%d", (int)getpid());
+	tq_destroy(qa);
+	tq_destroy(qb);
+	tq_config_init(&c);
+	c.capacity = 65536;
+	c.max_payload = 128;
+	if (tq_create(qa, &c, &a) != 0 || tq_create(qb, &c, &b) != 0)
+		fail("creating the queues");
+	snprintf(logo, sizeof logo, "%s/out-%s.log", g_dir, stream);
+	snprintf(logi, sizeof logi, "%s/in-%s.log", g_dir, stream);
+	/* Tasks per message (TQB_BATCH, default 2048) and linger (TQB_LINGER
+	 * seconds, default 0.001): for measuring how throughput changes. */
+	char *batch = getenv("TQB_BATCH") ? getenv("TQB_BATCH") : "2048";
+	char *linger = getenv("TQB_LINGER") ? getenv("TQB_LINGER") : "0.001";
+	char *storage = getenv("TQB_STORAGE") ? getenv("TQB_STORAGE") : "file";
+	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", qa, "--nats", g_url, "--stream", (char *)stream, "--batch",
+		       batch, "--linger", linger, "--storage", storage, NULL};
+	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", g_url, "--stream", (char *)stream, "--consumer",
+		      "bench", "--storage", storage, NULL};
+	pid_t po = spawn(out, logo), pi = spawn(in, logi);
+	uint8_t *seen = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (seen == MAP_FAILED)
+		fail("mmap");
+	/* The bridges connect and set up the stream first: a few tasks warm
+	 * the path (not counted). */
+	uint64_t t0 = now_ns();
+	pid_t cons = fork();
+	if (cons == 0)
+		_exit(consumer(qb, n, json, seen));
+	pid_t prod = fork();
+	if (prod == 0)
+		_exit(producer(qa, n, json));
+	wait_ok(prod, "the producer");
+	wait_ok(cons, "the consumer (a task lost, foreign or twice?)");
+	uint64_t t1 = now_ns();
+	for (uint64_t v = 0; v < n; v++)
+		if (!seen[v])
+			fail("task %" PRIu64 " never arrived", v);
+	munmap(seen, n);
+	stop(po);
+	stop(pi);
+	tq_close(a);
+	tq_close(b);
+	tq_destroy(qa);
+	tq_destroy(qb);
+	return (double)n / ((double)(t1 - t0) / 1e9) / 1e6;
+}
+
+/* -------------------------------- JetStream, one message per task */
+
+static double run_plain(uint64_t n, int json, const char *stream)
+{
+	natsConnection *nc = NULL, *nc2 = NULL;
+	jsCtx *js = NULL, *js2 = NULL;
+	jsErrCode jerr = 0;
+	char subj[64];
+	snprintf(subj, sizeof subj, "plain.%s", stream);
+	if (natsConnection_ConnectTo(&nc, g_url) != NATS_OK || natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+		fail("connect");
+	jsStreamConfig sc;
+	const char *subjects[1] = {subj};
+	jsStreamConfig_Init(&sc);
+	sc.Name = stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	if (js_AddStream(NULL, js, &sc, NULL, &jerr) != NATS_OK)
+		fail("stream %s: %d", stream, (int)jerr);
+	uint8_t *seen = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t t0 = now_ns();
+	pid_t cons = fork();
+	if (cons == 0) {
+		natsSubscription *sub = NULL;
+		jsSubOptions so;
+		jsSubOptions_Init(&so);
+		so.Stream = stream;
+		so.Config.MaxAckPending = 65536;
+		if (natsConnection_ConnectTo(&nc2, g_url) != NATS_OK || natsConnection_JetStream(&js2, nc2, NULL) != NATS_OK ||
+		    js_PullSubscribe(&sub, js2, subj, "plain", NULL, &so, &jerr) != NATS_OK)
+			_exit(2);
+		uint64_t got = 0;
+		while (got < n) {
+			natsMsgList list = {0};
+			natsStatus s = natsSubscription_Fetch(&list, sub, 1024, 5000, &jerr);
+			if (s != NATS_OK && s != NATS_TIMEOUT)
+				_exit(3);
+			for (int i = 0; i < list.Count; i++) {
+				uint64_t v = 0;
+				const char *d = natsMsg_GetData(list.Msgs[i]);
+				if (json) {
+					if (sscanf(d, "{\"id\":\"%" SCNu64, &v) != 1)
+						_exit(4);
+				} else {
+					memcpy(&v, d, 8);
+				}
+				if (v >= n || seen[v])
+					_exit(5);
+				seen[v] = 1;
+				natsMsg_Ack(list.Msgs[i], NULL);
+				got++;
+			}
+			natsMsgList_Destroy(&list);
+		}
+		_exit(0);
+	}
+	char buf[JSON_LEN + 1];
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	for (uint64_t v = 0; v < n; v++) {
+		const void *d = &v;
+		int len = 8;
+		if (json) {
+			json_task(buf, v);
+			d = buf;
+			len = JSON_LEN;
+		}
+		if (js_PublishAsync(js, subj, d, len, NULL) != NATS_OK) {
+			js_PublishAsyncComplete(js, NULL);
+			v--;
+			continue;
+		}
+	}
+	if (js_PublishAsyncComplete(js, NULL) != NATS_OK)
+		fail("async publishes not confirmed");
+	wait_ok(cons, "the JetStream consumer");
+	uint64_t t1 = now_ns();
+	for (uint64_t v = 0; v < n; v++)
+		if (!seen[v])
+			fail("message %" PRIu64 " never arrived", v);
+	munmap(seen, n);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return (double)n / ((double)(t1 - t0) / 1e9) / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	int quick = argc > 1 && !strcmp(argv[1], "--quick");
+	int runs = quick ? 1 : 3;
+	uint64_t n_int = quick ? 500000 : 2000000, n_json = quick ? 200000 : 1000000, n_plain = quick ? 20000 : 100000;
+	struct row {
+		const char *name;
+		int json, plain;
+		uint64_t n;
+		double v[3];
+	} rows[] = {
+		{"taskq bridged int (8 B), 1 node file", 0, 0, n_int, {0}},
+		{"taskq bridged json100, 1 node file", 1, 0, n_json, {0}},
+		{"JetStream one msg per task, 8 B", 0, 1, n_plain, {0}},
+		{"JetStream one msg per task, 100 B", 1, 1, n_plain, {0}},
+	};
+	int nrows = (int)(sizeof rows / sizeof rows[0]);
+	time_t wall = time(NULL);
+	char date[64];
+	strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&wall));
+
+	signal(SIGPIPE, SIG_IGN);
+	start_server();
+	printf("taskq-bench-cluster, %s: nats-server with JetStream, one node, file storage, loopback;\n"
+	       "%d run(s) per row, rows interleaved; every task checked to arrive exactly once\n\n",
+	       date, runs);
+	int seq = 0;
+	for (int r = 0; r < runs; r++)
+		for (int i = 0; i < nrows; i++) {
+			char stream[32];
+			snprintf(stream, sizeof stream, "BENCH%d", seq++);
+			if (getenv("TQB_ONLY_BRIDGED") && rows[i].plain) {
+				rows[i].v[r] = 1;
+				continue;
+			}
+			rows[i].v[r] = rows[i].plain ? run_plain(rows[i].n, rows[i].json, stream)
+						     : run_bridged(rows[i].n, rows[i].json, stream);
+			fprintf(stderr, "[%d/%d] %-40s %8.3f M tasks/s\n", r + 1, runs, rows[i].name, rows[i].v[r]);
+		}
+	printf("%-40s %10s %10s %10s %10s\n", "end to end, A -> JetStream -> B", "tasks/run", "median", "min", "max");
+	double med[4];
+	for (int i = 0; i < nrows; i++) {
+		double s[3];
+		memcpy(s, rows[i].v, sizeof s);
+		qsort(s, (size_t)runs, sizeof s[0], cmp_d);
+		med[i] = s[runs / 2];
+		printf("%-40s %10" PRIu64 " %10.3f %10.3f %10.3f\n", rows[i].name, rows[i].n, med[i], s[0], s[runs - 1]);
+	}
+	printf("\ntargets (medians of this run)\n");
+	printf("  %-58s %8.2f M/s  >= 2 M/s   %s\n", "taskq bridged int, 1 node", med[0], med[0] >= 2 ? "PASS" : "MISS");
+	printf("  %-58s %8.2f M/s  >= 0.5 M/s %s\n", "taskq bridged json100, 1 node", med[1],
+	       med[1] >= 0.5 ? "PASS" : "MISS");
+	printf("  %-58s %8.1fx      >= 50x     %s\n", "taskq bridged int / JetStream one message per task (8 B)",
+	       med[0] / med[2], med[0] / med[2] >= 50 ? "PASS" : "MISS");
+	printf("  %-58s %8.1fx\n", "taskq bridged json100 / JetStream one message per task (100 B)", med[1] / med[3]);
+	stop(g_server);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", g_dir);
+	return 0;
+}
