@@ -205,7 +205,7 @@ static int consumer(const char *qname, uint64_t n, int json, uint8_t *seen)
 }
 
 /* M tasks/s from A to B through the bridges. */
-static double run_bridged(uint64_t n, int json, const char *stream)
+static double run_bridged(uint64_t n, int json, const char *stream, const char *batch)
 {
 	char qa[64], qb[64], logo[320], logi[320];
 	tq_config c;
@@ -221,21 +221,24 @@ static double run_bridged(uint64_t n, int json, const char *stream)
 		fail("creating the queues");
 	snprintf(logo, sizeof logo, "%s/out-%s.log", g_dir, stream);
 	snprintf(logi, sizeof logi, "%s/in-%s.log", g_dir, stream);
-	/* Tasks per message (TQB_BATCH, default 2048) and linger (TQB_LINGER
-	 * seconds, default 0.001): for measuring how throughput changes. */
-	char *batch = getenv("TQB_BATCH") ? getenv("TQB_BATCH") : "2048";
+	/* The linger (TQB_LINGER seconds, default 0.001) and the storage
+	 * (TQB_STORAGE, file or memory) may be changed for experiments. */
 	char *linger = getenv("TQB_LINGER") ? getenv("TQB_LINGER") : "0.001";
 	char *storage = getenv("TQB_STORAGE") ? getenv("TQB_STORAGE") : "file";
 	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", qa, "--nats", g_url, "--stream", (char *)stream, "--batch",
-		       batch, "--linger", linger, "--storage", storage, NULL};
+		       (char *)batch, "--linger", linger, "--storage", storage, NULL};
 	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", g_url, "--stream", (char *)stream, "--consumer",
 		      "bench", "--storage", storage, NULL};
 	pid_t po = spawn(out, logo), pi = spawn(in, logi);
 	uint8_t *seen = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (seen == MAP_FAILED)
 		fail("mmap");
-	/* The bridges connect and set up the stream first: a few tasks warm
-	 * the path (not counted). */
+	/* The bridges connect and set up the stream and the consumer first:
+	 * one task through the whole path before the clock starts. */
+	tq_task w = {.kind = TQ_KIND_INT, .value = UINT64_MAX};
+	if (tq_push(a, &w, 1, 10000000000ull) != 1 || tq_take(b, &w, 1, 30000000000ull) != 1 || w.value != UINT64_MAX ||
+	    tq_ack(b, &w, 1) != 0)
+		fail("the warm-up task did not arrive; logs in %s", g_dir);
 	uint64_t t0 = now_ns();
 	pid_t cons = fork();
 	if (cons == 0)
@@ -362,12 +365,17 @@ int main(int argc, char **argv)
 		const char *name;
 		int json, plain;
 		uint64_t n;
+		const char *batch;
 		double v[3];
 	} rows[] = {
-		{"taskq bridged int (8 B), 1 node file", 0, 0, n_int, {0}},
-		{"taskq bridged json100, 1 node file", 1, 0, n_json, {0}},
-		{"JetStream one msg per task, 8 B", 0, 1, n_plain, {0}},
-		{"JetStream one msg per task, 100 B", 1, 1, n_plain, {0}},
+		{"taskq bridged int (8 B), 1 node file", 0, 0, n_int, "4096", {0}},
+		{"taskq bridged json100, 1 node file", 1, 0, n_json, "4096", {0}},
+		{"JetStream one msg per task, 8 B", 0, 1, n_plain, NULL, {0}},
+		{"JetStream one msg per task, 100 B", 1, 1, n_plain, NULL, {0}},
+		{"  int, 512 tasks per message", 0, 0, n_int / 2, "512", {0}},
+		{"  int, 1024 tasks per message", 0, 0, n_int / 2, "1024", {0}},
+		{"  int, 16384 tasks per message", 0, 0, n_int, "16384", {0}},
+		{"  json100, 512 tasks per message", 1, 0, n_json / 2, "512", {0}},
 	};
 	int nrows = (int)(sizeof rows / sizeof rows[0]);
 	time_t wall = time(NULL);
@@ -389,11 +397,11 @@ int main(int argc, char **argv)
 				continue;
 			}
 			rows[i].v[r] = rows[i].plain ? run_plain(rows[i].n, rows[i].json, stream)
-						     : run_bridged(rows[i].n, rows[i].json, stream);
+						     : run_bridged(rows[i].n, rows[i].json, stream, rows[i].batch);
 			fprintf(stderr, "[%d/%d] %-40s %8.3f M tasks/s\n", r + 1, runs, rows[i].name, rows[i].v[r]);
 		}
 	printf("%-40s %10s %10s %10s %10s\n", "end to end, A -> JetStream -> B", "tasks/run", "median", "min", "max");
-	double med[4];
+	double med[8];
 	for (int i = 0; i < nrows; i++) {
 		double s[3];
 		memcpy(s, rows[i].v, sizeof s);

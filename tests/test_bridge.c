@@ -375,7 +375,7 @@ Test(bridge, malformed_messages_are_dead_lettered_and_the_bridge_goes_on, .timeo
 	br_wait_consumer("BAD", "work");
 
 	/* Four bad messages, then a good one. */
-	uint8_t good[TQF_HEADER + 2 * (TQF_TASK_HEADER + 8)], bad[sizeof good];
+	uint8_t goodbuf[TQF_HEADER + 2 * TQF_TASK_MAX_OVERHEAD], bad[sizeof goodbuf];
 	tq_task two[2];
 	memset(two, 0, sizeof two);
 	two[0].kind = two[1].kind = TQ_KIND_INT;
@@ -383,27 +383,31 @@ Test(bridge, malformed_messages_are_dead_lettered_and_the_bridge_goes_on, .timeo
 	two[0].value = 700;
 	two[1].id = 8;
 	two[1].value = 800;
-	tqf_header(good, 2);
-	size_t off = tqf_put(good, TQF_HEADER, &two[0]);
-	off = tqf_put(good, off, &two[1]);
-	cr_assert_eq(off, sizeof good);
+	uint64_t prev = 7;
+	tqf_header(goodbuf, 2, prev);
+	size_t off = tqf_put(goodbuf, TQF_HEADER, &two[0], &prev);
+	off = tqf_put(goodbuf, off, &two[1], &prev);
+	cr_assert_eq(off, TQF_HEADER + 2 * 4, "kind, id delta and value: 4 bytes a task");
+	const uint8_t *good = goodbuf;
+	size_t goodlen = off;
 
 	br_publish_raw("taskq.BAD.tasks", "random bytes, not a frame", 25);
-	memcpy(bad, good, sizeof good);
+	memcpy(bad, good, goodlen);
 	bad[3] = 9; /* unknown version */
-	br_publish_raw("taskq.BAD.tasks", bad, sizeof bad);
-	br_publish_raw("taskq.BAD.tasks", good, sizeof good - 5); /* truncated */
+	br_publish_raw("taskq.BAD.tasks", bad, goodlen);
+	br_publish_raw("taskq.BAD.tasks", good, goodlen - 2); /* cut short */
 	tq_task big = {.id = 9, .kind = TQ_KIND_STRING, .len = 300}; /* over B's max_payload 256 */
-	static uint8_t bigdata[300], bigmsg[TQF_HEADER + TQF_TASK_HEADER + 304];
+	static uint8_t bigdata[300], bigmsg[TQF_HEADER + TQF_TASK_MAX_OVERHEAD + 300];
 	memset(bigdata, 'x', sizeof bigdata);
 	big.data = bigdata;
-	tqf_header(bigmsg, 1);
-	cr_assert_eq(tqf_put(bigmsg, TQF_HEADER, &big), sizeof bigmsg);
-	br_publish_raw("taskq.BAD.tasks", bigmsg, sizeof bigmsg);
+	uint64_t bprev = 9;
+	tqf_header(bigmsg, 1, bprev);
+	size_t biglen = tqf_put(bigmsg, TQF_HEADER, &big, &bprev);
+	br_publish_raw("taskq.BAD.tasks", bigmsg, biglen);
 	uint8_t empty[TQF_HEADER];
-	tqf_header(empty, 0); /* well formed, no task: acked, not dead */
+	tqf_header(empty, 0, 0); /* well formed, no task: acked, not dead */
 	br_publish_raw("taskq.BAD.tasks", empty, sizeof empty);
-	br_publish_raw("taskq.BAD.tasks", good, sizeof good);
+	br_publish_raw("taskq.BAD.tasks", good, goodlen);
 
 	tq_task u[2];
 	int got = 0;
@@ -427,7 +431,7 @@ Test(bridge, malformed_messages_are_dead_lettered_and_the_bridge_goes_on, .timeo
 	cr_assert_eq(js_PullSubscribe(&sub, br_js, "taskq.BAD.dead", "deadcheck", NULL, &so, &jerr), NATS_OK,
 		     "dead subscription: %d", (int)jerr);
 	int dead = 0;
-	const char *want[4] = {"magic", "version", "truncated", "max_payload"};
+	const char *want[4] = {"magic", "version", "cut short", "max_payload"};
 	bool found[4] = {false};
 	deadline = tqt_now_ms() + 10000;
 	while (dead < 4) {

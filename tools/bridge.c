@@ -470,10 +470,11 @@ static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
 	struct opts *o = b->o;
 	char msgid[512];
 
-	tqf_header(buf, n);
+	tqf_header(buf, n, t[0].id);
 	size_t off = TQF_HEADER;
+	uint64_t prev = t[0].id;
 	for (uint32_t i = 0; i < n; i++)
-		off = tqf_put(buf, off, &t[i]);
+		off = tqf_put(buf, off, &t[i], &prev);
 	/* The same id for a resend of the same batch: JetStream drops the
 	 * copy within its duplicate window. */
 	snprintf(msgid, sizeof msgid, "%s-%" PRIu64 "-%" PRIu64 "-%u", b->origin, t[0].id, t[n - 1].id, n);
@@ -553,8 +554,8 @@ static int run_out(struct bridge *b)
 		/* As many as fit in one message (at least one: a task fits, see main). */
 		uint32_t m = 0;
 		size_t size = TQF_HEADER;
-		while (m < n && size + tqf_task_size(&t[m]) <= o->max_msg)
-			size += tqf_task_size(&t[m++]);
+		while (m < n && size + tqf_task_bound(&t[m]) <= o->max_msg)
+			size += tqf_task_bound(&t[m++]);
 		if (publish(b, t, m, buf) != 0)
 			break; /* stopped with NATS away: the leases go back to ready at close */
 		b->published += m;
@@ -625,12 +626,13 @@ static void publish_dead_range(struct bridge *b, uint64_t lo, uint64_t hi, tq_de
 			     .data = data + (size_t)i * stride};
 		if (t.kind != TQ_KIND_INT && t.len > stride)
 			t.len = (uint32_t)stride; /* cannot happen: stride is max_payload */
-		uint8_t frame[TQF_HEADER + TQF_TASK_HEADER + 8];
-		uint8_t *buf = t.kind == TQ_KIND_INT ? frame : malloc(TQF_HEADER + tqf_task_size(&t));
+		uint8_t frame[TQF_HEADER + TQF_TASK_MAX_OVERHEAD];
+		uint8_t *buf = t.kind == TQ_KIND_INT ? frame : malloc(TQF_HEADER + tqf_task_bound(&t));
 		if (!buf)
 			continue;
-		tqf_header(buf, 1);
-		size_t off = tqf_put(buf, TQF_HEADER, &t);
+		tqf_header(buf, 1, t.id);
+		uint64_t prev = t.id;
+		size_t off = tqf_put(buf, TQF_HEADER, &t, &prev);
 		publish_dead(b, buf, off, dl[i].last_msg[0] ? dl[i].last_msg : "dead", dl[i].last_err, dl[i].attempts);
 		if (buf != frame)
 			free(buf);
@@ -881,7 +883,7 @@ int main(int argc, char **argv)
 		(void)tq_instance(b.q, &inst);
 		snprintf(b.origin, sizeof b.origin, "%s-%s-%016" PRIx64, host, o.queue, inst);
 	}
-	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_HEADER + (size_t)b.cfg.max_payload + 8 > o.max_msg) {
+	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_MAX_OVERHEAD + (size_t)b.cfg.max_payload > o.max_msg) {
 		fprintf(stderr,
 			"taskq-bridge: queue %s holds payloads of up to %u bytes, which do not fit a message of "
 			"--max-msg %u bytes\n",
@@ -900,7 +902,7 @@ int main(int argc, char **argv)
 			log_event(LOG_INFO_, "max_msg_lowered", "from=%u to=%" PRId64 " why=server_max_payload", o.max_msg,
 				  maxp);
 			o.max_msg = (uint32_t)maxp;
-			if (TQF_HEADER + TQF_TASK_HEADER + (size_t)b.cfg.max_payload + 8 > o.max_msg) {
+			if (TQF_HEADER + TQF_TASK_MAX_OVERHEAD + (size_t)b.cfg.max_payload > o.max_msg) {
 				fprintf(stderr, "taskq-bridge: the server's max_payload (%" PRId64
 						") is below one task of this queue\n",
 					maxp);
