@@ -108,7 +108,7 @@ static void usage(FILE *f)
 		"  --consumer C          in: the durable consumer's name\n"
 		"  --replicas N          the stream's replicas when created: 1 or 3 (default 1)\n"
 		"  --storage file|memory the stream's storage when created (default file)\n"
-		"  --batch N             out: tasks per message, 1..%u (default 512)\n"
+		"  --batch N             out: tasks per message, 1..%u (default 4096)\n"
 		"  --max-msg BYTES       out: bytes per message, 1024..67108864 (default 1048576;\n"
 		"                        the server's max_payload must allow it)\n"
 		"  --linger SECONDS      out: how long to gather a message (default 0.005)\n"
@@ -192,7 +192,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	char *urls = NULL;
 
 	memset(o, 0, sizeof *o);
-	o->batch = 512;
+	o->batch = 4096;
 	o->max_msg = 1048576;
 	o->replicas = 1;
 	o->ack_wait_ns = 30000000000ull;
