@@ -664,11 +664,11 @@ Test(bridge, usage_errors_and_exit_statuses, .timeout = 60, .fini = br_fini)
 
 	char *help[] = {TQ_BIN_DIR "/taskq", "bridge", "--help", NULL};
 	cr_expect_eq(br_run(help, out, sizeof out), 0, "taskq bridge --help: %s", out);
-	cr_expect(strstr(out, "taskq-bridge out NAME") != NULL, "help: %s", out);
+	cr_expect(strncmp(out, "usage: taskq bridge out NAME", 28) == 0, "help: %s", out);
 
 	char *mode[] = {TQ_BIN_DIR "/taskq-bridge", "sideways", "q", NULL};
 	cr_expect_eq(br_run(mode, out, sizeof out), 2, "%s", out);
-	cr_expect(strstr(out, "out or in") != NULL, "%s", out);
+	cr_expect(strstr(out, "out, in, stats or stop") != NULL, "%s", out);
 
 	char *nostream[] = {TQ_BIN_DIR "/taskq-bridge", "out", "q", "--nats", "nats://127.0.0.1:1", NULL};
 	cr_expect_eq(br_run(nostream, out, sizeof out), 2, "%s", out);
@@ -755,6 +755,63 @@ Test(bridge, a_queue_created_again_is_not_taken_for_a_resend, .timeout = 60, .fi
 	br_take_n(b, 10, 200);
 	br_term(out, "bridge out");
 	br_term(in, "bridge in");
+	tq_close(a);
+	tq_close(b);
+}
+
+/* ===================================== cluster-wide stats and stop */
+
+Test(bridge, stats_and_stop_across_machines, .timeout = 90, .fini = br_fini)
+{
+	static char out[16384];
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "brsa", 256), *b = br_queue(br_qb, "brsb", 256);
+	pid_t po = br_bridge("out", br_qa, "ST", NULL, NULL, NULL, NULL);
+	pid_t pi = br_bridge("in", br_qb, "ST", "--consumer", "work", NULL, NULL);
+	tq_task t[5];
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 5; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = (uint64_t)i;
+	}
+	cr_assert_eq(tq_push(a, t, 5, BR_SEC), 5);
+
+	/* Both bridges report (each once a second): B holds the 5 ready. */
+	char *stats[] = {TQ_BIN_DIR "/taskq-bridge", "stats", "--nats", br_url, "--stream", "ST", "--json", "--wait",
+			 "1.5", NULL};
+	uint64_t deadline = tqt_now_ms() + 20000;
+	for (;;) {
+		int st = br_run(stats, out, sizeof out);
+		bool both = st == 0 && strstr(out, br_qa) && strstr(out, br_qb) && strstr(out, "\"ready\":\t5");
+		if (both)
+			break;
+		cr_assert(tqt_now_ms() < deadline, "stats never showed both bridges with B's 5 ready (status %d): %s",
+			  st, out);
+	}
+	cr_expect(strstr(out, "\"totals\"") != NULL, "%s", out);
+
+	/* Stop only queue B, wherever it is: its bridge confirms, B drains,
+	 * A keeps running. */
+	char *stop[] = {TQ_BIN_DIR "/taskq", "stop", br_qb, "--nats", br_url, "--stream", "ST", NULL};
+	int st = br_run(stop, out, sizeof out);
+	cr_assert_eq(st, 0, "stop: %d: %s", st, out);
+	cr_expect(strstr(out, br_qb) && strstr(out, "draining"), "%s", out);
+	cr_expect(strstr(out, br_qa) == NULL, "queue A answered a stop for B: %s", out);
+	cr_expect_eq(tq_run_state(b), TQ_DRAINING);
+	cr_expect_eq(tq_run_state(a), TQ_RUNNING);
+	/* B's bridge leaves on its own (its queue is draining): status 0. */
+	int bst = tqt_wait(pi, 20000);
+	br_forget(pi);
+	cr_expect_eq(bst, 0, "bridge in after the stop: %d", bst);
+
+	/* Nobody answers for a queue no bridge serves: status 6. */
+	char *none[] = {TQ_BIN_DIR "/taskq-bridge", "stop", "nosuchqueue", "--nats", br_url, "--stream", "ST",
+			"--wait", "0.5", NULL};
+	cr_expect_eq(br_run(none, out, sizeof out), 6, "%s", out);
+	char *badstate[] = {TQ_BIN_DIR "/taskq-bridge", "stop", "--nats", br_url, "--stream", "ST", "--state", "paused",
+			    NULL};
+	cr_expect_eq(br_run(badstate, out, sizeof out), 2, "%s", out);
+	br_term(po, "bridge out");
 	tq_close(a);
 	tq_close(b);
 }

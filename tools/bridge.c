@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <nats/nats.h>
 
 #include "frame.h"
@@ -84,20 +85,39 @@ struct opts {
 	uint64_t ack_wait_ns;   /* in: the consumer's ack wait */
 	uint64_t drain_ns;      /* in: on stop, how long to wait for pending messages */
 	uint64_t linger_ns;     /* out: how long to gather a message's tasks */
+	bool json;              /* stats, stop: JSON output */
+	uint64_t wait_ns;       /* stats, stop: how long to collect answers */
+	int stop_state;         /* stop: TQ_DRAINING or TQ_STOPPED */
+	char stats_subject[256];
+	char control_subject[256];
 	struct log_config log;
 };
 
+/* "taskq bridge" when run by `taskq bridge`, else "taskq-bridge". */
+static const char *g_prog = "taskq-bridge";
+
 static void usage(FILE *f)
 {
+	const char *p = g_prog;
 	fprintf(f,
-		"usage: taskq-bridge out NAME --nats URL[,URL...] --stream S [options]\n"
-		"       taskq-bridge in  NAME --nats URL[,URL...] --stream S --consumer C [options]\n\n"
+		"usage: %s out NAME --nats URL[,URL...] --stream S [options]\n"
+		"       %s in  NAME --nats URL[,URL...] --stream S --consumer C [options]\n"
+		"       %s stats [NAME] --nats URL[,URL...] --stream S [--json] [--wait SEC]\n"
+		"       %s stop  [NAME] --nats URL[,URL...] --stream S [--state draining|stopped]\n"
+		"                          [--json] [--wait SEC]\n\n"
 		"Moves tasks between machines through NATS JetStream (docs/cluster.md).\n"
 		"  out   leases tasks from queue NAME, publishes them many per message, and\n"
 		"        acks them here once JetStream has confirmed the message\n"
 		"  in    fetches messages from the durable pull consumer C (shared by every\n"
 		"        importing machine), pushes their tasks into queue NAME, and acks a\n"
-		"        message once every task from it is finished here\n\n"
+		"        message once every task from it is finished here\n"
+		"  stats every running bridge of stream S (on every machine) publishes its\n"
+		"        queue's figures once a second on taskq.S.stats; this prints the\n"
+		"        latest of each (of queue NAME only, if given) and the totals\n"
+		"  stop  asks every running bridge of stream S (of queue NAME only, if given)\n"
+		"        to set its queue's run state (draining by default), and prints\n"
+		"        which machines confirmed within --wait (default 2 s); requests go\n"
+		"        on taskq.S.control, authenticated as any NATS client is\n\n"
 		"Options:\n"
 		"  --nats URLS           NATS servers, comma-separated (nats://host:port)\n"
 		"  --stream S            the JetStream stream; created if missing (work-queue\n"
@@ -120,12 +140,16 @@ static void usage(FILE *f)
 		"  --user U --password-file F   user and password (the password read from F)\n"
 		"  --creds F             a NATS credentials file (JWT and NKey seed)\n"
 		"  --tls-ca F            trust the CA certificates in F (TLS)\n"
+		"  --json                stats, stop: JSON output\n"
+		"  --wait SECONDS        stats, stop: how long to collect answers (default 1.5, 2)\n"
+		"  --state S             stop: draining (default) or stopped\n"
 		"  --log FILE            log to FILE (rotated) instead of stderr\n"
 		"  --log-level L         debug, info, warn or error (default info)\n\n"
 		"Secrets are never taken on the command line. Exit status: 0 stopped by a\n"
-		"signal or by the queue's run state; 1 a NATS or queue error; 2 usage;\n"
-		"3 no such queue.\n",
-		TQF_MAX_TASKS);
+		"signal or by the queue's run state (stats, stop: at least one bridge\n"
+		"answered); 1 a NATS or queue error; 2 usage; 3 no such queue; 6 stats,\n"
+		"stop: no bridge answered within --wait.\n",
+		p, p, p, p, TQF_MAX_TASKS);
 }
 
 static void read_secret(const char *path, char *out, size_t size)
@@ -186,25 +210,31 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{"password-file", required_argument, 0, 'p'}, {"creds", required_argument, 0, 'C'},
 		{"tls-ca", required_argument, 0, 'T'},    {"log", required_argument, 0, 'l'},
 		{"log-level", required_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
+		{"json", no_argument, 0, 'J'},            {"wait", required_argument, 0, 'w'},
+		{"state", required_argument, 0, 'X'},
 		{0, 0, 0, 0},
 	};
 	uint64_t v;
 	char *urls = NULL;
 
 	memset(o, 0, sizeof *o);
+	if (argc >= 1 && !strcmp(argv[0], "taskq bridge"))
+		g_prog = "taskq bridge";
 	o->batch = 4096;
 	o->max_msg = 1048576;
 	o->replicas = 1;
 	o->ack_wait_ns = 30000000000ull;
 	o->drain_ns = 10000000000ull;
 	o->linger_ns = 5000000ull;
+	o->stop_state = TQ_DRAINING;
 	log_config_init(&o->log);
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage(stdout);
 		exit(0);
 	}
-	if (argc < 2 || (strcmp(argv[1], "out") && strcmp(argv[1], "in")))
-		die_usage("the first argument is out or in");
+	if (argc < 2 || (strcmp(argv[1], "out") && strcmp(argv[1], "in") && strcmp(argv[1], "stats") &&
+			 strcmp(argv[1], "stop")))
+		die_usage("the first argument is out, in, stats or stop");
 	o->mode = argv[1];
 	optind = 2;
 	int c;
@@ -265,15 +295,32 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			if ((o->log.level = log_level_parse(optarg)) < 0)
 				die_usage("--log-level is debug, info, warn or error");
 			break;
+		case 'J': o->json = true; break;
+		case 'w':
+			if (!cli_parse_seconds(optarg, 60, &o->wait_ns) || o->wait_ns == 0)
+				die_usage("--wait is 0..60 seconds, not 0");
+			break;
+		case 'X':
+			if (!strcmp(optarg, "draining"))
+				o->stop_state = TQ_DRAINING;
+			else if (!strcmp(optarg, "stopped"))
+				o->stop_state = TQ_STOPPED;
+			else
+				die_usage("--state is draining or stopped");
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: die_usage("bad option");
 		}
 	}
-	if (optind != argc - 1)
+	bool query = !strcmp(o->mode, "stats") || !strcmp(o->mode, "stop");
+	if (optind == argc - 1)
+		o->queue = argv[optind];
+	else if (optind != argc || !query)
 		die_usage("one queue NAME expected");
-	o->queue = argv[optind];
-	if (!cli_queue_name_ok(o->queue))
+	if (o->queue && !cli_queue_name_ok(o->queue))
 		die_usage("bad queue name '%s'", o->queue);
+	if (!o->wait_ns)
+		o->wait_ns = !strcmp(o->mode, "stop") ? 2000000000ull : 1500000000ull;
 	o->log.queue = o->queue;
 	if (!urls)
 		die_usage("--nats is required");
@@ -285,6 +332,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		snprintf(o->subject, sizeof o->subject, "taskq.%s.tasks", o->stream);
 	if (!o->dead_subject[0])
 		snprintf(o->dead_subject, sizeof o->dead_subject, "taskq.%s.dead", o->stream);
+	snprintf(o->stats_subject, sizeof o->stats_subject, "taskq.%s.stats", o->stream);
+	snprintf(o->control_subject, sizeof o->control_subject, "taskq.%s.control", o->stream);
 	if (!subject_ok(o->subject) || !subject_ok(o->dead_subject) || !strcmp(o->subject, o->dead_subject))
 		die_usage("subjects are tokens of printable characters separated by single dots, no wildcards, "
 			  "and the dead subject differs from the tasks' subject");
@@ -316,12 +365,19 @@ struct bridge {
 	uint64_t published, confirmed, imported, msgs_in, dead_out, malformed, reconnects, publish_errors;
 	uint64_t last_report_ns;
 	char origin[400]; /* host, queue and queue instance: message ids never collide across them */
+	char host[256];
+	uint64_t stats_ns; /* last stats published */
+	natsSubscription *control;
 };
+
+static volatile int g_closing; /* our own close: not worth a warning */
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	(void)closure;
+	if (g_closing)
+		return;
 	log_event(LOG_WARN_, "nats_disconnected", "retrying=yes");
 }
 
@@ -461,6 +517,250 @@ static void report(struct bridge *b, bool force)
 		  b->publish_errors, __atomic_load_n(&b->reconnects, __ATOMIC_RELAXED));
 }
 
+/* ------------------------------------------------------------- cluster */
+
+static const char *state_name(int st)
+{
+	return st == TQ_RUNNING ? "running" : st == TQ_PAUSED ? "paused" : st == TQ_DRAINING ? "draining"
+	       : st == TQ_STOPPED ? "stopped" : "unknown";
+}
+
+/* Once a second, this bridge's queue on the stats subject (core NATS: not
+ * stored): what `taskq-bridge stats` gathers from every machine. */
+static void publish_stats(struct bridge *b)
+{
+	uint64_t now = now_ns();
+	tq_stats st;
+	if (now - b->stats_ns < 1000000000ull || tq_stats_get(b->q, &st) != 0)
+		return;
+	b->stats_ns = now;
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "host", b->host);
+	cJSON_AddStringToObject(o, "queue", b->o->queue);
+	cJSON_AddStringToObject(o, "mode", b->o->mode);
+	cJSON_AddNumberToObject(o, "pid", (double)getpid());
+	cJSON_AddStringToObject(o, "run_state", state_name(st.run_state));
+	cJSON_AddNumberToObject(o, "capacity", st.capacity);
+	cJSON_AddNumberToObject(o, "ready", st.ready);
+	cJSON_AddNumberToObject(o, "leased", st.leased);
+	cJSON_AddNumberToObject(o, "delayed", st.delayed);
+	cJSON_AddNumberToObject(o, "dead", st.dead);
+	cJSON_AddNumberToObject(o, "pushed", (double)st.total.pushed);
+	cJSON_AddNumberToObject(o, "acked", (double)st.total.acked);
+	cJSON_AddNumberToObject(o, "done_per_s", st.done_per_s[0]);
+	cJSON_AddNumberToObject(o, "published", (double)b->published);
+	cJSON_AddNumberToObject(o, "imported", (double)b->imported);
+	cJSON_AddNumberToObject(o, "publish_errors", (double)b->publish_errors);
+	cJSON_AddNumberToObject(o, "malformed", (double)b->malformed);
+	cJSON_AddNumberToObject(o, "reconnects", (double)__atomic_load_n(&b->reconnects, __ATOMIC_RELAXED));
+	char *txt = cJSON_PrintUnformatted(o);
+	if (txt)
+		natsConnection_PublishString(b->nc, b->o->stats_subject, txt);
+	free(txt);
+	cJSON_Delete(o);
+}
+
+/* A request on the control subject: {"cmd":"stop","state":"draining"|
+ * "stopped", "queue": optional}. Answered by every bridge it concerns,
+ * with its host, queue and whether its queue's run state was set. Runs on
+ * a NATS client thread: the library's calls are thread-safe. */
+static void on_control(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct bridge *b = closure;
+	(void)sub;
+	const char *reply = natsMsg_GetReply(msg);
+	cJSON *req = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+	const cJSON *state = cJSON_GetObjectItemCaseSensitive(req, "state");
+	const cJSON *queue = cJSON_GetObjectItemCaseSensitive(req, "queue");
+	int want = -1;
+	if (cJSON_IsString(state))
+		want = !strcmp(state->valuestring, "draining") ? TQ_DRAINING
+		       : !strcmp(state->valuestring, "stopped") ? TQ_STOPPED : -1;
+	bool ours = !queue || (cJSON_IsString(queue) && !strcmp(queue->valuestring, b->o->queue));
+	if (ours && reply && *reply) {
+		cJSON *o = cJSON_CreateObject();
+		int rc = TQ_EINVAL;
+		if (cJSON_IsString(cmd) && !strcmp(cmd->valuestring, "stop") && want >= 0)
+			rc = tq_set_run_state(b->q, want);
+		cJSON_AddStringToObject(o, "host", b->host);
+		cJSON_AddStringToObject(o, "queue", b->o->queue);
+		cJSON_AddStringToObject(o, "mode", b->o->mode);
+		cJSON_AddBoolToObject(o, "ok", rc == 0);
+		if (rc == 0)
+			cJSON_AddStringToObject(o, "state", state_name(want));
+		else
+			cJSON_AddStringToObject(o, "error", "a bad request: {\"cmd\":\"stop\",\"state\":\"draining\"|\"stopped\"}");
+		char *txt = cJSON_PrintUnformatted(o);
+		if (txt)
+			natsConnection_PublishString(nc, reply, txt);
+		free(txt);
+		cJSON_Delete(o);
+		log_event(rc == 0 ? LOG_INFO_ : LOG_WARN_, "control_request", "cmd=stop ok=%d state=%s", rc == 0,
+			  rc == 0 ? state_name(want) : "-");
+	}
+	cJSON_Delete(req);
+	natsMsg_Destroy(msg);
+}
+
+struct answers {
+	cJSON *rows; /* the latest of each host/queue/mode */
+};
+
+static void keep_latest(cJSON *rows, cJSON *o)
+{
+	const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "host"), *q = cJSON_GetObjectItemCaseSensitive(o, "queue"),
+		    *m = cJSON_GetObjectItemCaseSensitive(o, "mode");
+	if (!cJSON_IsString(h) || !cJSON_IsString(q) || !cJSON_IsString(m)) {
+		cJSON_Delete(o);
+		return;
+	}
+	int i = 0;
+	cJSON *r;
+	cJSON_ArrayForEach(r, rows)
+	{
+		if (!strcmp(cJSON_GetObjectItemCaseSensitive(r, "host")->valuestring, h->valuestring) &&
+		    !strcmp(cJSON_GetObjectItemCaseSensitive(r, "queue")->valuestring, q->valuestring) &&
+		    !strcmp(cJSON_GetObjectItemCaseSensitive(r, "mode")->valuestring, m->valuestring)) {
+			cJSON_ReplaceItemInArray(rows, i, o);
+			return;
+		}
+		i++;
+	}
+	cJSON_AddItemToArray(rows, o);
+}
+
+static double num(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* Gathers answers on an inbox (stop) or the stats subject (stats) for
+ * --wait; returns the rows. */
+static cJSON *gather(struct bridge *b, const char *subject, const char *request)
+{
+	natsSubscription *sub = NULL;
+	natsInbox *inbox = NULL;
+	cJSON *rows = cJSON_CreateArray();
+	const char *on = subject;
+	if (request) {
+		if (natsInbox_Create(&inbox) != NATS_OK)
+			return rows;
+		on = inbox;
+	}
+	if (natsConnection_SubscribeSync(&sub, b->nc, on) != NATS_OK) {
+		natsInbox_Destroy(inbox);
+		return rows;
+	}
+	if (request)
+		natsConnection_PublishRequestString(b->nc, b->o->control_subject, inbox, request);
+	natsConnection_Flush(b->nc);
+	uint64_t until = now_ns() + b->o->wait_ns;
+	for (uint64_t now = now_ns(); now < until && !g_stop; now = now_ns()) {
+		natsMsg *m = NULL;
+		int64_t left = (int64_t)((until - now) / 1000000ull);
+		if (natsSubscription_NextMsg(&m, sub, left > 0 ? left : 1) != NATS_OK)
+			continue;
+		cJSON *o = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+		natsMsg_Destroy(m);
+		if (!cJSON_IsObject(o)) {
+			cJSON_Delete(o);
+			continue;
+		}
+		const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "queue");
+		if (b->o->queue && (!cJSON_IsString(q) || strcmp(q->valuestring, b->o->queue))) {
+			cJSON_Delete(o);
+			continue;
+		}
+		keep_latest(rows, o);
+	}
+	natsSubscription_Destroy(sub);
+	natsInbox_Destroy(inbox);
+	return rows;
+}
+
+static int run_stats(struct bridge *b)
+{
+	cJSON *rows = gather(b, b->o->stats_subject, NULL);
+	int n = cJSON_GetArraySize(rows);
+	double tot[7] = {0};
+	static const char *keys[7] = {"ready", "leased", "delayed", "dead", "pushed", "acked", "done_per_s"};
+	cJSON *r;
+	cJSON_ArrayForEach(r, rows)
+	for (int k = 0; k < 7; k++)
+		tot[k] += num(r, keys[k]);
+	if (b->o->json) {
+		cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "stream", b->o->stream);
+		for (int k = 0; k < 7; k++)
+			cJSON_AddNumberToObject(t, keys[k], tot[k]);
+		cJSON_AddItemToObject(o, "bridges", rows);
+		cJSON_AddItemToObject(o, "totals", t);
+		char *txt = cJSON_Print(o);
+		if (txt)
+			printf("%s\n", txt);
+		free(txt);
+		cJSON_Delete(o);
+	} else {
+		printf("%-24s %-20s %-4s %-9s %9s %9s %9s %9s %12s %12s %10s\n", "host", "queue", "mode", "state", "ready",
+		       "leased", "delayed", "dead", "pushed", "acked", "done/s");
+		cJSON_ArrayForEach(r, rows)
+		{
+			printf("%-24s %-20s %-4s %-9s %9.0f %9.0f %9.0f %9.0f %12.0f %12.0f %10.0f\n",
+			       cJSON_GetObjectItemCaseSensitive(r, "host")->valuestring,
+			       cJSON_GetObjectItemCaseSensitive(r, "queue")->valuestring,
+			       cJSON_GetObjectItemCaseSensitive(r, "mode")->valuestring,
+			       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "run_state"))
+				       ? cJSON_GetObjectItemCaseSensitive(r, "run_state")->valuestring
+				       : "?",
+			       num(r, "ready"), num(r, "leased"), num(r, "delayed"), num(r, "dead"), num(r, "pushed"),
+			       num(r, "acked"), num(r, "done_per_s"));
+		}
+		printf("%-24s %-20s %-4s %-9s %9.0f %9.0f %9.0f %9.0f %12.0f %12.0f %10.0f\n", "total", "", "", "", tot[0],
+		       tot[1], tot[2], tot[3], tot[4], tot[5], tot[6]);
+		cJSON_Delete(rows);
+	}
+	if (!n)
+		fprintf(stderr, "taskq-bridge: no bridge of stream %s reported within --wait\n", b->o->stream);
+	return n ? 0 : 6;
+}
+
+static int run_stop(struct bridge *b)
+{
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "stop");
+	cJSON_AddStringToObject(req, "state", state_name(b->o->stop_state));
+	if (b->o->queue)
+		cJSON_AddStringToObject(req, "queue", b->o->queue);
+	char *txt = cJSON_PrintUnformatted(req);
+	cJSON_Delete(req);
+	cJSON *rows = gather(b, NULL, txt ? txt : "{}");
+	free(txt);
+	int n = cJSON_GetArraySize(rows), ok = 0;
+	cJSON *r;
+	cJSON_ArrayForEach(r, rows)
+	ok += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
+	if (b->o->json) {
+		char *out = cJSON_Print(rows);
+		if (out)
+			printf("%s\n", out);
+		free(out);
+	} else {
+		cJSON_ArrayForEach(r, rows)
+		printf("%s %s (%s): %s\n", cJSON_GetObjectItemCaseSensitive(r, "host")->valuestring,
+		       cJSON_GetObjectItemCaseSensitive(r, "queue")->valuestring,
+		       cJSON_GetObjectItemCaseSensitive(r, "mode")->valuestring,
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")) ? state_name(b->o->stop_state) : "refused");
+	}
+	cJSON_Delete(rows);
+	if (!n)
+		fprintf(stderr, "taskq-bridge: no bridge of stream %s answered within --wait\n", b->o->stream);
+	return !n ? 6 : ok == n ? 0 : EX_FAIL;
+}
+
 /* ----------------------------------------------------------------- out */
 
 /* Publishes t[0..n) as one message, retrying (same message id) until
@@ -522,6 +822,7 @@ static int run_out(struct bridge *b)
 		return EX_FAIL;
 	}
 	while (!g_stop || n) {
+		publish_stats(b);
 		/* Gather up to `batch` tasks, waiting for the first, then up to
 		 * --linger for more. */
 		uint64_t until = n ? now_ns() + o->linger_ns : 0;
@@ -534,8 +835,10 @@ static int run_out(struct bridge *b)
 				n += (uint32_t)k;
 				continue;
 			}
-			if (k == TQ_ETIMEDOUT)
+			if (k == TQ_ETIMEDOUT) {
+				publish_stats(b);
 				continue; /* still none */
+			}
 			if (k == TQ_EAGAIN) {
 				if (now_ns() >= until)
 					break;
@@ -686,6 +989,16 @@ static int run_in(struct bridge *b)
 	for (;;) {
 		uint64_t now = now_ns();
 		report(b, false);
+		publish_stats(b);
+		if (!g_stop) {
+			int rs = tq_run_state(b->q);
+			if (rs == TQ_DRAINING || rs == TQ_STOPPED) {
+				/* `taskq stop` here or over NATS: take in no more; the
+				 * messages taken finish as their tasks do (--drain). */
+				log_event(LOG_INFO_, "queue_stopping", "state=%s", state_name(rs));
+				g_stop = 1;
+			}
+		}
 		if (g_stop && !stop_at) {
 			stop_at = now + o->drain_ns;
 			log_event(LOG_INFO_, "draining", "pending_messages=%u pushing=%d", npend, cmsg != NULL);
@@ -869,6 +1182,22 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	(void)gethostname(b.host, sizeof b.host - 1);
+	if (!b.host[0])
+		strcpy(b.host, "host");
+	if (!strcmp(o.mode, "stats") || !strcmp(o.mode, "stop")) {
+		int qrc = connect_nats(&b);
+		if (qrc == 0)
+			qrc = !strcmp(o.mode, "stats") ? run_stats(&b) : run_stop(&b);
+		g_closing = 1;
+		if (b.js)
+			jsCtx_Destroy(b.js);
+		if (b.nc)
+			natsConnection_Destroy(b.nc);
+		nats_Close();
+		log_close();
+		return qrc;
+	}
 	int rc = tq_open(o.queue, &b.q);
 	if (rc != 0) {
 		fprintf(stderr, "taskq-bridge: queue %s: %s\n", o.queue, tq_strerror(rc));
@@ -876,12 +1205,9 @@ int main(int argc, char **argv)
 	}
 	tq_config_get(b.q, &b.cfg);
 	{
-		char host[256] = "host";
 		uint64_t inst = 0;
-		(void)gethostname(host, sizeof host - 1);
-		host[sizeof host - 1] = '\0';
 		(void)tq_instance(b.q, &inst);
-		snprintf(b.origin, sizeof b.origin, "%s-%s-%016" PRIx64, host, o.queue, inst);
+		snprintf(b.origin, sizeof b.origin, "%s-%s-%016" PRIx64, b.host, o.queue, inst);
 	}
 	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_MAX_OVERHEAD + (size_t)b.cfg.max_payload > o.max_msg) {
 		fprintf(stderr,
@@ -910,13 +1236,18 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	if (rc == 0 && natsConnection_Subscribe(&b.control, b.nc, o.control_subject, on_control, &b) != NATS_OK)
+		log_event(LOG_WARN_, "control_unavailable", "subject=%s", o.control_subject);
 	if (rc == 0)
 		rc = !strcmp(o.mode, "out") ? run_out(&b) : run_in(&b);
+	natsSubscription_Destroy(b.control); /* before the queue closes: its callback uses it */
+	b.control = NULL;
 	if (rc < 0)
 		rc = 0;
 	report(&b, true);
 	log_event(LOG_INFO_, "stopped", "status=%d", rc);
 	tq_close(b.q); /* tasks still leased go back to ready (not an attempt) */
+	g_closing = 1;
 	if (b.js)
 		jsCtx_Destroy(b.js);
 	if (b.nc)

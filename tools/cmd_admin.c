@@ -341,7 +341,9 @@ int cmd_info(int argc, char **argv)
 int cmd_stats(int argc, char **argv)
 {
 	return show(argc, argv, false, "stats NAME [--json]",
-		    "\nA snapshot: tasks by state, totals since creation, attached processes.\n");
+		    "\nA snapshot: tasks by state, totals since creation, attached processes.\n"
+		    "--nats URL --stream S [NAME]: every machine's bridges of stream S instead, a\n"
+		    "row each and the totals (taskq bridge stats; docs/cluster.md).\n");
 }
 
 /* ---------------------------------------------------------------- dead */
@@ -696,7 +698,10 @@ int cmd_stop(int argc, char **argv)
 			printf("usage: taskq %s\n\nDraining (the default): producers stop, workers finish and\n"
 			       "acknowledge what they hold, then exit; ready tasks stay queued.\n"
 			       "--now: stopped: workers exit at once; their leased tasks return to ready.\n"
-			       "taskq resume NAME sets the queue running again.\n" REMOTE_HELP, usage);
+			       "taskq resume NAME sets the queue running again.\n" REMOTE_HELP
+			       "--nats URL --stream S [--state stopped]: every machine's queue NAME served by a\n"
+			       "bridge of stream S, each confirming (taskq bridge stop; docs/cluster.md).\n",
+			       usage);
 			return 0;
 		}
 		if (c == 'n') now = true;

@@ -123,7 +123,7 @@ static int cmd_bridge(int argc, char **argv)
 		cli_err("out of memory");
 		return EX_FAIL;
 	}
-	args[0] = "taskq-bridge";
+	args[0] = "taskq bridge"; /* its usage then names `taskq bridge` */
 	for (int i = 1; i < argc; i++)
 		args[i] = argv[i];
 	if (n > 0) {
@@ -206,6 +206,15 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "--version")) {
 		printf("taskq %d.%d\n", TQ_VERSION_MAJOR, TQ_VERSION_MINOR);
 		return 0;
+	}
+	/* taskq stats|stop ... --nats URL ...: every machine's bridges, over
+	 * NATS (taskq bridge stats|stop). */
+	if (!strcmp(argv[1], "stats") || !strcmp(argv[1], "stop")) {
+		for (int i = 2; i < argc; i++)
+			if (!strcmp(argv[i], "--nats") || !strncmp(argv[i], "--nats=", 7)) {
+				cli_cmd = "bridge";
+				return cmd_bridge(argc, argv);
+			}
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (!strcmp(argv[1], commands[i].name)) {
