@@ -84,8 +84,8 @@ $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/fra
 	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
-$(CLUSTER_BENCH_BIN): bench/cluster.c $(STATIC) | $(BUILD)/bench
-	$(CC) $(CFLAGS_ALL) -DTQ_BIN_DIR='"$(BUILD)"' -o $@ bench/cluster.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(LIBS)
+$(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench
+	$(CC) $(CFLAGS_ALL) -Itests -DTQ_BIN_DIR='"$(BUILD)"' -o $@ bench/cluster.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(LIBS)
 $(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
 # The bridge to NATS JetStream: its own program, so that libtaskq has no

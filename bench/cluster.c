@@ -27,6 +27,7 @@
 
 #include <nats/nats.h>
 
+#include "natsserver.h"
 #include "taskq.h"
 
 #ifndef TQ_BIN_DIR
@@ -59,71 +60,20 @@ static void fail(const char *fmt, ...)
 
 static pid_t spawn(char *const argv[], const char *log)
 {
-	pid_t parent = getpid(), pid = fork();
+	pid_t pid = tqn_spawn(argv, log);
 	if (pid < 0)
 		fail("fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
 	return pid;
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-		fail("a free port: %s", strerror(errno));
-	close(fd);
-	return ntohs(a.sin_port);
 }
 
 static void start_server(void)
 {
-	char port[16], store[300], log[300];
-	snprintf(g_dir, sizeof g_dir, "/tmp/taskq-bench-cluster-%d-XXXXXX", (int)getpid());
-	if (!mkdtemp(g_dir))
-		fail("mkdtemp: %s", strerror(errno));
-	int p = free_port();
-	snprintf(port, sizeof port, "%d", p);
-	snprintf(store, sizeof store, "%s/store", g_dir);
-	snprintf(log, sizeof log, "%s/nats-server.log", g_dir);
-	snprintf(g_url, sizeof g_url, "nats://127.0.0.1:%d", p);
-	char *argv[] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", store, NULL};
-	g_server = spawn(argv, log);
-	natsConnection *nc = NULL;
-	uint64_t until = now_ns() + 10000000000ull;
-	while (natsConnection_ConnectTo(&nc, g_url) != NATS_OK) {
-		if (now_ns() > until)
-			fail("nats-server did not start (installed? scripts/install-deps.sh); see %s", log);
-		usleep(20000);
-	}
-	natsConnection_Destroy(nc);
+	char why[512];
+	if (tqn_start("taskq-bench-cluster", g_dir, sizeof g_dir, g_url, sizeof g_url, &g_server, why, sizeof why))
+		fail("%s", why);
 }
 
-static void stop(pid_t pid)
-{
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 500; i++) {
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
+static void stop(pid_t pid) { tqn_stop(pid); }
 
 static void wait_ok(pid_t pid, const char *what)
 {

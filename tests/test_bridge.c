@@ -7,22 +7,18 @@
  */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nats/nats.h>
 
 #include "frame.h"
+#include "natsserver.h"
 #include "taskq.h"
 #include "util.h"
 
@@ -41,75 +37,22 @@ static char br_qa[TQT_NAME_LEN], br_qb[TQT_NAME_LEN];
 static natsConnection *br_nc;
 static jsCtx *br_js;
 
-static int br_free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	int port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
 /* Runs argv with stdout and stderr to `log`, dying with this process. */
 static pid_t br_spawn(char *const argv[], const char *log)
 {
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(99);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
+	pid_t pid = tqn_spawn(argv, log);
+	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	return pid;
 }
 
 static void br_start_server(void)
 {
-	char port[16], store[300], log[300];
-	snprintf(br_dir, sizeof br_dir, "/tmp/taskq-bridge-test-%d-XXXXXX", (int)getpid());
-	cr_assert_not_null(mkdtemp(br_dir), "mkdtemp: %s", strerror(errno));
-	int p = br_free_port();
-	snprintf(port, sizeof port, "%d", p);
-	snprintf(store, sizeof store, "%s/store", br_dir);
-	snprintf(log, sizeof log, "%s/nats-server.log", br_dir);
-	snprintf(br_url, sizeof br_url, "nats://127.0.0.1:%d", p);
-	char *argv[] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", store, NULL};
-	br_server = br_spawn(argv, log);
-	uint64_t deadline = tqt_now_ms() + 10000;
-	natsStatus s;
-	while ((s = natsConnection_ConnectTo(&br_nc, br_url)) != NATS_OK) {
-		int st;
-		cr_assert_eq(waitpid(br_server, &st, WNOHANG), 0,
-			     "nats-server exited at start (installed? scripts/install-deps.sh); see %s", log);
-		cr_assert(tqt_now_ms() < deadline, "nats-server did not accept connections in 10 s: %s",
-			  natsStatus_GetText(s));
-		tqt_sleep_ms(20);
-	}
+	char why[512];
+	cr_assert_eq(tqn_start("taskq-bridge-test", br_dir, sizeof br_dir, br_url, sizeof br_url, &br_server, why,
+			       sizeof why),
+		     0, "%s", why);
+	cr_assert_eq(natsConnection_ConnectTo(&br_nc, br_url), NATS_OK);
 	cr_assert_eq(natsConnection_JetStream(&br_js, br_nc, NULL), NATS_OK);
-}
-
-static void br_stop_pid(pid_t pid)
-{
-	if (pid <= 0)
-		return;
-	kill(pid, SIGTERM);
-	if (tqt_wait(pid, 5000) < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
 }
 
 static void br_fini(void)
@@ -126,7 +69,7 @@ static void br_fini(void)
 	if (br_nc)
 		natsConnection_Destroy(br_nc);
 	br_nc = NULL;
-	br_stop_pid(br_server);
+	tqn_stop(br_server);
 	br_server = 0;
 	if (br_qa[0])
 		tq_destroy(br_qa);

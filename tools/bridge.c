@@ -1165,6 +1165,19 @@ out:
 
 /* ---------------------------------------------------------------- main */
 
+/* Closes the NATS side and the log; returns rc. */
+static int disconnect(struct bridge *b, int rc)
+{
+	g_closing = 1;
+	if (b->js)
+		jsCtx_Destroy(b->js);
+	if (b->nc)
+		natsConnection_Destroy(b->nc);
+	nats_Close();
+	log_close();
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1189,14 +1202,7 @@ int main(int argc, char **argv)
 		int qrc = connect_nats(&b);
 		if (qrc == 0)
 			qrc = !strcmp(o.mode, "stats") ? run_stats(&b) : run_stop(&b);
-		g_closing = 1;
-		if (b.js)
-			jsCtx_Destroy(b.js);
-		if (b.nc)
-			natsConnection_Destroy(b.nc);
-		nats_Close();
-		log_close();
-		return qrc;
+		return disconnect(&b, qrc);
 	}
 	int rc = tq_open(o.queue, &b.q);
 	if (rc != 0) {
@@ -1247,12 +1253,5 @@ int main(int argc, char **argv)
 	report(&b, true);
 	log_event(LOG_INFO_, "stopped", "status=%d", rc);
 	tq_close(b.q); /* tasks still leased go back to ready (not an attempt) */
-	g_closing = 1;
-	if (b.js)
-		jsCtx_Destroy(b.js);
-	if (b.nc)
-		natsConnection_Destroy(b.nc);
-	nats_Close();
-	log_close();
-	return rc;
+	return disconnect(&b, rc);
 }
