@@ -306,8 +306,9 @@ int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns);
  * upstream only then (docs/cluster.md). Tasks still ready, leased, delayed
  * or being moved between lanes and slots hold W at or below their ids; W
  * never passes such a task, whatever the other processes do meanwhile (and
- * whichever of them die). W is not monotonic across calls only where a dead
- * task is kicked back (tq_dead_kick): that task is unfinished again.
+ * whichever of them die). W is not monotonic across calls: a task whose
+ * push had not returned when one call read it may hold a later call's W
+ * lower, and a dead task kicked back (tq_dead_kick) is unfinished again.
  * To tell acked from dead, list the dead letters (tq_dead_list).
  * Cost: reads shared memory only, no lock and no write; O(capacity +
  * processes x 64): for polling a few times a second, not for every task.

@@ -1345,9 +1345,25 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 
 	for (uint32_t l = 0; l < TQ_LANES; l++) {
 		struct tq_lane *ln = &q->h->lanes[l];
-		uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail), h = head_pos(hw, t);
-		if (h != t && t - h <= size)
-			lower(&min, __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_ACQUIRE));
+		/* The id at the head is the head task's only while the head has
+		 * not moved since (a cell is rewritten only after the head has
+		 * passed it and its claim is settled): read again until a view
+		 * holds, so a preempted scan never takes a newer task's id for
+		 * the head's. */
+		for (uint32_t tries = 0;; tries++) {
+			uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail), h = head_pos(hw, t);
+			if (h == t)
+				break;
+			if (tries == 1000) {
+				lower(&min, 1); /* never a view that holds: damaged; claim nothing finished */
+				break;
+			}
+			uint64_t id = __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_ACQUIRE);
+			if (load_acq(&ln->head) != hw || t - h > size)
+				continue; /* moved, or a view split by a preemption */
+			lower(&min, id);
+			break;
+		}
 	}
 	for (uint32_t r = 0; r < tq__procs_hi(q); r++) {
 		struct tq_proc *p = &q->procs[r];

@@ -66,6 +66,10 @@ static void die_usage(const char *fmt, ...)
 	exit(EX_USAGE);
 }
 
+/* Bytes of a message kept for its headers (Nats-Msg-Id and the client's
+ * own), which JetStream counts against its maximum message size. */
+#define MSG_HEADROOM 600u
+
 /* ------------------------------------------------------------ options */
 
 struct opts {
@@ -765,7 +769,7 @@ static int run_stop(struct bridge *b)
 
 /* Publishes t[0..n) as one message, retrying (same message id) until
  * JetStream confirms it or a stop is asked; 0, or -1 if stopped first. */
-static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
+static int publish(struct bridge *b, tq_task *t, uint32_t n, uint32_t held, uint8_t *buf)
 {
 	struct opts *o = b->o;
 	char msgid[512];
@@ -798,13 +802,33 @@ static int publish(struct bridge *b, tq_task *t, uint32_t n, uint8_t *buf)
 		log_event(LOG_WARN_, "publish_failed", "status=%s js_error=%d tasks=%u retry=yes", natsStatus_GetText(s),
 			  (int)jerr, n);
 		if (now_ns() - touched > 5000000000ull) {
-			(void)tq_touch(b->q, t, n, 0); /* keep the leases while NATS is away */
+			/* Keep every lease held while NATS is away: this message's
+			 * (framed already, a copy) and the rest of the batch. */
+			(void)tq_touch(b->q, t, held, 0);
 			touched = now_ns();
 		}
 		if (g_stop)
 			return -1;
 		nats_Sleep(200);
 	}
+}
+
+/* Drops from t[0..n) the tasks whose lease is no longer held (expired
+ * while held here: their payload bytes may be reused now; they come back
+ * to ready locally and go out again). Returns the new n. */
+static uint32_t keep_held(struct bridge *b, tq_task *t, uint32_t n)
+{
+	uint32_t k = 0, lost = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (tq_touch(b->q, &t[i], 1, 0) != 0) {
+			lost++;
+			continue;
+		}
+		t[k++] = t[i];
+	}
+	if (lost)
+		log_event(LOG_WARN_, "lease_lost", "tasks=%u note=\"held past their lease: delivered here again\"", lost);
+	return k;
 }
 
 static int run_out(struct bridge *b)
@@ -814,6 +838,7 @@ static int run_out(struct bridge *b)
 	tq_task *t = calloc(cap, sizeof *t);
 	uint8_t *buf = malloc(o->max_msg);
 	uint32_t n = 0; /* tasks leased and not yet published, in take order */
+	uint64_t verified = 0; /* when the leases of t[0..n) were last known held */
 	int rc = 0;
 
 	if (!t || !buf) {
@@ -823,25 +848,35 @@ static int run_out(struct bridge *b)
 	}
 	while (!g_stop || n) {
 		publish_stats(b);
+		report(b, false);
 		/* Gather up to `batch` tasks, waiting for the first, then up to
 		 * --linger for more. */
 		uint64_t until = n ? now_ns() + o->linger_ns : 0;
 		while (n < cap && !g_stop) {
 			uint32_t want = cap - n > 64 ? 64 : cap - n;
-			int k = tq_take(b->q, t + n, want, n == 0 ? 200000000ull : 0);
+			uint64_t now = now_ns(), wait = n == 0 ? 200000000ull : now < until ? until - now : 0;
+			int k = tq_take(b->q, t + n, want, wait);
 			if (k > 0) {
-				if (n == 0)
+				if (n == 0) {
 					until = now_ns() + o->linger_ns;
+					verified = now_ns();
+				}
 				n += (uint32_t)k;
 				continue;
 			}
-			if (k == TQ_ETIMEDOUT) {
+			if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN) {
+				if (n)
+					break; /* the linger is over */
 				publish_stats(b);
+				report(b, false);
 				continue; /* still none */
 			}
-			if (k == TQ_EAGAIN) {
-				if (now_ns() >= until)
+			if (k == TQ_EBUSY) {
+				/* This handle holds all it can take (or the slow path's
+				 * lock is busy): send what it holds first. */
+				if (n)
 					break;
+				nats_Sleep(10);
 				continue;
 			}
 			if (k == TQ_ESTOPPED) {
@@ -852,14 +887,20 @@ static int run_out(struct bridge *b)
 			}
 			g_stop = 1;
 		}
+		/* Held for half a lease or more (NATS away, a long linger): only
+		 * tasks whose lease still holds are framed, whose bytes are theirs. */
+		if (n && now_ns() - verified >= b->cfg.lease_ns / 2) {
+			n = keep_held(b, t, n);
+			verified = now_ns();
+		}
 		if (n == 0)
 			continue;
 		/* As many as fit in one message (at least one: a task fits, see main). */
 		uint32_t m = 0;
 		size_t size = TQF_HEADER;
-		while (m < n && size + tqf_task_bound(&t[m]) <= o->max_msg)
+		while (m < n && size + tqf_task_bound(&t[m]) <= o->max_msg - MSG_HEADROOM)
 			size += tqf_task_bound(&t[m++]);
-		if (publish(b, t, m, buf) != 0)
+		if (publish(b, t, m, n, buf) != 0)
 			break; /* stopped with NATS away: the leases go back to ready at close */
 		b->published += m;
 		int arc = tq_ack(b->q, t, m);
@@ -874,7 +915,6 @@ static int run_out(struct bridge *b)
 		b->confirmed += m;
 		memmove(t, t + m, (n - m) * sizeof *t);
 		n -= m;
-		report(b, false);
 	}
 	free(t);
 	free(buf);
@@ -917,12 +957,12 @@ static void publish_dead(struct bridge *b, const void *data, size_t len, const c
 		b->dead_out++;
 }
 
-/* The dead letters here with ids in [lo, hi], published to the dead subject. */
+/* Of the k dead letters listed in dl / data, those with ids in [lo, hi],
+ * published to the dead subject. */
 static void publish_dead_range(struct bridge *b, uint64_t lo, uint64_t hi, tq_dead_info *dl, uint8_t *data,
-			       size_t stride, size_t max)
+			       size_t stride, size_t k)
 {
-	int k = tq_dead_list(b->q, dl, max, data, stride);
-	for (int i = 0; i < k; i++) {
+	for (size_t i = 0; i < k; i++) {
 		if (dl[i].id < lo || dl[i].id > hi)
 			continue;
 		tq_task t = {.id = dl[i].id, .kind = dl[i].kind, .value = dl[i].value, .len = dl[i].len,
@@ -959,7 +999,10 @@ static int run_in(struct bridge *b)
 		natsStatus s = js_PullSubscribe(&sub, b->js, o->subject, o->consumer, NULL, &so, &jerr);
 		if (s == NATS_OK)
 			break;
-		if (jerr != 0)
+		/* Waited out only while NATS is not there; a refusal (a consumer
+		 * of that name with other settings, say) is an error. */
+		if (jerr != 0 || (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS && s != NATS_NOT_YET_CONNECTED &&
+				  s != NATS_CONNECTION_DISCONNECTED && s != NATS_CONNECTION_CLOSED))
 			return nats_fail("pull subscribe", s, jerr);
 		if (g_stop)
 			return 0;
@@ -985,6 +1028,7 @@ static int run_in(struct bridge *b)
 	uint64_t stop_at = 0, ip_every = o->ack_wait_ns / 3, checked_ns = 0;
 	natsMsg *fetched[FETCH_MAX]; /* fetched, not yet being pushed, in order */
 	int nfetched = 0, ifetched = 0;
+	uint64_t fip = 0;
 
 	for (;;) {
 		uint64_t now = now_ns();
@@ -1008,18 +1052,25 @@ static int run_in(struct bridge *b)
 		/* Completion: a message whose tasks are all finished here is
 		 * acked (after its dead letters are published); the others are
 		 * kept alive. */
-		if (npend && (!cmsg || now - checked_ns >= CHECK_NS)) {
+		if (npend && now - checked_ns >= CHECK_NS) {
 			uint64_t w = 0;
 			checked_ns = now;
-			tq_stats st;
-			bool any_dead = tq_stats_get(b->q, &st) == 0 && st.dead > 0;
 			if (tq_finished_below(b->q, &w) == 0) {
+				/* The dead letters, read after W (a task dead by then is
+				 * listed), once for every message this pass completes. */
+				int ndead = -1;
 				uint32_t keep = 0;
 				for (uint32_t i = 0; i < npend; i++) {
 					struct pending *p = &pend[i];
 					if (p->hi < w) {
-						if (any_dead)
-							publish_dead_range(b, p->lo, p->hi, dl, ddata, stride, dmax);
+						if (ndead < 0)
+							ndead = tq_dead_list(b->q, dl, dmax, ddata, stride);
+						if (ndead < 0) {
+							/* Not listed (the lock busy): acked later. */
+							pend[keep++] = *p;
+							continue;
+						}
+						publish_dead_range(b, p->lo, p->hi, dl, ddata, stride, (size_t)ndead);
 						natsMsg_Ack(p->msg, NULL);
 						natsMsg_Destroy(p->msg);
 						continue;
@@ -1036,6 +1087,11 @@ static int run_in(struct bridge *b)
 		if (cmsg && now - cip >= ip_every) {
 			natsMsg_InProgress(cmsg, NULL);
 			cip = now;
+		}
+		if (ifetched < nfetched && now - fip >= ip_every) {
+			for (int i = ifetched; i < nfetched; i++)
+				natsMsg_InProgress(fetched[i], NULL); /* fetched, waiting their turn */
+			fip = now;
 		}
 		/* Pushing the current message: a short wait at a time, so that
 		 * completions and keep-alives go on while the queue is full. */
@@ -1082,7 +1138,7 @@ static int run_in(struct bridge *b)
 				want = (int)(MAX_PENDING - npend);
 			natsMsgList list = {0};
 			natsStatus s = natsSubscription_Fetch(&list, sub, want, 200, &jerr);
-			if (s == NATS_TIMEOUT || list.Count == 0) {
+			if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
 				natsMsgList_Destroy(&list);
 				continue;
 			}
@@ -1094,6 +1150,7 @@ static int run_in(struct bridge *b)
 				continue;
 			}
 			nfetched = ifetched = 0;
+			fip = now_ns();
 			for (int i = 0; i < list.Count && i < FETCH_MAX; i++) {
 				fetched[nfetched++] = list.Msgs[i];
 				list.Msgs[i] = NULL;
@@ -1215,7 +1272,7 @@ int main(int argc, char **argv)
 		(void)tq_instance(b.q, &inst);
 		snprintf(b.origin, sizeof b.origin, "%s-%s-%016" PRIx64, b.host, o.queue, inst);
 	}
-	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_MAX_OVERHEAD + (size_t)b.cfg.max_payload > o.max_msg) {
+	if (!strcmp(o.mode, "out") && TQF_HEADER + TQF_TASK_MAX_OVERHEAD + MSG_HEADROOM + (size_t)b.cfg.max_payload > o.max_msg) {
 		fprintf(stderr,
 			"taskq-bridge: queue %s holds payloads of up to %u bytes, which do not fit a message of "
 			"--max-msg %u bytes\n",
@@ -1234,7 +1291,7 @@ int main(int argc, char **argv)
 			log_event(LOG_INFO_, "max_msg_lowered", "from=%u to=%" PRId64 " why=server_max_payload", o.max_msg,
 				  maxp);
 			o.max_msg = (uint32_t)maxp;
-			if (TQF_HEADER + TQF_TASK_MAX_OVERHEAD + (size_t)b.cfg.max_payload > o.max_msg) {
+			if (TQF_HEADER + TQF_TASK_MAX_OVERHEAD + MSG_HEADROOM + (size_t)b.cfg.max_payload > o.max_msg) {
 				fprintf(stderr, "taskq-bridge: the server's max_payload (%" PRId64
 						") is below one task of this queue\n",
 					maxp);
