@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,60 +75,117 @@ static inline void tqn_stop(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-/*
- * Starts `nats-server -js` on a free loopback port, its store and log in a
- * new directory /tmp/<tag>-<pid>-XXXXXX (into dir), its URL into url, and
- * waits (10 s at most) until it accepts a connection. Returns 0, or -1
- * with a reason in why (the server killed).
- */
-static inline int tqn_start(const char *tag, char *dir, size_t dirsize, char *url, size_t urlsize, pid_t *server,
-			    char *why, size_t whysize)
+/* One nats-server: its ports, its directory (store and log), its URL. */
+struct tqn_node {
+	pid_t pid;
+	int port, cport;  /* client port; cluster port (0: not clustered) */
+	char dir[200];
+	char url[64];
+	char name[16];
+};
+
+/* Waits (10 s at most) until nd accepts a connection: 0, or -1 with why. */
+static inline int tqn_wait_up(struct tqn_node *nd, char *why, size_t whysize)
 {
-	char port[16], store[400], log[400];
-	snprintf(dir, dirsize, "/tmp/%s-%d-XXXXXX", tag, (int)getpid());
-	if (!mkdtemp(dir)) {
-		snprintf(why, whysize, "mkdtemp: %s", strerror(errno));
-		return -1;
-	}
-	int p = tqn_free_port();
-	if (p < 0) {
-		snprintf(why, whysize, "no free port: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(port, sizeof port, "%d", p);
-	snprintf(store, sizeof store, "%s/store", dir);
-	snprintf(log, sizeof log, "%s/nats-server.log", dir);
-	snprintf(url, urlsize, "nats://127.0.0.1:%d", p);
-	char *argv[] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", store, NULL};
-	*server = tqn_spawn(argv, log);
-	if (*server < 0) {
-		snprintf(why, whysize, "fork: %s", strerror(errno));
-		return -1;
-	}
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		natsConnection *nc = NULL;
-		if (natsConnection_ConnectTo(&nc, url) == NATS_OK) {
+		if (natsConnection_ConnectTo(&nc, nd->url) == NATS_OK) {
 			natsConnection_Destroy(nc);
 			return 0;
 		}
 		int st;
-		if (waitpid(*server, &st, WNOHANG) == *server) {
-			snprintf(why, whysize, "nats-server exited at start (installed? scripts/install-deps.sh); see %s",
-				 log);
-			*server = 0;
+		if (waitpid(nd->pid, &st, WNOHANG) == nd->pid) {
+			snprintf(why, whysize, "nats-server %s exited at start (installed? scripts/install-deps.sh); see %s",
+				 nd->name, nd->dir);
+			nd->pid = 0;
 			return -1;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if (t.tv_sec - t0.tv_sec > 10) {
-			snprintf(why, whysize, "nats-server did not accept connections in 10 s; see %s", log);
-			tqn_stop(*server);
-			*server = 0;
+			snprintf(why, whysize, "nats-server %s did not accept connections in 10 s; see %s", nd->name,
+				 nd->dir);
+			tqn_stop(nd->pid);
+			nd->pid = 0;
 			return -1;
 		}
 		usleep(20000);
 	}
+}
+
+/* Starts (or starts again: same ports, same store) node nd with JetStream;
+ * clustered with peers[0..npeers) if nd->cport. 0, or -1 with why. */
+static inline int tqn_node_start(struct tqn_node *nd, const struct tqn_node *peers, int npeers, char *why,
+				 size_t whysize)
+{
+	char port[16], store[400], log[400], cluster[64], routes[400] = "";
+	snprintf(port, sizeof port, "%d", nd->port);
+	snprintf(store, sizeof store, "%s/store", nd->dir);
+	snprintf(log, sizeof log, "%s/nats-server.log", nd->dir);
+	snprintf(nd->url, sizeof nd->url, "nats://127.0.0.1:%d", nd->port);
+	char *argv[20] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", store, "--server_name", nd->name};
+	int n = 10;
+	if (nd->cport) {
+		snprintf(cluster, sizeof cluster, "nats://127.0.0.1:%d", nd->cport);
+		for (int i = 0; i < npeers; i++) {
+			if (peers[i].cport == nd->cport)
+				continue;
+			size_t len = strlen(routes);
+			snprintf(routes + len, sizeof routes - len, "%snats://127.0.0.1:%d", len ? "," : "", peers[i].cport);
+		}
+		argv[n++] = "--cluster_name";
+		argv[n++] = "taskq-test";
+		argv[n++] = "--cluster";
+		argv[n++] = cluster;
+		argv[n++] = "--routes";
+		argv[n++] = routes;
+	}
+	argv[n] = NULL;
+	nd->pid = tqn_spawn(argv, log);
+	if (nd->pid < 0) {
+		snprintf(why, whysize, "fork: %s", strerror(errno));
+		return -1;
+	}
+	return tqn_wait_up(nd, why, whysize);
+}
+
+/* A new node: a directory /tmp/<tag>-<pid>-XXXXXX (under parent if not
+ * NULL), free ports; not started. 0, or -1 with why. */
+static inline int tqn_node_init(struct tqn_node *nd, const char *tag, int idx, bool clustered, char *why,
+				size_t whysize)
+{
+	memset(nd, 0, sizeof *nd);
+	snprintf(nd->dir, sizeof nd->dir, "/tmp/%s-%d-%d-XXXXXX", tag, (int)getpid(), idx);
+	snprintf(nd->name, sizeof nd->name, "n%d", idx);
+	if (!mkdtemp(nd->dir)) {
+		snprintf(why, whysize, "mkdtemp: %s", strerror(errno));
+		return -1;
+	}
+	nd->port = tqn_free_port();
+	nd->cport = clustered ? tqn_free_port() : 0;
+	if (nd->port < 0 || nd->cport < 0) {
+		snprintf(why, whysize, "no free port: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Starts one `nats-server -js` on a free loopback port, its store and log
+ * in a new directory (into dir), its URL into url, and waits until it
+ * accepts a connection. Returns 0, or -1 with a reason in why.
+ */
+static inline int tqn_start(const char *tag, char *dir, size_t dirsize, char *url, size_t urlsize, pid_t *server,
+			    char *why, size_t whysize)
+{
+	struct tqn_node nd;
+	if (tqn_node_init(&nd, tag, 0, false, why, whysize) != 0 || tqn_node_start(&nd, NULL, 0, why, whysize) != 0)
+		return -1;
+	snprintf(dir, dirsize, "%s", nd.dir);
+	snprintf(url, urlsize, "%s", nd.url);
+	*server = nd.pid;
+	return 0;
 }
 
 #endif

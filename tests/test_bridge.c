@@ -758,3 +758,172 @@ Test(bridge, stats_and_stop_across_machines, .timeout = 90, .fini = br_fini)
 	tq_close(a);
 	tq_close(b);
 }
+
+/* ======================== a 3-node JetStream cluster, a node killed */
+
+#define CL_NODES 3
+#define CL_N 30000u
+
+static struct tqn_node cl_nodes[CL_NODES];
+
+static void cl_fini(void)
+{
+	for (int i = 0; i < CL_NODES; i++) {
+		tqn_stop(cl_nodes[i].pid);
+		cl_nodes[i].pid = 0;
+		if (cl_nodes[i].dir[0] && !getenv("TQ_KEEP_BRIDGE_LOGS")) {
+			char cmd[300];
+			snprintf(cmd, sizeof cmd, "rm -rf '%s'", cl_nodes[i].dir);
+			if (system(cmd) != 0)
+				fprintf(stderr, "could not remove %s\n", cl_nodes[i].dir);
+		}
+		cl_nodes[i].dir[0] = '\0';
+	}
+	br_fini();
+}
+
+/* Waits until values [lo, hi) have all been taken from q (and acks them). */
+static void cl_drain(tq_queue *q, uint8_t *seen, uint32_t n, uint32_t *got, uint32_t upto, const char *what)
+{
+	tq_task u[64];
+	uint64_t deadline = tqt_now_ms() + 90000;
+	while (*got < upto) {
+		cr_assert(tqt_now_ms() < deadline, "%s: %u of %u arrived (logs in %s, %s ...)", what, *got, upto, br_dir,
+			  cl_nodes[0].dir);
+		int k = tq_take(q, u, 64, 200000000ull);
+		if (k <= 0)
+			continue;
+		for (int i = 0; i < k; i++) {
+			cr_assert_lt(u[i].value, n);
+			if (!seen[u[i].value]++)
+				(*got)++;
+		}
+		cr_assert_eq(tq_ack(q, u, (size_t)k), 0);
+	}
+}
+
+static void cl_push(tq_queue *a, uint32_t lo, uint32_t hi)
+{
+	tq_task t[64];
+	for (uint32_t v = lo; v < hi;) {
+		uint32_t n = hi - v < 64 ? hi - v : 64;
+		memset(t, 0, sizeof t);
+		for (uint32_t i = 0; i < n; i++) {
+			t[i].kind = TQ_KIND_INT;
+			t[i].value = v + i;
+		}
+		int k = tq_push(a, t, n, 30 * BR_SEC);
+		cr_assert_gt(k, 0, "push into A: %d (%s)", k, tq_strerror(k));
+		v += (uint32_t)k;
+	}
+}
+
+Test(bridge, three_node_cluster_node_killed_and_back, .timeout = 180, .fini = cl_fini)
+{
+	char why[512], urls[256] = "";
+	for (int i = 0; i < CL_NODES; i++)
+		cr_assert_eq(tqn_node_init(&cl_nodes[i], "taskq-bridge-cluster", i, true, why, sizeof why), 0, "%s", why);
+	for (int i = 0; i < CL_NODES; i++) {
+		cr_assert_eq(tqn_node_start(&cl_nodes[i], cl_nodes, CL_NODES, why, sizeof why), 0, "%s", why);
+		size_t len = strlen(urls);
+		snprintf(urls + len, sizeof urls - len, "%s%s", len ? "," : "", cl_nodes[i].url);
+	}
+	snprintf(br_dir, sizeof br_dir, "/tmp/taskq-bridge-test-%d-XXXXXX", (int)getpid());
+	cr_assert_not_null(mkdtemp(br_dir));
+	snprintf(br_url, sizeof br_url, "%s", urls);
+	cr_assert_eq(natsConnection_ConnectTo(&br_nc, urls), NATS_OK);
+	cr_assert_eq(natsConnection_JetStream(&br_js, br_nc, NULL), NATS_OK);
+
+	/* The stream, three replicas, once the cluster has a JetStream
+	 * leader (the bridges then find it as they would have made it). */
+	jsStreamConfig sc;
+	const char *subjects[2] = {"taskq.R3.tasks", "taskq.R3.dead"};
+	jsStreamConfig_Init(&sc);
+	sc.Name = "R3";
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 2;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = 3;
+	sc.Duplicates = 120000000000ll;
+	uint64_t deadline = tqt_now_ms() + 30000;
+	for (;;) {
+		jsErrCode jerr = 0;
+		natsStatus s = js_AddStream(NULL, br_js, &sc, NULL, &jerr);
+		if (s == NATS_OK)
+			break;
+		cr_assert(tqt_now_ms() < deadline, "no R3 stream in 30 s: %s (%d)", natsStatus_GetText(s), (int)jerr);
+		tqt_sleep_ms(100);
+	}
+
+	tq_queue *a = br_queue(br_qa, "cla", 4096), *b = br_queue(br_qb, "clb", 4096);
+	uint8_t *seen = calloc(CL_N, 1);
+	uint32_t got = 0;
+	pid_t out = br_bridge("out", br_qa, "R3", "--replicas", "3", NULL, NULL);
+	pid_t in = br_bridge("in", br_qb, "R3", "--consumer", "work", "--replicas", "3");
+
+	cl_push(a, 0, CL_N / 3);
+	cl_drain(b, seen, CL_N, &got, CL_N / 3, "three nodes");
+	/* One node killed mid-stream: the other two keep a majority. */
+	kill(cl_nodes[1].pid, SIGKILL);
+	waitpid(cl_nodes[1].pid, NULL, 0);
+	cl_nodes[1].pid = 0;
+	cl_push(a, CL_N / 3, 2 * CL_N / 3);
+	cl_drain(b, seen, CL_N, &got, 2 * CL_N / 3, "one node down");
+	/* Back, on its old store: it catches up, and the flow goes on. */
+	cr_assert_eq(tqn_node_start(&cl_nodes[1], cl_nodes, CL_NODES, why, sizeof why), 0, "%s", why);
+	cl_push(a, 2 * CL_N / 3, CL_N);
+	cl_drain(b, seen, CL_N, &got, CL_N, "the node back");
+
+	uint32_t lost = 0;
+	for (uint32_t v = 0; v < CL_N; v++)
+		lost += !seen[v];
+	cr_expect_eq(lost, 0);
+	br_term(out, "bridge out");
+	br_term(in, "bridge in");
+	tq_close(a);
+	tq_close(b);
+	free(seen);
+}
+
+/* ================================ NATS down at start and mid-run */
+
+Test(bridge, nats_down_at_start_and_mid_run, .timeout = 120, .fini = cl_fini)
+{
+	char why[512];
+	struct tqn_node *nd = &cl_nodes[0];
+	cr_assert_eq(tqn_node_init(nd, "taskq-bridge-down", 0, false, why, sizeof why), 0, "%s", why);
+	snprintf(br_dir, sizeof br_dir, "/tmp/taskq-bridge-test-%d-XXXXXX", (int)getpid());
+	cr_assert_not_null(mkdtemp(br_dir));
+	snprintf(br_url, sizeof br_url, "nats://127.0.0.1:%d", nd->port);
+
+	tq_queue *a = br_queue(br_qa, "dna", 8192), *b = br_queue(br_qb, "dnb", 8192);
+	uint8_t *seen = calloc(10000, 1);
+	uint32_t got = 0;
+	/* No server yet: the bridges wait, the tasks stay in A. */
+	pid_t out = br_bridge("out", br_qa, "DN", NULL, NULL, NULL, NULL);
+	pid_t in = br_bridge("in", br_qb, "DN", "--consumer", "work", NULL, NULL);
+	cl_push(a, 0, 5000);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(a, &s), 0);
+	cr_expect_eq(s.total.acked, 0, "A acked %llu with no NATS server", (unsigned long long)s.total.acked);
+	cr_assert_eq(tqn_node_start(nd, NULL, 0, why, sizeof why), 0, "%s", why);
+	cl_drain(b, seen, 10000, &got, 5000, "after the server started");
+
+	/* The server killed mid-run: A keeps what is pushed meanwhile (its
+	 * producers see a queue that fills, not an error), and once the
+	 * server is back on its store, everything arrives. */
+	kill(nd->pid, SIGKILL);
+	waitpid(nd->pid, NULL, 0);
+	nd->pid = 0;
+	cl_push(a, 5000, 10000);
+	cr_assert_eq(tq_stats_get(a, &s), 0);
+	cr_expect_geq(s.ready + s.leased, 1, "A holds nothing while NATS is down?");
+	cr_assert_eq(tqn_node_start(nd, NULL, 0, why, sizeof why), 0, "%s", why);
+	cl_drain(b, seen, 10000, &got, 10000, "after the server came back");
+	br_term(out, "bridge out");
+	br_term(in, "bridge in");
+	tq_close(a);
+	tq_close(b);
+	free(seen);
+}
