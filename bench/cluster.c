@@ -34,7 +34,9 @@
 #define TQ_BIN_DIR "build"
 #endif
 
-static char g_dir[256], g_url[64];
+static char g_dir[256], g_url[64], g_r3url[256];
+static int cmp_d(const void *a, const void *b);
+static struct tqn_node g_r3[3];
 static pid_t g_server;
 
 static uint64_t now_ns(void)
@@ -154,9 +156,128 @@ static int consumer(const char *qname, uint64_t n, int json, uint8_t *seen)
 	return 0;
 }
 
-/* M tasks/s from A to B through the bridges. */
-static double run_bridged(uint64_t n, int json, const char *stream, const char *batch)
+/* A 3-node JetStream cluster on loopback (for the R3 rows). */
+static void start_r3(void)
 {
+	char why[512];
+	for (int i = 0; i < 3; i++)
+		if (tqn_node_init(&g_r3[i], "taskq-bench-r3", i, true, why, sizeof why) != 0)
+			fail("%s", why);
+	for (int i = 0; i < 3; i++) {
+		if (tqn_node_start(&g_r3[i], g_r3, 3, why, sizeof why) != 0)
+			fail("%s", why);
+		size_t len = strlen(g_r3url);
+		snprintf(g_r3url + len, sizeof g_r3url - len, "%s%s", len ? "," : "", g_r3[i].url);
+	}
+}
+
+/* The stream a bridge would make, with three replicas, made once the
+ * cluster has a JetStream leader. */
+static void r3_stream(const char *stream)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	char s1[64], s2[64];
+	const char *subjects[2] = {s1, s2};
+	snprintf(s1, sizeof s1, "taskq.%s.tasks", stream);
+	snprintf(s2, sizeof s2, "taskq.%s.dead", stream);
+	if (natsConnection_ConnectTo(&nc, g_r3url) != NATS_OK || natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+		fail("connect to the cluster");
+	jsStreamConfig sc;
+	jsStreamConfig_Init(&sc);
+	sc.Name = stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 2;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = 3;
+	sc.MaxMsgSize = 1048576;
+	sc.Duplicates = 120000000000ll;
+	uint64_t until = now_ns() + 30000000000ull;
+	jsErrCode jerr = 0;
+	while (js_AddStream(NULL, js, &sc, NULL, &jerr) != NATS_OK) {
+		if (now_ns() > until)
+			fail("no R3 stream in 30 s (%d)", (int)jerr);
+		usleep(100000);
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+}
+
+/* Push-to-take latency of one task at a time, `rate` a second, from A to
+ * B through the bridges (no linger: a lone task goes at once); p50 and
+ * p99 in microseconds. Values carry their push time (one host, one clock). */
+static void run_latency(const char *stream, uint32_t count, uint32_t rate, double *p50, double *p99)
+{
+	char qa[64], qb[64], logo[320], logi[320];
+	tq_config c;
+	tq_queue *a = NULL, *b = NULL;
+	snprintf(qa, sizeof qa, "benchl-a-%d", (int)getpid());
+	snprintf(qb, sizeof qb, "benchl-b-%d", (int)getpid());
+	tq_destroy(qa);
+	tq_destroy(qb);
+	tq_config_init(&c);
+	c.capacity = 4096;
+	if (tq_create(qa, &c, &a) != 0 || tq_create(qb, &c, &b) != 0)
+		fail("creating the queues");
+	snprintf(logo, sizeof logo, "%s/out-%s.log", g_dir, stream);
+	snprintf(logi, sizeof logi, "%s/in-%s.log", g_dir, stream);
+	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", qa, "--nats", g_url, "--stream", (char *)stream, "--linger", "0",
+		       NULL};
+	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", g_url, "--stream", (char *)stream, "--consumer",
+		      "bench", NULL};
+	pid_t po = spawn(out, logo), pi = spawn(in, logi);
+	double *lat = mmap(NULL, count * sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (lat == MAP_FAILED)
+		fail("mmap");
+	tq_task w = {.kind = TQ_KIND_INT, .value = 0};
+	if (tq_push(a, &w, 1, 10000000000ull) != 1 || tq_take(b, &w, 1, 30000000000ull) != 1 || tq_ack(b, &w, 1) != 0)
+		fail("the warm-up task did not arrive; logs in %s", g_dir);
+	pid_t cons = fork();
+	if (cons == 0) {
+		tq_queue *q = NULL;
+		if (tq_open(qb, &q) != 0)
+			_exit(2);
+		for (uint32_t i = 0; i < count; i++) {
+			tq_task t;
+			if (tq_take(q, &t, 1, 30000000000ull) != 1)
+				_exit(3);
+			uint64_t now = tq_now_ns();
+			lat[i] = now > t.value ? (double)(now - t.value) / 1e3 : 0;
+			if (tq_ack(q, &t, 1) != 0)
+				_exit(4);
+		}
+		_exit(0);
+	}
+	uint64_t step = 1000000000ull / rate, next = tq_now_ns();
+	for (uint32_t i = 0; i < count; i++) {
+		next += step;
+		uint64_t now = tq_now_ns();
+		if (now < next) {
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(next - now)};
+			nanosleep(&ts, NULL);
+		}
+		tq_task t = {.kind = TQ_KIND_INT, .value = tq_now_ns()};
+		if (tq_push(a, &t, 1, 10000000000ull) != 1)
+			fail("push");
+	}
+	wait_ok(cons, "the latency consumer");
+	qsort(lat, count, sizeof(double), cmp_d);
+	*p50 = lat[count / 2];
+	*p99 = lat[count * 99 / 100];
+	munmap(lat, count * sizeof(double));
+	stop(po);
+	stop(pi);
+	tq_close(a);
+	tq_close(b);
+	tq_destroy(qa);
+	tq_destroy(qb);
+}
+
+/* M tasks/s from A to B through the bridges. */
+static double run_bridged(uint64_t n, int json, const char *stream, const char *batch, int r3)
+{
+	const char *url = r3 ? g_r3url : g_url;
 	char qa[64], qb[64], logo[320], logi[320];
 	tq_config c;
 	tq_queue *a = NULL, *b = NULL;
@@ -175,9 +296,11 @@ static double run_bridged(uint64_t n, int json, const char *stream, const char *
 	 * (TQB_STORAGE, file or memory) may be changed for experiments. */
 	char *linger = getenv("TQB_LINGER") ? getenv("TQB_LINGER") : "0.001";
 	char *storage = getenv("TQB_STORAGE") ? getenv("TQB_STORAGE") : "file";
-	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", qa, "--nats", g_url, "--stream", (char *)stream, "--batch",
+	if (r3)
+		r3_stream(stream);
+	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", qa, "--nats", (char *)url, "--stream", (char *)stream, "--batch",
 		       (char *)batch, "--linger", linger, "--storage", storage, NULL};
-	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", g_url, "--stream", (char *)stream, "--consumer",
+	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", (char *)url, "--stream", (char *)stream, "--consumer",
 		      "bench", "--storage", storage, NULL};
 	pid_t po = spawn(out, logo), pi = spawn(in, logi);
 	uint8_t *seen = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -316,16 +439,19 @@ int main(int argc, char **argv)
 		int json, plain;
 		uint64_t n;
 		const char *batch;
+		int r3;
 		double v[3];
 	} rows[] = {
-		{"taskq bridged int (8 B), 1 node file", 0, 0, n_int, "4096", {0}},
-		{"taskq bridged json100, 1 node file", 1, 0, n_json, "4096", {0}},
-		{"JetStream one msg per task, 8 B", 0, 1, n_plain, NULL, {0}},
-		{"JetStream one msg per task, 100 B", 1, 1, n_plain, NULL, {0}},
-		{"  int, 512 tasks per message", 0, 0, n_int / 2, "512", {0}},
-		{"  int, 1024 tasks per message", 0, 0, n_int / 2, "1024", {0}},
-		{"  int, 16384 tasks per message", 0, 0, n_int, "16384", {0}},
-		{"  json100, 512 tasks per message", 1, 0, n_json / 2, "512", {0}},
+		{"taskq bridged int (8 B), 1 node file", 0, 0, n_int, "4096", 0, {0}},
+		{"taskq bridged json100, 1 node file", 1, 0, n_json, "4096", 0, {0}},
+		{"JetStream one msg per task, 8 B", 0, 1, n_plain, NULL, 0, {0}},
+		{"JetStream one msg per task, 100 B", 1, 1, n_plain, NULL, 0, {0}},
+		{"taskq bridged int (8 B), 3 nodes R3", 0, 0, n_int / 2, "4096", 1, {0}},
+		{"taskq bridged json100, 3 nodes R3", 1, 0, n_json / 2, "4096", 1, {0}},
+		{"  int, 512 tasks per message", 0, 0, n_int / 2, "512", 0, {0}},
+		{"  int, 1024 tasks per message", 0, 0, n_int / 2, "1024", 0, {0}},
+		{"  int, 16384 tasks per message", 0, 0, n_int, "16384", 0, {0}},
+		{"  json100, 512 tasks per message", 1, 0, n_json / 2, "512", 0, {0}},
 	};
 	int nrows = (int)(sizeof rows / sizeof rows[0]);
 	time_t wall = time(NULL);
@@ -334,8 +460,10 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	start_server();
-	printf("taskq-bench-cluster, %s: nats-server with JetStream, one node, file storage, loopback;\n"
-	       "%d run(s) per row, rows interleaved; every task checked to arrive exactly once\n\n",
+	start_r3();
+	printf("taskq-bench-cluster, %s: nats-server with JetStream (one node, and a 3-node cluster\n"
+	       "with R3 streams), file storage, loopback, all on this host; %d run(s) per row, rows\n"
+	       "interleaved; every task checked to arrive exactly once\n\n",
 	       date, runs);
 	int seq = 0;
 	for (int r = 0; r < runs; r++)
@@ -347,11 +475,11 @@ int main(int argc, char **argv)
 				continue;
 			}
 			rows[i].v[r] = rows[i].plain ? run_plain(rows[i].n, rows[i].json, stream)
-						     : run_bridged(rows[i].n, rows[i].json, stream, rows[i].batch);
+						     : run_bridged(rows[i].n, rows[i].json, stream, rows[i].batch, rows[i].r3);
 			fprintf(stderr, "[%d/%d] %-40s %8.3f M tasks/s\n", r + 1, runs, rows[i].name, rows[i].v[r]);
 		}
 	printf("%-40s %10s %10s %10s %10s\n", "end to end, A -> JetStream -> B", "tasks/run", "median", "min", "max");
-	double med[8];
+	double med[16];
 	for (int i = 0; i < nrows; i++) {
 		double s[3];
 		memcpy(s, rows[i].v, sizeof s);
@@ -366,9 +494,18 @@ int main(int argc, char **argv)
 	printf("  %-58s %8.1fx      >= 50x     %s\n", "taskq bridged int / JetStream one message per task (8 B)",
 	       med[0] / med[2], med[0] / med[2] >= 50 ? "PASS" : "MISS");
 	printf("  %-58s %8.1fx\n", "taskq bridged json100 / JetStream one message per task (100 B)", med[1] / med[3]);
+	printf("  %-58s %8.2f M/s  >= 0.5 M/s %s\n", "taskq bridged int, 3 nodes R3", med[4],
+	       med[4] >= 0.5 ? "PASS" : "MISS");
+	double p50 = 0, p99 = 0;
+	run_latency("LAT", quick ? 500 : 2000, 1000, &p50, &p99);
+	printf("\nlatency, one task at a time, 1000 tasks/s, A -> 1 node -> B (out with --linger 0):\n"
+	       "  push on A to take on B: p50 %.0f us, p99 %.0f us\n",
+	       p50, p99);
+	for (int i = 0; i < 3; i++)
+		tqn_stop(g_r3[i].pid);
 	stop(g_server);
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+	char cmd[1200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s'", g_dir, g_r3[0].dir, g_r3[1].dir, g_r3[2].dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", g_dir);
 	return 0;
