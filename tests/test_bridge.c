@@ -7,7 +7,10 @@
  */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -926,4 +929,105 @@ Test(bridge, nats_down_at_start_and_mid_run, .timeout = 120, .fini = cl_fini)
 	tq_close(a);
 	tq_close(b);
 	free(seen);
+}
+
+/* ============================== bridge metrics through taskq serve */
+
+/* GET path from 127.0.0.1:port; the whole answer into out (NUL-ended). */
+static int br_http_get(int port, const char *path, char *out, size_t size)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	size_t n = 0;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	char req[256];
+	int rl = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	if (write(fd, req, (size_t)rl) != rl) {
+		close(fd);
+		return -1;
+	}
+	for (ssize_t k; n + 1 < size && (k = read(fd, out + n, size - 1 - n)) > 0;)
+		n += (size_t)k;
+	out[n] = '\0';
+	close(fd);
+	return 0;
+}
+
+Test(bridge, bridge_metrics_are_served, .timeout = 60, .fini = br_fini)
+{
+	static char out[65536];
+	char fo[400], fi[400], want_o[300], want_i[300], port_s[16], listen[64];
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "brma", 2048), *b = br_queue(br_qb, "brmb", 2048);
+	snprintf(fo, sizeof fo, "%s/out.prom", br_dir);
+	snprintf(fi, sizeof fi, "%s/in.prom", br_dir);
+	pid_t po = br_bridge("out", br_qa, "ME", "--metrics-file", fo, NULL, NULL);
+	pid_t pi = br_bridge("in", br_qb, "ME", "--consumer", "work", "--metrics-file", fi);
+	tq_task t[64], u[64];
+	for (uint32_t v = 0; v < 1000;) {
+		uint32_t n = 1000 - v < 64 ? 1000 - v : 64;
+		memset(t, 0, sizeof t);
+		for (uint32_t i = 0; i < n; i++) {
+			t[i].kind = TQ_KIND_INT;
+			t[i].value = v + i;
+		}
+		int k = tq_push(a, t, n, 10 * BR_SEC);
+		cr_assert_gt(k, 0);
+		v += (uint32_t)k;
+	}
+	uint32_t got = 0;
+	uint64_t deadline = tqt_now_ms() + 30000;
+	while (got < 1000) {
+		cr_assert(tqt_now_ms() < deadline, "%u of 1000 arrived", got);
+		int k = tq_take(b, u, 64, 200000000ull);
+		if (k > 0) {
+			cr_assert_eq(tq_ack(b, u, (size_t)k), 0);
+			got += (uint32_t)k;
+		}
+	}
+	int port = tqn_free_port();
+	snprintf(port_s, sizeof port_s, "%d", port);
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+	char log[400];
+	snprintf(log, sizeof log, "%s/serve.log", br_dir);
+	/* A third file with lines that are not a bridge's: never served. */
+	char fe[400];
+	snprintf(fe, sizeof fe, "%s/evil.prom", br_dir);
+	FILE *f = fopen(fe, "w");
+	cr_assert_not_null(f);
+	fputs("evil_metric 1\n# HELP evil_help x\n# HELP taskq_bridge_evil \x01 control\ntaskq_bridge_evil\x7f 2\n", f);
+	fclose(f);
+	char *serve[] = {TQ_BIN_DIR "/taskq", "serve", br_qb, "--listen", listen, "--bridge-metrics", fo,
+			 "--bridge-metrics", fi, "--bridge-metrics", fe, NULL};
+	pid_t ps = br_spawn(serve, log);
+	if (br_nbridges < 8)
+		br_bridges[br_nbridges++] = ps;
+	snprintf(want_o, sizeof want_o,
+		 "taskq_bridge_tasks_total{queue=\"%s\",mode=\"out\",stream=\"ME\",event=\"published\"} 1000", br_qa);
+	snprintf(want_i, sizeof want_i,
+		 "taskq_bridge_tasks_total{queue=\"%s\",mode=\"in\",stream=\"ME\",event=\"imported\"} 1000", br_qb);
+	deadline = tqt_now_ms() + 20000;
+	for (;;) {
+		if (br_http_get(port, "/metrics", out, sizeof out) == 0 && strstr(out, want_o) && strstr(out, want_i))
+			break;
+		cr_assert(tqt_now_ms() < deadline, "/metrics never showed both bridges' 1000 (serve log %s): %.2000s", log,
+			  out);
+		tqt_sleep_ms(50);
+	}
+	/* One family, one HELP and one TYPE, whatever the number of bridges. */
+	const char *first = strstr(out, "# TYPE taskq_bridge_tasks_total counter");
+	cr_assert_not_null(first);
+	cr_expect_null(strstr(first + 1, "# TYPE taskq_bridge_tasks_total counter"), "TYPE twice: %s", out);
+	cr_expect(strstr(out, "taskq_tasks{queue=") != NULL, "the queue's own metrics are gone: %.500s", out);
+	cr_expect_null(strstr(out, "evil"), "a line that is not a bridge's was served: %s", out);
+	br_term(ps, "taskq serve");
+	br_term(po, "bridge out");
+	br_term(pi, "bridge in");
+	tq_close(a);
+	tq_close(b);
 }

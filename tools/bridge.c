@@ -94,6 +94,7 @@ struct opts {
 	int stop_state;         /* stop: TQ_DRAINING or TQ_STOPPED */
 	char stats_subject[256];
 	char control_subject[256];
+	const char *metrics_file; /* out, in: Prometheus text, rewritten every second */
 	struct log_config log;
 };
 
@@ -147,6 +148,8 @@ static void usage(FILE *f)
 		"  --json                stats, stop: JSON output\n"
 		"  --wait SECONDS        stats, stop: how long to collect answers (default 1.5, 2)\n"
 		"  --state S             stop: draining (default) or stopped\n"
+		"  --metrics-file FILE   out, in: write this bridge's counters to FILE every\n"
+		"                        second (Prometheus text; taskq serve --bridge-metrics)\n"
 		"  --log FILE            log to FILE (rotated) instead of stderr\n"
 		"  --log-level L         debug, info, warn or error (default info)\n\n"
 		"Secrets are never taken on the command line. Exit status: 0 stopped by a\n"
@@ -215,7 +218,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{"tls-ca", required_argument, 0, 'T'},    {"log", required_argument, 0, 'l'},
 		{"log-level", required_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
 		{"json", no_argument, 0, 'J'},            {"wait", required_argument, 0, 'w'},
-		{"state", required_argument, 0, 'X'},
+		{"state", required_argument, 0, 'X'},     {"metrics-file", required_argument, 0, 'M'},
 		{0, 0, 0, 0},
 	};
 	uint64_t v;
@@ -300,6 +303,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 				die_usage("--log-level is debug, info, warn or error");
 			break;
 		case 'J': o->json = true; break;
+		case 'M': o->metrics_file = optarg; break;
 		case 'w':
 			if (!cli_parse_seconds(optarg, 60, &o->wait_ns) || o->wait_ns == 0)
 				die_usage("--wait is 0..60 seconds, not 0");
@@ -371,6 +375,9 @@ struct bridge {
 	char origin[400]; /* host, queue and queue instance: message ids never collide across them */
 	char host[256];
 	uint64_t stats_ns; /* last stats published */
+	uint64_t redelivered;    /* in: messages JetStream delivered more than once */
+	uint64_t in_flight;      /* in: messages fetched and not yet acked upstream */
+	uint64_t rtt_ns;         /* out: the last publish's round trip to its PubAck */
 	natsSubscription *control;
 };
 
@@ -529,6 +536,55 @@ static const char *state_name(int st)
 	       : st == TQ_STOPPED ? "stopped" : "unknown";
 }
 
+/* --metrics-file: this bridge's counters in Prometheus text, written
+ * whole to FILE.tmp and renamed over FILE (a reader never sees half).
+ * `taskq serve --bridge-metrics FILE` serves them with the queues'. */
+static void write_metrics(struct bridge *b)
+{
+	const char *path = b->o->metrics_file;
+	char tmp[4200], lab[400];
+	if (!path)
+		return;
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	snprintf(lab, sizeof lab, "queue=\"%s\",mode=\"%s\",stream=\"%s\"", b->o->queue, b->o->mode, b->o->stream);
+	fprintf(f,
+		"# HELP taskq_bridge_tasks_total Tasks through taskq-bridge: published (out, confirmed by JetStream), "
+		"acked here after their PubAck (out), pushed into the queue (in).\n"
+		"# TYPE taskq_bridge_tasks_total counter\n"
+		"taskq_bridge_tasks_total{%s,event=\"published\"} %" PRIu64 "\n"
+		"taskq_bridge_tasks_total{%s,event=\"confirmed\"} %" PRIu64 "\n"
+		"taskq_bridge_tasks_total{%s,event=\"imported\"} %" PRIu64 "\n"
+		"# HELP taskq_bridge_messages_total JetStream messages: fetched (in), delivered again, refused as "
+		"malformed, sent to the dead subject.\n"
+		"# TYPE taskq_bridge_messages_total counter\n"
+		"taskq_bridge_messages_total{%s,event=\"fetched\"} %" PRIu64 "\n"
+		"taskq_bridge_messages_total{%s,event=\"redelivered\"} %" PRIu64 "\n"
+		"taskq_bridge_messages_total{%s,event=\"malformed\"} %" PRIu64 "\n"
+		"taskq_bridge_messages_total{%s,event=\"dead_out\"} %" PRIu64 "\n"
+		"# HELP taskq_bridge_publish_errors_total Publishes that failed (each retried).\n"
+		"# TYPE taskq_bridge_publish_errors_total counter\n"
+		"taskq_bridge_publish_errors_total{%s} %" PRIu64 "\n"
+		"# HELP taskq_bridge_reconnects_total Reconnections to NATS.\n"
+		"# TYPE taskq_bridge_reconnects_total counter\n"
+		"taskq_bridge_reconnects_total{%s} %" PRIu64 "\n"
+		"# HELP taskq_bridge_in_flight_messages Messages fetched and not yet acked upstream (in).\n"
+		"# TYPE taskq_bridge_in_flight_messages gauge\n"
+		"taskq_bridge_in_flight_messages{%s} %" PRIu64 "\n"
+		"# HELP taskq_bridge_publish_rtt_seconds The last publish's round trip to its PubAck (out).\n"
+		"# TYPE taskq_bridge_publish_rtt_seconds gauge\n"
+		"taskq_bridge_publish_rtt_seconds{%s} %.6f\n",
+		lab, b->published, lab, b->confirmed, lab, b->imported, lab, b->msgs_in, lab, b->redelivered, lab,
+		b->malformed, lab, b->dead_out, lab, b->publish_errors, lab,
+		__atomic_load_n(&b->reconnects, __ATOMIC_RELAXED), lab, b->in_flight, lab, (double)b->rtt_ns / 1e9);
+	if (fclose(f) == 0)
+		(void)rename(tmp, path);
+	else
+		(void)unlink(tmp);
+}
+
 /* Once a second, this bridge's queue on the stats subject (core NATS: not
  * stored): what `taskq-bridge stats` gathers from every machine. */
 static void publish_stats(struct bridge *b)
@@ -559,11 +615,15 @@ static void publish_stats(struct bridge *b)
 	cJSON_AddNumberToObject(o, "publish_errors", (double)b->publish_errors);
 	cJSON_AddNumberToObject(o, "malformed", (double)b->malformed);
 	cJSON_AddNumberToObject(o, "reconnects", (double)__atomic_load_n(&b->reconnects, __ATOMIC_RELAXED));
+	cJSON_AddNumberToObject(o, "redelivered", (double)b->redelivered);
+	cJSON_AddNumberToObject(o, "in_flight", (double)b->in_flight);
+	cJSON_AddNumberToObject(o, "publish_rtt_us", (double)b->rtt_ns / 1e3);
 	char *txt = cJSON_PrintUnformatted(o);
 	if (txt)
 		natsConnection_PublishString(b->nc, b->o->stats_subject, txt);
 	free(txt);
 	cJSON_Delete(o);
+	write_metrics(b);
 }
 
 /* A request on the control subject: {"cmd":"stop","state":"draining"|
@@ -790,8 +850,10 @@ static int publish(struct bridge *b, tq_task *t, uint32_t n, uint32_t held, uint
 	for (;;) {
 		jsErrCode jerr = 0;
 		jsPubAck *pa = NULL;
+		uint64_t sent = now_ns();
 		natsStatus s = js_Publish(&pa, b->js, o->subject, buf, (int)off, &po, &jerr);
 		if (s == NATS_OK) {
+			b->rtt_ns = now_ns() - sent;
 			if (pa && pa->Duplicate)
 				log_event(LOG_INFO_, "publish_duplicate",
 					  "msg_id=%s note=\"already in the stream (a resend): dropped by JetStream\"", msgid);
@@ -1032,6 +1094,7 @@ static int run_in(struct bridge *b)
 
 	for (;;) {
 		uint64_t now = now_ns();
+		b->in_flight = npend + (cmsg != NULL) + (uint64_t)(nfetched - ifetched);
 		report(b, false);
 		publish_stats(b);
 		if (!g_stop) {
@@ -1159,6 +1222,12 @@ static int run_in(struct bridge *b)
 		}
 		natsMsg *m = fetched[ifetched++];
 		b->msgs_in++;
+		jsMsgMetaData *meta = NULL;
+		if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+			if (meta->NumDelivered > 1)
+				b->redelivered++;
+			jsMsgMetaData_Destroy(meta);
+		}
 		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
 		size_t len = (size_t)natsMsg_GetDataLength(m);
 		const char *why = NULL;

@@ -64,9 +64,15 @@ struct served {
 	tq_queue *q;
 };
 
+#define MAX_BRIDGE_FILES 16
+#define BRIDGE_FILE_MAX (256 * 1024)  /* bytes read of one --bridge-metrics file */
+#define BRIDGE_FILE_STALE_S 10        /* older than this: its bridge has stopped */
+
 struct server {
 	struct served *queues;
 	size_t nqueues;
+	const char *bridge_files[MAX_BRIDGE_FILES]; /* --bridge-metrics */
+	size_t nbridge_files;
 	char token[CLI_TOKEN_MAX + 1]; /* "" when control is off */
 	size_t token_len;
 	pid_t self;
@@ -569,6 +575,94 @@ static void copy_printable(char *dst, size_t size, const char *src)
 
 /* ------------------------------------------------------------- handlers */
 
+/* A line of a bridge's metrics file that may be served: a taskq_bridge_
+ * sample, or its HELP or TYPE, in printable ASCII. Its family name into
+ * fam (the metric name, for grouping); 0 if the line is refused. */
+static size_t bridge_line_family(const char *l, size_t len, const char **fam)
+{
+	static const char *const pre[3] = {"# HELP ", "# TYPE ", ""};
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)l[i] < 0x20 || (unsigned char)l[i] > 0x7e)
+			return 0;
+	for (int k = 0; k < 3; k++) {
+		size_t pl = strlen(pre[k]);
+		if (len > pl + 13 && !strncmp(l, pre[k], pl) && !strncmp(l + pl, "taskq_bridge_", 13)) {
+			size_t n = 0;
+			while (pl + n < len && l[pl + n] != ' ' && l[pl + n] != '{')
+				n++;
+			*fam = l + pl;
+			return n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The bridges' metrics (--bridge-metrics FILE...), appended to /metrics:
+ * only taskq_bridge_ lines, grouped by family across the files (a family's
+ * HELP and TYPE once, then its samples of every bridge), and nothing of a
+ * file not rewritten for BRIDGE_FILE_STALE_S seconds (its bridge stopped).
+ */
+static void render_bridge_metrics(struct buf *b, const struct server *srv)
+{
+	char *text[MAX_BRIDGE_FILES] = {0};
+	size_t len[MAX_BRIDGE_FILES] = {0};
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < srv->nbridge_files; i++) {
+		struct stat st;
+		FILE *f = fopen(srv->bridge_files[i], "r");
+		if (!f)
+			continue;
+		if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime <= BRIDGE_FILE_STALE_S &&
+		    (text[i] = malloc(BRIDGE_FILE_MAX)))
+			len[i] = fread(text[i], 1, BRIDGE_FILE_MAX, f);
+		fclose(f);
+	}
+	/* Each family in the order first seen: its # lines from the first file
+	 * that has them, then every file's samples of it. */
+	for (size_t i = 0; i < srv->nbridge_files; i++) {
+		for (size_t off = 0; text[i] && off < len[i];) {
+			const char *l = text[i] + off, *nl = memchr(l, '\n', len[i] - off);
+			size_t ll = nl ? (size_t)(nl - l) : len[i] - off;
+			off += ll + 1;
+			const char *fam;
+			size_t fl = bridge_line_family(l, ll, &fam);
+			if (!fl || l[0] != '#' || strncmp(l, "# HELP ", 7))
+				continue;
+			/* a new family? (its HELP not written yet by an earlier file) */
+			bool seen = false;
+			for (size_t j = 0; j < i && !seen; j++)
+				for (size_t o2 = 0; text[j] && o2 < len[j] && !seen;) {
+					const char *m = text[j] + o2, *nl2 = memchr(m, '\n', len[j] - o2);
+					size_t ml = nl2 ? (size_t)(nl2 - m) : len[j] - o2;
+					o2 += ml + 1;
+					const char *f2;
+					size_t f2l = bridge_line_family(m, ml, &f2);
+					seen = f2l == fl && !strncmp(m, "# HELP ", 7) && !strncmp(f2, fam, fl);
+				}
+			if (seen)
+				continue;
+			for (size_t j = i; j < srv->nbridge_files; j++)
+				for (size_t o2 = 0; text[j] && o2 < len[j];) {
+					const char *m = text[j] + o2, *nl2 = memchr(m, '\n', len[j] - o2);
+					size_t ml = nl2 ? (size_t)(nl2 - m) : len[j] - o2;
+					o2 += ml + 1;
+					const char *f2;
+					size_t f2l = bridge_line_family(m, ml, &f2);
+					if (f2l != fl || strncmp(f2, fam, fl))
+						continue;
+					bool meta = m[0] == '#';
+					if (meta && j != i)
+						continue; /* HELP and TYPE once */
+					buf_printf(b, "%.*s\n", (int)ml, m);
+				}
+		}
+	}
+	for (size_t i = 0; i < srv->nbridge_files; i++)
+		free(text[i]);
+}
+
 static enum MHD_Result get_metrics(struct server *srv, struct MHD_Connection *c, struct request *r)
 {
 	struct snapshot *sn = calloc(srv->nqueues, sizeof(*sn));
@@ -580,6 +674,7 @@ static enum MHD_Result get_metrics(struct server *srv, struct MHD_Connection *c,
 	if (!rc) {
 		render_metrics(&b, sn, srv->nqueues);
 		render_server_metrics(&b, &srv->limits);
+		render_bridge_metrics(&b, srv);
 		if (b.oom)
 			rc = TQ_ENOMEM;
 	}
@@ -1059,13 +1154,15 @@ int cmd_serve(int argc, char **argv)
 	static const char *usage = "serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
 				   "       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
 				   "       [--max-connections-per-ip N] [--reserved-connections N]\n"
+				   "       [--bridge-metrics FILE]...\n"
 				   "       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"listen", required_argument, 0, 'l'},
 		{"token-file", required_argument, 0, 't'}, {"timeout", required_argument, 0, 'T'},
 		{"request-timeout", required_argument, 0, 'R'}, {"max-connections", required_argument, 0, 'm'},
 		{"max-connections-per-ip", required_argument, 0, 'p'},
-		{"reserved-connections", required_argument, 0, 'r'}, CLI_LOG_OPTIONS, {0, 0, 0, 0}};
+		{"reserved-connections", required_argument, 0, 'r'}, {"bridge-metrics", required_argument, 0, 'B'},
+		CLI_LOG_OPTIONS, {0, 0, 0, 0}};
 	const char *listen_at = DEFAULT_LISTEN, *token_file = NULL;
 	uint64_t timeout_s = DEFAULT_TIMEOUT_S, request_s = 0; /* 0: the default */
 	uint64_t max_conns = DEFAULT_MAX_CONNS;
@@ -1103,6 +1200,9 @@ int cmd_serve(int argc, char **argv)
 			       "  address that holds none, so that a health check still gets in when others\n"
 			       "  hold the rest (0..--max-connections - 1; default an eighth of\n"
 			       "  --max-connections, so %d).\n"
+			       "--bridge-metrics FILE: also serve the counters a taskq-bridge writes with\n"
+			       "  --metrics-file FILE (repeatable, up to 16; a file not rewritten for 10 s, its\n"
+			       "  bridge stopped, is left out).\n"
 			       CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
 			       usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
 			       DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_ADDR, DEFAULT_MAX_CONNS / DEFAULT_RESERVED_SHARE);
@@ -1132,6 +1232,13 @@ int cmd_serve(int argc, char **argv)
 				cli_err("invalid value '%s' for --max-connections-per-ip (1..%d)", optarg, MAX_CONNS_LIMIT);
 				return EX_USAGE_;
 			}
+			break;
+		case 'B':
+			if (srv.nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
+				cli_err("--bridge-metrics: at most %d files, each a path", MAX_BRIDGE_FILES);
+				return EX_USAGE_;
+			}
+			srv.bridge_files[srv.nbridge_files++] = optarg;
 			break;
 		case 'r':
 			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &reserved)) {
@@ -1184,7 +1291,13 @@ int cmd_serve(int argc, char **argv)
 		cli_err("invalid --listen '%s' (ADDR:PORT or [IPV6]:PORT)", listen_at);
 		return EX_USAGE_;
 	}
+	/* Everything but the --bridge-metrics files, which the options set. */
+	const char *bridge_files[MAX_BRIDGE_FILES];
+	size_t nbridge_files = srv.nbridge_files;
+	memcpy(bridge_files, srv.bridge_files, sizeof bridge_files);
 	memset(&srv, 0, sizeof(srv));
+	memcpy(srv.bridge_files, bridge_files, sizeof bridge_files);
+	srv.nbridge_files = nbridge_files;
 	srv.self = getpid();
 	srv.limits.max = (unsigned)max_conns;
 	srv.limits.per_addr = (unsigned)per_addr;
