@@ -32,7 +32,7 @@
 #define BR_SEC 1000000000ull
 
 static char br_dir[256];
-static char br_url[64];
+static char br_url[256];
 static pid_t br_server;
 static pid_t br_bridges[8];
 static int br_nbridges;
