@@ -36,7 +36,7 @@ static char br_url[256];
 static pid_t br_server;
 static pid_t br_bridges[8];
 static int br_nbridges;
-static char br_qa[TQT_NAME_LEN], br_qb[TQT_NAME_LEN];
+static char br_qa[TQT_NAME_LEN], br_qb[TQT_NAME_LEN], br_qc[TQT_NAME_LEN];
 static natsConnection *br_nc;
 static jsCtx *br_js;
 
@@ -78,6 +78,8 @@ static void br_fini(void)
 		tq_destroy(br_qa);
 	if (br_qb[0])
 		tq_destroy(br_qb);
+	if (br_qc[0])
+		tq_destroy(br_qc);
 	if (br_dir[0] && !getenv("TQ_KEEP_BRIDGE_LOGS")) {
 		char cmd[300];
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", br_dir);
@@ -1030,4 +1032,68 @@ Test(bridge, bridge_metrics_are_served, .timeout = 60, .fini = br_fini)
 	br_term(pi, "bridge in");
 	tq_close(a);
 	tq_close(b);
+}
+
+/* ========================= two importing machines share the work */
+
+Test(bridge, two_importers_share_the_work, .timeout = 90, .fini = br_fini)
+{
+	char *qc = br_qc;
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "sha", 4096), *b = br_queue(br_qb, "shb", 256);
+	tq_config cfg;
+	tq_queue *c = NULL;
+	tqt_name(qc, "shc");
+	tq_destroy(qc);
+	tq_config_init(&cfg);
+	cfg.capacity = 256;
+	cr_assert_eq(tq_create(qc, &cfg, &c), 0);
+	/* Small messages, so that both importers get some. */
+	pid_t out = br_bridge("out", br_qa, "SH", "--batch", "64", "--linger", "0");
+	pid_t in1 = br_bridge("in", br_qb, "SH", "--consumer", "work", NULL, NULL);
+	pid_t in2 = br_bridge("in", qc, "SH", "--consumer", "work", NULL, NULL);
+	enum { N = 20000 };
+	uint8_t *seen = calloc(N, 1);
+	uint32_t got = 0, from[2] = {0, 0};
+	tq_task t[64];
+	for (uint32_t v = 0; v < N;) {
+		uint32_t n = N - v < 64 ? N - v : 64;
+		memset(t, 0, sizeof t);
+		for (uint32_t i = 0; i < n; i++) {
+			t[i].kind = TQ_KIND_INT;
+			t[i].value = v + i;
+		}
+		int k = tq_push(a, t, n, 30 * BR_SEC);
+		cr_assert_gt(k, 0);
+		v += (uint32_t)k;
+	}
+	uint64_t deadline = tqt_now_ms() + 60000;
+	while (got < N) {
+		cr_assert(tqt_now_ms() < deadline, "%u of %u arrived (B %u, C %u; logs in %s)", got, N, from[0], from[1],
+			  br_dir);
+		for (int w = 0; w < 2; w++) {
+			tq_queue *q = w ? c : b;
+			int k = tq_take(q, t, 64, 20000000ull);
+			if (k <= 0)
+				continue;
+			for (int i = 0; i < k; i++) {
+				cr_assert_lt(t[i].value, N);
+				cr_assert_eq(seen[t[i].value], 0, "value %llu twice", (unsigned long long)t[i].value);
+				seen[t[i].value] = 1;
+			}
+			cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
+			got += (uint32_t)k;
+			from[w] += (uint32_t)k;
+		}
+	}
+	cr_expect_gt(from[0], 0, "machine B got nothing: JetStream gave all to C");
+	cr_expect_gt(from[1], 0, "machine C got nothing: JetStream gave all to B");
+	cr_log_info("two importers: B %u, C %u", from[0], from[1]);
+	br_term(out, "bridge out");
+	br_term(in1, "bridge in B");
+	br_term(in2, "bridge in C");
+	tq_close(a);
+	tq_close(b);
+	tq_close(c);
+	free(seen);
 }
