@@ -903,7 +903,7 @@ Test(bridge, nats_down_at_start_and_mid_run, .timeout = 120, .fini = cl_fini)
 	snprintf(br_url, sizeof br_url, "nats://127.0.0.1:%d", nd->port);
 
 	tq_queue *a = br_queue(br_qa, "dna", 8192), *b = br_queue(br_qb, "dnb", 8192);
-	uint8_t *seen = calloc(10000, 1);
+	uint8_t *seen = calloc(5000 + 8192 + 1, 1);
 	uint32_t got = 0;
 	/* No server yet: the bridges wait, the tasks stay in A. */
 	pid_t out = br_bridge("out", br_qa, "DN", NULL, NULL, NULL, NULL);
@@ -913,7 +913,7 @@ Test(bridge, nats_down_at_start_and_mid_run, .timeout = 120, .fini = cl_fini)
 	cr_assert_eq(tq_stats_get(a, &s), 0);
 	cr_expect_eq(s.total.acked, 0, "A acked %llu with no NATS server", (unsigned long long)s.total.acked);
 	cr_assert_eq(tqn_node_start(nd, NULL, 0, why, sizeof why), 0, "%s", why);
-	cl_drain(b, seen, 10000, &got, 5000, "after the server started");
+	cl_drain(b, seen, 5000 + 8192 + 1, &got, 5000, "after the server started");
 
 	/* The server killed mid-run: A keeps what is pushed meanwhile (its
 	 * producers see a queue that fills, not an error), and once the
@@ -921,11 +921,22 @@ Test(bridge, nats_down_at_start_and_mid_run, .timeout = 120, .fini = cl_fini)
 	kill(nd->pid, SIGKILL);
 	waitpid(nd->pid, NULL, 0);
 	nd->pid = 0;
-	cl_push(a, 5000, 10000);
+	/* Pushed until A is full: the producer feels the back-pressure as a
+	 * full queue (TQ_EAGAIN with timeout 0), nothing is refused else. */
+	uint32_t v = 5000;
+	for (;;) {
+		tq_task t = {.kind = TQ_KIND_INT, .value = v};
+		int k = tq_push(a, &t, 1, 0);
+		if (k == TQ_EAGAIN)
+			break;
+		cr_assert_eq(k, 1, "push while NATS is down: %d (%s)", k, tq_strerror(k));
+		cr_assert_lt(++v, 5000 + 8192 + 1, "A never filled up");
+	}
 	cr_assert_eq(tq_stats_get(a, &s), 0);
-	cr_expect_geq(s.ready + s.leased, 1, "A holds nothing while NATS is down?");
+	cr_expect_geq(s.ready + s.leased, v - 5000, "A holds %u ready and %u leased of the %u pushed while NATS was down",
+		      s.ready, s.leased, v - 5000);
 	cr_assert_eq(tqn_node_start(nd, NULL, 0, why, sizeof why), 0, "%s", why);
-	cl_drain(b, seen, 10000, &got, 10000, "after the server came back");
+	cl_drain(b, seen, 5000 + 8192 + 1, &got, v, "after the server came back");
 	br_term(out, "bridge out");
 	br_term(in, "bridge in");
 	tq_close(a);
