@@ -616,7 +616,7 @@ Test(bridge, usage_errors_and_exit_statuses, .timeout = 60, .fini = br_fini)
 
 	char *mode[] = {TQ_BIN_DIR "/taskq-bridge", "sideways", "q", NULL};
 	cr_expect_eq(br_run(mode, out, sizeof out), 2, "%s", out);
-	cr_expect(strstr(out, "out, in, stats or stop") != NULL, "%s", out);
+	cr_expect(strstr(out, "out, in, stats, top or stop") != NULL, "%s", out);
 
 	char *nostream[] = {TQ_BIN_DIR "/taskq-bridge", "out", "q", "--nats", "nats://127.0.0.1:1", NULL};
 	cr_expect_eq(br_run(nostream, out, sizeof out), 2, "%s", out);
@@ -737,6 +737,15 @@ Test(bridge, stats_and_stop_across_machines, .timeout = 90, .fini = br_fini)
 			  st, out);
 	}
 	cr_expect(strstr(out, "\"totals\"") != NULL, "%s", out);
+
+	/* The live view, two frames, through taskq top. */
+	char *top[] = {TQ_BIN_DIR "/taskq", "top", "--nats", br_url, "--stream", "ST", "--wait", "1.2", "--iterations",
+		       "2", NULL};
+	int tst = br_run(top, out, sizeof out);
+	cr_expect_eq(tst, 0, "taskq top --nats: %d: %s", tst, out);
+	const char *f1 = strstr(out, "taskq top --nats: stream ST");
+	cr_expect(f1 && strstr(f1 + 1, "taskq top --nats: stream ST"), "two frames expected: %s", out);
+	cr_expect(strstr(out, br_qa) && strstr(out, br_qb), "both bridges in the view: %s", out);
 
 	/* Stop only queue B, wherever it is: its bridge confirms, B drains,
 	 * A keeps running. */

@@ -92,6 +92,7 @@ struct opts {
 	bool json;              /* stats, stop: JSON output */
 	uint64_t wait_ns;       /* stats, stop: how long to collect answers */
 	int stop_state;         /* stop: TQ_DRAINING or TQ_STOPPED */
+	uint64_t iterations;    /* top: refreshes before leaving (0: until a signal) */
 	char stats_subject[256];
 	char control_subject[256];
 	const char *metrics_file; /* out, in: Prometheus text, rewritten every second */
@@ -109,7 +110,8 @@ static void usage(FILE *f)
 		"       %s in  NAME --nats URL[,URL...] --stream S --consumer C [options]\n"
 		"       %s stats [NAME] --nats URL[,URL...] --stream S [--json] [--wait SEC]\n"
 		"       %s stop  [NAME] --nats URL[,URL...] --stream S [--state draining|stopped]\n"
-		"                          [--json] [--wait SEC]\n\n"
+		"                          [--json] [--wait SEC]\n"
+		"       %s top   [NAME] --nats URL[,URL...] --stream S [--wait SEC] [--iterations N]\n\n"
 		"Moves tasks between machines through NATS JetStream (docs/cluster.md).\n"
 		"  out   leases tasks from queue NAME, publishes them many per message, and\n"
 		"        acks them here once JetStream has confirmed the message\n"
@@ -119,6 +121,8 @@ static void usage(FILE *f)
 		"  stats every running bridge of stream S (on every machine) publishes its\n"
 		"        queue's figures once a second on taskq.S.stats; this prints the\n"
 		"        latest of each (of queue NAME only, if given) and the totals\n"
+		"  top   the stats table of every machine, refreshed every --wait, until Ctrl+C\n"
+		"        (or --iterations refreshes)\n"
 		"  stop  asks every running bridge of stream S (of queue NAME only, if given)\n"
 		"        to set its queue's run state (draining by default), and prints\n"
 		"        which machines confirmed within --wait (default 2 s); requests go\n"
@@ -156,7 +160,7 @@ static void usage(FILE *f)
 		"signal or by the queue's run state (stats, stop: at least one bridge\n"
 		"answered); 1 a NATS or queue error; 2 usage; 3 no such queue; 6 stats,\n"
 		"stop: no bridge answered within --wait.\n",
-		p, p, p, p, TQF_MAX_TASKS);
+		p, p, p, p, p, TQF_MAX_TASKS);
 }
 
 static void read_secret(const char *path, char *out, size_t size)
@@ -219,6 +223,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{"log-level", required_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
 		{"json", no_argument, 0, 'J'},            {"wait", required_argument, 0, 'w'},
 		{"state", required_argument, 0, 'X'},     {"metrics-file", required_argument, 0, 'M'},
+		{"iterations", required_argument, 0, 'I'},
 		{0, 0, 0, 0},
 	};
 	uint64_t v;
@@ -240,8 +245,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		exit(0);
 	}
 	if (argc < 2 || (strcmp(argv[1], "out") && strcmp(argv[1], "in") && strcmp(argv[1], "stats") &&
-			 strcmp(argv[1], "stop")))
-		die_usage("the first argument is out, in, stats or stop");
+			 strcmp(argv[1], "stop") && strcmp(argv[1], "top")))
+		die_usage("the first argument is out, in, stats, top or stop");
 	o->mode = argv[1];
 	optind = 2;
 	int c;
@@ -304,6 +309,10 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'J': o->json = true; break;
 		case 'M': o->metrics_file = optarg; break;
+		case 'I':
+			if (!cli_parse_u64(optarg, 1, 1000000, &o->iterations))
+				die_usage("--iterations is 1..1000000");
+			break;
 		case 'w':
 			if (!cli_parse_seconds(optarg, 60, &o->wait_ns) || o->wait_ns == 0)
 				die_usage("--wait is 0..60 seconds, not 0");
@@ -320,7 +329,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		default: die_usage("bad option");
 		}
 	}
-	bool query = !strcmp(o->mode, "stats") || !strcmp(o->mode, "stop");
+	bool query = !strcmp(o->mode, "stats") || !strcmp(o->mode, "stop") || !strcmp(o->mode, "top");
 	if (optind == argc - 1)
 		o->queue = argv[optind];
 	else if (optind != argc || !query)
@@ -746,21 +755,45 @@ static cJSON *gather(struct bridge *b, const char *subject, const char *request)
 	return rows;
 }
 
+static const char *const stat_keys[7] = {"ready", "leased", "delayed", "dead", "pushed", "acked", "done_per_s"};
+
+/* The rows as a table, a line each and the totals; frees rows. */
+static void print_table(cJSON *rows)
+{
+	double tot[7] = {0};
+	cJSON *r;
+	printf("%-24s %-20s %-4s %-9s %9s %9s %9s %9s %12s %12s %10s\n", "host", "queue", "mode", "state", "ready",
+	       "leased", "delayed", "dead", "pushed", "acked", "done/s");
+	cJSON_ArrayForEach(r, rows)
+	{
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "run_state");
+		printf("%-24s %-20s %-4s %-9s %9.0f %9.0f %9.0f %9.0f %12.0f %12.0f %10.0f\n",
+		       cJSON_GetObjectItemCaseSensitive(r, "host")->valuestring,
+		       cJSON_GetObjectItemCaseSensitive(r, "queue")->valuestring,
+		       cJSON_GetObjectItemCaseSensitive(r, "mode")->valuestring, cJSON_IsString(st) ? st->valuestring : "?",
+		       num(r, "ready"), num(r, "leased"), num(r, "delayed"), num(r, "dead"), num(r, "pushed"),
+		       num(r, "acked"), num(r, "done_per_s"));
+		for (int k = 0; k < 7; k++)
+			tot[k] += num(r, stat_keys[k]);
+	}
+	printf("%-24s %-20s %-4s %-9s %9.0f %9.0f %9.0f %9.0f %12.0f %12.0f %10.0f\n", "total", "", "", "", tot[0], tot[1],
+	       tot[2], tot[3], tot[4], tot[5], tot[6]);
+	cJSON_Delete(rows);
+}
+
 static int run_stats(struct bridge *b)
 {
 	cJSON *rows = gather(b, b->o->stats_subject, NULL);
 	int n = cJSON_GetArraySize(rows);
-	double tot[7] = {0};
-	static const char *keys[7] = {"ready", "leased", "delayed", "dead", "pushed", "acked", "done_per_s"};
-	cJSON *r;
-	cJSON_ArrayForEach(r, rows)
-	for (int k = 0; k < 7; k++)
-		tot[k] += num(r, keys[k]);
 	if (b->o->json) {
-		cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateObject();
+		double tot[7] = {0};
+		cJSON *r, *o = cJSON_CreateObject(), *t = cJSON_CreateObject();
+		cJSON_ArrayForEach(r, rows)
+		for (int k = 0; k < 7; k++)
+			tot[k] += num(r, stat_keys[k]);
 		cJSON_AddStringToObject(o, "stream", b->o->stream);
 		for (int k = 0; k < 7; k++)
-			cJSON_AddNumberToObject(t, keys[k], tot[k]);
+			cJSON_AddNumberToObject(t, stat_keys[k], tot[k]);
 		cJSON_AddItemToObject(o, "bridges", rows);
 		cJSON_AddItemToObject(o, "totals", t);
 		char *txt = cJSON_Print(o);
@@ -769,27 +802,32 @@ static int run_stats(struct bridge *b)
 		free(txt);
 		cJSON_Delete(o);
 	} else {
-		printf("%-24s %-20s %-4s %-9s %9s %9s %9s %9s %12s %12s %10s\n", "host", "queue", "mode", "state", "ready",
-		       "leased", "delayed", "dead", "pushed", "acked", "done/s");
-		cJSON_ArrayForEach(r, rows)
-		{
-			printf("%-24s %-20s %-4s %-9s %9.0f %9.0f %9.0f %9.0f %12.0f %12.0f %10.0f\n",
-			       cJSON_GetObjectItemCaseSensitive(r, "host")->valuestring,
-			       cJSON_GetObjectItemCaseSensitive(r, "queue")->valuestring,
-			       cJSON_GetObjectItemCaseSensitive(r, "mode")->valuestring,
-			       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "run_state"))
-				       ? cJSON_GetObjectItemCaseSensitive(r, "run_state")->valuestring
-				       : "?",
-			       num(r, "ready"), num(r, "leased"), num(r, "delayed"), num(r, "dead"), num(r, "pushed"),
-			       num(r, "acked"), num(r, "done_per_s"));
-		}
-		printf("%-24s %-20s %-4s %-9s %9.0f %9.0f %9.0f %9.0f %12.0f %12.0f %10.0f\n", "total", "", "", "", tot[0],
-		       tot[1], tot[2], tot[3], tot[4], tot[5], tot[6]);
-		cJSON_Delete(rows);
+		print_table(rows);
 	}
 	if (!n)
 		fprintf(stderr, "taskq-bridge: no bridge of stream %s reported within --wait\n", b->o->stream);
 	return n ? 0 : 6;
+}
+
+/* taskq top --nats: the stats table, refreshed every --wait (1.5 s), on a
+ * cleared screen when stdout is a terminal, until SIGINT / SIGTERM (Ctrl+C)
+ * or --iterations. */
+static int run_top(struct bridge *b)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	for (uint64_t i = 0; !g_stop && (!b->o->iterations || i < b->o->iterations); i++) {
+		cJSON *rows = gather(b, b->o->stats_subject, NULL);
+		time_t now = time(NULL);
+		char when[32];
+		strftime(when, sizeof when, "%H:%M:%S", localtime(&now));
+		if (tty)
+			fputs("\033[H\033[2J", stdout);
+		printf("taskq top --nats: stream %s, %d bridge(s), %s (Ctrl+C to quit)\n\n", b->o->stream,
+		       cJSON_GetArraySize(rows), when);
+		print_table(rows);
+		fflush(stdout);
+	}
+	return 0;
 }
 
 static int run_stop(struct bridge *b)
@@ -1324,10 +1362,10 @@ int main(int argc, char **argv)
 	(void)gethostname(b.host, sizeof b.host - 1);
 	if (!b.host[0])
 		strcpy(b.host, "host");
-	if (!strcmp(o.mode, "stats") || !strcmp(o.mode, "stop")) {
+	if (!strcmp(o.mode, "stats") || !strcmp(o.mode, "stop") || !strcmp(o.mode, "top")) {
 		int qrc = connect_nats(&b);
 		if (qrc == 0)
-			qrc = !strcmp(o.mode, "stats") ? run_stats(&b) : run_stop(&b);
+			qrc = !strcmp(o.mode, "stats") ? run_stats(&b) : !strcmp(o.mode, "top") ? run_top(&b) : run_stop(&b);
 		return disconnect(&b, qrc);
 	}
 	int rc = tq_open(o.queue, &b.q);

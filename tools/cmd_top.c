@@ -249,7 +249,11 @@ int cmd_top(int argc, char **argv)
 			       "latency percentiles, the attached processes and recent events. q quits;\n"
 			       "the screen follows window resizes. --batch prints plain-text frames instead\n"
 			       "(the default when stdout is not a terminal); --iterations N stops after N\n"
-			       "frames; --interval SEC between frames (default 1).\n", usage);
+			       "frames; --interval SEC between frames (default 1).\n"
+			       "--nats URL --stream S [NAME] [--wait SEC] [--iterations N]: every machine's\n"
+			       "bridges of stream S instead, a row each and the totals, refreshed every --wait\n"
+			       "(taskq bridge top; docs/cluster.md). Ctrl+C quits.\n",
+			       usage);
 			return 0;
 		case 'b': batch = true; break;
 		case 'i':

@@ -207,9 +207,9 @@ int main(int argc, char **argv)
 		printf("taskq %d.%d\n", TQ_VERSION_MAJOR, TQ_VERSION_MINOR);
 		return 0;
 	}
-	/* taskq stats|stop ... --nats URL ...: every machine's bridges, over
-	 * NATS (taskq bridge stats|stop). */
-	if (!strcmp(argv[1], "stats") || !strcmp(argv[1], "stop")) {
+	/* taskq stats|stop|top ... --nats URL ...: every machine's bridges,
+	 * over NATS (taskq bridge stats|stop|top). */
+	if (!strcmp(argv[1], "stats") || !strcmp(argv[1], "stop") || !strcmp(argv[1], "top")) {
 		for (int i = 2; i < argc; i++)
 			if (!strcmp(argv[i], "--nats") || !strncmp(argv[i], "--nats=", 7)) {
 				cli_cmd = "bridge";
