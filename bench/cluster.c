@@ -156,6 +156,48 @@ static int consumer(const char *qname, uint64_t n, int json, uint8_t *seen)
 	return 0;
 }
 
+/* Queues A and B of this run (names from prefix and this pid). */
+struct pair {
+	char qa[64], qb[64];
+	tq_queue *a, *b;
+	pid_t po, pi; /* the two bridges */
+};
+
+static void pair_create(struct pair *p, const char *prefix, uint32_t cap, uint32_t max_payload)
+{
+	tq_config c;
+	snprintf(p->qa, sizeof p->qa, "%s-a-%d", prefix, (int)getpid());
+	snprintf(p->qb, sizeof p->qb, "%s-b-%d", prefix, (int)getpid());
+	tq_destroy(p->qa);
+	tq_destroy(p->qb);
+	tq_config_init(&c);
+	c.capacity = cap;
+	if (max_payload)
+		c.max_payload = max_payload;
+	if (tq_create(p->qa, &c, &p->a) != 0 || tq_create(p->qb, &c, &p->b) != 0)
+		fail("creating the queues");
+}
+
+/* One task through the whole path, once the bridges are up: the stream
+ * and the consumer exist before any clock starts. */
+static void pair_warm_up(struct pair *p)
+{
+	tq_task w = {.kind = TQ_KIND_INT, .value = UINT64_MAX};
+	if (tq_push(p->a, &w, 1, 10000000000ull) != 1 || tq_take(p->b, &w, 1, 30000000000ull) != 1 ||
+	    w.value != UINT64_MAX || tq_ack(p->b, &w, 1) != 0)
+		fail("the warm-up task did not arrive; logs in %s", g_dir);
+}
+
+static void pair_end(struct pair *p)
+{
+	stop(p->po);
+	stop(p->pi);
+	tq_close(p->a);
+	tq_close(p->b);
+	tq_destroy(p->qa);
+	tq_destroy(p->qb);
+}
+
 /* A 3-node JetStream cluster on loopback (for the R3 rows). */
 static void start_r3(void)
 {
@@ -209,34 +251,26 @@ static void r3_stream(const char *stream)
  * p99 in microseconds. Values carry their push time (one host, one clock). */
 static void run_latency(const char *stream, uint32_t count, uint32_t rate, double *p50, double *p99)
 {
-	char qa[64], qb[64], logo[320], logi[320];
-	tq_config c;
-	tq_queue *a = NULL, *b = NULL;
-	snprintf(qa, sizeof qa, "benchl-a-%d", (int)getpid());
-	snprintf(qb, sizeof qb, "benchl-b-%d", (int)getpid());
-	tq_destroy(qa);
-	tq_destroy(qb);
-	tq_config_init(&c);
-	c.capacity = 4096;
-	if (tq_create(qa, &c, &a) != 0 || tq_create(qb, &c, &b) != 0)
-		fail("creating the queues");
+	char logo[320], logi[320];
+	struct pair pr;
+	pair_create(&pr, "benchl", 4096, 0);
+	tq_queue *a = pr.a;
 	snprintf(logo, sizeof logo, "%s/out-%s.log", g_dir, stream);
 	snprintf(logi, sizeof logi, "%s/in-%s.log", g_dir, stream);
-	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", qa, "--nats", g_url, "--stream", (char *)stream, "--linger", "0",
-		       NULL};
-	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", g_url, "--stream", (char *)stream, "--consumer",
+	char *out[] = {TQ_BIN_DIR "/taskq-bridge", "out", pr.qa, "--nats", g_url, "--stream", (char *)stream, "--linger",
+		       "0", NULL};
+	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", pr.qb, "--nats", g_url, "--stream", (char *)stream, "--consumer",
 		      "bench", NULL};
-	pid_t po = spawn(out, logo), pi = spawn(in, logi);
+	pr.po = spawn(out, logo);
+	pr.pi = spawn(in, logi);
 	double *lat = mmap(NULL, count * sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (lat == MAP_FAILED)
 		fail("mmap");
-	tq_task w = {.kind = TQ_KIND_INT, .value = 0};
-	if (tq_push(a, &w, 1, 10000000000ull) != 1 || tq_take(b, &w, 1, 30000000000ull) != 1 || tq_ack(b, &w, 1) != 0)
-		fail("the warm-up task did not arrive; logs in %s", g_dir);
+	pair_warm_up(&pr);
 	pid_t cons = fork();
 	if (cons == 0) {
 		tq_queue *q = NULL;
-		if (tq_open(qb, &q) != 0)
+		if (tq_open(pr.qb, &q) != 0)
 			_exit(2);
 		for (uint32_t i = 0; i < count; i++) {
 			tq_task t;
@@ -266,30 +300,17 @@ static void run_latency(const char *stream, uint32_t count, uint32_t rate, doubl
 	*p50 = lat[count / 2];
 	*p99 = lat[count * 99 / 100];
 	munmap(lat, count * sizeof(double));
-	stop(po);
-	stop(pi);
-	tq_close(a);
-	tq_close(b);
-	tq_destroy(qa);
-	tq_destroy(qb);
+	pair_end(&pr);
 }
 
 /* M tasks/s from A to B through the bridges. */
 static double run_bridged(uint64_t n, int json, const char *stream, const char *batch, int r3)
 {
 	const char *url = r3 ? g_r3url : g_url;
-	char qa[64], qb[64], logo[320], logi[320];
-	tq_config c;
-	tq_queue *a = NULL, *b = NULL;
-	snprintf(qa, sizeof qa, "benchc-a-%d", (int)getpid());
-	snprintf(qb, sizeof qb, "benchc-b-%d", (int)getpid());
-	tq_destroy(qa);
-	tq_destroy(qb);
-	tq_config_init(&c);
-	c.capacity = 65536;
-	c.max_payload = 128;
-	if (tq_create(qa, &c, &a) != 0 || tq_create(qb, &c, &b) != 0)
-		fail("creating the queues");
+	char logo[320], logi[320];
+	struct pair pr;
+	pair_create(&pr, "benchc", 65536, 128);
+	char *qa = pr.qa, *qb = pr.qb;
 	snprintf(logo, sizeof logo, "%s/out-%s.log", g_dir, stream);
 	snprintf(logi, sizeof logi, "%s/in-%s.log", g_dir, stream);
 	/* The linger (TQB_LINGER seconds, default 0.001) and the storage
@@ -302,16 +323,12 @@ static double run_bridged(uint64_t n, int json, const char *stream, const char *
 		       (char *)batch, "--linger", linger, "--storage", storage, NULL};
 	char *in[] = {TQ_BIN_DIR "/taskq-bridge", "in", qb, "--nats", (char *)url, "--stream", (char *)stream, "--consumer",
 		      "bench", "--storage", storage, NULL};
-	pid_t po = spawn(out, logo), pi = spawn(in, logi);
+	pr.po = spawn(out, logo);
+	pr.pi = spawn(in, logi);
 	uint8_t *seen = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (seen == MAP_FAILED)
 		fail("mmap");
-	/* The bridges connect and set up the stream and the consumer first:
-	 * one task through the whole path before the clock starts. */
-	tq_task w = {.kind = TQ_KIND_INT, .value = UINT64_MAX};
-	if (tq_push(a, &w, 1, 10000000000ull) != 1 || tq_take(b, &w, 1, 30000000000ull) != 1 || w.value != UINT64_MAX ||
-	    tq_ack(b, &w, 1) != 0)
-		fail("the warm-up task did not arrive; logs in %s", g_dir);
+	pair_warm_up(&pr);
 	uint64_t t0 = now_ns();
 	pid_t cons = fork();
 	if (cons == 0)
@@ -326,12 +343,7 @@ static double run_bridged(uint64_t n, int json, const char *stream, const char *
 		if (!seen[v])
 			fail("task %" PRIu64 " never arrived", v);
 	munmap(seen, n);
-	stop(po);
-	stop(pi);
-	tq_close(a);
-	tq_close(b);
-	tq_destroy(qa);
-	tq_destroy(qb);
+	pair_end(&pr);
 	return (double)n / ((double)(t1 - t0) / 1e9) / 1e6;
 }
 

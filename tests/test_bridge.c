@@ -170,6 +170,23 @@ static void br_wait_consumer(const char *stream, const char *consumer)
 	}
 }
 
+/* Pushes integer tasks lo..hi-1 (value = index) into a, 64 per call. */
+static void br_push_ints(tq_queue *a, uint32_t lo, uint32_t hi)
+{
+	tq_task t[64];
+	for (uint32_t v = lo; v < hi;) {
+		uint32_t n = hi - v < 64 ? hi - v : 64;
+		memset(t, 0, sizeof t);
+		for (uint32_t i = 0; i < n; i++) {
+			t[i].kind = TQ_KIND_INT;
+			t[i].value = v + i;
+		}
+		int k = tq_push(a, t, n, 30 * BR_SEC);
+		cr_assert_gt(k, 0, "push into A: %d (%s); logs in %s", k, tq_strerror(k), br_dir);
+		v += (uint32_t)k;
+	}
+}
+
 /* ===================================================== every task arrives */
 
 #define MV_INTS 20000u
@@ -816,22 +833,6 @@ static void cl_drain(tq_queue *q, uint8_t *seen, uint32_t n, uint32_t *got, uint
 	}
 }
 
-static void cl_push(tq_queue *a, uint32_t lo, uint32_t hi)
-{
-	tq_task t[64];
-	for (uint32_t v = lo; v < hi;) {
-		uint32_t n = hi - v < 64 ? hi - v : 64;
-		memset(t, 0, sizeof t);
-		for (uint32_t i = 0; i < n; i++) {
-			t[i].kind = TQ_KIND_INT;
-			t[i].value = v + i;
-		}
-		int k = tq_push(a, t, n, 30 * BR_SEC);
-		cr_assert_gt(k, 0, "push into A: %d (%s)", k, tq_strerror(k));
-		v += (uint32_t)k;
-	}
-}
-
 Test(bridge, three_node_cluster_node_killed_and_back, .timeout = 180, .fini = cl_fini)
 {
 	char why[512], urls[256] = "";
@@ -876,17 +877,17 @@ Test(bridge, three_node_cluster_node_killed_and_back, .timeout = 180, .fini = cl
 	pid_t out = br_bridge("out", br_qa, "R3", "--replicas", "3", NULL, NULL);
 	pid_t in = br_bridge("in", br_qb, "R3", "--consumer", "work", "--replicas", "3");
 
-	cl_push(a, 0, CL_N / 3);
+	br_push_ints(a, 0, CL_N / 3);
 	cl_drain(b, seen, CL_N, &got, CL_N / 3, "three nodes");
 	/* One node killed mid-stream: the other two keep a majority. */
 	kill(cl_nodes[1].pid, SIGKILL);
 	waitpid(cl_nodes[1].pid, NULL, 0);
 	cl_nodes[1].pid = 0;
-	cl_push(a, CL_N / 3, 2 * CL_N / 3);
+	br_push_ints(a, CL_N / 3, 2 * CL_N / 3);
 	cl_drain(b, seen, CL_N, &got, 2 * CL_N / 3, "one node down");
 	/* Back, on its old store: it catches up, and the flow goes on. */
 	cr_assert_eq(tqn_node_start(&cl_nodes[1], cl_nodes, CL_NODES, why, sizeof why), 0, "%s", why);
-	cl_push(a, 2 * CL_N / 3, CL_N);
+	br_push_ints(a, 2 * CL_N / 3, CL_N);
 	cl_drain(b, seen, CL_N, &got, CL_N, "the node back");
 
 	uint32_t lost = 0;
@@ -917,7 +918,7 @@ Test(bridge, nats_down_at_start_and_mid_run, .timeout = 120, .fini = cl_fini)
 	/* No server yet: the bridges wait, the tasks stay in A. */
 	pid_t out = br_bridge("out", br_qa, "DN", NULL, NULL, NULL, NULL);
 	pid_t in = br_bridge("in", br_qb, "DN", "--consumer", "work", NULL, NULL);
-	cl_push(a, 0, 5000);
+	br_push_ints(a, 0, 5000);
 	tq_stats s;
 	cr_assert_eq(tq_stats_get(a, &s), 0);
 	cr_expect_eq(s.total.acked, 0, "A acked %llu with no NATS server", (unsigned long long)s.total.acked);
@@ -990,18 +991,8 @@ Test(bridge, bridge_metrics_are_served, .timeout = 60, .fini = br_fini)
 	snprintf(fi, sizeof fi, "%s/in.prom", br_dir);
 	pid_t po = br_bridge("out", br_qa, "ME", "--metrics-file", fo, NULL, NULL);
 	pid_t pi = br_bridge("in", br_qb, "ME", "--consumer", "work", "--metrics-file", fi);
-	tq_task t[64], u[64];
-	for (uint32_t v = 0; v < 1000;) {
-		uint32_t n = 1000 - v < 64 ? 1000 - v : 64;
-		memset(t, 0, sizeof t);
-		for (uint32_t i = 0; i < n; i++) {
-			t[i].kind = TQ_KIND_INT;
-			t[i].value = v + i;
-		}
-		int k = tq_push(a, t, n, 10 * BR_SEC);
-		cr_assert_gt(k, 0);
-		v += (uint32_t)k;
-	}
+	tq_task u[64];
+	br_push_ints(a, 0, 1000);
 	uint32_t got = 0;
 	uint64_t deadline = tqt_now_ms() + 30000;
 	while (got < 1000) {
@@ -1076,17 +1067,7 @@ Test(bridge, two_importers_share_the_work, .timeout = 90, .fini = br_fini)
 	uint8_t *seen = calloc(N, 1);
 	uint32_t got = 0, from[2] = {0, 0};
 	tq_task t[64];
-	for (uint32_t v = 0; v < N;) {
-		uint32_t n = N - v < 64 ? N - v : 64;
-		memset(t, 0, sizeof t);
-		for (uint32_t i = 0; i < n; i++) {
-			t[i].kind = TQ_KIND_INT;
-			t[i].value = v + i;
-		}
-		int k = tq_push(a, t, n, 30 * BR_SEC);
-		cr_assert_gt(k, 0);
-		v += (uint32_t)k;
-	}
+	br_push_ints(a, 0, N);
 	uint64_t deadline = tqt_now_ms() + 60000;
 	while (got < N) {
 		cr_assert(tqt_now_ms() < deadline, "%u of %u arrived (B %u, C %u; logs in %s)", got, N, from[0], from[1],
