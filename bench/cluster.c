@@ -219,29 +219,11 @@ static void r3_stream(const char *stream)
 {
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
-	char s1[64], s2[64];
-	const char *subjects[2] = {s1, s2};
-	snprintf(s1, sizeof s1, "taskq.%s.tasks", stream);
-	snprintf(s2, sizeof s2, "taskq.%s.dead", stream);
 	if (natsConnection_ConnectTo(&nc, g_r3url) != NATS_OK || natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
 		fail("connect to the cluster");
-	jsStreamConfig sc;
-	jsStreamConfig_Init(&sc);
-	sc.Name = stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 2;
-	sc.Retention = js_WorkQueuePolicy;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = 3;
-	sc.MaxMsgSize = 1048576;
-	sc.Duplicates = 120000000000ll;
-	uint64_t until = now_ns() + 30000000000ull;
-	jsErrCode jerr = 0;
-	while (js_AddStream(NULL, js, &sc, NULL, &jerr) != NATS_OK) {
-		if (now_ns() > until)
-			fail("no R3 stream in 30 s (%d)", (int)jerr);
-		usleep(100000);
-	}
+	int err = tqn_bridge_stream(js, stream, 3);
+	if (err)
+		fail("no R3 stream in 30 s (%d)", err);
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
 }

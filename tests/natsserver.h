@@ -171,6 +171,39 @@ static inline int tqn_node_init(struct tqn_node *nd, const char *tag, int idx, b
 	return 0;
 }
 
+/* The stream a taskq-bridge makes for `stream` (subjects taskq.S.tasks
+ * and taskq.S.dead, work queue, file storage, 2-minute duplicate window),
+ * with `replicas`, retried for 30 s while a new cluster elects its
+ * JetStream leader. 0, or the last JetStream error code (-1 if none). */
+static inline int tqn_bridge_stream(jsCtx *js, const char *stream, int replicas)
+{
+	char s1[128], s2[128];
+	const char *subjects[2] = {s1, s2};
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	struct timespec t0, t;
+
+	snprintf(s1, sizeof s1, "taskq.%s.tasks", stream);
+	snprintf(s2, sizeof s2, "taskq.%s.dead", stream);
+	jsStreamConfig_Init(&sc);
+	sc.Name = stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 2;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = replicas;
+	sc.MaxMsgSize = 1048576;
+	sc.Duplicates = 120000000000ll;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (js_AddStream(NULL, js, &sc, NULL, &jerr) != NATS_OK) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec > 30)
+			return jerr ? (int)jerr : -1;
+		usleep(100000);
+	}
+	return 0;
+}
+
 /*
  * Starts one `nats-server -js` on a free loopback port, its store and log
  * in a new directory (into dir), its URL into url, and waits until it

@@ -553,19 +553,12 @@ Test(bridge, two_machines_and_killed_bridges_lose_nothing, .timeout = 150, .fini
 	pid_t out = br_bridge("out", br_qa, "KL", "--batch", "256", NULL, NULL);
 	/* Machine A: producers push; the bridge out is killed at set points
 	 * of the stream and started again. */
-	tq_task t[64];
 	int out_kills = 0;
 	uint32_t next_kill = KL_N / (KL_KILLS + 1);
 	for (uint32_t v = 0; v < KL_N;) {
 		uint32_t n = KL_N - v < 64 ? KL_N - v : 64;
-		memset(t, 0, sizeof t);
-		for (uint32_t i = 0; i < n; i++) {
-			t[i].kind = TQ_KIND_INT;
-			t[i].value = v + i;
-		}
-		int k = tq_push(a, t, n, 30 * BR_SEC);
-		cr_assert_gt(k, 0, "push into A: %d (%s); logs in %s", k, tq_strerror(k), br_dir);
-		v += (uint32_t)k;
+		br_push_ints(a, v, v + n);
+		v += n;
 		tq_stats s;
 		cr_assert_eq(tq_stats_get(a, &s), 0);
 		if (out_kills < KL_KILLS && s.total.acked >= next_kill) {
@@ -851,25 +844,8 @@ Test(bridge, three_node_cluster_node_killed_and_back, .timeout = 180, .fini = cl
 
 	/* The stream, three replicas, once the cluster has a JetStream
 	 * leader (the bridges then find it as they would have made it). */
-	jsStreamConfig sc;
-	const char *subjects[2] = {"taskq.R3.tasks", "taskq.R3.dead"};
-	jsStreamConfig_Init(&sc);
-	sc.Name = "R3";
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 2;
-	sc.Retention = js_WorkQueuePolicy;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = 3;
-	sc.Duplicates = 120000000000ll;
-	uint64_t deadline = tqt_now_ms() + 30000;
-	for (;;) {
-		jsErrCode jerr = 0;
-		natsStatus s = js_AddStream(NULL, br_js, &sc, NULL, &jerr);
-		if (s == NATS_OK)
-			break;
-		cr_assert(tqt_now_ms() < deadline, "no R3 stream in 30 s: %s (%d)", natsStatus_GetText(s), (int)jerr);
-		tqt_sleep_ms(100);
-	}
+	int err = tqn_bridge_stream(br_js, "R3", 3);
+	cr_assert_eq(err, 0, "no R3 stream in 30 s (%d)", err);
 
 	tq_queue *a = br_queue(br_qa, "cla", 4096), *b = br_queue(br_qb, "clb", 4096);
 	uint8_t *seen = calloc(CL_N, 1);

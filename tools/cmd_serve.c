@@ -619,46 +619,52 @@ static void render_bridge_metrics(struct buf *b, const struct server *srv)
 			len[i] = fread(text[i], 1, BRIDGE_FILE_MAX, f);
 		fclose(f);
 	}
-	/* Each family in the order first seen: its # lines from the first file
-	 * that has them, then every file's samples of it. */
+	/* Every line that may be served, once: its file, its text, its family. */
+	struct bline {
+		size_t file;
+		const char *l, *fam;
+		size_t len, famlen;
+	} *ls = NULL;
+	size_t n = 0, cap = 0;
 	for (size_t i = 0; i < srv->nbridge_files; i++) {
 		for (size_t off = 0; text[i] && off < len[i];) {
 			const char *l = text[i] + off, *nl = memchr(l, '\n', len[i] - off);
-			size_t ll = nl ? (size_t)(nl - l) : len[i] - off;
-			off += ll + 1;
+			size_t ll = nl ? (size_t)(nl - l) : len[i] - off, fl;
 			const char *fam;
-			size_t fl = bridge_line_family(l, ll, &fam);
-			if (!fl || l[0] != '#' || strncmp(l, "# HELP ", 7))
+			off += ll + 1;
+			if (!(fl = bridge_line_family(l, ll, &fam)))
 				continue;
-			/* a new family? (its HELP not written yet by an earlier file) */
-			bool seen = false;
-			for (size_t j = 0; j < i && !seen; j++)
-				for (size_t o2 = 0; text[j] && o2 < len[j] && !seen;) {
-					const char *m = text[j] + o2, *nl2 = memchr(m, '\n', len[j] - o2);
-					size_t ml = nl2 ? (size_t)(nl2 - m) : len[j] - o2;
-					o2 += ml + 1;
-					const char *f2;
-					size_t f2l = bridge_line_family(m, ml, &f2);
-					seen = f2l == fl && !strncmp(m, "# HELP ", 7) && !strncmp(f2, fam, fl);
+			if (n == cap) {
+				struct bline *g = realloc(ls, (cap = cap ? 2 * cap : 64) * sizeof *ls);
+				if (!g) {
+					b->oom = true;
+					goto out;
 				}
-			if (seen)
-				continue;
-			for (size_t j = i; j < srv->nbridge_files; j++)
-				for (size_t o2 = 0; text[j] && o2 < len[j];) {
-					const char *m = text[j] + o2, *nl2 = memchr(m, '\n', len[j] - o2);
-					size_t ml = nl2 ? (size_t)(nl2 - m) : len[j] - o2;
-					o2 += ml + 1;
-					const char *f2;
-					size_t f2l = bridge_line_family(m, ml, &f2);
-					if (f2l != fl || strncmp(f2, fam, fl))
-						continue;
-					bool meta = m[0] == '#';
-					if (meta && j != i)
-						continue; /* HELP and TYPE once */
-					buf_printf(b, "%.*s\n", (int)ml, m);
-				}
+				ls = g;
+			}
+			ls[n++] = (struct bline){i, l, fam, ll, fl};
 		}
 	}
+	/* Each family in the order its first HELP comes: that HELP's file's #
+	 * lines, then the samples of that file and of every later one. */
+	for (size_t r = 0; r < n; r++) {
+		if (strncmp(ls[r].l, "# HELP ", 7))
+			continue;
+		bool first = true;
+		for (size_t k = 0; k < r && first; k++)
+			first = !(ls[k].famlen == ls[r].famlen && !strncmp(ls[k].fam, ls[r].fam, ls[r].famlen) &&
+				  !strncmp(ls[k].l, "# HELP ", 7));
+		if (!first)
+			continue;
+		for (size_t k = 0; k < n; k++) {
+			bool same = ls[k].famlen == ls[r].famlen && !strncmp(ls[k].fam, ls[r].fam, ls[r].famlen);
+			bool meta = ls[k].l[0] == '#';
+			if (same && ls[k].file >= ls[r].file && (!meta || ls[k].file == ls[r].file))
+				buf_printf(b, "%.*s\n", (int)ls[k].len, ls[k].l);
+		}
+	}
+out:
+	free(ls);
 	for (size_t i = 0; i < srv->nbridge_files; i++)
 		free(text[i]);
 }
