@@ -32,6 +32,14 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_exit_for(int tq_err);
 /* Opens a queue or prints why not; returns 0 or an exit status. */
 int cli_open(const char *name, tq_queue **q);
+/* Prints "usage: taskq USAGE" to stderr; returns EX_USAGE_. */
+int cli_usage_error(const char *usage);
+/* Parses a subcommand whose only options are --help and --json (json may
+ * be NULL: then --json is refused). Returns -1 to go on, else the exit
+ * status (0 after --help). */
+int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, bool *json);
+
+#define CLI_SEC 1000000000ull
 
 /* cli_parse_u64, cli_parse_seconds and the other parsers: parse.h. */
 

@@ -20,12 +20,6 @@
 
 extern char **environ;
 
-static int usage_error(const char *usage)
-{
-	fprintf(stderr, "usage: taskq %s\n", usage);
-	return EX_USAGE_;
-}
-
 /* ----------------------------------------------------------------- push */
 
 /*
@@ -376,11 +370,11 @@ int cmd_push(int argc, char **argv)
 			}
 			break;
 		default:
-			return usage_error(usage);
+			return cli_usage_error(usage);
 		}
 	}
 	if (optind >= argc)
-		return usage_error(usage);
+		return cli_usage_error(usage);
 	ps.name = argv[optind++];
 	int rc = cli_open(ps.name, &ps.q);
 	if (rc)
@@ -473,11 +467,11 @@ int cmd_take(int argc, char **argv)
 			}
 			break;
 		default:
-			return usage_error(usage);
+			return cli_usage_error(usage);
 		}
 	}
 	if (optind != argc - 1)
-		return usage_error(usage);
+		return cli_usage_error(usage);
 	tq_queue *q;
 	int rc = cli_open(argv[optind], &q);
 	if (rc)
@@ -742,7 +736,7 @@ int cmd_work(int argc, char **argv)
 		default:
 			if (cli_log_option(c, optarg, &lc, &ok))
 				break;
-			return usage_error(usage);
+			return cli_usage_error(usage);
 		}
 		if (!ok) {
 			cli_err("invalid value '%s'", optarg);
@@ -750,13 +744,13 @@ int cmd_work(int argc, char **argv)
 		}
 	}
 	if (optind + 1 >= argc)
-		return usage_error(usage);
+		return cli_usage_error(usage);
 	const char *name = argv[optind];
 	char **cmd = argv + optind + 1;
 	if (!strcmp(cmd[0], "--"))
 		cmd++;
 	if (!cmd[0])
-		return usage_error(usage);
+		return cli_usage_error(usage);
 
 	tq_queue *q;
 	int rc = cli_open(name, &q);

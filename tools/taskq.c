@@ -2,6 +2,7 @@
  * taskq.c - the taskq command: dispatch, shared helpers, usage.
  */
 #include <stdarg.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -36,6 +37,32 @@ int cli_exit_for(int e)
 	case TQ_ESTOPPED: return EX_STOPPED;
 	default: return EX_FAIL;
 	}
+}
+
+int cli_usage_error(const char *usage)
+{
+	fprintf(stderr, "usage: taskq %s\n", usage);
+	return EX_USAGE_;
+}
+
+int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, bool *json)
+{
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: taskq %s\n%s", usage, help);
+			return 0;
+		}
+		if (c == 'j' && json)
+			*json = true;
+		else
+			return cli_usage_error(usage);
+	}
+	return -1;
 }
 
 int cli_open(const char *name, tq_queue **q)

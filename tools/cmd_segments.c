@@ -1,0 +1,453 @@
+/*
+ * cmd_segments.c - taskq ls, clean and destroy: the segments in /dev/shm.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ------------------------------------------------------ ls, clean, destroy */
+
+/*
+ * ls, clean and destroy look at /dev/shm/taskq.* without trusting it. Each
+ * entry is first looked at with fstatat, without opening it, so a FIFO or
+ * a device named like a queue is never opened. Only a regular file owned
+ * by the caller is opened (read-only, O_NOFOLLOW | O_NONBLOCK, to read the
+ * first 8 bytes of its header, the magic that creation writes last), and
+ * only such a file that looks finished is attached to with tq_open, which
+ * maps it and writes into it. Another user's segment is never mapped: its
+ * owner can change it at any time, or truncate it under the mapping. In
+ * /dev/shm (sticky) nobody but its owner or root can replace a file
+ * between these checks, so a file checked as the caller's stays the
+ * caller's.
+ */
+#define SHM_DIR "/dev/shm"
+#define SHM_PREFIX "taskq."
+/* A segment whose creator died before it was whole (empty, or its magic
+ * still zero) is removed by clean once unchanged for this long: a living
+ * creator finishes in milliseconds. */
+#define HALF_CREATED_AGE_S 60
+
+enum seg_class {
+	SEG_GONE,       /* not there (any more) */
+	SEG_QUEUE,      /* the caller's, looks finished: opened (err, stats) */
+	SEG_HALF,       /* the caller's, empty or its magic zero: half-created */
+	SEG_OTHER_USER, /* another user's: not inspected */
+	SEG_NOT_FILE,   /* not a regular file (type says what) */
+	SEG_BAD_NAME,   /* taskq.X where X is not a queue name */
+	SEG_ERROR,      /* could not be inspected (err) */
+};
+
+struct qinfo {
+	char name[256];       /* after "taskq.": any bytes */
+	char shown[4 * 256];  /* name, safe for a terminal */
+	int cls;              /* enum seg_class */
+	uid_t uid;
+	const char *type;     /* SEG_NOT_FILE: "a FIFO", ... */
+	bool old;             /* SEG_HALF: unchanged for HALF_CREATED_AGE_S */
+	int err;              /* SEG_QUEUE, SEG_ERROR: 0 or the TQ_E* code */
+	tq_stats s;
+	int others;           /* attached processes besides this command */
+	uint32_t held;        /* tasks in any state */
+	tq_queue *q;          /* SEG_QUEUE, err 0, when asked: still attached */
+};
+
+static const char *file_type(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISLNK(m))
+		return "a symbolic link";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m) || S_ISBLK(m))
+		return "a device";
+	return "not a regular file";
+}
+
+static int errno_tq(int e)
+{
+	return e == EACCES || e == EPERM ? TQ_EPERM : e == ENOMEM ? TQ_ENOMEM : TQ_ESYS;
+}
+
+/* Classifies dir/taskq.NAME; with attach, keeps a queue's handle open. */
+static void inspect(int dir, const char *name, bool attach, struct qinfo *qi)
+{
+	char file[sizeof(SHM_PREFIX) + sizeof(qi->name)];
+	struct stat st, fst;
+	uint64_t magic = 1;
+
+	memset(qi, 0, sizeof(*qi));
+	snprintf(qi->name, sizeof(qi->name), "%s", name);
+	cli_text_escape(qi->shown, sizeof(qi->shown), qi->name, strlen(qi->name));
+	snprintf(file, sizeof(file), SHM_PREFIX "%s", qi->name);
+	if (fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		qi->cls = errno == ENOENT ? SEG_GONE : SEG_ERROR;
+		qi->err = errno_tq(errno);
+		return;
+	}
+	qi->uid = st.st_uid;
+	if (!S_ISREG(st.st_mode)) {
+		qi->cls = SEG_NOT_FILE;
+		qi->type = file_type(st.st_mode);
+		return;
+	}
+	if (!cli_queue_name_ok(qi->name)) {
+		qi->cls = SEG_BAD_NAME;
+		return;
+	}
+	if (st.st_uid != geteuid()) {
+		qi->cls = SEG_OTHER_USER;
+		return;
+	}
+	int fd = openat(dir, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		qi->cls = errno == ENOENT ? SEG_GONE : errno == ELOOP ? SEG_NOT_FILE : SEG_ERROR;
+		qi->type = file_type(S_IFLNK);
+		qi->err = errno_tq(errno);
+		return;
+	}
+	/* What was opened is what was checked: the same file, still the
+	 * caller's regular file (else it changed hands or was replaced while
+	 * looked at; it is left alone). */
+	if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino || !S_ISREG(fst.st_mode) ||
+	    fst.st_uid != geteuid()) {
+		close(fd);
+		qi->cls = SEG_GONE;
+		return;
+	}
+	bool half = fst.st_size == 0 ||
+		    (fst.st_size >= 8 && pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) && magic == 0);
+	close(fd);
+	if (half) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		qi->cls = SEG_HALF;
+		qi->old = now.tv_sec - fst.st_mtim.tv_sec >= HALF_CREATED_AGE_S;
+		return;
+	}
+	tq_queue *q;
+	qi->cls = SEG_QUEUE;
+	qi->err = tq_open(qi->name, &q);
+	if (qi->err)
+		return;
+	tq_stats_get(q, &qi->s);
+	qi->others = (int)qi->s.procs - 1;
+	qi->held = qi->s.ready + qi->s.leased + qi->s.delayed + qi->s.dead;
+	if (attach)
+		qi->q = q;
+	else
+		tq_close(q);
+}
+
+/* "user nobody (uid 65534)", or "uid 65534" if the user has no name. */
+static const char *owner_name(uid_t uid, char *buf, size_t size)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res && res->pw_name)
+		snprintf(buf, size, "user %.64s (uid %u)", res->pw_name, (unsigned)uid);
+	else
+		snprintf(buf, size, "uid %u", (unsigned)uid);
+	return buf;
+}
+
+/* Why an entry is not an inspected queue: a line of ls and clean. */
+static const char *seg_note(const struct qinfo *qi, char *buf, size_t size)
+{
+	char who[120];
+
+	switch (qi->cls) {
+	case SEG_OTHER_USER:
+		snprintf(buf, size, "owned by %s: not inspected", owner_name(qi->uid, who, sizeof(who)));
+		break;
+	case SEG_NOT_FILE:
+		snprintf(buf, size, "not a taskq queue: %s", qi->type);
+		break;
+	case SEG_BAD_NAME:
+		snprintf(buf, size, "not a taskq queue: not a valid queue name");
+		break;
+	case SEG_HALF:
+		snprintf(buf, size, qi->old ? "half-created: its creator died (unchanged for %d s or more)"
+					    : "half-created: being created, or its creator died less than %d s ago",
+			 HALF_CREATED_AGE_S);
+		break;
+	default:
+		snprintf(buf, size, "%s", tq_strerror(qi->err));
+		break;
+	}
+	return buf;
+}
+
+/* Calls fn for every taskq.* entry of /dev/shm. */
+static int for_each_queue(void (*fn)(const struct qinfo *, void *), void *arg, bool attach)
+{
+	DIR *d = opendir(SHM_DIR);
+	struct dirent *e;
+
+	if (!d) {
+		cli_err("%s: cannot list: %s", SHM_DIR, strerror(errno));
+		return EX_FAIL;
+	}
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, SHM_PREFIX, strlen(SHM_PREFIX)) || !e->d_name[strlen(SHM_PREFIX)])
+			continue;
+		struct qinfo qi;
+		inspect(dirfd(d), e->d_name + strlen(SHM_PREFIX), attach, &qi);
+		if (qi.cls != SEG_GONE)
+			fn(&qi, arg);
+		tq_close(qi.q);
+	}
+	closedir(d);
+	return 0;
+}
+
+static bool is_queue(const struct qinfo *qi)
+{
+	return qi->cls == SEG_QUEUE && qi->err == 0;
+}
+
+static bool is_stale(const struct qinfo *qi)
+{
+	return is_queue(qi) && qi->others == 0;
+}
+
+static void ls_one(const struct qinfo *qi, void *arg)
+{
+	cJSON *arr = arg;
+	char note[300];
+
+	if (arr) {
+		cJSON *o = cJSON_CreateObject();
+		cli_json_add_bytes(o, "name", qi->name, strlen(qi->name));
+		if (qi->cls != SEG_ERROR)
+			cJSON_AddNumberToObject(o, "owner_uid", qi->uid);
+		/* Looked inside: only the caller's own regular files are. */
+		cJSON_AddBoolToObject(o, "inspected", qi->cls == SEG_QUEUE || qi->cls == SEG_HALF);
+		if (!is_queue(qi)) {
+			cJSON_AddStringToObject(o, "error", seg_note(qi, note, sizeof(note)));
+		} else {
+			cJSON_AddStringToObject(o, "state", cli_state_name(qi->s.run_state));
+			cJSON_AddNumberToObject(o, "capacity", qi->s.capacity);
+			cJSON_AddNumberToObject(o, "ready", qi->s.ready);
+			cJSON_AddNumberToObject(o, "leased", qi->s.leased);
+			cJSON_AddNumberToObject(o, "delayed", qi->s.delayed);
+			cJSON_AddNumberToObject(o, "dead", qi->s.dead);
+			cJSON_AddNumberToObject(o, "processes", qi->others);
+			cJSON_AddBoolToObject(o, "stale", is_stale(qi));
+		}
+		cJSON_AddItemToArray(arr, o);
+		return;
+	}
+	if (!is_queue(qi))
+		printf("%-24s %-9s %s\n", qi->shown, "-", seg_note(qi, note, sizeof(note)));
+	else
+		printf("%-24s %-9s %8u %8u %8u %8u %6d%s\n", qi->shown, cli_state_name(qi->s.run_state), qi->s.ready,
+		       qi->s.leased, qi->s.delayed, qi->s.dead, qi->others,
+		       is_stale(qi) ? "  stale: no live process attached" : "");
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	static const char *usage = "ls [--json]";
+	bool json = false;
+	int rc = cli_simple_opts(argc, argv, usage,
+			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
+			     "dead, attached processes. A queue is stale when no live process is attached\n"
+			     "(opening it here also recovers the tasks of dead ones). Only the caller's own\n"
+			     "queues are opened: another user's is listed as owned by that user, not\n"
+			     "inspected; anything else named taskq.* (a FIFO, a directory, a link, a file\n"
+			     "that is not a queue) is listed as not a taskq queue, and never opened in a\n"
+			     "way that could wait. --json: an array of objects: name, owner_uid, inspected,\n"
+			     "and either the queue's state and counts, or error (why not).\n", &json);
+
+	if (rc >= 0)
+		return rc;
+	if (optind != argc)
+		return cli_usage_error(usage);
+	cJSON *arr = json ? cJSON_CreateArray() : NULL;
+	if (!json)
+		printf("%-24s %-9s %8s %8s %8s %8s %6s\n", "NAME", "STATE", "READY", "LEASED", "DELAYED", "DEAD", "PROCS");
+	rc = for_each_queue(ls_one, arr, false);
+	if (json)
+		cli_print_json(arr);
+	return rc;
+}
+
+struct clean_ctx {
+	bool force, dry_run, json;
+	int removed, kept;
+	cJSON *arr;
+};
+
+static void clean_one(const struct qinfo *qi, void *arg)
+{
+	struct clean_ctx *c = arg;
+	const char *why = NULL;
+	char note[300];
+
+	if (qi->cls == SEG_HALF && qi->old)
+		why = "half-created (its creator died)";
+	else if (is_stale(qi) && qi->held == 0)
+		why = "stale, empty";
+	else if (is_stale(qi) && c->force)
+		why = "stale, tasks discarded (--force)";
+	if (!why) {
+		c->kept++;
+		if (is_stale(qi))
+			fprintf(stderr, "taskq: clean: kept %s: stale but holds %u tasks (--force discards them)\n",
+				qi->shown, qi->held);
+		else if (qi->cls == SEG_OTHER_USER)
+			fprintf(stderr, "taskq: clean: skipped %s: %s (only the caller's own queues are cleaned)\n",
+				qi->shown, seg_note(qi, note, sizeof(note)));
+		else if (!is_queue(qi))
+			fprintf(stderr, "taskq: clean: kept %s: %s\n", qi->shown, seg_note(qi, note, sizeof(note)));
+		return;
+	}
+	/* A queue is removed while still attached here: a process that opens
+	 * it by name from now on finds nothing, rather than a queue about to go. */
+	int rc = c->dry_run ? 0 : tq_destroy(qi->name);
+	if (rc) {
+		cli_err("%s: %s", qi->shown, tq_strerror(rc));
+		c->kept++;
+		return;
+	}
+	c->removed++;
+	if (c->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", qi->name); /* a valid queue name: plain ASCII */
+		cJSON_AddStringToObject(o, "reason", why);
+		cJSON_AddNumberToObject(o, "tasks_discarded", qi->held);
+		cJSON_AddItemToArray(c->arr, o);
+	} else {
+		printf("%s %s: %s\n", c->dry_run ? "would remove" : "removed", qi->name, why);
+	}
+}
+
+int cmd_clean(int argc, char **argv)
+{
+	static const char *usage = "clean [--force] [--dry-run] [--json]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"force", no_argument, 0, 'f'},
+		{"dry-run", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+	struct clean_ctx c = {0};
+	int o;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "hjfn", opts, NULL)) != -1) {
+		if (o == 'h') {
+			printf("usage: taskq %s\n\nRemoves the caller's queues that no live process is attached to and\n"
+			       "that hold no task, and the caller's segments whose creator died while\n"
+			       "creating them (empty, or with no header yet, and unchanged for %d s). A stale\n"
+			       "queue that still holds tasks is kept unless --force. Only regular files owned\n"
+			       "by the caller are ever removed: other users' queues are skipped (and not\n"
+			       "opened), and anything named taskq.* that is not provably a taskq queue (a\n"
+			       "FIFO, a directory, a link, a file that is not a queue) is kept; each is named\n"
+			       "on stderr. --dry-run: say what would be removed, remove nothing. --json: an\n"
+			       "array of the queues removed: name, reason, tasks_discarded.\n",
+			       usage, HALF_CREATED_AGE_S);
+			return 0;
+		}
+		if (o == 'j') c.json = true;
+		else if (o == 'f') c.force = true;
+		else if (o == 'n') c.dry_run = true;
+		else return cli_usage_error(usage);
+	}
+	if (optind != argc)
+		return cli_usage_error(usage);
+	c.arr = c.json ? cJSON_CreateArray() : NULL;
+	int rc = for_each_queue(clean_one, &c, true);
+	if (c.json)
+		cli_print_json(c.arr);
+	else if (c.removed == 0)
+		printf("nothing to clean\n");
+	return rc;
+}
+
+int cmd_destroy(int argc, char **argv)
+{
+	static const char *usage = "destroy NAME [--force]";
+	static const struct option opts[] = {
+		{"help", no_argument, 0, 'h'}, {"force", no_argument, 0, 'f'}, {0, 0, 0, 0}};
+	bool force = false;
+	int o;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
+		if (o == 'h') {
+			printf("usage: taskq %s\n\nRemoves queue NAME. Refused while processes are attached or\n"
+			       "tasks are held (ready, in progress, delayed or dead) unless --force. Without\n"
+			       "--force it also refuses what it cannot inspect: a half-created queue, a\n"
+			       "segment that is not a queue or not a regular file (exit 4), another user's\n"
+			       "queue (exit 1; it is never opened).\n", usage);
+			return 0;
+		}
+		if (o == 'f') force = true;
+		else return cli_usage_error(usage);
+	}
+	if (optind != argc - 1)
+		return cli_usage_error(usage);
+	const char *name = argv[optind];
+	char note[300];
+	struct qinfo qi;
+	if (!cli_queue_name_ok(name)) {
+		cli_err("%s: %s", cli_text_escape(note, sizeof(note), name, strlen(name)), tq_strerror(TQ_ENAME));
+		return EX_USAGE_;
+	}
+	int dir = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
+		cli_err("%s: %s", SHM_DIR, strerror(errno));
+		return EX_FAIL;
+	}
+	inspect(dir, name, false, &qi);
+	close(dir);
+	switch (qi.cls) {
+	case SEG_GONE:
+		cli_err("%s: %s", name, tq_strerror(TQ_ENOENT));
+		return EX_NOQUEUE;
+	case SEG_ERROR:
+		cli_err("%s: %s", name, tq_strerror(qi.err));
+		return cli_exit_for(qi.err);
+	case SEG_QUEUE:
+		if (qi.err && qi.err != TQ_EBADQUEUE && qi.err != TQ_EINIT && qi.err != TQ_EVERSION) {
+			cli_err("%s: %s", name, tq_strerror(qi.err));
+			return cli_exit_for(qi.err);
+		}
+		if (qi.err && !force) {
+			cli_err("%s: %s; --force removes it anyway", name, tq_strerror(qi.err));
+			return EX_BADQUEUE;
+		}
+		if (!qi.err && !force && (qi.others > 0 || qi.held > 0)) {
+			cli_err("%s: %d processes attached, %u tasks held; --force destroys it anyway", name,
+				qi.others, qi.held);
+			return EX_FAIL;
+		}
+		break;
+	default:
+		if (!force) {
+			cli_err("%s: %s; --force removes it anyway", name, seg_note(&qi, note, sizeof(note)));
+			return qi.cls == SEG_OTHER_USER ? EX_FAIL : EX_BADQUEUE;
+		}
+		break;
+	}
+	int rc = tq_destroy(name);
+	if (rc) {
+		cli_err("%s: %s", name, tq_strerror(rc));
+		return cli_exit_for(rc);
+	}
+	printf("destroyed %s\n", name);
+	return 0;
+}
