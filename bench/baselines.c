@@ -7,23 +7,22 @@
  *   POSIX message queue, `batch` 8-byte tasks per message (1 or 64;
  *   mq_maxmsg 10, Debian's default limit);
  *   "seed classic": a 10,000-slot int64 ring in POSIX shm guarded by three
- *   named semaphores (empty, full, mutex), one sem_wait/sem_post cycle per task;
+ *   named semaphores (empty, full, mutex), one sem_wait/sem_post cycle per task
+ *   (classic.c, which tests/test_seed.c shares);
  *   latency: a pipe carrying one stamped task per write, read by a blocking
  *   read(2) of one task (latency.c).
  * The lock-free SPSC ring is in spsc.c.
  */
 #include "bench.h"
+#include "classic.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static size_t task_size(const struct bench_run *r)
@@ -420,136 +419,81 @@ const struct bench_ops bench_mq_ops = {
 
 /* ----------------------------------------------------------- seed classic */
 
-#define SEED_SLOTS 10000
-
-struct seed_ring {
-	uint64_t head, tail; /* guarded by sem_mutex */
-	int64_t slot[SEED_SLOTS];
-};
-
-enum { SEED_SHM, SEED_EMPTY, SEED_FULL, SEED_MUTEX };
+/* The ring itself is in classic.c, shared with tests/test_seed.c. */
 
 static int seed_setup(struct bench_run *r)
 {
-	static const char *const suffix[] = {"ring", "empty", "full", "mutex"};
-	for (int i = 0; i < 4; i++)
-		snprintf(r->objname[i], sizeof r->objname[i], "/%s-%s", r->name, suffix[i]);
-	int fd = shm_open(r->objname[SEED_SHM], O_CREAT | O_EXCL | O_RDWR, 0600);
-	if (fd < 0) {
-		fprintf(stderr, "  [%s] shm_open(%s): %s\n", r->row->name, r->objname[SEED_SHM], strerror(errno));
-		return -1;
-	}
-	bench_name_add(BENCH_NAME_SHM, r->objname[SEED_SHM]);
-	int rc = ftruncate(fd, sizeof(struct seed_ring));
-	close(fd);
-	if (rc != 0) {
-		fprintf(stderr, "  [%s] ftruncate: %s\n", r->row->name, strerror(errno));
-		return -1;
-	}
-	static const unsigned init[] = {0, SEED_SLOTS, 0, 1};
-	for (int i = SEED_EMPTY; i <= SEED_MUTEX; i++) {
-		sem_t *s = sem_open(r->objname[i], O_CREAT | O_EXCL, 0600, init[i]);
-		if (s == SEM_FAILED) {
-			fprintf(stderr, "  [%s] sem_open(%s): %s\n", r->row->name, r->objname[i], strerror(errno));
+	char err[256];
+	for (int i = 0; i < CLASSIC_NOBJ; i++)
+		if (classic_name(r->objname[i], sizeof r->objname[i], r->name, (enum classic_obj)i) != 0) {
+			fprintf(stderr, "  [%s] name too long: %s\n", r->row->name, r->name);
 			return -1;
 		}
+	int rc = classic_create(r->name, err, sizeof err);
+	/* registered even on failure: teardown and the exit cleanup remove them */
+	bench_name_add(BENCH_NAME_SHM, r->objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
 		bench_name_add(BENCH_NAME_SEM, r->objname[i]);
-		sem_close(s);
+	if (rc != 0) {
+		fprintf(stderr, "  [%s] %s\n", r->row->name, err);
+		return -1;
 	}
 	return 0;
 }
 
-struct seed_handle {
-	struct seed_ring *ring;
-	sem_t *empty, *full, *mutex;
-};
-
-static void seed_open(struct bench_run *r, const char *who, struct seed_handle *h)
+static void seed_open(struct bench_run *r, const char *who, struct classic *h)
 {
-	int fd = shm_open(r->objname[SEED_SHM], O_RDWR, 0);
-	if (fd < 0)
-		bench_child_die(r, who, "shm_open: %s", strerror(errno));
-	void *p = mmap(NULL, sizeof *h->ring, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
-		bench_child_die(r, who, "mmap: %s", strerror(errno));
-	h->ring = p;
-	sem_t **s[] = {&h->empty, &h->full, &h->mutex};
-	for (int i = 0; i < 3; i++) {
-		*s[i] = sem_open(r->objname[SEED_EMPTY + i], 0);
-		if (*s[i] == SEM_FAILED)
-			bench_child_die(r, who, "sem_open(%s): %s", r->objname[SEED_EMPTY + i], strerror(errno));
-	}
-}
-
-static void seed_close(struct seed_handle *h)
-{
-	sem_close(h->empty);
-	sem_close(h->full);
-	sem_close(h->mutex);
-	munmap(h->ring, sizeof *h->ring);
-}
-
-static void sem_wait_or_die(struct bench_run *r, const char *who, sem_t *s)
-{
-	while (sem_wait(s) != 0)
-		if (errno != EINTR)
-			bench_child_die(r, who, "sem_wait: %s", strerror(errno));
+	char err[256];
+	if (classic_open(h, r->name, err, sizeof err) != 0)
+		bench_child_die(r, who, "%s", err);
 }
 
 static int seed_producer(struct bench_run *r, int p)
 {
-	struct seed_handle h;
+	struct classic h;
 	seed_open(r, "producer", &h);
 	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
 	bench_child_ready(r);
 	for (uint64_t s = 0; s < per; s++) {
-		sem_wait_or_die(r, "producer", h.empty);
-		sem_wait_or_die(r, "producer", h.mutex);
-		h.ring->slot[h.ring->tail] = (int64_t)(base | s);
-		h.ring->tail = (h.ring->tail + 1) % SEED_SLOTS;
-		sem_post(h.mutex);
-		sem_post(h.full);
+		if (classic_push(&h, (int64_t)(base | s)) != 0)
+			bench_child_die(r, "producer", "sem_wait: %s", strerror(errno));
 		if ((s & 1023) == 0)
 			bench_progress(r, p, s);
 	}
 	bench_progress(r, p, per);
-	seed_close(&h);
+	classic_close(&h);
 	return 0;
 }
 
 static int seed_consumer(struct bench_run *r, int c)
 {
-	struct seed_handle h;
+	struct classic h;
 	seed_open(r, "consumer", &h);
 	struct bench_cons cs;
 	if (bench_cons_init(&cs, r, c) != 0)
 		bench_child_die(r, "consumer", "out of memory");
 	bench_child_ready(r);
 	while (cs.count < r->total) {
-		sem_wait_or_die(r, "consumer", h.full);
-		sem_wait_or_die(r, "consumer", h.mutex);
-		uint64_t v = (uint64_t)h.ring->slot[h.ring->head];
-		h.ring->head = (h.ring->head + 1) % SEED_SLOTS;
-		sem_post(h.mutex);
-		sem_post(h.empty);
-		bench_mark(&cs, v);
+		int64_t v;
+		if (classic_pop(&h, &v) != 0)
+			bench_child_die(r, "consumer", "sem_wait: %s", strerror(errno));
+		bench_mark(&cs, (uint64_t)v);
 		cs.count++;
 		if ((cs.count & 1023) == 0)
 			bench_progress(r, cs.idx, cs.count);
 	}
 	bench_consumed(r, cs.count);
 	bench_cons_finish(&cs);
-	seed_close(&h);
+	classic_close(&h);
 	return 0;
 }
 
 static void seed_teardown(struct bench_run *r, int ok)
 {
 	(void)ok;
-	if (r->objname[SEED_SHM][0])
-		bench_name_del(BENCH_NAME_SHM, r->objname[SEED_SHM]);
-	for (int i = SEED_EMPTY; i <= SEED_MUTEX; i++)
+	if (r->objname[CLASSIC_SHM][0])
+		bench_name_del(BENCH_NAME_SHM, r->objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
 		if (r->objname[i][0])
 			bench_name_del(BENCH_NAME_SEM, r->objname[i]);
 }
