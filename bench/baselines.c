@@ -11,7 +11,8 @@
  *   (classic.c, which tests/test_seed.c shares);
  *   latency: a pipe carrying one stamped task per write, read by a blocking
  *   read(2) of one task (latency.c).
- * The lock-free SPSC ring is in spsc.c.
+ * The lock-free SPSC ring is in spsc.c. At the end: the wedge mode
+ * (`--only wedge`), the seed's ring and taskq when a consumer is killed.
  */
 #include "bench.h"
 #include "classic.h"
@@ -21,8 +22,13 @@
 #include <mqueue.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static size_t task_size(const struct bench_run *r)
@@ -506,3 +512,229 @@ const struct bench_ops bench_seed_ops = {
 	.diagnose = NULL,
 	.teardown = seed_teardown,
 };
+
+/* ------------------------------------------------------------------ wedge */
+
+/*
+ * `taskq-bench --only wedge`: one producer and two consumers on the seed's
+ * ring, then on a taskq queue of the same size; after a second, one
+ * consumer stops itself while it holds the seed's sem_mutex (on taskq: a
+ * batch of leases) and is killed there with SIGKILL. Printed: the tasks
+ * the consumers delivered in the second before the kill and in the second
+ * after it. (tests/test_seed.c asserts the same, docs/seed.md says why.)
+ */
+
+#define WEDGE_PROCS 3 /* 0: the producer; 1: the consumer killed; 2: the other consumer */
+
+struct wedge_shared {
+	_Atomic uint64_t delivered; /* by the consumers */
+	_Atomic int kill_now;       /* the victim stops at its next chance */
+	_Atomic int stop;           /* taskq producer: stop pushing */
+	char msg[256];
+};
+
+struct wedge_classic_me {
+	struct wedge_shared *sh;
+	int victim;
+};
+
+/* Runs holding sem_mutex after each pop. */
+static void wedge_classic_inside(void *arg)
+{
+	struct wedge_classic_me *me = arg;
+	atomic_fetch_add_explicit(&me->sh->delivered, 1, memory_order_relaxed);
+	if (me->victim && atomic_load_explicit(&me->sh->kill_now, memory_order_relaxed))
+		raise(SIGSTOP); /* holding sem_mutex; the parent kills us here */
+}
+
+static int wedge_classic_child(struct wedge_shared *sh, const char *base, int idx)
+{
+	struct classic h;
+	char err[200];
+	if (classic_open(&h, base, err, sizeof err) != 0) {
+		snprintf(sh->msg, sizeof sh->msg, "seed classic: %s", err);
+		return 2;
+	}
+	struct wedge_classic_me me = {sh, idx == 1};
+	if (idx > 0) {
+		h.inside = wedge_classic_inside;
+		h.arg = &me;
+	}
+	for (int64_t s = 0;; s++) {
+		int64_t v;
+		if ((idx == 0 ? classic_push(&h, s) : classic_pop(&h, &v)) != 0) {
+			snprintf(sh->msg, sizeof sh->msg, "seed classic: sem_wait: %s", strerror(errno));
+			return 3;
+		}
+	}
+}
+
+static int wedge_taskq_child(struct wedge_shared *sh, const char *name, int idx)
+{
+	tq_queue *q = NULL;
+	int rc = tq_open(name, &q);
+	if (rc != 0) {
+		snprintf(sh->msg, sizeof sh->msg, "taskq: tq_open: %s", tq_strerror(rc));
+		return 2;
+	}
+	tq_task t[BENCH_MAX_BATCH];
+	uint64_t s = 0;
+	while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+		if (idx == 0) {
+			for (size_t i = 0; i < BENCH_MAX_BATCH; i++)
+				t[i] = (tq_task){.kind = TQ_KIND_INT, .value = s++};
+			rc = tq_push(q, t, BENCH_MAX_BATCH, 50000000ull);
+			if (rc < 0 && rc != TQ_ETIMEDOUT) {
+				snprintf(sh->msg, sizeof sh->msg, "taskq: tq_push: %s", tq_strerror(rc));
+				return 3;
+			}
+			continue;
+		}
+		int n = tq_take(q, t, BENCH_MAX_BATCH, 50000000ull);
+		if (n == TQ_ETIMEDOUT || n == TQ_EAGAIN)
+			continue;
+		if (n < 0) {
+			snprintf(sh->msg, sizeof sh->msg, "taskq: tq_take: %s", tq_strerror(n));
+			return 3;
+		}
+		if (idx == 1 && atomic_load_explicit(&sh->kill_now, memory_order_relaxed))
+			raise(SIGSTOP); /* holding n leases; the parent kills us here */
+		if ((rc = tq_ack(q, t, (size_t)n)) != 0) {
+			snprintf(sh->msg, sizeof sh->msg, "taskq: tq_ack: %s", tq_strerror(rc));
+			return 3;
+		}
+		atomic_fetch_add_explicit(&sh->delivered, (uint64_t)n, memory_order_relaxed);
+	}
+	tq_close(q);
+	return 0;
+}
+
+static void wedge_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* One design: forks the three, measures, kills them all. 0, or -1 with a
+ * message on stderr. */
+static int wedge_one(int taskq, const char *name, uint64_t *before, uint64_t *after)
+{
+	struct wedge_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		fprintf(stderr, "taskq-bench: wedge: mmap: %s\n", strerror(errno));
+		return -1;
+	}
+	pid_t pid[WEDGE_PROCS] = {0};
+	pid_t parent = getpid();
+	int rc = -1;
+	for (int i = WEDGE_PROCS - 1; i >= 0; i--) {
+		fflush(NULL);
+		pid[i] = fork();
+		if (pid[i] < 0) {
+			fprintf(stderr, "taskq-bench: wedge: fork: %s\n", strerror(errno));
+			goto out;
+		}
+		if (pid[i] == 0) {
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
+			signal(SIGHUP, SIG_DFL);
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+				_exit(99);
+			_exit(taskq ? wedge_taskq_child(sh, name, i) : wedge_classic_child(sh, name, i));
+		}
+	}
+	wedge_sleep_ms(1000);
+	uint64_t d0 = atomic_load(&sh->delivered);
+	atomic_store(&sh->kill_now, 1);
+	/* the victim stops itself at its next chance; then it is killed there */
+	uint64_t deadline = bench_now_ns() + 10000000000ull;
+	int st = 0;
+	for (;;) {
+		pid_t r = waitpid(pid[1], &st, WNOHANG | WUNTRACED);
+		if (r == pid[1] && WIFSTOPPED(st))
+			break;
+		if (r == pid[1] || bench_now_ns() > deadline) {
+			if (r == pid[1])
+				pid[1] = 0;
+			fprintf(stderr, "taskq-bench: wedge: the consumer to kill did not stop (%s)\n",
+				sh->msg[0] ? sh->msg : "in 10 s");
+			goto out;
+		}
+		wedge_sleep_ms(1);
+	}
+	kill(pid[1], SIGKILL);
+	uint64_t d1 = atomic_load(&sh->delivered);
+	waitpid(pid[1], &st, 0);
+	pid[1] = 0;
+	wedge_sleep_ms(1000);
+	uint64_t d2 = atomic_load(&sh->delivered);
+	*before = d0; /* the first second, until kill_now */
+	*after = d2 - d1;
+	rc = 0;
+	if (sh->msg[0]) {
+		fprintf(stderr, "taskq-bench: wedge: %s\n", sh->msg);
+		rc = -1;
+	}
+out:
+	atomic_store(&sh->stop, 1);
+	for (int i = 0; i < WEDGE_PROCS; i++)
+		if (pid[i] > 0) {
+			kill(pid[i], SIGKILL);
+			waitpid(pid[i], NULL, 0);
+		}
+	munmap(sh, sizeof *sh);
+	return rc;
+}
+
+int bench_wedge_run(void)
+{
+	char base[BENCH_NAME_LEN], objname[CLASSIC_NOBJ][CLASSIC_NAME_MAX], err[256];
+	uint64_t before[2] = {0, 0}, after[2] = {0, 0};
+	int bad = 0;
+
+	/* the seed's ring */
+	snprintf(base, sizeof base, "tqbench-%ld-wedge-seed", (long)getpid());
+	for (int i = 0; i < CLASSIC_NOBJ; i++)
+		(void)classic_name(objname[i], sizeof objname[i], base, (enum classic_obj)i);
+	int rc = classic_create(base, err, sizeof err);
+	bench_name_add(BENCH_NAME_SHM, objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
+		bench_name_add(BENCH_NAME_SEM, objname[i]);
+	if (rc != 0) {
+		fprintf(stderr, "taskq-bench: wedge: %s\n", err);
+		bad = 1;
+	} else if (wedge_one(0, base, &before[0], &after[0]) != 0)
+		bad = 1;
+	bench_name_del(BENCH_NAME_SHM, objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
+		bench_name_del(BENCH_NAME_SEM, objname[i]);
+
+	/* taskq, a queue of the same size */
+	snprintf(base, sizeof base, "tqbench-%ld-wedge-taskq", (long)getpid());
+	tq_config cfg;
+	tq_config_init(&cfg);
+	cfg.capacity = CLASSIC_SLOTS;
+	cfg.max_payload = 0;
+	cfg.lease_ns = 60ull * 1000000000ull; /* the kill, not an expiry, returns the leases */
+	tq_queue *q = NULL;
+	rc = tq_create(base, &cfg, &q);
+	if (rc != 0) {
+		fprintf(stderr, "taskq-bench: wedge: tq_create: %s\n", tq_strerror(rc));
+		bad = 1;
+	} else {
+		bench_name_add(BENCH_NAME_TASKQ, base);
+		tq_close(q);
+		if (wedge_one(1, base, &before[1], &after[1]) != 0)
+			bad = 1;
+		bench_name_del(BENCH_NAME_TASKQ, base);
+	}
+
+	printf("wedge: 1 producer, 2 consumers; after 1 s one consumer is killed with SIGKILL while it\n"
+	       "holds the lock (the seed: sem_mutex) or a batch of leases (taskq)\n\n");
+	printf("%-14s %22s %22s\n", "", "delivered 1 s before", "delivered 1 s after");
+	printf("%-14s %22llu %22llu\n", "seed classic", (unsigned long long)before[0],
+	       (unsigned long long)after[0]);
+	printf("%-14s %22llu %22llu\n", "taskq", (unsigned long long)before[1], (unsigned long long)after[1]);
+	return bad;
+}
