@@ -80,8 +80,10 @@ $(SHARED): $(PIC_OBJ)
 $(PCFILE): taskq.pc.in | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
+# The seed's classic ring (bench/classic.c) is shared by the bench and the
+# test that kills the holder of its mutex (tests/test_seed.c).
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench

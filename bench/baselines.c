@@ -7,23 +7,28 @@
  *   POSIX message queue, `batch` 8-byte tasks per message (1 or 64;
  *   mq_maxmsg 10, Debian's default limit);
  *   "seed classic": a 10,000-slot int64 ring in POSIX shm guarded by three
- *   named semaphores (empty, full, mutex), one sem_wait/sem_post cycle per task;
+ *   named semaphores (empty, full, mutex), one sem_wait/sem_post cycle per task
+ *   (classic.c, which tests/test_seed.c shares);
  *   latency: a pipe carrying one stamped task per write, read by a blocking
  *   read(2) of one task (latency.c).
- * The lock-free SPSC ring is in spsc.c.
+ * The lock-free SPSC ring is in spsc.c. At the end: the wedge mode
+ * (`--only wedge`), the seed's ring and taskq when a consumer is killed.
  */
 #include "bench.h"
+#include "classic.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static size_t task_size(const struct bench_run *r)
@@ -420,136 +425,81 @@ const struct bench_ops bench_mq_ops = {
 
 /* ----------------------------------------------------------- seed classic */
 
-#define SEED_SLOTS 10000
-
-struct seed_ring {
-	uint64_t head, tail; /* guarded by sem_mutex */
-	int64_t slot[SEED_SLOTS];
-};
-
-enum { SEED_SHM, SEED_EMPTY, SEED_FULL, SEED_MUTEX };
+/* The ring itself is in classic.c, shared with tests/test_seed.c. */
 
 static int seed_setup(struct bench_run *r)
 {
-	static const char *const suffix[] = {"ring", "empty", "full", "mutex"};
-	for (int i = 0; i < 4; i++)
-		snprintf(r->objname[i], sizeof r->objname[i], "/%s-%s", r->name, suffix[i]);
-	int fd = shm_open(r->objname[SEED_SHM], O_CREAT | O_EXCL | O_RDWR, 0600);
-	if (fd < 0) {
-		fprintf(stderr, "  [%s] shm_open(%s): %s\n", r->row->name, r->objname[SEED_SHM], strerror(errno));
-		return -1;
-	}
-	bench_name_add(BENCH_NAME_SHM, r->objname[SEED_SHM]);
-	int rc = ftruncate(fd, sizeof(struct seed_ring));
-	close(fd);
-	if (rc != 0) {
-		fprintf(stderr, "  [%s] ftruncate: %s\n", r->row->name, strerror(errno));
-		return -1;
-	}
-	static const unsigned init[] = {0, SEED_SLOTS, 0, 1};
-	for (int i = SEED_EMPTY; i <= SEED_MUTEX; i++) {
-		sem_t *s = sem_open(r->objname[i], O_CREAT | O_EXCL, 0600, init[i]);
-		if (s == SEM_FAILED) {
-			fprintf(stderr, "  [%s] sem_open(%s): %s\n", r->row->name, r->objname[i], strerror(errno));
+	char err[256];
+	for (int i = 0; i < CLASSIC_NOBJ; i++)
+		if (classic_name(r->objname[i], sizeof r->objname[i], r->name, (enum classic_obj)i) != 0) {
+			fprintf(stderr, "  [%s] name too long: %s\n", r->row->name, r->name);
 			return -1;
 		}
+	int rc = classic_create(r->name, err, sizeof err);
+	/* registered even on failure: teardown and the exit cleanup remove them */
+	bench_name_add(BENCH_NAME_SHM, r->objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
 		bench_name_add(BENCH_NAME_SEM, r->objname[i]);
-		sem_close(s);
+	if (rc != 0) {
+		fprintf(stderr, "  [%s] %s\n", r->row->name, err);
+		return -1;
 	}
 	return 0;
 }
 
-struct seed_handle {
-	struct seed_ring *ring;
-	sem_t *empty, *full, *mutex;
-};
-
-static void seed_open(struct bench_run *r, const char *who, struct seed_handle *h)
+static void seed_open(struct bench_run *r, const char *who, struct classic *h)
 {
-	int fd = shm_open(r->objname[SEED_SHM], O_RDWR, 0);
-	if (fd < 0)
-		bench_child_die(r, who, "shm_open: %s", strerror(errno));
-	void *p = mmap(NULL, sizeof *h->ring, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
-		bench_child_die(r, who, "mmap: %s", strerror(errno));
-	h->ring = p;
-	sem_t **s[] = {&h->empty, &h->full, &h->mutex};
-	for (int i = 0; i < 3; i++) {
-		*s[i] = sem_open(r->objname[SEED_EMPTY + i], 0);
-		if (*s[i] == SEM_FAILED)
-			bench_child_die(r, who, "sem_open(%s): %s", r->objname[SEED_EMPTY + i], strerror(errno));
-	}
-}
-
-static void seed_close(struct seed_handle *h)
-{
-	sem_close(h->empty);
-	sem_close(h->full);
-	sem_close(h->mutex);
-	munmap(h->ring, sizeof *h->ring);
-}
-
-static void sem_wait_or_die(struct bench_run *r, const char *who, sem_t *s)
-{
-	while (sem_wait(s) != 0)
-		if (errno != EINTR)
-			bench_child_die(r, who, "sem_wait: %s", strerror(errno));
+	char err[256];
+	if (classic_open(h, r->name, err, sizeof err) != 0)
+		bench_child_die(r, who, "%s", err);
 }
 
 static int seed_producer(struct bench_run *r, int p)
 {
-	struct seed_handle h;
+	struct classic h;
 	seed_open(r, "producer", &h);
 	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
 	bench_child_ready(r);
 	for (uint64_t s = 0; s < per; s++) {
-		sem_wait_or_die(r, "producer", h.empty);
-		sem_wait_or_die(r, "producer", h.mutex);
-		h.ring->slot[h.ring->tail] = (int64_t)(base | s);
-		h.ring->tail = (h.ring->tail + 1) % SEED_SLOTS;
-		sem_post(h.mutex);
-		sem_post(h.full);
+		if (classic_push(&h, (int64_t)(base | s)) != 0)
+			bench_child_die(r, "producer", "sem_wait: %s", strerror(errno));
 		if ((s & 1023) == 0)
 			bench_progress(r, p, s);
 	}
 	bench_progress(r, p, per);
-	seed_close(&h);
+	classic_close(&h);
 	return 0;
 }
 
 static int seed_consumer(struct bench_run *r, int c)
 {
-	struct seed_handle h;
+	struct classic h;
 	seed_open(r, "consumer", &h);
 	struct bench_cons cs;
 	if (bench_cons_init(&cs, r, c) != 0)
 		bench_child_die(r, "consumer", "out of memory");
 	bench_child_ready(r);
 	while (cs.count < r->total) {
-		sem_wait_or_die(r, "consumer", h.full);
-		sem_wait_or_die(r, "consumer", h.mutex);
-		uint64_t v = (uint64_t)h.ring->slot[h.ring->head];
-		h.ring->head = (h.ring->head + 1) % SEED_SLOTS;
-		sem_post(h.mutex);
-		sem_post(h.empty);
-		bench_mark(&cs, v);
+		int64_t v;
+		if (classic_pop(&h, &v) != 0)
+			bench_child_die(r, "consumer", "sem_wait: %s", strerror(errno));
+		bench_mark(&cs, (uint64_t)v);
 		cs.count++;
 		if ((cs.count & 1023) == 0)
 			bench_progress(r, cs.idx, cs.count);
 	}
 	bench_consumed(r, cs.count);
 	bench_cons_finish(&cs);
-	seed_close(&h);
+	classic_close(&h);
 	return 0;
 }
 
 static void seed_teardown(struct bench_run *r, int ok)
 {
 	(void)ok;
-	if (r->objname[SEED_SHM][0])
-		bench_name_del(BENCH_NAME_SHM, r->objname[SEED_SHM]);
-	for (int i = SEED_EMPTY; i <= SEED_MUTEX; i++)
+	if (r->objname[CLASSIC_SHM][0])
+		bench_name_del(BENCH_NAME_SHM, r->objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
 		if (r->objname[i][0])
 			bench_name_del(BENCH_NAME_SEM, r->objname[i]);
 }
@@ -562,3 +512,229 @@ const struct bench_ops bench_seed_ops = {
 	.diagnose = NULL,
 	.teardown = seed_teardown,
 };
+
+/* ------------------------------------------------------------------ wedge */
+
+/*
+ * `taskq-bench --only wedge`: one producer and two consumers on the seed's
+ * ring, then on a taskq queue of the same size; after a second, one
+ * consumer stops itself while it holds the seed's sem_mutex (on taskq: a
+ * batch of leases) and is killed there with SIGKILL. Printed: the tasks
+ * the consumers delivered in the second before the kill and in the second
+ * after it. (tests/test_seed.c asserts the same, docs/seed.md says why.)
+ */
+
+#define WEDGE_PROCS 3 /* 0: the producer; 1: the consumer killed; 2: the other consumer */
+
+struct wedge_shared {
+	_Atomic uint64_t delivered; /* by the consumers */
+	_Atomic int kill_now;       /* the victim stops at its next chance */
+	_Atomic int stop;           /* taskq producer: stop pushing */
+	char msg[256];
+};
+
+struct wedge_classic_me {
+	struct wedge_shared *sh;
+	int victim;
+};
+
+/* Runs holding sem_mutex after each pop. */
+static void wedge_classic_inside(void *arg)
+{
+	struct wedge_classic_me *me = arg;
+	atomic_fetch_add_explicit(&me->sh->delivered, 1, memory_order_relaxed);
+	if (me->victim && atomic_load_explicit(&me->sh->kill_now, memory_order_relaxed))
+		raise(SIGSTOP); /* holding sem_mutex; the parent kills us here */
+}
+
+static int wedge_classic_child(struct wedge_shared *sh, const char *base, int idx)
+{
+	struct classic h;
+	char err[200];
+	if (classic_open(&h, base, err, sizeof err) != 0) {
+		snprintf(sh->msg, sizeof sh->msg, "seed classic: %s", err);
+		return 2;
+	}
+	struct wedge_classic_me me = {sh, idx == 1};
+	if (idx > 0) {
+		h.inside = wedge_classic_inside;
+		h.arg = &me;
+	}
+	for (int64_t s = 0;; s++) {
+		int64_t v;
+		if ((idx == 0 ? classic_push(&h, s) : classic_pop(&h, &v)) != 0) {
+			snprintf(sh->msg, sizeof sh->msg, "seed classic: sem_wait: %s", strerror(errno));
+			return 3;
+		}
+	}
+}
+
+static int wedge_taskq_child(struct wedge_shared *sh, const char *name, int idx)
+{
+	tq_queue *q = NULL;
+	int rc = tq_open(name, &q);
+	if (rc != 0) {
+		snprintf(sh->msg, sizeof sh->msg, "taskq: tq_open: %s", tq_strerror(rc));
+		return 2;
+	}
+	tq_task t[BENCH_MAX_BATCH];
+	uint64_t s = 0;
+	while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+		if (idx == 0) {
+			for (size_t i = 0; i < BENCH_MAX_BATCH; i++)
+				t[i] = (tq_task){.kind = TQ_KIND_INT, .value = s++};
+			rc = tq_push(q, t, BENCH_MAX_BATCH, 50000000ull);
+			if (rc < 0 && rc != TQ_ETIMEDOUT) {
+				snprintf(sh->msg, sizeof sh->msg, "taskq: tq_push: %s", tq_strerror(rc));
+				return 3;
+			}
+			continue;
+		}
+		int n = tq_take(q, t, BENCH_MAX_BATCH, 50000000ull);
+		if (n == TQ_ETIMEDOUT || n == TQ_EAGAIN)
+			continue;
+		if (n < 0) {
+			snprintf(sh->msg, sizeof sh->msg, "taskq: tq_take: %s", tq_strerror(n));
+			return 3;
+		}
+		if (idx == 1 && atomic_load_explicit(&sh->kill_now, memory_order_relaxed))
+			raise(SIGSTOP); /* holding n leases; the parent kills us here */
+		if ((rc = tq_ack(q, t, (size_t)n)) != 0) {
+			snprintf(sh->msg, sizeof sh->msg, "taskq: tq_ack: %s", tq_strerror(rc));
+			return 3;
+		}
+		atomic_fetch_add_explicit(&sh->delivered, (uint64_t)n, memory_order_relaxed);
+	}
+	tq_close(q);
+	return 0;
+}
+
+static void wedge_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* One design: forks the three, measures, kills them all. 0, or -1 with a
+ * message on stderr. */
+static int wedge_one(int taskq, const char *name, uint64_t *before, uint64_t *after)
+{
+	struct wedge_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		fprintf(stderr, "taskq-bench: wedge: mmap: %s\n", strerror(errno));
+		return -1;
+	}
+	pid_t pid[WEDGE_PROCS] = {0};
+	pid_t parent = getpid();
+	int rc = -1;
+	for (int i = WEDGE_PROCS - 1; i >= 0; i--) {
+		fflush(NULL);
+		pid[i] = fork();
+		if (pid[i] < 0) {
+			fprintf(stderr, "taskq-bench: wedge: fork: %s\n", strerror(errno));
+			goto out;
+		}
+		if (pid[i] == 0) {
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
+			signal(SIGHUP, SIG_DFL);
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+				_exit(99);
+			_exit(taskq ? wedge_taskq_child(sh, name, i) : wedge_classic_child(sh, name, i));
+		}
+	}
+	wedge_sleep_ms(1000);
+	uint64_t d0 = atomic_load(&sh->delivered);
+	atomic_store(&sh->kill_now, 1);
+	/* the victim stops itself at its next chance; then it is killed there */
+	uint64_t deadline = bench_now_ns() + 10000000000ull;
+	int st = 0;
+	for (;;) {
+		pid_t r = waitpid(pid[1], &st, WNOHANG | WUNTRACED);
+		if (r == pid[1] && WIFSTOPPED(st))
+			break;
+		if (r == pid[1] || bench_now_ns() > deadline) {
+			if (r == pid[1])
+				pid[1] = 0;
+			fprintf(stderr, "taskq-bench: wedge: the consumer to kill did not stop (%s)\n",
+				sh->msg[0] ? sh->msg : "in 10 s");
+			goto out;
+		}
+		wedge_sleep_ms(1);
+	}
+	kill(pid[1], SIGKILL);
+	uint64_t d1 = atomic_load(&sh->delivered);
+	waitpid(pid[1], &st, 0);
+	pid[1] = 0;
+	wedge_sleep_ms(1000);
+	uint64_t d2 = atomic_load(&sh->delivered);
+	*before = d0; /* the first second, until kill_now */
+	*after = d2 - d1;
+	rc = 0;
+	if (sh->msg[0]) {
+		fprintf(stderr, "taskq-bench: wedge: %s\n", sh->msg);
+		rc = -1;
+	}
+out:
+	atomic_store(&sh->stop, 1);
+	for (int i = 0; i < WEDGE_PROCS; i++)
+		if (pid[i] > 0) {
+			kill(pid[i], SIGKILL);
+			waitpid(pid[i], NULL, 0);
+		}
+	munmap(sh, sizeof *sh);
+	return rc;
+}
+
+int bench_wedge_run(void)
+{
+	char base[BENCH_NAME_LEN], objname[CLASSIC_NOBJ][CLASSIC_NAME_MAX], err[256];
+	uint64_t before[2] = {0, 0}, after[2] = {0, 0};
+	int bad = 0;
+
+	/* the seed's ring */
+	snprintf(base, sizeof base, "tqbench-%ld-wedge-seed", (long)getpid());
+	for (int i = 0; i < CLASSIC_NOBJ; i++)
+		(void)classic_name(objname[i], sizeof objname[i], base, (enum classic_obj)i);
+	int rc = classic_create(base, err, sizeof err);
+	bench_name_add(BENCH_NAME_SHM, objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
+		bench_name_add(BENCH_NAME_SEM, objname[i]);
+	if (rc != 0) {
+		fprintf(stderr, "taskq-bench: wedge: %s\n", err);
+		bad = 1;
+	} else if (wedge_one(0, base, &before[0], &after[0]) != 0)
+		bad = 1;
+	bench_name_del(BENCH_NAME_SHM, objname[CLASSIC_SHM]);
+	for (int i = CLASSIC_EMPTY; i <= CLASSIC_MUTEX; i++)
+		bench_name_del(BENCH_NAME_SEM, objname[i]);
+
+	/* taskq, a queue of the same size */
+	snprintf(base, sizeof base, "tqbench-%ld-wedge-taskq", (long)getpid());
+	tq_config cfg;
+	tq_config_init(&cfg);
+	cfg.capacity = CLASSIC_SLOTS;
+	cfg.max_payload = 0;
+	cfg.lease_ns = 60ull * 1000000000ull; /* the kill, not an expiry, returns the leases */
+	tq_queue *q = NULL;
+	rc = tq_create(base, &cfg, &q);
+	if (rc != 0) {
+		fprintf(stderr, "taskq-bench: wedge: tq_create: %s\n", tq_strerror(rc));
+		bad = 1;
+	} else {
+		bench_name_add(BENCH_NAME_TASKQ, base);
+		tq_close(q);
+		if (wedge_one(1, base, &before[1], &after[1]) != 0)
+			bad = 1;
+		bench_name_del(BENCH_NAME_TASKQ, base);
+	}
+
+	printf("wedge: 1 producer, 2 consumers; after 1 s one consumer is killed with SIGKILL while it\n"
+	       "holds the lock (the seed: sem_mutex) or a batch of leases (taskq)\n\n");
+	printf("%-14s %22s %22s\n", "", "delivered 1 s before", "delivered 1 s after");
+	printf("%-14s %22llu %22llu\n", "seed classic", (unsigned long long)before[0],
+	       (unsigned long long)after[0]);
+	printf("%-14s %22llu %22llu\n", "taskq", (unsigned long long)before[1], (unsigned long long)after[1]);
+	return bad;
+}

@@ -307,6 +307,15 @@ static inline void bench_spin(unsigned *rounds)
 		bench_cpu_relax();
 }
 
+/* ---------------------------------------------------------- wedge mode */
+
+/* `taskq-bench --only wedge` (baselines.c): the seed's ring and taskq, one
+ * producer and two consumers each; after 1 s one consumer is killed with
+ * SIGKILL while it holds sem_mutex (taskq: a batch of leases). Prints the
+ * tasks delivered in the second before and the second after the kill;
+ * returns 0, or 1 if a run could not be made. */
+int bench_wedge_run(void);
+
 /* ----------------------------------------------------------- latency.c */
 
 /* Producer side of a latency row: waits until task `s` is due (paced rows:

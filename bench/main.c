@@ -5,6 +5,9 @@
  *   taskq-bench --quick      small counts, 1 run each
  *   taskq-bench --only NAME  the row of that name, else the rows whose names contain NAME
  *   taskq-bench --json FILE  also write the results as JSON to FILE
+ *   taskq-bench --only wedge the seed's ring and taskq when a consumer is
+ *                            killed holding its lock / leases: tasks
+ *                            delivered in the second before and after (no table)
  *
  * Every row is first sized by calibration runs; then the runs go in rounds:
  * run 1 of every row, then run 2 of every row, and so on, so that a change
@@ -807,6 +810,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: taskq-bench [--quick] [--only NAME] [--json FILE]\nrows:\n");
 	for (size_t i = 0; i < NROWS; i++)
 		fprintf(f, "  %s\n", g_rows[i].name);
+	fprintf(f, "and, alone: --only wedge (the seed's ring and taskq, a consumer killed holding its lock)\n");
 }
 
 int main(int argc, char **argv)
@@ -831,6 +835,16 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (only && strcmp(only, "wedge") == 0) {
+		if (json) {
+			fprintf(stderr, "taskq-bench: --only wedge writes no JSON\n");
+			return 2;
+		}
+		bench_install_handlers();
+		bench_cleanup_leftovers();
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		return bench_wedge_run();
 	}
 	/* --only: the row of that exact name, else every row whose name contains it */
 	int nsel = 0;
