@@ -718,3 +718,27 @@ Test(demo, serve_without_token_is_announced_read_only)
 	tq_close(q);
 	out_free(&o);
 }
+
+/* With a token, control is on, and the announcement says so. */
+Test(demo, serve_with_token_is_announced_with_control)
+{
+	const char *name = qname("srvctl");
+	struct proc p;
+	struct out o = {0};
+	char path[] = "/tmp/tqt-demo-token-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "s3cret-token\n", 13), 13);
+	close(fd);
+
+	demo_start(&p, name, "--rate", "2000", "--consumers", "2", "--serve", "127.0.0.1:0", "--token-file", path,
+		   NULL);
+	wait_output(&p, "\nserving");
+	unlink(path);
+	assert_contains(p.out.p, "serving metrics, stats and control on http://127.0.0.1:", "the announcement");
+	cr_assert_null(strstr(p.out.p, "read-only"), "%s", p.out.p);
+	tq_queue *q = open_demo_queue(&p, name);
+	drain_and_check(&p, q, SIGINT, &o);
+	tq_close(q);
+	out_free(&o);
+}
