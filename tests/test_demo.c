@@ -600,9 +600,10 @@ Test(demo, join_on_purpose_drains_and_counts_only_its_own)
 	demo_start(&p2, name, "--join", "--rate", "5000", "--consumers", "1", NULL);
 	wait_output(&p2, "capacity"); /* started: its processes opened the queue */
 	assert_contains(p2.out.p, "joining queue", "the joining demo");
-	uint64_t pushed = stats(q).total.pushed;
+	uint64_t pushed = stats(q).total.pushed, deadline = tqt_now_ms() + 30000;
 	while (stats(q).total.pushed < pushed + 2000) { /* both push: 25,000/s in all */
 		assert_alive(&p2, "while joined");
+		cr_assert(tqt_now_ms() < deadline, "no tasks pushed while joined");
 		proc_pump(&p2, 10);
 	}
 	cr_assert_eq(kill(p2.pid, SIGINT), 0);

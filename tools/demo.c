@@ -1078,7 +1078,7 @@ int main(int argc, char **argv)
 		stop_server(&sv);
 		int now_others = other_procs(q, 0);
 		printf("summary (joined queue %s): this run pushed %s tasks in %.1f s (%s/s); its consumers "
-		       "finished %s (done) and sent %s to the dead-letter area, after %s failed attempts%s\n",
+		       "acknowledged %s as done and sent %s to the dead-letter area, after %s failed attempts%s\n",
 		       o.queue, grp(mine.pushed), secs, grp((uint64_t)((double)mine.pushed / secs)), grp(mine.acked),
 		       grp(mine.dead), grp(mine.failed), reported < nkids ? " (counts from the processes that reported)" : "");
 		printf("accounting skipped: queue %s is shared with %d other live process%s, whose tasks mix "
