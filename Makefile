@@ -114,6 +114,7 @@ $(VERSION_STAMP): FORCE | $(BUILD)
 FORCE:
 # scdoc reads the page on stdin; @VERSION@ in a page becomes VERSION.
 $(BUILD)/man/%: docs/man/%.scd $(VERSION_STAMP) | $(BUILD)/man
+	@command -v scdoc >/dev/null || { echo "scdoc is missing (Debian package scdoc): ./scripts/install-deps.sh installs it" >&2; exit 1; }
 	sed -e 's|@VERSION@|$(VERSION)|g' $< | scdoc > $@.tmp || { rm -f $@.tmp; exit 1; }
 	mv $@.tmp $@
 
