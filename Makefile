@@ -6,12 +6,27 @@
 #   make bench           the benchmark table (see BENCHMARKS.md)
 #   make bench-cluster   tasks between two queues through NATS JetStream
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
-#   make install PREFIX=/usr/local
+#   make install         PREFIX=/usr/local (default), DESTDIR=staging dir; see README
+#   make uninstall       removes exactly what make install installs (same PREFIX, DESTDIR)
 CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   ?= build
 SAN     ?=
+# The one source of the version: the shared library's file name, taskq.pc,
+# the man pages and every program's --version. include/taskq.h's
+# TQ_VERSION_MAJOR/MINOR/PATCH must agree (tools/version.h checks when
+# building the programs). The soname changes with MAJOR only.
 VERSION := 0.1.0
+VERSION_WORDS := $(subst ., ,$(VERSION))
+SOVERSION := $(word 1,$(VERSION_WORDS))
+VERSION_DEFS := -DTQ_VERSION_STRING='"$(VERSION)"' -DTQ_MAKE_VERSION_MAJOR=$(word 1,$(VERSION_WORDS)) \
+	-DTQ_MAKE_VERSION_MINOR=$(word 2,$(VERSION_WORDS)) -DTQ_MAKE_VERSION_PATCH=$(word 3,$(VERSION_WORDS))
+# Where make install puts things (all under DESTDIR, if given).
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -41,8 +56,16 @@ STATIC   := $(BUILD)/libtaskq.a
 # (src/fault.h), linked only into the test suite.
 TEST_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/tobj/%.o)
 TEST_LIB := $(BUILD)/libtaskq-test.a
-SHARED   := $(BUILD)/libtaskq.so.0
+# libtaskq.so.VERSION, with the links libtaskq.so.SOVERSION (the soname)
+# and libtaskq.so (for -ltaskq) beside it.
+SONAME   := libtaskq.so.$(SOVERSION)
+SHARED   := $(BUILD)/libtaskq.so.$(VERSION)
 PCFILE   := $(BUILD)/taskq.pc
+# Rewritten only when VERSION changes, so that what embeds it is rebuilt.
+VERSION_STAMP := $(BUILD)/version
+# Man pages: docs/man/NAME.SECTION.scd -> $(BUILD)/man/NAME.SECTION (scdoc).
+MAN_SRC  := $(wildcard docs/man/*.scd)
+MAN_PAGES := $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(BUILD)/tests/taskq-tests
@@ -60,8 +83,9 @@ CJSON_LIBS := -lcjson
 HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
 TUI_LIBS := -lncursesw
 
-.PHONY: all lib test test-asan test-tsan bench bench-cluster install clean check-clang fuzz
-all: lib $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) $(EXAMPLES)
+.PHONY: all lib man test test-asan test-tsan bench bench-cluster install uninstall clean check-clang fuzz FORCE
+all: lib $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) $(EXAMPLES) man
+man: $(MAN_PAGES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
 
 $(BUILD)/obj/%.o: src/%.c include/taskq.h $(wildcard src/*.h) | $(BUILD)/obj
@@ -74,32 +98,49 @@ $(TEST_LIB): $(TEST_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(STATIC): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
-$(SHARED): $(PIC_OBJ)
-	$(CC) -shared -Wl,-soname,libtaskq.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
-	ln -sf libtaskq.so.0 $(BUILD)/libtaskq.so
-$(PCFILE): taskq.pc.in | $(BUILD)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+$(SHARED): $(PIC_OBJ) $(VERSION_STAMP)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS_ALL) -o $@ $(PIC_OBJ) $(LIBS)
+	ln -sf libtaskq.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libtaskq.so
+# taskq.pc: libdir and includedir relative to ${prefix} when under PREFIX.
+PC_SUBST = sed -e 's|@PREFIX@|$(PREFIX)|' \
+	-e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	-e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+	-e 's|@VERSION@|$(VERSION)|'
+$(PCFILE): taskq.pc.in $(VERSION_STAMP) | $(BUILD)
+	$(PC_SUBST) $< > $@
+$(VERSION_STAMP): FORCE | $(BUILD)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" > $@
+FORCE:
+# scdoc reads the page on stdin; @VERSION@ in a page becomes VERSION.
+$(BUILD)/man/%: docs/man/%.scd $(VERSION_STAMP) | $(BUILD)/man
+	@command -v scdoc >/dev/null || { echo "scdoc is missing (Debian package scdoc): ./scripts/install-deps.sh installs it" >&2; exit 1; }
+	sed -e 's|@VERSION@|$(VERSION)|g' $< | scdoc > $@.tmp || { rm -f $@.tmp; exit 1; }
+	mv $@.tmp $@
 
-# The seed's classic ring (bench/classic.c) is shared by the bench and the
-# test that kills the holder of its mutex (tests/test_seed.c).
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
+# The install and man page tests run make install from the source tree
+# (TQ_SRC_DIR), so the test program needs everything install installs. The
+# seed's classic ring (bench/classic.c) is shared by the bench and the test
+# that kills the holder of its mutex (tests/test_seed.c).
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) \
+		$(STATIC) $(SHARED) $(PCFILE) $(MAN_PAGES) | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Itests -DTQ_BIN_DIR='"$(BUILD)"' -o $@ bench/cluster.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(LIBS)
-$(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
+$(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) $(VERSION_STAMP) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(VERSION_DEFS) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
 # The bridge to NATS JetStream: its own program, so that libtaskq has no
 # NATS dependency (docs/cluster.md).
-$(BRIDGE_BIN): tools/bridge.c tools/frame.c tools/frame.h tools/log.c tools/log.h tools/parse.c tools/parse.h $(STATIC) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/bridge.c tools/frame.c tools/log.c tools/parse.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(CJSON_LIBS) $(LIBS)
+$(BRIDGE_BIN): tools/bridge.c tools/frame.c tools/frame.h tools/log.c tools/log.h tools/parse.c tools/parse.h tools/version.h $(STATIC) $(VERSION_STAMP) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(VERSION_DEFS) -Itools -o $@ tools/bridge.c tools/frame.c tools/log.c tools/parse.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(CJSON_LIBS) $(LIBS)
 $(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 
-$(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples:
+$(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples $(BUILD)/man:
 	mkdir -p $@
 
 # Criterion runs each test in its own process; tests fork more. Two jobs
@@ -188,16 +229,34 @@ bench: $(BENCH_BIN)
 bench-cluster: $(CLUSTER_BENCH_BIN) $(BRIDGE_BIN)
 	$(CLUSTER_BENCH_BIN)
 
-install: lib $(CLI_BIN) $(BRIDGE_BIN)
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/taskq.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libtaskq.so.0 $(DESTDIR)$(PREFIX)/lib/libtaskq.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' taskq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/taskq.pc
-	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/taskq.pc
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(CLI_BIN) $(BRIDGE_BIN) $(DESTDIR)$(PREFIX)/bin/
+# make install: the programs, the libraries (static; shared with its soname
+# and development links), the header, taskq.pc, the man pages and the bash
+# completion (loaded by the bash-completion package for taskq and
+# taskq-bridge). Then, with no DESTDIR, ldconfig if LIBDIR is a directory
+# the dynamic loader searches, else a hint (scripts/ldconfig.sh).
+# INSTALLED lists every file install makes; uninstall removes exactly those.
+INSTALLED = $(BINDIR)/taskq $(BINDIR)/taskq-bridge $(INCLUDEDIR)/taskq.h \
+	$(LIBDIR)/libtaskq.a $(LIBDIR)/libtaskq.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libtaskq.so \
+	$(LIBDIR)/pkgconfig/taskq.pc $(MANDIR)/man1/taskq.1 $(MANDIR)/man1/taskq-bridge.1 $(MANDIR)/man3/taskq.3 \
+	$(BASHCOMPDIR)/taskq $(BASHCOMPDIR)/taskq-bridge
+install: lib $(CLI_BIN) $(BRIDGE_BIN) $(MAN_PAGES)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 755 $(CLI_BIN) $(BRIDGE_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 644 include/taskq.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC) $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sfn libtaskq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libtaskq.so
+	$(PC_SUBST) taskq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/taskq.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/taskq.pc
+	install -m 644 $(BUILD)/man/taskq.1 $(BUILD)/man/taskq-bridge.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(BUILD)/man/taskq.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 completions/taskq.bash $(DESTDIR)$(BASHCOMPDIR)/taskq
+	ln -sfn taskq $(DESTDIR)$(BASHCOMPDIR)/taskq-bridge
+	@scripts/ldconfig.sh install "$(DESTDIR)" "$(LIBDIR)"
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@scripts/ldconfig.sh uninstall "$(DESTDIR)" "$(LIBDIR)"
 
 clean:
 	rm -rf build

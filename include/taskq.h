@@ -62,8 +62,12 @@
 extern "C" {
 #endif
 
+/* The library's version, MAJOR.MINOR.PATCH, as in `pkg-config --modversion
+ * taskq` and `taskq --version`. The shared library's soname is
+ * libtaskq.so.MAJOR. */
 #define TQ_VERSION_MAJOR 0
 #define TQ_VERSION_MINOR 1
+#define TQ_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- errors */
 

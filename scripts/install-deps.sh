@@ -10,6 +10,9 @@ PKGS+=(libnats-dev nats-server)
 # build-essential; clang's are only "recommended" by clang, which
 # --no-install-recommends skips, so `make test-tsan CC=clang` needs this.
 PKGS+=(libclang-rt-dev)
+# Man pages: scdoc turns docs/man/*.scd into roff at build time; groff
+# (groff-base) renders them in the tests.
+PKGS+=(scdoc groff-base)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,7 +20,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge; scdoc for the man pages)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "parse.h"
 #include "taskq.h"
+#include "version.h"
 
 #define EX_FAIL 1
 #define EX_USAGE 2
@@ -111,7 +112,8 @@ static void usage(FILE *f)
 		"       %s stats [NAME] --nats URL[,URL...] --stream S [--json] [--wait SEC]\n"
 		"       %s stop  [NAME] --nats URL[,URL...] --stream S [--state draining|stopped]\n"
 		"                          [--json] [--wait SEC]\n"
-		"       %s top   [NAME] --nats URL[,URL...] --stream S [--wait SEC] [--iterations N]\n\n"
+		"       %s top   [NAME] --nats URL[,URL...] --stream S [--wait SEC] [--iterations N]\n"
+		"       %s --version\n\n"
 		"Moves tasks between machines through NATS JetStream (docs/cluster.md).\n"
 		"  out   leases tasks from queue NAME, publishes them many per message, and\n"
 		"        acks them here once JetStream has confirmed the message\n"
@@ -160,7 +162,7 @@ static void usage(FILE *f)
 		"signal or by the queue's run state (stats, stop: at least one bridge\n"
 		"answered); 1 a NATS or queue error; 2 usage; 3 no such queue; 6 stats,\n"
 		"stop: no bridge answered within --wait.\n",
-		p, p, p, p, p, TQF_MAX_TASKS);
+		p, p, p, p, p, p, TQF_MAX_TASKS);
 }
 
 static void read_secret(const char *path, char *out, size_t size)
@@ -242,6 +244,10 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	log_config_init(&o->log);
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage(stdout);
+		exit(0);
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("taskq-bridge %s\n", TQ_VERSION_STRING);
 		exit(0);
 	}
 	if (argc < 2 || (strcmp(argv[1], "out") && strcmp(argv[1], "in") && strcmp(argv[1], "stats") &&

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "version.h"
 
 const char *cli_cmd = "taskq";
 
@@ -199,7 +200,8 @@ static const struct subcommand commands[] = {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: taskq COMMAND [OPTIONS] ...\n"
-		   "       taskq COMMAND --help\n\n"
+		   "       taskq COMMAND --help\n"
+		   "       taskq --version\n\n"
 		   "A crash-safe task queue in shared memory. Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
@@ -231,7 +233,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("taskq %d.%d\n", TQ_VERSION_MAJOR, TQ_VERSION_MINOR);
+		printf("taskq %s\n", TQ_VERSION_STRING);
 		return 0;
 	}
 	/* taskq stats|stop|top ... --nats URL ...: every machine's bridges,
