@@ -100,7 +100,8 @@ char *cli_seconds_range(char *buf, size_t size, uint64_t min_ns, uint64_t max_ns
 	seconds_text(lo, sizeof(lo), min_ns);
 	seconds_text(hi, sizeof(hi), max_ns);
 	if (max_ns >= 86400 * SEC && max_ns % (86400 * SEC) == 0)
-		snprintf(days, sizeof(days), " (%llu days)", (unsigned long long)(max_ns / (86400 * SEC)));
+		snprintf(days, sizeof(days), " (%llu day%s)", (unsigned long long)(max_ns / (86400 * SEC)),
+			 max_ns == 86400 * SEC ? "" : "s");
 	snprintf(buf, size, "seconds from %s to %s%s, e.g. 30 or 0.5", lo, hi, days);
 	return buf;
 }
