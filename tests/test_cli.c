@@ -494,6 +494,40 @@ static bool jstr(const char *json, const char *path, char *out, size_t size)
 	return *v == '"';
 }
 
+/* NDJSON (one JSON document a line, each line ending in a newline, none
+ * empty) as one JSON array, for jget paths "0.id": the array in *arr
+ * (malloc'd; the caller frees it), the number of lines returned. Asserts
+ * that every line is one compact JSON value. */
+static int ndjson_array(const char *s, char **arr)
+{
+	size_t len = strlen(s);
+	char *a = malloc(len + 3), *k = a;
+	int n = 0;
+
+	cr_assert(a);
+	*k++ = '[';
+	while (*s) {
+		const char *nl = strchr(s, '\n');
+		cr_assert(nl, "an NDJSON line without its newline: %s", s);
+		cr_assert(nl > s, "an empty line in NDJSON");
+		char line[65536];
+		size_t n_ = (size_t)(nl - s);
+		cr_assert(n_ < sizeof(line));
+		memcpy(line, s, n_);
+		line[n_] = '\0';
+		cr_assert(js_valid(line) && *line != ' ', "NDJSON line %d is not one JSON value: %s", n + 1, line);
+		if (n++)
+			*k++ = ',';
+		memcpy(k, s, n_);
+		k += n_;
+		s = nl + 1;
+	}
+	*k++ = ']';
+	*k = '\0';
+	*arr = a;
+	return n;
+}
+
 /* Elements of the array at path ("" for the top level); -1 if not an array. */
 static int jlen(const char *json, const char *path)
 {
@@ -916,10 +950,11 @@ Test(cli, create_defaults)
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
 
-	/* Existing: 1 without --exist-ok, message on stderr. */
+	/* Existing: 9 without --exist-ok, message on stderr. */
 	tq(&o, NULL, "create", q, NULL);
-	assert_fails(&o, 1);
+	assert_fails(&o, 9);
 	assert_contains(o.err, q, "create existing");
+	assert_contains(o.err, "already exists", "create existing");
 	out_free(&o);
 }
 
@@ -1340,8 +1375,8 @@ Test(cli, not_a_taskq_queue_exit_4)
 		assert_fails(&o, 4);
 		tq(&o, NULL, "work", n, "--idle-exit", "0.1", "--", "true", NULL);
 		assert_fails(&o, 4);
-		tq(&o, NULL, "create", n, NULL);
-		assert_fails(&o, 1);
+		tq(&o, NULL, "create", n, NULL); /* the name is taken */
+		assert_fails(&o, 9);
 		tq(&o, NULL, "create", n, "--exist-ok", NULL);
 		assert_fails(&o, 4);
 	}
@@ -1694,15 +1729,16 @@ Test(cli, take_json_and_verbose)
 
 	tq(&o, NULL, "take", q, "-n", "2", "--json", NULL);
 	assert_ok(&o);
-	cr_assert(js_valid(o.out), "take --json:\n%s", o.out);
-	cr_assert_eq(jlen(o.out, ""), 2, "%s", o.out);
-	assert_jnum(o.out, "0.id", ids[0]);
-	assert_jstr(o.out, "0.kind", "int");
-	assert_jnum(o.out, "0.value", 42);
-	assert_jnum(o.out, "0.attempt", 1);
-	assert_jnum(o.out, "1.id", ids[1]);
-	assert_jstr(o.out, "1.kind", "string");
-	assert_jstr(o.out, "1.data", "hi \"there\"");
+	char *arr;
+	cr_assert_eq(ndjson_array(o.out, &arr), 2, "take --json: one line a task:\n%s", o.out);
+	assert_jnum(arr, "0.id", ids[0]);
+	assert_jstr(arr, "0.kind", "int");
+	assert_jnum(arr, "0.value", 42);
+	assert_jnum(arr, "0.attempt", 1);
+	assert_jnum(arr, "1.id", ids[1]);
+	assert_jstr(arr, "1.kind", "string");
+	assert_jstr(arr, "1.data", "hi \"there\"");
+	free(arr);
 
 	tq(&o, NULL, "take", q, "--verbose", NULL);
 	assert_ok(&o);
@@ -2623,7 +2659,10 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	assert_ok(&o);
 	tq(&o, NULL, "take", q, "-n", "2", "--json", NULL);
 	assert_ok(&o);
-	assert_json_output(&o);
+	char *arr;
+	cr_assert_eq(ndjson_array(o.out, &arr), 2, "%s", o.out);
+	free(arr);
+	cr_assert(utf8_ok(o.out, o.out_len));
 	assert_contains(o.out, "\"value\":18446744073709551615}", "take --json, 2^64 - 1");
 	assert_contains(o.out, "\"value\":9007199254740993}", "take --json, 2^53 + 1");
 
@@ -2634,11 +2673,14 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	tq_close(h);
 	tq(&o, NULL, "take", q, "-n", "3", "--json", NULL);
 	assert_ok(&o);
-	assert_json_output(&o);
-	assert_jstr(o.out, "0.kind", "string");
+	cr_assert_eq(ndjson_array(o.out, &arr), 3, "%s", o.out);
+	cr_assert(utf8_ok(o.out, o.out_len));
+	assert_jstr(arr, "0.kind", "string");
+	free(arr);
 	assert_contains(o.out, "\"data\":\"a\\u0000b\"}", "a NUL in JSON");
 	assert_contains(o.out, "\"data\":\"\\ufffd\\ufffd\",\"data_base64\":\"//4=\"}", "bytes that are not UTF-8");
-	assert_contains(o.out, "\"data\":\"\\\"\\ufffd(\\\"\",\"data_base64\":\"IsMoIg==\"}", "a JSON task that is not UTF-8");
+	assert_contains(o.out, "\"data\":\"\\\"\\ufffd(\\\"\",\"data_base64\":\"IsMoIg==\",\"data_not_json\":true}",
+			"a JSON task that is not UTF-8");
 	cr_assert_null(strstr(o.out, "\"data\":\"a\\u0000b\",\"data_base64\""), "no base64 for valid UTF-8");
 
 	/* Text: the bytes as they are. */
@@ -2658,9 +2700,9 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	assert_ok(&o);
 	assert_json_output(&o);
 	cr_assert_eq(jlen(o.out, ""), 3, "%s", o.out);
-	assert_contains(o.out, "\"data\":\t\"a\\u0000b\"", "dead --json, a NUL");
-	assert_contains(o.out, "\"data_base64\":\t\"//4=\"", "dead --json, not UTF-8");
-	assert_contains(o.out, "\"value\":\t18446744073709551615", "dead --json, 2^64 - 1");
+	assert_contains(o.out, "\"data\":\"a\\u0000b\"", "dead --json, a NUL");
+	assert_contains(o.out, "\"data_base64\":\"//4=\"", "dead --json, not UTF-8");
+	assert_contains(o.out, "\"value\":18446744073709551615", "dead --json, 2^64 - 1");
 	tq(&o, NULL, "dead", q, NULL);
 	assert_ok(&o);
 	cr_assert(memmem(o.out, o.out_len, "\t18446744073709551615\n", 22), "dead text: the integer");
@@ -2668,13 +2710,19 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	cr_assert(memmem(o.out, o.out_len, "\t\xff\xfe\n", 4), "dead text: the payload's bytes");
 
 	/* Every other --json: valid, and counters are plain integers. */
-	const char *cmds[][4] = {{"stats", q, "--json"}, {"info", q, "--json"}, {"log", q, "--json"},
-				 {"ls", "--json"},       {"recover", q, "--json"}};
+	const char *cmds[][4] = {{"stats", q, "--json"}, {"info", q, "--json"}, {"ls", "--json"},
+				 {"recover", q, "--json"}};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		tq(&o, NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
 		assert_ok(&o);
 		assert_json_output(&o);
+		cr_assert_eq(count_lines(o.out), 1, "`%s`: one compact line:\n%s", o.cmd, o.out);
 	}
+	tq(&o, NULL, "log", q, "--json", NULL); /* one event a line */
+	assert_ok(&o);
+	cr_assert(ndjson_array(o.out, &arr) > 0);
+	free(arr);
+	cr_assert(utf8_ok(o.out, o.out_len));
 	tq(&o, NULL, "stats", q, "--json", NULL);
 	const char *v = jget(o.out, "totals.pushed");
 	cr_assert(v && !strncmp(v, "10,", 3), "totals.pushed: %.20s", v ? v : "(none)");
@@ -2872,7 +2920,7 @@ Test(cli, ls_and_clean_never_open_non_queue_files)
 	tq(&o, NULL, "ls", "--json", NULL);
 	assert_ok(&o);
 	assert_json_output(&o);
-	assert_contains(o.out, "\"name\":\t\"\\ufffd\\u001b[31mred\"", "ls --json, a hostile name");
+	assert_contains(o.out, "\"name\":\"\\ufffd\\u001b[31mred\"", "ls --json, a hostile name");
 
 	tq(&o, NULL, "clean", "--force", "--json", NULL);
 	assert_ok(&o);
