@@ -208,7 +208,13 @@ char *cli_event_detail(char *buf, size_t size, const tq_event_info *e)
 	case TQ_EV_DEAD_DROPPED: snprintf(buf, size, "id=%llu", a); break;
 	case TQ_EV_EXPIRED: snprintf(buf, size, "leases=%llu", a); break;
 	case TQ_EV_STATE: snprintf(buf, size, "state=%s", cli_state_name((int)e->a)); break;
-	case TQ_EV_KICKED: case TQ_EV_PURGED: snprintf(buf, size, "tasks=%llu", a); break;
+	case TQ_EV_KICKED:
+	case TQ_EV_PURGED:
+		if (b)
+			snprintf(buf, size, "tasks=%llu id=%llu", a, b);
+		else
+			snprintf(buf, size, "tasks=%llu id=all", a);
+		break;
 	default: snprintf(buf, size, "a=%llu b=%llu", a, b); break;
 	}
 	return buf;
