@@ -109,7 +109,8 @@ static const struct cli_command dead_cmd = {
 	.usage = "dead NAME [list | kick ID|--all | purge ID|--all] [--json] [--pretty]",
 	.about = "list (the default): dead tasks, oldest first: id, kind, attempts, last error,\n"
 		 "message, payload (its bytes as they are, as taskq take prints them; with --json\n"
-		 "as in taskq take --json: data, and data_base64 when it is not valid UTF-8).\n"
+		 "as in taskq take --json: value, or data, nested for a JSON task, and\n"
+		 "data_base64 when it is not valid UTF-8).\n"
 		 "kick: back to ready with attempts reset. purge: delete. ID: one dead task;\n"
 		 "--all: every one.\n",
 	.opts = dead_opts,
@@ -272,7 +273,8 @@ static const struct cli_command log_cmd = {
 	.about = "The queue's recent events, oldest first, from a fixed ring of the last 256\n"
 		 "kept in shared memory: processes found dead and recovered, tasks dead-lettered\n"
 		 "or dropped, leases expired, run-state changes. Text: one line an event, every\n"
-		 "field labelled (time=... seq=... pid=... event=dead id=12 attempts=5 msg=\"...\").\n",
+		 "field labelled (time=... seq=... pid=... event=task_dead id=12 attempts=5\n"
+		 "msg=\"...\").\n",
 	.opts = log_opts,
 };
 
@@ -321,20 +323,38 @@ int cmd_log(int argc, char **argv)
 
 /* ------------------------------------------------------------- recover */
 
+static const struct cli_opt recover_opts[] = {
+	{O_JSON, true, "json", NULL, "print recoveries_total, ready, leased as JSON"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command recover_cmd = {
+	.name = "recover",
+	.args = "NAME",
+	.about = "Detects dead processes and returns their tasks, expires overdue leases and\n"
+		 "moves due retries to ready, now (every attached process also does this by\n"
+		 "itself every 100 ms).\n",
+	.opts = recover_opts,
+};
+
 int cmd_recover(int argc, char **argv)
 {
-	static const char *usage = "recover NAME [--json]";
+	struct cli_parser p;
 	bool json = false;
 	tq_queue *q;
-	int rc = cli_simple_opts(argc, argv, usage,
-			     "\nDetects dead processes and returns their tasks, expires overdue leases and\n"
-			     "moves due retries to ready, now (every attached process also does this by\n"
-			     "itself every 100 ms).\n", &json);
+	int c, rc;
 
-	if (rc >= 0)
-		return rc;
+	cli_parser_init(&p, &recover_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
+			return 0;
+		if (c != O_JSON)
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&recover_cmd);
+		json = true;
+	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(&recover_cmd);
 	if ((rc = cli_open(argv[optind], &q)))
 		return rc;
 	tq_stats before;
