@@ -3178,6 +3178,18 @@ Test(cli, take_json_nests_json_payloads_one_task_a_line)
 	cr_assert_null(jget(arr, "3.data_not_json"), "%s", o.out);
 	free(arr);
 
+	/* Dead letters: the same. */
+	const char *d = qname("tnestd");
+	create_ok(d, "--max-attempts", "1");
+	tq(&o, NULL, "push", d, "--json", "--quiet", "{ \"a\" : 1 }", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "work", d, "--max-tasks", "1", "--", "false", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "dead", d, "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	assert_contains(o.out, "\"data\":{\"a\":1}", "dead --json, a JSON task");
+
 	/* --pretty: the same tasks, indented over several lines. */
 	push_ok(q, "p");
 	tq(&o, NULL, "take", q, "--json", "--pretty", NULL);
