@@ -740,7 +740,7 @@ Test(bridge, stats_and_stop_across_machines, .timeout = 90, .fini = br_fini)
 	uint64_t deadline = tqt_now_ms() + 20000;
 	for (;;) {
 		int st = br_run(stats, out, sizeof out);
-		bool both = st == 0 && strstr(out, br_qa) && strstr(out, br_qb) && strstr(out, "\"ready\":\t5");
+		bool both = st == 0 && strstr(out, br_qa) && strstr(out, br_qb) && strstr(out, "\"ready\":5");
 		if (both)
 			break;
 		cr_assert(tqt_now_ms() < deadline, "stats never showed both bridges with B's 5 ready (status %d): %s",

@@ -494,6 +494,40 @@ static bool jstr(const char *json, const char *path, char *out, size_t size)
 	return *v == '"';
 }
 
+/* NDJSON (one JSON document a line, each line ending in a newline, none
+ * empty) as one JSON array, for jget paths "0.id": the array in *arr
+ * (malloc'd; the caller frees it), the number of lines returned. Asserts
+ * that every line is one compact JSON value. */
+static int ndjson_array(const char *s, char **arr)
+{
+	size_t len = strlen(s);
+	char *a = malloc(len + 3), *k = a;
+	int n = 0;
+
+	cr_assert(a);
+	*k++ = '[';
+	while (*s) {
+		const char *nl = strchr(s, '\n');
+		cr_assert(nl, "an NDJSON line without its newline: %s", s);
+		cr_assert(nl > s, "an empty line in NDJSON");
+		char line[65536];
+		size_t n_ = (size_t)(nl - s);
+		cr_assert(n_ < sizeof(line));
+		memcpy(line, s, n_);
+		line[n_] = '\0';
+		cr_assert(js_valid(line) && *line != ' ', "NDJSON line %d is not one JSON value: %s", n + 1, line);
+		if (n++)
+			*k++ = ',';
+		memcpy(k, s, n_);
+		k += n_;
+		s = nl + 1;
+	}
+	*k++ = ']';
+	*k = '\0';
+	*arr = a;
+	return n;
+}
+
 /* Elements of the array at path ("" for the top level); -1 if not an array. */
 static int jlen(const char *json, const char *path)
 {
@@ -916,10 +950,11 @@ Test(cli, create_defaults)
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
 
-	/* Existing: 1 without --exist-ok, message on stderr. */
+	/* Existing: 9 without --exist-ok, message on stderr. */
 	tq(&o, NULL, "create", q, NULL);
-	assert_fails(&o, 1);
+	assert_fails(&o, 9);
 	assert_contains(o.err, q, "create existing");
+	assert_contains(o.err, "already exists", "create existing");
 	out_free(&o);
 }
 
@@ -1340,8 +1375,8 @@ Test(cli, not_a_taskq_queue_exit_4)
 		assert_fails(&o, 4);
 		tq(&o, NULL, "work", n, "--idle-exit", "0.1", "--", "true", NULL);
 		assert_fails(&o, 4);
-		tq(&o, NULL, "create", n, NULL);
-		assert_fails(&o, 1);
+		tq(&o, NULL, "create", n, NULL); /* the name is taken */
+		assert_fails(&o, 9);
 		tq(&o, NULL, "create", n, "--exist-ok", NULL);
 		assert_fails(&o, 4);
 	}
@@ -1694,15 +1729,16 @@ Test(cli, take_json_and_verbose)
 
 	tq(&o, NULL, "take", q, "-n", "2", "--json", NULL);
 	assert_ok(&o);
-	cr_assert(js_valid(o.out), "take --json:\n%s", o.out);
-	cr_assert_eq(jlen(o.out, ""), 2, "%s", o.out);
-	assert_jnum(o.out, "0.id", ids[0]);
-	assert_jstr(o.out, "0.kind", "int");
-	assert_jnum(o.out, "0.value", 42);
-	assert_jnum(o.out, "0.attempt", 1);
-	assert_jnum(o.out, "1.id", ids[1]);
-	assert_jstr(o.out, "1.kind", "string");
-	assert_jstr(o.out, "1.data", "hi \"there\"");
+	char *arr;
+	cr_assert_eq(ndjson_array(o.out, &arr), 2, "take --json: one line a task:\n%s", o.out);
+	assert_jnum(arr, "0.id", ids[0]);
+	assert_jstr(arr, "0.kind", "int");
+	assert_jnum(arr, "0.value", 42);
+	assert_jnum(arr, "0.attempt", 1);
+	assert_jnum(arr, "1.id", ids[1]);
+	assert_jstr(arr, "1.kind", "string");
+	assert_jstr(arr, "1.data", "hi \"there\"");
+	free(arr);
 
 	tq(&o, NULL, "take", q, "--verbose", NULL);
 	assert_ok(&o);
@@ -2623,7 +2659,10 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	assert_ok(&o);
 	tq(&o, NULL, "take", q, "-n", "2", "--json", NULL);
 	assert_ok(&o);
-	assert_json_output(&o);
+	char *arr;
+	cr_assert_eq(ndjson_array(o.out, &arr), 2, "%s", o.out);
+	free(arr);
+	cr_assert(utf8_ok(o.out, o.out_len));
 	assert_contains(o.out, "\"value\":18446744073709551615}", "take --json, 2^64 - 1");
 	assert_contains(o.out, "\"value\":9007199254740993}", "take --json, 2^53 + 1");
 
@@ -2634,11 +2673,14 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	tq_close(h);
 	tq(&o, NULL, "take", q, "-n", "3", "--json", NULL);
 	assert_ok(&o);
-	assert_json_output(&o);
-	assert_jstr(o.out, "0.kind", "string");
+	cr_assert_eq(ndjson_array(o.out, &arr), 3, "%s", o.out);
+	cr_assert(utf8_ok(o.out, o.out_len));
+	assert_jstr(arr, "0.kind", "string");
+	free(arr);
 	assert_contains(o.out, "\"data\":\"a\\u0000b\"}", "a NUL in JSON");
 	assert_contains(o.out, "\"data\":\"\\ufffd\\ufffd\",\"data_base64\":\"//4=\"}", "bytes that are not UTF-8");
-	assert_contains(o.out, "\"data\":\"\\\"\\ufffd(\\\"\",\"data_base64\":\"IsMoIg==\"}", "a JSON task that is not UTF-8");
+	assert_contains(o.out, "\"data\":\"\\\"\\ufffd(\\\"\",\"data_base64\":\"IsMoIg==\",\"data_not_json\":true}",
+			"a JSON task that is not UTF-8");
 	cr_assert_null(strstr(o.out, "\"data\":\"a\\u0000b\",\"data_base64\""), "no base64 for valid UTF-8");
 
 	/* Text: the bytes as they are. */
@@ -2658,9 +2700,9 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	assert_ok(&o);
 	assert_json_output(&o);
 	cr_assert_eq(jlen(o.out, ""), 3, "%s", o.out);
-	assert_contains(o.out, "\"data\":\t\"a\\u0000b\"", "dead --json, a NUL");
-	assert_contains(o.out, "\"data_base64\":\t\"//4=\"", "dead --json, not UTF-8");
-	assert_contains(o.out, "\"value\":\t18446744073709551615", "dead --json, 2^64 - 1");
+	assert_contains(o.out, "\"data\":\"a\\u0000b\"", "dead --json, a NUL");
+	assert_contains(o.out, "\"data_base64\":\"//4=\"", "dead --json, not UTF-8");
+	assert_contains(o.out, "\"value\":18446744073709551615", "dead --json, 2^64 - 1");
 	tq(&o, NULL, "dead", q, NULL);
 	assert_ok(&o);
 	cr_assert(memmem(o.out, o.out_len, "\t18446744073709551615\n", 22), "dead text: the integer");
@@ -2668,13 +2710,19 @@ Test(cli, json_output_is_exact_and_valid_utf8)
 	cr_assert(memmem(o.out, o.out_len, "\t\xff\xfe\n", 4), "dead text: the payload's bytes");
 
 	/* Every other --json: valid, and counters are plain integers. */
-	const char *cmds[][4] = {{"stats", q, "--json"}, {"info", q, "--json"}, {"log", q, "--json"},
-				 {"ls", "--json"},       {"recover", q, "--json"}};
+	const char *cmds[][4] = {{"stats", q, "--json"}, {"info", q, "--json"}, {"ls", "--json"},
+				 {"recover", q, "--json"}};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		tq(&o, NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
 		assert_ok(&o);
 		assert_json_output(&o);
+		cr_assert_eq(count_lines(o.out), 1, "`%s`: one compact line:\n%s", o.cmd, o.out);
 	}
+	tq(&o, NULL, "log", q, "--json", NULL); /* one event a line */
+	assert_ok(&o);
+	cr_assert(ndjson_array(o.out, &arr) > 0);
+	free(arr);
+	cr_assert(utf8_ok(o.out, o.out_len));
 	tq(&o, NULL, "stats", q, "--json", NULL);
 	const char *v = jget(o.out, "totals.pushed");
 	cr_assert(v && !strncmp(v, "10,", 3), "totals.pushed: %.20s", v ? v : "(none)");
@@ -2872,7 +2920,7 @@ Test(cli, ls_and_clean_never_open_non_queue_files)
 	tq(&o, NULL, "ls", "--json", NULL);
 	assert_ok(&o);
 	assert_json_output(&o);
-	assert_contains(o.out, "\"name\":\t\"\\ufffd\\u001b[31mred\"", "ls --json, a hostile name");
+	assert_contains(o.out, "\"name\":\"\\ufffd\\u001b[31mred\"", "ls --json, a hostile name");
 
 	tq(&o, NULL, "clean", "--force", "--json", NULL);
 	assert_ok(&o);
@@ -2936,4 +2984,335 @@ Test(cli, clean_removes_only_old_half_created_segments)
 	cr_assert(!shm_exists(empty_old) && !shm_exists(zero_old));
 	cr_assert(shm_exists(fresh), "a segment maybe still being created was removed");
 	out_free(&o);
+}
+
+/* ================================================================ messages */
+
+/* Every out-of-range or malformed value is refused naming its option, what
+ * was given and the range allowed. */
+Test(cli, range_errors_name_the_option_and_the_range)
+{
+	struct out o = {0};
+	const char *q = qname("range"), *xn = qname("rangex");
+	create_ok(q);
+
+	const struct {
+		const char *args[7];
+		const char *want;
+	} cases[] = {
+		{{"take", q, "-n", "0"}, "invalid --count '0': an integer from 1 to 1000000000"},
+		{{"take", q, "--count", "x"}, "invalid --count 'x': an integer from 1 to 1000000000"},
+		{{"take", q, "--timeout", "soon"}, "invalid --timeout 'soon': seconds from 0 to 1000000000"},
+		{{"push", q, "--delay", "-1", "a"}, "invalid --delay '-1': seconds from 0 to 31536000 (365 days)"},
+		{{"push", q, "--timeout", "x", "a"}, "invalid --timeout 'x': seconds from 0 to"},
+		{{"push", q, "--kind", "float", "a"}, "invalid --kind 'float': int, string or json"},
+		{{"create", xn, "--capacity", "0"}, "invalid --capacity '0': an integer from 1 to 16777216"},
+		{{"create", xn, "--max-payload", "16777217"}, "invalid --max-payload '16777217': an integer from 0 to 16777216"},
+		{{"create", xn, "--max-attempts", "65536"}, "invalid --max-attempts '65536': an integer from 1 to 65535"},
+		{{"create", xn, "--dead-capacity", "0"}, "invalid --dead-capacity '0': an integer from 1 to 16777216"},
+		{{"create", xn, "--lease", "0.0001"}, "invalid --lease '0.0001': seconds from 0.001 to 31536000"},
+		{{"create", xn, "--backoff", "nan"}, "invalid --backoff 'nan': seconds from 0 to 86400 (1 day)"},
+		{{"create", xn, "--backoff-max", "x"}, "invalid --backoff-max 'x': seconds from 0 to 31536000"},
+		{{"create", xn, "--mode", "800"}, "invalid --mode '800': octal permissions from 0 to 777"},
+		{{"work", q, "--concurrency", "3000000", "--", "true"}, "invalid --concurrency '3000000': an integer from 1 to 256"},
+		{{"work", q, "--batch", "0", "--", "true"}, "invalid --batch '0': an integer from 1 to 4096"},
+		{{"work", q, "--max-tasks", "0", "--", "true"}, "invalid --max-tasks '0': an integer from 1 to"},
+		{{"work", q, "--idle-exit", "0", "--", "true"}, "invalid --idle-exit '0': seconds from 0.001 to"},
+		{{"work", q, "--task-timeout", "x", "--", "true"}, "invalid --task-timeout 'x': seconds from 0.001 to"},
+		{{"work", q, "--log-max-files", "500", "--", "true"}, "invalid --log-max-files '500': an integer from 1 to 100"},
+		{{"work", q, "--log-level", "loud", "--", "true"}, "invalid --log-level 'loud': debug, info, warn or error"},
+		{{"top", q, "--iterations", "0"}, "invalid --iterations '0': an integer from 1 to"},
+		{{"dead", q, "kick", "abc"}, "invalid task id 'abc': an integer from 1 to 18446744073709551614"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *const *a = cases[i].args;
+		tq(&o, NULL, a[0], a[1], a[2], a[3], a[4], a[5], a[6], NULL);
+		assert_fails(&o, 2);
+		assert_contains(o.err, cases[i].want, o.cmd);
+		cr_assert(!strchr(o.err, '\n') || strchr(o.err, '\n')[1] == '\0', "`%s`: one line, said once:\n%s",
+			  o.cmd, o.err);
+	}
+	cr_assert(!shm_exists(xn));
+	cr_assert_eq(lib_stats(q).total.pushed, 0);
+	out_free(&o);
+}
+
+Test(cli, take_on_a_paused_queue_says_it_is_paused)
+{
+	struct out o = {0};
+	const char *q = qname("tpause");
+	create_ok(q);
+	push_ok(q, "a");
+
+	tq(&o, NULL, "take", q, "-n", "0", NULL); /* (a usage error first: nothing taken) */
+	assert_fails(&o, 2);
+	tq(&o, NULL, "pause", q, NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, NULL);
+	assert_fails(&o, 6);
+	assert_contains(o.err, "paused", "take on a paused queue");
+	assert_contains(o.err, "taskq resume", "take on a paused queue");
+	cr_assert_null(strstr(o.err, "no task ready"), "%s", o.err);
+	tq(&o, NULL, "resume", q, NULL);
+	tq(&o, NULL, "take", q, NULL);
+	assert_ok(&o);
+	cr_assert_str_eq(o.out, "a\n");
+	tq(&o, NULL, "take", q, NULL); /* running and empty: no task ready */
+	assert_fails(&o, 6);
+	assert_contains(o.err, "no task ready", "take on an empty queue");
+	out_free(&o);
+}
+
+Test(cli, dead_unknown_action_lists_the_valid_ones)
+{
+	struct out o = {0};
+	const char *q = qname("dact");
+	create_ok(q);
+
+	tq(&o, NULL, "dead", q, "kikc", "3", NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "unknown action 'kikc'", "dead kikc");
+	assert_contains(o.err, "list, kick or purge", "dead kikc");
+	tq(&o, NULL, "dead", q, "kick", NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "a task ID or --all", "dead kick");
+	tq(&o, NULL, "dead", q, "purge", "3", "--all", NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "not both", "dead purge ID --all");
+	tq(&o, NULL, "dead", q, "list", "x", NULL);
+	assert_fails(&o, 2);
+	assert_contains(o.err, "usage: taskq dead", "dead list x");
+	out_free(&o);
+}
+
+Test(cli, unknown_command_suggests_the_nearest)
+{
+	struct out o = {0};
+	const struct {
+		const char *typed, *meant;
+	} cases[] = {{"stat", "stats"}, {"pussh", "push"}, {"tkae", "take"}, {"ressume", "resume"},
+		     {"destory", "destroy"}, {"wrok", "work"}, {"cre", "create"}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char want[64];
+		tq(&o, NULL, cases[i].typed, "q", NULL);
+		assert_fails(&o, 2);
+		snprintf(want, sizeof(want), "did you mean '%s'?", cases[i].meant);
+		assert_contains(o.err, want, o.cmd);
+	}
+	const char *far[] = {"frobnicate", "x", "st"};
+	for (size_t i = 0; i < sizeof(far) / sizeof(far[0]); i++) {
+		tq(&o, NULL, far[i], NULL);
+		assert_fails(&o, 2);
+		assert_contains(o.err, "unknown command", o.cmd);
+		cr_assert_null(strstr(o.err, "did you mean"), "`%s`: %s", o.cmd, o.err);
+	}
+	out_free(&o);
+}
+
+Test(cli, create_existing_has_its_own_exit_status)
+{
+	struct out o = {0};
+	const char *q = qname("cexist");
+
+	tq(&o, NULL, "--help", NULL);
+	assert_contains(o.out, "  9  the queue exists already", "taskq --help's exit status table");
+	create_ok(q);
+	tq(&o, NULL, "create", q, "--json", NULL);
+	assert_fails(&o, 9);
+	assert_contains(o.err, "--exist-ok", "create existing");
+	tq(&o, NULL, "create", q, "--exist-ok", NULL);
+	assert_ok(&o);
+	out_free(&o);
+}
+
+Test(cli, work_log_records_the_whole_command)
+{
+	struct out o = {0};
+	const char *q = qname("wlog");
+	char log[600];
+	create_ok(q);
+	push_ok(q, "a");
+
+	tmp_path(log, sizeof(log), "work.log");
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--log-file", log, "--", "/bin/sh", "-c", "exit 0", NULL);
+	assert_ok(&o);
+	char *text = read_file(log);
+	assert_contains(text, "event=work_started", "the work log");
+	assert_contains(text, "command=\"/bin/sh -c 'exit 0'\"", "the work log");
+	free(text);
+	unlink(log);
+	out_free(&o);
+}
+
+/* ================================================================ output */
+
+Test(cli, take_json_nests_json_payloads_one_task_a_line)
+{
+	struct out o = {0};
+	const char *q = qname("tnest");
+	tq_queue *h;
+	char *arr;
+	create_ok(q);
+
+	tq(&o, NULL, "push", q, "--json", "--quiet", "{\n  \"a\": [1, 2.50, 18446744073709551616],\n  \"s\": \"x  y\\\\\"\n}",
+	   "\"just a string\"", "null", NULL);
+	assert_ok(&o);
+	push_ok(q, "{\"not\": \"parsed\"}"); /* a string task that looks like JSON */
+	cr_assert_eq(tq_open(q, &h), 0);
+	cr_assert_eq(tq_push_data(h, TQ_KIND_JSON, "{oops", 5, 0), 0); /* the library checks no JSON */
+	tq_close(h);
+
+	tq(&o, NULL, "take", q, "-n", "10", "--json", NULL);
+	assert_ok(&o);
+	cr_assert_eq(ndjson_array(o.out, &arr), 5, "one line a task:\n%s", o.out);
+	/* Nested, whitespace outside strings gone, numbers as written. */
+	assert_contains(o.out, "\"data\":{\"a\":[1,2.50,18446744073709551616],\"s\":\"x  y\\\\\"}}\n", "a JSON task");
+	assert_jstr(arr, "1.data", "just a string");
+	cr_assert(jget(arr, "2.data") && !strncmp(jget(arr, "2.data"), "null}", 5), "%s", o.out);
+	assert_jstr(arr, "3.kind", "string");
+	assert_jstr(arr, "3.data", "{\"not\": \"parsed\"}");
+	assert_jstr(arr, "4.kind", "json");
+	assert_jstr(arr, "4.data", "{oops");
+	cr_assert(jget(arr, "4.data_not_json") && !strncmp(jget(arr, "4.data_not_json"), "true", 4), "%s", o.out);
+	cr_assert_null(jget(arr, "0.data_not_json"), "%s", o.out);
+	cr_assert_null(jget(arr, "3.data_not_json"), "%s", o.out);
+	free(arr);
+
+	/* Dead letters: the same. */
+	const char *d = qname("tnestd");
+	create_ok(d, "--max-attempts", "1");
+	tq(&o, NULL, "push", d, "--json", "--quiet", "{ \"a\" : 1 }", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "work", d, "--max-tasks", "1", "--", "false", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "dead", d, "--json", NULL);
+	assert_ok(&o);
+	assert_json_output(&o);
+	assert_contains(o.out, "\"data\":{\"a\":1}", "dead --json, a JSON task");
+
+	/* --pretty: the same tasks, indented over several lines. */
+	push_ok(q, "p");
+	tq(&o, NULL, "take", q, "--json", "--pretty", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	cr_assert(count_lines(o.out) > 1, "%s", o.out);
+	assert_jstr(o.out, "data", "p");
+	/* After --, --pretty is a value like any other. */
+	tq(&o, NULL, "push", q, "--quiet", "--", "--pretty", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "take", q, NULL);
+	cr_assert_str_eq(o.out, "--pretty\n");
+	out_free(&o);
+}
+
+Test(cli, json_is_compact_unless_pretty)
+{
+	struct out o = {0};
+	const char *q = qname("compact");
+	create_ok(q);
+
+	const char *cmds[][3] = {{"stats", q}, {"info", q}, {"pause", q}, {"resume", q}, {"recover", q},
+				 {"dead", q}};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		tq(&o, NULL, cmds[i][0], cmds[i][1], "--json", NULL);
+		assert_ok(&o);
+		assert_json_output(&o);
+		cr_assert_eq(count_lines(o.out), 1, "`%s`: not one line:\n%s", o.cmd, o.out);
+		cr_assert_null(strchr(o.out, '\t'), "`%s`: %s", o.cmd, o.out);
+		tq(&o, NULL, cmds[i][0], cmds[i][1], "--json", "--pretty", NULL);
+		assert_ok(&o);
+		assert_json_output(&o);
+		if (strcmp(cmds[i][0], "dead")) /* [] stays on one line */
+			cr_assert(count_lines(o.out) > 1, "`%s`: not indented:\n%s", o.cmd, o.out);
+	}
+	out_free(&o);
+}
+
+/* Latencies with their units; no age for the oldest ready task when none is
+ * ready; events with each field labelled. */
+Test(cli, human_output_has_units_and_labels)
+{
+	struct out o = {0};
+	const char *q = qname("human");
+	uint64_t id;
+	create_ok(q, "--max-attempts", "1");
+
+	tq(&o, NULL, "stats", q, NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "oldest ready task: -;", "stats with nothing ready");
+	tq(&o, NULL, "push", q, "x", NULL);
+	assert_ok(&o);
+	cr_assert_eq(parse_ids(o.out, &id, 1), 1);
+	tq(&o, NULL, "stats", q, NULL);
+	cr_assert_null(strstr(o.out, "oldest ready task: -;"), "a task is ready:\n%s", o.out);
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--", "false", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "stats", q, NULL);
+	assert_ok(&o);
+	const char *p = strstr(o.out, "queue_wait  p50 ");
+	cr_assert(p, "%s", o.out);
+	double v;
+	char unit[8];
+	cr_assert_eq(sscanf(p + strlen("queue_wait  p50 "), "%lf %7[a-z],", &v, unit), 2, "%s", o.out);
+	cr_assert(!strcmp(unit, "ns") || !strcmp(unit, "us") || !strcmp(unit, "ms") || !strcmp(unit, "s"),
+		  "p50 without a unit: %s", p);
+
+	tq(&o, NULL, "log", q, NULL);
+	assert_ok(&o);
+	char want[128];
+	snprintf(want, sizeof(want), "event=task_dead id=%llu attempts=1 msg=\"exit status 1\"\n", (unsigned long long)id);
+	assert_contains(o.out, want, "log");
+	assert_contains(o.out, "event=created capacity=10000 max_payload=4096\n", "log");
+	out_free(&o);
+}
+
+/* The options of the table-driven subcommands: each one --help lists is
+ * taken (given before --help, an unknown one would be a usage error), and
+ * appears in the usage line too. */
+Test(cli, every_listed_option_is_taken)
+{
+	struct out o = {0}, h = {0};
+	const char *cmds[] = {"push", "take", "create", "stop", "pause", "resume", "dead", "log", "recover"};
+	const struct {
+		const char *arg, *value;
+	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},
+		      {"int|string|json", "int"}};
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		tq(&h, NULL, cmds[i], "--help", NULL);
+		assert_ok(&h);
+		const char *opts = strstr(h.out, "\nOptions:\n");
+		cr_assert(opts, "`%s`: no option list:\n%s", h.cmd, h.out);
+		int seen = 0;
+		for (const char *l = opts + 10; *l == ' '; l = strchr(l, '\n') + 1) {
+			char name[64] = "", arg[64] = "";
+			const char *dd = strstr(l, "--");
+			const char *eol = strchr(l, '\n');
+			if (!dd || dd > eol || dd[-1] != ' ')
+				continue; /* a continuation line */
+			cr_assert(sscanf(dd, "%63s %63s", name, arg) >= 1);
+			if (!strcmp(name, "--help") || !strcmp(name, "--url") || !strcmp(name, "--token-file"))
+				continue; /* --url and --token-file: the remote form (serve tests) */
+			seen++;
+			const char *value = NULL;
+			for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++)
+				if (!strcmp(arg, values[k].arg))
+					value = values[k].value;
+			char flag[80];
+			snprintf(flag, sizeof(flag), "[%s%s%s]", name, value ? " " : "", value ? arg : "");
+			const char *in_usage = strstr(h.out, flag); /* dead: --all is in the arguments' grammar */
+			if (!in_usage && !strcmp(cmds[i], "dead") && !strcmp(name, "--all"))
+				in_usage = strstr(h.out, "ID|--all");
+			cr_assert(in_usage && in_usage < opts, "`%s`: %s is not in the usage:\n%s", h.cmd, flag, h.out);
+			if (value)
+				tq(&o, NULL, cmds[i], name, value, "--help", NULL);
+			else
+				tq(&o, NULL, cmds[i], name, "--help", NULL);
+			assert_ok(&o);
+			cr_assert(!strcmp(o.out, h.out), "`%s`: not the help", o.cmd);
+		}
+		cr_assert(seen >= 1, "`%s`: no option found", h.cmd);
+	}
+	out_free(&o);
+	out_free(&h);
 }

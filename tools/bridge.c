@@ -91,6 +91,7 @@ struct opts {
 	uint64_t drain_ns;      /* in: on stop, how long to wait for pending messages */
 	uint64_t linger_ns;     /* out: how long to gather a message's tasks */
 	bool json;              /* stats, stop: JSON output */
+	bool pretty;            /* --pretty: that JSON indented */
 	uint64_t wait_ns;       /* stats, stop: how long to collect answers */
 	int stop_state;         /* stop: TQ_DRAINING or TQ_STOPPED */
 	uint64_t iterations;    /* top: refreshes before leaving (0: until a signal) */
@@ -109,9 +110,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s out NAME --nats URL[,URL...] --stream S [options]\n"
 		"       %s in  NAME --nats URL[,URL...] --stream S --consumer C [options]\n"
-		"       %s stats [NAME] --nats URL[,URL...] --stream S [--json] [--wait SEC]\n"
+		"       %s stats [NAME] --nats URL[,URL...] --stream S [--json [--pretty]] [--wait SEC]\n"
 		"       %s stop  [NAME] --nats URL[,URL...] --stream S [--state draining|stopped]\n"
-		"                          [--json] [--wait SEC]\n"
+		"                          [--json [--pretty]] [--wait SEC]\n"
 		"       %s top   [NAME] --nats URL[,URL...] --stream S [--wait SEC] [--iterations N]\n"
 		"       %s --version\n\n"
 		"Moves tasks between machines through NATS JetStream (docs/cluster.md).\n"
@@ -151,7 +152,8 @@ static void usage(FILE *f)
 		"  --user U --password-file F   user and password (the password read from F)\n"
 		"  --creds F             a NATS credentials file (JWT and NKey seed)\n"
 		"  --tls-ca F            trust the CA certificates in F (TLS)\n"
-		"  --json                stats, stop: JSON output\n"
+		"  --json                stats, stop: JSON output, on one line\n"
+		"  --pretty              with --json: indented, on several lines\n"
 		"  --wait SECONDS        stats, stop: how long to collect answers (default 1.5, 2)\n"
 		"  --state S             stop: draining (default) or stopped\n"
 		"  --metrics-file FILE   out, in: write this bridge's counters to FILE every\n"
@@ -225,7 +227,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{"log-level", required_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
 		{"json", no_argument, 0, 'J'},            {"wait", required_argument, 0, 'w'},
 		{"state", required_argument, 0, 'X'},     {"metrics-file", required_argument, 0, 'M'},
-		{"iterations", required_argument, 0, 'I'},
+		{"iterations", required_argument, 0, 'I'}, {"pretty", no_argument, 0, 'P'},
 		{0, 0, 0, 0},
 	};
 	uint64_t v;
@@ -314,6 +316,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 				die_usage("--log-level is debug, info, warn or error");
 			break;
 		case 'J': o->json = true; break;
+		case 'P': o->pretty = true; break;
 		case 'M': o->metrics_file = optarg; break;
 		case 'I':
 			if (!cli_parse_u64(optarg, 1, 1000000, &o->iterations))
@@ -802,7 +805,7 @@ static int run_stats(struct bridge *b)
 			cJSON_AddNumberToObject(t, stat_keys[k], tot[k]);
 		cJSON_AddItemToObject(o, "bridges", rows);
 		cJSON_AddItemToObject(o, "totals", t);
-		char *txt = cJSON_Print(o);
+		char *txt = b->o->pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
 		if (txt)
 			printf("%s\n", txt);
 		free(txt);
@@ -852,7 +855,7 @@ static int run_stop(struct bridge *b)
 	cJSON_ArrayForEach(r, rows)
 	ok += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
 	if (b->o->json) {
-		char *out = cJSON_Print(rows);
+		char *out = b->o->pretty ? cJSON_Print(rows) : cJSON_PrintUnformatted(rows);
 		if (out)
 			printf("%s\n", out);
 		free(out);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <getopt.h>
 
 #include <cjson/cJSON.h>
 
@@ -24,6 +25,7 @@ enum {
 	EX_EMPTY = 6,    /* nothing to take, or room to push, within the timeout */
 	EX_STOPPED = 7,  /* the queue is draining or stopped */
 	EX_REFUSED = 8,  /* the remote end refused: authentication (HTTP 401/403) */
+	EX_EXISTS = 9,   /* create: the queue exists already (and no --exist-ok) */
 };
 
 extern const char *cli_cmd; /* the running subcommand, for messages */
@@ -34,6 +36,68 @@ int cli_exit_for(int tq_err);
 int cli_open(const char *name, tq_queue **q);
 /* Prints "usage: taskq USAGE" to stderr; returns EX_USAGE_. */
 int cli_usage_error(const char *usage);
+/* ------------------------------------------------- options and --help */
+
+/*
+ * A subcommand's options as one table, from which both the getopt_long
+ * options and the --help text are made, so that every option a command
+ * takes is in its help, spelled as it is taken.
+ */
+struct cli_opt {
+	int key;          /* what cli_opts_next returns for it (> 0) */
+	bool has_short;   /* key (a letter) is also its short option, -k */
+	const char *name; /* the long option, without "--" */
+	const char *arg;  /* the name of its argument in the help ("N", "SEC"); NULL: none */
+	const char *help; /* its help: lines of at most 52 columns, separated by \n */
+};
+
+struct cli_command {
+	const char *name;  /* the subcommand */
+	const char *args;  /* the arguments before the options in the usage: "NAME" */
+	const char *tail;  /* after the options in the usage ("[VALUE...]"), or NULL */
+	const char *usage; /* the whole usage after "taskq ", or NULL: made of the above */
+	const char *about; /* what the command does: the text between usage and options */
+	const char *more;  /* text after the options, or NULL */
+	const struct cli_opt *opts; /* ends with an entry of key 0; --help is added */
+};
+
+/* --pretty is taken out of every command line by main (cli_json_pretty);
+ * a command whose --json prints something lists it with this entry. */
+#define CLI_OPT_PRETTY_KEY 0x7f01
+#define CLI_OPT_PRETTY {CLI_OPT_PRETTY_KEY, false, "pretty", NULL, "with --json: indented, on several lines"}
+extern bool cli_json_pretty;
+
+#define CLI_MAX_OPTS 32
+struct cli_parser {
+	const struct cli_command *cmd;
+	const struct cli_opt *cur; /* the option cli_opts_next returned last */
+	struct option lo[CLI_MAX_OPTS + 2]; /* getopt_long's table */
+	char so[3 * CLI_MAX_OPTS + 4];
+};
+
+enum { CLI_OPT_END = -1, CLI_OPT_HELP = -2, CLI_OPT_BAD = -3 };
+void cli_parser_init(struct cli_parser *p, const struct cli_command *cmd);
+/* The next option of argv (getopt_long: optarg holds its argument): its
+ * key, or CLI_OPT_END when there are none left (optind: the first
+ * argument), CLI_OPT_HELP after printing the help to stdout (exit 0), or
+ * CLI_OPT_BAD after printing the usage to stderr (exit EX_USAGE_). */
+int cli_opts_next(struct cli_parser *p, int argc, char **argv);
+void cli_print_help(const struct cli_command *cmd);
+/* Prints the usage to stderr; returns EX_USAGE_. */
+int cli_command_usage(const struct cli_command *cmd);
+/* The current option's argument (optarg) as an integer in [min, max] or a
+ * duration in [min_ns, max_s]; false after saying on stderr which option,
+ * what was given, and the range. */
+bool cli_opt_u64(const struct cli_parser *p, uint64_t min, uint64_t max, uint64_t *out);
+bool cli_opt_seconds(const struct cli_parser *p, uint64_t min_ns, double max_s, uint64_t *ns);
+/* The same for a value of what (an option's name, "task id"). */
+bool cli_value_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+bool cli_value_seconds(const char *what, const char *s, uint64_t min_ns, double max_s, uint64_t *ns);
+
+/* args joined by blanks, each quoted when it holds a blank or a quote (for
+ * logs); cut at size - 1 bytes. Returns buf. */
+char *cli_join_args(char *buf, size_t size, char *const *args);
+
 /* Parses a subcommand whose only options are --help and --json (json may
  * be NULL: then --json is refused). Returns -1 to go on, else the exit
  * status (0 after --help). */
@@ -45,8 +109,11 @@ int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, 
 
 const char *cli_state_name(int state);
 const char *cli_kind_name(int kind);
+/* An event's details, each labelled: "id=12 attempts=5 msg=\"...\"". */
+char *cli_event_detail(char *buf, size_t size, const tq_event_info *e);
 
-/* Prints a cJSON object (and frees it). */
+/* Prints a cJSON object (and frees it) on one line, or indented over
+ * several with --pretty (cli_json_pretty). */
 void cli_print_json(cJSON *obj);
 /* Counters as exact integers (cli_json_add_u64). */
 cJSON *cli_counters_json(const tq_counters *c);
@@ -65,7 +132,8 @@ struct log_config;
 	"Logs: one logfmt line per event to stderr, or with --log-file FILE to FILE, rotated\n"   \
 	"at --log-max-bytes N (default 10485760) keeping --log-max-files N old files (default\n" \
 	"5); --log-level debug|info|warn|error (default info).\n"
-/* Applies one of CLI_LOG_OPTIONS; false if c is not one (ok: value valid). */
+/* Applies one of CLI_LOG_OPTIONS; false if c is not one. ok: the value is
+ * valid; if not, the option, the value and what it must be are said. */
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok);
 
 /* Bearer tokens for taskq serve and the --url forms (cmd_remote.c): at most

@@ -1,138 +1,181 @@
 /*
  * cmd_create.c - taskq create.
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
-#include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
 /* -------------------------------------------------------------- create */
 
-int cmd_create(int argc, char **argv)
-{
-	static const char *usage = "create NAME [--capacity N] [--max-payload BYTES] [--mode OCTAL]\n"
-				   "       [--max-attempts N] [--dead-capacity N] [--lease SEC]\n"
-				   "       [--backoff SEC] [--backoff-max SEC] [--exist-ok] [--json]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'},
-		{"capacity", required_argument, 0, 'c'}, {"max-payload", required_argument, 0, 'p'},
-		{"mode", required_argument, 0, 'm'}, {"max-attempts", required_argument, 0, 'a'},
-		{"dead-capacity", required_argument, 0, 'd'}, {"lease", required_argument, 0, 'l'},
-		{"backoff", required_argument, 0, 'b'}, {"backoff-max", required_argument, 0, 'B'},
-		{"exist-ok", no_argument, 0, 'e'}, {0, 0, 0, 0}};
+enum { O_CAPACITY = 'c', O_PAYLOAD = 'p', O_MODE = 'm', O_ATTEMPTS = 'a', O_DEAD = 'd', O_LEASE = 'l',
+       O_BACKOFF = 'b', O_BACKOFF_MAX = 'B', O_EXIST_OK = 'e', O_JSON = 'j' };
+
+static const struct cli_opt create_opts[] = {
+	{O_CAPACITY, false, "capacity", "N", "tasks held at once (1 to 16777216; default 10000)"},
+	{O_PAYLOAD, false, "max-payload", "BYTES", "bytes per payload (0 to 16777216; default 4096)"},
+	{O_MODE, false, "mode", "OCTAL", "permissions of the queue's file (default 600)"},
+	{O_ATTEMPTS, false, "max-attempts", "N", "attempts before a task is dead (1 to 65535;\ndefault 5)"},
+	{O_DEAD, false, "dead-capacity", "N", "dead tasks kept (1 to --capacity; default\ncapacity/10)"},
+	{O_LEASE, false, "lease", "SEC", "how long a taken task is held (0.001 s to 365\ndays; default 30)"},
+	{O_BACKOFF, false, "backoff", "SEC", "wait before a failed task's first retry, doubling\nper attempt (up to 1 day; default 0.1)"},
+	{O_BACKOFF_MAX, false, "backoff-max", "SEC", "longest wait before a retry (up to 365 days;\ndefault 60)"},
+	{O_EXIST_OK, false, "exist-ok", NULL, "succeed if the queue exists (its configuration\nis kept)"},
+	{O_JSON, true, "json", NULL, "print name, created, capacity, max_payload as\nJSON"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command create_cmd = {
+	.name = "create",
+	.args = "NAME",
+	.about = "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
+		 "mode 600, max-attempts 5, dead-capacity capacity/10, lease 30 s,\n"
+		 "backoff 0.1 s doubling per attempt up to backoff-max 60 s.\n"
+		 "--backoff above --backoff-max is refused (exit 2). Given alone, --backoff\n"
+		 "above the default backoff-max raises backoff-max to it, and --backoff-max\n"
+		 "below the default backoff lowers backoff to it. A queue that exists already\n"
+		 "is an error (exit 9) unless --exist-ok is given.\n",
+	.opts = create_opts,
+};
+
+struct create_args {
+	const char *name;
 	tq_config cfg;
-	bool json = false, exist_ok = false, backoff_set = false, backoff_max_set = false;
+	bool json, exist_ok;
+};
+
+/* One option of create into a; false after a message. */
+static bool create_option(const struct cli_parser *p, int c, struct create_args *a, bool *backoff_set,
+			  bool *backoff_max_set)
+{
+	tq_config *cfg = &a->cfg;
 	uint64_t v;
+
+	switch (c) {
+	case O_JSON: a->json = true; return true;
+	case O_EXIST_OK: a->exist_ok = true; return true;
+	case O_CAPACITY:
+		if (!cli_opt_u64(p, 1, TQ_MAX_CAPACITY, &v))
+			return false;
+		cfg->capacity = (uint32_t)v;
+		return true;
+	case O_PAYLOAD:
+		if (!cli_opt_u64(p, 0, TQ_MAX_PAYLOAD, &v))
+			return false;
+		cfg->max_payload = (uint32_t)v;
+		return true;
+	case O_MODE: {
+		char *end, q[100];
+		unsigned long m = strtoul(optarg, &end, 8);
+		if (*optarg >= '0' && *optarg <= '7' && !*end && m <= 0777) {
+			cfg->mode = (mode_t)m;
+			return true;
+		}
+		cli_err("invalid --mode '%s': octal permissions from 0 to 777, e.g. 600",
+			cli_text_escape(q, sizeof(q), optarg, strlen(optarg)));
+		return false;
+	}
+	case O_ATTEMPTS:
+		if (!cli_opt_u64(p, 1, 65535, &v))
+			return false;
+		cfg->max_attempts = (uint32_t)v;
+		return true;
+	case O_DEAD:
+		if (!cli_opt_u64(p, 1, TQ_MAX_CAPACITY, &v))
+			return false;
+		cfg->dead_capacity = (uint32_t)v;
+		return true;
+	case O_LEASE: return cli_opt_seconds(p, 1000000, 365 * 86400.0, &cfg->lease_ns);
+	case O_BACKOFF: *backoff_set = true; return cli_opt_seconds(p, 0, 86400.0, &cfg->backoff_base_ns);
+	case O_BACKOFF_MAX: *backoff_max_set = true; return cli_opt_seconds(p, 0, 365 * 86400.0, &cfg->backoff_max_ns);
+	default: return false;
+	}
+}
+
+/* The command line into a; -1 to go on, else the exit status. */
+static int create_parse(int argc, char **argv, struct create_args *a)
+{
+	struct cli_parser p;
+	bool backoff_set = false, backoff_max_set = false;
 	int c;
 
-	tq_config_init(&cfg);
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
-		const char *bad = NULL;
-		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\n"
-			       "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
-			       "mode 600, max-attempts 5, dead-capacity capacity/10, lease 30 s,\n"
-			       "backoff 0.1 s doubling per attempt up to backoff-max 60 s.\n"
-			       "--backoff above --backoff-max is refused (exit 2). Given alone, --backoff\n"
-			       "above the default backoff-max raises backoff-max to it, and --backoff-max\n"
-			       "below the default backoff lowers backoff to it.\n"
-			       "--exist-ok: succeed if the queue exists (its configuration is kept).\n", usage);
+	memset(a, 0, sizeof(*a));
+	tq_config_init(&a->cfg);
+	cli_parser_init(&p, &create_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
 			return 0;
-		case 'j': json = true; break;
-		case 'e': exist_ok = true; break;
-		case 'c':
-			if (cli_parse_u64(optarg, 1, TQ_MAX_CAPACITY, &v)) cfg.capacity = (uint32_t)v; else bad = "--capacity";
-			break;
-		case 'p':
-			if (cli_parse_u64(optarg, 0, TQ_MAX_PAYLOAD, &v)) cfg.max_payload = (uint32_t)v; else bad = "--max-payload";
-			break;
-		case 'm': {
-			char *end;
-			unsigned long m = strtoul(optarg, &end, 8);
-			if (*optarg && !*end && m <= 0777) cfg.mode = (mode_t)m; else bad = "--mode";
-			break;
-		}
-		case 'a':
-			if (cli_parse_u64(optarg, 1, 65535, &v)) cfg.max_attempts = (uint32_t)v; else bad = "--max-attempts";
-			break;
-		case 'd':
-			if (cli_parse_u64(optarg, 1, TQ_MAX_CAPACITY, &v)) cfg.dead_capacity = (uint32_t)v; else bad = "--dead-capacity";
-			break;
-		case 'l':
-			if (!cli_parse_seconds(optarg, 365 * 86400.0, &cfg.lease_ns) || cfg.lease_ns < 1000000) bad = "--lease";
-			break;
-		case 'b':
-			if (!cli_parse_seconds(optarg, 86400.0, &cfg.backoff_base_ns)) bad = "--backoff";
-			backoff_set = true;
-			break;
-		case 'B':
-			if (!cli_parse_seconds(optarg, 365 * 86400.0, &cfg.backoff_max_ns)) bad = "--backoff-max";
-			backoff_max_set = true;
-			break;
-		default:
-			return cli_usage_error(usage);
-		}
-		if (bad) {
-			cli_err("invalid value '%s' for %s", optarg, bad);
+		if (c == CLI_OPT_BAD)
 			return EX_USAGE_;
-		}
+		if (!create_option(&p, c, a, &backoff_set, &backoff_max_set))
+			return EX_USAGE_;
 	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(&create_cmd);
+	a->name = argv[optind];
 	/* Both given: the user's numbers contradict each other; say so rather
 	 * than pick one. One given: the other one's default gives way. */
-	if (cfg.backoff_max_ns < cfg.backoff_base_ns) {
+	tq_config *cfg = &a->cfg;
+	if (cfg->backoff_max_ns < cfg->backoff_base_ns) {
 		if (backoff_set && backoff_max_set) {
-			cli_err("--backoff %.9g s exceeds --backoff-max %.9g s", (double)cfg.backoff_base_ns / 1e9,
-				(double)cfg.backoff_max_ns / 1e9);
+			cli_err("--backoff %.9g s exceeds --backoff-max %.9g s", (double)cfg->backoff_base_ns / 1e9,
+				(double)cfg->backoff_max_ns / 1e9);
 			return EX_USAGE_;
 		}
 		if (backoff_set)
-			cfg.backoff_max_ns = cfg.backoff_base_ns;
+			cfg->backoff_max_ns = cfg->backoff_base_ns;
 		else
-			cfg.backoff_base_ns = cfg.backoff_max_ns;
+			cfg->backoff_base_ns = cfg->backoff_max_ns;
 	}
-	if (cfg.dead_capacity > cfg.capacity) {
-		cli_err("--dead-capacity %u exceeds --capacity %u", cfg.dead_capacity, cfg.capacity);
+	if (cfg->dead_capacity > cfg->capacity) {
+		cli_err("--dead-capacity %u exceeds --capacity %u", cfg->dead_capacity, cfg->capacity);
 		return EX_USAGE_;
 	}
-	const char *name = argv[optind];
+	return -1;
+}
+
+static int create_run(struct create_args *a)
+{
 	tq_queue *q;
-	int rc = tq_create(name, &cfg, &q);
+	int rc = tq_create(a->name, &a->cfg, &q);
 	bool existed = false;
-	if (rc == TQ_EEXIST && exist_ok) {
+
+	if (rc == TQ_EEXIST && a->exist_ok) {
 		existed = true;
-		rc = tq_open(name, &q);
+		rc = tq_open(a->name, &q);
+	}
+	if (rc == TQ_EEXIST) {
+		cli_err("%s: %s (--exist-ok accepts it)", a->name, tq_strerror(rc));
+		return EX_EXISTS;
 	}
 	if (rc) {
-		cli_err("%s: %s", name, tq_strerror(rc));
-		return rc == TQ_EEXIST ? EX_FAIL : cli_exit_for(rc);
+		cli_err("%s: %s", a->name, tq_strerror(rc));
+		return cli_exit_for(rc);
 	}
+	tq_config cfg;
 	tq_config_get(q, &cfg);
-	if (json) {
+	if (a->json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", name);
+		cJSON_AddStringToObject(o, "name", a->name);
 		cJSON_AddBoolToObject(o, "created", !existed);
 		cJSON_AddNumberToObject(o, "capacity", cfg.capacity);
 		cJSON_AddNumberToObject(o, "max_payload", cfg.max_payload);
 		cli_print_json(o);
 	} else {
 		printf("%s %s: capacity %u tasks, max payload %u bytes\n", existed ? "exists" : "created",
-		       name, cfg.capacity, cfg.max_payload);
+		       a->name, cfg.capacity, cfg.max_payload);
 	}
 	tq_close(q);
 	return 0;
 }
 
+int cmd_create(int argc, char **argv)
+{
+	struct create_args a;
+	int rc = create_parse(argc, argv, &a);
+
+	return rc >= 0 ? rc : create_run(&a);
+}

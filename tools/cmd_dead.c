@@ -23,7 +23,7 @@ static bool print_payload_json(cJSON *o, const tq_dead_info *d, const char *data
 {
 	if (d->kind == TQ_KIND_INT)
 		return cli_json_add_u64(o, "value", d->value);
-	return cli_json_add_payload(o, data, len);
+	return cli_json_add_task_data(o, d->kind, data, len);
 }
 
 static int dead_list(tq_queue *q, bool json)
@@ -95,43 +95,73 @@ static int dead_list(tq_queue *q, bool json)
 	return 0;
 }
 
+enum { O_JSON = 'j', O_ALL = 'a', O_FOLLOW = 'f' };
+
+static const struct cli_opt dead_opts[] = {
+	{O_ALL, true, "all", NULL, "kick or purge every dead task"},
+	{O_JSON, true, "json", NULL, "list: an array of objects; kick, purge: the count"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command dead_cmd = {
+	.name = "dead",
+	.usage = "dead NAME [list | kick ID|--all | purge ID|--all] [--json] [--pretty]",
+	.about = "list (the default): dead tasks, oldest first: id, kind, attempts, last error,\n"
+		 "message, payload (its bytes as they are, as taskq take prints them; with --json\n"
+		 "as in taskq take --json: value, or data, nested for a JSON task, and\n"
+		 "data_base64 when it is not valid UTF-8).\n"
+		 "kick: back to ready with attempts reset. purge: delete. ID: one dead task;\n"
+		 "--all: every one.\n",
+	.opts = dead_opts,
+};
+
+/* A refused dead command line: why, then the usage. */
+static int dead_usage(const char *fmt, const char *arg)
+{
+	char q[100];
+
+	if (fmt)
+		cli_err(fmt, arg ? cli_text_escape(q, sizeof(q), arg, strlen(arg)) : "");
+	return cli_command_usage(&dead_cmd);
+}
+
 int cmd_dead(int argc, char **argv)
 {
-	static const char *usage = "dead NAME [list | kick ID|--all | purge ID|--all] [--json]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"all", no_argument, 0, 'a'}, {0, 0, 0, 0}};
+	struct cli_parser p;
 	bool json = false, all = false;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hja", opts, NULL)) != -1) {
-		if (c == 'h') {
-			printf("usage: taskq %s\n\nlist (the default): dead tasks, oldest first: id, kind, attempts,\n"
-			       "last error, message, payload (its bytes as they are, as taskq take prints\n"
-			       "them; with --json as in taskq take --json: data, and data_base64 when it is not\n"
-			       "valid UTF-8). kick: back to ready with attempts reset. purge: delete. --all\n"
-			       "applies kick/purge to every dead task.\n", usage);
+	cli_parser_init(&p, &dead_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
 			return 0;
-		}
-		if (c == 'j') json = true;
-		else if (c == 'a') all = true;
-		else return cli_usage_error(usage);
+		if (c == O_JSON)
+			json = true;
+		else if (c == O_ALL)
+			all = true;
+		else
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&dead_cmd);
 	}
 	int left = argc - optind;
-	if (left < 1 || left > 3)
-		return cli_usage_error(usage);
+	if (left < 1)
+		return dead_usage(NULL, NULL);
 	const char *name = argv[optind], *verb = left > 1 ? argv[optind + 1] : "list";
 	uint64_t id = TQ_ALL;
 	bool list = !strcmp(verb, "list");
-	if (list ? left != 2 && left != 1 : (strcmp(verb, "kick") && strcmp(verb, "purge")))
-		return cli_usage_error(usage);
+	if (!list && strcmp(verb, "kick") && strcmp(verb, "purge"))
+		return dead_usage("unknown action '%s': list, kick or purge", verb);
+	if (list && left > 2)
+		return dead_usage("list takes no argument, not '%s'", argv[optind + 2]);
 	if (!list) {
-		if (all == (left == 3))
-			return cli_usage_error(usage);
-		if (left == 3 && !cli_parse_u64(argv[optind + 2], 1, UINT64_MAX - 1, &id)) {
-			cli_err("invalid task id '%s'", argv[optind + 2]);
+		if (left > 3)
+			return dead_usage("one task ID at most, not '%s' too", argv[optind + 3]);
+		if (all && left == 3)
+			return dead_usage("a task ID or --all, not both (%s)", verb);
+		if (!all && left == 2)
+			return dead_usage("%s of what: a task ID or --all", verb);
+		if (left == 3 && !cli_value_u64("task id", argv[optind + 2], 1, UINT64_MAX - 1, &id))
 			return EX_USAGE_;
-		}
 	}
 	tq_queue *q;
 	int rc = cli_open(name, &q);
@@ -163,7 +193,36 @@ int cmd_dead(int argc, char **argv)
 
 /* ----------------------------------------------------------------- log */
 
-static void event_line(const tq_event_info *e, cJSON *arr)
+char *cli_event_detail(char *buf, size_t size, const tq_event_info *e)
+{
+	unsigned long long a = (unsigned long long)e->a, b = (unsigned long long)e->b;
+
+	switch (e->type) {
+	case TQ_EV_CREATED: snprintf(buf, size, "capacity=%llu max_payload=%llu", a, b); break;
+	case TQ_EV_PROC_DIED: snprintf(buf, size, "dead_pid=%llu tasks_returned=%llu", a, b); break;
+	case TQ_EV_DEAD: {
+		char m[4 * sizeof(e->msg) + 4];
+		snprintf(buf, size, "id=%llu attempts=%llu msg=\"%s\"", a, b,
+			 cli_text_escape(m, sizeof(m), e->msg, strnlen(e->msg, sizeof(e->msg))));
+		break;
+	}
+	case TQ_EV_DEAD_DROPPED: snprintf(buf, size, "id=%llu", a); break;
+	case TQ_EV_EXPIRED: snprintf(buf, size, "leases=%llu", a); break;
+	case TQ_EV_STATE: snprintf(buf, size, "state=%s", cli_state_name((int)e->a)); break;
+	case TQ_EV_KICKED:
+	case TQ_EV_PURGED:
+		if (b)
+			snprintf(buf, size, "tasks=%llu id=%llu", a, b);
+		else
+			snprintf(buf, size, "tasks=%llu id=all", a);
+		break;
+	default: snprintf(buf, size, "a=%llu b=%llu", a, b); break;
+	}
+	return buf;
+}
+
+/* One event: a line of labelled fields, or with json one JSON document. */
+static void event_line(const tq_event_info *e, bool json)
 {
 	struct timespec real;
 	clock_gettime(CLOCK_REALTIME, &real);
@@ -175,33 +234,7 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 	gmtime_r(&secs, &tm);
 	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(at % CLI_SEC / 1000000));
-	char detail[256];
-	switch (e->type) {
-	case TQ_EV_CREATED:
-		snprintf(detail, sizeof(detail), "capacity=%llu max_payload=%llu", (unsigned long long)e->a,
-			 (unsigned long long)e->b);
-		break;
-	case TQ_EV_PROC_DIED:
-		snprintf(detail, sizeof(detail), "dead_pid=%llu tasks_returned=%llu", (unsigned long long)e->a,
-			 (unsigned long long)e->b);
-		break;
-	case TQ_EV_DEAD: {
-		char m[4 * sizeof(e->msg) + 4];
-		snprintf(detail, sizeof(detail), "task=%llu attempts=%llu error=\"%s\"", (unsigned long long)e->a,
-			 (unsigned long long)e->b, cli_text_escape(m, sizeof(m), e->msg, strnlen(e->msg, sizeof(e->msg))));
-		break;
-	}
-	case TQ_EV_DEAD_DROPPED:
-		snprintf(detail, sizeof(detail), "task=%llu", (unsigned long long)e->a);
-		break;
-	case TQ_EV_STATE:
-		snprintf(detail, sizeof(detail), "state=%s", cli_state_name((int)e->a));
-		break;
-	default:
-		snprintf(detail, sizeof(detail), "count=%llu", (unsigned long long)e->a);
-		break;
-	}
-	if (arr) {
+	if (json) {
 		cJSON *o = cJSON_CreateObject();
 		cli_json_add_u64(o, "seq", e->seq);
 		cJSON_AddStringToObject(o, "time", when);
@@ -211,11 +244,12 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 		cli_json_add_u64(o, "b", e->b);
 		/* From shared memory: bounded, and escaped to valid UTF-8. */
 		cli_json_add_bytes(o, "message", e->msg, strnlen(e->msg, sizeof(e->msg)));
-		cJSON_AddItemToArray(arr, o);
+		cli_print_json(o);
 		return;
 	}
+	char detail[256];
 	printf("time=%s seq=%llu pid=%d event=%s %s\n", when, (unsigned long long)e->seq, e->pid,
-	       tq_event_name(e->type), detail);
+	       tq_event_name(e->type), cli_event_detail(detail, sizeof(detail), e));
 }
 
 static volatile sig_atomic_t log_stop;
@@ -225,29 +259,44 @@ static void on_log_signal(int sig)
 	log_stop = 1;
 }
 
+static const struct cli_opt log_opts[] = {
+	{O_FOLLOW, true, "follow", NULL, "keep printing new events until interrupted"},
+	{O_JSON, true, "json", NULL, "one JSON object a line (NDJSON): seq, time, pid,\n"
+				       "event, a, b, message"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command log_cmd = {
+	.name = "log",
+	.args = "NAME",
+	.about = "The queue's recent events, oldest first, from a fixed ring of the last 256\n"
+		 "kept in shared memory: processes found dead and recovered, tasks dead-lettered\n"
+		 "or dropped, leases expired, run-state changes. Text: one line an event, every\n"
+		 "field labelled (time=... seq=... pid=... event=task_dead id=12 attempts=5\n"
+		 "msg=\"...\").\n",
+	.opts = log_opts,
+};
+
 int cmd_log(int argc, char **argv)
 {
-	static const char *usage = "log NAME [--follow] [--json]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"follow", no_argument, 0, 'f'}, {0, 0, 0, 0}};
+	struct cli_parser p;
 	bool json = false, follow = false;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hjf", opts, NULL)) != -1) {
-		if (c == 'h') {
-			printf("usage: taskq %s\n\nThe queue's recent events, oldest first, from a fixed ring of the last\n"
-			       "256 kept in shared memory: processes found dead and recovered, tasks\n"
-			       "dead-lettered or dropped, leases expired, run-state changes. --follow keeps\n"
-			       "printing new events until interrupted.\n", usage);
+	cli_parser_init(&p, &log_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
 			return 0;
-		}
-		if (c == 'j') json = true;
-		else if (c == 'f') follow = true;
-		else return cli_usage_error(usage);
+		if (c == O_JSON)
+			json = true;
+		else if (c == O_FOLLOW)
+			follow = true;
+		else
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&log_cmd);
 	}
-	if (optind != argc - 1 || (json && follow))
-		return cli_usage_error(usage);
+	if (optind != argc - 1)
+		return cli_command_usage(&log_cmd);
 	tq_queue *q;
 	int rc = cli_open(argv[optind], &q);
 	if (rc)
@@ -256,40 +305,56 @@ int cmd_log(int argc, char **argv)
 	signal(SIGTERM, on_log_signal);
 	tq_event_info ev[64];
 	uint64_t after = 0;
-	cJSON *arr = json ? cJSON_CreateArray() : NULL;
 	do {
 		int n;
 		while ((n = tq_events(q, after, ev, 64)) > 0) {
 			for (int i = 0; i < n; i++)
-				event_line(&ev[i], arr);
+				event_line(&ev[i], json);
 			after = ev[n - 1].seq;
 		}
-		fflush(stdout);
+		if (fflush(stdout) != 0 || ferror(stdout))
+			break;
 		if (follow && !log_stop)
 			usleep(200000);
 	} while (follow && !log_stop);
 	tq_close(q);
-	if (arr)
-		cli_print_json(arr);
 	return 0;
 }
 
 /* ------------------------------------------------------------- recover */
 
+static const struct cli_opt recover_opts[] = {
+	{O_JSON, true, "json", NULL, "print recoveries_total, ready, leased as JSON"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command recover_cmd = {
+	.name = "recover",
+	.args = "NAME",
+	.about = "Detects dead processes and returns their tasks, expires overdue leases and\n"
+		 "moves due retries to ready, now (every attached process also does this by\n"
+		 "itself every 100 ms).\n",
+	.opts = recover_opts,
+};
+
 int cmd_recover(int argc, char **argv)
 {
-	static const char *usage = "recover NAME [--json]";
+	struct cli_parser p;
 	bool json = false;
 	tq_queue *q;
-	int rc = cli_simple_opts(argc, argv, usage,
-			     "\nDetects dead processes and returns their tasks, expires overdue leases and\n"
-			     "moves due retries to ready, now (every attached process also does this by\n"
-			     "itself every 100 ms).\n", &json);
+	int c, rc;
 
-	if (rc >= 0)
-		return rc;
+	cli_parser_init(&p, &recover_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
+			return 0;
+		if (c != O_JSON)
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&recover_cmd);
+		json = true;
+	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(&recover_cmd);
 	if ((rc = cli_open(argv[optind], &q)))
 		return rc;
 	tq_stats before;

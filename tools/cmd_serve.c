@@ -1254,10 +1254,8 @@ int cmd_serve(int argc, char **argv)
 			break;
 		default:
 			if (cli_log_option(c, optarg, &lc, &ok)) {
-				if (!ok) {
-					cli_err("invalid value '%s' for %s", optarg, argv[optind - 1]);
+				if (!ok) /* cli_log_option said why */
 					return EX_USAGE_;
-				}
 				break;
 			}
 			fprintf(stderr, "usage: taskq %s\n", usage);

@@ -1,33 +1,75 @@
 /*
  * cmd_state.c - taskq stop, pause and resume (local; the --url forms are in cmd_remote.c).
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
-#include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
 /* ------------------------------------------------------ run state verbs */
 
-static int set_state(int argc, char **argv, int state, const char *usage, const char *help)
-{
-	bool json = false;
-	tq_queue *q;
-	int rc = cli_simple_opts(argc, argv, usage, help, &json);
+enum { O_JSON = 'j', O_NOW = 'n', O_URL = 0x100, O_TOKEN_FILE };
 
-	if (rc >= 0)
-		return rc;
+/* --url and --token-file send the command to cli_remote_state before any
+ * of this parsing: they are here to be in the help. */
+#define REMOTE_OPTS                                                                                \
+	{O_URL, false, "url", "URL", "ask the `taskq serve` at URL instead; exit status\n"              \
+				   "8 if it refuses, 3 if it has no such queue"},                   \
+	{O_TOKEN_FILE, false, "token-file", "FILE", "with --url: the bearer token, from FILE (default:\n" \
+						    "$TASKQ_TOKEN)"}
+#define JSON_OPT {O_JSON, true, "json", NULL, "print the new state as JSON: {\"state\": ...}"}
+
+static const struct cli_opt stop_opts[] = {
+	{O_NOW, true, "now", NULL, "stopped, not draining: workers exit at once and\ntheir leased tasks return to ready"},
+	JSON_OPT, CLI_OPT_PRETTY, REMOTE_OPTS, {0, false, NULL, NULL, NULL},
+};
+static const struct cli_opt state_opts[] = {JSON_OPT, CLI_OPT_PRETTY, REMOTE_OPTS, {0, false, NULL, NULL, NULL}};
+
+static const struct cli_command stop_cmd = {
+	.name = "stop",
+	.args = "NAME",
+	.about = "Draining (the default): producers stop, workers finish and acknowledge what\n"
+		 "they hold, then exit; ready tasks stay queued. taskq resume NAME sets the queue\n"
+		 "running again.\n",
+	.more = "taskq stop NAME --nats URL --stream S [--state stopped]: every machine's queue\n"
+		"NAME served by a bridge of stream S, each confirming (taskq bridge stop;\n"
+		"docs/cluster.md).\n",
+	.opts = stop_opts,
+};
+static const struct cli_command pause_cmd = {
+	.name = "pause",
+	.args = "NAME",
+	.about = "Consumers take nothing until taskq resume NAME; producers may push.\n",
+	.opts = state_opts,
+};
+static const struct cli_command resume_cmd = {
+	.name = "resume",
+	.args = "NAME",
+	.about = "Sets the run state back to running.\n",
+	.opts = state_opts,
+};
+
+static int set_state(int argc, char **argv, const struct cli_command *cmd, int state)
+{
+	struct cli_parser p;
+	bool json = false, now = false;
+	tq_queue *q;
+	int c, rc;
+
+	cli_parser_init(&p, cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
+			return 0;
+		if (c == O_JSON)
+			json = true;
+		else if (c == O_NOW)
+			now = true;
+		else
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(cmd);
+	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(cmd);
+	if (now)
+		state = TQ_STOPPED;
 	if ((rc = cli_open(argv[optind], &q)))
 		return rc;
 	rc = tq_set_run_state(q, state);
@@ -46,59 +88,23 @@ static int set_state(int argc, char **argv, int state, const char *usage, const 
 	return 0;
 }
 
-#define REMOTE_HELP                                                                        \
-	"--url URL [--token-file FILE]: ask the `taskq serve` at URL instead (bearer token\n" \
-	"from FILE or $TASKQ_TOKEN); exit status 8 if it refuses, 3 if it has no such queue.\n"
-
 int cmd_stop(int argc, char **argv)
 {
-	static const char *usage = "stop NAME [--now] [--json] [--url URL [--token-file FILE]]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"now", no_argument, 0, 'n'}, {0, 0, 0, 0}};
-	bool now = false;
-	int c;
-	char *sub[4];
-	int nsub = 0;
-
 	if (cli_has_remote_opts(argc, argv))
 		return cli_remote_state(argc, argv, "stop");
-	optind = 0;
-	sub[nsub++] = argv[0];
-	while ((c = getopt_long(argc, argv, "hjn", opts, NULL)) != -1) {
-		if (c == 'h') {
-			printf("usage: taskq %s\n\nDraining (the default): producers stop, workers finish and\n"
-			       "acknowledge what they hold, then exit; ready tasks stay queued.\n"
-			       "--now: stopped: workers exit at once; their leased tasks return to ready.\n"
-			       "taskq resume NAME sets the queue running again.\n" REMOTE_HELP
-			       "--nats URL --stream S [--state stopped]: every machine's queue NAME served by a\n"
-			       "bridge of stream S, each confirming (taskq bridge stop; docs/cluster.md).\n",
-			       usage);
-			return 0;
-		}
-		if (c == 'n') now = true;
-		else if (c == 'j') { if (nsub == 1) sub[nsub++] = "--json"; } /* once: sub[] has room for one */
-		else return cli_usage_error(usage);
-	}
-	if (optind != argc - 1)
-		return cli_usage_error(usage);
-	sub[nsub++] = argv[optind];
-	sub[nsub] = NULL;
-	return set_state(nsub, sub, now ? TQ_STOPPED : TQ_DRAINING, usage, "");
+	return set_state(argc, argv, &stop_cmd, TQ_DRAINING);
 }
 
 int cmd_pause(int argc, char **argv)
 {
 	if (cli_has_remote_opts(argc, argv))
 		return cli_remote_state(argc, argv, "pause");
-	return set_state(argc, argv, TQ_PAUSED, "pause NAME [--json] [--url URL [--token-file FILE]]",
-			 "\nConsumers take nothing until taskq resume NAME; producers may push.\n" REMOTE_HELP);
+	return set_state(argc, argv, &pause_cmd, TQ_PAUSED);
 }
 
 int cmd_resume(int argc, char **argv)
 {
 	if (cli_has_remote_opts(argc, argv))
 		return cli_remote_state(argc, argv, "resume");
-	return set_state(argc, argv, TQ_RUNNING, "resume NAME [--json] [--url URL [--token-file FILE]]",
-			 "\nSets the run state back to running.\n" REMOTE_HELP);
+	return set_state(argc, argv, &resume_cmd, TQ_RUNNING);
 }
-

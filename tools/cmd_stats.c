@@ -131,11 +131,13 @@ static void print_stats_text(cJSON *o)
 	const char *lname[2] = {"queue_wait", "processing"};
 	for (int i = 0; i < 2; i++) {
 		cJSON *l = cJSON_GetObjectItem(lat, lname[i]);
-		printf("  %-11s p50 %.6f s, p90 %.6f s, p99 %.6f s, max %.6f s, mean %.6f s (%llu tasks)\n",
-		       lname[i], NUM(l, "p50"), NUM(l, "p90"), NUM(l, "p99"), NUM(l, "max"), NUM(l, "mean"), U64(l, "count"));
+#define DUR(obj, k) cli_duration_text((char[32]){0}, 32, (uint64_t)(NUM((obj), (k)) * 1e9 + 0.5))
+		printf("  %-11s p50 %s, p90 %s, p99 %s, max %s, mean %s (%llu tasks)\n", lname[i], DUR(l, "p50"),
+		       DUR(l, "p90"), DUR(l, "p99"), DUR(l, "max"), DUR(l, "mean"), U64(l, "count"));
 	}
-	printf("  oldest ready task: %.3f s; processes attached: %.0f; dead processes recovered: %.0f\n",
-	       NUM(o, "oldest_ready_age_seconds"), NUM(o, "processes"), NUM(o, "recoveries"));
+	printf("  oldest ready task: %s; processes attached: %.0f; dead processes recovered: %.0f\n",
+	       NUM(o, "ready") > 0 ? DUR(o, "oldest_ready_age_seconds") : "-", NUM(o, "processes"), NUM(o, "recoveries"));
+#undef DUR
 	cJSON *c = cJSON_GetObjectItem(o, "config");
 	if (c)
 		printf("  config:  capacity %.0f, max payload %.0f B, mode %s, max attempts %.0f, dead capacity %.0f,\n"

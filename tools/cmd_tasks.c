@@ -304,77 +304,87 @@ static int push_args(struct push *ps, int argc, char **argv)
 	return push_flush(ps);
 }
 
+_Static_assert(PUSH_BATCH == 64 && PUSH_BATCH_BYTES == 1u << 20, "push --help says 64 lines, 1 MiB");
+_Static_assert(ATOMIC_MAX_LINES == 65536 && ATOMIC_MAX_BYTES == 64u << 20, "push --help says 65536, 64 MiB");
+
+enum { P_KIND = 'k', P_JSON = 0x100, P_ATOMIC, P_DELAY = 'd', P_TIMEOUT = 't', P_QUIET = 'q' };
+
+static const struct cli_opt push_opts[] = {
+	{P_KIND, true, "kind", "int|string|json", "the tasks' kind (default string)"},
+	{P_JSON, false, "json", NULL, "the same as --kind json"},
+	{P_ATOMIC, false, "atomic", NULL, "read all of stdin first, at most 65536 lines and\n"
+					  "64 MiB of tasks (more is refused: exit 5), and\n"
+					  "push nothing unless every line is valid"},
+	{P_DELAY, true, "delay", "SEC", "the tasks become ready only SEC seconds after\n"
+				       "they are pushed (up to 365 days); until then they\n"
+				       "count as delayed"},
+	{P_TIMEOUT, true, "timeout", "SEC", "how long to wait for room while the queue is full\n"
+					   "(default: no limit); when it passes, exit 6: the\n"
+					   "ids of the tasks pushed are printed and stderr\n"
+					   "says from which line (or VALUE) on nothing was\n"
+					   "pushed"},
+	{P_QUIET, true, "quiet", NULL, "print no ids"},
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command push_cmd = {
+	.name = "push",
+	.args = "NAME",
+	.tail = "[VALUE...]",
+	.about = "Pushes one task per VALUE, or with no VALUE one per line of stdin, and prints\n"
+		 "the id of each task pushed, one per line, as it goes in.\n"
+		 "A string is any bytes; an int is an unsigned 64-bit decimal integer (digits\n"
+		 "only); a JSON task is one JSON value in valid UTF-8. A line's newline, and the\n"
+		 "CR of a CRLF, are not part of its task.\n"
+		 "VALUEs are all checked before any is pushed: a bad one pushes nothing (exit 5).\n"
+		 "Lines of stdin are checked and pushed in batches of up to 64 as they are read\n"
+		 "(and whenever taskq would wait for more input), so memory stays bounded by one\n"
+		 "batch (64 lines, 1 MiB plus one max payload) however long stdin is. A line\n"
+		 "longer than the queue's max payload is refused without being kept. On a bad\n"
+		 "line, the lines before it are pushed (their count is said on stderr), nothing\n"
+		 "from it on is pushed, taskq stops reading, and the exit status is 5.\n",
+	.opts = push_opts,
+};
+
 int cmd_push(int argc, char **argv)
 {
-	static const char *usage =
-		"push NAME [--kind int|string|json] [--json] [--atomic] [--delay SEC] [--timeout SEC] [--quiet]\n"
-		"            [VALUE...]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'J'}, {"kind", required_argument, 0, 'k'},
-		{"timeout", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-		{"atomic", no_argument, 0, 'a'}, {"delay", required_argument, 0, 'd'}, {0, 0, 0, 0}};
 	struct push ps = {.kind = TQ_KIND_STRING, .timeout = TQ_WAIT_FOREVER};
+	struct cli_parser p;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hk:t:qd:", opts, NULL)) != -1) {
+	cli_parser_init(&p, &push_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\n"
-			       "Pushes one task per VALUE, or with no VALUE one per line of stdin, and prints\n"
-			       "the id of each task pushed, one per line, as it goes in.\n"
-			       "--kind int|string|json (default string); --json is --kind json. A string is\n"
-			       "any bytes; an int is an unsigned 64-bit decimal integer (digits only); a JSON\n"
-			       "task is one JSON value in valid UTF-8. A line's newline, and the CR of a CRLF,\n"
-			       "are not part of its task.\n"
-			       "VALUEs are all checked before any is pushed: a bad one pushes nothing (exit 5).\n"
-			       "Lines of stdin are checked and pushed in batches of up to %d as they are read\n"
-			       "(and whenever taskq would wait for more input), so memory stays bounded by one\n"
-			       "batch (%d lines, %u MiB plus one max payload) however long stdin is. A line\n"
-			       "longer than the queue's max payload is refused without being kept. On a bad\n"
-			       "line, the lines before it are pushed (their count is said on stderr), nothing\n"
-			       "from it on is pushed, taskq stops reading, and the exit status is 5.\n"
-			       "--atomic: read all of stdin first, at most %u lines and %u MiB of tasks (more\n"
-			       "is refused: exit 5), and push nothing unless every line is valid.\n"
-			       "--delay SEC: the tasks become ready only SEC seconds after they are pushed\n"
-			       "(fractions allowed, up to 365 days); until then they count as delayed.\n"
-			       "--timeout SEC: how long to wait for room while the queue is full (default: no\n"
-			       "limit); when it passes, exit 6: the ids of the tasks pushed are printed and\n"
-			       "stderr says from which line (or VALUE) on nothing was pushed.\n"
-			       "--quiet: print no ids.\n",
-			       usage, PUSH_BATCH, PUSH_BATCH, PUSH_BATCH_BYTES >> 20, ATOMIC_MAX_LINES,
-			       ATOMIC_MAX_BYTES >> 20);
-			return 0;
-		case 'J': ps.kind = TQ_KIND_JSON; break;
-		case 'q': ps.quiet = true; break;
-		case 'a': ps.atomic = true; break;
-		case 'd':
-			if (!cli_parse_seconds(optarg, 365.0 * 86400.0, &ps.delay)) {
-				cli_err("invalid --delay '%s' (seconds, e.g. 30 or 0.5, at most 365 days)", optarg);
+		case CLI_OPT_HELP: return 0;
+		case CLI_OPT_BAD: return EX_USAGE_;
+		case P_JSON: ps.kind = TQ_KIND_JSON; break;
+		case P_QUIET: ps.quiet = true; break;
+		case P_ATOMIC: ps.atomic = true; break;
+		case P_DELAY:
+			if (!cli_opt_seconds(&p, 0, 365.0 * 86400.0, &ps.delay))
 				return EX_USAGE_;
-			}
 			break;
-		case 'k':
+		case P_KIND:
 			if (!strcmp(optarg, "int")) ps.kind = TQ_KIND_INT;
 			else if (!strcmp(optarg, "string")) ps.kind = TQ_KIND_STRING;
 			else if (!strcmp(optarg, "json")) ps.kind = TQ_KIND_JSON;
 			else {
-				cli_err("invalid --kind '%s' (int, string or json)", optarg);
+				char q[100];
+				cli_err("invalid --kind '%s': int, string or json",
+					cli_text_escape(q, sizeof(q), optarg, strlen(optarg)));
 				return EX_USAGE_;
 			}
 			break;
-		case 't':
-			if (!cli_parse_seconds(optarg, 1e9, &ps.timeout)) {
-				cli_err("invalid --timeout '%s'", optarg);
+		case P_TIMEOUT:
+			if (!cli_opt_seconds(&p, 0, 1e9, &ps.timeout))
 				return EX_USAGE_;
-			}
 			break;
 		default:
-			return cli_usage_error(usage);
+			return cli_command_usage(&push_cmd);
 		}
 	}
 	if (optind >= argc)
-		return cli_usage_error(usage);
+		return cli_command_usage(&push_cmd);
 	ps.name = argv[optind++];
 	int rc = cli_open(ps.name, &ps.q);
 	if (rc)
@@ -393,10 +403,10 @@ int cmd_push(int argc, char **argv)
 
 /* ----------------------------------------------------------------- take */
 
-/* Prints one task: as a JSON array element (streamed, so that each batch is
- * written before it is acknowledged), or as a line. False if it could not
- * be formatted (out of memory): the caller must not acknowledge it. */
-static bool print_task(const tq_task *t, bool verbose, bool json, bool first)
+/* Prints one task: one JSON document a line (NDJSON), or its payload as a
+ * line. False if it could not be formatted (out of memory): the caller must
+ * not acknowledge it. */
+static bool print_task(const tq_task *t, bool verbose, bool json)
 {
 	if (json) {
 		cJSON *o = cJSON_CreateObject();
@@ -404,10 +414,10 @@ static bool print_task(const tq_task *t, bool verbose, bool json, bool first)
 			  cJSON_AddStringToObject(o, "kind", cli_kind_name(t->kind)) &&
 			  cJSON_AddNumberToObject(o, "attempt", t->attempt) &&
 			  (t->kind == TQ_KIND_INT ? cli_json_add_u64(o, "value", t->value)
-						  : cli_json_add_payload(o, t->data, t->len));
-		char *txt = ok ? cJSON_PrintUnformatted(o) : NULL;
+						  : cli_json_add_task_data(o, t->kind, t->data, t->len));
+		char *txt = !ok ? NULL : cli_json_pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
 		if (txt)
-			printf("%s%s", first ? "[\n  " : ",\n  ", txt);
+			printf("%s\n", txt);
 		cJSON_free(txt);
 		cJSON_Delete(o);
 		return txt != NULL;
@@ -425,55 +435,67 @@ static bool print_task(const tq_task *t, bool verbose, bool json, bool first)
 	return true;
 }
 
+enum { T_JSON = 'j', T_COUNT = 'n', T_TIMEOUT = 't', T_VERBOSE = 'v' };
+
+static const struct cli_opt take_opts[] = {
+	{T_COUNT, true, "count", "COUNT", "take up to COUNT tasks (1 to 1000000000; default 1)"},
+	{T_TIMEOUT, true, "timeout", "SEC", "wait up to SEC for tasks (default: none)"},
+	{T_VERBOSE, true, "verbose", NULL, "text: id, kind and attempt before each payload,\nwith tabs"},
+	{T_JSON, true, "json", NULL, "one JSON object a task, a line each (NDJSON)"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command take_cmd = {
+	.name = "take",
+	.args = "NAME",
+	.about = "Takes up to COUNT tasks (default 1), prints them, then acknowledges them.\n"
+		 "Text: each task's payload, its bytes exactly as pushed (a NUL included), or its\n"
+		 "integer, then a newline. A payload holding a newline is ambiguous in text: use\n"
+		 "--json.\n"
+		 "--json: one object a task, each on a line of its own: id, kind, attempt, and\n"
+		 "value (int) or data. A JSON task's data is its JSON value itself, nested; if\n"
+		 "its bytes are not valid JSON, data is them as a string and data_not_json is\n"
+		 "true. A string task's data is a JSON string (NUL and control bytes escaped, a\n"
+		 "byte that is not UTF-8 as U+FFFD) with, only when the payload is not valid\n"
+		 "UTF-8, data_base64 (its exact bytes). Ids and values are exact 64-bit integers.\n"
+		 "Tasks are acknowledged only once the output is written; if it cannot be, they\n"
+		 "go back to the queue. Finding none exits with status 6 (the message says if\n"
+		 "the queue is paused); a draining or stopped queue, 7.\n",
+	.opts = take_opts,
+};
+
 int cmd_take(int argc, char **argv)
 {
-	static const char *usage = "take NAME [-n COUNT] [--timeout SEC] [--verbose] [--json]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"count", required_argument, 0, 'n'},
-		{"timeout", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'}, {0, 0, 0, 0}};
+	struct cli_parser p;
 	uint64_t count = 1, timeout = 0;
 	bool json = false, verbose = false;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hjn:t:v", opts, NULL)) != -1) {
+	cli_parser_init(&p, &take_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\n"
-			       "Takes up to COUNT tasks (default 1), prints them, then acknowledges them.\n"
-			       "Text: each task's payload, its bytes exactly as pushed (a NUL included), or its\n"
-			       "integer, then a newline; --verbose puts id, kind and attempt before it, with\n"
-			       "tabs. A payload holding a newline is ambiguous in text: use --json.\n"
-			       "--json: an array of objects: id, kind, attempt, and value (int) or data (the\n"
-			       "payload as a JSON string: NUL and control bytes escaped, a byte that is not\n"
-			       "UTF-8 as U+FFFD) and, only when the payload is not valid UTF-8, data_base64\n"
-			       "(its exact bytes). Ids and values are exact 64-bit integers.\n"
-			       "Tasks are acknowledged only once the output is written; if it cannot be, they\n"
-			       "go back to the queue. --timeout SEC waits for tasks (default: none); finding\n"
-			       "none exits with status 6.\n", usage);
-			return 0;
-		case 'j': json = true; break;
-		case 'v': verbose = true; break;
-		case 'n':
-			if (!cli_parse_u64(optarg, 1, 1000000000, &count)) {
-				cli_err("invalid count '%s'", optarg);
+		case CLI_OPT_HELP: return 0;
+		case CLI_OPT_BAD: return EX_USAGE_;
+		case T_JSON: json = true; break;
+		case T_VERBOSE: verbose = true; break;
+		case T_COUNT:
+			if (!cli_opt_u64(&p, 1, 1000000000, &count))
 				return EX_USAGE_;
-			}
 			break;
-		case 't':
-			if (!cli_parse_seconds(optarg, 1e9, &timeout)) {
-				cli_err("invalid --timeout '%s'", optarg);
+		case T_TIMEOUT:
+			if (!cli_opt_seconds(&p, 0, 1e9, &timeout))
 				return EX_USAGE_;
-			}
 			break;
 		default:
-			return cli_usage_error(usage);
+			return cli_command_usage(&take_cmd);
 		}
 	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(&take_cmd);
+	const char *name = argv[optind];
 	tq_queue *q;
-	int rc = cli_open(argv[optind], &q);
+	int rc = cli_open(name, &q);
 	if (rc)
 		return rc;
 	tq_task t[64];
@@ -490,7 +512,7 @@ int cmd_take(int argc, char **argv)
 		}
 		bool formatted = true;
 		for (int i = 0; i < n && formatted; i++)
-			formatted = print_task(&t[i], verbose, json, got == 0 && i == 0);
+			formatted = print_task(&t[i], verbose, json);
 		if (!formatted) {
 			cli_err("out of memory formatting the tasks; they stay in the queue");
 			tq_close(q); /* returns the leases */
@@ -504,14 +526,13 @@ int cmd_take(int argc, char **argv)
 		tq_ack(q, t, (size_t)n);
 		got += (uint64_t)n;
 	}
-	if (json) {
-		printf(got ? "\n]\n" : "[]\n");
-		fflush(stdout);
-	}
+	bool paused = tq_run_state(q) == TQ_PAUSED;
 	tq_close(q);
 	if (got == 0 && err) {
-		cli_err("%s: %s", argv[optind],
-			err == TQ_EAGAIN || err == TQ_ETIMEDOUT ? "no task ready" : tq_strerror(err));
+		if ((err == TQ_EAGAIN || err == TQ_ETIMEDOUT) && paused)
+			cli_err("%s: the queue is paused: consumers take nothing until taskq resume %s", name, name);
+		else
+			cli_err("%s: %s", name, err == TQ_EAGAIN || err == TQ_ETIMEDOUT ? "no task ready" : tq_strerror(err));
 		return cli_exit_for(err);
 	}
 	return 0;
@@ -728,20 +749,18 @@ int cmd_work(int argc, char **argv)
 			       usage, CLI_LOG_HELP);
 			return 0;
 		case 'j': json = true; break;
-		case 'c': ok = cli_parse_u64(optarg, 1, 256, &conc); break;
-		case 'b': ok = cli_parse_u64(optarg, 1, TQ_MAX_BATCH, &batch); break;
-		case 'm': ok = cli_parse_u64(optarg, 1, UINT64_MAX, &max_tasks); break;
-		case 'i': ok = cli_parse_seconds(optarg, 1e9, &idle) && idle > 0; break;
-		case 'T': ok = cli_parse_seconds(optarg, 1e9, &task_timeout) && task_timeout > 0; break;
+		case 'c': ok = cli_value_u64("--concurrency", optarg, 1, 256, &conc); break;
+		case 'b': ok = cli_value_u64("--batch", optarg, 1, TQ_MAX_BATCH, &batch); break;
+		case 'm': ok = cli_value_u64("--max-tasks", optarg, 1, UINT64_MAX, &max_tasks); break;
+		case 'i': ok = cli_value_seconds("--idle-exit", optarg, 1000000, 1e9, &idle); break;
+		case 'T': ok = cli_value_seconds("--task-timeout", optarg, 1000000, 1e9, &task_timeout); break;
 		default:
 			if (cli_log_option(c, optarg, &lc, &ok))
 				break;
 			return cli_usage_error(usage);
 		}
-		if (!ok) {
-			cli_err("invalid value '%s'", optarg);
+		if (!ok) /* the parser said why */
 			return EX_USAGE_;
-		}
 	}
 	if (optind + 1 >= argc)
 		return cli_usage_error(usage);
@@ -764,7 +783,7 @@ int cmd_work(int argc, char **argv)
 	}
 	char qb[300];
 	log_event(LOG_INFO_, "work_started", "concurrency=%llu batch=%llu command=%s", (unsigned long long)conc,
-		  (unsigned long long)batch, log_quote(qb, sizeof(qb), cmd[0]));
+		  (unsigned long long)batch, log_quote(qb, sizeof(qb), cli_join_args((char[256]){0}, 256, cmd)));
 	struct sigaction sa = {.sa_handler = on_work_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);

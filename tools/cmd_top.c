@@ -184,7 +184,7 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 		snprintf(line, sizeof(line), "%-8s p50 %-9s p90 %-9s p99 %-9s max %-9s mean %s", ln[i], a, b, c, d, e);
 		emit(row++, line, false, arg);
 	}
-	dur(a, sizeof(a), s->oldest_ready_ns ? tq_now_ns() - s->oldest_ready_ns : 0);
+	s->oldest_ready_ns ? dur(a, sizeof(a), tq_now_ns() - s->oldest_ready_ns) : (void)snprintf(a, sizeof(a), "-");
 	snprintf(line, sizeof(line), "oldest ready task waiting %s   processes attached %d", a, t->nprocs);
 	emit(row++, line, false, arg);
 	emit(row++, "", false, arg);
@@ -205,8 +205,8 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 	for (int i = 0; i < t->nev; i++) {
 		const tq_event_info *ev = &t->ev[i];
 		dur(a, sizeof(a), tq_now_ns() - ev->t_ns);
-		snprintf(line, sizeof(line), "  %9s ago  pid %-7d %-15s %llu %llu %s", a, ev->pid, tq_event_name(ev->type),
-			 (unsigned long long)ev->a, (unsigned long long)ev->b, ev->msg);
+		snprintf(line, sizeof(line), "  %9s ago  pid %-7d %-15s %s", a, ev->pid, tq_event_name(ev->type),
+			 cli_event_detail((char[200]){0}, 200, ev));
 		emit(row++, line, false, arg);
 	}
 }
@@ -263,10 +263,8 @@ int cmd_top(int argc, char **argv)
 			}
 			break;
 		case 'n':
-			if (!cli_parse_u64(optarg, 1, UINT64_MAX, &iterations)) {
-				cli_err("invalid --iterations '%s'", optarg);
+			if (!cli_value_u64("--iterations", optarg, 1, UINT64_MAX, &iterations))
 				return EX_USAGE_;
-			}
 			break;
 		default:
 			fprintf(stderr, "usage: taskq %s\n", usage);

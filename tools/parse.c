@@ -75,6 +75,54 @@ bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns)
 	return true;
 }
 
+char *cli_u64_range(char *buf, size_t size, uint64_t min, uint64_t max)
+{
+	snprintf(buf, size, "an integer from %llu to %llu", (unsigned long long)min, (unsigned long long)max);
+	return buf;
+}
+
+/* ns as decimal seconds, without trailing zeros: "0.001", "30", "2.5". */
+static void seconds_text(char *buf, size_t size, uint64_t ns)
+{
+	int n = snprintf(buf, size, "%llu.%09llu", (unsigned long long)(ns / SEC), (unsigned long long)(ns % SEC));
+	if (n <= 0 || (size_t)n >= size)
+		return;
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = '\0';
+}
+
+char *cli_seconds_range(char *buf, size_t size, uint64_t min_ns, uint64_t max_ns)
+{
+	char lo[32], hi[32], days[32] = "";
+
+	seconds_text(lo, sizeof(lo), min_ns);
+	seconds_text(hi, sizeof(hi), max_ns);
+	if (max_ns >= 86400 * SEC && max_ns % (86400 * SEC) == 0)
+		snprintf(days, sizeof(days), " (%llu day%s)", (unsigned long long)(max_ns / (86400 * SEC)),
+			 max_ns == 86400 * SEC ? "" : "s");
+	snprintf(buf, size, "seconds from %s to %s%s, e.g. 30 or 0.5", lo, hi, days);
+	return buf;
+}
+
+char *cli_duration_text(char *buf, size_t size, uint64_t ns)
+{
+	double v = (double)ns;
+
+	if (ns < 1000)
+		snprintf(buf, size, "%llu ns", (unsigned long long)ns);
+	else if (ns < 1000000)
+		snprintf(buf, size, "%.1f us", v / 1e3);
+	else if (ns < SEC)
+		snprintf(buf, size, "%.1f ms", v / 1e6);
+	else if (ns < 100 * SEC)
+		snprintf(buf, size, "%.2f s", v / 1e9);
+	else
+		snprintf(buf, size, "%.0f s", v / 1e9);
+	return buf;
+}
+
 bool cli_queue_name_ok(const char *s)
 {
 	size_t n = 0;
@@ -590,6 +638,45 @@ bool cli_json_add_payload(cJSON *obj, const void *p, size_t len)
 	bool ok = add_item(obj, "data_base64", cJSON_CreateString(b));
 	free(b);
 	return ok;
+}
+
+bool cli_json_add_task_data(cJSON *obj, int kind, const void *p, size_t len)
+{
+	size_t at;
+	const char *why;
+
+	if (kind != TQ_KIND_JSON || !cli_json_check(p, len, &at, &why)) {
+		if (!cli_json_add_payload(obj, p, len))
+			return false;
+		return kind != TQ_KIND_JSON || add_item(obj, "data_not_json", cJSON_CreateTrue());
+	}
+	/* The value without its whitespace outside strings. Not cJSON_Minify:
+	 * it takes the quote of "a\\" for an escaped one, and then drops
+	 * blanks inside the strings that follow. */
+	const char *in = p;
+	char *s = malloc(len + 1);
+	size_t k = 0;
+	bool in_str = false;
+	if (!s)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+		if (in_str) {
+			if (c == '\\' && i + 1 < len)
+				s[k++] = in[i++];
+			else if (c == '"')
+				in_str = false;
+		} else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			continue;
+		} else if (c == '"') {
+			in_str = true;
+		}
+		s[k++] = in[i];
+	}
+	s[k] = '\0';
+	cJSON *item = cJSON_CreateRaw(s);
+	free(s);
+	return add_item(obj, "data", item);
 }
 
 bool cli_json_get_u64(const cJSON *item, uint64_t *v)

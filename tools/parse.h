@@ -30,6 +30,16 @@ bool cli_parse_u64n(const char *p, size_t len, uint64_t min, uint64_t max, uint6
  * 100000000 ns; fraction digits past the ninth are ignored. */
 bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns);
 
+/* What a value in range must be, for an error message: "an integer from 1
+ * to 256", "seconds from 0.001 to 31536000 (365 days), e.g. 30 or 0.5".
+ * Writes at most size - 1 bytes and a NUL; returns buf. */
+char *cli_u64_range(char *buf, size_t size, uint64_t min, uint64_t max);
+char *cli_seconds_range(char *buf, size_t size, uint64_t min_ns, uint64_t max_ns);
+
+/* A duration for people, with its unit and about four significant digits:
+ * "850 ns", "12.5 us", "402.7 ms", "1.25 s", "312 s". Returns buf. */
+char *cli_duration_text(char *buf, size_t size, uint64_t ns);
+
 /* True if s is a queue name the library takes: 1..TQ_NAME_MAX characters
  * of A-Z a-z 0-9 _ . -, not starting with '.'. */
 bool cli_queue_name_ok(const char *s);
@@ -130,6 +140,12 @@ bool cli_json_add_bytes(cJSON *obj, const char *key, const void *p, size_t len);
 /* A payload: "data" (cli_json_string) and, only if the bytes are not valid
  * UTF-8 (so "data" shows U+FFFD for some), "data_base64": the exact bytes. */
 bool cli_json_add_payload(cJSON *obj, const void *p, size_t len);
+/* A task's payload for --json output. A JSON task whose bytes are one valid
+ * JSON value: "data" holds that value itself, nested (its whitespace
+ * outside strings removed, numbers kept exactly as written). Any other
+ * task: as cli_json_add_payload; a JSON task whose bytes are not valid JSON
+ * (the library does not check them) also gets "data_not_json": true. */
+bool cli_json_add_task_data(cJSON *obj, int kind, const void *p, size_t len);
 /* The value of a number or of a raw item made by cli_json_u64. */
 bool cli_json_get_u64(const cJSON *item, uint64_t *v);
 
