@@ -569,7 +569,7 @@ static void run_mix_opts(const char *test, struct mix_opts o)
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.delayed, 0);
 	cr_expect_eq(s.dead, ndead);
-	cr_expect_eq(s.free_slots, o.capacity - ndead);
+	cr_expect_eq(s.free_slots, s.slots - ndead);
 	cr_expect_eq(s.total.pushed, m.total, "pushed %llu", (unsigned long long)s.total.pushed);
 	cr_expect_eq(s.total.acked, m.total - ndead, "acked %llu",
 		     (unsigned long long)s.total.acked);
@@ -578,7 +578,7 @@ static void run_mix_opts(const char *test, struct mix_opts o)
 	cr_expect_eq(s.total.failed, nretry + ndead);
 	cr_expect_eq(s.total.retried, nretry);
 	cr_expect_eq(s.total.dead, ndead);
-	cr_expect_eq(s.total.dead_dropped, 0);
+	cr_expect_eq(s.total.dead_overflow, ndead > s.dead_capacity ? ndead - s.dead_capacity : 0);
 	cr_expect_eq(s.total.expired, 0);
 	cr_expect_eq(s.total.recovered, 0);
 	cr_expect_eq(s.total.lost, 0);
@@ -865,7 +865,7 @@ static void run_race(const char *test, unsigned batch)
 	cr_expect_eq(s.total.recovered, 0);
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.leased, 0);
-	cr_expect_eq(s.free_slots, 256);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 256);
 }
 
 Test(engine, lease_expiry_race_b1, .timeout = 60, .fini = cleanup_queues)
@@ -977,7 +977,7 @@ Test(engine, ids_attempt_enqueued_payload, .timeout = 60, .fini = cleanup_queues
 	tq_stats s = get_stats(q);
 	cr_expect_eq(s.total.pushed, N + 3);
 	cr_expect_eq(s.total.acked, N + 3);
-	cr_expect_eq(s.free_slots, 100);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 100);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -1149,7 +1149,7 @@ Test(engine, push_full_timeouts_and_partial, .timeout = 60, .fini = cleanup_queu
 	tq_stats s = get_stats(q);
 	cr_expect_eq(s.total.pushed, 4);
 	cr_expect_eq(s.ready, 4);
-	cr_expect_eq(s.free_slots, 0);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 0);
 
 	/* make room for 2, push 5 with a timeout: 2 accepted */
 	tq_task out[2];
@@ -1400,7 +1400,7 @@ Test(engine, lease_expiry_redelivers_and_old_ack_is_lost, .timeout = 60, .fini =
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.delayed, 0);
-	cr_expect_eq(s.free_slots, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
 	tq_close(b);
 	tq_close(a);
 	tq_destroy(name);
@@ -1496,7 +1496,7 @@ Test(engine, fail_retry_dead_kick_purge, .timeout = 60, .fini = cleanup_queues)
 	r = tq_take(q, &t, 1, 5 * SEC);
 	cr_assert_eq(r, 1);
 	cr_expect_eq(t.attempt, 2);
-	char longmsg[200];
+	char longmsg[1500]; /* over TQ_ERRMSG_MAX: cut to its first 1023 bytes (ASCII) */
 	memset(longmsg, 'm', sizeof longmsg - 1);
 	longmsg[sizeof longmsg - 1] = '\0';
 	cr_expect_eq(tq_fail(q, &t, 1, 2, longmsg), 0);
@@ -1513,7 +1513,7 @@ Test(engine, fail_retry_dead_kick_purge, .timeout = 60, .fini = cleanup_queues)
 	s = get_stats(q);
 	cr_expect_eq(s.dead, 0);
 	cr_expect_eq(s.ready, 0);
-	cr_expect_eq(s.free_slots, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
 	cr_expect_eq(tq_take(q, &t, 1, 0), TQ_EAGAIN);
 	tq_close(q);
 	tq_destroy(name);
@@ -1554,13 +1554,14 @@ Test(engine, dead_kick_and_purge_all, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(tq_dead_purge(q, TQ_ALL), 0);
 	tq_stats s = get_stats(q);
 	cr_expect_eq(s.dead, 0);
-	cr_expect_eq(s.free_slots, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
 	cr_expect_eq(s.total.dead, 10);
 	tq_close(q);
 	tq_destroy(name);
 }
 
-Test(engine, dead_capacity_drops_oldest, .timeout = 60, .fini = cleanup_queues)
+/* Nothing is dropped: the third is kept beyond the area, which says so. */
+Test(engine, dead_capacity_keeps_all, .timeout = 60, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "dead-cap");
@@ -1579,18 +1580,29 @@ Test(engine, dead_capacity_drops_oldest, .timeout = 60, .fini = cleanup_queues)
 	}
 	tq_dead_info di[4];
 	int r = list_dead(q, di, 4);
-	cr_expect_eq(r, 2, "dead listed: %d", r);
-	cr_expect_eq(di[0].id, ids[1]);
-	cr_expect_eq(di[0].value, 101);
-	cr_expect_eq(di[0].last_err, 1);
-	cr_expect_eq(di[1].id, ids[2]);
-	cr_expect_eq(di[1].value, 102);
+	cr_expect_eq(r, 3, "dead listed: %d", r);
+	for (int k = 0; k < 3 && k < r; k++) {
+		cr_expect_eq(di[k].id, ids[k]);
+		cr_expect_eq(di[k].value, 100 + (uint64_t)k);
+		cr_expect_eq(di[k].last_err, k);
+	}
 	tq_stats s = get_stats(q);
-	cr_expect_eq(s.total.dead_dropped, 1);
+	cr_expect_eq(s.total.dead_overflow, 1);
 	cr_expect_eq(s.total.dead, 3);
-	cr_expect_eq(s.dead, 2);
-	cr_expect_eq(s.free_slots, 8);
-	cr_expect_eq(tq_dead_kick(q, ids[0]), TQ_ENOTFOUND);
+	cr_expect_eq(s.dead, 3);
+	cr_expect_eq(s.dead_over, 1);
+	cr_expect_eq(s.slots, 12);
+	cr_expect_eq(s.free_slots, 9);
+	tq_event_info ev[16];
+	int ne = tq_events(q, 0, ev, 16), full = 0;
+	for (int k = 0; k < ne; k++)
+		if (ev[k].type == TQ_EV_DEAD_FULL) {
+			full++;
+			cr_expect_eq(ev[k].a, ids[2], "the task that overflowed");
+			cr_expect_eq(ev[k].b, 2, "dead_capacity");
+		}
+	cr_expect_eq(full, 1, "%d dead_full events", full);
+	cr_expect_eq(tq_dead_kick(q, ids[0]), 1);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -1777,7 +1789,7 @@ Test(engine, big_payloads_2x2, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(b->dups, 0);
 	cr_expect_eq(tqt_bitmap_count(b->bm, 2 * b->per_producer), 2 * b->per_producer);
 	cr_expect_eq(s.total.acked, 2 * b->per_producer);
-	cr_expect_eq(s.free_slots, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
 }
 
 /* ------------------------------------------------------------- run state */
@@ -2021,7 +2033,7 @@ Test(engine, close_returns_leases_to_ready, .timeout = 60, .fini = cleanup_queue
 	cr_expect_eq(tq_ack(q, t, 4), 0);
 	s = get_stats(q);
 	cr_expect_eq(s.total.acked, 5);
-	cr_expect_eq(s.free_slots, s.capacity);
+	cr_expect_eq(s.free_slots, s.slots);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -2113,7 +2125,7 @@ Test(engine, stats_after_known_workload, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.leased, 1);
 	cr_expect_eq(s.delayed, 1);
 	cr_expect_eq(s.dead, 0);
-	cr_expect_eq(s.free_slots, 92);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 92);
 	cr_expect_eq(s.procs, 1);
 	cr_expect_eq(s.run_state, TQ_RUNNING);
 	cr_expect_geq(s.oldest_ready_ns, t0);
@@ -2167,7 +2179,7 @@ Test(engine, stats_after_known_workload, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.total.acked, 9);
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.delayed, 1);
-	cr_expect_eq(s.free_slots, 99);
+	cr_expect_eq(s.free_slots - s.dead_capacity, 99);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -2343,7 +2355,7 @@ Test(engine, duplicate_in_one_ack_frees_the_slot_once, .timeout = 30)
 	tq_stats s;
 	tq_stats_get(q, &s);
 	cr_assert_eq(s.total.acked, 1);
-	cr_assert_eq(s.free_slots, 1);
+	cr_assert_eq(s.free_slots - s.dead_capacity, 1);
 	for (int i = 0; i < 2; i++)
 		t[i] = (tq_task){.kind = TQ_KIND_INT, .value = 200 + (uint64_t)i};
 	cr_assert_eq(tq_push(q, t, 2, 0), 1, "one slot was freed, so one task fits");
@@ -2396,7 +2408,7 @@ Test(engine, two_threads_ack_one_lease_once, .timeout = 30)
 	}
 	tq_stats s;
 	tq_stats_get(q, &s);
-	cr_assert_eq(s.free_slots, 64, "every slot free once: %u free", s.free_slots);
+	cr_assert_eq(s.free_slots - s.dead_capacity, 64, "every slot free once: %u free", s.free_slots);
 	cr_assert_eq(s.total.acked, 200);
 	tq_close(q);
 	tq_destroy(name);

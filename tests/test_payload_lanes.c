@@ -298,7 +298,7 @@ static void pl_expect_clean(tq_queue *q)
 	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
 	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
 	cr_expect_eq(s.dead, 0, "dead %u", s.dead);
-	cr_expect_eq(s.free_slots, s.capacity, "free %u of %u", s.free_slots, s.capacity);
+	cr_expect_eq(s.free_slots, s.slots, "free %u of %u", s.free_slots, s.slots);
 	int rc = tq_take(q, &t, 1, 0);
 	cr_expect_eq(rc, TQ_EAGAIN, "take on the drained queue: %d (%s)", rc, tq_strerror(rc));
 }

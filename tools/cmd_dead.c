@@ -29,8 +29,12 @@ static bool print_payload_json(cJSON *o, const tq_dead_info *d, const char *data
 static int dead_list(tq_queue *q, bool json)
 {
 	tq_config cfg;
+	tq_stats st;
 	tq_config_get(q, &cfg);
-	size_t max = cfg.dead_capacity + 64;
+	tq_stats_get(q, &st);
+	/* Every dead task, however many (the area may be over-full), and some
+	 * slack for those dying meanwhile. */
+	size_t max = (size_t)st.dead + 64;
 	size_t stride = cfg.max_payload ? cfg.max_payload : 1;
 	tq_dead_info *d = calloc(max, sizeof(*d));
 	char *data = calloc(max, stride);
@@ -110,7 +114,10 @@ int cmd_dead(int argc, char **argv)
 			       "last error, message, payload (its bytes as they are, as taskq take prints\n"
 			       "them; with --json as in taskq take --json: data, and data_base64 when it is not\n"
 			       "valid UTF-8). kick: back to ready with attempts reset. purge: delete. --all\n"
-			       "applies kick/purge to every dead task.\n", usage);
+			       "applies kick/purge to every dead task. The message is the whole failure\n"
+			       "reason (up to 1023 bytes; for tasks beyond the dead-letter area's capacity,\n"
+			       "its first 47). Kick and purge return room at once: when the area is full\n"
+			       "(taskq stats says so), dead tasks take room from the queue's capacity.\n", usage);
 			return 0;
 		}
 		if (c == 'j') json = true;
@@ -175,7 +182,7 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 	gmtime_r(&secs, &tm);
 	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(at % CLI_SEC / 1000000));
-	char detail[256];
+	char detail[4 * TQ_EVENT_MSG_MAX + 128];
 	switch (e->type) {
 	case TQ_EV_CREATED:
 		snprintf(detail, sizeof(detail), "capacity=%llu max_payload=%llu", (unsigned long long)e->a,
@@ -191,8 +198,10 @@ static void event_line(const tq_event_info *e, cJSON *arr)
 			 (unsigned long long)e->b, cli_text_escape(m, sizeof(m), e->msg, strnlen(e->msg, sizeof(e->msg))));
 		break;
 	}
-	case TQ_EV_DEAD_DROPPED:
-		snprintf(detail, sizeof(detail), "task=%llu", (unsigned long long)e->a);
+	case TQ_EV_DEAD_FULL:
+		snprintf(detail, sizeof(detail),
+			 "task=%llu dead_capacity=%llu dead-letter area full: dead tasks now take room from the capacity",
+			 (unsigned long long)e->a, (unsigned long long)e->b);
 		break;
 	case TQ_EV_STATE:
 		snprintf(detail, sizeof(detail), "state=%s", cli_state_name((int)e->a));
@@ -238,8 +247,9 @@ int cmd_log(int argc, char **argv)
 		if (c == 'h') {
 			printf("usage: taskq %s\n\nThe queue's recent events, oldest first, from a fixed ring of the last\n"
 			       "256 kept in shared memory: processes found dead and recovered, tasks\n"
-			       "dead-lettered or dropped, leases expired, run-state changes. --follow keeps\n"
-			       "printing new events until interrupted.\n", usage);
+			       "dead-lettered (the first 127 bytes of the reason), the dead-letter area\n"
+			       "becoming full, leases expired, run-state changes. --follow keeps printing\n"
+			       "new events until interrupted.\n", usage);
 			return 0;
 		}
 		if (c == 'j') json = true;
