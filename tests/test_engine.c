@@ -1560,6 +1560,152 @@ Test(engine, dead_kick_and_purge_all, .timeout = 60, .fini = cleanup_queues)
 	tq_destroy(name);
 }
 
+/* Fails one task to death with message msg, returns its id. */
+static uint64_t die_with(tq_queue *q, uint64_t value, const char *msg)
+{
+	tq_task t;
+	cr_assert_eq(tq_push_int(q, value, 0), 0);
+	cr_assert_eq(tq_take(q, &t, 1, 0), 1);
+	cr_assert_eq(tq_fail(q, &t, 1, 7, msg), 0);
+	return t.id;
+}
+
+/* A 900-byte reason is kept whole; one over the limit is cut at a UTF-8
+ * character boundary (never inside the two bytes of an e-acute); several
+ * dead tasks each show their own message, also after others were purged
+ * and their entries reused. */
+Test(engine, dead_messages_whole_and_cut_safely, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "dead-msg");
+	tq_config cfg = small_config(32);
+	cfg.max_attempts = 1;
+	cfg.dead_capacity = 4;
+	tq_queue *q = create_queue(name, &cfg);
+	static char m900[901], mlong[TQ_ERRMSG_MAX + 1], mine[4][1000];
+	for (int i = 0; i < 900; i++)
+		m900[i] = (char)('a' + i % 26);
+	/* 1022 ASCII bytes, then e-acute (2 bytes): byte 1023 would split it. */
+	memset(mlong, 'z', TQ_ERRMSG_MAX - 2);
+	mlong[TQ_ERRMSG_MAX - 2] = (char)0xc3;
+	mlong[TQ_ERRMSG_MAX - 1] = (char)0xa9;
+	mlong[TQ_ERRMSG_MAX] = '\0';
+	uint64_t id900 = die_with(q, 1, m900);
+	uint64_t idlong = die_with(q, 2, mlong);
+	static tq_dead_info di[8];
+	cr_assert_eq(list_dead(q, di, 8), 2);
+	cr_expect_eq(di[0].id, id900);
+	cr_expect_str_eq(di[0].last_msg, m900, "the 900-byte message, whole");
+	cr_expect_eq(di[1].id, idlong);
+	cr_expect_eq(strlen(di[1].last_msg), TQ_ERRMSG_MAX - 2, "cut before the e-acute: %zu bytes",
+		     strlen(di[1].last_msg));
+	cr_expect(strncmp(di[1].last_msg, mlong, TQ_ERRMSG_MAX - 2) == 0);
+	tq_event_info ev[32];
+	int ne = tq_events(q, 0, ev, 32), seen = 0;
+	for (int k = 0; k < ne; k++)
+		if (ev[k].type == TQ_EV_DEAD && ev[k].a == id900) {
+			seen++;
+			cr_expect_eq(strlen(ev[k].msg), TQ_EVENT_MSG_MAX - 1);
+			cr_expect(strncmp(ev[k].msg, m900, TQ_EVENT_MSG_MAX - 1) == 0);
+		}
+	cr_expect_eq(seen, 1);
+
+	/* Reuse: purge both, bury four with long messages of their own, purge
+	 * two, bury two more: each shows its own. */
+	cr_assert_eq(tq_dead_purge(q, TQ_ALL), 2);
+	uint64_t ids[6];
+	for (int k = 0; k < 6; k++) {
+		if (k < 4)
+			snprintf(mine[k], sizeof mine[k], "%d:%0900d", k, k);
+		if (k == 4) {
+			cr_assert_eq(tq_dead_purge(q, ids[0]), 1);
+			cr_assert_eq(tq_dead_purge(q, ids[2]), 1);
+		}
+		char msg[1000];
+		snprintf(msg, sizeof msg, "%d:%0900d", k, k);
+		ids[k] = die_with(q, 10 + (uint64_t)k, msg);
+	}
+	int n = list_dead(q, di, 8);
+	cr_assert_eq(n, 4);
+	for (int j = 0; j < n; j++) {
+		int k = (int)(di[j].value - 10);
+		char msg[1000];
+		snprintf(msg, sizeof msg, "%d:%0900d", k, k);
+		cr_expect_str_eq(di[j].last_msg, msg, "dead task %d shows another's message", k);
+	}
+	/* Beyond the area (4): kept, with the first 47 bytes of its message. */
+	die_with(q, 99, m900);
+	n = list_dead(q, di, 8);
+	cr_assert_eq(n, 5);
+	cr_expect_eq(strlen(di[4].last_msg), 47, "%zu", strlen(di[4].last_msg));
+	cr_expect(strncmp(di[4].last_msg, m900, 47) == 0);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+/* The dead-letter area takes no room from new tasks: with it full, the
+ * whole capacity can still be pushed (lanes and slots). A task dying
+ * beyond it is kept (none dropped, counts exact) and takes room: pushes
+ * then wait (timeout 0: TQ_EAGAIN) until a purge or kick makes room. */
+Test(engine, dead_area_full_keeps_room_then_refuses, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "dead-room");
+	tq_config cfg = small_config(20);
+	cfg.max_attempts = 1;
+	cfg.dead_capacity = 5;
+	tq_queue *q = create_queue(name, &cfg);
+	uint64_t dead_ids[6];
+	for (int k = 0; k < 5; k++)
+		dead_ids[k] = die_with(q, (uint64_t)k, "poison");
+	tq_stats s = get_stats(q);
+	cr_assert_eq(s.dead, 5);
+	cr_assert_eq(s.dead_over, 0);
+	/* The whole capacity: 10 through the lanes, 10 in mixed batches (slots). */
+	tq_task t[10];
+	for (int k = 0; k < 10; k++)
+		t[k] = (tq_task){.kind = TQ_KIND_INT, .value = 100 + (uint64_t)k};
+	cr_assert_eq(tq_push(q, t, 10, 0), 10, "lane push with the dead area full");
+	for (int k = 0; k < 10; k++)
+		t[k] = k % 2 ? (tq_task){.kind = TQ_KIND_STRING, .data = "p", .len = 1}
+			     : (tq_task){.kind = TQ_KIND_INT, .value = 200 + (uint64_t)k};
+	cr_assert_eq(tq_push(q, t, 10, 0), 10, "slot push with the dead area full");
+	cr_assert_eq(tq_push_int(q, 999, 0), TQ_EAGAIN, "the capacity is full");
+	s = get_stats(q);
+	cr_expect_eq(s.ready, 20);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	cr_expect_eq(s.slots, 25);
+
+	/* One more dies: kept beyond the area, and it takes a place. */
+	tq_task d;
+	cr_assert_eq(tq_take(q, &d, 1, 0), 1);
+	cr_assert_eq(tq_fail(q, &d, 1, 1, "over"), 0);
+	dead_ids[5] = d.id;
+	s = get_stats(q);
+	cr_expect_eq(s.dead, 6);
+	cr_expect_eq(s.dead_over, 1);
+	cr_expect_eq(s.total.dead, 6);
+	cr_expect_eq(s.total.dead_overflow, 1);
+	cr_expect_eq(s.ready, 19);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	static tq_dead_info di[8];
+	cr_expect_eq(list_dead(q, di, 8), 6, "none dropped");
+	cr_assert_eq(tq_push_int(q, 999, 0), TQ_EAGAIN, "the over-full area takes room");
+	cr_assert_eq(tq_push_int(q, 999, 20000000), TQ_ETIMEDOUT);
+	/* A purge returns the room at once; so does a kick (its task ready). */
+	cr_assert_eq(tq_dead_purge(q, dead_ids[0]), 1);
+	cr_assert_eq(tq_push_int(q, 1000, 0), 0, "room after a purge");
+	cr_assert_eq(tq_push_int(q, 1001, 0), TQ_EAGAIN);
+	s = get_stats(q);
+	cr_expect_eq(s.dead, 5);
+	cr_expect_eq(s.dead_over, 0);
+	cr_expect_eq(s.ready, 20);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	tq_close(q);
+	tq_destroy(name);
+}
+
+
 /* Nothing is dropped: the third is kept beyond the area, which says so. */
 Test(engine, dead_capacity_keeps_all, .timeout = 60, .fini = cleanup_queues)
 {
