@@ -1331,7 +1331,23 @@ static int cr_child_fail_one_armed(void *arg)
 	return 0;
 }
 
-Test(crash, ring_push_mid_dead_drop)
+/* A holder killed between the dead count and the DEAD state of a sixth
+ * dead letter, beyond dead_capacity 5 (the recovery lock held): the next
+ * holder recounts, recovery buries it again, nothing is dropped and every
+ * count is exact (design.md, 10, "The dead count"). Then a kicker killed
+ * after claiming its third dead letter: the same. */
+static int cr_child_kick_armed(void *arg)
+{
+	struct cr_ctx *c = arg;
+	tq_queue *q = cr_child_open(c);
+	if (!q)
+		return 2;
+	tq_fault_arm(cr_point, cr_hit);
+	int rc = tq_dead_kick(q, TQ_ALL);
+	return cr_err(c, 4, "child tq_dead_kick (armed)", rc < 0 ? rc : 0);
+}
+
+Test(crash, bury_counted_beyond_the_dead_area)
 {
 	struct cr_ctx *c;
 	tq_queue *q;
@@ -1340,12 +1356,12 @@ Test(crash, ring_push_mid_dead_drop)
 
 	cr_max_attempts = 1;
 	cr_dead_capacity = 5;
-	q = cr_setup(&c, "rp_drop");
+	q = cr_setup(&c, "bury_counted");
 	cr_make_dead(q, 5);
-	cr_point = "ring.push.mid";
+	cr_point = "bury.counted";
 	cr_hit = 1;
 	cr_expect_killed(c, cr_spawn(cr_child_fail_one_armed, c),
-			 "ring.push.mid burying a sixth dead letter beyond dead_capacity 5");
+			 "bury.counted burying a sixth dead letter beyond dead_capacity 5");
 	cr_assert(c->child_taken[5], "the child should have taken value 5");
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
@@ -1366,11 +1382,35 @@ Test(crash, ring_push_mid_dead_drop)
 	cr_stats(q, &s);
 	char extra[64];
 	snprintf(extra, sizeof(extra), "%d dead letters kept", nd);
-	cr_log_counters("ring_push_mid_dead_drop", &s, extra);
+	cr_log_counters("bury_counted_beyond_the_dead_area", &s, extra);
 	cr_assert_eq(nd, 6, "%d dead letters kept, 6 died", nd);
+	cr_assert_eq(s.total.dead, 6, "total.dead %llu", (unsigned long long)s.total.dead);
 	cr_assert_eq(s.total.dead_overflow, 1, "dead_overflow %llu", (unsigned long long)s.total.dead_overflow);
-	cr_assert_eq(tq_dead_purge(q, TQ_ALL), nd);
-	cr_finish(q, c);
+
+	/* A kicker killed after claiming its third: two kicked, the third
+	 * (attempts not yet reset) buried again by recovery. */
+	cr_point = "kick.claimed";
+	cr_hit = 3;
+	cr_expect_killed(c, cr_spawn(cr_child_kick_armed, c), "kick.claimed on the third dead letter");
+	cr_recover(q, 1, 1, 2);
+	cr_stats(q, &s);
+	nd = cr_dead_scan(q, dead, NULL, NULL);
+	cr_assert_eq((uint32_t)nd, s.dead, "listed %d, stats.dead %u", nd, s.dead);
+	cr_assert_eq(s.dead, 4, "dead %u: 6 less the two kicked", s.dead);
+	cr_assert_eq(s.ready, 2, "ready %u: the two kicked", s.ready);
+	cr_assert_eq(s.dead_over, 0);
+	cr_assert_eq(s.ready + s.dead + s.free_slots, s.slots, "ready %u + dead %u + free %u != slots %u",
+		     s.ready, s.dead, s.free_slots, s.slots);
+	/* The push room agrees: the capacity less the ready ones (4 dead
+	 * are inside the area). */
+	uint32_t room = 0;
+	while (tq_push_int(q, 5000 + room, 0) == 0)
+		room++;
+	cr_assert_eq(room, CR_CAP - 2, "pushed %u into the room left", room);
+	cr_assert_eq(tq_dead_purge(q, TQ_ALL), 4);
+	tq_close(q);
+	cr_q = NULL;
+	tq_destroy(c->name);
 }
 
 /* max_attempts 1: a holder dies with its tasks on their last attempt, so
