@@ -700,7 +700,7 @@ Test(chaos, kill_storm)
 		if (dead[i].attempts != CH_MAX_ATTEMPTS)
 			CH_BAD(1,
 			       "dead value %ld (poison %d) has attempts %u, max_attempts %d; last "
-			       "error %d '%s'; %s",
+			       "error %d '%.40s'; %s",
 			       v, ch_poison((uint32_t)v), dead[i].attempts, CH_MAX_ATTEMPTS,
 			       dead[i].last_err, dead[i].last_msg, desc);
 		uint32_t id1 = (uint32_t)(dead[i].id & 0x7fffffffu) + 1u;
