@@ -907,7 +907,7 @@ Test(cli, create_defaults)
 	assert_jnum(o.out, "config.backoff_seconds", 0.1);
 	assert_jnum(o.out, "config.backoff_max_seconds", 60);
 	assert_jnum(o.out, "ready", 0);
-	assert_jnum(o.out, "free", 10000);
+	assert_jnum(o.out, "free", 11000); /* slots: the capacity and the dead-letter area */
 	assert_jnum(o.out, "totals.pushed", 0);
 
 	char path[300];
@@ -1035,7 +1035,7 @@ Test(cli, info_and_stats_text_and_json)
 	cr_assert_eq(o.err_len, 0, "%s", o.err);
 	snprintf(want, sizeof(want), "queue %s: running\n", q);
 	cr_assert(!strncmp(o.out, want, strlen(want)), "info text:\n%s", o.out);
-	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 48 free of 50", "info text");
+	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 53 free of 55 (capacity 50 + dead-letter area 5)", "info text");
 	assert_contains(o.out, "3 pushed, 1 taken, 1 acked, 0 failed, 0 retried, 0 dead", "info text");
 	assert_contains(o.out, "config:  capacity 50", "info text");
 
@@ -1055,7 +1055,7 @@ Test(cli, info_and_stats_text_and_json)
 	assert_jnum(o.out, "leased", 0);
 	assert_jnum(o.out, "delayed", 0);
 	assert_jnum(o.out, "dead", 0);
-	assert_jnum(o.out, "free", 48);
+	assert_jnum(o.out, "free", 53);
 	assert_jnum(o.out, "processes", 0);
 	assert_jnum(o.out, "totals.pushed", 3);
 	assert_jnum(o.out, "totals.taken", 1);
