@@ -103,7 +103,8 @@ const char *tq_strerror(int err);
 #define TQ_MAX_CAPACITY (1u << 24) /* tasks in one queue */
 #define TQ_MAX_PAYLOAD (1u << 24)  /* bytes in one payload */
 #define TQ_MAX_PROCS 1024          /* handles attached to one queue at once */
-#define TQ_ERRMSG_MAX 56           /* bytes kept of a failure message, with NUL */
+#define TQ_ERRMSG_MAX 1024         /* bytes kept of a failure message, with NUL (cut at a UTF-8 character boundary) */
+#define TQ_EVENT_MSG_MAX 128       /* bytes of it an event carries, with NUL (tq_event_info.msg) */
 #define TQ_MAX_ATTEMPTS 65535u     /* largest tq_config.max_attempts */
 #define TQ_LEASE_MIN_NS 1000000ull /* shortest tq_config.lease_ns: 1 ms */
 /* Longest lease, backoff and backoff cap: 365 days. */
@@ -141,11 +142,19 @@ enum tq_run_state {
 typedef struct tq_queue tq_queue;
 
 typedef struct tq_config {
-	uint32_t capacity;        /* tasks held at once: ready, in progress, delayed, dead. 1..TQ_MAX_CAPACITY; default 10000 */
+	uint32_t capacity;        /* tasks held at once: ready, in progress, delayed, and dead beyond dead_capacity. 1..TQ_MAX_CAPACITY; default 10000 */
 	uint32_t max_payload;     /* bytes per payload, 0..TQ_MAX_PAYLOAD; default 4096 */
 	mode_t mode;              /* permission bits of the segment; default 0600 */
 	uint32_t max_attempts;    /* deliveries before a failing task is dead; 1..TQ_MAX_ATTEMPTS; default 5 */
-	uint32_t dead_capacity;   /* dead tasks kept; 1..capacity; 0 (the default): max(1, capacity / 10) */
+	/* The dead-letter area: this many dead tasks take no room from the
+	 * capacity (the queue has capacity + dead_capacity slots), and keep
+	 * their whole failure message. A task that dies when the area is full
+	 * is kept all the same (never dropped) but counts against the
+	 * capacity, so producers end up waiting as on a full queue until dead
+	 * tasks are kicked or purged (tq_stats.dead_over says by how many,
+	 * event TQ_EV_DEAD_FULL when it starts). 1..capacity; 0 (the
+	 * default): max(1, capacity / 10). */
+	uint32_t dead_capacity;
 	uint64_t lease_ns;        /* lease length given by tq_take; TQ_LEASE_MIN_NS..TQ_TIME_MAX_NS; default 30 s */
 	uint64_t backoff_base_ns; /* retry delay after the first failure; 0..backoff_max_ns; default 100 ms */
 	uint64_t backoff_max_ns;  /* retry delay cap; ..TQ_TIME_MAX_NS; default 60 s */
@@ -211,7 +220,7 @@ typedef struct tq_task {
  * tasks, or of only payload tasks, goes through the lock-free lanes; a
  * batch that mixes them through the slot rings. A payload batch may also
  * wait for byte room: the bytes one handle has in flight are bounded by one
- * lane's byte ring (at least 64 bytes per task of capacity). Waits up to
+ * lane's byte ring (more than 32 bytes per task of capacity). Waits up to
  * timeout_ns for free room while the queue is full.
  * Returns the number accepted, k (1..n); tasks[0..k) then carry their ids,
  * and every accepted task will be delivered even if the caller dies.
@@ -279,7 +288,10 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
 
 /*
  * Fails n leased tasks with an error code and message (NULL for none; kept
- * up to TQ_ERRMSG_MAX - 1 bytes). A task with attempts left is retried after
+ * up to TQ_ERRMSG_MAX - 1 bytes, a longer one cut at a UTF-8 character
+ * boundary, or at the byte where it is not UTF-8). A dead task keeps the
+ * whole of it while the dead-letter area has room (dead_capacity); one
+ * beyond it, and a retried task, keep its first 47 bytes. A task with attempts left is retried after
  * backoff_base * 2^(attempt-1), capped at backoff_max, with jitter in
  * [d/2, d]; otherwise it goes to the dead-letter area (see tq_dead_list).
  * Returns 0, or TQ_ELOST as tq_ack (the failures of the leases still held
@@ -330,12 +342,13 @@ typedef struct tq_dead_info {
 	uint16_t kind;
 	uint16_t attempts;
 	int32_t last_err;
-	char last_msg[TQ_ERRMSG_MAX];
+	char last_msg[TQ_ERRMSG_MAX]; /* the failure message, NUL-ended (see tq_fail) */
 	uint64_t died_ns;    /* CLOCK_MONOTONIC */
 } tq_dead_info;
 
 /*
- * Lists up to max dead tasks, oldest first, into out; if data is not NULL,
+ * Lists up to max dead tasks, oldest first, into out (there may be more
+ * than dead_capacity: tq_stats.dead); if data is not NULL,
  * payload i is copied to data + i * data_stride (truncated to data_stride;
  * out[i].len is the full length). Returns the number listed.
  * Errors: TQ_EINVAL (NULL q, NULL out with max > 0), TQ_ENOMEM, TQ_EBUSY.
@@ -343,7 +356,9 @@ typedef struct tq_dead_info {
 int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride);
 
 /* Puts dead task `id` (or all dead tasks with id TQ_ALL) back to ready with
- * its attempts reset. Returns the number kicked (TQ_ALL: 0 or more).
+ * its attempts reset. Returns the number kicked (TQ_ALL: 0 or more). Like
+ * tq_dead_purge, it is how room comes back when the dead-letter area is
+ * full: each task it moves returns its place at once.
  * Errors: TQ_EINVAL (NULL q), TQ_ENOTFOUND (id is not dead), TQ_EBUSY,
  * TQ_EBADQUEUE (damaged shared memory). */
 #define TQ_ALL UINT64_MAX
@@ -428,7 +443,11 @@ typedef struct tq_counters {
 	uint64_t dead;        /* tasks that went to the dead-letter area */
 	uint64_t expired;     /* leases that expired and returned the task */
 	uint64_t recovered;   /* leased tasks returned because their holder died */
-	uint64_t dead_dropped;/* oldest dead tasks dropped because the area was full */
+	/* Tasks that went dead while the dead-letter area was full: kept (no
+	 * dead task is ever dropped), each counting against the capacity until
+	 * kicked or purged. (Layouts before 7 dropped the oldest instead and
+	 * counted that here as dead_dropped.) */
+	uint64_t dead_overflow;
 	uint64_t lost;        /* acks/fails/touches refused because the lease was lost */
 } tq_counters;
 
@@ -453,8 +472,11 @@ typedef struct tq_stats {
 	uint32_t ready;        /* pending: ready to take now */
 	uint32_t leased;       /* in progress */
 	uint32_t delayed;      /* waiting for a due time: a retry's backoff, or a delayed push */
-	uint32_t dead;         /* in the dead-letter area */
-	uint32_t free_slots;
+	uint32_t dead;         /* dead tasks, in the dead-letter area and beyond it */
+	uint32_t free_slots;   /* places free: slots - ready - leased - delayed - dead */
+	uint32_t slots;        /* capacity + dead_capacity */
+	uint32_t dead_capacity;
+	uint32_t dead_over;    /* dead tasks beyond dead_capacity, taking room from the capacity: 0 normally */
 	uint32_t procs;        /* attached processes */
 	uint32_t recoveries;   /* dead processes recovered so far */
 	int run_state;
@@ -466,7 +488,9 @@ typedef struct tq_stats {
  * capacity: the per-state counts come from the rings' positions and
  * maintained counts. "leased" is the rest of the capacity, so it includes
  * any task in motion between two states at that instant. The figures
- * always add up to the capacity.
+ * always add up to the slots: ready + leased + delayed + dead + free_slots
+ * == slots == capacity + dead_capacity. The room a push has is
+ * free_slots - (dead_capacity - min(dead, dead_capacity)).
  * Errors: TQ_EINVAL (NULL argument). */
 int tq_stats_get(tq_queue *q, tq_stats *out);
 
@@ -503,8 +527,12 @@ int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing);
 enum tq_event_type {
 	TQ_EV_CREATED = 1,      /* the queue was created */
 	TQ_EV_PROC_DIED = 2,    /* a dead process was recovered: a = its pid, b = leases returned */
-	TQ_EV_DEAD = 3,         /* a task went dead: a = id, b = attempts, msg = last error */
-	TQ_EV_DEAD_DROPPED = 4, /* the dead-letter area was full: a = id of the task dropped */
+	TQ_EV_DEAD = 3,         /* a task went dead: a = id, b = attempts, msg = last error (its first TQ_EVENT_MSG_MAX - 1 bytes) */
+	/* The dead-letter area overflowed: task a went dead with the area full
+	 * (b = dead_capacity); it and the dead tasks after it count against the
+	 * capacity until kicked or purged. Once per time the dead count goes
+	 * from dead_capacity to one more. (Layouts before 7: dead_dropped.) */
+	TQ_EV_DEAD_FULL = 4,
 	TQ_EV_EXPIRED = 5,      /* leases expired in one sweep: a = how many */
 	TQ_EV_STATE = 6,        /* run state set: a = new state */
 	TQ_EV_KICKED = 7,       /* dead tasks kicked: a = how many */
@@ -517,7 +545,7 @@ typedef struct tq_event_info {
 	int32_t pid;    /* the process that recorded it */
 	int type;       /* enum tq_event_type */
 	uint64_t a, b;
-	char msg[24];
+	char msg[TQ_EVENT_MSG_MAX];
 } tq_event_info;
 
 /*

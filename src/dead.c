@@ -1,7 +1,8 @@
 /*
- * dead.c - the dead-letter area: burying a task, listing, kicking and
- * purging dead tasks, dropping the oldest when the area is full
- * (docs/design.md, section 10).
+ * dead.c - the dead-letter area: burying a task with its failure message,
+ * listing, kicking and purging dead tasks (docs/design.md, section 10).
+ * Dead tasks are never dropped: beyond dead_capacity they are kept and
+ * count against the capacity.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,24 +11,141 @@
 #include "fault.h"
 #include "internal.h"
 
-/* ------------------------------------------------------------- bury */
+/* ------------------------------------------------------------ messages */
 
-/* Moves a slot this process owns into the dead-letter area. */
-void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now)
+size_t tq__utf8_cut(const char *msg, size_t max)
 {
-	struct tq_slot *s = &q->slots[idx];
-	struct tq_aux *a = &q->aux[idx];
-	size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
+	size_t len = max ? strnlen(msg, max) : 0;
 
-	s->last_err = err;
+	if (len < max)
+		return len; /* fits whole */
+	len = max - 1;
+	/* Cutting before byte `len`: if it continues a multi-byte sequence,
+	 * cut before that sequence's lead byte instead (at most 3 back; bytes
+	 * that are not UTF-8 are cut where they are). */
+	for (size_t back = 0; back < 4 && len > 0; back++) {
+		unsigned char c = (unsigned char)msg[len];
+		if ((c & 0xc0) != 0x80)
+			return len; /* a lead byte or ASCII: a boundary */
+		len--;
+		if (((unsigned char)msg[len] & 0xc0) == 0xc0)
+			return len; /* the lead byte of the cut sequence */
+	}
+	return max - 1;
+}
+
+void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg)
+{
+	struct tq_aux *a = &q->aux[idx];
+	size_t len = msg ? tq__utf8_cut(msg, sizeof(a->msg)) : 0;
+
 	if (len)
 		memcpy(a->msg, msg, len);
 	a->msg[len] = '\0';
+	a->mentry = 0;
+	a->mseq = 0;
+}
+
+/* Does entry e hold the message of the dead task it names? */
+static bool msg_valid(tq_queue *q, uint32_t e, uint32_t *slot)
+{
+	const struct tq_msg *m = &q->msgs[e];
+	uint32_t s = m->slot;
+
+	if (s >= q->nslots || st_state(load_acq(&q->st[s])) != ST_DEAD)
+		return false;
+	const struct tq_aux *a = &q->aux[s];
+	if (a->mentry != e + 1 || a->mseq != m->seq || m->seq == 0 || q->slots[s].id != m->id)
+		return false;
+	if (slot)
+		*slot = s;
+	return true;
+}
+
+/* Stores msg whole in a free entry of the message area for slot idx (its
+ * id written), if one is free; the caller holds the recovery lock. */
+static void msg_store(tq_queue *q, uint32_t idx, const char *msg, size_t len)
+{
+	uint32_t n = q->dead_cap, start = q->h->msg_hint % n;
+
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t e = (start + k) % n;
+		if (msg_valid(q, e, NULL))
+			continue;
+		struct tq_msg *m = &q->msgs[e];
+		uint64_t seq = ++q->h->msg_seq;
+		if (seq == 0)
+			seq = ++q->h->msg_seq;
+		m->seq = 0;
+		memcpy(m->text, msg, len);
+		m->text[len] = '\0';
+		m->len = (uint32_t)len;
+		m->id = q->slots[idx].id;
+		m->slot = idx;
+		m->seq = seq;
+		q->aux[idx].mseq = seq;
+		q->aux[idx].mentry = e + 1;
+		q->h->msg_hint = (e + 1) % n;
+		return;
+	}
+}
+
+/* Copies slot idx's failure message into out (TQ_ERRMSG_MAX bytes). */
+static void msg_read(tq_queue *q, uint32_t idx, char *out)
+{
+	const struct tq_aux *a = &q->aux[idx];
+	uint32_t e = a->mentry, s;
+
+	if (e >= 1 && e <= q->dead_cap && msg_valid(q, e - 1, &s) && s == idx) {
+		const struct tq_msg *m = &q->msgs[e - 1];
+		size_t len = m->len < TQ_ERRMSG_MAX - 1 ? m->len : TQ_ERRMSG_MAX - 1;
+		memcpy(out, m->text, len);
+		out[len] = '\0';
+		out[strnlen(out, len)] = '\0';
+		return;
+	}
+	memcpy(out, a->msg, sizeof(a->msg));
+	out[sizeof(a->msg) - 1] = '\0';
+}
+
+/* ------------------------------------------------------------- bury */
+
+uint32_t tq__dead_recount(tq_queue *q)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < q->nslots; i++)
+		n += st_state(load_acq(&q->st[i])) == ST_DEAD;
+	store_rlx(&q->h->dead_count, n);
+	return n;
+}
+
+/* Moves a slot this process owns into the dead-letter area: kept whatever
+ * the area holds; beyond dead_capacity it counts against the capacity. */
+void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now, bool locked)
+{
+	struct tq_slot *s = &q->slots[idx];
+	char ev[TQ_EVENT_MSG_MAX];
+	size_t len = msg ? tq__utf8_cut(msg, TQ_ERRMSG_MAX) : 0;
+
+	s->last_err = err;
+	tq__aux_msg(q, idx, msg);
+	if (locked && len >= TQ_AUX_MSG)
+		msg_store(q, idx, msg, len);
+	size_t elen = msg ? tq__utf8_cut(msg, sizeof(ev)) : 0;
+	memcpy(ev, msg ? msg : "", elen);
+	ev[elen] = '\0';
 	s->died_ns = now;
 	store_rel(&s->deadline_ns, UINT64_MAX);
 	/* The event first: once DEAD, the slot may be kicked or purged at once. */
-	tq__event(q, TQ_EV_DEAD, s->id, s->attempts, a->msg);
-	add_rlx(&q->h->dead_count, 1);
+	tq__event(q, TQ_EV_DEAD, s->id, s->attempts, ev);
+	uint32_t before = add_rlx(&q->h->dead_count, 1);
+	TQ_FAULT("bury.counted");
+	if (before >= q->dead_cap) {
+		tq__count(q, C_DEAD_OVERFLOW, 1);
+		if (before == q->dead_cap)
+			tq__event(q, TQ_EV_DEAD_FULL, s->id, q->dead_cap, NULL);
+	}
 	store_rel(&q->st[idx], st_make(ST_DEAD, 0, 0));
 	tq__count(q, C_DEAD, 1);
 }
@@ -51,18 +169,19 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 		return tq__usable(q);
 	if (!out && max)
 		return TQ_EINVAL;
-	struct dead_ref *refs = malloc(sizeof(*refs) * (q->dead_cap + 64u));
-	size_t n = 0, room = q->dead_cap + 64u;
+	struct dead_ref *refs = malloc(sizeof(*refs) * q->nslots);
+	size_t n = 0, room = q->nslots;
 	if (!refs)
 		return TQ_ENOMEM;
-	/* Dead slots leave DEAD only under the recovery lock (kick, purge,
-	 * drop): holding it, their contents cannot change while read. */
+	/* Dead slots leave DEAD only under the recovery lock (kick, purge),
+	 * and messages are stored under it: holding it, nothing read here
+	 * changes while read. */
 	int rc = tq__lock_recovery(q);
 	if (rc) {
 		free(refs);
 		return rc;
 	}
-	for (uint32_t i = 0; i < q->cap && n < room; i++) {
+	for (uint32_t i = 0; i < q->nslots && n < room; i++) {
 		if (st_state(load_acq(&q->st[i])) != ST_DEAD)
 			continue;
 		refs[n++] = (struct dead_ref){q->slots[i].died_ns, q->slots[i].id, i};
@@ -80,8 +199,8 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 		d->attempts = s->attempts;
 		d->last_err = s->last_err;
 		d->died_ns = s->died_ns;
-		memcpy(d->last_msg, q->aux[refs[j].idx].msg, sizeof(d->last_msg) - 1);
-		d->last_msg[sizeof(d->last_msg) - 1] = '\0';
+		_Static_assert(sizeof(d->last_msg) == TQ_ERRMSG_MAX, "message size");
+		msg_read(q, refs[j].idx, d->last_msg);
 		if (data && data_stride && d->kind != TQ_KIND_INT)
 			memcpy((uint8_t *)data + j * data_stride, tq__payload(q, refs[j].idx),
 			       d->len < data_stride ? d->len : data_stride);
@@ -98,7 +217,7 @@ static int dead_move_locked(tq_queue *q, uint64_t id, bool kick)
 	int moved = 0, rc = 0;
 	uint64_t mine = st_make(kick ? ST_REQUEUE : ST_RELEASING, q->owner, 0);
 
-	for (uint32_t i = 0; i < q->cap; i++) {
+	for (uint32_t i = 0; i < q->nslots; i++) {
 		uint64_t s = load_acq(&q->st[i]);
 		if (st_state(s) != ST_DEAD) /* dead by its state byte, as everywhere */
 			continue;
@@ -106,6 +225,7 @@ static int dead_move_locked(tq_queue *q, uint64_t id, bool kick)
 			continue;
 		if (!cas64(&q->st[i], s, mine))
 			continue;
+		TQ_FAULT("kick.claimed");
 		if (kick)
 			q->slots[i].attempts = 0;
 		if (load_rlx(&q->h->dead_count))
@@ -128,8 +248,9 @@ static int dead_move_locked(tq_queue *q, uint64_t id, bool kick)
 	return moved || id == TQ_ALL ? moved : TQ_ENOTFOUND;
 }
 
-/* Under the recovery lock, so that tq_dead_list and dropping the oldest
- * never see a dead slot change under them. */
+/* Under the recovery lock, so that tq_dead_list never sees a dead slot
+ * change under it, and the dead count moves with the states (a holder
+ * killed in between leaves it to the next holder's recount). */
 static int dead_move(tq_queue *q, uint64_t id, bool kick)
 {
 	int rc = tq__lock_recovery(q);
@@ -149,89 +270,4 @@ TQ_API int tq_dead_kick(tq_queue *q, uint64_t id)
 TQ_API int tq_dead_purge(tq_queue *q, uint64_t id)
 {
 	return tq__usable(q) ? tq__usable(q) : dead_move(q, id, false);
-}
-
-/* ------------------------------------------------------- drop oldest */
-
-/* Frees dead slot i, seen as word s, as dropped to make room. */
-static bool drop_dead(tq_queue *q, uint32_t i, uint64_t s)
-{
-	uint64_t id = q->slots[i].id;
-
-	if (!cas64(&q->st[i], s, st_make(ST_RELEASING, q->owner, 0)))
-		return false;
-	if (load_rlx(&q->h->dead_count))
-		sub_rlx(&q->h->dead_count, 1);
-	tq__count(q, C_DEAD_DROPPED, 1);
-	tq__event(q, TQ_EV_DEAD_DROPPED, id, 0, NULL);
-	(void)tq__release_owned(q, &i, 1, C__COUNT);
-	return true;
-}
-
-struct dead_age {
-	uint64_t died_ns, id;
-	uint32_t idx;
-	uint64_t word;
-};
-
-static int cmp_age(const void *a, const void *b)
-{
-	const struct dead_age *x = a, *y = b;
-	if (x->died_ns != y->died_ns)
-		return x->died_ns < y->died_ns ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/*
- * Frees the oldest dead tasks while more than dead_capacity are kept.
- * Caller holds the recovery lock. Bounded whatever the segment holds: one
- * pass finds the count and the oldest; one excess task (the usual case) is
- * dropped from that pass; more are sorted by age and dropped in one more
- * pass. A slot is dead by its state byte, and is claimed from exactly the
- * word that was read, so a word with stray bits cannot make a pass repeat.
- */
-void tq__drop_oldest_dead_locked(tq_queue *q)
-{
-	uint32_t limit = q->dead_cap, best = UINT32_MAX, count = 0;
-	uint64_t best_t = UINT64_MAX, best_id = UINT64_MAX, best_w = 0;
-
-	for (uint32_t i = 0; i < q->cap; i++) {
-		uint64_t s = load_acq(&q->st[i]);
-		if (st_state(s) != ST_DEAD)
-			continue;
-		count++;
-		const struct tq_slot *sl = &q->slots[i];
-		if (sl->died_ns < best_t || (sl->died_ns == best_t && sl->id < best_id)) {
-			best = i;
-			best_t = sl->died_ns;
-			best_id = sl->id;
-			best_w = s;
-		}
-	}
-	store_rlx(&q->h->dead_count, count);
-	if (count <= limit || best == UINT32_MAX)
-		return;
-	if (count - limit == 1) {
-		(void)drop_dead(q, best, best_w);
-		return;
-	}
-	struct dead_age *all = malloc(sizeof(*all) * count);
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < q->cap && n < count; i++) {
-		uint64_t s = load_acq(&q->st[i]);
-		if (st_state(s) != ST_DEAD)
-			continue;
-		if (!all) { /* no memory to sort: drop in slot order, still bounded */
-			if (drop_dead(q, i, s) && ++n == count - limit)
-				return;
-			continue;
-		}
-		all[n++] = (struct dead_age){q->slots[i].died_ns, q->slots[i].id, i, s};
-	}
-	if (!all)
-		return;
-	qsort(all, n, sizeof(*all), cmp_age);
-	for (uint32_t k = 0; k < n && k < count - limit; k++)
-		(void)drop_dead(q, all[k].idx, all[k].word);
-	free(all);
 }

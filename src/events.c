@@ -30,7 +30,7 @@ void tq__event(tq_queue *q, enum tq_event_type type, uint64_t a, uint64_t b, con
 	e->type = (uint32_t)type;
 	e->a = a;
 	e->b = b;
-	size_t len = msg ? strnlen(msg, sizeof(e->msg) - 1) : 0;
+	size_t len = msg ? tq__utf8_cut(msg, sizeof(e->msg)) : 0;
 	memset(e->msg, 0, sizeof(e->msg));
 	if (len)
 		memcpy(e->msg, msg, len);
@@ -77,7 +77,7 @@ TQ_API const char *tq_event_name(int type)
 	case TQ_EV_CREATED: return "created";
 	case TQ_EV_PROC_DIED: return "process_died";
 	case TQ_EV_DEAD: return "task_dead";
-	case TQ_EV_DEAD_DROPPED: return "dead_dropped";
+	case TQ_EV_DEAD_FULL: return "dead_full";
 	case TQ_EV_EXPIRED: return "leases_expired";
 	case TQ_EV_STATE: return "state_changed";
 	case TQ_EV_KICKED: return "dead_kicked";

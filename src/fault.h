@@ -24,6 +24,8 @@
  *   move.claimed       a move-out's fate bits claimed, its copies not yet made
  *   fail.claimed       a failing task claimed, before it is delayed or buried
  *   fail.mid           some of a batch's failures recorded
+ *   bury.counted       a task being buried: the dead count raised, the slot not yet DEAD
+ *   kick.claimed       a dead task claimed for kick or purge, the dead count not yet lowered
  *   recover.mid        recovering a dead process: some of its slots returned
  *   fold.mid           folding a dead process's counters into the totals
  */

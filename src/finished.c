@@ -20,7 +20,7 @@ TQ_API int tq_finished_below(tq_queue *q, uint64_t *below)
 	 * moves only that way (a lane, a claim, a move-out, a slot), and
 	 * appears in the next place before it leaves the one before. */
 	min = tq__lanes_unfinished_min(q, min);
-	for (uint32_t i = 0; i < q->cap; i++) {
+	for (uint32_t i = 0; i < q->nslots; i++) {
 		switch (st_state(load_acq(&q->st[i]))) {
 		case ST_READY:
 		case ST_LEASED:

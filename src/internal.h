@@ -46,6 +46,7 @@ struct tq_queue {
 	tq_a64 *st;
 	struct tq_slot *slots;
 	struct tq_aux *aux;
+	struct tq_msg *msgs; /* dead_cap failure-message entries (design.md, 10) */
 	uint8_t *payload;
 	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
 	tq_a64 *marks;
@@ -64,7 +65,8 @@ struct tq_queue {
 	uint64_t lane_prefix; /* priv[0] of its lane tasks without entry and bit: tag, TQ__LANE_TASK, owner */
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
-	uint32_t cap;     /* validated at open; never re-read from the segment */
+	uint32_t cap;     /* the capacity: validated at open; never re-read from the segment */
+	uint32_t nslots;  /* slots: cap + dead_cap; every slot index is below it */
 	uint32_t stride;
 	uint32_t max_payload;
 	/* The rest of the configuration, from the same validated snapshot. */
@@ -187,7 +189,7 @@ static inline int tq__lane_check(const tq_queue *q, const tq_task *t)
 	return (t->priv[0] & fixed) != q->lane_prefix || t->priv[1] >= (1ull << 56) ? TQ_EINVAL : 0;
 }
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns);
-int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost, bool *need_drop);
+int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost);
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);
 /* Some payload lane has room for a record of `size` bytes (a hint). */
@@ -195,8 +197,8 @@ bool tq__lane_bytes_room(tq_queue *q, uint64_t size, bool thorough);
 extern _Thread_local uint64_t tq__byte_need;
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
-int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop);
-uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop);
+int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned);
+uint64_t tq__lanes_expire(tq_queue *q, uint64_t now);
 uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min);
 uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec);
 
@@ -237,8 +239,16 @@ int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n);
 int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n, enum tq_counter counter);
 void tq__fold_counters(tq_queue *q, uint32_t rec);
 void tq__fold_repair(tq_queue *q);
-void tq__drop_oldest_dead_locked(tq_queue *q);
-void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now);
+/* dead.c: buries a slot this process owns (locked: the caller holds the
+ * recovery lock, so the message may take an entry of the message area). */
+void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now, bool locked);
+/* Records a failure message's first bytes in slot idx's aux (no entry). */
+void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg);
+/* Recounts the DEAD slots into the header's count (recovery lock held). */
+uint32_t tq__dead_recount(tq_queue *q);
+/* The length of msg's first bytes that fit in max - 1, cut at a UTF-8
+ * character boundary (at the byte where it is not UTF-8). */
+size_t tq__utf8_cut(const char *msg, size_t max);
 
 
 static inline uint64_t tq__deadline_after(uint64_t now, uint64_t timeout_ns)

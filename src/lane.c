@@ -192,9 +192,16 @@ static uint64_t lanes_used(tq_queue *q)
 	return used;
 }
 
+/* The capacity less what is in use: lane tasks, and slots but for the
+ * dead tasks the dead-letter area holds (design.md, 10). */
 uint64_t tq__room_now(tq_queue *q)
 {
-	uint64_t slots_used = q->cap - (uint64_t)tq__ring_count(&q->freer);
+	uint64_t free_slots = tq__ring_count(&q->freer);
+	uint64_t slots_used = free_slots < q->nslots ? q->nslots - free_slots : 0;
+	uint64_t dead = load_rlx(&q->h->dead_count);
+	uint64_t held = dead < q->dead_cap ? dead : q->dead_cap;
+
+	slots_used = slots_used > held ? slots_used - held : 0;
 	uint64_t used = lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);
 
 	return used >= q->cap ? 0 : q->cap - used;
@@ -550,9 +557,9 @@ static void help(tq_queue *q, uint32_t lane, uint64_t hw, uint64_t h)
 }
 
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
-		    int err, const char *msg, uint64_t now, bool *need_drop, uint32_t *taken);
+		    int err, const char *msg, uint64_t now, uint32_t *taken);
 static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lease *L);
-static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t now, bool *need_drop);
+static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t now);
 
 /* The last entry is kept for claims moved straight into slots when the
  * others are all in use (tq__lane_take_to_slots). */
@@ -694,7 +701,6 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t now)
 {
 	struct tq_lease *L = &q->me->leases[SPARE_ENTRY];
-	bool need_drop = false;
 	int got = 0;
 
 	if (want > TQ_CLAIM_MAX)
@@ -720,7 +726,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 			continue;
 		}
 		got = move_out(q, q->rec, SPARE_ENTRY, g, claim_full((uint32_t)k), MV_TAKEN, 0, NULL, now,
-			       &need_drop, idx);
+			       idx);
 		if (got == TQ_EAGAIN || got == 0) {
 			/* No free slot: the claim stays, as a lease of this handle
 			 * that will expire like any other. */
@@ -922,7 +928,7 @@ static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, ui
 	s->last_err = 0;
 	s->taken_ns = 0;
 	s->died_ns = 0;
-	q->aux[idx].msg[0] = '\0';
+	tq__aux_msg(q, idx, NULL);
 	store_rlx(&s->deadline_ns, UINT64_MAX);
 }
 
@@ -953,7 +959,7 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
  * the entry is no longer that lease.
  */
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
-		    int err, const char *msg, uint64_t now, bool *need_drop, uint32_t *taken)
+		    int err, const char *msg, uint64_t now, uint32_t *taken)
 {
 	struct tq_lease *L = &q->procs[rec].leases[e];
 	struct tq_move_journal *j = &q->h->move;
@@ -1022,15 +1028,10 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			} else if (why == MV_FAILED) {
 				tq__count(q, C_LFAILED, 1);
 				if (attempts >= q->max_attempts) {
-					tq__make_dead(q, s, err, msg, now);
-					*need_drop = true;
+					tq__make_dead(q, s, err, msg, now, true);
 				} else {
-					struct tq_aux *a = &q->aux[s];
-					size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
 					q->slots[s].last_err = err;
-					if (len)
-						memcpy(a->msg, msg, len);
-					a->msg[len] = '\0';
+					tq__aux_msg(q, s, msg);
 					uint64_t due = now + tq__backoff_ns(q, attempts);
 					store_rel(&q->slots[s].deadline_ns, due);
 					store_rel(&q->st[s], st_make(ST_DELAYED, 0, 0));
@@ -1040,8 +1041,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 					tq__count(q, C_LRETRIED, 1);
 				}
 			} else if (attempts >= q->max_attempts) {
-				tq__make_dead(q, s, TQ_ELOST, why_text(why), now);
-				*need_drop = true;
+				tq__make_dead(q, s, TQ_ELOST, why_text(why), now, true);
 			} else {
 				/* Its copy is whole: REQUEUE(me), which the recovery
 				 * of this record requeues if the ring push below does
@@ -1086,7 +1086,7 @@ void tq__lanes_repair_move(tq_queue *q)
 		if (!(m & (1ull << b)))
 			continue;
 		uint32_t s = j->slot[b];
-		if (s >= q->cap || load_acq(&q->st[s]) != writing)
+		if (s >= q->nslots || load_acq(&q->st[s]) != writing)
 			continue; /* finished by the dead holder, or never taken */
 		if (claimed && b < count) {
 			/* Written while still WRITING(mover), then REQUEUE(me) in
@@ -1113,7 +1113,7 @@ void tq__lanes_repair_move(tq_queue *q)
 
 /* Returns everything record rec holds in lanes (its lane, its claims).
  * Caller holds the recovery lock, and rec is dead or closing. */
-int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned, bool *need_drop)
+int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned)
 {
 	struct tq_proc *p = &q->procs[rec];
 	uint64_t now = tq_now_ns();
@@ -1154,9 +1154,9 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 			(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s) + 1, LS_FREE)); /* names nothing */
 			continue;
 		}
-		move_failures(q, rec, e, LS_GEN(s), now, need_drop);
+		move_failures(q, rec, e, LS_GEN(s), now);
 		int k = move_out(q, rec, e, LS_GEN(s), claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
-				 NULL, now, need_drop, NULL);
+				 NULL, now, NULL);
 		if (k < 0) {
 			rc = k;
 			continue;
@@ -1170,7 +1170,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 
 /* The expiry sweep over every attached record's claims: O(records x
  * entries), never O(capacity). A stopped holder cannot delay it. */
-uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
+uint64_t tq__lanes_expire(tq_queue *q, uint64_t now)
 {
 	uint64_t expired = 0;
 
@@ -1196,14 +1196,14 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 				settle(q, r, e, LS_GEN(s));
 				continue;
 			}
-			move_failures(q, r, e, LS_GEN(s), now, need_drop);
+			move_failures(q, r, e, LS_GEN(s), now);
 			if (load_acq(&L->deadline) > now)
 				continue;
 			uint32_t count = load_rlx(&L->count);
 			if (count < 1 || count > TQ_CLAIM_MAX)
 				continue;
 			int k = move_out(q, r, e, LS_GEN(s), claim_full(count), MV_EXPIRED, TQ_ELOST, NULL, now,
-					 need_drop, NULL);
+					 NULL);
 			if (k > 0)
 				expired += (uint64_t)k;
 		}
@@ -1228,14 +1228,13 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now, bool *need_drop)
 /* tq_fail of a lane task: moved out as a retry (DELAYED) or buried. The
  * caller holds the recovery lock (`locked`); without it, TQ_EBUSY (the
  * lease stays, and expires as any other). */
-int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost,
-		  bool *need_drop)
+int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost)
 {
 	uint64_t now = tq_now_ns();
 
 	if (locked) {
 		int k = move_out(q, q->rec, task_entry(t), t->priv[1], 1ull << task_bit(t), MV_FAILED, err, msg, now,
-				 need_drop, NULL);
+				 NULL);
 		if (k == 0)
 			(*lost)++;
 		if (k >= 0)
@@ -1260,14 +1259,14 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 
 /* Moves out the failures recorded in entry e of record rec (generation
  * g) that could not be moved out when asked. Under the recovery lock. */
-static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t now, bool *need_drop)
+static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t now)
 {
 	struct tq_lease *L = &q->procs[rec].leases[e];
 	uint64_t fm = load_acq(&L->fail_mask);
 
 	if (fm)
 		(void)move_out(q, rec, e, g, fm, MV_FAILED, (int)(uint32_t)load_rlx(&L->fail_err), NULL, now,
-			       need_drop, NULL);
+			       NULL);
 }
 
 /* Is entry e of record rec, found PENDING, a claim that happened (the

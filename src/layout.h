@@ -10,17 +10,20 @@
  *   [hdr]                       header: config, run state, totals, locks,
  *                               the two rings' heads and tails
  *   [procs   x TQ_MAX_PROCS]    one record per attached handle
- *   [state   x capacity]        u64 slot state words (8 per cache line)
- *   [slots   x capacity]        64-byte task records
- *   [aux     x capacity]        64-byte failure records (last error text)
+ *   [state   x slots]           u64 slot state words (8 per cache line)
+ *   [slots   x slots]           64-byte task records
+ *   [aux     x slots]           64-byte failure records (message prefix, message reference)
  *   [free cells  x ring_size]   u32 slot indices: the free ring
  *   [ready cells x ring_size]   u32 slot indices: the ready ring
- *   [payload x capacity]        payload_stride bytes each
+ *   [payload x slots]           payload_stride bytes each
  *   [cells   x lanes x lane_size] 24-byte cells: integers, or payload record positions (design.md, 17)
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
+ *   [msgs    x dead_capacity]   whole failure messages of dead tasks (design.md, 10)
  *
- * Every offset is recomputed from (capacity, max_payload) by every opener
+ * slots = capacity + dead_capacity: the dead-letter area has slots of its
+ * own (design.md, section 10).
+ * Every offset is recomputed from (capacity, max_payload, dead_capacity) by every opener
  * and must match the stored one; nothing read from the segment is trusted
  * as a pointer or an unchecked index.
  */
@@ -34,10 +37,11 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 6u
+#define TQ_LAYOUT_VERSION 7u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
+#define TQ_AUX_MSG 48 /* bytes of a failure message kept in a slot's aux, with NUL */
 
 /* ------------------------------------------------------------ slot state
  * One u64 per slot: bits 0..7 the state, 8..23 the owner (record index + 1,
@@ -81,14 +85,33 @@ struct tq_slot {
 };
 _Static_assert(sizeof(struct tq_slot) == 64, "slot is one cache line");
 
+/* A slot's failure record: the last failure message's first bytes, and
+ * for a dead task with a longer one, its entry in the message area (index
+ * + 1, 0 for none) and the sequence that entry must carry (design.md, 10). */
 struct tq_aux {
-	char msg[56];
-	uint64_t reserved;
+	char msg[TQ_AUX_MSG];
+	uint64_t mseq;
+	uint32_t mentry;
+	uint32_t pad;
 };
 _Static_assert(sizeof(struct tq_aux) == 64, "aux is one cache line");
 
+/* An entry of the message area: in use while slot `slot` is DEAD with task
+ * `id` and `seq` in its aux; written under the recovery lock. */
+struct tq_msg {
+	uint64_t seq;
+	uint64_t id;
+	uint32_t slot;
+	uint32_t len;    /* bytes of text, < TQ_ERRMSG_MAX */
+	uint64_t pad;
+	char text[TQ_ERRMSG_MAX];
+};
+_Static_assert(sizeof(struct tq_msg) == 32 + TQ_ERRMSG_MAX, "message entry");
+
 /* The public limits, against the fields that hold them. */
-_Static_assert(sizeof(((struct tq_aux *)0)->msg) == TQ_ERRMSG_MAX, "failure text");
+_Static_assert(sizeof(((struct tq_msg *)0)->text) == TQ_ERRMSG_MAX, "failure text");
+_Static_assert(TQ_EVENT_MSG_MAX <= TQ_ERRMSG_MAX && TQ_AUX_MSG <= TQ_ERRMSG_MAX, "message prefixes");
+_Static_assert((uint64_t)TQ_MAX_CAPACITY * 2 <= UINT32_MAX / 2, "slots (capacity + dead capacity) are u32");
 _Static_assert(TQ_MAX_ATTEMPTS <= UINT16_MAX, "tq_slot.attempts is 16 bits");
 _Static_assert(TQ_MAX_PROCS < 0xffff, "owner ids (record + 1) are 16 bits");
 _Static_assert(TQ_MAX_CAPACITY <= UINT32_MAX / 2, "slot indices are u32");
@@ -157,7 +180,7 @@ struct tq_ring {
 
 enum tq_counter {
 	C_PUSHED, C_TAKEN, C_ACKED, C_FAILED, C_RETRIED, C_DEAD,
-	C_EXPIRED, C_RECOVERED, C_DEAD_DROPPED, C_LOST,
+	C_EXPIRED, C_RECOVERED, C_DEAD_OVERFLOW, C_LOST,
 	/* The same for lane tasks (design.md, 17), kept apart: per process
 	 * they are added to the above; the queue's totals come instead from
 	 * the lanes' positions and the move counts (exact after any crash). */
@@ -332,7 +355,7 @@ struct tq_hdr {
 	uint32_t ring_size;       /* power of two >= capacity */
 	uint32_t max_procs;
 	uint32_t max_attempts;
-	uint32_t dead_capacity;
+	uint32_t dead_capacity;   /* the dead-letter area: slots beyond the capacity, and message entries */
 	uint32_t mode;
 	uint64_t lease_ns;
 	uint64_t backoff_base_ns;
@@ -345,10 +368,13 @@ struct tq_hdr {
 	uint64_t off_cells, off_marks;
 	uint64_t lane_bytes;      /* bytes per payload lane's byte ring: a power of two */
 	uint64_t off_bytes;       /* the payload lanes' byte rings, lane 8's first */
+	uint32_t slots;           /* capacity + dead_capacity */
+	uint32_t pad0;
+	uint64_t off_msgs;        /* dead_capacity message entries */
 
 	/* Shared state. */
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));
-	tq_a32 dead_count;
+	tq_a32 dead_count;        /* DEAD slots: exact while the recovery lock is free (design.md, 10) */
 	tq_a32 recoveries;
 	uint32_t pad1;
 	uint32_t tag;             /* random at creation: binds a lease to its queue */
@@ -385,8 +411,13 @@ struct tq_hdr {
 		int32_t pid;
 		uint32_t type;
 		uint64_t a, b;
-		char msg[24];
+		char msg[TQ_EVENT_MSG_MAX];
 	} events[TQ_EVENTS];
+	/* The failure-message area (design.md, 10), under the recovery lock:
+	 * the last sequence given, and where the next search for a free
+	 * entry starts (a hint, taken modulo dead_capacity). */
+	uint64_t msg_seq;
+	uint32_t msg_hint;
 
 	tq_a64 next_id __attribute__((aligned(TQ_CACHELINE))); /* the next task id: pushes take ranges */
 	/* 1 + the highest record index ever attached: passes over the records

@@ -12,7 +12,7 @@
 /* A task handed back by the caller: does it name a lease of this handle? */
 static int check_lease(const tq_queue *q, const tq_task *t)
 {
-	if ((t->priv[0] >> 32) != q->tag || (uint32_t)t->priv[0] >= q->cap ||
+	if ((t->priv[0] >> 32) != q->tag || (uint32_t)t->priv[0] >= q->nslots ||
 	    st_state(t->priv[1]) != ST_LEASED ||
 	    st_owner(t->priv[1]) != q->owner)
 		return TQ_EINVAL;
@@ -176,7 +176,6 @@ uint64_t tq__backoff_ns(tq_queue *q, unsigned attempt)
 TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg)
 {
 	uint64_t lost = 0;
-	bool need_drop = false;
 	int rc = check_leases(q, tasks, n, NULL);
 
 	if (rc)
@@ -193,7 +192,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		const tq_task *t = &tasks[i];
 		uint32_t ix = (uint32_t)t->priv[0];
 		if (tq__is_lane_task(t)) {
-			int lrc = tq__lane_fail(q, t, err, msg, locked, &lost, &need_drop);
+			int lrc = tq__lane_fail(q, t, err, msg, locked, &lost);
 			if (lrc && !rc)
 				rc = lrc;
 			continue;
@@ -214,15 +213,10 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		store_rlx(&q->me->c[C_FAILED], before + 1);
 		struct tq_slot *s = &q->slots[ix];
 		if (s->attempts >= q->max_attempts) {
-			tq__make_dead(q, ix, err, msg, now);
-			need_drop = true;
+			tq__make_dead(q, ix, err, msg, now, locked);
 		} else {
-			struct tq_aux *a = &q->aux[ix];
-			size_t len = msg ? strnlen(msg, sizeof(a->msg) - 1) : 0;
 			s->last_err = err;
-			if (len)
-				memcpy(a->msg, msg, len);
-			a->msg[len] = '\0';
+			tq__aux_msg(q, ix, msg);
 			store_rel(&s->deadline_ns, now + tq__backoff_ns(q, s->attempts));
 			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
 			add_rlx(&q->h->delayed_count, 1);
@@ -234,14 +228,10 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		if (i == n / 2)
 			TQ_FAULT("fail.mid");
 	}
-	if (locked) {
-		if (need_drop && load_rlx(&q->h->dead_count) > q->dead_cap)
-			tq__drop_oldest_dead_locked(q);
+	if (locked)
 		tq__unlock(&q->h->recovery_lock);
-	}
 	pthread_mutex_unlock(&q->fail_mu);
 	tq__count(q, C_LOST, lost);
-	/* Without the lock, the next sweep drops what is over dead_capacity. */
 	return rc ? rc : lost ? TQ_ELOST : 0;
 }
 

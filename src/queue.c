@@ -101,45 +101,49 @@ static uint32_t ring_size_for(uint32_t cap)
 	return r;
 }
 
-/* A payload lane's byte ring: room for the whole capacity at 64 bytes a
- * task (one producer pushes into one lane at a time), and for two of the
- * largest records; a power of two. */
+/* A payload lane's byte ring, a power of two: the largest not above 64
+ * bytes a task of capacity (one producer pushes into one lane at a time),
+ * at least 4 KiB, and room for two of the largest records (design.md, 2). */
 static uint64_t lane_bytes_for(uint32_t capacity, uint32_t max_payload)
 {
 	uint64_t share = (uint64_t)capacity * 64;
 	uint64_t two = 2 * (align_up(max_payload, 8) + sizeof(struct tq_brec));
-	uint64_t want = share > two ? share : two, r = 4096;
+	uint64_t r = 4096;
 
-	while (r < want)
+	while (r * 2 <= share)
+		r <<= 1;
+	while (r < two)
 		r <<= 1;
 	return r;
 }
 
 /* Fills the geometry of a queue with this configuration into h. */
-static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload)
+static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload, uint32_t dead_capacity)
 {
 	uint64_t off = align_up(sizeof(struct tq_hdr), 4096);
+	uint32_t slots = capacity + dead_capacity; /* validated: no overflow */
 
 	h->capacity = capacity;
+	h->slots = slots;
 	h->max_payload = max_payload;
 	h->payload_stride = (uint32_t)align_up(max_payload, 64);
-	h->ring_size = ring_size_for(capacity);
+	h->ring_size = ring_size_for(slots);
 	h->max_procs = TQ_MAX_PROCS;
 	h->hdr_size = sizeof(struct tq_hdr);
 	h->off_procs = off;
 	off += (uint64_t)TQ_MAX_PROCS * sizeof(struct tq_proc);
 	h->off_state = off = align_up(off, 4096);
-	off += (uint64_t)capacity * sizeof(uint64_t);
+	off += (uint64_t)slots * sizeof(uint64_t);
 	h->off_slots = off = align_up(off, 4096);
-	off += (uint64_t)capacity * sizeof(struct tq_slot);
+	off += (uint64_t)slots * sizeof(struct tq_slot);
 	h->off_aux = off = align_up(off, 4096);
-	off += (uint64_t)capacity * sizeof(struct tq_aux);
+	off += (uint64_t)slots * sizeof(struct tq_aux);
 	h->off_free_cells = off = align_up(off, 4096);
 	off += (uint64_t)h->ring_size * sizeof(uint32_t);
 	h->off_ready_cells = off = align_up(off, 4096);
 	off += (uint64_t)h->ring_size * sizeof(uint32_t);
 	h->off_payload = off = align_up(off, 4096);
-	off += (uint64_t)capacity * h->payload_stride;
+	off += (uint64_t)slots * h->payload_stride;
 	h->nlanes = TQ_LANES;
 	h->lane_size = ring_size_for(capacity < 64 ? 64 : capacity);
 	h->off_cells = off = align_up(off, 4096);
@@ -149,6 +153,8 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	h->lane_bytes = lane_bytes_for(capacity, max_payload);
 	h->off_bytes = off = align_up(off, 4096);
 	off += (uint64_t)(TQ_LANES - TQ_INT_LANES) * h->lane_bytes;
+	h->off_msgs = off = align_up(off, 4096);
+	off += (uint64_t)dead_capacity * sizeof(struct tq_msg);
 	h->total_size = align_up(off, 4096);
 }
 
@@ -163,7 +169,7 @@ static int init_segment(uint8_t *base, const tq_config *c)
 {
 	struct tq_hdr *h = (struct tq_hdr *)base;
 
-	compute_layout(h, c->capacity, c->max_payload);
+	compute_layout(h, c->capacity, c->max_payload, c->dead_capacity);
 	h->version = TQ_LAYOUT_VERSION;
 	h->max_attempts = c->max_attempts;
 	h->dead_capacity = c->dead_capacity;
@@ -181,14 +187,14 @@ static int init_segment(uint8_t *base, const tq_config *c)
 	tq__lock_init(&h->ready_ring.push.lock);
 	tq_a64 *st = (tq_a64 *)(base + h->off_state);
 	struct tq_slot *slots = (struct tq_slot *)(base + h->off_slots);
-	for (uint32_t i = 0; i < c->capacity; i++) {
+	for (uint32_t i = 0; i < h->slots; i++) {
 		store_rlx(&st[i], st_make(ST_FREE, 0, 0));
 		store_rlx(&slots[i].deadline_ns, UINT64_MAX);
 	}
-	init_ring_cells((uint32_t *)(base + h->off_free_cells), c->capacity);
+	init_ring_cells((uint32_t *)(base + h->off_free_cells), h->slots);
 	h->free_ring.pop.j.cnt_id = h->free_ring.push.j.cnt_id = C__COUNT;
 	h->ready_ring.pop.j.cnt_id = h->ready_ring.push.j.cnt_id = C__COUNT;
-	store_rlx(&h->free_ring.push.pos, c->capacity);
+	store_rlx(&h->free_ring.push.pos, h->slots);
 	store_rlx(&h->next_due_ns, UINT64_MAX);
 	/* Publish: openers check the magic last-written word before anything. */
 	__atomic_store_n(&h->magic, TQ_MAGIC, __ATOMIC_RELEASE);
@@ -227,7 +233,7 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    h->backoff_max_ns > TQ_TIME_MAX_NS)
 		return TQ_EBADQUEUE;
 	memset(&want, 0, sizeof(want));
-	compute_layout(&want, h->capacity, h->max_payload);
+	compute_layout(&want, h->capacity, h->max_payload, h->dead_capacity);
 	if (want.payload_stride != h->payload_stride || want.ring_size != h->ring_size ||
 	    want.max_procs != h->max_procs || want.off_procs != h->off_procs ||
 	    want.off_state != h->off_state || want.off_slots != h->off_slots ||
@@ -236,6 +242,7 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    want.nlanes != h->nlanes || want.lane_size != h->lane_size ||
 	    want.off_cells != h->off_cells || want.off_marks != h->off_marks ||
 	    want.lane_bytes != h->lane_bytes || want.off_bytes != h->off_bytes ||
+	    want.slots != h->slots || want.off_msgs != h->off_msgs ||
 	    want.total_size != h->total_size)
 		return TQ_EBADQUEUE;
 	if (file_size != h->total_size)
@@ -254,6 +261,10 @@ int tq__lock_recovery(tq_queue *q)
 	if (rc == 0 && died) {
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
+		/* A holder killed between a slot's move to or from DEAD and
+		 * the count: the count is exact again before anyone uses it
+		 * under the lock (design.md, 10, "The dead count"). */
+		(void)tq__dead_recount(q);
 	}
 	return rc;
 }
@@ -267,6 +278,10 @@ int tq__trylock_recovery(tq_queue *q)
 	if (rc == 0 && died) {
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
+		/* A holder killed between a slot's move to or from DEAD and
+		 * the count: the count is exact again before anyone uses it
+		 * under the lock (design.md, 10, "The dead count"). */
+		(void)tq__dead_recount(q);
 	}
 	return rc;
 }
@@ -441,11 +456,13 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	uint32_t capacity = snap->capacity, max_payload = snap->max_payload;
 
 	memset(&g, 0, sizeof(g));
-	compute_layout(&g, capacity, max_payload);
+	compute_layout(&g, capacity, max_payload, snap->dead_capacity);
 	q->procs = (struct tq_proc *)(q->base + g.off_procs);
 	q->st = (tq_a64 *)(q->base + g.off_state);
 	q->slots = (struct tq_slot *)(q->base + g.off_slots);
 	q->aux = (struct tq_aux *)(q->base + g.off_aux);
+	q->msgs = (struct tq_msg *)(q->base + g.off_msgs);
+	q->nslots = g.slots;
 	q->payload = q->base + g.off_payload;
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);
 	q->marks = (tq_a64 *)(q->base + g.off_marks);
@@ -657,7 +674,7 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	if ((rc = validate_config(cfg)))
 		return rc;
 	memset(&geo, 0, sizeof(geo));
-	compute_layout(&geo, cfg->capacity, cfg->max_payload);
+	compute_layout(&geo, cfg->capacity, cfg->max_payload, cfg->dead_capacity);
 	struct statvfs vfs;
 	if (statvfs("/dev/shm", &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < geo.total_size)

@@ -66,14 +66,12 @@ static void mover_release(struct mover *m, uint32_t idx)
 }
 
 /* A lease taken back from its holder (dead, or overdue): retry or bury. */
-static void lease_returned(struct mover *m, uint32_t idx, const char *why, uint64_t now,
-			   bool *need_drop)
+static void lease_returned(struct mover *m, uint32_t idx, const char *why, uint64_t now)
 {
 	tq_queue *q = m->q;
 
 	if (q->slots[idx].attempts >= q->max_attempts) {
-		tq__make_dead(q, idx, TQ_ELOST, why, now);
-		*need_drop = true;
+		tq__make_dead(q, idx, TQ_ELOST, why, now, true);
 	} else {
 		mover_requeue(m, idx);
 	}
@@ -87,7 +85,7 @@ static void settle_fail(tq_queue *q, struct tq_proc *p, uint32_t owner)
 	uint64_t fs = load_acq(&p->fail_slot);
 	uint64_t ix = (fs & ~FAIL_CLAIMED) - 1;
 
-	if (!fs || ix >= q->cap)
+	if (!fs || ix >= q->nslots)
 		return;
 	uint64_t s = load_acq(&q->st[ix]);
 	if ((fs & FAIL_CLAIMED) || (st_state(s) == ST_REQUEUE && st_owner(s) == owner))
@@ -103,7 +101,7 @@ static void settle_dpush(tq_queue *q, struct tq_proc *p, uint32_t owner)
 	uint64_t ds = load_acq(&p->dpush_slot);
 	uint64_t ix = ds - 1;
 
-	if (!ds || ix >= q->cap)
+	if (!ds || ix >= q->nslots)
 		return;
 	uint64_t s = load_acq(&q->st[ix]);
 	if (!(st_state(s) == ST_WRITING && st_owner(s) == owner)) {
@@ -118,7 +116,7 @@ static void settle_dpush(tq_queue *q, struct tq_proc *p, uint32_t owner)
 
 /* A task its dead owner was moving: ready again, or dead if out of attempts
  * (keeping the failure it was given, if its owner got that far). */
-static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now, bool *need_drop)
+static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now)
 {
 	tq_queue *q = m->q;
 	char msg[sizeof(q->aux[idx].msg)];
@@ -130,8 +128,7 @@ static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now, bool *n
 	memcpy(msg, q->aux[idx].msg, sizeof(msg));
 	msg[sizeof(msg) - 1] = '\0';
 	int err = q->slots[idx].last_err;
-	tq__make_dead(q, idx, err ? err : TQ_ELOST, msg[0] ? msg : "the process holding it died", now);
-	*need_drop = true;
+	tq__make_dead(q, idx, err ? err : TQ_ELOST, msg[0] ? msg : "the process holding it died", now, true);
 }
 
 /* --------------------------------------------------------------- counters */
@@ -182,7 +179,6 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	uint32_t owner = rec + 1, mine = st_make(0, q->owner, 0);
 	uint64_t now = tq_now_ns(), returned = 0;
 	int32_t pid = p->pid;
-	bool need_drop = false;
 	int rc;
 
 	/* Settle any ring operation the dead holder was inside. */
@@ -191,8 +187,8 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 
 	settle_fail(q, p, owner);
 	settle_dpush(q, p, owner);
-	for (uint32_t i = 0; i < q->cap; i++) {
-		if (i == q->cap / 2) {
+	for (uint32_t i = 0; i < q->nslots; i++) {
+		if (i == q->nslots / 2) {
 			mover_flush(&m); /* some returned, some not */
 			TQ_FAULT("recover.mid");
 		}
@@ -219,7 +215,7 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 			returned++;
 			if (died) {
 				tq__count(q, C_RECOVERED, 1);
-				lease_returned(&m, i, "the process holding its lease died", now, &need_drop);
+				lease_returned(&m, i, "the process holding its lease died", now);
 			} else {
 				/* Handed back by tq_close: not an attempt that failed. */
 				if (q->slots[i].attempts)
@@ -231,7 +227,7 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 			/* Mid-fail, mid-bury or mid-return: the attempt count still
 			 * decides, so a task out of attempts is buried, not retried. */
 			if (cas64(&q->st[i], s, st_make(ST_REQUEUE, 0, 0) | mine))
-				requeue_or_bury(&m, i, now, &need_drop);
+				requeue_or_bury(&m, i, now);
 			break;
 		default:
 			break;
@@ -240,7 +236,7 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	mover_flush(&m);
 	/* Its lane and its lane claims; a claim that finds no free slot to move
 	 * to keeps the record for a later pass. */
-	if ((rc = tq__lanes_recover_rec(q, rec, died, &returned, &need_drop)))
+	if ((rc = tq__lanes_recover_rec(q, rec, died, &returned)))
 		return rc;
 
 	/* Counted as takers spinning on the ready bell when it died: no longer. */
@@ -261,8 +257,6 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 		tq__event(q, TQ_EV_PROC_DIED, (uint64_t)pid, returned, NULL);
 	}
 	store_rel(&p->state, PROC_FREE);
-	if (need_drop)
-		tq__drop_oldest_dead_locked(q);
 	return 0;
 }
 
@@ -271,21 +265,16 @@ static void sweep(tq_queue *q, uint64_t now)
 {
 	struct mover m = {.q = q};
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), expired = 0;
-	uint32_t dead = 0, delayed = 0;
+	uint32_t delayed = 0;
 	uint64_t next_due = UINT64_MAX;
-	bool need_drop = false;
 
 	/* Reset before the scan: a slot delayed after this store lowers the
 	 * hint itself, and one delayed before it is seen by the scan. */
 	atomic_store(&q->h->next_due_ns, UINT64_MAX);
 
-	for (uint32_t i = 0; i < q->cap; i++) {
+	for (uint32_t i = 0; i < q->nslots; i++) {
 		uint64_t s = load_acq(&q->st[i]);
 		unsigned state = st_state(s);
-		if (state == ST_DEAD) {
-			dead++;
-			continue;
-		}
 		if (state != ST_LEASED && state != ST_DELAYED)
 			continue;
 		uint64_t due = load_acq(&q->slots[i].deadline_ns);
@@ -303,7 +292,7 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 		if (state == ST_LEASED) {
 			expired++;
-			lease_returned(&m, i, "its lease expired", now, &need_drop);
+			lease_returned(&m, i, "its lease expired", now);
 		} else {
 			if (load_rlx(&q->h->delayed_count))
 				sub_rlx(&q->h->delayed_count, 1);
@@ -311,20 +300,20 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
-	uint64_t lane_expired = tq__lanes_expire(q, now, &need_drop);
+	uint64_t lane_expired = tq__lanes_expire(q, now);
 	(void)tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
 	tq__count(q, C_LEXPIRED, lane_expired);
 	expired += lane_expired;
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
-	store_rlx(&q->h->dead_count, dead);
+	/* Exact under the lock already (design.md, 10); the recount corrects
+	 * a bury made without it (a fail whose lock stayed busy). */
+	(void)tq__dead_recount(q);
 	/* Exact: every change of a DELAYED state and its count happens under
 	 * the recovery lock, as this pass does (but for a fail or delayed push
 	 * that could not get the lock in 10 s, which this recount corrects). */
 	store_rlx(&q->h->delayed_count, delayed);
-	if (need_drop || dead > q->dead_cap)
-		tq__drop_oldest_dead_locked(q);
 }
 
 /* Records the totals now, for rates over recent windows. */
@@ -361,14 +350,14 @@ static void take_sample(tq_queue *q, uint64_t now)
  * queue so large that a pass takes more than a few percent of that. */
 static uint64_t due_period(const tq_queue *q)
 {
-	uint64_t p = (uint64_t)q->cap * 10ull;
+	uint64_t p = (uint64_t)q->nslots * 10ull;
 	return p < 1000000ull ? 1000000ull : p;
 }
 
 static uint64_t sweep_period(const tq_queue *q)
 {
 	/* A pass reads one word per slot: keep it under ~1% of one core. */
-	uint64_t p = (uint64_t)q->cap * 1000ull;
+	uint64_t p = (uint64_t)q->nslots * 1000ull;
 	return p < TQ_MAINT_PERIOD_NS ? TQ_MAINT_PERIOD_NS : p;
 }
 

@@ -84,7 +84,7 @@ static void repair_pop(tq_queue *q, struct tq_ringd *rd)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t idx = rd->cells[(pos + i) & rd->mask];
-		if (idx < q->cap)
+		if (idx < q->nslots)
 			store_rel(&q->st[idx], pop_state(s->j.stbase, (s->j.stbase & 0xff) == ST_LEASED, pos + i));
 	}
 	store_rel(&s->pos, pos + n);
@@ -109,7 +109,7 @@ static void repair_push(tq_queue *q, struct tq_ringd *rd)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t idx = rd->cells[(pos + i) & rd->mask];
-		if (idx < q->cap)
+		if (idx < q->nslots)
 			store_rel(&q->st[idx], s->j.stbase);
 	}
 	store_rel(&s->pos, pos + n);
@@ -159,7 +159,7 @@ int tq__ring_pop(tq_queue *q, struct tq_ringd *rd, uint32_t *out, uint32_t want,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t idx = rd->cells[(h + i) & rd->mask];
-		if (idx >= q->cap) {
+		if (idx >= q->nslots) {
 			tq__unlock(&s->lock);
 			return TQ_EBADQUEUE;
 		}

@@ -41,7 +41,7 @@ static void read_counters(const struct tq_proc *p, tq_counters *c)
 	c->dead = load_rlx(&p->c[C_DEAD]);
 	c->expired = load_rlx(&p->c[C_EXPIRED]) + load_rlx(&p->c[C_LEXPIRED]);
 	c->recovered = load_rlx(&p->c[C_RECOVERED]) + load_rlx(&p->c[C_LRECOVERED]);
-	c->dead_dropped = load_rlx(&p->c[C_DEAD_DROPPED]);
+	c->dead_overflow = load_rlx(&p->c[C_DEAD_OVERFLOW]);
 	c->lost = load_rlx(&p->c[C_LOST]);
 }
 
@@ -130,7 +130,7 @@ static uint64_t oldest_ready(tq_queue *q)
 {
 	uint64_t head = load_acq(&q->readyr.r->pop.pos);
 	uint32_t idx = __atomic_load_n(&q->readyr.cells[head & q->readyr.mask], __ATOMIC_RELAXED);
-	return idx < q->cap ? load_rlx(&q->slots[idx].enq_ns) : 0;
+	return idx < q->nslots ? load_rlx(&q->slots[idx].enq_ns) : 0;
 }
 
 TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
@@ -164,8 +164,8 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 */
 	/* Read at slightly different instants, the figures can overlap by a
 	 * task in motion; each is clamped to what the ones before it left, so
-	 * that they always add up to the capacity. */
-	uint32_t room = q->cap;
+	 * that they always add up to the slots (capacity + dead capacity). */
+	uint32_t room = q->nslots;
 	uint64_t lane_oldest = 0;
 	uint64_t lane_ready = tq__lanes_ready(q, NULL, &lane_oldest);
 	uint32_t ring_ready = tq__ring_count(&q->readyr);
@@ -179,11 +179,14 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 * motion); lane tasks are leased while a claim holds them unsettled. */
 	uint64_t slot_busy = (uint64_t)ring_ready + load_rlx(&q->h->dead_count) + load_rlx(&q->h->delayed_count) +
 			     tq__ring_count(&q->freer);
-	uint64_t slot_leased = slot_busy < q->cap ? q->cap - slot_busy : 0;
+	uint64_t slot_leased = slot_busy < q->nslots ? q->nslots - slot_busy : 0;
 	uint32_t leased = clamp_cap(slot_leased + lane_leased, room);
 	room -= leased;
 	uint32_t free_slots = room;
 	out->capacity = q->cap;
+	out->slots = q->nslots;
+	out->dead_capacity = q->dead_cap;
+	out->dead_over = dead > q->dead_cap ? dead - q->dead_cap : 0;
 	out->ready = ready;
 	out->free_slots = free_slots;
 	out->dead = dead;
@@ -231,7 +234,7 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 	uint32_t *leased = calloc(TQ_MAX_PROCS + 1, sizeof(*leased));
 	if (!leased)
 		return TQ_ENOMEM;
-	for (uint32_t i = 0; i < q->cap; i++) {
+	for (uint32_t i = 0; i < q->nslots; i++) {
 		uint64_t s = load_acq(&q->st[i]);
 		if (st_state(s) == ST_LEASED && st_owner(s) <= TQ_MAX_PROCS)
 			leased[st_owner(s)]++;

@@ -74,7 +74,7 @@ uint64_t tq__ring_head_id(tq_queue *q)
 	if (h == load_acq(&q->readyr.r->push.pos))
 		return 0;
 	uint32_t idx = __atomic_load_n(&q->readyr.cells[h & q->readyr.mask], __ATOMIC_RELAXED);
-	return idx < q->cap ? __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) : 0;
+	return idx < q->nslots ? __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) : 0;
 }
 
 /* How many of the ready ring's first tasks (up to max) have ids below
@@ -87,7 +87,7 @@ static uint32_t ring_count_before(tq_queue *q, uint64_t stop, uint32_t max)
 
 	while (n < max && h + n < t) {
 		uint32_t idx = __atomic_load_n(&q->readyr.cells[(h + n) & q->readyr.mask], __ATOMIC_RELAXED);
-		if (idx >= q->cap || __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) >= stop)
+		if (idx >= q->nslots || __atomic_load_n(&q->slots[idx].id, __ATOMIC_RELAXED) >= stop)
 			break;
 		n++;
 	}

@@ -700,7 +700,7 @@ Test(chaos, kill_storm)
 		if (dead[i].attempts != CH_MAX_ATTEMPTS)
 			CH_BAD(1,
 			       "dead value %ld (poison %d) has attempts %u, max_attempts %d; last "
-			       "error %d '%s'; %s",
+			       "error %d '%.40s'; %s",
 			       v, ch_poison((uint32_t)v), dead[i].attempts, CH_MAX_ATTEMPTS,
 			       dead[i].last_err, dead[i].last_msg, desc);
 		uint32_t id1 = (uint32_t)(dead[i].id & 0x7fffffffu) + 1u;
@@ -837,8 +837,8 @@ Test(chaos, kill_storm)
 	cr_assert_eq((uint32_t)nd, s.dead, "tq_dead_list listed %d, stats.dead %u", nd, s.dead);
 	cr_assert(s.ready == 0 && s.leased == 0 && s.delayed == 0,
 		  "queue not empty: ready %u leased %u delayed %u", s.ready, s.leased, s.delayed);
-	cr_assert_eq(s.free_slots + s.dead, s.capacity, "free %u + dead %u != capacity %u",
-		     s.free_slots, s.dead, s.capacity);
+	cr_assert_eq(s.free_slots + s.dead, s.slots, "free %u + dead %u != slots %u",
+		     s.free_slots, s.dead, s.slots);
 	cr_assert_eq(s.procs, 1, "%u processes still attached", s.procs);
 	cr_assert_leq(s.recoveries, (uint32_t)kills, "%u recoveries for %d kills", s.recoveries,
 		      kills);
@@ -869,7 +869,8 @@ Test(chaos, kill_storm)
 		     "ends in exactly one of them here)",
 		     (unsigned long long)s.total.taken, (unsigned long long)s.total.acked,
 		     (unsigned long long)s.total.failed, (unsigned long long)s.total.recovered);
-	cr_assert_eq(s.total.dead_dropped, 0);
+	cr_assert_eq(s.total.dead_overflow, s.dead_over, "died over the area %llu, over now %u",
+		     (unsigned long long)s.total.dead_overflow, s.dead_over);
 	cr_assert_eq(s.total.expired, 0);
 	cr_assert_eq(s.total.lost, 0);
 

@@ -941,7 +941,7 @@ Test(cli, create_defaults)
 	assert_jnum(o.out, "config.backoff_seconds", 0.1);
 	assert_jnum(o.out, "config.backoff_max_seconds", 60);
 	assert_jnum(o.out, "ready", 0);
-	assert_jnum(o.out, "free", 10000);
+	assert_jnum(o.out, "free", 11000); /* slots: the capacity and the dead-letter area */
 	assert_jnum(o.out, "totals.pushed", 0);
 
 	char path[300];
@@ -1070,7 +1070,7 @@ Test(cli, info_and_stats_text_and_json)
 	cr_assert_eq(o.err_len, 0, "%s", o.err);
 	snprintf(want, sizeof(want), "queue %s: running\n", q);
 	cr_assert(!strncmp(o.out, want, strlen(want)), "info text:\n%s", o.out);
-	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 48 free of 50", "info text");
+	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 53 free of 55 (capacity 50 + dead-letter area 5)", "info text");
 	assert_contains(o.out, "3 pushed, 1 taken, 1 acked, 0 failed, 0 retried, 0 dead", "info text");
 	assert_contains(o.out, "config:  capacity 50", "info text");
 
@@ -1090,7 +1090,7 @@ Test(cli, info_and_stats_text_and_json)
 	assert_jnum(o.out, "leased", 0);
 	assert_jnum(o.out, "delayed", 0);
 	assert_jnum(o.out, "dead", 0);
-	assert_jnum(o.out, "free", 48);
+	assert_jnum(o.out, "free", 53);
 	assert_jnum(o.out, "processes", 0);
 	assert_jnum(o.out, "totals.pushed", 3);
 	assert_jnum(o.out, "totals.taken", 1);
@@ -1867,6 +1867,86 @@ Test(cli, work_acks_exit_0_and_fails_the_rest)
 	tq_stats s = lib_stats(q);
 	cr_assert_eq(s.dead, 2);
 	cr_assert_eq(s.total.acked, 3);
+	out_free(&o);
+}
+
+/* The reason a command gives on its stderr is the failure reason: "exit
+ * status 3: <the tail of its stderr>", in taskq dead list (text and
+ * --json) and in the work log; the stderr still reaches work's stderr. A
+ * 900-byte reason is kept whole. */
+Test(cli, work_keeps_the_stderr_tail_as_the_reason)
+{
+	struct out o = {0};
+	const char *q = qname("workreason");
+
+	create_ok(q, "--max-attempts", "1");
+	push_ok(q, "a");
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--", "sh", "-c", "echo reason-xyz >&2; exit 3", NULL);
+	assert_ok(&o);
+	assert_contains(o.err, "reason-xyz", "the command's stderr, passed on");
+	assert_contains(o.err, "exit status 3: reason-xyz", "the work log line");
+	tq(&o, NULL, "dead", q, "list", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	assert_jstr(o.out, "0.last_message", "exit status 3: reason-xyz");
+	tq(&o, NULL, "dead", q, "list", NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "exit status 3: reason-xyz", "dead list");
+	tq(&o, NULL, "log", q, NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "reason-xyz", "the task_dead event");
+
+	/* 900 bytes of reason: all of it. */
+	char want[1000];
+	strcpy(want, "exit status 3: ");
+	size_t w = strlen(want);
+	for (int i = 0; i < 900; i++)
+		want[w++] = 'x';
+	want[w] = '\0';
+	push_ok(q, "b");
+	tq(&o, NULL, "work", q, "--max-tasks", "1", "--", "sh", "-c", "head -c 900 /dev/zero | tr '\\0' x >&2; exit 3",
+	   NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "dead", q, "list", "--json", NULL);
+	assert_ok(&o);
+	cr_assert(js_valid(o.out), "%s", o.out);
+	cr_assert_eq(jlen(o.out, ""), 2, "%s", o.out);
+	assert_jstr(o.out, "1.last_message", want);
+	out_free(&o);
+}
+
+/* The dead-letter area full: taskq stats says so and by how much, and a
+ * purge makes the room back. */
+Test(cli, stats_says_the_dead_area_is_full)
+{
+	struct out o = {0};
+	const char *q = qname("deadfull");
+
+	create_ok(q, "--capacity", "10", "--dead-capacity", "2", "--max-attempts", "1");
+	push_ok(q, "a", "b", "c");
+	tq(&o, NULL, "work", q, "--max-tasks", "3", "--", "false", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "dead", 3);
+	assert_jnum(o.out, "dead_capacity", 2);
+	assert_jnum(o.out, "dead_over", 1);
+	assert_jnum(o.out, "slots", 12);
+	assert_jnum(o.out, "free", 9);
+	assert_jnum(o.out, "totals.dead_overflow", 1);
+	tq(&o, NULL, "stats", q, NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "DEAD-LETTER AREA FULL: 3 dead of 2, 1 over", "stats text");
+	tq(&o, NULL, "log", q, NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "event=dead_full", "the event");
+	tq(&o, NULL, "dead", q, "purge", "--all", NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "dead", 0);
+	assert_jnum(o.out, "dead_over", 0);
+	assert_jnum(o.out, "free", 12);
 	out_free(&o);
 }
 

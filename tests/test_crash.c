@@ -527,8 +527,8 @@ static void cr_check_usable(tq_queue *q)
 	cr_assert(s.ready == 0 && s.leased == 0 && s.delayed == 0 && s.dead == 0,
 		  "queue not empty: ready %u leased %u delayed %u dead %u", s.ready, s.leased,
 		  s.delayed, s.dead);
-	cr_assert_eq(s.free_slots, s.capacity, "free_slots %u of capacity %u: slots leaked",
-		     s.free_slots, s.capacity);
+	cr_assert_eq(s.free_slots, s.slots, "free_slots %u of slots %u: slots leaked",
+		     s.free_slots, s.slots);
 	memset(seen, 0, sizeof(seen));
 	while (pushed < CR_CAP) {
 		uint32_t n = CR_CAP - pushed < 64 ? CR_CAP - pushed : 64;
@@ -565,7 +565,7 @@ static void cr_check_usable(tq_queue *q)
 	rc = tq_take(q, t, 1, 0);
 	cr_assert_eq(rc, TQ_EAGAIN, "take from an empty queue: %d", rc);
 	cr_stats(q, &s);
-	cr_assert(s.ready == 0 && s.leased == 0 && s.free_slots == s.capacity,
+	cr_assert(s.ready == 0 && s.leased == 0 && s.free_slots == s.slots,
 		  "after refill: ready %u leased %u free %u", s.ready, s.leased, s.free_slots);
 }
 
@@ -654,9 +654,9 @@ static void cr_push_test(const char *test, const char *point, unsigned hit)
 	cr_assert(s.ready >= CR_NPRE + c->n_confirmed && s.ready <= CR_NPRE + c->n_attempted,
 		  "after recovery ready %u, expected %u..%u", s.ready, CR_NPRE + c->n_confirmed,
 		  CR_NPRE + c->n_attempted);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity,
-		     "ready %u + free %u != capacity %u: slots lost by the interrupted push", s.ready,
-		     s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots,
+		     "ready %u + free %u != slots %u: slots lost by the interrupted push", s.ready,
+		     s.free_slots, s.slots);
 	cr_drain(q, c);
 	cr_verify(c, 1, 1);
 	cr_stats(q, &s);
@@ -726,8 +726,8 @@ Test(crash, ring_push_mid_ready)
 	cr_assert_eq(c->n_confirmed, CR_BATCH);
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity, "ready %u + free %u != capacity %u",
-		     s.ready, s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots, "ready %u + free %u != slots %u",
+		     s.ready, s.free_slots, s.slots);
 	cr_drain(q, c);
 	cr_verify(c, 1, 1);
 	cr_stats(q, &s);
@@ -777,9 +777,9 @@ static void cr_ack_test(const char *test, const char *point, int recover_by_open
 		cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
 	cr_assert_eq(s.leased, 0);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity,
-		     "ready %u + free %u != capacity %u: slots lost by the interrupted ack", s.ready,
-		     s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots,
+		     "ready %u + free %u != slots %u: slots lost by the interrupted ack", s.ready,
+		     s.free_slots, s.slots);
 	cr_assert(s.ready >= CR_NPRE - CR_BATCH && s.ready <= CR_NPRE - CR_BATCH / 2,
 		  "ready %u after recovery, expected %u..%u", s.ready, CR_NPRE - CR_BATCH,
 		  CR_NPRE - CR_BATCH / 2);
@@ -850,7 +850,7 @@ static void cr_take_test(const char *test, const char *point, int recover_by_ope
 		cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
 	cr_assert_eq(s.ready, CR_NPRE, "ready %u after recovery, expected all %u", s.ready, CR_NPRE);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots);
 	cr_drain(q, c);
 	cr_verify(c, 1, 2); /* the child got nothing: every task exactly once */
 	uint32_t second = 0;
@@ -910,9 +910,9 @@ Test(crash, ring_pop_mid_push)
 	cr_assert_eq(c->n_confirmed, 0);
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity,
-		     "ready %u + free %u != capacity %u: slots lost", s.ready, s.free_slots,
-		     s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots,
+		     "ready %u + free %u != slots %u: slots lost", s.ready, s.free_slots,
+		     s.slots);
 	cr_drain(q, c);
 	cr_verify(c, 1, 1);
 	cr_stats(q, &s);
@@ -962,9 +962,9 @@ Test(crash, fail_mid)
 	cr_assert_eq(c->n_failed, 16);
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
-	cr_assert_eq(s.ready + s.delayed + s.free_slots, s.capacity,
-		     "ready %u + delayed %u + free %u != capacity %u", s.ready, s.delayed,
-		     s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.delayed + s.free_slots, s.slots,
+		     "ready %u + delayed %u + free %u != slots %u", s.ready, s.delayed,
+		     s.free_slots, s.slots);
 	cr_assert_eq(s.ready + s.delayed, CR_NPRE, "ready %u + delayed %u, expected %u", s.ready,
 		     s.delayed, CR_NPRE);
 	uint32_t failed = s.delayed; /* failures recorded: 16 returned + some of 48 */
@@ -1104,7 +1104,7 @@ static void cr_recover_mid_test(const char *test, int explicit_recover, int reco
 		cr_recover(q, 1, 2, 2);
 	cr_stats(q, &s);
 	cr_assert_eq(s.ready, CR_NPRE, "ready %u after recovery, expected %u", s.ready, CR_NPRE);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots);
 	cr_drain(q, c);
 	uint32_t again = cr_verify(c, 1, 1);
 	cr_assert_eq(again, CR_BATCH);
@@ -1259,9 +1259,9 @@ static void cr_dead_op_test(const char *test, int kick)
 			 kick ? "ring.push.mid in tq_dead_kick" : "ring.push.mid in tq_dead_purge");
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
-	cr_assert_eq(s.ready + s.dead + s.free_slots, s.capacity,
-		     "ready %u + dead %u + free %u != capacity %u: slots lost or doubled", s.ready,
-		     s.dead, s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.dead + s.free_slots, s.slots,
+		     "ready %u + dead %u + free %u != slots %u: slots lost or doubled", s.ready,
+		     s.dead, s.free_slots, s.slots);
 	int still = cr_dead_scan(q, dead, NULL, dead_ids);
 	cr_assert_eq((uint32_t)still, s.dead);
 	for (uint32_t v = nd; v < CR_NV; v++)
@@ -1331,7 +1331,23 @@ static int cr_child_fail_one_armed(void *arg)
 	return 0;
 }
 
-Test(crash, ring_push_mid_dead_drop)
+/* A holder killed between the dead count and the DEAD state of a sixth
+ * dead letter, beyond dead_capacity 5 (the recovery lock held): the next
+ * holder recounts, recovery buries it again, nothing is dropped and every
+ * count is exact (design.md, 10, "The dead count"). Then a kicker killed
+ * after claiming its third dead letter: the same. */
+static int cr_child_kick_armed(void *arg)
+{
+	struct cr_ctx *c = arg;
+	tq_queue *q = cr_child_open(c);
+	if (!q)
+		return 2;
+	tq_fault_arm(cr_point, cr_hit);
+	int rc = tq_dead_kick(q, TQ_ALL);
+	return cr_err(c, 4, "child tq_dead_kick (armed)", rc < 0 ? rc : 0);
+}
+
+Test(crash, bury_counted_beyond_the_dead_area)
 {
 	struct cr_ctx *c;
 	tq_queue *q;
@@ -1340,19 +1356,21 @@ Test(crash, ring_push_mid_dead_drop)
 
 	cr_max_attempts = 1;
 	cr_dead_capacity = 5;
-	q = cr_setup(&c, "rp_drop");
+	q = cr_setup(&c, "bury_counted");
 	cr_make_dead(q, 5);
-	cr_point = "ring.push.mid";
+	cr_point = "bury.counted";
 	cr_hit = 1;
 	cr_expect_killed(c, cr_spawn(cr_child_fail_one_armed, c),
-			 "ring.push.mid dropping the oldest dead letter");
+			 "bury.counted burying a sixth dead letter beyond dead_capacity 5");
 	cr_assert(c->child_taken[5], "the child should have taken value 5");
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
-	cr_assert_eq(s.ready + s.dead + s.free_slots, s.capacity,
-		     "ready %u + dead %u + free %u != capacity %u: slots lost or doubled", s.ready,
-		     s.dead, s.free_slots, s.capacity);
-	cr_assert_leq(s.dead, 5, "%u dead letters kept, dead_capacity is 5", s.dead);
+	cr_assert_eq(s.ready + s.dead + s.free_slots, s.slots,
+		     "ready %u + dead %u + free %u != slots %u: slots lost or doubled", s.ready,
+		     s.dead, s.free_slots, s.slots);
+	/* Nothing dropped: the sixth is kept beyond the area (layout 7). */
+	cr_assert_eq(s.dead, 6, "%u dead letters kept, 6 died (dead_capacity 5)", s.dead);
+	cr_assert_eq(s.dead_over, 1, "dead_over %u", s.dead_over);
 	int nd = cr_dead_scan(q, dead, NULL, NULL);
 	cr_assert_eq((uint32_t)nd, s.dead);
 	for (uint32_t v = 6; v < CR_NV; v++)
@@ -1364,12 +1382,35 @@ Test(crash, ring_push_mid_dead_drop)
 	cr_stats(q, &s);
 	char extra[64];
 	snprintf(extra, sizeof(extra), "%d dead letters kept", nd);
-	cr_log_counters("ring_push_mid_dead_drop", &s, extra);
-	cr_assert_eq(nd + (int)s.total.dead_dropped, 6,
-		     "%d dead letters kept + %llu dropped != 6 that died", nd,
-		     (unsigned long long)s.total.dead_dropped);
-	cr_assert_eq(tq_dead_purge(q, TQ_ALL), nd);
-	cr_finish(q, c);
+	cr_log_counters("bury_counted_beyond_the_dead_area", &s, extra);
+	cr_assert_eq(nd, 6, "%d dead letters kept, 6 died", nd);
+	cr_assert_eq(s.total.dead, 6, "total.dead %llu", (unsigned long long)s.total.dead);
+	cr_assert_eq(s.total.dead_overflow, 1, "dead_overflow %llu", (unsigned long long)s.total.dead_overflow);
+
+	/* A kicker killed after claiming its third: two kicked, the third
+	 * (attempts not yet reset) buried again by recovery. */
+	cr_point = "kick.claimed";
+	cr_hit = 3;
+	cr_expect_killed(c, cr_spawn(cr_child_kick_armed, c), "kick.claimed on the third dead letter");
+	cr_recover(q, 1, 1, 2);
+	cr_stats(q, &s);
+	nd = cr_dead_scan(q, dead, NULL, NULL);
+	cr_assert_eq((uint32_t)nd, s.dead, "listed %d, stats.dead %u", nd, s.dead);
+	cr_assert_eq(s.dead, 4, "dead %u: 6 less the two kicked", s.dead);
+	cr_assert_eq(s.ready, 2, "ready %u: the two kicked", s.ready);
+	cr_assert_eq(s.dead_over, 0);
+	cr_assert_eq(s.ready + s.dead + s.free_slots, s.slots, "ready %u + dead %u + free %u != slots %u",
+		     s.ready, s.dead, s.free_slots, s.slots);
+	/* The push room agrees: the capacity less the ready ones (4 dead
+	 * are inside the area). */
+	uint32_t room = 0;
+	while (tq_push_int(q, 5000 + room, 0) == 0)
+		room++;
+	cr_assert_eq(room, CR_CAP - 2, "pushed %u into the room left", room);
+	cr_assert_eq(tq_dead_purge(q, TQ_ALL), 4);
+	tq_close(q);
+	cr_q = NULL;
+	tq_destroy(c->name);
 }
 
 /* max_attempts 1: a holder dies with its tasks on their last attempt, so
@@ -1435,11 +1476,11 @@ Test(crash, fail_claimed_on_last_attempt)
 	cr_assert_eq(c->n_taken, CR_BATCH);
 	cr_recover(q, 1, 1, 1);
 	cr_stats(q, &s);
-	/* Every task the child held was on its last attempt: all 64 died; the
-	 * dead-letter area keeps the newest dead_capacity of them. */
+	/* Every task the child held was on its last attempt: all 64 died, and
+	 * are kept, beyond the dead-letter area's capacity too. */
 	cr_assert_eq(s.total.dead, CR_BATCH, "total.dead %llu", (unsigned long long)s.total.dead);
-	cr_assert_eq(s.dead + s.total.dead_dropped, CR_BATCH, "%u dead kept + %llu dropped", s.dead,
-		     (unsigned long long)s.total.dead_dropped);
+	cr_assert_eq(s.dead, CR_BATCH, "%u dead kept of %u", s.dead, CR_BATCH);
+	cr_assert_eq(s.dead_over, CR_BATCH > s.dead_capacity ? CR_BATCH - s.dead_capacity : 0, "dead_over %u", s.dead_over);
 	cr_assert_eq(s.ready, CR_NPRE - CR_BATCH);
 	int nd = cr_dead_scan(q, dead, attempts, ids);
 	cr_assert_eq((uint32_t)nd, s.dead);
@@ -1736,7 +1777,7 @@ Test(crash, all_killed_at_once, .timeout = 90)
 	cr_assert(s.ready == 0 && s.leased == 0 && s.delayed == 0 && s.dead == 0,
 		  "queue not empty: ready %u leased %u delayed %u dead %u", s.ready, s.leased,
 		  s.delayed, s.dead);
-	cr_assert_eq(s.free_slots, s.capacity, "free_slots %u of %u", s.free_slots, s.capacity);
+	cr_assert_eq(s.free_slots, s.slots, "free_slots %u of %u", s.free_slots, s.slots);
 	cr_assert_eq(s.procs, 1);
 	cr_assert(s.total.pushed >= confirmed && s.total.pushed <= attempted,
 		  "total.pushed %llu, confirmed %llu, attempted %llu",

@@ -162,7 +162,7 @@ static void ln_expect_clean(tq_queue *q)
 	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
 	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
 	cr_expect_eq(s.dead, 0, "dead %u", s.dead);
-	cr_expect_eq(s.free_slots, s.capacity, "free %u of %u", s.free_slots, s.capacity);
+	cr_expect_eq(s.free_slots, s.slots, "free %u of %u", s.free_slots, s.slots);
 	int rc = tq_take(q, &t, 1, 0);
 	cr_expect_eq(rc, TQ_EAGAIN, "take on the drained queue: %d (%s)", rc, tq_strerror(rc));
 }
@@ -265,8 +265,8 @@ Test(lanes, move_claimed_repair, .timeout = 60, .fini = lf_fini)
 		     "ready %u + delayed %u after recovery, expected all %u (a task lost in the "
 		     "interrupted move-out?)",
 		     s.ready, s.delayed, MC_N);
-	cr_assert_eq(s.ready + s.delayed + s.free_slots, s.capacity, "ready %u + delayed %u + free %u != %u",
-		     s.ready, s.delayed, s.free_slots, s.capacity);
+	cr_assert_eq(s.ready + s.delayed + s.free_slots, s.slots, "ready %u + delayed %u + free %u != %u",
+		     s.ready, s.delayed, s.free_slots, s.slots);
 
 	ln_drain(q, &seen, MC_N);
 	for (uint32_t v = 0; v < MC_N; v++) {
@@ -333,8 +333,8 @@ Test(lanes, move_journal_repair_keeps_acks, .timeout = 60, .fini = lf_fini)
 	cr_expect_eq(s.ready, 0, "ready %u: the repair copied acked tasks back", s.ready);
 	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
 	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
-	cr_expect_eq(s.free_slots, s.capacity, "free %u of %u: the journal's slots not released", s.free_slots,
-		     s.capacity);
+	cr_expect_eq(s.free_slots, s.slots, "free %u of %u: the journal's slots not released", s.free_slots,
+		     s.slots);
 	cr_expect_eq(s.total.acked, MJ_N, "acked %llu", (unsigned long long)s.total.acked);
 	cr_expect_eq(s.total.expired, 0, "expired %llu: the move never claimed a task",
 		     (unsigned long long)s.total.expired);
@@ -394,8 +394,8 @@ Test(lanes, settle_mid, .timeout = 60, .fini = lf_fini)
 	cr_assert_eq(s.leased, 0, "leased %u after recovery", s.leased);
 	cr_assert_eq(s.ready, SM_N - 32, "ready %u after recovery: the 32 acked are done, the rest ready",
 		     s.ready);
-	cr_assert_eq(s.ready + s.free_slots, s.capacity, "ready %u + free %u != %u", s.ready, s.free_slots,
-		     s.capacity);
+	cr_assert_eq(s.ready + s.free_slots, s.slots, "ready %u + free %u != %u", s.ready, s.free_slots,
+		     s.slots);
 
 	ln_drain(q, &seen, SM_N);
 	for (uint32_t v = 0; v < SM_N; v++) {
@@ -910,5 +910,5 @@ Test(lanes, task_of_another_handle_is_refused, .timeout = 60, .fini = lf_fini)
 	ln_stats(a, &s);
 	cr_assert_eq(s.total.acked, 2);
 	cr_assert_eq(s.leased, 0);
-	cr_assert_eq(s.free_slots, s.capacity);
+	cr_assert_eq(s.free_slots, s.slots);
 }

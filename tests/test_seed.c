@@ -570,7 +570,7 @@ static void taskq_carries_on(int victim)
 	cr_assert_geq(s.recoveries, 1, "no dead process was recovered");
 	cr_assert(s.ready == 0 && s.leased == 0 && s.delayed == 0 && s.dead == 0,
 		  "queue not empty: ready %u leased %u delayed %u dead %u", s.ready, s.leased, s.delayed, s.dead);
-	cr_assert_eq(s.free_slots, s.capacity, "free slots %u of %u", s.free_slots, s.capacity);
+	cr_assert_eq(s.free_slots, s.slots, "free slots %u of %u", s.free_slots, s.slots);
 	cr_assert_eq(s.procs, 1, "%u processes attached, expected 1 (this one)", s.procs);
 	if (!have_1s)
 		acked_1s = atomic_load(&c->acked_total) - acked_at_kill;

@@ -556,7 +556,7 @@ Test(serve, metrics_match_the_library)
 		{"taskq_tasks_acked_total", s.total.acked}, {"taskq_tasks_failed_total", s.total.failed},
 		{"taskq_tasks_retried_total", s.total.retried}, {"taskq_tasks_dead_total", s.total.dead},
 		{"taskq_leases_expired_total", s.total.expired}, {"taskq_leases_recovered_total", s.total.recovered},
-		{"taskq_dead_dropped_total", s.total.dead_dropped}, {"taskq_acks_lost_total", s.total.lost},
+		{"taskq_dead_overflow_total", s.total.dead_overflow}, {"taskq_acks_lost_total", s.total.lost},
 		{"taskq_process_recoveries_total", s.recoveries}, {"taskq_capacity_tasks", s.capacity},
 		{"taskq_processes", s.procs - 1},
 	};

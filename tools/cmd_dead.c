@@ -29,8 +29,12 @@ static bool print_payload_json(cJSON *o, const tq_dead_info *d, const char *data
 static int dead_list(tq_queue *q, bool json)
 {
 	tq_config cfg;
+	tq_stats st;
 	tq_config_get(q, &cfg);
-	size_t max = cfg.dead_capacity + 64;
+	tq_stats_get(q, &st);
+	/* Every dead task, however many (the area may be over-full), and some
+	 * slack for those dying meanwhile. */
+	size_t max = (size_t)st.dead + 64;
 	size_t stride = cfg.max_payload ? cfg.max_payload : 1;
 	tq_dead_info *d = calloc(max, sizeof(*d));
 	char *data = calloc(max, stride);
@@ -112,7 +116,11 @@ static const struct cli_command dead_cmd = {
 		 "as in taskq take --json: value, or data, nested for a JSON task, and\n"
 		 "data_base64 when it is not valid UTF-8).\n"
 		 "kick: back to ready with attempts reset. purge: delete. ID: one dead task;\n"
-		 "--all: every one.\n",
+		 "--all: every one.\n"
+		 "The message is the whole failure reason (up to 1023 bytes; for tasks beyond\n"
+		 "the dead-letter area's capacity, its first 47). Kick and purge return room at\n"
+		 "once: when the area is full (taskq stats says so), dead tasks take room from\n"
+		 "the queue's capacity.\n",
 	.opts = dead_opts,
 };
 
@@ -206,7 +214,9 @@ char *cli_event_detail(char *buf, size_t size, const tq_event_info *e)
 			 cli_text_escape(m, sizeof(m), e->msg, strnlen(e->msg, sizeof(e->msg))));
 		break;
 	}
-	case TQ_EV_DEAD_DROPPED: snprintf(buf, size, "id=%llu", a); break;
+	case TQ_EV_DEAD_FULL:
+		snprintf(buf, size, "id=%llu dead_capacity=%llu note=\"dead-letter area full: dead tasks now take room from the capacity\"", a, b);
+		break;
 	case TQ_EV_EXPIRED: snprintf(buf, size, "leases=%llu", a); break;
 	case TQ_EV_STATE: snprintf(buf, size, "state=%s", cli_state_name((int)e->a)); break;
 	case TQ_EV_KICKED:
@@ -247,7 +257,7 @@ static void event_line(const tq_event_info *e, bool json)
 		cli_print_json(o);
 		return;
 	}
-	char detail[256];
+	char detail[4 * TQ_EVENT_MSG_MAX + 128];
 	printf("time=%s seq=%llu pid=%d event=%s %s\n", when, (unsigned long long)e->seq, e->pid,
 	       tq_event_name(e->type), cli_event_detail(detail, sizeof(detail), e));
 }
@@ -272,7 +282,8 @@ static const struct cli_command log_cmd = {
 	.args = "NAME",
 	.about = "The queue's recent events, oldest first, from a fixed ring of the last 256\n"
 		 "kept in shared memory: processes found dead and recovered, tasks dead-lettered\n"
-		 "or dropped, leases expired, run-state changes. Text: one line an event, every\n"
+		 "(the first 127 bytes of the reason), the dead-letter area becoming full,\n"
+		 "leases expired, run-state changes. Text: one line an event, every\n"
 		 "field labelled (time=... seq=... pid=... event=task_dead id=12 attempts=5\n"
 		 "msg=\"...\").\n",
 	.opts = log_opts,

@@ -356,7 +356,7 @@ static void render_metrics(struct buf *b, const struct snapshot *sn, size_t n)
 		{"taskq_tasks_dead_total", "Tasks moved to the dead-letter area.", offsetof(tq_counters, dead)},
 		{"taskq_leases_expired_total", "Leases that expired and returned their task to ready.", offsetof(tq_counters, expired)},
 		{"taskq_leases_recovered_total", "Leased tasks returned because their holder died.", offsetof(tq_counters, recovered)},
-		{"taskq_dead_dropped_total", "Oldest dead tasks dropped because the dead-letter area was full.", offsetof(tq_counters, dead_dropped)},
+		{"taskq_dead_overflow_total", "Tasks that went dead while the dead-letter area was full (kept; they take room from the capacity).", offsetof(tq_counters, dead_overflow)},
 		{"taskq_acks_lost_total", "Acks, fails and touches refused because the lease had been lost.", offsetof(tq_counters, lost)},
 	};
 	static const char *const states[4] = {"running", "draining", "stopped", "paused"};

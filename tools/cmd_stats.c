@@ -48,6 +48,10 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	cJSON_AddNumberToObject(o, "delayed", s.delayed);
 	cJSON_AddNumberToObject(o, "dead", s.dead);
 	cJSON_AddNumberToObject(o, "free", s.free_slots);
+	cJSON_AddNumberToObject(o, "slots", s.slots);
+	cJSON_AddNumberToObject(o, "dead_capacity", s.dead_capacity);
+	cJSON_AddNumberToObject(o, "dead_over", s.dead_over);
+	cJSON_AddBoolToObject(o, "dead_full", s.dead >= s.dead_capacity);
 	cJSON_AddNumberToObject(o, "processes", s.procs - 1); /* not this command */
 	cJSON_AddNumberToObject(o, "recoveries", s.recoveries);
 	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
@@ -117,14 +121,20 @@ static void print_stats_text(cJSON *o)
 #define U64(obj, k) json_u64((obj), (k))
 	printf("queue %s: %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(o, "name")),
 	       cJSON_GetStringValue(cJSON_GetObjectItem(o, "state")));
-	printf("  tasks:   %.0f ready, %.0f in progress, %.0f delayed (retry), %.0f dead; %.0f free of %.0f\n",
-	       NUM(o, "ready"), NUM(o, "leased"), NUM(o, "delayed"), NUM(o, "dead"), NUM(o, "free"),
-	       NUM(o, "capacity"));
+	printf("  tasks:   %.0f ready, %.0f in progress, %.0f delayed (retry), %.0f dead; %.0f free of %.0f"
+	       " (capacity %.0f + dead-letter area %.0f)\n",
+	       NUM(o, "ready"), NUM(o, "leased"), NUM(o, "delayed"), NUM(o, "dead"), NUM(o, "free"), NUM(o, "slots"),
+	       NUM(o, "capacity"), NUM(o, "dead_capacity"));
+	if (NUM(o, "dead") >= NUM(o, "dead_capacity"))
+		printf("  DEAD-LETTER AREA FULL: %.0f dead of %.0f, %.0f over, taking room from the capacity;\n"
+		       "           taskq dead %s list|kick|purge makes room\n",
+		       NUM(o, "dead"), NUM(o, "dead_capacity"), NUM(o, "dead_over"),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(o, "name")));
 	printf("  totals:  %llu pushed, %llu taken, %llu acked, %llu failed, %llu retried, %llu dead\n",
 	       U64(t, "pushed"), U64(t, "taken"), U64(t, "acked"), U64(t, "failed"), U64(t, "retried"),
 	       U64(t, "dead"));
-	printf("           %llu leases expired, %llu returned from dead processes, %llu dead dropped, %llu lost acks\n",
-	       U64(t, "expired"), U64(t, "recovered"), U64(t, "dead_dropped"), U64(t, "lost"));
+	printf("           %llu leases expired, %llu returned from dead processes, %llu died with the dead-letter area full, %llu lost acks\n",
+	       U64(t, "expired"), U64(t, "recovered"), U64(t, "dead_overflow"), U64(t, "lost"));
 	cJSON *rd = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "rates"), "done_per_second");
 	printf("  done/s:  %.0f (1 s), %.0f (10 s), %.0f (60 s)\n", NUM(rd, "1s"), NUM(rd, "10s"), NUM(rd, "60s"));
 	cJSON *lat = cJSON_GetObjectItem(o, "latency_seconds");

@@ -597,42 +597,110 @@ static char **task_env(const struct work_ctx *w, const tq_task *t, char buf[4][T
 	return env;
 }
 
-static void feed(int fd, const tq_task *t)
-{
-	char num[24];
-	const char *p = t->data;
-	size_t len = t->len;
+/* The last bytes a command wrote to its stderr, which is passed on to
+ * this command's stderr as it comes: the failure reason. */
+#define ERR_TAIL 1024
+struct err_tail {
+	char buf[ERR_TAIL];
+	uint64_t total; /* bytes seen; buf holds the last min(total, ERR_TAIL) */
+};
 
-	if (t->kind == TQ_KIND_INT) {
-		len = (size_t)snprintf(num, sizeof(num), "%llu\n", (unsigned long long)t->value);
-		p = num;
-	}
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break; /* the command does not read its stdin: fine */
-		p += w;
-		len -= (size_t)w;
-	}
-	close(fd);
+static void tail_add(struct err_tail *et, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		et->buf[(et->total + i) % ERR_TAIL] = p[i];
+	et->total += n;
 }
 
-/* Waits for the command, extending the lease while it runs. */
-static int wait_command(struct work_ctx *w, const tq_task *t, pid_t pid, char *msg, size_t msg_size)
+/* Reads what the command wrote to its stderr pipe now (non-blocking),
+ * passes it on to ours and keeps its tail; false at end of file. */
+static bool pump_stderr(int fd, struct err_tail *et)
+{
+	char chunk[4096];
+
+	for (;;) {
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 && errno == EAGAIN;
+		tail_add(et, chunk, (size_t)r);
+		for (ssize_t off = 0; off < r;) {
+			ssize_t w = write(2, chunk + off, (size_t)(r - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break; /* our stderr is gone: the tail is still kept */
+			off += w;
+		}
+	}
+}
+
+/* "what: <the stderr tail>" into msg: the tail's end is kept (the last
+ * lines say why), starting on a UTF-8 character, trailing blanks dropped. */
+static void reason_with_tail(char *msg, size_t msg_size, const char *what, const struct err_tail *et)
+{
+	char t[ERR_TAIL];
+	size_t n = et->total < ERR_TAIL ? (size_t)et->total : ERR_TAIL;
+	uint64_t first = et->total - n;
+
+	for (size_t i = 0; i < n; i++)
+		t[i] = et->buf[(first + i) % ERR_TAIL];
+	while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
+		n--;
+	size_t plen = strlen(what);
+	if (n == 0 || plen + 3 >= msg_size) {
+		snprintf(msg, msg_size, "%s", what);
+		return;
+	}
+	size_t room = msg_size - 1 - plen - 2, skip = n > room ? n - room : 0;
+	while (skip < n && ((unsigned char)t[skip] & 0xc0) == 0x80)
+		skip++; /* not in the middle of a character */
+	snprintf(msg, msg_size, "%s: %.*s", what, (int)(n - skip), t + skip);
+}
+
+/* Waits for the command, writing its stdin (the payload), passing its
+ * stderr on and keeping the tail of it, extending the lease while it runs. */
+static int wait_command(struct work_ctx *w, const tq_task *t, pid_t pid, int in_fd, int err_fd, char *msg,
+			size_t msg_size)
 {
 	tq_config cfg;
 	tq_config_get(w->q, &cfg);
 	uint64_t start = tq_now_ns(), touched = start;
 	int pfd = pidfd_open_(pid), status = 0;
+	struct err_tail et = {.total = 0};
+	char num[24];
+	const char *in = t->data;
+	size_t in_left = t->len;
 
+	if (t->kind == TQ_KIND_INT) {
+		in_left = (size_t)snprintf(num, sizeof(num), "%llu\n", (unsigned long long)t->value);
+		in = num;
+	}
+	(void)fcntl(in_fd, F_SETFL, O_NONBLOCK);
+	(void)fcntl(err_fd, F_SETFL, O_NONBLOCK);
+	if (in_left == 0) {
+		close(in_fd);
+		in_fd = -1;
+	}
 	for (;;) {
-		if (pfd >= 0) {
-			struct pollfd p = {.fd = pfd, .events = POLLIN};
-			(void)poll(&p, 1, 100);
-		} else {
-			usleep(10000);
+		struct pollfd p[3] = {{.fd = pfd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN},
+				      {.fd = in_fd, .events = POLLOUT}};
+		(void)poll(p, 3, pfd >= 0 ? 100 : 10);
+		if (err_fd >= 0 && !pump_stderr(err_fd, &et)) {
+			close(err_fd);
+			err_fd = -1;
+		}
+		if (in_fd >= 0 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			ssize_t wr = write(in_fd, in, in_left);
+			if (wr > 0) {
+				in += wr;
+				in_left -= (size_t)wr;
+			}
+			if ((wr < 0 && errno != EAGAIN && errno != EINTR) || in_left == 0) {
+				close(in_fd); /* all written, or the command does not read it: fine */
+				in_fd = -1;
+			}
 		}
 		pid_t r = waitpid(pid, &status, WNOHANG);
 		if (r == pid)
@@ -645,29 +713,50 @@ static int wait_command(struct work_ctx *w, const tq_task *t, pid_t pid, char *m
 		if (w->task_timeout && now - start > w->task_timeout) {
 			kill(-pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			snprintf(msg, msg_size, "timed out after %.1f s", (double)w->task_timeout / 1e9);
+			char what[64];
+			snprintf(what, sizeof(what), "timed out after %.1f s", (double)w->task_timeout / 1e9);
+			if (err_fd >= 0)
+				(void)pump_stderr(err_fd, &et);
+			reason_with_tail(msg, msg_size, what, &et);
 			if (pfd >= 0)
 				close(pfd);
+			if (in_fd >= 0)
+				close(in_fd);
+			if (err_fd >= 0)
+				close(err_fd);
 			return 124;
 		}
 	}
+	/* What it wrote before it exited (a child of its own may keep the pipe
+	 * open: only what is there now). */
+	if (err_fd >= 0) {
+		(void)pump_stderr(err_fd, &et);
+		close(err_fd);
+	}
+	if (in_fd >= 0)
+		close(in_fd);
 	if (pfd >= 0)
 		close(pfd);
+	char what[64];
+	int rc;
 	if (WIFEXITED(status)) {
 		if (WEXITSTATUS(status) == 0)
 			return 0;
-		snprintf(msg, msg_size, "exit status %d", WEXITSTATUS(status));
-		return WEXITSTATUS(status);
+		snprintf(what, sizeof(what), "exit status %d", WEXITSTATUS(status));
+		rc = WEXITSTATUS(status);
+	} else {
+		snprintf(what, sizeof(what), "killed by signal %d", WTERMSIG(status));
+		rc = 128 + WTERMSIG(status);
 	}
-	snprintf(msg, msg_size, "killed by signal %d", WTERMSIG(status));
-	return 128 + WTERMSIG(status);
+	reason_with_tail(msg, msg_size, what, &et);
+	return rc;
 }
 
 static int run_command(const tq_task *t, void *arg, char *msg, size_t msg_size)
 {
 	struct work_ctx *w = arg;
 	char buf[4][TQ_NAME_MAX + 32];
-	int fds[2];
+	int fds[2], efds[2];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	pid_t pid;
@@ -678,8 +767,18 @@ static int run_command(const tq_task *t, void *arg, char *msg, size_t msg_size)
 		snprintf(msg, msg_size, "cannot start the command: %s", strerror(errno));
 		return 126;
 	}
+	if (pipe2(efds, O_CLOEXEC) != 0) {
+		free(env);
+		close(fds[0]);
+		close(fds[1]);
+		snprintf(msg, msg_size, "cannot start the command: %s", strerror(errno));
+		return 126;
+	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+	/* Its stderr through us: passed on to ours as it comes, its tail kept
+	 * as the failure reason. */
+	posix_spawn_file_actions_adddup2(&fa, efds[1], 2);
 	posix_spawnattr_init(&at);
 	/* Own process group: a Ctrl+C meant for taskq does not cut it short. */
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
@@ -695,15 +794,16 @@ static int run_command(const tq_task *t, void *arg, char *msg, size_t msg_size)
 	posix_spawnattr_destroy(&at);
 	free(env);
 	close(fds[0]);
+	close(efds[1]);
 	if (rc != 0) {
 		close(fds[1]);
+		close(efds[0]);
 		snprintf(msg, msg_size, "cannot run %s: %s", w->cmd[0], strerror(rc));
 		return 127;
 	}
-	feed(fds[1], t);
-	rc = wait_command(w, t, pid, msg, msg_size);
+	rc = wait_command(w, t, pid, fds[1], efds[0], msg, msg_size);
 	if (rc) {
-		char qb[120];
+		char qb[4 * TQ_ERRMSG_MAX + 8];
 		log_event(LOG_WARN_, "task_failed", "task=%llu attempt=%u status=%d reason=%s", (unsigned long long)t->id,
 			  t->attempt, rc, log_quote(qb, sizeof(qb), msg));
 	}
@@ -740,7 +840,9 @@ int cmd_work(int argc, char **argv)
 			printf("usage: taskq %s\n\nRuns COMMAND once per task, with the payload (or the integer and a newline)\n"
 			       "on its stdin and TASKQ_QUEUE, TASKQ_TASK_ID, TASKQ_TASK_KIND, TASKQ_TASK_ATTEMPT\n"
 			       "in its environment. Exit status 0 acknowledges the task; anything else fails it\n"
-			       "(retried with backoff, then dead). Leases are extended while a command runs.\n"
+			       "(retried with backoff, then dead), with the reason \"exit status N: <the last\n"
+			       "1 KiB of its stderr>\" (taskq dead NAME list shows it). Its stderr is passed on\n"
+			       "to this command's stderr as it comes. Leases are extended while a command runs.\n"
 			       "--concurrency N commands at once (default 1); --batch N tasks taken at once per\n"
 			       "runner (default 1); --idle-exit SEC: exit after SEC without tasks;\n"
 			       "--max-tasks N: exit after N tasks per runner; --task-timeout SEC: kill a command\n"

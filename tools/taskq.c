@@ -343,7 +343,7 @@ cJSON *cli_counters_json(const tq_counters *c)
 	cli_json_add_u64(o, "dead", c->dead);
 	cli_json_add_u64(o, "expired", c->expired);
 	cli_json_add_u64(o, "recovered", c->recovered);
-	cli_json_add_u64(o, "dead_dropped", c->dead_dropped);
+	cli_json_add_u64(o, "dead_overflow", c->dead_overflow);
 	cli_json_add_u64(o, "lost", c->lost);
 	return o;
 }

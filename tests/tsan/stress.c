@@ -531,8 +531,9 @@ static void *monitor_main(void *arg)
 		} else {
 			if (s.capacity != CAPACITY)
 				fail_msg("%s: stats capacity %u", m->name, s.capacity);
-			if ((uint64_t)s.ready + s.leased + s.delayed + s.dead + s.free_slots > CAPACITY)
-				fail_msg("%s: stats states add up to more than the capacity", m->name);
+			if (s.slots < CAPACITY ||
+			    (uint64_t)s.ready + s.leased + s.delayed + s.dead + s.free_slots > s.slots)
+				fail_msg("%s: stats states add up to more than the slots (%u)", m->name, s.slots);
 			if (s.total.recovered || s.recoveries)
 				fail_msg("%s: recovered %" PRIu64 " leases of %u dead processes; none died",
 					 m->name, s.total.recovered, s.recoveries);
@@ -691,7 +692,7 @@ static void *xcalloc(size_t n, size_t size)
 
 static bool drained(tq_queue *q, tq_stats *s)
 {
-	return tq_stats_get(q, s) == 0 && s->total.pushed == ntasks && s->free_slots == CAPACITY;
+	return tq_stats_get(q, s) == 0 && s->total.pushed == ntasks && s->free_slots == s->slots;
 }
 
 int main(int argc, char **argv)
@@ -910,9 +911,9 @@ int main(int argc, char **argv)
 	if (sum_expiry_deaths > tot->expired)
 		fail_msg("%" PRIu64 " tasks died by expiry, but only %" PRIu64 " leases expired", sum_expiry_deaths,
 			 tot->expired);
-	if (tot->recovered || s.recoveries || tot->dead_dropped)
-		fail_msg("recovered %" PRIu64 ", recoveries %u, dead dropped %" PRIu64 ": expected none",
-			 tot->recovered, s.recoveries, tot->dead_dropped);
+	if (tot->recovered || s.recoveries || tot->dead_overflow)
+		fail_msg("recovered %" PRIu64 ", recoveries %u, dead overflow %" PRIu64 ": expected none",
+			 tot->recovered, s.recoveries, tot->dead_overflow);
 	if (atomic_load(&worker_calls) != atomic_load(&worker_handled))
 		fail_msg("workers handled %llu, handlers ran %llu", (unsigned long long)atomic_load(&worker_handled),
 			 (unsigned long long)atomic_load(&worker_calls));
