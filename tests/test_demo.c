@@ -421,6 +421,51 @@ Test(demo, total_runs_to_completion)
 	out_free(&o);
 }
 
+/* Every task bad: more dead letters than the dead-letter area holds. The
+ * demo's handler logs each one it purges (on stderr at --log-level info),
+ * so the run finishes with every task accounted for, nothing dropped
+ * unseen: what it purged plus what is still dead is every task. */
+Test(demo, dead_letters_are_logged_and_purged_to_keep_room)
+{
+	const char *name = qname("deadkeep");
+	struct proc p;
+	struct out o = {0};
+
+	demo_start(&p, name, "--total", "200", "--mix", "100", "--bad", "100", "--capacity", "100",
+		   "--consumers", "2", "--batch", "8", "--log-level", "info", NULL);
+	proc_finish(&p, 55000, &o);
+	assert_status(&o, 0);
+	struct summary sm = parse_summary(o.out);
+	cr_assert_eq(sm.produced, 200);
+	cr_assert_eq(sm.dead, 200, "every task is bad:\n%s", o.out);
+	unsigned long long purged = 0, lines = 0;
+	const char *at = strstr(o.out, " of the dead were logged and purged");
+	if (at) {
+		while (at > o.out && (at[-1] == ',' || (at[-1] >= '0' && at[-1] <= '9')))
+			at--;
+		char digits[32];
+		size_t k = 0;
+		for (; *at && *at != ' ' && k < sizeof(digits) - 1; at++)
+			if (*at != ',')
+				digits[k++] = *at;
+		digits[k] = '\0';
+		purged = strtoull(digits, NULL, 10);
+	}
+	for (const char *l = o.err; (l = strstr(l, "event=dead_letter_purged")) != NULL; l++)
+		lines++;
+	cr_assert_eq(lines, purged, "%llu purge lines logged, %llu purged in the summary", lines, purged);
+	tq_queue *q;
+	cr_assert_eq(tq_open(name, &q), 0);
+	tq_stats s = stats(q);
+	cr_assert_gt(purged, s.dead_capacity, "the area (%u) overflowed, so the handler purged: %s", s.dead_capacity,
+		     o.out);
+	cr_assert_eq(purged + s.dead, 200, "purged %llu + still dead %u", purged, s.dead);
+	cr_assert_eq(s.total.dead, 200);
+	assert_conserved(&s);
+	tq_close(q);
+	out_free(&o);
+}
+
 /* Logs: with --log-level info they come on stderr, never on stdout; with
  * --log-file they go to the file. */
 Test(demo, logs_stay_off_stdout)

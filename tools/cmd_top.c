@@ -152,7 +152,7 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 		 cli_state_name(s->run_state), tm.tm_hour, tm.tm_min, tm.tm_sec);
 	emit(row++, line, true, arg);
 	snprintf(line, sizeof(line), "tasks    ready %u   in progress %u   retrying %u   dead %u   free %u of %u",
-		 s->ready, s->leased, s->delayed, s->dead, s->free_slots, s->capacity);
+		 s->ready, s->leased, s->delayed, s->dead, s->free_slots, s->slots);
 	emit(row++, line, false, arg);
 	snprintf(line, sizeof(line), "totals   pushed %llu   done %llu   failed %llu   retried %llu   dead %llu",
 		 (unsigned long long)s->total.pushed, (unsigned long long)s->total.acked,

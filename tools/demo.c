@@ -50,7 +50,7 @@ struct opts {
 	unsigned producers, consumers, batch, mix, work;
 	double bad; /* percent of JSON tasks */
 	uint64_t rate, total, capacity, duration_ns;
-	bool quiet, join, log_level_set;
+	bool quiet, join, log_level_set, keep_dead;
 	const char *serve;      /* ADDR:PORT for taskq serve, or NULL */
 	const char *token_file;
 	struct log_config log;
@@ -87,6 +87,10 @@ static void usage(FILE *f)
 		"      --capacity N         queue capacity when it is created (default 10000)\n"
 		"      --join               run on the queue even if live processes use it (see below)\n"
 		"      --quiet              no live line\n"
+		"      --keep-dead          leave dead letters in the queue (by default the demo\n"
+		"                           logs each one, id and reason, and purges it once the\n"
+		"                           dead-letter area is half full, so that a long run's\n"
+		"                           bad tasks never fill the queue; see taskq dead)\n"
 		"      --serve ADDR:PORT    also start `taskq serve` for this queue: metrics and\n"
 		"                           stats, read-only; control (drain, stop, pause, resume)\n"
 		"                           too with a token. ADDR:PORT, [IPV6]:PORT or :PORT\n"
@@ -193,6 +197,7 @@ static const struct option long_opts[] = {
 	{"work", required_argument, 0, 'w'}, {"queue", required_argument, 0, 'q'},
 	{"capacity", required_argument, 0, 'C'}, {"join", no_argument, 0, 'J'},
 	{"quiet", no_argument, 0, 'Q'}, {"serve", required_argument, 0, 'S'},
+	{"keep-dead", no_argument, 0, 'K'},
 	{"token-file", required_argument, 0, 'T'}, {"log-file", required_argument, 0, 'L'},
 	{"log-level", required_argument, 0, 'V'}, {"log-max-bytes", required_argument, 0, 'M'},
 	{"log-max-files", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -243,6 +248,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'C': ok = parse_num(optarg, 1, TQ_MAX_CAPACITY, &o->capacity); break;
 		case 'J': o->join = true; break;
 		case 'Q': o->quiet = true; break;
+		case 'K': o->keep_dead = true; break;
 		case 'S': ok = serve_addr_ok(optarg, why, sizeof(why)); o->serve = optarg; break;
 		case 'T': o->token_file = optarg; break;
 		case 'L': o->log.path = optarg; break;
@@ -811,6 +817,41 @@ static void settle_others(tq_queue *q, pid_t server)
 	}
 }
 
+/* ------------------------------------------------------ dead letters */
+
+/* The demo's own dead-letter handler, as an operator's would be: once the
+ * dead-letter area is half full, each dead task is logged (id, attempts,
+ * the start of its reason) and purged, so that the bad tasks of a long run
+ * never fill the queue (a full area makes dead tasks take room from the
+ * capacity: taskq dead). Returns how many it purged. */
+static uint64_t handle_dead(tq_queue *q, const tq_stats *s)
+{
+	static tq_dead_info d[64];
+	uint64_t purged = 0;
+
+	if (s->dead < (s->dead_capacity + 1) / 2)
+		return 0;
+	for (int round = 0; round < 1024; round++) { /* at most 65,536 a second */
+		int n = tq_dead_list(q, d, sizeof(d) / sizeof(d[0]), NULL, 0), done = 0;
+		for (int i = 0; i < n; i++) {
+			char why[121];
+			size_t k = 0;
+			for (const char *m = d[i].last_msg; *m && k < sizeof(why) - 1; m++)
+				why[k++] = (*m == '"' || *m == '\\' || (unsigned char)*m < 0x20) ? '?' : *m;
+			why[k] = 0;
+			if (tq_dead_purge(q, d[i].id) == 1) {
+				done++;
+				log_event(LOG_INFO_, "dead_letter_purged", "id=%llu attempts=%u reason=\"%s\"",
+					  (unsigned long long)d[i].id, d[i].attempts, why);
+			}
+		}
+		purged += (uint64_t)done;
+		if (n < (int)(sizeof(d) / sizeof(d[0])) || done == 0)
+			break;
+	}
+	return purged;
+}
+
 /* ------------------------------------------------------------- screen */
 
 static uint32_t pending(const tq_stats *s)
@@ -987,6 +1028,7 @@ int main(int argc, char **argv)
 	bool tty = isatty(1) && !o.quiet;
 	uint64_t start = tq_now_ns(), last = start;
 	tq_stats prev = base, s = base;
+	uint64_t dead_purged = 0;
 	const char *why = NULL;
 	char why_buf[96];
 	while (!why) {
@@ -1018,6 +1060,8 @@ int main(int argc, char **argv)
 		}
 		if (now - last >= SEC) {
 			tq_stats_get(q, &s);
+			if (!joined && !o.keep_dead)
+				dead_purged += handle_dead(q, &s);
 			if (!o.quiet)
 				live_line(&s, &prev, (double)(now - last) / 1e9, &base, tty);
 			prev = s;
@@ -1105,6 +1149,9 @@ int main(int argc, char **argv)
 		printf("; %s were left by an earlier run", grp(pending(&base)));
 	if (reported == nkids && produced > mine.pushed)
 		printf("; %s were pushed by processes that joined", grp(produced - mine.pushed));
+	if (dead_purged)
+		printf("; %s of the dead were logged and purged to keep room (--keep-dead keeps them)",
+		       grp(dead_purged));
 	printf("\n");
 	stop_server(&sv);
 	log_event(in == out ? LOG_INFO_ : LOG_ERROR_, "summary",
