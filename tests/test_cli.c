@@ -1094,6 +1094,67 @@ Test(cli, info_and_stats_text_and_json)
 	out_free(&o);
 }
 
+/* A process that pushes, takes and acks until *stop is set: its
+ * last_seen time changes all the time. */
+struct busy_arg {
+	const char *q;
+	volatile int *stop;
+};
+
+static int busy_loop(void *arg)
+{
+	const struct busy_arg *b = arg;
+	tq_queue *h;
+	tq_task t;
+
+	if (tq_open(b->q, &h))
+		return 1;
+	while (!__atomic_load_n(b->stop, __ATOMIC_RELAXED)) {
+		if (tq_push_int(h, 1, 0) || tq_take(h, &t, 1, 0) != 1 || tq_ack(h, &t, 1))
+			return 2;
+	}
+	tq_close(h);
+	return 0;
+}
+
+/* Ages of a process's times are never negative, however busy it is (a
+ * clock read before the process list made them wrap around to 2^64 ns). */
+Test(cli, stats_ages_of_a_busy_process_are_sane)
+{
+	struct out o = {0};
+	const char *q = qname("busyage");
+	volatile int *stop = tqt_shared(sizeof(int));
+
+	create_ok(q);
+	struct busy_arg b = {q, stop};
+	pid_t w = tqt_fork(busy_loop, &b);
+	remember_child(w); /* killed by the suite's .fini if an assertion fails */
+	/* Until the worker is attached and listed. */
+	for (int i = 0; i < 500; i++) {
+		tq(&o, NULL, "stats", q, "--json", NULL);
+		assert_ok(&o);
+		if (jlen(o.out, "process_list") == 1)
+			break;
+		tqt_sleep_ms(10);
+	}
+	cr_assert_eq(jlen(o.out, "process_list"), 1, "%s", o.out);
+	for (int i = 0; i < 20; i++) {
+		tq(&o, NULL, "stats", q, "--json", NULL);
+		assert_ok(&o);
+		double seen = jnum(o.out, "process_list.0.last_seen_seconds_ago");
+		double attached = jnum(o.out, "process_list.0.attached_seconds");
+		cr_assert(seen >= 0 && seen < 3600, "last_seen_seconds_ago %g:\n%s", seen, o.out);
+		cr_assert(attached >= 0 && attached < 3600, "attached_seconds %g:\n%s", attached, o.out);
+		tq(&o, NULL, "stats", q, NULL);
+		assert_ok(&o);
+		cr_assert_null(strstr(o.out, "18446744073"), "a wrapped-around age:\n%s", o.out);
+	}
+	__atomic_store_n(stop, 1, __ATOMIC_RELAXED);
+	cr_assert_eq(tqt_wait(w, 20000), 0);
+	forget_child(w);
+	out_free(&o);
+}
+
 /* ================================================================ push */
 
 Test(cli, push_from_arguments_and_stdin_all_kinds)

@@ -41,6 +41,14 @@ int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, 
 
 #define CLI_SEC 1000000000ull
 
+/* How long ago CLOCK_MONOTONIC time t was, at now (0 for t == 0). Clamped
+ * at 0: a time from shared memory can be later than a now read before it
+ * (another process wrote it since), or forged. Read now after the data. */
+static inline uint64_t cli_age_ns(uint64_t now, uint64_t t)
+{
+	return t && now > t ? now - t : 0;
+}
+
 /* cli_parse_u64, cli_parse_seconds and the other parsers: parse.h. */
 
 const char *cli_state_name(int state);
