@@ -2153,7 +2153,15 @@ Test(cli, work_second_sigint_exits_at_once_tasks_return)
 	signal_until_exit(&p, SIGINT, 30000, &o);
 	open_fifo_and_release(fifo, 5000); /* the orphaned command */
 	assert_status(&o, 130);
-	/* Opening the queue returns the dead worker's task. */
+	/* info only looks (an observer): the dead worker's task is still
+	 * leased; recovery returns it. */
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "ready", 2);
+	assert_jnum(o.out, "leased", 1);
+	assert_jnum(o.out, "processes", 0);
+	tq(&o, NULL, "recover", q, NULL);
+	assert_ok(&o);
 	tq(&o, NULL, "info", q, "--json", NULL);
 	assert_ok(&o);
 	assert_jnum(o.out, "ready", 3);
@@ -2626,6 +2634,41 @@ Test(cli, clean_removes_only_stale_empty_queues_unless_force)
 	assert_ok(&o);
 	cr_assert_str_eq(o.out, "nothing to clean\n");
 	tq_close(h);
+	out_free(&o);
+}
+
+/* Observers (top, stats, ls...) are not processes of the queue: with a
+ * `taskq top` open, stats lists no process and destroy needs no --force. */
+Test(cli, top_is_an_observer_destroy_succeeds_beside_it)
+{
+	struct out o = {0};
+	const char *q = qname("topobs");
+	char *argv[] = {(char *)TASKQ, "top", (char *)q, "--batch", "--interval", "0.1", NULL};
+	struct proc top;
+
+	create_ok(q);
+	proc_start(&top, argv, NULL, 0);
+	/* Its first frame: it is attached. */
+	for (int i = 0; i < 1000 && !(top.out.p && strstr(top.out.p, "taskq top - queue")); i++)
+		proc_pump(&top, 10);
+	cr_assert(top.out.p && strstr(top.out.p, "taskq top - queue"), "no frame from taskq top");
+	cr_assert(strstr(top.out.p, "processes attached 0"), "top counts itself:\n%s", top.out.p);
+
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "processes", 0);
+	cr_assert_eq(jlen(o.out, "process_list"), 0, "%s", o.out);
+	tq(&o, NULL, "ls", "--json", NULL);
+	assert_ok(&o);
+	char at[32];
+	cr_assert_geq(json_find_name(o.out, q, at, sizeof(at)), 0, "%s", o.out);
+	assert_jnum_at(o.out, at, "processes", 0);
+	tq(&o, NULL, "destroy", q, NULL);
+	assert_ok(&o);
+	cr_assert(!shm_exists(q));
+
+	signal_until_exit(&top, SIGTERM, 10000, &o);
+	assert_ok(&o);
 	out_free(&o);
 }
 

@@ -32,6 +32,10 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_exit_for(int tq_err);
 /* Opens a queue or prints why not; returns 0 or an exit status. */
 int cli_open(const char *name, tq_queue **q);
+/* The same as an observer (tq_open_observer), for commands that only look
+ * (or set the run state): never counted or listed as a process, never
+ * keeping `taskq destroy` from removing the queue. */
+int cli_open_observer(const char *name, tq_queue **q);
 /* Prints "usage: taskq USAGE" to stderr; returns EX_USAGE_. */
 int cli_usage_error(const char *usage);
 /* Parses a subcommand whose only options are --help and --json (json may
@@ -60,8 +64,9 @@ void cli_print_json(cJSON *obj);
 cJSON *cli_counters_json(const tq_counters *c);
 cJSON *cli_latency_json(const tq_latency *l);
 /* The snapshot behind `stats --json` (and the HTTP /stats): task counts,
- * totals, rates, latency; optionally the configuration and the processes
- * (this process excluded). */
+ * totals, rates, latency; optionally the configuration and the processes.
+ * q is an observer handle (cli_open_observer): every process counted and
+ * listed is another one. */
 cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs);
 
 /* Logging options shared by long-running commands (work, serve). */

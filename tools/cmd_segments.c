@@ -24,7 +24,8 @@
  * a device named like a queue is never opened. Only a regular file owned
  * by the caller is opened (read-only, O_NOFOLLOW | O_NONBLOCK, to read the
  * first 8 bytes of its header, the magic that creation writes last), and
- * only such a file that looks finished is attached to with tq_open, which
+ * only such a file that looks finished is attached to, as an observer
+ * (tq_open_observer: counted as no process, recovering nothing), which
  * maps it and writes into it. Another user's segment is never mapped: its
  * owner can change it at any time, or truncate it under the mapping. In
  * /dev/shm (sticky) nobody but its owner or root can replace a file
@@ -140,11 +141,11 @@ static void inspect(int dir, const char *name, bool attach, struct qinfo *qi)
 	}
 	tq_queue *q;
 	qi->cls = SEG_QUEUE;
-	qi->err = tq_open(qi->name, &q);
+	qi->err = tq_open_observer(qi->name, &q);
 	if (qi->err)
 		return;
 	tq_stats_get(q, &qi->s);
-	qi->others = (int)qi->s.procs - 1;
+	qi->others = (int)qi->s.procs; /* an observer: not one of them */
 	qi->held = qi->s.ready + qi->s.leased + qi->s.delayed + qi->s.dead;
 	if (attach)
 		qi->q = q;

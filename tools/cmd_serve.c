@@ -75,7 +75,6 @@ struct server {
 	size_t nbridge_files;
 	char token[CLI_TOKEN_MAX + 1]; /* "" when control is off */
 	size_t token_len;
-	pid_t self;
 	struct serve_limits limits;
 };
 
@@ -243,8 +242,9 @@ struct snapshot {
 };
 
 /* Reads everything /metrics shows about one queue. Processes are summed
- * by pid (one process may hold several handles), this server left out. */
-static int take_snapshot(const struct server *srv, const struct served *sv, struct snapshot *sn)
+ * by pid (one process may hold several handles); this server, an
+ * observer, is not among them. */
+static int take_snapshot(const struct served *sv, struct snapshot *sn)
 {
 	memset(sn, 0, sizeof(*sn));
 	sn->name = sv->name;
@@ -262,8 +262,6 @@ static int take_snapshot(const struct server *srv, const struct served *sv, stru
 	}
 	int n = tq_procs(sv->q, p, TQ_MAX_PROCS);
 	for (int i = 0; i < n; i++) {
-		if (p[i].pid == srv->self)
-			continue;
 		size_t k = 0;
 		while (k < sn->nprocs && sn->procs[k].pid != p[i].pid)
 			k++;
@@ -380,8 +378,8 @@ static void render_metrics(struct buf *b, const struct snapshot *sn, size_t n)
 	}
 	family(b, "taskq_capacity_tasks", "gauge", "Tasks the queue can hold in all states together.");
 	FOR_EACH_Q sample_u64(b, "taskq_capacity_tasks", sn[i].name, NULL, sn[i].s.capacity);
-	family(b, "taskq_processes", "gauge", "Processes attached to the queue (this server not counted).");
-	FOR_EACH_Q sample_u64(b, "taskq_processes", sn[i].name, NULL, sn[i].s.procs ? sn[i].s.procs - 1 : 0);
+	family(b, "taskq_processes", "gauge", "Processes attached to the queue (observers such as this server not counted).");
+	FOR_EACH_Q sample_u64(b, "taskq_processes", sn[i].name, NULL, sn[i].s.procs);
 	family(b, "taskq_process_recoveries_total", "counter", "Dead processes recovered (their leases returned).");
 	FOR_EACH_Q sample_u64(b, "taskq_process_recoveries_total", sn[i].name, NULL, sn[i].s.recoveries);
 	family(b, "taskq_oldest_ready_age_seconds", "gauge", "Age of the oldest ready task since it was first pushed; 0 when none is ready.");
@@ -676,7 +674,7 @@ static enum MHD_Result get_metrics(struct server *srv, struct MHD_Connection *c,
 	int rc = sn ? 0 : TQ_ENOMEM;
 
 	for (size_t i = 0; i < srv->nqueues && !rc; i++)
-		rc = take_snapshot(srv, &srv->queues[i], &sn[i]);
+		rc = take_snapshot(&srv->queues[i], &sn[i]);
 	if (!rc) {
 		render_metrics(&b, sn, srv->nqueues);
 		render_server_metrics(&b, &srv->limits);
@@ -1304,7 +1302,6 @@ int cmd_serve(int argc, char **argv)
 	memset(&srv, 0, sizeof(srv));
 	memcpy(srv.bridge_files, bridge_files, sizeof bridge_files);
 	srv.nbridge_files = nbridge_files;
-	srv.self = getpid();
 	srv.limits.max = (unsigned)max_conns;
 	srv.limits.per_addr = (unsigned)per_addr;
 	srv.limits.reserved = (unsigned)reserved;
@@ -1331,7 +1328,7 @@ int cmd_serve(int argc, char **argv)
 			continue; /* named twice */
 		struct served *sv = &srv.queues[srv.nqueues];
 		sv->name = argv[i];
-		if ((rc = cli_open(argv[i], &sv->q)) == 0)
+		if ((rc = cli_open_observer(argv[i], &sv->q)) == 0)
 			srv.nqueues++;
 	}
 	if (rc)

@@ -56,7 +56,7 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	cJSON_AddNumberToObject(o, "delayed", s.delayed);
 	cJSON_AddNumberToObject(o, "dead", s.dead);
 	cJSON_AddNumberToObject(o, "free", s.free_slots);
-	cJSON_AddNumberToObject(o, "processes", s.procs - 1); /* not this command */
+	cJSON_AddNumberToObject(o, "processes", s.procs);
 	cJSON_AddNumberToObject(o, "recoveries", s.recoveries);
 	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
 				(double)cli_age_ns(now, s.oldest_ready_ns) / 1e9);
@@ -88,8 +88,6 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	if (with_procs) {
 		cJSON *arr = cJSON_AddArrayToObject(o, "process_list");
 		for (int i = 0; i < n; i++) {
-			if (p[i].pid == (int32_t)getpid())
-				continue;
 			cJSON *e = cJSON_CreateObject();
 			cJSON_AddNumberToObject(e, "pid", p[i].pid);
 			cJSON_AddNumberToObject(e, "slot", p[i].slot);
@@ -175,7 +173,7 @@ static int show(int argc, char **argv, bool with_config, const char *usage, cons
 		return rc;
 	if (optind != argc - 1)
 		return cli_usage_error(usage);
-	if ((rc = cli_open(argv[optind], &q)))
+	if ((rc = cli_open_observer(argv[optind], &q)))
 		return rc;
 	cJSON *o = cli_stats_json(q, argv[optind], with_config, true);
 	tq_close(q);

@@ -89,8 +89,6 @@ static void sample(struct top *t)
 	int n = tq_procs(t->q, t->procs, MAXPROCS);
 	int k = 0;
 	for (int i = 0; i < n && i < MAXPROCS; i++) {
-		if (t->procs[i].pid == (int32_t)getpid())
-			continue;
 		t->procs[k] = t->procs[i];
 		t->prate[k] = 0;
 		for (int j = 0; j < t->nprev; j++)
@@ -284,7 +282,7 @@ int cmd_top(int argc, char **argv)
 	if (!t)
 		return EX_FAIL;
 	t->name = argv[optind];
-	int rc = cli_open(t->name, &t->q);
+	int rc = cli_open_observer(t->name, &t->q); /* never counted among the processes it shows */
 	if (rc) {
 		free(t);
 		return rc;

@@ -76,6 +76,17 @@ int cli_open(const char *name, tq_queue **q)
 	return 0;
 }
 
+int cli_open_observer(const char *name, tq_queue **q)
+{
+	int rc = tq_open_observer(name, q);
+
+	if (rc) {
+		cli_err("%s: %s", name, tq_strerror(rc));
+		return cli_exit_for(rc);
+	}
+	return 0;
+}
+
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok)
 {
 	uint64_t v;
