@@ -2516,7 +2516,9 @@ static const char *at_key(const char *prefix, const char *key)
 		assert_jnum((json), p_, (want));                                                      \
 	} while (0)
 
-Test(cli, ls_flags_stale_queues)
+/* A queue nobody works on is said to have no processes attached, never
+ * called stale; stale is for what is abandoned or broken. */
+Test(cli, ls_says_no_processes_attached_and_stale_only_for_broken)
 {
 	struct out o = {0};
 	const char *empty = qname("lsempty"), *held = qname("lsheld"), *live = qname("lslive"),
@@ -2535,9 +2537,11 @@ Test(cli, ls_flags_stale_queues)
 	assert_ok(&o);
 	cr_assert(!strncmp(o.out, "NAME", 4), "header:\n%s", o.out);
 	cr_assert(ls_line(o.out, empty, line, sizeof(line)), "%s missing:\n%s", empty, o.out);
-	assert_contains(line, "stale", "an empty queue nobody is attached to");
+	assert_contains(line, "no processes attached", "an empty queue nobody is attached to");
+	cr_assert_null(strstr(line, "stale"), "an idle queue is not stale: %s", line);
 	cr_assert(ls_line(o.out, held, line, sizeof(line)), "%s missing:\n%s", held, o.out);
-	assert_contains(line, "stale", "a queue with tasks nobody is attached to");
+	assert_contains(line, "no processes attached", "a queue with tasks nobody is attached to");
+	cr_assert_null(strstr(line, "stale"), "a queue waiting for workers is not stale: %s", line);
 	unsigned ready = 99;
 	char state[32];
 	cr_assert_eq(sscanf(line + strlen(held), " %31s %u", state, &ready), 2, "%s", line);
@@ -2545,8 +2549,10 @@ Test(cli, ls_flags_stale_queues)
 	cr_assert_eq(ready, 2, "%s", line);
 	cr_assert(ls_line(o.out, live, line, sizeof(line)), "%s missing:\n%s", live, o.out);
 	cr_assert_null(strstr(line, "stale"), "a queue with a live process is not stale: %s", line);
+	cr_assert_null(strstr(line, "no processes"), "a queue with a live process: %s", line);
 	cr_assert(ls_line(o.out, junk, line, sizeof(line)), "%s missing:\n%s", junk, o.out);
 	assert_contains(line, "not a taskq queue", "a foreign segment");
+	assert_contains(line, "stale", "a segment that cannot be used");
 	if (private_shm)
 		cr_assert_eq(count_lines(o.out), 5, "a private /dev/shm holds only this test's 4 queues:\n%s", o.out);
 
@@ -2555,17 +2561,18 @@ Test(cli, ls_flags_stale_queues)
 	cr_assert(js_valid(o.out), "%s", o.out);
 	char at[32];
 	cr_assert_geq(json_find_name(o.out, empty, at, sizeof(at)), 0, "%s", o.out);
-	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
 	assert_jnum_at(o.out, at, "ready", 0);
 	assert_jnum_at(o.out, at, "processes", 0);
 	cr_assert_geq(json_find_name(o.out, held, at, sizeof(at)), 0);
-	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
 	assert_jnum_at(o.out, at, "ready", 2);
 	cr_assert_geq(json_find_name(o.out, live, at, sizeof(at)), 0);
 	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
 	assert_jnum_at(o.out, at, "processes", 1);
 	cr_assert_geq(json_find_name(o.out, junk, at, sizeof(at)), 0);
 	cr_assert_not_null(jget(o.out, at_key(at, "error")));
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
 	tq_close(h);
 
 	/* ls changed nothing. */
@@ -2573,7 +2580,7 @@ Test(cli, ls_flags_stale_queues)
 	out_free(&o);
 }
 
-Test(cli, clean_removes_only_stale_empty_queues_unless_force)
+Test(cli, clean_removes_only_unattached_empty_queues_unless_force)
 {
 	struct out o = {0};
 	if (!private_shm)
@@ -2608,13 +2615,13 @@ Test(cli, clean_removes_only_stale_empty_queues_unless_force)
 	for (int i = 0; i < 5; i++)
 		cr_assert(shm_exists(all[i]), "--dry-run removed %s", all[i]);
 
-	/* Without --force: only the stale empty one; the others are kept, said on stderr. */
+	/* Without --force: only the empty one nobody is attached to; the others are kept, said on stderr. */
 	tq(&o, NULL, "clean", NULL);
 	assert_ok(&o);
 	snprintf(want, sizeof(want), "removed %s", empty);
 	assert_contains(o.out, want, "clean");
-	assert_contains(o.err, held, "clean says why it keeps a stale queue with tasks");
-	assert_contains(o.err, dead, "clean keeps a stale queue with dead tasks");
+	assert_contains(o.err, held, "clean says why it keeps an unattached queue with tasks");
+	assert_contains(o.err, dead, "clean keeps an unattached queue with dead tasks");
 	cr_assert(!shm_exists(empty));
 	cr_assert(shm_exists(held) && shm_exists(dead) && shm_exists(live) && shm_exists(junk));
 	cr_assert_eq(lib_stats(held).ready, 2);
@@ -2876,7 +2883,7 @@ static void make_half_created(const char *name, size_t size, int ago)
 		age_file(path, ago);
 }
 
-/* Another user's queue, stale and empty (which clean would remove were it
+/* Another user's queue, unattached and empty (which clean would remove were it
  * the caller's), and another user's old half-created segment: ls lists
  * them as that user's, not inspected; clean never opens or removes them;
  * not a byte of them changes (tq_open would register in the queue). */
@@ -2947,7 +2954,7 @@ Test(cli, ls_and_clean_never_open_non_queue_files)
 		cr_skip_test("no private /dev/shm here: the test makes a directory in it");
 	create_ok(real);
 	tq_queue *h;
-	cr_assert_eq(tq_open(real, &h), 0); /* attached: not stale, so clean keeps it */
+	cr_assert_eq(tq_open(real, &h), 0); /* attached, so clean keeps it */
 	shm_path(path, sizeof(path), fifo);
 	cr_assert_eq(mkfifo(path, 0600), 0);
 	age_file(path, 3600);

@@ -221,9 +221,26 @@ static bool is_queue(const struct qinfo *qi)
 	return qi->cls == SEG_QUEUE && qi->err == 0;
 }
 
-static bool is_stale(const struct qinfo *qi)
+/* A queue no process is attached to (observers are not processes): the
+ * normal state of a queue waiting for workers, and what clean removes when
+ * it is also empty. */
+static bool is_unattached(const struct qinfo *qi)
 {
 	return is_queue(qi) && qi->others == 0;
+}
+
+/* Provably abandoned or broken: half-created by a creator that died, or
+ * the caller's own segment that cannot be read or used (another layout
+ * version, inconsistent, never finished). A working queue never is, with
+ * or without processes attached. */
+static bool is_stale(const struct qinfo *qi)
+{
+	if (qi->cls == SEG_HALF)
+		return qi->old;
+	if (qi->cls == SEG_ERROR)
+		return true;
+	return qi->cls == SEG_QUEUE &&
+	       (qi->err == TQ_EBADQUEUE || qi->err == TQ_EVERSION || qi->err == TQ_EINIT);
 }
 
 static void ls_one(const struct qinfo *qi, void *arg)
@@ -238,6 +255,7 @@ static void ls_one(const struct qinfo *qi, void *arg)
 			cJSON_AddNumberToObject(o, "owner_uid", qi->uid);
 		/* Looked inside: only the caller's own regular files are. */
 		cJSON_AddBoolToObject(o, "inspected", qi->cls == SEG_QUEUE || qi->cls == SEG_HALF);
+		cJSON_AddBoolToObject(o, "stale", is_stale(qi));
 		if (!is_queue(qi)) {
 			cJSON_AddStringToObject(o, "error", seg_note(qi, note, sizeof(note)));
 		} else {
@@ -248,17 +266,17 @@ static void ls_one(const struct qinfo *qi, void *arg)
 			cJSON_AddNumberToObject(o, "delayed", qi->s.delayed);
 			cJSON_AddNumberToObject(o, "dead", qi->s.dead);
 			cJSON_AddNumberToObject(o, "processes", qi->others);
-			cJSON_AddBoolToObject(o, "stale", is_stale(qi));
 		}
 		cJSON_AddItemToArray(arr, o);
 		return;
 	}
 	if (!is_queue(qi))
-		printf("%-24s %-9s %s\n", qi->shown, "-", seg_note(qi, note, sizeof(note)));
+		printf("%-24s %-9s %s%s\n", qi->shown, "-", is_stale(qi) ? "stale: " : "",
+		       seg_note(qi, note, sizeof(note)));
 	else
 		printf("%-24s %-9s %8u %8u %8u %8u %6d%s\n", qi->shown, cli_state_name(qi->s.run_state), qi->s.ready,
 		       qi->s.leased, qi->s.delayed, qi->s.dead, qi->others,
-		       is_stale(qi) ? "  stale: no live process attached" : "");
+		       is_unattached(qi) ? "  no processes attached" : "");
 }
 
 int cmd_ls(int argc, char **argv)
@@ -267,13 +285,18 @@ int cmd_ls(int argc, char **argv)
 	bool json = false;
 	int rc = cli_simple_opts(argc, argv, usage,
 			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
-			     "dead, attached processes. A queue is stale when no live process is attached\n"
-			     "(opening it here also recovers the tasks of dead ones). Only the caller's own\n"
-			     "queues are opened: another user's is listed as owned by that user, not\n"
-			     "inspected; anything else named taskq.* (a FIFO, a directory, a link, a file\n"
-			     "that is not a queue) is listed as not a taskq queue, and never opened in a\n"
-			     "way that could wait. --json: an array of objects: name, owner_uid, inspected,\n"
-			     "and either the queue's state and counts, or error (why not).\n", &json);
+			     "dead, attached processes (observers such as taskq top or serve are not\n"
+			     "processes; a process that died is counted until recovered). A queue is marked\n"
+			     "\"no processes attached\" when none is: the normal state of a queue waiting for\n"
+			     "workers. \"stale\" marks only what is provably abandoned or broken: a segment\n"
+			     "half-created by a creator that died, or one of the caller's that cannot be\n"
+			     "read or used (another layout version, inconsistent). Nothing is recovered or\n"
+			     "changed. Only the caller's own queues are opened: another user's is listed as\n"
+			     "owned by that user, not inspected; anything else named taskq.* (a FIFO, a\n"
+			     "directory, a link, a file that is not a queue) is listed as not a taskq queue,\n"
+			     "and never opened in a way that could wait. --json: an array of objects: name,\n"
+			     "owner_uid, inspected, stale, and either the queue's state and counts, or error\n"
+			     "(why not).\n", &json);
 
 	if (rc >= 0)
 		return rc;
@@ -302,14 +325,14 @@ static void clean_one(const struct qinfo *qi, void *arg)
 
 	if (qi->cls == SEG_HALF && qi->old)
 		why = "half-created (its creator died)";
-	else if (is_stale(qi) && qi->held == 0)
-		why = "stale, empty";
-	else if (is_stale(qi) && c->force)
-		why = "stale, tasks discarded (--force)";
+	else if (is_unattached(qi) && qi->held == 0)
+		why = "no processes attached, empty";
+	else if (is_unattached(qi) && c->force)
+		why = "no processes attached, tasks discarded (--force)";
 	if (!why) {
 		c->kept++;
-		if (is_stale(qi))
-			fprintf(stderr, "taskq: clean: kept %s: stale but holds %u tasks (--force discards them)\n",
+		if (is_unattached(qi))
+			fprintf(stderr, "taskq: clean: kept %s: no processes attached but holds %u tasks (--force discards them)\n",
 				qi->shown, qi->held);
 		else if (qi->cls == SEG_OTHER_USER)
 			fprintf(stderr, "taskq: clean: skipped %s: %s (only the caller's own queues are cleaned)\n",
@@ -352,9 +375,10 @@ int cmd_clean(int argc, char **argv)
 		if (o == 'h') {
 			printf("usage: taskq %s\n\nRemoves the caller's queues that no live process is attached to and\n"
 			       "that hold no task, and the caller's segments whose creator died while\n"
-			       "creating them (empty, or with no header yet, and unchanged for %d s). A stale\n"
-			       "queue that still holds tasks is kept unless --force. Only regular files owned\n"
-			       "by the caller are ever removed: other users' queues are skipped (and not\n"
+			       "creating them (empty, or with no header yet, and unchanged for %d s). A queue\n"
+			       "with no process attached that still holds tasks is kept unless --force.\n"
+			       "Observers (taskq top, serve) are not processes. Only regular files owned by\n"
+			       "the caller are ever removed: other users' queues are skipped (and not\n"
 			       "opened), and anything named taskq.* that is not provably a taskq queue (a\n"
 			       "FIFO, a directory, a link, a file that is not a queue) is kept; each is named\n"
 			       "on stderr. --dry-run: say what would be removed, remove nothing. --json: an\n"
@@ -390,7 +414,8 @@ int cmd_destroy(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
 		if (o == 'h') {
 			printf("usage: taskq %s\n\nRemoves queue NAME. Refused while processes are attached or\n"
-			       "tasks are held (ready, in progress, delayed or dead) unless --force. Without\n"
+			       "tasks are held (ready, in progress, delayed or dead) unless --force; observers\n"
+			       "(taskq top, stats, serve) are not processes and do not count. Without\n"
 			       "--force it also refuses what it cannot inspect: a half-created queue, a\n"
 			       "segment that is not a queue or not a regular file (exit 4), another user's\n"
 			       "queue (exit 1; it is never opened).\n", usage);

@@ -200,9 +200,9 @@ static const struct subcommand commands[] = {
 	{"resume", cmd_resume, "set the run state back to running"},
 	{"top", cmd_top, "a live dashboard of a queue"},
 	{"log", cmd_log, "the queue's recent events (deaths, recoveries, dead letters, state changes)"},
-	{"ls", cmd_ls, "list the queues on this machine, flagging stale ones"},
+	{"ls", cmd_ls, "list the queues on this machine, flagging abandoned or broken ones"},
 	{"destroy", cmd_destroy, "remove a queue"},
-	{"clean", cmd_clean, "remove stale queues: no process attached, no task held"},
+	{"clean", cmd_clean, "remove unused queues (no process attached, no task held) and abandoned ones"},
 	{"serve", cmd_serve, "serve metrics, stats and run-state control over HTTP"},
 	{"bridge", cmd_bridge, "move tasks between machines through NATS JetStream (taskq-bridge)"},
 };
