@@ -753,13 +753,31 @@ static int ensure_descriptors(unsigned max_conns, size_t nqueues)
 	return EX_USAGE_;
 }
 
-int cmd_serve(int argc, char **argv)
+static const char *serve_usage =
+	"serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
+	"       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
+	"       [--max-connections-per-ip N] [--reserved-connections N]\n"
+	"       [--bridge-metrics FILE]...\n"
+	"       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
+
+/* What the command line asks for, checked (serve_parse_opts). */
+struct serve_opts {
+	const char *listen_at, *token_file;
+	uint64_t timeout_s, request_s; /* request_s 0: the default */
+	uint64_t max_conns, per_addr, reserved; /* per_addr 0, reserved UINT64_MAX: from max_conns */
+	const char *bridge_files[MAX_BRIDGE_FILES];
+	size_t nbridge_files;
+	struct log_config lc;
+	struct sockaddr_storage ss; /* --listen, resolved */
+	socklen_t sslen;
+	char shown[INET6_ADDRSTRLEN + 3];
+	int first_queue; /* argv index of the first NAME */
+};
+
+/* Parses and checks the options, alone and together. Returns -1 to go on,
+ * else the exit status (0 after --help), after a message. */
+static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 {
-	static const char *usage = "serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
-				   "       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
-				   "       [--max-connections-per-ip N] [--reserved-connections N]\n"
-				   "       [--bridge-metrics FILE]...\n"
-				   "       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"listen", required_argument, 0, 'l'},
 		{"token-file", required_argument, 0, 't'}, {"timeout", required_argument, 0, 'T'},
@@ -767,16 +785,15 @@ int cmd_serve(int argc, char **argv)
 		{"max-connections-per-ip", required_argument, 0, 'p'},
 		{"reserved-connections", required_argument, 0, 'r'}, {"bridge-metrics", required_argument, 0, 'B'},
 		CLI_LOG_OPTIONS, {0, 0, 0, 0}};
-	const char *listen_at = DEFAULT_LISTEN, *token_file = NULL;
-	uint64_t timeout_s = DEFAULT_TIMEOUT_S, request_s = 0; /* 0: the default */
-	uint64_t max_conns = DEFAULT_MAX_CONNS;
-	uint64_t per_addr = 0, reserved = UINT64_MAX; /* not given: from --max-connections */
-	struct log_config lc;
-	static struct server srv; /* the server thread uses it until MHD_stop_daemon returns */
-	int c, rc = 0;
+	int c;
 	bool ok;
 
-	log_config_init(&lc);
+	memset(o, 0, sizeof(*o));
+	o->listen_at = DEFAULT_LISTEN;
+	o->timeout_s = DEFAULT_TIMEOUT_S;
+	o->max_conns = DEFAULT_MAX_CONNS;
+	o->reserved = UINT64_MAX;
+	log_config_init(&o->lc);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -808,145 +825,156 @@ int cmd_serve(int argc, char **argv)
 			       "  --metrics-file FILE (repeatable, up to 16; a file not rewritten for 10 s, its\n"
 			       "  bridge stopped, is left out).\n"
 			       CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
-			       usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
+			       serve_usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
 			       DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_ADDR, DEFAULT_MAX_CONNS / DEFAULT_RESERVED_SHARE);
 			return 0;
-		case 'l': listen_at = optarg; break;
-		case 't': token_file = optarg; break;
+		case 'l': o->listen_at = optarg; break;
+		case 't': o->token_file = optarg; break;
 		case 'T':
-			if (!cli_parse_u64(optarg, 1, 3600, &timeout_s)) {
+			if (!cli_parse_u64(optarg, 1, 3600, &o->timeout_s)) {
 				cli_err("invalid value '%s' for --timeout (1..3600 seconds)", optarg);
 				return EX_USAGE_;
 			}
 			break;
 		case 'R':
-			if (!cli_parse_u64(optarg, 1, 3600, &request_s)) {
+			if (!cli_parse_u64(optarg, 1, 3600, &o->request_s)) {
 				cli_err("invalid value '%s' for --request-timeout (1..3600 seconds)", optarg);
 				return EX_USAGE_;
 			}
 			break;
 		case 'm':
-			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &max_conns)) {
+			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &o->max_conns)) {
 				cli_err("invalid value '%s' for --max-connections (1..%d)", optarg, MAX_CONNS_LIMIT);
 				return EX_USAGE_;
 			}
 			break;
 		case 'p':
-			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &per_addr)) {
+			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &o->per_addr)) {
 				cli_err("invalid value '%s' for --max-connections-per-ip (1..%d)", optarg, MAX_CONNS_LIMIT);
 				return EX_USAGE_;
 			}
 			break;
 		case 'B':
-			if (srv.nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
+			if (o->nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
 				cli_err("--bridge-metrics: at most %d files, each a path", MAX_BRIDGE_FILES);
 				return EX_USAGE_;
 			}
-			srv.bridge_files[srv.nbridge_files++] = optarg;
+			o->bridge_files[o->nbridge_files++] = optarg;
 			break;
 		case 'r':
-			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &reserved)) {
+			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &o->reserved)) {
 				cli_err("invalid value '%s' for --reserved-connections (0..%d)", optarg, MAX_CONNS_LIMIT - 1);
 				return EX_USAGE_;
 			}
 			break;
 		default:
-			if (cli_log_option(c, optarg, &lc, &ok)) {
+			if (cli_log_option(c, optarg, &o->lc, &ok)) {
 				if (!ok) {
 					cli_err("invalid value '%s' for %s", optarg, argv[optind - 1]);
 					return EX_USAGE_;
 				}
 				break;
 			}
-			fprintf(stderr, "usage: taskq %s\n", usage);
+			fprintf(stderr, "usage: taskq %s\n", serve_usage);
 			return EX_USAGE_;
 		}
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "usage: taskq %s\n", usage);
+		fprintf(stderr, "usage: taskq %s\n", serve_usage);
 		return EX_USAGE_;
 	}
+	o->first_queue = optind;
 	/* The options together (they may come in any order). */
-	if (!request_s) {
-		request_s = timeout_s < DEFAULT_REQUEST_TIMEOUT_S ? timeout_s : DEFAULT_REQUEST_TIMEOUT_S;
-	} else if (request_s > timeout_s) {
+	if (!o->request_s) {
+		o->request_s = o->timeout_s < DEFAULT_REQUEST_TIMEOUT_S ? o->timeout_s : DEFAULT_REQUEST_TIMEOUT_S;
+	} else if (o->request_s > o->timeout_s) {
 		cli_err("--request-timeout %llu is longer than --timeout %llu (the idle timeout would close "
-			"a silent connection first)", (unsigned long long)request_s, (unsigned long long)timeout_s);
+			"a silent connection first)", (unsigned long long)o->request_s, (unsigned long long)o->timeout_s);
 		return EX_USAGE_;
 	}
-	if (!per_addr) {
-		per_addr = max_conns < DEFAULT_MAX_PER_ADDR ? max_conns : DEFAULT_MAX_PER_ADDR;
-	} else if (per_addr > max_conns) {
+	if (!o->per_addr) {
+		o->per_addr = o->max_conns < DEFAULT_MAX_PER_ADDR ? o->max_conns : DEFAULT_MAX_PER_ADDR;
+	} else if (o->per_addr > o->max_conns) {
 		cli_err("--max-connections-per-ip %llu is more than --max-connections %llu",
-			(unsigned long long)per_addr, (unsigned long long)max_conns);
+			(unsigned long long)o->per_addr, (unsigned long long)o->max_conns);
 		return EX_USAGE_;
 	}
-	if (reserved == UINT64_MAX) {
-		reserved = max_conns / DEFAULT_RESERVED_SHARE;
-	} else if (reserved >= max_conns) {
+	if (o->reserved == UINT64_MAX) {
+		o->reserved = o->max_conns / DEFAULT_RESERVED_SHARE;
+	} else if (o->reserved >= o->max_conns) {
 		cli_err("--reserved-connections %llu leaves none of --max-connections %llu unreserved",
-			(unsigned long long)reserved, (unsigned long long)max_conns);
+			(unsigned long long)o->reserved, (unsigned long long)o->max_conns);
 		return EX_USAGE_;
 	}
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	char shown[INET6_ADDRSTRLEN + 3];
-	if (!parse_listen(listen_at, &ss, &sslen, shown, sizeof(shown))) {
-		cli_err("invalid --listen '%s' (ADDR:PORT or [IPV6]:PORT)", listen_at);
+	if (!parse_listen(o->listen_at, &o->ss, &o->sslen, o->shown, sizeof(o->shown))) {
+		cli_err("invalid --listen '%s' (ADDR:PORT or [IPV6]:PORT)", o->listen_at);
 		return EX_USAGE_;
 	}
-	/* Everything but the --bridge-metrics files, which the options set. */
-	const char *bridge_files[MAX_BRIDGE_FILES];
-	size_t nbridge_files = srv.nbridge_files;
-	memcpy(bridge_files, srv.bridge_files, sizeof bridge_files);
-	memset(&srv, 0, sizeof(srv));
-	memcpy(srv.bridge_files, bridge_files, sizeof bridge_files);
-	srv.nbridge_files = nbridge_files;
-	srv.limits.max = (unsigned)max_conns;
-	srv.limits.per_addr = (unsigned)per_addr;
-	srv.limits.reserved = (unsigned)reserved;
-	request_ns = request_s * 1000000000ull;
-	timeout_ns = timeout_s * 1000000000ull;
-	rc = token_file ? read_token_file(token_file, srv.token, sizeof(srv.token))
-			: cli_token_from_env(srv.token, sizeof(srv.token));
+	return -1;
+}
+
+/* What serve_start set up, for cmd_serve to take down. */
+struct serve_run {
+	struct MHD_Daemon *d;
+	sigset_t sigs;  /* SIGINT and SIGTERM, blocked: serve_loop waits for them */
+	bool log_open;
+};
+
+/* Reads the token, opens the queues (as observers) and the log, and starts
+ * listening. Returns 0 or an exit status, after a message; what it set up
+ * is in srv and run either way. */
+static int serve_start(const struct serve_opts *o, int argc, char **argv, struct server *srv,
+		       struct serve_run *run)
+{
+	int rc;
+
+	memset(srv, 0, sizeof(*srv));
+	memcpy(srv->bridge_files, o->bridge_files, sizeof srv->bridge_files);
+	srv->nbridge_files = o->nbridge_files;
+	srv->limits.max = (unsigned)o->max_conns;
+	srv->limits.per_addr = (unsigned)o->per_addr;
+	srv->limits.reserved = (unsigned)o->reserved;
+	request_ns = o->request_s * 1000000000ull;
+	timeout_ns = o->timeout_s * 1000000000ull;
+	rc = o->token_file ? read_token_file(o->token_file, srv->token, sizeof(srv->token))
+			   : cli_token_from_env(srv->token, sizeof(srv->token));
 	if (rc)
 		return rc;
-	srv.token_len = strlen(srv.token);
-	if ((rc = ensure_descriptors(srv.limits.max, (size_t)(argc - optind))) != 0)
+	srv->token_len = strlen(srv->token);
+	if ((rc = ensure_descriptors(srv->limits.max, (size_t)(argc - o->first_queue))) != 0)
 		return rc;
 	/* One record per connection libmicrohttpd may hold: its limit is ours + 1. */
-	ntracks = (size_t)srv.limits.max + 1;
+	ntracks = (size_t)srv->limits.max + 1;
 	tracks = calloc(ntracks, sizeof(*tracks));
-	srv.queues = calloc((size_t)(argc - optind), sizeof(*srv.queues));
-	if (!srv.queues || !tracks) {
+	srv->queues = calloc((size_t)(argc - o->first_queue), sizeof(*srv->queues));
+	if (!srv->queues || !tracks) {
 		cli_err("out of memory");
-		rc = EX_FAIL;
-		goto out;
+		return EX_FAIL;
 	}
-	for (int i = optind; i < argc && !rc; i++) {
-		if (find_queue(&srv, argv[i], strlen(argv[i])))
+	for (int i = o->first_queue; i < argc && !rc; i++) {
+		if (find_queue(srv, argv[i], strlen(argv[i])))
 			continue; /* named twice */
-		struct served *sv = &srv.queues[srv.nqueues];
+		struct served *sv = &srv->queues[srv->nqueues];
 		sv->name = argv[i];
 		if ((rc = cli_open_observer(argv[i], &sv->q)) == 0)
-			srv.nqueues++;
+			srv->nqueues++;
 	}
 	if (rc)
-		goto out;
-	if (srv.nqueues == 1)
-		lc.queue = srv.queues[0].name;
+		return rc;
+	struct log_config lc = o->lc;
+	if (srv->nqueues == 1)
+		lc.queue = srv->queues[0].name;
 	if (log_open(&lc) != 0) {
 		cli_err("--log-file %s: %s", lc.path, strerror(errno));
-		rc = EX_FAIL;
-		goto out;
+		return EX_FAIL;
 	}
+	run->log_open = true;
 
 	/* Only this thread takes SIGINT/SIGTERM; the server thread inherits the mask. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigemptyset(&run->sigs);
+	sigaddset(&run->sigs, SIGINT);
+	sigaddset(&run->sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &run->sigs, NULL);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
@@ -967,63 +995,84 @@ int cmd_serve(int argc, char **argv)
 	 * are all at most --timeout. No MHD_OPTION_PER_IP_CONNECTION_LIMIT:
 	 * admit_connection counts per address itself (IPv6 by /64).
 	 */
-	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, admit_connection, &srv, on_request, &srv,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &srv, /* first, so that it gets every message */
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s + 1,
+	struct MHD_Daemon *d = run->d = MHD_start_daemon(
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (o->ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		0, admit_connection, srv, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, so that it gets every message */
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o->ss,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->timeout_s + 1,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ntracks,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, &srv,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, &srv,
-		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, &srv,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
 		MHD_OPTION_END);
 	if (!d) {
 		int e = errno;
-		cli_err("cannot listen on %s: %s", listen_at, e ? strerror(e) : "libmicrohttpd failed to start");
-		rc = EX_FAIL;
-		goto out_log;
+		cli_err("cannot listen on %s: %s", o->listen_at, e ? strerror(e) : "libmicrohttpd failed to start");
+		return EX_FAIL;
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	unsigned port = di ? (unsigned)di->port : 0u;
 	char names[512] = "", q[600];
-	for (size_t i = 0; i < srv.nqueues; i++)
+	for (size_t i = 0; i < srv->nqueues; i++)
 		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? "," : "",
-			 srv.queues[i].name);
+			 srv->queues[i].name);
 	log_event(LOG_INFO_, "serve_started",
 		  "listen=%s:%u queues=%s control=%s max_connections=%u per_ip=%u reserved=%u "
 		  "request_timeout=%llu timeout=%llu",
-		  shown, port, log_quote(q, sizeof(q), names), srv.token_len ? "on" : "off", srv.limits.max,
-		  srv.limits.per_addr, srv.limits.reserved, (unsigned long long)request_s,
-		  (unsigned long long)timeout_s);
-	bool loopback = ss.ss_family == AF_INET6
-				? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr)
-				: (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-	if (!loopback && srv.token_len)
+		  o->shown, port, log_quote(q, sizeof(q), names), srv->token_len ? "on" : "off", srv->limits.max,
+		  srv->limits.per_addr, srv->limits.reserved, (unsigned long long)o->request_s,
+		  (unsigned long long)o->timeout_s);
+	bool loopback = o->ss.ss_family == AF_INET6
+				? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&o->ss)->sin6_addr)
+				: (ntohl(((struct sockaddr_in *)&o->ss)->sin_addr.s_addr) >> 24) == 127;
+	if (!loopback && srv->token_len)
 		log_event(LOG_WARN_, "plain_http",
 			  "message=\"control is on and reachable from other machines over plain HTTP: the token "
 			  "crosses the network unencrypted; put a TLS proxy or an SSH tunnel in front\"");
-	printf("taskq serve: http://%s:%u/ serving %zu queue%s; control %s\n", shown, port, srv.nqueues,
-	       srv.nqueues == 1 ? "" : "s", srv.token_len ? "on" : "off (no token configured)");
+	printf("taskq serve: http://%s:%u/ serving %zu queue%s; control %s\n", o->shown, port, srv->nqueues,
+	       srv->nqueues == 1 ? "" : "s", srv->token_len ? "on" : "off (no token configured)");
 	fflush(stdout);
+	return 0;
+}
+
+/* Until SIGINT or SIGTERM: closes connections past their deadline and
+ * reports refusals, four times a second. Returns the signal. */
+static int serve_loop(const sigset_t *sigs)
+{
 	int sig;
+
 	for (;;) {
 		struct timespec tick = {0, 250 * 1000000L};
-		sig = sigtimedwait(&sigs, NULL, &tick);
+		sig = sigtimedwait(sigs, NULL, &tick);
 		if (sig == SIGINT || sig == SIGTERM)
-			break;
+			return sig;
 		if ((sig = stop_signal) != 0)
-			break;
+			return sig;
 		sweep_slow();
 		report_refusals();
 	}
-	MHD_stop_daemon(d);
-	log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-out_log:
-	log_close();
-out:
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	static struct serve_opts o;
+	static struct server srv; /* the server thread uses it until MHD_stop_daemon returns */
+	struct serve_run run = {0};
+	int rc = serve_parse_opts(argc, argv, &o);
+
+	if (rc >= 0)
+		return rc;
+	rc = serve_start(&o, argc, argv, &srv, &run);
+	if (rc == 0) {
+		int sig = serve_loop(&run.sigs);
+		MHD_stop_daemon(run.d);
+		log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	}
+	if (run.log_open)
+		log_close();
 	for (size_t i = 0; i < srv.nqueues; i++)
 		tq_close(srv.queues[i].q);
 	free(srv.queues);
