@@ -286,17 +286,17 @@ int cmd_ls(int argc, char **argv)
 	int rc = cli_simple_opts(argc, argv, usage,
 			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
 			     "dead, attached processes (observers such as taskq top or serve are not\n"
-			     "processes; a process that died is counted until recovered). A queue is marked\n"
-			     "\"no processes attached\" when none is: the normal state of a queue waiting for\n"
-			     "workers. \"stale\" marks only what is provably abandoned or broken: a segment\n"
-			     "half-created by a creator that died, or one of the caller's that cannot be\n"
-			     "read or used (another layout version, inconsistent). Nothing is recovered or\n"
-			     "changed. Only the caller's own queues are opened: another user's is listed as\n"
-			     "owned by that user, not inspected; anything else named taskq.* (a FIFO, a\n"
-			     "directory, a link, a file that is not a queue) is listed as not a taskq queue,\n"
-			     "and never opened in a way that could wait. --json: an array of objects: name,\n"
-			     "owner_uid, inspected, stale, and either the queue's state and counts, or error\n"
-			     "(why not).\n", &json);
+			     "processes; one that died is not counted, and its tasks stay in progress until\n"
+			     "recovered). A queue is marked \"no processes attached\" when none is: the normal\n"
+			     "state of a queue waiting for workers. \"stale\" marks only what is provably\n"
+			     "abandoned or broken: a segment half-created by a creator that died, or one of\n"
+			     "the caller's that cannot be read or used (another layout version, inconsistent).\n"
+			     "Nothing is recovered or changed. Only the caller's own queues are opened:\n"
+			     "another user's is listed as owned by that user, not inspected; anything else\n"
+			     "named taskq.* (a FIFO, a directory, a link, a file that is not a queue) is\n"
+			     "listed as not a taskq queue, and never opened in a way that could wait. --json:\n"
+			     "an array of objects: name, owner_uid, inspected, stale, and either the queue's\n"
+			     "state and counts, or error (why not).\n", &json);
 
 	if (rc >= 0)
 		return rc;
