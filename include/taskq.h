@@ -92,6 +92,7 @@ enum tq_error {
 	TQ_EINIT = -17,     /* the queue is still being created, or its creator died doing so */
 	TQ_ESTOPPED = -18,  /* the queue's run state is DRAINING or STOPPED: nothing new goes in or out */
 	TQ_EFORKED = -19,   /* a handle opened before fork(), used in the child: open the queue again there */
+	TQ_EOBSERVER = -20, /* the call changes tasks or runs recovery, and the handle is an observer (tq_open_observer) */
 };
 
 /* Returns a static, human-readable description of a TQ_E* code (or of 0). */
@@ -184,6 +185,33 @@ int tq_create(const char *name, const tq_config *cfg, tq_queue **out);
  *         was taken and a live process held the recovery lock for 10 s).
  */
 int tq_open(const char *name, tq_queue **out);
+
+/*
+ * Attaches to an existing queue as an observer: for monitors, dashboards,
+ * exporters and admin commands that look at a queue without working on it.
+ * Validates the segment as tq_open does, but registers no process: an
+ * observer is never counted in tq_stats.procs, never listed by tq_procs,
+ * holds no task, and is invisible to other processes (`taskq destroy`
+ * does not count it as attached). It runs no recovery, not even on open:
+ * the tasks of a dead process stay leased until a worker handle or
+ * tq_recover returns them (or their leases expire).
+ * An observer handle may call: tq_stats_get, tq_procs, tq_histograms,
+ * tq_events, tq_finished_below, tq_config_get, tq_instance, tq_run_state,
+ * tq_set_run_state, tq_counters_self (all zero) and tq_close. On it,
+ * tq_stats_get and tq_procs count and list only live processes (a process
+ * that died and is not yet recovered is left out). Every other call
+ * (tq_push*, tq_take, tq_ack, tq_fail, tq_touch, tq_worker_run,
+ * tq_dead_list, tq_dead_kick, tq_dead_purge, tq_recover) returns
+ * TQ_EOBSERVER and changes nothing. (tq_dead_list is refused because it
+ * takes the recovery lock, whose holder must be able to repair what a
+ * dead holder left: a worker's job.)
+ * To take the short event-ring lock (tq_events, tq_set_run_state), an
+ * observer holds the liveness lock (docs/design.md, section 4) of one free
+ * process record without ever making it active, so it takes one of the
+ * TQ_MAX_PROCS places while open. Thread-safe as tq_open's handles.
+ * Errors: as tq_open (TQ_EPROCS when no record is free); never TQ_EBUSY.
+ */
+int tq_open_observer(const char *name, tq_queue **out);
 
 /*
  * Detaches: tasks this handle still leases return to ready at once (that

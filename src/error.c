@@ -24,6 +24,7 @@ TQ_API const char *tq_strerror(int err)
 	case TQ_EINIT: return "the queue is being created, or its creator died while creating it";
 	case TQ_ESTOPPED: return "the queue is draining or stopped (taskq resume QUEUE sets it running)";
 	case TQ_EFORKED: return "a handle opened before fork() cannot be used in the child: open the queue again";
+	case TQ_EOBSERVER: return "an observer handle cannot change tasks or run recovery: open the queue with tq_open";
 	default: return "unknown error";
 	}
 }

@@ -42,8 +42,8 @@ TQ_API int tq_events(tq_queue *q, uint64_t after_seq, tq_event_info *out, size_t
 {
 	size_t k = 0;
 
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!out && max)
 		return TQ_EINVAL;
 	int rc = lock_events(q);

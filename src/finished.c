@@ -9,8 +9,8 @@
 
 TQ_API int tq_finished_below(tq_queue *q, uint64_t *below)
 {
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!below)
 		return TQ_EINVAL;
 	/* Every task a push that returned before now holds is below this. */

@@ -81,6 +81,9 @@ struct tq_queue {
 	 * that the parent's liveness lock dies with the parent; the child must
 	 * open the queue again. Written only while one thread exists. */
 	bool forked;
+	/* Opened by tq_open_observer: holds the liveness lock of record `rec`
+	 * (for the lock words it writes) but never made it active; me is NULL. */
+	bool observer;
 	struct tq_queue *next_open; /* this process's open handles (queue.c) */
 	pthread_mutex_t fail_mu;    /* serializes this handle's tq_fail journal (lease.c) */
 	/* What this handle writes into a lock word it holds (lock.c). */
@@ -264,10 +267,17 @@ static inline bool tq__stopping(const tq_queue *q)
 	return rs == TQ_DRAINING || rs == TQ_STOPPED;
 }
 
-/* 0 if q can be used in this process, else the error to return. */
-static inline int tq__usable(const tq_queue *q)
+/* 0 if q can be used in this process for a call an observer may make
+ * (taskq.h, tq_open_observer), else the error to return. */
+static inline int tq__usable_ro(const tq_queue *q)
 {
 	return !q ? TQ_EINVAL : q->forked ? TQ_EFORKED : 0;
+}
+
+/* The same for every other call: those need a worker's record. */
+static inline int tq__usable(const tq_queue *q)
+{
+	return tq__usable_ro(q) ? tq__usable_ro(q) : q->observer ? TQ_EOBSERVER : 0;
 }
 
 /* Lowers the queue's earliest due time to `due` if it is earlier; true if

@@ -564,6 +564,35 @@ static int register_self(tq_queue *q)
 	return TQ_EPROCS;
 }
 
+/* An observer's identity for lock words (tq_open_observer): the liveness
+ * lock of the first free record it can take, never made active. Its state
+ * stays FREE, so nobody lists, counts or recovers it, and no worker claims
+ * it (register_self skips a record whose liveness lock is held). Locks it
+ * takes name it as any holder does, so a waiter sees it alive while it is
+ * open and gone once it closes or dies. It takes only the event lock,
+ * whose takeover needs no repair. */
+static int reserve_observer(tq_queue *q)
+{
+	for (uint32_t r = 0; r < TQ_MAX_PROCS; r++) {
+		if (load_acq(&q->procs[r].state) != PROC_FREE)
+			continue;
+		int rc = tq__ofd_trylock(q->fd, r);
+		if (rc == TQ_EBUSY)
+			continue;
+		if (rc)
+			return rc;
+		q->rec = r;
+		q->owner = r + 1;
+		q->lockid = (uint64_t)q->owner | ((uint64_t)q->nonce << TQ_LOCK_NONCE_SHIFT);
+		/* Before any lock: a word naming r under another nonce is a gone
+		 * holder's. (A worker takes a record's liveness lock before it
+		 * touches the record, so none can be activating r now.) */
+		atomic_store(&q->procs[r].nonce, q->nonce);
+		return 0;
+	}
+	return TQ_EPROCS;
+}
+
 static void unmap_handle(tq_queue *q)
 {
 	gate_enter();
@@ -714,7 +743,7 @@ err_free:
 	return rc;
 }
 
-TQ_API int tq_open(const char *name, tq_queue **out)
+static int open_queue(const char *name, bool observer, tq_queue **out)
 {
 	char shm[sizeof(SHM_PREFIX) + TQ_NAME_MAX + 1];
 	tq_queue *q;
@@ -743,13 +772,24 @@ TQ_API int tq_open(const char *name, tq_queue **out)
 	free(snap);
 	if (rc)
 		goto err;
-	if ((rc = attach(q)))
+	q->observer = observer;
+	if ((rc = observer ? reserve_observer(q) : attach(q)))
 		goto err;
 	*out = q;
 	return 0;
 err:
 	unmap_handle(q);
 	return rc;
+}
+
+TQ_API int tq_open(const char *name, tq_queue **out)
+{
+	return open_queue(name, false, out);
+}
+
+TQ_API int tq_open_observer(const char *name, tq_queue **out)
+{
+	return open_queue(name, true, out);
 }
 
 TQ_API int tq_close(tq_queue *q)
@@ -781,8 +821,8 @@ TQ_API int tq_destroy(const char *name)
 
 TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 {
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!out)
 		return TQ_EINVAL;
 	memset(out, 0, sizeof(*out));
@@ -799,8 +839,8 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 
 TQ_API int tq_instance(const tq_queue *q, uint64_t *out)
 {
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!out)
 		return TQ_EINVAL;
 	/* Fixed at creation: its time and its tag (which mixes in the

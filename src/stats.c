@@ -11,8 +11,8 @@
 
 TQ_API int tq_set_run_state(tq_queue *q, int state)
 {
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (state < TQ_RUNNING || state > TQ_PAUSED)
 		return TQ_EINVAL;
 	atomic_store(&q->h->run_state, (uint32_t)state);
@@ -25,8 +25,8 @@ TQ_API int tq_set_run_state(tq_queue *q, int state)
 
 TQ_API int tq_run_state(const tq_queue *q)
 {
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	uint32_t s = load_acq(&q->h->run_state);
 	return s <= TQ_PAUSED ? (int)s : TQ_EBADQUEUE;
 }
@@ -48,15 +48,29 @@ static void read_counters(const struct tq_proc *p, tq_counters *c)
 
 TQ_API int tq_counters_self(const tq_queue *q, tq_counters *out)
 {
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!out)
 		return TQ_EINVAL;
-	read_counters(q->me, out);
+	if (q->observer)
+		memset(out, 0, sizeof(*out)); /* it does nothing that counts */
+	else
+		read_counters(q->me, out);
 	return 0;
 }
 
-/* Sums the metrics (counters and histograms) of every process, alive or gone. */
+/* Is active record r's holder to be counted as attached? An observer,
+ * which recovers nobody, leaves out a holder that died and is not yet
+ * recovered (its liveness lock is free); a worker's handle recovers such a
+ * record before reading (tq_stats_get) or on open, and counts every
+ * active record as before. */
+static bool counted_alive(tq_queue *q, uint32_t r)
+{
+	return !q->observer || tq__ofd_held(q->fd, r);
+}
+
+/* Sums the metrics (counters and histograms) of every process, alive or
+ * gone; *procs counts the attached ones (counted_alive). */
 static void sum_metrics(tq_queue *q, uint64_t *m, uint32_t *procs)
 {
 	memcpy(m, q->h->retired, sizeof(uint64_t) * TQ_METRICS);
@@ -67,7 +81,7 @@ static void sum_metrics(tq_queue *q, uint64_t *m, uint32_t *procs)
 			continue;
 		for (int i = 0; i < TQ_METRICS; i++)
 			m[i] += load_rlx(&p->c[i]);
-		(*procs)++;
+		*procs += counted_alive(q, r);
 	}
 }
 
@@ -92,17 +106,31 @@ static void latency_from(const uint64_t *h, tq_latency *out)
 	}
 }
 
-/* Rates over the last w seconds from the once-a-second samples. */
-static void rates_from(const struct tq_hdr *h, double pushed[3], double done[3])
+/* Rates over the last w seconds from the once-a-second samples. Samples
+ * are taken by the maintenance of attached workers; when none took one for
+ * SAMPLES_STALE_NS (none attached, only observers), the totals now (m, as
+ * a sample sums them) stand for the newest sample, so that the rates fall
+ * to what really happened since rather than stay at their last value. */
+#define SAMPLES_STALE_NS 2000000000ull
+static void rates_from(const struct tq_hdr *h, const uint64_t *m, uint64_t now, double pushed[3], double done[3])
 {
 	static const uint64_t windows[3] = {1, 10, 60};
 	uint32_t n = load_acq(&h->sample_next);
 
 	for (int w = 0; w < 3; w++)
 		pushed[w] = done[w] = 0;
-	if (n < 2)
+	if (n < 1)
 		return;
 	const struct tq_sample *last = &h->samples[(n - 1) % TQ_SAMPLES];
+	struct tq_sample virt;
+	if (now > last->t_ns && now - last->t_ns > SAMPLES_STALE_NS) {
+		virt = (struct tq_sample){now, m[C_PUSHED] + m[C_LPUSHED], m[C_ACKED] + m[C_LACKED],
+					  m[C_FAILED] + m[C_LFAILED]};
+		last = &virt;
+		n++; /* the real samples are all "back" of it */
+	} else if (n < 2) {
+		return;
+	}
 	uint32_t have = n < TQ_SAMPLES ? n : TQ_SAMPLES - 8; /* leave room for a writer */
 	for (int w = 0; w < 3; w++) {
 		const struct tq_sample *old = NULL;
@@ -114,8 +142,10 @@ static void rates_from(const struct tq_hdr *h, double pushed[3], double done[3])
 		if (!old || last->t_ns <= old->t_ns)
 			continue;
 		double dt = (double)(last->t_ns - old->t_ns) / 1e9;
-		pushed[w] = (double)(last->pushed - old->pushed) / dt;
-		done[w] = (double)(last->acked - old->acked) / dt;
+		/* A sum read while a record's counters were being folded into
+		 * the retired totals can be off for that instant: never below 0. */
+		pushed[w] = last->pushed > old->pushed ? (double)(last->pushed - old->pushed) / dt : 0;
+		done[w] = last->acked > old->acked ? (double)(last->acked - old->acked) / dt : 0;
 	}
 }
 
@@ -137,11 +167,12 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 {
 	uint64_t m[TQ_METRICS];
 
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!out)
 		return TQ_EINVAL;
-	tq__maybe_maintain(q, tq_now_ns());
+	if (!q->observer) /* observers run no maintenance */
+		tq__maybe_maintain(q, tq_now_ns());
 	memset(out, 0, sizeof(*out));
 	_Static_assert(sizeof(tq_counters) == C_LPUSHED * sizeof(uint64_t), "counter order");
 	sum_metrics(q, m, &out->procs);
@@ -154,7 +185,7 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	out->total.retried += m[C_LRETRIED];
 	latency_from(m + C__COUNT + H_WAIT * TQ_HSLOTS, &out->wait);
 	latency_from(m + C__COUNT + H_PROC * TQ_HSLOTS, &out->processing);
-	rates_from(q->h, out->pushed_per_s, out->done_per_s);
+	rates_from(q->h, m, tq_now_ns(), out->pushed_per_s, out->done_per_s);
 	/*
 	 * The gauges in O(1), from what is maintained anyway: the two rings'
 	 * positions (ready, free), the dead-letter and delayed counts. In
@@ -206,8 +237,8 @@ TQ_API int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processi
 	uint64_t m[TQ_METRICS];
 	uint32_t procs;
 
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	_Static_assert(TQ_HIST_BUCKETS == TQ_HBUCKETS, "histogram size");
 	sum_metrics(q, m, &procs);
 	tq_histogram *out[2] = {wait, processing};
@@ -227,8 +258,8 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 {
 	size_t k = 0;
 
-	if (tq__usable(q))
-		return tq__usable(q);
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
 	if (!out && max)
 		return TQ_EINVAL;
 	uint32_t *leased = calloc(TQ_MAX_PROCS + 1, sizeof(*leased));
@@ -241,7 +272,7 @@ TQ_API int tq_procs(tq_queue *q, tq_proc_info *out, size_t max)
 	}
 	for (uint32_t r = 0; r < tq__procs_hi(q) && k < max; r++) {
 		const struct tq_proc *p = &q->procs[r];
-		if (load_acq(&p->state) != PROC_ACTIVE)
+		if (load_acq(&p->state) != PROC_ACTIVE || !counted_alive(q, r))
 			continue;
 		tq_proc_info *o = &out[k++];
 		memset(o, 0, sizeof(*o));

@@ -1129,6 +1129,67 @@ Test(cli, info_and_stats_text_and_json)
 	out_free(&o);
 }
 
+/* A process that pushes, takes and acks until *stop is set: its
+ * last_seen time changes all the time. */
+struct busy_arg {
+	const char *q;
+	volatile int *stop;
+};
+
+static int busy_loop(void *arg)
+{
+	const struct busy_arg *b = arg;
+	tq_queue *h;
+	tq_task t;
+
+	if (tq_open(b->q, &h))
+		return 1;
+	while (!__atomic_load_n(b->stop, __ATOMIC_RELAXED)) {
+		if (tq_push_int(h, 1, 0) || tq_take(h, &t, 1, 0) != 1 || tq_ack(h, &t, 1))
+			return 2;
+	}
+	tq_close(h);
+	return 0;
+}
+
+/* Ages of a process's times are never negative, however busy it is (a
+ * clock read before the process list made them wrap around to 2^64 ns). */
+Test(cli, stats_ages_of_a_busy_process_are_sane)
+{
+	struct out o = {0};
+	const char *q = qname("busyage");
+	volatile int *stop = tqt_shared(sizeof(int));
+
+	create_ok(q);
+	struct busy_arg b = {q, stop};
+	pid_t w = tqt_fork(busy_loop, &b);
+	remember_child(w); /* killed by the suite's .fini if an assertion fails */
+	/* Until the worker is attached and listed. */
+	for (int i = 0; i < 500; i++) {
+		tq(&o, NULL, "stats", q, "--json", NULL);
+		assert_ok(&o);
+		if (jlen(o.out, "process_list") == 1)
+			break;
+		tqt_sleep_ms(10);
+	}
+	cr_assert_eq(jlen(o.out, "process_list"), 1, "%s", o.out);
+	for (int i = 0; i < 20; i++) {
+		tq(&o, NULL, "stats", q, "--json", NULL);
+		assert_ok(&o);
+		double seen = jnum(o.out, "process_list.0.last_seen_seconds_ago");
+		double attached = jnum(o.out, "process_list.0.attached_seconds");
+		cr_assert(seen >= 0 && seen < 3600, "last_seen_seconds_ago %g:\n%s", seen, o.out);
+		cr_assert(attached >= 0 && attached < 3600, "attached_seconds %g:\n%s", attached, o.out);
+		tq(&o, NULL, "stats", q, NULL);
+		assert_ok(&o);
+		cr_assert_null(strstr(o.out, "18446744073"), "a wrapped-around age:\n%s", o.out);
+	}
+	__atomic_store_n(stop, 1, __ATOMIC_RELAXED);
+	cr_assert_eq(tqt_wait(w, 20000), 0);
+	forget_child(w);
+	out_free(&o);
+}
+
 /* ================================================================ push */
 
 Test(cli, push_from_arguments_and_stdin_all_kinds)
@@ -2208,7 +2269,15 @@ Test(cli, work_second_sigint_exits_at_once_tasks_return)
 	signal_until_exit(&p, SIGINT, 30000, &o);
 	open_fifo_and_release(fifo, 5000); /* the orphaned command */
 	assert_status(&o, 130);
-	/* Opening the queue returns the dead worker's task. */
+	/* info only looks (an observer): the dead worker's task is still
+	 * leased; recovery returns it. */
+	tq(&o, NULL, "info", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "ready", 2);
+	assert_jnum(o.out, "leased", 1);
+	assert_jnum(o.out, "processes", 0);
+	tq(&o, NULL, "recover", q, NULL);
+	assert_ok(&o);
 	tq(&o, NULL, "info", q, "--json", NULL);
 	assert_ok(&o);
 	assert_jnum(o.out, "ready", 3);
@@ -2563,7 +2632,9 @@ static const char *at_key(const char *prefix, const char *key)
 		assert_jnum((json), p_, (want));                                                      \
 	} while (0)
 
-Test(cli, ls_flags_stale_queues)
+/* A queue nobody works on is said to have no processes attached, never
+ * called stale; stale is for what is abandoned or broken. */
+Test(cli, ls_says_no_processes_attached_and_stale_only_for_broken)
 {
 	struct out o = {0};
 	const char *empty = qname("lsempty"), *held = qname("lsheld"), *live = qname("lslive"),
@@ -2582,9 +2653,11 @@ Test(cli, ls_flags_stale_queues)
 	assert_ok(&o);
 	cr_assert(!strncmp(o.out, "NAME", 4), "header:\n%s", o.out);
 	cr_assert(ls_line(o.out, empty, line, sizeof(line)), "%s missing:\n%s", empty, o.out);
-	assert_contains(line, "stale", "an empty queue nobody is attached to");
+	assert_contains(line, "no processes attached", "an empty queue nobody is attached to");
+	cr_assert_null(strstr(line, "stale"), "an idle queue is not stale: %s", line);
 	cr_assert(ls_line(o.out, held, line, sizeof(line)), "%s missing:\n%s", held, o.out);
-	assert_contains(line, "stale", "a queue with tasks nobody is attached to");
+	assert_contains(line, "no processes attached", "a queue with tasks nobody is attached to");
+	cr_assert_null(strstr(line, "stale"), "a queue waiting for workers is not stale: %s", line);
 	unsigned ready = 99;
 	char state[32];
 	cr_assert_eq(sscanf(line + strlen(held), " %31s %u", state, &ready), 2, "%s", line);
@@ -2592,8 +2665,10 @@ Test(cli, ls_flags_stale_queues)
 	cr_assert_eq(ready, 2, "%s", line);
 	cr_assert(ls_line(o.out, live, line, sizeof(line)), "%s missing:\n%s", live, o.out);
 	cr_assert_null(strstr(line, "stale"), "a queue with a live process is not stale: %s", line);
+	cr_assert_null(strstr(line, "no processes"), "a queue with a live process: %s", line);
 	cr_assert(ls_line(o.out, junk, line, sizeof(line)), "%s missing:\n%s", junk, o.out);
 	assert_contains(line, "not a taskq queue", "a foreign segment");
+	assert_contains(line, "stale", "a segment that cannot be used");
 	if (private_shm)
 		cr_assert_eq(count_lines(o.out), 5, "a private /dev/shm holds only this test's 4 queues:\n%s", o.out);
 
@@ -2602,17 +2677,18 @@ Test(cli, ls_flags_stale_queues)
 	cr_assert(js_valid(o.out), "%s", o.out);
 	char at[32];
 	cr_assert_geq(json_find_name(o.out, empty, at, sizeof(at)), 0, "%s", o.out);
-	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
 	assert_jnum_at(o.out, at, "ready", 0);
 	assert_jnum_at(o.out, at, "processes", 0);
 	cr_assert_geq(json_find_name(o.out, held, at, sizeof(at)), 0);
-	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
 	assert_jnum_at(o.out, at, "ready", 2);
 	cr_assert_geq(json_find_name(o.out, live, at, sizeof(at)), 0);
 	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 0, "%s", o.out);
 	assert_jnum_at(o.out, at, "processes", 1);
 	cr_assert_geq(json_find_name(o.out, junk, at, sizeof(at)), 0);
 	cr_assert_not_null(jget(o.out, at_key(at, "error")));
+	cr_assert_eq(jbool(o.out, at_key(at, "stale")), 1, "%s", o.out);
 	tq_close(h);
 
 	/* ls changed nothing. */
@@ -2620,7 +2696,7 @@ Test(cli, ls_flags_stale_queues)
 	out_free(&o);
 }
 
-Test(cli, clean_removes_only_stale_empty_queues_unless_force)
+Test(cli, clean_removes_only_unattached_empty_queues_unless_force)
 {
 	struct out o = {0};
 	if (!private_shm)
@@ -2655,13 +2731,13 @@ Test(cli, clean_removes_only_stale_empty_queues_unless_force)
 	for (int i = 0; i < 5; i++)
 		cr_assert(shm_exists(all[i]), "--dry-run removed %s", all[i]);
 
-	/* Without --force: only the stale empty one; the others are kept, said on stderr. */
+	/* Without --force: only the empty one nobody is attached to; the others are kept, said on stderr. */
 	tq(&o, NULL, "clean", NULL);
 	assert_ok(&o);
 	snprintf(want, sizeof(want), "removed %s", empty);
 	assert_contains(o.out, want, "clean");
-	assert_contains(o.err, held, "clean says why it keeps a stale queue with tasks");
-	assert_contains(o.err, dead, "clean keeps a stale queue with dead tasks");
+	assert_contains(o.err, held, "clean says why it keeps an unattached queue with tasks");
+	assert_contains(o.err, dead, "clean keeps an unattached queue with dead tasks");
 	cr_assert(!shm_exists(empty));
 	cr_assert(shm_exists(held) && shm_exists(dead) && shm_exists(live) && shm_exists(junk));
 	cr_assert_eq(lib_stats(held).ready, 2);
@@ -2681,6 +2757,41 @@ Test(cli, clean_removes_only_stale_empty_queues_unless_force)
 	assert_ok(&o);
 	cr_assert_str_eq(o.out, "nothing to clean\n");
 	tq_close(h);
+	out_free(&o);
+}
+
+/* Observers (top, stats, ls...) are not processes of the queue: with a
+ * `taskq top` open, stats lists no process and destroy needs no --force. */
+Test(cli, top_is_an_observer_destroy_succeeds_beside_it)
+{
+	struct out o = {0};
+	const char *q = qname("topobs");
+	char *argv[] = {(char *)TASKQ, "top", (char *)q, "--batch", "--interval", "0.1", NULL};
+	struct proc top;
+
+	create_ok(q);
+	proc_start(&top, argv, NULL, 0);
+	/* Its first frame: it is attached. */
+	for (int i = 0; i < 1000 && !(top.out.p && strstr(top.out.p, "taskq top - queue")); i++)
+		proc_pump(&top, 10);
+	cr_assert(top.out.p && strstr(top.out.p, "taskq top - queue"), "no frame from taskq top");
+	cr_assert(strstr(top.out.p, "processes attached 0"), "top counts itself:\n%s", top.out.p);
+
+	tq(&o, NULL, "stats", q, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "processes", 0);
+	cr_assert_eq(jlen(o.out, "process_list"), 0, "%s", o.out);
+	tq(&o, NULL, "ls", "--json", NULL);
+	assert_ok(&o);
+	char at[32];
+	cr_assert_geq(json_find_name(o.out, q, at, sizeof(at)), 0, "%s", o.out);
+	assert_jnum_at(o.out, at, "processes", 0);
+	tq(&o, NULL, "destroy", q, NULL);
+	assert_ok(&o);
+	cr_assert(!shm_exists(q));
+
+	signal_until_exit(&top, SIGTERM, 10000, &o);
+	assert_ok(&o);
 	out_free(&o);
 }
 
@@ -2900,7 +3011,7 @@ static void make_half_created(const char *name, size_t size, int ago)
 		age_file(path, ago);
 }
 
-/* Another user's queue, stale and empty (which clean would remove were it
+/* Another user's queue, unattached and empty (which clean would remove were it
  * the caller's), and another user's old half-created segment: ls lists
  * them as that user's, not inspected; clean never opens or removes them;
  * not a byte of them changes (tq_open would register in the queue). */
@@ -2971,7 +3082,7 @@ Test(cli, ls_and_clean_never_open_non_queue_files)
 		cr_skip_test("no private /dev/shm here: the test makes a directory in it");
 	create_ok(real);
 	tq_queue *h;
-	cr_assert_eq(tq_open(real, &h), 0); /* attached: not stale, so clean keeps it */
+	cr_assert_eq(tq_open(real, &h), 0); /* attached, so clean keeps it */
 	shm_path(path, sizeof(path), fifo);
 	cr_assert_eq(mkfifo(path, 0600), 0);
 	age_file(path, 3600);

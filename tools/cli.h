@@ -34,6 +34,10 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_exit_for(int tq_err);
 /* Opens a queue or prints why not; returns 0 or an exit status. */
 int cli_open(const char *name, tq_queue **q);
+/* The same as an observer (tq_open_observer), for commands that only look
+ * (or set the run state): never counted or listed as a process, never
+ * keeping `taskq destroy` from removing the queue. */
+int cli_open_observer(const char *name, tq_queue **q);
 /* Prints "usage: taskq USAGE" to stderr; returns EX_USAGE_. */
 int cli_usage_error(const char *usage);
 /* ------------------------------------------------- options and --help */
@@ -105,6 +109,14 @@ int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, 
 
 #define CLI_SEC 1000000000ull
 
+/* How long ago CLOCK_MONOTONIC time t was, at now (0 for t == 0). Clamped
+ * at 0: a time from shared memory can be later than a now read before it
+ * (another process wrote it since), or forged. Read now after the data. */
+static inline uint64_t cli_age_ns(uint64_t now, uint64_t t)
+{
+	return t && now > t ? now - t : 0;
+}
+
 /* cli_parse_u64, cli_parse_seconds and the other parsers: parse.h. */
 
 const char *cli_state_name(int state);
@@ -119,8 +131,9 @@ void cli_print_json(cJSON *obj);
 cJSON *cli_counters_json(const tq_counters *c);
 cJSON *cli_latency_json(const tq_latency *l);
 /* The snapshot behind `stats --json` (and the HTTP /stats): task counts,
- * totals, rates, latency; optionally the configuration and the processes
- * (this process excluded). */
+ * totals, rates, latency; optionally the configuration and the processes.
+ * q is an observer handle (cli_open_observer): every process counted and
+ * listed is another one. */
 cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs);
 
 /* Logging options shared by long-running commands (work, serve). */

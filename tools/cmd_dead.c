@@ -60,7 +60,7 @@ static int dead_list(tq_queue *q, bool json)
 				  cJSON_AddNumberToObject(o, "attempts", d[i].attempts) &&
 				  cJSON_AddNumberToObject(o, "last_error", d[i].last_err) &&
 				  cli_json_add_bytes(o, "last_message", d[i].last_msg, mlen) &&
-				  cJSON_AddNumberToObject(o, "dead_seconds", (double)(now - d[i].died_ns) / 1e9) &&
+				  cJSON_AddNumberToObject(o, "dead_seconds", (double)cli_age_ns(now, d[i].died_ns) / 1e9) &&
 				  print_payload_json(o, &d[i], p, plen);
 			if (!ok || !cJSON_AddItemToArray(arr, o)) {
 				cJSON_Delete(o);
@@ -309,7 +309,7 @@ int cmd_log(int argc, char **argv)
 	if (optind != argc - 1)
 		return cli_command_usage(&log_cmd);
 	tq_queue *q;
-	int rc = cli_open(argv[optind], &q);
+	int rc = cli_open_observer(argv[optind], &q);
 	if (rc)
 		return rc;
 	signal(SIGINT, on_log_signal);

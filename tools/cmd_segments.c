@@ -24,7 +24,8 @@
  * a device named like a queue is never opened. Only a regular file owned
  * by the caller is opened (read-only, O_NOFOLLOW | O_NONBLOCK, to read the
  * first 8 bytes of its header, the magic that creation writes last), and
- * only such a file that looks finished is attached to with tq_open, which
+ * only such a file that looks finished is attached to, as an observer
+ * (tq_open_observer: counted as no process, recovering nothing), which
  * maps it and writes into it. Another user's segment is never mapped: its
  * owner can change it at any time, or truncate it under the mapping. In
  * /dev/shm (sticky) nobody but its owner or root can replace a file
@@ -140,11 +141,11 @@ static void inspect(int dir, const char *name, bool attach, struct qinfo *qi)
 	}
 	tq_queue *q;
 	qi->cls = SEG_QUEUE;
-	qi->err = tq_open(qi->name, &q);
+	qi->err = tq_open_observer(qi->name, &q);
 	if (qi->err)
 		return;
 	tq_stats_get(q, &qi->s);
-	qi->others = (int)qi->s.procs - 1;
+	qi->others = (int)qi->s.procs; /* an observer: not one of them */
 	qi->held = qi->s.ready + qi->s.leased + qi->s.delayed + qi->s.dead;
 	if (attach)
 		qi->q = q;
@@ -220,9 +221,26 @@ static bool is_queue(const struct qinfo *qi)
 	return qi->cls == SEG_QUEUE && qi->err == 0;
 }
 
-static bool is_stale(const struct qinfo *qi)
+/* A queue no process is attached to (observers are not processes): the
+ * normal state of a queue waiting for workers, and what clean removes when
+ * it is also empty. */
+static bool is_unattached(const struct qinfo *qi)
 {
 	return is_queue(qi) && qi->others == 0;
+}
+
+/* Provably abandoned or broken: half-created by a creator that died, or
+ * the caller's own segment that cannot be read or used (another layout
+ * version, inconsistent, never finished). A working queue never is, with
+ * or without processes attached. */
+static bool is_stale(const struct qinfo *qi)
+{
+	if (qi->cls == SEG_HALF)
+		return qi->old;
+	if (qi->cls == SEG_ERROR)
+		return true;
+	return qi->cls == SEG_QUEUE &&
+	       (qi->err == TQ_EBADQUEUE || qi->err == TQ_EVERSION || qi->err == TQ_EINIT);
 }
 
 static void ls_one(const struct qinfo *qi, void *arg)
@@ -237,6 +255,7 @@ static void ls_one(const struct qinfo *qi, void *arg)
 			cJSON_AddNumberToObject(o, "owner_uid", qi->uid);
 		/* Looked inside: only the caller's own regular files are. */
 		cJSON_AddBoolToObject(o, "inspected", qi->cls == SEG_QUEUE || qi->cls == SEG_HALF);
+		cJSON_AddBoolToObject(o, "stale", is_stale(qi));
 		if (!is_queue(qi)) {
 			cJSON_AddStringToObject(o, "error", seg_note(qi, note, sizeof(note)));
 		} else {
@@ -247,17 +266,17 @@ static void ls_one(const struct qinfo *qi, void *arg)
 			cJSON_AddNumberToObject(o, "delayed", qi->s.delayed);
 			cJSON_AddNumberToObject(o, "dead", qi->s.dead);
 			cJSON_AddNumberToObject(o, "processes", qi->others);
-			cJSON_AddBoolToObject(o, "stale", is_stale(qi));
 		}
 		cJSON_AddItemToArray(arr, o);
 		return;
 	}
 	if (!is_queue(qi))
-		printf("%-24s %-9s %s\n", qi->shown, "-", seg_note(qi, note, sizeof(note)));
+		printf("%-24s %-9s %s%s\n", qi->shown, "-", is_stale(qi) ? "stale: " : "",
+		       seg_note(qi, note, sizeof(note)));
 	else
 		printf("%-24s %-9s %8u %8u %8u %8u %6d%s\n", qi->shown, cli_state_name(qi->s.run_state), qi->s.ready,
 		       qi->s.leased, qi->s.delayed, qi->s.dead, qi->others,
-		       is_stale(qi) ? "  stale: no live process attached" : "");
+		       is_unattached(qi) ? "  no processes attached" : "");
 }
 
 int cmd_ls(int argc, char **argv)
@@ -266,13 +285,18 @@ int cmd_ls(int argc, char **argv)
 	bool json = false;
 	int rc = cli_simple_opts(argc, argv, usage,
 			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
-			     "dead, attached processes. A queue is stale when no live process is attached\n"
-			     "(opening it here also recovers the tasks of dead ones). Only the caller's own\n"
-			     "queues are opened: another user's is listed as owned by that user, not\n"
-			     "inspected; anything else named taskq.* (a FIFO, a directory, a link, a file\n"
-			     "that is not a queue) is listed as not a taskq queue, and never opened in a\n"
-			     "way that could wait. --json: an array of objects: name, owner_uid, inspected,\n"
-			     "and either the queue's state and counts, or error (why not).\n", &json);
+			     "dead, attached processes (observers such as taskq top or serve are not\n"
+			     "processes; one that died is not counted, and its tasks stay in progress until\n"
+			     "recovered). A queue is marked \"no processes attached\" when none is: the normal\n"
+			     "state of a queue waiting for workers. \"stale\" marks only what is provably\n"
+			     "abandoned or broken: a segment half-created by a creator that died, or one of\n"
+			     "the caller's that cannot be read or used (another layout version, inconsistent).\n"
+			     "Nothing is recovered or changed. Only the caller's own queues are opened:\n"
+			     "another user's is listed as owned by that user, not inspected; anything else\n"
+			     "named taskq.* (a FIFO, a directory, a link, a file that is not a queue) is\n"
+			     "listed as not a taskq queue, and never opened in a way that could wait. --json:\n"
+			     "an array of objects: name, owner_uid, inspected, stale, and either the queue's\n"
+			     "state and counts, or error (why not).\n", &json);
 
 	if (rc >= 0)
 		return rc;
@@ -301,14 +325,14 @@ static void clean_one(const struct qinfo *qi, void *arg)
 
 	if (qi->cls == SEG_HALF && qi->old)
 		why = "half-created (its creator died)";
-	else if (is_stale(qi) && qi->held == 0)
-		why = "stale, empty";
-	else if (is_stale(qi) && c->force)
-		why = "stale, tasks discarded (--force)";
+	else if (is_unattached(qi) && qi->held == 0)
+		why = "no processes attached, empty";
+	else if (is_unattached(qi) && c->force)
+		why = "no processes attached, tasks discarded (--force)";
 	if (!why) {
 		c->kept++;
-		if (is_stale(qi))
-			fprintf(stderr, "taskq: clean: kept %s: stale but holds %u tasks (--force discards them)\n",
+		if (is_unattached(qi))
+			fprintf(stderr, "taskq: clean: kept %s: no processes attached but holds %u tasks (--force discards them)\n",
 				qi->shown, qi->held);
 		else if (qi->cls == SEG_OTHER_USER)
 			fprintf(stderr, "taskq: clean: skipped %s: %s (only the caller's own queues are cleaned)\n",
@@ -351,9 +375,10 @@ int cmd_clean(int argc, char **argv)
 		if (o == 'h') {
 			printf("usage: taskq %s\n\nRemoves the caller's queues that no live process is attached to and\n"
 			       "that hold no task, and the caller's segments whose creator died while\n"
-			       "creating them (empty, or with no header yet, and unchanged for %d s). A stale\n"
-			       "queue that still holds tasks is kept unless --force. Only regular files owned\n"
-			       "by the caller are ever removed: other users' queues are skipped (and not\n"
+			       "creating them (empty, or with no header yet, and unchanged for %d s). A queue\n"
+			       "with no process attached that still holds tasks is kept unless --force.\n"
+			       "Observers (taskq top, serve) are not processes. Only regular files owned by\n"
+			       "the caller are ever removed: other users' queues are skipped (and not\n"
 			       "opened), and anything named taskq.* that is not provably a taskq queue (a\n"
 			       "FIFO, a directory, a link, a file that is not a queue) is kept; each is named\n"
 			       "on stderr. --dry-run: say what would be removed, remove nothing. --json: an\n"
@@ -389,7 +414,8 @@ int cmd_destroy(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
 		if (o == 'h') {
 			printf("usage: taskq %s\n\nRemoves queue NAME. Refused while processes are attached or\n"
-			       "tasks are held (ready, in progress, delayed or dead) unless --force. Without\n"
+			       "tasks are held (ready, in progress, delayed or dead) unless --force; observers\n"
+			       "(taskq top, stats, serve) are not processes and do not count. Without\n"
 			       "--force it also refuses what it cannot inspect: a half-created queue, a\n"
 			       "segment that is not a queue or not a regular file (exit 4), another user's\n"
 			       "queue (exit 1; it is never opened).\n", usage);

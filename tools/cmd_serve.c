@@ -17,8 +17,9 @@
  * parsing is libmicrohttpd's: requests it finds malformed are answered by it
  * (400, 413, 414, 431, 505) or closed, before they reach the handler here.
  * The pure parts (routing, the Authorization header, the token file's text,
- * the admission rule) are in serve_parse.c. Every answer composed here is
- * JSON, errors as {"error": "..."}; see docs/http.md.
+ * the admission rule) are in serve_parse.c, the /metrics text in
+ * serve_metrics.c. Every answer composed here is JSON, errors as
+ * {"error": "..."}; see docs/http.md.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,7 +28,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +45,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "serve.h"
 #include "serve_parse.h"
 
 #define BODY_MAX 4096            /* request body bytes accepted */
@@ -58,26 +59,6 @@
 #define MAX_CONNS_LIMIT 10000
 #define FD_SPARE 64                   /* descriptors besides connections: listener, epoll, logs, stdio */
 #define REFUSED_LOG_NS (10 * 1000000000ull) /* connections_refused: at most one line per 10 s */
-
-struct served {
-	char *name;
-	tq_queue *q;
-};
-
-#define MAX_BRIDGE_FILES 16
-#define BRIDGE_FILE_MAX (256 * 1024)  /* bytes read of one --bridge-metrics file */
-#define BRIDGE_FILE_STALE_S 10        /* older than this: its bridge has stopped */
-
-struct server {
-	struct served *queues;
-	size_t nqueues;
-	const char *bridge_files[MAX_BRIDGE_FILES]; /* --bridge-metrics */
-	size_t nbridge_files;
-	char token[CLI_TOKEN_MAX + 1]; /* "" when control is off */
-	size_t token_len;
-	pid_t self;
-	struct serve_limits limits;
-};
 
 /* Per request: survives the handler's calls for one request. */
 struct request {
@@ -120,8 +101,6 @@ struct request {
  * and admitting cannot interleave; the lock is for the main thread (the
  * sweep, the refusal log) and /metrics.
  */
-enum phase { PH_REQUEST, PH_ANSWER, PH_IDLE };
-
 struct conn_track {
 	int fd;              /* -1: free */
 	bool shut;           /* already shut down by the sweep */
@@ -138,14 +117,17 @@ static pthread_mutex_t tracks_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t request_ns, timeout_ns; /* --request-timeout, --timeout */
 
 /* Under tracks_mu; shown in /metrics. */
-static struct {
-	unsigned open;
-	uint64_t refused[4];   /* by enum serve_admit (SERVE_ADMIT unused) */
-	uint64_t timed_out[3]; /* by enum phase */
-} cstats;
+static struct serve_conn_stats cstats;
 
-static const char *const refusal_names[4] = {"", "per_ip", "full", "reserve"};
-static const char *const phase_names[3] = {"request", "answer", "idle"};
+const char *const serve_refusal_names[4] = {"", "per_ip", "full", "reserve"};
+const char *const serve_phase_names[3] = {"request", "answer", "idle"};
+
+void serve_conn_stats_get(struct serve_conn_stats *out)
+{
+	pthread_mutex_lock(&tracks_mu);
+	*out = cstats;
+	pthread_mutex_unlock(&tracks_mu);
+}
 
 /* Moves connection c to phase ph, with a deadline limit_ns from now; with
  * keep_earlier, an earlier deadline it has stays (a request line on a
@@ -165,283 +147,6 @@ static void track_phase(struct MHD_Connection *c, enum phase ph, uint64_t limit_
 	if (!keep_earlier || now + limit_ns < t->deadline_ns)
 		t->deadline_ns = now + limit_ns;
 	pthread_mutex_unlock(&tracks_mu);
-}
-
-/* ------------------------------------------------------ growable buffer */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (b->oom)
-		return;
-	for (;;) {
-		size_t room = b->cap - b->len;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = true;
-			return;
-		}
-		if ((size_t)n < room) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t ncap = b->cap ? b->cap * 2 : 16384;
-		while (ncap - b->len <= (size_t)n)
-			ncap *= 2;
-		char *np = realloc(b->p, ncap);
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-}
-
-/* ------------------------------------------------------------ numbers */
-
-/* The shortest decimal form of v that reads back as v ("0.001536",
- * "1.024e-06"); "+Inf" for infinity. Prometheus parses either form. */
-static void fmt_double(char *out, size_t size, double v)
-{
-	if (isinf(v)) {
-		snprintf(out, size, "+Inf");
-		return;
-	}
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(out, size, "%.*g", prec, v);
-		if (strtod(out, NULL) == v)
-			return;
-	}
-}
-
-/* ------------------------------------------------------------ metrics */
-
-struct proc_agg {
-	int32_t pid;
-	uint64_t taken, acked, in_progress;
-};
-
-struct snapshot {
-	const char *name;
-	tq_stats s;
-	tq_histogram wait, proc;
-	struct proc_agg *procs;
-	size_t nprocs;
-	uint64_t now;
-};
-
-/* Reads everything /metrics shows about one queue. Processes are summed
- * by pid (one process may hold several handles), this server left out. */
-static int take_snapshot(const struct server *srv, const struct served *sv, struct snapshot *sn)
-{
-	memset(sn, 0, sizeof(*sn));
-	sn->name = sv->name;
-	int rc = tq_stats_get(sv->q, &sn->s);
-	if (!rc)
-		rc = tq_histograms(sv->q, &sn->wait, &sn->proc);
-	sn->now = tq_now_ns();
-	if (rc)
-		return rc;
-	tq_proc_info *p = calloc(TQ_MAX_PROCS, sizeof(*p));
-	sn->procs = calloc(TQ_MAX_PROCS, sizeof(*sn->procs));
-	if (!p || !sn->procs) {
-		free(p);
-		return TQ_ENOMEM;
-	}
-	int n = tq_procs(sv->q, p, TQ_MAX_PROCS);
-	for (int i = 0; i < n; i++) {
-		if (p[i].pid == srv->self)
-			continue;
-		size_t k = 0;
-		while (k < sn->nprocs && sn->procs[k].pid != p[i].pid)
-			k++;
-		if (k == sn->nprocs)
-			sn->procs[sn->nprocs++].pid = p[i].pid;
-		sn->procs[k].taken += p[i].counters.taken;
-		sn->procs[k].acked += p[i].counters.acked;
-		sn->procs[k].in_progress += p[i].leased;
-	}
-	free(p);
-	return n < 0 ? n : 0;
-}
-
-static void family(struct buf *b, const char *name, const char *type, const char *help)
-{
-	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* Queue names are [A-Za-z0-9_.-], but escape as the format requires anyway. */
-static void label_value(struct buf *b, const char *v)
-{
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			buf_printf(b, "\\%c", *v);
-		else if (*v == '\n')
-			buf_printf(b, "\\n");
-		else
-			buf_printf(b, "%c", *v);
-	}
-}
-
-static void sample_u64(struct buf *b, const char *name, const char *qname, const char *extra, uint64_t v)
-{
-	buf_printf(b, "%s{queue=\"", name);
-	label_value(b, qname);
-	buf_printf(b, "\"%s} %llu\n", extra ? extra : "", (unsigned long long)v);
-}
-
-static void sample_double(struct buf *b, const char *name, const char *qname, const char *extra, double v)
-{
-	char num[40];
-
-	fmt_double(num, sizeof(num), v);
-	buf_printf(b, "%s{queue=\"", name);
-	label_value(b, qname);
-	buf_printf(b, "\"%s} %s\n", extra ? extra : "", num);
-}
-
-static void histogram(struct buf *b, const char *name, const char *help, const struct snapshot *sn,
-		      size_t n, bool processing)
-{
-	char fam[96], le[64], num[40];
-
-	family(b, name, "histogram", help);
-	for (size_t i = 0; i < n; i++) {
-		const tq_histogram *h = processing ? &sn[i].proc : &sn[i].wait;
-		uint64_t cum = 0;
-		snprintf(fam, sizeof(fam), "%s_bucket", name);
-		for (unsigned k = 0; k < TQ_HIST_BUCKETS; k++) {
-			cum += h->count[k];
-			if (h->upper_ns[k] == UINT64_MAX)
-				snprintf(num, sizeof(num), "+Inf");
-			else
-				fmt_double(num, sizeof(num), (double)h->upper_ns[k] / 1e9);
-			snprintf(le, sizeof(le), ",le=\"%s\"", num);
-			sample_u64(b, fam, sn[i].name, le, cum);
-			if (h->upper_ns[k] == UINT64_MAX)
-				break;
-		}
-		snprintf(fam, sizeof(fam), "%s_sum", name);
-		sample_double(b, fam, sn[i].name, NULL, (double)h->sum_ns / 1e9);
-		snprintf(fam, sizeof(fam), "%s_count", name);
-		sample_u64(b, fam, sn[i].name, NULL, cum);
-	}
-}
-
-#define FOR_EACH_Q for (size_t i = 0; i < n; i++)
-
-static void render_metrics(struct buf *b, const struct snapshot *sn, size_t n)
-{
-	static const struct {
-		const char *name, *help;
-		size_t off;
-	} counters[] = {
-		{"taskq_tasks_pushed_total", "Tasks accepted by push.", offsetof(tq_counters, pushed)},
-		{"taskq_tasks_taken_total", "Task deliveries by take (a retried task counts again).", offsetof(tq_counters, taken)},
-		{"taskq_tasks_acked_total", "Tasks acknowledged as done.", offsetof(tq_counters, acked)},
-		{"taskq_tasks_failed_total", "Task failures reported (retried or dead).", offsetof(tq_counters, failed)},
-		{"taskq_tasks_retried_total", "Failures scheduled for another attempt.", offsetof(tq_counters, retried)},
-		{"taskq_tasks_dead_total", "Tasks moved to the dead-letter area.", offsetof(tq_counters, dead)},
-		{"taskq_leases_expired_total", "Leases that expired and returned their task to ready.", offsetof(tq_counters, expired)},
-		{"taskq_leases_recovered_total", "Leased tasks returned because their holder died.", offsetof(tq_counters, recovered)},
-		{"taskq_dead_overflow_total", "Tasks that went dead while the dead-letter area was full (kept; they take room from the capacity).", offsetof(tq_counters, dead_overflow)},
-		{"taskq_acks_lost_total", "Acks, fails and touches refused because the lease had been lost.", offsetof(tq_counters, lost)},
-	};
-	static const char *const states[4] = {"running", "draining", "stopped", "paused"};
-	char extra[64];
-
-	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
-		family(b, counters[c].name, "counter", counters[c].help);
-		FOR_EACH_Q {
-			uint64_t v;
-			memcpy(&v, (const char *)&sn[i].s.total + counters[c].off, sizeof(v));
-			sample_u64(b, counters[c].name, sn[i].name, NULL, v);
-		}
-	}
-	family(b, "taskq_tasks", "gauge", "Tasks in the queue by state (free: empty slots).");
-	FOR_EACH_Q {
-		sample_u64(b, "taskq_tasks", sn[i].name, ",state=\"ready\"", sn[i].s.ready);
-		sample_u64(b, "taskq_tasks", sn[i].name, ",state=\"in_progress\"", sn[i].s.leased);
-		sample_u64(b, "taskq_tasks", sn[i].name, ",state=\"delayed\"", sn[i].s.delayed);
-		sample_u64(b, "taskq_tasks", sn[i].name, ",state=\"dead\"", sn[i].s.dead);
-		sample_u64(b, "taskq_tasks", sn[i].name, ",state=\"free\"", sn[i].s.free_slots);
-	}
-	family(b, "taskq_capacity_tasks", "gauge", "Tasks the queue can hold in all states together.");
-	FOR_EACH_Q sample_u64(b, "taskq_capacity_tasks", sn[i].name, NULL, sn[i].s.capacity);
-	family(b, "taskq_processes", "gauge", "Processes attached to the queue (this server not counted).");
-	FOR_EACH_Q sample_u64(b, "taskq_processes", sn[i].name, NULL, sn[i].s.procs ? sn[i].s.procs - 1 : 0);
-	family(b, "taskq_process_recoveries_total", "counter", "Dead processes recovered (their leases returned).");
-	FOR_EACH_Q sample_u64(b, "taskq_process_recoveries_total", sn[i].name, NULL, sn[i].s.recoveries);
-	family(b, "taskq_oldest_ready_age_seconds", "gauge", "Age of the oldest ready task since it was first pushed; 0 when none is ready.");
-	FOR_EACH_Q {
-		uint64_t o = sn[i].s.oldest_ready_ns;
-		double age = o && sn[i].now > o ? (double)(sn[i].now - o) / 1e9 : 0;
-		sample_double(b, "taskq_oldest_ready_age_seconds", sn[i].name, NULL, age);
-	}
-	family(b, "taskq_run_state", "gauge", "The queue's run state: 1 for the current state, 0 for the others.");
-	FOR_EACH_Q {
-		for (int st = 0; st < 4; st++) {
-			snprintf(extra, sizeof(extra), ",state=\"%s\"", states[st]);
-			sample_u64(b, "taskq_run_state", sn[i].name, extra, sn[i].s.run_state == st);
-		}
-	}
-	histogram(b, "taskq_queue_wait_seconds", "Time from push to first delivery.", sn, n, false);
-	histogram(b, "taskq_processing_seconds", "Time from delivery to ack.", sn, n, true);
-	family(b, "taskq_process_tasks_taken_total", "counter", "Task deliveries to an attached process.");
-	FOR_EACH_Q for (size_t k = 0; k < sn[i].nprocs; k++) {
-		snprintf(extra, sizeof(extra), ",pid=\"%d\"", (int)sn[i].procs[k].pid);
-		sample_u64(b, "taskq_process_tasks_taken_total", sn[i].name, extra, sn[i].procs[k].taken);
-	}
-	family(b, "taskq_process_tasks_acked_total", "counter", "Tasks acknowledged by an attached process.");
-	FOR_EACH_Q for (size_t k = 0; k < sn[i].nprocs; k++) {
-		snprintf(extra, sizeof(extra), ",pid=\"%d\"", (int)sn[i].procs[k].pid);
-		sample_u64(b, "taskq_process_tasks_acked_total", sn[i].name, extra, sn[i].procs[k].acked);
-	}
-	family(b, "taskq_process_in_progress", "gauge", "Tasks an attached process holds now.");
-	FOR_EACH_Q for (size_t k = 0; k < sn[i].nprocs; k++) {
-		snprintf(extra, sizeof(extra), ",pid=\"%d\"", (int)sn[i].procs[k].pid);
-		sample_u64(b, "taskq_process_in_progress", sn[i].name, extra, sn[i].procs[k].in_progress);
-	}
-}
-
-#undef FOR_EACH_Q
-
-/* The server's own connections: what the limits and deadlines did. */
-static void render_server_metrics(struct buf *b, const struct serve_limits *l)
-{
-	pthread_mutex_lock(&tracks_mu);
-	unsigned open = cstats.open;
-	uint64_t refused[4], timed_out[3];
-	memcpy(refused, cstats.refused, sizeof(refused));
-	memcpy(timed_out, cstats.timed_out, sizeof(timed_out));
-	pthread_mutex_unlock(&tracks_mu);
-
-	family(b, "taskq_http_connections", "gauge", "HTTP connections open now, this one included.");
-	buf_printf(b, "taskq_http_connections %u\n", open);
-	family(b, "taskq_http_connections_limit", "gauge", "HTTP connections open at once at most (--max-connections).");
-	buf_printf(b, "taskq_http_connections_limit %u\n", l->max);
-	family(b, "taskq_http_connections_refused_total", "counter",
-	       "HTTP connections closed at accept by a limit: per client address, all slots taken, or only reserved ones left.");
-	for (int k = SERVE_REFUSE_PER_ADDR; k <= SERVE_REFUSE_RESERVE; k++)
-		buf_printf(b, "taskq_http_connections_refused_total{reason=\"%s\"} %llu\n", refusal_names[k],
-			   (unsigned long long)refused[k]);
-	family(b, "taskq_http_connections_timed_out_total", "counter",
-	       "HTTP connections closed past a deadline: a request not in within --request-timeout, an answer not taken or an idle keep-alive within --timeout.");
-	for (int k = PH_REQUEST; k <= PH_IDLE; k++)
-		buf_printf(b, "taskq_http_connections_timed_out_total{phase=\"%s\"} %llu\n", phase_names[k],
-			   (unsigned long long)timed_out[k]);
 }
 
 /* ------------------------------------------------------------ responses */
@@ -575,118 +280,11 @@ static void copy_printable(char *dst, size_t size, const char *src)
 
 /* ------------------------------------------------------------- handlers */
 
-/* A line of a bridge's metrics file that may be served: a taskq_bridge_
- * sample, or its HELP or TYPE, in printable ASCII. Its family name into
- * fam (the metric name, for grouping); 0 if the line is refused. */
-static size_t bridge_line_family(const char *l, size_t len, const char **fam)
-{
-	static const char *const pre[3] = {"# HELP ", "# TYPE ", ""};
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)l[i] < 0x20 || (unsigned char)l[i] > 0x7e)
-			return 0;
-	for (int k = 0; k < 3; k++) {
-		size_t pl = strlen(pre[k]);
-		if (len > pl + 13 && !strncmp(l, pre[k], pl) && !strncmp(l + pl, "taskq_bridge_", 13)) {
-			size_t n = 0;
-			while (pl + n < len && l[pl + n] != ' ' && l[pl + n] != '{')
-				n++;
-			*fam = l + pl;
-			return n;
-		}
-	}
-	return 0;
-}
-
-/*
- * The bridges' metrics (--bridge-metrics FILE...), appended to /metrics:
- * only taskq_bridge_ lines, grouped by family across the files (a family's
- * HELP and TYPE once, then its samples of every bridge), and nothing of a
- * file not rewritten for BRIDGE_FILE_STALE_S seconds (its bridge stopped).
- */
-static void render_bridge_metrics(struct buf *b, const struct server *srv)
-{
-	char *text[MAX_BRIDGE_FILES] = {0};
-	size_t len[MAX_BRIDGE_FILES] = {0};
-	time_t now = time(NULL);
-
-	for (size_t i = 0; i < srv->nbridge_files; i++) {
-		struct stat st;
-		FILE *f = fopen(srv->bridge_files[i], "r");
-		if (!f)
-			continue;
-		if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime <= BRIDGE_FILE_STALE_S &&
-		    (text[i] = malloc(BRIDGE_FILE_MAX)))
-			len[i] = fread(text[i], 1, BRIDGE_FILE_MAX, f);
-		fclose(f);
-	}
-	/* Every line that may be served, once: its file, its text, its family. */
-	struct bline {
-		size_t file;
-		const char *l, *fam;
-		size_t len, famlen;
-	} *ls = NULL;
-	size_t n = 0, cap = 0;
-	for (size_t i = 0; i < srv->nbridge_files; i++) {
-		for (size_t off = 0; text[i] && off < len[i];) {
-			const char *l = text[i] + off, *nl = memchr(l, '\n', len[i] - off);
-			size_t ll = nl ? (size_t)(nl - l) : len[i] - off, fl;
-			const char *fam;
-			off += ll + 1;
-			if (!(fl = bridge_line_family(l, ll, &fam)))
-				continue;
-			if (n == cap) {
-				struct bline *g = realloc(ls, (cap = cap ? 2 * cap : 64) * sizeof *ls);
-				if (!g) {
-					b->oom = true;
-					goto out;
-				}
-				ls = g;
-			}
-			ls[n++] = (struct bline){i, l, fam, ll, fl};
-		}
-	}
-	/* Each family in the order its first HELP comes: that HELP's file's #
-	 * lines, then the samples of that file and of every later one. */
-	for (size_t r = 0; r < n; r++) {
-		if (strncmp(ls[r].l, "# HELP ", 7))
-			continue;
-		bool first = true;
-		for (size_t k = 0; k < r && first; k++)
-			first = !(ls[k].famlen == ls[r].famlen && !strncmp(ls[k].fam, ls[r].fam, ls[r].famlen) &&
-				  !strncmp(ls[k].l, "# HELP ", 7));
-		if (!first)
-			continue;
-		for (size_t k = 0; k < n; k++) {
-			bool same = ls[k].famlen == ls[r].famlen && !strncmp(ls[k].fam, ls[r].fam, ls[r].famlen);
-			bool meta = ls[k].l[0] == '#';
-			if (same && ls[k].file >= ls[r].file && (!meta || ls[k].file == ls[r].file))
-				buf_printf(b, "%.*s\n", (int)ls[k].len, ls[k].l);
-		}
-	}
-out:
-	free(ls);
-	for (size_t i = 0; i < srv->nbridge_files; i++)
-		free(text[i]);
-}
-
 static enum MHD_Result get_metrics(struct server *srv, struct MHD_Connection *c, struct request *r)
 {
-	struct snapshot *sn = calloc(srv->nqueues, sizeof(*sn));
 	struct buf b = {0};
-	int rc = sn ? 0 : TQ_ENOMEM;
+	int rc = serve_render_metrics(srv, &b);
 
-	for (size_t i = 0; i < srv->nqueues && !rc; i++)
-		rc = take_snapshot(srv, &srv->queues[i], &sn[i]);
-	if (!rc) {
-		render_metrics(&b, sn, srv->nqueues);
-		render_server_metrics(&b, &srv->limits);
-		render_bridge_metrics(&b, srv);
-		if (b.oom)
-			rc = TQ_ENOMEM;
-	}
-	for (size_t i = 0; sn && i < srv->nqueues; i++)
-		free(sn[i].procs);
-	free(sn);
 	if (rc) {
 		free(b.p);
 		return respond_error(c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "reading the queues: %s", tq_strerror(rc));
@@ -886,7 +484,7 @@ static enum MHD_Result admit_connection(void *cls, const struct sockaddr *addr, 
 	 * loop would flood the log; the main thread logs a summary instead */
 	char peer[INET6_ADDRSTRLEN + 1];
 	log_event(LOG_DEBUG_, "connection_refused", "peer=%s reason=%s open=%u from_peer=%u",
-		  addr_name(addr, peer, sizeof(peer)), refusal_names[a], open, from);
+		  addr_name(addr, peer, sizeof(peer)), serve_refusal_names[a], open, from);
 	return MHD_NO;
 }
 
@@ -1155,13 +753,31 @@ static int ensure_descriptors(unsigned max_conns, size_t nqueues)
 	return EX_USAGE_;
 }
 
-int cmd_serve(int argc, char **argv)
+static const char *serve_usage =
+	"serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
+	"       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
+	"       [--max-connections-per-ip N] [--reserved-connections N]\n"
+	"       [--bridge-metrics FILE]...\n"
+	"       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
+
+/* What the command line asks for, checked (serve_parse_opts). */
+struct serve_opts {
+	const char *listen_at, *token_file;
+	uint64_t timeout_s, request_s; /* request_s 0: the default */
+	uint64_t max_conns, per_addr, reserved; /* per_addr 0, reserved UINT64_MAX: from max_conns */
+	const char *bridge_files[MAX_BRIDGE_FILES];
+	size_t nbridge_files;
+	struct log_config lc;
+	struct sockaddr_storage ss; /* --listen, resolved */
+	socklen_t sslen;
+	char shown[INET6_ADDRSTRLEN + 3];
+	int first_queue; /* argv index of the first NAME */
+};
+
+/* Parses and checks the options, alone and together. Returns -1 to go on,
+ * else the exit status (0 after --help), after a message. */
+static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 {
-	static const char *usage = "serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
-				   "       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
-				   "       [--max-connections-per-ip N] [--reserved-connections N]\n"
-				   "       [--bridge-metrics FILE]...\n"
-				   "       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
 	static const struct option opts[] = {
 		{"help", no_argument, 0, 'h'}, {"listen", required_argument, 0, 'l'},
 		{"token-file", required_argument, 0, 't'}, {"timeout", required_argument, 0, 'T'},
@@ -1169,16 +785,15 @@ int cmd_serve(int argc, char **argv)
 		{"max-connections-per-ip", required_argument, 0, 'p'},
 		{"reserved-connections", required_argument, 0, 'r'}, {"bridge-metrics", required_argument, 0, 'B'},
 		CLI_LOG_OPTIONS, {0, 0, 0, 0}};
-	const char *listen_at = DEFAULT_LISTEN, *token_file = NULL;
-	uint64_t timeout_s = DEFAULT_TIMEOUT_S, request_s = 0; /* 0: the default */
-	uint64_t max_conns = DEFAULT_MAX_CONNS;
-	uint64_t per_addr = 0, reserved = UINT64_MAX; /* not given: from --max-connections */
-	struct log_config lc;
-	static struct server srv; /* the server thread uses it until MHD_stop_daemon returns */
-	int c, rc = 0;
+	int c;
 	bool ok;
 
-	log_config_init(&lc);
+	memset(o, 0, sizeof(*o));
+	o->listen_at = DEFAULT_LISTEN;
+	o->timeout_s = DEFAULT_TIMEOUT_S;
+	o->max_conns = DEFAULT_MAX_CONNS;
+	o->reserved = UINT64_MAX;
+	log_config_init(&o->lc);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -1210,144 +825,154 @@ int cmd_serve(int argc, char **argv)
 			       "  --metrics-file FILE (repeatable, up to 16; a file not rewritten for 10 s, its\n"
 			       "  bridge stopped, is left out).\n"
 			       CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
-			       usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
+			       serve_usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
 			       DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_ADDR, DEFAULT_MAX_CONNS / DEFAULT_RESERVED_SHARE);
 			return 0;
-		case 'l': listen_at = optarg; break;
-		case 't': token_file = optarg; break;
+		case 'l': o->listen_at = optarg; break;
+		case 't': o->token_file = optarg; break;
 		case 'T':
-			if (!cli_parse_u64(optarg, 1, 3600, &timeout_s)) {
+			if (!cli_parse_u64(optarg, 1, 3600, &o->timeout_s)) {
 				cli_err("invalid value '%s' for --timeout (1..3600 seconds)", optarg);
 				return EX_USAGE_;
 			}
 			break;
 		case 'R':
-			if (!cli_parse_u64(optarg, 1, 3600, &request_s)) {
+			if (!cli_parse_u64(optarg, 1, 3600, &o->request_s)) {
 				cli_err("invalid value '%s' for --request-timeout (1..3600 seconds)", optarg);
 				return EX_USAGE_;
 			}
 			break;
 		case 'm':
-			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &max_conns)) {
+			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &o->max_conns)) {
 				cli_err("invalid value '%s' for --max-connections (1..%d)", optarg, MAX_CONNS_LIMIT);
 				return EX_USAGE_;
 			}
 			break;
 		case 'p':
-			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &per_addr)) {
+			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &o->per_addr)) {
 				cli_err("invalid value '%s' for --max-connections-per-ip (1..%d)", optarg, MAX_CONNS_LIMIT);
 				return EX_USAGE_;
 			}
 			break;
 		case 'B':
-			if (srv.nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
+			if (o->nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
 				cli_err("--bridge-metrics: at most %d files, each a path", MAX_BRIDGE_FILES);
 				return EX_USAGE_;
 			}
-			srv.bridge_files[srv.nbridge_files++] = optarg;
+			o->bridge_files[o->nbridge_files++] = optarg;
 			break;
 		case 'r':
-			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &reserved)) {
+			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &o->reserved)) {
 				cli_err("invalid value '%s' for --reserved-connections (0..%d)", optarg, MAX_CONNS_LIMIT - 1);
 				return EX_USAGE_;
 			}
 			break;
 		default:
-			if (cli_log_option(c, optarg, &lc, &ok)) {
+			if (cli_log_option(c, optarg, &o->lc, &ok)) {
 				if (!ok) /* cli_log_option said why */
 					return EX_USAGE_;
 				break;
 			}
-			fprintf(stderr, "usage: taskq %s\n", usage);
+			fprintf(stderr, "usage: taskq %s\n", serve_usage);
 			return EX_USAGE_;
 		}
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "usage: taskq %s\n", usage);
+		fprintf(stderr, "usage: taskq %s\n", serve_usage);
 		return EX_USAGE_;
 	}
+	o->first_queue = optind;
 	/* The options together (they may come in any order). */
-	if (!request_s) {
-		request_s = timeout_s < DEFAULT_REQUEST_TIMEOUT_S ? timeout_s : DEFAULT_REQUEST_TIMEOUT_S;
-	} else if (request_s > timeout_s) {
+	if (!o->request_s) {
+		o->request_s = o->timeout_s < DEFAULT_REQUEST_TIMEOUT_S ? o->timeout_s : DEFAULT_REQUEST_TIMEOUT_S;
+	} else if (o->request_s > o->timeout_s) {
 		cli_err("--request-timeout %llu is longer than --timeout %llu (the idle timeout would close "
-			"a silent connection first)", (unsigned long long)request_s, (unsigned long long)timeout_s);
+			"a silent connection first)", (unsigned long long)o->request_s, (unsigned long long)o->timeout_s);
 		return EX_USAGE_;
 	}
-	if (!per_addr) {
-		per_addr = max_conns < DEFAULT_MAX_PER_ADDR ? max_conns : DEFAULT_MAX_PER_ADDR;
-	} else if (per_addr > max_conns) {
+	if (!o->per_addr) {
+		o->per_addr = o->max_conns < DEFAULT_MAX_PER_ADDR ? o->max_conns : DEFAULT_MAX_PER_ADDR;
+	} else if (o->per_addr > o->max_conns) {
 		cli_err("--max-connections-per-ip %llu is more than --max-connections %llu",
-			(unsigned long long)per_addr, (unsigned long long)max_conns);
+			(unsigned long long)o->per_addr, (unsigned long long)o->max_conns);
 		return EX_USAGE_;
 	}
-	if (reserved == UINT64_MAX) {
-		reserved = max_conns / DEFAULT_RESERVED_SHARE;
-	} else if (reserved >= max_conns) {
+	if (o->reserved == UINT64_MAX) {
+		o->reserved = o->max_conns / DEFAULT_RESERVED_SHARE;
+	} else if (o->reserved >= o->max_conns) {
 		cli_err("--reserved-connections %llu leaves none of --max-connections %llu unreserved",
-			(unsigned long long)reserved, (unsigned long long)max_conns);
+			(unsigned long long)o->reserved, (unsigned long long)o->max_conns);
 		return EX_USAGE_;
 	}
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	char shown[INET6_ADDRSTRLEN + 3];
-	if (!parse_listen(listen_at, &ss, &sslen, shown, sizeof(shown))) {
-		cli_err("invalid --listen '%s' (ADDR:PORT or [IPV6]:PORT)", listen_at);
+	if (!parse_listen(o->listen_at, &o->ss, &o->sslen, o->shown, sizeof(o->shown))) {
+		cli_err("invalid --listen '%s' (ADDR:PORT or [IPV6]:PORT)", o->listen_at);
 		return EX_USAGE_;
 	}
-	/* Everything but the --bridge-metrics files, which the options set. */
-	const char *bridge_files[MAX_BRIDGE_FILES];
-	size_t nbridge_files = srv.nbridge_files;
-	memcpy(bridge_files, srv.bridge_files, sizeof bridge_files);
-	memset(&srv, 0, sizeof(srv));
-	memcpy(srv.bridge_files, bridge_files, sizeof bridge_files);
-	srv.nbridge_files = nbridge_files;
-	srv.self = getpid();
-	srv.limits.max = (unsigned)max_conns;
-	srv.limits.per_addr = (unsigned)per_addr;
-	srv.limits.reserved = (unsigned)reserved;
-	request_ns = request_s * 1000000000ull;
-	timeout_ns = timeout_s * 1000000000ull;
-	rc = token_file ? read_token_file(token_file, srv.token, sizeof(srv.token))
-			: cli_token_from_env(srv.token, sizeof(srv.token));
+	return -1;
+}
+
+/* What serve_start set up, for cmd_serve to take down. */
+struct serve_run {
+	struct MHD_Daemon *d;
+	sigset_t sigs;  /* SIGINT and SIGTERM, blocked: serve_loop waits for them */
+	bool log_open;
+};
+
+/* Reads the token, opens the queues (as observers) and the log, and starts
+ * listening. Returns 0 or an exit status, after a message; what it set up
+ * is in srv and run either way. */
+static int serve_start(const struct serve_opts *o, int argc, char **argv, struct server *srv,
+		       struct serve_run *run)
+{
+	int rc;
+
+	memset(srv, 0, sizeof(*srv));
+	memcpy(srv->bridge_files, o->bridge_files, sizeof srv->bridge_files);
+	srv->nbridge_files = o->nbridge_files;
+	srv->limits.max = (unsigned)o->max_conns;
+	srv->limits.per_addr = (unsigned)o->per_addr;
+	srv->limits.reserved = (unsigned)o->reserved;
+	request_ns = o->request_s * 1000000000ull;
+	timeout_ns = o->timeout_s * 1000000000ull;
+	rc = o->token_file ? read_token_file(o->token_file, srv->token, sizeof(srv->token))
+			   : cli_token_from_env(srv->token, sizeof(srv->token));
 	if (rc)
 		return rc;
-	srv.token_len = strlen(srv.token);
-	if ((rc = ensure_descriptors(srv.limits.max, (size_t)(argc - optind))) != 0)
+	srv->token_len = strlen(srv->token);
+	if ((rc = ensure_descriptors(srv->limits.max, (size_t)(argc - o->first_queue))) != 0)
 		return rc;
 	/* One record per connection libmicrohttpd may hold: its limit is ours + 1. */
-	ntracks = (size_t)srv.limits.max + 1;
+	ntracks = (size_t)srv->limits.max + 1;
 	tracks = calloc(ntracks, sizeof(*tracks));
-	srv.queues = calloc((size_t)(argc - optind), sizeof(*srv.queues));
-	if (!srv.queues || !tracks) {
+	srv->queues = calloc((size_t)(argc - o->first_queue), sizeof(*srv->queues));
+	if (!srv->queues || !tracks) {
 		cli_err("out of memory");
-		rc = EX_FAIL;
-		goto out;
+		return EX_FAIL;
 	}
-	for (int i = optind; i < argc && !rc; i++) {
-		if (find_queue(&srv, argv[i], strlen(argv[i])))
+	for (int i = o->first_queue; i < argc && !rc; i++) {
+		if (find_queue(srv, argv[i], strlen(argv[i])))
 			continue; /* named twice */
-		struct served *sv = &srv.queues[srv.nqueues];
+		struct served *sv = &srv->queues[srv->nqueues];
 		sv->name = argv[i];
-		if ((rc = cli_open(argv[i], &sv->q)) == 0)
-			srv.nqueues++;
+		if ((rc = cli_open_observer(argv[i], &sv->q)) == 0)
+			srv->nqueues++;
 	}
 	if (rc)
-		goto out;
-	if (srv.nqueues == 1)
-		lc.queue = srv.queues[0].name;
+		return rc;
+	struct log_config lc = o->lc;
+	if (srv->nqueues == 1)
+		lc.queue = srv->queues[0].name;
 	if (log_open(&lc) != 0) {
 		cli_err("--log-file %s: %s", lc.path, strerror(errno));
-		rc = EX_FAIL;
-		goto out;
+		return EX_FAIL;
 	}
+	run->log_open = true;
 
 	/* Only this thread takes SIGINT/SIGTERM; the server thread inherits the mask. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigemptyset(&run->sigs);
+	sigaddset(&run->sigs, SIGINT);
+	sigaddset(&run->sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &run->sigs, NULL);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
@@ -1368,63 +993,84 @@ int cmd_serve(int argc, char **argv)
 	 * are all at most --timeout. No MHD_OPTION_PER_IP_CONNECTION_LIMIT:
 	 * admit_connection counts per address itself (IPv6 by /64).
 	 */
-	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, admit_connection, &srv, on_request, &srv,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &srv, /* first, so that it gets every message */
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s + 1,
+	struct MHD_Daemon *d = run->d = MHD_start_daemon(
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (o->ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		0, admit_connection, srv, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, so that it gets every message */
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o->ss,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->timeout_s + 1,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ntracks,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, &srv,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, &srv,
-		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, &srv,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
 		MHD_OPTION_END);
 	if (!d) {
 		int e = errno;
-		cli_err("cannot listen on %s: %s", listen_at, e ? strerror(e) : "libmicrohttpd failed to start");
-		rc = EX_FAIL;
-		goto out_log;
+		cli_err("cannot listen on %s: %s", o->listen_at, e ? strerror(e) : "libmicrohttpd failed to start");
+		return EX_FAIL;
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	unsigned port = di ? (unsigned)di->port : 0u;
 	char names[512] = "", q[600];
-	for (size_t i = 0; i < srv.nqueues; i++)
+	for (size_t i = 0; i < srv->nqueues; i++)
 		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? "," : "",
-			 srv.queues[i].name);
+			 srv->queues[i].name);
 	log_event(LOG_INFO_, "serve_started",
 		  "listen=%s:%u queues=%s control=%s max_connections=%u per_ip=%u reserved=%u "
 		  "request_timeout=%llu timeout=%llu",
-		  shown, port, log_quote(q, sizeof(q), names), srv.token_len ? "on" : "off", srv.limits.max,
-		  srv.limits.per_addr, srv.limits.reserved, (unsigned long long)request_s,
-		  (unsigned long long)timeout_s);
-	bool loopback = ss.ss_family == AF_INET6
-				? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr)
-				: (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-	if (!loopback && srv.token_len)
+		  o->shown, port, log_quote(q, sizeof(q), names), srv->token_len ? "on" : "off", srv->limits.max,
+		  srv->limits.per_addr, srv->limits.reserved, (unsigned long long)o->request_s,
+		  (unsigned long long)o->timeout_s);
+	bool loopback = o->ss.ss_family == AF_INET6
+				? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&o->ss)->sin6_addr)
+				: (ntohl(((struct sockaddr_in *)&o->ss)->sin_addr.s_addr) >> 24) == 127;
+	if (!loopback && srv->token_len)
 		log_event(LOG_WARN_, "plain_http",
 			  "message=\"control is on and reachable from other machines over plain HTTP: the token "
 			  "crosses the network unencrypted; put a TLS proxy or an SSH tunnel in front\"");
-	printf("taskq serve: http://%s:%u/ serving %zu queue%s; control %s\n", shown, port, srv.nqueues,
-	       srv.nqueues == 1 ? "" : "s", srv.token_len ? "on" : "off (no token configured)");
+	printf("taskq serve: http://%s:%u/ serving %zu queue%s; control %s\n", o->shown, port, srv->nqueues,
+	       srv->nqueues == 1 ? "" : "s", srv->token_len ? "on" : "off (no token configured)");
 	fflush(stdout);
+	return 0;
+}
+
+/* Until SIGINT or SIGTERM: closes connections past their deadline and
+ * reports refusals, four times a second. Returns the signal. */
+static int serve_loop(const sigset_t *sigs)
+{
 	int sig;
+
 	for (;;) {
 		struct timespec tick = {0, 250 * 1000000L};
-		sig = sigtimedwait(&sigs, NULL, &tick);
+		sig = sigtimedwait(sigs, NULL, &tick);
 		if (sig == SIGINT || sig == SIGTERM)
-			break;
+			return sig;
 		if ((sig = stop_signal) != 0)
-			break;
+			return sig;
 		sweep_slow();
 		report_refusals();
 	}
-	MHD_stop_daemon(d);
-	log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-out_log:
-	log_close();
-out:
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	static struct serve_opts o;
+	static struct server srv; /* the server thread uses it until MHD_stop_daemon returns */
+	struct serve_run run = {0};
+	int rc = serve_parse_opts(argc, argv, &o);
+
+	if (rc >= 0)
+		return rc;
+	rc = serve_start(&o, argc, argv, &srv, &run);
+	if (rc == 0) {
+		int sig = serve_loop(&run.sigs);
+		MHD_stop_daemon(run.d);
+		log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	}
+	if (run.log_open)
+		log_close();
 	for (size_t i = 0; i < srv.nqueues; i++)
 		tq_close(srv.queues[i].q);
 	free(srv.queues);

@@ -35,11 +35,19 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 {
 	tq_stats s;
 	tq_config cfg;
-	uint64_t now = tq_now_ns();
+	tq_proc_info *p = NULL;
+	int n = 0;
 	cJSON *o = cJSON_CreateObject();
 
 	tq_stats_get(q, &s);
 	tq_config_get(q, &cfg);
+	if (with_procs) {
+		p = calloc(TQ_MAX_PROCS, sizeof(*p));
+		n = p ? tq_procs(q, p, TQ_MAX_PROCS) : 0;
+	}
+	/* After everything it is compared with: a time another process wrote
+	 * after an earlier now would make a negative age. */
+	uint64_t now = tq_now_ns();
 	cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddStringToObject(o, "state", cli_state_name(s.run_state));
 	cJSON_AddNumberToObject(o, "capacity", s.capacity);
@@ -52,10 +60,10 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	cJSON_AddNumberToObject(o, "dead_capacity", s.dead_capacity);
 	cJSON_AddNumberToObject(o, "dead_over", s.dead_over);
 	cJSON_AddBoolToObject(o, "dead_full", s.dead >= s.dead_capacity);
-	cJSON_AddNumberToObject(o, "processes", s.procs - 1); /* not this command */
+	cJSON_AddNumberToObject(o, "processes", s.procs);
 	cJSON_AddNumberToObject(o, "recoveries", s.recoveries);
 	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
-				s.oldest_ready_ns ? (double)(now - s.oldest_ready_ns) / 1e9 : 0);
+				(double)cli_age_ns(now, s.oldest_ready_ns) / 1e9);
 	cJSON_AddItemToObject(o, "totals", cli_counters_json(&s.total));
 	cJSON *rates = cJSON_AddObjectToObject(o, "rates");
 	static const char *win[3] = {"1s", "10s", "60s"};
@@ -82,17 +90,13 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 		cJSON_AddNumberToObject(c, "backoff_max_seconds", (double)cfg.backoff_max_ns / 1e9);
 	}
 	if (with_procs) {
-		tq_proc_info *p = calloc(TQ_MAX_PROCS, sizeof(*p));
-		int n = p ? tq_procs(q, p, TQ_MAX_PROCS) : 0;
 		cJSON *arr = cJSON_AddArrayToObject(o, "process_list");
 		for (int i = 0; i < n; i++) {
-			if (p[i].pid == (int32_t)getpid())
-				continue;
 			cJSON *e = cJSON_CreateObject();
 			cJSON_AddNumberToObject(e, "pid", p[i].pid);
 			cJSON_AddNumberToObject(e, "slot", p[i].slot);
-			cJSON_AddNumberToObject(e, "attached_seconds", (double)(now - p[i].attached_ns) / 1e9);
-			cJSON_AddNumberToObject(e, "last_seen_seconds_ago", (double)(now - p[i].last_seen_ns) / 1e9);
+			cJSON_AddNumberToObject(e, "attached_seconds", (double)cli_age_ns(now, p[i].attached_ns) / 1e9);
+			cJSON_AddNumberToObject(e, "last_seen_seconds_ago", (double)cli_age_ns(now, p[i].last_seen_ns) / 1e9);
 			cJSON_AddNumberToObject(e, "in_progress", p[i].leased);
 			cJSON_AddNumberToObject(e, "done_per_second", p[i].done_per_s);
 			cJSON_AddStringToObject(e, "state", p[i].waiting == 1 ? "waiting for tasks"
@@ -100,8 +104,8 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 			cJSON_AddItemToObject(e, "counters", cli_counters_json(&p[i].counters));
 			cJSON_AddItemToArray(arr, e);
 		}
-		free(p);
 	}
+	free(p);
 	return o;
 }
 
@@ -181,7 +185,7 @@ static int show(int argc, char **argv, bool with_config, const char *usage, cons
 		return rc;
 	if (optind != argc - 1)
 		return cli_usage_error(usage);
-	if ((rc = cli_open(argv[optind], &q)))
+	if ((rc = cli_open_observer(argv[optind], &q)))
 		return rc;
 	cJSON *o = cli_stats_json(q, argv[optind], with_config, true);
 	tq_close(q);

@@ -79,7 +79,7 @@ static void sample(struct top *t)
 	tq_stats_get(t->q, &t->s);
 	if (t->last_ns) {
 		double dt = (double)(now - t->last_ns) / 1e9;
-		double r = dt > 0 ? (double)(t->s.total.acked - t->last_acked) / dt : 0;
+		double r = dt > 0 && t->s.total.acked >= t->last_acked ? (double)(t->s.total.acked - t->last_acked) / dt : 0;
 		if (t->nhist == HISTORY) {
 			memmove(t->hist, t->hist + 1, sizeof(double) * (HISTORY - 1));
 			t->nhist--;
@@ -89,12 +89,11 @@ static void sample(struct top *t)
 	int n = tq_procs(t->q, t->procs, MAXPROCS);
 	int k = 0;
 	for (int i = 0; i < n && i < MAXPROCS; i++) {
-		if (t->procs[i].pid == (int32_t)getpid())
-			continue;
 		t->procs[k] = t->procs[i];
 		t->prate[k] = 0;
 		for (int j = 0; j < t->nprev; j++)
-			if (t->prev[j].pid == t->procs[k].pid && t->last_ns && now > t->last_ns)
+			if (t->prev[j].pid == t->procs[k].pid && t->last_ns && now > t->last_ns &&
+			    t->procs[k].counters.acked >= t->prev[j].acked) /* not a new record of that pid */
 				t->prate[k] = (double)(t->procs[k].counters.acked - t->prev[j].acked) /
 					      ((double)(now - t->last_ns) / 1e9);
 		k++;
@@ -184,7 +183,9 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 		snprintf(line, sizeof(line), "%-8s p50 %-9s p90 %-9s p99 %-9s max %-9s mean %s", ln[i], a, b, c, d, e);
 		emit(row++, line, false, arg);
 	}
-	s->oldest_ready_ns ? dur(a, sizeof(a), tq_now_ns() - s->oldest_ready_ns) : (void)snprintf(a, sizeof(a), "-");
+	/* Ages from now, read after the sample (clamped all the same). */
+	uint64_t now_ns = tq_now_ns();
+	s->oldest_ready_ns ? dur(a, sizeof(a), cli_age_ns(now_ns, s->oldest_ready_ns)) : (void)snprintf(a, sizeof(a), "-");
 	snprintf(line, sizeof(line), "oldest ready task waiting %s   processes attached %d", a, t->nprocs);
 	emit(row++, line, false, arg);
 	emit(row++, "", false, arg);
@@ -194,7 +195,7 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 	for (int i = 0; i < t->nprocs; i++) {
 		const tq_proc_info *p = &t->procs[i];
 		human(a, sizeof(a), t->prate[i]);
-		dur(b, sizeof(b), tq_now_ns() - p->last_seen_ns);
+		dur(b, sizeof(b), cli_age_ns(now_ns, p->last_seen_ns));
 		snprintf(line, sizeof(line), "%8d  %-17s %8u %9s %12llu %12llu %8s", p->pid,
 			 p->waiting == 1 ? "waiting for tasks" : p->waiting == 2 ? "waiting for room" : "busy",
 			 p->leased, a, (unsigned long long)p->counters.acked, (unsigned long long)p->counters.failed, b);
@@ -204,7 +205,7 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 	emit(row++, "recent events", true, arg);
 	for (int i = 0; i < t->nev; i++) {
 		const tq_event_info *ev = &t->ev[i];
-		dur(a, sizeof(a), tq_now_ns() - ev->t_ns);
+		dur(a, sizeof(a), cli_age_ns(now_ns, ev->t_ns));
 		snprintf(line, sizeof(line), "  %9s ago  pid %-7d %-15s %s", a, ev->pid, tq_event_name(ev->type),
 			 cli_event_detail((char[200]){0}, 200, ev));
 		emit(row++, line, false, arg);
@@ -279,7 +280,7 @@ int cmd_top(int argc, char **argv)
 	if (!t)
 		return EX_FAIL;
 	t->name = argv[optind];
-	int rc = cli_open(t->name, &t->q);
+	int rc = cli_open_observer(t->name, &t->q); /* never counted among the processes it shows */
 	if (rc) {
 		free(t);
 		return rc;

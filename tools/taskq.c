@@ -269,6 +269,17 @@ int cli_open(const char *name, tq_queue **q)
 	return 0;
 }
 
+int cli_open_observer(const char *name, tq_queue **q)
+{
+	int rc = tq_open_observer(name, q);
+
+	if (rc) {
+		cli_err("%s: %s", name, tq_strerror(rc));
+		return cli_exit_for(rc);
+	}
+	return 0;
+}
+
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok)
 {
 	uint64_t v = 0;
@@ -399,9 +410,9 @@ static const struct subcommand commands[] = {
 	{"resume", cmd_resume, "set the run state back to running"},
 	{"top", cmd_top, "a live dashboard of a queue"},
 	{"log", cmd_log, "the queue's recent events (deaths, recoveries, dead letters, state changes)"},
-	{"ls", cmd_ls, "list the queues on this machine, flagging stale ones"},
+	{"ls", cmd_ls, "list the queues on this machine, flagging abandoned or broken ones"},
 	{"destroy", cmd_destroy, "remove a queue"},
-	{"clean", cmd_clean, "remove stale queues: no process attached, no task held"},
+	{"clean", cmd_clean, "remove unused queues (no process attached, no task held) and abandoned ones"},
 	{"serve", cmd_serve, "serve metrics, stats and run-state control over HTTP"},
 	{"bridge", cmd_bridge, "move tasks between machines through NATS JetStream (taskq-bridge)"},
 };

@@ -1,0 +1,58 @@
+/*
+ * serve.h - what taskq serve's two files share (internal): the server's
+ * configuration and queues, a growable text buffer, the connection counts
+ * shown in /metrics, and the /metrics rendering (serve_metrics.c).
+ */
+#ifndef TQ_SERVE_H
+#define TQ_SERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli.h"
+#include "serve_parse.h"
+
+struct served {
+	char *name;
+	tq_queue *q; /* an observer handle (cli_open_observer) */
+};
+
+#define MAX_BRIDGE_FILES 16
+
+struct server {
+	struct served *queues;
+	size_t nqueues;
+	const char *bridge_files[MAX_BRIDGE_FILES]; /* --bridge-metrics */
+	size_t nbridge_files;
+	char token[CLI_TOKEN_MAX + 1]; /* "" when control is off */
+	size_t token_len;
+	struct serve_limits limits;
+};
+
+/* A growable buffer; oom once an allocation failed (the text is then cut). */
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+/* The connection phases (cmd_serve.c, "Connections"), and what the limits
+ * and deadlines did, for /metrics. */
+enum phase { PH_REQUEST, PH_ANSWER, PH_IDLE };
+struct serve_conn_stats {
+	unsigned open;
+	uint64_t refused[4];   /* by enum serve_admit (SERVE_ADMIT unused) */
+	uint64_t timed_out[3]; /* by enum phase */
+};
+extern const char *const serve_refusal_names[4]; /* by enum serve_admit */
+extern const char *const serve_phase_names[3];   /* by enum phase */
+/* A consistent copy of the counts now (cmd_serve.c). */
+void serve_conn_stats_get(struct serve_conn_stats *out);
+
+/* Appends the whole /metrics text to b: every queue's metrics, the
+ * server's connections, the bridges' files. Returns 0 or a TQ_E* code
+ * (TQ_ENOMEM if b ran out of memory); b->p is the caller's to free. */
+int serve_render_metrics(const struct server *srv, struct buf *b);
+
+#endif
