@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # taskq - build, test, benchmark, install.
 #   make                 libraries, pkg-config file, programs
 #   make test            every test (Criterion), then the sanitizer builds are separate:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * baselines.c - what taskq is compared with, each 1 producer -> 1 consumer:
  *   pipe, `batch` tasks per write(2) (1 or 64), each 8 bytes or a 100-byte

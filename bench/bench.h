@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h - shared declarations of the taskq benchmark (build/bench/taskq-bench).
  *

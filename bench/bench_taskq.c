@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_taskq.c - the libtaskq rows: integer tasks and 100-byte JSON payloads,
  * pushed and taken in batches, every task acked (leases on); one stamped task

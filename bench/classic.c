@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * classic.c - the seed's classic ring (see classic.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * classic.h - the seed's classic ring: 10,000 int64 slots in POSIX shared
  * memory (shm_open + mmap), guarded by three named semaphores: sem_empty

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cluster.c - taskq-bench-cluster (make bench-cluster): tasks from queue A
  * through taskq-bridge out, a NATS JetStream stream and taskq-bridge in, to

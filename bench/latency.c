@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * latency.c - push-to-take latency rows: one producer sends one task at a
  * time, stamped with its push time; one consumer takes one at a time and

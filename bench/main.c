@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - the taskq benchmark driver: the rows, run sizing, the report.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * runner.c - forks the producers and consumers of one run, times it from the
  * start barrier to the completion of the last task, verifies exactly-once

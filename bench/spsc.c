@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spsc.c - the ceiling: a raw lock-free single-producer single-consumer ring
  * in shared memory (an anonymous MAP_SHARED mapping made before the fork),

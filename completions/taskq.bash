@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bash completion for taskq and taskq-bridge                -*- shell-script -*-
 #
 # make install puts this file in share/bash-completion/completions/ as

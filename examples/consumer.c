@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* consumer.c - takes tasks in batches, handles them, acks or fails them.
  * Usage: consumer QUEUE   (stops after 1 s without tasks) */
 #include <stdio.h>

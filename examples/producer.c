@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* producer.c - pushes integer and JSON tasks in batches of 64.
  * Usage: producer QUEUE [COUNT]   (the queue is created if missing) */
 #include <stdio.h>

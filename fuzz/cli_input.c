@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli_input.c - libFuzzer target for the taskq command's input parsers and
  * output escapers (tools/parse.c): arbitrary bytes, the first choosing the

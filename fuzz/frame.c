@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/frame.c - libFuzzer target for the bridge's message framing
  * (tools/frame.c): arbitrary bytes as a JetStream message's body.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_util.h - what the libFuzzer targets share: a check that aborts (a
  * finding) and a NUL-terminated copy of an input (for string parsers).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http.c - libFuzzer target for the request handling that `taskq serve`
  * does itself (tools/serve_parse.c; libmicrohttpd parses HTTP before it):

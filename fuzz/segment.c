@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/segment.c - libFuzzer target: hostile queue segments.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * taskq.h - the public API of libtaskq, a crash-safe task queue in POSIX
  * shared memory for producer and consumer processes on one Linux machine.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian 12 packages taskq needs to build, test and run.
 # Safe to run again; does nothing when everything is present.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # ldconfig.sh install|uninstall DESTDIR LIBDIR - run by make install and
 # make uninstall. With no DESTDIR, and LIBDIR one of the directories the
 # dynamic loader searches (ldconfig's configuration: /etc/ld.so.conf and

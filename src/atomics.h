@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * atomics.h - the memory-ordering vocabulary of libtaskq (private).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dead.c - the dead-letter area: burying a task with its failure message,
  * listing, kicking and purging dead tasks (docs/design.md, section 10).

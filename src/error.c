@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c - names for every TQ_E* code. */
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * events.c - the recent-events ring in shared memory: deaths detected,
  * recoveries, dead letters, state changes. Fixed size; the oldest entries

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fault.c - crash points for tests: compiled only into the test build of
  * the library (see fault.h).

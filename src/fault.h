@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fault.h - deterministic crash points for tests (private to libtaskq).
  *

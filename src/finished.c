@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * finished.c - the finished watermark (tq_finished_below): the id below
  * which every accepted task is finished, derived from what shared memory

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lane.c - fresh tasks through lanes: single-writer rings of 24-byte
  * cells (lanes 0-7 integers; lanes 8-15 payloads, whose records are in a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * layout.h - the shared-memory layout of a taskq queue (private).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lease.c - what a lease holder does with its tasks: ack, fail (retry with
  * backoff, or bury), touch (docs/design.md, sections 10 and 12).

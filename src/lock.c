@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lock.c - the locks in shared memory, built so that no byte pattern in
  * them can crash, hang or fool a process that uses them.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * push.c - tq_push: free slots to WRITING, tasks written, then published
  * to the ready ring (docs/design.md, sections 3-5).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * queue.c - creating, validating, attaching to and detaching from a queue.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * recover.c - liveness, recovery of dead processes, lease expiry, retries.
  *

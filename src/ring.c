@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring.c - the free ring and the ready ring: u32 slot indices in shared
  * memory, each side under a lock (lock.c), each side with a redo journal.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stats.c - run state, statistics, histograms, per-process views
  * (docs/metrics.md).

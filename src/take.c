@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * take.c - tq_take: ready tasks leased to this handle, oldest first
  * (docs/design.md, sections 3 and 9).

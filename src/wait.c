@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.c - doorbells: spin briefly, then sleep on a futex in shared memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * worker.c - the take -> handle -> ack/fail loop for library users.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lanefix.h - what the lane suites (test_lanes.c, test_payload_lanes.c)
  * share: one queue per test and its handles, children that die with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * natsserver.h - a real nats-server with JetStream on loopback, started and
  * stopped by its user (the bridge tests, make bench-cluster), and the

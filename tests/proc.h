@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proc.h - running the project's programs from tests: fork+exec with pipes
  * for stdin, stdout and stderr, a deadline, and the captured output. Shared

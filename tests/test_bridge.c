@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bridge.c - taskq-bridge between two queues through a real
  * nats-server with JetStream, started and stopped here on loopback: every

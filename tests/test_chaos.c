@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_chaos.c - the chaos test (suite "chaos").
  *

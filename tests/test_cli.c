@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cli.c - the taskq command end to end: every subcommand run as a real
  * child process (fork + exec, stdin/stdout/stderr on pipes, a deadline),

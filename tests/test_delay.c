@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_delay.c - delayed pushes (tq_push_delayed, taskq push --delay): not
  * delivered before their time, delivered after it, counted exactly even if

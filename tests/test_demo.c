@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_demo.c - run.sh's demo end to end, through build/taskq-demo (the
  * program run.sh execs): the Ctrl+C drain and its summary, checked against

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine.c - the queue engine seen through the public API: exactly-once
  * delivery for many producer/consumer mixes (processes and threads), task

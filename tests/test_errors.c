@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_errors.c - argument validation, error codes, and segments that are
  * not (whole, current) taskq queues. Every call here runs in the test

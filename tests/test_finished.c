@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_finished.c - the finished watermark (tq_finished_below): it follows
  * acks and deaths exactly in one process, holds below every task a killed

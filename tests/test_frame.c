@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_frame.c - the bridge's message framing, version 2 (tools/frame.h):
  * a round trip of every task kind with payload lengths and values around

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hostile.c - segments with forged bytes: slot states, lock words,
  * holes on a full /dev/shm, a live holder that never lets go. Each case

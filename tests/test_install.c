@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_install.c - what `make install` delivers: the version every program
  * prints against taskq.pc and include/taskq.h, the man pages (rendered,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lanes.c - the lane path for fresh integer tasks (suite "lanes"):
  * crashes and stops at its fault points, and the lease entries of one

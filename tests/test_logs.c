@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_logs.c - bounded logs: rotation keeps at most N old files of at most
  * S bytes each, however much is written; a long demo run's memory is flat.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_observer.c - observer handles (tq_open_observer): they read
  * everything a monitor needs and set the run state, are never counted or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_payload_lanes.c - payload tasks (TQ_KIND_STRING / TQ_KIND_JSON)
  * through the payload lanes and their byte rings (suite "payload_lanes";

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_seed.c - the seed's design and taskq under the same kill (suite
  * "seed"; docs/seed.md says what each mechanism of the seed became).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_serve.c - `taskq serve` end to end: the Prometheus text and the JSON
  * stats against the library's own numbers after a known workload, the

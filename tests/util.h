@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.h - small helpers shared by the libtaskq tests (header only).
  *

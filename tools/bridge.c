@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bridge.c - taskq-bridge: moves tasks between the taskq queues of several
  * machines through NATS JetStream (docs/cluster.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_remote.c - bearer tokens (shared with taskq serve) and the remote
  * forms of taskq stop / pause / resume: `--url URL` sends the request to a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_segments.c - taskq ls, clean and destroy: the segments in /dev/shm.
  */

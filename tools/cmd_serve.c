@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_serve.c - taskq serve: Prometheus metrics, JSON stats and run-state
  * control of one or more queues over HTTP (libmicrohttpd).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_state.c - taskq stop, pause and resume (local; the --url forms are in cmd_remote.c).
  */

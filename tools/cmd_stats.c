@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_stats.c - taskq info and stats, and the stats JSON shared with serve.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_top.c - taskq top: a live dashboard of one queue (ncurses), or plain
  * text frames with --batch (for scripts, logs and terminals without curses).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * demo.c - taskq-demo, the seed's system end to end (started by ./run.sh).
  *

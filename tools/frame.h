@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frame.h - the bridge's message framing: many tasks in one JetStream
  * message (docs/cluster.md, "Framing"). Pure functions of their arguments:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c - logfmt lines with size-based rotation (see log.h).
  */

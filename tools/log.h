@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.h - structured logs for taskq's programs: one logfmt line per event,
  *   time=2026-11-26T13:45:01.123Z level=info pid=123 queue=demo event=started k=v ...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * parse.c - the taskq command's input parsers and output escapers (see
  * parse.h). Pure functions: the fuzz target fuzz/cli_input.c runs them on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * parse.h - the taskq command's input parsers and output escapers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * serve.h - what taskq serve's two files share (internal): the server's
  * configuration and queues, a growable text buffer, the connection counts

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * serve_metrics.c - taskq serve's /metrics: every served queue's numbers
  * in the Prometheus text format 0.0.4 (docs/metrics.md), the server's own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * serve_parse.c - the pure parts of `taskq serve`; see serve_parse.h.
  */

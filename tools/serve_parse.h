@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * serve_parse.h - the pure parts of `taskq serve` (cmd_serve.c): routing a
  * request line, the Authorization header, Content-Length, the text of a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * taskq.c - the taskq command: dispatch, shared helpers, usage.
  */

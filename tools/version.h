@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * version.h - the version the programs print (--version): the Makefile's
  * VERSION, passed as TQ_VERSION_STRING and as its three numbers, which

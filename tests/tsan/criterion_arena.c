@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * criterion_arena.c - lets Criterion (BoxFort) place its shared arenas where
  * ThreadSanitizer allows application memory. Linked into the TSan build of

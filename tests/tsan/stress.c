@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress.c - many threads of one process on one queue, for ThreadSanitizer.
  *
