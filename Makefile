@@ -16,10 +16,12 @@ SAN     ?=
 # The one source of the version: the shared library's file name, taskq.pc,
 # the man pages and every program's --version. include/taskq.h's
 # TQ_VERSION_MAJOR/MINOR/PATCH must agree (tools/version.h checks when
-# building the programs). The soname changes with MAJOR only.
-VERSION := 0.1.0
+# building the programs). The soname is the ABI's version: MAJOR from 1.0
+# on; while MAJOR is 0, every MINOR may change the ABI, so the soname is
+# MAJOR.MINOR (libtaskq.so.0.2).
+VERSION := 0.2.0
 VERSION_WORDS := $(subst ., ,$(VERSION))
-SOVERSION := $(word 1,$(VERSION_WORDS))
+SOVERSION := $(if $(filter 0,$(word 1,$(VERSION_WORDS))),$(word 1,$(VERSION_WORDS)).$(word 2,$(VERSION_WORDS)),$(word 1,$(VERSION_WORDS)))
 VERSION_DEFS := -DTQ_VERSION_STRING='"$(VERSION)"' -DTQ_MAKE_VERSION_MAJOR=$(word 1,$(VERSION_WORDS)) \
 	-DTQ_MAKE_VERSION_MINOR=$(word 2,$(VERSION_WORDS)) -DTQ_MAKE_VERSION_PATCH=$(word 3,$(VERSION_WORDS))
 # Where make install puts things (all under DESTDIR, if given).

@@ -67,7 +67,7 @@ extern "C" {
  * taskq` and `taskq --version`. The shared library's soname is
  * libtaskq.so.MAJOR. */
 #define TQ_VERSION_MAJOR 0
-#define TQ_VERSION_MINOR 1
+#define TQ_VERSION_MINOR 2
 #define TQ_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- errors */

@@ -90,6 +90,18 @@ static void inst_fini(void)
 		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The soname's version: MAJOR, or MAJOR.MINOR while MAJOR is 0 (the
+ * Makefile's SOVERSION). */
+static const char *so_version(void)
+{
+	static char v[32];
+	if (TQ_VERSION_MAJOR == 0)
+		snprintf(v, sizeof v, "%d.%d", TQ_VERSION_MAJOR, TQ_VERSION_MINOR);
+	else
+		snprintf(v, sizeof v, "%d", TQ_VERSION_MAJOR);
+	return v;
+}
+
 TestSuite(install, .init = inst_init, .fini = inst_fini, .timeout = 120);
 
 /* Runs `sh -c CMD` (CMD from fmt) in a clean environment (PATH only). */
@@ -150,7 +162,7 @@ Test(install, version_matches_pkg_config_and_header)
 	 * libtaskq.so.MAJOR, and libtaskq.so for -ltaskq. */
 	char path[PATH_MAX], target[PATH_MAX], soname[64], real[96];
 	struct stat st;
-	snprintf(soname, sizeof soname, "libtaskq.so.%d", TQ_VERSION_MAJOR);
+	snprintf(soname, sizeof soname, "libtaskq.so.%s", so_version());
 	snprintf(real, sizeof real, "libtaskq.so.%s", ver);
 	snprintf(path, sizeof path, "%s/%s", bin_dir, real);
 	cr_expect(lstat(path, &st) == 0 && S_ISREG(st.st_mode), "%s: not a regular file", path);
@@ -355,7 +367,7 @@ static const char *installed_files[] = {
 	"include/taskq.h",
 	"lib/libtaskq.a",
 	"lib/libtaskq.so.@VERSION@",
-	"lib/libtaskq.so.@MAJOR@",
+	"lib/libtaskq.so.@SOVERSION@",
 	"lib/libtaskq.so",
 	"lib/pkgconfig/taskq.pc",
 	"share/man/man1/taskq.1",
@@ -374,7 +386,7 @@ static void installed_path(char *buf, size_t size, const char *root, const char 
 	if (at && !strncmp(at, "@VERSION@", 9))
 		snprintf(f, sizeof f, "%.*s%s", (int)(at - file), file, ver);
 	else if (at)
-		snprintf(f, sizeof f, "%.*s%d", (int)(at - file), file, TQ_VERSION_MAJOR);
+		snprintf(f, sizeof f, "%.*s%s", (int)(at - file), file, so_version());
 	else
 		snprintf(f, sizeof f, "%s", file);
 	snprintf(buf, size, "%s/%s", root, f);
@@ -405,14 +417,14 @@ static void expect_installed(const char *root, const char *prefix, const char *v
 	}
 	installed_path(path, sizeof path, root, "lib/libtaskq.so.@VERSION@", ver);
 	cr_expect(lstat(path, &st) == 0 && S_ISREG(st.st_mode), "%s: not a regular file", path);
-	installed_path(path, sizeof path, root, "lib/libtaskq.so.@MAJOR@", ver);
+	installed_path(path, sizeof path, root, "lib/libtaskq.so.@SOVERSION@", ver);
 	ssize_t n = readlink(path, target, sizeof target - 1);
 	char want[96];
 	snprintf(want, sizeof want, "libtaskq.so.%s", ver);
 	cr_expect(n > 0 && (target[n] = '\0', !strcmp(target, want)), "%s should link to %s", path, want);
 	installed_path(path, sizeof path, root, "lib/libtaskq.so", ver);
 	n = readlink(path, target, sizeof target - 1);
-	snprintf(want, sizeof want, "libtaskq.so.%d", TQ_VERSION_MAJOR);
+	snprintf(want, sizeof want, "libtaskq.so.%s", so_version());
 	cr_expect(n > 0 && (target[n] = '\0', !strcmp(target, want)), "%s should link to %s", path, want);
 	snprintf(path, sizeof path, "%s/bin/taskq", root);
 	cr_expect(access(path, X_OK) == 0, "%s is not executable", path);
