@@ -296,7 +296,7 @@ int cli_remote_state(int argc, char **argv, const char *cmd)
 	snprintf(usage, sizeof(usage), "%s NAME --url URL [--token-file FILE]%s [--json]", cmd,
 		 is_stop ? " [--now]" : "");
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjn", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			printf("usage: taskq %s\n\nSends the request to `taskq serve` at URL (POST URL/queues/NAME/VERB)\n"
