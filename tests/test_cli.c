@@ -3490,7 +3490,7 @@ Test(cli, every_listed_option_is_taken)
 			for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++)
 				if (!strcmp(arg, values[k].arg))
 					value = values[k].value;
-			char flag[80];
+			char flag[sizeof(name) + sizeof(arg) + 4];
 			snprintf(flag, sizeof(flag), "[%s%s%s]", name, value ? " " : "", value ? arg : "");
 			const char *in_usage = strstr(h.out, flag); /* dead: --all is in the arguments' grammar */
 			if (!in_usage && !strcmp(cmds[i], "dead") && !strcmp(name, "--all"))
