@@ -138,8 +138,8 @@ $(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) $(VERSION_STAMP) | $(BUIL
 # NATS dependency (docs/cluster.md).
 $(BRIDGE_BIN): tools/bridge.c tools/frame.c tools/frame.h tools/log.c tools/log.h tools/parse.c tools/parse.h tools/version.h $(STATIC) $(VERSION_STAMP) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) $(VERSION_DEFS) -Itools -o $@ tools/bridge.c tools/frame.c tools/log.c tools/parse.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(CJSON_LIBS) $(LIBS)
-$(DEMO_BIN): tools/demo.c tools/log.c tools/log.h $(STATIC) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
+$(DEMO_BIN): tools/demo.c tools/log.c tools/log.h tools/serve_parse.c tools/serve_parse.h $(STATIC) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Itools -o $@ tools/demo.c tools/log.c tools/serve_parse.c $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) -lm $(LIBS)
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 

@@ -287,19 +287,43 @@ static void fuzz_addr(const uint8_t *p, size_t n)
 	CHECK(serve_addr_equal(&k1, &unknown));
 }
 
+/* A listen address: either split into a host that fits and a port of 1-5
+ * digits up to 65535 that ends the input, or refused with a reason. */
+static void fuzz_listen(const uint8_t *p, size_t n)
+{
+	char s[300], host[64], why[128];
+	const char *port = NULL;
+
+	if (n >= sizeof(s))
+		n = sizeof(s) - 1;
+	memcpy(s, p, n);
+	s[n] = '\0';
+	memset(host, 0x5a, sizeof(host));
+	why[0] = '\0';
+	if (serve_split_listen(s, host, sizeof(host), &port, why, sizeof(why))) {
+		CHECK(port > s && port <= s + strlen(s) && port[-1] == ':');
+		size_t pl = strlen(port);
+		CHECK(pl >= 1 && pl <= 5 && strspn(port, "0123456789") == pl && strtoul(port, NULL, 10) <= 65535);
+		CHECK(memchr(host, '\0', sizeof(host)) != NULL && host[0]);
+	} else {
+		CHECK(why[0] != '\0');
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0: fuzz_route(p, n); break;
 	case 1: fuzz_bearer(p, n); break;
 	case 2: fuzz_length(p, n); break;
 	case 3: fuzz_token(p, n); break;
 	case 4: fuzz_admit(p, n); break;
 	case 5: fuzz_addr(p, n); break;
+	case 6: fuzz_listen(p, n); break;
 	}
 	return 0;
 }

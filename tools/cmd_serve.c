@@ -602,37 +602,23 @@ static void on_stop_signal(int sig)
 }
 
 /* "ADDR:PORT", "[V6ADDR]:PORT", "HOST:PORT" or ":PORT" (127.0.0.1). */
-static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *shown, size_t shown_size)
+static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *shown, size_t shown_size,
+			 char *why, size_t why_size)
 {
 	char host[256];
-	const char *colon, *port;
+	const char *port;
 
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
-			return false;
-		memcpy(host, s + 1, (size_t)(close - s - 1));
-		host[close - s - 1] = '\0';
-		port = close + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || (size_t)(colon - s) >= sizeof(host) || memchr(s, ':', (size_t)(colon - s)))
-			return false;
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
-		port = colon + 1;
-	}
-	uint64_t p;
-	if (!cli_parse_u64(port, 0, 65535, &p))
+	if (!serve_split_listen(s, host, sizeof(host), &port, why, why_size))
 		return false;
-	if (!host[0])
-		snprintf(host, sizeof(host), "127.0.0.1");
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (getaddrinfo(host, port, &hints, &ai) || !ai)
+	int e = getaddrinfo(host, port, &hints, &ai);
+	if (e || !ai) {
+		snprintf(why, why_size, "address %.64s: %s", host, e ? gai_strerror(e) : "not found");
 		return false;
+	}
 	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
 	*sslen = ai->ai_addrlen;
 	freeaddrinfo(ai);
@@ -905,8 +891,9 @@ static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 			(unsigned long long)o->reserved, (unsigned long long)o->max_conns);
 		return EX_USAGE_;
 	}
-	if (!parse_listen(o->listen_at, &o->ss, &o->sslen, o->shown, sizeof(o->shown))) {
-		cli_err("invalid --listen '%s' (ADDR:PORT or [IPV6]:PORT)", o->listen_at);
+	char why[128];
+	if (!parse_listen(o->listen_at, &o->ss, &o->sslen, o->shown, sizeof(o->shown), why, sizeof(why))) {
+		cli_err("invalid --listen '%s': %s", o->listen_at, why);
 		return EX_USAGE_;
 	}
 	return -1;

@@ -41,6 +41,7 @@
 #include <cjson/cJSON.h>
 
 #include "log.h"
+#include "serve_parse.h"
 #include "taskq.h"
 
 #define SEC 1000000000ull
@@ -139,44 +140,8 @@ static bool serve_addr_ok(const char *s, char *why, size_t size)
 	char host[256];
 	const char *port;
 
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close == s + 1 || (size_t)(close - s - 1) >= sizeof(host)) {
-			snprintf(why, size, "an IPv6 address in brackets, then :PORT ([::1]:9740)");
-			return false;
-		}
-		if (close[1] != ':') {
-			snprintf(why, size, "no port: give [IPV6]:PORT, e.g. [::1]:9740");
-			return false;
-		}
-		memcpy(host, s + 1, (size_t)(close - s - 1));
-		host[close - s - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(s, ':');
-		if (!colon) {
-			snprintf(why, size, "no port: give ADDR:PORT, e.g. 127.0.0.1:9740");
-			return false;
-		}
-		if (memchr(s, ':', (size_t)(colon - s))) {
-			snprintf(why, size, "an IPv6 address goes in brackets: [ADDR]:PORT");
-			return false;
-		}
-		if ((size_t)(colon - s) >= sizeof(host)) {
-			snprintf(why, size, "the host name is too long");
-			return false;
-		}
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
-		port = colon + 1;
-	}
-	uint64_t p;
-	if (!parse_num(port, 0, 65535, &p) || strlen(port) > 5) {
-		snprintf(why, size, "the port must be a number from 0 to 65535 (0: any free port)");
+	if (!serve_split_listen(s, host, sizeof(host), &port, why, size))
 		return false;
-	}
-	if (!host[0])
-		snprintf(host, sizeof(host), "127.0.0.1");
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;

@@ -3,6 +3,7 @@
  * serve_parse.c - the pure parts of `taskq serve`; see serve_parse.h.
  */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -184,4 +185,65 @@ enum serve_admit serve_admit(const struct serve_limits *l, unsigned total, unsig
 	if (total >= shared && from_addr > 0)
 		return SERVE_REFUSE_RESERVE;
 	return SERVE_ADMIT;
+}
+
+/* ------------------------------------------------------ listen address */
+
+bool serve_split_listen(const char *s, char *host, size_t host_size, const char **port, char *why,
+			size_t why_size)
+{
+	size_t hlen;
+	const char *h, *pt;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close == s + 1) {
+			snprintf(why, why_size, "an IPv6 address in brackets, then :PORT ([::1]:9740)");
+			return false;
+		}
+		if (close[1] != ':') {
+			snprintf(why, why_size, "no port: give [IPV6]:PORT, e.g. [::1]:9740");
+			return false;
+		}
+		h = s + 1;
+		hlen = (size_t)(close - s - 1);
+		pt = close + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (!colon) {
+			snprintf(why, why_size, "no port: give ADDR:PORT, e.g. 127.0.0.1:9740");
+			return false;
+		}
+		if (memchr(s, ':', (size_t)(colon - s))) {
+			snprintf(why, why_size, "an IPv6 address goes in brackets: [ADDR]:PORT");
+			return false;
+		}
+		h = s;
+		hlen = (size_t)(colon - s);
+		pt = colon + 1;
+	}
+	if (hlen >= host_size) {
+		snprintf(why, why_size, "the host name is too long");
+		return false;
+	}
+	size_t plen = strlen(pt);
+	unsigned long v = 0;
+	bool digits = plen >= 1 && plen <= 5;
+	for (size_t i = 0; digits && i < plen; i++) {
+		if (pt[i] < '0' || pt[i] > '9')
+			digits = false;
+		else
+			v = v * 10 + (unsigned long)(pt[i] - '0');
+	}
+	if (!digits || v > 65535) {
+		snprintf(why, why_size, "the port must be a number from 0 to 65535 (0: any free port)");
+		return false;
+	}
+	if (hlen)
+		memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (!hlen)
+		snprintf(host, host_size, "127.0.0.1");
+	*port = pt;
+	return true;
 }

@@ -104,4 +104,14 @@ enum serve_admit {
  * the total open now. */
 enum serve_admit serve_admit(const struct serve_limits *l, unsigned total, unsigned from_addr);
 
+/* ------------------------------------------------------ listen address */
+
+/* Splits a listen address: "ADDR:PORT", "[IPV6]:PORT", "HOST:PORT" or
+ * ":PORT" (host "127.0.0.1"), PORT 0..65535 in at most 5 digits. On
+ * success the host goes to host (NUL-ended) and *port points into s; on
+ * failure why says what is wrong. Used by taskq serve --listen and the
+ * demo's --serve, which then resolve the host. */
+bool serve_split_listen(const char *s, char *host, size_t host_size, const char **port, char *why,
+			size_t why_size);
+
 #endif
