@@ -1174,8 +1174,17 @@ static int run_in(struct bridge *b)
 				for (uint32_t i = 0; i < npend; i++) {
 					struct pending *p = &pend[i];
 					if (p->hi < w) {
-						if (ndead < 0)
+						if (ndead < 0) {
 							ndead = tq_dead_list(b->q, dl, dmax, ddata, stride);
+							if (ndead >= 0 && (size_t)ndead == dmax)
+								/* More may be dead than the listing holds (the
+								 * dead-letter area overflowed): the newest are
+								 * not published. */
+								log_event(LOG_WARN_, "dead_listing_full",
+									  "listed=%d note=\"more dead letters than dead_capacity: the "
+									  "newest may not reach the dead subject; taskq dead lists them\"",
+									  ndead);
+						}
 						if (ndead < 0) {
 							/* Not listed (the lock busy): acked later. */
 							pend[keep++] = *p;
