@@ -37,6 +37,25 @@
 #ifndef TQT_HAS_SANITIZER
 #define TQT_HAS_SANITIZER 0
 #endif
+/* The make variable that built this test program's build directory, so
+ * that a make install which has to rebuild something (a source changed
+ * since) builds it the same way. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TQT_SAN "SAN=asan"
+#elif __has_feature(thread_sanitizer)
+#define TQT_SAN "SAN=tsan"
+#endif
+#endif
+#ifndef TQT_SAN
+#if defined(__SANITIZE_ADDRESS__)
+#define TQT_SAN "SAN=asan"
+#elif defined(__SANITIZE_THREAD__)
+#define TQT_SAN "SAN=tsan"
+#else
+#define TQT_SAN ""
+#endif
+#endif
 #define TASKQ TQ_BIN_DIR "/taskq"
 #define BRIDGE TQ_BIN_DIR "/taskq-bridge"
 
@@ -455,7 +474,7 @@ Test(install, make_install_and_uninstall_with_destdir)
 
 	pc_version(ver, sizeof ver);
 	make_tmpdir("destdir");
-	int rc = sh(&o, "make -s -C '%s' BUILD='%s' DESTDIR='%s' PREFIX=/usr/local install", src_dir, bin_dir, tmpdir);
+	int rc = sh(&o, "make -s -C '%s' " TQT_SAN " BUILD='%s' DESTDIR='%s' PREFIX=/usr/local install", src_dir, bin_dir, tmpdir);
 	cr_assert_eq(rc, 0, "%s:\n%s%s", o.cmd, o.out, o.err);
 	cr_expect(!strstr(o.out, "ldconfig"), "ldconfig ran with a DESTDIR:\n%s", o.out);
 	snprintf(root, sizeof root, "%s/usr/local", tmpdir);
@@ -467,7 +486,7 @@ Test(install, make_install_and_uninstall_with_destdir)
 	cr_expect_eq(sh(&o, "groff -man -Tutf8 '%s' | grep -q 'taskq - a crash-safe task queue'", page), 0,
 		     "%s does not render", page);
 
-	rc = sh(&o, "make -s -C '%s' BUILD='%s' DESTDIR='%s' PREFIX=/usr/local uninstall", src_dir, bin_dir, tmpdir);
+	rc = sh(&o, "make -s -C '%s' " TQT_SAN " BUILD='%s' DESTDIR='%s' PREFIX=/usr/local uninstall", src_dir, bin_dir, tmpdir);
 	cr_assert_eq(rc, 0, "%s:\n%s%s", o.cmd, o.out, o.err);
 	expect_nothing_left(tmpdir);
 	out_free(&o);
@@ -480,7 +499,7 @@ Test(install, prefix_outside_the_loader_path_gets_a_hint)
 
 	pc_version(ver, sizeof ver);
 	make_tmpdir("prefix");
-	int rc = sh(&o, "make -s -C '%s' BUILD='%s' PREFIX='%s' install", src_dir, bin_dir, tmpdir);
+	int rc = sh(&o, "make -s -C '%s' " TQT_SAN " BUILD='%s' PREFIX='%s' install", src_dir, bin_dir, tmpdir);
 	cr_assert_eq(rc, 0, "%s:\n%s%s", o.cmd, o.out, o.err);
 	expect_installed(tmpdir, tmpdir, ver);
 	cr_expect(strstr(o.out, "not a directory the dynamic loader searches"), "no hint:\n%s", o.out);
@@ -506,7 +525,7 @@ Test(install, prefix_outside_the_loader_path_gets_a_hint)
 	unlink(prog);
 #endif
 
-	rc = sh(&o, "make -s -C '%s' BUILD='%s' PREFIX='%s' uninstall", src_dir, bin_dir, tmpdir);
+	rc = sh(&o, "make -s -C '%s' " TQT_SAN " BUILD='%s' PREFIX='%s' uninstall", src_dir, bin_dir, tmpdir);
 	cr_assert_eq(rc, 0, "%s:\n%s%s", o.cmd, o.out, o.err);
 	expect_nothing_left(tmpdir);
 	out_free(&o);
