@@ -319,8 +319,10 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
  * Fails n leased tasks with an error code and message (NULL for none; kept
  * up to TQ_ERRMSG_MAX - 1 bytes, a longer one cut at a UTF-8 character
  * boundary, or at the byte where it is not UTF-8). A dead task keeps the
- * whole of it while the dead-letter area has room (dead_capacity); one
- * beyond it, and a retried task, keep its first 47 bytes. A task with attempts left is retried after
+ * whole of it while the dead-letter area has room (fewer than
+ * dead_capacity dead tasks when it dies, and a free message entry among
+ * the 64 looked at); one beyond it, and a retried task, keep its first 47
+ * bytes. A task with attempts left is retried after
  * backoff_base * 2^(attempt-1), capped at backoff_max, with jitter in
  * [d/2, d]; otherwise it goes to the dead-letter area (see tq_dead_list).
  * Returns 0, or TQ_ELOST as tq_ack (the failures of the leases still held
@@ -380,21 +382,30 @@ typedef struct tq_dead_info {
  * than dead_capacity: tq_stats.dead); if data is not NULL,
  * payload i is copied to data + i * data_stride (truncated to data_stride;
  * out[i].len is the full length). Returns the number listed.
+ * Cost: one pass over the slot states under the recovery lock, keeping
+ * the max oldest (memory O(max), not O(slots)).
  * Errors: TQ_EINVAL (NULL q, NULL out with max > 0), TQ_ENOMEM, TQ_EBUSY.
  */
 int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride);
 
 /* Puts dead task `id` (or all dead tasks with id TQ_ALL) back to ready with
- * its attempts reset. Returns the number kicked (TQ_ALL: 0 or more). Like
- * tq_dead_purge, it is how room comes back when the dead-letter area is
- * full: each task it moves returns its place at once.
- * Errors: TQ_EINVAL (NULL q), TQ_ENOTFOUND (id is not dead), TQ_EBUSY,
+ * its attempts reset, room permitting: a kick returns no room (the task
+ * needs its place again) and never takes the queue above its capacity. A
+ * dead task beyond dead_capacity already counts against the capacity and
+ * is kicked whatever the room; one within the area needs a free place.
+ * TQ_ALL kicks as many as room allows, oldest first, and returns how many
+ * (0 or more); one id returns 1. To make room, purge (or take and finish
+ * tasks first).
+ * Errors: TQ_EINVAL (NULL q), TQ_ENOTFOUND (id is not dead), TQ_EAGAIN
+ * (one id, no room for it: it stays dead), TQ_ENOMEM, TQ_EBUSY,
  * TQ_EBADQUEUE (damaged shared memory). */
 #define TQ_ALL UINT64_MAX
 int tq_dead_kick(tq_queue *q, uint64_t id);
 
-/* Deletes dead task `id` (or all with TQ_ALL). Returns the number purged;
- * errors as tq_dead_kick. */
+/* Deletes dead task `id` (or all with TQ_ALL). Returns the number purged.
+ * This is how room comes back when the dead-letter area is over-full: each
+ * dead task it deletes beyond dead_capacity returns its place at once.
+ * Errors as tq_dead_kick, but for TQ_EAGAIN. */
 int tq_dead_purge(tq_queue *q, uint64_t id);
 
 /* ------------------------------------------------------------- workers */
@@ -519,7 +530,7 @@ typedef struct tq_stats {
  * any task in motion between two states at that instant. The figures
  * always add up to the slots: ready + leased + delayed + dead + free_slots
  * == slots == capacity + dead_capacity. The room a push has is
- * free_slots - (dead_capacity - min(dead, dead_capacity)).
+ * max(0, free_slots - (dead_capacity - min(dead, dead_capacity))).
  * Errors: TQ_EINVAL (NULL argument). */
 int tq_stats_get(tq_queue *q, tq_stats *out);
 

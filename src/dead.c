@@ -45,7 +45,25 @@ void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg)
 	a->msg[len] = '\0';
 	a->mentry = 0;
 	a->mseq = 0;
+	a->tag = (uint32_t)q->slots[idx].id;
 }
+
+static bool aux_prefix(tq_queue *q, uint32_t idx, char *out)
+{
+	/* The prefix belongs to the task that wrote it (out: TQ_AUX_MSG bytes). */
+	const struct tq_aux *a = &q->aux[idx];
+
+	if (a->tag != (uint32_t)q->slots[idx].id) {
+		out[0] = '\0';
+		return false;
+	}
+	memcpy(out, a->msg, sizeof(a->msg));
+	out[sizeof(a->msg) - 1] = '\0';
+	return out[0] != '\0';
+}
+
+/* Entries msg_store looks at before giving up (design.md, 10). */
+#define MSG_SEARCH 64u
 
 /* Does entry e hold the message of the dead task it names? */
 static bool msg_valid(tq_queue *q, uint32_t e, uint32_t *slot)
@@ -64,12 +82,14 @@ static bool msg_valid(tq_queue *q, uint32_t e, uint32_t *slot)
 }
 
 /* Stores msg whole in a free entry of the message area for slot idx (its
- * id written), if one is free; the caller holds the recovery lock. */
+ * id written), if one of the MSG_SEARCH entries from the cursor is free
+ * (otherwise the task keeps its prefix); the caller holds the recovery lock. */
 static void msg_store(tq_queue *q, uint32_t idx, const char *msg, size_t len)
 {
 	uint32_t n = q->dead_cap, start = q->h->msg_hint % n;
+	uint32_t tries = n < MSG_SEARCH ? n : MSG_SEARCH;
 
-	for (uint32_t k = 0; k < n; k++) {
+	for (uint32_t k = 0; k < tries; k++) {
 		uint32_t e = (start + k) % n;
 		if (msg_valid(q, e, NULL))
 			continue;
@@ -105,8 +125,27 @@ static void msg_read(tq_queue *q, uint32_t idx, char *out)
 		out[strnlen(out, len)] = '\0';
 		return;
 	}
-	memcpy(out, a->msg, sizeof(a->msg));
-	out[sizeof(a->msg) - 1] = '\0';
+	(void)aux_prefix(q, idx, out);
+}
+
+/* Copies slot idx's whole message from the message area into out if its
+ * entry still names this slot, task and sequence, whatever the slot's
+ * state (a kick interrupted before it reset the attempts). */
+static bool msg_intact(tq_queue *q, uint32_t idx, char *out)
+{
+	const struct tq_aux *a = &q->aux[idx];
+	uint32_t e = a->mentry;
+
+	if (e < 1 || e > q->dead_cap)
+		return false;
+	const struct tq_msg *m = &q->msgs[e - 1];
+	if (m->seq == 0 || m->seq != a->mseq || m->slot != idx || m->id != q->slots[idx].id ||
+	    a->tag != (uint32_t)m->id)
+		return false;
+	size_t len = m->len < TQ_ERRMSG_MAX - 1 ? m->len : TQ_ERRMSG_MAX - 1;
+	memcpy(out, m->text, len);
+	out[len] = '\0';
+	return out[0] != '\0';
 }
 
 /* ------------------------------------------------------------- bury */
@@ -131,7 +170,9 @@ void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t
 
 	s->last_err = err;
 	tq__aux_msg(q, idx, msg);
-	if (locked && len >= TQ_AUX_MSG)
+	/* Beyond the area a dead task keeps its prefix only (tq_fail): no
+	 * search then, so a full area costs a burial nothing. */
+	if (locked && len >= TQ_AUX_MSG && load_rlx(&q->h->dead_count) < q->dead_cap)
 		msg_store(q, idx, msg, len);
 	size_t elen = msg ? tq__utf8_cut(msg, sizeof(ev)) : 0;
 	memcpy(ev, msg ? msg : "", elen);
@@ -151,17 +192,84 @@ void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t
 	tq__count(q, C_DEAD, 1);
 }
 
+void tq__make_dead_kept(tq_queue *q, uint32_t idx, const char *why, uint64_t now)
+{
+	char msg[TQ_ERRMSG_MAX];
+	int err = q->slots[idx].last_err;
+
+	if (!msg_intact(q, idx, msg) && !aux_prefix(q, idx, msg))
+		msg[0] = '\0';
+	tq__make_dead(q, idx, err ? err : TQ_ELOST, msg[0] ? msg : why, now, true);
+}
+
 struct dead_ref {
 	uint64_t died_ns, id;
 	uint32_t idx;
 };
 
+static bool dead_before(const struct dead_ref *x, const struct dead_ref *y)
+{
+	return x->died_ns != y->died_ns ? x->died_ns < y->died_ns : x->id < y->id;
+}
+
 static int cmp_dead(const void *a, const void *b)
 {
 	const struct dead_ref *x = a, *y = b;
-	if (x->died_ns != y->died_ns)
-		return x->died_ns < y->died_ns ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
+	return dead_before(x, y) ? -1 : dead_before(y, x);
+}
+
+/* Restores the max-heap (the newest at the root) below position i. */
+static void heap_down(struct dead_ref *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, top = i;
+		if (l < n && dead_before(&h[top], &h[l]))
+			top = l;
+		if (r < n && dead_before(&h[top], &h[r]))
+			top = r;
+		if (top == i)
+			return;
+		struct dead_ref t = h[i];
+		h[i] = h[top];
+		h[top] = t;
+		i = top;
+	}
+}
+
+static void heap_up(struct dead_ref *h, size_t i)
+{
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!dead_before(&h[p], &h[i]))
+			return;
+		struct dead_ref t = h[i];
+		h[i] = h[p];
+		h[p] = t;
+		i = p;
+	}
+}
+
+/* Fills refs with the (up to) max oldest dead tasks, oldest first, keeping
+ * only max references while scanning (design.md, 10); returns how many.
+ * The caller holds the recovery lock. */
+static size_t dead_oldest(tq_queue *q, struct dead_ref *refs, size_t max)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < q->nslots && max; i++) {
+		if (st_state(load_acq(&q->st[i])) != ST_DEAD)
+			continue;
+		struct dead_ref r = {q->slots[i].died_ns, q->slots[i].id, i};
+		if (n < max) {
+			refs[n] = r;
+			heap_up(refs, n++);
+		} else if (dead_before(&r, &refs[0])) {
+			refs[0] = r;
+			heap_down(refs, n, 0);
+		}
+	}
+	qsort(refs, n, sizeof(*refs), cmp_dead);
+	return n;
 }
 
 TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, size_t data_stride)
@@ -170,8 +278,13 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 		return tq__usable(q);
 	if (!out && max)
 		return TQ_EINVAL;
-	struct dead_ref *refs = malloc(sizeof(*refs) * q->nslots);
-	size_t n = 0, room = q->nslots;
+	if (max > q->nslots)
+		max = q->nslots; /* no more dead than slots */
+	if (max > INT32_MAX)
+		max = INT32_MAX;
+	if (max == 0)
+		return 0;
+	struct dead_ref *refs = malloc(sizeof(*refs) * max);
 	if (!refs)
 		return TQ_ENOMEM;
 	/* Dead slots leave DEAD only under the recovery lock (kick, purge),
@@ -182,13 +295,7 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 		free(refs);
 		return rc;
 	}
-	for (uint32_t i = 0; i < q->nslots && n < room; i++) {
-		if (st_state(load_acq(&q->st[i])) != ST_DEAD)
-			continue;
-		refs[n++] = (struct dead_ref){q->slots[i].died_ns, q->slots[i].id, i};
-	}
-	qsort(refs, n, sizeof(*refs), cmp_dead);
-	size_t k = n < max ? n : max;
+	size_t k = dead_oldest(q, refs, max);
 	for (size_t j = 0; j < k; j++) {
 		const struct tq_slot *s = &q->slots[refs[j].idx];
 		tq_dead_info *d = &out[j];
@@ -211,37 +318,114 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 	return (int)k;
 }
 
+/* May one more dead task be kicked? One beyond the area already counts
+ * against the capacity; one within it needs a free place of it. */
+static bool kick_room(tq_queue *q)
+{
+	return load_rlx(&q->h->dead_count) > q->dead_cap || tq__room(q) > 0;
+}
+
+/* Claims dead slot i (read as s) for a kick or purge; the caller holds
+ * the recovery lock. */
+static bool dead_claim(tq_queue *q, uint32_t i, uint64_t s, bool kick)
+{
+	if (!cas64(&q->st[i], s, st_make(kick ? ST_REQUEUE : ST_RELEASING, q->owner, 0)))
+		return false;
+	TQ_FAULT("kick.claimed");
+	if (kick)
+		q->slots[i].attempts = 0;
+	if (load_rlx(&q->h->dead_count))
+		sub_rlx(&q->h->dead_count, 1);
+	return true;
+}
+
+static int dead_send(tq_queue *q, const uint32_t *idx, uint32_t k, bool kick)
+{
+	if (!k)
+		return 0;
+	return kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
+}
+
+/* Kicks every dead task room allows, oldest first (TQ_ALL). */
+static int kick_all_locked(tq_queue *q, int *moved)
+{
+	uint32_t dead = load_rlx(&q->h->dead_count);
+	uint64_t budget = (dead > q->dead_cap ? dead - q->dead_cap : 0) + tq__room(q);
+	uint32_t idx[TQ_CHUNK], k = 0;
+	int rc = 0;
+
+	if (budget == 0)
+		return 0;
+	if (budget < dead) {
+		/* Not all: the oldest `budget` of them. */
+		struct dead_ref *refs = malloc(sizeof(*refs) * budget);
+		if (!refs)
+			return TQ_ENOMEM;
+		size_t n = dead_oldest(q, refs, budget);
+		for (size_t j = 0; j < n && !rc && kick_room(q); j++) {
+			uint32_t i = refs[j].idx;
+			uint64_t s = load_acq(&q->st[i]);
+			if (st_state(s) != ST_DEAD || !dead_claim(q, i, s, true))
+				continue;
+			idx[k++] = i;
+			(*moved)++;
+			if (k == TQ_CHUNK) {
+				rc = dead_send(q, idx, k, true);
+				k = 0;
+			}
+		}
+		free(refs);
+		return rc ? rc : dead_send(q, idx, k, true);
+	}
+	for (uint32_t i = 0; i < q->nslots && !rc; i++) {
+		uint64_t s = load_acq(&q->st[i]);
+		if (st_state(s) != ST_DEAD) /* dead by its state byte, as everywhere */
+			continue;
+		if (!kick_room(q))
+			break;
+		if (!dead_claim(q, i, s, true))
+			continue;
+		idx[k++] = i;
+		(*moved)++;
+		if (k == TQ_CHUNK) {
+			rc = dead_send(q, idx, k, true);
+			k = 0;
+		}
+	}
+	return rc ? rc : dead_send(q, idx, k, true);
+}
+
 /* Applies kick (to ready) or purge (to free) to dead task id, or all. */
 static int dead_move_locked(tq_queue *q, uint64_t id, bool kick)
 {
 	uint32_t idx[TQ_CHUNK], k = 0;
 	int moved = 0, rc = 0;
-	uint64_t mine = st_make(kick ? ST_REQUEUE : ST_RELEASING, q->owner, 0);
 
-	for (uint32_t i = 0; i < q->nslots; i++) {
-		uint64_t s = load_acq(&q->st[i]);
-		if (st_state(s) != ST_DEAD) /* dead by its state byte, as everywhere */
-			continue;
-		if (id != TQ_ALL && q->slots[i].id != id)
-			continue;
-		if (!cas64(&q->st[i], s, mine))
-			continue;
-		TQ_FAULT("kick.claimed");
-		if (kick)
-			q->slots[i].attempts = 0;
-		if (load_rlx(&q->h->dead_count))
-			sub_rlx(&q->h->dead_count, 1);
-		idx[k++] = i;
-		moved++;
-		if (k == TQ_CHUNK || id != TQ_ALL) {
-			rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
-			k = 0;
-			if (rc || id != TQ_ALL)
-				break;
+	if (kick && id == TQ_ALL) {
+		rc = kick_all_locked(q, &moved);
+	} else {
+		for (uint32_t i = 0; i < q->nslots && !rc; i++) {
+			uint64_t s = load_acq(&q->st[i]);
+			if (st_state(s) != ST_DEAD) /* dead by its state byte, as everywhere */
+				continue;
+			if (id != TQ_ALL && q->slots[i].id != id)
+				continue;
+			if (kick && !kick_room(q))
+				return TQ_EAGAIN; /* one id, and no room for it */
+			if (!dead_claim(q, i, s, kick))
+				continue;
+			idx[k++] = i;
+			moved++;
+			if (k == TQ_CHUNK || id != TQ_ALL) {
+				rc = dead_send(q, idx, k, kick);
+				k = 0;
+				if (id != TQ_ALL)
+					break;
+			}
 		}
+		if (!rc)
+			rc = dead_send(q, idx, k, kick);
 	}
-	if (k && !rc)
-		rc = kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
 	if (moved)
 		tq__event(q, kick ? TQ_EV_KICKED : TQ_EV_PURGED, (uint64_t)moved, id == TQ_ALL ? 0 : id, NULL);
 	if (rc)

@@ -248,6 +248,10 @@ void tq__fold_repair(tq_queue *q);
 void tq__make_dead(tq_queue *q, uint32_t idx, int err, const char *msg, uint64_t now, bool locked);
 /* Records a failure message's first bytes in slot idx's aux (no entry). */
 void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg);
+/* Buries slot idx (owned, recovery lock held) whose holder died: with the
+ * failure it was given if its owner got that far (its own message, whole
+ * while its message-area entry is intact), else TQ_ELOST and `why`. */
+void tq__make_dead_kept(tq_queue *q, uint32_t idx, const char *why, uint64_t now);
 /* Recounts the DEAD slots into the header's count (recovery lock held). */
 uint32_t tq__dead_recount(tq_queue *q);
 /* The length of msg's first bytes that fit in max - 1, cut at a UTF-8

@@ -88,12 +88,14 @@ _Static_assert(sizeof(struct tq_slot) == 64, "slot is one cache line");
 
 /* A slot's failure record: the last failure message's first bytes, and
  * for a dead task with a longer one, its entry in the message area (index
- * + 1, 0 for none) and the sequence that entry must carry (design.md, 10). */
+ * + 1, 0 for none) and the sequence that entry must carry (design.md, 10).
+ * `tag`: the low 32 bits of the id of the task that wrote it (a push does
+ * not clear the record; the prefix belongs only to that task). */
 struct tq_aux {
 	char msg[TQ_AUX_MSG];
 	uint64_t mseq;
 	uint32_t mentry;
-	uint32_t pad;
+	uint32_t tag;
 };
 _Static_assert(sizeof(struct tq_aux) == 64, "aux is one cache line");
 

@@ -120,16 +120,12 @@ static void settle_dpush(tq_queue *q, struct tq_proc *p, uint32_t owner)
 static void requeue_or_bury(struct mover *m, uint32_t idx, uint64_t now)
 {
 	tq_queue *q = m->q;
-	char msg[sizeof(q->aux[idx].msg)];
 
 	if (q->slots[idx].attempts < q->max_attempts) {
 		mover_requeue(m, idx);
 		return;
 	}
-	memcpy(msg, q->aux[idx].msg, sizeof(msg));
-	msg[sizeof(msg) - 1] = '\0';
-	int err = q->slots[idx].last_err;
-	tq__make_dead(q, idx, err ? err : TQ_ELOST, msg[0] ? msg : "the process holding it died", now, true);
+	tq__make_dead_kept(q, idx, "the process holding it died", now);
 }
 
 /* --------------------------------------------------------------- counters */
@@ -266,7 +262,7 @@ static void sweep(tq_queue *q, uint64_t now)
 {
 	struct mover m = {.q = q};
 	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), expired = 0;
-	uint32_t delayed = 0;
+	uint32_t delayed = 0, dead = 0;
 	uint64_t next_due = UINT64_MAX;
 
 	/* Reset before the scan: a slot delayed after this store lowers the
@@ -276,6 +272,8 @@ static void sweep(tq_queue *q, uint64_t now)
 	for (uint32_t i = 0; i < q->nslots; i++) {
 		uint64_t s = load_acq(&q->st[i]);
 		unsigned state = st_state(s);
+		if (state == ST_DEAD)
+			dead++; /* the dead count, in this same pass */
 		if (state != ST_LEASED && state != ST_DELAYED)
 			continue;
 		uint64_t due = load_acq(&q->slots[i].deadline_ns);
@@ -294,6 +292,7 @@ static void sweep(tq_queue *q, uint64_t now)
 		if (state == ST_LEASED) {
 			expired++;
 			lease_returned(&m, i, "its lease expired", now);
+			dead += st_state(load_acq(&q->st[i])) == ST_DEAD; /* buried here */
 		} else {
 			if (load_rlx(&q->h->delayed_count))
 				sub_rlx(&q->h->delayed_count, 1);
@@ -301,6 +300,10 @@ static void sweep(tq_queue *q, uint64_t now)
 		}
 	}
 	mover_flush(&m);
+	/* Exact under the lock already (design.md, 10); the count of this
+	 * pass corrects a bury made without it (a fail whose lock stayed
+	 * busy). Set before the lanes' expiry, whose burials count from it. */
+	store_rlx(&q->h->dead_count, dead);
 	uint64_t lane_expired = tq__lanes_expire(q, now);
 	(void)tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
@@ -308,9 +311,6 @@ static void sweep(tq_queue *q, uint64_t now)
 	expired += lane_expired;
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
-	/* Exact under the lock already (design.md, 10); the recount corrects
-	 * a bury made without it (a fail whose lock stayed busy). */
-	(void)tq__dead_recount(q);
 	/* Exact: every change of a DELAYED state and its count happens under
 	 * the recovery lock, as this pass does (but for a fail or delayed push
 	 * that could not get the lock in 10 s, which this recount corrects). */

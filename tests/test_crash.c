@@ -1498,6 +1498,126 @@ Test(crash, fail_claimed_on_last_attempt)
 	cr_finish(q, c);
 }
 
+/* --------------------------------- a reburied task's own message only */
+
+#define SA_OLD "OLD: the message of an earlier task in this slot"
+
+/* Pushes values lo..lo+n-1 in one mixed batch (an integer, then strings),
+ * which goes through the slots (not the lanes). */
+static void sa_push_slots(tq_queue *q, uint64_t lo, int n)
+{
+	tq_task t[4];
+	for (int k = 0; k < n; k++)
+		t[k] = k == 0 ? (tq_task){.kind = TQ_KIND_INT, .value = lo}
+			      : (tq_task){.kind = TQ_KIND_STRING, .data = "s", .len = 1};
+	cr_assert_eq(tq_push(q, t, (size_t)n, 0), n);
+}
+
+/* Child: takes 4 and fails them, killed right after claiming the first. */
+static int sa_child_fail_claimed(void *arg)
+{
+	struct cr_ctx *c = arg;
+	tq_task t[4];
+	tq_queue *q = cr_child_open(c);
+	if (!q)
+		return 2;
+	int n = tq_take(q, t, 4, 2000000000ull);
+	if (n != 4)
+		return cr_err(c, 3, "child tq_take", n);
+	tq_fault_arm("fail.claimed", 1);
+	int rc = tq_fail(q, t, 4, 5, "never written: killed first");
+	return cr_err(c, 4, "child tq_fail (armed)", rc);
+}
+
+/* Child: kicks every dead task, killed right after claiming the first. */
+static int sa_child_kick_claimed(void *arg)
+{
+	struct cr_ctx *c = arg;
+	tq_queue *q = cr_child_open(c);
+	if (!q)
+		return 2;
+	tq_fault_arm("kick.claimed", 1);
+	int rc = tq_dead_kick(q, TQ_ALL);
+	return cr_err(c, 4, "child tq_dead_kick (armed)", rc < 0 ? rc : 0);
+}
+
+/* Every slot first held a task that died with SA_OLD; then a holder is
+ * killed inside tq_fail after claiming its first task (on its last
+ * attempt), before writing any message: recovery buries it with "the
+ * process holding it died", never with the slot's previous occupant's
+ * message. Then a kicker killed after claiming a dead task with a long
+ * message: recovery buries it again, with its whole message. */
+Test(crash, reburied_tasks_keep_their_own_message)
+{
+	struct cr_ctx *c = tqt_shared(sizeof(*c));
+	tq_config cfg;
+	tq_queue *q = NULL;
+	static tq_dead_info di[8];
+
+	tqt_name(c->name, "own_msg");
+	memcpy(cr_qname, c->name, sizeof(cr_qname));
+	tq_destroy(c->name);
+	tq_config_init(&cfg);
+	cfg.capacity = 4;
+	cfg.dead_capacity = 2;
+	cfg.max_payload = 64;
+	cfg.max_attempts = 1;
+	cfg.lease_ns = 60ull * 1000000000ull;
+	int rc = tq_create(c->name, &cfg, &q);
+	cr_assert_eq(rc, 0, "tq_create: %s", tq_strerror(rc));
+	cr_q = q;
+	/* Two rounds of 4 through the 6 slots (the free ring is FIFO): every
+	 * slot's aux ends up holding SA_OLD. */
+	for (int round = 0; round < 2; round++) {
+		tq_task t[4];
+		sa_push_slots(q, (uint64_t)round * 10, 4);
+		cr_assert_eq(tq_take(q, t, 4, 0), 4);
+		cr_assert_eq(tq_fail(q, t, 4, 9, SA_OLD), 0);
+		cr_assert_eq(tq_dead_purge(q, TQ_ALL), 4);
+	}
+	sa_push_slots(q, 100, 4);
+	cr_expect_killed(c, cr_spawn(sa_child_fail_claimed, c), "fail.claimed");
+	cr_recover(q, 1, 1, 1);
+	int n = tq_dead_list(q, di, 8, NULL, 0);
+	cr_assert_eq(n, 4, "tq_dead_list: %d", n);
+	int died = 0;
+	for (int k = 0; k < n; k++) {
+		cr_expect(strstr(di[k].last_msg, "OLD") == NULL, "dead task %llu shows '%s', an earlier task's message",
+			  (unsigned long long)di[k].id, di[k].last_msg);
+		cr_expect_eq(di[k].last_err, TQ_ELOST);
+		died += strcmp(di[k].last_msg, "the process holding it died") == 0;
+	}
+	cr_expect_eq(died, 1, "the claimed task's reason: %d", died);
+	cr_assert_eq(tq_dead_purge(q, TQ_ALL), 4);
+
+	/* A long message within the area, then a kick interrupted after its
+	 * claim: buried again with the whole message. */
+	char longmsg[301];
+	memset(longmsg, 'L', 300);
+	longmsg[300] = '\0';
+	tq_task t[2];
+	sa_push_slots(q, 200, 2);
+	cr_assert_eq(tq_take(q, t, 2, 0), 2);
+	cr_assert_eq(tq_fail(q, t, 1, 11, longmsg), 0);
+	cr_assert_eq(tq_ack(q, t + 1, 1), 0);
+	cr_expect_killed(c, cr_spawn(sa_child_kick_claimed, c), "kick.claimed");
+	cr_recover(q, 1, 1, 2);
+	n = tq_dead_list(q, di, 8, NULL, 0);
+	cr_assert_eq(n, 1, "tq_dead_list: %d (the interrupted kick is undone)", n);
+	cr_expect_eq(di[0].id, t[0].id);
+	cr_expect_eq(di[0].last_err, 11);
+	cr_expect_str_eq(di[0].last_msg, longmsg, "the whole message after the re-burial");
+	tq_stats s;
+	cr_stats(q, &s);
+	cr_expect_eq(s.dead, 1);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	cr_assert_eq(tq_dead_purge(q, TQ_ALL), 1);
+	cr_q = NULL;
+	cr_assert_eq(tq_close(q), 0);
+	cr_assert_eq(tq_destroy(c->name), 0);
+	cr_qname[0] = '\0';
+}
+
 /* ------------------------------------------- everyone killed at once */
 
 #define AK_PROD 2

@@ -1693,7 +1693,8 @@ Test(engine, dead_area_full_keeps_room_then_refuses, .timeout = 60, .fini = clea
 	cr_expect_eq(list_dead(q, di, 8), 6, "none dropped");
 	cr_assert_eq(tq_push_int(q, 999, 0), TQ_EAGAIN, "the over-full area takes room");
 	cr_assert_eq(tq_push_int(q, 999, 20000000), TQ_ETIMEDOUT);
-	/* A purge returns the room at once; so does a kick (its task ready). */
+	/* A purge returns the room at once (a kick would not: its task is
+	 * ready again, in the same place). */
 	cr_assert_eq(tq_dead_purge(q, dead_ids[0]), 1);
 	cr_assert_eq(tq_push_int(q, 1000, 0), 0, "room after a purge");
 	cr_assert_eq(tq_push_int(q, 1001, 0), TQ_EAGAIN);
@@ -1706,6 +1707,84 @@ Test(engine, dead_area_full_keeps_room_then_refuses, .timeout = 60, .fini = clea
 	tq_destroy(name);
 }
 
+
+/* A kick never takes the queue above its capacity (capacity 4, dead area
+ * 2): a dead task beyond the area is kicked whatever the room, one within
+ * it only into a free place; TQ_ALL kicks the oldest first as far as room
+ * goes, one id without room is TQ_EAGAIN. Long messages are kept whole
+ * within the area, cut to the 47-byte prefix beyond it. The listing with a
+ * small max gives the oldest. */
+Test(engine, dead_kick_within_the_capacity, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "dead-kick-room");
+	tq_config cfg = small_config(4);
+	cfg.max_attempts = 1;
+	cfg.dead_capacity = 2;
+	tq_queue *q = create_queue(name, &cfg);
+	uint64_t ids[4];
+	char msg[4][101];
+	for (int k = 0; k < 4; k++) {
+		memset(msg[k], 'a' + k, 100);
+		msg[k][100] = '\0';
+		ids[k] = die_with(q, (uint64_t)k, msg[k]);
+	}
+	static tq_dead_info di[8];
+	cr_assert_eq(list_dead(q, di, 8), 4);
+	for (int k = 0; k < 4; k++) {
+		cr_expect_eq(di[k].id, ids[k], "dead list not oldest first");
+		cr_expect_eq(strlen(di[k].last_msg), k < 2 ? 100u : 47u, "dead %d: message of %zu bytes", k,
+			     strlen(di[k].last_msg));
+		cr_expect_eq(strncmp(di[k].last_msg, msg[k], strlen(di[k].last_msg)), 0);
+	}
+	cr_assert_eq(list_dead(q, di, 1), 1);
+	cr_expect_eq(di[0].id, ids[0], "max 1: the oldest");
+	cr_assert_eq(list_dead(q, di, 3), 3);
+	for (int k = 0; k < 3; k++)
+		cr_expect_eq(di[k].id, ids[k], "max 3: the three oldest, oldest first");
+
+	/* 2 dead beyond the area take 2 places: 2 more fill the capacity. */
+	cr_assert_eq(tq_push_int(q, 100, 0), 0);
+	cr_assert_eq(tq_push_int(q, 101, 0), 0);
+	cr_assert_eq(tq_push_int(q, 102, 0), TQ_EAGAIN);
+	/* Beyond the area: kicked without room (it already counted). */
+	cr_assert_eq(tq_dead_kick(q, ids[3]), 1);
+	/* All: one more beyond the area (the oldest), then no room. */
+	cr_assert_eq(tq_dead_kick(q, TQ_ALL), 1);
+	tq_stats s = get_stats(q);
+	cr_expect_eq(s.ready, 4, "ready %u: the capacity", s.ready);
+	cr_expect_eq(s.dead, 2);
+	cr_expect_eq(s.dead_over, 0);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	cr_assert_eq(list_dead(q, di, 8), 2);
+	cr_expect_eq(di[0].id, ids[1], "the oldest was kicked first");
+	cr_expect_eq(di[1].id, ids[2]);
+	/* Within the area, no room: refused, and still dead. */
+	cr_assert_eq(tq_dead_kick(q, ids[2]), TQ_EAGAIN);
+	cr_assert_eq(tq_dead_kick(q, TQ_ALL), 0);
+	cr_assert_eq(tq_dead_kick(q, 12345), TQ_ENOTFOUND);
+	s = get_stats(q);
+	cr_expect_eq(s.ready, 4);
+	cr_expect_eq(s.dead, 2);
+	/* A place freed: one kick fits, then none. */
+	tq_task t;
+	cr_assert_eq(tq_take(q, &t, 1, 0), 1);
+	cr_assert_eq(tq_ack(q, &t, 1), 0);
+	cr_assert_eq(tq_dead_kick(q, ids[2]), 1);
+	cr_assert_eq(tq_dead_kick(q, ids[1]), TQ_EAGAIN);
+	cr_assert_eq(tq_push_int(q, 103, 0), TQ_EAGAIN);
+	s = get_stats(q);
+	cr_expect_eq(s.ready, 4);
+	cr_expect_eq(s.dead, 1);
+	/* Purging within the area returns no place of the capacity. */
+	cr_assert_eq(tq_dead_purge(q, TQ_ALL), 1);
+	cr_assert_eq(tq_push_int(q, 104, 0), TQ_EAGAIN);
+	s = get_stats(q);
+	cr_expect_eq(s.dead, 0);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	tq_close(q);
+	tq_destroy(name);
+}
 
 /* Nothing is dropped: the third is kept beyond the area, which says so. */
 Test(engine, dead_capacity_keeps_all, .timeout = 60, .fini = cleanup_queues)

@@ -187,7 +187,7 @@ int cmd_dead(int argc, char **argv)
 		if (n == TQ_ENOTFOUND)
 			cli_err("no dead task with id %llu", (unsigned long long)id);
 		else
-			cli_err("%s", tq_strerror(n));
+			cli_err("%s%s", tq_strerror(n), n == TQ_EAGAIN ? ": no room in the capacity to kick it (purge, or finish tasks first)" : "");
 		return n == TQ_ENOTFOUND ? EX_FAIL : cli_exit_for(n);
 	}
 	if (json) {
