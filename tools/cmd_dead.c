@@ -119,9 +119,10 @@ static const struct cli_command dead_cmd = {
 		 "kick: back to ready with attempts reset. purge: delete. ID: one dead task;\n"
 		 "--all: every one.\n"
 		 "The message is the whole failure reason (up to 1023 bytes; for tasks beyond\n"
-		 "the dead-letter area's capacity, its first 47). Kick and purge return room at\n"
-		 "once: when the area is full (taskq stats says so), dead tasks take room from\n"
-		 "the queue's capacity.\n",
+		 "the dead-letter area's capacity, its first 47). When the area is full (taskq\n"
+		 "stats says so), dead tasks take room from the queue's capacity: purge returns\n"
+		 "it at once; kick moves tasks back to ready only as far as the capacity has\n"
+		 "room (exit status 6 when it has none for the task named).\n",
 	.opts = dead_opts,
 };
 

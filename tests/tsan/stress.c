@@ -602,10 +602,15 @@ static void *collector_main(void *arg)
 			if (u % 20 == 13 && atomic_load(&kicked[u]) == 0) {
 				atomic_fetch_add(&kicked[u], 1);
 				int rc = tq_dead_kick(q, d->id);
-				if (rc == 1)
+				if (rc == 1) {
 					atomic_fetch_add(&kicks_ok, 1);
-				else
+				} else if (rc == TQ_EAGAIN) {
+					/* No room in the capacity now (the producers keep
+					 * it full): it stays dead; kicked again later. */
+					atomic_fetch_sub(&kicked[u], 1);
+				} else {
 					fail_msg("collector: tq_dead_kick(%" PRIu64 ") returned %d", d->id, rc);
+				}
 				continue;
 			}
 			int rc = tq_dead_purge(q, d->id);
