@@ -1550,3 +1550,53 @@ Test(serve, token_file_must_be_a_regular_file)
 	cr_assert_eq(post_state("pause", auth), 200);
 	cr_assert_eq(tq_run_state(q), TQ_PAUSED);
 }
+
+/* The queue's events reach the server's log as they happen (those from
+ * before it started do not): a task dead-lettered at info, the dead-letter
+ * area filling up at warn. */
+Test(serve, queue_events_are_logged)
+{
+	tq_config c;
+	tqt_name(qname, "srv-ev");
+	tq_destroy(qname);
+	tq_config_init(&c);
+	c.capacity = 16;
+	c.dead_capacity = 1;
+	c.max_attempts = 1;
+	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	/* An event before the server: not logged. */
+	cr_assert_eq(tq_set_run_state(q, TQ_PAUSED), 0);
+	cr_assert_eq(tq_set_run_state(q, TQ_RUNNING), 0);
+	start_server(false);
+
+	tq_task t[2] = {{.kind = TQ_KIND_INT, .value = 1}, {.kind = TQ_KIND_INT, .value = 2}};
+	cr_assert_eq(tq_push(q, t, 2, 0), 2);
+	tq_task got[2];
+	cr_assert_eq(tq_take(q, got, 2, 1000 * MS), 2);
+	cr_assert_eq(tq_fail(q, got, 2, 7, "broken-on-purpose"), 0);
+
+	/* Poll the log (stderr) for both lines, with a deadline. */
+	char text[16384] = "";
+	uint64_t deadline = tqt_now_ms() + 10000;
+	for (;;) {
+		FILE *f = fopen(server_out, "r");
+		size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		text[n] = '\0';
+		if (strstr(text, "type=dead_full") || tqt_now_ms() > deadline)
+			break;
+		tqt_sleep_ms(20);
+	}
+	const char *dead = strstr(text, "type=task_dead");
+	cr_assert(dead, "no task_dead line in the server's log:\n%s", text);
+	cr_assert(strstr(text, "broken-on-purpose"), "the reason is not in the log:\n%s", text);
+	const char *full = strstr(text, "type=dead_full");
+	cr_assert(full, "no dead_full line in the server's log:\n%s", text);
+	const char *line = full;
+	while (line > text && line[-1] != '\n')
+		line--;
+	cr_assert(strstr(line, "level=warn") && strstr(line, "level=warn") < full, "dead_full is not a warning: %.200s",
+		  line);
+	cr_assert_null(strstr(text, "type=state_changed"), "an event from before the server was logged:\n%s", text);
+}

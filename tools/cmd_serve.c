@@ -942,8 +942,14 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 			continue; /* named twice */
 		struct served *sv = &srv->queues[srv->nqueues];
 		sv->name = argv[i];
-		if ((rc = cli_open_observer(argv[i], &sv->q)) == 0)
+		if ((rc = cli_open_observer(argv[i], &sv->q)) == 0) {
+			/* Events from before this server started are not logged. */
+			tq_event_info ev[64];
+			int n;
+			while ((n = tq_events(sv->q, sv->events_after, ev, 64)) > 0)
+				sv->events_after = ev[n - 1].seq;
 			srv->nqueues++;
+		}
 	}
 	if (rc)
 		return rc;
@@ -1026,7 +1032,26 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 
 /* Until SIGINT or SIGTERM: closes connections past their deadline and
  * reports refusals, four times a second. Returns the signal. */
-static int serve_loop(const sigset_t *sigs)
+/* Each queue's new events (tq_events) as log lines: what an operator must
+ * act on (a dead-letter area that filled, a process found dead) at warn,
+ * the rest at info. */
+static void log_queue_events(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nqueues; i++) {
+		struct served *sv = &srv->queues[i];
+		tq_event_info ev[64];
+		int n = tq_events(sv->q, sv->events_after, ev, 64);
+		for (int k = 0; k < n; k++) {
+			char detail[4 * TQ_EVENT_MSG_MAX + 128];
+			int level = ev[k].type == TQ_EV_DEAD_FULL || ev[k].type == TQ_EV_PROC_DIED ? LOG_WARN_ : LOG_INFO_;
+			log_event(level, "queue_event", "queue=%s type=%s pid=%d %s", sv->name, tq_event_name(ev[k].type),
+				  (int)ev[k].pid, cli_event_detail(detail, sizeof(detail), &ev[k]));
+			sv->events_after = ev[k].seq;
+		}
+	}
+}
+
+static int serve_loop(struct server *srv, const sigset_t *sigs)
 {
 	int sig;
 
@@ -1039,6 +1064,7 @@ static int serve_loop(const sigset_t *sigs)
 			return sig;
 		sweep_slow();
 		report_refusals();
+		log_queue_events(srv);
 	}
 }
 
@@ -1053,7 +1079,7 @@ int cmd_serve(int argc, char **argv)
 		return rc;
 	rc = serve_start(&o, argc, argv, &srv, &run);
 	if (rc == 0) {
-		int sig = serve_loop(&run.sigs);
+		int sig = serve_loop(&srv, &run.sigs);
 		MHD_stop_daemon(run.d);
 		log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	}

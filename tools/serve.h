@@ -17,6 +17,7 @@
 struct served {
 	char *name;
 	tq_queue *q; /* an observer handle (cli_open_observer) */
+	uint64_t events_after; /* the queue's events up to this one are logged */
 };
 
 #define MAX_BRIDGE_FILES 16
