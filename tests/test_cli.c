@@ -3465,7 +3465,7 @@ Test(cli, every_listed_option_is_taken)
 {
 	struct out o = {0}, h = {0};
 	const char *cmds[] = {"push", "take", "create", "stop", "pause", "resume", "dead", "log", "recover",
-			      "ls", "clean", "destroy"};
+			      "ls", "clean", "destroy", "info", "stats"};
 	const struct {
 		const char *arg, *value;
 	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},

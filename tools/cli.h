@@ -103,11 +103,6 @@ bool cli_value_seconds(const char *what, const char *s, uint64_t min_ns, double 
  * logs); cut at size - 1 bytes. Returns buf. */
 char *cli_join_args(char *buf, size_t size, char *const *args);
 
-/* Parses a subcommand whose only options are --help and --json (json may
- * be NULL: then --json is refused). Returns -1 to go on, else the exit
- * status (0 after --help). */
-int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, bool *json);
-
 #define CLI_SEC 1000000000ull
 
 /* How long ago CLOCK_MONOTONIC time t was, at now (0 for t == 0). Clamped
