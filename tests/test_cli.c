@@ -3465,11 +3465,14 @@ Test(cli, every_listed_option_is_taken)
 {
 	struct out o = {0}, h = {0};
 	const char *cmds[] = {"push", "take", "create", "stop", "pause", "resume", "dead", "log", "recover",
-			      "ls", "clean", "destroy", "info", "stats"};
+			      "ls", "clean", "destroy", "info", "stats", "work"};
 	const struct {
 		const char *arg, *value;
 	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},
-		      {"int|string|json", "int"}};
+		      {"int|string|json", "int"}, {"FILE", "/dev/null"}, {"LEVEL", "info"}};
+	const struct {
+		const char *arg, *value; /* arg: the option, whose value is outside the above */
+	} own_values[] = {{"--log-max-bytes", "1024"}};
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		tq(&h, NULL, cmds[i], "--help", NULL);
@@ -3491,6 +3494,9 @@ Test(cli, every_listed_option_is_taken)
 			for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++)
 				if (!strcmp(arg, values[k].arg))
 					value = values[k].value;
+			for (size_t k = 0; value && k < sizeof(own_values) / sizeof(own_values[0]); k++)
+				if (!strcmp(name, own_values[k].arg))
+					value = own_values[k].value;
 			char flag[sizeof(name) + sizeof(arg) + 4];
 			snprintf(flag, sizeof(flag), "[%s%s%s]", name, value ? " " : "", value ? arg : "");
 			const char *in_usage = strstr(h.out, flag); /* dead: --all is in the arguments' grammar */

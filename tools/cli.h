@@ -134,14 +134,19 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 
 /* Logging options shared by long-running commands (work, serve). */
 struct log_config;
+#define CLI_LOG_OPTS                                                                          \
+	{0x1001, false, "log-file", "FILE", "log to FILE instead of stderr"},                      \
+	{0x1002, false, "log-max-bytes", "N", "rotate the log file at N bytes (1024 or more;\n"     \
+					      "default 10485760)"},                               \
+	{0x1003, false, "log-max-files", "N", "rotated log files kept (1 to 100; default 5)"},     \
+	{0x1004, false, "log-level", "LEVEL", "debug, info, warn or error (default info)"}
 #define CLI_LOG_OPTIONS                                                                    \
 	{"log-file", required_argument, 0, 0x1001}, {"log-max-bytes", required_argument, 0, 0x1002}, \
 	{"log-max-files", required_argument, 0, 0x1003}, {"log-level", required_argument, 0, 0x1004}
 #define CLI_LOG_HELP                                                                       \
-	"Logs: one logfmt line per event to stderr, or with --log-file FILE to FILE, rotated\n"   \
-	"at --log-max-bytes N (default 10485760) keeping --log-max-files N old files (default\n" \
-	"5); --log-level debug|info|warn|error (default info).\n"
-/* Applies one of CLI_LOG_OPTIONS; false if c is not one. ok: the value is
+	"Logs: one logfmt line per event to stderr, or with --log-file to FILE, rotated at\n"   \
+	"--log-max-bytes, keeping --log-max-files old files.\n"
+/* Applies one of CLI_LOG_OPTS; false if c is not one. ok: the value is
  * valid; if not, the option, the value and what it must be are said. */
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok);
 
