@@ -3214,6 +3214,7 @@ Test(cli, range_errors_name_the_option_and_the_range)
 		{{"work", q, "--log-max-files", "500", "--", "true"}, "invalid --log-max-files '500': an integer from 1 to 100"},
 		{{"work", q, "--log-level", "loud", "--", "true"}, "invalid --log-level 'loud': debug, info, warn or error"},
 		{{"top", q, "--iterations", "0"}, "invalid --iterations '0': an integer from 1 to"},
+		{{"top", q, "--interval", "0.05"}, "invalid --interval '0.05': seconds from 0.1 to 3600"},
 		{{"dead", q, "kick", "abc"}, "invalid task id 'abc': an integer from 1 to 18446744073709551614"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -3465,7 +3466,7 @@ Test(cli, every_listed_option_is_taken)
 {
 	struct out o = {0}, h = {0};
 	const char *cmds[] = {"push", "take", "create", "stop", "pause", "resume", "dead", "log", "recover",
-			      "ls", "clean", "destroy", "info", "stats", "work"};
+			      "ls", "clean", "destroy", "info", "stats", "work", "top"};
 	const struct {
 		const char *arg, *value;
 	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},
