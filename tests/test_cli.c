@@ -3215,6 +3215,9 @@ Test(cli, range_errors_name_the_option_and_the_range)
 		{{"work", q, "--log-level", "loud", "--", "true"}, "invalid --log-level 'loud': debug, info, warn or error"},
 		{{"top", q, "--iterations", "0"}, "invalid --iterations '0': an integer from 1 to"},
 		{{"top", q, "--interval", "0.05"}, "invalid --interval '0.05': seconds from 0.1 to 3600"},
+		{{"serve", q, "--timeout", "0"}, "invalid --timeout '0': an integer from 1 to 3600"},
+		{{"serve", q, "--max-connections", "10001"}, "invalid --max-connections '10001': an integer from 1 to 10000"},
+		{{"serve", q, "--reserved-connections", "x"}, "invalid --reserved-connections 'x': an integer from 0 to 9999"},
 		{{"dead", q, "kick", "abc"}, "invalid task id 'abc': an integer from 1 to 18446744073709551614"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -3466,11 +3469,12 @@ Test(cli, every_listed_option_is_taken)
 {
 	struct out o = {0}, h = {0};
 	const char *cmds[] = {"push", "take", "create", "stop", "pause", "resume", "dead", "log", "recover",
-			      "ls", "clean", "destroy", "info", "stats", "work", "top"};
+			      "ls", "clean", "destroy", "info", "stats", "work", "top", "serve"};
 	const struct {
 		const char *arg, *value;
 	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},
-		      {"int|string|json", "int"}, {"FILE", "/dev/null"}, {"LEVEL", "info"}};
+		      {"int|string|json", "int"}, {"FILE", "/dev/null"}, {"LEVEL", "info"},
+		      {"ADDR:PORT", "127.0.0.1:0"}};
 	const struct {
 		const char *arg, *value; /* arg: the option, whose value is outside the above */
 	} own_values[] = {{"--log-max-bytes", "1024"}};
@@ -3485,8 +3489,8 @@ Test(cli, every_listed_option_is_taken)
 			char name[64] = "", arg[64] = "";
 			const char *dd = strstr(l, "--");
 			const char *eol = strchr(l, '\n');
-			if (!dd || dd > eol || dd[-1] != ' ')
-				continue; /* a continuation line */
+			if (!dd || dd > eol || dd[-1] != ' ' || strspn(l, " ") > 6)
+				continue; /* a continuation line (indented to the help's column) */
 			cr_assert(sscanf(dd, "%63s %63s", name, arg) >= 1);
 			if (!strcmp(name, "--help") || !strcmp(name, "--url") || !strcmp(name, "--token-file"))
 				continue; /* --url and --token-file: the remote form (serve tests) */

@@ -140,9 +140,6 @@ struct log_config;
 					      "default 10485760)"},                               \
 	{0x1003, false, "log-max-files", "N", "rotated log files kept (1 to 100; default 5)"},     \
 	{0x1004, false, "log-level", "LEVEL", "debug, info, warn or error (default info)"}
-#define CLI_LOG_OPTIONS                                                                    \
-	{"log-file", required_argument, 0, 0x1001}, {"log-max-bytes", required_argument, 0, 0x1002}, \
-	{"log-max-files", required_argument, 0, 0x1003}, {"log-level", required_argument, 0, 0x1004}
 #define CLI_LOG_HELP                                                                       \
 	"Logs: one logfmt line per event to stderr, or with --log-file to FILE, rotated at\n"   \
 	"--log-max-bytes, keeping --log-max-files old files.\n"
