@@ -3214,6 +3214,10 @@ Test(cli, range_errors_name_the_option_and_the_range)
 		{{"work", q, "--log-max-files", "500", "--", "true"}, "invalid --log-max-files '500': an integer from 1 to 100"},
 		{{"work", q, "--log-level", "loud", "--", "true"}, "invalid --log-level 'loud': debug, info, warn or error"},
 		{{"top", q, "--iterations", "0"}, "invalid --iterations '0': an integer from 1 to"},
+		{{"top", q, "--interval", "0.05"}, "invalid --interval '0.05': seconds from 0.1 to 3600"},
+		{{"serve", q, "--timeout", "0"}, "invalid --timeout '0': an integer from 1 to 3600"},
+		{{"serve", q, "--max-connections", "10001"}, "invalid --max-connections '10001': an integer from 1 to 10000"},
+		{{"serve", q, "--reserved-connections", "x"}, "invalid --reserved-connections 'x': an integer from 0 to 9999"},
 		{{"dead", q, "kick", "abc"}, "invalid task id 'abc': an integer from 1 to 18446744073709551614"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -3458,20 +3462,34 @@ Test(cli, human_output_has_units_and_labels)
 	out_free(&o);
 }
 
-/* The options of the table-driven subcommands: each one --help lists is
- * taken (given before --help, an unknown one would be a usage error), and
- * appears in the usage line too. */
+/* The options of every subcommand (and of the --url forms of stop, pause
+ * and resume): each one --help lists is taken (given before --help, an
+ * unknown one would be a usage error), and appears in the usage line too. */
 Test(cli, every_listed_option_is_taken)
 {
 	struct out o = {0}, h = {0};
-	const char *cmds[] = {"push", "take", "create", "stop", "pause", "resume", "dead", "log", "recover"};
+	const char *url = "http://127.0.0.1:1";
+	const struct {
+		const char *name;
+		bool remote; /* the --url form */
+	} cmds[] = {{"push", false},   {"take", false},  {"create", false}, {"stop", false},  {"pause", false},
+		    {"resume", false}, {"dead", false},  {"log", false},    {"recover", false}, {"ls", false},
+		    {"clean", false},  {"destroy", false}, {"info", false}, {"stats", false}, {"work", false},
+		    {"top", false},    {"serve", false}, {"stop", true},    {"pause", true},  {"resume", true}};
 	const struct {
 		const char *arg, *value;
 	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},
-		      {"int|string|json", "int"}};
+		      {"int|string|json", "int"}, {"FILE", "/dev/null"}, {"LEVEL", "info"},
+		      {"ADDR:PORT", "127.0.0.1:0"}, {"URL", "http://127.0.0.1:1"}};
+	const struct {
+		const char *arg, *value; /* arg: the option, whose value is outside the above */
+	} own_values[] = {{"--log-max-bytes", "1024"}};
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		tq(&h, NULL, cmds[i], "--help", NULL);
+		if (cmds[i].remote)
+			tq(&h, NULL, cmds[i].name, "--url", url, "--help", NULL);
+		else
+			tq(&h, NULL, cmds[i].name, "--help", NULL);
 		assert_ok(&h);
 		const char *opts = strstr(h.out, "\nOptions:\n");
 		cr_assert(opts, "`%s`: no option list:\n%s", h.cmd, h.out);
@@ -3480,26 +3498,40 @@ Test(cli, every_listed_option_is_taken)
 			char name[64] = "", arg[64] = "";
 			const char *dd = strstr(l, "--");
 			const char *eol = strchr(l, '\n');
-			if (!dd || dd > eol || dd[-1] != ' ')
-				continue; /* a continuation line */
+			if (!dd || dd > eol || dd[-1] != ' ' || strspn(l, " ") > 6)
+				continue; /* a continuation line (indented to the help's column) */
 			cr_assert(sscanf(dd, "%63s %63s", name, arg) >= 1);
-			if (!strcmp(name, "--help") || !strcmp(name, "--url") || !strcmp(name, "--token-file"))
-				continue; /* --url and --token-file: the remote form (serve tests) */
+			if (!strcmp(name, "--help"))
+				continue;
+			/* --url and --token-file of a local form: the remote form's,
+			 * whose --url is not optional */
+			if (!strcmp(name, "--url") || (!cmds[i].remote && !strcmp(name, "--token-file")))
+				continue;
 			seen++;
 			const char *value = NULL;
 			for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++)
 				if (!strcmp(arg, values[k].arg))
 					value = values[k].value;
+			for (size_t k = 0; value && k < sizeof(own_values) / sizeof(own_values[0]); k++)
+				if (!strcmp(name, own_values[k].arg))
+					value = own_values[k].value;
 			char flag[sizeof(name) + sizeof(arg) + 4];
 			snprintf(flag, sizeof(flag), "[%s%s%s]", name, value ? " " : "", value ? arg : "");
 			const char *in_usage = strstr(h.out, flag); /* dead: --all is in the arguments' grammar */
-			if (!in_usage && !strcmp(cmds[i], "dead") && !strcmp(name, "--all"))
+			if (!in_usage && !strcmp(cmds[i].name, "dead") && !strcmp(name, "--all"))
 				in_usage = strstr(h.out, "ID|--all");
 			cr_assert(in_usage && in_usage < opts, "`%s`: %s is not in the usage:\n%s", h.cmd, flag, h.out);
+			char *argv[8] = {(char *)TASKQ, (char *)cmds[i].name};
+			int n = 2;
+			if (cmds[i].remote) {
+				argv[n++] = "--url";
+				argv[n++] = (char *)url;
+			}
+			argv[n++] = name;
 			if (value)
-				tq(&o, NULL, cmds[i], name, value, "--help", NULL);
-			else
-				tq(&o, NULL, cmds[i], name, "--help", NULL);
+				argv[n++] = (char *)value;
+			argv[n++] = "--help";
+			run(argv, NULL, &o);
 			assert_ok(&o);
 			cr_assert(!strcmp(o.out, h.out), "`%s`: not the help", o.cmd);
 		}

@@ -103,11 +103,6 @@ bool cli_value_seconds(const char *what, const char *s, uint64_t min_ns, double 
  * logs); cut at size - 1 bytes. Returns buf. */
 char *cli_join_args(char *buf, size_t size, char *const *args);
 
-/* Parses a subcommand whose only options are --help and --json (json may
- * be NULL: then --json is refused). Returns -1 to go on, else the exit
- * status (0 after --help). */
-int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, bool *json);
-
 #define CLI_SEC 1000000000ull
 
 /* How long ago CLOCK_MONOTONIC time t was, at now (0 for t == 0). Clamped
@@ -139,14 +134,16 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 
 /* Logging options shared by long-running commands (work, serve). */
 struct log_config;
-#define CLI_LOG_OPTIONS                                                                    \
-	{"log-file", required_argument, 0, 0x1001}, {"log-max-bytes", required_argument, 0, 0x1002}, \
-	{"log-max-files", required_argument, 0, 0x1003}, {"log-level", required_argument, 0, 0x1004}
+#define CLI_LOG_OPTS                                                                          \
+	{0x1001, false, "log-file", "FILE", "log to FILE instead of stderr"},                      \
+	{0x1002, false, "log-max-bytes", "N", "rotate the log file at N bytes (1024 or more;\n"     \
+					      "default 10485760)"},                               \
+	{0x1003, false, "log-max-files", "N", "rotated log files kept (1 to 100; default 5)"},     \
+	{0x1004, false, "log-level", "LEVEL", "debug, info, warn or error (default info)"}
 #define CLI_LOG_HELP                                                                       \
-	"Logs: one logfmt line per event to stderr, or with --log-file FILE to FILE, rotated\n"   \
-	"at --log-max-bytes N (default 10485760) keeping --log-max-files N old files (default\n" \
-	"5); --log-level debug|info|warn|error (default info).\n"
-/* Applies one of CLI_LOG_OPTIONS; false if c is not one. ok: the value is
+	"Logs: one logfmt line per event to stderr, or with --log-file to FILE, rotated at\n"   \
+	"--log-max-bytes, keeping --log-max-files old files.\n"
+/* Applies one of CLI_LOG_OPTS; false if c is not one. ok: the value is
  * valid; if not, the option, the value and what it must be are said. */
 bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok);
 

@@ -283,42 +283,61 @@ out:
 	return rc;
 }
 
+enum { R_JSON = 'j', R_NOW = 'n', R_URL = 0x100, R_TOKEN_FILE };
+
+#define R_COMMON_OPTS                                                                              \
+	{R_JSON, true, "json", NULL, "print the new state as JSON: {\"state\": ...}"}, CLI_OPT_PRETTY, \
+	{R_URL, false, "url", "URL", "the `taskq serve` to ask: its base URL, http://\nor https://"}, \
+	{R_TOKEN_FILE, false, "token-file", "FILE", "the bearer token: the first line of FILE\n"     \
+						    "(default: $TASKQ_TOKEN)"}
+
+static const struct cli_opt remote_stop_opts[] = {
+	{R_NOW, true, "now", NULL, "stopped, not draining (POST .../stop, not\n.../drain)"},
+	R_COMMON_OPTS,
+	{0, false, NULL, NULL, NULL},
+};
+static const struct cli_opt remote_state_opts[] = {R_COMMON_OPTS, {0, false, NULL, NULL, NULL}};
+
+#define R_ABOUT                                                                               \
+	"Sends the request to `taskq serve` at URL (POST URL/queues/NAME/VERB)\n"               \
+	"instead of setting a local queue's run state. Exit status 8: the server refused\n"     \
+	"(wrong or missing token, or control off); 3: no such queue there; 1: the\n"            \
+	"server could not be reached or failed.\n"
+
+static const struct cli_command remote_cmds[] = {
+	{.name = "stop", .usage = "stop NAME --url URL [--token-file FILE] [--now] [--json] [--pretty]",
+	 .about = R_ABOUT, .opts = remote_stop_opts},
+	{.name = "pause", .usage = "pause NAME --url URL [--token-file FILE] [--json] [--pretty]",
+	 .about = R_ABOUT, .opts = remote_state_opts},
+	{.name = "resume", .usage = "resume NAME --url URL [--token-file FILE] [--json] [--pretty]",
+	 .about = R_ABOUT, .opts = remote_state_opts},
+};
+
 int cli_remote_state(int argc, char **argv, const char *cmd)
 {
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"now", no_argument, 0, 'n'},
-		{"url", required_argument, 0, 'u'}, {"token-file", required_argument, 0, 't'}, {0, 0, 0, 0}};
+	const struct cli_command *rc_cmd = &remote_cmds[0];
 	bool is_stop = !strcmp(cmd, "stop"), now = false, json = false;
 	const char *url = NULL, *token_file = NULL;
-	char usage[128];
+	struct cli_parser p;
 	int c;
 
-	snprintf(usage, sizeof(usage), "%s NAME --url URL [--token-file FILE]%s [--json]", cmd,
-		 is_stop ? " [--now]" : "");
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hjn", opts, NULL)) != -1) {
+	for (size_t i = 0; i < sizeof(remote_cmds) / sizeof(remote_cmds[0]); i++)
+		if (!strcmp(remote_cmds[i].name, cmd))
+			rc_cmd = &remote_cmds[i];
+	cli_parser_init(&p, rc_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\nSends the request to `taskq serve` at URL (POST URL/queues/NAME/VERB)\n"
-			       "instead of setting a local queue's run state. The bearer token is the first\n"
-			       "line of --token-file, or $TASKQ_TOKEN. Exit status 8: the server refused\n"
-			       "(wrong or missing token, or control off); 3: no such queue there; 1: the\n"
-			       "server could not be reached or failed.\n", usage);
-			return 0;
-		case 'j': json = true; break;
-		case 'n':
-			if (!is_stop)
-				goto bad;
-			now = true;
-			break;
-		case 'u': url = optarg; break;
-		case 't': token_file = optarg; break;
-		default:
-			goto bad;
+		case CLI_OPT_HELP: return 0;
+		case CLI_OPT_BAD: return EX_USAGE_;
+		case R_JSON: json = true; break;
+		case R_NOW: now = true; break;
+		case R_URL: url = optarg; break;
+		case R_TOKEN_FILE: token_file = optarg; break;
+		default: return cli_command_usage(rc_cmd);
 		}
 	}
 	if (optind != argc - 1)
-		goto bad;
+		return cli_command_usage(rc_cmd);
 	if (!url) {
 		cli_err("--token-file needs --url");
 		return EX_USAGE_;
@@ -345,7 +364,4 @@ int cli_remote_state(int argc, char **argv, const char *cmd)
 	rc = remote_post(url, name, verb, token, json);
 	explicit_bzero(token, sizeof(token));
 	return rc;
-bad:
-	fprintf(stderr, "usage: taskq %s\n", usage);
-	return EX_USAGE_;
 }

@@ -280,29 +280,49 @@ static void ls_one(const struct qinfo *qi, void *arg)
 		       is_unattached(qi) ? "  no processes attached" : "");
 }
 
+enum { O_JSON = 'j', O_FORCE = 'f', O_DRY_RUN = 'n' };
+
+static const struct cli_opt ls_opts[] = {
+	{O_JSON, true, "json", NULL, "an array of objects: name, owner_uid, inspected,\n"
+				     "stale, and either the queue's state and counts,\n"
+				     "or error (why not)"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command ls_cmd = {
+	.name = "ls",
+	.about = "The queues on this machine: run state, tasks ready / in progress / delayed /\n"
+		 "dead, attached processes (observers such as taskq top or serve are not\n"
+		 "processes; one that died is not counted, and its tasks stay in progress until\n"
+		 "recovered). A queue is marked \"no processes attached\" when none is: the normal\n"
+		 "state of a queue waiting for workers. \"stale\" marks only what is provably\n"
+		 "abandoned or broken: a segment half-created by a creator that died, or one of\n"
+		 "the caller's that cannot be read or used (another layout version, inconsistent).\n"
+		 "Nothing is recovered or changed. Only the caller's own queues are opened:\n"
+		 "another user's is listed as owned by that user, not inspected; anything else\n"
+		 "named taskq.* (a FIFO, a directory, a link, a file that is not a queue) is\n"
+		 "listed as not a taskq queue, and never opened in a way that could wait.\n",
+	.opts = ls_opts,
+};
+
 int cmd_ls(int argc, char **argv)
 {
-	static const char *usage = "ls [--json]";
+	struct cli_parser p;
 	bool json = false;
-	int rc = cli_simple_opts(argc, argv, usage,
-			     "\nThe queues on this machine: run state, tasks ready / in progress / delayed /\n"
-			     "dead, attached processes (observers such as taskq top or serve are not\n"
-			     "processes; one that died is not counted, and its tasks stay in progress until\n"
-			     "recovered). A queue is marked \"no processes attached\" when none is: the normal\n"
-			     "state of a queue waiting for workers. \"stale\" marks only what is provably\n"
-			     "abandoned or broken: a segment half-created by a creator that died, or one of\n"
-			     "the caller's that cannot be read or used (another layout version, inconsistent).\n"
-			     "Nothing is recovered or changed. Only the caller's own queues are opened:\n"
-			     "another user's is listed as owned by that user, not inspected; anything else\n"
-			     "named taskq.* (a FIFO, a directory, a link, a file that is not a queue) is\n"
-			     "listed as not a taskq queue, and never opened in a way that could wait. --json:\n"
-			     "an array of objects: name, owner_uid, inspected, stale, and either the queue's\n"
-			     "state and counts, or error (why not).\n", &json);
+	int c, rc;
 
-	if (rc >= 0)
-		return rc;
+	cli_parser_init(&p, &ls_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
+			return 0;
+		if (c == O_JSON)
+			json = true;
+		else
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&ls_cmd);
+	}
 	if (optind != argc)
-		return cli_usage_error(usage);
+		return cli_command_usage(&ls_cmd);
 	cJSON *arr = json ? cJSON_CreateArray() : NULL;
 	if (!json)
 		printf("%-24s %-9s %8s %8s %8s %8s %6s\n", "NAME", "STATE", "READY", "LEASED", "DELAYED", "DEAD", "PROCS");
@@ -362,38 +382,51 @@ static void clean_one(const struct qinfo *qi, void *arg)
 	}
 }
 
+static const struct cli_opt clean_opts[] = {
+	{O_FORCE, true, "force", NULL, "also remove queues with no process attached that\nhold tasks"},
+	{O_DRY_RUN, true, "dry-run", NULL, "say what would be removed, remove nothing"},
+	{O_JSON, true, "json", NULL, "an array of the queues removed: name, reason,\ntasks_discarded"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const struct cli_command clean_cmd = {
+	.name = "clean",
+	.about = "Removes the caller's queues that no live process is attached to and\n"
+		 "that hold no task, and the caller's segments whose creator died while\n"
+		 "creating them (empty, or with no header yet, and unchanged for " STR(HALF_CREATED_AGE_S) " s). A queue\n"
+		 "with no process attached that still holds tasks is kept unless --force.\n"
+		 "Observers (taskq top, serve) are not processes. Only regular files owned by\n"
+		 "the caller are ever removed: other users' queues are skipped (and not\n"
+		 "opened), and anything named taskq.* that is not provably a taskq queue (a\n"
+		 "FIFO, a directory, a link, a file that is not a queue) is kept; each is named\n"
+		 "on stderr.\n",
+	.opts = clean_opts,
+};
+
 int cmd_clean(int argc, char **argv)
 {
-	static const char *usage = "clean [--force] [--dry-run] [--json]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {"force", no_argument, 0, 'f'},
-		{"dry-run", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+	struct cli_parser p;
 	struct clean_ctx c = {0};
 	int o;
 
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "hjfn", opts, NULL)) != -1) {
-		if (o == 'h') {
-			printf("usage: taskq %s\n\nRemoves the caller's queues that no live process is attached to and\n"
-			       "that hold no task, and the caller's segments whose creator died while\n"
-			       "creating them (empty, or with no header yet, and unchanged for %d s). A queue\n"
-			       "with no process attached that still holds tasks is kept unless --force.\n"
-			       "Observers (taskq top, serve) are not processes. Only regular files owned by\n"
-			       "the caller are ever removed: other users' queues are skipped (and not\n"
-			       "opened), and anything named taskq.* that is not provably a taskq queue (a\n"
-			       "FIFO, a directory, a link, a file that is not a queue) is kept; each is named\n"
-			       "on stderr. --dry-run: say what would be removed, remove nothing. --json: an\n"
-			       "array of the queues removed: name, reason, tasks_discarded.\n",
-			       usage, HALF_CREATED_AGE_S);
+	cli_parser_init(&p, &clean_cmd);
+	while ((o = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (o == CLI_OPT_HELP)
 			return 0;
-		}
-		if (o == 'j') c.json = true;
-		else if (o == 'f') c.force = true;
-		else if (o == 'n') c.dry_run = true;
-		else return cli_usage_error(usage);
+		if (o == O_JSON)
+			c.json = true;
+		else if (o == O_FORCE)
+			c.force = true;
+		else if (o == O_DRY_RUN)
+			c.dry_run = true;
+		else
+			return o == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&clean_cmd);
 	}
 	if (optind != argc)
-		return cli_usage_error(usage);
+		return cli_command_usage(&clean_cmd);
 	c.arr = c.json ? cJSON_CreateArray() : NULL;
 	int rc = for_each_queue(clean_one, &c, true);
 	if (c.json)
@@ -403,30 +436,40 @@ int cmd_clean(int argc, char **argv)
 	return rc;
 }
 
+static const struct cli_opt destroy_opts[] = {
+	{O_FORCE, true, "force", NULL, "remove it anyway: attached, holding tasks, or\nnot inspectable"},
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command destroy_cmd = {
+	.name = "destroy",
+	.args = "NAME",
+	.about = "Removes queue NAME. Refused while processes are attached or\n"
+		 "tasks are held (ready, in progress, delayed or dead) unless --force; observers\n"
+		 "(taskq top, stats, serve) are not processes and do not count. Without\n"
+		 "--force it also refuses what it cannot inspect: a half-created queue, a\n"
+		 "segment that is not a queue or not a regular file (exit 4), another user's\n"
+		 "queue (exit 1; it is never opened).\n",
+	.opts = destroy_opts,
+};
+
 int cmd_destroy(int argc, char **argv)
 {
-	static const char *usage = "destroy NAME [--force]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"force", no_argument, 0, 'f'}, {0, 0, 0, 0}};
+	struct cli_parser p;
 	bool force = false;
 	int o;
 
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
-		if (o == 'h') {
-			printf("usage: taskq %s\n\nRemoves queue NAME. Refused while processes are attached or\n"
-			       "tasks are held (ready, in progress, delayed or dead) unless --force; observers\n"
-			       "(taskq top, stats, serve) are not processes and do not count. Without\n"
-			       "--force it also refuses what it cannot inspect: a half-created queue, a\n"
-			       "segment that is not a queue or not a regular file (exit 4), another user's\n"
-			       "queue (exit 1; it is never opened).\n", usage);
+	cli_parser_init(&p, &destroy_cmd);
+	while ((o = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (o == CLI_OPT_HELP)
 			return 0;
-		}
-		if (o == 'f') force = true;
-		else return cli_usage_error(usage);
+		if (o == O_FORCE)
+			force = true;
+		else
+			return o == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&destroy_cmd);
 	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(&destroy_cmd);
 	const char *name = argv[optind];
 	char note[300];
 	struct qinfo qi;

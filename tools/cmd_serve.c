@@ -740,12 +740,64 @@ static int ensure_descriptors(unsigned max_conns, size_t nqueues)
 	return EX_USAGE_;
 }
 
-static const char *serve_usage =
-	"serve NAME [NAME...] [--listen ADDR:PORT] [--token-file FILE]\n"
-	"       [--timeout SEC] [--request-timeout SEC] [--max-connections N]\n"
-	"       [--max-connections-per-ip N] [--reserved-connections N]\n"
-	"       [--bridge-metrics FILE]...\n"
-	"       [--log-file FILE] [--log-max-bytes N] [--log-max-files N] [--log-level LEVEL]";
+#define STR_(x) #x
+#define STR(x) STR_(x)
+_Static_assert(DEFAULT_MAX_CONNS / DEFAULT_RESERVED_SHARE == 64, "serve --help says 64 reserved by default");
+_Static_assert(MAX_BRIDGE_FILES == 16, "serve --help says up to 16 --bridge-metrics");
+
+enum {
+	O_LISTEN = 0x100, O_TOKEN_FILE, O_TIMEOUT, O_REQUEST_TIMEOUT, O_MAX_CONNS, O_PER_ADDR, O_RESERVED,
+	O_BRIDGE_METRICS,
+};
+
+static const struct cli_opt serve_opts_table[] = {
+	{O_LISTEN, false, "listen", "ADDR:PORT", "default " DEFAULT_LISTEN " (this machine only);\n"
+						 "0.0.0.0:PORT for every interface"},
+	{O_TOKEN_FILE, false, "token-file", "FILE", "the bearer token for control: the first line\n"
+						    "of FILE, a regular file (default: $TASKQ_TOKEN)"},
+	{O_TIMEOUT, false, "timeout", "SEC", "close a kept-alive connection idle for SEC\n"
+					     "seconds, or one whose client does not take its\n"
+					     "answer within SEC (1..3600, default " STR(DEFAULT_TIMEOUT_S) ")"},
+	{O_REQUEST_TIMEOUT, false, "request-timeout", "SEC",
+	 "close a connection whose request has not arrived\n"
+	 "whole SEC seconds after its accept (1..--timeout;\n"
+	 "default " STR(DEFAULT_REQUEST_TIMEOUT_S) ", or --timeout if less)"},
+	{O_MAX_CONNS, false, "max-connections", "N", "connections open at once; more are closed at\n"
+						     "accept (1.." STR(MAX_CONNS_LIMIT) ", default " STR(DEFAULT_MAX_CONNS) ")"},
+	{O_PER_ADDR, false, "max-connections-per-ip", "N",
+	 "of those, from one client address (an IPv6 /64)\n"
+	 "(1..--max-connections; default " STR(DEFAULT_MAX_PER_ADDR) ", or\n"
+	 "--max-connections if less)"},
+	{O_RESERVED, false, "reserved-connections", "N",
+	 "the last N of --max-connections go only to a\n"
+	 "client address that holds none, so that a health\n"
+	 "check still gets in when others hold the rest\n"
+	 "(0..--max-connections - 1; default an eighth of\n"
+	 "--max-connections, so 64)"},
+	{O_BRIDGE_METRICS, false, "bridge-metrics", "FILE",
+	 "also serve the counters a taskq-bridge writes\n"
+	 "with --metrics-file FILE (repeatable, up to 16; a\n"
+	 "file not rewritten for 10 s, its bridge stopped,\n"
+	 "is left out)"},
+	CLI_LOG_OPTS,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command serve_cmd = {
+	.name = "serve",
+	.args = "NAME [NAME...]",
+	.about = "Serves the queues over HTTP until SIGINT or SIGTERM:\n"
+		 "  GET  /metrics                Prometheus text format\n"
+		 "  GET  /stats, /stats/NAME     the stats --json snapshot\n"
+		 "  GET  /healthz                {\"status\":\"ok\", ...}\n"
+		 "  POST /queues/NAME/drain      (and stop, pause, resume): sets the run state,\n"
+		 "                               as taskq stop / pause / resume do\n"
+		 "Control needs 'Authorization: Bearer TOKEN', the token being the first line of\n"
+		 "--token-file (a regular file), or $TASKQ_TOKEN; with neither, the POST\n"
+		 "endpoints are off (403).\n",
+	.more = CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
+	.opts = serve_opts_table,
+};
 
 /* What the command line asks for, checked (serve_parse_opts). */
 struct serve_opts {
@@ -765,13 +817,7 @@ struct serve_opts {
  * else the exit status (0 after --help), after a message. */
 static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 {
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"listen", required_argument, 0, 'l'},
-		{"token-file", required_argument, 0, 't'}, {"timeout", required_argument, 0, 'T'},
-		{"request-timeout", required_argument, 0, 'R'}, {"max-connections", required_argument, 0, 'm'},
-		{"max-connections-per-ip", required_argument, 0, 'p'},
-		{"reserved-connections", required_argument, 0, 'r'}, {"bridge-metrics", required_argument, 0, 'B'},
-		CLI_LOG_OPTIONS, {0, 0, 0, 0}};
+	struct cli_parser p;
 	int c;
 	bool ok;
 
@@ -781,93 +827,36 @@ static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->max_conns = DEFAULT_MAX_CONNS;
 	o->reserved = UINT64_MAX;
 	log_config_init(&o->lc);
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_parser_init(&p, &serve_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		ok = true;
 		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\n"
-			       "Serves the queues over HTTP until SIGINT or SIGTERM:\n"
-			       "  GET  /metrics                Prometheus text format\n"
-			       "  GET  /stats, /stats/NAME     the stats --json snapshot\n"
-			       "  GET  /healthz                {\"status\":\"ok\", ...}\n"
-			       "  POST /queues/NAME/drain      (and stop, pause, resume): sets the run state,\n"
-			       "                               as taskq stop / pause / resume do\n"
-			       "--listen: default %s (this machine only); 0.0.0.0:PORT for every\n"
-			       "interface. Control needs 'Authorization: Bearer TOKEN', the token being the\n"
-			       "first line of --token-file (a regular file), or $TASKQ_TOKEN; with neither,\n"
-			       "the POST endpoints are off (403).\n"
-			       "--timeout SEC: close a kept-alive connection idle for SEC seconds, or one whose\n"
-			       "  client does not take its answer within SEC (1..3600, default %d).\n"
-			       "--request-timeout SEC: close a connection whose request has not arrived whole\n"
-			       "  SEC seconds after its accept (1..--timeout; default %d, or --timeout if less).\n"
-			       "--max-connections N: connections open at once; more are closed at accept\n"
-			       "  (1..%d, default %d).\n"
-			       "--max-connections-per-ip N: of those, from one client address (an IPv6 /64)\n"
-			       "  (1..--max-connections; default %d, or --max-connections if less).\n"
-			       "--reserved-connections N: the last N of --max-connections go only to a client\n"
-			       "  address that holds none, so that a health check still gets in when others\n"
-			       "  hold the rest (0..--max-connections - 1; default an eighth of\n"
-			       "  --max-connections, so %d).\n"
-			       "--bridge-metrics FILE: also serve the counters a taskq-bridge writes with\n"
-			       "  --metrics-file FILE (repeatable, up to 16; a file not rewritten for 10 s, its\n"
-			       "  bridge stopped, is left out).\n"
-			       CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
-			       serve_usage, DEFAULT_LISTEN, DEFAULT_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S, MAX_CONNS_LIMIT,
-			       DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_ADDR, DEFAULT_MAX_CONNS / DEFAULT_RESERVED_SHARE);
-			return 0;
-		case 'l': o->listen_at = optarg; break;
-		case 't': o->token_file = optarg; break;
-		case 'T':
-			if (!cli_parse_u64(optarg, 1, 3600, &o->timeout_s)) {
-				cli_err("invalid value '%s' for --timeout (1..3600 seconds)", optarg);
-				return EX_USAGE_;
-			}
-			break;
-		case 'R':
-			if (!cli_parse_u64(optarg, 1, 3600, &o->request_s)) {
-				cli_err("invalid value '%s' for --request-timeout (1..3600 seconds)", optarg);
-				return EX_USAGE_;
-			}
-			break;
-		case 'm':
-			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &o->max_conns)) {
-				cli_err("invalid value '%s' for --max-connections (1..%d)", optarg, MAX_CONNS_LIMIT);
-				return EX_USAGE_;
-			}
-			break;
-		case 'p':
-			if (!cli_parse_u64(optarg, 1, MAX_CONNS_LIMIT, &o->per_addr)) {
-				cli_err("invalid value '%s' for --max-connections-per-ip (1..%d)", optarg, MAX_CONNS_LIMIT);
-				return EX_USAGE_;
-			}
-			break;
-		case 'B':
+		case CLI_OPT_HELP: return 0;
+		case CLI_OPT_BAD: return EX_USAGE_;
+		case O_LISTEN: o->listen_at = optarg; break;
+		case O_TOKEN_FILE: o->token_file = optarg; break;
+		case O_TIMEOUT: ok = cli_opt_u64(&p, 1, 3600, &o->timeout_s); break;
+		case O_REQUEST_TIMEOUT: ok = cli_opt_u64(&p, 1, 3600, &o->request_s); break;
+		case O_MAX_CONNS: ok = cli_opt_u64(&p, 1, MAX_CONNS_LIMIT, &o->max_conns); break;
+		case O_PER_ADDR: ok = cli_opt_u64(&p, 1, MAX_CONNS_LIMIT, &o->per_addr); break;
+		case O_RESERVED: ok = cli_opt_u64(&p, 0, MAX_CONNS_LIMIT - 1, &o->reserved); break;
+		case O_BRIDGE_METRICS:
 			if (o->nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
 				cli_err("--bridge-metrics: at most %d files, each a path", MAX_BRIDGE_FILES);
 				return EX_USAGE_;
 			}
 			o->bridge_files[o->nbridge_files++] = optarg;
 			break;
-		case 'r':
-			if (!cli_parse_u64(optarg, 0, MAX_CONNS_LIMIT - 1, &o->reserved)) {
-				cli_err("invalid value '%s' for --reserved-connections (0..%d)", optarg, MAX_CONNS_LIMIT - 1);
-				return EX_USAGE_;
-			}
-			break;
 		default:
-			if (cli_log_option(c, optarg, &o->lc, &ok)) {
-				if (!ok) /* cli_log_option said why */
-					return EX_USAGE_;
+			if (cli_log_option(c, optarg, &o->lc, &ok))
 				break;
-			}
-			fprintf(stderr, "usage: taskq %s\n", serve_usage);
-			return EX_USAGE_;
+			return cli_command_usage(&serve_cmd);
 		}
+		if (!ok) /* the parser said why */
+			return EX_USAGE_;
 	}
-	if (optind >= argc) {
-		fprintf(stderr, "usage: taskq %s\n", serve_usage);
-		return EX_USAGE_;
-	}
+	if (optind >= argc)
+		return cli_command_usage(&serve_cmd);
 	o->first_queue = optind;
 	/* The options together (they may come in any order). */
 	if (!o->request_s) {

@@ -176,16 +176,48 @@ static void print_stats_text(cJSON *o)
 #undef U64
 }
 
-static int show(int argc, char **argv, bool with_config, const char *usage, const char *help)
+enum { O_JSON = 'j' };
+
+static const struct cli_opt show_opts[] = {
+	{O_JSON, true, "json", NULL, "print the snapshot as one JSON object"},
+	CLI_OPT_PRETTY,
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command info_cmd = {
+	.name = "info",
+	.args = "NAME",
+	.about = "The queue's configuration, run state, task counts and totals.\n",
+	.opts = show_opts,
+};
+
+static const struct cli_command stats_cmd = {
+	.name = "stats",
+	.args = "NAME",
+	.about = "A snapshot: tasks by state, totals since creation, attached processes.\n",
+	.more = "taskq stats --nats URL --stream S [NAME]: every machine's bridges of stream S\n"
+		"instead, a row each and the totals (taskq bridge stats; docs/cluster.md).\n",
+	.opts = show_opts,
+};
+
+static int show(int argc, char **argv, bool with_config, const struct cli_command *cmd)
 {
+	struct cli_parser p;
 	bool json = false;
 	tq_queue *q;
-	int rc = cli_simple_opts(argc, argv, usage, help, &json);
+	int c, rc;
 
-	if (rc >= 0)
-		return rc;
+	cli_parser_init(&p, cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
+			return 0;
+		if (c == O_JSON)
+			json = true;
+		else
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(cmd);
+	}
 	if (optind != argc - 1)
-		return cli_usage_error(usage);
+		return cli_command_usage(cmd);
 	if ((rc = cli_open_observer(argv[optind], &q)))
 		return rc;
 	cJSON *o = cli_stats_json(q, argv[optind], with_config, true);
@@ -201,15 +233,10 @@ static int show(int argc, char **argv, bool with_config, const char *usage, cons
 
 int cmd_info(int argc, char **argv)
 {
-	return show(argc, argv, true, "info NAME [--json]",
-		    "\nThe queue's configuration, run state, task counts and totals.\n");
+	return show(argc, argv, true, &info_cmd);
 }
 
 int cmd_stats(int argc, char **argv)
 {
-	return show(argc, argv, false, "stats NAME [--json]",
-		    "\nA snapshot: tasks by state, totals since creation, attached processes.\n"
-		    "--nats URL --stream S [NAME]: every machine's bridges of stream S instead, a\n"
-		    "row each and the totals (taskq bridge stats; docs/cluster.md).\n");
+	return show(argc, argv, false, &stats_cmd);
 }
-

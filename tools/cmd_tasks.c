@@ -818,61 +818,74 @@ static void *work_thread(void *arg)
 	return NULL;
 }
 
+enum { W_JSON = 'j', W_CONCURRENCY = 'c', W_BATCH = 'b', W_IDLE_EXIT = 'i', W_MAX_TASKS = 'm', W_TASK_TIMEOUT = 'T' };
+
+static const struct cli_opt work_opts[] = {
+	{W_CONCURRENCY, true, "concurrency", "N", "N commands at once (1 to 256; default 1)"},
+	{W_BATCH, true, "batch", "N", "tasks taken at once per runner (1 to 4096;\ndefault 1)"},
+	{W_IDLE_EXIT, true, "idle-exit", "SEC", "exit after SEC without tasks"},
+	{W_MAX_TASKS, true, "max-tasks", "N", "exit after N tasks per runner"},
+	{W_TASK_TIMEOUT, true, "task-timeout", "SEC", "kill a command running longer than SEC (its\ntask fails)"},
+	{W_JSON, true, "json", NULL, "print the counts at the end as JSON: handled,\nacked, failed, lost"},
+	CLI_OPT_PRETTY,
+	CLI_LOG_OPTS,
+	{0, false, NULL, NULL, NULL},
+};
+_Static_assert(TQ_MAX_BATCH == 4096, "work --help says --batch 1 to 4096");
+
+static const struct cli_command work_cmd = {
+	.name = "work",
+	.args = "NAME",
+	.tail = "-- COMMAND [ARG...]",
+	.about = "Runs COMMAND once per task, with the payload (or the integer and a newline)\n"
+		 "on its stdin and TASKQ_QUEUE, TASKQ_TASK_ID, TASKQ_TASK_KIND, TASKQ_TASK_ATTEMPT\n"
+		 "in its environment. Exit status 0 acknowledges the task; anything else fails it\n"
+		 "(retried with backoff, then dead), with the reason \"exit status N: <the last\n"
+		 "1 KiB of its stderr>\" (taskq dead NAME list shows it). Its stderr is passed on\n"
+		 "to this command's stderr as it comes. Leases are extended while a command runs.\n"
+		 "Ctrl+C or SIGTERM: finish the running commands, acknowledge, exit 0; a second\n"
+		 "one exits at once (the tasks return to the queue).\n",
+	.more = CLI_LOG_HELP,
+	.opts = work_opts,
+};
+
 int cmd_work(int argc, char **argv)
 {
-	static const char *usage = "work NAME [--concurrency N] [--batch N] [--idle-exit SEC] [--max-tasks N]\n"
-				   "       [--task-timeout SEC] [--json] [LOG OPTIONS] -- COMMAND [ARG...]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'},
-		{"concurrency", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
-		{"idle-exit", required_argument, 0, 'i'}, {"max-tasks", required_argument, 0, 'm'},
-		{"task-timeout", required_argument, 0, 'T'}, CLI_LOG_OPTIONS, {0, 0, 0, 0}};
+	struct cli_parser p;
 	uint64_t conc = 1, batch = 1, max_tasks = 0, idle = 0, task_timeout = 0;
 	struct log_config lc;
 	log_config_init(&lc);
 	bool json = false;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hjc:b:i:m:T:", opts, NULL)) != -1) {
+	cli_parser_init(&p, &work_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
 		bool ok = true;
 		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\nRuns COMMAND once per task, with the payload (or the integer and a newline)\n"
-			       "on its stdin and TASKQ_QUEUE, TASKQ_TASK_ID, TASKQ_TASK_KIND, TASKQ_TASK_ATTEMPT\n"
-			       "in its environment. Exit status 0 acknowledges the task; anything else fails it\n"
-			       "(retried with backoff, then dead), with the reason \"exit status N: <the last\n"
-			       "1 KiB of its stderr>\" (taskq dead NAME list shows it). Its stderr is passed on\n"
-			       "to this command's stderr as it comes. Leases are extended while a command runs.\n"
-			       "--concurrency N commands at once (default 1); --batch N tasks taken at once per\n"
-			       "runner (default 1); --idle-exit SEC: exit after SEC without tasks;\n"
-			       "--max-tasks N: exit after N tasks per runner; --task-timeout SEC: kill a command\n"
-			       "running longer (the task fails). Ctrl+C or SIGTERM: finish the running commands,\n"
-			       "acknowledge, exit 0; a second one exits at once (the tasks return to the queue).\n%s",
-			       usage, CLI_LOG_HELP);
-			return 0;
-		case 'j': json = true; break;
-		case 'c': ok = cli_value_u64("--concurrency", optarg, 1, 256, &conc); break;
-		case 'b': ok = cli_value_u64("--batch", optarg, 1, TQ_MAX_BATCH, &batch); break;
-		case 'm': ok = cli_value_u64("--max-tasks", optarg, 1, UINT64_MAX, &max_tasks); break;
-		case 'i': ok = cli_value_seconds("--idle-exit", optarg, 1000000, 1e9, &idle); break;
-		case 'T': ok = cli_value_seconds("--task-timeout", optarg, 1000000, 1e9, &task_timeout); break;
+		case CLI_OPT_HELP: return 0;
+		case CLI_OPT_BAD: return EX_USAGE_;
+		case W_JSON: json = true; break;
+		case W_CONCURRENCY: ok = cli_opt_u64(&p, 1, 256, &conc); break;
+		case W_BATCH: ok = cli_opt_u64(&p, 1, TQ_MAX_BATCH, &batch); break;
+		case W_MAX_TASKS: ok = cli_opt_u64(&p, 1, UINT64_MAX, &max_tasks); break;
+		case W_IDLE_EXIT: ok = cli_opt_seconds(&p, 1000000, 1e9, &idle); break;
+		case W_TASK_TIMEOUT: ok = cli_opt_seconds(&p, 1000000, 1e9, &task_timeout); break;
 		default:
 			if (cli_log_option(c, optarg, &lc, &ok))
 				break;
-			return cli_usage_error(usage);
+			return cli_command_usage(&work_cmd);
 		}
 		if (!ok) /* the parser said why */
 			return EX_USAGE_;
 	}
 	if (optind + 1 >= argc)
-		return cli_usage_error(usage);
+		return cli_command_usage(&work_cmd);
 	const char *name = argv[optind];
 	char **cmd = argv + optind + 1;
 	if (!strcmp(cmd[0], "--"))
 		cmd++;
 	if (!cmd[0])
-		return cli_usage_error(usage);
+		return cli_command_usage(&work_cmd);
 
 	tq_queue *q;
 	int rc = cli_open(name, &q);

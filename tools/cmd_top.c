@@ -233,50 +233,53 @@ static void emit_curses(int row, const char *line, bool bold, void *arg)
 		attroff(A_BOLD);
 }
 
+enum { O_INTERVAL = 'i', O_BATCH = 'b', O_ITERATIONS = 'n' };
+
+static const struct cli_opt top_opts[] = {
+	{O_INTERVAL, true, "interval", "SEC", "between frames (0.1 to 3600; default 1)"},
+	{O_BATCH, true, "batch", NULL, "print plain-text frames instead (the default\nwhen stdout is not a terminal)"},
+	{O_ITERATIONS, true, "iterations", "N", "stop after N frames"},
+	{0, false, NULL, NULL, NULL},
+};
+
+static const struct cli_command top_cmd = {
+	.name = "top",
+	.args = "NAME",
+	.about = "A live dashboard: task counts, totals, done/s with a history sparkline,\n"
+		 "latency percentiles, the attached processes and recent events. q quits;\n"
+		 "the screen follows window resizes.\n",
+	.more = "taskq top --nats URL --stream S [NAME] [--wait SEC] [--iterations N]: every\n"
+		"machine's bridges of stream S instead, a row each and the totals, refreshed\n"
+		"every --wait (taskq bridge top; docs/cluster.md). Ctrl+C quits.\n",
+	.opts = top_opts,
+};
+
 int cmd_top(int argc, char **argv)
 {
-	static const char *usage = "top NAME [--interval SEC] [--batch] [--iterations N]";
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"interval", required_argument, 0, 'i'},
-		{"batch", no_argument, 0, 'b'}, {"iterations", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+	struct cli_parser p;
 	uint64_t interval = 1000000000ull, iterations = 0;
 	bool batch = false;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hi:bn:", opts, NULL)) != -1) {
+	cli_parser_init(&p, &top_cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
-		case 'h':
-			printf("usage: taskq %s\n\nA live dashboard: task counts, totals, done/s with a history sparkline,\n"
-			       "latency percentiles, the attached processes and recent events. q quits;\n"
-			       "the screen follows window resizes. --batch prints plain-text frames instead\n"
-			       "(the default when stdout is not a terminal); --iterations N stops after N\n"
-			       "frames; --interval SEC between frames (default 1).\n"
-			       "--nats URL --stream S [NAME] [--wait SEC] [--iterations N]: every machine's\n"
-			       "bridges of stream S instead, a row each and the totals, refreshed every --wait\n"
-			       "(taskq bridge top; docs/cluster.md). Ctrl+C quits.\n",
-			       usage);
-			return 0;
-		case 'b': batch = true; break;
-		case 'i':
-			if (!cli_parse_seconds(optarg, 3600, &interval) || interval < 100000000ull) {
-				cli_err("invalid --interval '%s' (0.1 to 3600 seconds)", optarg);
-				return EX_USAGE_;
-			}
-			break;
-		case 'n':
-			if (!cli_value_u64("--iterations", optarg, 1, UINT64_MAX, &iterations))
+		case CLI_OPT_HELP: return 0;
+		case CLI_OPT_BAD: return EX_USAGE_;
+		case O_BATCH: batch = true; break;
+		case O_INTERVAL:
+			if (!cli_opt_seconds(&p, 100000000ull, 3600, &interval))
 				return EX_USAGE_;
 			break;
-		default:
-			fprintf(stderr, "usage: taskq %s\n", usage);
-			return EX_USAGE_;
+		case O_ITERATIONS:
+			if (!cli_opt_u64(&p, 1, UINT64_MAX, &iterations))
+				return EX_USAGE_;
+			break;
+		default: return cli_command_usage(&top_cmd);
 		}
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "usage: taskq %s\n", usage);
-		return EX_USAGE_;
-	}
+	if (optind != argc - 1)
+		return cli_command_usage(&top_cmd);
 	struct top *t = calloc(1, sizeof(*t));
 	if (!t)
 		return EX_FAIL;

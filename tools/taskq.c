@@ -47,26 +47,6 @@ int cli_usage_error(const char *usage)
 	return EX_USAGE_;
 }
 
-int cli_simple_opts(int argc, char **argv, const char *usage, const char *help, bool *json)
-{
-	static const struct option opts[] = {
-		{"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
-	int c;
-
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
-		if (c == 'h') {
-			printf("usage: taskq %s\n%s", usage, help);
-			return 0;
-		}
-		if (c == 'j' && json)
-			*json = true;
-		else
-			return cli_usage_error(usage);
-	}
-	return -1;
-}
-
 /* ------------------------------------------------- options and --help */
 
 bool cli_json_pretty;
