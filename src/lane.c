@@ -641,10 +641,13 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 			o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 			o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
 			if (payload_lane(lane)) {
-				/* The record stays until the claim is settled. */
-				brec_read(q, lane, o->value, &o->len, &o->kind);
-				o->data = brec_at(q, lane, o->value & ~7ull) + sizeof(struct tq_brec);
-				o->value = 0;
+				/* o->value is the record's position: its header is
+				 * read once the claim is made (below), when the record
+				 * is this claim's until it is settled; before, a
+				 * producer may be rewriting it for a later lap. */
+				o->data = NULL;
+				o->len = 0;
+				o->kind = TQ_KIND_STRING;
 			} else {
 				o->data = NULL;
 				o->len = 0;
@@ -671,8 +674,15 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		}
 		TQ_FAULT("take.popped");
 		(void)cas64(&L->state, LS_MAKE(*g, LS_PENDING), LS_MAKE(*g, LS_ACTIVE)); /* or helped */
-		for (uint32_t i = 0; out && i < k; i++)
+		for (uint32_t i = 0; out && i < k; i++) {
 			out[i].priv[1] = *g;
+			if (payload_lane(lane)) {
+				/* The record stays until the claim is settled. */
+				brec_read(q, lane, out[i].value, &out[i].len, &out[i].kind);
+				out[i].data = brec_at(q, lane, out[i].value & ~7ull) + sizeof(struct tq_brec);
+				out[i].value = 0;
+			}
+		}
 		tq__count(q, C_LTAKEN, k);
 		*first = h;
 		return (int)k;
