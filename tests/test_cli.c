@@ -3540,3 +3540,26 @@ Test(cli, every_listed_option_is_taken)
 	out_free(&o);
 	out_free(&h);
 }
+
+/* A push that finds no room says what fills the queue; taskq log --json
+ * names each event's numbers as the text form labels them. */
+Test(cli, full_push_says_why_and_log_json_names_fields)
+{
+	struct out o = {0};
+	const char *q = qname("fullwhy");
+	tq(&o, NULL, "create", q, "--capacity", "2", NULL);
+	assert_ok(&o);
+	tq(&o, "1\n2\n", "push", q, "--kind", "int", "--quiet", NULL);
+	assert_ok(&o);
+	tq(&o, "3\n", "push", q, "--kind", "int", "--timeout", "0.1", NULL);
+	assert_fails(&o, 6);
+	assert_contains(o.err, "the queue is full: 2 ready, 0 in progress, 0 retrying of capacity 2",
+			"a push that timed out on a full queue");
+	assert_contains(o.err, "nothing pushed", "a push that timed out on a full queue");
+
+	tq(&o, NULL, "log", q, "--json", NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "\"event\":\"created\"", "log --json");
+	assert_contains(o.out, "\"capacity\":2", "log --json: a under its name");
+	out_free(&o);
+}

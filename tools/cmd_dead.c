@@ -254,6 +254,27 @@ static void event_line(const tq_event_info *e, bool json)
 		cJSON_AddStringToObject(o, "event", tq_event_name(e->type));
 		cli_json_add_u64(o, "a", e->a);
 		cli_json_add_u64(o, "b", e->b);
+		/* a and b by name, as the text form labels them. */
+		static const struct {
+			int type;
+			const char *a, *b;
+		} names[] = {
+			{TQ_EV_CREATED, "capacity", "max_payload"},
+			{TQ_EV_PROC_DIED, "dead_pid", "tasks_returned"},
+			{TQ_EV_DEAD, "id", "attempts"},
+			{TQ_EV_DEAD_FULL, "id", "dead_capacity"},
+			{TQ_EV_EXPIRED, "leases", NULL},
+			{TQ_EV_KICKED, "tasks", "id"},
+			{TQ_EV_PURGED, "tasks", "id"},
+		};
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (names[i].type == e->type) {
+				cli_json_add_u64(o, names[i].a, e->a);
+				if (names[i].b)
+					cli_json_add_u64(o, names[i].b, e->b);
+			}
+		if (e->type == TQ_EV_STATE)
+			cJSON_AddStringToObject(o, "state", cli_state_name((int)e->a));
 		/* From shared memory: bounded, and escaped to valid UTF-8. */
 		cli_json_add_bytes(o, "message", e->msg, strnlen(e->msg, sizeof(e->msg)));
 		cli_print_json(o);
@@ -274,7 +295,8 @@ static void on_log_signal(int sig)
 static const struct cli_opt log_opts[] = {
 	{O_FOLLOW, true, "follow", NULL, "keep printing new events until interrupted"},
 	{O_JSON, true, "json", NULL, "one JSON object a line (NDJSON): seq, time, pid,\n"
-				       "event, a, b, message"},
+				       "event, a, b, message, and a and b again under\n"
+				       "their names (id, attempts, capacity, state...)"},
 	CLI_OPT_PRETTY,
 	{0, false, NULL, NULL, NULL},
 };

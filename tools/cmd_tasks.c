@@ -106,7 +106,21 @@ static int push_flush(struct push *ps)
 	ps->n = 0;
 	ps->used = 0;
 	if (err) {
-		cli_err("%s: %s; %s", ps->name, tq_strerror(err), pushed_summary(ps, sum, sizeof(sum)));
+		char full[300] = "";
+		tq_stats st;
+		if ((err == TQ_EAGAIN || err == TQ_ETIMEDOUT) && tq_stats_get(ps->q, &st) == 0) {
+			/* Why there was no room: what fills the capacity. */
+			int m = snprintf(full, sizeof(full),
+					 " (the queue is full: %u ready, %u in progress, %u retrying of capacity %u",
+					 st.ready, st.leased, st.delayed, st.capacity);
+			if (m > 0 && (size_t)m < sizeof(full) && st.dead_over)
+				snprintf(full + m, sizeof(full) - (size_t)m,
+					 "; the dead-letter area is full, %u dead tasks over it: taskq dead %s purge)",
+					 st.dead_over, ps->name);
+			else if (m > 0 && (size_t)m < sizeof(full) - 1)
+				strcat(full, ")");
+		}
+		cli_err("%s: %s%s; %s", ps->name, tq_strerror(err), full, pushed_summary(ps, sum, sizeof(sum)));
 		return cli_exit_for(err);
 	}
 	return 0;

@@ -138,7 +138,10 @@ static void sparkline(const struct top *t, char *out, size_t size, int width)
 	}
 }
 
-/* Renders one frame as lines of text; emit() prints each. */
+static void emit_text(int row, const char *line, bool bold, void *arg);
+
+/* Renders one frame as lines of text; emit() prints each (emit_text: the
+ * batch mode, where no key is read). */
 static void render(struct top *t, int width, void (*emit)(int row, const char *line, bool bold, void *arg), void *arg)
 {
 	char line[1024], a[32], b[32], c[32], d[32], e[32];
@@ -148,8 +151,8 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 	struct tm tm;
 	localtime_r(&now, &tm);
 
-	snprintf(line, sizeof(line), "taskq top - queue %s (%s)   %02d:%02d:%02d   q quits", t->name,
-		 cli_state_name(s->run_state), tm.tm_hour, tm.tm_min, tm.tm_sec);
+	snprintf(line, sizeof(line), "taskq top - queue %s (%s)   %02d:%02d:%02d%s", t->name,
+		 cli_state_name(s->run_state), tm.tm_hour, tm.tm_min, tm.tm_sec, emit == emit_text ? "" : "   q quits");
 	emit(row++, line, true, arg);
 	snprintf(line, sizeof(line), "tasks    ready %u   in progress %u   retrying %u   dead %u   free %u of %u",
 		 s->ready, s->leased, s->delayed, s->dead, s->free_slots, s->slots);

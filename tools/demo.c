@@ -177,6 +177,15 @@ static const char *opt_name(int c)
 	return "?";
 }
 
+/* parse_num that says, on failure, what the option takes. */
+static bool parse_range(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t size)
+{
+	if (parse_num(s, min, max, out))
+		return true;
+	snprintf(why, size, "an integer from %llu to %llu", (unsigned long long)min, (unsigned long long)max);
+	return false;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -190,28 +199,32 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		bool ok = true;
 		char why[160] = "";
 		switch (c) {
-		case 'p': ok = parse_num(optarg, 1, 64, &v); o->producers = (unsigned)v; break;
-		case 'c': ok = parse_num(optarg, 1, 256, &v); o->consumers = (unsigned)v; break;
-		case 'r': ok = parse_num(optarg, 0, 1000000000ull, &o->rate); break;
-		case 'n': ok = parse_num(optarg, 1, UINT64_MAX / 2, &o->total); break;
+		case 'p': ok = parse_range(optarg, 1, 64, &v, why, sizeof(why)); o->producers = (unsigned)v; break;
+		case 'c': ok = parse_range(optarg, 1, 256, &v, why, sizeof(why)); o->consumers = (unsigned)v; break;
+		case 'r': ok = parse_range(optarg, 0, 1000000000ull, &o->rate, why, sizeof(why)); break;
+		case 'n': ok = parse_range(optarg, 1, UINT64_MAX / 2, &o->total, why, sizeof(why)); break;
 		case 'd': {
 			char *end;
 			double d = strtod(optarg, &end);
 			ok = *optarg && !*end && isfinite(d) && d > 0 && d < 1e7;
+			if (!ok)
+				snprintf(why, sizeof(why), "seconds above 0 and below 10000000, e.g. 30 or 0.5");
 			o->duration_ns = ok ? (uint64_t)(d * 1e9) : 0;
 			break;
 		}
-		case 'm': ok = parse_num(optarg, 0, 100, &v); o->mix = (unsigned)v; break;
-		case 'b': ok = parse_num(optarg, 1, TQ_MAX_BATCH, &v); o->batch = (unsigned)v; break;
+		case 'm': ok = parse_range(optarg, 0, 100, &v, why, sizeof(why)); o->mix = (unsigned)v; break;
+		case 'b': ok = parse_range(optarg, 1, TQ_MAX_BATCH, &v, why, sizeof(why)); o->batch = (unsigned)v; break;
 		case 'B': {
 			char *end;
 			o->bad = strtod(optarg, &end);
 			ok = *optarg && !*end && o->bad >= 0 && o->bad <= 100;
+			if (!ok)
+				snprintf(why, sizeof(why), "a percentage from 0 to 100, e.g. 0.01");
 			break;
 		}
-		case 'w': ok = parse_num(optarg, 1, 1000000, &v); o->work = (unsigned)v; break;
+		case 'w': ok = parse_range(optarg, 1, 1000000, &v, why, sizeof(why)); o->work = (unsigned)v; break;
 		case 'q': o->queue = optarg; break;
-		case 'C': ok = parse_num(optarg, 1, TQ_MAX_CAPACITY, &o->capacity); break;
+		case 'C': ok = parse_range(optarg, 1, TQ_MAX_CAPACITY, &o->capacity, why, sizeof(why)); break;
 		case 'J': o->join = true; break;
 		case 'Q': o->quiet = true; break;
 		case 'K': o->keep_dead = true; break;
@@ -223,8 +236,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			ok = o->log.level >= 0;
 			o->log_level_set = true;
 			break;
-		case 'M': ok = parse_num(optarg, 1024, UINT64_MAX / 2, &o->log.max_bytes); break;
-		case 'F': ok = parse_num(optarg, 1, 100, &v); o->log.max_files = (unsigned)v; break;
+		case 'M': ok = parse_range(optarg, 1024, UINT64_MAX / 2, &o->log.max_bytes, why, sizeof(why)); break;
+		case 'F': ok = parse_range(optarg, 1, 100, &v, why, sizeof(why)); o->log.max_files = (unsigned)v; break;
 		case 'h': usage(stdout); exit(0);
 		default:
 			fprintf(stderr, "taskq-demo: see --help for the options\n");
@@ -1116,7 +1129,8 @@ int main(int argc, char **argv)
 	if (reported == nkids && produced > mine.pushed)
 		printf("; %s were pushed by processes that joined", grp(produced - mine.pushed));
 	if (dead_purged)
-		printf("; %s of the dead were logged and purged to keep room (--keep-dead keeps them)",
+		printf("; %s dead letters purged to keep room, each logged with its reason at --log-level info "
+		       "(--keep-dead keeps them)",
 		       grp(dead_purged));
 	printf("\n");
 	stop_server(&sv);
