@@ -90,6 +90,10 @@ int cli_opts_next(struct cli_parser *p, int argc, char **argv);
 void cli_print_help(const struct cli_command *cmd);
 /* Prints the usage to stderr; returns EX_USAGE_. */
 int cli_command_usage(const struct cli_command *cmd);
+/* Parses the options of a command that takes only --help and --json (the
+ * option whose key is json_key): sets *json; returns -1 to go on, or the
+ * exit status (0 after --help). */
+int cli_opts_json_only(const struct cli_command *cmd, int json_key, int argc, char **argv, bool *json);
 /* The current option's argument (optarg) as an integer in [min, max] or a
  * duration in [min_ns, max_s]; false after saying on stderr which option,
  * what was given, and the range. */

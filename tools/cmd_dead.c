@@ -375,19 +375,12 @@ static const struct cli_command recover_cmd = {
 
 int cmd_recover(int argc, char **argv)
 {
-	struct cli_parser p;
 	bool json = false;
 	tq_queue *q;
-	int c, rc;
+	int rc;
 
-	cli_parser_init(&p, &recover_cmd);
-	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
-		if (c == CLI_OPT_HELP)
-			return 0;
-		if (c != O_JSON)
-			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&recover_cmd);
-		json = true;
-	}
+	if ((rc = cli_opts_json_only(&recover_cmd, O_JSON, argc, argv, &json)) >= 0)
+		return rc;
 	if (optind != argc - 1)
 		return cli_command_usage(&recover_cmd);
 	if ((rc = cli_open(argv[optind], &q)))

@@ -308,19 +308,11 @@ static const struct cli_command ls_cmd = {
 
 int cmd_ls(int argc, char **argv)
 {
-	struct cli_parser p;
 	bool json = false;
-	int c, rc;
+	int rc = cli_opts_json_only(&ls_cmd, O_JSON, argc, argv, &json);
 
-	cli_parser_init(&p, &ls_cmd);
-	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
-		if (c == CLI_OPT_HELP)
-			return 0;
-		if (c == O_JSON)
-			json = true;
-		else
-			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(&ls_cmd);
-	}
+	if (rc >= 0)
+		return rc;
 	if (optind != argc)
 		return cli_command_usage(&ls_cmd);
 	cJSON *arr = json ? cJSON_CreateArray() : NULL;

@@ -202,20 +202,12 @@ static const struct cli_command stats_cmd = {
 
 static int show(int argc, char **argv, bool with_config, const struct cli_command *cmd)
 {
-	struct cli_parser p;
 	bool json = false;
 	tq_queue *q;
-	int c, rc;
+	int rc = cli_opts_json_only(cmd, O_JSON, argc, argv, &json);
 
-	cli_parser_init(&p, cmd);
-	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
-		if (c == CLI_OPT_HELP)
-			return 0;
-		if (c == O_JSON)
-			json = true;
-		else
-			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(cmd);
-	}
+	if (rc >= 0)
+		return rc;
 	if (optind != argc - 1)
 		return cli_command_usage(cmd);
 	if ((rc = cli_open_observer(argv[optind], &q)))

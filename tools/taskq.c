@@ -169,6 +169,22 @@ int cli_command_usage(const struct cli_command *cmd)
 	return cli_usage_error(command_usage(cmd, usage, sizeof(usage)));
 }
 
+int cli_opts_json_only(const struct cli_command *cmd, int json_key, int argc, char **argv, bool *json)
+{
+	struct cli_parser p;
+	int c;
+
+	cli_parser_init(&p, cmd);
+	while ((c = cli_opts_next(&p, argc, argv)) != CLI_OPT_END) {
+		if (c == CLI_OPT_HELP)
+			return 0;
+		if (c != json_key)
+			return c == CLI_OPT_BAD ? EX_USAGE_ : cli_command_usage(cmd);
+		*json = true;
+	}
+	return -1;
+}
+
 bool cli_value_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char q[100], range[100];
