@@ -139,26 +139,34 @@ Test(logs, long_run_memory_stays_flat, .timeout = 60)
 		/* A small queue: its shared pages are all touched during the
 		 * warm-up (under ThreadSanitizer each touched page also grows
 		 * the private shadow memory, which is not a leak either). */
-		/* --bad 0.02: about 20 dead letters a second, so that the dead
+		/* --bad 0.05: about 50 dead letters a second, so that the dead
 		 * area (100) is half full within seconds and the demo's
 		 * dead-letter handler logs and purges them while memory is
 		 * watched (more, and the log's rotation every few lines makes
 		 * the sanitizers' allocator quarantine grow the RSS). */
-		execl(TQ_BIN_DIR "/taskq-demo", "taskq-demo", "--queue", name, "--quiet", "--bad", "0.02", "--consumers", "2",
+		execl(TQ_BIN_DIR "/taskq-demo", "taskq-demo", "--queue", name, "--quiet", "--bad", "0.05", "--consumers", "2",
 		      "--capacity", "1000", "--rate", "200000", "--log-file", path, "--log-max-bytes", "4096", "--log-max-files", "2", NULL);
 		_exit(127);
 	}
 	tq_queue *q = NULL;
-	uint64_t deadline = tqt_now_ms() + 20000;
+	uint64_t deadline = tqt_now_ms() + 30000;
 	while (tq_open(name, &q) != 0 && tqt_now_ms() < deadline)
 		tqt_sleep_ms(20);
 	cr_assert_not_null(q, "the demo never created its queue");
 	tq_stats s;
-	/* Warm up: wait for real traffic, then sample, move more, sample again. */
+	/* Warm up: wait for real traffic and for the demo's dead-letter
+	 * handler to have purged, with more tasks dead than twice the area
+	 * holds (burials and purges spread over the segment's slots and its
+	 * message area: the pages they touch first, and under ThreadSanitizer
+	 * the private shadow of those shared pages, are not growth), then
+	 * sample, move more, sample again. */
 	do {
 		tq_stats_get(q, &s);
 		tqt_sleep_ms(5);
-	} while (s.total.acked < 200000 && tqt_now_ms() < deadline);
+	} while ((s.total.acked < 200000 || s.total.dead <= s.dead || s.total.dead < 2ull * s.dead_capacity + 50) &&
+		 tqt_now_ms() < deadline);
+	cr_assert_gt(s.total.dead, s.dead, "the demo's dead-letter handler never ran (%llu dead, %u kept)",
+		     (unsigned long long)s.total.dead, s.dead);
 	long first = rss_kb(pid);
 	uint64_t mark = s.total.acked;
 	/* 600,000 more tasks, or 6 s of traffic on a slow (sanitized, loaded)
