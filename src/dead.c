@@ -346,6 +346,23 @@ static int dead_send(tq_queue *q, const uint32_t *idx, uint32_t k, bool kick)
 	return kick ? tq__requeue_owned(q, idx, k) : tq__release_owned(q, idx, k, C__COUNT);
 }
 
+/* Kicks slot i if it is still dead: claims it into idx (k of TQ_CHUNK),
+ * sending a full chunk on. Returns 0 or dead_send's error. */
+static int kick_into(tq_queue *q, uint32_t i, uint32_t *idx, uint32_t *k, int *moved)
+{
+	uint64_t s = load_acq(&q->st[i]);
+
+	if (st_state(s) != ST_DEAD || !dead_claim(q, i, s, true))
+		return 0;
+	idx[(*k)++] = i;
+	(*moved)++;
+	if (*k < TQ_CHUNK)
+		return 0;
+	int rc = dead_send(q, idx, *k, true);
+	*k = 0;
+	return rc;
+}
+
 /* Kicks every dead task room allows, oldest first (TQ_ALL). */
 static int kick_all_locked(tq_queue *q, int *moved)
 {
@@ -362,35 +379,17 @@ static int kick_all_locked(tq_queue *q, int *moved)
 		if (!refs)
 			return TQ_ENOMEM;
 		size_t n = dead_oldest(q, refs, budget);
-		for (size_t j = 0; j < n && !rc && kick_room(q); j++) {
-			uint32_t i = refs[j].idx;
-			uint64_t s = load_acq(&q->st[i]);
-			if (st_state(s) != ST_DEAD || !dead_claim(q, i, s, true))
-				continue;
-			idx[k++] = i;
-			(*moved)++;
-			if (k == TQ_CHUNK) {
-				rc = dead_send(q, idx, k, true);
-				k = 0;
-			}
-		}
+		for (size_t j = 0; j < n && !rc && kick_room(q); j++)
+			rc = kick_into(q, refs[j].idx, idx, &k, moved);
 		free(refs);
 		return rc ? rc : dead_send(q, idx, k, true);
 	}
 	for (uint32_t i = 0; i < q->nslots && !rc; i++) {
-		uint64_t s = load_acq(&q->st[i]);
-		if (st_state(s) != ST_DEAD) /* dead by its state byte, as everywhere */
+		if (st_state(load_acq(&q->st[i])) != ST_DEAD) /* dead by its state byte, as everywhere */
 			continue;
 		if (!kick_room(q))
 			break;
-		if (!dead_claim(q, i, s, true))
-			continue;
-		idx[k++] = i;
-		(*moved)++;
-		if (k == TQ_CHUNK) {
-			rc = dead_send(q, idx, k, true);
-			k = 0;
-		}
+		rc = kick_into(q, i, idx, &k, moved);
 	}
 	return rc ? rc : dead_send(q, idx, k, true);
 }
