@@ -77,7 +77,11 @@ BENCH_BIN := $(BUILD)/bench/taskq-bench
 BENCH_SRC := $(filter-out bench/cluster.c,$(wildcard bench/*.c))
 CLUSTER_BENCH_BIN := $(BUILD)/bench/taskq-bench-cluster
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c tools/serve_metrics.c tools/parse.c
+CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c tools/serve_metrics.c tools/serve_web.c tools/parse.c
+# The dashboard's files (tools/web/), built into taskq as C arrays.
+WEB_FILES := tools/web/index.html tools/web/dashboard.js tools/web/dashboard.css \
+	tools/web/vendor/uPlot.iife.min.js tools/web/vendor/uPlot.min.css tools/web/vendor/uPlot.LICENSE
+WEB_C    := $(BUILD)/gen/web_assets.c
 CLI_BIN  := $(BUILD)/taskq
 DEMO_BIN := $(BUILD)/taskq-demo
 BRIDGE_BIN := $(BUILD)/taskq-bridge
@@ -132,8 +136,10 @@ $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Itests -DTQ_BIN_DIR='"$(BUILD)"' -o $@ bench/cluster.c $(STATIC) $(LDFLAGS_ALL) $(NATS_LIBS) $(LIBS)
-$(CLI_BIN): $(CLI_SRC) $(wildcard tools/*.h) $(STATIC) $(VERSION_STAMP) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) $(VERSION_DEFS) -Itools -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
+$(WEB_C): $(WEB_FILES) scripts/embed-assets.sh | $(BUILD)/gen
+	scripts/embed-assets.sh $@ $(WEB_FILES)
+$(CLI_BIN): $(CLI_SRC) $(WEB_C) $(wildcard tools/*.h) $(STATIC) $(VERSION_STAMP) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(VERSION_DEFS) -Itools -o $@ $(CLI_SRC) $(WEB_C) $(STATIC) $(LDFLAGS_ALL) $(CJSON_LIBS) $(TUI_LIBS) $(HTTP_LIBS) -lm $(LIBS)
 # The bridge to NATS JetStream: its own program, so that libtaskq has no
 # NATS dependency (docs/cluster.md).
 $(BRIDGE_BIN): tools/bridge.c tools/frame.c tools/frame.h tools/log.c tools/log.h tools/parse.c tools/parse.h tools/version.h $(STATIC) $(VERSION_STAMP) | $(BUILD)
@@ -143,7 +149,7 @@ $(DEMO_BIN): tools/demo.c tools/log.c tools/log.h tools/serve_parse.c tools/serv
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 
-$(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples $(BUILD)/man:
+$(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $(BUILD)/examples $(BUILD)/man $(BUILD)/gen:
 	mkdir -p $@
 
 # Criterion runs each test in its own process; tests fork more. Two jobs

@@ -20,6 +20,9 @@
  *            limits from the input: the limits always hold; an address
  *            that holds none gets in while a slot is free; one that holds
  *            some never takes a reserved slot
+ *   origin   Origin, Host and Sec-Fetch-Site (split at NULs): allowed only
+ *            with no Origin, or one that is http(s):// and the Host, and
+ *            never with a cross-site or same-site Sec-Fetch-Site
  *   addr     IPv4 and IPv4-mapped IPv6 give one key; IPv6 addresses that
  *            differ past their /64 share one, in it they do not
  */
@@ -60,8 +63,33 @@ static void fuzz_route(const uint8_t *p, size_t n)
 	switch (rt.ep) {
 	case SERVE_NOT_FOUND:
 		CHECK(strcmp(url, "/metrics") && strcmp(url, "/stats") && strcmp(url, "/healthz") &&
-		      strncmp(url, "/stats/", 7));
+		      strncmp(url, "/stats/", 7) && strcmp(url, "/") && strncmp(url, "/assets/", 8) &&
+		      strncmp(url, "/events/", 8) && strncmp(url, "/dead/", 6));
 		break;
+	case SERVE_PAGE:
+		CHECK(get && (!strcmp(url, "/") ? rt.name_len == 10 && !memcmp(rt.name, "index.html", 10)
+						: !strncmp(url, "/assets/", 8) && rt.name == url + 8 &&
+							  rt.name_len == ul - 8));
+		break;
+	case SERVE_EVENTS:
+		CHECK(get && !strncmp(url, "/events/", 8) && rt.name == url + 8 && rt.name_len == ul - 8);
+		break;
+	case SERVE_DEAD:
+		CHECK(get && !strncmp(url, "/dead/", 6) && rt.name == url + 6 && rt.name_len == ul - 6);
+		break;
+	case SERVE_DEAD_ACTION: {
+		CHECK(!strcmp(method, "POST") && !strncmp(url, "/queues/", 8));
+		CHECK(rt.name == url + 8 && rt.name_len > 0 && !memchr(rt.name, '/', rt.name_len));
+		CHECK(!strncmp(rt.name + rt.name_len, "/dead/", 6));
+		const char *id = rt.name + rt.name_len + 6, *verb = strchr(id, '/');
+		CHECK(verb && !strcmp(verb + 1, rt.purge ? "purge" : "kick"));
+		if (rt.id == UINT64_MAX)
+			CHECK(verb - id == 3 && !memcmp(id, "all", 3));
+		else
+			CHECK(verb > id && strspn(id, "0123456789") == (size_t)(verb - id) &&
+			      strtoull(id, NULL, 10) == rt.id);
+		break;
+	}
 	case SERVE_BAD_METHOD:
 		CHECK(rt.allow);
 		if (!strcmp(rt.allow, "POST"))
@@ -91,6 +119,28 @@ static void fuzz_route(const uint8_t *p, size_t n)
 	default:
 		CHECK(!"an endpoint out of range");
 	}
+	free(in);
+}
+
+static void fuzz_origin(const uint8_t *p, size_t n)
+{
+	/* three strings, NUL-separated; a missing one is absent (NULL) */
+	char *in = malloc(n + 3);
+	if (!in)
+		return;
+	memcpy(in, p, n);
+	in[n] = in[n + 1] = in[n + 2] = '\0';
+	const char *origin = in, *host = in + strlen(in) + 1;
+	const char *site = host <= in + n ? host + strlen(host) + 1 : NULL;
+	if (host > in + n)
+		host = NULL;
+	if (site && site > in + n)
+		site = NULL;
+	bool ok = serve_origin_allowed(*origin ? origin : NULL, host, site);
+	const char *rest = !strncasecmp(origin, "http://", 7) ? origin + 7 : !strncasecmp(origin, "https://", 8) ? origin + 8 : NULL;
+	bool want = !(site && (!strcasecmp(site, "cross-site") || !strcasecmp(site, "same-site"))) &&
+		    (!*origin || (rest && host && *host && !strcasecmp(rest, host)));
+	CHECK(ok == want);
 	free(in);
 }
 
@@ -316,7 +366,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
-	switch (data[0] % 7) {
+	switch (data[0] % 8) {
 	case 0: fuzz_route(p, n); break;
 	case 1: fuzz_bearer(p, n); break;
 	case 2: fuzz_length(p, n); break;
@@ -324,6 +374,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4: fuzz_admit(p, n); break;
 	case 5: fuzz_addr(p, n); break;
 	case 6: fuzz_listen(p, n); break;
+	case 7: fuzz_origin(p, n); break;
 	}
 	return 0;
 }

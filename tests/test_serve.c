@@ -806,8 +806,8 @@ Test(serve, methods_paths_and_sizes)
 	cr_assert(strstr(r.body, "{\"error\":"));
 	resp_free(&r);
 
-	const char *reads[] = {"/metrics", "/stats", "/healthz"};
-	for (int i = 0; i < 3; i++) {
+	const char *reads[] = {"/metrics", "/stats", "/healthz", "/", "/assets/dashboard.js", "/events/x", "/dead/x"};
+	for (int i = 0; i < 7; i++) {
 		r = http("POST", reads[i], NULL);
 		cr_assert_eq(r.status, 405, "POST %s", reads[i]);
 		cr_assert(resp_header(&r, "Allow", v, sizeof(v)) && strstr(v, "GET"), "Allow: %s", v);
@@ -820,7 +820,7 @@ Test(serve, methods_paths_and_sizes)
 	cr_assert_eq(r.status, 405);
 	resp_free(&r);
 
-	const char *unknown[] = {"/", "/metricsx", "/metrics/", "/queues", "/queues/", "/queues//drain",
+	const char *unknown[] = {"/index.html", "/assets/", "/assets/nope.js", "/assets/../index.html", "/metricsx", "/metrics/", "/queues", "/queues/", "/queues//drain",
 				 "/..%2f..%2fetc/passwd", "/stats/../metrics"};
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 		r = http("GET", unknown[i], NULL);
@@ -1599,4 +1599,213 @@ Test(serve, queue_events_are_logged)
 	cr_assert(strstr(line, "level=warn") && strstr(line, "level=warn") < full, "dead_full is not a warning: %.200s",
 		  line);
 	cr_assert_null(strstr(text, "type=state_changed"), "an event from before the server was logged:\n%s", text);
+}
+
+/* ------------------------------------------------------------ dashboard */
+
+Test(serve, dashboard_files_are_built_in)
+{
+	char v[512];
+	q = make_queue(qname, "srv-page", 16, 5);
+	start_server(false);
+
+	struct resp r = http("GET", "/", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.data);
+	cr_assert(resp_header(&r, "Content-Type", v, sizeof(v)) && !strncmp(v, "text/html", 9), "Content-Type: %s", v);
+	cr_assert(resp_header(&r, "Content-Security-Policy", v, sizeof(v)), "no CSP");
+	cr_assert(strstr(v, "default-src 'none'") && strstr(v, "script-src 'self'") && strstr(v, "frame-ancestors 'none'"),
+		  "CSP: %s", v);
+	cr_assert(resp_header(&r, "X-Frame-Options", v, sizeof(v)) && !strcmp(v, "DENY"), "X-Frame-Options: %s", v);
+	/* relative links: the page works behind a proxy's path prefix too */
+	cr_assert(strstr(r.body, "src=\"assets/dashboard.js\"") && strstr(r.body, "src=\"assets/uPlot.iife.min.js\""),
+		  "%s", r.body);
+	resp_free(&r);
+
+	struct { const char *path, *type, *start; } files[] = {
+		{"/assets/uPlot.iife.min.js", "text/javascript", "/*! https://github.com/leeoniya/uPlot"},
+		{"/assets/uPlot.min.css", "text/css", ".uplot"},
+		{"/assets/dashboard.js", "text/javascript", "// SPDX-License-Identifier: MIT"},
+		{"/assets/dashboard.css", "text/css", "/* SPDX-License-Identifier: MIT */"},
+		{"/assets/uPlot.LICENSE", "text/plain", "The MIT License"},
+	};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		r = http("GET", files[i].path, NULL);
+		cr_assert_eq(r.status, 200, "%s: %s", files[i].path, r.data);
+		cr_assert(resp_header(&r, "Content-Type", v, sizeof(v)) && strstr(v, files[i].type), "%s: %s",
+			  files[i].path, v);
+		cr_assert(!strncmp(r.body, files[i].start, strlen(files[i].start)), "%s: %.80s", files[i].path, r.body);
+		/* the whole file, as Content-Length says */
+		cr_assert(resp_header(&r, "Content-Length", v, sizeof(v)));
+		cr_assert_eq(strtoul(v, NULL, 10), strlen(r.body), "%s", files[i].path);
+		resp_free(&r);
+	}
+	r = http("HEAD", "/", NULL);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+}
+
+/* Three dead tasks with their reasons, in queue q (max_attempts 1). */
+static void three_dead(void)
+{
+	tq_task t[3];
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(tq_push_int(q, 100 + (uint64_t)i, 0), 0);
+	cr_assert_eq(tq_take(q, t, 3, 0), 3);
+	for (int i = 0; i < 3; i++) {
+		char msg[32];
+		snprintf(msg, sizeof(msg), "reason \"%d\"", i);
+		cr_assert_eq(tq_fail(q, &t[i], 1, 7, msg), 0);
+	}
+}
+
+Test(serve, events_and_dead_letters)
+{
+	char auth[256], path[256];
+	q = make_queue(qname, "srv-dead", 16, 1);
+	three_dead();
+	start_server(true);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", token);
+
+	snprintf(path, sizeof(path), "/dead/%s", qname);
+	struct resp r = http("GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.data);
+	cr_assert(strstr(r.body, "\"dead\":3"), "%s", r.body);
+	for (int i = 0; i < 3; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "\"last_message\":\"reason \\\"%d\\\"\"", i);
+		cr_assert(strstr(r.body, want), "no %s in %s", want, r.body);
+		snprintf(want, sizeof(want), "\"value\":%d", 100 + i);
+		cr_assert(strstr(r.body, want), "no %s in %s", want, r.body);
+	}
+	resp_free(&r);
+	/* the listing opened and closed a worker handle: no process is left */
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.procs, 1, "processes: %u (the test's own only)", s.procs);
+
+	snprintf(path, sizeof(path), "/events/%s", qname);
+	r = http("GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.data);
+	cr_assert(strstr(r.body, "\"event\":\"created\""), "%s", r.body);
+	cr_assert_eq(count_substr(r.body, "\"event\":\"task_dead\""), 3, "%s", r.body);
+	const char *last = strstr(r.body, "\"last\":");
+	cr_assert(last, "%s", r.body);
+	unsigned long seq = strtoul(last + 7, NULL, 10);
+	resp_free(&r);
+	snprintf(path, sizeof(path), "/events/%s?after=%lu", qname, seq);
+	r = http("GET", path, NULL);
+	cr_assert_eq(r.status, 200);
+	cr_assert(strstr(r.body, "\"events\":[]"), "nothing after the last: %s", r.body);
+	resp_free(&r);
+	snprintf(path, sizeof(path), "/events/%s?after=-1", qname);
+	r = http("GET", path, NULL);
+	cr_assert_eq(r.status, 400, "%s", r.data);
+	resp_free(&r);
+	r = http("GET", "/events/nope", NULL);
+	cr_assert_eq(r.status, 404);
+	resp_free(&r);
+	r = http("GET", "/dead/nope", NULL);
+	cr_assert_eq(r.status, 404);
+	resp_free(&r);
+
+	/* kick one (the oldest's id), refused without the token */
+	tq_dead_info d[3];
+	cr_assert_eq(tq_dead_list(q, d, 3, NULL, 0), 3);
+	snprintf(path, sizeof(path), "/queues/%s/dead/%llu/kick", qname, (unsigned long long)d[0].id);
+	r = http("POST", path, NULL);
+	cr_assert_eq(r.status, 401, "%s", r.data);
+	resp_free(&r);
+	r = http("GET", path, auth);
+	cr_assert_eq(r.status, 405);
+	resp_free(&r);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.dead, 3);
+	r = http("POST", path, auth);
+	cr_assert_eq(r.status, 200, "%s", r.data);
+	cr_assert(strstr(r.body, "\"action\":\"kick\"") && strstr(r.body, "\"tasks\":1"), "%s", r.body);
+	resp_free(&r);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.dead, 2);
+	cr_assert_eq(s.ready, 1);
+	/* again: it is not dead any more */
+	r = http("POST", path, auth);
+	cr_assert_eq(r.status, 404, "%s", r.data);
+	resp_free(&r);
+	/* ids that are not ids */
+	const char *bad[] = {"x", "", "-1", "18446744073709551615", "99999999999999999999999", "1e3"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(path, sizeof(path), "/queues/%s/dead/%s/kick", qname, bad[i]);
+		r = http("POST", path, auth);
+		cr_assert_eq(r.status, 404, "id '%s': %d", bad[i], r.status);
+		resp_free(&r);
+	}
+	/* purge the rest */
+	snprintf(path, sizeof(path), "/queues/%s/dead/all/purge", qname);
+	r = http("POST", path, auth);
+	cr_assert_eq(r.status, 200, "%s", r.data);
+	cr_assert(strstr(r.body, "\"tasks\":2") && strstr(r.body, "\"id\":\"all\""), "%s", r.body);
+	resp_free(&r);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.dead, 0);
+	cr_assert_eq(s.procs, 1);
+	snprintf(path, sizeof(path), "/queues/nope/dead/all/kick");
+	r = http("POST", path, auth);
+	cr_assert_eq(r.status, 404);
+	resp_free(&r);
+}
+
+Test(serve, state_changes_from_another_origin_are_refused)
+{
+	char h[512], path[256];
+	q = make_queue(qname, "srv-csrf", 16, 1);
+	three_dead();
+	start_server(true);
+
+	/* With the right token, but sent by another site's page: refused. */
+	const char *foreign[] = {
+		"Origin: http://evil.example",
+		"Origin: null",
+		"Origin: http://127.0.0.1:1",       /* the Host is "127.0.0.1" (http()): another port */
+		"Origin: http://127.0.0.1.evil.example",
+		"Origin: file://",
+		"Origin: http://127.0.0.1\r\nSec-Fetch-Site: cross-site",
+		"Origin: http://127.0.0.1\r\nSec-Fetch-Site: same-site",
+		"Sec-Fetch-Site: cross-site",
+	};
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+		snprintf(h, sizeof(h), "Authorization: Bearer %s\r\n%s\r\n", token, foreign[i]);
+		snprintf(path, sizeof(path), "/queues/%s/pause", qname);
+		struct resp r = http("POST", path, h);
+		cr_assert_eq(r.status, 403, "%s: %d %s", foreign[i], r.status, r.data);
+		cr_assert(strstr(r.body, "cross-origin request refused"), "%s", r.body);
+		resp_free(&r);
+		snprintf(path, sizeof(path), "/queues/%s/dead/all/purge", qname);
+		r = http("POST", path, h);
+		cr_assert_eq(r.status, 403, "%s: %d %s", foreign[i], r.status, r.data);
+		resp_free(&r);
+	}
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.dead, 3);
+	cr_assert_eq(tq_run_state(q), TQ_RUNNING);
+
+	/* The page's own origin (scheme, host and port as in Host), or no
+	 * Origin at all (curl, taskq stop --url): accepted. */
+	const char *own[] = {"Origin: http://127.0.0.1\r\nSec-Fetch-Site: same-origin", "Origin: HTTP://127.0.0.1",
+			     "Origin: https://127.0.0.1", ""};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		snprintf(h, sizeof(h), "Authorization: Bearer %s\r\n%s%s", token, own[i], *own[i] ? "\r\n" : "");
+		snprintf(path, sizeof(path), "/queues/%s/%s", qname, i % 2 ? "resume" : "pause");
+		struct resp r = http("POST", path, h);
+		cr_assert_eq(r.status, 200, "%s: %d %s", own[i], r.status, r.data);
+		resp_free(&r);
+	}
+	/* Without the token, the same origin is refused too (401). */
+	snprintf(path, sizeof(path), "/queues/%s/pause", qname);
+	struct resp r = http("POST", path, "Origin: http://127.0.0.1\r\n");
+	cr_assert_eq(r.status, 401);
+	resp_free(&r);
+	static char log[1 << 16];
+	take_stderr(log, sizeof(log));
+	cr_assert(strstr(log, "reason=cross_origin origin=http://evil.example"), "%s", log);
 }

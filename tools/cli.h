@@ -135,6 +135,15 @@ cJSON *cli_latency_json(const tq_latency *l);
  * q is an observer handle (cli_open_observer): every process counted and
  * listed is another one. */
 cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with_procs);
+/* One dead task as `taskq dead --json` lists it (and the HTTP /dead): id,
+ * kind, attempts, last_error, last_message, dead_seconds (now: tq_now_ns),
+ * and its payload, len bytes of data. NULL when out of memory. */
+cJSON *cli_dead_json(const tq_dead_info *d, const char *data, size_t len, uint64_t now);
+/* One event as `taskq log --json` prints it (and the HTTP /events): seq,
+ * time, pid, event, a, b, their names, message. */
+cJSON *cli_event_json(const tq_event_info *e);
+/* When the event happened, as an ISO 8601 UTC time with milliseconds, in when. */
+char *cli_event_time(const tq_event_info *e, char *when, size_t size);
 
 /* Logging options shared by long-running commands (work, serve). */
 struct log_config;

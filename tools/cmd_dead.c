@@ -27,6 +27,24 @@ static bool print_payload_json(cJSON *o, const tq_dead_info *d, const char *data
 	return cli_json_add_task_data(o, d->kind, data, len);
 }
 
+cJSON *cli_dead_json(const tq_dead_info *d, const char *data, size_t len, uint64_t now)
+{
+	/* The message comes from shared memory: bounded, and escaped. */
+	size_t mlen = strnlen(d->last_msg, sizeof(d->last_msg));
+	cJSON *o = cJSON_CreateObject();
+	bool ok = o && cli_json_add_u64(o, "id", d->id) && cJSON_AddStringToObject(o, "kind", cli_kind_name(d->kind)) &&
+		  cJSON_AddNumberToObject(o, "attempts", d->attempts) &&
+		  cJSON_AddNumberToObject(o, "last_error", d->last_err) &&
+		  cli_json_add_bytes(o, "last_message", d->last_msg, mlen) &&
+		  cJSON_AddNumberToObject(o, "dead_seconds", (double)cli_age_ns(now, d->died_ns) / 1e9) &&
+		  print_payload_json(o, d, data, len);
+	if (!ok) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
 static int dead_list(tq_queue *q, bool json)
 {
 	tq_config cfg;
@@ -55,15 +73,8 @@ static int dead_list(tq_queue *q, bool json)
 		size_t mlen = strnlen(d[i].last_msg, sizeof(d[i].last_msg));
 		size_t plen = d[i].len < stride ? d[i].len : stride;
 		if (json) {
-			cJSON *o = cJSON_CreateObject();
-			bool ok = o && cli_json_add_u64(o, "id", d[i].id) &&
-				  cJSON_AddStringToObject(o, "kind", cli_kind_name(d[i].kind)) &&
-				  cJSON_AddNumberToObject(o, "attempts", d[i].attempts) &&
-				  cJSON_AddNumberToObject(o, "last_error", d[i].last_err) &&
-				  cli_json_add_bytes(o, "last_message", d[i].last_msg, mlen) &&
-				  cJSON_AddNumberToObject(o, "dead_seconds", (double)cli_age_ns(now, d[i].died_ns) / 1e9) &&
-				  print_payload_json(o, &d[i], p, plen);
-			if (!ok || !cJSON_AddItemToArray(arr, o)) {
+			cJSON *o = cli_dead_json(&d[i], p, plen, now);
+			if (!o || !cJSON_AddItemToArray(arr, o)) {
 				cJSON_Delete(o);
 				oom = true;
 				break;
@@ -233,8 +244,7 @@ char *cli_event_detail(char *buf, size_t size, const tq_event_info *e)
 	return buf;
 }
 
-/* One event: a line of labelled fields, or with json one JSON document. */
-static void event_line(const tq_event_info *e, bool json)
+char *cli_event_time(const tq_event_info *e, char *when, size_t size)
 {
 	struct timespec real;
 	clock_gettime(CLOCK_REALTIME, &real);
@@ -242,42 +252,56 @@ static void event_line(const tq_event_info *e, bool json)
 	uint64_t at = now_real - (mono > e->t_ns ? mono - e->t_ns : 0);
 	time_t secs = (time_t)(at / CLI_SEC);
 	struct tm tm;
-	char when[64];
 	gmtime_r(&secs, &tm);
-	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	snprintf(when, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(at % CLI_SEC / 1000000));
+	return when;
+}
+
+cJSON *cli_event_json(const tq_event_info *e)
+{
+	char when[64];
+	cJSON *o = cJSON_CreateObject();
+	cli_event_time(e, when, sizeof(when));
+	cli_json_add_u64(o, "seq", e->seq);
+	cJSON_AddStringToObject(o, "time", when);
+	cJSON_AddNumberToObject(o, "pid", e->pid);
+	cJSON_AddStringToObject(o, "event", tq_event_name(e->type));
+	cli_json_add_u64(o, "a", e->a);
+	cli_json_add_u64(o, "b", e->b);
+	/* a and b by name, as the text form labels them. */
+	static const struct {
+		int type;
+		const char *a, *b;
+	} names[] = {
+		{TQ_EV_CREATED, "capacity", "max_payload"},
+		{TQ_EV_PROC_DIED, "dead_pid", "tasks_returned"},
+		{TQ_EV_DEAD, "id", "attempts"},
+		{TQ_EV_DEAD_FULL, "id", "dead_capacity"},
+		{TQ_EV_EXPIRED, "leases", NULL},
+		{TQ_EV_KICKED, "tasks", "id"},
+		{TQ_EV_PURGED, "tasks", "id"},
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].type == e->type) {
+			cli_json_add_u64(o, names[i].a, e->a);
+			if (names[i].b)
+				cli_json_add_u64(o, names[i].b, e->b);
+		}
+	if (e->type == TQ_EV_STATE)
+		cJSON_AddStringToObject(o, "state", cli_state_name((int)e->a));
+	/* From shared memory: bounded, and escaped to valid UTF-8. */
+	cli_json_add_bytes(o, "message", e->msg, strnlen(e->msg, sizeof(e->msg)));
+	return o;
+}
+
+/* One event: a line of labelled fields, or with json one JSON document. */
+static void event_line(const tq_event_info *e, bool json)
+{
+	char when[64];
+	cli_event_time(e, when, sizeof(when));
 	if (json) {
-		cJSON *o = cJSON_CreateObject();
-		cli_json_add_u64(o, "seq", e->seq);
-		cJSON_AddStringToObject(o, "time", when);
-		cJSON_AddNumberToObject(o, "pid", e->pid);
-		cJSON_AddStringToObject(o, "event", tq_event_name(e->type));
-		cli_json_add_u64(o, "a", e->a);
-		cli_json_add_u64(o, "b", e->b);
-		/* a and b by name, as the text form labels them. */
-		static const struct {
-			int type;
-			const char *a, *b;
-		} names[] = {
-			{TQ_EV_CREATED, "capacity", "max_payload"},
-			{TQ_EV_PROC_DIED, "dead_pid", "tasks_returned"},
-			{TQ_EV_DEAD, "id", "attempts"},
-			{TQ_EV_DEAD_FULL, "id", "dead_capacity"},
-			{TQ_EV_EXPIRED, "leases", NULL},
-			{TQ_EV_KICKED, "tasks", "id"},
-			{TQ_EV_PURGED, "tasks", "id"},
-		};
-		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-			if (names[i].type == e->type) {
-				cli_json_add_u64(o, names[i].a, e->a);
-				if (names[i].b)
-					cli_json_add_u64(o, names[i].b, e->b);
-			}
-		if (e->type == TQ_EV_STATE)
-			cJSON_AddStringToObject(o, "state", cli_state_name((int)e->a));
-		/* From shared memory: bounded, and escaped to valid UTF-8. */
-		cli_json_add_bytes(o, "message", e->msg, strnlen(e->msg, sizeof(e->msg)));
-		cli_print_json(o);
+		cli_print_json(cli_event_json(e));
 		return;
 	}
 	char detail[4 * TQ_EVENT_MSG_MAX + 128];

@@ -48,8 +48,10 @@
 #include "log.h"
 #include "serve.h"
 #include "serve_parse.h"
+#include "web.h"
 
 #define BODY_MAX 4096            /* request body bytes accepted */
+#define SERVE_DEAD_MAX 100       /* dead letters listed by /dead */
 #define CONN_MEMORY (16 * 1024)  /* per-connection buffer: request line + headers */
 #define DEFAULT_LISTEN "127.0.0.1:9740"
 #define DEFAULT_TIMEOUT_S 10
@@ -165,6 +167,15 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct request *r, unsi
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (!strncmp(type, "text/html", 9)) {
+		/* The dashboard: its own files only, never framed (its buttons
+		 * must not be clicked through another site's page). */
+		MHD_add_response_header(resp, "Content-Security-Policy",
+					"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+					"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+		MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	}
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					r->bad_token ? "Bearer realm=\"taskq\", error=\"invalid_token\""
@@ -316,25 +327,58 @@ static enum MHD_Result get_health(struct server *srv, struct MHD_Connection *c, 
 	return respond_json(c, r, MHD_HTTP_OK, o);
 }
 
-static enum MHD_Result post_control(struct server *srv, struct MHD_Connection *c, struct request *r,
-				    const char *name, size_t name_len, int state)
+/* The gate of every state-changing request: control on (else 403), the
+ * request not from another site's page (403), the bearer token (401).
+ * True when it may go on; else *ret is the answer queued. */
+static bool control_allowed(struct server *srv, struct MHD_Connection *c, struct request *r, enum MHD_Result *ret)
 {
 	char peer[INET6_ADDRSTRLEN + 1];
 
-	if (!srv->token_len)
-		return respond_error(c, r, MHD_HTTP_FORBIDDEN, "control endpoints are off: no token configured");
+	if (!srv->token_len) {
+		*ret = respond_error(c, r, MHD_HTTP_FORBIDDEN, "control endpoints are off: no token configured");
+		return false;
+	}
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+	if (!serve_origin_allowed(origin, host, site)) {
+		char o[128];
+		copy_printable(o, sizeof(o), origin ? origin : site);
+		log_event(LOG_WARN_, "control_refused", "peer=%s method=%s path=%s reason=cross_origin origin=%s",
+			  peer_name(c, peer, sizeof(peer)), r->method, r->url, o);
+		*ret = respond_error(c, r, MHD_HTTP_FORBIDDEN,
+				     "cross-origin request refused: Origin %s is not this server", o);
+		return false;
+	}
 	bool sent;
 	if (check_auth(srv, c, &sent)) {
 		log_event(LOG_WARN_, "control_refused", "peer=%s method=%s path=%s reason=%s",
 			  peer_name(c, peer, sizeof(peer)), r->method, r->url, sent ? "wrong_token" : "no_token");
 		r->bad_token = sent;
-		return respond_error(c, r, MHD_HTTP_UNAUTHORIZED,
+		*ret = respond_error(c, r, MHD_HTTP_UNAUTHORIZED,
 				     sent ? "invalid token" : "missing Authorization: Bearer token");
+		return false;
 	}
+	return true;
+}
+
+static enum MHD_Result no_such_queue(struct MHD_Connection *c, struct request *r, const char *name, size_t len)
+{
+	return respond_error(c, r, MHD_HTTP_NOT_FOUND, "no such queue served here: %.*s", (int)(len > 200 ? 200 : len),
+			     name);
+}
+
+static enum MHD_Result post_control(struct server *srv, struct MHD_Connection *c, struct request *r,
+				    const char *name, size_t name_len, int state)
+{
+	char peer[INET6_ADDRSTRLEN + 1];
+	enum MHD_Result ret;
+
+	if (!control_allowed(srv, c, r, &ret))
+		return ret;
 	struct served *sv = find_queue(srv, name, name_len);
 	if (!sv)
-		return respond_error(c, r, MHD_HTTP_NOT_FOUND, "no such queue served here: %.*s",
-				     (int)(name_len > 200 ? 200 : name_len), name);
+		return no_such_queue(c, r, name, name_len);
 	int before = tq_run_state(sv->q);
 	int rc = tq_set_run_state(sv->q, state);
 	if (rc)
@@ -345,6 +389,80 @@ static enum MHD_Result post_control(struct server *srv, struct MHD_Connection *c
 	cJSON_AddStringToObject(o, "queue", sv->name);
 	cJSON_AddStringToObject(o, "state", cli_state_name(state));
 	cJSON_AddStringToObject(o, "previous", cli_state_name(before));
+	return respond_json(c, r, MHD_HTTP_OK, o);
+}
+
+/* POST /queues/NAME/dead/ID/kick|purge */
+static enum MHD_Result post_dead(struct server *srv, struct MHD_Connection *c, struct request *r,
+				 const struct serve_route *rt)
+{
+	char peer[INET6_ADDRSTRLEN + 1], id[24];
+	enum MHD_Result ret;
+
+	if (!control_allowed(srv, c, r, &ret))
+		return ret;
+	struct served *sv = find_queue(srv, rt->name, rt->name_len);
+	if (!sv)
+		return no_such_queue(c, r, rt->name, rt->name_len);
+	if (rt->id == TQ_ALL)
+		snprintf(id, sizeof(id), "all");
+	else
+		snprintf(id, sizeof(id), "%llu", (unsigned long long)rt->id);
+	const char *verb = rt->purge ? "purge" : "kick";
+	int rc = serve_dead_action(sv, rt->id, rt->purge);
+	if (rc == TQ_ENOTFOUND)
+		return respond_error(c, r, MHD_HTTP_NOT_FOUND, "task %s is not dead in %s", id, sv->name);
+	if (rc == TQ_EAGAIN)
+		return respond_error(c, r, MHD_HTTP_CONFLICT, "no room in %s for task %s: purge, or let workers "
+				     "finish tasks first", sv->name, id);
+	if (rc < 0)
+		return respond_error(c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s %s: %s", verb, id, tq_strerror(rc));
+	log_event(LOG_INFO_, rt->purge ? "dead_purged" : "dead_kicked", "queue=%s id=%s tasks=%d peer=%s",
+		  sv->name, id, rc, peer_name(c, peer, sizeof(peer)));
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "queue", sv->name);
+	cJSON_AddStringToObject(o, "action", verb);
+	cJSON_AddStringToObject(o, "id", id);
+	cJSON_AddNumberToObject(o, "tasks", rc);
+	return respond_json(c, r, MHD_HTTP_OK, o);
+}
+
+/* GET / and /assets/NAME: the dashboard's files, built in. */
+static enum MHD_Result get_page(struct MHD_Connection *c, struct request *r, const struct serve_route *rt)
+{
+	const struct web_asset *a = web_asset_find(rt->name, rt->name_len);
+
+	if (!a)
+		return respond_error(c, r, MHD_HTTP_NOT_FOUND, "no such file: %.*s",
+				     (int)(rt->name_len > 200 ? 200 : rt->name_len), rt->name);
+	return respond(c, r, MHD_HTTP_OK, a->type, (char *)a->data, a->len, false);
+}
+
+/* GET /events/NAME?after=SEQ */
+static enum MHD_Result get_events(struct MHD_Connection *c, struct request *r, struct served *sv)
+{
+	const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+	uint64_t seq = 0;
+	int err;
+
+	if (after && !serve_content_length(after, UINT64_MAX - 1, &seq))
+		return respond_error(c, r, MHD_HTTP_BAD_REQUEST, "after: a sequence number (0 or more), not '%.40s'",
+				     after);
+	cJSON *o = serve_events_json(sv, seq, &err);
+	if (!o)
+		return respond_error(c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "reading the events: %s", tq_strerror(err));
+	return respond_json(c, r, MHD_HTTP_OK, o);
+}
+
+/* GET /dead/NAME */
+static enum MHD_Result get_dead(struct MHD_Connection *c, struct request *r, struct served *sv)
+{
+	int err;
+	cJSON *o = serve_dead_json(sv, SERVE_DEAD_MAX, &err);
+
+	if (!o)
+		return respond_error(c, r, err == TQ_EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
+				     "listing the dead letters: %s", tq_strerror(err));
 	return respond_json(c, r, MHD_HTTP_OK, o);
 }
 
@@ -369,12 +487,21 @@ static enum MHD_Result route(struct server *srv, struct MHD_Connection *c, struc
 		return get_stats(srv, c, r, sv);
 	case SERVE_CONTROL:
 		return post_control(srv, c, r, rt.name, rt.name_len, rt.state);
+	case SERVE_PAGE:
+		return get_page(c, r, &rt);
+	case SERVE_EVENTS:
+	case SERVE_DEAD:
+		if (!(sv = find_queue(srv, rt.name, rt.name_len)))
+			return no_such_queue(c, r, rt.name, rt.name_len);
+		return rt.ep == SERVE_EVENTS ? get_events(c, r, sv) : get_dead(c, r, sv);
+	case SERVE_DEAD_ACTION:
+		return post_dead(srv, c, r, &rt);
 	case SERVE_NOT_FOUND:
 		break;
 	}
 	return respond_error(c, r, MHD_HTTP_NOT_FOUND,
-			     "no such endpoint (GET /metrics, /stats, /stats/NAME, /healthz; "
-			     "POST /queues/NAME/drain|stop|pause|resume)");
+			     "no such endpoint (GET /, /metrics, /stats, /stats/NAME, /healthz, /events/NAME, "
+			     "/dead/NAME; POST /queues/NAME/drain|stop|pause|resume, /queues/NAME/dead/ID/kick|purge)");
 }
 
 static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,

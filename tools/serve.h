@@ -57,4 +57,20 @@ void serve_conn_stats_get(struct serve_conn_stats *out);
  * (TQ_ENOMEM if b ran out of memory); b->p is the caller's to free. */
 int serve_render_metrics(const struct server *srv, struct buf *b);
 
+/* For the dashboard (serve_web.c). Each returns its JSON, or NULL with
+ * *err a TQ_E* code. */
+/* {"queue", "events": [as taskq log --json], "last": SEQ}: the events
+ * after seq `after` the queue's ring still holds, oldest first. */
+cJSON *serve_events_json(struct served *sv, uint64_t after, int *err);
+/* {"queue", "dead": N, "tasks": [as taskq dead --json]}: the max oldest
+ * dead tasks; each payload cut at SERVE_DEAD_PAYLOAD bytes ("payload_bytes"
+ * then says its length). Opens a worker handle for the call (an observer
+ * may not list dead letters), which runs recovery as any worker's open. */
+#define SERVE_DEAD_PAYLOAD 256
+cJSON *serve_dead_json(struct served *sv, size_t max, int *err);
+/* Kicks (or purges) dead task id, or every one with TQ_ALL, through a
+ * worker handle opened for the call: tq_dead_kick's or tq_dead_purge's
+ * result. */
+int serve_dead_action(struct served *sv, uint64_t id, bool purge);
+
 #endif

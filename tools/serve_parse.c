@@ -19,27 +19,62 @@ static const struct {
 	{"drain", TQ_DRAINING}, {"stop", TQ_STOPPED}, {"pause", TQ_PAUSED}, {"resume", TQ_RUNNING},
 };
 
+/* A dead task's id in a path: 1..20 digits below UINT64_MAX (TQ_ALL), or
+ * "all" for every one. */
+static bool parse_task_id(const char *s, size_t len, uint64_t *id)
+{
+	if (len == 3 && !memcmp(s, "all", 3)) {
+		*id = TQ_ALL;
+		return true;
+	}
+	if (!len || len > 20)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		unsigned d = (unsigned)(s[i] - '0');
+		if (v > (UINT64_MAX - 1 - d) / 10)
+			return false; /* UINT64_MAX itself is TQ_ALL: "all" says that */
+		v = v * 10 + d;
+	}
+	*id = v;
+	return true;
+}
+
+/* The GET paths: exact, or a prefix followed by a name. */
+static const struct {
+	const char *path;
+	bool prefix;
+	enum serve_endpoint ep;
+} gets[] = {
+	{"/metrics", false, SERVE_METRICS}, {"/healthz", false, SERVE_HEALTH}, {"/stats", false, SERVE_STATS},
+	{"/stats/", true, SERVE_STATS_ONE}, {"/events/", true, SERVE_EVENTS}, {"/dead/", true, SERVE_DEAD},
+	{"/assets/", true, SERVE_PAGE},     {"/", false, SERVE_PAGE},
+};
+
 void serve_route(const char *method, const char *url, struct serve_route *out)
 {
 	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 
 	memset(out, 0, sizeof(*out));
 	out->ep = SERVE_NOT_FOUND;
-	if (!strcmp(url, "/metrics") || !strcmp(url, "/stats") || !strcmp(url, "/healthz") ||
-	    !strncmp(url, "/stats/", 7)) {
+	for (size_t g = 0; g < sizeof(gets) / sizeof(gets[0]); g++) {
+		size_t pl = strlen(gets[g].path);
+		if (gets[g].prefix ? strncmp(url, gets[g].path, pl) : strcmp(url, gets[g].path))
+			continue;
 		if (!get) {
 			out->ep = SERVE_BAD_METHOD;
 			out->allow = "GET, HEAD";
-		} else if (!strcmp(url, "/metrics")) {
-			out->ep = SERVE_METRICS;
-		} else if (!strcmp(url, "/healthz")) {
-			out->ep = SERVE_HEALTH;
-		} else if (!strcmp(url, "/stats")) {
-			out->ep = SERVE_STATS;
-		} else {
-			out->ep = SERVE_STATS_ONE;
-			out->name = url + 7;
-			out->name_len = strlen(url + 7);
+			return;
+		}
+		out->ep = gets[g].ep;
+		if (gets[g].prefix) {
+			out->name = url + pl;
+			out->name_len = strlen(url + pl);
+		} else if (gets[g].ep == SERVE_PAGE) {
+			out->name = "index.html";
+			out->name_len = 10;
 		}
 		return;
 	}
@@ -50,8 +85,26 @@ void serve_route(const char *method, const char *url, struct serve_route *out)
 	const char *name = url + 8, *slash = strchr(name, '/');
 	if (!slash || slash == name)
 		return;
+	const char *rest = slash + 1;
+	if (!strncmp(rest, "dead/", 5)) {
+		/* /queues/NAME/dead/ID/kick|purge */
+		const char *id = rest + 5, *s2 = strchr(id, '/');
+		if (!s2 || (strcmp(s2 + 1, "kick") && strcmp(s2 + 1, "purge")) ||
+		    !parse_task_id(id, (size_t)(s2 - id), &out->id))
+			return;
+		if (strcmp(method, "POST")) {
+			out->ep = SERVE_BAD_METHOD;
+			out->allow = "POST";
+			return;
+		}
+		out->ep = SERVE_DEAD_ACTION;
+		out->purge = !strcmp(s2 + 1, "purge");
+		out->name = name;
+		out->name_len = (size_t)(slash - name);
+		return;
+	}
 	for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++) {
-		if (strcmp(slash + 1, verbs[v].verb))
+		if (strcmp(rest, verbs[v].verb))
 			continue;
 		if (strcmp(method, "POST")) {
 			out->ep = SERVE_BAD_METHOD;
@@ -64,6 +117,23 @@ void serve_route(const char *method, const char *url, struct serve_route *out)
 		out->state = verbs[v].state;
 		return;
 	}
+}
+
+bool serve_origin_allowed(const char *origin, const char *host, const char *fetch_site)
+{
+	if (fetch_site && (!strcasecmp(fetch_site, "cross-site") || !strcasecmp(fetch_site, "same-site")))
+		return false;
+	if (!origin)
+		return true;
+	if (!host || !*host)
+		return false;
+	if (!strncasecmp(origin, "http://", 7))
+		origin += 7;
+	else if (!strncasecmp(origin, "https://", 8))
+		origin += 8;
+	else
+		return false; /* "null" (a sandboxed or file: page), another scheme */
+	return !strcasecmp(origin, host);
 }
 
 /* ------------------------------------------------------ authentication */

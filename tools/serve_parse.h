@@ -24,6 +24,10 @@ enum serve_endpoint {
 	SERVE_STATS_ONE,  /* the queue name..name_len (may be empty: no such queue) */
 	SERVE_HEALTH,
 	SERVE_CONTROL,    /* the queue name..name_len (not empty), run state `state` */
+	SERVE_PAGE,       /* the dashboard's file name..name_len: "index.html" for "/" */
+	SERVE_EVENTS,     /* the queue name..name_len (may be empty) */
+	SERVE_DEAD,       /* the queue name..name_len (may be empty) */
+	SERVE_DEAD_ACTION, /* the queue name..name_len (not empty), task `id` (TQ_ALL: every one), `purge` or kick */
 };
 
 struct serve_route {
@@ -31,13 +35,27 @@ struct serve_route {
 	const char *name; /* points into the url */
 	size_t name_len;
 	int state;        /* TQ_RUNNING..TQ_PAUSED for SERVE_CONTROL */
+	uint64_t id;      /* SERVE_DEAD_ACTION: 1..UINT64_MAX - 1, or TQ_ALL (UINT64_MAX) */
+	bool purge;       /* SERVE_DEAD_ACTION: purge (else kick) */
 	const char *allow;
 };
 
 /* Classifies METHOD and the URL path (libmicrohttpd's, query removed):
- * GET|HEAD /metrics, /stats, /stats/NAME, /healthz; POST
- * /queues/NAME/drain|stop|pause|resume; anything else is not found. */
+ * GET|HEAD /metrics, /stats, /stats/NAME, /healthz, /events/NAME,
+ * /dead/NAME, / and /assets/FILE (the dashboard); POST
+ * /queues/NAME/drain|stop|pause|resume and /queues/NAME/dead/ID/kick|purge
+ * (ID: a task id in decimal, or "all"); anything else is not found. */
 void serve_route(const char *method, const char *url, struct serve_route *out);
+
+/* Whether a state-changing request may come from where the browser says it
+ * comes from (cross-site request forgery): a request without an Origin
+ * header (a command-line client) may; one with an Origin must name this
+ * very server, "http://" or "https://" followed by the Host header (host
+ * and port, in any case); "null" and any other origin may not. A
+ * Sec-Fetch-Site header of "cross-site" or "same-site" (another port or
+ * subdomain of the same site) is refused as well. origin, host and
+ * fetch_site may each be NULL (absent). */
+bool serve_origin_allowed(const char *origin, const char *host, const char *fetch_site);
 
 /* ------------------------------------------------------ authentication */
 
