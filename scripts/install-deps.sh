@@ -14,6 +14,10 @@ PKGS+=(libclang-rt-dev)
 # Man pages: scdoc turns docs/man/*.scd into roff at build time; groff
 # (groff-base) renders them in the tests.
 PKGS+=(scdoc groff-base)
+# The dashboard's browser test (tests/test_web.c): headless Chromium, driven
+# through its DevTools protocol by a script run with Debian's python3 and
+# its websocket client.
+PKGS+=(chromium python3 python3-websocket)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +25,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge; scdoc for the man pages)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge; scdoc for the man pages; Chromium and python3-websocket for the dashboard's browser test)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

@@ -6,7 +6,10 @@
  *   GET  /metrics                      Prometheus text format 0.0.4
  *   GET  /stats, /stats/NAME           the `taskq stats --json` snapshot
  *   GET  /healthz                      {"status":"ok","queues":{NAME:STATE}}
+ *   GET  /, /assets/FILE               the dashboard (tools/web/, built in)
+ *   GET  /events/NAME, /dead/NAME      recent events, dead letters (serve_web.c)
  *   POST /queues/NAME/drain|stop|pause|resume   needs Authorization: Bearer
+ *   POST /queues/NAME/dead/ID/kick|purge        (and an Origin of this server)
  *
  * One internal thread of libmicrohttpd (epoll, non-blocking sockets)
  * handles every connection, so a slow client costs a descriptor and its
@@ -917,11 +920,15 @@ static const struct cli_command serve_cmd = {
 		 "  GET  /metrics                Prometheus text format\n"
 		 "  GET  /stats, /stats/NAME     the stats --json snapshot\n"
 		 "  GET  /healthz                {\"status\":\"ok\", ...}\n"
+		 "  GET  /                       a live dashboard of every queue (built in)\n"
+		 "  GET  /events/NAME, /dead/NAME  recent events, dead letters (JSON)\n"
 		 "  POST /queues/NAME/drain      (and stop, pause, resume): sets the run state,\n"
 		 "                               as taskq stop / pause / resume do\n"
+		 "  POST /queues/NAME/dead/ID/kick|purge  (ID or all), as taskq dead does\n"
 		 "Control needs 'Authorization: Bearer TOKEN', the token being the first line of\n"
 		 "--token-file (a regular file), or $TASKQ_TOKEN; with neither, the POST\n"
-		 "endpoints are off (403).\n",
+		 "endpoints are off (403). A POST whose Origin is not this server is refused\n"
+		 "(403).\n",
 	.more = CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
 	.opts = serve_opts_table,
 };

@@ -118,11 +118,11 @@
 	];
 	const makeChart = (def, box, data) => {
 		const fg = css('--muted'), grid = css('--line');
-		const width = Math.max(260, box.clientWidth || 300);
+		const width = Math.max(200, box.clientWidth || 300);
 		const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
 		return new uPlot({
 			width, height: 180,
-			legend: { live: true },
+			legend: { live: false },
 			cursor: { drag: { x: false, y: false } },
 			scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
 			axes: [axis, Object.assign({}, axis, { size: 70, values: (u, vals) => vals.map((v) => def.fmt(v) + (def.unit && def.unit !== 'tasks' ? '' : '')) })],
