@@ -1644,6 +1644,17 @@ Test(serve, dashboard_files_are_built_in)
 	resp_free(&r);
 }
 
+/* POSTs path with the extra headers; the answer must have the status and
+ * (if not NULL) contain want and want2. */
+static void post_expect(const char *path, const char *extra, int status, const char *want, const char *want2)
+{
+	struct resp r = http("POST", path, extra);
+	cr_assert_eq(r.status, status, "POST %s: %s", path, r.data);
+	cr_assert(!want || strstr(r.body, want), "POST %s: no %s in %s", path, want, r.body);
+	cr_assert(!want2 || strstr(r.body, want2), "POST %s: no %s in %s", path, want2, r.body);
+	resp_free(&r);
+}
+
 /* Three dead tasks with their reasons, in queue q (max_attempts 1). */
 static void three_dead(void)
 {
@@ -1720,38 +1731,25 @@ Test(serve, events_and_dead_letters)
 	resp_free(&r);
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_assert_eq(s.dead, 3);
-	r = http("POST", path, auth);
-	cr_assert_eq(r.status, 200, "%s", r.data);
-	cr_assert(strstr(r.body, "\"action\":\"kick\"") && strstr(r.body, "\"tasks\":1"), "%s", r.body);
-	resp_free(&r);
+	post_expect(path, auth, 200, "\"action\":\"kick\"", "\"tasks\":1");
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_assert_eq(s.dead, 2);
 	cr_assert_eq(s.ready, 1);
 	/* again: it is not dead any more */
-	r = http("POST", path, auth);
-	cr_assert_eq(r.status, 404, "%s", r.data);
-	resp_free(&r);
+	post_expect(path, auth, 404, "is not dead", NULL);
 	/* ids that are not ids */
 	const char *bad[] = {"x", "", "-1", "18446744073709551615", "99999999999999999999999", "1e3"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(path, sizeof(path), "/queues/%s/dead/%s/kick", qname, bad[i]);
-		r = http("POST", path, auth);
-		cr_assert_eq(r.status, 404, "id '%s': %d", bad[i], r.status);
-		resp_free(&r);
+		post_expect(path, auth, 404, "no such endpoint", NULL);
 	}
 	/* purge the rest */
 	snprintf(path, sizeof(path), "/queues/%s/dead/all/purge", qname);
-	r = http("POST", path, auth);
-	cr_assert_eq(r.status, 200, "%s", r.data);
-	cr_assert(strstr(r.body, "\"tasks\":2") && strstr(r.body, "\"id\":\"all\""), "%s", r.body);
-	resp_free(&r);
+	post_expect(path, auth, 200, "\"tasks\":2", "\"id\":\"all\"");
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_assert_eq(s.dead, 0);
 	cr_assert_eq(s.procs, 1);
-	snprintf(path, sizeof(path), "/queues/nope/dead/all/kick");
-	r = http("POST", path, auth);
-	cr_assert_eq(r.status, 404);
-	resp_free(&r);
+	post_expect("/queues/nope/dead/all/kick", auth, 404, "no such queue", NULL);
 }
 
 Test(serve, state_changes_from_another_origin_are_refused)

@@ -86,37 +86,35 @@ void serve_route(const char *method, const char *url, struct serve_route *out)
 	if (!slash || slash == name)
 		return;
 	const char *rest = slash + 1;
+	enum serve_endpoint ep = SERVE_NOT_FOUND;
 	if (!strncmp(rest, "dead/", 5)) {
 		/* /queues/NAME/dead/ID/kick|purge */
 		const char *id = rest + 5, *s2 = strchr(id, '/');
-		if (!s2 || (strcmp(s2 + 1, "kick") && strcmp(s2 + 1, "purge")) ||
-		    !parse_task_id(id, (size_t)(s2 - id), &out->id))
-			return;
-		if (strcmp(method, "POST")) {
-			out->ep = SERVE_BAD_METHOD;
-			out->allow = "POST";
-			return;
+		if (s2 && (!strcmp(s2 + 1, "kick") || !strcmp(s2 + 1, "purge")) &&
+		    parse_task_id(id, (size_t)(s2 - id), &out->id)) {
+			ep = SERVE_DEAD_ACTION;
+			out->purge = !strcmp(s2 + 1, "purge");
 		}
-		out->ep = SERVE_DEAD_ACTION;
-		out->purge = !strcmp(s2 + 1, "purge");
-		out->name = name;
-		out->name_len = (size_t)(slash - name);
+	} else {
+		for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++)
+			if (!strcmp(rest, verbs[v].verb)) {
+				ep = SERVE_CONTROL;
+				out->state = verbs[v].state;
+			}
+	}
+	if (ep == SERVE_NOT_FOUND) {
+		out->id = 0;
 		return;
 	}
-	for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++) {
-		if (strcmp(rest, verbs[v].verb))
-			continue;
-		if (strcmp(method, "POST")) {
-			out->ep = SERVE_BAD_METHOD;
-			out->allow = "POST";
-			return;
-		}
-		out->ep = SERVE_CONTROL;
-		out->name = name;
-		out->name_len = (size_t)(slash - name);
-		out->state = verbs[v].state;
+	if (strcmp(method, "POST")) {
+		memset(out, 0, sizeof(*out));
+		out->ep = SERVE_BAD_METHOD;
+		out->allow = "POST";
 		return;
 	}
+	out->ep = ep;
+	out->name = name;
+	out->name_len = (size_t)(slash - name);
 }
 
 bool serve_origin_allowed(const char *origin, const char *host, const char *fetch_site)
