@@ -33,7 +33,7 @@
 #define PYTHON "/usr/bin/python3"
 #define ARTIFACTS TQ_BIN_DIR "/artifacts"
 
-static char qname[TQT_NAME_LEN];
+static char qname[TQT_NAME_LEN], qname2[TQT_NAME_LEN];
 static char profile[64], token_path[64], serve_log[64], demo_log[64];
 static struct proc server, demo;
 static bool server_on, demo_on;
@@ -42,7 +42,9 @@ static const char token[] = "tqt-web-token_0123456789abcdefABCDEF";
 static void setup(void)
 {
 	tqt_name(qname, "web");
+	tqt_name(qname2, "web2");
 	tq_destroy(qname);
+	tq_destroy(qname2);
 	snprintf(token_path, sizeof(token_path), "/tmp/tqt-web-token-%d", (int)getpid());
 	snprintf(serve_log, sizeof(serve_log), "/tmp/tqt-web-serve-%d.log", (int)getpid());
 	snprintf(demo_log, sizeof(demo_log), "/tmp/tqt-web-demo-%d.log", (int)getpid());
@@ -77,6 +79,7 @@ static void teardown(void)
 	/* Chromium is gone with the driver (it kills it); its profile too now. */
 	nftw(profile, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	tq_destroy(qname);
+	tq_destroy(qname2);
 	unlink(token_path);
 	unlink(serve_log);
 	unlink(demo_log);
@@ -106,8 +109,9 @@ static void need(const char *path, const char *what)
 		  "%s is missing (%s): ./scripts/install-deps.sh installs it; this test does not skip", path, what);
 }
 
-/* Starts taskq serve on the queue, port 0 (it picks a free one), and
- * returns its URL from the line it prints once it listens. */
+/* Starts taskq serve on the queue (and qname2 if it is set), port 0 (it
+ * picks a free one), and returns its URL from the line it prints once it
+ * listens. */
 static void start_server(bool with_token, char *url, size_t size)
 {
 	char *argv[16];
@@ -115,6 +119,8 @@ static void start_server(bool with_token, char *url, size_t size)
 	argv[n++] = TASKQ_BIN;
 	argv[n++] = "serve";
 	argv[n++] = qname;
+	if (qname2[0])
+		argv[n++] = qname2;
 	argv[n++] = "--listen";
 	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--log-file";
@@ -207,12 +213,21 @@ Test(web, dashboard_numbers_charts_and_buttons_in_chromium)
 	mkdir(ARTIFACTS, 0755);
 	snprintf(shot, sizeof(shot), "%s/dashboard.png", ARTIFACTS);
 	unlink(shot);
+	/* a second queue, idle, with 5 tasks ready: the page shows both */
+	tq_config c;
+	tq_queue *q2;
+	tq_config_init(&c);
+	c.capacity = 64;
+	cr_assert_eq(tq_create(qname2, &c, &q2), 0);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(tq_push_int(q2, (uint64_t)i, 0), 0);
+	tq_close(q2);
 	start_demo();
 	start_server(true, url, sizeof(url));
-	run_driver(&o, url, "--token", token, "--screenshot", shot, NULL);
+	run_driver(&o, url, "--token", token, "--screenshot", shot, "--queue2", qname2, NULL);
 
 	/* Every check ran, in order. */
-	static const char *checks[] = {"loaded", "charts", "numbers_match_stats_live", "screenshot",
+	static const char *checks[] = {"loaded", "charts", "numbers_match_stats_live", "second_queue", "screenshot",
 				       "refused_without_token", "pause", "numbers_match_stats_paused", "kick",
 				       "resume", "cross_site_refused"};
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
@@ -254,6 +269,7 @@ Test(web, dashboard_without_a_token_is_read_only)
 	struct out o = {0};
 
 	need(CHROMIUM, "Debian package chromium");
+	qname2[0] = '\0';
 	start_demo();
 	start_server(false, url, sizeof(url));
 	run_driver(&o, url, "--read-only", NULL);

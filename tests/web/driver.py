@@ -164,6 +164,7 @@ def main():
     ap.add_argument("--read-only", action="store_true", help="the server has no token: check the page says so")
     ap.add_argument("--profile", required=True)
     ap.add_argument("--screenshot")
+    ap.add_argument("--queue2", help="a second served queue, idle: shown beside the first, its numbers exact")
     ap.add_argument("--seconds", type=float, default=50)
     a = ap.parse_args()
     base = a.url.rstrip("/") + "/"
@@ -223,6 +224,17 @@ def main():
         results["shown_live"] = shown
         done.append("numbers_match_stats_live")
 
+        # A second queue, idle: its own section, its numbers exactly /stats's.
+        if a.queue2:
+            _, s2 = http(base + "stats/" + a.queue2)
+            sel2 = "document.querySelector('section[data-queue=%s] [data-k=%%s]').textContent" % json.dumps(a.queue2)
+            b.wait("!!document.querySelector('section[data-queue=%s] [data-k=ready]')" % json.dumps(a.queue2), "the second queue's section")
+            for k in ("ready", "dead", "pushed"):
+                want = s2["totals"][k] if k == "pushed" else s2[k]
+                got = digits(b.eval(sel2 % k))
+                check(got == want, "%s of %s: shown %s, /stats says %s" % (k, a.queue2, got, want))
+            done.append("second_queue")
+
         # Wait for dead letters and events in the page, then the screenshot.
         b.wait("document.querySelectorAll('section[data-queue=%s] table[data-table=dead] tr[data-id]').length > 0"
                % json.dumps(qn), "dead letters listed")
@@ -231,10 +243,14 @@ def main():
         b.wait("document.querySelectorAll('section[data-queue=%s] table[data-table=processes] td.num').length > 0"
                % json.dumps(qn), "processes listed")
         b.wait("%s.data.t.length >= 12" % Q, "a dozen points on the charts", 20)
-        h = b.eval("Math.ceil(document.documentElement.scrollHeight)")
+        # The page down to the end of the first queue's section (and the
+        # footer when it is the only one).
+        h = b.eval("Math.ceil(%s)" % ("document.querySelector('section[data-queue=%s]').getBoundingClientRect().bottom + 16"
+                                       % json.dumps(qn) if a.queue2 else "document.documentElement.scrollHeight"))
         b.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(h, 3000), deviceScaleFactor=1, mobile=False)
         time.sleep(0.3)
-        shot = b.call("Page.captureScreenshot", format="png")
+        shot = b.call("Page.captureScreenshot", format="png",
+                      clip={"x": 0, "y": 0, "width": 1280, "height": min(h, 3000), "scale": 1})
         with open(a.screenshot, "wb") as f:
             f.write(base64.b64decode(shot["data"]))
         b.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
