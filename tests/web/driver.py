@@ -75,7 +75,10 @@ class Browser:
              "--disable-component-update", "--disable-sync", "--metrics-recording-only",
              "--user-data-dir=" + profile, "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", "--window-size=1280,900", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            # its crash-report database and settings under the profile too,
+            # not in the user's ~/.config, so that nothing is left behind
+            env=dict(os.environ, XDG_CONFIG_HOME=profile))
 
         def started():
             if self.proc.poll() is not None:
