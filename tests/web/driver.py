@@ -251,7 +251,7 @@ def main():
         h = b.eval("Math.ceil(%s)" % ("document.querySelector('section[data-queue=%s]').getBoundingClientRect().bottom + 16"
                                        % json.dumps(qn) if a.queue2 else "document.documentElement.scrollHeight"))
         b.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(h, 3000), deviceScaleFactor=1, mobile=False)
-        time.sleep(0.3)
+        b.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # laid out again
         shot = b.call("Page.captureScreenshot", format="png",
                       clip={"x": 0, "y": 0, "width": 1280, "height": min(h, 3000), "scale": 1})
         with open(a.screenshot, "wb") as f:
@@ -291,8 +291,9 @@ def main():
                "the page shows paused")
         done.append("pause")
 
-        # Paused, nothing is taken: the gauges shown match /stats too.
-        time.sleep(1.0)  # workers finish what they hold
+        # Paused, nothing is taken: every count moves one way only (ready and
+        # dead up, in progress and delayed down), so the gauges shown must
+        # lie between two /stats around a refresh too.
         shown = bracket(["ready", "leased", "delayed", "dead", "pushed", "acked"],
                         lambda s, k: s["totals"][k] if k in ("pushed", "acked") else s[k])
         results["shown_paused"] = shown

@@ -9,7 +9,8 @@
 	const TOKEN_KEY = 'taskq-token';
 	const POLL_MS = 1000;
 	const HISTORY_S = 300;       // the charts show the last five minutes
-	const DEAD_REFRESH_MS = 10000;
+	const DEAD_REFRESH_MS = 10000; // the dead letters: every 10 s, or when they change,
+	const DEAD_MIN_MS = 2000;      // but at most every 2 s (a button's action: at once)
 	const EVENTS_SHOWN = 50;
 
 	// What the page knows, for the console (and the browser test).
@@ -331,7 +332,7 @@
 			showEvents(q, ev);
 			// the dead list opens the queue as a worker: only when it changed
 			const key = s.dead + '/' + s.totals.dead + '/' + (ev.events.length ? ev.last : '');
-			if (key !== q.lastDeadKey || now - q.deadAt > DEAD_REFRESH_MS) {
+			if ((key !== q.lastDeadKey && now - q.deadAt >= DEAD_MIN_MS) || now - q.deadAt > DEAD_REFRESH_MS) {
 				showDead(q, await getJSON('dead/' + encodeURIComponent(s.name)));
 				q.lastDeadKey = key;
 				q.deadAt = now;
