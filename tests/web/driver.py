@@ -291,9 +291,14 @@ def main():
                "the page shows paused")
         done.append("pause")
 
-        # Paused, nothing is taken: every count moves one way only (ready and
-        # dead up, in progress and delayed down), so the gauges shown must
-        # lie between two /stats around a refresh too.
+        # Paused, nothing is taken: once the workers have finished what they
+        # held, every count moves one way only (ready up, delayed down, dead
+        # still), so the gauges shown must lie between two /stats around a
+        # refresh too.
+        end = time.time() + 10
+        while http(base + "stats/" + qn)[1]["leased"] != 0:
+            check(time.time() < end, "tasks still in progress 10 s after the pause")
+            time.sleep(0.05)
         shown = bracket(["ready", "leased", "delayed", "dead", "pushed", "acked"],
                         lambda s, k: s["totals"][k] if k in ("pushed", "acked") else s[k])
         results["shown_paused"] = shown
