@@ -209,6 +209,15 @@
 		q.badge = badge;
 		// charts once laid out
 		for (const d of chartDefs) q.charts[d.key] = makeChart(d, q.boxes[d.key], [q.data.t].concat(q.data[d.key]));
+		// each chart as wide as its box, whatever changes the box (the
+		// window, a scroll bar appearing, the phone turned)
+		const fit = new ResizeObserver(() => {
+			for (const d of chartDefs) {
+				const w = q.boxes[d.key].clientWidth, c = q.charts[d.key];
+				if (w > 0 && Math.abs(w - c.width) > 1) c.setSize({ width: w, height: c.height });
+			}
+		});
+		for (const d of chartDefs) fit.observe(q.boxes[d.key]);
 		dash.queues[name] = q;
 		return q;
 	};
@@ -353,7 +362,7 @@
 		return polling;
 	};
 
-	// Charts follow the page's width and the colour scheme.
+	// Charts follow the colour scheme (their widths follow their boxes).
 	const relayout = () => {
 		for (const q of Object.values(dash.queues))
 			for (const d of chartDefs) {
@@ -361,8 +370,6 @@
 				q.charts[d.key] = makeChart(d, q.boxes[d.key], [q.data.t].concat(q.data[d.key]));
 			}
 	};
-	let resizeTimer = 0;
-	window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(relayout, 200); });
 	window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', relayout);
 
 	showMode();
