@@ -220,7 +220,7 @@ Test(web, dashboard_numbers_charts_and_buttons_in_chromium)
 	run_driver(&o, url, "--token", token, "--screenshot", shot, "--queue2", qname2, NULL);
 
 	/* Every check ran, in order. */
-	static const char *checks[] = {"loaded", "charts", "numbers_match_stats_live", "second_queue", "screenshot",
+	static const char *checks[] = {"loaded", "charts", "numbers_match_stats_live", "second_queue", "screenshot", "phone_layout",
 				       "refused_without_token", "pause", "numbers_match_stats_paused", "kick",
 				       "resume", "cross_site_refused"};
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {

@@ -256,8 +256,17 @@ def main():
                       clip={"x": 0, "y": 0, "width": 1280, "height": min(h, 3000), "scale": 1})
         with open(a.screenshot, "wb") as f:
             f.write(base64.b64decode(shot["data"]))
-        b.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
         done.append("screenshot")
+
+        # On a phone's width: one column, nothing wider than the screen.
+        b.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+        b.wait("document.documentElement.clientWidth <= 390 && [...document.querySelectorAll('.chart')].every("
+               "c => c.firstElementChild && c.firstElementChild.getBoundingClientRect().right <= 390)",
+               "charts narrowed to a phone's width")
+        sw = b.eval("document.documentElement.scrollWidth")
+        check(sw <= 390, "the page is %s px wide on a 390 px screen" % sw)
+        b.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        done.append("phone_layout")
 
         # Without the token: read-only buttons, and the same requests refused.
         check(b.eval("document.getElementById('auth').dataset.mode") == "locked", "the page asks for the token")
