@@ -3563,28 +3563,3 @@ Test(cli, full_push_says_why_and_log_json_names_fields)
 	assert_contains(o.out, "\"capacity\":2", "log --json: a under its name");
 	out_free(&o);
 }
-
-/* taskq top's last minute: done/s, pushed/s, failed/s and pending as
- * sparklines, one mark a frame, each with its value now and its maximum. */
-Test(cli, top_shows_the_last_minute)
-{
-	struct out o = {0};
-	const char *q = qname("topmin");
-
-	create_ok(q);
-	tq(&o, NULL, "push", q, "1", "2", "3", "4", "5", "6", "7", NULL);
-	assert_ok(&o);
-	tq(&o, NULL, "top", q, "--batch", "--interval", "0.1", "--iterations", "4", NULL);
-	assert_ok(&o);
-	const char *last = o.out, *p;
-	while ((p = strstr(last + 1, "taskq top - queue")) != NULL)
-		last = p;
-	cr_assert(strstr(last, "last min done/s    "), "%s", last);
-	cr_assert(strstr(last, "\n         pushed/s  "), "%s", last);
-	cr_assert(strstr(last, "\n         failed/s  "), "%s", last);
-	/* three frames after the first: three marks at the top of the scale */
-	cr_assert(strstr(last, "\n         pending   @@@ ") || strstr(last, "\n         pending   \u2588\u2588\u2588 "),
-		  "%s", last);
-	cr_assert(strstr(last, "now 7 max 7"), "%s", last);
-	out_free(&o);
-}

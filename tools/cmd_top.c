@@ -28,12 +28,9 @@ struct top {
 	tq_queue *q;
 	const char *name;
 	tq_stats s;
-	/* Per frame, newest last: done, pushed and failed per second, and the
-	 * pending (ready) count. */
-	double hist[HISTORY], hist_pushed[HISTORY], hist_failed[HISTORY], hist_pending[HISTORY];
+	double hist[HISTORY]; /* done per second, newest last */
 	int nhist;
-	uint64_t last_acked, last_pushed, last_failed, last_ns;
-	uint64_t interval_ns; /* between frames: how many make the last minute */
+	uint64_t last_acked, last_ns;
 	tq_proc_info procs[MAXPROCS];
 	struct proc_rate prev[MAXPROCS];
 	double prate[MAXPROCS];
@@ -83,19 +80,12 @@ static void sample(struct top *t)
 	tq_stats_get(t->q, &t->s);
 	if (t->last_ns) {
 		double dt = (double)(now - t->last_ns) / 1e9;
-#define PER_S(cur, last) (dt > 0 && (cur) >= (last) ? (double)((cur) - (last)) / dt : 0)
-		double *series[4] = {t->hist, t->hist_pushed, t->hist_failed, t->hist_pending};
-		double v[4] = {PER_S(t->s.total.acked, t->last_acked), PER_S(t->s.total.pushed, t->last_pushed),
-			       PER_S(t->s.total.failed, t->last_failed), (double)t->s.ready};
-#undef PER_S
-		bool full = t->nhist == HISTORY;
-		for (int k = 0; k < 4; k++) {
-			if (full)
-				memmove(series[k], series[k] + 1, sizeof(double) * (HISTORY - 1));
-			series[k][full ? HISTORY - 1 : t->nhist] = v[k];
+		double r = dt > 0 && t->s.total.acked >= t->last_acked ? (double)(t->s.total.acked - t->last_acked) / dt : 0;
+		if (t->nhist == HISTORY) {
+			memmove(t->hist, t->hist + 1, sizeof(double) * (HISTORY - 1));
+			t->nhist--;
 		}
-		if (!full)
-			t->nhist++;
+		t->hist[t->nhist++] = r;
 	}
 	int n = tq_procs(t->q, t->procs, MAXPROCS);
 	int k = 0;
@@ -114,8 +104,6 @@ static void sample(struct top *t)
 		t->prev[i] = (struct proc_rate){t->procs[i].pid, t->procs[i].counters.acked, t->prate[i]};
 	t->nprev = k;
 	t->last_acked = t->s.total.acked;
-	t->last_pushed = t->s.total.pushed;
-	t->last_failed = t->s.total.failed;
 	t->last_ns = now;
 	tq_event_info all[256];
 	int ne = tq_events(t->q, 0, all, 256);
@@ -124,22 +112,21 @@ static void sample(struct top *t)
 		t->ev[t->nev++] = all[i];
 }
 
-/* The sparkline of the last `width` values of series v (t->nhist of them),
- * scaled to their maximum (returned in *max). */
-static void sparkline(const struct top *t, const double *v, char *out, size_t size, int width, double *max)
+/* The sparkline of the last `width` seconds of done/s. */
+static void sparkline(const struct top *t, char *out, size_t size, int width)
 {
 	static const char *blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
 	static const char ascii[] = "_.-=+*#@";
 	int from = t->nhist > width ? t->nhist - width : 0;
+	double max = 0;
 	size_t k = 0;
 
-	*max = 0;
 	for (int i = from; i < t->nhist; i++)
-		if (v[i] > *max)
-			*max = v[i];
+		if (t->hist[i] > max)
+			max = t->hist[i];
 	out[0] = '\0';
 	for (int i = from; i < t->nhist && k + 4 < size; i++) {
-		int lvl = *max > 0 ? (int)(v[i] / *max * 7.0 + 0.5) : 0;
+		int lvl = max > 0 ? (int)(t->hist[i] / max * 7.0 + 0.5) : 0;
 		if (t->utf8) {
 			size_t l = strlen(blocks[lvl]);
 			memcpy(out + k, blocks[lvl], l);
@@ -184,32 +171,11 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 	human(d, sizeof(d), s->pushed_per_s[1]);
 	snprintf(line, sizeof(line), "done/s   %s now   %s (10 s)   %s (60 s)      pushed/s %s (10 s)", a, b, c, d);
 	emit(row++, line, true, arg);
-	/* The last minute, as the dashboard's charts show it: rates and pending,
-	 * one mark a frame, each line scaled to its own maximum. */
 	char spark[HISTORY * 4 + 1];
-	uint64_t per_min = t->interval_ns ? 60000000000ull / t->interval_ns : 60;
-	int sw = width - 40;
-	sw = sw < 10 ? 10 : sw > HISTORY ? HISTORY : sw;
-	if ((uint64_t)sw > per_min)
-		sw = (int)per_min;
-	const struct {
-		const char *label;
-		const double *v;
-	} lines[4] = {{"done/s", t->hist}, {"pushed/s", t->hist_pushed}, {"failed/s", t->hist_failed},
-		      {"pending", t->hist_pending}};
-	for (int i = 0; i < 4; i++) {
-		double max;
-		sparkline(t, lines[i].v, spark, sizeof(spark), sw, &max);
-		/* padded to the full width, so that the numbers stay in place */
-		for (int k = t->nhist < sw ? t->nhist : sw; k < sw && strlen(spark) + 1 < sizeof(spark); k++)
-			strcat(spark, " ");
-		human(a, sizeof(a), t->nhist ? lines[i].v[t->nhist - 1] : 0);
-		human(b, sizeof(b), max);
-		char sline[sizeof(spark) + 3 * 32];
-		snprintf(sline, sizeof(sline), "%-9s%-9s %s  now %s max %s", i ? "" : "last min", lines[i].label, spark,
-			 a, b);
-		emit(row++, sline, false, arg);
-	}
+	int sw = width - 10;
+	sparkline(t, spark, sizeof(spark), sw < 10 ? 10 : sw > HISTORY ? HISTORY : sw);
+	snprintf(line, sizeof(line), "history  %s", spark);
+	emit(row++, line, false, arg);
 	const tq_latency *l[2] = {&s->wait, &s->processing};
 	const char *ln[2] = {"wait", "process"};
 	for (int i = 0; i < 2; i++) {
@@ -282,10 +248,9 @@ static const struct cli_opt top_opts[] = {
 static const struct cli_command top_cmd = {
 	.name = "top",
 	.args = "NAME",
-	.about = "A live dashboard: task counts, totals, rates, the last minute of done/s,\n"
-		 "pushed/s, failed/s and pending as sparklines, latency percentiles, the\n"
-		 "attached processes and recent events. q quits; the screen follows window\n"
-		 "resizes. (taskq serve shows the same in a browser, with charts.)\n",
+	.about = "A live dashboard: task counts, totals, done/s with a history sparkline,\n"
+		 "latency percentiles, the attached processes and recent events. q quits;\n"
+		 "the screen follows window resizes.\n",
 	.more = "taskq top --nats URL --stream S [NAME] [--wait SEC] [--iterations N]: every\n"
 		"machine's bridges of stream S instead, a row each and the totals, refreshed\n"
 		"every --wait (taskq bridge top; docs/cluster.md). Ctrl+C quits.\n",
@@ -322,7 +287,6 @@ int cmd_top(int argc, char **argv)
 	if (!t)
 		return EX_FAIL;
 	t->name = argv[optind];
-	t->interval_ns = interval;
 	int rc = cli_open_observer(t->name, &t->q); /* never counted among the processes it shows */
 	if (rc) {
 		free(t);
