@@ -2,7 +2,8 @@
 /*
  * baselines.c - what taskq is compared with, each 1 producer -> 1 consumer:
  *   pipe, `batch` tasks per write(2) (1 or 64), each 8 bytes or a 100-byte
- *   record (the value, then a fixed 92-byte pattern the consumer checks);
+ *   record (the JSON text of taskq's JSON row, bench.h: the value in
+ *   hex digits, every byte checked by the consumer);
  *   AF_UNIX SOCK_SEQPACKET socket pair, `batch` 8-byte tasks per send(2)
  *   (message boundaries kept: one recv(2) per message);
  *   POSIX message queue, `batch` 8-byte tasks per message (1 or 64;
@@ -77,7 +78,7 @@ static unsigned char *batch_buf(struct bench_run *r, const char *who, size_t siz
 		bench_child_die(r, who, "out of memory");
 	for (size_t i = 0; i < batch; i++)
 		if (size != sizeof(uint64_t))
-			memcpy(buf + i * size + 8, bench_rec_pad, sizeof bench_rec_pad);
+			memcpy(buf + i * size, bench_rec_tmpl, BENCH_REC_LEN);
 	return buf;
 }
 
