@@ -67,12 +67,13 @@ struct tq_queue {
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* the capacity: validated at open; never re-read from the segment */
-	uint32_t nslots;  /* slots: cap + dead_cap; every slot index is below it */
+	uint32_t nslots;  /* slots: cap + dead_cap + delay_cap; every slot index is below it */
 	uint32_t stride;
 	uint32_t max_payload;
 	/* The rest of the configuration, from the same validated snapshot. */
 	uint32_t max_attempts;
 	uint32_t dead_cap;
+	uint32_t delay_cap; /* the delay area (design.md, 10) */
 	uint32_t mode;
 	uint64_t lease_ns;
 	uint64_t backoff_base_ns;
