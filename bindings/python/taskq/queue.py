@@ -31,6 +31,9 @@ class Kind(enum.IntEnum):
         return self.name.lower()
 
 
+_KINDS = {k.value: k for k in Kind}
+
+
 class RunState(enum.IntEnum):
     """A queue's run state (enum tq_run_state); ``str()`` gives the name
     ``taskq stats`` prints ("running", ...)."""
@@ -360,7 +363,7 @@ class Queue:
                     handle(task)
 
         Raises Stopped if the run state is draining or stopped."""
-        if isinstance(max, bool) or not isinstance(max, int) or not 1 <= max <= _lib.MAX_BATCH:
+        if type(max) is not int or not 1 <= max <= _lib.MAX_BATCH:
             raise InvalidArgument(f"take {self.name}: max must be 1..{_lib.MAX_BATCH}, got {max!r}")
         buf = _ZERO_TASK * max
         n = lib.tq_take(self._handle(), buf.buffer_info()[0], max,
@@ -540,37 +543,56 @@ class Task:
     bytes, or for a JSON task the decoded value.
     """
 
-    __slots__ = ("_batch", "_i", "id", "kind", "attempt", "enqueued_ns", "_lk", "_ptr", "_value", "_data", "_view")
+    __slots__ = ("_batch", "_o", "_i", "_data", "_view")
 
     def __init__(self, batch: Batch, i: int):
-        w = batch._buf
-        o = i * TASK_WORDS
-        lk = w[o + W_LENKIND]
         self._batch = batch
         self._i = i
-        self.id: int = w[o + W_ID]
-        self.kind = Kind((lk >> 32) & 0xFFFF)
-        self.attempt: int = lk >> 48
-        self.enqueued_ns: int = w[o + W_ENQ]
-        self._lk = lk
-        self._ptr = w[o + W_DATA]
-        self._value = w[o + W_VALUE]
+        self._o = i * TASK_WORDS  # its record's first word in the batch's buffer
         self._data: bytes | None = None
         self._view: memoryview | None = None
+
+    @property
+    def id(self) -> int:
+        """The task's id, unique in its queue, growing in push order."""
+        return self._batch._buf[self._o + W_ID]
+
+    @property
+    def kind(self) -> Kind:
+        return _KINDS.get((self._batch._buf[self._o + W_LENKIND] >> 32) & 0xFFFF, Kind.STRING)
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first delivery, 2 on the first retry, ..."""
+        return self._batch._buf[self._o + W_LENKIND] >> 48
+
+    @property
+    def enqueued_ns(self) -> int:
+        """CLOCK_MONOTONIC time of the task's first push, in ns."""
+        return self._batch._buf[self._o + W_ENQ]
+
+    @property
+    def _ptr(self) -> int:
+        return self._batch._buf[self._o + W_DATA]
+
+    @property
+    def _value(self) -> int:
+        return self._batch._buf[self._o + W_VALUE]
 
     def __repr__(self) -> str:
         what = f"value={self._value}" if self.kind == Kind.INT else f"len={len(self)}"
         return f"<taskq.Task id={self.id} {self.kind} {what} attempt={self.attempt}>"
 
     def __len__(self) -> int:
-        return self._lk & _LEN_MASK
+        return self._batch._buf[self._o + W_LENKIND] & _LEN_MASK
 
     @property
     def value(self) -> int:
         """An integer task's value (ValueError for a payload task)."""
-        if self.kind != Kind.INT:
+        w = self._batch._buf
+        if (w[self._o + W_LENKIND] >> 32) & 0xFFFF != KIND_INT:
             raise ValueError(f"task {self.id} is a {self.kind} task: use data, view or json()")
-        return self._value
+        return w[self._o + W_VALUE]
 
     def _held(self) -> None:
         if self._batch._settled[self._i]:
@@ -643,13 +665,14 @@ class Batch:
     exception's type and message, and the exception goes on.
     """
 
-    __slots__ = ("_q", "_buf", "_n", "_settled", "_handled", "_tasks")
+    __slots__ = ("_q", "_buf", "_n", "_settled", "_open", "_handled", "_tasks")
 
     def __init__(self, q: Queue, buf: array, n: int):
         self._q = q
         self._buf = buf
         self._n = n
         self._settled = bytearray(n)
+        self._open = n  # tasks not yet acked or failed
         self._handled = 0
         self._tasks: list[Task | None] | None = None
 
@@ -660,7 +683,7 @@ class Batch:
         return self._n > 0
 
     def __repr__(self) -> str:
-        return f"<taskq.Batch {self._n} tasks of {self._q.name!r}, {self._n - sum(self._settled)} held>"
+        return f"<taskq.Batch {self._n} tasks of {self._q.name!r}, {self._open} held>"
 
     def __getitem__(self, i: int) -> Task:
         if self._tasks is None:
@@ -691,10 +714,23 @@ class Batch:
         return self
 
     def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> bool:
-        if not self._n:
+        if not self._open:
             return False
         if ev is None:
-            self.ack()
+            if self._open == self._n:  # the common case: one call for the whole batch
+                rc = lib.tq_ack(self._q._handle(), self._buf.buffer_info()[0], self._n)
+                if rc and rc != LeaseLost.code:
+                    raise error(rc, f"ack {self._q.name}")
+                self._open = 0
+                self._settled[:] = b"\x01" * self._n
+                if self._tasks:
+                    for t in self._tasks:
+                        if t is not None and t._view is not None:
+                            t._view.release()
+                if rc:
+                    raise error(rc, f"ack {self._q.name}")
+            else:
+                self.ack()
             return False
         reason = f"{type(ev).__name__}: {ev}"
         code = getattr(ev, "code", None)
@@ -747,6 +783,7 @@ class Batch:
             what = "fail"
         if rc and rc != LeaseLost.code:
             raise error(rc, f"{what} {self._q.name}")
+        self._open -= len(idx)
         for i in idx:
             self._settled[i] = 1
             t = self._tasks[i] if self._tasks else None
