@@ -225,6 +225,8 @@ class Queue:
         (tq_push_delayed). Raises PayloadTooLarge, QueueFull, Stopped,
         InvalidArgument (another type, an integer out of range)."""
         t = array("Q", _ZERO_TASK)
+        if type(item) is not int and isinstance(item, int) and not isinstance(item, bool):
+            item = int(item)  # an int subclass (IntEnum, ...)
         if type(item) is int:
             if not 0 <= item < 1 << 64:
                 raise InvalidArgument(f"push {self.name}: integer tasks are 0..2**64-1, got {item}")
@@ -297,7 +299,12 @@ class Queue:
         n = len(chunk)
         t = _ZERO_TASK * n
         keep = None
-        if all(type(v) is int for v in chunk):
+        ints = all(type(v) is int for v in chunk)
+        if not ints:  # int subclasses (IntEnum, ...) as ints
+            chunk = [int(v) if type(v) is not int and isinstance(v, int) and not isinstance(v, bool) else v
+                     for v in chunk]
+            ints = all(type(v) is int for v in chunk)
+        if ints:
             try:
                 t[W_VALUE::TASK_WORDS] = array("Q", chunk)
             except OverflowError:
@@ -702,8 +709,8 @@ class Batch:
 
     def values(self) -> list[int]:
         """Every task's integer value, in order, without making Task
-        objects (payload tasks give their length's word: use tasks for
-        them)."""
+        objects (the fast path for integer tasks; for a payload task the
+        value word means nothing: use its Task)."""
         return self._buf[W_VALUE:self._n * TASK_WORDS:TASK_WORDS].tolist()
 
     def ids(self) -> list[int]:
@@ -736,8 +743,8 @@ class Batch:
         code = getattr(ev, "code", None)
         if not isinstance(code, int) or isinstance(code, bool) or not code or not -2**31 <= code < 2**31:
             code = 1
-        try:
-            self._settle([i for i in range(self._handled) if not self._settled[i]], None)
+        try:  # quiet: a lost lease must not hide the exception that ended the block
+            self._settle([i for i in range(self._handled) if not self._settled[i]], None, quiet=True)
         finally:
             self._settle([i for i in range(self._handled, self._n) if not self._settled[i]],
                          (code, reason), quiet=True)

@@ -158,8 +158,9 @@ def test_push_many(q):
     assert q.push_many([{"k": i} for i in range(3)], json=True) == 3
     assert q.push_many([1, b"mixed", 2]) == 3
     assert q.push_many(iter(())) == 0
+    assert q.push_many([Kind.JSON, 4]) == 2 and q.push(Kind.STRING)  # int subclasses as ints
     got = drain(q)
-    assert got == list(range(200)) + [b"a", b"b", b"c"] + [{"k": i} for i in range(3)] + [1, b"mixed", 2]
+    assert got == list(range(200)) + [b"a", b"b", b"c"] + [{"k": i} for i in range(3)] + [1, b"mixed", 2] + [3, 4, 2]
 
 
 def test_queue_full(make_queue):
