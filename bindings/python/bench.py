@@ -16,6 +16,7 @@ task per put/get.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import os
 import platform
@@ -340,12 +341,9 @@ def main() -> int:
     if not shutil.which("redis-server"):
         rows = [r for r in rows if not r[0].startswith("Redis")]
         note = "Redis rows skipped: redis-server is missing (Debian package redis-server; scripts/install-deps.sh)"
-    else:
-        try:
-            import redis  # noqa: F401
-        except ImportError:
-            rows = [r for r in rows if not r[0].startswith("Redis")]
-            note = "Redis rows skipped: redis-py is missing (Debian package python3-redis)"
+    elif importlib.util.find_spec("redis") is None:
+        rows = [r for r in rows if not r[0].startswith("Redis")]
+        note = "Redis rows skipped: redis-py is missing (Debian package python3-redis)"
     print(f"# taskq Python benchmark: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()} ({sys.executable}), libtaskq {taskq.library_path}")
     if note:

@@ -81,18 +81,6 @@ class QueueFull(Error, _queue.Full):
     pushed: int = 0
 
 
-class _FullNow(QueueFull, WouldBlock):  # type: ignore[misc, valid-type]
-    pass
-
-
-class _FullTimeout(QueueFull, Timeout):  # type: ignore[misc, valid-type]
-    pass
-
-
-_FullNow.__name__ = _FullTimeout.__name__ = "QueueFull"
-_FullNow.__qualname__ = _FullTimeout.__qualname__ = "QueueFull"
-
-
 def strerror(code: int) -> str:
     """The library's description of a TQ_E* code (tq_strerror)."""
     s = lib.tq_strerror(code)
@@ -103,16 +91,15 @@ class QueueEmpty(Error, _queue.Empty):
     """Queue.get found no task: also a WouldBlock (timeout 0) or a Timeout."""
 
 
-class _EmptyNow(QueueEmpty, WouldBlock):  # type: ignore[misc, valid-type]
-    pass
+def _now_and_late(base: type) -> tuple[type, type]:
+    """The two concrete classes of QueueFull or QueueEmpty: with WouldBlock
+    (timeout 0) and with Timeout; both carry the base's name."""
+    ns = {"__qualname__": base.__name__, "__module__": __name__}
+    return type(base.__name__, (base, WouldBlock), ns), type(base.__name__, (base, Timeout), ns)
 
 
-class _EmptyTimeout(QueueEmpty, Timeout):  # type: ignore[misc, valid-type]
-    pass
-
-
-_EmptyNow.__name__ = _EmptyTimeout.__name__ = "QueueEmpty"
-_EmptyNow.__qualname__ = _EmptyTimeout.__qualname__ = "QueueEmpty"
+_FullNow, _FullTimeout = _now_and_late(QueueFull)
+_EmptyNow, _EmptyTimeout = _now_and_late(QueueEmpty)
 
 
 def error(code: int, what: str, *, full: bool = False, empty: bool = False) -> Error:

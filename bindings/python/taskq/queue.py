@@ -729,11 +729,10 @@ class Batch:
                 if rc and rc != LeaseLost.code:
                     raise error(rc, f"ack {self._q.name}")
                 self._open = 0
-                self._settled[:] = b"\x01" * self._n
-                if self._tasks:
-                    for t in self._tasks:
-                        if t is not None and t._view is not None:
-                            t._view.release()
+                if self._tasks is None:
+                    self._settled[:] = b"\x01" * self._n
+                else:
+                    self._release(range(self._n))
                 if rc:
                     raise error(rc, f"ack {self._q.name}")
             else:
@@ -763,6 +762,10 @@ class Batch:
         self._touch([i for i in range(self._n) if not self._settled[i]], extend)
 
     def _records(self, idx: list[int]) -> array:
+        """The task records of tasks idx, all still held (else ValueError)."""
+        for i in idx:
+            if self._settled[i]:
+                raise ValueError(f"task {self._buf[i * TASK_WORDS + W_ID]} was acked or failed already")
         if len(idx) == self._n:
             return self._buf
         out = array("Q")
@@ -770,12 +773,17 @@ class Batch:
             out.extend(self._buf[i * TASK_WORDS:(i + 1) * TASK_WORDS])
         return out
 
+    def _release(self, idx: Iterable[int]) -> None:
+        """Marks tasks idx acked or failed, and releases their views."""
+        for i in idx:
+            self._settled[i] = 1
+            t = self._tasks[i] if self._tasks else None
+            if t is not None and t._view is not None:
+                t._view.release()
+
     def _settle(self, idx: list[int], fail: tuple[int, str | None] | None, quiet: bool = False) -> None:
         if not idx:
             return
-        for i in idx:
-            if self._settled[i]:
-                raise ValueError(f"task {self._buf[i * TASK_WORDS + W_ID]} was acked or failed already")
         recs = self._records(idx)
         h = self._q._handle()
         if fail is None:
@@ -791,20 +799,13 @@ class Batch:
         if rc and rc != LeaseLost.code:
             raise error(rc, f"{what} {self._q.name}")
         self._open -= len(idx)
-        for i in idx:
-            self._settled[i] = 1
-            t = self._tasks[i] if self._tasks else None
-            if t is not None and t._view is not None:
-                t._view.release()
+        self._release(idx)
         if rc and not quiet:
             raise error(rc, f"{what} {self._q.name}")
 
     def _touch(self, idx: list[int], extend: float | None) -> None:
         if not idx:
             return
-        for i in idx:
-            if self._settled[i]:
-                raise ValueError(f"task {self._buf[i * TASK_WORDS + W_ID]} was acked or failed already")
         recs = self._records(idx)
         rc = lib.tq_touch(self._q._handle(), recs.buffer_info()[0], len(idx),
                           0 if extend is None else seconds_to_ns(extend, "extend"))

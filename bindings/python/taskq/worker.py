@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from . import _lib
 from ._lib import TASK_WORDS, lib
-from .errors import Error, InvalidArgument, error
+from .errors import InvalidArgument, error
 from .queue import Batch, Queue, Task, seconds_to_ns
 
 __all__ = ["work", "WorkResult"]
@@ -97,10 +97,7 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
             ctypes.memmove(msg, text, len(text))
             ctypes.memset(msg + len(text), 0, 1)
             rc = _fail_code(e)
-        b._settled[0] = 1  # the view, if any, ends here
-        t = b._tasks[0] if b._tasks else None
-        if t is not None and t._view is not None:
-            t._view.release()
+        b._release((0,))  # the view, if any, ends here
         return rc
 
     cb = _lib.HANDLER(on_task)
@@ -156,6 +153,3 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
         e.result = out  # type: ignore[attr-defined]
         raise e
     return out
-
-
-del Error
