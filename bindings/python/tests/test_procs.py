@@ -183,14 +183,15 @@ def test_sigkilled_worker_tasks_acked_once(make_queue):
     assert r.acked == n - acked_before == sum(mine.values()) and r.ends == ["idle", "idle"]
 
 
-def test_worker_drains_on_sigterm(make_queue):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_worker_drains_on_signal(make_queue, sig):
     q = make_queue(capacity=2000)
     n = 1000
     q.push_many(range(n))
     child = spawn(CHILD_WORKER, q.name, "slow")
     try:
         wait_for(lambda: q.stats()["totals"]["acked"] >= 16, what="the worker to ack")
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(sig)
         out, err = child.communicate(timeout=20)
     finally:
         child.kill()
@@ -201,6 +202,18 @@ def test_worker_drains_on_sigterm(make_queue):
     s = q.stats()
     assert s["leased"] == 0 and s["totals"]["acked"] == res["acked"] and res["acked"] + s["ready"] == n
     assert res["acked"] < n  # it stopped early
+
+
+def test_blocking_calls_release_the_gil(make_queue):
+    q = make_queue()
+    got = []
+    t = threading.Thread(target=lambda: got.extend(q.take(timeout=5).values()))
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(0.1)  # the thread waits inside tq_take: this thread must still run
+    q.push(77)
+    t.join(10)
+    assert got == [77] and time.monotonic() - t0 < 4
 
 
 def test_work_in_threads(make_queue):
