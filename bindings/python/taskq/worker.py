@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import threading
 from array import array
@@ -71,8 +72,11 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
 
     A signal drains gracefully, as ``taskq work`` does: each thread finishes
     and acks the batch it holds, takes nothing more, and returns; work()
-    then returns. Signal handlers are installed only when work() runs in the
-    main thread, and restored on return. The GIL is released while the
+    then returns. A second signal ends the process at once (``os._exit``,
+    status 128 + the signal's number), as ``taskq work`` does: the tasks it
+    held go back to the queue by recovery, as for a process killed. Signal
+    handlers are installed only when work() runs in the main thread, and
+    restored on return. The GIL is released while the
     library waits, so threads help when handlers wait on I/O or release the
     GIL themselves; for CPU-bound Python handlers, run several processes.
     Raises the queue's error if a thread's loop failed (the others are
@@ -125,9 +129,17 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     threads = [threading.Thread(target=run, args=(s,), name=f"taskq-work-{i}", daemon=True)
                for i, s in enumerate(shares)]
     old: dict[int, Any] = {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if flag.value and signalled:
+            os._exit(128 + signum)  # the second: at once; recovery returns the leases
+        signalled.append(signum)
+        flag.value = 1
+
+    signalled: list[int] = []
     if threading.current_thread() is threading.main_thread():
         for s in signals:
-            old[s] = signal.signal(s, lambda *_: setattr(flag, "value", 1))
+            old[s] = signal.signal(s, on_signal)
     try:
         for t in threads:
             t.start()

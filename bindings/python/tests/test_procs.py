@@ -204,6 +204,38 @@ def test_worker_drains_on_signal(make_queue, sig):
     assert res["acked"] < n  # it stopped early
 
 
+def test_second_signal_ends_the_worker_at_once(make_queue):
+    q = make_queue(capacity=2000, lease=30)  # long: only the death returns the tasks
+    n = 200
+    q.push_many(range(n))
+    child = spawn(CHILD_WORKER, q.name, "hang")  # its handler sleeps on value 100
+    try:
+        for line in child.stdout:
+            if int(line) == 100:
+                break
+        child.send_signal(signal.SIGTERM)  # drain: it would wait for the handler
+        time.sleep(0.2)
+        assert child.poll() is None
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+    acked = q.stats()["totals"]["acked"]
+    rest = drain_all(q, n - acked)
+    assert len(rest) == len(set(rest)) == n - acked and set(rest) <= set(range(n))
+    assert 100 in rest and q.stats()["totals"]["recovered"] >= 1
+
+
+def drain_all(q: taskq.Queue, want: int) -> list[int]:
+    got: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(got) < want and time.monotonic() < deadline:
+        with q.take(max=64, timeout=0.2) as b:
+            got += b.values()
+    return got
+
+
 def test_blocking_calls_release_the_gil(make_queue):
     q = make_queue()
     got = []
