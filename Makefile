@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: MIT
 # taskq - build, test, benchmark, install.
 #   make                 libraries, pkg-config file, programs
-#   make test            every test (Criterion), then the sanitizer builds are separate:
+#   make test            every test (Criterion, then the Python binding's pytest suite);
+#                        the sanitizer builds are separate:
 #   make test-asan       tests under AddressSanitizer + UBSan
 #   make test-tsan       tests under ThreadSanitizer
 #   make bench           the benchmark table (see BENCHMARKS.md)
 #   make bench-cluster   tasks between two queues through NATS JetStream
+#   make bench-python    the Python binding against multiprocessing.Queue, Pipe, Redis
+#   make python          checks that the Python binding loads the built library
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
 #   make install         PREFIX=/usr/local (default), DESTDIR=staging dir; see README
 #   make uninstall       removes exactly what make install installs (same PREFIX, DESTDIR)
@@ -86,7 +89,7 @@ CJSON_LIBS := -lcjson
 HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
 TUI_LIBS := -lncursesw
 
-.PHONY: all lib man test test-asan test-tsan bench bench-cluster install uninstall clean check-clang fuzz FORCE
+.PHONY: all lib man test test-asan test-tsan bench bench-cluster bench-python python install uninstall clean check-clang fuzz FORCE
 all: lib $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) $(EXAMPLES) man
 man: $(MAN_PAGES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
@@ -149,8 +152,27 @@ $(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $
 # Criterion runs each test in its own process; tests fork more. Two jobs
 # match this project's 2-core machines; every test has its own timeout.
 TEST_ARGS ?= --jobs 2
+# The Python binding (bindings/python) is tested with Debian's own
+# interpreter and pytest (not whatever python3 comes first on PATH), from
+# the source tree against this build's shared library: nothing installed.
+# Only in the plain build: an ASan or TSan library cannot be loaded into an
+# uninstrumented python3, so test-asan and test-tsan (SAN set) skip it.
+PYTHON ?= /usr/bin/python3
+PY_ENV = PYTHONPATH=$(CURDIR)/bindings/python TASKQ_LIB=$(abspath $(SHARED)) TASKQ_BUILD=$(abspath $(BUILD)) \
+	PYTHONDONTWRITEBYTECODE=1
+PYTEST_ARGS ?= -q -p no:cacheprovider
+ifeq ($(SAN),)
+test: $(TEST_BIN) $(SHARED) $(CLI_BIN) $(EXAMPLES)
+	@rc=0; \
+	echo "== Criterion suite"; $(TEST_BIN) $(TEST_ARGS) || rc=1; \
+	echo "== Python binding (pytest)"; $(PY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) bindings/python/tests || rc=1; \
+	exit $$rc
+else
 test: $(TEST_BIN)
 	$(TEST_BIN) $(TEST_ARGS)
+endif
+python: $(SHARED)
+	$(PY_ENV) $(PYTHON) -c 'import taskq; print("taskq", taskq.__version__, "loads", taskq.library_path)'
 # Tasks per stress run (tests/tsan/stress.c): about a second each, under TSan too.
 STRESS_TASKS ?= 60000
 # AddressSanitizer + UBSan: the stress program (see test-tsan), then the suite.
@@ -231,6 +253,11 @@ bench: $(BENCH_BIN)
 # Needs nats-server (scripts/install-deps.sh); starts and stops its own.
 bench-cluster: $(CLUSTER_BENCH_BIN) $(BRIDGE_BIN)
 	$(CLUSTER_BENCH_BIN)
+# Needs redis-server and python3-redis for its Redis rows (it starts and
+# stops a private server on a Unix socket; without them it skips the rows).
+BENCH_PYTHON_ARGS ?=
+bench-python: $(SHARED)
+	$(PY_ENV) $(PYTHON) bindings/python/bench.py $(BENCH_PYTHON_ARGS)
 
 # make install: the programs, the libraries (static; shared with its soname
 # and development links), the header, taskq.pc, the man pages and the bash

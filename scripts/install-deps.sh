@@ -14,6 +14,11 @@ PKGS+=(libclang-rt-dev)
 # Man pages: scdoc turns docs/man/*.scd into roff at build time; groff
 # (groff-base) renders them in the tests.
 PKGS+=(scdoc groff-base)
+# The Python binding (bindings/python): Debian's python3 and pytest run its
+# tests in make test; setuptools, pip and wheel install it offline
+# (pip install --no-build-isolation); redis-server and redis-py are the
+# Redis rows of make bench-python.
+PKGS+=(python3 python3-pytest python3-setuptools python3-pip python3-wheel python3-redis redis-server)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +26,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge; scdoc for the man pages)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge; scdoc for the man pages; python3, pytest, setuptools, pip and redis for the Python binding, its tests and benchmark)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
