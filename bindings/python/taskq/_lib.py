@@ -7,7 +7,7 @@ The shared library is looked for, in order:
 2. the project's build directory, when this package runs from the source
    tree (``bindings/python/taskq`` -> ``build/libtaskq.so``);
 3. ``pkg-config --variable=libdir taskq`` (an installed taskq.pc);
-4. the dynamic loader's own search (``libtaskq.so.0.2``, then whatever
+4. the dynamic loader's own search (``libtaskq.so.0.3``, then whatever
    ``ctypes.util.find_library("taskq")`` names).
 
 ctypes releases the GIL around every call into the library, so a thread
@@ -23,8 +23,8 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c
                     c_uint16, c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 
-#: The soname this binding was written for: the ABI of libtaskq 0.2.
-SONAME = "libtaskq.so.0.2"
+#: The soname this binding was written for: the ABI of libtaskq 0.3.
+SONAME = "libtaskq.so.0.3"
 
 # include/taskq.h constants.
 NAME_MAX = 200
@@ -44,7 +44,8 @@ KIND_INT, KIND_STRING, KIND_JSON = 1, 2, 3
 
 class Config(Structure):
     _fields_ = [("capacity", c_uint32), ("max_payload", c_uint32), ("mode", c_uint32),
-                ("max_attempts", c_uint32), ("dead_capacity", c_uint32), ("lease_ns", c_uint64),
+                ("max_attempts", c_uint32), ("dead_capacity", c_uint32), ("delay_capacity", c_uint32),
+                ("lease_ns", c_uint64),
                 ("backoff_base_ns", c_uint64), ("backoff_max_ns", c_uint64)]
 
 
@@ -72,7 +73,8 @@ class Stats(Structure):
     _fields_ = [("total", Counters), ("wait", Latency), ("processing", Latency),
                 ("pushed_per_s", c_double * 3), ("done_per_s", c_double * 3)] + \
                [(n, c_uint32) for n in ("capacity", "ready", "leased", "delayed", "dead", "free_slots", "slots",
-                                        "dead_capacity", "dead_over", "procs", "recoveries")] + \
+                                        "dead_capacity", "dead_over", "delay_capacity", "delay_over", "procs",
+                                        "recoveries")] + \
                [("run_state", c_int), ("oldest_ready_ns", c_uint64)]
 
 

@@ -130,13 +130,15 @@ class Queue:
     @classmethod
     def create(cls, name: str, *, capacity: int | None = None, max_payload: int | None = None,
                mode: int | None = None, max_attempts: int | None = None, dead_capacity: int | None = None,
-               lease: float | None = None, backoff: float | None = None, backoff_max: float | None = None,
+               delay_capacity: int | None = None, lease: float | None = None, backoff: float | None = None, backoff_max: float | None = None,
                exist_ok: bool = False) -> Queue:
         """Creates the queue ``name`` and attaches to it (tq_create).
 
         Options left at None take the library's defaults: capacity 10000
         tasks, max_payload 4096 bytes, mode 0o600, max_attempts 5,
-        dead_capacity max(1, capacity / 10), lease 30 s, backoff 0.1 s
+        dead_capacity max(1, capacity / 10), delay_capacity max(1, capacity /
+        20) (delayed tasks, retries waiting for their backoff, held without
+        taking room from the capacity), lease 30 s, backoff 0.1 s
         (the first retry's delay), backoff_max 60 s. Times are seconds.
         With ``exist_ok``, an existing queue of that name is opened instead
         (its own configuration stands). Raises QueueExists, BadName,
@@ -146,7 +148,8 @@ class Queue:
         cfg = _lib.Config()
         lib.tq_config_init(byref(cfg))
         for field, v in (("capacity", capacity), ("max_payload", max_payload), ("mode", mode),
-                         ("max_attempts", max_attempts), ("dead_capacity", dead_capacity)):
+                         ("max_attempts", max_attempts), ("dead_capacity", dead_capacity),
+                         ("delay_capacity", delay_capacity)):
             if v is None:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFFFFFF:
@@ -453,7 +456,7 @@ class Queue:
         lib.tq_config_get(self._handle(), byref(cfg))
         return {"capacity": cfg.capacity, "max_payload": cfg.max_payload, "mode": f"{cfg.mode:03o}",
                 "max_attempts": cfg.max_attempts, "dead_capacity": cfg.dead_capacity,
-                "lease_seconds": cfg.lease_ns / 1e9, "backoff_seconds": cfg.backoff_base_ns / 1e9,
+                "delay_capacity": cfg.delay_capacity, "lease_seconds": cfg.lease_ns / 1e9, "backoff_seconds": cfg.backoff_base_ns / 1e9,
                 "backoff_max_seconds": cfg.backoff_max_ns / 1e9}
 
     @property
@@ -481,7 +484,7 @@ class Queue:
             "name": self.name, "state": _state_name(s.run_state), "capacity": s.capacity, "ready": s.ready,
             "leased": s.leased, "delayed": s.delayed, "dead": s.dead, "free": s.free_slots, "slots": s.slots,
             "dead_capacity": s.dead_capacity, "dead_over": s.dead_over, "dead_full": s.dead >= s.dead_capacity,
-            "processes": s.procs, "recoveries": s.recoveries,
+            "delay_capacity": s.delay_capacity, "delay_over": s.delay_over, "processes": s.procs, "recoveries": s.recoveries,
             "oldest_ready_age_seconds": _age_s(now, s.oldest_ready_ns), "totals": _counters(s.total),
             "rates": {"pushed_per_second": dict(zip(("1s", "10s", "60s"), s.pushed_per_s)),
                       "done_per_second": dict(zip(("1s", "10s", "60s"), s.done_per_s))},

@@ -28,11 +28,12 @@ def drain(q: taskq.Queue) -> list:
 
 def test_create_open_close(qname):
     with taskq.Queue.create(qname, capacity=100, max_payload=64, mode=0o640, max_attempts=3, dead_capacity=7,
-                            lease=2.5, backoff=0.25, backoff_max=9) as q:
+                            delay_capacity=11, lease=2.5, backoff=0.25, backoff_max=9) as q:
         assert q.name == qname and not q.closed
         assert q.config == {"capacity": 100, "max_payload": 64, "mode": "640", "max_attempts": 3,
-                            "dead_capacity": 7, "lease_seconds": 2.5, "backoff_seconds": 0.25,
-                            "backoff_max_seconds": 9.0}
+                            "dead_capacity": 7, "delay_capacity": 11, "lease_seconds": 2.5,
+                            "backoff_seconds": 0.25, "backoff_max_seconds": 9.0}
+        assert q.stats()["slots"] == 118
         assert q.max_payload == 64
         with taskq.Queue.open(qname) as q2:
             assert q2.instance == q.instance
