@@ -82,7 +82,7 @@ static bool create_option(const struct cli_parser *p, int c, struct create_args 
 		return false;
 	}
 	case O_ATTEMPTS:
-		if (!cli_opt_u64(p, 1, 65535, &v))
+		if (!cli_opt_u64(p, 1, TQ_MAX_ATTEMPTS, &v))
 			return false;
 		cfg->max_attempts = (uint32_t)v;
 		return true;
@@ -96,9 +96,9 @@ static bool create_option(const struct cli_parser *p, int c, struct create_args 
 			return false;
 		cfg->delay_capacity = (uint32_t)v;
 		return true;
-	case O_LEASE: return cli_opt_seconds(p, 1000000, 365 * 86400.0, &cfg->lease_ns);
+	case O_LEASE: return cli_opt_seconds(p, TQ_LEASE_MIN_NS, TQ_TIME_MAX_NS / 1e9, &cfg->lease_ns);
 	case O_BACKOFF: *backoff_set = true; return cli_opt_seconds(p, 0, 86400.0, &cfg->backoff_base_ns);
-	case O_BACKOFF_MAX: *backoff_max_set = true; return cli_opt_seconds(p, 0, 365 * 86400.0, &cfg->backoff_max_ns);
+	case O_BACKOFF_MAX: *backoff_max_set = true; return cli_opt_seconds(p, 0, TQ_TIME_MAX_NS / 1e9, &cfg->backoff_max_ns);
 	default: return false;
 	}
 }
