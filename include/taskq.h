@@ -571,6 +571,9 @@ typedef struct tq_histogram {
 	uint64_t upper_ns[TQ_HIST_BUCKETS];
 	uint64_t sum_ns; /* sum of every measured value */
 } tq_histogram;
+/* Fills *wait and *processing (either may be NULL). Reads shared memory
+ * only, O(processes). Errors: TQ_EINVAL (NULL q), TQ_EFORKED. Thread-safe;
+ * an observer may call it. */
 int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing);
 
 /* ----------------------------------------------------------------- events */
