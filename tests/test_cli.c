@@ -2800,6 +2800,31 @@ Test(cli, top_is_an_observer_destroy_succeeds_beside_it)
 	out_free(&o);
 }
 
+/* taskq top's last minute: a sparkline a figure, with its latest value
+ * and its largest, read from the queue at each frame. */
+Test(cli, top_shows_the_last_minute_of_each_figure)
+{
+	struct out o = {0};
+	const char *q = qname("topmin");
+
+	create_ok(q);
+	for (int i = 0; i < 5; i++)
+		push_ok(q, "x");
+	tq(&o, NULL, "top", q, "--batch", "--iterations", "2", "--interval", "0.1", NULL);
+	assert_ok(&o);
+	const char *last = strstr(o.out, "taskq top - queue");
+	cr_assert(last, "%s", o.out);
+	last = strstr(last + 1, "taskq top - queue"); /* the second frame */
+	cr_assert(last, "no second frame:\n%s", o.out);
+	assert_contains(last, "\npending  ", "pending line");
+	assert_contains(last, "now 5  max 5\n", "pending: 5 now, 5 at most");
+	assert_contains(last, "\ndone/s   ", "done/s line");
+	assert_contains(last, "\npushed/s ", "pushed/s line");
+	assert_contains(last, "\nfailed/s ", "failed/s line");
+	assert_contains(last, "\nheld     ", "held line");
+	out_free(&o);
+}
+
 Test(cli, destroy_refuses_queues_holding_tasks)
 {
 	struct out o = {0};
