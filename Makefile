@@ -83,7 +83,7 @@ DEMO_BIN := $(BUILD)/taskq-demo
 BRIDGE_BIN := $(BUILD)/taskq-bridge
 NATS_LIBS := $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 CJSON_LIBS := -lcjson
-HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
+HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls) -lcurl
 TUI_LIBS := -lncursesw
 
 .PHONY: all lib man test test-asan test-tsan bench bench-cluster install uninstall clean check-clang fuzz FORCE
@@ -127,7 +127,7 @@ $(BUILD)/man/%: docs/man/%.scd $(VERSION_STAMP) | $(BUILD)/man
 # that kills the holder of its mutex (tests/test_seed.c).
 $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) \
 		$(STATIC) $(SHARED) $(PCFILE) $(MAN_PAGES) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) -lcurl $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench

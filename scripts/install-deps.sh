@@ -14,6 +14,11 @@ PKGS+=(libclang-rt-dev)
 # Man pages: scdoc turns docs/man/*.scd into roff at build time; groff
 # (groff-base) renders them in the tests.
 PKGS+=(scdoc groff-base)
+# HTTPS for taskq serve: libmicrohttpd's TLS is GnuTLS, which taskq serve
+# also calls to check --tls-cert and --tls-key before it listens; openssl
+# makes the self-signed certificates of the TLS tests (and of the recipe in
+# docs/http.md).
+PKGS+=(libgnutls28-dev openssl)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +26,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, libcurl and ncurses for the taskq command; the NATS client and server for the bridge; scdoc for the man pages)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, GnuTLS, libcurl and ncurses for the taskq command; openssl for the TLS tests' certificates; the NATS client and server for the bridge; scdoc for the man pages)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
