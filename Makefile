@@ -124,8 +124,9 @@ $(BUILD)/man/%: docs/man/%.scd $(VERSION_STAMP) | $(BUILD)/man
 # The install and man page tests run make install from the source tree
 # (TQ_SRC_DIR), so the test program needs everything install installs. The
 # seed's classic ring (bench/classic.c) is shared by the bench and the test
-# that kills the holder of its mutex (tests/test_seed.c).
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) \
+# that kills the holder of its mutex (tests/test_seed.c); the bench test
+# runs taskq-bench --quick --csv and scripts/bench-plots.sh.
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) \
 		$(STATIC) $(SHARED) $(PCFILE) $(MAN_PAGES) | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) -lcurl $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
@@ -226,11 +227,21 @@ fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 			$(FUZZ_BUILD)/corpus/$$t || rc=1; \
 	done; exit $$rc
 
+# The table on stdout; CSV files in $(BUILD)/bench/csv, and charts of them
+# (gnuplot, SVG) in $(BUILD)/bench/plots; BENCH_IMG=docs/img copies the
+# charts there too, for BENCHMARKS.md (scripts/bench-plots.sh says which).
+BENCH_PLOTS := $(BUILD)/bench/plots
+BENCH_IMG ?=
 bench: $(BENCH_BIN)
-	$(BENCH_BIN)
+	$(BENCH_BIN) --csv $(BUILD)/bench/csv
+	scripts/bench-plots.sh $(BUILD)/bench/csv $(BENCH_PLOTS)
+	$(if $(BENCH_IMG),cp $(BENCH_PLOTS)/bench-throughput.svg $(BENCH_PLOTS)/bench-batch.svg $(BENCH_PLOTS)/bench-latency.svg $(BENCH_IMG)/)
 # Needs nats-server (scripts/install-deps.sh); starts and stops its own.
+# CSV in $(BUILD)/bench/cluster-csv, its chart in $(BUILD)/bench/plots.
 bench-cluster: $(CLUSTER_BENCH_BIN) $(BRIDGE_BIN)
-	$(CLUSTER_BENCH_BIN)
+	$(CLUSTER_BENCH_BIN) --csv $(BUILD)/bench/cluster-csv
+	scripts/bench-plots.sh $(BUILD)/bench/cluster-csv $(BENCH_PLOTS)
+	$(if $(BENCH_IMG),cp $(BENCH_PLOTS)/bench-cluster.svg $(BENCH_IMG)/)
 
 # make install: the programs, the libraries (static; shared with its soname
 # and development links), the header, taskq.pc, the man pages and the bash

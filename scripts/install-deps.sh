@@ -19,6 +19,9 @@ PKGS+=(scdoc groff-base)
 # makes the self-signed certificates of the TLS tests (and of the recipe in
 # docs/http.md).
 PKGS+=(libgnutls28-dev openssl)
+# make bench's charts: gnuplot draws the CSV files of taskq-bench --csv as
+# SVG (gnuplot-nox: no X needed); the bench test checks the charts.
+PKGS+=(gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,7 +29,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, GnuTLS, libcurl and ncurses for the taskq command; openssl for the TLS tests' certificates; the NATS client and server for the bridge; scdoc for the man pages)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, GnuTLS, libcurl and ncurses for the taskq command; openssl for the TLS tests' certificates; gnuplot for make bench's charts; the NATS client and server for the bridge; scdoc for the man pages)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
