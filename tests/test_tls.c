@@ -31,7 +31,7 @@
 #define TASKQ_BIN TQ_BIN_DIR "/taskq"
 #define OPENSSL_BIN "/usr/bin/openssl"
 
-static char qname[TQT_NAME_LEN];
+static char qname[TQT_NAME_LEN], demo_queue[TQT_NAME_LEN];
 static tq_queue *q;
 static char dir[64] = "";
 static char cert[128], key[128], other_cert[128], other_key[128], token_path[128];
@@ -100,6 +100,8 @@ static void teardown(void)
 	q = NULL;
 	if (qname[0])
 		tq_destroy(qname);
+	if (demo_queue[0])
+		tq_destroy(demo_queue);
 	if (dir[0]) {
 		const char *files[] = {cert, key, other_cert, other_key, token_path};
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
@@ -418,4 +420,27 @@ Test(tls, certificate_and_key_are_checked)
 		cr_assert(!strstr(o.out, "serving"), "case %zu started: %s", i, o.out);
 		out_free(&o);
 	}
+}
+
+/* taskq-demo --serve passes --tls-cert and --tls-key on to taskq serve,
+ * and announces the https:// URL. */
+Test(tls, the_demo_serves_https)
+{
+	struct out o = {0};
+	tqt_name(demo_queue, "tls-demo");
+	tq_destroy(demo_queue);
+	char *argv[] = {TQ_BIN_DIR "/taskq-demo", "--queue", demo_queue, "--quiet", "--total", "500", "--serve",
+			"127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, NULL};
+	cr_assert_eq(run(argv, NULL, &o), 0, "%s: %s", o.cmd, o.err);
+	cr_assert(strstr(o.out, "https://127.0.0.1:"), "%s", o.out);
+	out_free(&o);
+
+	char *nokey[] = {TQ_BIN_DIR "/taskq-demo", "--queue", demo_queue, "--serve", "127.0.0.1:0", "--tls-cert",
+			 cert, NULL};
+	cr_assert_eq(run(nokey, NULL, &o), 2, "%s", o.err);
+	cr_assert(strstr(o.err, "--tls-key"), "%s", o.err);
+	char *noserve[] = {TQ_BIN_DIR "/taskq-demo", "--queue", demo_queue, "--insecure-http", NULL};
+	cr_assert_eq(run(noserve, NULL, &o), 2, "%s", o.err);
+	cr_assert(strstr(o.err, "--serve"), "%s", o.err);
+	out_free(&o);
 }
