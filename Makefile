@@ -4,8 +4,8 @@
 #   make test            every test (Criterion), then the sanitizer builds are separate:
 #   make test-asan       tests under AddressSanitizer + UBSan
 #   make test-tsan       tests under ThreadSanitizer
-#   make bench           the benchmark table (see BENCHMARKS.md)
-#   make bench-cluster   tasks between two queues through NATS JetStream
+#   make bench           the benchmark table, CSV and SVG charts (see BENCHMARKS.md)
+#   make bench-cluster   tasks between two queues through NATS JetStream (the same)
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
 #   make install         PREFIX=/usr/local (default), DESTDIR=staging dir; see README
 #   make uninstall       removes exactly what make install installs (same PREFIX, DESTDIR)
