@@ -459,11 +459,12 @@ static int write_csv(const char *dir, const char *date_iso, int quick, int runs,
 		double s[3];
 		memcpy(s, v[i], sizeof s);
 		qsort(s, (size_t)runs, sizeof s[0], cmp_d);
-		const char *name = names[i];
+		/* an indented row is a variant of the bridged row above it */
+		const char *name = names[i], *prefix = *name == ' ' ? "taskq bridged " : "";
 		while (*name == ' ')
 			name++;
-		fprintf(f, "\"%s\",%" PRIu64 ",%.6g,%.6g,%.6g,%s\n", name, ns[i], s[runs / 2] * 1e6, s[0] * 1e6,
-			s[runs - 1] * 1e6, plain[i] ? "baseline" : "taskq");
+		fprintf(f, "\"%s%s\",%" PRIu64 ",%.6g,%.6g,%.6g,%s\n", prefix, name, ns[i], s[runs / 2] * 1e6,
+			s[0] * 1e6, s[runs - 1] * 1e6, plain[i] ? "baseline" : "taskq");
 	}
 	if (fclose(f) != 0) {
 		fprintf(stderr, "taskq-bench-cluster: writing %s: %s\n", path, strerror(errno));

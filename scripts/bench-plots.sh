@@ -33,6 +33,25 @@ run_value() {
 	[ -f "$in/run.csv" ] || return 0
 	awk -F, -v k="$1" '$1 == k { sub(/^[^,]*,/, ""); gsub(/"/, ""); print; exit }' "$in/run.csv"
 }
+# CSV (RFC 4180: fields quoted when they hold a comma or a quote) to
+# tab-separated values, which gnuplot reads without splitting a quoted
+# name at its commas.
+csv_to_tsv() {
+	awk '{
+		out = ""; field = ""; q = 0; n = length($0)
+		for (i = 1; i <= n; i++) {
+			c = substr($0, i, 1)
+			if (q) {
+				if (c == "\"") {
+					if (substr($0, i + 1, 1) == "\"") { field = field c; i++ } else q = 0
+				} else field = field c
+			} else if (c == "\"") q = 1
+			else if (c == ",") { out = out field "\t"; field = "" }
+			else field = field c
+		}
+		print out field
+	}' "$1"
+}
 # Text safe inside a gnuplot double-quoted string.
 gp_text() {
 	printf '%s' "$1" | tr -d '"\\'
@@ -51,7 +70,7 @@ fi
 sub=$(gp_text "$sub")
 
 common="set terminal svg size 900,560 dynamic enhanced font 'sans,12' background '#ffffff'
-set datafile separator ','
+set datafile separator '\t'
 set datafile columnheaders
 set grid xtics ytics lc rgb '#dddddd'
 set border lc rgb '#555555'
@@ -62,10 +81,11 @@ set border lc rgb '#555555'
 # maximum, column $6 "taskq" or anything else (colour); values in tasks/s.
 # bars FILE OUT TITLE XLABEL NAMECOL MEDCOL MINCOL MAXCOL KINDCOL
 bars() {
-	local file=$1 svg=$2 title=$3 xlabel=$4 name=$5 med=$6 lo=$7 hi=$8 kind=$9
-	local n
+	local csv=$1 svg=$2 title=$3 xlabel=$4 name=$5 med=$6 lo=$7 hi=$8 kind=$9
+	local n file="$tmp/bars.tsv"
+	csv_to_tsv "$csv" >"$file"
 	n=$(($(wc -l <"$file") - 1))
-	[ "$n" -gt 0 ] || { echo "bench-plots: $file has no rows" >&2; return 1; }
+	[ "$n" -gt 0 ] || { echo "bench-plots: $csv has no rows" >&2; return 1; }
 	gnuplot <<-EOF
 	$common
 	set output '$svg'
@@ -98,6 +118,7 @@ if [ -f "$in/throughput.csv" ]; then
 fi
 
 if [ -f "$in/batch.csv" ]; then
+	csv_to_tsv "$in/batch.csv" >"$tmp/batch.tsv"
 	gnuplot <<-EOF
 	$common
 	set output '$out/bench-batch.svg'
@@ -108,7 +129,7 @@ if [ -f "$in/batch.csv" ]; then
 	set xtics (1, 4, 16, 64, 256)
 	set format y '%g'
 	set key top left
-	plot '$in/batch.csv' using 1:(column(2)/1e6) with linespoints lw 2 pt 7 lc rgb '#2b6cb0' title 'taskq int 1->1', \\
+	plot '$tmp/batch.tsv' using 1:(column(2)/1e6) with linespoints lw 2 pt 7 lc rgb '#2b6cb0' title 'taskq int 1->1', \\
 	     '' using 1:(column(3)/1e6) with linespoints lw 2 pt 5 lc rgb '#c05621' title 'pipe (same tasks per write)'
 	EOF
 	made+=("$out/bench-batch.svg")
@@ -116,11 +137,10 @@ fi
 
 if [ -f "$in/latency.csv" ]; then
 	# One file per row (the rows' lines are contiguous), named in order.
-	awk -F, -v dir="$tmp" 'NR > 1 {
-		name = $1; gsub(/"/, "", name)
-		if (name != last) { k++; last = name; print name > (dir "/lat-names") }
-		print $2 "," $3 > (dir "/lat-" k ".csv")
-	}' "$in/latency.csv"
+	csv_to_tsv "$in/latency.csv" | awk -F'\t' -v dir="$tmp" 'NR > 1 {
+		if ($1 != last) { k++; last = $1; print $1 > (dir "/lat-names") }
+		print $2 "\t" $3 > (dir "/lat-" k ".tsv")
+	}'
 	if [ -f "$tmp/lat-names" ]; then
 		colors=('#2b6cb0' '#c05621' '#2f855a' '#6b46c1' '#b7791f' '#c53030')
 		plot=""
@@ -128,7 +148,7 @@ if [ -f "$in/latency.csv" ]; then
 		while IFS= read -r name; do
 			k=$((k + 1))
 			c=${colors[$(((k - 1) % ${#colors[@]}))]}
-			plot="$plot${plot:+, }'$tmp/lat-$k.csv' using 1:2 with steps lw 2 lc rgb '$c' title \"$(gp_text "$name")\""
+			plot="$plot${plot:+, }'$tmp/lat-$k.tsv' using 1:2 with steps lw 2 lc rgb '$c' title \"$(gp_text "$name")\""
 		done <"$tmp/lat-names"
 		gnuplot <<-EOF
 		$common
