@@ -5,8 +5,8 @@
 #                        the sanitizer builds are separate:
 #   make test-asan       tests under AddressSanitizer + UBSan
 #   make test-tsan       tests under ThreadSanitizer
-#   make bench           the benchmark table (see BENCHMARKS.md)
-#   make bench-cluster   tasks between two queues through NATS JetStream
+#   make bench           the benchmark table, CSV and SVG charts (see BENCHMARKS.md)
+#   make bench-cluster   tasks between two queues through NATS JetStream (the same)
 #   make bench-python    the Python binding against multiprocessing.Queue, Pipe, Redis
 #   make python          checks that the Python binding loads the built library
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
@@ -86,7 +86,7 @@ DEMO_BIN := $(BUILD)/taskq-demo
 BRIDGE_BIN := $(BUILD)/taskq-bridge
 NATS_LIBS := $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 CJSON_LIBS := -lcjson
-HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
+HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls) -lcurl
 TUI_LIBS := -lncursesw
 
 .PHONY: all lib man test test-asan test-tsan bench bench-cluster bench-python python install uninstall clean check-clang fuzz FORCE
@@ -127,10 +127,11 @@ $(BUILD)/man/%: docs/man/%.scd $(VERSION_STAMP) | $(BUILD)/man
 # The install and man page tests run make install from the source tree
 # (TQ_SRC_DIR), so the test program needs everything install installs. The
 # seed's classic ring (bench/classic.c) is shared by the bench and the test
-# that kills the holder of its mutex (tests/test_seed.c).
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) \
+# that kills the holder of its mutex (tests/test_seed.c); the bench test
+# runs taskq-bench --quick --csv and scripts/bench-plots.sh.
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) \
 		$(STATIC) $(SHARED) $(PCFILE) $(MAN_PAGES) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) -lcurl $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench
@@ -248,11 +249,21 @@ fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 			$(FUZZ_BUILD)/corpus/$$t || rc=1; \
 	done; exit $$rc
 
+# The table on stdout; CSV files in $(BUILD)/bench/csv, and charts of them
+# (gnuplot, SVG) in $(BUILD)/bench/plots; BENCH_IMG=docs/img copies the
+# charts there too, for BENCHMARKS.md (scripts/bench-plots.sh says which).
+BENCH_PLOTS := $(BUILD)/bench/plots
+BENCH_IMG ?=
 bench: $(BENCH_BIN)
-	$(BENCH_BIN)
+	$(BENCH_BIN) --csv $(BUILD)/bench/csv
+	scripts/bench-plots.sh $(BUILD)/bench/csv $(BENCH_PLOTS)
+	$(if $(BENCH_IMG),cp $(BENCH_PLOTS)/bench-throughput.svg $(BENCH_PLOTS)/bench-batch.svg $(BENCH_PLOTS)/bench-latency.svg $(BENCH_IMG)/)
 # Needs nats-server (scripts/install-deps.sh); starts and stops its own.
+# CSV in $(BUILD)/bench/cluster-csv, its chart in $(BUILD)/bench/plots.
 bench-cluster: $(CLUSTER_BENCH_BIN) $(BRIDGE_BIN)
-	$(CLUSTER_BENCH_BIN)
+	$(CLUSTER_BENCH_BIN) --csv $(BUILD)/bench/cluster-csv
+	scripts/bench-plots.sh $(BUILD)/bench/cluster-csv $(BENCH_PLOTS)
+	$(if $(BENCH_IMG),cp $(BENCH_PLOTS)/bench-cluster.svg $(BENCH_IMG)/)
 # Needs redis-server and python3-redis for its Redis rows (it starts and
 # stops a private server on a Unix socket; without them it skips the rows).
 BENCH_PYTHON_ARGS ?=

@@ -43,6 +43,12 @@ static size_t row_batch(const struct bench_run *r)
 	return r->row->batch > BENCH_MAX_BATCH ? BENCH_MAX_BATCH : r->row->batch;
 }
 
+/* The pipe's batch: its buffers are allocated, so up to BENCH_PIPE_MAX_BATCH. */
+static size_t pipe_batch(const struct bench_run *r)
+{
+	return r->row->batch > BENCH_PIPE_MAX_BATCH ? BENCH_PIPE_MAX_BATCH : r->row->batch;
+}
+
 /* Fills task i of a batch buffer with value v (8 bytes, or a record). */
 static inline void put_task(unsigned char *buf, size_t size, size_t i, uint64_t v)
 {
@@ -120,7 +126,7 @@ static int pipe_producer(struct bench_run *r, int p)
 {
 	close(r->fds[0]);
 	int fd = r->fds[1];
-	size_t size = task_size(r), batch = row_batch(r);
+	size_t size = task_size(r), batch = pipe_batch(r);
 	unsigned char *buf = batch_buf(r, "producer", size, batch);
 	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
 	bench_child_ready(r);
@@ -144,7 +150,7 @@ static int pipe_consumer(struct bench_run *r, int c)
 	struct bench_cons cs;
 	if (bench_cons_init(&cs, r, c) != 0)
 		bench_child_die(r, "consumer", "out of memory");
-	size_t size = task_size(r), want = row_batch(r) * size;
+	size_t size = task_size(r), want = pipe_batch(r) * size;
 	unsigned char *buf = malloc(want);
 	if (!buf)
 		bench_child_die(r, "consumer", "out of memory");

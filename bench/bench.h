@@ -38,6 +38,7 @@
 #define BENCH_REC_LEN 100 /* baselines' 100-byte records: the value, then a fixed pattern */
 #define BENCH_NAME_LEN 96
 #define BENCH_MAX_BATCH 64
+#define BENCH_PIPE_MAX_BATCH 256 /* the pipe's buffers are allocated: the batch sweep goes to 256 */
 
 /* Latency rows: a task's 64-bit value is (seq << 40) | (push time - t_base);
  * push-to-take times go into a log-linear histogram of 64 buckets per power
@@ -133,6 +134,7 @@ struct bench_result {
 	double futex_per_task;
 	uint64_t lat_count;     /* latency rows: samples, and percentiles of push-to-take */
 	double p50_us, p99_us, max_us;
+	uint64_t lat_hist[BENCH_LAT_BUCKETS]; /* latency rows: the run's histogram (bench_lat_value) */
 	double idle_cpu_pct;    /* idle rows: % of one CPU */
 	double idle_secs;
 	double idle_futex_per_s;
@@ -385,5 +387,7 @@ int bench_lat_more(struct bench_lat *l);
 void bench_lat_finish(struct bench_lat *l);
 /* The q-quantile (0..1) of a histogram of `count` values, in ns. */
 double bench_lat_quantile(const uint64_t *hist, uint64_t count, double q);
+/* The latency (ns) that bucket i of a latency histogram stands for: its midpoint. */
+double bench_lat_value(unsigned i);
 
 #endif

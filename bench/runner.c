@@ -515,6 +515,7 @@ static void collect(struct bench_run *r, struct bench_result *res)
 		res->p50_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 0.50) / 1e3;
 		res->p99_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 0.99) / 1e3;
 		res->max_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 1.0) / 1e3;
+		memcpy(res->lat_hist, sh->lat_hist, sizeof res->lat_hist);
 	}
 	uint64_t wall = atomic_load(&sh->idle_wall_ns);
 	if (wall) {

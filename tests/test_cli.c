@@ -3532,9 +3532,10 @@ Test(cli, every_listed_option_is_taken)
 			cr_assert(sscanf(dd, "%63s %63s", name, arg) >= 1);
 			if (!strcmp(name, "--help"))
 				continue;
-			/* --url and --token-file of a local form: the remote form's,
-			 * whose --url is not optional */
-			if (!strcmp(name, "--url") || (!cmds[i].remote && !strcmp(name, "--token-file")))
+			/* --url, --token-file and --cacert of a local form: the remote
+			 * form's, whose --url is not optional */
+			if (!strcmp(name, "--url") ||
+			    (!cmds[i].remote && (!strcmp(name, "--token-file") || !strcmp(name, "--cacert"))))
 				continue;
 			seen++;
 			const char *value = NULL;
