@@ -65,7 +65,8 @@ extern "C" {
 
 /* The library's version, MAJOR.MINOR.PATCH, as in `pkg-config --modversion
  * taskq` and `taskq --version`. The shared library's soname is
- * libtaskq.so.MAJOR. */
+ * libtaskq.so.MAJOR from 1.0 on; while MAJOR is 0, every MINOR may change
+ * the ABI, so it is libtaskq.so.0.MINOR. */
 #define TQ_VERSION_MAJOR 0
 #define TQ_VERSION_MINOR 3
 #define TQ_VERSION_PATCH 0
@@ -144,12 +145,17 @@ enum tq_run_state {
 typedef struct tq_queue tq_queue;
 
 typedef struct tq_config {
-	uint32_t capacity;        /* tasks held at once: ready, in progress, and delayed or dead beyond their areas. 1..TQ_MAX_CAPACITY; default 10000 */
+	/* Tasks held at once: ready, in progress, and delayed or dead beyond
+	 * their areas. Retries that come due join the ready tasks whatever the
+	 * room, so ready + in progress can exceed it by up to delay_capacity
+	 * for a while (pushes then wait). 1..TQ_MAX_CAPACITY; default 10000. */
+	uint32_t capacity;
 	uint32_t max_payload;     /* bytes per payload, 0..TQ_MAX_PAYLOAD; default 4096 */
 	mode_t mode;              /* permission bits of the segment; default 0600 */
 	uint32_t max_attempts;    /* deliveries before a failing task is dead; 1..TQ_MAX_ATTEMPTS; default 5 */
 	/* The dead-letter area: this many dead tasks take no room from the
-	 * capacity (the queue has capacity + dead_capacity slots), and keep
+	 * capacity (the queue has capacity + dead_capacity + delay_capacity
+	 * slots), and keep
 	 * their whole failure message. A task that dies when the area is full
 	 * is kept all the same (never dropped) but counts against the
 	 * capacity, so producers end up waiting as on a full queue until dead
@@ -279,8 +285,10 @@ int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
  * "not before" time, as beanstalkd's delay or Sidekiq's perform_in): until
  * then they are DELAYED (tq_stats.delayed), are not taken, and take no
  * room from the capacity while the delay area holds them (tq_config's
- * delay_capacity; beyond it they count against the capacity). They become ready within about 1 ms of their due time while any
- * process works or waits on the queue (within capacity x 10 ns for queues
+ * delay_capacity): a delayed push into a full queue succeeds while the area
+ * has room, and only beyond it do delayed tasks count against the capacity
+ * (and wait for room like any push). They become ready within about 1 ms
+ * of their due time while any process works or waits on the queue (within capacity x 10 ns for queues
  * over 100,000 tasks). delay_ns 0 is tq_push. Unlike tq_push, it takes the
  * queue's recovery lock (as tq_fail does), so a process stopped while
  * holding it delays the call by up to 10 s whatever timeout_ns says.

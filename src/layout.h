@@ -115,7 +115,7 @@ _Static_assert(sizeof(struct tq_msg) == 32 + TQ_ERRMSG_MAX, "message entry");
 /* The public limits, against the fields that hold them. */
 _Static_assert(sizeof(((struct tq_msg *)0)->text) == TQ_ERRMSG_MAX, "failure text");
 _Static_assert(TQ_EVENT_MSG_MAX <= TQ_ERRMSG_MAX && TQ_AUX_MSG <= TQ_ERRMSG_MAX, "message prefixes");
-_Static_assert((uint64_t)TQ_MAX_CAPACITY * 2 <= UINT32_MAX / 2, "slots (capacity + dead capacity) are u32");
+_Static_assert((uint64_t)TQ_MAX_CAPACITY * 3 <= UINT32_MAX / 2, "slots (capacity + dead + delay capacity) are u32");
 _Static_assert(TQ_MAX_ATTEMPTS <= UINT16_MAX, "tq_slot.attempts is 16 bits");
 _Static_assert(TQ_MAX_PROCS < 0xffff, "owner ids (record + 1) are 16 bits");
 _Static_assert(TQ_MAX_CAPACITY <= UINT32_MAX / 2, "slot indices are u32");

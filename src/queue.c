@@ -268,9 +268,10 @@ int tq__lock_recovery(tq_queue *q)
 	if (rc == 0 && died) {
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
-		/* A holder killed between a slot's move to or from DEAD and
-		 * the count: the count is exact again before anyone uses it
-		 * under the lock (design.md, 10, "The dead count"). */
+		/* A holder killed between a slot's move to or from DEAD (or
+		 * DELAYED) and the count: the counts are exact again before
+		 * anyone uses them under the lock (design.md, 10, "The dead
+		 * count", "The delay area"). */
 		(void)tq__dead_recount(q);
 	}
 	return rc;
@@ -285,9 +286,7 @@ int tq__trylock_recovery(tq_queue *q)
 	if (rc == 0 && died) {
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
-		/* A holder killed between a slot's move to or from DEAD and
-		 * the count: the count is exact again before anyone uses it
-		 * under the lock (design.md, 10, "The dead count"). */
+		/* As in tq__lock_recovery. */
 		(void)tq__dead_recount(q);
 	}
 	return rc;

@@ -199,13 +199,17 @@ Test(delay, delayed_tasks_take_no_room, .timeout = 60, .fini = fini)
 	tq_stats s;
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_assert_eq(s.slots, 102, "capacity 64 + dead-letter area 6 + delay area 32: %u", s.slots);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_assert_eq(s.delay_capacity, 32);
-	cr_assert_eq(tq_push_delayed(q, d, 32, 3600 * 1000 * MS, 0), 32);
+	cr_assert_eq(tq_push_delayed(q, d, 12, 3600 * 1000 * MS, 0), 12);
 	/* Fresh tasks: the whole capacity, and not one more. */
 	cr_assert_eq(tq_push(q, t, 28, 0), 28);
-	cr_assert_eq(tq_push(q, t + 28, 36, 0), 36, "32 delayed take no room");
+	cr_assert_eq(tq_push(q, t + 28, 36, 0), 36, "12 delayed take no room");
+	/* A delayed push into the full queue: the area has room for 20. */
+	cr_assert_eq(tq_push_delayed(q, d + 12, 30, 3600 * 1000 * MS, 0), 20, "the area's room, not the capacity's");
 	cr_assert_eq(tq_push(q, t, 1, 0), TQ_EAGAIN, "the capacity is reached by ready tasks");
-	cr_assert_eq(tq_push_delayed(q, d + 32, 1, 3600 * 1000 * MS, 0), TQ_EAGAIN, "the delay area is full");
+	cr_assert_eq(tq_push_delayed(q, d + 32, 1, 3600 * 1000 * MS, 0), TQ_EAGAIN,
+		     "the delay area and the capacity are full");
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_expect_eq(s.ready, 64);
 	cr_expect_eq(s.delayed, 32, "delayed %u", s.delayed);

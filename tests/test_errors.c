@@ -869,6 +869,10 @@ Test(errors, damaged_copies_of_a_real_segment, .timeout = 60, .fini = cleanup_qu
 		{ "off_slots huge", FIELD(off_slots), 2, 1ull << 40, TQ_EBADQUEUE, 0 },
 		{ "off_ready_cells + 1", FIELD(off_ready_cells), 0, 0, TQ_EBADQUEUE, 0 },
 		{ "off_payload huge", FIELD(off_payload), 2, UINT64_MAX - 8, TQ_EBADQUEUE, 0 },
+		{ "delay_capacity + 1", FIELD(delay_capacity), 0, 0, TQ_EBADQUEUE, 0 },
+		{ "delay_capacity 0", FIELD(delay_capacity), 2, 0, TQ_EBADQUEUE, 0 },
+		{ "delay_capacity 0xffffffff", FIELD(delay_capacity), 2, 0xffffffffu, TQ_EBADQUEUE, 0 },
+		{ "slots + 1", FIELD(slots), 0, 0, TQ_EBADQUEUE, 0 },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		memcpy(copy, seg, len);

@@ -35,8 +35,8 @@ static const struct cli_command create_cmd = {
 	.args = "NAME",
 	.about = "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
 		 "mode 600, max-attempts 5, dead-capacity capacity/10, delay-capacity\n"
-		 "capacity/20, lease 30 s,\n"
-		 "backoff 0.1 s doubling per attempt up to backoff-max 60 s.\n"
+		 "capacity/20, lease 30 s, backoff 0.1 s doubling per attempt up to\n"
+		 "backoff-max 60 s.\n"
 		 "--backoff above --backoff-max is refused (exit 2). Given alone, --backoff\n"
 		 "above the default backoff-max raises backoff-max to it, and --backoff-max\n"
 		 "below the default backoff lowers backoff to it. A queue that exists already\n"

@@ -63,6 +63,7 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	cJSON_AddBoolToObject(o, "dead_full", s.dead >= s.dead_capacity);
 	cJSON_AddNumberToObject(o, "delay_capacity", s.delay_capacity);
 	cJSON_AddNumberToObject(o, "delay_over", s.delay_over);
+	cJSON_AddBoolToObject(o, "delay_full", s.delayed >= s.delay_capacity);
 	cJSON_AddNumberToObject(o, "processes", s.procs);
 	cJSON_AddNumberToObject(o, "recoveries", s.recoveries);
 	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
@@ -133,7 +134,7 @@ static void print_stats_text(cJSON *o)
 	       " (capacity %.0f + dead-letter area %.0f + delay area %.0f)\n",
 	       NUM(o, "ready"), NUM(o, "leased"), NUM(o, "delayed"), NUM(o, "dead"), NUM(o, "free"), NUM(o, "slots"),
 	       NUM(o, "capacity"), NUM(o, "dead_capacity"), NUM(o, "delay_capacity"));
-	if (NUM(o, "delay_over") > 0)
+	if (NUM(o, "delayed") >= NUM(o, "delay_capacity"))
 		printf("  DELAY AREA FULL: %.0f delayed of %.0f, %.0f over, taking room from the capacity;\n"
 		       "           a larger --delay-capacity (taskq create) keeps retries apart\n",
 		       NUM(o, "delayed"), NUM(o, "delay_capacity"), NUM(o, "delay_over"));
