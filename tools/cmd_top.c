@@ -171,7 +171,7 @@ static void emit_text(int row, const char *line, bool bold, void *arg);
  * batch mode, where no key is read). */
 static void render(struct top *t, int width, void (*emit)(int row, const char *line, bool bold, void *arg), void *arg)
 {
-	char line[1024], a[32], b[32], c[32], d[32], e[32];
+	char line[HISTORY * 4 + 256], a[32], b[32], c[32], d[32], e[32];
 	int row = 0;
 	const tq_stats *s = &t->s;
 	time_t now = time(NULL);
