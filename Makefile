@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: MIT
 # taskq - build, test, benchmark, install.
 #   make                 libraries, pkg-config file, programs
-#   make test            every test (Criterion), then the sanitizer builds are separate:
+#   make test            every test (Criterion, then the Python binding's pytest suite);
+#                        the sanitizer builds are separate:
 #   make test-asan       tests under AddressSanitizer + UBSan
 #   make test-tsan       tests under ThreadSanitizer
-#   make bench           the benchmark table (see BENCHMARKS.md)
-#   make bench-cluster   tasks between two queues through NATS JetStream
+#   make bench           the benchmark table, CSV and SVG charts (see BENCHMARKS.md)
+#   make bench-cluster   tasks between two queues through NATS JetStream (the same)
+#   make bench-python    the Python binding against multiprocessing.Queue, Pipe, Redis
+#   make python          checks that the Python binding loads the built library
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each (see fuzz/)
 #   make install         PREFIX=/usr/local (default), DESTDIR=staging dir; see README
 #   make uninstall       removes exactly what make install installs (same PREFIX, DESTDIR)
@@ -18,8 +21,8 @@ SAN     ?=
 # TQ_VERSION_MAJOR/MINOR/PATCH must agree (tools/version.h checks when
 # building the programs). The soname is the ABI's version: MAJOR from 1.0
 # on; while MAJOR is 0, every MINOR may change the ABI, so the soname is
-# MAJOR.MINOR (libtaskq.so.0.2).
-VERSION := 0.2.0
+# MAJOR.MINOR (libtaskq.so.0.3).
+VERSION := 0.3.0
 VERSION_WORDS := $(subst ., ,$(VERSION))
 SOVERSION := $(if $(filter 0,$(word 1,$(VERSION_WORDS))),$(word 1,$(VERSION_WORDS)).$(word 2,$(VERSION_WORDS)),$(word 1,$(VERSION_WORDS)))
 VERSION_DEFS := -DTQ_VERSION_STRING='"$(VERSION)"' -DTQ_MAKE_VERSION_MAJOR=$(word 1,$(VERSION_WORDS)) \
@@ -87,10 +90,10 @@ DEMO_BIN := $(BUILD)/taskq-demo
 BRIDGE_BIN := $(BUILD)/taskq-bridge
 NATS_LIBS := $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 CJSON_LIBS := -lcjson
-HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lcurl
+HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls) -lcurl
 TUI_LIBS := -lncursesw
 
-.PHONY: all lib man test test-asan test-tsan bench bench-cluster install uninstall clean check-clang fuzz FORCE
+.PHONY: all lib man test test-asan test-tsan bench bench-cluster bench-python python install uninstall clean check-clang fuzz FORCE
 all: lib $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) $(EXAMPLES) man
 man: $(MAN_PAGES)
 lib: $(STATIC) $(SHARED) $(PCFILE)
@@ -128,10 +131,11 @@ $(BUILD)/man/%: docs/man/%.scd $(VERSION_STAMP) | $(BUILD)/man
 # The install and man page tests run make install from the source tree
 # (TQ_SRC_DIR), so the test program needs everything install installs. The
 # seed's classic ring (bench/classic.c) is shared by the bench and the test
-# that kills the holder of its mutex (tests/test_seed.c).
-$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) \
+# that kills the holder of its mutex (tests/test_seed.c); the bench test
+# runs taskq-bench --quick --csv and scripts/bench-plots.sh.
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) tools/log.c tools/log.h tools/frame.c tools/frame.h bench/classic.c bench/classic.h $(TEST_LIB) $(CLI_BIN) $(DEMO_BIN) $(BRIDGE_BIN) $(BENCH_BIN) \
 		$(STATIC) $(SHARED) $(PCFILE) $(MAN_PAGES) | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests -Itools -Ibench -DTQ_BIN_DIR='"$(BUILD)"' -DTQ_SRC_DIR='"$(CURDIR)"' -DTQ_FAULT_INJECTION -o $@ $(TEST_SRC) tools/log.c tools/frame.c bench/classic.c $(TEST_LIB) $(LDFLAGS_ALL) -lcriterion $(NATS_LIBS) -lcurl $(LIBS)
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC) | $(BUILD)/bench
 	$(CC) $(CFLAGS_ALL) -Ibench -o $@ $(filter %.c,$^) $(STATIC) $(LDFLAGS_ALL) $(LIBS)
 $(CLUSTER_BENCH_BIN): bench/cluster.c tests/natsserver.h $(STATIC) | $(BUILD)/bench
@@ -155,8 +159,27 @@ $(BUILD) $(BUILD)/obj $(BUILD)/tobj $(BUILD)/pic $(BUILD)/tests $(BUILD)/bench $
 # Criterion runs each test in its own process; tests fork more. Two jobs
 # match this project's 2-core machines; every test has its own timeout.
 TEST_ARGS ?= --jobs 2
+# The Python binding (bindings/python) is tested with Debian's own
+# interpreter and pytest (not whatever python3 comes first on PATH), from
+# the source tree against this build's shared library: nothing installed.
+# Only in the plain build: an ASan or TSan library cannot be loaded into an
+# uninstrumented python3, so test-asan and test-tsan (SAN set) skip it.
+PYTHON ?= /usr/bin/python3
+PY_ENV = PYTHONPATH=$(CURDIR)/bindings/python TASKQ_LIB=$(abspath $(SHARED)) TASKQ_BUILD=$(abspath $(BUILD)) \
+	PYTHONDONTWRITEBYTECODE=1
+PYTEST_ARGS ?= -q -p no:cacheprovider
+ifeq ($(SAN),)
+test: $(TEST_BIN) $(SHARED) $(CLI_BIN) $(EXAMPLES)
+	@rc=0; \
+	echo "== Criterion suite"; $(TEST_BIN) $(TEST_ARGS) || rc=1; \
+	echo "== Python binding (pytest)"; $(PY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) bindings/python/tests || rc=1; \
+	exit $$rc
+else
 test: $(TEST_BIN)
 	$(TEST_BIN) $(TEST_ARGS)
+endif
+python: $(SHARED)
+	$(PY_ENV) $(PYTHON) -c 'import taskq; print("taskq", taskq.__version__, "loads", taskq.library_path)'
 # Tasks per stress run (tests/tsan/stress.c): about a second each, under TSan too.
 STRESS_TASKS ?= 60000
 # AddressSanitizer + UBSan: the stress program (see test-tsan), then the suite.
@@ -232,11 +255,26 @@ fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 			$(FUZZ_BUILD)/corpus/$$t || rc=1; \
 	done; exit $$rc
 
+# The table on stdout; CSV files in $(BUILD)/bench/csv, and charts of them
+# (gnuplot, SVG) in $(BUILD)/bench/plots; BENCH_IMG=docs/img copies the
+# charts there too, for BENCHMARKS.md (scripts/bench-plots.sh says which).
+BENCH_PLOTS := $(BUILD)/bench/plots
+BENCH_IMG ?=
 bench: $(BENCH_BIN)
-	$(BENCH_BIN)
+	$(BENCH_BIN) --csv $(BUILD)/bench/csv
+	scripts/bench-plots.sh $(BUILD)/bench/csv $(BENCH_PLOTS)
+	$(if $(BENCH_IMG),cp $(BENCH_PLOTS)/bench-throughput.svg $(BENCH_PLOTS)/bench-batch.svg $(BENCH_PLOTS)/bench-latency.svg $(BENCH_IMG)/)
 # Needs nats-server (scripts/install-deps.sh); starts and stops its own.
+# CSV in $(BUILD)/bench/cluster-csv, its chart in $(BUILD)/bench/plots.
 bench-cluster: $(CLUSTER_BENCH_BIN) $(BRIDGE_BIN)
-	$(CLUSTER_BENCH_BIN)
+	$(CLUSTER_BENCH_BIN) --csv $(BUILD)/bench/cluster-csv
+	scripts/bench-plots.sh $(BUILD)/bench/cluster-csv $(BENCH_PLOTS)
+	$(if $(BENCH_IMG),cp $(BENCH_PLOTS)/bench-cluster.svg $(BENCH_IMG)/)
+# Needs redis-server and python3-redis for its Redis rows (it starts and
+# stops a private server on a Unix socket; without them it skips the rows).
+BENCH_PYTHON_ARGS ?=
+bench-python: $(SHARED)
+	$(PY_ENV) $(PYTHON) bindings/python/bench.py $(BENCH_PYTHON_ARGS)
 
 # make install: the programs, the libraries (static; shared with its soname
 # and development links), the header, taskq.pc, the man pages and the bash

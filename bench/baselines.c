@@ -2,7 +2,8 @@
 /*
  * baselines.c - what taskq is compared with, each 1 producer -> 1 consumer:
  *   pipe, `batch` tasks per write(2) (1 or 64), each 8 bytes or a 100-byte
- *   record (the value, then a fixed 92-byte pattern the consumer checks);
+ *   record (the JSON text of taskq's JSON row, bench.h: the value in
+ *   hex digits, every byte checked by the consumer);
  *   AF_UNIX SOCK_SEQPACKET socket pair, `batch` 8-byte tasks per send(2)
  *   (message boundaries kept: one recv(2) per message);
  *   POSIX message queue, `batch` 8-byte tasks per message (1 or 64;
@@ -42,6 +43,12 @@ static size_t row_batch(const struct bench_run *r)
 	return r->row->batch > BENCH_MAX_BATCH ? BENCH_MAX_BATCH : r->row->batch;
 }
 
+/* The pipe's batch: its buffers are allocated, so up to BENCH_PIPE_MAX_BATCH. */
+static size_t pipe_batch(const struct bench_run *r)
+{
+	return r->row->batch > BENCH_PIPE_MAX_BATCH ? BENCH_PIPE_MAX_BATCH : r->row->batch;
+}
+
 /* Fills task i of a batch buffer with value v (8 bytes, or a record). */
 static inline void put_task(unsigned char *buf, size_t size, size_t i, uint64_t v)
 {
@@ -77,7 +84,7 @@ static unsigned char *batch_buf(struct bench_run *r, const char *who, size_t siz
 		bench_child_die(r, who, "out of memory");
 	for (size_t i = 0; i < batch; i++)
 		if (size != sizeof(uint64_t))
-			memcpy(buf + i * size + 8, bench_rec_pad, sizeof bench_rec_pad);
+			memcpy(buf + i * size, bench_rec_tmpl, BENCH_REC_LEN);
 	return buf;
 }
 
@@ -119,7 +126,7 @@ static int pipe_producer(struct bench_run *r, int p)
 {
 	close(r->fds[0]);
 	int fd = r->fds[1];
-	size_t size = task_size(r), batch = row_batch(r);
+	size_t size = task_size(r), batch = pipe_batch(r);
 	unsigned char *buf = batch_buf(r, "producer", size, batch);
 	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
 	bench_child_ready(r);
@@ -143,7 +150,7 @@ static int pipe_consumer(struct bench_run *r, int c)
 	struct bench_cons cs;
 	if (bench_cons_init(&cs, r, c) != 0)
 		bench_child_die(r, "consumer", "out of memory");
-	size_t size = task_size(r), want = row_batch(r) * size;
+	size_t size = task_size(r), want = pipe_batch(r) * size;
 	unsigned char *buf = malloc(want);
 	if (!buf)
 		bench_child_die(r, "consumer", "out of memory");

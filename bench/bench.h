@@ -38,6 +38,7 @@
 #define BENCH_REC_LEN 100 /* baselines' 100-byte records: the value, then a fixed pattern */
 #define BENCH_NAME_LEN 96
 #define BENCH_MAX_BATCH 64
+#define BENCH_PIPE_MAX_BATCH 256 /* the pipe's buffers are allocated: the batch sweep goes to 256 */
 
 /* Latency rows: a task's 64-bit value is (seq << 40) | (push time - t_base);
  * push-to-take times go into a log-linear histogram of 64 buckets per power
@@ -133,6 +134,7 @@ struct bench_result {
 	double futex_per_task;
 	uint64_t lat_count;     /* latency rows: samples, and percentiles of push-to-take */
 	double p50_us, p99_us, max_us;
+	uint64_t lat_hist[BENCH_LAT_BUCKETS]; /* latency rows: the run's histogram (bench_lat_value) */
 	double idle_cpu_pct;    /* idle rows: % of one CPU */
 	double idle_secs;
 	double idle_futex_per_s;
@@ -266,21 +268,51 @@ static inline void bench_marker_end(struct bench_marker *m, struct bench_cons *c
 
 /* ---------------------------------------------------- records, spinning */
 
-/* The 92 bytes after the value in every 100-byte baseline record (runner.c). */
-extern unsigned char bench_rec_pad[BENCH_REC_LEN - 8];
+/* Every 100-byte task, in every row (taskq's JSON tasks, the pipe's and the
+ * raw ring's records alike), is the same JSON text, built and checked by
+ * the same code, so that those rows differ only in how the bytes travel:
+ *   {"id":"000000000000007b","op":"sum","args":[1,2,3,4,5,6,7,8],"pad":"xx..x"}
+ * exactly BENCH_REC_LEN bytes, the value in 16 hex digits. runner.c builds
+ * the template; a record starts as a copy of it. The consumer checks every
+ * byte. */
+#define BENCH_REC_ID_OFF 7    /* after {"id":" */
+#define BENCH_REC_ID_WIDTH 16 /* hex digits */
+extern unsigned char bench_rec_tmpl[BENCH_REC_LEN];
 void bench_rec_init(void);
 
+/* Two hex digits a byte, and a digit's value (16: not a digit) (runner.c). */
+extern char bench_hex2[256][2];
+extern unsigned char bench_unhex[256];
+
+/* Writes value v into a record that holds the template. */
 static inline void bench_rec_fill(unsigned char *rec, uint64_t v)
 {
-	memcpy(rec, &v, sizeof v);
+	unsigned char *p = rec + BENCH_REC_ID_OFF + BENCH_REC_ID_WIDTH;
+	for (int i = 0; i < BENCH_REC_ID_WIDTH / 2; i++, v >>= 8) {
+		p -= 2;
+		memcpy(p, bench_hex2[v & 255], 2);
+	}
 }
 
-/* The value of a record, or -1 if its pattern was damaged. */
+/* The value of a record, or -1 if any byte of it is not as written: the
+ * record is compared whole with the template carrying its own digits. */
 static inline int bench_rec_read(const unsigned char *rec, uint64_t *v)
 {
-	if (memcmp(rec + 8, bench_rec_pad, sizeof bench_rec_pad) != 0)
+	unsigned char want[BENCH_REC_LEN];
+	memcpy(want, bench_rec_tmpl, BENCH_REC_LEN);
+	memcpy(want + BENCH_REC_ID_OFF, rec + BENCH_REC_ID_OFF, BENCH_REC_ID_WIDTH);
+	if (memcmp(rec, want, BENCH_REC_LEN) != 0)
 		return -1;
-	memcpy(v, rec, sizeof *v);
+	uint64_t x = 0;
+	unsigned bad = 0;
+	for (int i = 0; i < BENCH_REC_ID_WIDTH; i++) {
+		unsigned n = bench_unhex[rec[BENCH_REC_ID_OFF + i]];
+		bad |= n;
+		x = x << 4 | (n & 15);
+	}
+	if (bad & 16)
+		return -1;
+	*v = x;
 	return 0;
 }
 
@@ -355,5 +387,7 @@ int bench_lat_more(struct bench_lat *l);
 void bench_lat_finish(struct bench_lat *l);
 /* The q-quantile (0..1) of a histogram of `count` values, in ns. */
 double bench_lat_quantile(const uint64_t *hist, uint64_t count, double q);
+/* The latency (ns) that bucket i of a latency histogram stands for: its midpoint. */
+double bench_lat_value(unsigned i);
 
 #endif

@@ -19,69 +19,13 @@
 #include <time.h>
 
 #define TAKE_TIMEOUT_NS (10ull * 1000000ull) /* consumers notice the end within 10 ms */
-#define JSON_ID_OFF 6                         /* after {"id": */
-#define JSON_ID_WIDTH 20                      /* right-aligned digits, spaces before */
-
-/* {"id":                 123,"op":"sum","args":[1,2,3,4,5,6,7,8],"pad":"xx..x"}
- * exactly BENCH_JSON_LEN bytes; JSON allows the blanks before the number. */
-static char g_json_tmpl[BENCH_JSON_LEN];
-
-static void json_init(void)
-{
-	static const char head[] = "{\"id\":";
-	static const char mid[] = ",\"op\":\"sum\",\"args\":[1,2,3,4,5,6,7,8],\"pad\":\"";
-	static const char tail[] = "\"}";
-	_Static_assert(sizeof head - 1 == JSON_ID_OFF, "id offset");
-	_Static_assert(JSON_ID_OFF + JSON_ID_WIDTH + sizeof mid - 1 + sizeof tail - 1 <= BENCH_JSON_LEN,
-		       "template too long");
-	char *p = g_json_tmpl;
-	memcpy(p, head, JSON_ID_OFF);
-	p += JSON_ID_OFF;
-	memset(p, ' ', JSON_ID_WIDTH);
-	p[JSON_ID_WIDTH - 1] = '0';
-	p += JSON_ID_WIDTH;
-	memcpy(p, mid, sizeof mid - 1);
-	p += sizeof mid - 1;
-	size_t pad = (size_t)(g_json_tmpl + BENCH_JSON_LEN - p) - (sizeof tail - 1);
-	memset(p, 'x', pad);
-	p += pad;
-	memcpy(p, tail, sizeof tail - 1);
-}
-
-static void json_fill(char *buf, uint64_t v)
-{
-	char *p = buf + JSON_ID_OFF + JSON_ID_WIDTH;
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (p > buf + JSON_ID_OFF)
-		*--p = ' ';
-}
-
-/* Parses the id out of a payload and checks every other byte; -1 if corrupt. */
+/* A JSON task's payload is the 100-byte record every 100-byte row carries
+ * (bench.h): the same JSON text, built and checked by the same code. */
 static int json_parse(const tq_task *t, uint64_t *out)
 {
 	if (t->kind != TQ_KIND_JSON || t->len != BENCH_JSON_LEN || !t->data)
 		return -1;
-	const char *d = t->data;
-	if (memcmp(d, g_json_tmpl, JSON_ID_OFF) != 0 ||
-	    memcmp(d + JSON_ID_OFF + JSON_ID_WIDTH, g_json_tmpl + JSON_ID_OFF + JSON_ID_WIDTH,
-		   BENCH_JSON_LEN - JSON_ID_OFF - JSON_ID_WIDTH) != 0)
-		return -1;
-	const char *p = d + JSON_ID_OFF, *e = p + JSON_ID_WIDTH;
-	while (p < e && *p == ' ')
-		p++;
-	if (p == e)
-		return -1;
-	uint64_t v = 0;
-	for (; p < e; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	*out = v;
-	return 0;
+	return bench_rec_read(t->data, out);
 }
 
 /* The stats reader: what a monitor (taskq top, taskq serve) does. */
@@ -109,7 +53,6 @@ static int tq_setup(struct bench_run *r)
 	cfg.capacity = 10000; /* the seed's ring size */
 	if (r->row->json)
 		cfg.max_payload = 128;
-	json_init();
 	int rc = tq_create(r->name, &cfg, &r->q);
 	if (rc != 0) {
 		fprintf(stderr, "  [%s] tq_create(%s): %s\n", r->row->name, r->name, tq_strerror(rc));
@@ -166,7 +109,7 @@ static int tq_producer(struct bench_run *r, int p)
 		bench_child_die(r, who, "out of memory");
 	for (size_t i = 0; i < batch; i++) {
 		if (json) {
-			memcpy(bufs + i * BENCH_JSON_LEN, g_json_tmpl, BENCH_JSON_LEN);
+			memcpy(bufs + i * BENCH_JSON_LEN, bench_rec_tmpl, BENCH_JSON_LEN);
 			t[i].data = bufs + i * BENCH_JSON_LEN;
 			t[i].len = BENCH_JSON_LEN;
 		}
@@ -181,7 +124,7 @@ static int tq_producer(struct bench_run *r, int p)
 		for (size_t i = 0; i < n; i++) {
 			uint64_t v = base | (s + i);
 			if (json) {
-				json_fill(bufs + i * BENCH_JSON_LEN, v);
+				bench_rec_fill((unsigned char *)bufs + i * BENCH_JSON_LEN, v);
 				t[i].kind = TQ_KIND_JSON;
 			} else {
 				t[i].value = v;

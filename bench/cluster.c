@@ -7,7 +7,11 @@
  * node, file storage) on loopback, both bridges, a producer and a consumer
  * process. Every task is checked to arrive.
  *
- *   taskq-bench-cluster [--quick]
+ *   taskq-bench-cluster [--quick] [--csv DIR]
+ *
+ * --csv DIR: also write the table as DIR/cluster.csv (row, tasks_per_run,
+ * median/min/max tasks per second, kind: taskq for the bridged rows,
+ * baseline for JetStream alone) and DIR/run.csv, for scripts/bench-plots.sh.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -424,9 +429,64 @@ static int cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* DIR/run.csv and DIR/cluster.csv (see the top); 0, or -1 after a message. */
+static int write_csv(const char *dir, const char *date_iso, int quick, int runs, const char *const *names,
+		     const uint64_t *ns, const int *plain, double (*v)[3], int nrows)
+{
+	char path[4200];
+	if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+		fprintf(stderr, "taskq-bench-cluster: cannot make %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/run.csv", dir);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "key,value\ntool,taskq-bench-cluster\ndate_utc,%s\ncores,%ld\nquick,%d\n", date_iso,
+			sysconf(_SC_NPROCESSORS_ONLN), quick);
+		if (fclose(f) != 0)
+			f = NULL;
+	}
+	if (f) {
+		snprintf(path, sizeof path, "%s/cluster.csv", dir);
+		f = fopen(path, "w");
+	}
+	if (!f) {
+		fprintf(stderr, "taskq-bench-cluster: cannot write %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "row,tasks_per_run,median_tasks_per_s,min_tasks_per_s,max_tasks_per_s,kind\n");
+	for (int i = 0; i < nrows; i++) {
+		double s[3];
+		memcpy(s, v[i], sizeof s);
+		qsort(s, (size_t)runs, sizeof s[0], cmp_d);
+		/* an indented row is a variant of the bridged row above it */
+		const char *name = names[i], *prefix = *name == ' ' ? "taskq bridged " : "";
+		while (*name == ' ')
+			name++;
+		fprintf(f, "\"%s%s\",%" PRIu64 ",%.6g,%.6g,%.6g,%s\n", prefix, name, ns[i], s[runs / 2] * 1e6,
+			s[0] * 1e6, s[runs - 1] * 1e6, plain[i] ? "baseline" : "taskq");
+	}
+	if (fclose(f) != 0) {
+		fprintf(stderr, "taskq-bench-cluster: writing %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	int quick = argc > 1 && !strcmp(argv[1], "--quick");
+	int quick = 0;
+	const char *csv = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			quick = 1;
+		} else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
+			csv = argv[++i];
+		} else {
+			fprintf(stderr, "usage: taskq-bench-cluster [--quick] [--csv DIR]\n");
+			return 2;
+		}
+	}
 	int runs = quick ? 1 : 3;
 	uint64_t n_int = quick ? 500000 : 2000000, n_json = quick ? 200000 : 1000000, n_plain = quick ? 20000 : 100000;
 	struct row {
@@ -450,8 +510,9 @@ int main(int argc, char **argv)
 	};
 	int nrows = (int)(sizeof rows / sizeof rows[0]);
 	time_t wall = time(NULL);
-	char date[64];
+	char date[64], date_iso[64];
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&wall));
+	strftime(date_iso, sizeof date_iso, "%Y-%m-%dT%H:%M:%SZ", gmtime(&wall));
 
 	signal(SIGPIPE, SIG_IGN);
 	start_server();
@@ -503,5 +564,19 @@ int main(int argc, char **argv)
 	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s'", g_dir, g_r3[0].dir, g_r3[1].dir, g_r3[2].dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", g_dir);
+	if (csv) {
+		const char *names[16];
+		uint64_t ns[16];
+		int plain[16];
+		double v[16][3];
+		for (int i = 0; i < nrows; i++) {
+			names[i] = rows[i].name;
+			ns[i] = rows[i].n;
+			plain[i] = rows[i].plain;
+			memcpy(v[i], rows[i].v, sizeof v[i]);
+		}
+		if (write_csv(csv, date_iso, quick, runs, names, ns, plain, v, nrows) != 0)
+			return 2;
+	}
 	return 0;
 }

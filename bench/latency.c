@@ -75,8 +75,7 @@ static unsigned lat_index(uint64_t v)
 	return 2 * BENCH_LAT_SUB + (e - 7) * BENCH_LAT_SUB + sub;
 }
 
-/* The midpoint of bucket i. */
-static double lat_value(unsigned i)
+double bench_lat_value(unsigned i)
 {
 	if (i < 2 * BENCH_LAT_SUB)
 		return (double)i;
@@ -142,7 +141,7 @@ double bench_lat_quantile(const uint64_t *hist, uint64_t count, double q)
 	for (unsigned i = 0; i < BENCH_LAT_BUCKETS; i++) {
 		seen += hist[i];
 		if (seen > rank)
-			return lat_value(i);
+			return bench_lat_value(i);
 	}
-	return lat_value(BENCH_LAT_BUCKETS - 1);
+	return bench_lat_value(BENCH_LAT_BUCKETS - 1);
 }

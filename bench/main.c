@@ -6,6 +6,10 @@
  *   taskq-bench --quick      small counts, 1 run each
  *   taskq-bench --only NAME  the row of that name, else the rows whose names contain NAME
  *   taskq-bench --json FILE  also write the results as JSON to FILE
+ *   taskq-bench --csv DIR    also run the batch sweep (taskq int 1->1 and the
+ *                            pipe, 1 to 256 tasks per call) and write the
+ *                            results as CSV files in DIR, for
+ *                            scripts/bench-plots.sh (write_csv)
  *   taskq-bench --only wedge the seed's ring and taskq when a consumer is
  *                            killed holding its lock / leases: tasks
  *                            delivered in the second before and after (no table)
@@ -17,7 +21,7 @@
  *
  * Exit status: 0, or 1 when a run lost, duplicated or corrupted a task (or a
  * child crashed or hung); a missed performance target does not count. 2: a
- * usage error, or the --json file could not be written.
+ * usage error, or the --json file or the --csv files could not be written.
  */
 #include "bench.h"
 
@@ -29,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +101,7 @@ struct row_out {
 	/* medians (and extremes) over the runs */
 	double med, min, max, futex_med, p50_med, p99_med, lmax_max, cpu_med, cpu_min, cpu_max, idle_s_med,
 		idle_fps_med;
+	uint64_t *hist; /* latency rows: every run's histogram, summed (with --csv) */
 	char msg[512];
 };
 
@@ -134,20 +140,17 @@ static uint64_t round_count(double n, uint64_t lo, uint64_t hi)
 	return v < lo ? lo : v;
 }
 
-static void fail_row(size_t i, const char *msg)
+static void fail_row(const struct bench_row *row, struct row_out *o, const char *msg)
 {
-	struct row_out *o = &g_out[i];
 	o->failed = 1;
 	snprintf(o->msg, sizeof o->msg, "%s", msg);
-	fprintf(stderr, "FAILED: %s: %s\n", g_rows[i].name, msg);
+	fprintf(stderr, "FAILED: %s: %s\n", row->name, msg);
 }
 
-/* Chooses the run size of row i; -1 if a calibration run failed. */
-static int calibrate(size_t i)
+/* Chooses the run size of a row; -1 if a calibration run failed. */
+static int calibrate(const struct bench_row *row, struct row_out *o)
 {
-	const struct bench_row *row = &g_rows[i];
-	struct row_out *o = &g_out[i];
-	struct bench_result res;
+	static struct bench_result res;
 	o->secs = row->secs > 0 ? row->secs : TARGET_SECS;
 	if (row->mode == MODE_IDLE) {
 		o->n = 1;
@@ -175,7 +178,7 @@ static int calibrate(size_t i)
 	for (;;) {
 		if (bench_run_once(row, n, o->secs, &res) != 0) {
 			fprintf(stderr, "\n");
-			fail_row(i, res.msg);
+			fail_row(row, o, res.msg);
 			return -1;
 		}
 		fprintf(stderr, "[%llu: %.2f M/s] ", (unsigned long long)res.total, res.rate / 1e6);
@@ -193,17 +196,18 @@ static int calibrate(size_t i)
 	return 0;
 }
 
-static void run_row(size_t i, int round, int runs)
+static void run_row(const struct bench_row *row, struct row_out *o, int round, int runs)
 {
-	const struct bench_row *row = &g_rows[i];
-	struct row_out *o = &g_out[i];
-	struct bench_result res;
+	static struct bench_result res; /* a latency histogram: not on the stack */
 	fprintf(stderr, "[%d/%d] %-32s ", round + 1, runs, row->name);
 	if (bench_run_once(row, o->n, o->secs, &res) != 0) {
 		fprintf(stderr, "\n");
-		fail_row(i, res.msg);
+		fail_row(row, o, res.msg);
 		return;
 	}
+	if (o->hist)
+		for (unsigned b = 0; b < BENCH_LAT_BUCKETS; b++)
+			o->hist[b] += res.lat_hist[b];
 	int k = o->nruns++;
 	o->ntasks[k] = (double)res.total;
 	o->rate[k] = res.rate;
@@ -804,19 +808,193 @@ static int write_json(const char *path, int runs, int bad)
 	return 0;
 }
 
+/* ------------------------------------------------------------ batch sweep */
+
+/* taskq int 1->1 and, as the baseline, the pipe with as many 8-byte tasks
+ * per write, at each of these batch sizes: throughput against batch size. */
+static const unsigned g_sweep_batches[] = {1, 4, 16, 64, 256};
+#define NSWEEP_BATCHES (sizeof g_sweep_batches / sizeof g_sweep_batches[0])
+#define NSWEEP (2 * NSWEEP_BATCHES) /* taskq at [b], the pipe at [NSWEEP_BATCHES + b] */
+#define SWEEP_RUNS 3
+#define SWEEP_SECS 0.3
+static struct bench_row g_sweep_rows[NSWEEP];
+static struct row_out g_sweep_out[NSWEEP];
+static char g_sweep_names[NSWEEP][48];
+
+static void sweep_build(void)
+{
+	for (size_t b = 0; b < NSWEEP_BATCHES; b++) {
+		unsigned n = g_sweep_batches[b];
+		size_t t = b, p = NSWEEP_BATCHES + b;
+		snprintf(g_sweep_names[t], sizeof g_sweep_names[t], "sweep taskq int 1->1 batch %u", n);
+		snprintf(g_sweep_names[p], sizeof g_sweep_names[p], "sweep pipe %u tasks per write", n);
+		g_sweep_rows[t] = (struct bench_row)TPUT(g_sweep_names[t], IMPL_TASKQ, 1, 1, n, 8, 0, 200000, 20000,
+							 150 * M, 0);
+		g_sweep_rows[p] = (struct bench_row)TPUT(g_sweep_names[p], IMPL_PIPE, 1, 1, n, 8, 0, 50000, 20000,
+							 200 * M, 0);
+		g_sweep_rows[t].secs = g_sweep_rows[p].secs = SWEEP_SECS;
+		g_sweep_out[t].selected = g_sweep_out[p].selected = 1;
+	}
+}
+
+static void print_sweep(void)
+{
+	printf("\nbatch sweep: tasks per call, 1->1, 8-byte tasks (%s)\n", g_quick ? "1 small run" : "medians of 3 runs");
+	printf("  %-8s %14s %14s %10s\n", "batch", "taskq M/s", "pipe M/s", "ratio");
+	for (size_t b = 0; b < NSWEEP_BATCHES; b++) {
+		const struct row_out *t = &g_sweep_out[b], *p = &g_sweep_out[NSWEEP_BATCHES + b];
+		char tv[32] = "FAILED", pv[32] = "FAILED", ratio[32] = "-";
+		if (!t->failed && t->nruns)
+			snprintf(tv, sizeof tv, "%.2f", t->med / 1e6);
+		if (!p->failed && p->nruns)
+			snprintf(pv, sizeof pv, "%.2f", p->med / 1e6);
+		if (!t->failed && t->nruns && !p->failed && p->nruns && p->med > 0)
+			snprintf(ratio, sizeof ratio, "%.2fx", t->med / p->med);
+		printf("  %-8u %14s %14s %10s\n", g_sweep_batches[b], tv, pv, ratio);
+	}
+}
+
+/* -------------------------------------------------------------------- CSV */
+
+/* A CSV field (RFC 4180): quoted if it holds a comma, a quote or a newline. */
+static void csv_str(FILE *f, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void csv_num(FILE *f, double v)
+{
+	if (isfinite(v))
+		fprintf(f, "%.6g", v);
+}
+
+static FILE *csv_open(const char *dir, const char *name, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		fprintf(stderr, "taskq-bench: cannot write %s: %s\n", path, strerror(errno));
+	return f;
+}
+
+static int csv_close(FILE *f, const char *path)
+{
+	if (fclose(f) != 0) {
+		fprintf(stderr, "taskq-bench: writing %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The CSV files in dir (main made it), each with a header line:
+ *   run.csv         key,value: when, where, how (date_utc, cpu, cores, ...)
+ *   throughput.csv  every throughput row of the table: taskq's and the
+ *                   baselines' (kind), medians, minima, maxima (tasks/s)
+ *   batch.csv       the batch sweep: batch,taskq_tasks_per_s,pipe_tasks_per_s
+ *                   (medians; empty where a row failed)
+ *   latency.csv     each latency row's push-to-take distribution over all its
+ *                   runs: row,latency_us,fraction (the share of tasks taken
+ *                   within latency_us, at each histogram bucket's midpoint)
+ * Returns 0, or -1 after a message.
+ */
+static int write_csv(const char *dir)
+{
+	char path[4200];
+	FILE *f;
+	int rc = 0;
+
+	if (!(f = csv_open(dir, "run.csv", path, sizeof path)))
+		return -1;
+	fprintf(f, "key,value\ndate_utc,%s\ncpu,", g_mach.date_iso);
+	csv_str(f, g_mach.model);
+	fprintf(f, "\ncores,%d\nkernel,", g_mach.nproc);
+	csv_str(f, g_mach.kernel);
+	fprintf(f, "\nquick,%d\nseconds,%.1f\n", g_quick, g_mach.seconds);
+	rc |= csv_close(f, path);
+
+	if (!(f = csv_open(dir, "throughput.csv", path, sizeof path)))
+		return -1;
+	fprintf(f, "row,impl,kind,producers,consumers,batch,task_bytes,median_tasks_per_s,min_tasks_per_s,"
+		   "max_tasks_per_s\n");
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct bench_row *row = &g_rows[i];
+		const struct row_out *o = &g_out[i];
+		if (row->mode != MODE_THROUGHPUT || !row_ok(i))
+			continue;
+		csv_str(f, row->name);
+		fprintf(f, ",%s,%s,%d,%d,%u,%u,", impl_name(row->impl), row->impl == IMPL_TASKQ ? "taskq" : "baseline",
+			row->nprod, row->ncons, row->batch, row->size ? row->size : 8);
+		csv_num(f, o->med);
+		fputc(',', f);
+		csv_num(f, o->min);
+		fputc(',', f);
+		csv_num(f, o->max);
+		fputc('\n', f);
+	}
+	rc |= csv_close(f, path);
+
+	if (!(f = csv_open(dir, "batch.csv", path, sizeof path)))
+		return -1;
+	fprintf(f, "batch,taskq_tasks_per_s,pipe_tasks_per_s\n");
+	for (size_t b = 0; b < NSWEEP_BATCHES; b++) {
+		const struct row_out *t = &g_sweep_out[b], *p = &g_sweep_out[NSWEEP_BATCHES + b];
+		fprintf(f, "%u,", g_sweep_batches[b]);
+		csv_num(f, !t->failed && t->nruns ? t->med : NAN);
+		fputc(',', f);
+		csv_num(f, !p->failed && p->nruns ? p->med : NAN);
+		fputc('\n', f);
+	}
+	rc |= csv_close(f, path);
+
+	if (!(f = csv_open(dir, "latency.csv", path, sizeof path)))
+		return -1;
+	fprintf(f, "row,latency_us,fraction\n");
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct row_out *o = &g_out[i];
+		if (g_rows[i].mode != MODE_LATENCY || !row_ok(i) || !o->hist)
+			continue;
+		uint64_t total = 0, seen = 0;
+		for (unsigned b = 0; b < BENCH_LAT_BUCKETS; b++)
+			total += o->hist[b];
+		for (unsigned b = 0; b < BENCH_LAT_BUCKETS && total; b++) {
+			if (!o->hist[b])
+				continue;
+			seen += o->hist[b];
+			csv_str(f, g_rows[i].name);
+			fprintf(f, ",%.4f,%.6f\n", bench_lat_value(b) / 1e3, (double)seen / (double)total);
+		}
+	}
+	rc |= csv_close(f, path);
+	return rc ? -1 : 0;
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: taskq-bench [--quick] [--only NAME] [--json FILE]\nrows:\n");
+	fprintf(f, "usage: taskq-bench [--quick] [--only NAME] [--json FILE] [--csv DIR]\nrows:\n");
 	for (size_t i = 0; i < NROWS; i++)
 		fprintf(f, "  %s\n", g_rows[i].name);
-	fprintf(f, "and, alone: --only wedge (the seed's ring and taskq, a consumer killed holding its lock)\n");
+	fprintf(f, "and, alone: --only wedge (the seed's ring and taskq, a consumer killed holding its lock)\n"
+		   "--csv DIR: also the batch sweep (taskq int 1->1 and the pipe, 1, 4, 16, 64 and 256\n"
+		   "tasks per call), and CSV files of everything in DIR (made if missing) for\n"
+		   "scripts/bench-plots.sh\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *only = NULL, *json = NULL;
+	const char *only = NULL, *json = NULL, *csv = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0) {
 			g_quick = 1;
@@ -828,6 +1006,10 @@ int main(int argc, char **argv)
 			json = argv[++i];
 		} else if (strncmp(argv[i], "--json=", 7) == 0) {
 			json = argv[i] + 7;
+		} else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
+			csv = argv[++i];
+		} else if (strncmp(argv[i], "--csv=", 6) == 0) {
+			csv = argv[i] + 6;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			return 0;
@@ -838,8 +1020,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (only && strcmp(only, "wedge") == 0) {
-		if (json) {
-			fprintf(stderr, "taskq-bench: --only wedge writes no JSON\n");
+		if (json || csv) {
+			fprintf(stderr, "taskq-bench: --only wedge writes no JSON or CSV\n");
 			return 2;
 		}
 		bench_install_handlers();
@@ -864,6 +1046,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* the CSV directory before the runs, not after */
+	if (csv && mkdir(csv, 0777) != 0 && errno != EEXIST) {
+		fprintf(stderr, "taskq-bench: --csv: cannot make %s: %s\n", csv, strerror(errno));
+		return 2;
+	}
 	machine_read();
 	build_targets();
 	bench_rec_init();
@@ -875,15 +1062,33 @@ int main(int argc, char **argv)
 	cpu_snap(&c0);
 	int runs = g_quick ? 1 : RUNS;
 
-	for (size_t i = 0; i < NROWS; i++)
+	for (size_t i = 0; i < NROWS; i++) {
+		if (csv && g_rows[i].mode == MODE_LATENCY && !(g_out[i].hist = calloc(BENCH_LAT_BUCKETS, sizeof(uint64_t)))) {
+			fprintf(stderr, "taskq-bench: out of memory\n");
+			return 1;
+		}
 		if (g_out[i].selected)
-			calibrate(i);
+			calibrate(&g_rows[i], &g_out[i]);
+	}
 	for (int k = 0; k < runs; k++)
 		for (size_t i = 0; i < NROWS; i++)
 			if (g_out[i].selected && !g_out[i].failed)
-				run_row(i, k, runs);
+				run_row(&g_rows[i], &g_out[i], k, runs);
 	for (size_t i = 0; i < NROWS; i++)
 		summarize(&g_out[i]);
+	/* The batch sweep: its own rows, in rounds of their own, after the table's. */
+	int sweep_runs = g_quick ? 1 : SWEEP_RUNS;
+	if (csv) {
+		sweep_build();
+		for (size_t i = 0; i < NSWEEP; i++)
+			calibrate(&g_sweep_rows[i], &g_sweep_out[i]);
+		for (int k = 0; k < sweep_runs; k++)
+			for (size_t i = 0; i < NSWEEP; i++)
+				if (!g_sweep_out[i].failed)
+					run_row(&g_sweep_rows[i], &g_sweep_out[i], k, sweep_runs);
+		for (size_t i = 0; i < NSWEEP; i++)
+			summarize(&g_sweep_out[i]);
+	}
 	g_mach.seconds = (double)(bench_now_ns() - t_start) / 1e9;
 	cpu_snap(&c1);
 	g_mach.others_cores = -1;
@@ -899,8 +1104,16 @@ int main(int argc, char **argv)
 	int bad = 0;
 	for (size_t i = 0; i < NROWS; i++)
 		bad |= g_out[i].failed;
+	if (csv) {
+		print_sweep();
+		for (size_t i = 0; i < NSWEEP; i++)
+			bad |= g_sweep_out[i].failed;
+	}
 	int json_rc = json ? write_json(json, runs, bad) : 0;
+	int csv_rc = csv ? write_csv(csv) : 0;
+	for (size_t i = 0; i < NROWS; i++)
+		free(g_out[i].hist);
 	if (bad)
 		return 1;
-	return json_rc != 0 ? 2 : 0;
+	return json_rc != 0 || csv_rc != 0 ? 2 : 0;
 }

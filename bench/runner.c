@@ -32,12 +32,37 @@ uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-unsigned char bench_rec_pad[BENCH_REC_LEN - 8];
+unsigned char bench_rec_tmpl[BENCH_REC_LEN];
+char bench_hex2[256][2];
+unsigned char bench_unhex[256];
 
 void bench_rec_init(void)
 {
-	for (size_t i = 0; i < sizeof bench_rec_pad; i++)
-		bench_rec_pad[i] = (unsigned char)('a' + i % 26);
+	static const char head[] = "{\"id\":\"";
+	static const char mid[] = "\",\"op\":\"sum\",\"args\":[1,2,3,4,5,6,7,8],\"pad\":\"";
+	static const char tail[] = "\"}";
+	_Static_assert(sizeof head - 1 == BENCH_REC_ID_OFF, "id offset");
+	_Static_assert(BENCH_REC_ID_OFF + BENCH_REC_ID_WIDTH + sizeof mid - 1 + sizeof tail - 1 <= BENCH_REC_LEN,
+		       "template too long");
+	unsigned char *p = bench_rec_tmpl;
+	memcpy(p, head, BENCH_REC_ID_OFF);
+	p += BENCH_REC_ID_OFF;
+	memset(p, '0', BENCH_REC_ID_WIDTH);
+	p += BENCH_REC_ID_WIDTH;
+	memcpy(p, mid, sizeof mid - 1);
+	p += sizeof mid - 1;
+	size_t pad = (size_t)(bench_rec_tmpl + BENCH_REC_LEN - p) - (sizeof tail - 1);
+	memset(p, 'x', pad);
+	p += pad;
+	memcpy(p, tail, sizeof tail - 1);
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 256; i++) {
+		bench_hex2[i][0] = hex[i >> 4];
+		bench_hex2[i][1] = hex[i & 15];
+		bench_unhex[i] = 16;
+	}
+	for (int i = 0; i < 16; i++)
+		bench_unhex[(unsigned char)hex[i]] = (unsigned char)i;
 }
 
 /* ------------------------------------------------------- named objects */
@@ -490,6 +515,7 @@ static void collect(struct bench_run *r, struct bench_result *res)
 		res->p50_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 0.50) / 1e3;
 		res->p99_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 0.99) / 1e3;
 		res->max_us = bench_lat_quantile(sh->lat_hist, res->lat_count, 1.0) / 1e3;
+		memcpy(res->lat_hist, sh->lat_hist, sizeof res->lat_hist);
 	}
 	uint64_t wall = atomic_load(&sh->idle_wall_ns);
 	if (wall) {

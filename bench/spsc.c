@@ -7,7 +7,7 @@
  * sched_yield() every 256 empty polls, for when they share a core).
  *
  * SPSC_SLOTS records of 8 bytes (the value) or BENCH_REC_LEN bytes (the
- * value, then a fixed pattern the consumer checks). The producer fills a
+ * JSON text every 100-byte row carries, bench.h, checked whole). The producer fills a
  * batch of up to `batch` records and publishes the tail with one release
  * store per batch; the consumer reads what is published, up to `batch` at a
  * time, and releases the head with one release store per batch. Each side
@@ -55,7 +55,7 @@ static int spsc_producer(struct bench_run *r, int p)
 	const uint64_t batch = r->row->batch, mask = SPSC_SLOTS - 1;
 	const uint64_t base = (uint64_t)p << BENCH_SEQ_BITS, per = r->per_prod;
 	unsigned char rec[BENCH_REC_LEN]; /* every record is written whole, 100 bytes */
-	memcpy(rec + 8, bench_rec_pad, sizeof bench_rec_pad);
+	memcpy(rec, bench_rec_tmpl, BENCH_REC_LEN);
 	if (size != sizeof(uint64_t) && size != sizeof rec)
 		bench_child_die(r, "producer", "task size %zu: only 8 or %zu", size, sizeof rec);
 	uint64_t tail = 0, head = 0;

@@ -65,9 +65,10 @@ extern "C" {
 
 /* The library's version, MAJOR.MINOR.PATCH, as in `pkg-config --modversion
  * taskq` and `taskq --version`. The shared library's soname is
- * libtaskq.so.MAJOR. */
+ * libtaskq.so.MAJOR from 1.0 on; while MAJOR is 0, every MINOR may change
+ * the ABI, so it is libtaskq.so.0.MINOR. */
 #define TQ_VERSION_MAJOR 0
-#define TQ_VERSION_MINOR 2
+#define TQ_VERSION_MINOR 3
 #define TQ_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- errors */
@@ -144,12 +145,17 @@ enum tq_run_state {
 typedef struct tq_queue tq_queue;
 
 typedef struct tq_config {
-	uint32_t capacity;        /* tasks held at once: ready, in progress, delayed, and dead beyond dead_capacity. 1..TQ_MAX_CAPACITY; default 10000 */
+	/* Tasks held at once: ready, in progress, and delayed or dead beyond
+	 * their areas. Retries that come due join the ready tasks whatever the
+	 * room, so ready + in progress can exceed it by up to delay_capacity
+	 * for a while (pushes then wait). 1..TQ_MAX_CAPACITY; default 10000. */
+	uint32_t capacity;
 	uint32_t max_payload;     /* bytes per payload, 0..TQ_MAX_PAYLOAD; default 4096 */
 	mode_t mode;              /* permission bits of the segment; default 0600 */
 	uint32_t max_attempts;    /* deliveries before a failing task is dead; 1..TQ_MAX_ATTEMPTS; default 5 */
 	/* The dead-letter area: this many dead tasks take no room from the
-	 * capacity (the queue has capacity + dead_capacity slots), and keep
+	 * capacity (the queue has capacity + dead_capacity + delay_capacity
+	 * slots), and keep
 	 * their whole failure message. A task that dies when the area is full
 	 * is kept all the same (never dropped) but counts against the
 	 * capacity, so producers end up waiting as on a full queue until dead
@@ -157,6 +163,14 @@ typedef struct tq_config {
 	 * event TQ_EV_DEAD_FULL when it starts). 1..capacity; 0 (the
 	 * default): max(1, capacity / 10). */
 	uint32_t dead_capacity;
+	/* The delay area: this many delayed tasks (retries waiting for their
+	 * backoff, delayed pushes) take no room from the capacity (the queue
+	 * has capacity + dead_capacity + delay_capacity slots), so waiting
+	 * retries do not keep new tasks out. Delayed tasks beyond it are kept
+	 * all the same but count against the capacity (tq_stats.delay_over).
+	 * Size it for the failure rate times the backoff. 1..capacity; 0 (the
+	 * default): max(1, capacity / 20). */
+	uint32_t delay_capacity;
 	uint64_t lease_ns;        /* lease length given by tq_take; TQ_LEASE_MIN_NS..TQ_TIME_MAX_NS; default 30 s */
 	uint64_t backoff_base_ns; /* retry delay after the first failure; 0..backoff_max_ns; default 100 ms */
 	uint64_t backoff_max_ns;  /* retry delay cap; ..TQ_TIME_MAX_NS; default 60 s */
@@ -269,9 +283,12 @@ int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
 /*
  * As tq_push, but the tasks become ready only delay_ns after the call (a
  * "not before" time, as beanstalkd's delay or Sidekiq's perform_in): until
- * then they are DELAYED (tq_stats.delayed), occupy capacity, and are not
- * taken. They become ready within about 1 ms of their due time while any
- * process works or waits on the queue (within capacity x 10 ns for queues
+ * then they are DELAYED (tq_stats.delayed), are not taken, and take no
+ * room from the capacity while the delay area holds them (tq_config's
+ * delay_capacity): a delayed push into a full queue succeeds while the area
+ * has room, and only beyond it do delayed tasks count against the capacity
+ * (and wait for room like any push). They become ready within about 1 ms
+ * of their due time while any process works or waits on the queue (within capacity x 10 ns for queues
  * over 100,000 tasks). delay_ns 0 is tq_push. Unlike tq_push, it takes the
  * queue's recovery lock (as tq_fail does), so a process stopped while
  * holding it delays the call by up to 10 s whatever timeout_ns says.
@@ -514,9 +531,11 @@ typedef struct tq_stats {
 	uint32_t delayed;      /* waiting for a due time: a retry's backoff, or a delayed push */
 	uint32_t dead;         /* dead tasks, in the dead-letter area and beyond it */
 	uint32_t free_slots;   /* places free: slots - ready - leased - delayed - dead */
-	uint32_t slots;        /* capacity + dead_capacity */
+	uint32_t slots;        /* capacity + dead_capacity + delay_capacity */
 	uint32_t dead_capacity;
 	uint32_t dead_over;    /* dead tasks beyond dead_capacity, taking room from the capacity: 0 normally */
+	uint32_t delay_capacity;
+	uint32_t delay_over;   /* delayed tasks beyond delay_capacity, taking room from the capacity */
 	uint32_t procs;        /* attached processes */
 	uint32_t recoveries;   /* dead processes recovered so far */
 	int run_state;
@@ -529,8 +548,8 @@ typedef struct tq_stats {
  * maintained counts. "leased" is the rest of the capacity, so it includes
  * any task in motion between two states at that instant. The figures
  * always add up to the slots: ready + leased + delayed + dead + free_slots
- * == slots == capacity + dead_capacity. The room a push has is
- * max(0, free_slots - (dead_capacity - min(dead, dead_capacity))).
+ * == slots == capacity + dead_capacity + delay_capacity. The room a push
+ * has is max(0, capacity - ready - leased - delay_over - dead_over).
  * Errors: TQ_EINVAL (NULL argument). */
 int tq_stats_get(tq_queue *q, tq_stats *out);
 
@@ -560,6 +579,9 @@ typedef struct tq_histogram {
 	uint64_t upper_ns[TQ_HIST_BUCKETS];
 	uint64_t sum_ns; /* sum of every measured value */
 } tq_histogram;
+/* Fills *wait and *processing (either may be NULL). Reads shared memory
+ * only, O(processes). Errors: TQ_EINVAL (NULL q), TQ_EFORKED. Thread-safe;
+ * an observer may call it. */
 int tq_histograms(tq_queue *q, tq_histogram *wait, tq_histogram *processing);
 
 /* ----------------------------------------------------------------- events */

@@ -152,11 +152,15 @@ static bool msg_intact(tq_queue *q, uint32_t idx, char *out)
 
 uint32_t tq__dead_recount(tq_queue *q)
 {
-	uint32_t n = 0;
+	uint32_t n = 0, delayed = 0;
 
-	for (uint32_t i = 0; i < q->nslots; i++)
-		n += st_state(load_acq(&q->st[i])) == ST_DEAD;
+	for (uint32_t i = 0; i < q->nslots; i++) {
+		unsigned s = st_state(load_acq(&q->st[i]));
+		n += s == ST_DEAD;
+		delayed += s == ST_DELAYED;
+	}
 	store_rlx(&q->h->dead_count, n);
+	store_rlx(&q->h->delayed_count, delayed);
 	return n;
 }
 

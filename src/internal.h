@@ -67,12 +67,13 @@ struct tq_queue {
 	tq_a32 room_polls; /* cheap room checks since the last thorough one (wait.c) */
 	tq_a64 credit;     /* tasks it may push before counting the room again (lane.c) */
 	uint32_t cap;     /* the capacity: validated at open; never re-read from the segment */
-	uint32_t nslots;  /* slots: cap + dead_cap; every slot index is below it */
+	uint32_t nslots;  /* slots: cap + dead_cap + delay_cap; every slot index is below it */
 	uint32_t stride;
 	uint32_t max_payload;
 	/* The rest of the configuration, from the same validated snapshot. */
 	uint32_t max_attempts;
 	uint32_t dead_cap;
+	uint32_t delay_cap; /* the delay area (design.md, 10) */
 	uint32_t mode;
 	uint64_t lease_ns;
 	uint64_t backoff_base_ns;
@@ -199,6 +200,9 @@ bool tq__lane_held(tq_queue *q, const tq_task *t);
 /* Some payload lane has room for a record of `size` bytes (a hint). */
 bool tq__lane_bytes_room(tq_queue *q, uint64_t size, bool thorough);
 extern _Thread_local uint64_t tq__byte_need;
+/* A delayed push of this thread waiting: the delay area's room is room for
+ * it too (push.c). */
+extern _Thread_local bool tq__delay_push;
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned);
@@ -252,7 +256,8 @@ void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg);
  * failure it was given if its owner got that far (its own message, whole
  * while its message-area entry is intact), else TQ_ELOST and `why`. */
 void tq__make_dead_kept(tq_queue *q, uint32_t idx, const char *why, uint64_t now);
-/* Recounts the DEAD slots into the header's count (recovery lock held). */
+/* Recounts DEAD and DELAYED slots into their counts (under the recovery
+ * lock, after a dead holder); returns the dead count. */
 uint32_t tq__dead_recount(tq_queue *q);
 /* The length of msg's first bytes that fit in max - 1, cut at a UTF-8
  * character boundary (at the byte where it is not UTF-8). */

@@ -194,13 +194,15 @@ static uint64_t lanes_used(tq_queue *q)
 }
 
 /* The capacity less what is in use: lane tasks, and slots but for the
- * dead tasks the dead-letter area holds (design.md, 10). */
+ * dead tasks the dead-letter area holds and the delayed tasks the delay
+ * area holds (design.md, 10). */
 uint64_t tq__room_now(tq_queue *q)
 {
 	uint64_t free_slots = tq__ring_count(&q->freer);
 	uint64_t slots_used = free_slots < q->nslots ? q->nslots - free_slots : 0;
 	uint64_t dead = load_rlx(&q->h->dead_count);
-	uint64_t held = dead < q->dead_cap ? dead : q->dead_cap;
+	uint64_t delayed = load_rlx(&q->h->delayed_count);
+	uint64_t held = (dead < q->dead_cap ? dead : q->dead_cap) + (delayed < q->delay_cap ? delayed : q->delay_cap);
 
 	slots_used = slots_used > held ? slots_used - held : 0;
 	uint64_t used = lanes_used(q) + (slots_used > q->cap ? q->cap : slots_used);

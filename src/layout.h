@@ -22,9 +22,10 @@
  *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
  *   [msgs    x dead_capacity]   whole failure messages of dead tasks (design.md, 10)
  *
- * slots = capacity + dead_capacity: the dead-letter area has slots of its
- * own (design.md, section 10).
- * Every offset is recomputed from (capacity, max_payload, dead_capacity) by every opener
+ * slots = capacity + dead_capacity + delay_capacity: the dead-letter area
+ * and the delay area have slots of their own (design.md, section 10).
+ * Every offset is recomputed from (capacity, max_payload, dead_capacity,
+ * delay_capacity) by every opener
  * and must match the stored one; nothing read from the segment is trusted
  * as a pointer or an unchecked index.
  */
@@ -38,7 +39,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 7u
+#define TQ_LAYOUT_VERSION 8u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -114,7 +115,7 @@ _Static_assert(sizeof(struct tq_msg) == 32 + TQ_ERRMSG_MAX, "message entry");
 /* The public limits, against the fields that hold them. */
 _Static_assert(sizeof(((struct tq_msg *)0)->text) == TQ_ERRMSG_MAX, "failure text");
 _Static_assert(TQ_EVENT_MSG_MAX <= TQ_ERRMSG_MAX && TQ_AUX_MSG <= TQ_ERRMSG_MAX, "message prefixes");
-_Static_assert((uint64_t)TQ_MAX_CAPACITY * 2 <= UINT32_MAX / 2, "slots (capacity + dead capacity) are u32");
+_Static_assert((uint64_t)TQ_MAX_CAPACITY * 3 <= UINT32_MAX / 2, "slots (capacity + dead + delay capacity) are u32");
 _Static_assert(TQ_MAX_ATTEMPTS <= UINT16_MAX, "tq_slot.attempts is 16 bits");
 _Static_assert(TQ_MAX_PROCS < 0xffff, "owner ids (record + 1) are 16 bits");
 _Static_assert(TQ_MAX_CAPACITY <= UINT32_MAX / 2, "slot indices are u32");
@@ -371,8 +372,8 @@ struct tq_hdr {
 	uint64_t off_cells, off_marks;
 	uint64_t lane_bytes;      /* bytes per payload lane's byte ring: a power of two */
 	uint64_t off_bytes;       /* the payload lanes' byte rings, lane 8's first */
-	uint32_t slots;           /* capacity + dead_capacity */
-	uint32_t pad0;
+	uint32_t slots;           /* capacity + dead_capacity + delay_capacity */
+	uint32_t delay_capacity;  /* the delay area: slots beyond the capacity for delayed tasks (layout 8) */
 	uint64_t off_msgs;        /* dead_capacity message entries */
 
 	/* Shared state. */

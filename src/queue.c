@@ -42,6 +42,7 @@ TQ_API void tq_config_init(tq_config *cfg)
 	cfg->mode = 0600;
 	cfg->max_attempts = 5;
 	cfg->dead_capacity = 0;
+	cfg->delay_capacity = 0;
 	cfg->lease_ns = 30000000000ull;
 	cfg->backoff_base_ns = 100000000ull;
 	cfg->backoff_max_ns = 60000000000ull;
@@ -82,6 +83,8 @@ static int validate_config(const tq_config *c)
 		return TQ_EINVAL;
 	if (c->dead_capacity < 1 || c->dead_capacity > c->capacity)
 		return TQ_EINVAL;
+	if (c->delay_capacity < 1 || c->delay_capacity > c->capacity)
+		return TQ_EINVAL;
 	if (c->lease_ns < TQ_LEASE_MIN_NS || c->lease_ns > TQ_TIME_MAX_NS)
 		return TQ_EINVAL;
 	if (c->backoff_max_ns < c->backoff_base_ns || c->backoff_max_ns > TQ_TIME_MAX_NS)
@@ -102,12 +105,12 @@ static uint32_t ring_size_for(uint32_t cap)
 	return r;
 }
 
-/* A payload lane's byte ring, a power of two: the largest not above 64
+/* A payload lane's byte ring, a power of two: the largest not above 32
  * bytes a task of capacity (one producer pushes into one lane at a time),
  * at least 4 KiB, and room for two of the largest records (design.md, 2). */
 static uint64_t lane_bytes_for(uint32_t capacity, uint32_t max_payload)
 {
-	uint64_t share = (uint64_t)capacity * 64;
+	uint64_t share = (uint64_t)capacity * 32;
 	uint64_t two = 2 * (align_up(max_payload, 8) + sizeof(struct tq_brec));
 	uint64_t r = 4096;
 
@@ -119,10 +122,11 @@ static uint64_t lane_bytes_for(uint32_t capacity, uint32_t max_payload)
 }
 
 /* Fills the geometry of a queue with this configuration into h. */
-static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload, uint32_t dead_capacity)
+static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload, uint32_t dead_capacity,
+			   uint32_t delay_capacity)
 {
 	uint64_t off = align_up(sizeof(struct tq_hdr), 4096);
-	uint32_t slots = capacity + dead_capacity; /* validated: no overflow */
+	uint32_t slots = capacity + dead_capacity + delay_capacity; /* validated: each <= capacity, no overflow */
 
 	h->capacity = capacity;
 	h->slots = slots;
@@ -170,10 +174,11 @@ static int init_segment(uint8_t *base, const tq_config *c)
 {
 	struct tq_hdr *h = (struct tq_hdr *)base;
 
-	compute_layout(h, c->capacity, c->max_payload, c->dead_capacity);
+	compute_layout(h, c->capacity, c->max_payload, c->dead_capacity, c->delay_capacity);
 	h->version = TQ_LAYOUT_VERSION;
 	h->max_attempts = c->max_attempts;
 	h->dead_capacity = c->dead_capacity;
+	h->delay_capacity = c->delay_capacity;
 	h->mode = c->mode;
 	h->lease_ns = c->lease_ns;
 	h->backoff_base_ns = c->backoff_base_ns;
@@ -229,12 +234,13 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	if (h->capacity < 1 || h->capacity > TQ_MAX_CAPACITY || h->max_payload > TQ_MAX_PAYLOAD)
 		return TQ_EBADQUEUE;
 	if (h->max_attempts < 1 || h->max_attempts > TQ_MAX_ATTEMPTS || h->dead_capacity < 1 ||
-	    h->dead_capacity > h->capacity || h->lease_ns < TQ_LEASE_MIN_NS ||
+	    h->dead_capacity > h->capacity || h->delay_capacity < 1 || h->delay_capacity > h->capacity ||
+	    h->lease_ns < TQ_LEASE_MIN_NS ||
 	    h->lease_ns > TQ_TIME_MAX_NS || h->backoff_max_ns < h->backoff_base_ns ||
 	    h->backoff_max_ns > TQ_TIME_MAX_NS)
 		return TQ_EBADQUEUE;
 	memset(&want, 0, sizeof(want));
-	compute_layout(&want, h->capacity, h->max_payload, h->dead_capacity);
+	compute_layout(&want, h->capacity, h->max_payload, h->dead_capacity, h->delay_capacity);
 	if (want.payload_stride != h->payload_stride || want.ring_size != h->ring_size ||
 	    want.max_procs != h->max_procs || want.off_procs != h->off_procs ||
 	    want.off_state != h->off_state || want.off_slots != h->off_slots ||
@@ -262,9 +268,10 @@ int tq__lock_recovery(tq_queue *q)
 	if (rc == 0 && died) {
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
-		/* A holder killed between a slot's move to or from DEAD and
-		 * the count: the count is exact again before anyone uses it
-		 * under the lock (design.md, 10, "The dead count"). */
+		/* A holder killed between a slot's move to or from DEAD (or
+		 * DELAYED) and the count: the counts are exact again before
+		 * anyone uses them under the lock (design.md, 10, "The dead
+		 * count", "The delay area"). */
 		(void)tq__dead_recount(q);
 	}
 	return rc;
@@ -279,9 +286,7 @@ int tq__trylock_recovery(tq_queue *q)
 	if (rc == 0 && died) {
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
-		/* A holder killed between a slot's move to or from DEAD and
-		 * the count: the count is exact again before anyone uses it
-		 * under the lock (design.md, 10, "The dead count"). */
+		/* As in tq__lock_recovery. */
 		(void)tq__dead_recount(q);
 	}
 	return rc;
@@ -457,7 +462,7 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	uint32_t capacity = snap->capacity, max_payload = snap->max_payload;
 
 	memset(&g, 0, sizeof(g));
-	compute_layout(&g, capacity, max_payload, snap->dead_capacity);
+	compute_layout(&g, capacity, max_payload, snap->dead_capacity, snap->delay_capacity);
 	q->procs = (struct tq_proc *)(q->base + g.off_procs);
 	q->st = (tq_a64 *)(q->base + g.off_state);
 	q->slots = (struct tq_slot *)(q->base + g.off_slots);
@@ -484,6 +489,7 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->max_payload = max_payload;
 	q->max_attempts = snap->max_attempts;
 	q->dead_cap = snap->dead_capacity;
+	q->delay_cap = snap->delay_capacity;
 	q->mode = snap->mode;
 	q->lease_ns = snap->lease_ns;
 	q->backoff_base_ns = snap->backoff_base_ns;
@@ -700,11 +706,13 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	struct tq_config c = *cfg;
 	if (c.dead_capacity == 0)
 		c.dead_capacity = c.capacity / 10 ? c.capacity / 10 : 1;
+	if (c.delay_capacity == 0)
+		c.delay_capacity = c.capacity / 20 ? c.capacity / 20 : 1;
 	cfg = &c;
 	if ((rc = validate_config(cfg)))
 		return rc;
 	memset(&geo, 0, sizeof(geo));
-	compute_layout(&geo, cfg->capacity, cfg->max_payload, cfg->dead_capacity);
+	compute_layout(&geo, cfg->capacity, cfg->max_payload, cfg->dead_capacity, cfg->delay_capacity);
 	struct statvfs vfs;
 	if (statvfs("/dev/shm", &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < geo.total_size)
@@ -832,6 +840,7 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 	out->mode = (mode_t)(q->mode & 0777u);
 	out->max_attempts = q->max_attempts;
 	out->dead_capacity = q->dead_cap;
+	out->delay_capacity = q->delay_cap;
 	out->lease_ns = q->lease_ns;
 	out->backoff_base_ns = q->backoff_base_ns;
 	out->backoff_max_ns = q->backoff_max_ns;

@@ -304,6 +304,12 @@ static void sweep(tq_queue *q, uint64_t now)
 	 * pass corrects a bury made without it (a fail whose lock stayed
 	 * busy). Set before the lanes' expiry, whose burials count from it. */
 	store_rlx(&q->h->dead_count, dead);
+	/* Exact: every change of a DELAYED state and its count happens under
+	 * the recovery lock, as this pass does (but for a fail or delayed push
+	 * that could not get the lock in 10 s, which this recount corrects).
+	 * Set before the lanes' expiry too: the failures it moves out add
+	 * to it. */
+	store_rlx(&q->h->delayed_count, delayed);
 	uint64_t lane_expired = tq__lanes_expire(q, now);
 	(void)tq__due_hint(q, next_due);
 	tq__count(q, C_EXPIRED, expired);
@@ -311,10 +317,6 @@ static void sweep(tq_queue *q, uint64_t now)
 	expired += lane_expired;
 	if (expired)
 		tq__event(q, TQ_EV_EXPIRED, expired, 0, NULL);
-	/* Exact: every change of a DELAYED state and its count happens under
-	 * the recovery lock, as this pass does (but for a fail or delayed push
-	 * that could not get the lock in 10 s, which this recount corrects). */
-	store_rlx(&q->h->delayed_count, delayed);
 }
 
 /* Records the totals now, for rates over recent windows. */

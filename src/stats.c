@@ -196,7 +196,8 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 */
 	/* Read at slightly different instants, the figures can overlap by a
 	 * task in motion; each is clamped to what the ones before it left, so
-	 * that they always add up to the slots (capacity + dead capacity). */
+	 * that they always add up to the slots (capacity + dead capacity +
+	 * delay capacity). */
 	uint32_t room = q->nslots;
 	uint64_t lane_oldest = 0;
 	uint64_t lane_ready = tq__lanes_ready(q, NULL, &lane_oldest);
@@ -219,6 +220,8 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	out->slots = q->nslots;
 	out->dead_capacity = q->dead_cap;
 	out->dead_over = dead > q->dead_cap ? dead - q->dead_cap : 0;
+	out->delay_capacity = q->delay_cap;
+	out->delay_over = delayed > q->delay_cap ? delayed - q->delay_cap : 0;
 	out->ready = ready;
 	out->free_slots = free_slots;
 	out->dead = dead;

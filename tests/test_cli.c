@@ -942,7 +942,8 @@ Test(cli, create_defaults)
 	assert_jnum(o.out, "config.backoff_seconds", 0.1);
 	assert_jnum(o.out, "config.backoff_max_seconds", 60);
 	assert_jnum(o.out, "ready", 0);
-	assert_jnum(o.out, "free", 11000); /* slots: the capacity and the dead-letter area */
+	assert_jnum(o.out, "config.delay_capacity", 500);
+	assert_jnum(o.out, "free", 11500); /* slots: the capacity, the dead-letter and delay areas */
 	assert_jnum(o.out, "totals.pushed", 0);
 
 	char path[300];
@@ -965,8 +966,8 @@ Test(cli, create_options_and_exist_ok)
 	const char *q = qname("copt");
 
 	tq(&o, NULL, "create", q, "--capacity", "64", "--max-payload", "100", "--mode", "640", "--max-attempts",
-	   "3", "--dead-capacity", "8", "--lease", "2.5", "--backoff", "0.25", "--backoff-max", "4", "--json",
-	   NULL);
+	   "3", "--dead-capacity", "8", "--delay-capacity", "16", "--lease", "2.5", "--backoff", "0.25",
+	   "--backoff-max", "4", "--json", NULL);
 	assert_ok(&o);
 	cr_assert(js_valid(o.out), "create --json:\n%s", o.out);
 	assert_jstr(o.out, "name", q);
@@ -981,6 +982,8 @@ Test(cli, create_options_and_exist_ok)
 	assert_jstr(o.out, "config.mode", "640");
 	assert_jnum(o.out, "config.max_attempts", 3);
 	assert_jnum(o.out, "config.dead_capacity", 8);
+	assert_jnum(o.out, "config.delay_capacity", 16);
+	assert_jnum(o.out, "slots", 88);
 	assert_jnum(o.out, "config.lease_seconds", 2.5);
 	assert_jnum(o.out, "config.backoff_seconds", 0.25);
 	assert_jnum(o.out, "config.backoff_max_seconds", 4);
@@ -1025,7 +1028,8 @@ Test(cli, create_bad_values_and_names)
 		{"--capacity", ""}, {"--capacity", "+5"}, {"--max-payload", "16777217"}, {"--max-payload", "x"},
 		{"--mode", "800"}, {"--mode", "1000"}, {"--mode", "rw"}, {"--mode", ""},
 		{"--max-attempts", "0"}, {"--max-attempts", "65536"}, {"--dead-capacity", "0"},
-		{"--dead-capacity", "11", "--capacity", "10"}, {"--lease", "0"}, {"--lease", "0.0001"},
+		{"--dead-capacity", "11", "--capacity", "10"}, {"--delay-capacity", "0"},
+		{"--delay-capacity", "11", "--capacity", "10"}, {"--delay-capacity", "x"}, {"--lease", "0"}, {"--lease", "0.0001"},
 		{"--lease", "-1"}, {"--lease", "abc"}, {"--lease", "inf"}, {"--backoff", "-0.5"},
 		{"--backoff", "nan"}, {"--backoff-max", "x"},
 	};
@@ -1071,7 +1075,7 @@ Test(cli, info_and_stats_text_and_json)
 	cr_assert_eq(o.err_len, 0, "%s", o.err);
 	snprintf(want, sizeof(want), "queue %s: running\n", q);
 	cr_assert(!strncmp(o.out, want, strlen(want)), "info text:\n%s", o.out);
-	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 53 free of 55 (capacity 50 + dead-letter area 5)", "info text");
+	assert_contains(o.out, "2 ready, 0 in progress, 0 delayed (retry), 0 dead; 55 free of 57 (capacity 50 + dead-letter area 5 + delay area 2)", "info text");
 	assert_contains(o.out, "3 pushed, 1 taken, 1 acked, 0 failed, 0 retried, 0 dead", "info text");
 	assert_contains(o.out, "config:  capacity 50", "info text");
 
@@ -1091,7 +1095,7 @@ Test(cli, info_and_stats_text_and_json)
 	assert_jnum(o.out, "leased", 0);
 	assert_jnum(o.out, "delayed", 0);
 	assert_jnum(o.out, "dead", 0);
-	assert_jnum(o.out, "free", 53);
+	assert_jnum(o.out, "free", 55);
 	assert_jnum(o.out, "processes", 0);
 	assert_jnum(o.out, "totals.pushed", 3);
 	assert_jnum(o.out, "totals.taken", 1);
@@ -1993,8 +1997,8 @@ Test(cli, stats_says_the_dead_area_is_full)
 	assert_jnum(o.out, "dead", 3);
 	assert_jnum(o.out, "dead_capacity", 2);
 	assert_jnum(o.out, "dead_over", 1);
-	assert_jnum(o.out, "slots", 12);
-	assert_jnum(o.out, "free", 9);
+	assert_jnum(o.out, "slots", 13);
+	assert_jnum(o.out, "free", 10);
 	assert_jnum(o.out, "totals.dead_overflow", 1);
 	tq(&o, NULL, "stats", q, NULL);
 	assert_ok(&o);
@@ -2008,7 +2012,7 @@ Test(cli, stats_says_the_dead_area_is_full)
 	assert_ok(&o);
 	assert_jnum(o.out, "dead", 0);
 	assert_jnum(o.out, "dead_over", 0);
-	assert_jnum(o.out, "free", 12);
+	assert_jnum(o.out, "free", 13);
 	out_free(&o);
 }
 
@@ -2796,6 +2800,31 @@ Test(cli, top_is_an_observer_destroy_succeeds_beside_it)
 	out_free(&o);
 }
 
+/* taskq top's last minute: a sparkline a figure, with its latest value
+ * and its largest, read from the queue at each frame. */
+Test(cli, top_shows_the_last_minute_of_each_figure)
+{
+	struct out o = {0};
+	const char *q = qname("topmin");
+
+	create_ok(q);
+	for (int i = 0; i < 5; i++)
+		push_ok(q, "x");
+	tq(&o, NULL, "top", q, "--batch", "--iterations", "2", "--interval", "0.1", NULL);
+	assert_ok(&o);
+	const char *last = strstr(o.out, "taskq top - queue");
+	cr_assert(last, "%s", o.out);
+	last = strstr(last + 1, "taskq top - queue"); /* the second frame */
+	cr_assert(last, "no second frame:\n%s", o.out);
+	assert_contains(last, "\npending  ", "pending line");
+	assert_contains(last, "now 5  max 5\n", "pending: 5 now, 5 at most");
+	assert_contains(last, "\ndone/s   ", "done/s line");
+	assert_contains(last, "\npushed/s ", "pushed/s line");
+	assert_contains(last, "\nfailed/s ", "failed/s line");
+	assert_contains(last, "\nheld     ", "held line");
+	out_free(&o);
+}
+
 Test(cli, destroy_refuses_queues_holding_tasks)
 {
 	struct out o = {0};
@@ -3503,9 +3532,10 @@ Test(cli, every_listed_option_is_taken)
 			cr_assert(sscanf(dd, "%63s %63s", name, arg) >= 1);
 			if (!strcmp(name, "--help"))
 				continue;
-			/* --url and --token-file of a local form: the remote form's,
-			 * whose --url is not optional */
-			if (!strcmp(name, "--url") || (!cmds[i].remote && !strcmp(name, "--token-file")))
+			/* --url, --token-file and --cacert of a local form: the remote
+			 * form's, whose --url is not optional */
+			if (!strcmp(name, "--url") ||
+			    (!cmds[i].remote && (!strcmp(name, "--token-file") || !strcmp(name, "--cacert"))))
 				continue;
 			seen++;
 			const char *value = NULL;
@@ -3553,7 +3583,7 @@ Test(cli, full_push_says_why_and_log_json_names_fields)
 	assert_ok(&o);
 	tq(&o, "3\n", "push", q, "--kind", "int", "--timeout", "0.1", NULL);
 	assert_fails(&o, 6);
-	assert_contains(o.err, "the queue is full: 2 ready, 0 in progress, 0 retrying of capacity 2",
+	assert_contains(o.err, "the queue is full: 2 ready, 0 in progress of capacity 2",
 			"a push that timed out on a full queue");
 	assert_contains(o.err, "nothing pushed", "a push that timed out on a full queue");
 

@@ -78,7 +78,7 @@ Test(delay, not_before_its_time_then_delivered, .timeout = 60, .fini = fini)
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_expect_eq(s.delayed, 0);
 	cr_expect_eq(s.total.acked, 5);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 64);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 64);
 	tq_close(q);
 }
 
@@ -126,7 +126,7 @@ Test(delay, pusher_killed_mid_batch, .timeout = 60, .fini = fini)
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_expect_eq(s.total.pushed, 1, "pushed: %llu", (unsigned long long)s.total.pushed);
 	cr_expect_eq(s.delayed, 1);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 63, "the 4 never accepted are free again: %u", s.free_slots);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 63, "the 4 never accepted are free again: %u", s.free_slots);
 
 	tq_task got[5];
 	int k = tq_take(q, got, 5, 5000 * MS);
@@ -167,5 +167,121 @@ Test(delay, cli_push_delay, .timeout = 60, .fini = fini)
 		}
 	}
 	cr_expect_eq(n, 2);
+	tq_close(q);
+}
+
+/* Delayed tasks take no room from new work while the delay area holds
+ * them (design.md, 10). A queue of 64 with a delay area of 32 (and a
+ * dead-letter area of 6: 102 slots) takes 32 delayed tasks and still its
+ * whole capacity of fresh ones; delayed tasks beyond the area are kept but
+ * count against the capacity, and stats and the command say so. */
+Test(delay, delayed_tasks_take_no_room, .timeout = 60, .fini = fini)
+{
+	tq_config c;
+	tq_config_init(&c);
+	c.capacity = 64;
+	c.delay_capacity = 32;
+	tq_queue *q = NULL;
+	tqt_name(qname, "delayroom");
+	tq_destroy(qname);
+	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	tq_task d[100], t[64];
+	memset(d, 0, sizeof d);
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 100; i++) {
+		d[i].kind = TQ_KIND_INT;
+		d[i].value = 1000 + (uint64_t)i;
+	}
+	for (int i = 0; i < 64; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = (uint64_t)i;
+	}
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.slots, 102, "capacity 64 + dead-letter area 6 + delay area 32: %u", s.slots);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.delay_capacity, 32);
+	cr_assert_eq(tq_push_delayed(q, d, 12, 3600 * 1000 * MS, 0), 12);
+	/* Fresh tasks: the whole capacity, and not one more. */
+	cr_assert_eq(tq_push(q, t, 28, 0), 28);
+	cr_assert_eq(tq_push(q, t + 28, 36, 0), 36, "12 delayed take no room");
+	/* A delayed push into the full queue: the area has room for 20. */
+	cr_assert_eq(tq_push_delayed(q, d + 12, 30, 3600 * 1000 * MS, 0), 20, "the area's room, not the capacity's");
+	cr_assert_eq(tq_push(q, t, 1, 0), TQ_EAGAIN, "the capacity is reached by ready tasks");
+	cr_assert_eq(tq_push_delayed(q, d + 32, 1, 3600 * 1000 * MS, 0), TQ_EAGAIN,
+		     "the delay area and the capacity are full");
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.ready, 64);
+	cr_expect_eq(s.delayed, 32, "delayed %u", s.delayed);
+	cr_expect_eq(s.delay_over, 0);
+	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	tq_task got[64];
+	int k = tq_take(q, got, 64, 0);
+	cr_assert_eq(k, 64, "the fresh tasks: %d", k);
+	for (int i = 0; i < k; i++)
+		cr_expect_eq(got[i].value, (uint64_t)i, "task %d: %llu, not a delayed one", i,
+			     (unsigned long long)got[i].value);
+	cr_assert_eq(tq_take(q, got, 1, 0), TQ_EAGAIN, "the delayed tasks are not due");
+	cr_assert_eq(tq_ack(q, got, 64), 0);
+	/* Beyond the area, delayed tasks count against the capacity. */
+	cr_assert_eq(tq_push_delayed(q, d + 32, 68, 3600 * 1000 * MS, 0), 64, "64 more: the capacity");
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.delayed, 96);
+	cr_expect_eq(s.delay_over, 64);
+	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
+	cr_assert_eq(tq_push(q, t, 1, 0), TQ_EAGAIN, "no room: the delayed tasks beyond the area fill it");
+	struct out o;
+	memset(&o, 0, sizeof o);
+	char *push[] = {TASKQ, "push", qname, "--timeout", "0", "7", NULL};
+	run(push, NULL, &o);
+	cr_expect_neq(o.status, 0);
+	cr_expect(strstr(o.err, "64 delayed over the delay area of 32"), "%s", o.err);
+	out_free(&o);
+	char *stats[] = {TASKQ, "stats", qname, NULL};
+	run(stats, NULL, &o);
+	cr_expect_eq(o.status, 0, "%s", o.err);
+	cr_expect(strstr(o.out, "DELAY AREA FULL: 96 delayed of 32, 64 over"), "%s", o.out);
+	out_free(&o);
+	tq_close(q);
+}
+
+/* What the issue that asked for it saw: a consumer that fails a share of
+ * its tasks with a long backoff. The retries wait in slots without taking
+ * room, so the producer keeps the whole capacity for new tasks. */
+Test(delay, retries_waiting_do_not_block_producers, .timeout = 60, .fini = fini)
+{
+	tq_config c;
+	tq_config_init(&c);
+	c.capacity = 64;
+	c.delay_capacity = 64;
+	c.backoff_base_ns = 3600ull * 1000 * MS;
+	c.backoff_max_ns = 3600ull * 1000 * MS;
+	tq_queue *q = NULL;
+	tqt_name(qname, "delayretry");
+	tq_destroy(qname);
+	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	tq_task t[64], got[64];
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 64; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = (uint64_t)i;
+	}
+	cr_assert_eq(tq_push(q, t, 64, 0), 64);
+	int k = tq_take(q, got, 64, 0);
+	cr_assert_eq(k, 64);
+	cr_assert_eq(tq_fail(q, got, 64, 7, "not now"), 0);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.delayed, 64, "every failure waits for its retry: %u", s.delayed);
+	cr_expect_eq(s.ready + s.leased, 0);
+	cr_assert_eq(tq_push(q, t, 64, 0), 64, "the whole capacity for new tasks");
+	cr_assert_eq(tq_push(q, t, 1, 0), TQ_EAGAIN);
+	k = tq_take(q, got, 64, 0);
+	cr_assert_eq(k, 64);
+	cr_assert_eq(tq_ack(q, got, 64), 0);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.delayed, 64);
+	cr_expect_eq(s.total.acked, 64);
 	tq_close(q);
 }

@@ -866,7 +866,7 @@ static void run_race(const char *test, unsigned batch)
 	cr_expect_eq(s.total.recovered, 0);
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.leased, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 256);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 256);
 }
 
 Test(engine, lease_expiry_race_b1, .timeout = 60, .fini = cleanup_queues)
@@ -978,7 +978,7 @@ Test(engine, ids_attempt_enqueued_payload, .timeout = 60, .fini = cleanup_queues
 	tq_stats s = get_stats(q);
 	cr_expect_eq(s.total.pushed, N + 3);
 	cr_expect_eq(s.total.acked, N + 3);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 100);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 100);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -1150,7 +1150,7 @@ Test(engine, push_full_timeouts_and_partial, .timeout = 60, .fini = cleanup_queu
 	tq_stats s = get_stats(q);
 	cr_expect_eq(s.total.pushed, 4);
 	cr_expect_eq(s.ready, 4);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 0);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 0);
 
 	/* make room for 2, push 5 with a timeout: 2 accepted */
 	tq_task out[2];
@@ -1401,7 +1401,7 @@ Test(engine, lease_expiry_redelivers_and_old_ack_is_lost, .timeout = 60, .fini =
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.delayed, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 16);
 	tq_close(b);
 	tq_close(a);
 	tq_destroy(name);
@@ -1514,7 +1514,7 @@ Test(engine, fail_retry_dead_kick_purge, .timeout = 60, .fini = cleanup_queues)
 	s = get_stats(q);
 	cr_expect_eq(s.dead, 0);
 	cr_expect_eq(s.ready, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 16);
 	cr_expect_eq(tq_take(q, &t, 1, 0), TQ_EAGAIN);
 	tq_close(q);
 	tq_destroy(name);
@@ -1555,7 +1555,7 @@ Test(engine, dead_kick_and_purge_all, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(tq_dead_purge(q, TQ_ALL), 0);
 	tq_stats s = get_stats(q);
 	cr_expect_eq(s.dead, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 16);
 	cr_expect_eq(s.total.dead, 10);
 	tq_close(q);
 	tq_destroy(name);
@@ -1675,7 +1675,7 @@ Test(engine, dead_area_full_keeps_room_then_refuses, .timeout = 60, .fini = clea
 	s = get_stats(q);
 	cr_expect_eq(s.ready, 20);
 	cr_expect_eq(s.ready + s.leased + s.delayed + s.dead + s.free_slots, s.slots);
-	cr_expect_eq(s.slots, 25);
+	cr_expect_eq(s.slots, 26, "capacity 20 + dead-letter area 5 + delay area 1");
 
 	/* One more dies: kept beyond the area, and it takes a place. */
 	tq_task d;
@@ -1817,8 +1817,8 @@ Test(engine, dead_capacity_keeps_all, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.total.dead, 3);
 	cr_expect_eq(s.dead, 3);
 	cr_expect_eq(s.dead_over, 1);
-	cr_expect_eq(s.slots, 12);
-	cr_expect_eq(s.free_slots, 9);
+	cr_expect_eq(s.slots, 13);
+	cr_expect_eq(s.free_slots, 10);
 	tq_event_info ev[16];
 	int ne = tq_events(q, 0, ev, 16), full = 0;
 	for (int k = 0; k < ne; k++)
@@ -2015,7 +2015,7 @@ Test(engine, big_payloads_2x2, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(b->dups, 0);
 	cr_expect_eq(tqt_bitmap_count(b->bm, 2 * b->per_producer), 2 * b->per_producer);
 	cr_expect_eq(s.total.acked, 2 * b->per_producer);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 16);
 }
 
 /* ------------------------------------------------------------- run state */
@@ -2351,7 +2351,7 @@ Test(engine, stats_after_known_workload, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.leased, 1);
 	cr_expect_eq(s.delayed, 1);
 	cr_expect_eq(s.dead, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 92);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 92);
 	cr_expect_eq(s.procs, 1);
 	cr_expect_eq(s.run_state, TQ_RUNNING);
 	cr_expect_geq(s.oldest_ready_ns, t0);
@@ -2405,7 +2405,7 @@ Test(engine, stats_after_known_workload, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.total.acked, 9);
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.delayed, 1);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 99);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 99);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -2581,7 +2581,7 @@ Test(engine, duplicate_in_one_ack_frees_the_slot_once, .timeout = 30)
 	tq_stats s;
 	tq_stats_get(q, &s);
 	cr_assert_eq(s.total.acked, 1);
-	cr_assert_eq(s.free_slots - s.dead_capacity, 1);
+	cr_assert_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 1);
 	for (int i = 0; i < 2; i++)
 		t[i] = (tq_task){.kind = TQ_KIND_INT, .value = 200 + (uint64_t)i};
 	cr_assert_eq(tq_push(q, t, 2, 0), 1, "one slot was freed, so one task fits");
@@ -2634,7 +2634,7 @@ Test(engine, two_threads_ack_one_lease_once, .timeout = 30)
 	}
 	tq_stats s;
 	tq_stats_get(q, &s);
-	cr_assert_eq(s.free_slots - s.dead_capacity, 64, "every slot free once: %u free", s.free_slots);
+	cr_assert_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 64, "every slot free once: %u free", s.free_slots);
 	cr_assert_eq(s.total.acked, 200);
 	tq_close(q);
 	tq_destroy(name);

@@ -353,7 +353,7 @@ Test(errors, null_pointers_and_zero_counts, .timeout = 60, .fini = cleanup_queue
 	s = get_stats(q);
 	cr_expect_eq(s.total.pushed, 0);
 	cr_expect_eq(s.total.taken, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 8);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 8);
 	cr_expect_eq(tq_push_int(q, 1, 0), 0);
 	cr_expect_eq(tq_take(q, t, 2, 0), 1);
 	cr_expect_eq(tq_ack(q, t, 1), 0);
@@ -395,7 +395,7 @@ Test(errors, bad_kinds, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.total.pushed, 0, "a refused batch pushed %llu",
 		     (unsigned long long)s.total.pushed);
 	cr_expect_eq(s.ready, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 16);
 	cr_expect_eq(tq_take(q, t, 4, 0), TQ_EAGAIN);
 	tq_close(q);
 	tq_destroy(name);
@@ -426,7 +426,7 @@ Test(errors, payload_sizes, .timeout = 60, .fini = cleanup_queues)
 	t[1] = t[0];
 	cr_expect_eq(tq_push(q, t, 2, 0), TQ_E2BIG);
 	cr_expect_eq(get_stats(q).total.pushed, 0);
-	cr_expect_eq(get_stats(q).free_slots - get_stats(q).dead_capacity, 16);
+	cr_expect_eq(get_stats(q).free_slots - get_stats(q).dead_capacity - get_stats(q).delay_capacity, 16);
 
 	tq_task out[4];
 	tq_stats s;
@@ -453,7 +453,7 @@ Test(errors, payload_sizes, .timeout = 60, .fini = cleanup_queues)
 	s = get_stats(q);
 	cr_expect_eq(s.total.pushed, 3);
 	cr_expect_eq(s.ready, 0);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 16);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 16);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -578,7 +578,7 @@ Test(errors, corrupted_lease, .timeout = 60, .fini = cleanup_queues)
 	cr_expect_eq(s.leased, 0);
 	cr_expect_eq(s.ready, 0);
 	cr_expect_eq(s.total.acked, 3);
-	cr_expect_eq(s.free_slots - s.dead_capacity, 8);
+	cr_expect_eq(s.free_slots - s.dead_capacity - s.delay_capacity, 8);
 	tq_close(q);
 	tq_destroy(name);
 }
@@ -615,7 +615,7 @@ Test(errors, lease_from_another_queue, .timeout = 60, .fini = cleanup_queues)
 	r = tq_ack(a, &ta, 1);
 	cr_expect_eq(r, 0, "a's own ack: %d %s", r, tq_strerror(r));
 	cr_expect_eq(tq_ack(b, tb, 3000), 0);
-	cr_expect_eq(get_stats(b).free_slots - get_stats(b).dead_capacity, 4096);
+	cr_expect_eq(get_stats(b).free_slots - get_stats(b).dead_capacity - get_stats(b).delay_capacity, 4096);
 	tq_close(a);
 	tq_close(b);
 	tq_destroy(na);
@@ -869,6 +869,10 @@ Test(errors, damaged_copies_of_a_real_segment, .timeout = 60, .fini = cleanup_qu
 		{ "off_slots huge", FIELD(off_slots), 2, 1ull << 40, TQ_EBADQUEUE, 0 },
 		{ "off_ready_cells + 1", FIELD(off_ready_cells), 0, 0, TQ_EBADQUEUE, 0 },
 		{ "off_payload huge", FIELD(off_payload), 2, UINT64_MAX - 8, TQ_EBADQUEUE, 0 },
+		{ "delay_capacity + 1", FIELD(delay_capacity), 0, 0, TQ_EBADQUEUE, 0 },
+		{ "delay_capacity 0", FIELD(delay_capacity), 2, 0, TQ_EBADQUEUE, 0 },
+		{ "delay_capacity 0xffffffff", FIELD(delay_capacity), 2, 0xffffffffu, TQ_EBADQUEUE, 0 },
+		{ "slots + 1", FIELD(slots), 0, 0, TQ_EBADQUEUE, 0 },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		memcpy(copy, seg, len);

@@ -166,7 +166,7 @@ bool cli_log_option(int c, const char *arg, struct log_config *lc, bool *ok);
 #define CLI_TOKEN_MAX 4096
 int cli_read_token_file(const char *path, char *out, size_t size);
 int cli_token_from_env(char *out, size_t size);
-/* True when argv (a subcommand's) has --url or --token-file: the remote
+/* True when argv (a subcommand's) has --url, --token-file or --cacert: the remote
  * form of stop / pause / resume, run by cli_remote_state (cmd is "stop",
  * "pause" or "resume"; argv as the subcommand's). */
 bool cli_has_remote_opts(int argc, char **argv);

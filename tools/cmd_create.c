@@ -12,7 +12,7 @@
 /* -------------------------------------------------------------- create */
 
 enum { O_CAPACITY = 'c', O_PAYLOAD = 'p', O_MODE = 'm', O_ATTEMPTS = 'a', O_DEAD = 'd', O_LEASE = 'l',
-       O_BACKOFF = 'b', O_BACKOFF_MAX = 'B', O_EXIST_OK = 'e', O_JSON = 'j' };
+       O_BACKOFF = 'b', O_BACKOFF_MAX = 'B', O_EXIST_OK = 'e', O_JSON = 'j', O_DELAY = 'D' };
 
 static const struct cli_opt create_opts[] = {
 	{O_CAPACITY, false, "capacity", "N", "tasks held at once (1 to 16777216; default 10000)"},
@@ -20,6 +20,7 @@ static const struct cli_opt create_opts[] = {
 	{O_MODE, false, "mode", "OCTAL", "permissions of the queue's file (default 600)"},
 	{O_ATTEMPTS, false, "max-attempts", "N", "attempts before a task is dead (1 to 65535;\ndefault 5)"},
 	{O_DEAD, false, "dead-capacity", "N", "dead tasks kept (1 to --capacity; default\ncapacity/10)"},
+	{O_DELAY, false, "delay-capacity", "N", "delayed tasks (retries waiting, delayed pushes)\nheld without taking room from the capacity (1 to\n--capacity; default capacity/20)"},
 	{O_LEASE, false, "lease", "SEC", "how long a taken task is held (0.001 s to 365\ndays; default 30)"},
 	{O_BACKOFF, false, "backoff", "SEC", "wait before a failed task's first retry, doubling\nper attempt (up to 1 day; default 0.1)"},
 	{O_BACKOFF_MAX, false, "backoff-max", "SEC", "longest wait before a retry (up to 365 days;\ndefault 60)"},
@@ -33,8 +34,9 @@ static const struct cli_command create_cmd = {
 	.name = "create",
 	.args = "NAME",
 	.about = "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
-		 "mode 600, max-attempts 5, dead-capacity capacity/10, lease 30 s,\n"
-		 "backoff 0.1 s doubling per attempt up to backoff-max 60 s.\n"
+		 "mode 600, max-attempts 5, dead-capacity capacity/10, delay-capacity\n"
+		 "capacity/20, lease 30 s, backoff 0.1 s doubling per attempt up to\n"
+		 "backoff-max 60 s.\n"
 		 "--backoff above --backoff-max is refused (exit 2). Given alone, --backoff\n"
 		 "above the default backoff-max raises backoff-max to it, and --backoff-max\n"
 		 "below the default backoff lowers backoff to it. A queue that exists already\n"
@@ -80,7 +82,7 @@ static bool create_option(const struct cli_parser *p, int c, struct create_args 
 		return false;
 	}
 	case O_ATTEMPTS:
-		if (!cli_opt_u64(p, 1, 65535, &v))
+		if (!cli_opt_u64(p, 1, TQ_MAX_ATTEMPTS, &v))
 			return false;
 		cfg->max_attempts = (uint32_t)v;
 		return true;
@@ -89,9 +91,14 @@ static bool create_option(const struct cli_parser *p, int c, struct create_args 
 			return false;
 		cfg->dead_capacity = (uint32_t)v;
 		return true;
-	case O_LEASE: return cli_opt_seconds(p, 1000000, 365 * 86400.0, &cfg->lease_ns);
+	case O_DELAY:
+		if (!cli_opt_u64(p, 1, TQ_MAX_CAPACITY, &v))
+			return false;
+		cfg->delay_capacity = (uint32_t)v;
+		return true;
+	case O_LEASE: return cli_opt_seconds(p, TQ_LEASE_MIN_NS, TQ_TIME_MAX_NS / 1e9, &cfg->lease_ns);
 	case O_BACKOFF: *backoff_set = true; return cli_opt_seconds(p, 0, 86400.0, &cfg->backoff_base_ns);
-	case O_BACKOFF_MAX: *backoff_max_set = true; return cli_opt_seconds(p, 0, 365 * 86400.0, &cfg->backoff_max_ns);
+	case O_BACKOFF_MAX: *backoff_max_set = true; return cli_opt_seconds(p, 0, TQ_TIME_MAX_NS / 1e9, &cfg->backoff_max_ns);
 	default: return false;
 	}
 }
@@ -133,6 +140,10 @@ static int create_parse(int argc, char **argv, struct create_args *a)
 	}
 	if (cfg->dead_capacity > cfg->capacity) {
 		cli_err("--dead-capacity %u exceeds --capacity %u", cfg->dead_capacity, cfg->capacity);
+		return EX_USAGE_;
+	}
+	if (cfg->delay_capacity > cfg->capacity) {
+		cli_err("--delay-capacity %u exceeds --capacity %u", cfg->delay_capacity, cfg->capacity);
 		return EX_USAGE_;
 	}
 	return -1;

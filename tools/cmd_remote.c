@@ -134,6 +134,8 @@ bool cli_has_remote_opts(int argc, char **argv)
 			return true;
 		if (!strncmp(argv[i], "--token-file", 12) && (argv[i][12] == '\0' || argv[i][12] == '='))
 			return true;
+		if (!strncmp(argv[i], "--cacert", 8) && (argv[i][8] == '\0' || argv[i][8] == '='))
+			return true;
 	}
 	return false;
 }
@@ -186,9 +188,30 @@ static void server_message(const struct body *b, char *out, size_t size)
 	cJSON_Delete(o);
 }
 
-/* POSTs URL/queues/NAME/VERB; returns the exit status. */
-static int remote_post(const char *base, const char *name, const char *verb, const char *token, bool json)
+/* Why curl_easy_perform failed, with what to do where that is known: the
+ * certificate check (never turned off) and a plain request to an HTTPS
+ * server. */
+static void transfer_error(const char *url, CURLcode cc, const char *detail)
 {
+	const char *hint = "";
+
+	if (cc == CURLE_PEER_FAILED_VERIFICATION)
+		hint = " (the server's certificate could not be verified: for a self-signed certificate or a "
+		       "private CA, give its certificate with --cacert FILE)";
+	else if (cc == CURLE_GOT_NOTHING && !strncasecmp(url, "http://", 7))
+		hint = " (if that server speaks HTTPS, use an https:// URL)";
+	else if (cc == CURLE_SSL_CONNECT_ERROR && !strncasecmp(url, "https://", 8))
+		hint = " (if that server speaks plain HTTP, use an http:// URL)";
+	cli_err("%s: %s%s%s%s", url, curl_easy_strerror(cc), detail[0] ? ": " : "", detail, hint);
+}
+
+/* POSTs URL/queues/NAME/VERB; returns the exit status. cacert: a file of
+ * CA certificates to verify an https:// server with, or NULL (the
+ * system's). */
+static int remote_post(const char *base, const char *name, const char *verb, const char *token,
+		       const char *cacert, bool json)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
 	size_t blen = strlen(base);
 	while (blen && base[blen - 1] == '/')
 		blen--;
@@ -236,6 +259,13 @@ static int remote_post(const char *base, const char *name, const char *verb, con
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
+	/* The server's certificate and name are always checked (libcurl's
+	 * default, set here so that nothing can turn it off). */
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (cacert)
+		curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
 	CURLcode cc = curl_easy_perform(h);
@@ -247,7 +277,7 @@ static int remote_post(const char *base, const char *name, const char *verb, con
 
 	char msg[512];
 	if (cc != CURLE_OK) {
-		cli_err("%s: %s", url, curl_easy_strerror(cc));
+		transfer_error(url, cc, errbuf);
 		goto out;
 	}
 	server_message(b, msg, sizeof(msg));
@@ -283,13 +313,16 @@ out:
 	return rc;
 }
 
-enum { R_JSON = 'j', R_NOW = 'n', R_URL = 0x100, R_TOKEN_FILE };
+enum { R_JSON = 'j', R_NOW = 'n', R_URL = 0x100, R_TOKEN_FILE, R_CACERT };
 
 #define R_COMMON_OPTS                                                                              \
 	{R_JSON, true, "json", NULL, "print the new state as JSON: {\"state\": ...}"}, CLI_OPT_PRETTY, \
 	{R_URL, false, "url", "URL", "the `taskq serve` to ask: its base URL, http://\nor https://"}, \
 	{R_TOKEN_FILE, false, "token-file", "FILE", "the bearer token: the first line of FILE\n"     \
-						    "(default: $TASKQ_TOKEN)"}
+						    "(default: $TASKQ_TOKEN)"},                    \
+	{R_CACERT, false, "cacert", "FILE", "with an https:// URL: verify the server's\n"             \
+					     "certificate against the CA certificates in FILE\n"  \
+					     "(PEM) instead of the system's"}
 
 static const struct cli_opt remote_stop_opts[] = {
 	{R_NOW, true, "now", NULL, "stopped, not draining (POST .../stop, not\n.../drain)"},
@@ -302,14 +335,14 @@ static const struct cli_opt remote_state_opts[] = {R_COMMON_OPTS, {0, false, NUL
 	"Sends the request to `taskq serve` at URL (POST URL/queues/NAME/VERB)\n"               \
 	"instead of setting a local queue's run state. Exit status 8: the server refused\n"     \
 	"(wrong or missing token, or control off); 3: no such queue there; 1: the\n"            \
-	"server could not be reached or failed.\n"
+	"server could not be reached or failed, or its certificate could not be verified.\n"
 
 static const struct cli_command remote_cmds[] = {
-	{.name = "stop", .usage = "stop NAME --url URL [--token-file FILE] [--now] [--json] [--pretty]",
+	{.name = "stop", .usage = "stop NAME --url URL [--token-file FILE] [--cacert FILE] [--now] [--json] [--pretty]",
 	 .about = R_ABOUT, .opts = remote_stop_opts},
-	{.name = "pause", .usage = "pause NAME --url URL [--token-file FILE] [--json] [--pretty]",
+	{.name = "pause", .usage = "pause NAME --url URL [--token-file FILE] [--cacert FILE] [--json] [--pretty]",
 	 .about = R_ABOUT, .opts = remote_state_opts},
-	{.name = "resume", .usage = "resume NAME --url URL [--token-file FILE] [--json] [--pretty]",
+	{.name = "resume", .usage = "resume NAME --url URL [--token-file FILE] [--cacert FILE] [--json] [--pretty]",
 	 .about = R_ABOUT, .opts = remote_state_opts},
 };
 
@@ -317,7 +350,7 @@ int cli_remote_state(int argc, char **argv, const char *cmd)
 {
 	const struct cli_command *rc_cmd = &remote_cmds[0];
 	bool is_stop = !strcmp(cmd, "stop"), now = false, json = false;
-	const char *url = NULL, *token_file = NULL;
+	const char *url = NULL, *token_file = NULL, *cacert = NULL;
 	struct cli_parser p;
 	int c;
 
@@ -333,13 +366,14 @@ int cli_remote_state(int argc, char **argv, const char *cmd)
 		case R_NOW: now = true; break;
 		case R_URL: url = optarg; break;
 		case R_TOKEN_FILE: token_file = optarg; break;
+		case R_CACERT: cacert = optarg; break;
 		default: return cli_command_usage(rc_cmd);
 		}
 	}
 	if (optind != argc - 1)
 		return cli_command_usage(rc_cmd);
 	if (!url) {
-		cli_err("--token-file needs --url");
+		cli_err("%s needs --url", token_file ? "--token-file" : "--cacert");
 		return EX_USAGE_;
 	}
 	if (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8)) {
@@ -349,6 +383,21 @@ int cli_remote_state(int argc, char **argv, const char *cmd)
 	if (strpbrk(url, "?# \t\r\n")) {
 		cli_err("--url %s: give the server's base URL, without query, fragment or spaces", url);
 		return EX_USAGE_;
+	}
+	if (cacert) {
+		struct stat st;
+		if (strncasecmp(url, "https://", 8)) {
+			cli_err("--cacert is for an https:// URL (--url %s)", url);
+			return EX_USAGE_;
+		}
+		if (stat(cacert, &st) != 0 || access(cacert, R_OK) != 0) {
+			cli_err("--cacert %s: %s", cacert, strerror(errno));
+			return EX_USAGE_;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			cli_err("--cacert %s: not a regular file", cacert);
+			return EX_USAGE_;
+		}
 	}
 	const char *name = argv[optind];
 	if (!valid_queue_name(name)) {
@@ -361,7 +410,7 @@ int cli_remote_state(int argc, char **argv, const char *cmd)
 	if (rc)
 		return rc;
 	const char *verb = is_stop ? (now ? "stop" : "drain") : cmd;
-	rc = remote_post(url, name, verb, token, json);
+	rc = remote_post(url, name, verb, token, cacert, json);
 	explicit_bzero(token, sizeof(token));
 	return rc;
 }

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include "cli.h"
@@ -65,6 +67,9 @@
 #define MAX_CONNS_LIMIT 10000
 #define FD_SPARE 64                   /* descriptors besides connections: listener, epoll, logs, stdio */
 #define REFUSED_LOG_NS (10 * 1000000000ull) /* connections_refused: at most one line per 10 s */
+#define PEM_MAX (1024 * 1024)         /* --tls-cert / --tls-key bytes read at most */
+/* TLS 1.2 and 1.3 only, GnuTLS's usual choice of ciphers within them. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* Per request: survives the handler's calls for one request. */
 struct request {
@@ -770,6 +775,38 @@ static const char *file_kind(mode_t m)
 }
 
 /*
+ * Opens a file of secrets (opt names its option, what its content in the
+ * warning) without blocking (and without becoming a controlling terminal):
+ * open() of a FIFO would wait for a writer, so the server would hang at
+ * start, and a device would be read as a secret. Refused unless it is a
+ * regular file; a warning if other users may read it. Returns the
+ * descriptor (st filled in), or -1 after a message.
+ */
+static int open_secret(const char *path, const char *opt, const char *what, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0) {
+		cli_err("%s %s: %s", opt, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) != 0) {
+		cli_err("%s %s: %s", opt, path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		cli_err("%s %s: %s, not a regular file", opt, path, file_kind(st->st_mode));
+		close(fd);
+		return -1;
+	}
+	if (what && (st->st_mode & 077))
+		fprintf(stderr, "taskq: %s: warning: %s file %s is readable by other users (chmod 600 it)\n",
+			cli_cmd, what, path);
+	return fd;
+}
+
+/*
  * --token-file. Opened without blocking (and without becoming a controlling
  * terminal) and refused unless it is a regular file: open() of a FIFO would
  * wait for a writer, so the server would hang at start, and a device would
@@ -785,24 +822,9 @@ static int read_token_file(const char *path, char *out, size_t size)
 	int rc = 0;
 
 	out[0] = '\0';
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0) {
-		cli_err("--token-file %s: %s", path, strerror(errno));
+	int fd = open_secret(path, "--token-file", "token", &st);
+	if (fd < 0)
 		return EX_USAGE_;
-	}
-	if (fstat(fd, &st) != 0) {
-		cli_err("--token-file %s: %s", path, strerror(errno));
-		close(fd);
-		return EX_USAGE_;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		cli_err("--token-file %s: %s, not a regular file", path, file_kind(st.st_mode));
-		close(fd);
-		return EX_USAGE_;
-	}
-	if (st.st_mode & 077)
-		fprintf(stderr, "taskq: %s: warning: token file %s is readable by other users (chmod 600 it)\n",
-			cli_cmd, path);
 	while (have < sizeof(buf) && !memchr(buf, '\n', have)) {
 		ssize_t n = read(fd, buf + have, sizeof(buf) - have);
 		if (n < 0 && errno == EINTR)
@@ -848,6 +870,127 @@ static int read_token_file(const char *path, char *out, size_t size)
 	return rc;
 }
 
+/* ----------------------------------------------------------------- TLS */
+
+/* --tls-cert and --tls-key, read; given to libmicrohttpd at start. */
+struct tls_files {
+	char *cert, *key; /* NUL-ended PEM text, or NULL: plain HTTP */
+	size_t cert_len, key_len;
+};
+
+/* Reads a PEM file (opt: its option; key: a secret, so a warning if
+ * others may read it) into *out, NUL-ended. Returns 0 or an exit status,
+ * after a message. */
+static int read_pem(const char *path, const char *opt, bool key, char **out, size_t *len)
+{
+	struct stat st;
+	int fd = open_secret(path, opt, key ? "private key" : NULL, &st);
+
+	*out = NULL;
+	if (fd < 0)
+		return EX_USAGE_;
+	if (st.st_size > PEM_MAX) {
+		cli_err("%s %s: over %d bytes: not a PEM %s", opt, path, PEM_MAX, key ? "key" : "certificate");
+		close(fd);
+		return EX_USAGE_;
+	}
+	char *buf = malloc(PEM_MAX + 1);
+	size_t have = 0;
+	int rc = 0;
+	while (buf && have < PEM_MAX) {
+		ssize_t n = read(fd, buf + have, PEM_MAX - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cli_err("%s %s: %s", opt, path, strerror(errno));
+			rc = EX_USAGE_;
+		}
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	close(fd);
+	if (!buf) {
+		cli_err("out of memory");
+		return EX_FAIL;
+	}
+	if (!rc && have == 0) {
+		cli_err("%s %s: the file is empty", opt, path);
+		rc = EX_USAGE_;
+	}
+	if (rc) {
+		explicit_bzero(buf, have);
+		free(buf);
+		return rc;
+	}
+	buf[have] = '\0';
+	*out = buf;
+	*len = have;
+	return 0;
+}
+
+static void tls_files_free(struct tls_files *t)
+{
+	if (t->key)
+		explicit_bzero(t->key, t->key_len);
+	free(t->key);
+	free(t->cert);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * Reads --tls-cert and --tls-key and checks them with GnuTLS, the library
+ * libmicrohttpd's TLS is made of (the calls it makes at start): the first
+ * file holds PEM certificates (the server's first, then any intermediate
+ * ones), the second an unencrypted PEM private key, and they are a pair.
+ * So a bad file is told apart, by name, before anything listens. Returns 0
+ * or an exit status, after a message.
+ */
+static int load_tls(const char *cert_path, const char *key_path, struct tls_files *t)
+{
+	int rc, e;
+
+	memset(t, 0, sizeof(*t));
+	if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+		cli_err("--tls-cert: this libmicrohttpd was built without TLS support");
+		return EX_FAIL;
+	}
+	if ((rc = read_pem(cert_path, "--tls-cert", false, &t->cert, &t->cert_len)) != 0 ||
+	    (rc = read_pem(key_path, "--tls-key", true, &t->key, &t->key_len)) != 0) {
+		tls_files_free(t);
+		return rc;
+	}
+	gnutls_datum_t cd = {(unsigned char *)t->cert, (unsigned)t->cert_len};
+	gnutls_datum_t kd = {(unsigned char *)t->key, (unsigned)t->key_len};
+	gnutls_x509_crt_t *crts = NULL;
+	unsigned ncrts = 0;
+	gnutls_x509_privkey_t pk = NULL;
+	gnutls_certificate_credentials_t cred = NULL;
+	rc = EX_USAGE_;
+	if ((e = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0)) < 0 || !ncrts) {
+		cli_err("--tls-cert %s: no PEM certificate (-----BEGIN CERTIFICATE-----) could be read: %s", cert_path,
+			e < 0 ? gnutls_strerror(e) : "none found");
+	} else if ((e = gnutls_x509_privkey_init(&pk)) < 0 ||
+		   (e = gnutls_x509_privkey_import2(pk, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+		cli_err("--tls-key %s: not an unencrypted PEM private key: %s", key_path, gnutls_strerror(e));
+	} else if ((e = gnutls_certificate_allocate_credentials(&cred)) < 0 ||
+		   (e = gnutls_certificate_set_x509_key_mem(cred, &cd, &kd, GNUTLS_X509_FMT_PEM)) < 0) {
+		cli_err("--tls-cert %s and --tls-key %s: %s", cert_path, key_path, gnutls_strerror(e));
+	} else {
+		rc = 0;
+	}
+	if (cred)
+		gnutls_certificate_free_credentials(cred);
+	if (pk)
+		gnutls_x509_privkey_deinit(pk);
+	for (unsigned i = 0; i < ncrts; i++)
+		gnutls_x509_crt_deinit(crts[i]);
+	gnutls_free(crts);
+	if (rc)
+		tls_files_free(t);
+	return rc;
+}
+
 /* Each connection is a descriptor: makes room for max_conns of them plus
  * the server's own, raising the soft limit toward the hard one if needed.
  * Returns 0 or an exit status, after a message. */
@@ -877,7 +1020,7 @@ _Static_assert(MAX_BRIDGE_FILES == 16, "serve --help says up to 16 --bridge-metr
 
 enum {
 	O_LISTEN = 0x100, O_TOKEN_FILE, O_TIMEOUT, O_REQUEST_TIMEOUT, O_MAX_CONNS, O_PER_ADDR, O_RESERVED,
-	O_BRIDGE_METRICS,
+	O_BRIDGE_METRICS, O_TLS_CERT, O_TLS_KEY, O_INSECURE_HTTP,
 };
 
 static const struct cli_opt serve_opts_table[] = {
@@ -885,6 +1028,15 @@ static const struct cli_opt serve_opts_table[] = {
 						 "0.0.0.0:PORT for every interface"},
 	{O_TOKEN_FILE, false, "token-file", "FILE", "the bearer token for control: the first line\n"
 						    "of FILE, a regular file (default: $TASKQ_TOKEN)"},
+	{O_TLS_CERT, false, "tls-cert", "FILE", "serve HTTPS: the certificate (PEM; the server's\n"
+						"first, then any intermediate ones); needs\n"
+						"--tls-key"},
+	{O_TLS_KEY, false, "tls-key", "FILE", "the certificate's private key (PEM, unencrypted)"},
+	{O_INSECURE_HTTP, false, "insecure-http", NULL,
+	 "allow control (a token) on a non-loopback\n"
+	 "address over plain HTTP, the token crossing the\n"
+	 "network unencrypted (without it, serve refuses\n"
+	 "to start so: use --tls-cert and --tls-key)"},
 	{O_TIMEOUT, false, "timeout", "SEC", "close a kept-alive connection idle for SEC\n"
 					     "seconds, or one whose client does not take its\n"
 					     "answer within SEC (1..3600, default " STR(DEFAULT_TIMEOUT_S) ")"},
@@ -927,8 +1079,9 @@ static const struct cli_command serve_cmd = {
 		 "  POST /queues/NAME/dead/ID/kick|purge  (ID or all), as taskq dead does\n"
 		 "Control needs 'Authorization: Bearer TOKEN', the token being the first line of\n"
 		 "--token-file (a regular file), or $TASKQ_TOKEN; with neither, the POST\n"
-		 "endpoints are off (403). A POST whose Origin is not this server is refused\n"
-		 "(403).\n",
+		 "endpoints are off (403). With --tls-cert and --tls-key it speaks HTTPS only.\n"
+		 "Control on a non-loopback address needs HTTPS, or --insecure-http. A POST\n"
+		 "whose Origin is not this server is refused (403).\n",
 	.more = CLI_LOG_HELP "--log-level debug logs every request. See docs/http.md.\n",
 	.opts = serve_opts_table,
 };
@@ -936,6 +1089,9 @@ static const struct cli_command serve_cmd = {
 /* What the command line asks for, checked (serve_parse_opts). */
 struct serve_opts {
 	const char *listen_at, *token_file;
+	const char *tls_cert, *tls_key; /* both or neither */
+	bool insecure_http;
+	bool loopback; /* --listen is a loopback address */
 	uint64_t timeout_s, request_s; /* request_s 0: the default */
 	uint64_t max_conns, per_addr, reserved; /* per_addr 0, reserved UINT64_MAX: from max_conns */
 	const char *bridge_files[MAX_BRIDGE_FILES];
@@ -969,6 +1125,9 @@ static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 		case CLI_OPT_BAD: return EX_USAGE_;
 		case O_LISTEN: o->listen_at = optarg; break;
 		case O_TOKEN_FILE: o->token_file = optarg; break;
+		case O_TLS_CERT: o->tls_cert = optarg; break;
+		case O_TLS_KEY: o->tls_key = optarg; break;
+		case O_INSECURE_HTTP: o->insecure_http = true; break;
 		case O_TIMEOUT: ok = cli_opt_u64(&p, 1, 3600, &o->timeout_s); break;
 		case O_REQUEST_TIMEOUT: ok = cli_opt_u64(&p, 1, 3600, &o->request_s); break;
 		case O_MAX_CONNS: ok = cli_opt_u64(&p, 1, MAX_CONNS_LIMIT, &o->max_conns); break;
@@ -1014,11 +1173,23 @@ static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 			(unsigned long long)o->reserved, (unsigned long long)o->max_conns);
 		return EX_USAGE_;
 	}
+	if (!o->tls_cert != !o->tls_key) {
+		cli_err("%s needs %s too (HTTPS needs both the certificate and its key)",
+			o->tls_cert ? "--tls-cert" : "--tls-key", o->tls_cert ? "--tls-key" : "--tls-cert");
+		return EX_USAGE_;
+	}
+	if (o->tls_cert && o->insecure_http) {
+		cli_err("--insecure-http is for plain HTTP; with --tls-cert and --tls-key the server speaks HTTPS");
+		return EX_USAGE_;
+	}
 	char why[128];
 	if (!parse_listen(o->listen_at, &o->ss, &o->sslen, o->shown, sizeof(o->shown), why, sizeof(why))) {
 		cli_err("invalid --listen '%s': %s", o->listen_at, why);
 		return EX_USAGE_;
 	}
+	o->loopback = o->ss.ss_family == AF_INET6
+			      ? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&o->ss)->sin6_addr)
+			      : (ntohl(((struct sockaddr_in *)&o->ss)->sin_addr.s_addr) >> 24) == 127;
 	return -1;
 }
 
@@ -1027,6 +1198,7 @@ struct serve_run {
 	struct MHD_Daemon *d;
 	sigset_t sigs;  /* SIGINT and SIGTERM, blocked: serve_loop waits for them */
 	bool log_open;
+	struct tls_files tls; /* kept until the server stops */
 };
 
 /* Reads the token, opens the queues (as observers) and the log, and starts
@@ -1050,6 +1222,19 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 	if (rc)
 		return rc;
 	srv->token_len = strlen(srv->token);
+	/* Before anything listens: a token must not cross the network in clear
+	 * unless the operator said so. */
+	if (srv->token_len && !o->loopback && !o->tls_cert && !o->insecure_http) {
+		cli_err("control is on (a token is configured) and --listen %s is not a loopback address: "
+			"over plain HTTP the token would cross the network unencrypted. Serve HTTPS with "
+			"--tls-cert FILE --tls-key FILE (docs/http.md: a self-signed certificate in one command), "
+			"listen on 127.0.0.1 behind a TLS proxy or an SSH tunnel, or give --insecure-http to "
+			"accept plain HTTP",
+			o->listen_at);
+		return EX_USAGE_;
+	}
+	if (o->tls_cert && (rc = load_tls(o->tls_cert, o->tls_key, &run->tls)) != 0)
+		return rc;
 	if ((rc = ensure_descriptors(srv->limits.max, (size_t)(argc - o->first_queue))) != 0)
 		return rc;
 	/* One record per connection libmicrohttpd may hold: its limit is ours + 1. */
@@ -1110,8 +1295,16 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 	 * are all at most --timeout. No MHD_OPTION_PER_IP_CONNECTION_LIMIT:
 	 * admit_connection counts per address itself (IPv6 by /64).
 	 */
+	bool tls = run->tls.cert != NULL;
+	struct MHD_OptionItem tls_opts[] = {
+		{tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, run->tls.cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, run->tls.key},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+		{MHD_OPTION_END, 0, NULL},
+	};
 	struct MHD_Daemon *d = run->d = MHD_start_daemon(
-		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (o->ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (o->ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+			(tls ? MHD_USE_TLS : 0),
 		0, admit_connection, srv, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, so that it gets every message */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&o->ss,
@@ -1122,10 +1315,12 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
+		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
 	if (!d) {
 		int e = errno;
-		cli_err("cannot listen on %s: %s", o->listen_at, e ? strerror(e) : "libmicrohttpd failed to start");
+		cli_err("cannot listen on %s: %s", o->listen_at,
+			e ? strerror(e) : "libmicrohttpd failed to start (its message is above)");
 		return EX_FAIL;
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -1135,20 +1330,18 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? "," : "",
 			 srv->queues[i].name);
 	log_event(LOG_INFO_, "serve_started",
-		  "listen=%s:%u queues=%s control=%s max_connections=%u per_ip=%u reserved=%u "
+		  "listen=%s:%u tls=%s queues=%s control=%s max_connections=%u per_ip=%u reserved=%u "
 		  "request_timeout=%llu timeout=%llu",
-		  o->shown, port, log_quote(q, sizeof(q), names), srv->token_len ? "on" : "off", srv->limits.max,
+		  o->shown, port, tls ? "on" : "off", log_quote(q, sizeof(q), names), srv->token_len ? "on" : "off",
+		  srv->limits.max,
 		  srv->limits.per_addr, srv->limits.reserved, (unsigned long long)o->request_s,
 		  (unsigned long long)o->timeout_s);
-	bool loopback = o->ss.ss_family == AF_INET6
-				? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&o->ss)->sin6_addr)
-				: (ntohl(((struct sockaddr_in *)&o->ss)->sin_addr.s_addr) >> 24) == 127;
-	if (!loopback && srv->token_len)
+	if (!o->loopback && srv->token_len && !tls) /* --insecure-http said so */
 		log_event(LOG_WARN_, "plain_http",
-			  "message=\"control is on and reachable from other machines over plain HTTP: the token "
-			  "crosses the network unencrypted; put a TLS proxy or an SSH tunnel in front\"");
-	printf("taskq serve: http://%s:%u/ serving %zu queue%s; control %s\n", o->shown, port, srv->nqueues,
-	       srv->nqueues == 1 ? "" : "s", srv->token_len ? "on" : "off (no token configured)");
+			  "message=\"control is on and reachable from other machines over plain HTTP "
+			  "(--insecure-http): the token crosses the network unencrypted\"");
+	printf("taskq serve: %s://%s:%u/ serving %zu queue%s; control %s\n", tls ? "https" : "http", o->shown, port,
+	       srv->nqueues, srv->nqueues == 1 ? "" : "s", srv->token_len ? "on" : "off (no token configured)");
 	fflush(stdout);
 	return 0;
 }
@@ -1208,6 +1401,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (run.log_open)
 		log_close();
+	tls_files_free(&run.tls); /* libmicrohttpd is stopped (or never started) */
 	for (size_t i = 0; i < srv.nqueues; i++)
 		tq_close(srv.queues[i].q);
 	free(srv.queues);

@@ -8,15 +8,18 @@
 
 /* ------------------------------------------------------ run state verbs */
 
-enum { O_JSON = 'j', O_NOW = 'n', O_URL = 0x100, O_TOKEN_FILE };
+enum { O_JSON = 'j', O_NOW = 'n', O_URL = 0x100, O_TOKEN_FILE, O_CACERT };
 
-/* --url and --token-file send the command to cli_remote_state before any
+/* --url, --token-file and --cacert send the command to cli_remote_state before any
  * of this parsing: they are here to be in the help. */
 #define REMOTE_OPTS                                                                                \
 	{O_URL, false, "url", "URL", "ask the `taskq serve` at URL instead; exit status\n"              \
 				   "8 if it refuses, 3 if it has no such queue"},                   \
 	{O_TOKEN_FILE, false, "token-file", "FILE", "with --url: the bearer token, from FILE (default:\n" \
-						    "$TASKQ_TOKEN)"}
+						    "$TASKQ_TOKEN)"},                                   \
+	{O_CACERT, false, "cacert", "FILE", "with an https:// --url: verify the server's\n"            \
+					     "certificate against the CA certificates in FILE\n"        \
+					     "(PEM; for a self-signed one, the certificate)"}
 #define JSON_OPT {O_JSON, true, "json", NULL, "print the new state as JSON: {\"state\": ...}"}
 
 static const struct cli_opt stop_opts[] = {

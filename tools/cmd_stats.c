@@ -61,6 +61,9 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 	cJSON_AddNumberToObject(o, "dead_capacity", s.dead_capacity);
 	cJSON_AddNumberToObject(o, "dead_over", s.dead_over);
 	cJSON_AddBoolToObject(o, "dead_full", s.dead >= s.dead_capacity);
+	cJSON_AddNumberToObject(o, "delay_capacity", s.delay_capacity);
+	cJSON_AddNumberToObject(o, "delay_over", s.delay_over);
+	cJSON_AddBoolToObject(o, "delay_full", s.delayed >= s.delay_capacity);
 	cJSON_AddNumberToObject(o, "processes", s.procs);
 	cJSON_AddNumberToObject(o, "recoveries", s.recoveries);
 	cJSON_AddNumberToObject(o, "oldest_ready_age_seconds",
@@ -86,6 +89,7 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 		cJSON_AddStringToObject(c, "mode", mode);
 		cJSON_AddNumberToObject(c, "max_attempts", cfg.max_attempts);
 		cJSON_AddNumberToObject(c, "dead_capacity", cfg.dead_capacity);
+		cJSON_AddNumberToObject(c, "delay_capacity", cfg.delay_capacity);
 		cJSON_AddNumberToObject(c, "lease_seconds", (double)cfg.lease_ns / 1e9);
 		cJSON_AddNumberToObject(c, "backoff_seconds", (double)cfg.backoff_base_ns / 1e9);
 		cJSON_AddNumberToObject(c, "backoff_max_seconds", (double)cfg.backoff_max_ns / 1e9);
@@ -127,9 +131,13 @@ static void print_stats_text(cJSON *o)
 	printf("queue %s: %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(o, "name")),
 	       cJSON_GetStringValue(cJSON_GetObjectItem(o, "state")));
 	printf("  tasks:   %.0f ready, %.0f in progress, %.0f delayed (retry), %.0f dead; %.0f free of %.0f"
-	       " (capacity %.0f + dead-letter area %.0f)\n",
+	       " (capacity %.0f + dead-letter area %.0f + delay area %.0f)\n",
 	       NUM(o, "ready"), NUM(o, "leased"), NUM(o, "delayed"), NUM(o, "dead"), NUM(o, "free"), NUM(o, "slots"),
-	       NUM(o, "capacity"), NUM(o, "dead_capacity"));
+	       NUM(o, "capacity"), NUM(o, "dead_capacity"), NUM(o, "delay_capacity"));
+	if (NUM(o, "delayed") >= NUM(o, "delay_capacity"))
+		printf("  DELAY AREA FULL: %.0f delayed of %.0f, %.0f over, taking room from the capacity;\n"
+		       "           a larger --delay-capacity (taskq create) keeps retries apart\n",
+		       NUM(o, "delayed"), NUM(o, "delay_capacity"), NUM(o, "delay_over"));
 	if (NUM(o, "dead") >= NUM(o, "dead_capacity"))
 		printf("  DEAD-LETTER AREA FULL: %.0f dead of %.0f, %.0f over, taking room from the capacity;\n"
 		       "           taskq dead %s list|kick|purge makes room\n",
@@ -156,9 +164,9 @@ static void print_stats_text(cJSON *o)
 	cJSON *c = cJSON_GetObjectItem(o, "config");
 	if (c)
 		printf("  config:  capacity %.0f, max payload %.0f B, mode %s, max attempts %.0f, dead capacity %.0f,\n"
-		       "           lease %.3f s, backoff %.3f s .. %.3f s\n",
+		       "           delay capacity %.0f, lease %.3f s, backoff %.3f s .. %.3f s\n",
 		       NUM(c, "capacity"), NUM(c, "max_payload"), cJSON_GetStringValue(cJSON_GetObjectItem(c, "mode")),
-		       NUM(c, "max_attempts"), NUM(c, "dead_capacity"), NUM(c, "lease_seconds"),
+		       NUM(c, "max_attempts"), NUM(c, "dead_capacity"), NUM(c, "delay_capacity"), NUM(c, "lease_seconds"),
 		       NUM(c, "backoff_seconds"), NUM(c, "backoff_max_seconds"));
 	cJSON *pl = cJSON_GetObjectItem(o, "process_list");
 	cJSON *e;

@@ -110,9 +110,14 @@ static int push_flush(struct push *ps)
 		tq_stats st;
 		if ((err == TQ_EAGAIN || err == TQ_ETIMEDOUT) && tq_stats_get(ps->q, &st) == 0) {
 			/* Why there was no room: what fills the capacity. */
-			int m = snprintf(full, sizeof(full),
-					 " (the queue is full: %u ready, %u in progress, %u retrying of capacity %u",
-					 st.ready, st.leased, st.delayed, st.capacity);
+			int m = snprintf(full, sizeof(full), " (the queue is full: %u ready, %u in progress", st.ready,
+					 st.leased);
+			if (m > 0 && (size_t)m < sizeof(full) && st.delay_over)
+				m += snprintf(full + m, sizeof(full) - (size_t)m,
+					      ", %u delayed over the delay area of %u", st.delay_over,
+					      st.delay_capacity);
+			if (m > 0 && (size_t)m < sizeof(full))
+				m += snprintf(full + m, sizeof(full) - (size_t)m, " of capacity %u", st.capacity);
 			if (m > 0 && (size_t)m < sizeof(full) && st.dead_over)
 				snprintf(full + m, sizeof(full) - (size_t)m,
 					 "; the dead-letter area is full, %u dead tasks over it: taskq dead %s purge)",

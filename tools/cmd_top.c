@@ -24,13 +24,21 @@ struct proc_rate {
 	double rate;
 };
 
+/* One figure over the last frames, newest last. */
+struct series {
+	double v[HISTORY];
+	int n;
+};
+
+enum { S_DONE, S_PUSHED, S_FAILED, S_PENDING, S_HELD, S__N };
+
 struct top {
 	tq_queue *q;
 	const char *name;
 	tq_stats s;
-	double hist[HISTORY]; /* done per second, newest last */
-	int nhist;
-	uint64_t last_acked, last_ns;
+	struct series hist[S__N]; /* per frame: done/s, pushed/s, failed/s, ready, in progress */
+	uint64_t interval_ns;
+	uint64_t last_acked, last_pushed, last_failed, last_ns;
 	tq_proc_info procs[MAXPROCS];
 	struct proc_rate prev[MAXPROCS];
 	double prate[MAXPROCS];
@@ -73,6 +81,22 @@ static void dur(char *buf, size_t size, uint64_t ns)
 }
 
 /* Reads everything once; rates come from the change since the last read. */
+static void series_add(struct series *h, double v)
+{
+	if (h->n == HISTORY) {
+		memmove(h->v, h->v + 1, sizeof(double) * (HISTORY - 1));
+		h->n--;
+	}
+	h->v[h->n++] = v;
+}
+
+/* Per second, from two readings of a counter dt seconds apart (0 if it
+ * went back: a queue created anew under the same name). */
+static double rate(uint64_t now, uint64_t before, double dt)
+{
+	return dt > 0 && now >= before ? (double)(now - before) / dt : 0;
+}
+
 static void sample(struct top *t)
 {
 	uint64_t now = tq_now_ns();
@@ -80,13 +104,12 @@ static void sample(struct top *t)
 	tq_stats_get(t->q, &t->s);
 	if (t->last_ns) {
 		double dt = (double)(now - t->last_ns) / 1e9;
-		double r = dt > 0 && t->s.total.acked >= t->last_acked ? (double)(t->s.total.acked - t->last_acked) / dt : 0;
-		if (t->nhist == HISTORY) {
-			memmove(t->hist, t->hist + 1, sizeof(double) * (HISTORY - 1));
-			t->nhist--;
-		}
-		t->hist[t->nhist++] = r;
+		series_add(&t->hist[S_DONE], rate(t->s.total.acked, t->last_acked, dt));
+		series_add(&t->hist[S_PUSHED], rate(t->s.total.pushed, t->last_pushed, dt));
+		series_add(&t->hist[S_FAILED], rate(t->s.total.failed, t->last_failed, dt));
 	}
+	series_add(&t->hist[S_PENDING], t->s.ready);
+	series_add(&t->hist[S_HELD], t->s.leased);
 	int n = tq_procs(t->q, t->procs, MAXPROCS);
 	int k = 0;
 	for (int i = 0; i < n && i < MAXPROCS; i++) {
@@ -104,6 +127,8 @@ static void sample(struct top *t)
 		t->prev[i] = (struct proc_rate){t->procs[i].pid, t->procs[i].counters.acked, t->prate[i]};
 	t->nprev = k;
 	t->last_acked = t->s.total.acked;
+	t->last_pushed = t->s.total.pushed;
+	t->last_failed = t->s.total.failed;
 	t->last_ns = now;
 	tq_event_info all[256];
 	int ne = tq_events(t->q, 0, all, 256);
@@ -112,21 +137,23 @@ static void sample(struct top *t)
 		t->ev[t->nev++] = all[i];
 }
 
-/* The sparkline of the last `width` seconds of done/s. */
-static void sparkline(const struct top *t, char *out, size_t size, int width)
+/* The sparkline of the last `width` frames of a series, scaled to its
+ * largest value in them, which *max returns. */
+static void sparkline(const struct top *t, const struct series *h, char *out, size_t size, int width, double *max_out)
 {
 	static const char *blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
 	static const char ascii[] = "_.-=+*#@";
-	int from = t->nhist > width ? t->nhist - width : 0;
+	int from = h->n > width ? h->n - width : 0;
 	double max = 0;
 	size_t k = 0;
 
-	for (int i = from; i < t->nhist; i++)
-		if (t->hist[i] > max)
-			max = t->hist[i];
+	for (int i = from; i < h->n; i++)
+		if (h->v[i] > max)
+			max = h->v[i];
+	*max_out = max;
 	out[0] = '\0';
-	for (int i = from; i < t->nhist && k + 4 < size; i++) {
-		int lvl = max > 0 ? (int)(t->hist[i] / max * 7.0 + 0.5) : 0;
+	for (int i = from; i < h->n && k + 4 < size; i++) {
+		int lvl = max > 0 ? (int)(h->v[i] / max * 7.0 + 0.5) : 0;
 		if (t->utf8) {
 			size_t l = strlen(blocks[lvl]);
 			memcpy(out + k, blocks[lvl], l);
@@ -144,7 +171,7 @@ static void emit_text(int row, const char *line, bool bold, void *arg);
  * batch mode, where no key is read). */
 static void render(struct top *t, int width, void (*emit)(int row, const char *line, bool bold, void *arg), void *arg)
 {
-	char line[1024], a[32], b[32], c[32], d[32], e[32];
+	char line[HISTORY * 4 + 256], a[32], b[32], c[32], d[32], e[32];
 	int row = 0;
 	const tq_stats *s = &t->s;
 	time_t now = time(NULL);
@@ -165,17 +192,30 @@ static void render(struct top *t, int width, void (*emit)(int row, const char *l
 	snprintf(line, sizeof(line), "         leases expired %llu   returned from dead processes %llu   dead processes %u",
 		 (unsigned long long)s->total.expired, (unsigned long long)s->total.recovered, s->recoveries);
 	emit(row++, line, false, arg);
-	human(a, sizeof(a), t->nhist ? t->hist[t->nhist - 1] : 0);
+	const struct series *dh = &t->hist[S_DONE];
+	human(a, sizeof(a), dh->n ? dh->v[dh->n - 1] : 0);
 	human(b, sizeof(b), s->done_per_s[1]);
 	human(c, sizeof(c), s->done_per_s[2]);
 	human(d, sizeof(d), s->pushed_per_s[1]);
 	snprintf(line, sizeof(line), "done/s   %s now   %s (10 s)   %s (60 s)      pushed/s %s (10 s)", a, b, c, d);
 	emit(row++, line, true, arg);
+	/* The last minute (as many frames as fit), one mark a frame. */
 	char spark[HISTORY * 4 + 1];
-	int sw = width - 10;
-	sparkline(t, spark, sizeof(spark), sw < 10 ? 10 : sw > HISTORY ? HISTORY : sw);
-	snprintf(line, sizeof(line), "history  %s", spark);
-	emit(row++, line, false, arg);
+	uint64_t per_min = t->interval_ns ? 60000000000ull / t->interval_ns : HISTORY;
+	int sw = width - 32;
+	sw = sw < 10 ? 10 : sw > HISTORY ? HISTORY : sw;
+	if ((uint64_t)sw > per_min)
+		sw = per_min < 10 ? 10 : (int)per_min;
+	static const char *label[S__N] = {"done/s", "pushed/s", "failed/s", "pending", "held"};
+	for (int i = 0; i < S__N; i++) {
+		double max;
+		const struct series *h = &t->hist[i];
+		sparkline(t, h, spark, sizeof(spark), sw, &max);
+		human(a, sizeof(a), h->n ? h->v[h->n - 1] : 0);
+		human(b, sizeof(b), max);
+		snprintf(line, sizeof(line), "%-8s %s  now %s  max %s", label[i], spark, a, b);
+		emit(row++, line, false, arg);
+	}
 	const tq_latency *l[2] = {&s->wait, &s->processing};
 	const char *ln[2] = {"wait", "process"};
 	for (int i = 0; i < 2; i++) {
@@ -248,9 +288,10 @@ static const struct cli_opt top_opts[] = {
 static const struct cli_command top_cmd = {
 	.name = "top",
 	.args = "NAME",
-	.about = "A live dashboard: task counts, totals, done/s with a history sparkline,\n"
-		 "latency percentiles, the attached processes and recent events. q quits;\n"
-		 "the screen follows window resizes.\n",
+	.about = "A live dashboard: task counts, totals, rates, the last minute of done/s,\n"
+		 "pushed/s, failed/s, pending and held (in progress) as sparklines, latency\n"
+		 "percentiles, the attached processes and recent events. q quits; the screen\n"
+		 "follows window resizes.\n",
 	.more = "taskq top --nats URL --stream S [NAME] [--wait SEC] [--iterations N]: every\n"
 		"machine's bridges of stream S instead, a row each and the totals, refreshed\n"
 		"every --wait (taskq bridge top; docs/cluster.md). Ctrl+C quits.\n",
@@ -287,6 +328,7 @@ int cmd_top(int argc, char **argv)
 	if (!t)
 		return EX_FAIL;
 	t->name = argv[optind];
+	t->interval_ns = interval;
 	int rc = cli_open_observer(t->name, &t->q); /* never counted among the processes it shows */
 	if (rc) {
 		free(t);

@@ -55,6 +55,8 @@ struct opts {
 	bool quiet, join, log_level_set, keep_dead;
 	const char *serve;      /* ADDR:PORT for taskq serve, or NULL */
 	const char *token_file;
+	const char *tls_cert, *tls_key; /* for taskq serve: HTTPS */
+	bool insecure_http;             /* for taskq serve: control over plain HTTP off loopback */
 	struct log_config log;
 };
 
@@ -99,6 +101,10 @@ static void usage(FILE *f)
 		"                           (127.0.0.1); port 0 takes any free port\n"
 		"      --token-file F       bearer token for --serve's control endpoints (or\n"
 		"                           $TASKQ_TOKEN); without either, control is off\n"
+		"      --tls-cert F         with --tls-key F: --serve speaks HTTPS (PEM files;\n"
+		"                           taskq serve --help)\n"
+		"      --insecure-http      let --serve run control (a token) on a non-loopback\n"
+		"                           address over plain HTTP (refused without it)\n"
 		"      --log-file F         logfmt logs to F (default: stderr), and --serve's\n"
 		"                           to F.serve\n"
 		"      --log-level LEVEL    debug, info, warn or error (default: info with\n"
@@ -165,6 +171,8 @@ static const struct option long_opts[] = {
 	{"quiet", no_argument, 0, 'Q'}, {"serve", required_argument, 0, 'S'},
 	{"keep-dead", no_argument, 0, 'K'},
 	{"token-file", required_argument, 0, 'T'}, {"log-file", required_argument, 0, 'L'},
+	{"tls-cert", required_argument, 0, 'X'}, {"tls-key", required_argument, 0, 'Y'},
+	{"insecure-http", no_argument, 0, 'I'},
 	{"log-level", required_argument, 0, 'V'}, {"log-max-bytes", required_argument, 0, 'M'},
 	{"log-max-files", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
@@ -230,6 +238,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'K': o->keep_dead = true; break;
 		case 'S': ok = serve_addr_ok(optarg, why, sizeof(why)); o->serve = optarg; break;
 		case 'T': o->token_file = optarg; break;
+		case 'X': o->tls_cert = optarg; break;
+		case 'Y': o->tls_key = optarg; break;
+		case 'I': o->insecure_http = true; break;
 		case 'L': o->log.path = optarg; break;
 		case 'V':
 			o->log.level = log_level_parse(optarg);
@@ -255,6 +266,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (o->token_file && !o->serve) {
 		fprintf(stderr, "taskq-demo: --token-file is for --serve's control endpoints; give --serve too\n");
+		return 2;
+	}
+	if ((o->tls_cert || o->tls_key || o->insecure_http) && !o->serve) {
+		fprintf(stderr, "taskq-demo: --%s is for --serve; give --serve too\n",
+			o->tls_cert ? "tls-cert" : o->tls_key ? "tls-key" : "insecure-http");
+		return 2;
+	}
+	if (!o->tls_cert != !o->tls_key) {
+		fprintf(stderr, "taskq-demo: --%s needs --%s too\n", o->tls_cert ? "tls-cert" : "tls-key",
+			o->tls_cert ? "tls-key" : "tls-cert");
 		return 2;
 	}
 	if (!o->log_level_set)
@@ -636,7 +657,7 @@ static int start_server(const struct opts *o, struct server *sv)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(out[1], 1);
 		char log_path[4200], max_bytes[32], max_files[32];
-		char *argv[20];
+		char *argv[26];
 		int k = 0;
 		argv[k++] = "taskq";
 		argv[k++] = "serve";
@@ -647,6 +668,14 @@ static int start_server(const struct opts *o, struct server *sv)
 			argv[k++] = "--token-file";
 			argv[k++] = (char *)o->token_file;
 		}
+		if (o->tls_cert) {
+			argv[k++] = "--tls-cert";
+			argv[k++] = (char *)o->tls_cert;
+			argv[k++] = "--tls-key";
+			argv[k++] = (char *)o->tls_key;
+		}
+		if (o->insecure_http)
+			argv[k++] = "--insecure-http";
 		argv[k++] = "--log-level";
 		argv[k++] = (char *)level_names[o->log.level];
 		if (o->log.path) {
@@ -715,11 +744,13 @@ static int start_server(const struct opts *o, struct server *sv)
 	}
 	*nl = '\0';
 	const char *u = strstr(line, "http://");
+	if (!u)
+		u = strstr(line, "https://");
 	size_t len = u ? strcspn(u, " ") : 0;
 	if (u && len < sizeof(sv->url))
 		snprintf(sv->url, sizeof(sv->url), "%.*s", (int)len, u);
 	else
-		snprintf(sv->url, sizeof(sv->url), "http://%s/", o->serve);
+		snprintf(sv->url, sizeof(sv->url), "%s://%s/", o->tls_cert ? "https" : "http", o->serve);
 	sv->control = strstr(line, "control on") != NULL;
 	return 0;
 }

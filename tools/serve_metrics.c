@@ -228,6 +228,10 @@ static void render_metrics(struct buf *b, const struct snapshot *sn, size_t n)
 	FOR_EACH_Q sample_u64(b, "taskq_dead_capacity_tasks", sn[i].name, NULL, sn[i].s.dead_capacity);
 	family(b, "taskq_dead_over_tasks", "gauge", "Dead tasks beyond the dead-letter area, taking room from the capacity (taskq dead NAME purge|kick clears them).");
 	FOR_EACH_Q sample_u64(b, "taskq_dead_over_tasks", sn[i].name, NULL, sn[i].s.dead_over);
+	family(b, "taskq_delay_capacity_tasks", "gauge", "Delayed tasks (retries waiting, delayed pushes) the delay area holds without taking room from the capacity.");
+	FOR_EACH_Q sample_u64(b, "taskq_delay_capacity_tasks", sn[i].name, NULL, sn[i].s.delay_capacity);
+	family(b, "taskq_delay_over_tasks", "gauge", "Delayed tasks beyond the delay area, taking room from the capacity (a larger --delay-capacity keeps them apart).");
+	FOR_EACH_Q sample_u64(b, "taskq_delay_over_tasks", sn[i].name, NULL, sn[i].s.delay_over);
 	family(b, "taskq_processes", "gauge", "Processes attached to the queue (observers such as this server not counted).");
 	FOR_EACH_Q sample_u64(b, "taskq_processes", sn[i].name, NULL, sn[i].s.procs);
 	family(b, "taskq_process_recoveries_total", "counter", "Dead processes recovered (their leases returned).");

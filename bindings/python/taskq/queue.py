@@ -1,0 +1,879 @@
+# SPDX-License-Identifier: MIT
+"""Queue, Batch and Task: the Python face of libtaskq's queue calls."""
+from __future__ import annotations
+
+import ctypes
+import enum
+import json as _json
+from array import array
+from ctypes import byref, c_uint64, c_void_p
+from itertools import accumulate, islice
+from typing import Any, Iterable, Iterator
+
+from . import _lib
+from ._lib import KIND_INT, KIND_JSON, KIND_STRING, TASK_WORDS, W_DATA, W_ENQ, W_ID, W_LENKIND, W_VALUE, lib
+from .errors import Error, InvalidArgument, LeaseLost, PayloadTooLarge, error
+
+__all__ = ["Kind", "RunState", "Queue", "Batch", "Task", "DeadLetters", "destroy", "seconds_to_ns"]
+
+_ZERO_TASK = array("Q", bytes(8 * TASK_WORDS))
+_LEN_MASK = 0xFFFFFFFF
+
+
+class Kind(enum.IntEnum):
+    """A task's kind (enum tq_kind)."""
+
+    INT = KIND_INT
+    STRING = KIND_STRING
+    JSON = KIND_JSON
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_KINDS = {k.value: k for k in Kind}
+
+
+class RunState(enum.IntEnum):
+    """A queue's run state (enum tq_run_state); ``str()`` gives the name
+    ``taskq stats`` prints ("running", ...)."""
+
+    RUNNING = 0
+    DRAINING = 1
+    STOPPED = 2
+    PAUSED = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+def seconds_to_ns(seconds: float | None, what: str = "timeout") -> int:
+    """A timeout in seconds as the library's nanoseconds: None waits
+    forever (TQ_WAIT_FOREVER), 0 does not wait. Negative values, NaN and
+    non-numbers raise InvalidArgument."""
+    if seconds is None:
+        return _lib.WAIT_FOREVER
+    try:
+        ns = seconds * 1e9
+    except TypeError:
+        raise InvalidArgument(f"{what}: seconds expected, got {type(seconds).__name__}") from None
+    if not ns >= 0:  # also NaN
+        raise InvalidArgument(f"{what}: {seconds!r} is not a number of seconds >= 0")
+    return _lib.WAIT_FOREVER - 1 if ns >= _lib.WAIT_FOREVER - 1 else int(ns)
+
+
+def _check_name(name: str) -> bytes:
+    if not isinstance(name, str):
+        raise InvalidArgument(f"queue name: str expected, got {type(name).__name__}")
+    return name.encode("utf-8", "surrogateescape")
+
+
+def destroy(name: str) -> None:
+    """Removes the queue ``name`` (tq_destroy): attached processes keep
+    working on it until they close. Raises QueueNotFound if there is none."""
+    rc = lib.tq_destroy(_check_name(name))
+    if rc:
+        raise error(rc, f"destroy {name}")
+
+
+def _age_s(now: int, t: int) -> float:
+    return (now - t) / 1e9 if t and now > t else 0.0
+
+
+def _counters(c: _lib.Counters) -> dict[str, int]:
+    return {n: getattr(c, n) for n, _ in _lib.Counters._fields_}
+
+
+def _latency(lat: _lib.Latency) -> dict[str, float | int]:
+    return {"count": lat.count, "mean": lat.mean_ns / 1e9, "p50": lat.p50_ns / 1e9, "p90": lat.p90_ns / 1e9,
+            "p99": lat.p99_ns / 1e9, "max": -1 if lat.max_ns == _lib.WAIT_FOREVER else lat.max_ns / 1e9}
+
+
+def _state_name(s: int) -> str:
+    try:
+        return str(RunState(s))
+    except ValueError:
+        return "invalid"
+
+
+_PROC_STATE = {1: "waiting for tasks", 2: "waiting for room"}
+
+
+class Queue:
+    """A handle on a taskq queue (a tq_queue).
+
+    Make one with :meth:`create` or :meth:`open`; use it as a context
+    manager, or call :meth:`close`, which returns the leases of the tasks it
+    still holds to the queue. A handle may be used from several threads at
+    once; it cannot be used in a child after ``fork()`` (open the queue
+    again there). Timeouts are in seconds: ``None`` waits without limit,
+    ``0`` does not wait.
+    """
+
+    __slots__ = ("_h", "name", "observer", "max_payload", "_lease_ns", "dead", "__weakref__")
+
+    def __init__(self, handle: int, name: str, observer: bool = False):
+        """Not for direct use: see :meth:`create` and :meth:`open`."""
+        self._h: int | None = handle
+        self.name = name
+        self.observer = observer
+        cfg = _lib.Config()
+        lib.tq_config_get(handle, byref(cfg))
+        #: The queue's largest payload in bytes.
+        self.max_payload: int = cfg.max_payload
+        self._lease_ns = cfg.lease_ns
+        #: The dead-letter area: ``q.dead.list()``, ``.kick()``, ``.purge()``.
+        self.dead = DeadLetters(self)
+
+    # ---------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(cls, name: str, *, capacity: int | None = None, max_payload: int | None = None,
+               mode: int | None = None, max_attempts: int | None = None, dead_capacity: int | None = None,
+               delay_capacity: int | None = None, lease: float | None = None, backoff: float | None = None, backoff_max: float | None = None,
+               exist_ok: bool = False) -> Queue:
+        """Creates the queue ``name`` and attaches to it (tq_create).
+
+        Options left at None take the library's defaults: capacity 10000
+        tasks, max_payload 4096 bytes, mode 0o600, max_attempts 5,
+        dead_capacity max(1, capacity / 10), delay_capacity max(1, capacity /
+        20) (delayed tasks, retries waiting for their backoff, held without
+        taking room from the capacity), lease 30 s, backoff 0.1 s
+        (the first retry's delay), backoff_max 60 s. Times are seconds.
+        With ``exist_ok``, an existing queue of that name is opened instead
+        (its own configuration stands). Raises QueueExists, BadName,
+        InvalidArgument (the message names the field), PermissionDenied,
+        OutOfMemory.
+        """
+        cfg = _lib.Config()
+        lib.tq_config_init(byref(cfg))
+        for field, v in (("capacity", capacity), ("max_payload", max_payload), ("mode", mode),
+                         ("max_attempts", max_attempts), ("dead_capacity", dead_capacity),
+                         ("delay_capacity", delay_capacity)):
+            if v is None:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFFFFFF:
+                raise InvalidArgument(f"create {name}: {field} must be an integer in 0..4294967295, got {v!r}")
+            setattr(cfg, field, v)
+        for field, v in (("lease_ns", lease), ("backoff_base_ns", backoff), ("backoff_max_ns", backoff_max)):
+            if v is not None:
+                setattr(cfg, field, seconds_to_ns(v, field[:-3]))
+        h = c_void_p()
+        rc = lib.tq_create(_check_name(name), byref(cfg), byref(h))
+        if rc == -3 and exist_ok:
+            return cls.open(name)
+        if rc:
+            raise error(rc, f"create {name}")
+        return cls(h.value or 0, name)
+
+    @classmethod
+    def open(cls, name: str, *, observer: bool = False) -> Queue:
+        """Attaches to the existing queue ``name`` (tq_open). An
+        ``observer`` handle (tq_open_observer) reads statistics, the run
+        state and events without registering as a process; calls that change
+        tasks raise ObserverOnly. Raises QueueNotFound, BadName, BadQueue,
+        VersionMismatch, PermissionDenied, TooManyProcesses, ..."""
+        h = c_void_p()
+        fn = lib.tq_open_observer if observer else lib.tq_open
+        rc = fn(_check_name(name), byref(h))
+        if rc:
+            raise error(rc, f"open {name}")
+        return cls(h.value or 0, name, observer)
+
+    destroy = staticmethod(destroy)
+
+    def close(self) -> None:
+        """Detaches (tq_close): tasks still leased by this handle return to
+        ready at once. Payload views of its tasks must not be used after
+        this. Closing twice does nothing."""
+        h, self._h = self._h, None
+        if h:
+            lib.tq_close(h)
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+    def __repr__(self) -> str:
+        what = "closed" if self._h is None else ("observer" if self.observer else "open")
+        return f"<taskq.Queue {self.name!r} {what}>"
+
+    def _handle(self) -> int:
+        h = self._h
+        if h is None:
+            raise InvalidArgument(f"queue {self.name}: the handle is closed")
+        return h
+
+    # ------------------------------------------------------------- pushes
+
+    def push(self, item: int | bytes | bytearray | memoryview | str, *, timeout: float | None = None,
+             delay: float | None = None) -> int:
+        """Pushes one task and returns its id: an ``int`` (0..2**64-1) as an
+        integer task, ``bytes``-like as a string task (copied into the
+        queue), ``str`` as its UTF-8 bytes. ``timeout``: how long to wait
+        for room while the queue is full (None: no limit, 0: not at all;
+        then QueueFull). ``delay``: seconds before the task becomes ready
+        (tq_push_delayed). Raises PayloadTooLarge, QueueFull, Stopped,
+        InvalidArgument (another type, an integer out of range)."""
+        t = array("Q", _ZERO_TASK)
+        if type(item) is not int and isinstance(item, int) and not isinstance(item, bool):
+            item = int(item)  # an int subclass (IntEnum, ...)
+        if type(item) is int:
+            if not 0 <= item < 1 << 64:
+                raise InvalidArgument(f"push {self.name}: integer tasks are 0..2**64-1, got {item}")
+            t[W_VALUE] = item
+            t[W_LENKIND] = KIND_INT << 32
+            return self._push1(t, None, timeout, delay)
+        return self._push_payload(t, item, KIND_STRING, timeout, delay)
+
+    def push_json(self, obj: Any, *, timeout: float | None = None, delay: float | None = None) -> int:
+        """Pushes ``obj`` encoded with ``json.dumps`` (compact, UTF-8) as a
+        JSON task and returns its id. As :meth:`push` otherwise."""
+        data = _json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._push_payload(array("Q", _ZERO_TASK), data, KIND_JSON, timeout, delay)
+
+    def _push_payload(self, t: array, item: Any, kind: int, timeout: float | None, delay: float | None) -> int:
+        if isinstance(item, str):
+            item = item.encode()
+        elif not isinstance(item, bytes):
+            if isinstance(item, bool) or not isinstance(item, (bytearray, memoryview)):
+                raise InvalidArgument(f"push {self.name}: int, bytes-like or str expected, "
+                                      f"got {type(item).__name__}")
+            item = bytes(item)
+        if len(item) > self.max_payload:
+            raise error(PayloadTooLarge.code, f"push {self.name}: {len(item)} bytes, max_payload {self.max_payload}")
+        t[W_DATA] = ctypes.cast(item, c_void_p).value or 0
+        t[W_LENKIND] = (kind << 32) | len(item)
+        return self._push1(t, item, timeout, delay)
+
+    def _push1(self, t: array, keep: Any, timeout: float | None, delay: float | None) -> int:
+        h = self._handle()
+        addr = t.buffer_info()[0]
+        if delay:
+            rc = lib.tq_push_delayed(h, addr, 1, seconds_to_ns(delay, "delay"), seconds_to_ns(timeout))
+        else:
+            rc = lib.tq_push(h, addr, 1, _lib.WAIT_FOREVER if timeout is None else seconds_to_ns(timeout))
+        if rc != 1:
+            raise error(rc, f"push {self.name}", full=True)
+        del keep  # the payload's bytes were read by the call
+        return t[W_ID]
+
+    def push_many(self, items: Iterable[Any], *, batch: int = 64, timeout: float | None = None,
+                  delay: float | None = None, json: bool = False) -> int:
+        """Pushes every item of ``items`` (as :meth:`push` would, or
+        :meth:`push_json` with ``json=True``), ``batch`` tasks per call into
+        the library (1..4096), and returns how many were pushed. Integers
+        and payloads are best not mixed in one batch (a mixed batch takes
+        the queue's locks; one of a kind goes through the lock-free lanes).
+        ``timeout`` bounds each wait for room. On an error, the exception's
+        ``pushed`` attribute says how many items went in before it (items
+        0..pushed-1)."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= _lib.MAX_BATCH:
+            raise InvalidArgument(f"push_many {self.name}: batch must be 1..{_lib.MAX_BATCH}, got {batch!r}")
+        timeout_ns = seconds_to_ns(timeout)
+        delay_ns = seconds_to_ns(delay, "delay") if delay else 0
+        it = iter(items)
+        done = 0
+        while True:
+            chunk = list(islice(it, batch))
+            if not chunk:
+                return done
+            if json:
+                chunk = [_json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode() for o in chunk]
+            try:
+                done += self._push_chunk(chunk, KIND_JSON if json else KIND_STRING, timeout_ns, delay_ns)
+            except Error as e:
+                e.pushed = done + getattr(e, "pushed", 0)  # type: ignore[attr-defined]
+                raise
+
+    def _push_chunk(self, chunk: list[Any], kind: int, timeout_ns: int, delay_ns: int) -> int:
+        n = len(chunk)
+        t = _ZERO_TASK * n
+        keep = None
+        ints = all(type(v) is int for v in chunk)
+        if not ints:  # int subclasses (IntEnum, ...) as ints
+            chunk = [int(v) if type(v) is not int and isinstance(v, int) and not isinstance(v, bool) else v
+                     for v in chunk]
+            ints = all(type(v) is int for v in chunk)
+        if ints:
+            try:
+                t[W_VALUE::TASK_WORDS] = array("Q", chunk)
+            except OverflowError:
+                raise InvalidArgument(f"push {self.name}: integer tasks are 0..2**64-1") from None
+            t[W_LENKIND::TASK_WORDS] = array("Q", [KIND_INT << 32]) * n
+        else:
+            words = []
+            for v in chunk:
+                if type(v) is int:
+                    continue
+                if isinstance(v, str):
+                    v = v.encode()
+                elif not isinstance(v, (bytes, bytearray, memoryview)) or isinstance(v, bool):
+                    raise InvalidArgument(f"push {self.name}: int, bytes-like or str expected, "
+                                          f"got {type(v).__name__}")
+                if len(v) > self.max_payload:
+                    raise error(PayloadTooLarge.code,
+                                f"push {self.name}: {len(v)} bytes, max_payload {self.max_payload}")
+                words.append(v)
+            keep = b"".join(words)
+            base = ctypes.cast(keep, c_void_p).value or 0
+            offs = accumulate((len(w) for w in words), initial=0)
+            k = 0
+            for i, v in enumerate(chunk):
+                if type(v) is int:
+                    if not 0 <= v < 1 << 64:
+                        raise InvalidArgument(f"push {self.name}: integer tasks are 0..2**64-1, got {v}")
+                    t[i * TASK_WORDS + W_VALUE] = v
+                    t[i * TASK_WORDS + W_LENKIND] = KIND_INT << 32
+                else:
+                    ln = len(words[k])
+                    k += 1
+                    t[i * TASK_WORDS + W_DATA] = base + next(offs)
+                    t[i * TASK_WORDS + W_LENKIND] = (kind << 32) | ln
+        h = self._handle()
+        addr = t.buffer_info()[0]
+        done = 0
+        while done < n:
+            at = addr + done * 8 * TASK_WORDS
+            if delay_ns:
+                rc = lib.tq_push_delayed(h, at, n - done, delay_ns, timeout_ns)
+            else:
+                rc = lib.tq_push(h, at, n - done, timeout_ns)
+            if rc < 0:
+                e = error(rc, f"push {self.name}", full=True)
+                e.pushed = done  # type: ignore[attr-defined]
+                raise e
+            done += rc
+        del keep
+        return n
+
+    # -------------------------------------------------------------- takes
+
+    def take(self, max: int = 1, timeout: float | None = None) -> Batch:
+        """Takes up to ``max`` ready tasks (1..4096), oldest first, leased
+        to this handle, waiting up to ``timeout`` seconds while none is
+        ready (None: no limit). Returns a :class:`Batch`, empty (and false)
+        if nothing came within the timeout or the queue is paused. Use it
+        as a context manager::
+
+            with q.take(max=64, timeout=1.0) as batch:
+                for task in batch:
+                    handle(task)
+
+        Raises Stopped if the run state is draining or stopped."""
+        if type(max) is not int or not 1 <= max <= _lib.MAX_BATCH:
+            raise InvalidArgument(f"take {self.name}: max must be 1..{_lib.MAX_BATCH}, got {max!r}")
+        buf = _ZERO_TASK * max
+        n = lib.tq_take(self._handle(), buf.buffer_info()[0], max,
+                        _lib.WAIT_FOREVER if timeout is None else seconds_to_ns(timeout))
+        if n < 0:
+            if n == -9 or n == -10:  # TQ_EAGAIN, TQ_ETIMEDOUT: nothing ready
+                n = 0
+            else:
+                raise error(n, f"take {self.name}")
+        return Batch(self, buf, n)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Takes one task, acknowledges it, and returns its payload as
+        :attr:`Task.payload` does (an int, bytes, or the decoded JSON value):
+        the counterpart of ``push``/``push_json`` for code that needs no
+        lease. Raises QueueEmpty (a queue.Empty; also a Timeout) if nothing came
+        within ``timeout``, Stopped if the queue is draining or stopped."""
+        buf = array("Q", _ZERO_TASK)
+        h = self._handle()
+        addr = buf.buffer_info()[0]
+        n = lib.tq_take(h, addr, 1, _lib.WAIT_FOREVER if timeout is None else seconds_to_ns(timeout))
+        if n != 1:
+            raise error(n, f"get {self.name}", empty=True)
+        lk = buf[W_LENKIND]
+        if (lk >> 32) & 0xFFFF == KIND_INT:
+            v: Any = buf[W_VALUE]
+        else:
+            v = ctypes.string_at(buf[W_DATA], lk & _LEN_MASK)
+            if (lk >> 32) & 0xFFFF == KIND_JSON:
+                v = _json.loads(v)
+        rc = lib.tq_ack(h, addr, 1)
+        if rc:
+            raise error(rc, f"ack {self.name}")
+        return v
+
+    # ------------------------------------------------------- state, stats
+
+    @property
+    def state(self) -> RunState:
+        """The queue's run state (shared by every process); settable."""
+        rc = lib.tq_run_state(self._handle())
+        if rc < 0:
+            raise error(rc, f"state {self.name}")
+        return RunState(rc)
+
+    @state.setter
+    def state(self, value: RunState | int | str) -> None:
+        if isinstance(value, str):
+            try:
+                value = RunState[value.upper()]
+            except KeyError:
+                raise InvalidArgument(f"state {self.name}: running, draining, stopped or paused, "
+                                      f"got {value!r}") from None
+        rc = lib.tq_set_run_state(self._handle(), int(value))
+        if rc:
+            raise error(rc, f"state {self.name}")
+
+    def pause(self) -> None:
+        """Run state PAUSED: takes wait, pushes work (``taskq pause``)."""
+        self.state = RunState.PAUSED
+
+    def resume(self) -> None:
+        """Run state RUNNING (``taskq resume``)."""
+        self.state = RunState.RUNNING
+
+    def drain(self) -> None:
+        """Run state DRAINING: workers finish what they hold and return;
+        pushes and takes raise Stopped (``taskq stop``)."""
+        self.state = RunState.DRAINING
+
+    def stop(self) -> None:
+        """Run state STOPPED: workers return at once (``taskq stop --now``)."""
+        self.state = RunState.STOPPED
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The queue's configuration, as ``taskq info --json`` prints it
+        (times in seconds, mode as octal text)."""
+        cfg = _lib.Config()
+        lib.tq_config_get(self._handle(), byref(cfg))
+        return {"capacity": cfg.capacity, "max_payload": cfg.max_payload, "mode": f"{cfg.mode:03o}",
+                "max_attempts": cfg.max_attempts, "dead_capacity": cfg.dead_capacity,
+                "delay_capacity": cfg.delay_capacity, "lease_seconds": cfg.lease_ns / 1e9, "backoff_seconds": cfg.backoff_base_ns / 1e9,
+                "backoff_max_seconds": cfg.backoff_max_ns / 1e9}
+
+    @property
+    def instance(self) -> int:
+        """A number identifying this instance of the queue (tq_instance)."""
+        v = c_uint64()
+        rc = lib.tq_instance(self._handle(), byref(v))
+        if rc:
+            raise error(rc, f"instance {self.name}")
+        return v.value
+
+    def stats(self, *, config: bool = False) -> dict[str, Any]:
+        """A snapshot, the same dict as ``taskq stats NAME --json`` prints
+        (with ``config=True``, as ``taskq info NAME --json``): task counts by
+        state, totals, rates, latency, and the attached processes."""
+        h = self._handle()
+        s = _lib.Stats()
+        rc = lib.tq_stats_get(h, byref(s))
+        if rc:
+            raise error(rc, f"stats {self.name}")
+        procs = (_lib.ProcInfo * _lib.MAX_PROCS)()
+        n = max(lib.tq_procs(h, procs, _lib.MAX_PROCS), 0)
+        now = lib.tq_now_ns()  # after everything it is compared with, as the command does
+        o: dict[str, Any] = {
+            "name": self.name, "state": _state_name(s.run_state), "capacity": s.capacity, "ready": s.ready,
+            "leased": s.leased, "delayed": s.delayed, "dead": s.dead, "free": s.free_slots, "slots": s.slots,
+            "dead_capacity": s.dead_capacity, "dead_over": s.dead_over, "dead_full": s.dead >= s.dead_capacity,
+            "delay_capacity": s.delay_capacity, "delay_over": s.delay_over, "processes": s.procs, "recoveries": s.recoveries,
+            "oldest_ready_age_seconds": _age_s(now, s.oldest_ready_ns), "totals": _counters(s.total),
+            "rates": {"pushed_per_second": dict(zip(("1s", "10s", "60s"), s.pushed_per_s)),
+                      "done_per_second": dict(zip(("1s", "10s", "60s"), s.done_per_s))},
+            "latency_seconds": {"queue_wait": _latency(s.wait), "processing": _latency(s.processing)},
+        }
+        if config:
+            o["config"] = self.config
+        o["process_list"] = [self._proc(p, now) for p in procs[:n]]
+        return o
+
+    @staticmethod
+    def _proc(p: _lib.ProcInfo, now: int) -> dict[str, Any]:
+        return {"pid": p.pid, "slot": p.slot, "attached_seconds": _age_s(now, p.attached_ns),
+                "last_seen_seconds_ago": _age_s(now, p.last_seen_ns), "in_progress": p.leased,
+                "done_per_second": p.done_per_s, "state": _PROC_STATE.get(p.waiting, "busy"),
+                "counters": _counters(p.counters)}
+
+    def procs(self) -> list[dict[str, Any]]:
+        """The attached processes (tq_procs), as in stats()["process_list"]."""
+        return self.stats()["process_list"]
+
+    def counters(self) -> dict[str, int]:
+        """This handle's own counters (tq_counters_self)."""
+        c = _lib.Counters()
+        lib.tq_counters_self(self._handle(), byref(c))
+        return _counters(c)
+
+    def events(self, after: int = 0, max: int = 256) -> list[dict[str, Any]]:
+        """Recent events with seq > ``after``, oldest first (tq_events): dicts
+        with seq, t_ns, pid, type (its name, as ``taskq log`` prints), a, b,
+        msg."""
+        out = (_lib.EventInfo * max)()
+        n = lib.tq_events(self._handle(), after, out, max)
+        if n < 0:
+            raise error(n, f"events {self.name}")
+        return [{"seq": e.seq, "t_ns": e.t_ns, "pid": e.pid, "type": (lib.tq_event_name(e.type) or b"?").decode(),
+                 "a": e.a, "b": e.b, "msg": e.msg.decode("utf-8", "replace")} for e in out[:n]]
+
+    def finished_below(self) -> int:
+        """The finished watermark W (tq_finished_below): every task pushed
+        before this call with an id below W is acked or dead."""
+        v = c_uint64()
+        rc = lib.tq_finished_below(self._handle(), byref(v))
+        if rc:
+            raise error(rc, f"finished_below {self.name}")
+        return v.value
+
+    def recover(self) -> int:
+        """Runs recovery now (tq_recover); returns the number of dead
+        processes recovered."""
+        rc = lib.tq_recover(self._handle())
+        if rc < 0:
+            raise error(rc, f"recover {self.name}")
+        return rc
+
+
+class Task:
+    """One leased task of a :class:`Batch`.
+
+    ``id``, ``kind`` (:class:`Kind`), ``attempt`` (1 on first delivery) and
+    ``enqueued_ns`` (CLOCK_MONOTONIC time of its first push). An integer
+    task has ``value``; a payload task has ``view``, a memoryview over its
+    bytes in shared memory (no copy; valid only while the lease is held:
+    it is released when the task is acked or failed), and ``data``, a copy
+    as bytes (made once, kept after the ack). ``payload`` is the int, the
+    bytes, or for a JSON task the decoded value.
+    """
+
+    __slots__ = ("_batch", "_o", "_i", "_data", "_view")
+
+    def __init__(self, batch: Batch, i: int):
+        self._batch = batch
+        self._i = i
+        self._o = i * TASK_WORDS  # its record's first word in the batch's buffer
+        self._data: bytes | None = None
+        self._view: memoryview | None = None
+
+    @property
+    def id(self) -> int:
+        """The task's id, unique in its queue, growing in push order."""
+        return self._batch._buf[self._o + W_ID]
+
+    @property
+    def kind(self) -> Kind:
+        return _KINDS.get((self._batch._buf[self._o + W_LENKIND] >> 32) & 0xFFFF, Kind.STRING)
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first delivery, 2 on the first retry, ..."""
+        return self._batch._buf[self._o + W_LENKIND] >> 48
+
+    @property
+    def enqueued_ns(self) -> int:
+        """CLOCK_MONOTONIC time of the task's first push, in ns."""
+        return self._batch._buf[self._o + W_ENQ]
+
+    @property
+    def _ptr(self) -> int:
+        return self._batch._buf[self._o + W_DATA]
+
+    @property
+    def _value(self) -> int:
+        return self._batch._buf[self._o + W_VALUE]
+
+    def __repr__(self) -> str:
+        what = f"value={self._value}" if self.kind == Kind.INT else f"len={len(self)}"
+        return f"<taskq.Task id={self.id} {self.kind} {what} attempt={self.attempt}>"
+
+    def __len__(self) -> int:
+        return self._batch._buf[self._o + W_LENKIND] & _LEN_MASK
+
+    @property
+    def value(self) -> int:
+        """An integer task's value (ValueError for a payload task)."""
+        w = self._batch._buf
+        if (w[self._o + W_LENKIND] >> 32) & 0xFFFF != KIND_INT:
+            raise ValueError(f"task {self.id} is a {self.kind} task: use data, view or json()")
+        return w[self._o + W_VALUE]
+
+    def _held(self) -> None:
+        if self._batch._settled[self._i]:
+            raise ValueError(f"task {self.id} was acked or failed: its payload is no longer held "
+                             "(read data before, to keep a copy)")
+
+    @property
+    def view(self) -> memoryview:
+        """The payload in shared memory, read-only, without a copy; valid
+        until the task is acked or failed (or its lease is lost)."""
+        if self._view is None:
+            self._held()
+            if self.kind == Kind.INT:
+                raise ValueError(f"task {self.id} is an integer task: use value")
+            n = len(self)
+            self._view = memoryview((ctypes.c_char * n).from_address(self._ptr)).cast("B").toreadonly() if n \
+                else memoryview(b"")
+        return self._view
+
+    @property
+    def data(self) -> bytes:
+        """The payload copied out as bytes (an integer task: ValueError)."""
+        if self._data is None:
+            self._held()
+            if self.kind == Kind.INT:
+                raise ValueError(f"task {self.id} is an integer task: use value")
+            self._data = ctypes.string_at(self._ptr, len(self))
+        return self._data
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8."""
+        return self.data.decode()
+
+    def json(self) -> Any:
+        """The payload parsed as JSON (json.loads)."""
+        return _json.loads(self.data)
+
+    @property
+    def payload(self) -> Any:
+        """The int, the bytes, or the decoded JSON value."""
+        if self.kind == Kind.INT:
+            return self._value
+        return self.json() if self.kind == Kind.JSON else self.data
+
+    def ack(self) -> None:
+        """Acknowledges the task as done (tq_ack). Raises LeaseLost if its
+        lease was lost (it is or will be delivered again)."""
+        self._batch._settle([self._i], None)
+
+    def fail(self, reason: str | None = None, code: int = 1) -> None:
+        """Fails the task (tq_fail) with error ``code`` and ``reason``: it is
+        retried after a backoff, or dead once out of attempts."""
+        self._batch._settle([self._i], (code, reason))
+
+    def touch(self, extend: float | None = None) -> None:
+        """Extends the lease to now + ``extend`` seconds (None: the queue's
+        lease) (tq_touch)."""
+        self._batch._touch([self._i], extend)
+
+
+class Batch:
+    """Tasks leased by one :meth:`Queue.take`, settled together.
+
+    Iterate it (``for task in batch``), index it, or read every integer at
+    once with :meth:`values`. As a context manager: when the block ends
+    normally, every task not yet acked or failed is acked (one call); when
+    it raises, the tasks the iteration had moved past are acked and the
+    rest (the one being handled, and those not reached) are failed with the
+    exception's type and message, and the exception goes on.
+    """
+
+    __slots__ = ("_q", "_buf", "_n", "_settled", "_open", "_handled", "_tasks")
+
+    def __init__(self, q: Queue, buf: array, n: int):
+        self._q = q
+        self._buf = buf
+        self._n = n
+        self._settled = bytearray(n)
+        self._open = n  # tasks not yet acked or failed
+        self._handled = 0
+        self._tasks: list[Task | None] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def __repr__(self) -> str:
+        return f"<taskq.Batch {self._n} tasks of {self._q.name!r}, {self._open} held>"
+
+    def __getitem__(self, i: int) -> Task:
+        if self._tasks is None:
+            self._tasks = [None] * self._n
+        t = self._tasks[i]
+        if t is None:
+            if i < 0:
+                i += self._n
+            t = self._tasks[i] = Task(self, i)
+        return t
+
+    def __iter__(self) -> Iterator[Task]:
+        for i in range(self._n):
+            yield self[i]
+            self._handled = i + 1
+
+    def values(self) -> list[int]:
+        """Every task's integer value, in order, without making Task
+        objects (the fast path for integer tasks; for a payload task the
+        value word means nothing: use its Task)."""
+        return self._buf[W_VALUE:self._n * TASK_WORDS:TASK_WORDS].tolist()
+
+    def ids(self) -> list[int]:
+        """Every task's id, in order."""
+        return self._buf[W_ID:self._n * TASK_WORDS:TASK_WORDS].tolist()
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, et: type | None, ev: BaseException | None, tb: object) -> bool:
+        if not self._open:
+            return False
+        if ev is None:
+            if self._open == self._n:  # the common case: one call for the whole batch
+                rc = lib.tq_ack(self._q._handle(), self._buf.buffer_info()[0], self._n)
+                if rc and rc != LeaseLost.code:
+                    raise error(rc, f"ack {self._q.name}")
+                self._open = 0
+                if self._tasks is None:
+                    self._settled[:] = b"\x01" * self._n
+                else:
+                    self._release(range(self._n))
+                if rc:
+                    raise error(rc, f"ack {self._q.name}")
+            else:
+                self.ack()
+            return False
+        reason = f"{type(ev).__name__}: {ev}"
+        code = getattr(ev, "code", None)
+        if not isinstance(code, int) or isinstance(code, bool) or not code or not -2**31 <= code < 2**31:
+            code = 1
+        try:  # quiet: a lost lease must not hide the exception that ended the block
+            self._settle([i for i in range(self._handled) if not self._settled[i]], None, quiet=True)
+        finally:
+            self._settle([i for i in range(self._handled, self._n) if not self._settled[i]],
+                         (code, reason), quiet=True)
+        return False
+
+    def ack(self) -> None:
+        """Acks every task not yet acked or failed (tq_ack, one call)."""
+        self._settle([i for i in range(self._n) if not self._settled[i]], None)
+
+    def fail(self, reason: str | None = None, code: int = 1) -> None:
+        """Fails every task not yet acked or failed (tq_fail)."""
+        self._settle([i for i in range(self._n) if not self._settled[i]], (code, reason))
+
+    def touch(self, extend: float | None = None) -> None:
+        """Extends the leases of every task not yet acked or failed."""
+        self._touch([i for i in range(self._n) if not self._settled[i]], extend)
+
+    def _records(self, idx: list[int]) -> array:
+        """The task records of tasks idx, all still held (else ValueError)."""
+        for i in idx:
+            if self._settled[i]:
+                raise ValueError(f"task {self._buf[i * TASK_WORDS + W_ID]} was acked or failed already")
+        if len(idx) == self._n:
+            return self._buf
+        out = array("Q")
+        for i in idx:
+            out.extend(self._buf[i * TASK_WORDS:(i + 1) * TASK_WORDS])
+        return out
+
+    def _release(self, idx: Iterable[int]) -> None:
+        """Marks tasks idx acked or failed, and releases their views."""
+        for i in idx:
+            self._settled[i] = 1
+            t = self._tasks[i] if self._tasks else None
+            if t is not None and t._view is not None:
+                t._view.release()
+
+    def _settle(self, idx: list[int], fail: tuple[int, str | None] | None, quiet: bool = False) -> None:
+        if not idx:
+            return
+        recs = self._records(idx)
+        h = self._q._handle()
+        if fail is None:
+            rc = lib.tq_ack(h, recs.buffer_info()[0], len(idx))
+            what = "ack"
+        else:
+            code, reason = fail
+            if not isinstance(code, int) or isinstance(code, bool) or not -2**31 <= code < 2**31 or code == 0:
+                raise InvalidArgument(f"fail {self._q.name}: code must be a non-zero C int, got {code!r}")
+            msg = None if reason is None else str(reason).encode("utf-8", "replace")
+            rc = lib.tq_fail(h, recs.buffer_info()[0], len(idx), code, msg)
+            what = "fail"
+        if rc and rc != LeaseLost.code:
+            raise error(rc, f"{what} {self._q.name}")
+        self._open -= len(idx)
+        self._release(idx)
+        if rc and not quiet:
+            raise error(rc, f"{what} {self._q.name}")
+
+    def _touch(self, idx: list[int], extend: float | None) -> None:
+        if not idx:
+            return
+        recs = self._records(idx)
+        rc = lib.tq_touch(self._q._handle(), recs.buffer_info()[0], len(idx),
+                          0 if extend is None else seconds_to_ns(extend, "extend"))
+        if rc:
+            raise error(rc, f"touch {self._q.name}")
+
+
+class DeadLetters:
+    """A queue's dead-letter area: tasks that failed max_attempts times."""
+
+    __slots__ = ("_q",)
+
+    def __init__(self, q: Queue):
+        self._q = q
+
+    def list(self, max: int | None = None) -> list[dict[str, Any]]:
+        """The dead tasks, oldest first (tq_dead_list; up to ``max``, None:
+        all), as dicts with the fields of ``taskq dead NAME list --json``:
+        id, kind, attempts, last_error, last_message, dead_seconds, and
+        value (int tasks) or data (the payload bytes)."""
+        q = self._q
+        h = q._handle()
+        if max is None:
+            s = _lib.Stats()
+            lib.tq_stats_get(h, byref(s))
+            max = s.dead + 64
+        if max <= 0:
+            return []
+        stride = q.max_payload or 1
+        out = (_lib.DeadInfo * max)()
+        data = ctypes.create_string_buffer(max * stride)
+        n = lib.tq_dead_list(h, out, max, data, stride)
+        if n < 0:
+            raise error(n, f"dead list {q.name}")
+        now = lib.tq_now_ns()
+        res = []
+        for i, d in enumerate(out[:n]):
+            e: dict[str, Any] = {"id": d.id, "kind": str(Kind(d.kind)) if d.kind in (1, 2, 3) else "invalid",
+                                 "attempts": d.attempts, "last_error": d.last_err,
+                                 "last_message": d.last_msg.decode("utf-8", "replace"),
+                                 "dead_seconds": _age_s(now, d.died_ns)}
+            if d.kind == KIND_INT:
+                e["value"] = d.value
+            else:
+                e["data"] = data.raw[i * stride:i * stride + min(d.len, stride)]
+            res.append(e)
+        return res
+
+    def kick(self, id: int | None = None) -> int:
+        """Puts dead task ``id`` (None: every dead task, room permitting)
+        back to ready with its attempts reset; returns how many. Raises
+        TaskNotFound, WouldBlock (no room for that task)."""
+        rc = lib.tq_dead_kick(self._q._handle(), _lib.ALL if id is None else id)
+        if rc < 0:
+            raise error(rc, f"dead kick {self._q.name}")
+        return rc
+
+    def purge(self, id: int | None = None) -> int:
+        """Deletes dead task ``id`` (None: all); returns how many."""
+        rc = lib.tq_dead_purge(self._q._handle(), _lib.ALL if id is None else id)
+        if rc < 0:
+            raise error(rc, f"dead purge {self._q.name}")
+        return rc
+
+    def __len__(self) -> int:
+        s = _lib.Stats()
+        lib.tq_stats_get(self._q._handle(), byref(s))
+        return s.dead
