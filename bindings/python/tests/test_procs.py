@@ -25,6 +25,9 @@ PROC_TIMES = ("attached_seconds", "last_seen_seconds_ago")
 def split_times(o: dict) -> tuple[dict, list[float]]:
     """The snapshot without its ages (which grow between two reads), and the ages."""
     o = json.loads(json.dumps(o))
+    for r in o["rates"].values():  # the command prints rates with 15 significant digits
+        for k in r:
+            r[k] = float(f"{r[k]:.12g}")
     ages = [o.pop(k) for k in TIMES]
     for p in o["process_list"]:
         ages += [p.pop(k) for k in PROC_TIMES]
