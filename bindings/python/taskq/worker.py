@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from . import _lib
 from ._lib import TASK_WORDS, lib
-from .errors import InvalidArgument, error
+from .errors import Error, InvalidArgument, error
 from .queue import Batch, Queue, Task, seconds_to_ns
 
 __all__ = ["work", "WorkResult"]
@@ -87,7 +87,7 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
             raise InvalidArgument(f"work {q.name}: {what} must be an integer in {lo}..{hi}, got {v!r}")
     if not callable(handler):
         raise InvalidArgument(f"work {q.name}: the handler is not callable")
-    h = q._handle()
+    q._call(lambda h: 0)  # InvalidArgument if the handle is closed
     flag = ctypes.c_int(0)
 
     def on_task(tp: Any, _arg: Any, msg: int, size: int) -> int:
@@ -116,7 +116,10 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
         cfg.idle_exit_ns = 0 if idle_exit is None else max(seconds_to_ns(idle_exit, "idle_exit"), 1)
         cfg.stop = ctypes.pointer(flag)
         res = _lib.WorkerResult()
-        rc = lib.tq_worker_run(h, cb, None, ctypes.byref(cfg), ctypes.byref(res))
+        try:  # q.close() in another thread stops the loop (flag) and waits for it
+            rc = q._call(lib.tq_worker_run, cb, None, ctypes.byref(cfg), ctypes.byref(res))
+        except Error as e:  # closed before this thread began
+            rc = e.code
         with lock:
             results.append((rc, res))
         if rc:
@@ -140,6 +143,8 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     if threading.current_thread() is threading.main_thread():
         for s in signals:
             old[s] = signal.signal(s, on_signal)
+    with q._cv:
+        q._stops.append(flag)
     try:
         for t in threads:
             t.start()
@@ -149,6 +154,14 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
                 if stop is not None and stop.is_set():
                     flag.value = 1
     finally:
+        # Left by an exception too (a KeyboardInterrupt with signals=()):
+        # the loops drain what they hold and return before work() does.
+        flag.value = 1
+        for t in threads:
+            if t.ident is not None:
+                t.join()
+        with q._cv:
+            q._stops.remove(flag)
         for s, f in old.items():
             signal.signal(s, f)
     out = WorkResult()

@@ -112,11 +112,15 @@ def test_view_is_zero_copy_and_released(q):
     q.push(b"shared bytes")
     with q.take(timeout=1) as b:
         t = b[0]
-        v = t.view
-        assert v.readonly and v.format == "B" and bytes(v[7:]) == b"bytes"
+        v, u = t.view, t.unsafe_view()
+        assert v[7:] == b"bytes" and u.readonly and u.format == "B" and bytes(u[7:]) == b"bytes"
+        assert not v.released and t.view is v
         t.ack()
-        with pytest.raises(ValueError):
+        assert v.released
+        with pytest.raises(ValueError, match="released"):
             v[0]  # released with the lease
+        with pytest.raises(ValueError):
+            u[0]
         with pytest.raises(ValueError, match="no longer held"):
             t.data
     q.push(b"copy me")
