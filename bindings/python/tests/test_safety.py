@@ -233,8 +233,10 @@ def test_close_while_another_thread_takes(make_queue):
 CHILD_WORK_INTERRUPTED = """
 import sys, threading, time, taskq
 q = taskq.Queue.open(sys.argv[1])
+lock = threading.Lock()
 def handler(task):
-    print("handling", flush=True)
+    with lock:  # two threads: whole lines
+        print("handling", flush=True)
     time.sleep(0.05)
 try:
     taskq.work(q, handler, concurrency=2, batch=1, signals=())
