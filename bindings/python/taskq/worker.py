@@ -108,7 +108,13 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     results: list[tuple[int, _lib.WorkerResult]] = []
     lock = threading.Lock()
 
-    def run(share: int) -> None:
+    def run(share: int, done: threading.Event) -> None:
+        try:
+            loop(share)
+        finally:
+            done.set()
+
+    def loop(share: int) -> None:
         cfg = _lib.WorkerConfig()
         lib.tq_worker_config_init(ctypes.byref(cfg))
         cfg.batch = batch
@@ -129,8 +135,9 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     if max_tasks:
         shares = [max_tasks // concurrency + (i < max_tasks % concurrency) for i in range(concurrency)]
         shares = [s for s in shares if s] or [0]
-    threads = [threading.Thread(target=run, args=(s,), name=f"taskq-work-{i}", daemon=True)
-               for i, s in enumerate(shares)]
+    ended = [threading.Event() for _ in shares]
+    threads = [threading.Thread(target=run, args=(s, e), name=f"taskq-work-{i}", daemon=True)
+               for i, (s, e) in enumerate(zip(shares, ended))]
     old: dict[int, Any] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -145,8 +152,10 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
             old[s] = signal.signal(s, on_signal)
     with q._cv:
         q._stops.append(flag)
+    started: list[threading.Thread] = []
     try:
         for t in threads:
+            started.append(t)  # before start(): a signal may end start() after the thread began
             t.start()
         for t in threads:
             while t.is_alive():  # wakes to run the signal handlers
@@ -157,9 +166,11 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
         # Left by an exception too (a KeyboardInterrupt with signals=()):
         # the loops drain what they hold and return before work() does.
         flag.value = 1
-        for t in threads:
-            if t.ident is not None:
-                t.join()
+        # Waited for with events, not join(): a join() interrupted by a
+        # KeyboardInterrupt takes the thread for ended (CPython 3.11).
+        for t, e in zip(started, ended):
+            if t._started.wait(5):  # type: ignore[attr-defined]  # False: the thread could not start
+                e.wait()
         with q._cv:
             q._stops.remove(flag)
         for s, f in old.items():
