@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import spawn, wait_for
+from conftest import Lines, spawn, wait_for
 
 import taskq
 
@@ -251,9 +251,10 @@ def test_work_left_by_an_exception_stops_its_threads(make_queue):
     q.push_many(range(1000))
     child = spawn(CHILD_WORK_INTERRUPTED, q.name)
     try:
-        assert child.stdout.readline() == "handling\n"  # bounded: the child handles at once
+        lines = Lines(child)
+        assert lines.readline() == "handling\n"
         child.send_signal(signal.SIGINT)  # no handler of work(): KeyboardInterrupt in its join loop
-        out, err = child.communicate(timeout=10)
+        out, err = lines.rest(timeout=10)
     finally:
         child.kill()
         child.wait()
