@@ -1037,7 +1037,8 @@ class DeadLetters:
         """The dead tasks, oldest first (tq_dead_list; up to ``max``, None:
         all), as dicts with the fields of ``taskq dead NAME list --json``:
         id, kind, attempts, last_error, last_message, dead_seconds, and
-        value (int tasks) or data (the payload bytes)."""
+        value (int tasks) or data (the payload bytes). Memory: the rows,
+        and the longest payload listed once per row (not max_payload)."""
         q = self._q
         if max is None:
             s = _lib.Stats()
@@ -1045,12 +1046,23 @@ class DeadLetters:
             max = s.dead + 64
         if max <= 0:
             return []
-        stride = q.max_payload or 1
         out = (_lib.DeadInfo * max)()
-        data = ctypes.create_string_buffer(max * stride)
-        n = q._call(lib.tq_dead_list, out, max, data, stride)
+        n = q._call(lib.tq_dead_list, out, max, None, 0)  # the rows and lengths, no payloads yet
+        stride = 0
+        data = None
+        for _ in range(3):  # room for the longest payload listed (a list in between may differ)
+            longest = 0
+            for d in out[:n if n > 0 else 0]:
+                if d.kind != KIND_INT and d.len > longest:
+                    longest = d.len
+            if n < 0 or longest <= stride:
+                break
+            stride = longest
+            data = ctypes.create_string_buffer(n * stride)
+            n = q._call(lib.tq_dead_list, out, n, data, stride)
         if n < 0:
             raise error(n, f"dead list {q.name}")
+        base = ctypes.addressof(data) if data is not None else 0
         now = lib.tq_now_ns()
         res = []
         for i, d in enumerate(out[:n]):
@@ -1061,7 +1073,8 @@ class DeadLetters:
             if d.kind == KIND_INT:
                 e["value"] = d.value
             else:
-                e["data"] = data.raw[i * stride:i * stride + min(d.len, stride)]
+                ln = d.len if d.len < stride else stride
+                e["data"] = ctypes.string_at(base + i * stride, ln) if ln else b""
             res.append(e)
         return res
 

@@ -412,3 +412,26 @@ def test_every_error_code_has_its_class():
     assert type(unknown) is taskq.Error and unknown.code == -99 and "code -99" in str(unknown)
     assert issubclass(taskq.QueueNotFound, FileNotFoundError) and issubclass(taskq.Timeout, TimeoutError)
     assert issubclass(taskq.PermissionDenied, PermissionError) and issubclass(taskq.BadName, ValueError)
+
+
+def test_dead_list_allocates_for_the_payloads_it_has(make_queue, monkeypatch):
+    q = make_queue(capacity=1000, max_payload=1 << 20, max_attempts=1, dead_capacity=500)
+    n = 300
+    q.push_many([b"p%d" % i for i in range(n)] + [7])
+    while True:
+        with q.take(max=64, timeout=0) as b:
+            if not b:
+                break
+            b.fail("x")
+    sizes = []
+    real = taskq.queue.ctypes.create_string_buffer
+
+    def counting(size, *a):
+        sizes.append(size)
+        return real(size, *a)
+
+    monkeypatch.setattr(taskq.queue.ctypes, "create_string_buffer", counting)
+    dead = q.dead.list()
+    assert [d["data"] for d in dead[:n]] == [b"p%d" % i for i in range(n)] and dead[n]["value"] == 7
+    assert sum(sizes) <= 10 * (n + 1)  # the longest payload's length per row, not max_payload's 1 MiB
+    assert [d["data"] for d in q.dead.list(max=2)] == [b"p0", b"p1"]
