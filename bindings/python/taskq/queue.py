@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from . import _lib
 from ._lib import KIND_INT, KIND_JSON, KIND_STRING, TASK_WORDS, W_DATA, W_ENQ, W_ID, W_LENKIND, W_VALUE, lib
-from .errors import Error, InvalidArgument, LeaseLost, PayloadTooLarge, error
+from .errors import BadName, Error, InvalidArgument, LeaseLost, PayloadTooLarge, error
 
 __all__ = ["Kind", "RunState", "Queue", "Batch", "Task", "PayloadView", "DeadLetters", "destroy", "seconds_to_ns"]
 
@@ -73,6 +73,8 @@ def seconds_to_ns(seconds: float | None, what: str = "timeout") -> int:
 def _check_name(name: str) -> bytes:
     if not isinstance(name, str):
         raise InvalidArgument(f"queue name: str expected, got {type(name).__name__}")
+    if "\0" in name:  # C would read the name up to it: another queue
+        raise error(BadName.code, f"queue name {name!r}: has a NUL character")
     return name.encode("utf-8", "surrogateescape")
 
 

@@ -435,3 +435,11 @@ def test_dead_list_allocates_for_the_payloads_it_has(make_queue, monkeypatch):
     assert [d["data"] for d in dead[:n]] == [b"p%d" % i for i in range(n)] and dead[n]["value"] == 7
     assert sum(sizes) <= 10 * (n + 1)  # the longest payload's length per row, not max_payload's 1 MiB
     assert [d["data"] for d in q.dead.list(max=2)] == [b"p0", b"p1"]
+
+
+def test_names_with_nul_are_refused(qname):
+    for call in (lambda n: taskq.Queue.create(n), lambda n: taskq.Queue.open(n), taskq.destroy):
+        with pytest.raises(taskq.BadName, match="NUL"):
+            call(qname + "\0tail")
+    with pytest.raises(taskq.QueueNotFound):
+        taskq.Queue.open(qname)  # nothing made under the name's head
