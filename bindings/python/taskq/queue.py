@@ -947,15 +947,20 @@ class Batch:
                 self.ack()
             return False
         done = self._handled if self._iter == 1 else 0  # the tasks a loop under way had moved past
-        # quiet: a lost lease must not hide the exception that ended the block
-        self._settle([i for i in range(done) if not self._settled[i]], None, quiet=True)
-        if not isinstance(ev, Exception):  # KeyboardInterrupt, SystemExit: the rest stay leased
-            return False
         reason = f"{type(ev).__name__}: {ev}"
         code = getattr(ev, "code", None)
         if not isinstance(code, int) or isinstance(code, bool) or not code or not -2**31 <= code < 2**31:
             code = 1
-        self._settle([i for i in range(done, self._n) if not self._settled[i]], (code, reason), quiet=True)
+        # Nothing raised here may hide the exception that ended the block (a
+        # lost lease: quiet; a handle closed meanwhile: its tasks went back).
+        steps: list[tuple[range, tuple[int, str] | None]] = [(range(done), None)]
+        if isinstance(ev, Exception):  # KeyboardInterrupt, SystemExit: the rest stay leased
+            steps.append((range(done, self._n), (code, reason)))
+        for idx, fail in steps:
+            try:
+                self._settle([i for i in idx if not self._settled[i]], fail, quiet=True)
+            except Error:
+                pass
         return False
 
     def ack(self) -> None:

@@ -259,3 +259,12 @@ def test_work_left_by_an_exception_stops_its_threads(make_queue):
         child.kill()
         child.wait()
     assert out.splitlines()[-1] == "leased 0 waiting 0", err
+
+
+def test_closed_handle_does_not_hide_the_exception(make_queue):
+    q = make_queue()
+    q.push_many(range(2))
+    with pytest.raises(RuntimeError, match="body"):
+        with q.take(max=2, timeout=1):
+            q.close()
+            raise RuntimeError("body")
