@@ -120,13 +120,14 @@ class Queue:
     ``0`` does not wait.
     """
 
-    __slots__ = ("_h", "name", "observer", "max_payload", "_lease_ns", "dead", "_cv", "_busy", "_closing",
+    __slots__ = ("_h", "name", "observer", "max_payload", "_lease_ns", "dead", "_lock", "_cv", "_busy", "_closing",
                  "_viewed", "_stops", "__weakref__")
 
     def __init__(self, handle: int, name: str, observer: bool = False):
         """Not for direct use: see :meth:`create` and :meth:`open`."""
         self._h: int | None = handle
-        self._cv = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # guards _h, _closing, _busy
+        self._cv = threading.Condition(self._lock)
         self._busy: dict[int, int] = {}  # thread id -> calls into the library in progress
         self._closing = False
         self._viewed: weakref.WeakSet[Batch] = weakref.WeakSet()  # batches with payload views
@@ -246,7 +247,7 @@ class Queue:
     def _enter(self) -> int:
         """The handle, counted in use by this thread until :meth:`_leave`
         (close() waits for that). InvalidArgument once closed or closing."""
-        with self._cv:
+        with self._lock:
             h = self._h
             if h is None or self._closing:
                 raise InvalidArgument(f"queue {self.name}: the handle is closed")
@@ -255,7 +256,7 @@ class Queue:
         return h
 
     def _leave(self) -> None:
-        with self._cv:
+        with self._lock:
             me = threading.get_ident()
             n = self._busy[me] - 1
             if n:
@@ -767,7 +768,7 @@ class Task:
                 raise ValueError(f"task {self.id} is an integer task: use value")
             b = self._batch
             q = b._q
-            with q._cv:  # atomic with close(), which releases the views before unmapping
+            with q._lock:  # atomic with close(), which releases the views before unmapping
                 if b._settled[self._i] or q._h is None or q._closing:
                     raise self._gone()
                 n = len(self)
@@ -809,12 +810,14 @@ class Task:
     def data(self) -> bytes:
         """The payload copied out as bytes (an integer task: ValueError)."""
         if self._data is None:
-            try:
-                self._data = self._mem().tobytes()
-            except ValueError:
-                if self._mv is not None:  # released by close() in another thread
-                    raise self._gone() from None
-                raise
+            if self.kind == Kind.INT:
+                raise ValueError(f"task {self.id} is an integer task: use value")
+            b = self._batch
+            q = b._q
+            with q._lock:  # atomic with close(), which unmaps only after it
+                if b._settled[self._i] or q._h is None or q._closing:
+                    raise self._gone()
+                self._data = ctypes.string_at(self._ptr, len(self))
         return self._data
 
     def _release(self) -> None:
