@@ -769,7 +769,7 @@ class Task:
             b = self._batch
             q = b._q
             with q._lock:  # atomic with close(), which releases the views before unmapping
-                if b._settled[self._i] or q._h is None or q._closing:
+                if b._settled[self._i] or q._h is None:  # closing: still mapped until the calls end
                     raise self._gone()
                 n = len(self)
                 if n:
@@ -815,7 +815,7 @@ class Task:
             b = self._batch
             q = b._q
             with q._lock:  # atomic with close(), which unmaps only after it
-                if b._settled[self._i] or q._h is None or q._closing:
+                if b._settled[self._i] or q._h is None:  # closing: still mapped until the calls end
                     raise self._gone()
                 self._data = ctypes.string_at(self._ptr, len(self))
         return self._data

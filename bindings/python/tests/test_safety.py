@@ -9,6 +9,8 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from conftest import Lines, spawn, wait_for
@@ -268,3 +270,31 @@ def test_closed_handle_does_not_hide_the_exception(make_queue):
         with q.take(max=2, timeout=1):
             q.close()
             raise RuntimeError("body")
+
+
+def test_close_drains_work_in_another_thread(make_queue):
+    q = make_queue(capacity=1000)
+    n = 500
+    q.push_many([b"p%d" % i for i in range(n)])
+    started = threading.Event()
+
+    def handler(task):
+        started.set()
+        assert task.view[:1] == b"p"  # readable until the loop has drained
+        time.sleep(0.001)
+
+    res = []
+    th = threading.Thread(target=lambda: res.append(taskq.work(q, handler, batch=8)))
+    th.start()
+    try:
+        assert started.wait(10)
+        q.close()  # stops the loop, waits for it to drain
+        th.join(10)
+        assert not th.is_alive()
+    finally:
+        q.close()
+        th.join(10)
+    assert res[0].failed == 0 and res[0].ends == ["signal"] and 0 < res[0].acked < n
+    with taskq.Queue.open(q.name) as other:
+        s = other.stats()
+        assert s["ready"] == n - res[0].acked and s["leased"] == 0 and s["totals"]["failed"] == 0
