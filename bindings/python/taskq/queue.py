@@ -8,6 +8,7 @@ import json as _json
 import threading
 import time
 import weakref
+from _thread import get_ident
 from array import array
 from ctypes import byref, c_uint64, c_void_p
 from itertools import accumulate, islice
@@ -216,7 +217,8 @@ class Queue:
             self._closing = True
             for f in self._stops:
                 f.value = 1
-            self._cv.wait_for(lambda: not self._busy)
+            while self._busy:  # (the timeout: a call may end between the test and the wait)
+                self._cv.wait(0.05)
             h, self._h = self._h, None
             self._closing = False
             viewed = list(self._viewed)
@@ -244,35 +246,29 @@ class Queue:
         what = "closed" if self._h is None else ("observer" if self.observer else "open")
         return f"<taskq.Queue {self.name!r} {what}>"
 
-    def _enter(self) -> int:
-        """The handle, counted in use by this thread until :meth:`_leave`
-        (close() waits for that). InvalidArgument once closed or closing."""
-        with self._lock:
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """fn(handle, *args), the call counted in progress in this thread
+        meanwhile (close() waits for it). InvalidArgument once the handle
+        is closed or closing. Without a lock: each thread changes only its
+        own entry of _busy (one dict operation, atomic), and enters before
+        it looks at _closing, which close() sets before it looks at _busy."""
+        me = get_ident()
+        busy = self._busy
+        busy[me] = busy.get(me, 0) + 1
+        try:
             h = self._h
             if h is None or self._closing:
                 raise InvalidArgument(f"queue {self.name}: the handle is closed")
-            me = threading.get_ident()
-            self._busy[me] = self._busy.get(me, 0) + 1
-        return h
-
-    def _leave(self) -> None:
-        with self._lock:
-            me = threading.get_ident()
-            n = self._busy[me] - 1
-            if n:
-                self._busy[me] = n
-            else:
-                del self._busy[me]
-                if self._closing and not self._busy:
-                    self._cv.notify_all()
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        """fn(handle, *args), with the handle kept open meanwhile."""
-        h = self._enter()
-        try:
             return fn(h, *args)
         finally:
-            self._leave()
+            n = busy[me] - 1
+            if n:
+                busy[me] = n
+            else:
+                del busy[me]
+                if self._closing:
+                    with self._cv:
+                        self._cv.notify_all()
 
     def _wait(self, fn: Any, timeout_ns: int, *args: Any) -> int:
         """fn(handle, *args, timeout) for a call that waits up to timeout_ns
@@ -280,11 +276,15 @@ class Queue:
         signals and close() are seen between them."""
         if timeout_ns <= _SLICE_NS:
             return self._call(fn, *args, timeout_ns)
-        end = None if timeout_ns == _lib.WAIT_FOREVER else time.monotonic_ns() + timeout_ns
+        if timeout_ns == _lib.WAIT_FOREVER:
+            while True:
+                rc = self._call(fn, *args, _SLICE_NS)
+                if rc != _ETIMEDOUT:
+                    return rc
+        end = time.monotonic_ns() + timeout_ns
         while True:
-            left = _SLICE_NS if end is None else min(_SLICE_NS, max(end - time.monotonic_ns(), 0))
-            rc = self._call(fn, *args, left)
-            if rc != _ETIMEDOUT or (end is not None and time.monotonic_ns() >= end):
+            rc = self._call(fn, *args, min(_SLICE_NS, max(end - time.monotonic_ns(), 0)))
+            if rc != _ETIMEDOUT or time.monotonic_ns() >= end:
                 return rc
 
     # ------------------------------------------------------------- pushes
@@ -461,19 +461,20 @@ class Queue:
         within ``timeout``, Stopped if the queue is draining or stopped."""
         buf = array("Q", _ZERO_TASK)
         addr = buf.buffer_info()[0]
-        n = self._wait(lib.tq_take, seconds_to_ns(timeout), addr, 1)
+        got: list[Any] = []
+
+        def take_ack(h: int, timeout_ns: int) -> int:  # in one call: the payload is read while mapped
+            n = lib.tq_take(h, addr, 1, timeout_ns)
+            if n == 1:
+                lk = buf[W_LENKIND]
+                v = buf[W_VALUE] if (lk >> 32) & 0xFFFF == KIND_INT else ctypes.string_at(buf[W_DATA], lk & _LEN_MASK)
+                got.extend((lk, v, lib.tq_ack(h, addr, 1)))
+            return n
+
+        n = self._wait(take_ack, seconds_to_ns(timeout))
         if n != 1:
             raise error(n, f"get {self.name}", empty=True)
-        h = self._enter()  # the lease keeps the payload; the handle stays open while it is read
-        try:
-            lk = buf[W_LENKIND]
-            if (lk >> 32) & 0xFFFF == KIND_INT:
-                v: Any = buf[W_VALUE]
-            else:
-                v = ctypes.string_at(buf[W_DATA], lk & _LEN_MASK)
-            rc = lib.tq_ack(h, addr, 1)
-        finally:
-            self._leave()
+        lk, v, rc = got
         if rc:
             raise error(rc, f"ack {self.name}")
         if (lk >> 32) & 0xFFFF == KIND_JSON:
