@@ -129,7 +129,7 @@ class Queue:
         self._h: int | None = handle
         self._lock = threading.Lock()  # guards _h, _closing, _busy
         self._cv = threading.Condition(self._lock)
-        self._busy: dict[int, int] = {}  # thread id -> calls into the library in progress
+        self._busy: list[int] = []  # the thread ids of the calls into the library in progress
         self._closing = False
         self._viewed: weakref.WeakSet[Batch] = weakref.WeakSet()  # batches with payload views
         self._stops: list[ctypes.c_int] = []  # the stop flags of running work() loops
@@ -249,26 +249,22 @@ class Queue:
     def _call(self, fn: Any, *args: Any) -> Any:
         """fn(handle, *args), the call counted in progress in this thread
         meanwhile (close() waits for it). InvalidArgument once the handle
-        is closed or closing. Without a lock: each thread changes only its
-        own entry of _busy (one dict operation, atomic), and enters before
-        it looks at _closing, which close() sets before it looks at _busy."""
+        is closed or closing. Without a lock: a thread enters (one append
+        to _busy, atomic) before it looks at _closing, which close() sets
+        before it looks at _busy."""
         me = get_ident()
         busy = self._busy
-        busy[me] = busy.get(me, 0) + 1
+        busy.append(me)
         try:
             h = self._h
             if h is None or self._closing:
                 raise InvalidArgument(f"queue {self.name}: the handle is closed")
             return fn(h, *args)
         finally:
-            n = busy[me] - 1
-            if n:
-                busy[me] = n
-            else:
-                del busy[me]
-                if self._closing:
-                    with self._cv:
-                        self._cv.notify_all()
+            busy.remove(me)
+            if self._closing:
+                with self._cv:
+                    self._cv.notify_all()
 
     def _wait(self, fn: Any, timeout_ns: int, *args: Any) -> int:
         """fn(handle, *args, timeout) for a call that waits up to timeout_ns
