@@ -269,19 +269,35 @@ class Queue:
     def _wait(self, fn: Any, timeout_ns: int, *args: Any) -> int:
         """fn(handle, *args, timeout) for a call that waits up to timeout_ns
         (WAIT_FOREVER: no limit), made of waits of at most _SLICE_NS so that
-        signals and close() are seen between them."""
-        if timeout_ns <= _SLICE_NS:
-            return self._call(fn, *args, timeout_ns)
-        if timeout_ns == _lib.WAIT_FOREVER:
-            while True:
-                rc = self._call(fn, *args, _SLICE_NS)
-                if rc != _ETIMEDOUT:
-                    return rc
-        end = time.monotonic_ns() + timeout_ns
+        signals and close() are seen between them; each counted as _call
+        does (inline: this is every push's and take's path)."""
+        end = None
+        wait = timeout_ns
+        if timeout_ns > _SLICE_NS:
+            wait = _SLICE_NS
+            if timeout_ns != _lib.WAIT_FOREVER:
+                end = time.monotonic_ns() + timeout_ns
+        me = get_ident()
+        busy = self._busy
         while True:
-            rc = self._call(fn, *args, min(_SLICE_NS, max(end - time.monotonic_ns(), 0)))
-            if rc != _ETIMEDOUT or time.monotonic_ns() >= end:
+            busy.append(me)
+            try:
+                h = self._h
+                if h is None or self._closing:
+                    raise InvalidArgument(f"queue {self.name}: the handle is closed")
+                rc = fn(h, *args, wait)
+            finally:
+                busy.remove(me)
+                if self._closing:
+                    with self._cv:
+                        self._cv.notify_all()
+            if rc != _ETIMEDOUT or wait == timeout_ns:
                 return rc
+            if end is not None:
+                left = end - time.monotonic_ns()
+                if left <= 0:
+                    return rc
+                wait = min(_SLICE_NS, left)
 
     # ------------------------------------------------------------- pushes
 
