@@ -110,6 +110,20 @@ def _state_name(s: int) -> str:
 _PROC_STATE = {1: "waiting for tasks", 2: "waiting for room"}
 
 
+def _take_ack(h: int, buf: array, got: list[Any], timeout_ns: int) -> int:
+    """Queue.get's call: takes one task into buf, and if one came, appends
+    its length-kind word, value or payload, and the ack's result to got
+    (the payload is read while the call is counted: the memory is mapped)."""
+    addr = buf.buffer_info()[0]
+    n = lib.tq_take(h, addr, 1, timeout_ns)
+    if n == 1:
+        lk = buf[W_LENKIND]
+        got.append(lk)
+        got.append(buf[W_VALUE] if (lk >> 32) & 0xFFFF == KIND_INT else ctypes.string_at(buf[W_DATA], lk & _LEN_MASK))
+        got.append(lib.tq_ack(h, addr, 1))
+    return n
+
+
 class Queue:
     """A handle on a taskq queue (a tq_queue).
 
@@ -472,18 +486,8 @@ class Queue:
         lease. Raises QueueEmpty (a queue.Empty; also a Timeout) if nothing came
         within ``timeout``, Stopped if the queue is draining or stopped."""
         buf = array("Q", _ZERO_TASK)
-        addr = buf.buffer_info()[0]
         got: list[Any] = []
-
-        def take_ack(h: int, timeout_ns: int) -> int:  # in one call: the payload is read while mapped
-            n = lib.tq_take(h, addr, 1, timeout_ns)
-            if n == 1:
-                lk = buf[W_LENKIND]
-                v = buf[W_VALUE] if (lk >> 32) & 0xFFFF == KIND_INT else ctypes.string_at(buf[W_DATA], lk & _LEN_MASK)
-                got.extend((lk, v, lib.tq_ack(h, addr, 1)))
-            return n
-
-        n = self._wait(take_ack, seconds_to_ns(timeout))
+        n = self._wait(_take_ack, seconds_to_ns(timeout), buf, got)
         if n != 1:
             raise error(n, f"get {self.name}", empty=True)
         lk, v, rc = got
