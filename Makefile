@@ -167,7 +167,9 @@ TEST_ARGS ?= --jobs 2
 PYTHON ?= /usr/bin/python3
 PY_ENV = PYTHONPATH=$(CURDIR)/bindings/python TASKQ_LIB=$(abspath $(SHARED)) TASKQ_BUILD=$(abspath $(BUILD)) \
 	PYTHONDONTWRITEBYTECODE=1
-PYTEST_ARGS ?= -q -p no:cacheprovider
+# pytest-timeout (python3-pytest-timeout) ends a test that hangs after 60 s;
+# left out where the plugin is missing.
+PYTEST_ARGS ?= -q -p no:cacheprovider $(shell $(PYTHON) -c 'import pytest_timeout' 2>/dev/null && echo --timeout=60)
 ifeq ($(SAN),)
 test: $(TEST_BIN) $(SHARED) $(CLI_BIN) $(EXAMPLES)
 	@rc=0; \

@@ -18,7 +18,7 @@ PKGS+=(scdoc groff-base)
 # tests in make test; setuptools, pip and wheel install it offline
 # (pip install --no-build-isolation); redis-server and redis-py are the
 # Redis rows of make bench-python.
-PKGS+=(python3 python3-pytest python3-setuptools python3-pip python3-wheel python3-redis redis-server)
+PKGS+=(python3 python3-pytest python3-pytest-timeout python3-setuptools python3-pip python3-wheel python3-redis redis-server)
 # HTTPS for taskq serve: libmicrohttpd's TLS is GnuTLS, which taskq serve
 # also calls to check --tls-cert and --tls-key before it listens; openssl
 # makes the self-signed certificates of the TLS tests (and of the recipe in
@@ -38,7 +38,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
-echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, GnuTLS, libcurl and ncurses for the taskq command; openssl for the TLS tests' certificates; gnuplot for make bench's charts; the NATS client and server for the bridge; scdoc for the man pages; python3, pytest, setuptools, pip and redis for the Python binding, its tests and benchmark; Chromium and python3-websocket for the dashboard's browser test)" >&2
+echo "taskq: installing ${missing[*]} (build tools and sanitizer runtimes; Criterion for the tests; cJSON, libmicrohttpd, GnuTLS, libcurl and ncurses for the taskq command; openssl for the TLS tests' certificates; gnuplot for make bench's charts; the NATS client and server for the bridge; scdoc for the man pages; python3, pytest, pytest-timeout, setuptools, pip and redis for the Python binding, its tests (pytest-timeout bounds each) and benchmark; Chromium and python3-websocket for the dashboard's browser test)" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

@@ -10,6 +10,10 @@ The shared library is looked for, in order:
 4. the dynamic loader's own search (``libtaskq.so.0.3``, then whatever
    ``ctypes.util.find_library("taskq")`` names).
 
+A library is used only if its soname (DT_SONAME, read from the file the
+loader mapped) is ``libtaskq.so.0.3``: another one (0.2, ...) has other
+struct layouts, which ctypes cannot see.
+
 ctypes releases the GIL around every call into the library, so a thread
 blocked in ``tq_take`` or ``tq_push`` lets the others run.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import struct
 import subprocess
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_int, c_int32, c_size_t,
                     c_uint16, c_uint32, c_uint64, c_void_p)
@@ -167,6 +172,61 @@ def _candidates() -> list[str]:
     return found
 
 
+class _LinkMap(Structure):  # the head of glibc's struct link_map (<link.h>)
+    _fields_ = [("l_addr", c_void_p), ("l_name", c_char_p), ("l_ld", c_void_p)]
+
+
+def loaded_file(lib: ctypes.CDLL) -> str | None:
+    """The file the dynamic loader mapped for lib (dlinfo RTLD_DI_LINKMAP)."""
+    try:
+        dlinfo = ctypes.CDLL(None).dlinfo
+    except AttributeError:
+        return None
+    lm = POINTER(_LinkMap)()
+    if dlinfo(ctypes.c_void_p(lib._handle), 2, ctypes.byref(lm)) != 0 or not lm:
+        return None
+    name = lm.contents.l_name
+    return os.fsdecode(name) if name else None
+
+
+def elf_soname(path: str) -> str | None:
+    """DT_SONAME of the ELF shared object at path (None: no soname, or not
+    an ELF file this reads): the dynamic section's entry, an offset into
+    the string table its section header links to."""
+    try:
+        with open(path, "rb") as f:
+            elf = f.read()
+    except OSError:
+        return None
+    if elf[:4] != b"\x7fELF" or elf[4] not in (1, 2) or elf[5] not in (1, 2):
+        return None
+    bits64, end = elf[4] == 2, "<" if elf[5] == 1 else ">"
+    try:
+        if bits64:
+            shoff, = struct.unpack_from(end + "Q", elf, 0x28)
+            shentsize, shnum = struct.unpack_from(end + "HH", elf, 0x3A)
+            sh, dyn = end + "IIQQQQIIQQ", end + "qQ"
+        else:
+            shoff, = struct.unpack_from(end + "I", elf, 0x20)
+            shentsize, shnum = struct.unpack_from(end + "HH", elf, 0x2E)
+            sh, dyn = end + "IIIIIIIIII", end + "iI"
+        secs = [struct.unpack_from(sh, elf, shoff + i * shentsize) for i in range(shnum)]
+        for _name, typ, _fl, _addr, off, size, link, _info, _al, entsize in secs:
+            if typ != 6:  # SHT_DYNAMIC
+                continue
+            stroff = secs[link][4]
+            for j in range(0, size, entsize or struct.calcsize(dyn)):
+                tag, val = struct.unpack_from(dyn, elf, off + j)
+                if tag == 0:  # DT_NULL
+                    break
+                if tag == 14:  # DT_SONAME
+                    start = stroff + val
+                    return elf[start:elf.index(b"\0", start)].decode("utf-8", "replace")
+    except (struct.error, IndexError, ValueError):
+        return None
+    return None
+
+
 def load() -> tuple[ctypes.CDLL, str]:
     """Loads libtaskq (see the module's docstring) and declares its functions."""
     errors = []
@@ -175,6 +235,11 @@ def load() -> tuple[ctypes.CDLL, str]:
             lib = ctypes.CDLL(path)
         except OSError as e:
             errors.append(f"{path}: {e}")
+            continue
+        file = loaded_file(lib) or path
+        soname = elf_soname(file)
+        if soname != SONAME:
+            errors.append(f"{path} ({file}): soname {soname or 'none'}, not {SONAME} (another ABI)")
             continue
         for name, res, args in _PROTOS:
             fn = getattr(lib, name)

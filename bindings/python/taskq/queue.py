@@ -5,6 +5,10 @@ from __future__ import annotations
 import ctypes
 import enum
 import json as _json
+import threading
+import time
+import weakref
+from _thread import get_ident
 from array import array
 from ctypes import byref, c_uint64, c_void_p
 from itertools import accumulate, islice
@@ -12,12 +16,17 @@ from typing import Any, Iterable, Iterator
 
 from . import _lib
 from ._lib import KIND_INT, KIND_JSON, KIND_STRING, TASK_WORDS, W_DATA, W_ENQ, W_ID, W_LENKIND, W_VALUE, lib
-from .errors import Error, InvalidArgument, LeaseLost, PayloadTooLarge, error
+from .errors import BadName, Error, InvalidArgument, LeaseLost, PayloadTooLarge, error
 
-__all__ = ["Kind", "RunState", "Queue", "Batch", "Task", "DeadLetters", "destroy", "seconds_to_ns"]
+__all__ = ["Kind", "RunState", "Queue", "Batch", "Task", "PayloadView", "DeadLetters", "destroy", "seconds_to_ns"]
 
 _ZERO_TASK = array("Q", bytes(8 * TASK_WORDS))
 _LEN_MASK = 0xFFFFFFFF
+_ETIMEDOUT = -10
+#: The longest single wait inside the library: a wait without limit (or a
+#: long one) is made of such slices, so that signal handlers (Ctrl-C) run
+#: and close() from another thread is noticed between them.
+_SLICE_NS = 200_000_000
 
 
 class Kind(enum.IntEnum):
@@ -65,6 +74,8 @@ def seconds_to_ns(seconds: float | None, what: str = "timeout") -> int:
 def _check_name(name: str) -> bytes:
     if not isinstance(name, str):
         raise InvalidArgument(f"queue name: str expected, got {type(name).__name__}")
+    if "\0" in name:  # C would read the name up to it: another queue
+        raise error(BadName.code, f"queue name {name!r}: has a NUL character")
     return name.encode("utf-8", "surrogateescape")
 
 
@@ -99,6 +110,20 @@ def _state_name(s: int) -> str:
 _PROC_STATE = {1: "waiting for tasks", 2: "waiting for room"}
 
 
+def _take_ack(h: int, buf: array, got: list[Any], timeout_ns: int) -> int:
+    """Queue.get's call: takes one task into buf, and if one came, appends
+    its length-kind word, value or payload, and the ack's result to got
+    (the payload is read while the call is counted: the memory is mapped)."""
+    addr = buf.buffer_info()[0]
+    n = lib.tq_take(h, addr, 1, timeout_ns)
+    if n == 1:
+        lk = buf[W_LENKIND]
+        got.append(lk)
+        got.append(buf[W_VALUE] if (lk >> 32) & 0xFFFF == KIND_INT else ctypes.string_at(buf[W_DATA], lk & _LEN_MASK))
+        got.append(lib.tq_ack(h, addr, 1))
+    return n
+
+
 class Queue:
     """A handle on a taskq queue (a tq_queue).
 
@@ -110,11 +135,18 @@ class Queue:
     ``0`` does not wait.
     """
 
-    __slots__ = ("_h", "name", "observer", "max_payload", "_lease_ns", "dead", "__weakref__")
+    __slots__ = ("_h", "name", "observer", "max_payload", "_lease_ns", "dead", "_lock", "_cv", "_busy", "_closing",
+                 "_viewed", "_stops", "__weakref__")
 
     def __init__(self, handle: int, name: str, observer: bool = False):
         """Not for direct use: see :meth:`create` and :meth:`open`."""
         self._h: int | None = handle
+        self._lock = threading.Lock()  # guards _h, _closing, _busy
+        self._cv = threading.Condition(self._lock)
+        self._busy: list[int] = []  # the thread ids of the calls into the library in progress
+        self._closing = False
+        self._viewed: weakref.WeakSet[Batch] = weakref.WeakSet()  # batches with payload views
+        self._stops: list[ctypes.c_int] = []  # the stop flags of running work() loops
         self.name = name
         self.observer = observer
         cfg = _lib.Config()
@@ -184,11 +216,29 @@ class Queue:
 
     def close(self) -> None:
         """Detaches (tq_close): tasks still leased by this handle return to
-        ready at once. Payload views of its tasks must not be used after
-        this. Closing twice does nothing."""
-        h, self._h = self._h, None
-        if h:
-            lib.tq_close(h)
+        ready at once. Calls in progress in other threads end first (a
+        waiting take, get or push within 0.2 s, raising InvalidArgument;
+        :func:`taskq.work` loops as on a stop request); every payload view
+        of its tasks is released (reading one then raises ValueError).
+        Calls after close raise InvalidArgument. Closing twice does
+        nothing; closing from inside a call on this handle (a work()
+        handler) raises InvalidArgument."""
+        with self._cv:
+            if self._h is None or self._closing:
+                return
+            if threading.get_ident() in self._busy:
+                raise InvalidArgument(f"close {self.name}: called from inside a call on this handle")
+            self._closing = True
+            for f in self._stops:
+                f.value = 1
+            while self._busy:  # (the timeout: a call may end between the test and the wait)
+                self._cv.wait(0.05)
+            h, self._h = self._h, None
+            self._closing = False
+            viewed = list(self._viewed)
+        for b in viewed:
+            b._release_views()
+        lib.tq_close(h)
 
     @property
     def closed(self) -> bool:
@@ -210,11 +260,58 @@ class Queue:
         what = "closed" if self._h is None else ("observer" if self.observer else "open")
         return f"<taskq.Queue {self.name!r} {what}>"
 
-    def _handle(self) -> int:
-        h = self._h
-        if h is None:
-            raise InvalidArgument(f"queue {self.name}: the handle is closed")
-        return h
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """fn(handle, *args), the call counted in progress in this thread
+        meanwhile (close() waits for it). InvalidArgument once the handle
+        is closed or closing. Without a lock: a thread enters (one append
+        to _busy, atomic) before it looks at _closing, which close() sets
+        before it looks at _busy."""
+        me = get_ident()
+        busy = self._busy
+        busy.append(me)
+        try:
+            h = self._h
+            if h is None or self._closing:
+                raise InvalidArgument(f"queue {self.name}: the handle is closed")
+            return fn(h, *args)
+        finally:
+            busy.remove(me)
+            if self._closing:
+                with self._cv:
+                    self._cv.notify_all()
+
+    def _wait(self, fn: Any, timeout_ns: int, *args: Any) -> int:
+        """fn(handle, *args, timeout) for a call that waits up to timeout_ns
+        (WAIT_FOREVER: no limit), made of waits of at most _SLICE_NS so that
+        signals and close() are seen between them; each counted as _call
+        does (inline: this is every push's and take's path)."""
+        end = None
+        wait = timeout_ns
+        if timeout_ns > _SLICE_NS:
+            wait = _SLICE_NS
+            if timeout_ns != _lib.WAIT_FOREVER:
+                end = time.monotonic_ns() + timeout_ns
+        me = get_ident()
+        busy = self._busy
+        while True:
+            busy.append(me)
+            try:
+                h = self._h
+                if h is None or self._closing:
+                    raise InvalidArgument(f"queue {self.name}: the handle is closed")
+                rc = fn(h, *args, wait)
+            finally:
+                busy.remove(me)
+                if self._closing:
+                    with self._cv:
+                        self._cv.notify_all()
+            if rc != _ETIMEDOUT or wait == timeout_ns:
+                return rc
+            if end is not None:
+                left = end - time.monotonic_ns()
+                if left <= 0:
+                    return rc
+                wait = min(_SLICE_NS, left)
 
     # ------------------------------------------------------------- pushes
 
@@ -259,12 +356,11 @@ class Queue:
         return self._push1(t, item, timeout, delay)
 
     def _push1(self, t: array, keep: Any, timeout: float | None, delay: float | None) -> int:
-        h = self._handle()
         addr = t.buffer_info()[0]
         if delay:
-            rc = lib.tq_push_delayed(h, addr, 1, seconds_to_ns(delay, "delay"), seconds_to_ns(timeout))
+            rc = self._wait(lib.tq_push_delayed, seconds_to_ns(timeout), addr, 1, seconds_to_ns(delay, "delay"))
         else:
-            rc = lib.tq_push(h, addr, 1, _lib.WAIT_FOREVER if timeout is None else seconds_to_ns(timeout))
+            rc = self._wait(lib.tq_push, seconds_to_ns(timeout), addr, 1)
         if rc != 1:
             raise error(rc, f"push {self.name}", full=True)
         del keep  # the payload's bytes were read by the call
@@ -342,15 +438,14 @@ class Queue:
                     k += 1
                     t[i * TASK_WORDS + W_DATA] = base + next(offs)
                     t[i * TASK_WORDS + W_LENKIND] = (kind << 32) | ln
-        h = self._handle()
         addr = t.buffer_info()[0]
         done = 0
         while done < n:
             at = addr + done * 8 * TASK_WORDS
             if delay_ns:
-                rc = lib.tq_push_delayed(h, at, n - done, delay_ns, timeout_ns)
+                rc = self._wait(lib.tq_push_delayed, timeout_ns, at, n - done, delay_ns)
             else:
-                rc = lib.tq_push(h, at, n - done, timeout_ns)
+                rc = self._wait(lib.tq_push, timeout_ns, at, n - done)
             if rc < 0:
                 e = error(rc, f"push {self.name}", full=True)
                 e.pushed = done  # type: ignore[attr-defined]
@@ -376,8 +471,7 @@ class Queue:
         if type(max) is not int or not 1 <= max <= _lib.MAX_BATCH:
             raise InvalidArgument(f"take {self.name}: max must be 1..{_lib.MAX_BATCH}, got {max!r}")
         buf = _ZERO_TASK * max
-        n = lib.tq_take(self._handle(), buf.buffer_info()[0], max,
-                        _lib.WAIT_FOREVER if timeout is None else seconds_to_ns(timeout))
+        n = self._wait(lib.tq_take, seconds_to_ns(timeout), buf.buffer_info()[0], max)
         if n < 0:
             if n == -9 or n == -10:  # TQ_EAGAIN, TQ_ETIMEDOUT: nothing ready
                 n = 0
@@ -392,21 +486,15 @@ class Queue:
         lease. Raises QueueEmpty (a queue.Empty; also a Timeout) if nothing came
         within ``timeout``, Stopped if the queue is draining or stopped."""
         buf = array("Q", _ZERO_TASK)
-        h = self._handle()
-        addr = buf.buffer_info()[0]
-        n = lib.tq_take(h, addr, 1, _lib.WAIT_FOREVER if timeout is None else seconds_to_ns(timeout))
+        got: list[Any] = []
+        n = self._wait(_take_ack, seconds_to_ns(timeout), buf, got)
         if n != 1:
             raise error(n, f"get {self.name}", empty=True)
-        lk = buf[W_LENKIND]
-        if (lk >> 32) & 0xFFFF == KIND_INT:
-            v: Any = buf[W_VALUE]
-        else:
-            v = ctypes.string_at(buf[W_DATA], lk & _LEN_MASK)
-            if (lk >> 32) & 0xFFFF == KIND_JSON:
-                v = _json.loads(v)
-        rc = lib.tq_ack(h, addr, 1)
+        lk, v, rc = got
         if rc:
             raise error(rc, f"ack {self.name}")
+        if (lk >> 32) & 0xFFFF == KIND_JSON:
+            v = _json.loads(v)
         return v
 
     # ------------------------------------------------------- state, stats
@@ -414,7 +502,7 @@ class Queue:
     @property
     def state(self) -> RunState:
         """The queue's run state (shared by every process); settable."""
-        rc = lib.tq_run_state(self._handle())
+        rc = self._call(lib.tq_run_state)
         if rc < 0:
             raise error(rc, f"state {self.name}")
         return RunState(rc)
@@ -427,7 +515,7 @@ class Queue:
             except KeyError:
                 raise InvalidArgument(f"state {self.name}: running, draining, stopped or paused, "
                                       f"got {value!r}") from None
-        rc = lib.tq_set_run_state(self._handle(), int(value))
+        rc = self._call(lib.tq_set_run_state, int(value))
         if rc:
             raise error(rc, f"state {self.name}")
 
@@ -453,7 +541,7 @@ class Queue:
         """The queue's configuration, as ``taskq info --json`` prints it
         (times in seconds, mode as octal text)."""
         cfg = _lib.Config()
-        lib.tq_config_get(self._handle(), byref(cfg))
+        self._call(lib.tq_config_get, byref(cfg))
         return {"capacity": cfg.capacity, "max_payload": cfg.max_payload, "mode": f"{cfg.mode:03o}",
                 "max_attempts": cfg.max_attempts, "dead_capacity": cfg.dead_capacity,
                 "delay_capacity": cfg.delay_capacity, "lease_seconds": cfg.lease_ns / 1e9, "backoff_seconds": cfg.backoff_base_ns / 1e9,
@@ -463,7 +551,7 @@ class Queue:
     def instance(self) -> int:
         """A number identifying this instance of the queue (tq_instance)."""
         v = c_uint64()
-        rc = lib.tq_instance(self._handle(), byref(v))
+        rc = self._call(lib.tq_instance, byref(v))
         if rc:
             raise error(rc, f"instance {self.name}")
         return v.value
@@ -472,20 +560,19 @@ class Queue:
         """A snapshot, the same dict as ``taskq stats NAME --json`` prints
         (with ``config=True``, as ``taskq info NAME --json``): task counts by
         state, totals, rates, latency, and the attached processes."""
-        h = self._handle()
         s = _lib.Stats()
-        rc = lib.tq_stats_get(h, byref(s))
+        rc = self._call(lib.tq_stats_get, byref(s))
         if rc:
             raise error(rc, f"stats {self.name}")
         procs = (_lib.ProcInfo * _lib.MAX_PROCS)()
-        n = max(lib.tq_procs(h, procs, _lib.MAX_PROCS), 0)
+        n = max(self._call(lib.tq_procs, procs, _lib.MAX_PROCS), 0)
         now = lib.tq_now_ns()  # after everything it is compared with, as the command does
         o: dict[str, Any] = {
             "name": self.name, "state": _state_name(s.run_state), "capacity": s.capacity, "ready": s.ready,
             "leased": s.leased, "delayed": s.delayed, "dead": s.dead, "free": s.free_slots, "slots": s.slots,
             "dead_capacity": s.dead_capacity, "dead_over": s.dead_over, "dead_full": s.dead >= s.dead_capacity,
-            "delay_capacity": s.delay_capacity, "delay_over": s.delay_over, "delay_full": s.delayed >= s.delay_capacity,
-            "processes": s.procs, "recoveries": s.recoveries,
+            "delay_capacity": s.delay_capacity, "delay_over": s.delay_over,
+            "delay_full": s.delayed >= s.delay_capacity, "processes": s.procs, "recoveries": s.recoveries,
             "oldest_ready_age_seconds": _age_s(now, s.oldest_ready_ns), "totals": _counters(s.total),
             "rates": {"pushed_per_second": dict(zip(("1s", "10s", "60s"), s.pushed_per_s)),
                       "done_per_second": dict(zip(("1s", "10s", "60s"), s.done_per_s))},
@@ -510,7 +597,7 @@ class Queue:
     def counters(self) -> dict[str, int]:
         """This handle's own counters (tq_counters_self)."""
         c = _lib.Counters()
-        lib.tq_counters_self(self._handle(), byref(c))
+        self._call(lib.tq_counters_self, byref(c))
         return _counters(c)
 
     def events(self, after: int = 0, max: int = 256) -> list[dict[str, Any]]:
@@ -518,7 +605,7 @@ class Queue:
         with seq, t_ns, pid, type (its name, as ``taskq log`` prints), a, b,
         msg."""
         out = (_lib.EventInfo * max)()
-        n = lib.tq_events(self._handle(), after, out, max)
+        n = self._call(lib.tq_events, after, out, max)
         if n < 0:
             raise error(n, f"events {self.name}")
         return [{"seq": e.seq, "t_ns": e.t_ns, "pid": e.pid, "type": (lib.tq_event_name(e.type) or b"?").decode(),
@@ -528,7 +615,7 @@ class Queue:
         """The finished watermark W (tq_finished_below): every task pushed
         before this call with an id below W is acked or dead."""
         v = c_uint64()
-        rc = lib.tq_finished_below(self._handle(), byref(v))
+        rc = self._call(lib.tq_finished_below, byref(v))
         if rc:
             raise error(rc, f"finished_below {self.name}")
         return v.value
@@ -536,10 +623,87 @@ class Queue:
     def recover(self) -> int:
         """Runs recovery now (tq_recover); returns the number of dead
         processes recovered."""
-        rc = lib.tq_recover(self._handle())
+        rc = self._call(lib.tq_recover)
         if rc < 0:
             raise error(rc, f"recover {self.name}")
         return rc
+
+
+class PayloadView:
+    """A held task's payload in shared memory, read without copying it
+    whole (:attr:`Task.view`).
+
+    ``len(v)``, ``v[i]`` (an int), ``v[i:j]`` (a ``bytes`` copy of just
+    those bytes), iteration, ``v == b"..."``, ``bytes(v)`` and
+    :meth:`tobytes` read the shared memory in place. It exports no buffer:
+    ``memoryview(v)`` raises TypeError, so that no slice or derived view
+    can outlive the lease and read another task's bytes once the place is
+    reused. It is released when the task is acked or failed, or the handle
+    closes: reading it then raises ValueError. For a true zero-copy
+    ``memoryview`` (to hand to ``socket.send``, ``hashlib``, ``numpy``,
+    ...), see :meth:`Task.unsafe_view`.
+    """
+
+    __slots__ = ("_task", "_mv")
+
+    def __init__(self, task: Task, mv: memoryview):
+        self._task = task
+        self._mv = mv  # format "B", never handed out
+
+    def _gone(self) -> ValueError:
+        return ValueError(f"task {self._task.id}: the payload view was released (the task was acked or failed, "
+                          "or the queue closed); read data before, to keep a copy")
+
+    def __len__(self) -> int:
+        return len(self._task)
+
+    def __getitem__(self, i: int | slice) -> int | bytes:
+        try:
+            if isinstance(i, slice):
+                return self._mv[i].tobytes()
+            return self._mv[i]
+        except ValueError:
+            if self.released:
+                raise self._gone() from None
+            raise
+
+    def __iter__(self) -> Iterator[int]:
+        for i in range(len(self)):
+            yield self[i]  # type: ignore[misc]
+
+    def __bytes__(self) -> bytes:
+        return self.tobytes()
+
+    def tobytes(self) -> bytes:
+        """The whole payload copied out (as :attr:`Task.data`)."""
+        try:
+            return self._mv.tobytes()
+        except ValueError:
+            raise self._gone() from None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PayloadView):
+            other = other.tobytes()
+        if not isinstance(other, (bytes, bytearray, memoryview)):
+            return NotImplemented
+        try:
+            return self._mv == other
+        except ValueError:
+            raise self._gone() from None
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def released(self) -> bool:
+        """True once the task was acked or failed, or the queue closed."""
+        try:
+            len(self._mv)
+            return False
+        except ValueError:
+            return True
+
+    def __repr__(self) -> str:
+        return f"<taskq.PayloadView of task {self._task.id}, {'released' if self.released else len(self)} bytes>"
 
 
 class Task:
@@ -547,21 +711,24 @@ class Task:
 
     ``id``, ``kind`` (:class:`Kind`), ``attempt`` (1 on first delivery) and
     ``enqueued_ns`` (CLOCK_MONOTONIC time of its first push). An integer
-    task has ``value``; a payload task has ``view``, a memoryview over its
-    bytes in shared memory (no copy; valid only while the lease is held:
-    it is released when the task is acked or failed), and ``data``, a copy
-    as bytes (made once, kept after the ack). ``payload`` is the int, the
-    bytes, or for a JSON task the decoded value.
+    task has ``value``; a payload task has ``view`` (a :class:`PayloadView`:
+    the bytes read in place in shared memory, slices are copies; valid only
+    while the lease is held), ``unsafe_view()`` (a memoryview, no copy at
+    all, see there), and ``data``, a copy as bytes (made once, kept after
+    the ack). ``payload`` is the int, the bytes, or for a JSON task the
+    decoded value.
     """
 
-    __slots__ = ("_batch", "_o", "_i", "_data", "_view")
+    __slots__ = ("_batch", "_o", "_i", "_data", "_mv", "_view", "_unsafe")
 
     def __init__(self, batch: Batch, i: int):
         self._batch = batch
         self._i = i
         self._o = i * TASK_WORDS  # its record's first word in the batch's buffer
         self._data: bytes | None = None
-        self._view: memoryview | None = None
+        self._mv: memoryview | None = None  # over the payload, for view and data; never handed out
+        self._view: PayloadView | None = None
+        self._unsafe: memoryview | None = None
 
     @property
     def id(self) -> int:
@@ -605,33 +772,80 @@ class Task:
             raise ValueError(f"task {self.id} is a {self.kind} task: use data, view or json()")
         return w[self._o + W_VALUE]
 
-    def _held(self) -> None:
-        if self._batch._settled[self._i]:
-            raise ValueError(f"task {self.id} was acked or failed: its payload is no longer held "
-                             "(read data before, to keep a copy)")
+    def _gone(self) -> ValueError:
+        return ValueError(f"task {self.id} was acked or failed, or its queue closed: its payload is no longer "
+                          "held (read data before, to keep a copy)")
 
-    @property
-    def view(self) -> memoryview:
-        """The payload in shared memory, read-only, without a copy; valid
-        until the task is acked or failed (or its lease is lost)."""
-        if self._view is None:
-            self._held()
+    def _mem(self) -> memoryview:
+        """The memoryview over the payload, made once while the task is held
+        and the handle open (else ValueError); released with the lease."""
+        mv = self._mv
+        if mv is None:
             if self.kind == Kind.INT:
                 raise ValueError(f"task {self.id} is an integer task: use value")
-            n = len(self)
-            self._view = memoryview((ctypes.c_char * n).from_address(self._ptr)).cast("B").toreadonly() if n \
-                else memoryview(b"")
+            b = self._batch
+            q = b._q
+            with q._lock:  # atomic with close(), which releases the views before unmapping
+                if b._settled[self._i] or q._h is None:  # closing: still mapped until the calls end
+                    raise self._gone()
+                n = len(self)
+                if n:
+                    arr = (ctypes.c_char * n).from_address(self._ptr)
+                    arr._owner = b  # type: ignore[attr-defined]  # a view keeps its batch and queue alive
+                    mv = memoryview(arr).cast("B")
+                else:
+                    mv = memoryview(b"")
+                self._mv = mv
+                q._viewed.add(b)
+        return mv
+
+    @property
+    def view(self) -> PayloadView:
+        """The payload read in place in shared memory (a
+        :class:`PayloadView`): no copy of the whole; slices are ``bytes``
+        copies of the bytes sliced. Valid until the task is acked or failed
+        or the queue closes (then ValueError); raises ValueError after that
+        or for an integer task."""
+        if self._view is None:
+            self._view = PayloadView(self, self._mem())
         return self._view
+
+    def unsafe_view(self) -> memoryview:
+        """The payload as a read-only ``memoryview`` straight over shared
+        memory: no copy at all, for APIs that take a buffer. Released (as
+        :attr:`view`) when the task is acked or failed or the queue closes;
+        but slices of it and buffers taken from it (``v[2:]``,
+        ``memoryview(v)``, ``numpy.frombuffer(v)``) are not: they stay
+        pointed at the task's place in the queue, which holds another task's
+        bytes after the ack, and is unmapped after close (reading it then
+        crashes the process). Use them only while the lease is held."""
+        if self._unsafe is None:
+            self._unsafe = self._mem().toreadonly()
+        return self._unsafe
 
     @property
     def data(self) -> bytes:
         """The payload copied out as bytes (an integer task: ValueError)."""
         if self._data is None:
-            self._held()
             if self.kind == Kind.INT:
                 raise ValueError(f"task {self.id} is an integer task: use value")
-            self._data = ctypes.string_at(self._ptr, len(self))
+            b = self._batch
+            q = b._q
+            with q._lock:  # atomic with close(), which unmaps only after it
+                if b._settled[self._i] or q._h is None:  # closing: still mapped until the calls end
+                    raise self._gone()
+                self._data = ctypes.string_at(self._ptr, len(self))
         return self._data
+
+    def _release(self) -> None:
+        """Ends the views (a BufferError of an export the user holds on
+        unsafe_view() is ignored: that memoryview stays, as documented)."""
+        for mv in (self._unsafe, self._mv):
+            if mv is not None:
+                try:
+                    mv.release()
+                except BufferError:
+                    pass
 
     @property
     def text(self) -> str:
@@ -670,13 +884,19 @@ class Batch:
 
     Iterate it (``for task in batch``), index it, or read every integer at
     once with :meth:`values`. As a context manager: when the block ends
-    normally, every task not yet acked or failed is acked (one call); when
-    it raises, the tasks the iteration had moved past are acked and the
-    rest (the one being handled, and those not reached) are failed with the
-    exception's type and message, and the exception goes on.
+    normally, every task not yet acked or failed is acked (one call). When
+    it raises an Exception while a ``for task in batch`` loop is under way,
+    the tasks the loop had moved past are acked and the rest (the one being
+    handled, and those not reached) are failed with the exception's type
+    and message; when it raises after the loop ended, or without one, every
+    task not yet acked or failed is failed. The exception goes on. A
+    KeyboardInterrupt or SystemExit (a BaseException that is no Exception)
+    fails nothing (a failure would spend an attempt): the tasks the loop
+    had moved past are acked, the rest stay leased until the handle closes
+    (then they are ready again at once) or their lease expires.
     """
 
-    __slots__ = ("_q", "_buf", "_n", "_settled", "_open", "_handled", "_tasks")
+    __slots__ = ("_q", "_buf", "_n", "_settled", "_open", "_handled", "_iter", "_tasks", "__weakref__")
 
     def __init__(self, q: Queue, buf: array, n: int):
         self._q = q
@@ -685,6 +905,7 @@ class Batch:
         self._settled = bytearray(n)
         self._open = n  # tasks not yet acked or failed
         self._handled = 0
+        self._iter = 0  # 0: never iterated, 1: a loop under way, 2: a loop ran to its end
         self._tasks: list[Task | None] | None = None
 
     def __len__(self) -> int:
@@ -707,9 +928,12 @@ class Batch:
         return t
 
     def __iter__(self) -> Iterator[Task]:
+        self._iter = 1
+        self._handled = 0
         for i in range(self._n):
             yield self[i]
             self._handled = i + 1
+        self._iter = 2
 
     def values(self) -> list[int]:
         """Every task's integer value, in order, without making Task
@@ -729,7 +953,7 @@ class Batch:
             return False
         if ev is None:
             if self._open == self._n:  # the common case: one call for the whole batch
-                rc = lib.tq_ack(self._q._handle(), self._buf.buffer_info()[0], self._n)
+                rc = self._q._call(lib.tq_ack, self._buf.buffer_info()[0], self._n)
                 if rc and rc != LeaseLost.code:
                     raise error(rc, f"ack {self._q.name}")
                 self._open = 0
@@ -742,15 +966,21 @@ class Batch:
             else:
                 self.ack()
             return False
+        done = self._handled if self._iter == 1 else 0  # the tasks a loop under way had moved past
         reason = f"{type(ev).__name__}: {ev}"
         code = getattr(ev, "code", None)
         if not isinstance(code, int) or isinstance(code, bool) or not code or not -2**31 <= code < 2**31:
             code = 1
-        try:  # quiet: a lost lease must not hide the exception that ended the block
-            self._settle([i for i in range(self._handled) if not self._settled[i]], None, quiet=True)
-        finally:
-            self._settle([i for i in range(self._handled, self._n) if not self._settled[i]],
-                         (code, reason), quiet=True)
+        # Nothing raised here may hide the exception that ended the block (a
+        # lost lease: quiet; a handle closed meanwhile: its tasks went back).
+        steps: list[tuple[range, tuple[int, str] | None]] = [(range(done), None)]
+        if isinstance(ev, Exception):  # KeyboardInterrupt, SystemExit: the rest stay leased
+            steps.append((range(done, self._n), (code, reason)))
+        for idx, fail in steps:
+            try:
+                self._settle([i for i in idx if not self._settled[i]], fail, quiet=True)
+            except Error:
+                pass
         return False
 
     def ack(self) -> None:
@@ -782,23 +1012,28 @@ class Batch:
         for i in idx:
             self._settled[i] = 1
             t = self._tasks[i] if self._tasks else None
-            if t is not None and t._view is not None:
-                t._view.release()
+            if t is not None:
+                t._release()
+
+    def _release_views(self) -> None:
+        """Releases every view of the batch's tasks (the handle closes)."""
+        for t in self._tasks or ():
+            if t is not None:
+                t._release()
 
     def _settle(self, idx: list[int], fail: tuple[int, str | None] | None, quiet: bool = False) -> None:
         if not idx:
             return
         recs = self._records(idx)
-        h = self._q._handle()
         if fail is None:
-            rc = lib.tq_ack(h, recs.buffer_info()[0], len(idx))
+            rc = self._q._call(lib.tq_ack, recs.buffer_info()[0], len(idx))
             what = "ack"
         else:
             code, reason = fail
             if not isinstance(code, int) or isinstance(code, bool) or not -2**31 <= code < 2**31 or code == 0:
                 raise InvalidArgument(f"fail {self._q.name}: code must be a non-zero C int, got {code!r}")
             msg = None if reason is None else str(reason).encode("utf-8", "replace")
-            rc = lib.tq_fail(h, recs.buffer_info()[0], len(idx), code, msg)
+            rc = self._q._call(lib.tq_fail, recs.buffer_info()[0], len(idx), code, msg)
             what = "fail"
         if rc and rc != LeaseLost.code:
             raise error(rc, f"{what} {self._q.name}")
@@ -811,7 +1046,7 @@ class Batch:
         if not idx:
             return
         recs = self._records(idx)
-        rc = lib.tq_touch(self._q._handle(), recs.buffer_info()[0], len(idx),
+        rc = self._q._call(lib.tq_touch, recs.buffer_info()[0], len(idx),
                           0 if extend is None else seconds_to_ns(extend, "extend"))
         if rc:
             raise error(rc, f"touch {self._q.name}")
@@ -829,21 +1064,32 @@ class DeadLetters:
         """The dead tasks, oldest first (tq_dead_list; up to ``max``, None:
         all), as dicts with the fields of ``taskq dead NAME list --json``:
         id, kind, attempts, last_error, last_message, dead_seconds, and
-        value (int tasks) or data (the payload bytes)."""
+        value (int tasks) or data (the payload bytes). Memory: the rows,
+        and the longest payload listed once per row (not max_payload)."""
         q = self._q
-        h = q._handle()
         if max is None:
             s = _lib.Stats()
-            lib.tq_stats_get(h, byref(s))
+            q._call(lib.tq_stats_get, byref(s))
             max = s.dead + 64
         if max <= 0:
             return []
-        stride = q.max_payload or 1
         out = (_lib.DeadInfo * max)()
-        data = ctypes.create_string_buffer(max * stride)
-        n = lib.tq_dead_list(h, out, max, data, stride)
+        n = q._call(lib.tq_dead_list, out, max, None, 0)  # the rows and lengths, no payloads yet
+        stride = 0
+        data = None
+        for _ in range(3):  # room for the longest payload listed (a list in between may differ)
+            longest = 0
+            for d in out[:n if n > 0 else 0]:
+                if d.kind != KIND_INT and d.len > longest:
+                    longest = d.len
+            if n < 0 or longest <= stride:
+                break
+            stride = longest
+            data = ctypes.create_string_buffer(n * stride)
+            n = q._call(lib.tq_dead_list, out, n, data, stride)
         if n < 0:
             raise error(n, f"dead list {q.name}")
+        base = ctypes.addressof(data) if data is not None else 0
         now = lib.tq_now_ns()
         res = []
         for i, d in enumerate(out[:n]):
@@ -854,7 +1100,8 @@ class DeadLetters:
             if d.kind == KIND_INT:
                 e["value"] = d.value
             else:
-                e["data"] = data.raw[i * stride:i * stride + min(d.len, stride)]
+                ln = d.len if d.len < stride else stride
+                e["data"] = ctypes.string_at(base + i * stride, ln) if ln else b""
             res.append(e)
         return res
 
@@ -862,19 +1109,19 @@ class DeadLetters:
         """Puts dead task ``id`` (None: every dead task, room permitting)
         back to ready with its attempts reset; returns how many. Raises
         TaskNotFound, WouldBlock (no room for that task)."""
-        rc = lib.tq_dead_kick(self._q._handle(), _lib.ALL if id is None else id)
+        rc = self._q._call(lib.tq_dead_kick, _lib.ALL if id is None else id)
         if rc < 0:
             raise error(rc, f"dead kick {self._q.name}")
         return rc
 
     def purge(self, id: int | None = None) -> int:
         """Deletes dead task ``id`` (None: all); returns how many."""
-        rc = lib.tq_dead_purge(self._q._handle(), _lib.ALL if id is None else id)
+        rc = self._q._call(lib.tq_dead_purge, _lib.ALL if id is None else id)
         if rc < 0:
             raise error(rc, f"dead purge {self._q.name}")
         return rc
 
     def __len__(self) -> int:
         s = _lib.Stats()
-        lib.tq_stats_get(self._q._handle(), byref(s))
+        self._q._call(lib.tq_stats_get, byref(s))
         return s.dead

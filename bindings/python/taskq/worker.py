@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from . import _lib
 from ._lib import TASK_WORDS, lib
-from .errors import InvalidArgument, error
+from .errors import Error, InvalidArgument, error
 from .queue import Batch, Queue, Task, seconds_to_ns
 
 __all__ = ["work", "WorkResult"]
@@ -87,7 +87,7 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
             raise InvalidArgument(f"work {q.name}: {what} must be an integer in {lo}..{hi}, got {v!r}")
     if not callable(handler):
         raise InvalidArgument(f"work {q.name}: the handler is not callable")
-    h = q._handle()
+    q._call(lambda h: 0)  # InvalidArgument if the handle is closed
     flag = ctypes.c_int(0)
 
     def on_task(tp: Any, _arg: Any, msg: int, size: int) -> int:
@@ -108,7 +108,13 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     results: list[tuple[int, _lib.WorkerResult]] = []
     lock = threading.Lock()
 
-    def run(share: int) -> None:
+    def run(share: int, done: threading.Event) -> None:
+        try:
+            loop(share)
+        finally:
+            done.set()
+
+    def loop(share: int) -> None:
         cfg = _lib.WorkerConfig()
         lib.tq_worker_config_init(ctypes.byref(cfg))
         cfg.batch = batch
@@ -116,7 +122,10 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
         cfg.idle_exit_ns = 0 if idle_exit is None else max(seconds_to_ns(idle_exit, "idle_exit"), 1)
         cfg.stop = ctypes.pointer(flag)
         res = _lib.WorkerResult()
-        rc = lib.tq_worker_run(h, cb, None, ctypes.byref(cfg), ctypes.byref(res))
+        try:  # q.close() in another thread stops the loop (flag) and waits for it
+            rc = q._call(lib.tq_worker_run, cb, None, ctypes.byref(cfg), ctypes.byref(res))
+        except Error as e:  # closed before this thread began
+            rc = e.code
         with lock:
             results.append((rc, res))
         if rc:
@@ -126,8 +135,9 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     if max_tasks:
         shares = [max_tasks // concurrency + (i < max_tasks % concurrency) for i in range(concurrency)]
         shares = [s for s in shares if s] or [0]
-    threads = [threading.Thread(target=run, args=(s,), name=f"taskq-work-{i}", daemon=True)
-               for i, s in enumerate(shares)]
+    ended = [threading.Event() for _ in shares]
+    threads = [threading.Thread(target=run, args=(s, e), name=f"taskq-work-{i}", daemon=True)
+               for i, (s, e) in enumerate(zip(shares, ended))]
     old: dict[int, Any] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -140,8 +150,12 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     if threading.current_thread() is threading.main_thread():
         for s in signals:
             old[s] = signal.signal(s, on_signal)
+    with q._cv:
+        q._stops.append(flag)
+    started: list[threading.Thread] = []
     try:
         for t in threads:
+            started.append(t)  # before start(): a signal may end start() after the thread began
             t.start()
         for t in threads:
             while t.is_alive():  # wakes to run the signal handlers
@@ -149,6 +163,16 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
                 if stop is not None and stop.is_set():
                     flag.value = 1
     finally:
+        # Left by an exception too (a KeyboardInterrupt with signals=()):
+        # the loops drain what they hold and return before work() does.
+        flag.value = 1
+        # Waited for with events, not join(): a join() interrupted by a
+        # KeyboardInterrupt takes the thread for ended (CPython 3.11).
+        for t, e in zip(started, ended):
+            if t._started.wait(5):  # type: ignore[attr-defined]  # False: the thread could not start
+                e.wait()
+        with q._cv:
+            q._stops.remove(flag)
         for s, f in old.items():
             signal.signal(s, f)
     out = WorkResult()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -102,3 +103,39 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10, what: str = "conditio
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+class Lines:
+    """The lines a child started by spawn() writes to stdout, each waited
+    for with a deadline (a test fails instead of hanging on a child that
+    says nothing). Reads the pipe itself: do not mix with child.stdout."""
+
+    def __init__(self, child: subprocess.Popen, timeout: float = 20):
+        self.child = child
+        self.fd = child.stdout.fileno()
+        self.buf = b""
+        self.deadline = time.monotonic() + timeout
+
+    def __iter__(self) -> "Lines":
+        return self
+
+    def __next__(self) -> str:
+        while b"\n" not in self.buf:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"timed out waiting for a line from the child; it wrote {self.buf!r}")
+            if select.select([self.fd], [], [], left)[0]:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    raise StopIteration
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode() + "\n"
+
+    def readline(self) -> str:
+        return next(self, "")
+
+    def rest(self, timeout: float = 20) -> tuple[str, str]:
+        """Waits for the child's end: (the rest of stdout, stderr)."""
+        out, err = self.child.communicate(timeout=timeout)
+        return self.buf.decode() + out, err

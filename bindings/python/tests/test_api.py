@@ -112,11 +112,15 @@ def test_view_is_zero_copy_and_released(q):
     q.push(b"shared bytes")
     with q.take(timeout=1) as b:
         t = b[0]
-        v = t.view
-        assert v.readonly and v.format == "B" and bytes(v[7:]) == b"bytes"
+        v, u = t.view, t.unsafe_view()
+        assert v[7:] == b"bytes" and u.readonly and u.format == "B" and bytes(u[7:]) == b"bytes"
+        assert not v.released and t.view is v
         t.ack()
-        with pytest.raises(ValueError):
+        assert v.released
+        with pytest.raises(ValueError, match="released"):
             v[0]  # released with the lease
+        with pytest.raises(ValueError):
+            u[0]
         with pytest.raises(ValueError, match="no longer held"):
             t.data
     q.push(b"copy me")
@@ -408,3 +412,34 @@ def test_every_error_code_has_its_class():
     assert type(unknown) is taskq.Error and unknown.code == -99 and "code -99" in str(unknown)
     assert issubclass(taskq.QueueNotFound, FileNotFoundError) and issubclass(taskq.Timeout, TimeoutError)
     assert issubclass(taskq.PermissionDenied, PermissionError) and issubclass(taskq.BadName, ValueError)
+
+
+def test_dead_list_allocates_for_the_payloads_it_has(make_queue, monkeypatch):
+    q = make_queue(capacity=1000, max_payload=1 << 20, max_attempts=1, dead_capacity=500)
+    n = 300
+    q.push_many([b"p%d" % i for i in range(n)] + [7])
+    while True:
+        with q.take(max=64, timeout=0) as b:
+            if not b:
+                break
+            b.fail("x")
+    sizes = []
+    real = taskq.queue.ctypes.create_string_buffer
+
+    def counting(size, *a):
+        sizes.append(size)
+        return real(size, *a)
+
+    monkeypatch.setattr(taskq.queue.ctypes, "create_string_buffer", counting)
+    dead = q.dead.list()
+    assert [d["data"] for d in dead[:n]] == [b"p%d" % i for i in range(n)] and dead[n]["value"] == 7
+    assert sum(sizes) <= 10 * (n + 1)  # the longest payload's length per row, not max_payload's 1 MiB
+    assert [d["data"] for d in q.dead.list(max=2)] == [b"p0", b"p1"]
+
+
+def test_names_with_nul_are_refused(qname):
+    for call in (lambda n: taskq.Queue.create(n), lambda n: taskq.Queue.open(n), taskq.destroy):
+        with pytest.raises(taskq.BadName, match="NUL"):
+            call(qname + "\0tail")
+    with pytest.raises(taskq.QueueNotFound):
+        taskq.Queue.open(qname)  # nothing made under the name's head

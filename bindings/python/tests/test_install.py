@@ -44,3 +44,19 @@ def test_pip_install_offline_and_pkg_config(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import taskq"], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=30)
     assert r.returncode != 0 and "cannot load libtaskq" in r.stderr and "TASKQ_LIB" in r.stderr
+
+
+def test_another_soname_is_refused(tmp_path):
+    real = (BUILD / taskq.SONAME).resolve()
+    old = tmp_path / "libtaskq.so.0.2"  # the same code under the soname of another ABI
+    old.write_bytes(real.read_bytes().replace(taskq.SONAME.encode(), b"libtaskq.so.0.2"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(PKG), TASKQ_LIB=str(old), PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([sys.executable, "-c", "import taskq"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=30)
+    assert r.returncode != 0 and "ImportError" in r.stderr
+    assert "soname libtaskq.so.0.2, not libtaskq.so.0.3" in r.stderr
+    env["TASKQ_LIB"] = str(real)
+    r = subprocess.run([sys.executable, "-c", "import taskq"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=30)
+    assert r.returncode == 0, r.stderr

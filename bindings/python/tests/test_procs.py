@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import BUILD, cli, cli_json, spawn, wait_for
+from conftest import BUILD, Lines, cli, cli_json, spawn, wait_for
 
 import taskq
 
@@ -25,6 +25,9 @@ PROC_TIMES = ("attached_seconds", "last_seen_seconds_ago")
 def split_times(o: dict) -> tuple[dict, list[float]]:
     """The snapshot without its ages (which grow between two reads), and the ages."""
     o = json.loads(json.dumps(o))
+    for r in o["rates"].values():  # the command prints rates with 15 significant digits
+        for k in r:
+            r[k] = float(f"{r[k]:.12g}")
     ages = [o.pop(k) for k in TIMES]
     for p in o["process_list"]:
         ages += [p.pop(k) for k in PROC_TIMES]
@@ -111,7 +114,7 @@ def test_sigkilled_taker_tasks_come_back(make_queue):
     q.push_many(range(n))
     child = spawn(CHILD_TAKE_AND_HANG, q.name)
     try:
-        held = [int(v) for v in child.stdout.readline().split()]
+        held = [int(v) for v in Lines(child).readline().split()]
         assert len(held) == 64
         assert q.stats()["leased"] == 64
         os.kill(child.pid, signal.SIGKILL)
@@ -144,9 +147,9 @@ def handler(task):
         sys.stdout.write(f"{task.value}\n")
         sys.stdout.flush()
     if mode == "hang" and task.value == 100:
-        time.sleep(60)
+        time.sleep(30)
     time.sleep(0.002)
-r = taskq.work(q, handler, concurrency=2, batch=8)
+r = taskq.work(q, handler, concurrency=2, batch=8, idle_exit=20)  # ends even if no signal comes
 print("result", json.dumps(r.__dict__), flush=True)
 """
 
@@ -158,7 +161,7 @@ def test_sigkilled_worker_tasks_acked_once(make_queue):
     child = spawn(CHILD_WORKER, q.name, "hang")
     seen_by_child = []
     try:
-        for line in child.stdout:
+        for line in Lines(child):
             seen_by_child.append(int(line))
             if int(line) == 100:
                 break
@@ -210,7 +213,7 @@ def test_second_signal_ends_the_worker_at_once(make_queue):
     q.push_many(range(n))
     child = spawn(CHILD_WORKER, q.name, "hang")  # its handler sleeps on value 100
     try:
-        for line in child.stdout:
+        for line in Lines(child):
             if int(line) == 100:
                 break
         child.send_signal(signal.SIGTERM)  # drain: it would wait for the handler
@@ -330,3 +333,15 @@ def test_two_python_processes(make_queue):
         child.kill()
         child.wait()
     assert end == {"done": n} and got == [b"task-%d" % j for j in range(n)]
+
+
+def test_reading_a_silent_child_fails_in_time():
+    child = spawn("import time; time.sleep(30)")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(pytest.fail.Exception, match="timed out"):
+            Lines(child, timeout=0.3).readline()
+        assert time.monotonic() - t0 < 10
+    finally:
+        child.kill()
+        child.wait()
