@@ -1627,6 +1627,7 @@ Test(serve, dashboard_files_are_built_in)
 		{"/assets/dashboard.js", "text/javascript", "// SPDX-License-Identifier: MIT"},
 		{"/assets/dashboard.css", "text/css", "/* SPDX-License-Identifier: MIT */"},
 		{"/assets/uPlot.LICENSE", "text/plain", "The MIT License"},
+		{"/favicon.ico", "image/svg+xml", "<svg"}, /* asked for beside any page shown from here */
 	};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		r = http("GET", files[i].path, NULL);

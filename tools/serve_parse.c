@@ -50,7 +50,7 @@ static const struct {
 } gets[] = {
 	{"/metrics", false, SERVE_METRICS}, {"/healthz", false, SERVE_HEALTH}, {"/stats", false, SERVE_STATS},
 	{"/stats/", true, SERVE_STATS_ONE}, {"/events/", true, SERVE_EVENTS}, {"/dead/", true, SERVE_DEAD},
-	{"/assets/", true, SERVE_PAGE},     {"/", false, SERVE_PAGE},
+	{"/assets/", true, SERVE_PAGE},     {"/", false, SERVE_PAGE},      {"/favicon.ico", false, SERVE_PAGE},
 };
 
 void serve_route(const char *method, const char *url, struct serve_route *out)
@@ -72,6 +72,11 @@ void serve_route(const char *method, const char *url, struct serve_route *out)
 		if (gets[g].prefix) {
 			out->name = url + pl;
 			out->name_len = strlen(url + pl);
+		} else if (gets[g].ep == SERVE_PAGE && url[1]) {
+			/* what a browser asks for beside any page it shows from
+			 * here (a refused form's answer too) */
+			out->name = "favicon.svg";
+			out->name_len = 11;
 		} else if (gets[g].ep == SERVE_PAGE) {
 			out->name = "index.html";
 			out->name_len = 10;
