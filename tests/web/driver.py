@@ -123,7 +123,9 @@ class Browser:
             if msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] in ("error", "warning"):
                 self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in msg["params"]["args"])[:500])
             if msg.get("method") == "Log.entryAdded" and msg["params"]["entry"]["level"] in ("error", "warning"):
-                self.console.append(msg["params"]["entry"].get("text", "")[:500])
+                entry = msg["params"]["entry"]
+                where = " (%s)" % entry["url"] if entry.get("url") else ""
+                self.console.append((entry.get("text", "") + where)[:500])
             if msg.get("id") == mid:
                 check("error" not in msg, "%s: %s" % (method, msg.get("error")))
                 return msg["result"]
