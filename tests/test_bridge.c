@@ -881,6 +881,8 @@ Test(bridge, serve_cluster_view, .timeout = 120, .fini = br_fini)
 	/* The page has the section the script fills. */
 	cr_expect_eq(br_get(port, "/", out, sizeof out), 200);
 	cr_expect(strstr(out, "id=\"machines\"") != NULL, "%s", out);
+	cr_expect_eq(br_get(port, "/healthz", out, sizeof out), 200);
+	cr_expect(strstr(out, "\"cluster\":true") != NULL, "%s", out);
 
 	/* The bridge gone, nobody reports: 503 and why. */
 	br_term(po, "bridge out");
@@ -898,6 +900,8 @@ Test(bridge, serve_cluster_view, .timeout = 120, .fini = br_fini)
 	st = br_get(port, "/cluster", out, sizeof out);
 	cr_expect_eq(st, 404, "%s", out);
 	cr_expect(strstr(out, "\"error\":") && strstr(out, "--nats"), "%s", out);
+	cr_expect_eq(br_get(port, "/healthz", out, sizeof out), 200);
+	cr_expect(strstr(out, "\"cluster\":false") != NULL, "%s", out);
 	br_term(ps, "taskq serve");
 
 	/* --nats and --stream go together; a bad stream name is refused. */

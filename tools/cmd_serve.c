@@ -345,6 +345,7 @@ static enum MHD_Result get_health(struct server *srv, struct MHD_Connection *c, 
 	for (size_t i = 0; i < srv->nqueues; i++)
 		cJSON_AddStringToObject(qs, srv->queues[i].name, cli_state_name(tq_run_state(srv->queues[i].q)));
 	cJSON_AddBoolToObject(o, "control", srv->token_len > 0);
+	cJSON_AddBoolToObject(o, "cluster", serve_cluster_on());
 	return respond_json(c, r, MHD_HTTP_OK, o);
 }
 

@@ -326,12 +326,16 @@
 		return body;
 	};
 
-	// Every machine's bridges (GET cluster, when serve has --nats): a row
-	// each and the totals; the section stays hidden while it answers 404.
+	// Every machine's bridges (GET cluster, when healthz says serve has
+	// --nats): a row each and the totals; else the section stays hidden.
 	const MACHINE_COLS = ['ready', 'leased', 'delayed', 'dead', 'pushed', 'acked', 'done_per_s', 'published', 'imported', 'publish_errors'];
 	const numCell = (v, k) => el('td', { class: 'num', text: typeof v !== 'number' ? '–' : k === 'done_per_s' ? rate(v) : int(v) });
-	const showCluster = async () => {
-		if (dash.cluster === 'off') return;
+	const showCluster = async (on) => {
+		if (!on) {
+			dash.cluster = 'off';
+			$('machines').hidden = true;
+			return;
+		}
 		const r = await fetch('cluster', { cache: 'no-store' });
 		const body = await r.json();
 		if (r.status === 404) {
@@ -360,7 +364,8 @@
 	let polling = null;
 	const pollOnce = async () => {
 		const now = Date.now();
-		const [health, stats] = await Promise.all([getJSON('healthz'), getJSON('stats'), showCluster()]);
+		const [health, stats] = await Promise.all([getJSON('healthz'), getJSON('stats')]);
+		await showCluster(health.cluster);
 		if (dash.control !== health.control) {
 			dash.control = health.control;
 			showMode();
