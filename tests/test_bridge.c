@@ -856,7 +856,7 @@ static unsigned br_serve(const char *queue, const char *stream, const char *tag,
 Test(bridge, serve_cluster_view, .timeout = 120, .fini = br_fini)
 {
 	static char out[65536];
-	char host[256] = "", want[400];
+	char host[256] = "", want[640];
 	br_start_server();
 	tq_queue *a = br_queue(br_qa, "brcv", 256);
 	pid_t po = br_bridge("out", br_qa, "CV", NULL, NULL, NULL, NULL);
