@@ -1077,11 +1077,11 @@ static const struct cli_opt serve_opts_table[] = {
 	 "with --metrics-file FILE (repeatable, up to 16; a\n"
 	 "file not rewritten for 10 s, its bridge stopped,\n"
 	 "is left out)"},
-	{O_NATS, false, "nats", "URL[,URL]",
-	 "serve GET /cluster and the dashboard's Machines:\n"
-	 "every machine's bridges of --stream, gathered by\n"
-	 "taskq-bridge stats (installed beside taskq)\n"
-	 "every 2 s; needs --stream"},
+	{O_NATS, false, "nats", "URL",
+	 "NATS servers, URL[,URL...]: serve GET /cluster\n"
+	 "and the dashboard's Machines, every machine's\n"
+	 "bridges of --stream, gathered by taskq-bridge\n"
+	 "stats (installed beside taskq) every 2 s"},
 	{O_STREAM, false, "stream", "S", "the JetStream stream of the bridges (with --nats)"},
 	CLI_LOG_OPTS,
 	{0, false, NULL, NULL, NULL},

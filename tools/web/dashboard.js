@@ -352,12 +352,15 @@
 		const snap = body.snapshot;
 		dash.cluster = snap;
 		$('machines-note').textContent = 'stream ' + body.stream + ', ' + ago(body.age_seconds);
-		const rows = (snap.bridges || []).map((b) => el('tr', {},
+		const bridges = snap.bridges || [];
+		const rows = bridges.map((b) => el('tr', {},
 			el('td', { text: b.host }), el('td', { text: b.queue }), el('td', { text: b.mode }),
 			el('td', {}, el('span', { class: 'badge ' + (b.run_state || ''), text: b.run_state || '?' })),
 			...MACHINE_COLS.map((k) => numCell(b[k], k))));
+		// the snapshot's totals; the bridges' own counters summed here
 		const tot = snap.totals || {};
-		rows.push(el('tr', { class: 'total' }, el('td', { text: 'total', colSpan: 4 }), ...MACHINE_COLS.map((k) => numCell(tot[k], k))));
+		const total = (k) => (typeof tot[k] === 'number' ? tot[k] : bridges.reduce((n, b) => n + (typeof b[k] === 'number' ? b[k] : 0), 0));
+		rows.push(el('tr', { class: 'total' }, el('td', { text: 'total', colSpan: 4 }), ...MACHINE_COLS.map((k) => numCell(total(k), k))));
 		$('machines-rows').replaceChildren(...rows);
 	};
 
