@@ -80,7 +80,7 @@ BENCH_BIN := $(BUILD)/bench/taskq-bench
 BENCH_SRC := $(filter-out bench/cluster.c,$(wildcard bench/*.c))
 CLUSTER_BENCH_BIN := $(BUILD)/bench/taskq-bench-cluster
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c tools/serve_metrics.c tools/serve_web.c tools/parse.c
+CLI_SRC  := $(wildcard tools/cmd_*.c) tools/taskq.c tools/log.c tools/serve_parse.c tools/serve_metrics.c tools/serve_web.c tools/serve_cluster.c tools/parse.c
 # The dashboard's files (tools/web/), built into taskq as C arrays.
 WEB_FILES := tools/web/index.html tools/web/dashboard.js tools/web/dashboard.css tools/web/favicon.svg \
 	tools/web/vendor/uPlot.iife.min.js tools/web/vendor/uPlot.min.css tools/web/vendor/uPlot.LICENSE

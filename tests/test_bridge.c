@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <nats/nats.h>
 
 #include "frame.h"
@@ -782,6 +783,134 @@ Test(bridge, stats_and_stop_across_machines, .timeout = 90, .fini = br_fini)
 	br_term(po, "bridge out");
 	tq_close(a);
 	tq_close(b);
+}
+
+/* ================================ the cluster view of taskq serve */
+
+struct br_body {
+	char *p;
+	size_t len, size;
+};
+
+static size_t br_body_write(char *data, size_t n, size_t m, void *arg)
+{
+	struct br_body *b = arg;
+	size_t take = n * m < b->size - 1 - b->len ? n * m : b->size - 1 - b->len;
+	memcpy(b->p + b->len, data, take);
+	b->len += take;
+	b->p[b->len] = '\0';
+	return n * m;
+}
+
+/* GET http://127.0.0.1:port/path: the status (0 if none), the body in out. */
+static long br_get(unsigned port, const char *path, char *out, size_t size)
+{
+	char url[128];
+	struct br_body b = {out, 0, size};
+	long status = 0;
+	out[0] = '\0';
+	snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, path);
+	CURL *c = curl_easy_init();
+	cr_assert_not_null(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, br_body_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+/* Starts `taskq serve QUEUE --listen 127.0.0.1:0 [--nats URL --stream S]`
+ * (a bridge slot: br_fini kills it) and returns the port it printed. */
+static unsigned br_serve(const char *queue, const char *stream, const char *tag, pid_t *pid)
+{
+	char log[320], text[4096];
+	snprintf(log, sizeof log, "%s/serve-%s.log", br_dir, tag);
+	char *argv[] = {TQ_BIN_DIR "/taskq", "serve", (char *)queue, "--listen", "127.0.0.1:0", "--nats", br_url,
+			"--stream", (char *)stream, NULL};
+	if (!stream)
+		argv[5] = NULL;
+	*pid = br_spawn(argv, log);
+	if (br_nbridges < 8)
+		br_bridges[br_nbridges++] = *pid;
+	const char *at;
+	unsigned port = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	for (;;) {
+		FILE *f = fopen(log, "r");
+		size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+		if (f)
+			fclose(f);
+		text[n] = '\0';
+		if ((at = strstr(text, "http://127.0.0.1:")) && sscanf(at + 17, "%u/", &port) == 1 && port)
+			return port;
+		cr_assert(tqt_now_ms() < deadline, "taskq serve never said where it listens: %s", text);
+		cr_assert_eq(waitpid(*pid, NULL, WNOHANG), 0, "taskq serve exited: %s", text);
+		usleep(20000);
+	}
+}
+
+Test(bridge, serve_cluster_view, .timeout = 120, .fini = br_fini)
+{
+	static char out[65536];
+	char host[256] = "", want[640];
+	br_start_server();
+	tq_queue *a = br_queue(br_qa, "brcv", 256);
+	pid_t po = br_bridge("out", br_qa, "CV", NULL, NULL, NULL, NULL);
+	pid_t ps;
+	unsigned port = br_serve(br_qa, "CV", "nats", &ps);
+
+	/* 503 until the first snapshot with the bridge, then 200: the bridge's
+	 * machine and queue, the totals. */
+	long st;
+	uint64_t deadline = tqt_now_ms() + 30000;
+	while ((st = br_get(port, "/cluster", out, sizeof out)) != 200 || !strstr(out, br_qa)) {
+		cr_assert(st == 503 || st == 200, "GET /cluster: %ld: %s", st, out);
+		cr_assert(tqt_now_ms() < deadline, "GET /cluster never showed the bridge: %ld: %s", st, out);
+		usleep(100000);
+	}
+	cr_assert_eq(gethostname(host, sizeof host - 1), 0);
+	snprintf(want, sizeof want, "\"host\":\"%s\",\"queue\":\"%s\",\"mode\":\"out\"", host, br_qa);
+	cr_expect(strstr(out, want) != NULL, "no %s in %s", want, out);
+	cr_expect(strncmp(out, "{\"stream\":\"CV\",\"age_seconds\":", 29) == 0, "%s", out);
+	cr_expect(strstr(out, "\"snapshot\":{\"stream\":\"CV\",\"bridges\":[") != NULL, "%s", out);
+	cr_expect(strstr(out, "\"totals\":{\"ready\":") != NULL, "%s", out);
+	/* The page has the section the script fills. */
+	cr_expect_eq(br_get(port, "/", out, sizeof out), 200);
+	cr_expect(strstr(out, "id=\"machines\"") != NULL, "%s", out);
+	cr_expect_eq(br_get(port, "/healthz", out, sizeof out), 200);
+	cr_expect(strstr(out, "\"cluster\":true") != NULL, "%s", out);
+
+	/* The bridge gone, nobody reports: 503 and why. */
+	br_term(po, "bridge out");
+	deadline = tqt_now_ms() + 30000;
+	while ((st = br_get(port, "/cluster", out, sizeof out)) != 503) {
+		cr_assert_eq(st, 200, "GET /cluster: %ld: %s", st, out);
+		cr_assert(tqt_now_ms() < deadline, "GET /cluster still 200 with no bridge: %s", out);
+		usleep(100000);
+	}
+	cr_expect(strstr(out, "no bridge of stream CV reported") != NULL, "%s", out);
+	br_term(ps, "taskq serve --nats");
+
+	/* Without --nats there is no cluster view: 404. */
+	port = br_serve(br_qa, NULL, "plain", &ps);
+	st = br_get(port, "/cluster", out, sizeof out);
+	cr_expect_eq(st, 404, "%s", out);
+	cr_expect(strstr(out, "\"error\":") && strstr(out, "--nats"), "%s", out);
+	cr_expect_eq(br_get(port, "/healthz", out, sizeof out), 200);
+	cr_expect(strstr(out, "\"cluster\":false") != NULL, "%s", out);
+	br_term(ps, "taskq serve");
+
+	/* --nats and --stream go together; a bad stream name is refused. */
+	char *nostream[] = {TQ_BIN_DIR "/taskq", "serve", br_qa, "--nats", br_url, NULL};
+	cr_expect_eq(br_run(nostream, out, sizeof out), 2, "%s", out);
+	cr_expect(strstr(out, "--stream") != NULL, "%s", out);
+	char *badstream[] = {TQ_BIN_DIR "/taskq", "serve", br_qa, "--nats", br_url, "--stream", "a.b", NULL};
+	cr_expect_eq(br_run(badstream, out, sizeof out), 2, "%s", out);
+	tq_close(a);
 }
 
 /* ======================== a 3-node JetStream cluster, a node killed */

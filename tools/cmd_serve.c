@@ -6,6 +6,7 @@
  *   GET  /metrics                      Prometheus text format 0.0.4
  *   GET  /stats, /stats/NAME           the `taskq stats --json` snapshot
  *   GET  /healthz                      {"status":"ok","queues":{NAME:STATE}}
+ *   GET  /cluster                      every machine's bridges (--nats; serve_cluster.c)
  *   GET  /, /assets/FILE               the dashboard (tools/web/, built in)
  *   GET  /events/NAME, /dead/NAME      recent events, dead letters (serve_web.c)
  *   POST /queues/NAME/drain|stop|pause|resume   needs Authorization: Bearer
@@ -324,6 +325,18 @@ static enum MHD_Result get_stats(struct server *srv, struct MHD_Connection *c, s
 	return respond_json(c, r, MHD_HTTP_OK, o);
 }
 
+static enum MHD_Result get_cluster(struct MHD_Connection *c, struct request *r)
+{
+	char why[700];
+	if (!serve_cluster_on())
+		return respond_error(c, r, MHD_HTTP_NOT_FOUND,
+				     "no cluster view: taskq serve runs without --nats URL --stream S");
+	cJSON *o = serve_cluster_json(why, sizeof why);
+	if (!o)
+		return respond_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", why);
+	return respond_json(c, r, MHD_HTTP_OK, o);
+}
+
 static enum MHD_Result get_health(struct server *srv, struct MHD_Connection *c, struct request *r)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -332,6 +345,7 @@ static enum MHD_Result get_health(struct server *srv, struct MHD_Connection *c, 
 	for (size_t i = 0; i < srv->nqueues; i++)
 		cJSON_AddStringToObject(qs, srv->queues[i].name, cli_state_name(tq_run_state(srv->queues[i].q)));
 	cJSON_AddBoolToObject(o, "control", srv->token_len > 0);
+	cJSON_AddBoolToObject(o, "cluster", serve_cluster_on());
 	return respond_json(c, r, MHD_HTTP_OK, o);
 }
 
@@ -489,6 +503,8 @@ static enum MHD_Result route(struct server *srv, struct MHD_Connection *c, struc
 		return get_health(srv, c, r);
 	case SERVE_STATS:
 		return get_stats(srv, c, r, NULL);
+	case SERVE_CLUSTER:
+		return get_cluster(c, r);
 	case SERVE_STATS_ONE:
 		if (!(sv = find_queue(srv, rt.name, rt.name_len)))
 			return respond_error(c, r, MHD_HTTP_NOT_FOUND, "no such queue served here: %.200s", rt.name);
@@ -508,7 +524,7 @@ static enum MHD_Result route(struct server *srv, struct MHD_Connection *c, struc
 		break;
 	}
 	return respond_error(c, r, MHD_HTTP_NOT_FOUND,
-			     "no such endpoint (GET /, /metrics, /stats, /stats/NAME, /healthz, /events/NAME, "
+			     "no such endpoint (GET /, /metrics, /stats, /stats/NAME, /healthz, /cluster, /events/NAME, "
 			     "/dead/NAME; POST /queues/NAME/drain|stop|pause|resume, /queues/NAME/dead/ID/kick|purge)");
 }
 
@@ -1020,7 +1036,7 @@ _Static_assert(MAX_BRIDGE_FILES == 16, "serve --help says up to 16 --bridge-metr
 
 enum {
 	O_LISTEN = 0x100, O_TOKEN_FILE, O_TIMEOUT, O_REQUEST_TIMEOUT, O_MAX_CONNS, O_PER_ADDR, O_RESERVED,
-	O_BRIDGE_METRICS, O_TLS_CERT, O_TLS_KEY, O_INSECURE_HTTP,
+	O_BRIDGE_METRICS, O_TLS_CERT, O_TLS_KEY, O_INSECURE_HTTP, O_NATS, O_STREAM,
 };
 
 static const struct cli_opt serve_opts_table[] = {
@@ -1061,6 +1077,12 @@ static const struct cli_opt serve_opts_table[] = {
 	 "with --metrics-file FILE (repeatable, up to 16; a\n"
 	 "file not rewritten for 10 s, its bridge stopped,\n"
 	 "is left out)"},
+	{O_NATS, false, "nats", "URL",
+	 "NATS servers, URL[,URL...]: serve GET /cluster\n"
+	 "and the dashboard's Machines, every machine's\n"
+	 "bridges of --stream, gathered by taskq-bridge\n"
+	 "stats (installed beside taskq) every 2 s"},
+	{O_STREAM, false, "stream", "S", "the JetStream stream of the bridges (with --nats)"},
 	CLI_LOG_OPTS,
 	{0, false, NULL, NULL, NULL},
 };
@@ -1072,6 +1094,7 @@ static const struct cli_command serve_cmd = {
 		 "  GET  /metrics                Prometheus text format\n"
 		 "  GET  /stats, /stats/NAME     the stats --json snapshot\n"
 		 "  GET  /healthz                {\"status\":\"ok\", ...}\n"
+		 "  GET  /cluster                every machine's bridges (with --nats)\n"
 		 "  GET  /                       a live dashboard of every queue (built in)\n"
 		 "  GET  /events/NAME, /dead/NAME  recent events, dead letters (JSON)\n"
 		 "  POST /queues/NAME/drain      (and stop, pause, resume): sets the run state,\n"
@@ -1096,6 +1119,7 @@ struct serve_opts {
 	uint64_t max_conns, per_addr, reserved; /* per_addr 0, reserved UINT64_MAX: from max_conns */
 	const char *bridge_files[MAX_BRIDGE_FILES];
 	size_t nbridge_files;
+	const char *nats, *stream; /* both or neither */
 	struct log_config lc;
 	struct sockaddr_storage ss; /* --listen, resolved */
 	socklen_t sslen;
@@ -1133,6 +1157,8 @@ static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_MAX_CONNS: ok = cli_opt_u64(&p, 1, MAX_CONNS_LIMIT, &o->max_conns); break;
 		case O_PER_ADDR: ok = cli_opt_u64(&p, 1, MAX_CONNS_LIMIT, &o->per_addr); break;
 		case O_RESERVED: ok = cli_opt_u64(&p, 0, MAX_CONNS_LIMIT - 1, &o->reserved); break;
+		case O_NATS: o->nats = optarg; break;
+		case O_STREAM: o->stream = optarg; break;
 		case O_BRIDGE_METRICS:
 			if (o->nbridge_files == MAX_BRIDGE_FILES || !*optarg) {
 				cli_err("--bridge-metrics: at most %d files, each a path", MAX_BRIDGE_FILES);
@@ -1176,6 +1202,19 @@ static int serve_parse_opts(int argc, char **argv, struct serve_opts *o)
 	if (!o->tls_cert != !o->tls_key) {
 		cli_err("%s needs %s too (HTTPS needs both the certificate and its key)",
 			o->tls_cert ? "--tls-cert" : "--tls-key", o->tls_cert ? "--tls-key" : "--tls-cert");
+		return EX_USAGE_;
+	}
+	if (!o->nats != !o->stream) {
+		cli_err("%s needs %s too (the cluster view reads the bridges of one stream through NATS)",
+			o->nats ? "--nats" : "--stream", o->nats ? "--stream" : "--nats");
+		return EX_USAGE_;
+	}
+	if (o->nats && !serve_cluster_urls_ok(o->nats)) {
+		cli_err("invalid --nats '%.200s': NATS URLs separated by commas, printable, no spaces", o->nats);
+		return EX_USAGE_;
+	}
+	if (o->stream && !serve_cluster_stream_ok(o->stream)) {
+		cli_err("invalid --stream '%.200s': 1-64 of A-Z a-z 0-9 _ -", o->stream);
 		return EX_USAGE_;
 	}
 	if (o->tls_cert && o->insecure_http) {
@@ -1282,6 +1321,9 @@ static int serve_start(const struct serve_opts *o, int argc, char **argv, struct
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* After the mask: the thread must not take SIGINT/SIGTERM. */
+	if (o->nats && (rc = serve_cluster_start(o->nats, o->stream)) != 0)
+		return rc;
 
 	for (size_t i = 0; i < ntracks; i++)
 		tracks[i].fd = -1;
@@ -1399,6 +1441,7 @@ int cmd_serve(int argc, char **argv)
 		MHD_stop_daemon(run.d);
 		log_event(LOG_INFO_, "serve_stopped", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	}
+	serve_cluster_stop(); /* libmicrohttpd is stopped (or never started) */
 	if (run.log_open)
 		log_close();
 	tls_files_free(&run.tls); /* libmicrohttpd is stopped (or never started) */

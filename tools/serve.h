@@ -73,4 +73,20 @@ cJSON *serve_dead_json(struct served *sv, size_t max, int *err);
  * result. */
 int serve_dead_action(struct served *sv, uint64_t id, bool purge);
 
+/* --nats URL[,URL] --stream S (serve_cluster.c): a thread runs
+ * `taskq-bridge stats --json` (found beside this program) every 2 s and
+ * keeps its snapshot. Checks of the two options' text: */
+bool serve_cluster_stream_ok(const char *stream); /* 1-64 of A-Z a-z 0-9 _ - */
+bool serve_cluster_urls_ok(const char *urls);     /* printable, no space, not an option */
+/* Starts the thread; the strings must outlive it. Returns 0 or an exit
+ * status, after a message. */
+int serve_cluster_start(const char *urls, const char *stream);
+/* Stops it (killing a run under way) and frees the snapshot; no-op if off. */
+void serve_cluster_stop(void);
+/* Whether the thread runs (serve has --nats). */
+bool serve_cluster_on(void);
+/* {"stream", "age_seconds", "snapshot": taskq-bridge stats --json}, or
+ * NULL with why (no snapshot yet, the last run failed, out of memory). */
+cJSON *serve_cluster_json(char *why, size_t why_size);
+
 #endif

@@ -49,6 +49,7 @@ static const struct {
 	enum serve_endpoint ep;
 } gets[] = {
 	{"/metrics", false, SERVE_METRICS}, {"/healthz", false, SERVE_HEALTH}, {"/stats", false, SERVE_STATS},
+	{"/cluster", false, SERVE_CLUSTER},
 	{"/stats/", true, SERVE_STATS_ONE}, {"/events/", true, SERVE_EVENTS}, {"/dead/", true, SERVE_DEAD},
 	{"/assets/", true, SERVE_PAGE},     {"/", false, SERVE_PAGE},      {"/favicon.ico", false, SERVE_PAGE},
 };

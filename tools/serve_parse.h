@@ -23,6 +23,7 @@ enum serve_endpoint {
 	SERVE_STATS,      /* every queue */
 	SERVE_STATS_ONE,  /* the queue name..name_len (may be empty: no such queue) */
 	SERVE_HEALTH,
+	SERVE_CLUSTER,    /* every machine's bridges (--nats) */
 	SERVE_CONTROL,    /* the queue name..name_len (not empty), run state `state` */
 	SERVE_PAGE,       /* the dashboard's file name..name_len: "index.html" for "/" */
 	SERVE_EVENTS,     /* the queue name..name_len (may be empty) */
@@ -41,7 +42,7 @@ struct serve_route {
 };
 
 /* Classifies METHOD and the URL path (libmicrohttpd's, query removed):
- * GET|HEAD /metrics, /stats, /stats/NAME, /healthz, /events/NAME,
+ * GET|HEAD /metrics, /stats, /stats/NAME, /healthz, /cluster, /events/NAME,
  * /dead/NAME, / and /assets/FILE (the dashboard); POST
  * /queues/NAME/drain|stop|pause|resume and /queues/NAME/dead/ID/kick|purge
  * (ID: a task id in decimal, or "all"); anything else is not found. */

@@ -368,6 +368,9 @@ def read_only(b, base, qn):
     check(b.eval("document.getElementById('auth').dataset.mode") == "read-only", "the page is read-only")
     check("Read-only" in b.eval("document.getElementById('mode').textContent"), "the page says it is read-only")
     check(b.eval("document.getElementById('token').hidden"), "no token field")
+    # No --nats: /cluster is 404 and the Machines section stays hidden.
+    b.wait("window.taskqDashboard.cluster === 'off'", "the page asked for /cluster and got 404")
+    check(b.eval("document.getElementById('machines').hidden"), "the Machines section hidden without --nats")
     check(b.eval("[...document.querySelectorAll('button[data-action]')].every(x => x.disabled)"), "buttons disabled")
     st = b.eval("fetch('queues/%s/pause', {method: 'POST', headers: {Authorization: 'Bearer x'}}).then(r => r.status)" % qn)
     check(st == 403, "POST pause on a server without a token: %s, want 403" % st)

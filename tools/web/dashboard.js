@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // taskq dashboard: polls the JSON API of the taskq serve that served this
-// page (GET stats, events/NAME, dead/NAME; docs/http.md) once a second and
-// draws it with uPlot. Control buttons POST with the bearer token, which is
+// page (GET stats, events/NAME, dead/NAME, cluster; docs/http.md) once a
+// second and draws it with uPlot. Control buttons POST with the bearer token, which is
 // kept in this tab's sessionStorage only and sent as an Authorization
 // header (never in a URL or a cookie).
 'use strict';
@@ -14,7 +14,7 @@
 	const EVENTS_SHOWN = 50;
 
 	// What the page knows, for the console (and the browser test).
-	const dash = { control: false, polls: 0, queues: {}, lastError: '' };
+	const dash = { control: false, polls: 0, queues: {}, lastError: '', cluster: null };
 	window.taskqDashboard = dash;
 
 	const $ = (id) => document.getElementById(id);
@@ -326,10 +326,49 @@
 		return body;
 	};
 
+	// Every machine's bridges (GET cluster, when healthz says serve has
+	// --nats): a row each and the totals; else the section stays hidden.
+	const MACHINE_COLS = ['ready', 'leased', 'delayed', 'dead', 'pushed', 'acked', 'done_per_s', 'published', 'imported', 'publish_errors'];
+	const numCell = (v, k) => el('td', { class: 'num', text: typeof v !== 'number' ? '–' : k === 'done_per_s' ? rate(v) : int(v) });
+	const showCluster = async (on) => {
+		if (!on) {
+			dash.cluster = 'off';
+			$('machines').hidden = true;
+			return;
+		}
+		const r = await fetch('cluster', { cache: 'no-store' });
+		const body = await r.json();
+		if (r.status === 404) {
+			dash.cluster = 'off';
+			$('machines').hidden = true;
+			return;
+		}
+		$('machines').hidden = false;
+		if (!r.ok) {
+			dash.cluster = 'unavailable';
+			$('machines-note').textContent = body.error || 'HTTP ' + r.status;
+			return;
+		}
+		const snap = body.snapshot;
+		dash.cluster = snap;
+		$('machines-note').textContent = 'stream ' + body.stream + ', ' + ago(body.age_seconds);
+		const bridges = snap.bridges || [];
+		const rows = bridges.map((b) => el('tr', {},
+			el('td', { text: b.host }), el('td', { text: b.queue }), el('td', { text: b.mode }),
+			el('td', {}, el('span', { class: 'badge ' + (b.run_state || ''), text: b.run_state || '?' })),
+			...MACHINE_COLS.map((k) => numCell(b[k], k))));
+		// the snapshot's totals; the bridges' own counters summed here
+		const tot = snap.totals || {};
+		const total = (k) => (typeof tot[k] === 'number' ? tot[k] : bridges.reduce((n, b) => n + (typeof b[k] === 'number' ? b[k] : 0), 0));
+		rows.push(el('tr', { class: 'total' }, el('td', { text: 'total', colSpan: 4 }), ...MACHINE_COLS.map((k) => numCell(total(k), k))));
+		$('machines-rows').replaceChildren(...rows);
+	};
+
 	let polling = null;
 	const pollOnce = async () => {
 		const now = Date.now();
 		const [health, stats] = await Promise.all([getJSON('healthz'), getJSON('stats')]);
+		await showCluster(health.cluster);
 		if (dash.control !== health.control) {
 			dash.control = health.control;
 			showMode();
