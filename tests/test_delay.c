@@ -175,16 +175,27 @@ Test(delay, cli_push_delay, .timeout = 60, .fini = fini)
  * dead-letter area of 6: 102 slots) takes 32 delayed tasks and still its
  * whole capacity of fresh ones; delayed tasks beyond the area are kept but
  * count against the capacity, and stats and the command say so. */
-Test(delay, delayed_tasks_take_no_room, .timeout = 60, .fini = fini)
+/* A queue of 64 with a delay area of delay_capacity; backoff_ns for every
+ * retry (0: the default). */
+static tq_queue *make_delay_queue(const char *test, uint32_t delay_capacity, uint64_t backoff_ns)
 {
 	tq_config c;
+	tq_queue *q = NULL;
+
 	tq_config_init(&c);
 	c.capacity = 64;
-	c.delay_capacity = 32;
-	tq_queue *q = NULL;
-	tqt_name(qname, "delayroom");
+	c.delay_capacity = delay_capacity;
+	if (backoff_ns)
+		c.backoff_base_ns = c.backoff_max_ns = backoff_ns;
+	tqt_name(qname, test);
 	tq_destroy(qname);
 	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	return q;
+}
+
+Test(delay, delayed_tasks_take_no_room, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_delay_queue("delayroom", 32, 0);
 	tq_task d[100], t[64];
 	memset(d, 0, sizeof d);
 	memset(t, 0, sizeof t);
@@ -251,16 +262,7 @@ Test(delay, delayed_tasks_take_no_room, .timeout = 60, .fini = fini)
  * room, so the producer keeps the whole capacity for new tasks. */
 Test(delay, retries_waiting_do_not_block_producers, .timeout = 60, .fini = fini)
 {
-	tq_config c;
-	tq_config_init(&c);
-	c.capacity = 64;
-	c.delay_capacity = 64;
-	c.backoff_base_ns = 3600ull * 1000 * MS;
-	c.backoff_max_ns = 3600ull * 1000 * MS;
-	tq_queue *q = NULL;
-	tqt_name(qname, "delayretry");
-	tq_destroy(qname);
-	cr_assert_eq(tq_create(qname, &c, &q), 0);
+	tq_queue *q = make_delay_queue("delayretry", 64, 3600ull * 1000 * MS);
 	tq_task t[64], got[64];
 	memset(t, 0, sizeof t);
 	for (int i = 0; i < 64; i++) {
