@@ -63,13 +63,14 @@ static void fuzz_route(const uint8_t *p, size_t n)
 	switch (rt.ep) {
 	case SERVE_NOT_FOUND:
 		CHECK(strcmp(url, "/metrics") && strcmp(url, "/stats") && strcmp(url, "/healthz") &&
-		      strncmp(url, "/stats/", 7) && strcmp(url, "/") && strncmp(url, "/assets/", 8) &&
+		      strncmp(url, "/stats/", 7) && strcmp(url, "/") && strcmp(url, "/favicon.ico") && strcmp(url, "/cluster") && strncmp(url, "/assets/", 8) &&
 		      strncmp(url, "/events/", 8) && strncmp(url, "/dead/", 6));
 		break;
 	case SERVE_PAGE:
-		CHECK(get && (!strcmp(url, "/") ? rt.name_len == 10 && !memcmp(rt.name, "index.html", 10)
-						: !strncmp(url, "/assets/", 8) && rt.name == url + 8 &&
-							  rt.name_len == ul - 8));
+		CHECK(get && (!strcmp(url, "/")		   ? rt.name_len == 10 && !memcmp(rt.name, "index.html", 10)
+			      : !strcmp(url, "/favicon.ico") ? rt.name_len == 11 && !memcmp(rt.name, "favicon.svg", 11)
+							     : !strncmp(url, "/assets/", 8) && rt.name == url + 8 &&
+								       rt.name_len == ul - 8));
 		break;
 	case SERVE_EVENTS:
 		CHECK(get && !strncmp(url, "/events/", 8) && rt.name == url + 8 && rt.name_len == ul - 8);
@@ -105,6 +106,9 @@ static void fuzz_route(const uint8_t *p, size_t n)
 		break;
 	case SERVE_HEALTH:
 		CHECK(get && !strcmp(url, "/healthz"));
+		break;
+	case SERVE_CLUSTER:
+		CHECK(get && !strcmp(url, "/cluster"));
 		break;
 	case SERVE_STATS_ONE:
 		CHECK(get && !strncmp(url, "/stats/", 7));
