@@ -150,7 +150,7 @@ static bool msg_intact(tq_queue *q, uint32_t idx, char *out)
 
 /* ------------------------------------------------------------- bury */
 
-uint32_t tq__dead_recount(tq_queue *q)
+uint32_t tq__slot_counts_recount(tq_queue *q)
 {
 	uint32_t n = 0, delayed = 0;
 

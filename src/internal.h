@@ -162,6 +162,8 @@ void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased);
 uint64_t tq__room(tq_queue *q);
 /* The same without moving anything (cheap: reads the lanes' positions). */
 uint64_t tq__room_now(tq_queue *q);
+/* Places the delay area has left (lane.c). */
+uint64_t tq__delay_room(tq_queue *q);
 /* The state of slot idx leased to this handle outside the ready ring: its
  * task id (unique) stands in for the ring position as lease generation. */
 static inline uint64_t tq__slot_lease(const tq_queue *q, uint32_t idx)
@@ -258,7 +260,7 @@ void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg);
 void tq__make_dead_kept(tq_queue *q, uint32_t idx, const char *why, uint64_t now);
 /* Recounts DEAD and DELAYED slots into their counts (under the recovery
  * lock, after a dead holder); returns the dead count. */
-uint32_t tq__dead_recount(tq_queue *q);
+uint32_t tq__slot_counts_recount(tq_queue *q);
 /* The length of msg's first bytes that fit in max - 1, cut at a UTF-8
  * character boundary (at the byte where it is not UTF-8). */
 size_t tq__utf8_cut(const char *msg, size_t max);

@@ -210,6 +210,15 @@ uint64_t tq__room_now(tq_queue *q)
 	return used >= q->cap ? 0 : q->cap - used;
 }
 
+/* Delayed tasks that fit in the delay area: they take no room, so a
+ * delayed push may add them to a queue whose capacity is full (the area's
+ * own slots are free while it is not full: design.md, 10). */
+uint64_t tq__delay_room(tq_queue *q)
+{
+	uint64_t delayed = load_rlx(&q->h->delayed_count);
+	return delayed < q->delay_cap ? q->delay_cap - delayed : 0;
+}
+
 static void advance_reuse(tq_queue *q, uint32_t lane);
 
 uint64_t tq__room(tq_queue *q)

@@ -92,15 +92,6 @@ static int publish_delayed(tq_queue *q, const uint32_t *idx, uint32_t n, uint64_
 	return 0;
 }
 
-/* Delayed tasks that fit in the delay area: they take no room, so a
- * delayed push may add them to a queue whose capacity is full (the area's
- * own slots are free while it is not full: design.md, 10). */
-static uint64_t delay_room(tq_queue *q)
-{
-	uint64_t delayed = load_rlx(&q->h->delayed_count);
-	return delayed < q->delay_cap ? q->delay_cap - delayed : 0;
-}
-
 _Thread_local bool tq__delay_push;
 
 /* A full queue: TQ_EAGAIN (timeout 0) or TQ_ETIMEDOUT (until passed), or
@@ -152,7 +143,7 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 		uint32_t want = n - done < TQ_CHUNK ? (uint32_t)(n - done) : TQ_CHUNK;
 		/* Lanes and slots share the capacity; delayed tasks first fill
 		 * the delay area, which takes none of it. */
-		uint64_t room = (delay_ns ? delay_room(q) : 0) + tq__room(q), pos = 0;
+		uint64_t room = (delay_ns ? tq__delay_room(q) : 0) + tq__room(q), pos = 0;
 		if (room < want)
 			want = (uint32_t)room;
 		int got = want == 0 ? 0 : tq__ring_pop(q, &q->freer, idx, want, st_make(ST_WRITING, q->owner, 0), false,

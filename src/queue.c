@@ -272,7 +272,7 @@ int tq__lock_recovery(tq_queue *q)
 		 * DELAYED) and the count: the counts are exact again before
 		 * anyone uses them under the lock (design.md, 10, "The dead
 		 * count", "The delay area"). */
-		(void)tq__dead_recount(q);
+		(void)tq__slot_counts_recount(q);
 	}
 	return rc;
 }
@@ -287,7 +287,7 @@ int tq__trylock_recovery(tq_queue *q)
 		tq__fold_repair(q);
 		tq__lanes_repair_move(q);
 		/* As in tq__lock_recovery. */
-		(void)tq__dead_recount(q);
+		(void)tq__slot_counts_recount(q);
 	}
 	return rc;
 }

@@ -268,7 +268,7 @@ bool tq__can_push(tq_queue *q, bool thorough)
 
 	if (tq__room_now(q) > 0 && (!need || tq__lane_bytes_room(q, need, false)))
 		return true;
-	if (tq__delay_push && load_rlx(&q->h->delayed_count) < q->delay_cap)
+	if (tq__delay_push && tq__delay_room(q) > 0)
 		return true;
 	uint32_t n = load_rlx(&q->room_polls) + 1;
 	store_rlx(&q->room_polls, n); /* a hint: racing threads may lose a count */
