@@ -153,10 +153,14 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 /* Ready tasks in every lane; the id and push time of the one pushed first
  * (0 if none; either pointer may be NULL). */
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns);
-/* Adds the lane tasks' share to queue totals whose slot share *t holds
- * (`leased`: what lane claims hold now, tq__lane_leased_by summed):
- * from positions and move counts, exact after any crash once recovered. */
-void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased);
+/* Adds the lane tasks' share to queue totals whose slot share *t holds,
+ * from positions, the live processes' claims and move counts (exact after
+ * any crash once recovered); returns the lane tasks leased now. Read in
+ * the order that makes a take, ack or fail racing with it lower `acked`
+ * for an instant, never raise it: positions, then claims, then moves.
+ * A caller that also wants the ready count reads it before (a take racing
+ * with both is then counted ready and leased, never neither). */
+uint64_t tq__lane_totals(tq_queue *q, tq_counters *t);
 /* Free places in the queue for new tasks (lanes and slots together); when
  * there are none, first moves the lanes' reuse points over settled claims. */
 uint64_t tq__room(tq_queue *q);

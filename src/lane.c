@@ -1026,7 +1026,13 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				j->slot[b] = idx[i++];
 		store_rel(&j->active, 1);
 		TQ_FAULT("move.journal");
+		/* Counted moved before the claim lets go of them: a stats reader
+		 * (tq__lane_totals) may then see them twice for an instant, never
+		 * in neither place (which would read as acked). Undone if the
+		 * CAS fails; a repair after a death sets it either way. */
+		store_rel(&q->h->lane_moved[why & 7], j->moved_before + k);
 		if (!cas64(&L->fate, f, (f | m) + FATE_MOVE_ONE)) {
+			store_rlx(&q->h->lane_moved[why & 7], j->moved_before);
 			/* Sequentially consistent, as in move_end: an ack that
 			 * completed the claim meanwhile and left the settle to
 			 * this move is seen by the fate read of the next turn. */
@@ -1034,7 +1040,6 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			(void)tq__release_owned(q, idx, k, C__COUNT);
 			continue;
 		}
-		store_rlx(&q->h->lane_moved[why & 7], j->moved_before + k);
 		TQ_FAULT("move.claimed");
 		for (uint32_t b = 0, i = 0; b < count; b++) {
 			if (!(m & (1ull << b)))
@@ -1121,8 +1126,9 @@ void tq__lanes_repair_move(tq_queue *q)
 			rel[nrel++] = s;
 		}
 	}
-	if (claimed)
-		store_rlx(&q->h->lane_moved[j->why & 7], j->moved_before + (uint64_t)__builtin_popcountll(m));
+	/* The count as the move left it if its CAS happened, as before it if
+	 * not (the mover may have died between its count and its CAS). */
+	store_rlx(&q->h->lane_moved[j->why & 7], j->moved_before + (claimed ? (uint64_t)__builtin_popcountll(m) : 0));
 	if (nready)
 		(void)tq__requeue_owned(q, ready, nready);
 	if (nrel)
@@ -1317,17 +1323,24 @@ uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 		uint32_t count = load_rlx(&L->count);
 		if (count < 1 || count > TQ_CLAIM_MAX)
 			continue;
+		if (LS_STATE(s) == LS_PENDING) {
+			if (pending_claimed(q, rec, e, L)) {
+				n += count;
+				continue;
+			}
+			/* Not the head's claim now: a later taker may have passed
+			 * it, after helping it to ACTIVE (claim_into). */
+			s = load_acq(&L->state);
+		}
 		if (LS_STATE(s) == LS_ACTIVE)
 			n += (uint32_t)__builtin_popcountll(~load_acq(&L->fate) & claim_full(count));
-		else if (LS_STATE(s) == LS_PENDING && pending_claimed(q, rec, e, L))
-			n += count;
 	}
 	return n;
 }
 
-void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased)
+uint64_t tq__lane_totals(tq_queue *q, tq_counters *t)
 {
-	uint64_t pushed = 0, taken = 0, moved = 0;
+	uint64_t pushed = 0, taken = 0, moved = 0, leased = 0;
 
 	for (uint32_t l = 0; l < TQ_LANES; l++) {
 		struct tq_lane *ln = &q->h->lanes[l];
@@ -1336,6 +1349,12 @@ void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased)
 		pushed += tail;
 		taken += head_pos(hw, tail);
 	}
+	/* After the positions: a claim taken meanwhile counts here, not in
+	 * `taken` (acked reads low); before the moves: a fail meanwhile
+	 * counts in both (acked reads low again). */
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++)
+		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
+			leased += tq__lane_leased_by(q, r);
 	for (unsigned w = 0; w < 8; w++)
 		moved += load_rlx(&q->h->lane_moved[w]);
 	uint64_t acked = taken - leased - moved;
@@ -1345,6 +1364,7 @@ void tq__lane_totals(tq_queue *q, tq_counters *t, uint64_t leased)
 	t->failed += load_rlx(&q->h->lane_moved[MV_FAILED]);
 	t->expired += load_rlx(&q->h->lane_moved[MV_EXPIRED]);
 	t->recovered += load_rlx(&q->h->lane_moved[MV_DIED]);
+	return leased;
 }
 
 /* ----------------------------------------------------- finished watermark */

@@ -178,11 +178,12 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	_Static_assert(sizeof(tq_counters) == C_LPUSHED * sizeof(uint64_t), "counter order");
 	sum_metrics(q, m, &out->procs);
 	memcpy(&out->total, m, sizeof(out->total));
-	uint64_t lane_leased = 0;
-	for (uint32_t r = 0; r < tq__procs_hi(q); r++)
-		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
-			lane_leased += tq__lane_leased_by(q, r);
-	tq__lane_totals(q, &out->total, lane_leased);
+	/* The lanes' ready tasks before their leased ones (see
+	 * tq__lane_totals): a take in between is counted twice, at worst,
+	 * and the clamping below keeps the sum at the slots. */
+	uint64_t lane_oldest = 0;
+	uint64_t lane_ready = tq__lanes_ready(q, NULL, &lane_oldest);
+	uint64_t lane_leased = tq__lane_totals(q, &out->total);
 	out->total.retried += m[C_LRETRIED];
 	latency_from(m + C__COUNT + H_WAIT * TQ_HSLOTS, &out->wait);
 	latency_from(m + C__COUNT + H_PROC * TQ_HSLOTS, &out->processing);
@@ -199,8 +200,6 @@ TQ_API int tq_stats_get(tq_queue *q, tq_stats *out)
 	 * that they always add up to the slots (capacity + dead capacity +
 	 * delay capacity). */
 	uint32_t room = q->nslots;
-	uint64_t lane_oldest = 0;
-	uint64_t lane_ready = tq__lanes_ready(q, NULL, &lane_oldest);
 	uint32_t ring_ready = tq__ring_count(&q->readyr);
 	uint32_t ready = clamp_cap((uint64_t)ring_ready + lane_ready, room);
 	room -= ready;

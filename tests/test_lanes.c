@@ -17,6 +17,8 @@
  *                                 lane after it (so nobody helps)
  *   many_claims_one_handle        more claims than lease entries
  *   stale_ack_after_reuse         a lease entry reused with a new generation
+ *   stats_beside_a_taker_...      stats read while another process takes:
+ *                                 no task missing, none shown acked
  *
  * Every task is accounted for: each value pushed is delivered and acked
  * exactly once (or, where a lease was lost, at least once and acked once),
@@ -912,4 +914,78 @@ Test(lanes, task_of_another_handle_is_refused, .timeout = 60, .fini = lf_fini)
 	cr_assert_eq(s.total.acked, 2);
 	cr_assert_eq(s.leased, 0);
 	cr_assert_eq(s.free_slots, s.slots);
+}
+
+/* ------------------------------------------ stats beside a busy taker */
+
+#define SR_N 1024u
+
+struct sr_ctx {
+	char msg[200];
+	int taken; /* written by the child as it goes */
+	int done;  /* 1: it holds all SR_N, and waits to be killed */
+};
+
+/* Takes every task, a few at a time, and holds them all. */
+static int child_take_hold(void *arg)
+{
+	struct sr_ctx *c = arg;
+	tq_task t[3];
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	uint64_t deadline = tqt_now_ms() + LN_CHILD_MS;
+	while (__atomic_load_n(&c->taken, __ATOMIC_RELAXED) < (int)SR_N && tqt_now_ms() < deadline) {
+		int want = 1 + __atomic_load_n(&c->taken, __ATOMIC_RELAXED) % 3;
+		int n = tq_take(q, t, (uint32_t)want, 100000000ull);
+		if (n < 0 && n != TQ_ETIMEDOUT && n != TQ_EAGAIN) {
+			snprintf(c->msg, sizeof c->msg, "tq_take: %d (%s)", n, tq_strerror(n));
+			return 3;
+		}
+		if (n > 0)
+			__atomic_add_fetch(&c->taken, n, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+}
+
+/* tq_stats_get read over and over while another process takes: a take
+ * between its reads is never missing from both ready and leased, and
+ * never shows as acked (nothing is acked here). */
+Test(lanes, stats_beside_a_taker_lose_nothing_and_ack_nothing, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("statsrace", 4096, 60ull * 1000000000ull);
+	struct sr_ctx *c = tqt_shared(sizeof *c);
+	tq_stats s;
+	uint64_t reads = 0;
+
+	for (uint32_t i = 0; i < SR_N; i += 256)
+		ln_push(q, i, 256);
+	pid_t b = lf_spawn(child_take_hold, c);
+	int done;
+	do {
+		done = __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
+		ln_stats(q, &s);
+		reads++;
+		cr_assert_eq(s.total.acked, 0, "read %llu: acked %llu while nothing was acked (%d taken)",
+			     (unsigned long long)reads, (unsigned long long)s.total.acked, c->taken);
+		cr_assert_geq((uint64_t)s.ready + s.leased, SR_N, "read %llu: ready %u + leased %u of %u (%d taken)",
+			      (unsigned long long)reads, s.ready, s.leased, SR_N, c->taken);
+		int st;
+		if (!done && waitpid(b, &st, WNOHANG) == b) {
+			lf_forget(b);
+			cr_assert_fail("the taker ended early (%d): %s", st, c->msg);
+		}
+	} while (!done);
+	cr_expect_eq(c->taken, (int)SR_N, "%s", c->msg);
+	ln_stats(q, &s);
+	cr_expect_eq(s.leased, SR_N, "leased %u with all held", s.leased);
+	cr_expect_eq(s.ready, 0, "ready %u with all held", s.ready);
+	ln_kill(b);
+	int rc = tq_recover(q);
+	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_expect_eq(s.ready, SR_N, "ready %u after the taker's death", s.ready);
+	cr_expect_eq(s.total.acked, 0);
 }
