@@ -510,11 +510,12 @@ typedef struct tq_counters {
 
 /* Latency percentiles from fixed-size histograms in shared memory (two
  * buckets per power of two: a value is reported as its bucket's upper
- * bound, at most 50% high). count is the number of tasks measured. */
+ * bound, at most 50% high). count is the number of tasks measured; see
+ * tq_histogram for how they are sampled. */
 typedef struct tq_latency {
 	uint64_t count;
 	uint64_t p50_ns, p90_ns, p99_ns, max_ns;
-	uint64_t mean_ns; /* exact: from the sum of the measured values */
+	uint64_t mean_ns; /* from the sum of the samples, each weighted as below */
 } tq_latency;
 
 typedef struct tq_stats {
@@ -572,7 +573,12 @@ typedef struct tq_proc_info {
 /* The queue-wide histograms, for exporters: count[i] tasks fell in bucket
  * i, whose upper bound is upper_ns[i] (UINT64_MAX for the last). Queue wait
  * is sampled once per tq_take batch and processing time once per tq_ack
- * batch, each sample weighted by the tasks of its batch. */
+ * batch, each sample weighted by the tasks of its batch. Calls of fewer
+ * than 16 tasks are sampled one in 8 per handle, weighted by the tasks of
+ * the calls since the handle's last sample (the rest are added at
+ * tq_close): counts stay the tasks measured, a handle's last few calls
+ * show up at its next sample, and a stream of single-task calls pays the
+ * clock read and the shared adds once per 8 calls. */
 #define TQ_HIST_BUCKETS 64
 typedef struct tq_histogram {
 	uint64_t count[TQ_HIST_BUCKETS];

@@ -23,7 +23,9 @@
  *                          sleeper), which makes lost wake-ups impossible
  *                          (see wait.c: a seq_cst fence and a plain load;
  *                          under ThreadSanitizer, which does not model
- *                          fences, a seq_cst RMW with the same effect).
+ *                          fences, a seq_cst RMW with the same effect;
+ *                          right after a locked RMW on x86-64, that RMW:
+ *                          fence_after_rmw).
  *
  * The shared locks (lock.c) are taken by a sequentially consistent CAS and
  * released by an exchange: acquire and release ordering for what they guard.
@@ -47,6 +49,22 @@ typedef _Atomic uint32_t tq_a32;
 static inline int cas64(tq_a64 *p, uint64_t expect, uint64_t want)
 {
 	return atomic_compare_exchange_strong(p, &expect, want);
+}
+
+/*
+ * The seq_cst fence of "fence + load", where a read-modify-write of shared
+ * memory comes just before it in program order: on x86-64 that locked
+ * instruction already drains the store buffer (whether or not it wrote),
+ * so only the compiler needs holding back; elsewhere (and under
+ * ThreadSanitizer) the fence itself.
+ */
+static inline void fence_after_rmw(void)
+{
+#if defined(__x86_64__) && !defined(TQ_TSAN)
+	atomic_signal_fence(memory_order_seq_cst);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 static inline void cpu_relax(void)

@@ -94,8 +94,13 @@ struct tq_queue {
 	struct tq_ringd freer;
 	struct tq_ringd readyr;
 	tq_a64 rng;       /* jitter generator state */
-	tq_a32 ack_calls; /* for sampling the processing-time clock */
-	tq_a64 last_proc_ns;
+	/* Latency samples of small calls (tq__hist_sample): per histogram,
+	 * the calls so far, the tasks not yet recorded and the last sample. A
+	 * hint like the two below: racing threads of one handle may lose a
+	 * count. */
+	tq_a32 hist_calls[H__COUNT];
+	tq_a64 hist_pend[H__COUNT];
+	tq_a64 hist_last_ns[H__COUNT];
 	/* The next futex sleep's length once idle (wait.c); 0: the first. A
 	 * hint only: threads of one handle may race on it harmlessly. */
 	tq_a64 idle_slice_ns;
@@ -233,6 +238,9 @@ long tq__futex(tq_a32 *addr, int op, uint32_t val, const struct timespec *ts);
 /* wait.c */
 void tq__bell_ring(struct tq_bell *b);
 void tq__bell_ring_if_waiting(struct tq_bell *b);
+/* The same, for a caller whose last access to shared memory was a
+ * read-modify-write (its fence is then that RMW's, on x86-64). */
+void tq__bell_ring_if_waiting_after_rmw(struct tq_bell *b);
 /* n counts off a bell's spinners, never below zero (wait.c). */
 void tq__spinners_drop(struct tq_bell *b, uint32_t n);
 /* Sleeps until the bell rings, `until_ns` passes, or a bounded interval
@@ -318,6 +326,55 @@ static inline void tq__hist_add(tq_queue *q, enum tq_hist h, uint64_t ns, uint64
 	tq_a64 *m = &q->me->c[C__COUNT + h * TQ_HSLOTS];
 	add_rlx(&m[hist_bucket(ns)], weight);
 	add_rlx(&m[TQ_HBUCKETS], ns * weight);
+}
+
+/* Calls of fewer tasks than this are sampled (tq__hist_sample). */
+#define TQ_HIST_SAMPLE_BELOW 16u
+#define TQ_HIST_SAMPLE_EVERY 8u /* a power of two */
+
+/*
+ * Latency of a call of `weight` tasks into histogram h. A call of
+ * TQ_HIST_SAMPLE_BELOW tasks or more is recorded; of the smaller ones, one
+ * call in TQ_HIST_SAMPLE_EVERY is, weighted by the tasks of the calls since
+ * the last (held in the handle, added at close): the counts stay the tasks
+ * measured, while a stream of one-task calls pays the histogram's two
+ * shared adds (and the caller its clock read, see tq__hist_due) once per
+ * eight calls.
+ */
+static inline bool tq__hist_due(tq_queue *q, enum tq_hist h, uint64_t weight)
+{
+	if (weight >= TQ_HIST_SAMPLE_BELOW)
+		return true;
+	uint32_t c = load_rlx(&q->hist_calls[h]) + 1;
+	store_rlx(&q->hist_calls[h], c);
+	store_rlx(&q->hist_pend[h], load_rlx(&q->hist_pend[h]) + weight);
+	return (c & (TQ_HIST_SAMPLE_EVERY - 1)) == 0;
+}
+
+/* The sample tq__hist_due asked for (the call's own weight if it was not
+ * sampled, else the pending ones with it). */
+static inline void tq__hist_sample(tq_queue *q, enum tq_hist h, uint64_t ns, uint64_t weight)
+{
+	if (weight < TQ_HIST_SAMPLE_BELOW) {
+		weight = load_rlx(&q->hist_pend[h]);
+		store_rlx(&q->hist_pend[h], 0);
+		store_rlx(&q->hist_last_ns[h], ns);
+	}
+	if (weight)
+		tq__hist_add(q, h, ns, weight);
+}
+
+/* At close: the tasks of small calls not yet recorded, at the last
+ * sample's latency. */
+static inline void tq__hist_flush(tq_queue *q)
+{
+	for (unsigned h = 0; h < H__COUNT; h++) {
+		uint64_t w = load_rlx(&q->hist_pend[h]);
+		if (w) {
+			store_rlx(&q->hist_pend[h], 0);
+			tq__hist_add(q, (enum tq_hist)h, load_rlx(&q->hist_last_ns[h]), w);
+		}
+	}
 }
 
 static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx)

@@ -334,7 +334,7 @@ static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	uint64_t every = payload_lane(lane) ? q->reuse_every_bytes : q->reuse_every;
 	bool boundary = (first & (every - 1)) + count >= every;
 	if (!boundary)
-		atomic_thread_fence(memory_order_seq_cst);
+		fence_after_rmw(); /* the state CAS above */
 	if (boundary || load_rlx(&q->h->free_ring.bell.waiters))
 		advance_reuse(q, lane);
 }
@@ -543,8 +543,8 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		TQ_FAULT("push.written");
 		store_rel(&ln->tail, t + k); /* accepted */
 		store_rel(&ln->owner, 0);
-		tq__count(q, C_LPUSHED, k);
-		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+		tq__count(q, C_LPUSHED, k); /* k >= 1: a read-modify-write */
+		tq__bell_ring_if_waiting_after_rmw(&q->h->ready_ring.bell);
 		done += k;
 	}
 	return done ? (int)done : rc;

@@ -64,16 +64,10 @@ static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n, unsig
  */
 static void record_processing(tq_queue *q, uint64_t taken_ns, uint64_t k)
 {
-	uint64_t ns;
-
-	if (k >= 16 || (add_rlx(&q->ack_calls, 1) & 7) == 0) {
-		uint64_t now = tq_now_ns();
-		ns = now > taken_ns ? now - taken_ns : 0;
-		store_rlx(&q->last_proc_ns, ns);
-	} else {
-		ns = load_rlx(&q->last_proc_ns);
-	}
-	tq__hist_add(q, H_PROC, ns, k);
+	if (!tq__hist_due(q, H_PROC, k))
+		return;
+	uint64_t now = tq_now_ns();
+	tq__hist_sample(q, H_PROC, now > taken_ns ? now - taken_ns : 0, k);
 }
 
 /*

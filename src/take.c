@@ -171,8 +171,8 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 			first_enq = out[i].enqueued_ns;
 	/* One sample per batch, weighted by its first deliveries: the wait of
 	 * a batch's tasks differs by the time it took to push them. */
-	if (firsts)
-		tq__hist_add(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
+	if (firsts && tq__hist_due(q, H_WAIT, firsts))
+		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
 	/* More left and someone asleep: pass the wake-up on. */
 	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);

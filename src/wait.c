@@ -118,6 +118,17 @@ void tq__bell_ring_if_waiting(struct tq_bell *b)
 #endif
 }
 
+void tq__bell_ring_if_waiting_after_rmw(struct tq_bell *b)
+{
+#ifdef TQ_TSAN
+	tq__bell_ring_if_waiting(b);
+#else
+	fence_after_rmw();
+	if (load_acq(&b->waiters))
+		ring_if_needed(b);
+#endif
+}
+
 /* This waiter no longer spins (it found work, or goes to sleep, which it
  * announces after this). */
 static void spin_stop(tq_queue *q, struct tq_bell *b)

@@ -2706,3 +2706,59 @@ Test(engine, worker_keeps_handled_leases_until_its_ack, .timeout = 30)
 	tq_close(q);
 	tq_destroy(name);
 }
+
+/* Latency histograms: calls of 16 tasks or more are measured each, smaller
+ * ones one in 8 per handle, weighted by the tasks since the last sample;
+ * what a handle has not yet recorded is added when it closes. */
+Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "histsample");
+	tq_queue *q = create_queue(name, NULL);
+	tq_queue *a = open_queue(name);
+	tq_task t[16];
+
+	for (uint64_t i = 0; i < 40; i++)
+		cr_assert_eq(tq_push_int(q, i, 0), 0);
+	/* 7 single-task calls: nothing recorded yet. */
+	for (int i = 0; i < 7; i++) {
+		cr_assert_eq(tq_take(a, t, 1, 0), 1);
+		cr_assert_eq(tq_ack(a, t, 1), 0);
+	}
+	tq_stats s = get_stats(q);
+	cr_assert_eq(s.total.acked, 7);
+	cr_assert_eq(s.processing.count, 0, "processing count %llu after 7 small acks",
+		     (unsigned long long)s.processing.count);
+	cr_assert_eq(s.wait.count, 0, "wait count %llu after 7 small takes", (unsigned long long)s.wait.count);
+	/* The 8th records all 8. */
+	cr_assert_eq(tq_take(a, t, 1, 0), 1);
+	cr_assert_eq(tq_ack(a, t, 1), 0);
+	s = get_stats(q);
+	cr_assert_eq(s.processing.count, 8);
+	cr_assert_eq(s.wait.count, 8);
+	/* A call of 16 is recorded at once. */
+	cr_assert_eq(tq_take(a, t, 16, 0), 16);
+	cr_assert_eq(tq_ack(a, t, 16), 0);
+	s = get_stats(q);
+	cr_assert_eq(s.processing.count, 24);
+	cr_assert_eq(s.wait.count, 24);
+	/* Three more small ones wait for a sample, or for the close. */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(tq_take(a, t, 2, 0), 2);
+		cr_assert_eq(tq_ack(a, t, 2), 0);
+	}
+	s = get_stats(q);
+	cr_assert_eq(s.processing.count, 24);
+	cr_assert_eq(tq_close(a), 0);
+	s = get_stats(q);
+	cr_assert_eq(s.total.acked, 30);
+	cr_assert_eq(s.processing.count, 30, "after close: %llu", (unsigned long long)s.processing.count);
+	cr_assert_eq(s.wait.count, 30);
+	tq_histogram hw, hp;
+	cr_assert_eq(tq_histograms(q, &hw, &hp), 0);
+	uint64_t n = 0;
+	for (int i = 0; i < TQ_HIST_BUCKETS; i++)
+		n += hp.count[i];
+	cr_assert_eq(n, 30);
+	tq_close(q);
+}
