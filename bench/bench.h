@@ -349,6 +349,11 @@ static inline void bench_spin(unsigned *rounds)
  * returns 0, or 1 if a run could not be made. */
 int bench_wedge_run(void);
 
+/* `taskq-bench --only due` (due.c): how late delayed tasks are delivered
+ * after their due time, in a queue of 10,000 and one of 1,000,000 (p50,
+ * p99, max); returns 0, or 1 if a run could not be made. */
+int bench_due_run(void);
+
 /* ----------------------------------------------------------- latency.c */
 
 /* Producer side of a latency row: waits until task `s` is due (paced rows:

@@ -159,6 +159,10 @@ uint32_t tq__slot_counts_recount(tq_queue *q)
 		n += s == ST_DEAD;
 		delayed += s == ST_DELAYED;
 	}
+	/* The holder may have died between a due sweep's clear of a bit and
+	 * its CAS: every DELAYED slot gets its bit back (design.md, 10). */
+	if (delayed)
+		tq__due_bits_repair(q);
 	store_rlx(&q->h->dead_count, n);
 	store_rlx(&q->h->delayed_count, delayed);
 	return n;

@@ -48,6 +48,7 @@ struct tq_queue {
 	struct tq_slot *slots;
 	struct tq_aux *aux;
 	struct tq_msg *msgs; /* dead_cap failure-message entries (design.md, 10) */
+	tq_a64 *due_bits;    /* the delayed bitmap: (nslots + 63) / 64 words (design.md, 10) */
 	uint8_t *payload;
 	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
 	tq_a64 *marks;
@@ -273,6 +274,9 @@ void tq__make_dead_kept(tq_queue *q, uint32_t idx, const char *why, uint64_t now
 /* Recounts DEAD and DELAYED slots into their counts (under the recovery
  * lock, after a dead holder); returns the dead count. */
 uint32_t tq__slot_counts_recount(tq_queue *q);
+/* Sets the delayed bitmap's bit of every DELAYED slot that lacks one, and
+ * lowers the due hint for each (recover.c). Caller holds the recovery lock. */
+void tq__due_bits_repair(tq_queue *q);
 /* The length of msg's first bytes that fit in max - 1, cut at a UTF-8
  * character boundary (at the byte where it is not UTF-8). */
 size_t tq__utf8_cut(const char *msg, size_t max);
@@ -313,6 +317,23 @@ static inline bool tq__due_hint(tq_queue *q, uint64_t due)
 		if (atomic_compare_exchange_weak(&q->h->next_due_ns, &cur, due))
 			return true;
 	return false;
+}
+
+/* Sets slot idx's bit in the delayed bitmap; called by whoever made it
+ * DELAYED, after the state store and before lowering the hint (design.md,
+ * 10: sequentially consistent, against the due sweep's clear). */
+static inline void tq__due_mark(tq_queue *q, uint32_t idx)
+{
+	atomic_fetch_or(&q->due_bits[idx >> 6], 1ull << (idx & 63));
+}
+
+/* A DELAYED slot seen by a pass over the states: its bit set if it was
+ * missing (its delayer died before setting it, or a sweeper between its
+ * clear and its CAS). */
+static inline void tq__due_repair(tq_queue *q, uint32_t idx)
+{
+	if (!(load_rlx(&q->due_bits[idx >> 6]) & (1ull << (idx & 63))))
+		tq__due_mark(q, idx);
 }
 
 static inline void tq__count(tq_queue *q, enum tq_counter c, uint64_t n)

@@ -21,6 +21,7 @@
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
  *   [msgs    x dead_capacity]   whole failure messages of dead tasks (design.md, 10)
+ *   [due bits, slots / 64 words] the delayed bitmap: a bit per slot, set for every DELAYED one (layout 9)
  *
  * slots = capacity + dead_capacity + delay_capacity: the dead-letter area
  * and the delay area have slots of their own (design.md, section 10).
@@ -39,7 +40,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 8u
+#define TQ_LAYOUT_VERSION 9u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -375,6 +376,7 @@ struct tq_hdr {
 	uint32_t slots;           /* capacity + dead_capacity + delay_capacity */
 	uint32_t delay_capacity;  /* the delay area: slots beyond the capacity for delayed tasks (layout 8) */
 	uint64_t off_msgs;        /* dead_capacity message entries */
+	uint64_t off_due_bits;    /* the delayed bitmap (layout 9) */
 
 	/* Shared state. */
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));

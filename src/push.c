@@ -80,6 +80,7 @@ static int publish_delayed(tq_queue *q, const uint32_t *idx, uint32_t n, uint64_
 		store_rel(&q->st[idx[i]], st_make(ST_DELAYED, 0, 0));
 		if (i == 0)
 			TQ_FAULT("push.delayed");
+		tq__due_mark(q, idx[i]);
 		store_rlx(&q->me->c[C_PUSHED], before + 1);
 		store_rel(&q->me->dpush_slot, 0);
 		add_rlx(&q->h->delayed_count, 1);

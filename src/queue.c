@@ -160,6 +160,8 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	off += (uint64_t)(TQ_LANES - TQ_INT_LANES) * h->lane_bytes;
 	h->off_msgs = off = align_up(off, 4096);
 	off += (uint64_t)dead_capacity * sizeof(struct tq_msg);
+	h->off_due_bits = off = align_up(off, 4096);
+	off += align_up(slots, 512) / 8; /* whole words, whole lines */
 	h->total_size = align_up(off, 4096);
 }
 
@@ -249,7 +251,7 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    want.nlanes != h->nlanes || want.lane_size != h->lane_size ||
 	    want.off_cells != h->off_cells || want.off_marks != h->off_marks ||
 	    want.lane_bytes != h->lane_bytes || want.off_bytes != h->off_bytes ||
-	    want.slots != h->slots || want.off_msgs != h->off_msgs ||
+	    want.slots != h->slots || want.off_msgs != h->off_msgs || want.off_due_bits != h->off_due_bits ||
 	    want.total_size != h->total_size)
 		return TQ_EBADQUEUE;
 	if (file_size != h->total_size)
@@ -468,6 +470,7 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->slots = (struct tq_slot *)(q->base + g.off_slots);
 	q->aux = (struct tq_aux *)(q->base + g.off_aux);
 	q->msgs = (struct tq_msg *)(q->base + g.off_msgs);
+	q->due_bits = (tq_a64 *)(q->base + g.off_due_bits);
 	q->nslots = g.slots;
 	q->payload = q->base + g.off_payload;
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);

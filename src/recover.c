@@ -109,8 +109,10 @@ static void settle_dpush(tq_queue *q, struct tq_proc *p, uint32_t owner)
 		store_rlx(&p->c[C_PUSHED], load_rlx(&p->dpush_before) + 1);
 		/* Its due time may not have reached the hint: lower it (the
 		 * delayed gauge is left to the sweep's recount). */
-		if (st_state(s) == ST_DELAYED)
+		if (st_state(s) == ST_DELAYED) {
+			tq__due_repair(q, (uint32_t)ix); /* it may have died before its bit */
 			(void)tq__due_hint(q, load_rlx(&q->slots[ix].deadline_ns));
+		}
 	}
 	store_rel(&p->dpush_slot, 0);
 }
@@ -257,6 +259,79 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
 	return 0;
 }
 
+/*
+ * The delayed bitmap (design.md, 10). A due DELAYED slot is taken with its
+ * bit cleared first; should the CAS lose, the bit is set again if the slot
+ * is DELAYED. A stale bit is cleared, then set again if the slot became
+ * DELAYED meanwhile. Either way no DELAYED slot is left without its bit.
+ */
+static bool due_take(tq_queue *q, uint32_t i, uint64_t s, uint64_t mine)
+{
+	uint64_t bit = 1ull << (i & 63);
+
+	atomic_fetch_and(&q->due_bits[i >> 6], ~bit);
+	if (cas64(&q->st[i], s, mine))
+		return true;
+	if (st_state(atomic_load(&q->st[i])) == ST_DELAYED)
+		atomic_fetch_or(&q->due_bits[i >> 6], bit);
+	return false;
+}
+
+void tq__due_bits_repair(tq_queue *q)
+{
+	for (uint32_t i = 0; i < q->nslots; i++)
+		if (st_state(load_acq(&q->st[i])) == ST_DELAYED) {
+			tq__due_repair(q, i);
+			(void)tq__due_hint(q, load_acq(&q->slots[i].deadline_ns));
+		}
+}
+
+/* Moves the due DELAYED slots to ready, reading the delayed bitmap: what
+ * a passed due time runs, at most once a millisecond. */
+static void due_sweep(tq_queue *q, uint64_t now)
+{
+	struct mover m = {.q = q};
+	uint64_t mine = st_make(ST_REQUEUE, q->owner, 0), next_due = UINT64_MAX;
+	uint32_t words = (q->nslots + 63) / 64;
+
+	/* Reset before the pass, as in sweep(): a slot delayed after this
+	 * store lowers the hint itself, after setting its bit; one delayed
+	 * before it has its bit set before it, which the pass reads. */
+	atomic_store(&q->h->next_due_ns, UINT64_MAX);
+	for (uint32_t w = 0; w < words; w++) {
+		for (uint64_t bits = load_acq(&q->due_bits[w]); bits; bits &= bits - 1) {
+			uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			if (i >= q->nslots) { /* past the last slot: never set by us */
+				atomic_fetch_and(&q->due_bits[w], ~(1ull << (i & 63)));
+				continue;
+			}
+			uint64_t s = atomic_load(&q->st[i]);
+			uint64_t due = load_acq(&q->slots[i].deadline_ns);
+			if (st_state(s) == ST_DELAYED) {
+				if (due > now) {
+					if (due < next_due)
+						next_due = due;
+				} else if (due_take(q, i, s, mine)) {
+					if (load_rlx(&q->h->delayed_count))
+						sub_rlx(&q->h->delayed_count, 1);
+					mover_requeue(&m, i);
+				}
+				continue;
+			}
+			uint64_t bit = 1ull << (i & 63);
+			atomic_fetch_and(&q->due_bits[w], ~bit);
+			if (st_state(atomic_load(&q->st[i])) == ST_DELAYED) {
+				atomic_fetch_or(&q->due_bits[w], bit);
+				due = load_acq(&q->slots[i].deadline_ns);
+				if (due < next_due)
+					next_due = due;
+			}
+		}
+	}
+	mover_flush(&m);
+	(void)tq__due_hint(q, next_due);
+}
+
 /* Expires overdue leases and moves due retries to ready. */
 static void sweep(tq_queue *q, uint64_t now)
 {
@@ -282,10 +357,11 @@ static void sweep(tq_queue *q, uint64_t now)
 				delayed++;
 				if (due < next_due)
 					next_due = due;
+				tq__due_repair(q, i);
 			}
 			continue;
 		}
-		if (!cas64(&q->st[i], s, mine)) {
+		if (state == ST_DELAYED ? !due_take(q, i, s, mine) : !cas64(&q->st[i], s, mine)) {
 			delayed += state == ST_DELAYED;
 			continue; /* changed under us: its new owner hints if it delays it */
 		}
@@ -349,13 +425,9 @@ static void take_sample(tq_queue *q, uint64_t now)
 	store_rel(&h->sample_next, n + 1);
 }
 
-/* How often a passed due time may trigger a sweep: 1 ms, or longer for a
- * queue so large that a pass takes more than a few percent of that. */
-static uint64_t due_period(const tq_queue *q)
-{
-	uint64_t p = (uint64_t)q->nslots * 10ull;
-	return p < 1000000ull ? 1000000ull : p;
-}
+/* How often a passed due time may trigger a due sweep: a pass reads the
+ * delayed bitmap (slots / 64 words) and the slots it names. */
+#define DUE_PERIOD_NS 1000000ull
 
 static uint64_t sweep_period(const tq_queue *q)
 {
@@ -372,12 +444,12 @@ static int maintain(tq_queue *q, bool force, bool wait)
 	uint64_t now = tq_now_ns();
 	int recovered = 0;
 
-	/* A due time passed: sweep now (at most every due_period), so that
-	 * delayed tasks become ready within about a millisecond of it. */
+	/* A due time passed: a due sweep now (at most once a millisecond), so
+	 * that delayed tasks become ready within about a millisecond of it. */
 	bool due = false;
 	if (now >= load_rlx(&h->next_due_ns)) {
 		uint64_t next = load_rlx(&h->next_due_sweep_ns);
-		due = now >= next && cas64(&h->next_due_sweep_ns, next, now + due_period(q));
+		due = now >= next && cas64(&h->next_due_sweep_ns, next, now + DUE_PERIOD_NS);
 	}
 	bool full = force; /* the whole pass: dead processes, samples, sweep */
 	if (force) {
@@ -404,9 +476,11 @@ static int maintain(tq_queue *q, bool force, bool wait)
 		store_rlx(&h->next_sample_ns, now + 1000000000ull);
 		take_sample(q, now);
 	}
-	if (force || due || (full && now >= load_rlx(&h->next_sweep_ns))) {
+	if (force || (full && now >= load_rlx(&h->next_sweep_ns))) {
 		store_rlx(&h->next_sweep_ns, now + sweep_period(q));
 		sweep(q, now);
+	} else if (due) {
+		due_sweep(q, now);
 	}
 	tq__unlock(&h->recovery_lock);
 	return recovered;

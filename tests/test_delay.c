@@ -6,7 +6,12 @@
  */
 #include <criterion/criterion.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
 #include "fault.h" /* the test build: a process killed at a named point */
+#include "layout.h" /* the delayed bitmap, read from the segment */
 #include "proc.h"
 #include "taskq.h"
 #include "util.h"
@@ -285,5 +290,112 @@ Test(delay, retries_waiting_do_not_block_producers, .timeout = 60, .fini = fini)
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_expect_eq(s.delayed, 64);
 	cr_expect_eq(s.total.acked, 64);
+	tq_close(q);
+}
+
+/* ------------------------------------------------ the delayed bitmap */
+
+/* Reads the segment of qname (read only): how many slots are DELAYED, how
+ * many of them lack their bit in the delayed bitmap, and how many bits are
+ * set in all (design.md, 10). */
+static void due_bits_check(uint32_t *delayed, uint32_t *missing, uint32_t *bits)
+{
+	char path[TQT_NAME_LEN + 16];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "/taskq.%s", qname);
+	int fd = shm_open(path, O_RDONLY, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fstat(fd, &sb), 0);
+	const uint8_t *seg = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(seg, MAP_FAILED);
+	close(fd);
+	const struct tq_hdr *h = (const struct tq_hdr *)seg;
+	const uint64_t *st = (const uint64_t *)(seg + h->off_state);
+	const uint64_t *due = (const uint64_t *)(seg + h->off_due_bits);
+	cr_assert_leq(h->off_due_bits + (h->slots + 63) / 64 * 8, (uint64_t)sb.st_size);
+	*delayed = *missing = *bits = 0;
+	for (uint32_t i = 0; i < h->slots; i++) {
+		bool bit = (__atomic_load_n(&due[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+		*bits += bit;
+		if (st_state(__atomic_load_n(&st[i], __ATOMIC_RELAXED)) == ST_DELAYED) {
+			(*delayed)++;
+			*missing += !bit;
+		}
+	}
+	munmap((void *)seg, (size_t)sb.st_size);
+}
+
+/* Every DELAYED slot has its bit: after delayed pushes, after failures
+ * waiting for their backoff; the due sweep that makes them ready clears
+ * them again. */
+Test(delay, every_delayed_slot_has_its_bit, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_delay_queue("duebits", 8, 20 * MS);
+	tq_task t[16];
+	uint32_t delayed, missing, bits;
+
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 6; i++) {
+		t[i].kind = TQ_KIND_INT;
+		t[i].value = (uint64_t)i;
+	}
+	cr_assert_eq(tq_push_delayed(q, t, 3, 30 * MS, 0), 3);
+	cr_assert_eq(tq_push(q, t + 3, 3, 0), 3);
+	cr_assert_eq(tq_take(q, t, 3, 0), 3, "the three pushed now");
+	cr_assert_eq(tq_fail(q, t, 3, 7, "again"), 0); /* retries, 20 ms backoff */
+	due_bits_check(&delayed, &missing, &bits);
+	cr_assert_eq(delayed, 6, "3 delayed pushes and 3 retries: %u DELAYED", delayed);
+	cr_assert_eq(missing, 0, "%u DELAYED slots without their bit", missing);
+	cr_assert_eq(bits, 6, "%u bits set", bits);
+
+	uint32_t got = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (got < 6 && tqt_now_ms() < deadline) {
+		int k = tq_take(q, t, 16, 1000 * MS);
+		if (k > 0) {
+			cr_assert_eq(tq_ack(q, t, (uint32_t)k), 0);
+			got += (uint32_t)k;
+		}
+	}
+	cr_assert_eq(got, 6, "all six delivered once due: %u", got);
+	due_bits_check(&delayed, &missing, &bits);
+	cr_assert_eq(delayed, 0);
+	cr_assert_eq(bits, 0, "%u bits left after every delayed task was made ready", bits);
+	tq_close(q);
+}
+
+/* A delayed pusher killed between its slot's state and its bit: recovery
+ * gives the slot its bit back (and the task is still delivered). */
+static int push_far_and_die(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_task t = {.kind = TQ_KIND_INT, .value = 42};
+	if (tq_open(qname, &q) != 0)
+		return 1;
+	tq_fault_arm("push.delayed", 1);
+	(void)tq_push_delayed(q, &t, 1, 3600 * 1000 * MS, 0);
+	return 2; /* not reached */
+}
+
+Test(delay, delayer_killed_before_its_bit, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("duebitkill");
+	uint32_t delayed, missing, bits;
+
+	pid_t pid = tqt_fork(push_far_and_die, NULL);
+	cr_assert_eq(tqt_wait(pid, 20000), 128 + SIGKILL);
+	due_bits_check(&delayed, &missing, &bits);
+	cr_assert_eq(delayed, 1);
+	cr_assert_eq(missing, 1, "killed before its bit: the slot has none yet");
+	cr_assert_geq(tq_recover(q), 0);
+	due_bits_check(&delayed, &missing, &bits);
+	cr_assert_eq(delayed, 1);
+	cr_assert_eq(missing, 0, "recovery set the bit");
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.pushed, 1);
+	cr_expect_eq(s.delayed, 1);
 	tq_close(q);
 }
