@@ -525,12 +525,17 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		if (k > lroom)
 			k = lroom; /* >= 1: acquire_lane checked */
 		TQ_FAULT("push.claimed");
+		/* The ids before the records: the id counter's locked add then
+		 * finds the store buffer empty, instead of waiting there for every
+		 * record's line (the payload bytes and cells drain together at the
+		 * count below). Ids of records that do not fit are skipped: ids
+		 * stay unique and growing in push order, not consecutive. */
+		uint64_t id0 = tq__take_ids(q, k);
 		if (payload)
 			k = write_records(q, l, tasks + done, k, pos); /* >= 1: acquire_lane checked */
 		if (waited)
 			now = tq_now_ns();
 		waited = false;
-		uint64_t id0 = tq__take_ids(q, k);
 		for (uint64_t i = 0; i < k; i++) {
 			/* Relaxed atomic stores (plain moves): statistics read the
 			 * cell at a lane's head racily. */
