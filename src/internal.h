@@ -147,7 +147,11 @@ int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until);
 bool tq__holder_gone(tq_queue *q, uint64_t w);
 /* Pushes a batch of one class (integers, or payloads) through lanes; the contract of tq_push, whose
  * clock read (now) and deadline (until) it continues. */
-int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until);
+/* *overflow set (and the count pushed so far returned): its lanes are
+ * full while the queue has room, in a queue whose lanes are smaller than
+ * its capacity; the caller pushes the rest through slots. */
+int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until,
+		  bool *overflow);
 /* Claims up to want ready lane tasks into out, only tasks with ids below
  * stop_id if it is not 0; 0 if none. */
 int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now);

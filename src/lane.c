@@ -463,7 +463,8 @@ static uint64_t write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uin
 	return i;
 }
 
-int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until)
+int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until,
+		  bool *overflow)
 {
 	size_t done = 0;
 	int rc = 0;
@@ -498,6 +499,14 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 				tq__maybe_maintain(q, t_now);
 				sched_yield();
 				continue;
+			}
+			/* Its lanes full while the queue has room: in a queue whose
+			 * lanes hold less than its capacity (design.md, 2), the
+			 * rest of the batch goes through slots (push.c); takers take
+			 * lanes and the ready ring in id order, so its order holds. */
+			if (!held && lane_size(q) < q->cap) {
+				*overflow = true;
+				break;
 			}
 			k = 0; /* every lane full: wait for room as for a full queue */
 		}

@@ -133,8 +133,14 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 	tq__maybe_maintain(q, now);
 	/* Fresh integers, or fresh payloads, go through the lanes of their
 	 * class (design.md, 17); a batch that mixes them through slots. */
-	if (ints || payloads)
-		return tq__lane_push(q, tasks, n, timeout_ns, now, until);
+	if (ints || payloads) {
+		bool overflow = false;
+		rc = tq__lane_push(q, tasks, n, timeout_ns, now, until, &overflow);
+		if (!overflow)
+			return rc;
+		done = (size_t)rc; /* the rest through slots, below */
+		rc = 0;
+	}
 
 	while (done < n) {
 		if (tq__stopping(q)) {

@@ -105,6 +105,20 @@ static uint32_t ring_size_for(uint32_t cap)
 	return r;
 }
 
+/* Cells per lane, a power of two: the capacity (at least 64) up to
+ * LANE_FULL_MAX, so that one producer's lane can hold the whole queue;
+ * beyond, an eighth of it (at least LANE_FULL_MAX): a producer further
+ * ahead than that pushes through slots (design.md, 2 and 17), and a queue
+ * of a million tasks keeps 64 MiB of lane cells and marks, not 512 MiB. */
+#define LANE_FULL_MAX 65536u
+static uint32_t lane_size_for(uint32_t capacity)
+{
+	uint32_t want = capacity < 64 ? 64 : capacity;
+	if (want > LANE_FULL_MAX)
+		want = capacity / 8 > LANE_FULL_MAX ? capacity / 8 : LANE_FULL_MAX;
+	return ring_size_for(want);
+}
+
 /* A payload lane's byte ring, a power of two: the largest not above 32
  * bytes a task of capacity (one producer pushes into one lane at a time),
  * at least 4 KiB, and room for two of the largest records (design.md, 2). */
@@ -150,12 +164,12 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	h->off_payload = off = align_up(off, 4096);
 	off += (uint64_t)slots * h->payload_stride;
 	h->nlanes = TQ_LANES;
-	h->lane_size = ring_size_for(capacity < 64 ? 64 : capacity);
+	h->lane_size = lane_size_for(capacity);
 	h->off_cells = off = align_up(off, 4096);
 	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(struct tq_cell);
 	h->off_marks = off = align_up(off, 4096);
 	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(uint64_t);
-	h->lane_bytes = lane_bytes_for(capacity, max_payload);
+	h->lane_bytes = lane_bytes_for(h->lane_size < capacity ? h->lane_size : capacity, max_payload);
 	h->off_bytes = off = align_up(off, 4096);
 	off += (uint64_t)(TQ_LANES - TQ_INT_LANES) * h->lane_bytes;
 	h->off_msgs = off = align_up(off, 4096);

@@ -2762,3 +2762,66 @@ Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queu
 	cr_assert_eq(n, 30);
 	tq_close(q);
 }
+
+/* A queue larger than a lane (capacity above 65,536: lanes of an eighth of
+ * it): a producer further ahead than its lane holds goes on through slots,
+ * and one consumer still gets its tasks in push order, each once. */
+static void overflow_run(uint16_t kind)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, kind == TQ_KIND_INT ? "laneoverflow" : "laneoverflowp");
+	tq_config c;
+	tq_config_init(&c);
+	c.capacity = 600000;
+	c.max_payload = 16;
+	tq_queue *q = create_queue(name, &c);
+	const uint32_t n = 200000;
+	tq_task t[64];
+	char buf[64][16];
+
+	for (uint32_t v = 0; v < n; v += 64) {
+		for (uint32_t i = 0; i < 64; i++) {
+			memset(&t[i], 0, sizeof t[i]);
+			t[i].kind = kind;
+			if (kind == TQ_KIND_INT) {
+				t[i].value = v + i;
+			} else {
+				t[i].len = (uint32_t)snprintf(buf[i], sizeof buf[i], "%u", v + i);
+				t[i].data = buf[i];
+			}
+		}
+		uint32_t k = n - v < 64 ? n - v : 64;
+		int got = tq_push(q, t, k, 0);
+		cr_assert_eq(got, (int)k, "push at %u: %d (%s)", v, got, got < 0 ? tq_strerror(got) : "short");
+	}
+	tq_stats s = get_stats(q);
+	cr_assert_eq(s.total.pushed, n);
+	cr_assert_eq(s.ready, n, "ready %u", s.ready);
+	uint32_t next = 0;
+	while (next < n) {
+		int k = tq_take(q, t, 64, 0);
+		cr_assert_gt(k, 0, "take after %u: %d (%s)", next, k, k < 0 ? tq_strerror(k) : "");
+		for (int i = 0; i < k; i++) {
+			uint64_t v = t[i].value;
+			if (kind != TQ_KIND_INT) {
+				char tmp[17] = {0};
+				cr_assert_lt(t[i].len, sizeof tmp);
+				memcpy(tmp, t[i].data, t[i].len);
+				v = strtoull(tmp, NULL, 10);
+			}
+			cr_assert_eq(v, next, "out of order or lost: got %llu, expected %u", (unsigned long long)v, next);
+			next++;
+		}
+		cr_assert_eq(tq_ack(q, t, (uint32_t)k), 0);
+	}
+	cr_assert_eq(tq_take(q, t, 64, 0), TQ_EAGAIN);
+	s = get_stats(q);
+	cr_assert_eq(s.total.acked, n);
+	tq_close(q);
+}
+
+Test(engine, lanes_smaller_than_the_queue_overflow_to_slots_in_order, .timeout = 120, .fini = cleanup_queues)
+{
+	overflow_run(TQ_KIND_INT);
+	overflow_run(TQ_KIND_STRING);
+}
