@@ -1021,25 +1021,22 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (only && strcmp(only, "due") == 0) {
+	/* The modes that run alone, with a report of their own. */
+	static const struct {
+		const char *name;
+		int (*run)(void);
+	} alone[] = {{"due", bench_due_run}, {"wedge", bench_wedge_run}};
+	for (size_t i = 0; only && i < sizeof alone / sizeof alone[0]; i++) {
+		if (strcmp(only, alone[i].name) != 0)
+			continue;
 		if (json || csv) {
-			fprintf(stderr, "taskq-bench: --only due writes no JSON or CSV\n");
+			fprintf(stderr, "taskq-bench: --only %s writes no JSON or CSV\n", alone[i].name);
 			return 2;
 		}
 		bench_install_handlers();
 		bench_cleanup_leftovers();
 		setvbuf(stdout, NULL, _IOLBF, 0);
-		return bench_due_run();
-	}
-	if (only && strcmp(only, "wedge") == 0) {
-		if (json || csv) {
-			fprintf(stderr, "taskq-bench: --only wedge writes no JSON or CSV\n");
-			return 2;
-		}
-		bench_install_handlers();
-		bench_cleanup_leftovers();
-		setvbuf(stdout, NULL, _IOLBF, 0);
-		return bench_wedge_run();
+		return alone[i].run();
 	}
 	/* --only: the row of that exact name, else every row whose name contains it */
 	int nsel = 0;
