@@ -29,6 +29,7 @@
  *   kick.claimed       a dead task claimed for kick or purge, the dead count not yet lowered
  *   recover.mid        recovering a dead process: some of its slots returned
  *   fold.mid           folding a dead process's counters into the totals
+ *   due.cleared        a sweep taking a due DELAYED slot: its bitmap bit cleared, the slot not yet taken
  */
 #ifndef TQ_FAULT_H
 #define TQ_FAULT_H

@@ -270,6 +270,7 @@ static bool due_take(tq_queue *q, uint32_t i, uint64_t s, uint64_t mine)
 	uint64_t bit = 1ull << (i & 63);
 
 	atomic_fetch_and(&q->due_bits[i >> 6], ~bit);
+	TQ_FAULT("due.cleared");
 	if (cas64(&q->st[i], s, mine))
 		return true;
 	if (st_state(atomic_load(&q->st[i])) == ST_DELAYED)

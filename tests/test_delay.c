@@ -399,3 +399,43 @@ Test(delay, delayer_killed_before_its_bit, .timeout = 60, .fini = fini)
 	cr_expect_eq(s.delayed, 1);
 	tq_close(q);
 }
+
+/* A sweeper killed between clearing a due slot's bit and taking the slot
+ * (holding the recovery lock): the next holder takes the lock over, gives
+ * the still-DELAYED slot its bit back, and the task is delivered once. */
+static int sweep_and_die(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_fault_arm("due.cleared", 1); /* before the open, which may sweep already */
+	if (tq_open(qname, &q) != 0)
+		return 1;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (tqt_now_ms() < deadline)
+		(void)tq_recover(q); /* a full sweep: the task is due from the start */
+	return 2; /* not reached */
+}
+
+Test(delay, sweeper_killed_between_bit_and_slot, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("duebitsweep");
+	tq_task t = {.kind = TQ_KIND_INT, .value = 77};
+	uint32_t delayed, missing, bits;
+
+	cr_assert_eq(tq_push_delayed(q, &t, 1, 1, 0), 1); /* due 1 ns later */
+	pid_t pid = tqt_fork(sweep_and_die, NULL);
+	cr_assert_eq(tqt_wait(pid, 30000), 128 + SIGKILL);
+	due_bits_check(&delayed, &missing, &bits);
+	cr_assert_eq(delayed, 1, "the slot it was taking is still DELAYED");
+	cr_assert_eq(missing, 1, "killed after clearing its bit");
+	tq_task got[2];
+	int k = tq_take(q, got, 2, 5000 * MS); /* takes the lock over, repairs, sweeps */
+	cr_assert_eq(k, 1, "delivered once: %d", k);
+	cr_expect_eq(got[0].value, 77);
+	cr_assert_eq(tq_ack(q, got, 1), 0);
+	due_bits_check(&delayed, &missing, &bits);
+	cr_expect_eq(delayed, 0);
+	cr_expect_eq(bits, 0, "%u bits left", bits);
+	cr_expect_eq(tq_take(q, got, 2, 0), TQ_EAGAIN, "nothing else");
+	tq_close(q);
+}
