@@ -36,6 +36,16 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* ThreadSanitizer, which does not model fences (see fence_after_rmw and
+ * wait.c): gcc says so with __SANITIZE_THREAD__, clang with a feature. */
+#if defined(__SANITIZE_THREAD__)
+#define TQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TQ_TSAN 1
+#endif
+#endif
+
 typedef _Atomic uint64_t tq_a64;
 typedef _Atomic uint32_t tq_a32;
 

@@ -225,6 +225,10 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 uint64_t tq__lanes_expire(tq_queue *q, uint64_t now);
 uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min);
 uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec);
+/* Moves out the failures recorded in lease entries (tq__lane_fail, when it
+ * could not at once); those that still find no free slot keep the due hint
+ * a millisecond ahead. Under the recovery lock: part of every due sweep. */
+void tq__lanes_move_failures(tq_queue *q, uint64_t now);
 
 /* lease.c: the delay before retry `attempt` (with jitter). */
 uint64_t tq__backoff_ns(tq_queue *q, unsigned attempt);
@@ -370,10 +374,10 @@ static inline bool tq__hist_due(tq_queue *q, enum tq_hist h, uint64_t weight)
 {
 	if (weight >= TQ_HIST_SAMPLE_BELOW)
 		return true;
-	uint32_t c = load_rlx(&q->hist_calls[h]) + 1;
-	store_rlx(&q->hist_calls[h], c);
+	uint32_t c = load_rlx(&q->hist_calls[h]);
+	store_rlx(&q->hist_calls[h], c + 1);
 	store_rlx(&q->hist_pend[h], load_rlx(&q->hist_pend[h]) + weight);
-	return (c & (TQ_HIST_SAMPLE_EVERY - 1)) == 0;
+	return (c & (TQ_HIST_SAMPLE_EVERY - 1)) == 0; /* the first, then one in 8 */
 }
 
 /* The sample tq__hist_due asked for (the call's own weight if it was not

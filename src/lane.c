@@ -506,6 +506,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 			 * lanes and the ready ring in id order, so its order holds. */
 			if (!held && lane_size(q) < q->cap) {
 				*overflow = true;
+				rc = 0; /* not a timeout of an earlier wait: the slots take the rest */
 				break;
 			}
 			k = 0; /* every lane full: wait for room as for a full queue */
@@ -1040,13 +1041,14 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				j->slot[b] = idx[i++];
 		store_rel(&j->active, 1);
 		TQ_FAULT("move.journal");
-		/* Counted moved before the claim lets go of them: a stats reader
+		/* In motion before the claim lets go of them: a stats reader
 		 * (tq__lane_totals) may then see them twice for an instant, never
-		 * in neither place (which would read as acked). Undone if the
-		 * CAS fails; a repair after a death sets it either way. */
-		store_rel(&q->h->lane_moved[why & 7], j->moved_before + k);
+		 * in neither place (which would read as acked); lane_moved, which
+		 * the failed, expired and recovered totals read, only grows. A
+		 * repair after a death clears it. */
+		store_rel(&q->h->lane_moving, k);
 		if (!cas64(&L->fate, f, (f | m) + FATE_MOVE_ONE)) {
-			store_rlx(&q->h->lane_moved[why & 7], j->moved_before);
+			store_rel(&q->h->lane_moving, 0);
 			/* Sequentially consistent, as in move_end: an ack that
 			 * completed the claim meanwhile and left the settle to
 			 * this move is seen by the fate read of the next turn. */
@@ -1054,6 +1056,8 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			(void)tq__release_owned(q, idx, k, C__COUNT);
 			continue;
 		}
+		store_rel(&q->h->lane_moved[why & 7], j->moved_before + k);
+		store_rel(&q->h->lane_moving, 0);
 		TQ_FAULT("move.claimed");
 		for (uint32_t b = 0, i = 0; b < count; b++) {
 			if (!(m & (1ull << b)))
@@ -1141,9 +1145,9 @@ void tq__lanes_repair_move(tq_queue *q)
 			rel[nrel++] = s;
 		}
 	}
-	/* The count as the move left it if its CAS happened, as before it if
-	 * not (the mover may have died between its count and its CAS). */
-	store_rlx(&q->h->lane_moved[j->why & 7], j->moved_before + (claimed ? (uint64_t)__builtin_popcountll(m) : 0));
+	if (claimed)
+		store_rel(&q->h->lane_moved[j->why & 7], j->moved_before + (uint64_t)__builtin_popcountll(m));
+	store_rel(&q->h->lane_moving, 0); /* the mover may have died with it set */
 	if (nready)
 		(void)tq__requeue_owned(q, ready, nready);
 	if (nrel)
@@ -1326,6 +1330,33 @@ static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lea
 	       head_pos(hw, t) == load_rlx(&L->first) + count;
 }
 
+void tq__lanes_move_failures(tq_queue *q, uint64_t now)
+{
+	bool left = false;
+
+	for (uint32_t r = 0; r < tq__procs_hi(q); r++) {
+		if (load_acq(&q->procs[r].state) != PROC_ACTIVE)
+			continue;
+		for (uint64_t map = load_acq(&q->procs[r].lease_map); map; map &= map - 1) {
+			uint32_t e = (uint32_t)__builtin_ctzll(map);
+			struct tq_lease *L = &q->procs[r].leases[e];
+			if (!load_acq(&L->fail_mask))
+				continue;
+			uint64_t s = load_acq(&L->state);
+			uint32_t count = load_rlx(&L->count);
+			if (LS_STATE(s) != LS_ACTIVE || count < 1 || count > TQ_CLAIM_MAX)
+				continue;
+			move_failures(q, r, e, LS_GEN(s), now);
+			uint64_t f = load_acq(&L->fate);
+			if (load_acq(&L->state) == s && fate_is(f, LS_GEN(s)) &&
+			    (load_acq(&L->fail_mask) & ~f & claim_full(count)))
+				left = true; /* no free slot yet */
+		}
+	}
+	if (left)
+		(void)tq__due_hint(q, now + 1000000ull);
+}
+
 uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 {
 	uint32_t n = 0;
@@ -1370,8 +1401,11 @@ uint64_t tq__lane_totals(tq_queue *q, tq_counters *t)
 	for (uint32_t r = 0; r < tq__procs_hi(q); r++)
 		if (load_acq(&q->procs[r].state) == PROC_ACTIVE)
 			leased += tq__lane_leased_by(q, r);
+	/* The move under way before the moves done: it sets lane_moved
+	 * before it clears lane_moving, so its tasks are in one or both. */
+	moved = load_acq(&q->h->lane_moving);
 	for (unsigned w = 0; w < 8; w++)
-		moved += load_rlx(&q->h->lane_moved[w]);
+		moved += load_acq(&q->h->lane_moved[w]);
 	uint64_t acked = taken - leased - moved;
 	t->pushed += pushed;
 	t->taken += taken;

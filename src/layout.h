@@ -369,7 +369,7 @@ struct tq_hdr {
 	uint64_t off_procs, off_state, off_slots, off_aux;
 	uint64_t off_free_cells, off_ready_cells, off_payload;
 	uint32_t nlanes;          /* TQ_LANES */
-	uint32_t lane_size;       /* cells per lane: a power of two >= max(capacity, 64) */
+	uint32_t lane_size;       /* cells per lane: a power of two (queue.c, lane_size_for) */
 	uint64_t off_cells, off_marks;
 	uint64_t lane_bytes;      /* bytes per payload lane's byte ring: a power of two */
 	uint64_t off_bytes;       /* the payload lanes' byte rings, lane 8's first */
@@ -431,6 +431,10 @@ struct tq_hdr {
 	tq_a32 procs_hi __attribute__((aligned(TQ_CACHELINE)));
 	struct tq_move_journal move __attribute__((aligned(TQ_CACHELINE))); /* under the recovery lock */
 	tq_a64 lane_moved[8];     /* lane tasks moved out, by MV_* reason (under the recovery lock) */
+	/* The tasks of the move under way, from before its fate CAS until
+	 * lane_moved counts them (0 otherwise): stats subtract them from
+	 * acked meanwhile (design.md, 17; layout 9). */
+	tq_a64 lane_moving;
 	struct tq_lane lanes[TQ_LANES];
 
 	struct tq_ring free_ring;   /* slots with no task */

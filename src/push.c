@@ -138,7 +138,7 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 		rc = tq__lane_push(q, tasks, n, timeout_ns, now, until, &overflow);
 		if (!overflow)
 			return rc;
-		done = (size_t)rc; /* the rest through slots, below */
+		done = rc > 0 ? (size_t)rc : 0; /* the rest through slots, below */
 		rc = 0;
 	}
 

@@ -331,6 +331,9 @@ static void due_sweep(tq_queue *q, uint64_t now)
 	}
 	mover_flush(&m);
 	(void)tq__due_hint(q, next_due);
+	/* A lane task's failure that tq_fail could not move out at once set
+	 * the hint to its time too: moved out here, not a full sweep later. */
+	tq__lanes_move_failures(q, now);
 }
 
 /* Expires overdue leases and moves due retries to ready. */

@@ -22,15 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define TQ_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TQ_TSAN 1
-#endif
-#endif
+#include "internal.h" /* TQ_TSAN: atomics.h */
 
 #define SPIN_MIN_NS 2000ull       /* shortest spin: sparse arrivals */
 #define SPIN_MAX_NS 200000ull     /* longest: above the gap between tasks at 10,000/s */

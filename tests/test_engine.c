@@ -2707,9 +2707,10 @@ Test(engine, worker_keeps_handled_leases_until_its_ack, .timeout = 30)
 	tq_destroy(name);
 }
 
-/* Latency histograms: calls of 16 tasks or more are measured each, smaller
- * ones one in 8 per handle, weighted by the tasks since the last sample;
- * what a handle has not yet recorded is added when it closes. */
+/* Latency histograms: calls of 16 tasks or more are measured each; of
+ * smaller ones a handle's first, then one in 8, weighted by the tasks since
+ * the last sample; what a handle has not yet recorded is added when it
+ * closes. */
 Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
@@ -2717,49 +2718,56 @@ Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queu
 	tq_queue *q = create_queue(name, NULL);
 	tq_queue *a = open_queue(name);
 	tq_task t[16];
+	tq_stats s;
 
 	for (uint64_t i = 0; i < 40; i++)
 		cr_assert_eq(tq_push_int(q, i, 0), 0);
-	/* 7 single-task calls: nothing recorded yet. */
+	/* The first small call is measured. */
+	cr_assert_eq(tq_take(a, t, 1, 0), 1);
+	cr_assert_eq(tq_ack(a, t, 1), 0);
+	s = get_stats(q);
+	cr_assert_eq(s.processing.count, 1);
+	cr_assert_eq(s.wait.count, 1);
+	/* The next 7 wait for the next sample. */
 	for (int i = 0; i < 7; i++) {
 		cr_assert_eq(tq_take(a, t, 1, 0), 1);
 		cr_assert_eq(tq_ack(a, t, 1), 0);
 	}
-	tq_stats s = get_stats(q);
-	cr_assert_eq(s.total.acked, 7);
-	cr_assert_eq(s.processing.count, 0, "processing count %llu after 7 small acks",
+	s = get_stats(q);
+	cr_assert_eq(s.total.acked, 8);
+	cr_assert_eq(s.processing.count, 1, "processing count %llu after 8 small acks",
 		     (unsigned long long)s.processing.count);
-	cr_assert_eq(s.wait.count, 0, "wait count %llu after 7 small takes", (unsigned long long)s.wait.count);
-	/* The 8th records all 8. */
+	cr_assert_eq(s.wait.count, 1, "wait count %llu after 8 small takes", (unsigned long long)s.wait.count);
+	/* The 9th records those 7 and itself. */
 	cr_assert_eq(tq_take(a, t, 1, 0), 1);
 	cr_assert_eq(tq_ack(a, t, 1), 0);
 	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 8);
-	cr_assert_eq(s.wait.count, 8);
+	cr_assert_eq(s.processing.count, 9);
+	cr_assert_eq(s.wait.count, 9);
 	/* A call of 16 is recorded at once. */
 	cr_assert_eq(tq_take(a, t, 16, 0), 16);
 	cr_assert_eq(tq_ack(a, t, 16), 0);
 	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 24);
-	cr_assert_eq(s.wait.count, 24);
+	cr_assert_eq(s.processing.count, 25);
+	cr_assert_eq(s.wait.count, 25);
 	/* Three more small ones wait for a sample, or for the close. */
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(tq_take(a, t, 2, 0), 2);
 		cr_assert_eq(tq_ack(a, t, 2), 0);
 	}
 	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 24);
+	cr_assert_eq(s.processing.count, 25);
 	cr_assert_eq(tq_close(a), 0);
 	s = get_stats(q);
-	cr_assert_eq(s.total.acked, 30);
-	cr_assert_eq(s.processing.count, 30, "after close: %llu", (unsigned long long)s.processing.count);
-	cr_assert_eq(s.wait.count, 30);
+	cr_assert_eq(s.total.acked, 31);
+	cr_assert_eq(s.processing.count, 31, "after close: %llu", (unsigned long long)s.processing.count);
+	cr_assert_eq(s.wait.count, 31);
 	tq_histogram hw, hp;
 	cr_assert_eq(tq_histograms(q, &hw, &hp), 0);
 	uint64_t n = 0;
 	for (int i = 0; i < TQ_HIST_BUCKETS; i++)
 		n += hp.count[i];
-	cr_assert_eq(n, 30);
+	cr_assert_eq(n, 31);
 	tq_close(q);
 }
 
