@@ -65,12 +65,12 @@ static inline int cas64(tq_a64 *p, uint64_t expect, uint64_t want)
  * The seq_cst fence of "fence + load", where a read-modify-write of shared
  * memory comes just before it in program order: on x86-64 that locked
  * instruction already drains the store buffer (whether or not it wrote),
- * so only the compiler needs holding back; elsewhere (and under
- * ThreadSanitizer) the fence itself.
+ * so only the compiler needs holding back (ThreadSanitizer, which models
+ * no fence, sees the same); elsewhere the fence itself.
  */
 static inline void fence_after_rmw(void)
 {
-#if defined(__x86_64__) && !defined(TQ_TSAN)
+#if defined(__x86_64__) || defined(TQ_TSAN)
 	atomic_signal_fence(memory_order_seq_cst);
 #else
 	atomic_thread_fence(memory_order_seq_cst);
