@@ -2707,6 +2707,28 @@ Test(engine, worker_keeps_handled_leases_until_its_ack, .timeout = 30)
 	tq_destroy(name);
 }
 
+/* `calls` takes of `per_call` tasks on handle a, each acked in one call. */
+static void take_ack_calls(tq_queue *a, int calls, uint32_t per_call)
+{
+	tq_task t[16];
+
+	cr_assert_leq(per_call, 16);
+	for (int i = 0; i < calls; i++) {
+		cr_assert_eq(tq_take(a, t, per_call, 0), (int)per_call);
+		cr_assert_eq(tq_ack(a, t, per_call), 0);
+	}
+}
+
+/* The queue's latency histograms count `n` tasks each. */
+static void expect_hist_counts(tq_queue *q, uint64_t n, const char *when)
+{
+	tq_stats s = get_stats(q);
+	cr_assert_eq(s.processing.count, n, "%s: processing count %llu, expected %llu", when,
+		     (unsigned long long)s.processing.count, (unsigned long long)n);
+	cr_assert_eq(s.wait.count, n, "%s: wait count %llu, expected %llu", when, (unsigned long long)s.wait.count,
+		     (unsigned long long)n);
+}
+
 /* Latency histograms: calls of 16 tasks or more are measured each; of
  * smaller ones a handle's first, then one in 8, weighted by the tasks since
  * the last sample; what a handle has not yet recorded is added when it
@@ -2717,51 +2739,23 @@ Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queu
 	tqt_name(name, "histsample");
 	tq_queue *q = create_queue(name, NULL);
 	tq_queue *a = open_queue(name);
-	tq_task t[16];
-	tq_stats s;
 
 	for (uint64_t i = 0; i < 40; i++)
 		cr_assert_eq(tq_push_int(q, i, 0), 0);
-	/* The first small call is measured. */
-	cr_assert_eq(tq_take(a, t, 1, 0), 1);
-	cr_assert_eq(tq_ack(a, t, 1), 0);
-	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 1);
-	cr_assert_eq(s.wait.count, 1);
-	/* The next 7 wait for the next sample. */
-	for (int i = 0; i < 7; i++) {
-		cr_assert_eq(tq_take(a, t, 1, 0), 1);
-		cr_assert_eq(tq_ack(a, t, 1), 0);
-	}
-	s = get_stats(q);
-	cr_assert_eq(s.total.acked, 8);
-	cr_assert_eq(s.processing.count, 1, "processing count %llu after 8 small acks",
-		     (unsigned long long)s.processing.count);
-	cr_assert_eq(s.wait.count, 1, "wait count %llu after 8 small takes", (unsigned long long)s.wait.count);
-	/* The 9th records those 7 and itself. */
-	cr_assert_eq(tq_take(a, t, 1, 0), 1);
-	cr_assert_eq(tq_ack(a, t, 1), 0);
-	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 9);
-	cr_assert_eq(s.wait.count, 9);
-	/* A call of 16 is recorded at once. */
-	cr_assert_eq(tq_take(a, t, 16, 0), 16);
-	cr_assert_eq(tq_ack(a, t, 16), 0);
-	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 25);
-	cr_assert_eq(s.wait.count, 25);
-	/* Three more small ones wait for a sample, or for the close. */
-	for (int i = 0; i < 3; i++) {
-		cr_assert_eq(tq_take(a, t, 2, 0), 2);
-		cr_assert_eq(tq_ack(a, t, 2), 0);
-	}
-	s = get_stats(q);
-	cr_assert_eq(s.processing.count, 25);
+	take_ack_calls(a, 1, 1);
+	expect_hist_counts(q, 1, "the first small call is measured");
+	take_ack_calls(a, 7, 1);
+	cr_assert_eq(get_stats(q).total.acked, 8);
+	expect_hist_counts(q, 1, "the next 7 wait for the next sample");
+	take_ack_calls(a, 1, 1);
+	expect_hist_counts(q, 9, "the 9th records those 7 and itself");
+	take_ack_calls(a, 1, 16);
+	expect_hist_counts(q, 25, "a call of 16 is recorded at once");
+	take_ack_calls(a, 3, 2);
+	expect_hist_counts(q, 25, "three more small ones wait");
 	cr_assert_eq(tq_close(a), 0);
-	s = get_stats(q);
-	cr_assert_eq(s.total.acked, 31);
-	cr_assert_eq(s.processing.count, 31, "after close: %llu", (unsigned long long)s.processing.count);
-	cr_assert_eq(s.wait.count, 31);
+	cr_assert_eq(get_stats(q).total.acked, 31);
+	expect_hist_counts(q, 31, "after the close");
 	tq_histogram hw, hp;
 	cr_assert_eq(tq_histograms(q, &hw, &hp), 0);
 	uint64_t n = 0;
