@@ -157,12 +157,15 @@ uint32_t tq__slot_counts_recount(tq_queue *q)
 	for (uint32_t i = 0; i < q->nslots; i++) {
 		unsigned s = st_state(load_acq(&q->st[i]));
 		n += s == ST_DEAD;
-		delayed += s == ST_DELAYED;
+		if (s != ST_DELAYED)
+			continue;
+		delayed++;
+		/* The holder may have died between a due sweep's clear of a
+		 * bit and its CAS: the slot gets its bit back, and the hint its
+		 * due time (design.md, 10). */
+		tq__due_repair(q, i);
+		(void)tq__due_hint(q, load_acq(&q->slots[i].deadline_ns));
 	}
-	/* The holder may have died between a due sweep's clear of a bit and
-	 * its CAS: every DELAYED slot gets its bit back (design.md, 10). */
-	if (delayed)
-		tq__due_bits_repair(q);
 	store_rlx(&q->h->dead_count, n);
 	store_rlx(&q->h->delayed_count, delayed);
 	return n;

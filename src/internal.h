@@ -280,11 +280,9 @@ void tq__aux_msg(tq_queue *q, uint32_t idx, const char *msg);
  * while its message-area entry is intact), else TQ_ELOST and `why`. */
 void tq__make_dead_kept(tq_queue *q, uint32_t idx, const char *why, uint64_t now);
 /* Recounts DEAD and DELAYED slots into their counts (under the recovery
- * lock, after a dead holder); returns the dead count. */
+ * lock, after a dead holder), giving each DELAYED slot its bitmap bit and
+ * its due time to the hint; returns the dead count. */
 uint32_t tq__slot_counts_recount(tq_queue *q);
-/* Sets the delayed bitmap's bit of every DELAYED slot that lacks one, and
- * lowers the due hint for each (recover.c). Caller holds the recovery lock. */
-void tq__due_bits_repair(tq_queue *q);
 /* The length of msg's first bytes that fit in max - 1, cut at a UTF-8
  * character boundary (at the byte where it is not UTF-8). */
 size_t tq__utf8_cut(const char *msg, size_t max);
@@ -333,6 +331,19 @@ static inline bool tq__due_hint(tq_queue *q, uint64_t due)
 static inline void tq__due_mark(tq_queue *q, uint32_t idx)
 {
 	atomic_fetch_or(&q->due_bits[idx >> 6], 1ull << (idx & 63));
+}
+
+/* Makes slot idx (owned by the caller) DELAYED until `due`, in the order
+ * design.md section 10 needs: due time, state, bitmap bit, gauge, hint
+ * (waking a sleeping taker whose alarm was later). */
+static inline void tq__delay_slot(tq_queue *q, uint32_t idx, uint64_t due)
+{
+	store_rel(&q->slots[idx].deadline_ns, due);
+	store_rel(&q->st[idx], st_make(ST_DELAYED, 0, 0));
+	tq__due_mark(q, idx);
+	add_rlx(&q->h->delayed_count, 1);
+	if (tq__due_hint(q, due))
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 }
 
 /* A DELAYED slot seen by a pass over the states: its bit set if it was

@@ -1077,13 +1077,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				} else {
 					q->slots[s].last_err = err;
 					tq__aux_msg(q, s, msg);
-					uint64_t due = now + tq__backoff_ns(q, attempts);
-					store_rel(&q->slots[s].deadline_ns, due);
-					store_rel(&q->st[s], st_make(ST_DELAYED, 0, 0));
-					tq__due_mark(q, s);
-					add_rlx(&q->h->delayed_count, 1);
-					if (tq__due_hint(q, due))
-						tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+					tq__delay_slot(q, s, now + tq__backoff_ns(q, attempts));
 					tq__count(q, C_LRETRIED, 1);
 				}
 			} else if (attempts >= q->max_attempts) {

@@ -212,12 +212,7 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 		} else {
 			s->last_err = err;
 			tq__aux_msg(q, ix, msg);
-			store_rel(&s->deadline_ns, now + tq__backoff_ns(q, s->attempts));
-			store_rel(&q->st[ix], st_make(ST_DELAYED, 0, 0));
-			tq__due_mark(q, ix);
-			add_rlx(&q->h->delayed_count, 1);
-			if (tq__due_hint(q, load_rlx(&s->deadline_ns)))
-				tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+			tq__delay_slot(q, ix, now + tq__backoff_ns(q, s->attempts));
 			tq__count(q, C_RETRIED, 1);
 		}
 		store_rel(&q->me->fail_slot, 0);

@@ -264,27 +264,32 @@ int tq__recover_locked(tq_queue *q, uint32_t rec, bool died)
  * bit cleared first; should the CAS lose, the bit is set again if the slot
  * is DELAYED. A stale bit is cleared, then set again if the slot became
  * DELAYED meanwhile. Either way no DELAYED slot is left without its bit.
+ * due_keep_if_delayed is that second look, after a clear.
  */
+static bool due_keep_if_delayed(tq_queue *q, uint32_t i)
+{
+	if (st_state(atomic_load(&q->st[i])) != ST_DELAYED)
+		return false;
+	tq__due_mark(q, i);
+	return true;
+}
+
 static bool due_take(tq_queue *q, uint32_t i, uint64_t s, uint64_t mine)
 {
-	uint64_t bit = 1ull << (i & 63);
-
-	atomic_fetch_and(&q->due_bits[i >> 6], ~bit);
+	atomic_fetch_and(&q->due_bits[i >> 6], ~(1ull << (i & 63)));
 	TQ_FAULT("due.cleared");
 	if (cas64(&q->st[i], s, mine))
 		return true;
-	if (st_state(atomic_load(&q->st[i])) == ST_DELAYED)
-		atomic_fetch_or(&q->due_bits[i >> 6], bit);
+	(void)due_keep_if_delayed(q, i);
 	return false;
 }
 
-void tq__due_bits_repair(tq_queue *q)
+/* A due slot taken by due_take: out of the delayed gauge, to ready. */
+static void due_requeue(struct mover *m, uint32_t i)
 {
-	for (uint32_t i = 0; i < q->nslots; i++)
-		if (st_state(load_acq(&q->st[i])) == ST_DELAYED) {
-			tq__due_repair(q, i);
-			(void)tq__due_hint(q, load_acq(&q->slots[i].deadline_ns));
-		}
+	if (load_rlx(&m->q->h->delayed_count))
+		sub_rlx(&m->q->h->delayed_count, 1);
+	mover_requeue(m, i);
 }
 
 /* Moves the due DELAYED slots to ready, reading the delayed bitmap: what
@@ -313,16 +318,12 @@ static void due_sweep(tq_queue *q, uint64_t now)
 					if (due < next_due)
 						next_due = due;
 				} else if (due_take(q, i, s, mine)) {
-					if (load_rlx(&q->h->delayed_count))
-						sub_rlx(&q->h->delayed_count, 1);
-					mover_requeue(&m, i);
+					due_requeue(&m, i);
 				}
 				continue;
 			}
-			uint64_t bit = 1ull << (i & 63);
-			atomic_fetch_and(&q->due_bits[w], ~bit);
-			if (st_state(atomic_load(&q->st[i])) == ST_DELAYED) {
-				atomic_fetch_or(&q->due_bits[w], bit);
+			atomic_fetch_and(&q->due_bits[w], ~(1ull << (i & 63))); /* stale */
+			if (due_keep_if_delayed(q, i)) {
 				due = load_acq(&q->slots[i].deadline_ns);
 				if (due < next_due)
 					next_due = due;
@@ -374,9 +375,7 @@ static void sweep(tq_queue *q, uint64_t now)
 			lease_returned(&m, i, "its lease expired", now);
 			dead += st_state(load_acq(&q->st[i])) == ST_DEAD; /* buried here */
 		} else {
-			if (load_rlx(&q->h->delayed_count))
-				sub_rlx(&q->h->delayed_count, 1);
-			mover_requeue(&m, i);
+			due_requeue(&m, i);
 		}
 	}
 	mover_flush(&m);
