@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import threading
 from array import array
@@ -108,11 +109,11 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     results: list[tuple[int, _lib.WorkerResult]] = []
     lock = threading.Lock()
 
-    def run(share: int, done: threading.Event) -> None:
+    def run(share: int) -> None:
         try:
             loop(share)
         finally:
-            done.set()
+            os.write(wfd, b"x")  # its end, seen by work() with no lock of its own
 
     def loop(share: int) -> None:
         cfg = _lib.WorkerConfig()
@@ -135,9 +136,6 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
     if max_tasks:
         shares = [max_tasks // concurrency + (i < max_tasks % concurrency) for i in range(concurrency)]
         shares = [s for s in shares if s] or [0]
-    ended = [threading.Event() for _ in shares]
-    threads = [threading.Thread(target=run, args=(s, e), name=f"taskq-work-{i}", daemon=True)
-               for i, (s, e) in enumerate(zip(shares, ended))]
     old: dict[int, Any] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -147,34 +145,81 @@ def work(q: Queue, handler: Callable[[Task], Any], *, concurrency: int = 1, batc
         flag.value = 1
 
     signalled: list[int] = []
-    if threading.current_thread() is threading.main_thread():
-        for s in signals:
-            old[s] = signal.signal(s, on_signal)
-    with q._cv:
-        q._stops.append(flag)
-    started: list[threading.Thread] = []
+    deferred: list[int] = []
+
+    def defer(signum: int, _frame: Any) -> None:
+        deferred.append(signum)
+
+    # An exception a signal handler raises (KeyboardInterrupt with
+    # signals=()) lands at any bytecode of the main thread, inside
+    # threading's own locks too, where CPython 3.11 leaves a lock held
+    # (Thread.start() waiting for its thread: a hang) or released twice.
+    # So while the threads start, and while work() cleans up, such
+    # handlers are deferred (the signal recorded, and raised again
+    # after); between, work() waits on a pipe the threads write their
+    # end to, where a signal interrupts it with no lock held.
+    main = threading.current_thread() is threading.main_thread()
+
+    def hold() -> dict[int, Any]:
+        held: dict[int, Any] = {}
+        if main:
+            for n in signal.valid_signals():
+                h = signal.getsignal(n)
+                if callable(h) and h is not on_signal and h is not defer:
+                    held[n] = signal.signal(n, defer)
+        return held
+
+    def release(held: dict[int, Any]) -> None:
+        while held:
+            n, h = held.popitem()
+            signal.signal(n, h)
+        while deferred:
+            signal.raise_signal(deferred.pop(0))  # its handler runs now, where an exception is safe
+
+    rfd, wfd = os.pipe()
+    threads = [threading.Thread(target=run, args=(s,), name=f"taskq-work-{i}", daemon=True)
+               for i, s in enumerate(shares)]
+    started = ended = 0
+    registered = False
+    held = hold()
     try:
-        for t in threads:
-            started.append(t)  # before start(): a signal may end start() after the thread began
-            t.start()
-        for t in threads:
-            while t.is_alive():  # wakes to run the signal handlers
-                t.join(0.1)
+        if main:
+            for s in signals:
+                old[s] = held.pop(s) if s in held else signal.getsignal(s)
+                signal.signal(s, on_signal)
+        with q._cv:
+            q._stops.append(flag)
+        registered = True
+        try:
+            for t in threads:
+                t.start()
+                started += 1
+            release(held)
+            while ended < started:
+                if select.select([rfd], [], [], 0.1)[0]:  # wakes to see `stop`
+                    ended += len(os.read(rfd, 64))
                 if stop is not None and stop.is_set():
                     flag.value = 1
+        finally:
+            # Left by an exception too: the loops drain what they hold
+            # and return before work() does.
+            flag.value = 1
+            while ended < started:
+                ended += len(os.read(rfd, 64))
     finally:
-        # Left by an exception too (a KeyboardInterrupt with signals=()):
-        # the loops drain what they hold and return before work() does.
-        flag.value = 1
-        # Waited for with events, not join(): a join() interrupted by a
-        # KeyboardInterrupt takes the thread for ended (CPython 3.11).
-        for t, e in zip(started, ended):
-            if t._started.wait(5):  # type: ignore[attr-defined]  # False: the thread could not start
-                e.wait()
-        with q._cv:
-            q._stops.remove(flag)
-        for s, f in old.items():
-            signal.signal(s, f)
+        held.update(hold())
+        try:
+            if registered:
+                with q._cv:
+                    q._stops.remove(flag)
+            for s, f in old.items():  # restored by release(), as the others
+                signal.signal(s, defer)
+                held[s] = f
+            if ended == started:  # else a second exception left them running: the pipe stays theirs
+                os.close(rfd)
+                os.close(wfd)
+        finally:
+            release(held)
     out = WorkResult()
     err = 0
     for rc, r in results:

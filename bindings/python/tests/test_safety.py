@@ -237,30 +237,35 @@ import sys, threading, time, taskq
 q = taskq.Queue.open(sys.argv[1])
 lock = threading.Lock()
 def handler(task):
-    with lock:  # two threads: whole lines
+    with lock:  # several threads: whole lines
         print("handling", flush=True)
     time.sleep(0.05)
 try:
-    taskq.work(q, handler, concurrency=2, batch=1, signals=())
+    taskq.work(q, handler, concurrency=int(sys.argv[2]), batch=1, signals=())
 except KeyboardInterrupt:
     s = q.stats()  # every loop returned: nothing held, nothing taking
     print("leased", s["leased"], "waiting", sum(p["state"] != "busy" for p in s["process_list"]), flush=True)
 """
 
 
-def test_work_left_by_an_exception_stops_its_threads(make_queue):
+@pytest.mark.parametrize("concurrency", [2, 8])
+def test_work_left_by_an_exception_stops_its_threads(make_queue, concurrency):
+    # Ctrl+C lands while the threads start (the first one already
+    # handles) or while they run: each round, work() must wait for every
+    # thread it started, wherever the KeyboardInterrupt was raised.
     q = make_queue(capacity=1000)
     q.push_many(range(1000))
-    child = spawn(CHILD_WORK_INTERRUPTED, q.name)
-    try:
-        lines = Lines(child)
-        assert lines.readline() == "handling\n"
-        child.send_signal(signal.SIGINT)  # no handler of work(): KeyboardInterrupt in its join loop
-        out, err = lines.rest(timeout=10)
-    finally:
-        child.kill()
-        child.wait()
-    assert out.splitlines()[-1] == "leased 0 waiting 0", err
+    for _ in range(3):
+        child = spawn(CHILD_WORK_INTERRUPTED, q.name, str(concurrency))
+        try:
+            lines = Lines(child)
+            assert lines.readline() == "handling\n"
+            child.send_signal(signal.SIGINT)  # no handler of work(): KeyboardInterrupt in its wait
+            out, err = lines.rest(timeout=10)
+        finally:
+            child.kill()
+            child.wait()
+        assert out.splitlines()[-1] == "leased 0 waiting 0", err
 
 
 def test_closed_handle_does_not_hide_the_exception(make_queue):
