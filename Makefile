@@ -21,8 +21,8 @@ SAN     ?=
 # TQ_VERSION_MAJOR/MINOR/PATCH must agree (tools/version.h checks when
 # building the programs). The soname is the ABI's version: MAJOR from 1.0
 # on; while MAJOR is 0, every MINOR may change the ABI, so the soname is
-# MAJOR.MINOR (libtaskq.so.0.3).
-VERSION := 0.3.0
+# MAJOR.MINOR (libtaskq.so.0.4).
+VERSION := 0.4.0
 VERSION_WORDS := $(subst ., ,$(VERSION))
 SOVERSION := $(if $(filter 0,$(word 1,$(VERSION_WORDS))),$(word 1,$(VERSION_WORDS)).$(word 2,$(VERSION_WORDS)),$(word 1,$(VERSION_WORDS)))
 VERSION_DEFS := -DTQ_VERSION_STRING='"$(VERSION)"' -DTQ_MAKE_VERSION_MAJOR=$(word 1,$(VERSION_WORDS)) \

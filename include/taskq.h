@@ -68,7 +68,7 @@ extern "C" {
  * libtaskq.so.MAJOR from 1.0 on; while MAJOR is 0, every MINOR may change
  * the ABI, so it is libtaskq.so.0.MINOR. */
 #define TQ_VERSION_MAJOR 0
-#define TQ_VERSION_MINOR 3
+#define TQ_VERSION_MINOR 4
 #define TQ_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- errors */
@@ -174,6 +174,20 @@ typedef struct tq_config {
 	uint64_t lease_ns;        /* lease length given by tq_take; TQ_LEASE_MIN_NS..TQ_TIME_MAX_NS; default 30 s */
 	uint64_t backoff_base_ns; /* retry delay after the first failure; 0..backoff_max_ns; default 100 ms */
 	uint64_t backoff_max_ns;  /* retry delay cap; ..TQ_TIME_MAX_NS; default 60 s */
+	/* Bytes of the area that holds the payloads of tasks in slots
+	 * (retries, delayed, dead and returned tasks, and pushes beyond a
+	 * lane), rounded up to 64: a payload of n bytes takes ceil(n / 64)
+	 * 64-byte units of it while its task is held, so the queue is sized by
+	 * what it stores, not by capacity x max_payload. At least max_payload
+	 * (rounded up to 64), at most (capacity + dead_capacity +
+	 * delay_capacity) x max_payload rounded up to 64. When it is full, a
+	 * push waits as on a full queue (TQ_EAGAIN, TQ_ETIMEDOUT) until payloads
+	 * are acked or purged. 0 (the default): capacity x max_payload (rounded
+	 * up to 64) while that is at most 64 MiB, else max(64 MiB, capacity x 256
+	 * bytes), within the bounds. Each 64-byte unit also costs an 8-byte
+	 * owner word. Fresh payload tasks in lanes use the lanes' own byte
+	 * rings, not this area. */
+	uint64_t payload_bytes;
 } tq_config;
 
 /* Fills *cfg with the defaults above. */

@@ -320,9 +320,12 @@ TQ_API int tq_dead_list(tq_queue *q, tq_dead_info *out, size_t max, void *data, 
 		d->died_ns = s->died_ns;
 		_Static_assert(sizeof(d->last_msg) == TQ_ERRMSG_MAX, "message size");
 		msg_read(q, refs[j].idx, d->last_msg);
-		if (data && data_stride && d->kind != TQ_KIND_INT)
-			memcpy((uint8_t *)data + j * data_stride, tq__payload(q, refs[j].idx),
-			       d->len < data_stride ? d->len : data_stride);
+		if (d->kind != TQ_KIND_INT) {
+			d->value = 0;
+			const uint8_t *p = tq__payload(q, refs[j].idx, &d->len);
+			if (p && data && data_stride)
+				memcpy((uint8_t *)data + j * data_stride, p, d->len < data_stride ? d->len : data_stride);
+		}
 	}
 	tq__unlock(&q->h->recovery_lock);
 	free(refs);

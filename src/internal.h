@@ -49,7 +49,9 @@ struct tq_queue {
 	struct tq_aux *aux;
 	struct tq_msg *msgs; /* dead_cap failure-message entries (design.md, 10) */
 	tq_a64 *due_bits;    /* the delayed bitmap: (nslots + 63) / 64 words (design.md, 10) */
-	uint8_t *payload;
+	uint8_t *units;      /* payload units (design.md, 19) */
+	tq_a64 *owners;      /* their owner words */
+	uint64_t nunits;
 	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
 	tq_a64 *marks;
 	uint8_t *bytes;      /* payload lane l's byte ring: bytes + (l - TQ_INT_LANES) * (bytes_mask + 1) */
@@ -219,6 +221,9 @@ extern _Thread_local uint64_t tq__byte_need;
 /* A delayed push of this thread waiting: the delay area's room is room for
  * it too (push.c). */
 extern _Thread_local bool tq__delay_push;
+/* A push waiting for payload units: 1 + units_given when it found none
+ * (0: not waiting for units). */
+extern _Thread_local uint64_t tq__units_wait;
 /* Under the recovery lock: */
 void tq__lanes_repair_move(tq_queue *q);
 int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *returned);
@@ -417,9 +422,30 @@ static inline void tq__hist_flush(tq_queue *q)
 	}
 }
 
-static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx)
+static inline uint64_t tq__units_for(uint32_t len)
 {
-	return q->payload + (size_t)idx * q->stride;
+	return ((uint64_t)len + 63) / 64;
 }
+
+/* Slot idx's payload and its length (at most max_payload), or NULL and 0
+ * when the record names no run inside the area (a hostile segment). */
+static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx, uint32_t *len)
+{
+	const struct tq_slot *s = &q->slots[idx];
+	uint64_t first = s->value;
+	uint32_t n = s->len <= q->max_payload ? s->len : q->max_payload;
+
+	*len = 0;
+	if (n == 0 || first >= q->nunits || tq__units_for(n) > q->nunits - first)
+		return NULL;
+	*len = n;
+	return q->units + first * 64;
+}
+
+/* units.c (design.md, 19): the run of payload units of slot idx, which
+ * the caller owns, for task id of len bytes (TQ_EAGAIN: no run free now);
+ * and giving it back before the slot is freed. */
+int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32_t len);
+void tq__units_give(tq_queue *q, uint32_t idx);
 
 #endif

@@ -939,26 +939,41 @@ uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
 
 /* -------------------------------------------------------- moving out */
 
+/* The units a payload lane's task at pos needs in slot idx, taken before
+ * the move is journaled (design.md, 19): TQ_EAGAIN if none are free. */
+static int take_slot_units(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos)
+{
+	const struct tq_cell *c = cell_at(q, lane, pos);
+	uint32_t len;
+	uint16_t kind;
+
+	brec_read(q, lane, __atomic_load_n(&c->value, __ATOMIC_RELAXED), &len, &kind);
+	return tq__units_take(q, idx, __atomic_load_n(&c->id, __ATOMIC_RELAXED), kind, len);
+}
+
 static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, uint16_t attempts)
 {
 	const struct tq_cell *c = cell_at(q, lane, pos);
 	struct tq_slot *s = &q->slots[idx];
 
-	__atomic_store_n(&s->id, __atomic_load_n(&c->id, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-	s->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 	store_rlx(&s->enq_ns, __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED));
-	s->len = 0;
-	s->kind = TQ_KIND_INT;
 	if (payload_lane(lane)) {
 		/* The record stays until the claim is settled, which waits for
-		 * this move (repeated whole by the repair of a dead mover). */
-		uint32_t len;
+		 * this move (repeated whole by the repair of a dead mover); the
+		 * slot's id, kind, length and units were set when its units
+		 * were taken (take_slot_units), before the move was journaled. */
+		uint64_t at = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+		uint32_t len, have;
 		uint16_t kind;
-		brec_read(q, lane, s->value, &len, &kind);
-		memcpy(tq__payload(q, idx), brec_at(q, lane, s->value & ~7ull) + sizeof(struct tq_brec), len);
-		s->len = len;
-		s->kind = kind;
-		s->value = 0;
+		brec_read(q, lane, at, &len, &kind);
+		uint8_t *dst = tq__payload(q, idx, &have);
+		if (dst && have == len)
+			memcpy(dst, brec_at(q, lane, at & ~7ull) + sizeof(struct tq_brec), len);
+	} else {
+		__atomic_store_n(&s->id, __atomic_load_n(&c->id, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+		s->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+		s->len = 0;
+		s->kind = TQ_KIND_INT;
 	}
 	s->attempts = attempts;
 	s->flags = 0;
@@ -992,8 +1007,9 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
  * Moves the tasks of `want` that are still leased in entry e of record rec
  * (generation g) out of their lane into slots: READY again, DELAYED for a
  * retry, or DEAD. Caller holds the recovery lock. Returns the number moved,
- * TQ_EAGAIN if there were not enough free slots (nothing moved), or 0 if
- * the entry is no longer that lease.
+ * TQ_EAGAIN if there were not enough free slots or payload units for the
+ * first (nothing moved), or 0 if the entry is no longer that lease. Payload
+ * tasks beyond the units free stay in the claim (fewer moved than asked).
  */
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
 		    int err, const char *msg, uint64_t now, uint32_t *taken)
@@ -1026,6 +1042,27 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		if ((uint32_t)got < k) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
 			return TQ_EAGAIN;
+		}
+		if (payload_lane(lane)) {
+			/* Their payload units, in bit order: the tasks for which
+			 * none are free stay in the claim for a later move (a
+			 * sweep), as with no free slot; those before move now. */
+			uint32_t n = 0;
+			for (uint32_t b = 0; b < count && n < k; b++) {
+				if (!(m & (1ull << b)))
+					continue;
+				if (take_slot_units(q, idx[n], lane, first + b)) {
+					m &= (1ull << b) - 1;
+					break;
+				}
+				n++;
+			}
+			if (n < k) {
+				(void)tq__release_owned(q, idx + n, k - n, C__COUNT);
+				if (n == 0)
+					return TQ_EAGAIN;
+				k = n;
+			}
 		}
 		j->rec = rec;
 		j->entry = e;
@@ -1202,6 +1239,8 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 			rc = k;
 			continue;
 		}
+		if (load_acq(&L->state) == s) /* some found no payload units: the record waits */
+			rc = TQ_EAGAIN;
 		*returned += (uint64_t)k;
 		if (died)
 			tq__count(q, C_LRECOVERED, (uint64_t)k);

@@ -16,7 +16,8 @@
  *   [aux     x slots]           64-byte failure records (message prefix, message reference)
  *   [free cells  x ring_size]   u32 slot indices: the free ring
  *   [ready cells x ring_size]   u32 slot indices: the ready ring
- *   [payload x slots]           payload_stride bytes each
+ *   [units   x payload_units]   64-byte payload units of slot tasks (design.md, 19; layout 10)
+ *   [owners  x payload_units]   u64 owner word of each unit: 0 free, else the owning task's id
  *   [cells   x lanes x lane_size] 24-byte cells: integers, or payload record positions (design.md, 17)
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
@@ -26,7 +27,7 @@
  * slots = capacity + dead_capacity + delay_capacity: the dead-letter area
  * and the delay area have slots of their own (design.md, section 10).
  * Every offset is recomputed from (capacity, max_payload, dead_capacity,
- * delay_capacity) by every opener
+ * delay_capacity, payload_units) by every opener
  * and must match the stored one; nothing read from the segment is trusted
  * as a pointer or an unchecked index.
  */
@@ -40,7 +41,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 9u
+#define TQ_LAYOUT_VERSION 10u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -377,6 +378,8 @@ struct tq_hdr {
 	uint32_t delay_capacity;  /* the delay area: slots beyond the capacity for delayed tasks (layout 8) */
 	uint64_t off_msgs;        /* dead_capacity message entries */
 	uint64_t off_due_bits;    /* the delayed bitmap (layout 9) */
+	uint64_t payload_units;   /* 64-byte units of slot payloads (design.md, 19; layout 10) */
+	uint64_t off_owners;      /* their owner words; off_payload is the units */
 
 	/* Shared state. */
 	tq_a32 run_state __attribute__((aligned(TQ_CACHELINE)));
@@ -435,6 +438,11 @@ struct tq_hdr {
 	 * lane_moved counts them (0 otherwise): stats subtract them from
 	 * acked meanwhile (design.md, 17; layout 9). */
 	tq_a64 lane_moving;
+	/* Payload units (design.md, 19): where the next search for a run
+	 * starts (a hint), and how many runs have been given back (waiters
+	 * for room compare it). */
+	tq_a64 unit_hint __attribute__((aligned(TQ_CACHELINE)));
+	tq_a64 units_given;
 	struct tq_lane lanes[TQ_LANES];
 
 	struct tq_ring free_ring;   /* slots with no task */

@@ -25,28 +25,32 @@ static int validate_task(const tq_queue *q, const tq_task *t)
 	}
 }
 
-static void write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint64_t now)
+/* Writes task t into slot idx (WRITING, the caller's). A payload first
+ * takes its units (design.md, 19): TQ_EAGAIN if there is no run free. */
+static int write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint64_t now)
 {
 	struct tq_slot *s = &q->slots[idx];
 
-	__atomic_store_n(&s->id, id, __ATOMIC_RELAXED); /* read racily by takers (take.c) */
-	s->kind = t->kind;
+	if (t->kind == TQ_KIND_INT) {
+		__atomic_store_n(&s->id, id, __ATOMIC_RELAXED); /* read racily by takers (take.c) */
+		s->kind = t->kind;
+		s->value = t->value;
+		s->len = 0;
+	} else {
+		int rc = tq__units_take(q, idx, id, (uint16_t)t->kind, t->len);
+		if (rc)
+			return rc;
+		if (t->len)
+			memcpy(q->units + s->value * 64, t->data, t->len);
+	}
 	store_rlx(&s->enq_ns, now);
 	s->attempts = 0;
 	s->last_err = 0;
 	s->flags = 0;
 	s->taken_ns = 0;
 	store_rlx(&s->deadline_ns, UINT64_MAX);
-	if (t->kind == TQ_KIND_INT) {
-		s->value = t->value;
-		s->len = 0;
-	} else {
-		s->value = 0;
-		s->len = t->len;
-		if (t->len)
-			memcpy(tq__payload(q, idx), t->data, t->len);
-	}
 	t->id = id;
+	return 0;
 }
 
 /*
@@ -94,6 +98,7 @@ static int publish_delayed(tq_queue *q, const uint32_t *idx, uint32_t n, uint64_
 }
 
 _Thread_local bool tq__delay_push;
+_Thread_local uint64_t tq__units_wait;
 
 /* A full queue: TQ_EAGAIN (timeout 0) or TQ_ETIMEDOUT (until passed), or
  * 0 after waiting for room (for a while: the caller looks again). */
@@ -173,23 +178,58 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			now = tq_now_ns();
 		waited = false;
 		uint64_t id0 = tq__take_ids(q, (uint64_t)got);
-		for (int i = 0; i < got; i++)
-			write_task(q, idx[i], &tasks[done + i], id0 + (uint64_t)i, now);
+		/* Read before the units are looked for: a run given back
+		 * after a failed search changes it, and wakes the wait below. */
+		uint64_t given = load_acq(&q->h->units_given);
+		int w = 0;
+		while (w < got && (rc = write_task(q, idx[w], &tasks[done + w], id0 + (uint64_t)w, now)) == 0)
+			w++;
+		if (w < got) { /* no payload units free for task w: the rest are not accepted */
+			(void)tq__release_owned(q, idx + w, (uint32_t)(got - w), C__COUNT);
+			got = w;
+		}
 		TQ_FAULT("push.written");
 		if (delay_ns) {
-			if ((rc = publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns)))) {
+			int pub = got ? publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns)) : 0;
+			if (pub) {
 				(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
+				rc = pub;
 				break;
 			}
 			done += (size_t)got;
+			if (rc == TQ_EAGAIN) {
+				tq__units_wait = given + 1;
+				tq__delay_push = true;
+				rc = tq__push_wait(q, timeout_ns, until);
+				tq__delay_push = false;
+				tq__units_wait = 0;
+				if (rc)
+					break;
+				waited = true;
+			} else if (rc) {
+				break;
+			}
 			continue;
 		}
-		if ((rc = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED))) {
+		int pushed = got ? tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED) : 0;
+		if (pushed) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
+			rc = pushed;
 			break;
 		}
-		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+		if (got)
+			tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 		done += (size_t)got;
+		if (rc == TQ_EAGAIN) { /* payload units full: wait as on a full queue */
+			tq__units_wait = given + 1;
+			rc = tq__push_wait(q, timeout_ns, until);
+			tq__units_wait = 0;
+			if (rc)
+				break;
+			waited = true;
+		} else if (rc) {
+			break;
+		}
 	}
 	return done ? (int)done : rc;
 }

@@ -97,6 +97,34 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 	return (v + a - 1) / a * a;
 }
 
+/* The payload units a queue may have: enough for one largest payload, at
+ * most a largest payload for every slot (design.md, 19). */
+static uint64_t units_min(uint32_t max_payload)
+{
+	return align_up(max_payload, 64) / 64;
+}
+
+static uint64_t units_max(uint32_t capacity, uint32_t max_payload, uint32_t dead_capacity, uint32_t delay_capacity)
+{
+	return ((uint64_t)capacity + dead_capacity + delay_capacity) * units_min(max_payload);
+}
+
+/* The default: a largest payload for every task of capacity while that is
+ * at most 64 MiB (the default queue: 41 MB), else max(64 MiB, 256 bytes a
+ * task of capacity); never above units_max. */
+static uint64_t units_default(uint32_t capacity, uint32_t max_payload, uint32_t dead_capacity,
+			      uint32_t delay_capacity)
+{
+	uint64_t most = units_max(capacity, max_payload, dead_capacity, delay_capacity);
+	uint64_t full = (uint64_t)capacity * units_min(max_payload);
+	uint64_t floor = (64ull << 20) / 64, share = (uint64_t)capacity * 256 / 64;
+	uint64_t want = full <= floor ? full : share > floor ? share : floor;
+
+	if (want < units_min(max_payload))
+		want = units_min(max_payload);
+	return want > most ? most : want;
+}
+
 static uint32_t ring_size_for(uint32_t cap)
 {
 	uint32_t r = 1;
@@ -137,7 +165,7 @@ static uint64_t lane_bytes_for(uint32_t capacity, uint32_t max_payload)
 
 /* Fills the geometry of a queue with this configuration into h. */
 static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_payload, uint32_t dead_capacity,
-			   uint32_t delay_capacity)
+			   uint32_t delay_capacity, uint64_t payload_units)
 {
 	uint64_t off = align_up(sizeof(struct tq_hdr), 4096);
 	uint32_t slots = capacity + dead_capacity + delay_capacity; /* validated: each <= capacity, no overflow */
@@ -161,8 +189,11 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	off += (uint64_t)h->ring_size * sizeof(uint32_t);
 	h->off_ready_cells = off = align_up(off, 4096);
 	off += (uint64_t)h->ring_size * sizeof(uint32_t);
+	h->payload_units = payload_units;
 	h->off_payload = off = align_up(off, 4096);
-	off += (uint64_t)slots * h->payload_stride;
+	off += payload_units * 64;
+	h->off_owners = off = align_up(off, 4096);
+	off += payload_units * sizeof(uint64_t);
 	h->nlanes = TQ_LANES;
 	h->lane_size = lane_size_for(capacity);
 	h->off_cells = off = align_up(off, 4096);
@@ -190,7 +221,8 @@ static int init_segment(uint8_t *base, const tq_config *c)
 {
 	struct tq_hdr *h = (struct tq_hdr *)base;
 
-	compute_layout(h, c->capacity, c->max_payload, c->dead_capacity, c->delay_capacity);
+	compute_layout(h, c->capacity, c->max_payload, c->dead_capacity, c->delay_capacity,
+		       align_up(c->payload_bytes, 64) / 64);
 	h->version = TQ_LAYOUT_VERSION;
 	h->max_attempts = c->max_attempts;
 	h->dead_capacity = c->dead_capacity;
@@ -255,8 +287,11 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    h->lease_ns > TQ_TIME_MAX_NS || h->backoff_max_ns < h->backoff_base_ns ||
 	    h->backoff_max_ns > TQ_TIME_MAX_NS)
 		return TQ_EBADQUEUE;
+	if (h->payload_units < units_min(h->max_payload) ||
+	    h->payload_units > units_max(h->capacity, h->max_payload, h->dead_capacity, h->delay_capacity))
+		return TQ_EBADQUEUE;
 	memset(&want, 0, sizeof(want));
-	compute_layout(&want, h->capacity, h->max_payload, h->dead_capacity, h->delay_capacity);
+	compute_layout(&want, h->capacity, h->max_payload, h->dead_capacity, h->delay_capacity, h->payload_units);
 	if (want.payload_stride != h->payload_stride || want.ring_size != h->ring_size ||
 	    want.max_procs != h->max_procs || want.off_procs != h->off_procs ||
 	    want.off_state != h->off_state || want.off_slots != h->off_slots ||
@@ -266,7 +301,7 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    want.off_cells != h->off_cells || want.off_marks != h->off_marks ||
 	    want.lane_bytes != h->lane_bytes || want.off_bytes != h->off_bytes ||
 	    want.slots != h->slots || want.off_msgs != h->off_msgs || want.off_due_bits != h->off_due_bits ||
-	    want.total_size != h->total_size)
+	    want.off_owners != h->off_owners || want.total_size != h->total_size)
 		return TQ_EBADQUEUE;
 	if (file_size != h->total_size)
 		return TQ_EBADQUEUE;
@@ -478,7 +513,7 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	uint32_t capacity = snap->capacity, max_payload = snap->max_payload;
 
 	memset(&g, 0, sizeof(g));
-	compute_layout(&g, capacity, max_payload, snap->dead_capacity, snap->delay_capacity);
+	compute_layout(&g, capacity, max_payload, snap->dead_capacity, snap->delay_capacity, snap->payload_units);
 	q->procs = (struct tq_proc *)(q->base + g.off_procs);
 	q->st = (tq_a64 *)(q->base + g.off_state);
 	q->slots = (struct tq_slot *)(q->base + g.off_slots);
@@ -486,7 +521,9 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->msgs = (struct tq_msg *)(q->base + g.off_msgs);
 	q->due_bits = (tq_a64 *)(q->base + g.off_due_bits);
 	q->nslots = g.slots;
-	q->payload = q->base + g.off_payload;
+	q->units = q->base + g.off_payload;
+	q->owners = (tq_a64 *)(q->base + g.off_owners);
+	q->nunits = g.payload_units;
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);
 	q->marks = (tq_a64 *)(q->base + g.off_marks);
 	q->lane_mask = g.lane_size - 1;
@@ -728,8 +765,14 @@ TQ_API int tq_create(const char *name, const tq_config *cfg, tq_queue **out)
 	cfg = &c;
 	if ((rc = validate_config(cfg)))
 		return rc;
+	if (c.payload_bytes == 0)
+		c.payload_bytes = 64 * units_default(c.capacity, c.max_payload, c.dead_capacity, c.delay_capacity);
+	if (c.payload_bytes > UINT64_MAX - 63 || align_up(c.payload_bytes, 64) / 64 < units_min(c.max_payload) ||
+	    align_up(c.payload_bytes, 64) / 64 > units_max(c.capacity, c.max_payload, c.dead_capacity, c.delay_capacity))
+		return TQ_EINVAL;
 	memset(&geo, 0, sizeof(geo));
-	compute_layout(&geo, cfg->capacity, cfg->max_payload, cfg->dead_capacity, cfg->delay_capacity);
+	compute_layout(&geo, cfg->capacity, cfg->max_payload, cfg->dead_capacity, cfg->delay_capacity,
+		       align_up(c.payload_bytes, 64) / 64);
 	struct statvfs vfs;
 	if (statvfs("/dev/shm", &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < geo.total_size)
@@ -859,6 +902,7 @@ TQ_API int tq_config_get(const tq_queue *q, tq_config *out)
 	out->max_attempts = q->max_attempts;
 	out->dead_capacity = q->dead_cap;
 	out->delay_capacity = q->delay_cap;
+	out->payload_bytes = q->nunits * 64;
 	out->lease_ns = q->lease_ns;
 	out->backoff_base_ns = q->backoff_base_ns;
 	out->backoff_max_ns = q->backoff_max_ns;

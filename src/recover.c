@@ -37,6 +37,11 @@ int tq__requeue_owned(tq_queue *q, const uint32_t *idx, uint32_t n)
 
 int tq__release_owned(tq_queue *q, const uint32_t *idx, uint32_t n, enum tq_counter counter)
 {
+	/* Payload units first (design.md, 19): a slot is never FREE with a
+	 * unit still its task's. A death in between leaves the slot in its
+	 * owner state, and recovery releases it again. */
+	for (uint32_t i = 0; i < n; i++)
+		tq__units_give(q, idx[i]);
 	int rc = tq__ring_push(q, &q->freer, idx, n, st_make(ST_FREE, 0, 0), counter);
 	if (rc == 0)
 		tq__bell_ring_if_waiting(&q->h->free_ring.bell);

@@ -41,8 +41,7 @@ static void fill_taken(tq_queue *q, tq_task *t, uint32_t idx, uint64_t lease, ui
 		t->len = 0;
 	} else {
 		t->value = 0;
-		t->data = tq__payload(q, idx);
-		t->len = s->len <= q->max_payload ? s->len : q->max_payload;
+		t->data = tq__payload(q, idx, &t->len);
 	}
 	t->priv[0] = idx | ((uint64_t)q->tag << 32);
 	t->priv[1] = lease;

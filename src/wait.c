@@ -269,6 +269,8 @@ bool tq__can_push(tq_queue *q, bool thorough)
 {
 	uint64_t need = tq__byte_need;
 
+	if (tq__units_wait) /* payload units given back since it found none */
+		return load_acq(&q->h->units_given) + 1 != tq__units_wait;
 	if (tq__room_now(q) > 0 && (!need || tq__lane_bytes_room(q, need, false)))
 		return true;
 	if (tq__delay_push && tq__delay_room(q) > 0)

@@ -22,7 +22,7 @@ from .errors import (BY_CODE, BadName, BadQueue, Busy, Error, Forked, InvalidArg
 from .queue import Batch, DeadLetters, Kind, Queue, RunState, Task, destroy
 from .worker import WorkResult, work
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Queue", "Batch", "Task", "DeadLetters", "Kind", "RunState", "WorkResult", "work", "destroy", "strerror",

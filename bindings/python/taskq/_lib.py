@@ -7,11 +7,11 @@ The shared library is looked for, in order:
 2. the project's build directory, when this package runs from the source
    tree (``bindings/python/taskq`` -> ``build/libtaskq.so``);
 3. ``pkg-config --variable=libdir taskq`` (an installed taskq.pc);
-4. the dynamic loader's own search (``libtaskq.so.0.3``, then whatever
+4. the dynamic loader's own search (``libtaskq.so.0.4``, then whatever
    ``ctypes.util.find_library("taskq")`` names).
 
 A library is used only if its soname (DT_SONAME, read from the file the
-loader mapped) is ``libtaskq.so.0.3``: another one (0.2, ...) has other
+loader mapped) is ``libtaskq.so.0.4``: another one (0.2, ...) has other
 struct layouts, which ctypes cannot see.
 
 ctypes releases the GIL around every call into the library, so a thread
@@ -28,8 +28,8 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c
                     c_uint16, c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 
-#: The soname this binding was written for: the ABI of libtaskq 0.3.
-SONAME = "libtaskq.so.0.3"
+#: The soname this binding was written for: the ABI of libtaskq 0.4.
+SONAME = "libtaskq.so.0.4"
 
 # include/taskq.h constants.
 NAME_MAX = 200
@@ -51,7 +51,7 @@ class Config(Structure):
     _fields_ = [("capacity", c_uint32), ("max_payload", c_uint32), ("mode", c_uint32),
                 ("max_attempts", c_uint32), ("dead_capacity", c_uint32), ("delay_capacity", c_uint32),
                 ("lease_ns", c_uint64),
-                ("backoff_base_ns", c_uint64), ("backoff_max_ns", c_uint64)]
+                ("backoff_base_ns", c_uint64), ("backoff_max_ns", c_uint64), ("payload_bytes", c_uint64)]
 
 
 class Task(Structure):

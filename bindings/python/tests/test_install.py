@@ -29,7 +29,7 @@ def test_pip_install_offline_and_pkg_config(tmp_path):
     pc = tmp_path / "pkgconfig"
     pc.mkdir()
     (pc / "taskq.pc").write_text(f"prefix=/x\nlibdir={BUILD.resolve()}\nincludedir=/x\n\nName: taskq\n"
-                                 "Description: t\nVersion: 0.3.0\nLibs: -L${libdir} -ltaskq\nCflags: -I${includedir}\n")
+                                 "Description: t\nVersion: 0.4.0\nLibs: -L${libdir} -ltaskq\nCflags: -I${includedir}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("TASKQ_LIB", "PYTHONPATH")}
     env.update(PYTHONPATH=str(target), PKG_CONFIG_PATH=str(pc), PYTHONDONTWRITEBYTECODE="1")
     code = "import taskq; print(taskq.library_path); print(taskq.__file__)"
@@ -55,7 +55,7 @@ def test_another_soname_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import taskq"], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=30)
     assert r.returncode != 0 and "ImportError" in r.stderr
-    assert "soname libtaskq.so.0.2, not libtaskq.so.0.3" in r.stderr
+    assert "soname libtaskq.so.0.2, not libtaskq.so.0.4" in r.stderr
     env["TASKQ_LIB"] = str(real)
     r = subprocess.run([sys.executable, "-c", "import taskq"], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=30)
