@@ -26,6 +26,11 @@
  *                                       area holds one of them: one moves
  *                                       out, the other waits in its claim,
  *                                       and moves when units come back
+ *   dead_taker_lane_claim_moves_what_fits  a taker killed holding a claim of
+ *                                       two lane payloads, units for one:
+ *                                       recovery moves one and keeps the
+ *                                       record; the other follows once the
+ *                                       first is acked
  *   config_bounds                       payload_bytes below one largest
  *                                       payload, or above every slot's,
  *                                       is TQ_EINVAL; tq_config_get reports
@@ -473,6 +478,62 @@ Test(units, lane_failures_wait_for_units, .timeout = 60, .fini = fini)
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_assert_eq(s.total.acked, 2);
 	cr_assert_eq(s.ready + s.leased + s.delayed, 0);
+	units_whole("drained");
+	tq_close(q);
+}
+
+static int take_two_and_die(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_task t[4];
+	if (tq_open(qname, &q) != 0)
+		return 10;
+	if (tq_take(q, t, 4, 0) != 2)
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+Test(units, dead_taker_lane_claim_moves_what_fits, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make("unlanedead", 16, 256, 256);
+	uint8_t a[256], b[256];
+	memset(a, 'a', sizeof a);
+	memset(b, 'b', sizeof b);
+	tq_task p[2] = {{.kind = TQ_KIND_STRING, .data = a, .len = 256}, {.kind = TQ_KIND_STRING, .data = b, .len = 256}};
+	tq_task t[4];
+
+	cr_assert_eq(tq_push(q, p, 2, 0), 2);
+	pid_t pid = tqt_fork(take_two_and_die, NULL);
+	cr_assert_eq(tqt_wait(pid, 20000), 128 + SIGKILL);
+	(void)tq_recover(q);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.ready, 1, "one moved out to a slot: %u ready", s.ready);
+	cr_assert_eq(s.leased, 1, "one left in the dead taker's claim: %u leased", s.leased);
+	cr_assert_eq(tq_take(q, t, 4, 0), 1);
+	cr_assert_eq(((const uint8_t *)t[0].data)[0], 'a', "the claim's first task moves first");
+	cr_assert_eq(t[0].attempt, 2);
+	cr_assert_eq(tq_ack(q, t, 1), 0);
+	/* Its units came back: the next recovery pass moves the other. */
+	int n = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (n <= 0 && tqt_now_ms() < deadline) {
+		(void)tq_recover(q);
+		n = tq_take(q, t, 4, 200 * MS);
+	}
+	cr_assert_eq(n, 1);
+	cr_assert_eq(t[0].len, 256);
+	for (int i = 0; i < 256; i++)
+		cr_assert_eq(((const uint8_t *)t[0].data)[i], 'b');
+	cr_assert_eq(tq_ack(q, t, 1), 0);
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.total.acked, 2);
+	cr_assert_eq(s.total.recovered, 2, "both returned from the dead taker: %llu",
+		     (unsigned long long)s.total.recovered);
+	cr_assert_eq(s.ready + s.leased + s.delayed, 0);
+	cr_assert_eq(s.procs, 1, "the dead taker's record is gone once its claim is empty");
 	units_whole("drained");
 	tq_close(q);
 }
