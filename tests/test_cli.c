@@ -923,7 +923,8 @@ Test(cli, create_defaults)
 
 	tq(&o, NULL, "create", q, NULL);
 	assert_ok(&o);
-	snprintf(line, sizeof(line), "created %s: capacity 10000 tasks, max payload 4096 bytes\n", q);
+	snprintf(line, sizeof(line),
+		 "created %s: capacity 10000 tasks, max payload 4096 bytes, payload area 40960000 bytes\n", q);
 	cr_assert_str_eq(o.out, line);
 	cr_assert_eq(o.err_len, 0, "%s", o.err);
 
@@ -935,6 +936,7 @@ Test(cli, create_defaults)
 	assert_jnum(o.out, "capacity", 10000);
 	assert_jnum(o.out, "config.capacity", 10000);
 	assert_jnum(o.out, "config.max_payload", 4096);
+	assert_jnum(o.out, "config.payload_bytes", 40960000); /* capacity x max_payload: under 64 MiB */
 	assert_jstr(o.out, "config.mode", "600");
 	assert_jnum(o.out, "config.max_attempts", 5);
 	assert_jnum(o.out, "config.dead_capacity", 1000);
@@ -1002,6 +1004,36 @@ Test(cli, create_options_and_exist_ok)
 	assert_ok(&o);
 	cr_assert_eq(jbool(o.out, "created"), 0, "%s", o.out);
 	assert_jnum(o.out, "capacity", 64);
+
+	/* --payload-bytes: a byte count with K, M or G, rounded up to 64,
+	 * within one largest payload and every slot's. */
+	const char *qb = qname("copt3");
+	tq(&o, NULL, "create", qb, "--capacity", "64", "--max-payload", "100", "--payload-bytes", "1K", "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "payload_bytes", 1024);
+	tq(&o, NULL, "info", qb, "--json", NULL);
+	assert_ok(&o);
+	assert_jnum(o.out, "config.payload_bytes", 1024);
+	tq(&o, NULL, "destroy", qb, NULL);
+	assert_ok(&o);
+	tq(&o, NULL, "create", qb, "--max-payload", "100", "--payload-bytes", "100", NULL);
+	assert_ok(&o);
+	assert_contains(o.out, "payload area 128 bytes", "rounded up to 64");
+	tq(&o, NULL, "destroy", qb, NULL);
+	const char *bad[] = {"12X", "K", "-1", "0", "99999999999999999999", "18014398509481984G", ""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tq(&o, NULL, "create", qb, "--payload-bytes", bad[i], NULL);
+		assert_fails(&o, 2);
+		assert_contains(o.err, "--payload-bytes", "a bad size is named");
+		cr_assert(!shm_exists(qb));
+	}
+	tq(&o, NULL, "create", qb, "--max-payload", "100", "--payload-bytes", "64", NULL);
+	cr_assert_neq(o.status, 0, "below one largest payload (128): refused");
+	assert_contains(o.err, qb, "named");
+	cr_assert(!shm_exists(qb));
+	tq(&o, NULL, "create", qb, "--capacity", "10", "--max-payload", "64", "--payload-bytes", "2G", NULL);
+	cr_assert_neq(o.status, 0, "above every slot's largest payload: refused");
+	cr_assert(!shm_exists(qb));
 
 	/* --backoff above --backoff-max, both given: refused (create_backoff_above_max). */
 	const char *q2 = qname("copt2");

@@ -12,11 +12,13 @@
 /* -------------------------------------------------------------- create */
 
 enum { O_CAPACITY = 'c', O_PAYLOAD = 'p', O_MODE = 'm', O_ATTEMPTS = 'a', O_DEAD = 'd', O_LEASE = 'l',
-       O_BACKOFF = 'b', O_BACKOFF_MAX = 'B', O_EXIST_OK = 'e', O_JSON = 'j', O_DELAY = 'D' };
+       O_BACKOFF = 'b', O_BACKOFF_MAX = 'B', O_EXIST_OK = 'e', O_JSON = 'j', O_DELAY = 'D',
+       O_PAYLOAD_BYTES = 'P' };
 
 static const struct cli_opt create_opts[] = {
 	{O_CAPACITY, false, "capacity", "N", "tasks held at once (1 to 16777216; default 10000)"},
 	{O_PAYLOAD, false, "max-payload", "BYTES", "bytes per payload (0 to 16777216; default 4096)"},
+	{O_PAYLOAD_BYTES, false, "payload-bytes", "SIZE", "bytes for the payloads of tasks in slots (retries,\ndelayed, dead, pushes beyond a lane), rounded up to\n64; a suffix K, M or G multiplies by 2^10, 2^20,\n2^30 (from max-payload to slots x max-payload;\ndefault below)"},
 	{O_MODE, false, "mode", "OCTAL", "permissions of the queue's file (default 600)"},
 	{O_ATTEMPTS, false, "max-attempts", "N", "attempts before a task is dead (1 to 65535;\ndefault 5)"},
 	{O_DEAD, false, "dead-capacity", "N", "dead tasks kept (1 to --capacity; default\ncapacity/10)"},
@@ -25,7 +27,7 @@ static const struct cli_opt create_opts[] = {
 	{O_BACKOFF, false, "backoff", "SEC", "wait before a failed task's first retry, doubling\nper attempt (up to 1 day; default 0.1)"},
 	{O_BACKOFF_MAX, false, "backoff-max", "SEC", "longest wait before a retry (up to 365 days;\ndefault 60)"},
 	{O_EXIST_OK, false, "exist-ok", NULL, "succeed if the queue exists (its configuration\nis kept)"},
-	{O_JSON, true, "json", NULL, "print name, created, capacity, max_payload as\nJSON"},
+	{O_JSON, true, "json", NULL, "print name, created, capacity, max_payload,\npayload_bytes as JSON"},
 	CLI_OPT_PRETTY,
 	{0, false, NULL, NULL, NULL},
 };
@@ -36,7 +38,9 @@ static const struct cli_command create_cmd = {
 	.about = "Creates queue NAME. Defaults: capacity 10000 tasks, max-payload 4096 bytes,\n"
 		 "mode 600, max-attempts 5, dead-capacity capacity/10, delay-capacity\n"
 		 "capacity/20, lease 30 s, backoff 0.1 s doubling per attempt up to\n"
-		 "backoff-max 60 s.\n"
+		 "backoff-max 60 s. payload-bytes: capacity x max-payload while that is\n"
+		 "at most 64 MiB, else the larger of 64 MiB and 256 bytes a task; a push\n"
+		 "that finds it full waits as on a full queue.\n"
 		 "--backoff above --backoff-max is refused (exit 2). Given alone, --backoff\n"
 		 "above the default backoff-max raises backoff-max to it, and --backoff-max\n"
 		 "below the default backoff lowers backoff to it. A queue that exists already\n"
@@ -96,6 +100,14 @@ static bool create_option(const struct cli_parser *p, int c, struct create_args 
 			return false;
 		cfg->delay_capacity = (uint32_t)v;
 		return true;
+	case O_PAYLOAD_BYTES: {
+		char q[100];
+		if (cli_parse_bytes(optarg, 1, UINT64_MAX, &cfg->payload_bytes))
+			return true;
+		cli_err("invalid --payload-bytes '%s': a byte count, e.g. 65536, 512K, 256M or 2G",
+			cli_text_escape(q, sizeof(q), optarg, strlen(optarg)));
+		return false;
+	}
 	case O_LEASE: return cli_opt_seconds(p, TQ_LEASE_MIN_NS, TQ_TIME_MAX_NS / 1e9, &cfg->lease_ns);
 	case O_BACKOFF: *backoff_set = true; return cli_opt_seconds(p, 0, 86400.0, &cfg->backoff_base_ns);
 	case O_BACKOFF_MAX: *backoff_max_set = true; return cli_opt_seconds(p, 0, TQ_TIME_MAX_NS / 1e9, &cfg->backoff_max_ns);
@@ -175,10 +187,12 @@ static int create_run(struct create_args *a)
 		cJSON_AddBoolToObject(o, "created", !existed);
 		cJSON_AddNumberToObject(o, "capacity", cfg.capacity);
 		cJSON_AddNumberToObject(o, "max_payload", cfg.max_payload);
+		cJSON_AddNumberToObject(o, "payload_bytes", (double)cfg.payload_bytes);
 		cli_print_json(o);
 	} else {
-		printf("%s %s: capacity %u tasks, max payload %u bytes\n", existed ? "exists" : "created",
-		       a->name, cfg.capacity, cfg.max_payload);
+		printf("%s %s: capacity %u tasks, max payload %u bytes, payload area %llu bytes\n",
+		       existed ? "exists" : "created", a->name, cfg.capacity, cfg.max_payload,
+		       (unsigned long long)cfg.payload_bytes);
 	}
 	tq_close(q);
 	return 0;

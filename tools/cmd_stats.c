@@ -84,6 +84,7 @@ cJSON *cli_stats_json(tq_queue *q, const char *name, bool with_config, bool with
 		cJSON *c = cJSON_AddObjectToObject(o, "config");
 		cJSON_AddNumberToObject(c, "capacity", cfg.capacity);
 		cJSON_AddNumberToObject(c, "max_payload", cfg.max_payload);
+		cJSON_AddNumberToObject(c, "payload_bytes", (double)cfg.payload_bytes);
 		char mode[8];
 		snprintf(mode, sizeof(mode), "%03o", (unsigned)cfg.mode);
 		cJSON_AddStringToObject(c, "mode", mode);
@@ -163,9 +164,10 @@ static void print_stats_text(cJSON *o)
 #undef DUR
 	cJSON *c = cJSON_GetObjectItem(o, "config");
 	if (c)
-		printf("  config:  capacity %.0f, max payload %.0f B, mode %s, max attempts %.0f, dead capacity %.0f,\n"
-		       "           delay capacity %.0f, lease %.3f s, backoff %.3f s .. %.3f s\n",
-		       NUM(c, "capacity"), NUM(c, "max_payload"), cJSON_GetStringValue(cJSON_GetObjectItem(c, "mode")),
+		printf("  config:  capacity %.0f, max payload %.0f B, payload area %.0f B, mode %s, max attempts %.0f,\n"
+		       "           dead capacity %.0f, delay capacity %.0f, lease %.3f s, backoff %.3f s .. %.3f s\n",
+		       NUM(c, "capacity"), NUM(c, "max_payload"), NUM(c, "payload_bytes"),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(c, "mode")),
 		       NUM(c, "max_attempts"), NUM(c, "dead_capacity"), NUM(c, "delay_capacity"), NUM(c, "lease_seconds"),
 		       NUM(c, "backoff_seconds"), NUM(c, "backoff_max_seconds"));
 	cJSON *pl = cJSON_GetObjectItem(o, "process_list");

@@ -39,6 +39,29 @@ bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return s && cli_parse_u64n(s, strlen(s), min, max, out);
 }
 
+bool cli_parse_bytes(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	size_t len = s ? strlen(s) : 0;
+	unsigned shift = 0;
+
+	if (len > 1) {
+		switch (s[len - 1]) {
+		case 'K': shift = 10; break;
+		case 'M': shift = 20; break;
+		case 'G': shift = 30; break;
+		default: break;
+		}
+	}
+	uint64_t v;
+	if (!cli_parse_u64n(s, len - (shift != 0), 0, UINT64_MAX >> shift, &v))
+		return false;
+	v <<= shift;
+	if (v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
 bool cli_parse_seconds(const char *s, double max_s, uint64_t *ns)
 {
 	uint64_t sec = 0, frac = 0;

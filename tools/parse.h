@@ -24,6 +24,9 @@
  * The n form reads exactly len bytes, so a NUL inside is refused. */
 bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 bool cli_parse_u64n(const char *p, size_t len, uint64_t min, uint64_t max, uint64_t *out);
+/* A byte count: digits, optionally followed by K, M or G (2^10, 2^20,
+ * 2^30), within [min, max]; false for anything else, or an overflow. */
+bool cli_parse_bytes(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* A duration in seconds, at most max_s, into nanoseconds: digits with an
  * optional decimal fraction ("5", "0.25", ".5", "5."), nothing else (no

@@ -163,7 +163,7 @@ class Queue:
     def create(cls, name: str, *, capacity: int | None = None, max_payload: int | None = None,
                mode: int | None = None, max_attempts: int | None = None, dead_capacity: int | None = None,
                delay_capacity: int | None = None, lease: float | None = None, backoff: float | None = None, backoff_max: float | None = None,
-               exist_ok: bool = False) -> Queue:
+               payload_bytes: int | None = None, exist_ok: bool = False) -> Queue:
         """Creates the queue ``name`` and attaches to it (tq_create).
 
         Options left at None take the library's defaults: capacity 10000
@@ -171,7 +171,11 @@ class Queue:
         dead_capacity max(1, capacity / 10), delay_capacity max(1, capacity /
         20) (delayed tasks, retries waiting for their backoff, held without
         taking room from the capacity), lease 30 s, backoff 0.1 s
-        (the first retry's delay), backoff_max 60 s. Times are seconds.
+        (the first retry's delay), backoff_max 60 s, payload_bytes (the area
+        that holds the payloads of tasks in slots, rounded up to 64; a push
+        that finds it full waits as on a full queue) capacity x max_payload
+        while that is at most 64 MiB, else max(64 MiB, 256 bytes a task).
+        Times are seconds.
         With ``exist_ok``, an existing queue of that name is opened instead
         (its own configuration stands). Raises QueueExists, BadName,
         InvalidArgument (the message names the field), PermissionDenied,
@@ -187,6 +191,10 @@ class Queue:
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFFFFFF:
                 raise InvalidArgument(f"create {name}: {field} must be an integer in 0..4294967295, got {v!r}")
             setattr(cfg, field, v)
+        if payload_bytes is not None:
+            if not isinstance(payload_bytes, int) or isinstance(payload_bytes, bool) or not 0 <= payload_bytes < 2**64:
+                raise InvalidArgument(f"create {name}: payload_bytes must be an integer in 0..2**64-1, got {payload_bytes!r}")
+            cfg.payload_bytes = payload_bytes
         for field, v in (("lease_ns", lease), ("backoff_base_ns", backoff), ("backoff_max_ns", backoff_max)):
             if v is not None:
                 setattr(cfg, field, seconds_to_ns(v, field[:-3]))
@@ -542,7 +550,8 @@ class Queue:
         (times in seconds, mode as octal text)."""
         cfg = _lib.Config()
         self._call(lib.tq_config_get, byref(cfg))
-        return {"capacity": cfg.capacity, "max_payload": cfg.max_payload, "mode": f"{cfg.mode:03o}",
+        return {"capacity": cfg.capacity, "max_payload": cfg.max_payload, "payload_bytes": cfg.payload_bytes,
+                "mode": f"{cfg.mode:03o}",
                 "max_attempts": cfg.max_attempts, "dead_capacity": cfg.dead_capacity,
                 "delay_capacity": cfg.delay_capacity, "lease_seconds": cfg.lease_ns / 1e9, "backoff_seconds": cfg.backoff_base_ns / 1e9,
                 "backoff_max_seconds": cfg.backoff_max_ns / 1e9}

@@ -28,9 +28,9 @@ def drain(q: taskq.Queue) -> list:
 
 def test_create_open_close(qname):
     with taskq.Queue.create(qname, capacity=100, max_payload=64, mode=0o640, max_attempts=3, dead_capacity=7,
-                            delay_capacity=11, lease=2.5, backoff=0.25, backoff_max=9) as q:
+                            delay_capacity=11, lease=2.5, backoff=0.25, backoff_max=9, payload_bytes=1000) as q:
         assert q.name == qname and not q.closed
-        assert q.config == {"capacity": 100, "max_payload": 64, "mode": "640", "max_attempts": 3,
+        assert q.config == {"capacity": 100, "max_payload": 64, "payload_bytes": 1024, "mode": "640", "max_attempts": 3,
                             "dead_capacity": 7, "delay_capacity": 11, "lease_seconds": 2.5,
                             "backoff_seconds": 0.25, "backoff_max_seconds": 9.0}
         assert q.stats()["slots"] == 118
@@ -59,7 +59,9 @@ def test_create_errors(qname):
         taskq.Queue.create(None)  # type: ignore[arg-type]
     for cfg in ({"capacity": 0}, {"capacity": (1 << 24) + 1}, {"max_payload": (1 << 24) + 1}, {"max_attempts": 0},
                 {"lease": 0.0001}, {"backoff": 10, "backoff_max": 1}, {"capacity": -1}, {"capacity": 1.5},
-                {"capacity": True}, {"lease": -1}, {"lease": math.nan}, {"lease": "1"}):
+                {"capacity": True}, {"lease": -1}, {"lease": math.nan}, {"lease": "1"}, {"payload_bytes": -1},
+                {"payload_bytes": 2**64}, {"payload_bytes": 1.5}, {"max_payload": 100, "payload_bytes": 64},
+                {"capacity": 10, "max_payload": 64, "payload_bytes": 10**6}):
         with pytest.raises(taskq.InvalidArgument):
             taskq.Queue.create(unique_name(), **cfg)
     missing = unique_name()
