@@ -873,6 +873,10 @@ Test(errors, damaged_copies_of_a_real_segment, .timeout = 60, .fini = cleanup_qu
 		{ "delay_capacity 0", FIELD(delay_capacity), 2, 0, TQ_EBADQUEUE, 0 },
 		{ "delay_capacity 0xffffffff", FIELD(delay_capacity), 2, 0xffffffffu, TQ_EBADQUEUE, 0 },
 		{ "slots + 1", FIELD(slots), 0, 0, TQ_EBADQUEUE, 0 },
+		{ "payload_units * 2", FIELD(payload_units), 3, 0, TQ_EBADQUEUE, 0 },
+		{ "payload_units 0", FIELD(payload_units), 2, 0, TQ_EBADQUEUE, 0 },
+		{ "payload_units huge", FIELD(payload_units), 2, UINT64_MAX / 64, TQ_EBADQUEUE, 0 },
+		{ "off_owners + 1", FIELD(off_owners), 0, 0, TQ_EBADQUEUE, 0 },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		memcpy(copy, seg, len);

@@ -538,3 +538,85 @@ Test(hostile, stale_nonce_of_a_live_record_is_taken_over, .timeout = 60, .fini =
 	tqt_wait(holder, 10000);
 	tq_close(q);
 }
+
+/* Payload slot records forged to name runs of units outside the area (or
+ * past its end), and owner words forged to name tasks that hold no unit:
+ * a taker gets the task with no bytes rather than bytes from beyond the
+ * area, and the forged owners never make a push take a unit in use. */
+static int take_forged(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_task t[8];
+	if (tq_open(qname, &q) != 0)
+		return 10;
+	int n = tq_take(q, t, 8, 0);
+	if (n != 3)
+		return 11;
+	for (int i = 0; i < n; i++) {
+		if (t[i].kind == TQ_KIND_INT)
+			return 12;
+		if (t[i].data != NULL || t[i].len != 0)
+			return 13; /* bytes from a run the area does not hold */
+	}
+	if (tq_ack(q, t, (size_t)n) != 0)
+		return 14;
+	/* The area still takes and gives payloads. */
+	char big[100];
+	memset(big, 'z', sizeof big);
+	tq_task two[2] = {{.kind = TQ_KIND_INT, .value = 1}, {.kind = TQ_KIND_STRING, .data = big, .len = 100}};
+	if (tq_push(q, two, 2, 0) != 2)
+		return 15;
+	if (tq_take(q, t, 8, 0) != 2 || t[1].len != 100 || memcmp(t[1].data, big, 100) != 0)
+		return 16;
+	if (tq_ack(q, t, 2) != 0)
+		return 17;
+	tq_close(q);
+	return 0;
+}
+
+Test(hostile, forged_payload_runs, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make_queue("unitsforged", 16, 100);
+	char p[100];
+	memset(p, 'p', sizeof p);
+	/* Three payloads through slots: a mixed batch, taken, integer acked. */
+	tq_task t[4] = {{.kind = TQ_KIND_INT, .value = 9},
+			{.kind = TQ_KIND_STRING, .data = p, .len = 100},
+			{.kind = TQ_KIND_STRING, .data = p, .len = 100},
+			{.kind = TQ_KIND_STRING, .data = p, .len = 100}};
+	cr_assert_eq(tq_push(q, t, 4, 0), 4);
+	tq_task one;
+	cr_assert_eq(tq_take(q, &one, 1, 0), 1);
+	cr_assert_eq(tq_ack(q, &one, 1), 0);
+	tq_close(q);
+	size_t size;
+	uint8_t *seg = map_segment(&size);
+	const struct tq_hdr *h = (const struct tq_hdr *)seg;
+	struct tq_slot *sl = (struct tq_slot *)(seg + h->off_slots);
+	uint64_t units = h->payload_units;
+	uint32_t forged = 0;
+	for (uint32_t i = 0; i < h->slots && forged < 3; i++) {
+		if (sl[i].kind == TQ_KIND_STRING && sl[i].len == 100) {
+			uint64_t bad[3] = {units, units - 1, UINT64_MAX - 1}; /* past the end, straddling it, far */
+			sl[i].value = bad[forged++];
+		}
+	}
+	cr_assert_eq(forged, 3);
+	uint64_t *own = (uint64_t *)(seg + h->off_owners);
+	for (uint64_t u = 0; u < units; u++)
+		if (own[u] == 0)
+			own[u] = 0xdeadbeef00000000ull + u; /* owned by no task */
+	cr_assert_geq(own[units - 2], 0xdeadbeef00000000ull, "the last units were free");
+	own[units - 2] = own[units - 1] = 0; /* the one free run left */
+	munmap(seg, size);
+	cr_assert_eq(exercise_in_child(0), 0, "the library on a segment with forged runs");
+	cr_assert_eq(tqt_wait(tqt_fork(take_forged, NULL), 20000), 0);
+	seg = map_segment(&size);
+	h = (const struct tq_hdr *)seg;
+	own = (uint64_t *)(seg + h->off_owners);
+	for (uint64_t u = 0; u + 2 < units; u++)
+		cr_assert_neq(own[u], 0, "unit %llu: a push took a unit forged as held", (unsigned long long)u);
+	cr_assert_eq(own[units - 2] | own[units - 1], 0, "the one free run was taken and given back");
+	munmap(seg, size);
+}
