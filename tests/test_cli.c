@@ -3541,7 +3541,8 @@ Test(cli, every_listed_option_is_taken)
 		const char *arg, *value;
 	} values[] = {{"N", "1"}, {"BYTES", "10"}, {"OCTAL", "600"}, {"SEC", "1"}, {"COUNT", "1"},
 		      {"int|string|json", "int"}, {"FILE", "/dev/null"}, {"LEVEL", "info"},
-		      {"ADDR:PORT", "127.0.0.1:0"}, {"URL", "http://127.0.0.1:1"}, {"S", "ST"}};
+		      {"ADDR:PORT", "127.0.0.1:0"}, {"URL", "http://127.0.0.1:1"}, {"S", "ST"},
+		      {"SIZE", "64K"}};
 	const struct {
 		const char *arg, *value; /* arg: the option, whose value is outside the above */
 	} own_values[] = {{"--log-max-bytes", "1024"}};
