@@ -42,6 +42,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "layout.h" /* the payload units' owner words, read at the end */
 #include "taskq.h"
 #include "util.h"
 
@@ -535,6 +540,9 @@ Test(chaos, kill_storm)
 	cfg.dead_capacity = npoison + 256; /* every poison task fits: none dropped */
 	cfg.capacity = 2048 + cfg.dead_capacity;
 	cfg.max_payload = CH_PAYBUF;
+	/* Payload units (design.md, 19) for every dead letter and 128 KiB
+	 * more: producers find the area full now and then, and wait. */
+	cfg.payload_bytes = (uint64_t)cfg.dead_capacity * ((CH_PAYBUF + 63) / 64 * 64) + (128u << 10);
 	cfg.max_attempts = CH_MAX_ATTEMPTS;
 	cfg.lease_ns = 60ull * 1000000000ull; /* no lease expires during the test */
 	cfg.backoff_base_ns = 1000000ull;
@@ -671,6 +679,31 @@ Test(chaos, kill_storm)
 	uint32_t *ids = tqt_shared(total * sizeof(uint32_t));
 	int nd = tq_dead_list(q, dead, dmax, ddata, CH_PAYBUF);
 	cr_assert_geq(nd, 0, "tq_dead_list: %s", tq_strerror(nd));
+
+	/* Payload units (design.md, 19): once everything else is drained, the
+	 * dead letters' payloads hold exactly their runs; no kill leaked one. */
+	uint64_t want_units = 0, held_units = 0;
+	for (int i = 0; i < nd; i++)
+		if (dead[i].kind != TQ_KIND_INT)
+			want_units += ((uint64_t)dead[i].len + 63) / 64;
+	{
+		char path[TQT_NAME_LEN + 16];
+		struct stat sb;
+		snprintf(path, sizeof path, "/taskq.%s", ch->name);
+		int fd = shm_open(path, O_RDONLY, 0);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(fstat(fd, &sb), 0);
+		const uint8_t *seg = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		cr_assert_neq(seg, MAP_FAILED);
+		close(fd);
+		const struct tq_hdr *h = (const struct tq_hdr *)seg;
+		const uint64_t *own = (const uint64_t *)(seg + h->off_owners);
+		for (uint64_t u = 0; u < h->payload_units; u++)
+			held_units += __atomic_load_n(&own[u], __ATOMIC_RELAXED) != 0;
+		munmap((void *)seg, (size_t)sb.st_size);
+	}
+	cr_assert_eq(held_units, want_units, "payload units held %llu, the dead letters' payloads need %llu",
+		     (unsigned long long)held_units, (unsigned long long)want_units);
 
 	/* Every violation is counted; the first of each kind is kept. */
 	char desc[200], first[8][400];
