@@ -225,7 +225,7 @@ int tq_open(const char *name, tq_queue **out);
  * the tasks of a dead process stay leased until a worker handle or
  * tq_recover returns them (or their leases expire).
  * An observer handle may call: tq_stats_get, tq_procs, tq_histograms,
- * tq_events, tq_finished_below, tq_config_get, tq_instance, tq_run_state,
+ * tq_events, tq_finished_below, tq_config_get, tq_payload_area, tq_instance, tq_run_state,
  * tq_set_run_state, tq_counters_self (all zero) and tq_close. On it,
  * tq_stats_get and tq_procs count and list only live processes (a process
  * that died and is not yet recovered is left out). Every other call
@@ -645,6 +645,19 @@ int tq_procs(tq_queue *q, tq_proc_info *out, size_t max);
 
 /* Reads the queue's configuration. Errors: TQ_EINVAL (NULL argument). */
 int tq_config_get(const tq_queue *q, tq_config *out);
+
+/*
+ * How much of the payload area (tq_config.payload_bytes) is held now:
+ * *held_bytes, in whole 64-byte units, of *total_bytes; and *largest_free,
+ * the longest run of free bytes (a push of a payload through slots waits
+ * while it is shorter than the payload). A snapshot that reads every
+ * unit's owner word: O(payload_bytes / 64), for an operator's look (taskq
+ * info), not for a loop. Any pointer may be NULL. Payloads in lanes (fresh
+ * payload tasks) are not in this area.
+ * Errors: TQ_EINVAL (q NULL), TQ_EFORKED. Thread-safe; allowed on an
+ * observer handle.
+ */
+int tq_payload_area(const tq_queue *q, uint64_t *held_bytes, uint64_t *total_bytes, uint64_t *largest_free);
 
 /*
  * A number that identifies this instance of the queue: the same for every

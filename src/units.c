@@ -108,3 +108,26 @@ int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32
 	__atomic_store_n(&s->len, 0, __ATOMIC_RELEASE);
 	return TQ_EAGAIN;
 }
+
+TQ_API int tq_payload_area(const tq_queue *q, uint64_t *held_bytes, uint64_t *total_bytes, uint64_t *largest_free)
+{
+	uint64_t held = 0, run = 0, best = 0;
+
+	if (tq__usable_ro(q))
+		return tq__usable_ro(q);
+	for (uint64_t u = 0; u < q->nunits; u++) {
+		if (load_rlx(&q->owners[u])) {
+			held++;
+			run = 0;
+		} else if (++run > best) {
+			best = run;
+		}
+	}
+	if (held_bytes)
+		*held_bytes = held * 64;
+	if (total_bytes)
+		*total_bytes = q->nunits * 64;
+	if (largest_free)
+		*largest_free = best * 64;
+	return 0;
+}

@@ -84,6 +84,9 @@ Test(observer, reads_and_sets_state_but_changes_no_task)
 	tq_config cfg;
 	cr_assert_eq(tq_config_get(o, &cfg), 0);
 	cr_assert_eq(cfg.capacity, 64);
+	uint64_t area = 0;
+	cr_assert_eq(tq_payload_area(o, NULL, &area, NULL), 0);
+	cr_assert_eq(area, cfg.payload_bytes);
 	uint64_t i1 = 0, i2 = 1;
 	cr_assert_eq(tq_instance(o, &i1), 0);
 	cr_assert_eq(tq_instance(w, &i2), 0);

@@ -214,6 +214,10 @@ Test(units, area_full_waits_like_a_full_queue, .timeout = 60, .fini = fini)
 		memset(buf, (int)s, sizeof buf);
 		cr_assert_eq(tq_push(q, two, 2, 0), 2, "payload %llu of 4 fits", (unsigned long long)s);
 	}
+	uint64_t held = 1, total = 0, largest = 1;
+	cr_assert_eq(tq_payload_area(q, &held, &total, &largest), 0);
+	cr_assert(held == 4096 && total == 4096 && largest == 0, "held %llu of %llu, largest free %llu",
+		  (unsigned long long)held, (unsigned long long)total, (unsigned long long)largest);
 	tq_task two[2] = {{.kind = TQ_KIND_STRING, .data = buf, .len = 1024}, {.kind = TQ_KIND_INT, .value = 7}};
 	cr_assert_eq(tq_push(q, two, 2, 0), TQ_EAGAIN, "no units: refused, with free slots");
 	cr_assert_eq(tq_push(q, two, 2, 30 * MS), TQ_ETIMEDOUT);
@@ -251,6 +255,10 @@ Test(units, area_full_waits_like_a_full_queue, .timeout = 60, .fini = fini)
 	cr_assert_eq(payloads, 4, "3 left of the first 4, and the waiter's");
 	cr_assert_eq(ints, 5 + 1);
 	units_whole("drained");
+	cr_assert_eq(tq_payload_area(q, &held, NULL, &largest), 0);
+	cr_assert(held == 0 && largest == 4096, "drained: held %llu, largest free %llu", (unsigned long long)held,
+		  (unsigned long long)largest);
+	cr_assert_eq(tq_payload_area(NULL, &held, NULL, NULL), TQ_EINVAL);
 	tq_close(q);
 }
 

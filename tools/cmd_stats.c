@@ -162,6 +162,11 @@ static void print_stats_text(cJSON *o)
 	printf("  oldest ready task: %s; processes attached: %.0f; dead processes recovered: %.0f\n",
 	       NUM(o, "ready") > 0 ? DUR(o, "oldest_ready_age_seconds") : "-", NUM(o, "processes"), NUM(o, "recoveries"));
 #undef DUR
+	cJSON *a = cJSON_GetObjectItem(o, "payload_area");
+	if (a)
+		printf("  payload area: %.0f of %.0f B held (%.1f%%), longest free run %.0f B\n", NUM(a, "held_bytes"),
+		       NUM(a, "bytes"), NUM(a, "bytes") > 0 ? 100.0 * NUM(a, "held_bytes") / NUM(a, "bytes") : 0.0,
+		       NUM(a, "largest_free_bytes"));
 	cJSON *c = cJSON_GetObjectItem(o, "config");
 	if (c)
 		printf("  config:  capacity %.0f, max payload %.0f B, payload area %.0f B, mode %s, max attempts %.0f,\n"
@@ -223,6 +228,14 @@ static int show(int argc, char **argv, bool with_config, const struct cli_comman
 	if ((rc = cli_open_observer(argv[optind], &q)))
 		return rc;
 	cJSON *o = cli_stats_json(q, argv[optind], with_config, true);
+	uint64_t held, total, largest;
+	if (with_config && tq_payload_area(q, &held, &total, &largest) == 0) {
+		/* A scan of the area's owner words: info only, not stats or serve. */
+		cJSON *a = cJSON_AddObjectToObject(o, "payload_area");
+		cJSON_AddNumberToObject(a, "bytes", (double)total);
+		cJSON_AddNumberToObject(a, "held_bytes", (double)held);
+		cJSON_AddNumberToObject(a, "largest_free_bytes", (double)largest);
+	}
 	tq_close(q);
 	if (json)
 		cli_print_json(o);

@@ -144,6 +144,7 @@ _PROTOS = [
     ("tq_event_name", c_char_p, [c_int]),
     ("tq_config_get", c_int, [c_void_p, POINTER(Config)]),
     ("tq_instance", c_int, [c_void_p, POINTER(c_uint64)]),
+    ("tq_payload_area", c_int, [c_void_p, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64)]),
     ("tq_recover", c_int, [c_void_p]),
     ("tq_now_ns", c_uint64, []),
 ]

@@ -565,6 +565,16 @@ class Queue:
             raise error(rc, f"instance {self.name}")
         return v.value
 
+    def payload_area(self) -> dict[str, int]:
+        """The slot payload area now, as ``taskq info NAME --json`` prints it
+        under ``payload_area`` (tq_payload_area): ``bytes``, ``held_bytes``
+        and ``largest_free_bytes``. Reads every unit: for a look, not a loop."""
+        held, total, largest = c_uint64(), c_uint64(), c_uint64()
+        rc = self._call(lib.tq_payload_area, byref(held), byref(total), byref(largest))
+        if rc:
+            raise error(rc, f"payload_area {self.name}")
+        return {"bytes": total.value, "held_bytes": held.value, "largest_free_bytes": largest.value}
+
     def stats(self, *, config: bool = False) -> dict[str, Any]:
         """A snapshot, the same dict as ``taskq stats NAME --json`` prints
         (with ``config=True``, as ``taskq info NAME --json``): task counts by

@@ -34,6 +34,9 @@ def test_create_open_close(qname):
                             "dead_capacity": 7, "delay_capacity": 11, "lease_seconds": 2.5,
                             "backoff_seconds": 0.25, "backoff_max_seconds": 9.0}
         assert q.stats()["slots"] == 118
+        assert q.payload_area() == {"bytes": 1024, "held_bytes": 0, "largest_free_bytes": 1024}
+        q.push_many([1, b"x" * 64, b"y"])  # a mixed batch: through slots, 64 + 1 bytes in two runs
+        assert q.payload_area() == {"bytes": 1024, "held_bytes": 128, "largest_free_bytes": 896}
         assert q.max_payload == 64
         with taskq.Queue.open(qname) as q2:
             assert q2.instance == q.instance
