@@ -277,17 +277,21 @@ typedef struct tq_task {
  * tasks, or of only payload tasks, goes through the lock-free lanes; a
  * batch that mixes them through the slot rings. A payload batch may also
  * wait for byte room: the bytes one handle has in flight are bounded by one
- * lane's byte ring (more than 32 bytes per task of capacity). Waits up to
+ * lane's byte ring (more than 32 bytes per task of capacity). A payload
+ * that goes through slots (a mixed batch, a delayed push, a push beyond a
+ * lane) takes room in the payload area (tq_config.payload_bytes), and
+ * waits like a full queue while the area has no run for it. Waits up to
  * timeout_ns for free room while the queue is full.
  * Returns the number accepted, k (1..n); tasks[0..k) then carry their ids,
  * and every accepted task will be delivered even if the caller dies.
  * Fewer than n are accepted when, after the first ones went in, the queue
- * stayed full until the timeout (or timeout 0 found it full), the run
+ * (or its payload area) stayed full until the timeout (or timeout 0 found it full), the run
  * state became DRAINING or STOPPED, or a queue lock stayed busy (TQ_EBUSY):
  * the call reports what was accepted and the next call reports the error.
  * Errors (nothing accepted): TQ_EINVAL (NULL q or tasks, n == 0, a bad
  * kind, NULL data with len > 0), TQ_E2BIG (a payload over max_payload),
- * TQ_EAGAIN (timeout 0, full), TQ_ETIMEDOUT, TQ_EBUSY, TQ_ESTOPPED (run
+ * TQ_EAGAIN (timeout 0, full: slots, lane bytes or payload area),
+ * TQ_ETIMEDOUT, TQ_EBUSY, TQ_ESTOPPED (run
  * state DRAINING/STOPPED), TQ_EBADQUEUE (the queue's rings are
  * inconsistent: damaged shared memory). The batch is validated whole first:
  * one bad task anywhere in it means nothing of it is pushed.
