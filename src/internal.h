@@ -443,9 +443,9 @@ static inline uint8_t *tq__payload(tq_queue *q, uint32_t idx, uint32_t *len)
 }
 
 /* units.c (design.md, 19): the run of payload units of slot idx, which
- * the caller owns, for task id of len bytes (TQ_EAGAIN: no run free now);
- * and giving it back before the slot is freed. */
-int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32_t len);
+ * the caller owns, for task id of len bytes (TQ_EAGAIN: no run free now),
+ * its first unit in *first; and giving it back before the slot is freed. */
+int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32_t len, uint64_t *first);
 void tq__units_give(tq_queue *q, uint32_t idx);
 
 #endif

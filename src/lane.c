@@ -947,8 +947,10 @@ static int take_slot_units(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t po
 	uint32_t len;
 	uint16_t kind;
 
+	uint64_t first;
+
 	brec_read(q, lane, __atomic_load_n(&c->value, __ATOMIC_RELAXED), &len, &kind);
-	return tq__units_take(q, idx, __atomic_load_n(&c->id, __ATOMIC_RELAXED), kind, len);
+	return tq__units_take(q, idx, __atomic_load_n(&c->id, __ATOMIC_RELAXED), kind, len, &first);
 }
 
 static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, uint16_t attempts)
@@ -1057,6 +1059,8 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				}
 				n++;
 			}
+			if (n < k && why == MV_TAKEN)
+				n = 0; /* a take gets all it claimed or none: none is stranded in the spare entry */
 			if (n < k) {
 				(void)tq__release_owned(q, idx + n, k - n, C__COUNT);
 				if (n == 0)
@@ -1239,7 +1243,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 			rc = k;
 			continue;
 		}
-		if (load_acq(&L->state) == s) /* some found no payload units: the record waits */
+		if (k > 0 && load_acq(&L->state) == s) /* some found no payload units: the record waits */
 			rc = TQ_EAGAIN;
 		*returned += (uint64_t)k;
 		if (died)

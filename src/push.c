@@ -37,11 +37,12 @@ static int write_task(tq_queue *q, uint32_t idx, tq_task *t, uint64_t id, uint64
 		s->value = t->value;
 		s->len = 0;
 	} else {
-		int rc = tq__units_take(q, idx, id, (uint16_t)t->kind, t->len);
+		uint64_t first;
+		int rc = tq__units_take(q, idx, id, (uint16_t)t->kind, t->len, &first);
 		if (rc)
 			return rc;
 		if (t->len)
-			memcpy(q->units + s->value * 64, t->data, t->len);
+			memcpy(q->units + first * 64, t->data, t->len);
 	}
 	store_rlx(&s->enq_ns, now);
 	s->attempts = 0;

@@ -26,17 +26,24 @@ static void give_run(tq_queue *q, uint64_t id, uint64_t first, uint32_t len)
 		if (u == first)
 			TQ_FAULT("units.give");
 	}
-	if (any)
-		add_rlx(&q->h->units_given, 1);
+	if (any) /* release: a waiter that sees the count sees the words */
+		atomic_fetch_add_explicit(&q->h->units_given, 1, memory_order_release);
 }
 
 void tq__units_give(tq_queue *q, uint32_t idx)
 {
-	const struct tq_slot *s = &q->slots[idx];
+	struct tq_slot *s = &q->slots[idx];
 
 	if (s->kind == TQ_KIND_INT)
 		return;
 	give_run(q, __atomic_load_n(&s->id, __ATOMIC_RELAXED), s->value, s->len);
+	/* The record names no run any more: a task moved out of a lane keeps
+	 * its id, so the same id may own a run in another slot by the time
+	 * this slot, free, is released again unwritten (a push not accepted,
+	 * a move-out's retry); its old record must not give that run back.
+	 * A death before this store leaves the slot in its owner state, and
+	 * the repeat of the give changes nothing. */
+	__atomic_store_n(&s->len, 0, __ATOMIC_RELEASE);
 }
 
 /* Length of the run of free words from u (at most k, not past the end). */
@@ -49,15 +56,14 @@ static uint64_t free_run(tq_queue *q, uint64_t u, uint64_t k)
 	return n;
 }
 
-int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32_t len)
+int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32_t len, uint64_t *first)
 {
 	struct tq_slot *s = &q->slots[idx];
 	uint64_t k = tq__units_for(len);
 
-	/* The same task written again into its slot (a move repeated):
-	 * its run so far goes back first. */
-	if (__atomic_load_n(&s->id, __ATOMIC_RELAXED) == id && s->kind != TQ_KIND_INT)
-		give_run(q, id, s->value, s->len);
+	/* A slot comes to its writer with a record that names no run
+	 * (tq__units_give cleared its length; a fresh slot's is 0). */
+	*first = 0;
 	s->kind = kind;
 	s->len = 0;
 	__atomic_store_n(&s->id, id, __ATOMIC_RELAXED);
@@ -97,11 +103,17 @@ int tq__units_take(tq_queue *q, uint32_t idx, uint64_t id, uint16_t kind, uint32
 		}
 		if (got == k) {
 			store_rlx(&q->h->unit_hint, u + k < q->nunits ? u + k : 0);
+			*first = u; /* the caller copies here, not at a value read back */
 			return 0;
 		}
-		/* Lost a word to another taker: its own words back, then on. */
+		/* Lost a word to another taker: its own words back, then on.
+		 * A waiter that found no room while they were held is told. */
 		for (uint64_t i = 0; i < got; i++)
 			store_rel(&q->owners[u + i], 0);
+		if (got) {
+			atomic_fetch_add_explicit(&q->h->units_given, 1, memory_order_release);
+			tq__bell_ring_if_waiting(&q->h->free_ring.bell);
+		}
 		scanned += got + 1;
 		u += got + 1;
 	}

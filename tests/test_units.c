@@ -31,6 +31,12 @@
  *                                       recovery moves one and keeps the
  *                                       record; the other follows once the
  *                                       first is acked
+ *   stale_record_of_a_moved_task        a lane task's move-out retried in
+ *                                       another slot (its mover killed at
+ *                                       its journal) leaves a free slot whose
+ *                                       record names the same id; popped and
+ *                                       released unwritten, that slot must
+ *                                       not give back the task's live run
  *   config_bounds                       payload_bytes below one largest
  *                                       payload, or above every slot's,
  *                                       is TQ_EINVAL; tq_config_get reports
@@ -542,6 +548,85 @@ Test(units, dead_taker_lane_claim_moves_what_fits, .timeout = 60, .fini = fini)
 		     (unsigned long long)s.total.recovered);
 	cr_assert_eq(s.ready + s.leased + s.delayed, 0);
 	cr_assert_eq(s.procs, 1, "the dead taker's record is gone once its claim is empty");
+	units_whole("drained");
+	tq_close(q);
+}
+
+static int take_one_and_die(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_task t[1];
+	if (tq_open(qname, &q) != 0)
+		return 10;
+	if (tq_take(q, t, 1, 0) != 1)
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+static int recover_and_die_at_journal(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	tq_fault_arm("move.journal", 1);
+	if (tq_open(qname, &q) != 0) /* its open recovers the dead taker: killed there */
+		return 10;
+	(void)tq_recover(q);
+	return 11;
+}
+
+static int push_and_die_claimed(void *arg)
+{
+	(void)arg;
+	tq_queue *q = NULL;
+	if (tq_open(qname, &q) != 0)
+		return 10;
+	tq_task t[2] = {{.kind = TQ_KIND_INT, .value = 1}, {.kind = TQ_KIND_INT, .value = 2}};
+	tq_fault_arm("push.claimed", 1); /* slots popped, nothing written */
+	(void)tq_push_delayed(q, t, 2, 1000 * MS, 0);
+	return 11;
+}
+
+Test(units, stale_record_of_a_moved_task, .timeout = 60, .fini = fini)
+{
+	tq_queue *q = make("unstale", 16, 128, 128); /* units for one payload of 128 bytes */
+	uint8_t c[128], d[128];
+	memset(c, 'c', sizeof c);
+	memset(d, 'd', sizeof d);
+	tq_task p = {.kind = TQ_KIND_STRING, .data = c, .len = 128};
+	uint64_t held, stray;
+
+	cr_assert_eq(tq_push(q, &p, 1, 0), 1); /* into a lane */
+	cr_assert_eq(tqt_wait(tqt_fork(take_one_and_die, NULL), 20000), 128 + SIGKILL);
+	cr_assert_eq(tqt_wait(tqt_fork(recover_and_die_at_journal, NULL), 20000), 128 + SIGKILL,
+		     "the recoverer is killed with its move journaled");
+	(void)tq_recover(q); /* repairs the move: the task READY in a second slot */
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_assert_eq(s.ready, 1);
+	units_check(&held, &stray);
+	cr_assert_eq(held, 2, "the moved task holds its run: %llu", (unsigned long long)held);
+	/* Pop the free slots, the first one's stale record among them, in
+	 * pushers killed before they write; recovery releases them. */
+	for (int i = 0; i < 20; i++) {
+		(void)tqt_wait(tqt_fork(push_and_die_claimed, NULL), 20000);
+		(void)tq_recover(q);
+	}
+	units_check(&held, &stray);
+	cr_assert_eq(stray, 0, "%llu units named by no slot", (unsigned long long)stray);
+	cr_assert_eq(held, 2, "a stale slot record gave back the live task's run: %llu held",
+		     (unsigned long long)held);
+	tq_task pd[2] = {{.kind = TQ_KIND_INT, .value = 7}, {.kind = TQ_KIND_STRING, .data = d, .len = 128}};
+	cr_assert_eq(tq_push(q, pd, 2, 0), 1, "no room for a second payload: the integer alone goes in");
+	tq_task t[8];
+	int n = tq_take(q, t, 8, 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(t[0].kind, TQ_KIND_STRING);
+	cr_assert_eq(t[0].len, 128);
+	for (int i = 0; i < 128; i++)
+		cr_assert_eq(((const uint8_t *)t[0].data)[i], 'c', "the moved task's bytes at %d", i);
+	cr_assert_eq(tq_ack(q, t, 2), 0);
 	units_whole("drained");
 	tq_close(q);
 }
