@@ -600,6 +600,8 @@ class Queue:
         if config:
             o["config"] = self.config
         o["process_list"] = [self._proc(p, now) for p in procs[:n]]
+        if config:
+            o["payload_area"] = self.payload_area()  # after the rest, as the command adds it
         return o
 
     @staticmethod
