@@ -7,7 +7,8 @@
  * dead), read byte for byte. Each input damages one image with patches
  * aimed at the regions that matter (header, locks, ring positions and
  * journals, process records, slot states, slots, failure texts, ring
- * cells, payloads, and the lanes: claim words, lease entries, the move
+ * cells, payload units and their owner words, and the lanes: claim words,
+ * lease entries, the move
  * journal, lane cells (integer and payload lanes) and marks, and the
  * payload lanes' byte rings: record headers and payload bytes), writes it
  * as a segment, and drives every public call on it: open, stats, procs,
@@ -180,7 +181,15 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 	case 6: *base = h->off_aux; *len = (size_t)h->capacity * sizeof(struct tq_aux); break;
 	case 7: *base = h->off_free_cells; *len = (size_t)h->ring_size * 4; break;
 	case 8: *base = h->off_ready_cells; *len = (size_t)h->ring_size * 4; break;
-	case 9: *base = h->off_payload; *len = (size_t)h->capacity * h->payload_stride; break;
+	case 9: /* the payload units, or their owner words (r / 16 odd; design.md, 19) */
+		if ((r / 16) % 2) {
+			*base = h->off_owners;
+			*len = (size_t)h->payload_units * 8;
+		} else {
+			*base = h->off_payload;
+			*len = (size_t)h->payload_units * 64;
+		}
+		break;
 	/* Lanes (design.md, 17): the id counter, record high mark, move
 	 * journal and lane lines; the lease entries of the first record; the
 	 * cells and the marks of every lane (nlanes: the integer lanes, then
