@@ -115,6 +115,19 @@ int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until)
 	return 0;
 }
 
+/* tq__push_wait for a push through slots: `delayed` counts the delay
+ * area's room too; units_wait (1 + the units_given it read) waits for
+ * payload units instead of slots. */
+static int wait_room(tq_queue *q, uint64_t timeout_ns, uint64_t until, bool delayed, uint64_t units_wait)
+{
+	tq__delay_push = delayed;
+	tq__units_wait = units_wait;
+	int rc = tq__push_wait(q, timeout_ns, until);
+	tq__delay_push = false;
+	tq__units_wait = 0;
+	return rc;
+}
+
 static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns)
 
 {
@@ -166,10 +179,7 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			break;
 		}
 		if (got == 0) {
-			tq__delay_push = delay_ns != 0;
-			rc = tq__push_wait(q, timeout_ns, until);
-			tq__delay_push = false;
-			if (rc)
+			if ((rc = wait_room(q, timeout_ns, until, delay_ns != 0, 0)))
 				break;
 			waited = true;
 			continue;
@@ -190,42 +200,21 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			got = w;
 		}
 		TQ_FAULT("push.written");
-		if (delay_ns) {
-			int pub = got ? publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns)) : 0;
-			if (pub) {
-				(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
-				rc = pub;
-				break;
-			}
-			done += (size_t)got;
-			if (rc == TQ_EAGAIN) {
-				tq__units_wait = given + 1;
-				tq__delay_push = true;
-				rc = tq__push_wait(q, timeout_ns, until);
-				tq__delay_push = false;
-				tq__units_wait = 0;
-				if (rc)
-					break;
-				waited = true;
-			} else if (rc) {
-				break;
-			}
-			continue;
-		}
-		int pushed = got ? tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED) : 0;
-		if (pushed) {
+		int pub = 0;
+		if (got && delay_ns)
+			pub = publish_delayed(q, idx, (uint32_t)got, tq__deadline_after(now, delay_ns));
+		else if (got)
+			pub = tq__ring_push(q, &q->readyr, idx, (uint32_t)got, st_make(ST_READY, 0, 0), C_PUSHED);
+		if (pub) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT); /* not accepted */
-			rc = pushed;
+			rc = pub;
 			break;
 		}
-		if (got)
+		if (got && !delay_ns)
 			tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 		done += (size_t)got;
 		if (rc == TQ_EAGAIN) { /* payload units full: wait as on a full queue */
-			tq__units_wait = given + 1;
-			rc = tq__push_wait(q, timeout_ns, until);
-			tq__units_wait = 0;
-			if (rc)
+			if ((rc = wait_room(q, timeout_ns, until, delay_ns != 0, given + 1)))
 				break;
 			waited = true;
 		} else if (rc) {

@@ -96,17 +96,8 @@ static inline tq_queue *lf_child_open(char *msg, size_t size)
 /* The segment of lf_qname, mapped shared, read only. */
 static inline const uint8_t *lf_map(size_t *size)
 {
-	char path[TQT_NAME_LEN + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof path, "/taskq.%s", lf_qname);
-	int fd = shm_open(path, O_RDONLY, 0);
-	cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
-	cr_assert_eq(fstat(fd, &sb), 0);
-	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	close(fd);
-	*size = (size_t)sb.st_size;
+	const uint8_t *p = tqt_segment_map(lf_qname, false, size);
+	cr_assert_not_null(p, "map %s: %s", lf_qname, strerror(errno));
 	return p;
 }
 

@@ -300,20 +300,13 @@ Test(delay, retries_waiting_do_not_block_producers, .timeout = 60, .fini = fini)
  * set in all (design.md, 10). */
 static void due_bits_check(uint32_t *delayed, uint32_t *missing, uint32_t *bits)
 {
-	char path[TQT_NAME_LEN + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof path, "/taskq.%s", qname);
-	int fd = shm_open(path, O_RDONLY, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(fstat(fd, &sb), 0);
-	const uint8_t *seg = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	cr_assert_neq(seg, MAP_FAILED);
-	close(fd);
+	size_t size;
+	const uint8_t *seg = tqt_segment_map(qname, false, &size);
+	cr_assert_not_null(seg);
 	const struct tq_hdr *h = (const struct tq_hdr *)seg;
 	const uint64_t *st = (const uint64_t *)(seg + h->off_state);
 	const uint64_t *due = (const uint64_t *)(seg + h->off_due_bits);
-	cr_assert_leq(h->off_due_bits + (h->slots + 63) / 64 * 8, (uint64_t)sb.st_size);
+	cr_assert_leq(h->off_due_bits + (h->slots + 63) / 64 * 8, (uint64_t)size);
 	*delayed = *missing = *bits = 0;
 	for (uint32_t i = 0; i < h->slots; i++) {
 		bool bit = (__atomic_load_n(&due[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
@@ -323,7 +316,7 @@ static void due_bits_check(uint32_t *delayed, uint32_t *missing, uint32_t *bits)
 			*missing += !bit;
 		}
 	}
-	munmap((void *)seg, (size_t)sb.st_size);
+	munmap((void *)seg, size);
 }
 
 /* Every DELAYED slot has its bit: after delayed pushes, after failures

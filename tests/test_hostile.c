@@ -49,17 +49,8 @@ static tq_queue *make_queue(const char *test, uint32_t cap, uint32_t payload)
 /* The segment of qname, mapped shared (writes go to the queue). */
 static uint8_t *map_segment(size_t *size)
 {
-	char path[TQT_NAME_LEN + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof path, "/taskq.%s", qname);
-	int fd = shm_open(path, O_RDWR, 0);
-	cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
-	cr_assert_eq(fstat(fd, &sb), 0);
-	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	close(fd);
-	*size = (size_t)sb.st_size;
+	uint8_t *p = tqt_segment_map(qname, true, size);
+	cr_assert_not_null(p, "map %s: %s", qname, strerror(errno));
 	return p;
 }
 

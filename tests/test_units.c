@@ -124,17 +124,8 @@ static int64_t un_check(const tq_task *t, uint32_t max)
 /* The segment of qname, mapped read only (munmap'd by the caller). */
 static const uint8_t *seg_map(size_t *size)
 {
-	char path[TQT_NAME_LEN + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof path, "/taskq.%s", qname);
-	int fd = shm_open(path, O_RDONLY, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(fstat(fd, &sb), 0);
-	const uint8_t *seg = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	cr_assert_neq(seg, MAP_FAILED);
-	close(fd);
-	*size = (size_t)sb.st_size;
+	const uint8_t *seg = tqt_segment_map(qname, false, size);
+	cr_assert_not_null(seg, "map %s: %s", qname, strerror(errno));
 	return seg;
 }
 
@@ -454,18 +445,26 @@ Test(units, acker_killed_giving_units, .timeout = 60, .fini = fini)
 
 /* ------------------------------------------------------- lane moves */
 
-Test(units, lane_failures_wait_for_units, .timeout = 60, .fini = fini)
+/* A queue with units for one payload of 256 bytes, and two such payloads
+ * ('a' and 'b' throughout) pushed alone: into a lane. */
+static tq_queue *two_in_a_lane(const char *test)
 {
-	/* Units for one payload of 256 bytes: two failed lane payloads
-	 * cannot both move out until the first is acked. */
-	tq_queue *q = make("unlane", 16, 256, 256);
+	tq_queue *q = make(test, 16, 256, 256);
 	uint8_t a[256], b[256];
 	memset(a, 'a', sizeof a);
 	memset(b, 'b', sizeof b);
 	tq_task p[2] = {{.kind = TQ_KIND_STRING, .data = a, .len = 256}, {.kind = TQ_KIND_STRING, .data = b, .len = 256}};
+	cr_assert_eq(tq_push(q, p, 2, 0), 2);
+	return q;
+}
+
+Test(units, lane_failures_wait_for_units, .timeout = 60, .fini = fini)
+{
+	/* Units for one payload of 256 bytes: two failed lane payloads
+	 * cannot both move out until the first is acked. */
+	tq_queue *q = two_in_a_lane("unlane");
 	tq_task t[4];
 
-	cr_assert_eq(tq_push(q, p, 2, 0), 2); /* payloads alone: a lane */
 	cr_assert_eq(tq_take(q, t, 4, 0), 2);
 	cr_assert_eq(tq_fail(q, t, 2, 5, "later"), 0);
 	/* Both come back, one at a time: the second only once the first,
@@ -496,14 +495,15 @@ Test(units, lane_failures_wait_for_units, .timeout = 60, .fini = fini)
 	tq_close(q);
 }
 
-static int take_two_and_die(void *arg)
+/* Child: takes (uintptr_t)arg tasks, then is killed holding them. */
+static int take_and_die(void *arg)
 {
-	(void)arg;
+	int want = (int)(uintptr_t)arg;
 	tq_queue *q = NULL;
 	tq_task t[4];
 	if (tq_open(qname, &q) != 0)
 		return 10;
-	if (tq_take(q, t, 4, 0) != 2)
+	if (tq_take(q, t, (size_t)want, 0) != want)
 		return 11;
 	raise(SIGKILL);
 	return 12;
@@ -511,15 +511,10 @@ static int take_two_and_die(void *arg)
 
 Test(units, dead_taker_lane_claim_moves_what_fits, .timeout = 60, .fini = fini)
 {
-	tq_queue *q = make("unlanedead", 16, 256, 256);
-	uint8_t a[256], b[256];
-	memset(a, 'a', sizeof a);
-	memset(b, 'b', sizeof b);
-	tq_task p[2] = {{.kind = TQ_KIND_STRING, .data = a, .len = 256}, {.kind = TQ_KIND_STRING, .data = b, .len = 256}};
+	tq_queue *q = two_in_a_lane("unlanedead");
 	tq_task t[4];
 
-	cr_assert_eq(tq_push(q, p, 2, 0), 2);
-	pid_t pid = tqt_fork(take_two_and_die, NULL);
+	pid_t pid = tqt_fork(take_and_die, (void *)(uintptr_t)2);
 	cr_assert_eq(tqt_wait(pid, 20000), 128 + SIGKILL);
 	(void)tq_recover(q);
 	tq_stats s;
@@ -550,19 +545,6 @@ Test(units, dead_taker_lane_claim_moves_what_fits, .timeout = 60, .fini = fini)
 	cr_assert_eq(s.procs, 1, "the dead taker's record is gone once its claim is empty");
 	units_whole("drained");
 	tq_close(q);
-}
-
-static int take_one_and_die(void *arg)
-{
-	(void)arg;
-	tq_queue *q = NULL;
-	tq_task t[1];
-	if (tq_open(qname, &q) != 0)
-		return 10;
-	if (tq_take(q, t, 1, 0) != 1)
-		return 11;
-	raise(SIGKILL);
-	return 12;
 }
 
 static int recover_and_die_at_journal(void *arg)
@@ -598,7 +580,7 @@ Test(units, stale_record_of_a_moved_task, .timeout = 60, .fini = fini)
 	uint64_t held, stray;
 
 	cr_assert_eq(tq_push(q, &p, 1, 0), 1); /* into a lane */
-	cr_assert_eq(tqt_wait(tqt_fork(take_one_and_die, NULL), 20000), 128 + SIGKILL);
+	cr_assert_eq(tqt_wait(tqt_fork(take_and_die, (void *)(uintptr_t)1), 20000), 128 + SIGKILL);
 	cr_assert_eq(tqt_wait(tqt_fork(recover_and_die_at_journal, NULL), 20000), 128 + SIGKILL,
 		     "the recoverer is killed with its move journaled");
 	(void)tq_recover(q); /* repairs the move: the task READY in a second slot */

@@ -28,12 +28,15 @@
 #define TQT_UTIL_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -70,6 +73,28 @@ static inline void *tqt_shared(size_t size)
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		abort();
+	return p;
+}
+
+/* The segment of queue `name` (/dev/shm/taskq.<name>), mapped shared,
+ * read only or writable (writes go to the queue: tests that forge bytes);
+ * *size its length, for munmap. NULL if it cannot be opened or mapped. */
+static inline void *tqt_segment_map(const char *name, bool writable, size_t *size)
+{
+	char path[TQT_NAME_LEN + 16];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "/taskq.%s", name);
+	int fd = shm_open(path, writable ? O_RDWR : O_RDONLY, 0);
+	if (fd < 0)
+		return NULL;
+	void *p = MAP_FAILED;
+	if (fstat(fd, &sb) == 0 && sb.st_size > 0)
+		p = mmap(NULL, (size_t)sb.st_size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	*size = (size_t)sb.st_size;
 	return p;
 }
 
