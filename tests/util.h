@@ -84,6 +84,7 @@ static inline void *tqt_segment_map(const char *name, bool writable, size_t *siz
 	char path[TQT_NAME_LEN + 16];
 	struct stat sb;
 
+	*size = 0;
 	snprintf(path, sizeof path, "/taskq.%s", name);
 	int fd = shm_open(path, writable ? O_RDWR : O_RDONLY, 0);
 	if (fd < 0)
