@@ -660,28 +660,23 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		 * after the claim a taker stopped here could find them moved out
 		 * by an expiry and rewritten by a producer. */
 		uint64_t tagged = q->lane_prefix | ((uint64_t)e << 8);
+		/* One pass, each task written whole and in order (its lease
+		 * generation too: a failed claim below writes them again). A
+		 * payload lane's value is its record's position: the header is
+		 * read once the claim is made (below), when the record is this
+		 * claim's until it is settled; before, a producer may be
+		 * rewriting it for a later lap. */
+		uint16_t kind = payload_lane(lane) ? TQ_KIND_STRING : TQ_KIND_INT;
 		for (uint32_t i = 0; out && i < k; i++) {
 			const struct tq_cell *c = cell_at(q, lane, h + i);
-			tq_task *o = &out[i];
-			o->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
-			o->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
-			o->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
-			if (payload_lane(lane)) {
-				/* o->value is the record's position: its header is
-				 * read once the claim is made (below), when the record
-				 * is this claim's until it is settled; before, a
-				 * producer may be rewriting it for a later lap. */
-				o->data = NULL;
-				o->len = 0;
-				o->kind = TQ_KIND_STRING;
-			} else {
-				o->data = NULL;
-				o->len = 0;
-				o->kind = TQ_KIND_INT;
-			}
-			o->attempt = 1;
-			o->priv[0] = tagged | i;
-			/* priv[1], the generation, once the claim is made */
+			out[i] = (tq_task){
+				.id = __atomic_load_n(&c->id, __ATOMIC_RELAXED),
+				.value = __atomic_load_n(&c->value, __ATOMIC_RELAXED),
+				.kind = kind,
+				.attempt = 1,
+				.enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED),
+				.priv = {tagged | i, *g},
+			};
 		}
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
@@ -700,14 +695,11 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		}
 		TQ_FAULT("take.popped");
 		(void)cas64(&L->state, LS_MAKE(*g, LS_PENDING), LS_MAKE(*g, LS_ACTIVE)); /* or helped */
-		for (uint32_t i = 0; out && i < k; i++) {
-			out[i].priv[1] = *g;
-			if (payload_lane(lane)) {
-				/* The record stays until the claim is settled. */
-				brec_read(q, lane, out[i].value, &out[i].len, &out[i].kind);
-				out[i].data = brec_at(q, lane, out[i].value & ~7ull) + sizeof(struct tq_brec);
-				out[i].value = 0;
-			}
+		for (uint32_t i = 0; out && payload_lane(lane) && i < k; i++) {
+			/* The record stays until the claim is settled. */
+			brec_read(q, lane, out[i].value, &out[i].len, &out[i].kind);
+			out[i].data = brec_at(q, lane, out[i].value & ~7ull) + sizeof(struct tq_brec);
+			out[i].value = 0;
 		}
 		tq__count(q, C_LTAKEN, k);
 		*first = h;

@@ -98,9 +98,11 @@ static uint32_t ring_count_before(tq_queue *q, uint64_t stop, uint32_t max)
  * order): the lanes (fresh tasks) or the ready ring (everything else), and
  * from it only tasks older than the other's first. Reading the lanes'
  * heads costs a few lines, so only when the ring has anything. */
-static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
+static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, bool *fresh)
 {
 	uint64_t stop = 0;
+
+	*fresh = false;
 
 	if (tq__ring_count(&q->readyr)) {
 		uint64_t lane_oldest = 0, ring_oldest = tq__ring_head_id(q);
@@ -115,8 +117,10 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now)
 		}
 	}
 	int got = tq__lane_take(q, out, want, stop, now);
-	if (got != TQ_EBUSY)
+	if (got != TQ_EBUSY) {
+		*fresh = true; /* lane tasks: first deliveries all */
 		return got;
+	}
 	/* Every lease entry in use: the claim goes into slots. */
 	uint32_t idx[TQ_CLAIM_MAX];
 	got = tq__lane_take_to_slots(q, idx, want, now);
@@ -133,6 +137,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 {
 	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
 	int got = 0;
+	bool fresh = false;
 
 	if (tq__usable(q))
 		return tq__usable(q);
@@ -146,7 +151,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 			return TQ_ESTOPPED;
 		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
 		if (allowed) {
-			got = take_some(q, out, want, now);
+			got = take_some(q, out, want, now, &fresh);
 			if (got)
 				break;
 		}
@@ -164,8 +169,8 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	}
 	if (got < 0)
 		return got;
-	uint64_t firsts = 0, first_enq = 0;
-	for (int i = 0; i < got; i++)
+	uint64_t firsts = fresh ? (uint64_t)got : 0, first_enq = out[0].enqueued_ns;
+	for (int i = 0; !fresh && i < got; i++)
 		if (out[i].attempt == 1 && firsts++ == 0)
 			first_enq = out[i].enqueued_ns;
 	/* One sample per batch, weighted by its first deliveries: the wait of
