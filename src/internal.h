@@ -212,6 +212,14 @@ static inline int tq__lane_check(const tq_queue *q, const tq_task *t)
 	return (t->priv[0] & fixed) != q->lane_prefix || t->priv[1] >= (1ull << 56) ? TQ_EINVAL : 0;
 }
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns);
+/* The tasks of one claim in an ack: lease entry e, generation g, their
+ * bits, and how many were given twice in the call. */
+struct tq_lane_group {
+	uint32_t e, twice;
+	uint64_t g, mask;
+};
+void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng, uint64_t *acked, uint64_t *lost,
+			 uint64_t *taken_ns);
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost);
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);

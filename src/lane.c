@@ -884,36 +884,42 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 	}
 }
 
+void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng, uint64_t *acked, uint64_t *lost,
+			 uint64_t *taken_ns)
+{
+	for (size_t i = 0; i < ng; i++) {
+		if (i == 0)
+			*taken_ns = load_rlx(&q->me->leases[gr[i].e].taken_ns);
+		uint64_t set = fate_set(q, gr[i].e, gr[i].g, gr[i].mask);
+		uint64_t nset = (uint64_t)__builtin_popcountll(set);
+		*acked += nset;
+		*lost += gr[i].twice + (uint64_t)__builtin_popcountll(gr[i].mask) - nset;
+	}
+}
+
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns)
 {
-	uint64_t first_taken = 0;
-
+	*taken_ns = 0;
 	for (size_t i = 0; i < n;) {
-		uint32_t e = task_entry(&t[i]);
-		uint64_t g = t[i].priv[1], mask = 0;
-		size_t j = i, k = 0;
+		struct tq_lane_group gr = {.e = task_entry(&t[i]), .g = t[i].priv[1]};
+		size_t j = i;
 		/* The tasks of one claim come together, in the order taken. */
-		while (j < n && tq__is_lane_task(&t[j]) && task_entry(&t[j]) == e && t[j].priv[1] == g) {
+		while (j < n && tq__is_lane_task(&t[j]) && task_entry(&t[j]) == gr.e && t[j].priv[1] == gr.g) {
 			uint64_t b = 1ull << task_bit(&t[j]);
-			if (mask & b)
-				(*lost)++; /* the same task twice in one call */
-			mask |= b;
+			gr.twice += (gr.mask & b) != 0; /* the same task twice in one call */
+			gr.mask |= b;
 			j++;
-			k++;
 		}
 		if (j == i) { /* not a lane task: the caller's */
 			i++;
 			continue;
 		}
-		if (!first_taken)
-			first_taken = load_rlx(&q->me->leases[e].taken_ns);
-		uint64_t set = fate_set(q, e, g, mask);
-		uint64_t nset = (uint64_t)__builtin_popcountll(set);
-		*acked += nset;
-		*lost += (uint64_t)__builtin_popcountll(mask) - nset;
+		uint64_t first = 0;
+		tq__lane_ack_groups(q, &gr, 1, acked, lost, &first);
+		if (!*taken_ns)
+			*taken_ns = first;
 		i = j;
 	}
-	*taken_ns = first_taken;
 }
 
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)

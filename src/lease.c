@@ -31,6 +31,31 @@ bool tq__lease_held(tq_queue *q, const tq_task *t)
  * KIND_SLOT for what the batch holds. One pass. */
 enum { KIND_LANE = 1, KIND_SLOT = 2 };
 
+/* A batch of lane tasks only, at most TQ_CHUNK: checked and grouped by
+ * claim in one pass (the common ack: what one tq_take returned). Returns
+ * TQ_EAGAIN, having looked at nothing else, when the batch is not that. */
+static int check_lane_batch(const tq_queue *q, const tq_task *t, size_t n, struct tq_lane_group *gr, size_t *ng)
+{
+	size_t k = 0;
+
+	if (n > TQ_CHUNK)
+		return TQ_EAGAIN;
+	for (size_t i = 0; i < n; i++) {
+		if (!tq__is_lane_task(&t[i]))
+			return TQ_EAGAIN;
+		if (tq__lane_check(q, &t[i]))
+			return TQ_EINVAL;
+		uint32_t e = (uint32_t)((t[i].priv[0] >> 8) & 0x3fu);
+		uint64_t g = t[i].priv[1], b = 1ull << (t[i].priv[0] & 0xffu);
+		if (k == 0 || gr[k - 1].e != e || gr[k - 1].g != g)
+			gr[k++] = (struct tq_lane_group){.e = e, .g = g};
+		gr[k - 1].twice += (gr[k - 1].mask & b) != 0;
+		gr[k - 1].mask |= b;
+	}
+	*ng = k;
+	return 0;
+}
+
 static int check_leases(const tq_queue *q, const tq_task *tasks, size_t n, unsigned *kinds)
 {
 	int rc = tq__usable(q);
@@ -111,8 +136,27 @@ int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)
 	uint32_t idx[TQ_CHUNK];
 	uint64_t lost = 0;
 	unsigned kinds = 0;
-	int rc = check_leases(q, tasks, n, &kinds);
+	struct tq_lane_group gr[TQ_CHUNK];
+	size_t ng = 0;
+	int rc = tq__usable(q);
 
+	if (rc)
+		return rc;
+	if (!tasks || n == 0)
+		return TQ_EINVAL;
+	rc = check_lane_batch(q, tasks, n, gr, &ng);
+	if (rc == 0) {
+		uint64_t acked = 0, taken_ns = 0;
+		tq__lane_ack_groups(q, gr, ng, &acked, &lost, &taken_ns);
+		if (acked) {
+			tq__count(q, C_LACKED, acked);
+			record_processing(q, taken_ns, acked);
+		}
+		goto out;
+	}
+	if (rc != TQ_EAGAIN)
+		return rc;
+	rc = check_leases(q, tasks, n, &kinds);
 	if (rc)
 		return rc;
 	bool slots = kinds & KIND_SLOT, lanes = kinds & KIND_LANE;
