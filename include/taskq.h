@@ -371,6 +371,66 @@ int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
  */
 int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *msg);
 
+/* ------------------------------------------------- batches of integers */
+
+/*
+ * The fast path for queues of integer tasks: tq_take_ints hands over a
+ * batch the way a bare ring does, the integers in the caller's array and
+ * the leases in a tq_batch (one lease record per claim of up to 32 tasks,
+ * not a tq_task per task), and tq_batch_ack acks the whole batch with one
+ * atomic operation per claim. The guarantees are tq_take's: every task is
+ * leased, and comes back when its lease expires or its holder dies.
+ */
+#define TQ_BATCH_TASKS 256  /* tasks in one batch */
+#define TQ_BATCH_CLAIMS 16 /* claims in one batch */
+typedef struct tq_batch {
+	uint32_t n;        /* tasks in the batch: values[0..n) of its tq_take_ints */
+	uint32_t nclaims;  /* private, as priv */
+	uint64_t priv[2 + 2 * TQ_BATCH_CLAIMS + TQ_BATCH_TASKS / 64]; /* the leases; do not touch */
+} tq_batch;
+
+/*
+ * Takes up to max (at most TQ_BATCH_TASKS) fresh integer tasks, oldest
+ * first, into values[0..n) and their leases into *b, waiting up to
+ * timeout_ns while none is ready (as tq_take). Returns n (1..max), the
+ * same as b->n. Fresh integer tasks are those pushed in batches of
+ * integers (through the lanes); everything else that is ready (a retry, a
+ * task given back by an expired or dead holder, a delayed task come due,
+ * a payload task) is taken by tq_take, and tq_take_ints takes no integer
+ * pushed after the oldest of those: it returns **0** instead, without
+ * waiting, as long as such a task is ready and older than every integer
+ * it could take. A worker calls tq_take when it gets 0, so that nothing
+ * waits behind a stream of fresh integers.
+ * A batch may hold fewer than max tasks while more are ready (a claim
+ * ends at 32 tasks, at a lane's end, or at TQ_BATCH_CLAIMS claims).
+ * Errors: as tq_take (TQ_EINVAL also for NULL values or b, max == 0);
+ * TQ_EBUSY when this handle holds so many claims unacked (63) that it can
+ * take no more through the lanes (ack first, or use tq_take).
+ * Thread safety: as tq_take; a batch belongs to the thread that uses it.
+ */
+int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, uint64_t timeout_ns);
+
+/*
+ * Acknowledges every task of the batch not handed out by tq_batch_task,
+ * with one atomic operation per claim, and empties the batch (b->n = 0).
+ * Returns 0, or TQ_ELOST when one or more leases had been lost (expired
+ * and taken back, or acked twice: a batch acked a second time, or a
+ * task acked through tq_batch_task too); the others are acked all the
+ * same. Errors (nothing acked): TQ_EINVAL (NULL q or b, an empty batch, a
+ * batch not from tq_take_ints on this handle).
+ */
+int tq_batch_ack(tq_queue *q, tq_batch *b);
+
+/*
+ * Hands task i (0 <= i < b->n) of the batch over as a tq_task (its id,
+ * value, push time and lease), to be failed, touched or acked one by one
+ * with tq_fail, tq_touch or tq_ack; tq_batch_ack then leaves it out.
+ * Returns 0; TQ_EINVAL (NULL arguments, i out of range, a batch not from
+ * tq_take_ints on this handle); TQ_ELOST when its lease has already ended
+ * (t is filled all the same, and every call with it reports TQ_ELOST).
+ */
+int tq_batch_task(tq_queue *q, tq_batch *b, size_t i, tq_task *t);
+
 /* Extends the leases of n tasks to now + extend_ns (0: the queue's lease_ns).
  * Returns 0, or TQ_ELOST as tq_ack; TQ_EINVAL as tq_fail. A lease whose deadline has already passed is extended
  * if the sweep has not taken it yet; if the sweep takes it at that moment,

@@ -156,7 +156,23 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		  bool *overflow);
 /* Claims up to want ready lane tasks into out, only tasks with ids below
  * stop_id if it is not 0; 0 if none. */
-int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now);
+/* Where a take from the lanes puts what it claims: whole tasks (tq_take),
+ * or integers and the claims that lease them (tq_take_ints). */
+struct tq_take_sink {
+	tq_task *out;
+	uint64_t *vals;     /* integer lanes only */
+	uint64_t *claims;   /* 2 words a claim: generation; entry | count << 8 | first index << 16 */
+	uint32_t maxclaims, nclaims;
+	bool blocked;       /* a payload task was older than any integer left to take */
+};
+int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t stop_id, uint64_t now);
+uint64_t tq__payload_lanes_oldest(tq_queue *q);
+int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_task *t);
+uint64_t tq__lane_claim_enq(tq_queue *q, uint32_t e);
+/* Where a tq_batch keeps its leases (priv): the handle's lane prefix, a
+ * spare word, TQ_BATCH_CLAIMS claims of two words (tq_take_sink), and one
+ * bit per task handed out by tq_batch_task. */
+enum { TQ__B_PREFIX = 0, TQ__B_CLAIMS = 2, TQ__B_HANDED = 2 + 2 * TQ_BATCH_CLAIMS };
 /* The id of the task at the ready ring's head, read racily; 0 if none (take.c). */
 uint64_t tq__ring_head_id(tq_queue *q);
 /* Claims moved straight into slots WRITING by this handle, for a handle

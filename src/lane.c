@@ -618,7 +618,7 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
  * FREE again if the lane is empty.
  */
 static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t tmax, uint64_t now,
-		      uint32_t e, uint64_t *g, uint64_t *first, tq_task *out)
+		      uint32_t e, uint64_t *g, uint64_t *first, tq_task *out, uint64_t *vals)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
 	struct tq_lease *L = &q->me->leases[e];
@@ -667,6 +667,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		 * claim's until it is settled; before, a producer may be
 		 * rewriting it for a later lap. */
 		uint16_t kind = payload_lane(lane) ? TQ_KIND_STRING : TQ_KIND_INT;
+		for (uint32_t i = 0; vals && i < k; i++) /* integer lanes only (tq__lane_take) */
+			vals[i] = __atomic_load_n(&cell_at(q, lane, h + i)->value, __ATOMIC_RELAXED);
 		for (uint32_t i = 0; out && i < k; i++) {
 			const struct tq_cell *c = cell_at(q, lane, h + i);
 			out[i] = (tq_task){
@@ -707,8 +709,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 	}
 }
 
-static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t tmax,
-		 uint64_t now)
+static int claim(tq_queue *q, uint32_t lane, struct tq_take_sink *sk, uint32_t got, uint32_t want, uint64_t stop_id,
+		 uint64_t tmax, uint64_t now)
 {
 	uint32_t e;
 	uint64_t g, h;
@@ -717,7 +719,14 @@ static int claim(tq_queue *q, uint32_t lane, tq_task *out, uint32_t want, uint64
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
-	return claim_into(q, lane, want, stop_id, tmax, now, e, &g, &h, out);
+	rc = claim_into(q, lane, want, stop_id, tmax, now, e, &g, &h, sk->out ? sk->out + got : NULL,
+			sk->vals ? sk->vals + got : NULL);
+	if (rc > 0 && sk->vals) {
+		sk->claims[2 * sk->nclaims] = g;
+		sk->claims[2 * sk->nclaims + 1] = e | ((uint64_t)rc << 8) | ((uint64_t)got << 16);
+		sk->nclaims++;
+	}
+	return rc;
 }
 
 /*
@@ -748,7 +757,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
 		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
-		int k = claim_into(q, l, want, 0, 0, now, SPARE_ENTRY, &g, &h, NULL);
+		int k = claim_into(q, l, want, 0, 0, now, SPARE_ENTRY, &g, &h, NULL, NULL);
 		if (k <= 0) {
 			if (k < 0)
 				got = k;
@@ -775,13 +784,15 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
  * other: a producer publishes in its order, so a task it published in the
  * first after the one seen in the second is then seen too.
  */
-int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, uint64_t now)
+int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t stop_id, uint64_t now)
 {
 	uint32_t got = 0, start = load_rlx(&q->take_lane) % TQ_INT_LANES;
 
 	for (uint32_t i = 0; i < TQ_INT_LANES && got < want; i++) {
 		uint32_t a = (start + i) % TQ_INT_LANES, b = a + TQ_INT_LANES;
 		for (uint32_t tries = 0; got < want && tries < 4 * TQ_CHUNK; tries++) {
+			if (sk->vals && sk->nclaims == sk->maxclaims)
+				return (int)got; /* the caller's claim list is full */
 			uint64_t hw, ha, ta, hb, tb;
 			lane_view(q, a, &hw, &ha, &ta);
 			lane_view(q, b, &hw, &hb, &tb);
@@ -811,7 +822,13 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, ui
 			 * first): nothing of this pair yet. */
 			if (stop && __atomic_load_n(&cell_at(q, l, l == a ? ha : hb)->id, __ATOMIC_RELAXED) >= stop)
 				break;
-			int k = claim(q, l, out + got, want - got, stop, l == a ? ta : tb, now);
+			if (sk->vals && l == b) {
+				/* Integers only, and a payload task is older: the
+				 * pair waits for a tq_take. */
+				sk->blocked = true;
+				break;
+			}
+			int k = claim(q, l, sk, got, want - got, stop, l == a ? ta : tb, now);
 			if (k < 0)
 				return got ? (int)got : k;
 			if (k == 0)
@@ -822,6 +839,66 @@ int tq__lane_take(tq_queue *q, tq_task *out, uint32_t want, uint64_t stop_id, ui
 		}
 	}
 	return (int)got;
+}
+
+/* The oldest task in the payload lanes (its id), 0 if they are empty: what
+ * tq_take_ints takes no integer after. A hint, read as tq__lanes_ready. */
+uint64_t tq__payload_lanes_oldest(tq_queue *q)
+{
+	uint64_t oid = 0, size = lane_size(q);
+
+	for (uint32_t l = TQ_INT_LANES; l < TQ_LANES; l++) {
+		struct tq_lane *ln = &q->h->lanes[l];
+		uint64_t hw = load_acq(&ln->head), t = load_acq(&ln->tail);
+		uint64_t h = head_pos(hw, t);
+		if (h == t || t - h > size)
+			continue;
+		uint64_t id = __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_RELAXED);
+		if (id && (!oid || id < oid))
+			oid = id;
+	}
+	return oid;
+}
+
+/*
+ * Task `bit` of this handle's claim in entry e, generation g, as a tq_task
+ * (tq_batch_task). Its cell is read while the claim is not settled: the
+ * entry still ACTIVE(g) after the read. TQ_ELOST if the claim has ended
+ * or the task's fate is set (t then names the lease all the same).
+ */
+int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_task *t)
+{
+	struct tq_lease *L = &q->me->leases[e];
+
+	*t = (tq_task){.kind = TQ_KIND_INT, .attempt = 1,
+		       .priv = {q->lane_prefix | ((uint64_t)e << 8) | bit, g}};
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
+		return TQ_ELOST;
+	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint64_t first = load_rlx(&L->first);
+	if (lane >= TQ_INT_LANES || bit >= count || count > TQ_CLAIM_MAX)
+		return TQ_ELOST;
+	const struct tq_cell *c = cell_at(q, lane, first + bit);
+	t->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
+	t->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+	t->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
+	atomic_thread_fence(memory_order_acquire);
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE) || !fate_is(load_acq(&L->fate), g) ||
+	    (load_acq(&L->fate) & (1ull << bit)))
+		return TQ_ELOST;
+	return 0;
+}
+
+/* The push time of the first task of this handle's claim in entry e (for
+ * the wait histogram), 0 if it cannot be read. */
+uint64_t tq__lane_claim_enq(tq_queue *q, uint32_t e)
+{
+	struct tq_lease *L = &q->me->leases[e];
+	uint32_t lane = load_rlx(&L->lane);
+
+	if (lane >= TQ_LANES)
+		return 0;
+	return __atomic_load_n(&cell_at(q, lane, load_rlx(&L->first))->enq_ns, __ATOMIC_RELAXED);
 }
 
 /* -------------------------------------------------------- ack, touch */

@@ -298,3 +298,100 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 	tq__count(q, C_LOST, lost);
 	return lost ? TQ_ELOST : 0;
 }
+
+/* ------------------------------------------------- batches of integers */
+
+/* Claim c of a batch: its entry, generation, task count and first index. */
+static inline void batch_claim(const tq_batch *b, uint32_t c, uint32_t *e, uint64_t *g, uint32_t *count,
+			       uint32_t *first)
+{
+	uint64_t w = b->priv[TQ__B_CLAIMS + 2 * c + 1];
+	*g = b->priv[TQ__B_CLAIMS + 2 * c];
+	*e = (uint32_t)(w & 0xffu);
+	*count = (uint32_t)((w >> 8) & 0xffu);
+	*first = (uint32_t)((w >> 16) & 0xffffu);
+}
+
+/* A batch from tq_take_ints on this handle, its claims consistent: they
+ * cover 0..n in order, each 1..32 tasks of an entry lanes use. What they
+ * name is then checked against the entries themselves (fate_set), as a
+ * tq_task's lease is. */
+static int batch_check(const tq_queue *q, const tq_batch *b)
+{
+	uint32_t sum = 0;
+
+	if (b->priv[TQ__B_PREFIX] != q->lane_prefix || b->n == 0 || b->n > TQ_BATCH_TASKS || b->nclaims == 0 ||
+	    b->nclaims > TQ_BATCH_CLAIMS)
+		return TQ_EINVAL;
+	for (uint32_t c = 0; c < b->nclaims; c++) {
+		uint32_t e, count, first;
+		uint64_t g;
+		batch_claim(b, c, &e, &g, &count, &first);
+		if (e >= TQ_LEASES - 1 || count == 0 || count > TQ_CLAIM_MAX || first != sum || g >= (1ull << 56))
+			return TQ_EINVAL;
+		sum += count;
+	}
+	return sum == b->n ? 0 : TQ_EINVAL;
+}
+
+/* The handed-out bits of tasks first..first+count-1 (count <= 32). */
+static uint64_t batch_handed(const tq_batch *b, uint32_t first, uint32_t count)
+{
+	const uint64_t *w = b->priv + TQ__B_HANDED;
+	uint32_t i = first / 64, s = first % 64;
+	uint64_t bits = w[i] >> s;
+
+	if (s + count > 64 && i + 1 < TQ_BATCH_TASKS / 64)
+		bits |= w[i + 1] << (64 - s);
+	return bits & ((1ull << count) - 1);
+}
+
+TQ_API int tq_batch_ack(tq_queue *q, tq_batch *b)
+{
+	struct tq_lane_group gr[TQ_BATCH_CLAIMS];
+	size_t ng = 0;
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	if (!b || (rc = batch_check(q, b)) != 0)
+		return rc ? rc : TQ_EINVAL;
+	for (uint32_t c = 0; c < b->nclaims; c++) {
+		uint32_t e, count, first;
+		uint64_t g;
+		batch_claim(b, c, &e, &g, &count, &first);
+		uint64_t mask = ((1ull << count) - 1) & ~batch_handed(b, first, count);
+		if (mask)
+			gr[ng++] = (struct tq_lane_group){.e = e, .g = g, .mask = mask};
+	}
+	b->n = 0;
+	b->nclaims = 0;
+	uint64_t acked = 0, lost = 0, taken_ns = 0;
+	tq__lane_ack_groups(q, gr, ng, &acked, &lost, &taken_ns);
+	if (acked) {
+		tq__count(q, C_LACKED, acked);
+		record_processing(q, taken_ns, acked);
+	}
+	tq__count(q, C_LOST, lost);
+	return lost ? TQ_ELOST : 0;
+}
+
+TQ_API int tq_batch_task(tq_queue *q, tq_batch *b, size_t i, tq_task *t)
+{
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	if (!b || !t || (rc = batch_check(q, b)) != 0 || i >= b->n)
+		return rc ? rc : TQ_EINVAL;
+	for (uint32_t c = 0; c < b->nclaims; c++) {
+		uint32_t e, count, first;
+		uint64_t g;
+		batch_claim(b, c, &e, &g, &count, &first);
+		if (i >= first + count)
+			continue;
+		b->priv[TQ__B_HANDED + i / 64] |= 1ull << (i % 64);
+		return tq__lane_claim_task(q, e, g, (uint32_t)(i - first), t);
+	}
+	return TQ_EINVAL; /* not reached: the claims cover 0..n */
+}

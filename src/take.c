@@ -116,7 +116,8 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, boo
 			stop = ring_oldest;
 		}
 	}
-	int got = tq__lane_take(q, out, want, stop, now);
+	struct tq_take_sink sk = {.out = out};
+	int got = tq__lane_take(q, &sk, want, stop, now);
 	if (got != TQ_EBUSY) {
 		*fresh = true; /* lane tasks: first deliveries all */
 		return got;
@@ -178,6 +179,70 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	if (firsts && tq__hist_due(q, H_WAIT, firsts))
 		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
 	/* More left and someone asleep: pass the wake-up on. */
+	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
+		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
+	return got;
+}
+
+/*
+ * tq_take_ints: fresh integers from the integer lanes into values, their
+ * claims into the batch. No integer younger than the oldest task only
+ * tq_take takes (the ready ring's first, the payload lanes' firsts) is
+ * taken: then it returns 0 at once (taskq.h).
+ */
+TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, uint64_t timeout_ns)
+{
+	int got = 0;
+
+	if (tq__usable(q))
+		return tq__usable(q);
+	if (!q || !values || !b || max == 0)
+		return TQ_EINVAL;
+	uint32_t want = max < TQ_BATCH_TASKS ? (uint32_t)max : TQ_BATCH_TASKS;
+	memset(b, 0, sizeof *b);
+	b->priv[TQ__B_PREFIX] = q->lane_prefix;
+	uint64_t now = tq_now_ns();
+	uint64_t until = tq__deadline_after(now, timeout_ns);
+	tq__maybe_maintain(q, now);
+	struct tq_take_sink sk = {.vals = values, .claims = b->priv + TQ__B_CLAIMS, .maxclaims = TQ_BATCH_CLAIMS};
+	for (;;) {
+		if (tq__stopping(q))
+			return TQ_ESTOPPED;
+		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
+		if (allowed) {
+			uint64_t stop = tq__payload_lanes_oldest(q);
+			if (tq__ring_count(&q->readyr)) {
+				uint64_t r = tq__ring_head_id(q);
+				if (r && (!stop || r < stop))
+					stop = r;
+			}
+			sk.blocked = false;
+			got = tq__lane_take(q, &sk, want, stop, now);
+			if (got != 0)
+				break;
+			if (stop || sk.blocked)
+				return 0; /* an older task for tq_take */
+		}
+		if (timeout_ns == 0)
+			return TQ_EAGAIN;
+		now = tq_now_ns();
+		if (now >= until)
+			return TQ_ETIMEDOUT;
+		tq__maybe_maintain(q, now);
+		if (allowed)
+			tq__bell_wait(q, &q->h->ready_ring.bell, tq__can_take, until);
+		else
+			paused_wait(until);
+		now = tq_now_ns();
+	}
+	if (got < 0)
+		return got;
+	b->n = (uint32_t)got;
+	b->nclaims = sk.nclaims;
+	if (tq__hist_due(q, H_WAIT, (uint64_t)got)) {
+		uint64_t enq = tq__lane_claim_enq(q, (uint32_t)(b->priv[TQ__B_CLAIMS + 1] & 0xffu));
+		tq__hist_sample(q, H_WAIT, now > enq ? now - enq : 0, (uint64_t)got);
+	}
 	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	return got;
