@@ -151,6 +151,34 @@ static int tq_producer(struct bench_run *r, int p)
 	return 0;
 }
 
+/* One batch through tq_take_ints and tq_batch_ack (rows with .ints). Only
+ * integers are pushed, so it never gets 0 (a task only tq_take takes). */
+static void ints_batch(struct bench_run *r, tq_queue *q, struct bench_cons *cs, const char *who)
+{
+	uint64_t vals[TQ_BATCH_TASKS];
+	tq_batch b;
+	size_t batch = r->row->batch;
+	int k = tq_take_ints(q, vals, batch, &b, TAKE_TIMEOUT_NS);
+
+	if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
+		return;
+	if (k <= 0 || (size_t)k > batch)
+		bench_child_die(r, who, "tq_take_ints(max %zu) after %llu taken: %d %s", batch,
+				(unsigned long long)cs->count, k, tq_strerror(k));
+	struct bench_marker m;
+	bench_marker_begin(&m, cs);
+	for (int i = 0; i < k; i++)
+		bench_marker_add(&m, vals[i]);
+	bench_marker_end(&m, cs);
+	int rc = tq_batch_ack(q, &b);
+	if (rc != 0)
+		bench_child_die(r, who, "tq_batch_ack(%d tasks) after %llu taken: %s", k,
+				(unsigned long long)cs->count, tq_strerror(rc));
+	cs->count += (uint64_t)k;
+	bench_progress(r, cs->idx, cs->count);
+	bench_consumed(r, (uint64_t)k);
+}
+
 static int tq_consumer(struct bench_run *r, int c)
 {
 	char who[32];
@@ -168,6 +196,10 @@ static int tq_consumer(struct bench_run *r, int c)
 	bench_child_ready(r);
 
 	while (atomic_load_explicit(&r->sh->consumed, memory_order_acquire) < total) {
+		if (r->row->ints) {
+			ints_batch(r, q, &cs, who);
+			continue;
+		}
 		int k = tq_take(q, out, batch, TAKE_TIMEOUT_NS);
 		if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
 			continue;

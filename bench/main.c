@@ -47,7 +47,7 @@
 #define QUICK_B2B_SECS 0.1 /* a back-to-back latency run with --quick */
 
 enum row_id {
-	R_B64, R_B1, R_1TO4, R_4TO4, R_1TO8, R_JSON, R_STATS10, R_STATSLOOP,
+	R_B64, R_B64INTS, R_B1, R_1TO4, R_4TO4, R_1TO8, R_JSON, R_STATS10, R_STATSLOOP,
 	R_SPSC, R_SPSC100,
 	R_PIPE1, R_PIPE64, R_PIPE1_100, R_PIPE64_100, R_SEQPACKET64, R_MQ1, R_MQ64, R_SEED,
 	R_LAT_TQ_PACED, R_LAT_PIPE_PACED, R_LAT_TQ_LOAD, R_LAT_PIPE_LOAD,
@@ -65,6 +65,10 @@ enum row_id {
 
 static const struct bench_row g_rows[NROWS] = {
 	[R_B64] = TPUT("taskq int 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 8, 0, 1 * M, 200000, 150 * M, 0),
+	/* the same, taken as integers and leases (tq_take_ints, tq_batch_ack) */
+	[R_B64INTS] = {.name = "taskq int 1->1 batch 64 take_ints", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT,
+		       .nprod = 1, .ncons = 1, .batch = 64, .size = 8, .pilot = 1 * M, .quick = 200000,
+		       .max = 200 * M, .ints = 1},
 	[R_B1] = TPUT("taskq int 1->1 batch 1", IMPL_TASKQ, 1, 1, 1, 8, 0, 200000, 100000, 60 * M, 0),
 	[R_1TO4] = TPUT("taskq int 1->4 batch 64", IMPL_TASKQ, 1, 4, 64, 8, 0, 1 * M, 200000, 100 * M, 0),
 	[R_4TO4] = TPUT("taskq int 4->4 batch 64", IMPL_TASKQ, 4, 4, 64, 8, 0, 1 * M, 200000, 100 * M, 0),
@@ -414,6 +418,8 @@ static void build_targets(void)
 {
 	add_target(T_RATIO, R_B64, R_PIPE64, 2.0, 0);
 	add_target(T_RATIO, R_B64, R_SPSC, 0.25, 0);
+	add_target(T_RATIO, R_B64INTS, R_PIPE64, 2.0, 0);
+	add_target(T_RATIO, R_B64INTS, R_SPSC, 0.25, 0);
 	add_target(T_RATIO, R_JSON, R_PIPE64_100, 2.0, 0);
 	add_target(T_RATIO, R_B1, R_PIPE1, 10.0, 0);
 	add_target(T_RATIO, R_B1, R_SEED, 3.0, 0);
@@ -624,6 +630,7 @@ static void print_report(int runs)
 			printf("  this milestone: %d PASS, %d MISS%s\n", npass, nmiss, nna ? ", some n/a (failed rows)" : "");
 	}
 
+	print_ratio(R_B64INTS, R_B64);
 	print_ratio(R_B64, R_SEED);
 	print_ratio(R_B64, R_SEQPACKET64);
 	print_ratio(R_B64, R_MQ64);
