@@ -396,11 +396,13 @@ typedef struct tq_batch {
  * same as b->n. Fresh integer tasks are those pushed in batches of
  * integers (through the lanes); everything else that is ready (a retry, a
  * task given back by an expired or dead holder, a delayed task come due,
- * a payload task) is taken by tq_take, and tq_take_ints takes no integer
- * pushed after the oldest of those: it returns **0** instead, without
- * waiting, as long as such a task is ready and older than every integer
- * it could take. A worker calls tq_take when it gets 0, so that nothing
- * waits behind a stream of fresh integers.
+ * a payload task) is taken by tq_take. tq_take_ints takes no integer
+ * pushed after the first task of the slot ring (where those others wait,
+ * in the order they became ready) or of a payload lane: it
+ * returns **0** instead, without waiting, while such a task is older than
+ * every integer it could take, and this handle's next tq_take starts
+ * where that task is. A worker calls tq_take when it gets 0, so that
+ * nothing waits behind a stream of fresh integers.
  * A batch may hold fewer than max tasks while more are ready (a claim
  * ends at 32 tasks, at a lane's end, or at TQ_BATCH_CLAIMS claims).
  * Errors: as tq_take (TQ_EINVAL also for NULL values or b, max == 0);
@@ -414,10 +416,10 @@ int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, uint64_
  * Acknowledges every task of the batch not handed out by tq_batch_task,
  * with one atomic operation per claim, and empties the batch (b->n = 0).
  * Returns 0, or TQ_ELOST when one or more leases had been lost (expired
- * and taken back, or acked twice: a batch acked a second time, or a
- * task acked through tq_batch_task too); the others are acked all the
- * same. Errors (nothing acked): TQ_EINVAL (NULL q or b, an empty batch, a
- * batch not from tq_take_ints on this handle).
+ * and taken back, or acked already: through a copy of the batch, or a
+ * task also handed out and acked); the others are acked all the same.
+ * Errors (nothing acked): TQ_EINVAL (NULL q or b, an empty batch, so also
+ * a batch acked already, a batch not from tq_take_ints on this handle).
  */
 int tq_batch_ack(tq_queue *q, tq_batch *b);
 
@@ -427,7 +429,8 @@ int tq_batch_ack(tq_queue *q, tq_batch *b);
  * with tq_fail, tq_touch or tq_ack; tq_batch_ack then leaves it out.
  * Returns 0; TQ_EINVAL (NULL arguments, i out of range, a batch not from
  * tq_take_ints on this handle); TQ_ELOST when its lease has already ended
- * (t is filled all the same, and every call with it reports TQ_ELOST).
+ * (t then names the lease but holds no id, value or push time, and every
+ * call with it reports TQ_ELOST).
  */
 int tq_batch_task(tq_queue *q, tq_batch *b, size_t i, tq_task *t);
 

@@ -164,9 +164,11 @@ struct tq_take_sink {
 	uint64_t *claims;   /* 2 words a claim: generation; entry | count << 8 | first index << 16 */
 	uint32_t maxclaims, nclaims;
 	bool blocked;       /* a payload task was older than any integer left to take */
+	uint64_t blocked_id; /* the oldest such (its id), and its pair */
+	uint32_t blocked_pair;
 };
 int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t stop_id, uint64_t now);
-uint64_t tq__payload_lanes_oldest(tq_queue *q);
+uint64_t tq__payload_lanes_oldest(tq_queue *q, uint32_t *pair);
 int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_task *t);
 uint64_t tq__lane_claim_enq(tq_queue *q, uint32_t e);
 /* Where a tq_batch keeps its leases (priv): the handle's lane prefix, a

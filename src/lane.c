@@ -801,6 +801,23 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 			bool ea = ha == ta, eb = hb == tb;
 			if (ea && eb)
 				break;
+			if (sk->vals && !eb) {
+				/* Integers only: none younger than a ready payload
+				 * task, in this pair or in a later one; a payload task
+				 * as old as every integer of its pair leaves the pair
+				 * to a tq_take, told where to start (tq_take_ints). */
+				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
+				if (idb && (!stop_id || idb < stop_id))
+					stop_id = idb;
+				if (ea || idb < __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED)) {
+					if (!sk->blocked || idb < sk->blocked_id) {
+						sk->blocked_id = idb;
+						sk->blocked_pair = a;
+					}
+					sk->blocked = true;
+					break;
+				}
+			}
 			uint32_t l = ea ? b : a;
 			uint64_t stop = stop_id;
 			/* The ready ring's first, read after the lanes' tails: a
@@ -822,12 +839,6 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 			 * first): nothing of this pair yet. */
 			if (stop && __atomic_load_n(&cell_at(q, l, l == a ? ha : hb)->id, __ATOMIC_RELAXED) >= stop)
 				break;
-			if (sk->vals && l == b) {
-				/* Integers only, and a payload task is older: the
-				 * pair waits for a tq_take. */
-				sk->blocked = true;
-				break;
-			}
 			int k = claim(q, l, sk, got, want - got, stop, l == a ? ta : tb, now);
 			if (k < 0)
 				return got ? (int)got : k;
@@ -841,9 +852,10 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 	return (int)got;
 }
 
-/* The oldest task in the payload lanes (its id), 0 if they are empty: what
- * tq_take_ints takes no integer after. A hint, read as tq__lanes_ready. */
-uint64_t tq__payload_lanes_oldest(tq_queue *q)
+/* The oldest task in the payload lanes (its id; its pair in *pair), 0 if
+ * they are empty: what tq_take_ints takes no integer after. A hint, read
+ * as tq__lanes_ready. */
+uint64_t tq__payload_lanes_oldest(tq_queue *q, uint32_t *pair)
 {
 	uint64_t oid = 0, size = lane_size(q);
 
@@ -854,8 +866,10 @@ uint64_t tq__payload_lanes_oldest(tq_queue *q)
 		if (h == t || t - h > size)
 			continue;
 		uint64_t id = __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_RELAXED);
-		if (id && (!oid || id < oid))
+		if (id && (!oid || id < oid)) {
 			oid = id;
+			*pair = l - TQ_INT_LANES;
+		}
 	}
 	return oid;
 }
@@ -883,8 +897,8 @@ int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_ta
 	t->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 	t->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
 	atomic_thread_fence(memory_order_acquire);
-	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE) || !fate_is(load_acq(&L->fate), g) ||
-	    (load_acq(&L->fate) & (1ull << bit)))
+	uint64_t f = load_acq(&L->fate);
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE) || !fate_is(f, g) || (f & (1ull << bit)))
 		return TQ_ELOST;
 	return 0;
 }

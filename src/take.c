@@ -210,9 +210,10 @@ TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, 
 			return TQ_ESTOPPED;
 		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
 		if (allowed) {
-			uint64_t stop = tq__payload_lanes_oldest(q);
+			uint32_t pair = 0;
+			uint64_t stop = tq__payload_lanes_oldest(q, &pair), r = 0;
 			if (tq__ring_count(&q->readyr)) {
-				uint64_t r = tq__ring_head_id(q);
+				r = tq__ring_head_id(q);
 				if (r && (!stop || r < stop))
 					stop = r;
 			}
@@ -220,8 +221,18 @@ TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, 
 			got = tq__lane_take(q, &sk, want, stop, now);
 			if (got != 0)
 				break;
-			if (stop || sk.blocked)
-				return 0; /* an older task for tq_take */
+			if (stop || sk.blocked) {
+				/* An older task for tq_take. If it is a payload task,
+				 * this handle's next tq_take starts at its pair (it
+				 * keeps order within a pair only). */
+				if (sk.blocked && (!stop || sk.blocked_id < stop)) {
+					stop = sk.blocked_id;
+					pair = sk.blocked_pair;
+				}
+				if (stop != r)
+					store_rlx(&q->take_lane, pair);
+				return 0;
+			}
 		}
 		if (timeout_ns == 0)
 			return TQ_EAGAIN;

@@ -10,12 +10,20 @@
  *   older_payload_goes_first         a payload pushed before integers: 0
  *                                    (take it with tq_take), then the
  *                                    integers
+ *   older_payload_of_another_pair    the same, the payload pushed by another
+ *                                    handle (another pair of lanes) than a
+ *                                    long stream of integers: the tq_take
+ *                                    after the 0 takes the payload first
  *   older_retry_goes_first           a failed integer's retry, ready and
  *                                    older than fresh integers: 0 until
  *                                    tq_take has taken it
  *   handed_out_tasks_are_left_out    tq_batch_task hands tasks over: one
  *                                    failed for good, one acked alone; the
  *                                    batch ack acks the rest, none lost
+ *   claim_across_a_word              handed-out tasks on both sides of
+ *                                    index 64, in one claim: left out
+ *   lease_entries_run_out            63 batches held unacked: TQ_EBUSY, and
+ *                                    tq_take still takes
  *   expired_batch_is_lost            a batch acked after its lease expired
  *                                    and was taken back: TQ_ELOST, and the
  *                                    tasks are delivered again
@@ -189,6 +197,42 @@ Test(batch, older_payload_goes_first, .timeout = 30, .fini = fini)
 	tq_close(q);
 }
 
+Test(batch, older_payload_of_another_pair, .timeout = 30, .fini = fini)
+{
+	tq_queue *q = make("bt_pairs", 4000, 0, 3);
+	/* Handles of records 1 and 2 push into pairs 1 and 2 (their home
+	 * indexes); this one, record 0, takes. */
+	tq_queue *a = NULL, *b2 = NULL;
+	cr_assert_eq(tq_open(qname, &a), 0);
+	cr_assert_eq(tq_open(qname, &b2), 0);
+	/* First this handle takes from pair 2: its tq_take starts there. */
+	tq_task t[64];
+	push_ints(b2, 5000, 3);
+	cr_assert_eq(tq_take(q, t, 64, 0), 3);
+	cr_assert_eq(tq_ack(q, t, 3), 0);
+	tq_task p = {.kind = TQ_KIND_JSON, .data = "{}", .len = 2};
+	cr_assert_eq(tq_push(a, &p, 1, 0), 1);
+	push_ints(b2, 0, 2000);
+	uint64_t vals[64];
+	tq_batch b;
+	cr_assert_eq(tq_take_ints(q, vals, 64, &b, 0), 0, "the payload is older");
+	int n = tq_take(q, t, 64, 0);
+	cr_assert_gt(n, 0, "tq_take: %d (%s)", n, tq_strerror(n));
+	cr_assert_eq(t[0].kind, TQ_KIND_JSON, "the tq_take after the 0 takes the payload first");
+	cr_assert_eq(tq_ack(q, t, (size_t)n), 0);
+	uint64_t left = 2000 - (uint64_t)(n - 1);
+	while (left) {
+		n = tq_take_ints(q, vals, 64, &b, 0);
+		cr_assert_gt(n, 0, "tq_take_ints: %d (%s)", n, tq_strerror(n));
+		cr_assert_eq(tq_batch_ack(q, &b), 0);
+		left -= (uint64_t)n;
+	}
+	expect_empty(q);
+	tq_close(a);
+	tq_close(b2);
+	tq_close(q);
+}
+
 Test(batch, older_retry_goes_first, .timeout = 30, .fini = fini)
 {
 	tq_queue *q = make("bt_retry", 100, 0, 3);
@@ -260,13 +304,76 @@ Test(batch, handed_out_tasks_are_left_out, .timeout = 30, .fini = fini)
 	cr_expect_eq(d[0].value, vals[33]);
 	cr_expect_eq(d[0].last_err, 7);
 	/* The rest of the queue, by batches. */
-	uint64_t left = 100 - (uint64_t)n;
+	push_ints(q, 100, 50);
+	uint64_t left = 150 - (uint64_t)n;
+	cr_assert_gt(left, 0);
 	while (left) {
 		n = tq_take_ints(q, vals, TQ_BATCH_TASKS, &b, 0);
 		cr_assert_gt(n, 0, "tq_take_ints: %d (%s)", n, tq_strerror(n));
 		cr_assert_eq(tq_batch_ack(q, &b), 0);
 		left -= (uint64_t)n;
 	}
+	expect_empty(q);
+	tq_close(q);
+}
+
+Test(batch, claim_across_a_word, .timeout = 30, .fini = fini)
+{
+	tq_queue *q = make("bt_word", 200, 0, 3);
+	/* Two lanes of 40: claims of 32, 8, 32, 8 - the third covers the
+	 * batch's indexes 40..71. */
+	tq_queue *a = NULL, *a2 = NULL;
+	cr_assert_eq(tq_open(qname, &a), 0);
+	cr_assert_eq(tq_open(qname, &a2), 0);
+	push_ints(a, 0, 40);
+	push_ints(a2, 1000, 40);
+	uint64_t vals[TQ_BATCH_TASKS];
+	tq_batch b;
+	int n = tq_take_ints(q, vals, TQ_BATCH_TASKS, &b, 0);
+	cr_assert_eq(n, 80, "tq_take_ints: %d", n);
+	cr_assert_eq(b.nclaims, 4);
+	tq_task t63, t64;
+	cr_assert_eq(tq_batch_task(q, &b, 63, &t63), 0);
+	cr_assert_eq(tq_batch_task(q, &b, 64, &t64), 0);
+	cr_assert_eq(t63.value, vals[63]);
+	cr_assert_eq(t64.value, vals[64]);
+	cr_assert_eq(t63.priv[1], t64.priv[1], "one claim");
+	cr_assert_eq(tq_ack(q, &t63, 1), 0);
+	cr_assert_eq(tq_ack(q, &t64, 1), 0);
+	cr_assert_eq(tq_batch_ack(q, &b), 0, "the other 78, none lost");
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.acked, 80);
+	cr_expect_eq(s.total.lost, 0);
+	expect_empty(q);
+	tq_close(a);
+	tq_close(a2);
+	tq_close(q);
+}
+
+Test(batch, lease_entries_run_out, .timeout = 30, .fini = fini)
+{
+	tq_queue *q = make("bt_busy", 200, 0, 3);
+	push_ints(q, 0, 70);
+	static tq_batch held[63];
+	uint64_t v;
+	for (int i = 0; i < 63; i++) {
+		int n = tq_take_ints(q, &v, 1, &held[i], 0);
+		cr_assert_eq(n, 1, "batch %d: %d (%s)", i, n, tq_strerror(n));
+		cr_assert_eq(v, BT_BASE + (uint64_t)i);
+	}
+	tq_batch b;
+	cr_assert_eq(tq_take_ints(q, &v, 1, &b, 0), TQ_EBUSY, "every lease entry in use");
+	tq_task t;
+	cr_assert_eq(tq_take(q, &t, 1, 0), 1, "tq_take still takes (through a slot)");
+	cr_assert_eq(t.value, BT_BASE + 63);
+	cr_assert_eq(tq_ack(q, &t, 1), 0);
+	for (int i = 0; i < 63; i++)
+		cr_assert_eq(tq_batch_ack(q, &held[i]), 0);
+	uint64_t vals[16];
+	cr_assert_eq(tq_take_ints(q, vals, 16, &b, 0), 6);
+	cr_assert_eq(vals[0], BT_BASE + 64);
+	cr_assert_eq(tq_batch_ack(q, &b), 0);
 	expect_empty(q);
 	tq_close(q);
 }
