@@ -21,6 +21,24 @@ static void paused_wait(uint64_t until)
 	nanosleep(&ts, NULL);
 }
 
+/* Nothing taken: TQ_EAGAIN (no wait asked for), TQ_ETIMEDOUT, or 0 after
+ * waiting for a task (or for the pause to end), *now then read again. */
+static int take_wait(tq_queue *q, bool allowed, uint64_t timeout_ns, uint64_t until, uint64_t *now)
+{
+	if (timeout_ns == 0)
+		return TQ_EAGAIN;
+	*now = tq_now_ns();
+	if (*now >= until)
+		return TQ_ETIMEDOUT;
+	tq__maybe_maintain(q, *now);
+	if (allowed)
+		tq__bell_wait(q, &q->h->ready_ring.bell, tq__can_take, until);
+	else
+		paused_wait(until);
+	*now = tq_now_ns();
+	return 0;
+}
+
 /* Fills t from a slot just leased. The lease deadline is published last:
  * until then it is UINT64_MAX and no sweep can take the slot back, so the
  * fields read here belong to this delivery. */
@@ -156,17 +174,9 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 			if (got)
 				break;
 		}
-		if (timeout_ns == 0)
-			return TQ_EAGAIN;
-		now = tq_now_ns();
-		if (now >= until)
-			return TQ_ETIMEDOUT;
-		tq__maybe_maintain(q, now);
-		if (allowed)
-			tq__bell_wait(q, &q->h->ready_ring.bell, tq__can_take, until);
-		else
-			paused_wait(until);
-		now = tq_now_ns();
+		int rc = take_wait(q, allowed, timeout_ns, until, &now);
+		if (rc)
+			return rc;
 	}
 	if (got < 0)
 		return got;
@@ -234,17 +244,9 @@ TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, 
 				return 0;
 			}
 		}
-		if (timeout_ns == 0)
-			return TQ_EAGAIN;
-		now = tq_now_ns();
-		if (now >= until)
-			return TQ_ETIMEDOUT;
-		tq__maybe_maintain(q, now);
-		if (allowed)
-			tq__bell_wait(q, &q->h->ready_ring.bell, tq__can_take, until);
-		else
-			paused_wait(until);
-		now = tq_now_ns();
+		int rc = take_wait(q, allowed, timeout_ns, until, &now);
+		if (rc)
+			return rc;
 	}
 	if (got < 0)
 		return got;

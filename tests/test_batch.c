@@ -95,6 +95,21 @@ static void expect_empty(tq_queue *q)
 	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
 }
 
+/* Takes and acks `left` more integers, batches of up to max. */
+static void drain_ints(tq_queue *q, uint64_t left, size_t max)
+{
+	uint64_t vals[TQ_BATCH_TASKS];
+	tq_batch b;
+
+	while (left) {
+		int n = tq_take_ints(q, vals, max, &b, 0);
+		cr_assert_gt(n, 0, "tq_take_ints: %d (%s)", n, tq_strerror(n));
+		cr_assert_leq((uint64_t)n, left, "more than were pushed");
+		cr_assert_eq(tq_batch_ack(q, &b), 0);
+		left -= (uint64_t)n;
+	}
+}
+
 /* ------------------------------------------------------------- tests */
 
 #define EV_PER 6000u
@@ -220,13 +235,7 @@ Test(batch, older_payload_of_another_pair, .timeout = 30, .fini = fini)
 	cr_assert_gt(n, 0, "tq_take: %d (%s)", n, tq_strerror(n));
 	cr_assert_eq(t[0].kind, TQ_KIND_JSON, "the tq_take after the 0 takes the payload first");
 	cr_assert_eq(tq_ack(q, t, (size_t)n), 0);
-	uint64_t left = 2000 - (uint64_t)(n - 1);
-	while (left) {
-		n = tq_take_ints(q, vals, 64, &b, 0);
-		cr_assert_gt(n, 0, "tq_take_ints: %d (%s)", n, tq_strerror(n));
-		cr_assert_eq(tq_batch_ack(q, &b), 0);
-		left -= (uint64_t)n;
-	}
+	drain_ints(q, 2000 - (uint64_t)(n - 1), 64);
 	expect_empty(q);
 	tq_close(a);
 	tq_close(b2);
@@ -305,14 +314,8 @@ Test(batch, handed_out_tasks_are_left_out, .timeout = 30, .fini = fini)
 	cr_expect_eq(d[0].last_err, 7);
 	/* The rest of the queue, by batches. */
 	push_ints(q, 100, 50);
-	uint64_t left = 150 - (uint64_t)n;
-	cr_assert_gt(left, 0);
-	while (left) {
-		n = tq_take_ints(q, vals, TQ_BATCH_TASKS, &b, 0);
-		cr_assert_gt(n, 0, "tq_take_ints: %d (%s)", n, tq_strerror(n));
-		cr_assert_eq(tq_batch_ack(q, &b), 0);
-		left -= (uint64_t)n;
-	}
+	cr_assert_lt(n, 150);
+	drain_ints(q, 150 - (uint64_t)n, TQ_BATCH_TASKS);
 	expect_empty(q);
 	tq_close(q);
 }
