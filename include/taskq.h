@@ -229,8 +229,9 @@ int tq_open(const char *name, tq_queue **out);
  * tq_set_run_state, tq_counters_self (all zero) and tq_close. On it,
  * tq_stats_get and tq_procs count and list only live processes (a process
  * that died and is not yet recovered is left out). Every other call
- * (tq_push*, tq_take, tq_ack, tq_fail, tq_touch, tq_worker_run,
- * tq_dead_list, tq_dead_kick, tq_dead_purge, tq_recover) returns
+ * (tq_push*, tq_take, tq_take_ints, tq_ack, tq_batch_ack, tq_batch_task,
+ * tq_fail, tq_touch, tq_worker_run, tq_dead_list, tq_dead_kick,
+ * tq_dead_purge, tq_recover) returns
  * TQ_EOBSERVER and changes nothing. (tq_dead_list is refused because it
  * takes the recovery lock, whose holder must be able to repair what a
  * dead holder left: a worker's job.)
