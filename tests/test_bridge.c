@@ -107,6 +107,38 @@ static tq_queue *br_queue(char *name, const char *test, uint32_t cap)
 }
 
 /* Starts `taskq-bridge MODE QUEUE --nats URL --stream S ...extra`. */
+/* The last lines of the bridges' logs, for a failure message: the
+ * directory is removed when the test ends. */
+static const char *br_log_tails(void)
+{
+	static char out[2048];
+	size_t used = 0;
+	const char *modes[2] = {"out", "in"};
+
+	out[0] = 0;
+	for (int m = 0; m < 2; m++) {
+		char path[320], tail[480];
+		snprintf(path, sizeof path, "%s/bridge-%s.log", br_dir, modes[m]);
+		FILE *f = fopen(path, "r");
+		size_t n = 0;
+		if (f) {
+			if (fseek(f, 0, SEEK_END) == 0) {
+				long end = ftell(f);
+				(void)fseek(f, end > (long)sizeof tail - 1 ? end - (long)sizeof tail + 1 : 0, SEEK_SET);
+			}
+			n = fread(tail, 1, sizeof tail - 1, f);
+			fclose(f);
+		}
+		tail[n] = 0;
+		int w = snprintf(out + used, sizeof out - used, "\n--- bridge-%s.log (end) ---\n%s", modes[m],
+				 f ? tail : "(none)");
+		if (w < 0 || (size_t)w >= sizeof out - used)
+			break;
+		used += (size_t)w;
+	}
+	return out;
+}
+
 static pid_t br_bridge(const char *mode, const char *queue, const char *stream, const char *extra1,
 		       const char *extra2, const char *extra3, const char *extra4)
 {
@@ -229,7 +261,8 @@ Test(bridge, moves_every_task_between_two_queues, .timeout = 120, .fini = br_fin
 	uint32_t got = 0;
 	uint64_t deadline = tqt_now_ms() + 90000;
 	while (got < MV_INTS + MV_JSON) {
-		cr_assert(tqt_now_ms() < deadline, "only %u of %u arrived (logs in %s)", got, MV_INTS + MV_JSON, br_dir);
+		cr_assert(tqt_now_ms() < deadline, "only %u of %u arrived (logs in %s)%s", got, MV_INTS + MV_JSON, br_dir,
+			  br_log_tails());
 		int k = tq_take(b, t, 64, 200000000ull);
 		if (k == TQ_ETIMEDOUT)
 			continue;
@@ -298,7 +331,7 @@ Test(bridge, in_acks_upstream_only_after_local_completion, .timeout = 60, .fini 
 	int got = 0;
 	uint64_t deadline = tqt_now_ms() + 20000;
 	while (got < 100) {
-		cr_assert(tqt_now_ms() < deadline, "only %d arrived (logs in %s)", got, br_dir);
+		cr_assert(tqt_now_ms() < deadline, "only %d arrived (logs in %s)%s", got, br_dir, br_log_tails());
 		int k = tq_take(b, u + got, (size_t)(100 - got), 200000000ull);
 		if (k > 0)
 			got += k;
@@ -662,7 +695,7 @@ static void br_take_n(tq_queue *q, uint32_t n, uint64_t base)
 	uint32_t got = 0;
 	uint64_t deadline = tqt_now_ms() + 20000;
 	while (got < n) {
-		cr_assert(tqt_now_ms() < deadline, "%u of %u arrived (logs in %s)", got, n, br_dir);
+		cr_assert(tqt_now_ms() < deadline, "%u of %u arrived (logs in %s)%s", got, n, br_dir, br_log_tails());
 		int k = tq_take(q, u, 64, 200000000ull);
 		if (k <= 0)
 			continue;
