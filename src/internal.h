@@ -238,6 +238,21 @@ struct tq_lane_group {
 };
 void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng, uint64_t *acked, uint64_t *lost,
 			 uint64_t *taken_ns);
+/* A lane task's lease entry and its bit in the claim (priv[0]). */
+static inline uint32_t tq__task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x3fu); }
+static inline uint32_t tq__task_bit(const tq_task *t) { return (uint32_t)(t->priv[0] & 0xffu); }
+/* Adds lane task t to the last group of gr[0..*k) if it is of that claim,
+ * else to a new one. */
+static inline void tq__lane_group_add(struct tq_lane_group *gr, size_t *k, const tq_task *t)
+{
+	uint32_t e = tq__task_entry(t);
+	uint64_t g = t->priv[1], b = 1ull << tq__task_bit(t);
+
+	if (*k == 0 || gr[*k - 1].e != e || gr[*k - 1].g != g)
+		gr[(*k)++] = (struct tq_lane_group){.e = e, .g = g};
+	gr[*k - 1].twice += (gr[*k - 1].mask & b) != 0; /* the same task twice in one call */
+	gr[*k - 1].mask |= b;
+}
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost);
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lane_held(tq_queue *q, const tq_task *t);

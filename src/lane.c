@@ -917,16 +917,14 @@ uint64_t tq__lane_claim_enq(tq_queue *q, uint32_t e)
 
 /* -------------------------------------------------------- ack, touch */
 
-static inline uint32_t task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x3fu); }
-static inline uint32_t task_bit(const tq_task *t) { return (uint32_t)(t->priv[0] & 0xffu); }
 
 bool tq__lane_held(tq_queue *q, const tq_task *t)
 {
 	if (tq__lane_check(q, t))
 		return false;
-	struct tq_lease *L = &q->me->leases[task_entry(t)];
+	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
 	uint64_t g = t->priv[1], f = load_acq(&L->fate);
-	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && !(f & (1ull << task_bit(t)));
+	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && !(f & (1ull << tq__task_bit(t)));
 }
 
 /* A move-out of entry e of record rec, generation g, is under way (its
@@ -990,32 +988,26 @@ void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng,
 
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns)
 {
+	struct tq_lane_group gr[TQ_CHUNK];
+
 	*taken_ns = 0;
-	for (size_t i = 0; i < n;) {
-		struct tq_lane_group gr = {.e = task_entry(&t[i]), .g = t[i].priv[1]};
-		size_t j = i;
-		/* The tasks of one claim come together, in the order taken. */
-		while (j < n && tq__is_lane_task(&t[j]) && task_entry(&t[j]) == gr.e && t[j].priv[1] == gr.g) {
-			uint64_t b = 1ull << task_bit(&t[j]);
-			gr.twice += (gr.mask & b) != 0; /* the same task twice in one call */
-			gr.mask |= b;
-			j++;
-		}
-		if (j == i) { /* not a lane task: the caller's */
-			i++;
-			continue;
-		}
+	for (size_t done = 0; done < n; done += TQ_CHUNK) {
+		size_t end = n - done < TQ_CHUNK ? n : done + TQ_CHUNK, k = 0;
 		uint64_t first = 0;
-		tq__lane_ack_groups(q, &gr, 1, acked, lost, &first);
+		/* The tasks of one claim come together, in the order taken;
+		 * the others are the caller's. */
+		for (size_t i = done; i < end; i++)
+			if (tq__is_lane_task(&t[i]))
+				tq__lane_group_add(gr, &k, &t[i]);
+		tq__lane_ack_groups(q, gr, k, acked, lost, &first);
 		if (!*taken_ns)
 			*taken_ns = first;
-		i = j;
 	}
 }
 
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
 {
-	struct tq_lease *L = &q->me->leases[task_entry(t)];
+	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
 	/* The deadline read before the lease is checked, and moved only if
 	 * unchanged: an entry settled and reused in between has another
 	 * deadline, which this never overwrites. Checked again after: an
@@ -1406,7 +1398,7 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 	uint64_t now = tq_now_ns();
 
 	if (locked) {
-		int k = move_out(q, q->rec, task_entry(t), t->priv[1], 1ull << task_bit(t), MV_FAILED, err, msg, now,
+		int k = move_out(q, q->rec, tq__task_entry(t), t->priv[1], 1ull << tq__task_bit(t), MV_FAILED, err, msg, now,
 				 NULL);
 		if (k == 0)
 			(*lost)++;
@@ -1422,9 +1414,9 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 		(*lost)++;
 		return 0;
 	}
-	struct tq_lease *L = &q->me->leases[task_entry(t)];
+	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
 	store_rlx(&L->fail_err, (uint64_t)(uint32_t)err);
-	atomic_fetch_or(&L->fail_mask, 1ull << task_bit(t));
+	atomic_fetch_or(&L->fail_mask, 1ull << tq__task_bit(t));
 	if (tq__due_hint(q, now))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	return 0;

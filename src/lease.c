@@ -45,12 +45,7 @@ static int check_lane_batch(const tq_queue *q, const tq_task *t, size_t n, struc
 			return TQ_EAGAIN;
 		if (tq__lane_check(q, &t[i]))
 			return TQ_EINVAL;
-		uint32_t e = (uint32_t)((t[i].priv[0] >> 8) & 0x3fu);
-		uint64_t g = t[i].priv[1], b = 1ull << (t[i].priv[0] & 0xffu);
-		if (k == 0 || gr[k - 1].e != e || gr[k - 1].g != g)
-			gr[k++] = (struct tq_lane_group){.e = e, .g = g};
-		gr[k - 1].twice += (gr[k - 1].mask & b) != 0;
-		gr[k - 1].mask |= b;
+		tq__lane_group_add(gr, &k, &t[i]);
 	}
 	*ng = k;
 	return 0;

@@ -121,7 +121,6 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, boo
 	uint64_t stop = 0;
 
 	*fresh = false;
-
 	if (tq__ring_count(&q->readyr)) {
 		uint64_t lane_oldest = 0, ring_oldest = tq__ring_head_id(q);
 		tq__lanes_ready(q, &lane_oldest, NULL);
@@ -209,8 +208,11 @@ TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, 
 	if (!q || !values || !b || max == 0)
 		return TQ_EINVAL;
 	uint32_t want = max < TQ_BATCH_TASKS ? (uint32_t)max : TQ_BATCH_TASKS;
-	memset(b, 0, sizeof *b);
+	/* The claims are written as they are made (tq__lane_take). */
+	b->n = b->nclaims = 0;
 	b->priv[TQ__B_PREFIX] = q->lane_prefix;
+	b->priv[TQ__B_PREFIX + 1] = 0;
+	memset(b->priv + TQ__B_HANDED, 0, TQ_BATCH_TASKS / 8);
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	tq__maybe_maintain(q, now);
