@@ -192,8 +192,9 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 		break;
 	/* Lanes (design.md, 17): the id counter, record high mark, move
 	 * journal and lane lines; the lease entries of the first record; the
-	 * cells and the marks of every lane (nlanes: the integer lanes, then
-	 * the payload lanes); the payload lanes' byte rings, all eight, or
+	 * cells (the payload lanes', the integer lanes' or their batch records)
+	 * and the marks of every lane (nlanes: the integer lanes, then the
+	 * payload lanes); the payload lanes' byte rings, all eight, or
 	 * one of them (r / 16 = 1..8: lane 8's first, where the images'
 	 * records are), of record headers {len, kind, pad} and payloads. */
 	case 10:
@@ -201,7 +202,13 @@ static void region(const struct image *im, unsigned r, size_t *base, size_t *len
 		*len = offsetof(struct tq_hdr, free_ring) - *base;
 		break;
 	case 11: *base = h->off_procs + offsetof(struct tq_proc, lease_map); *len = 64 + sizeof(((struct tq_proc *)0)->leases); break;
-	case 12: *base = h->off_cells; *len = (size_t)h->nlanes * h->lane_size * sizeof(struct tq_cell); break;
+	case 12: /* the payload lanes' cells, the integer lanes' cells, or their batch records (r / 16 % 3; layout 11) */
+		switch ((r / 16) % 3) {
+		case 0: *base = h->off_cells; *len = (size_t)(TQ_LANES - TQ_INT_LANES) * h->lane_size * sizeof(struct tq_cell); break;
+		case 1: *base = h->off_ivals; *len = (size_t)TQ_INT_LANES * h->lane_size * 8; break;
+		default: *base = h->off_ibatches; *len = (size_t)TQ_INT_LANES * h->lane_size * sizeof(struct tq_ibatch); break;
+		}
+		break;
 	case 13: *base = h->off_marks; *len = (size_t)h->nlanes * h->lane_size * 8; break;
 	case 14: {
 		unsigned one = (r / 16) % 9;

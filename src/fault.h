@@ -12,7 +12,9 @@
  *
  * Points (a name marks the same step on the slot path and on lanes):
  *   push.claimed       slots taken from the free ring / a lane taken: task data not written
- *   push.written       task data written, not yet published (ready ring / lane tail)
+ *   push.record        an integer lane's batch record written, its record count not yet raised
+ *   push.written       task data written, not yet published (ready ring / lane tail;
+ *                      an integer lane's record count raised)
  *   push.delayed       a delayed push: the first task DELAYED, not yet counted
  *   ring.push.mid      inside a ring push: cells written, half the states set
  *   ring.pop.mid       inside a ring pop: half the popped states set

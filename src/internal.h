@@ -52,7 +52,10 @@ struct tq_queue {
 	uint8_t *units;      /* payload units (design.md, 19) */
 	tq_a64 *owners;      /* their owner words */
 	uint64_t nunits;
-	struct tq_cell *cells; /* lane l's cells: cells + l * (lane_mask + 1) */
+	struct tq_cell *cells; /* payload lane l's cells: cells + (l - TQ_INT_LANES) * (lane_mask + 1) */
+	tq_a64 *ivals;       /* integer lane l's cells: ivals + l * (lane_mask + 1) (layout 11) */
+	struct tq_ibatch *ibatches; /* integer lane l's batch records: ibatches + l * (lane_mask + 1) */
+	tq_a64 ibatch_hint[TQ_INT_LANES]; /* per integer lane, the batch record this handle read last (lane.c) */
 	tq_a64 *marks;
 	uint8_t *bytes;      /* payload lane l's byte ring: bytes + (l - TQ_INT_LANES) * (bytes_mask + 1) */
 	uint64_t bytes_mask;

@@ -30,9 +30,112 @@ _Thread_local uint64_t tq__byte_need;
 
 static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
 
+/* A payload lane's cell (lanes TQ_INT_LANES..TQ_LANES-1 only). */
 static inline struct tq_cell *cell_at(tq_queue *q, uint32_t lane, uint64_t pos)
 {
-	return &q->cells[(size_t)lane * lane_size(q) + (pos & q->lane_mask)];
+	return &q->cells[(size_t)(lane - TQ_INT_LANES) * lane_size(q) + (pos & q->lane_mask)];
+}
+
+/* An integer lane's cell: the integer alone (layout 11). */
+static inline tq_a64 *ival_at(tq_queue *q, uint32_t lane, uint64_t pos)
+{
+	return &q->ivals[(size_t)lane * lane_size(q) + (pos & q->lane_mask)];
+}
+
+static inline struct tq_ibatch *ibatch_at(tq_queue *q, uint32_t lane, uint64_t n)
+{
+	return &q->ibatches[(size_t)lane * lane_size(q) + (n & q->lane_mask)];
+}
+
+/* ------------------------------------------- integer lanes' batch records
+ * design.md, 17, "Integer cells and batch records": record n of a lane
+ * holds positions [first, end), whose ids run from id; batches are
+ * contiguous (B1) and a record stays while a task of it is unsettled (B2).
+ * A reader whose view is stale may read anything here: what it derives is
+ * used only if its claim's CAS then succeeds, or as a hint. */
+struct ibat {
+	uint64_t n, first, end, id, ns;
+};
+
+static inline bool ibat_read(tq_queue *q, uint32_t lane, uint64_t n, struct ibat *b)
+{
+	const struct tq_ibatch *r = ibatch_at(q, lane, n);
+	uint64_t s = load_acq(&r->span);
+
+	b->n = n;
+	b->first = IB_FIRST(s);
+	b->end = b->first + IB_COUNT(s);
+	b->id = __atomic_load_n(&r->id, __ATOMIC_RELAXED);
+	b->ns = __atomic_load_n(&r->enq_ns, __ATOMIC_RELAXED);
+	return IB_COUNT(s) != 0;
+}
+
+/* The record after b, if it is b's successor (it starts where b ends). */
+static inline bool ibat_next(tq_queue *q, uint32_t lane, struct ibat *b)
+{
+	uint64_t end = b->end;
+	return ibat_read(q, lane, b->n + 1, b) && b->first == end;
+}
+
+#define IBAT_WALK 64 /* successors followed from the hint before a search */
+
+/* The batch record of position p of integer lane `lane`, from this
+ * handle's hint forward, else by binary search over the lane's last
+ * lane_size records. False if the view is inconsistent (stale, or a
+ * damaged segment). */
+static bool ibat_find(tq_queue *q, uint32_t lane, uint64_t p, struct ibat *b)
+{
+	if (ibat_read(q, lane, load_rlx(&q->ibatch_hint[lane]), b) && b->first <= p) {
+		for (uint32_t i = 0; i < IBAT_WALK; i++) {
+			if (p < b->end)
+				goto found;
+			if (!ibat_next(q, lane, b))
+				break;
+		}
+	}
+	uint64_t cnt = load_acq(&q->h->lanes[lane].batches);
+	if (cnt == 0)
+		return false;
+	uint64_t lo = cnt > lane_size(q) ? cnt - lane_size(q) : 0, hi = cnt - 1;
+	while (lo < hi) { /* the last record that starts at or before p */
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (ibat_read(q, lane, mid, b) && b->first <= p)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	if (!ibat_read(q, lane, lo, b) || p < b->first || p >= b->end)
+		return false;
+found:
+	store_rlx(&q->ibatch_hint[lane], b->n);
+	return true;
+}
+
+/* The id (and push time) of the task at position p of any lane: a hint
+ * where the view may be stale. False if it cannot be read. */
+static bool pos_id(tq_queue *q, uint32_t lane, uint64_t p, uint64_t *id, uint64_t *ns)
+{
+	if (lane >= TQ_INT_LANES) {
+		const struct tq_cell *c = cell_at(q, lane, p);
+		*id = __atomic_load_n(&c->id, __ATOMIC_ACQUIRE);
+		if (ns)
+			*ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
+		return true;
+	}
+	struct ibat b;
+	if (!ibat_find(q, lane, p, &b))
+		return false;
+	*id = b.id + (p - b.first);
+	if (ns)
+		*ns = b.ns;
+	return true;
+}
+
+/* pos_id's id, 0 if it cannot be read (a hint). */
+static inline uint64_t id_at(tq_queue *q, uint32_t lane, uint64_t p)
+{
+	uint64_t id;
+	return pos_id(q, lane, p, &id, NULL) ? id : 0;
 }
 
 static inline tq_a64 *mark_at(tq_queue *q, uint32_t lane, uint64_t pos)
@@ -247,10 +350,10 @@ uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)
 		ready += t - h;
 		if (oldest_id || oldest_ns) {
 			/* Ids grow in push order across the queue. */
-			uint64_t id = __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_RELAXED);
-			if (id && (!oid || id < oid)) {
+			uint64_t id, ns;
+			if (pos_id(q, l, h, &id, &ns) && id && (!oid || id < oid)) {
 				oid = id;
-				ons = __atomic_load_n(&cell_at(q, l, h)->enq_ns, __ATOMIC_RELAXED);
+				ons = ns;
 			}
 		}
 	}
@@ -546,14 +649,34 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 		if (waited)
 			now = tq_now_ns();
 		waited = false;
-		for (uint64_t i = 0; i < k; i++) {
-			/* Relaxed atomic stores (plain moves): statistics read the
-			 * cell at a lane's head racily. */
-			struct tq_cell *c = cell_at(q, l, t + i);
-			__atomic_store_n(&c->value, payload ? pos[i] : tasks[done + i].value, __ATOMIC_RELAXED);
-			__atomic_store_n(&c->id, id0 + i, __ATOMIC_RELAXED);
-			__atomic_store_n(&c->enq_ns, now, __ATOMIC_RELAXED);
-			tasks[done + i].id = id0 + i;
+		/* Relaxed atomic stores (plain moves): statistics read the cell at
+		 * a lane's head racily. */
+		if (payload) {
+			for (uint64_t i = 0; i < k; i++) {
+				struct tq_cell *c = cell_at(q, l, t + i);
+				__atomic_store_n(&c->value, pos[i], __ATOMIC_RELAXED);
+				__atomic_store_n(&c->id, id0 + i, __ATOMIC_RELAXED);
+				__atomic_store_n(&c->enq_ns, now, __ATOMIC_RELAXED);
+				tasks[done + i].id = id0 + i;
+			}
+		} else {
+			/* The integers alone, then the batch's record (design.md,
+			 * 17, "Integer cells and batch records"). A record at or
+			 * beyond the tail is a dead owner's, never published (B3):
+			 * this batch's record takes its place. */
+			for (uint64_t i = 0; i < k; i++) {
+				store_rlx(ival_at(q, l, t + i), tasks[done + i].value);
+				tasks[done + i].id = id0 + i;
+			}
+			uint64_t nb = load_rlx(&ln->batches);
+			if (nb && IB_FIRST(load_rlx(&ibatch_at(q, l, nb - 1)->span)) >= t)
+				nb--;
+			struct tq_ibatch *r = ibatch_at(q, l, nb);
+			__atomic_store_n(&r->id, id0, __ATOMIC_RELAXED);
+			__atomic_store_n(&r->enq_ns, now, __ATOMIC_RELAXED);
+			store_rlx(&r->span, (t & ((1ull << IB_COUNT_SHIFT) - 1)) | (k << IB_COUNT_SHIFT));
+			TQ_FAULT("push.record");
+			store_rlx(&ln->batches, nb + 1);
 		}
 		TQ_FAULT("push.written");
 		store_rel(&ln->tail, t + k); /* accepted */
@@ -617,6 +740,37 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
  * entry is then ACTIVE, its first position in *first), or 0 with the entry
  * FREE again if the lane is empty.
  */
+/* Cuts *k, the count to claim from position h of integer lane `lane`, at
+ * the first task whose id is not below stop_id (ids grow along a lane).
+ * False if the view is inconsistent. */
+static bool ints_cut(tq_queue *q, uint32_t lane, uint64_t h, uint32_t *k, uint64_t stop_id)
+{
+	struct ibat b;
+
+	if (payload_lane(lane)) {
+		for (uint32_t i = 0; i < *k; i++)
+			if (__atomic_load_n(&cell_at(q, lane, h + i)->id, __ATOMIC_RELAXED) >= stop_id)
+				*k = i;
+		return true;
+	}
+	if (!ibat_find(q, lane, h, &b))
+		return false;
+	for (uint64_t p = h; p < h + *k;) {
+		if (p >= b.end && !ibat_next(q, lane, &b))
+			return false;
+		uint64_t id = b.id + (p - b.first);
+		if (id >= stop_id || stop_id - id < b.end - p) {
+			/* The first at or past stop_id is in this batch. */
+			uint64_t cut = id >= stop_id ? p : p + (stop_id - id);
+			if (cut - h < *k)
+				*k = (uint32_t)(cut - h);
+			return true;
+		}
+		p = b.end;
+	}
+	return true;
+}
+
 static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t tmax, uint64_t now,
 		      uint32_t e, uint64_t *g, uint64_t *first, tq_task *out, uint64_t *vals)
 {
@@ -646,9 +800,14 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 				k = (uint32_t)(end - h);
 			/* Only tasks older than the other lane's first (stop_id):
 			 * one producer's tasks come out in its order. */
-			for (uint32_t i = 0; stop_id && i < k; i++)
-				if (__atomic_load_n(&cell_at(q, lane, h + i)->id, __ATOMIC_RELAXED) >= stop_id)
-					k = i;
+			if (stop_id && k && !ints_cut(q, lane, h, &k, stop_id)) {
+				if (++bad < 8) {
+					store_rel(&q->seen_tail[lane], 0);
+					continue;
+				}
+				store_rel(&L->state, LS_MAKE(*g, LS_FREE));
+				return TQ_EBADQUEUE;
+			}
 		}
 		if (h == t || t - h > lane_size(q) || k == 0) {
 			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
@@ -666,19 +825,46 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		 * read once the claim is made (below), when the record is this
 		 * claim's until it is settled; before, a producer may be
 		 * rewriting it for a later lap. */
-		uint16_t kind = payload_lane(lane) ? TQ_KIND_STRING : TQ_KIND_INT;
 		for (uint32_t i = 0; vals && i < k; i++) /* integer lanes only (tq__lane_take) */
-			vals[i] = __atomic_load_n(&cell_at(q, lane, h + i)->value, __ATOMIC_RELAXED);
-		for (uint32_t i = 0; out && i < k; i++) {
-			const struct tq_cell *c = cell_at(q, lane, h + i);
-			out[i] = (tq_task){
-				.id = __atomic_load_n(&c->id, __ATOMIC_RELAXED),
-				.value = __atomic_load_n(&c->value, __ATOMIC_RELAXED),
-				.kind = kind,
-				.attempt = 1,
-				.enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED),
-				.priv = {tagged | i, *g},
-			};
+			vals[i] = load_rlx(ival_at(q, lane, h + i));
+		if (out && payload_lane(lane)) {
+			for (uint32_t i = 0; i < k; i++) {
+				const struct tq_cell *c = cell_at(q, lane, h + i);
+				out[i] = (tq_task){
+					.id = __atomic_load_n(&c->id, __ATOMIC_RELAXED),
+					.value = __atomic_load_n(&c->value, __ATOMIC_RELAXED),
+					.kind = TQ_KIND_STRING,
+					.attempt = 1,
+					.enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED),
+					.priv = {tagged | i, *g},
+				};
+			}
+		} else if (out) {
+			struct ibat b;
+			uint32_t i = 0;
+			if (ibat_find(q, lane, h, &b)) {
+				for (; i < k; i++) {
+					uint64_t p = h + i;
+					if (p >= b.end && !ibat_next(q, lane, &b))
+						break;
+					out[i] = (tq_task){
+						.id = b.id + (p - b.first),
+						.value = load_rlx(ival_at(q, lane, p)),
+						.kind = TQ_KIND_INT,
+						.attempt = 1,
+						.enqueued_ns = b.ns,
+						.priv = {tagged | i, *g},
+					};
+				}
+			}
+			if (i < k) { /* an inconsistent view: look again */
+				if (++bad < 8) {
+					store_rel(&q->seen_tail[lane], 0);
+					continue;
+				}
+				store_rel(&L->state, LS_MAKE(*g, LS_FREE));
+				return TQ_EBADQUEUE;
+			}
 		}
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
@@ -809,7 +995,7 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
 				if (idb && (!stop_id || idb < stop_id))
 					stop_id = idb;
-				if (ea || idb < __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED)) {
+				if (ea || idb < id_at(q, a, ha)) {
 					if (!sk->blocked || idb < sk->blocked_id) {
 						sk->blocked_id = idb;
 						sk->blocked_pair = a;
@@ -828,7 +1014,7 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 					stop = r;
 			}
 			if (!ea && !eb) {
-				uint64_t ida = __atomic_load_n(&cell_at(q, a, ha)->id, __ATOMIC_RELAXED);
+				uint64_t ida = id_at(q, a, ha);
 				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
 				l = idb < ida ? b : a;
 				uint64_t other = idb < ida ? ida : idb;
@@ -837,7 +1023,7 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 			}
 			/* Its first not older than the stop (the ready ring's
 			 * first): nothing of this pair yet. */
-			if (stop && __atomic_load_n(&cell_at(q, l, l == a ? ha : hb)->id, __ATOMIC_RELAXED) >= stop)
+			if (stop && id_at(q, l, l == a ? ha : hb) >= stop)
 				break;
 			int k = claim(q, l, sk, got, want - got, stop, l == a ? ta : tb, now);
 			if (k < 0)
@@ -892,10 +1078,9 @@ int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_ta
 	uint64_t first = load_rlx(&L->first);
 	if (lane >= TQ_INT_LANES || bit >= count || count > TQ_CLAIM_MAX)
 		return TQ_ELOST;
-	const struct tq_cell *c = cell_at(q, lane, first + bit);
-	t->id = __atomic_load_n(&c->id, __ATOMIC_RELAXED);
-	t->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
-	t->enqueued_ns = __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED);
+	if (!pos_id(q, lane, first + bit, &t->id, &t->enqueued_ns))
+		return TQ_ELOST; /* not while the claim holds (B2): ended meanwhile */
+	t->value = load_rlx(ival_at(q, lane, first + bit));
 	atomic_thread_fence(memory_order_acquire);
 	uint64_t f = load_acq(&L->fate);
 	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE) || !fate_is(f, g) || (f & (1ull << bit)))
@@ -910,9 +1095,10 @@ uint64_t tq__lane_claim_enq(tq_queue *q, uint32_t e)
 	struct tq_lease *L = &q->me->leases[e];
 	uint32_t lane = load_rlx(&L->lane);
 
-	if (lane >= TQ_LANES)
+	uint64_t id, ns;
+	if (lane >= TQ_LANES || !pos_id(q, lane, load_rlx(&L->first), &id, &ns))
 		return 0;
-	return __atomic_load_n(&cell_at(q, lane, load_rlx(&L->first))->enq_ns, __ATOMIC_RELAXED);
+	return ns;
 }
 
 /* -------------------------------------------------------- ack, touch */
@@ -1036,11 +1222,15 @@ static int take_slot_units(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t po
 
 static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, uint16_t attempts)
 {
-	const struct tq_cell *c = cell_at(q, lane, pos);
 	struct tq_slot *s = &q->slots[idx];
+	uint64_t id = 0, ns = 0;
 
-	store_rlx(&s->enq_ns, __atomic_load_n(&c->enq_ns, __ATOMIC_RELAXED));
+	/* The claim is not settled (the move holds it): its cells and batch
+	 * records stay (design.md, 17, B2). */
+	(void)pos_id(q, lane, pos, &id, &ns);
+	store_rlx(&s->enq_ns, ns);
 	if (payload_lane(lane)) {
+		const struct tq_cell *c = cell_at(q, lane, pos);
 		/* The record stays until the claim is settled, which waits for
 		 * this move (repeated whole by the repair of a dead mover); the
 		 * slot's id, kind, length and units were set when its units
@@ -1053,8 +1243,8 @@ static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, ui
 		if (dst && have == len)
 			memcpy(dst, brec_at(q, lane, at & ~7ull) + sizeof(struct tq_brec), len);
 	} else {
-		__atomic_store_n(&s->id, __atomic_load_n(&c->id, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-		s->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->id, id, __ATOMIC_RELAXED);
+		s->value = load_rlx(ival_at(q, lane, pos));
 		s->len = 0;
 		s->kind = TQ_KIND_INT;
 	}
@@ -1547,6 +1737,15 @@ static inline void lower(uint64_t *min, uint64_t id)
  * whether or not it happened), or being moved out (the move journal).
  * Scanned in that order, the order a task moves in, each stage visible
  * before the task leaves the one before (design.md, section 18). */
+/* The id of a task of a claim that is not settled (its cell and record
+ * stay, B2); 1 (nothing finished) if it cannot be read: a claim that
+ * ended meanwhile, or damage. */
+static uint64_t held_id(tq_queue *q, uint32_t lane, uint64_t pos)
+{
+	uint64_t id;
+	return pos_id(q, lane, pos, &id, NULL) && id ? id : 1;
+}
+
 uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 {
 	uint64_t size = lane_size(q);
@@ -1566,8 +1765,9 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 				lower(&min, 1); /* never a view that holds: damaged; claim nothing finished */
 				break;
 			}
-			uint64_t id = __atomic_load_n(&cell_at(q, l, h)->id, __ATOMIC_ACQUIRE);
-			if (load_acq(&ln->head) != hw || t - h > size)
+			uint64_t id;
+			bool got = t - h <= size && pos_id(q, l, h, &id, NULL);
+			if (load_acq(&ln->head) != hw || !got)
 				continue; /* moved, or a view split by a preemption */
 			lower(&min, id);
 			break;
@@ -1587,9 +1787,7 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 			uint64_t clear = LS_STATE(s) == LS_PENDING ? claim_full(count)
 								   : ~load_acq(&L->fate) & claim_full(count);
 			if (clear)
-				lower(&min, __atomic_load_n(&cell_at(q, lane, load_rlx(&L->first) +
-									  (uint64_t)__builtin_ctzll(clear))->id,
-							    __ATOMIC_ACQUIRE));
+				lower(&min, held_id(q, lane, load_rlx(&L->first) + (uint64_t)__builtin_ctzll(clear)));
 		}
 	}
 	struct tq_move_journal *j = &q->h->move;
@@ -1600,9 +1798,7 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 			struct tq_lease *L = &q->procs[rec].leases[e];
 			uint32_t lane = load_rlx(&L->lane);
 			if (lane < TQ_LANES)
-				lower(&min, __atomic_load_n(&cell_at(q, lane, load_rlx(&L->first) +
-									  (uint64_t)__builtin_ctzll(m))->id,
-							    __ATOMIC_ACQUIRE));
+				lower(&min, held_id(q, lane, load_rlx(&L->first) + (uint64_t)__builtin_ctzll(m)));
 		}
 	}
 	return min;

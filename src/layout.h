@@ -18,7 +18,9 @@
  *   [ready cells x ring_size]   u32 slot indices: the ready ring
  *   [units   x payload_units]   64-byte payload units of slot tasks (design.md, 19; layout 10)
  *   [owners  x payload_units]   u64 owner word of each unit: 0 free, else the owning task's id
- *   [cells   x lanes x lane_size] 24-byte cells: integers, or payload record positions (design.md, 17)
+ *   [cells   x 8 x lane_size]   24-byte cells of the payload lanes: record positions, ids, push times (design.md, 17)
+ *   [ivals   x 8 x lane_size]   8-byte cells of the integer lanes: the integers (layout 11)
+ *   [ibatches x 8 x lane_size]  24-byte batch records of the integer lanes: span, first id, push time (layout 11)
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
  *   [msgs    x dead_capacity]   whole failure messages of dead tasks (design.md, 10)
@@ -41,7 +43,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 10u
+#define TQ_LAYOUT_VERSION 11u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -238,12 +240,27 @@ struct tq_cell {
 };
 _Static_assert(sizeof(struct tq_cell) == 24, "eight cells to three lines");
 
+/* An integer lane's batch record (design.md, 17, "Integer cells and batch
+ * records"): one per pushed batch, record n of a lane at n % lane_size.
+ * Its tasks are positions [first, first + count), with ids id, id + 1, ... */
+struct tq_ibatch {
+	tq_a64 span;     /* first position | count << IB_COUNT_SHIFT: one word, read whole */
+	uint64_t id;     /* the first task's id */
+	uint64_t enq_ns; /* the batch's push time */
+};
+_Static_assert(sizeof(struct tq_ibatch) == 24, "three words");
+#define IB_COUNT_SHIFT 48
+#define IB_FIRST(s) ((s) & ((1ull << IB_COUNT_SHIFT) - 1))
+#define IB_COUNT(s) ((s) >> IB_COUNT_SHIFT)
+
 struct tq_lane {
 	/* The producer's line: the lane's holder while it pushes (a lock-style
-	 * word, never waited for) and the publication position. */
+	 * word, never waited for), the publication position and, in an
+	 * integer lane, the number of batch records written. */
 	tq_a64 owner;
 	tq_a64 tail;
-	uint64_t pad0[6];
+	tq_a64 batches;
+	uint64_t pad0[5];
 	tq_a64 head __attribute__((aligned(TQ_CACHELINE))); /* the claim word */
 	uint64_t pad1[7];
 	tq_a64 reuse __attribute__((aligned(TQ_CACHELINE))); /* first position not yet reusable */
@@ -371,7 +388,8 @@ struct tq_hdr {
 	uint64_t off_free_cells, off_ready_cells, off_payload;
 	uint32_t nlanes;          /* TQ_LANES */
 	uint32_t lane_size;       /* cells per lane: a power of two (queue.c, lane_size_for) */
-	uint64_t off_cells, off_marks;
+	uint64_t off_cells, off_marks; /* off_cells: the payload lanes' cells (lane 8's first) */
+	uint64_t off_ivals, off_ibatches; /* the integer lanes' cells and batch records (layout 11) */
 	uint64_t lane_bytes;      /* bytes per payload lane's byte ring: a power of two */
 	uint64_t off_bytes;       /* the payload lanes' byte rings, lane 8's first */
 	uint32_t slots;           /* capacity + dead_capacity + delay_capacity */

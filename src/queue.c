@@ -197,7 +197,11 @@ static void compute_layout(struct tq_hdr *h, uint32_t capacity, uint32_t max_pay
 	h->nlanes = TQ_LANES;
 	h->lane_size = lane_size_for(capacity);
 	h->off_cells = off = align_up(off, 4096);
-	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(struct tq_cell);
+	off += (uint64_t)(TQ_LANES - TQ_INT_LANES) * h->lane_size * sizeof(struct tq_cell);
+	h->off_ivals = off = align_up(off, 4096);
+	off += (uint64_t)TQ_INT_LANES * h->lane_size * sizeof(uint64_t);
+	h->off_ibatches = off = align_up(off, 4096);
+	off += (uint64_t)TQ_INT_LANES * h->lane_size * sizeof(struct tq_ibatch);
 	h->off_marks = off = align_up(off, 4096);
 	off += (uint64_t)TQ_LANES * h->lane_size * sizeof(uint64_t);
 	h->lane_bytes = lane_bytes_for(h->lane_size < capacity ? h->lane_size : capacity, max_payload);
@@ -299,6 +303,7 @@ static int validate_header(const struct tq_hdr *h, uint64_t file_size)
 	    want.off_ready_cells != h->off_ready_cells || want.off_payload != h->off_payload ||
 	    want.nlanes != h->nlanes || want.lane_size != h->lane_size ||
 	    want.off_cells != h->off_cells || want.off_marks != h->off_marks ||
+	    want.off_ivals != h->off_ivals || want.off_ibatches != h->off_ibatches ||
 	    want.lane_bytes != h->lane_bytes || want.off_bytes != h->off_bytes ||
 	    want.slots != h->slots || want.off_msgs != h->off_msgs || want.off_due_bits != h->off_due_bits ||
 	    want.off_owners != h->off_owners || want.total_size != h->total_size)
@@ -525,6 +530,8 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->owners = (tq_a64 *)(q->base + g.off_owners);
 	q->nunits = g.payload_units;
 	q->cells = (struct tq_cell *)(q->base + g.off_cells);
+	q->ivals = (tq_a64 *)(q->base + g.off_ivals);
+	q->ibatches = (struct tq_ibatch *)(q->base + g.off_ibatches);
 	q->marks = (tq_a64 *)(q->base + g.off_marks);
 	q->lane_mask = g.lane_size - 1;
 	q->bytes = q->base + g.off_bytes;

@@ -337,13 +337,13 @@ static tq_queue *pl_open2(void)
 	return q;
 }
 
-/* Cell `pos` of lane `lane`. */
+/* Cell `pos` of payload lane `lane` (TQ_INT_LANES..TQ_LANES-1). */
 static struct tq_cell pl_cell(const uint8_t *seg, uint32_t lane, uint64_t pos)
 {
 	struct tq_cell c;
 	uint64_t lsize = lf_hdr32(seg, offsetof(struct tq_hdr, lane_size));
 	memcpy(&c, seg + lf_hdr64(seg, offsetof(struct tq_hdr, off_cells)) +
-			   (lane * lsize + (pos & (lsize - 1))) * sizeof(struct tq_cell),
+			   ((lane - TQ_INT_LANES) * lsize + (pos & (lsize - 1))) * sizeof(struct tq_cell),
 	       sizeof c);
 	return c;
 }
