@@ -19,6 +19,12 @@
  *   stale_ack_after_reuse         a lease entry reused with a new generation
  *   stats_beside_a_taker_...      stats read while another process takes:
  *                                 no task missing, none shown acked
+ *   producer_killed_after_its_batch_record / _record_count
+ *                                 a producer dies between an integer lane's
+ *                                 batch record and its tail: the next one
+ *                                 writes over the leftover (layout 11)
+ *   ids_from_batch_records        every task's id and push time from its
+ *                                 batch record, found by walking or by search
  *
  * Every task is accounted for: each value pushed is delivered and acked
  * exactly once (or, where a lease was lost, at least once and acked once),
@@ -988,4 +994,287 @@ Test(lanes, stats_beside_a_taker_lose_nothing_and_ack_nothing, .timeout = 60, .f
 	ln_stats(q, &s);
 	cr_expect_eq(s.ready, SR_N, "ready %u after the taker's death", s.ready);
 	cr_expect_eq(s.total.acked, 0);
+}
+
+/* ================================= batch records (layout 11) */
+
+/* An integer lane's batch record i, read from the segment. */
+static struct tq_ibatch br_record(const uint8_t *seg, uint32_t lane, uint64_t i)
+{
+	struct tq_ibatch r;
+	uint64_t lsize = lf_hdr32(seg, offsetof(struct tq_hdr, lane_size));
+	memcpy(&r, seg + lf_hdr64(seg, offsetof(struct tq_hdr, off_ibatches)) +
+			   (lane * lsize + (i & (lsize - 1))) * sizeof(struct tq_ibatch),
+	       sizeof r);
+	return r;
+}
+
+#define BR_A 40u  /* the first child's published batch: values 0..39 */
+#define BR_K 24u  /* its killed batch: 40..63; the next child's 24 single pushes: 64..87 */
+#define BR_NV (BR_A + 2 * BR_K)
+
+struct br_ctx {
+	char msg[200];
+	uint64_t ids[BR_NV]; /* the id tq_push gave each value */
+};
+
+static const char *br_point;
+
+/* Pushes values [lo, lo + n) in calls of `per` tasks, noting their ids. */
+static int br_push(struct br_ctx *c, tq_queue *q, uint32_t lo, uint32_t n, uint32_t per)
+{
+	tq_task t[BR_NV];
+	for (uint32_t at = lo; at < lo + n; at += per) {
+		memset(t, 0, sizeof t);
+		for (uint32_t i = 0; i < per; i++) {
+			t[i].kind = TQ_KIND_INT;
+			t[i].value = LN_BASE + at + i;
+		}
+		int k = tq_push(q, t, per, 2000000000ull);
+		if (k != (int)per) {
+			snprintf(c->msg, sizeof c->msg, "tq_push of %u: %d (%s)", per, k, k < 0 ? tq_strerror(k) : "");
+			return 3;
+		}
+		for (uint32_t i = 0; i < per; i++)
+			c->ids[at + i] = t[i].id;
+	}
+	return 0;
+}
+
+static int child_push_record_killed(void *arg)
+{
+	struct br_ctx *c = arg;
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = br_push(c, q, 0, BR_A, BR_A);
+	if (rc)
+		return rc;
+	tq_fault_arm(br_point, 1);
+	rc = br_push(c, q, BR_A, BR_K, BR_K);
+	snprintf(c->msg, sizeof c->msg, "the killed push returned %d (the point was not reached)", rc);
+	return 4;
+}
+
+static int child_push_singles(void *arg)
+{
+	struct br_ctx *c = arg;
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = br_push(c, q, BR_A + BR_K, BR_K, 1);
+	tq_close(q);
+	return rc;
+}
+
+/*
+ * A producer killed after writing its batch record (push.record), or after
+ * raising the record count as well (push.written), before its tail store:
+ * nothing of that batch is delivered, and the next producer of that lane
+ * writes its records over the leftover, contiguous with the published ones,
+ * so that every task delivered carries the id its push returned.
+ */
+static void br_killed_test(const char *name, const char *point, uint64_t count_after_kill)
+{
+	tq_queue *q = ln_create(name, 1000, 60ull * 1000000000ull);
+	struct br_ctx *c = tqt_shared(sizeof *c);
+	size_t size;
+
+	br_point = point;
+	pid_t pid = lf_spawn(child_push_record_killed, c);
+	int st = tqt_wait(pid, LN_CHILD_MS);
+	lf_forget(pid);
+	cr_assert_eq(st, 128 + SIGKILL, "%s: the child should die at its point; status %d, '%s'", point, st, c->msg);
+
+	const uint8_t *seg = lf_map(&size);
+	int lane = -1;
+	for (uint32_t l = 0; l < TQ_INT_LANES; l++)
+		if (lf_lane_word(seg, l, offsetof(struct tq_lane, tail))) {
+			cr_assert_eq(lane, -1, "integer lanes %d and %u both pushed to", lane, l);
+			lane = (int)l;
+		}
+	cr_assert_neq(lane, -1, "no integer lane has the first batch");
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), BR_A);
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)), count_after_kill,
+		     "%s: the record count", point);
+	struct tq_ibatch r0 = br_record(seg, (uint32_t)lane, 0), r1 = br_record(seg, (uint32_t)lane, 1);
+	cr_assert_eq(r0.span, (uint64_t)BR_A << IB_COUNT_SHIFT, "the first batch's record: span %#llx",
+		     (unsigned long long)r0.span);
+	cr_assert_eq(r0.id, c->ids[0]);
+	cr_assert_eq(r1.span, BR_A | ((uint64_t)BR_K << IB_COUNT_SHIFT),
+		     "the killed batch's record, written beyond the tail: span %#llx", (unsigned long long)r1.span);
+	munmap((void *)seg, size);
+
+	/* The dead producer's lane freed, its record free for the next. */
+	int rc = tq_recover(q);
+	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	pid = lf_spawn(child_push_singles, c);
+	st = tqt_wait(pid, LN_CHILD_MS);
+	lf_forget(pid);
+	cr_assert_eq(st, 0, "the second producer: status %d, '%s'", st, c->msg);
+
+	seg = lf_map(&size);
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), BR_A + BR_K,
+		     "the second producer did not push into the dead one's lane %d", lane);
+	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)), 1 + BR_K,
+		     "the leftover record was not written over");
+	for (uint64_t i = 1; i <= BR_K; i++) {
+		struct tq_ibatch r = br_record(seg, (uint32_t)lane, i), p = br_record(seg, (uint32_t)lane, i - 1);
+		cr_assert_eq(IB_FIRST(r.span), IB_FIRST(p.span) + IB_COUNT(p.span), "record %llu not contiguous",
+			     (unsigned long long)i);
+		cr_assert_eq(IB_COUNT(r.span), 1);
+		cr_assert_eq(r.id, c->ids[BR_A + BR_K + i - 1]);
+	}
+	munmap((void *)seg, size);
+
+	/* Taken in push order, each with the id its push returned. */
+	uint32_t delivered[BR_NV] = {0}, n = 0;
+	uint64_t last = 0;
+	tq_task t[7];
+	for (;;) {
+		int k = tq_take(q, t, 7, 0);
+		if (k == TQ_EAGAIN)
+			break;
+		cr_assert(k > 0, "tq_take: %d (%s)", k, tq_strerror(k));
+		for (int i = 0; i < k; i++) {
+			uint32_t v = ln_index(&t[i], BR_NV);
+			cr_assert(v < BR_A || v >= BR_A + BR_K, "value %u of the killed batch delivered", v);
+			cr_assert_eq(t[i].id, c->ids[v], "value %u: id %llu, pushed as %llu", v,
+				     (unsigned long long)t[i].id, (unsigned long long)c->ids[v]);
+			cr_assert_gt(t[i].id, last, "out of push order");
+			cr_assert_neq(t[i].enqueued_ns, 0);
+			last = t[i].id;
+			delivered[v]++;
+			n++;
+		}
+		cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
+	}
+	cr_assert_eq(n, BR_A + BR_K, "%u delivered", n);
+	for (uint32_t v = 0; v < BR_NV; v++)
+		cr_assert_eq(delivered[v], v >= BR_A && v < BR_A + BR_K ? 0u : 1u, "value %u delivered %u times", v,
+			     delivered[v]);
+	ln_expect_clean(q);
+}
+
+Test(lanes, producer_killed_after_its_batch_record, .timeout = 60, .fini = lf_fini)
+{
+	br_killed_test("brrecord", "push.record", 1);
+}
+
+Test(lanes, producer_killed_after_its_record_count, .timeout = 60, .fini = lf_fini)
+{
+	br_killed_test("brcount", "push.written", 2);
+}
+
+#define BI_NV 40000u
+
+/*
+ * Every task taken carries the id and push time its push gave it, however
+ * its batch is found: one producer's batches of 1 to 89 tasks into one
+ * lane, with a second producer taking ids in between (so batches' ids are
+ * not consecutive across batches), through more than two laps of the
+ * lane's 1,024 batch records; taken by two handles in turns of very
+ * different sizes, so that one of them finds its hint a lap or more behind
+ * (the binary search) and the other walks forward from it; and through
+ * tq_take_ints with tq_batch_task.
+ */
+Test(lanes, ids_from_batch_records, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("brids", 1000, 60ull * 1000000000ull);
+	tq_queue *other = NULL, *c1 = NULL, *c2 = NULL;
+	static const uint32_t sizes[] = {1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 1, 1, 1, 1, 4};
+	static uint64_t ids[BI_NV], pushed_ns[BI_NV];
+	static uint8_t seen[BI_NV];
+	uint64_t vals[256];
+	tq_task t[256];
+	tq_batch b;
+	uint32_t pushed = 0, taken = 0, si = 0, turn = 0;
+
+	cr_assert_eq(tq_open(lf_qname, &other), 0);
+	cr_assert_eq(tq_open(lf_qname, &c1), 0);
+	cr_assert_eq(tq_open(lf_qname, &c2), 0);
+	while (taken < BI_NV) {
+		/* Push while there is room for the next batch. */
+		tq_stats s;
+		ln_stats(q, &s);
+		uint32_t n = sizes[si % (sizeof sizes / sizeof sizes[0])];
+		if (n > BI_NV - pushed)
+			n = BI_NV - pushed;
+		if (n && s.ready + n + 1 < 900) {
+			memset(t, 0, n * sizeof t[0]);
+			uint64_t before = tq_now_ns();
+			for (uint32_t i = 0; i < n; i++)
+				t[i] = (tq_task){.kind = TQ_KIND_INT, .value = LN_BASE + pushed + i};
+			cr_assert_eq(tq_push(q, t, n, 0), (int)n);
+			for (uint32_t i = 0; i < n; i++) {
+				ids[pushed + i] = t[i].id;
+				pushed_ns[pushed + i] = before;
+			}
+			pushed += n;
+			si++;
+			tq_task x = {.kind = TQ_KIND_INT, .value = 7};
+			cr_assert_eq(tq_push(other, &x, 1, 0), 1); /* an id between batches */
+			continue;
+		}
+		/* Take: c1 a few, c2 many, every third turn through tq_take_ints. */
+		tq_queue *c = turn % 12 == 11 ? c1 : c2;
+		size_t want = c == c1 ? 3 : 250;
+		int k;
+		if (turn % 3 == 2) {
+			k = tq_take_ints(c, vals, want, &b, 0);
+			cr_assert(k > 0 || k == TQ_EAGAIN, "tq_take_ints: %d (%s)", k, tq_strerror(k));
+			for (int i = 0; i < k; i++) {
+				if (vals[i] == 7) {
+					cr_assert_eq(tq_batch_task(c, &b, (size_t)i, &t[0]), 0);
+					cr_assert_eq(tq_ack(c, &t[0], 1), 0);
+					continue;
+				}
+				cr_assert(vals[i] >= LN_BASE && vals[i] < LN_BASE + pushed, "value %#llx",
+					  (unsigned long long)vals[i]);
+				uint32_t v = (uint32_t)(vals[i] - LN_BASE);
+				if (i % 5 == 0) { /* turned into a tq_task: its id from its record */
+					cr_assert_eq(tq_batch_task(c, &b, (size_t)i, &t[0]), 0);
+					cr_assert_eq(t[0].id, ids[v], "value %u: tq_batch_task id %llu, pushed as %llu", v,
+						     (unsigned long long)t[0].id, (unsigned long long)ids[v]);
+					cr_assert_geq(t[0].enqueued_ns, pushed_ns[v]);
+					cr_assert_eq(tq_ack(c, &t[0], 1), 0);
+				}
+				cr_assert_eq(seen[v]++, 0, "value %u twice", v);
+				taken++;
+			}
+			if (k > 0)
+				cr_assert_eq(tq_batch_ack(c, &b), 0);
+		} else {
+			k = tq_take(c, t, want, 0);
+			cr_assert(k > 0 || k == TQ_EAGAIN, "tq_take: %d (%s)", k, tq_strerror(k));
+			for (int i = 0; i < k; i++) {
+				if (t[i].value == 7)
+					continue;
+				uint32_t v = ln_index(&t[i], pushed);
+				cr_assert_eq(t[i].id, ids[v], "value %u: id %llu, pushed as %llu", v,
+					     (unsigned long long)t[i].id, (unsigned long long)ids[v]);
+				cr_assert_geq(t[i].enqueued_ns, pushed_ns[v]);
+				cr_assert_eq(seen[v]++, 0, "value %u twice", v);
+				taken++;
+			}
+			if (k > 0)
+				cr_assert_eq(tq_ack(c, t, (size_t)k), 0);
+		}
+		turn++;
+		cr_assert_lt(turn, 1000000u, "no progress: pushed %u taken %u", pushed, taken);
+	}
+	tq_close(other);
+	tq_close(c1);
+	tq_close(c2);
+	/* Only the other producer's tasks are left. */
+	for (;;) {
+		int k = tq_take(q, t, 256, 0);
+		if (k == TQ_EAGAIN)
+			break;
+		cr_assert(k > 0);
+		for (int i = 0; i < k; i++)
+			cr_assert_eq(t[i].value, 7u);
+		cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
+	}
+	ln_expect_clean(q);
 }
