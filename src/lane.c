@@ -57,24 +57,33 @@ struct ibat {
 	uint64_t n, first, end, id, ns;
 };
 
-static inline bool ibat_read(tq_queue *q, uint32_t lane, uint64_t n, struct ibat *b)
+_Static_assert(TQ_CHUNK <= (1u << (64 - IB_COUNT_SHIFT)) - 1, "a lane write's count fits a span");
+
+/* The lap of record n: its number / lane_size, as a span keeps it. */
+static inline uint64_t ib_lap(const tq_queue *q, uint64_t n) { return (n / lane_size(q)) & IB_LAP_MASK; }
+
+/* Reads record n, its first position rebuilt near position `near`. False
+ * if it is not record n (written over by a later record, whose lap
+ * differs) or empty. The id is loaded with acquire: a reader that checks
+ * afterwards that a lane's head has not moved reads the head after it. */
+static inline bool ibat_read(tq_queue *q, uint32_t lane, uint64_t n, uint64_t near, struct ibat *b)
 {
 	const struct tq_ibatch *r = ibatch_at(q, lane, n);
 	uint64_t s = load_acq(&r->span);
 
 	b->n = n;
-	b->first = IB_FIRST(s);
+	b->first = ib_pos(IB_FIRST48(s), near);
 	b->end = b->first + IB_COUNT(s);
-	b->id = __atomic_load_n(&r->id, __ATOMIC_RELAXED);
+	b->id = __atomic_load_n(&r->id, __ATOMIC_ACQUIRE);
 	b->ns = __atomic_load_n(&r->enq_ns, __ATOMIC_RELAXED);
-	return IB_COUNT(s) != 0;
+	return IB_COUNT(s) != 0 && IB_LAP(s) == ib_lap(q, n);
 }
 
 /* The record after b, if it is b's successor (it starts where b ends). */
 static inline bool ibat_next(tq_queue *q, uint32_t lane, struct ibat *b)
 {
 	uint64_t end = b->end;
-	return ibat_read(q, lane, b->n + 1, b) && b->first == end;
+	return ibat_read(q, lane, b->n + 1, end, b) && b->first == end;
 }
 
 #define IBAT_WALK 64 /* successors followed from the hint before a search */
@@ -85,7 +94,7 @@ static inline bool ibat_next(tq_queue *q, uint32_t lane, struct ibat *b)
  * damaged segment). */
 static bool ibat_find(tq_queue *q, uint32_t lane, uint64_t p, struct ibat *b)
 {
-	if (ibat_read(q, lane, load_rlx(&q->ibatch_hint[lane]), b) && b->first <= p) {
+	if (ibat_read(q, lane, load_rlx(&q->ibatch_hint[lane]), p, b) && b->first <= p) {
 		for (uint32_t i = 0; i < IBAT_WALK; i++) {
 			if (p < b->end)
 				goto found;
@@ -97,14 +106,18 @@ static bool ibat_find(tq_queue *q, uint32_t lane, uint64_t p, struct ibat *b)
 	if (cnt == 0)
 		return false;
 	uint64_t lo = cnt > lane_size(q) ? cnt - lane_size(q) : 0, hi = cnt - 1;
-	while (lo < hi) { /* the last record that starts at or before p */
+	/* The last record that starts at or before p. A record of the range
+	 * already written over by a later one (a producer pushes on during
+	 * the search) is one whose batch is settled, so one before p's
+	 * (design.md, 17, B2): the search goes right of it. */
+	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo + 1) / 2;
-		if (ibat_read(q, lane, mid, b) && b->first <= p)
+		if (!ibat_read(q, lane, mid, p, b) || b->first <= p)
 			lo = mid;
 		else
 			hi = mid - 1;
 	}
-	if (!ibat_read(q, lane, lo, b) || p < b->first || p >= b->end)
+	if (!ibat_read(q, lane, lo, p, b) || p < b->first || p >= b->end)
 		return false;
 found:
 	store_rlx(&q->ibatch_hint[lane], b->n);
@@ -669,14 +682,17 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 				tasks[done + i].id = id0 + i;
 			}
 			uint64_t nb = load_rlx(&ln->batches);
-			if (nb && IB_FIRST(load_rlx(&ibatch_at(q, l, nb - 1)->span)) >= t)
-				nb--;
+			if (nb) {
+				uint64_t ps = load_rlx(&ibatch_at(q, l, nb - 1)->span);
+				if (IB_LAP(ps) == ib_lap(q, nb - 1) && ib_pos(IB_FIRST48(ps), t) >= t)
+					nb--;
+			}
 			struct tq_ibatch *r = ibatch_at(q, l, nb);
 			__atomic_store_n(&r->id, id0, __ATOMIC_RELAXED);
 			__atomic_store_n(&r->enq_ns, now, __ATOMIC_RELAXED);
-			store_rlx(&r->span, (t & ((1ull << IB_COUNT_SHIFT) - 1)) | (k << IB_COUNT_SHIFT));
+			store_rel(&r->span, IB_SPAN(t, ib_lap(q, nb), k)); /* after the id and time (B3) */
 			TQ_FAULT("push.record");
-			store_rlx(&ln->batches, nb + 1);
+			store_rel(&ln->batches, nb + 1); /* after the span (B3) */
 		}
 		TQ_FAULT("push.written");
 		store_rel(&ln->tail, t + k); /* accepted */
@@ -776,7 +792,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
 	struct tq_lease *L = &q->me->leases[e];
-	uint32_t bad = 0;
+	uint32_t bad = 0, unread = 0; /* views split by a preemption; batch records not found */
 
 	for (;;) {
 		uint64_t hw, h, t;
@@ -801,7 +817,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 			/* Only tasks older than the other lane's first (stop_id):
 			 * one producer's tasks come out in its order. */
 			if (stop_id && k && !ints_cut(q, lane, h, &k, stop_id)) {
-				if (++bad < 8) {
+				if (++unread < 8) {
 					store_rel(&q->seen_tail[lane], 0);
 					continue;
 				}
@@ -858,7 +874,7 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 				}
 			}
 			if (i < k) { /* an inconsistent view: look again */
-				if (++bad < 8) {
+				if (++unread < 8) {
 					store_rel(&q->seen_tail[lane], 0);
 					continue;
 				}
@@ -1226,8 +1242,12 @@ static void fill_slot(tq_queue *q, uint32_t idx, uint32_t lane, uint64_t pos, ui
 	uint64_t id = 0, ns = 0;
 
 	/* The claim is not settled (the move holds it): its cells and batch
-	 * records stay (design.md, 17, B2). */
-	(void)pos_id(q, lane, pos, &id, &ns);
+	 * records stay (design.md, 17, B2). Should its record not be found
+	 * (a damaged segment), the copy gets a new id rather than none. */
+	if (!pos_id(q, lane, pos, &id, &ns) || id == 0) {
+		id = tq__take_ids(q, 1);
+		ns = tq_now_ns();
+	}
 	store_rlx(&s->enq_ns, ns);
 	if (payload_lane(lane)) {
 		const struct tq_cell *c = cell_at(q, lane, pos);

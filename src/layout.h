@@ -244,14 +244,32 @@ _Static_assert(sizeof(struct tq_cell) == 24, "eight cells to three lines");
  * records"): one per pushed batch, record n of a lane at n % lane_size.
  * Its tasks are positions [first, first + count), with ids id, id + 1, ... */
 struct tq_ibatch {
-	tq_a64 span;     /* first position | count << IB_COUNT_SHIFT: one word, read whole */
+	/* One word, read whole: the first position's low IB_POS_BITS bits (the
+	 * rest is rebuilt from a nearby position), the record's lap (its
+	 * number / lane_size, low 7 bits: tells a record written over by a
+	 * later one) and the count (1..TQ_CHUNK). */
+	tq_a64 span;
 	uint64_t id;     /* the first task's id */
 	uint64_t enq_ns; /* the batch's push time */
 };
 _Static_assert(sizeof(struct tq_ibatch) == 24, "three words");
-#define IB_COUNT_SHIFT 48
-#define IB_FIRST(s) ((s) & ((1ull << IB_COUNT_SHIFT) - 1))
+#define IB_POS_BITS 48
+#define IB_POS_MASK ((1ull << IB_POS_BITS) - 1)
+#define IB_LAP_SHIFT 48
+#define IB_LAP_MASK 0x7full
+#define IB_COUNT_SHIFT 55 /* 9 bits: up to 511 */
+#define IB_SPAN(first, lap, count) \
+	(((first) & IB_POS_MASK) | (((lap) & IB_LAP_MASK) << IB_LAP_SHIFT) | ((uint64_t)(count) << IB_COUNT_SHIFT))
+#define IB_FIRST48(s) ((s) & IB_POS_MASK)
+#define IB_LAP(s) (((s) >> IB_LAP_SHIFT) & IB_LAP_MASK)
 #define IB_COUNT(s) ((s) >> IB_COUNT_SHIFT)
+/* The position whose low IB_POS_BITS bits are f48, nearest to `near`
+ * (positions compared are within 2^47 of each other). */
+static inline uint64_t ib_pos(uint64_t f48, uint64_t near)
+{
+	uint64_t d = (near - f48) & IB_POS_MASK;
+	return d < (1ull << (IB_POS_BITS - 1)) ? near - d : near + ((f48 - near) & IB_POS_MASK);
+}
 
 struct tq_lane {
 	/* The producer's line: the lane's holder while it pushes (a lock-style

@@ -25,6 +25,9 @@
  *                                 writes over the leftover (layout 11)
  *   ids_from_batch_records        every task's id and push time from its
  *                                 batch record, found by walking or by search
+ *   record_search_while_the_producer_pushes
+ *                                 a search that meets records written over
+ *   positions_past_2_48           records keep a position's low 48 bits
  *
  * Every task is accounted for: each value pushed is delivered and acked
  * exactly once (or, where a lease was lost, at least once and acked once),
@@ -1098,10 +1101,10 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)), count_after_kill,
 		     "%s: the record count", point);
 	struct tq_ibatch r0 = br_record(seg, (uint32_t)lane, 0), r1 = br_record(seg, (uint32_t)lane, 1);
-	cr_assert_eq(r0.span, (uint64_t)BR_A << IB_COUNT_SHIFT, "the first batch's record: span %#llx",
+	cr_assert_eq(r0.span, IB_SPAN(0, 0, BR_A), "the first batch's record: span %#llx",
 		     (unsigned long long)r0.span);
 	cr_assert_eq(r0.id, c->ids[0]);
-	cr_assert_eq(r1.span, BR_A | ((uint64_t)BR_K << IB_COUNT_SHIFT),
+	cr_assert_eq(r1.span, IB_SPAN(BR_A, 0, BR_K),
 		     "the killed batch's record, written beyond the tail: span %#llx", (unsigned long long)r1.span);
 	munmap((void *)seg, size);
 
@@ -1120,7 +1123,7 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 		     "the leftover record was not written over");
 	for (uint64_t i = 1; i <= BR_K; i++) {
 		struct tq_ibatch r = br_record(seg, (uint32_t)lane, i), p = br_record(seg, (uint32_t)lane, i - 1);
-		cr_assert_eq(IB_FIRST(r.span), IB_FIRST(p.span) + IB_COUNT(p.span), "record %llu not contiguous",
+		cr_assert_eq(IB_FIRST48(r.span), IB_FIRST48(p.span) + IB_COUNT(p.span), "record %llu not contiguous",
 			     (unsigned long long)i);
 		cr_assert_eq(IB_COUNT(r.span), 1);
 		cr_assert_eq(r.id, c->ids[BR_A + BR_K + i - 1]);
@@ -1275,6 +1278,147 @@ Test(lanes, ids_from_batch_records, .timeout = 60, .fini = lf_fini)
 		for (int i = 0; i < k; i++)
 			cr_assert_eq(t[i].value, 7u);
 		cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
+	}
+	ln_expect_clean(q);
+}
+
+/* ---------------------------------------------- a search during pushes */
+
+/* A writable word of lane `lane`'s header lines. */
+static uint64_t *br_lane_word(uint8_t *seg, uint32_t lane, size_t field)
+{
+	return (uint64_t *)(void *)(seg + offsetof(struct tq_hdr, lanes) + lane * sizeof(struct tq_lane) + field);
+}
+
+static void br_push1(tq_queue *q, uint64_t v, uint64_t *id)
+{
+	tq_task t = {.kind = TQ_KIND_INT, .value = LN_BASE + v};
+	cr_assert_eq(tq_push(q, &t, 1, 0), 1, "push of %llu", (unsigned long long)v);
+	if (id)
+		*id = t.id;
+}
+
+/*
+ * A holder's lookup of its claim's record by binary search while the
+ * producer pushes on over settled records just before it: the search
+ * must go past records written over by later ones. Emulated: the search
+ * sees the record count read before five pushes (the count is set back
+ * while it runs), and the holder's hint is one of the records written
+ * over. Then tq_batch_task must find the claim's id, and a tq_fail must
+ * move the task out with it (and the finished watermark stay below it).
+ */
+Test(lanes, record_search_while_the_producer_pushes, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *p = ln_create("brsearch", 64, 60ull * 1000000000ull), *c = NULL;
+	uint64_t ids[69], vals[1], w;
+	tq_task t[64];
+	tq_batch b;
+	size_t size;
+
+	cr_assert_eq(tq_open(lf_qname, &c), 0);
+	for (uint32_t v = 0; v < 5; v++)
+		br_push1(p, v, &ids[v]);
+	cr_assert_eq(tq_take(c, t, 5, 0), 5); /* c's hint: record 4 */
+	cr_assert_eq(tq_ack(c, t, 5), 0);
+	for (uint32_t v = 5; v < 64; v++)
+		br_push1(p, v, &ids[v]);
+	cr_assert_eq(tq_take_ints(c, vals, 1, &b, 0), 1);
+	cr_assert_eq(vals[0], LN_BASE + 5);
+
+	uint8_t *seg = tqt_segment_map(lf_qname, true, &size);
+	cr_assert_not_null(seg);
+	int lane = -1;
+	for (uint32_t l = 0; l < TQ_INT_LANES; l++)
+		if (*br_lane_word(seg, l, offsetof(struct tq_lane, tail)))
+			lane = (int)l;
+	cr_assert_neq(lane, -1);
+	uint64_t *batches = br_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches));
+	uint64_t before = __atomic_load_n(batches, __ATOMIC_ACQUIRE);
+	cr_assert_eq(before, 64);
+	for (uint32_t v = 64; v < 69; v++) /* records 64..68 over 0..4: their tasks are settled */
+		br_push1(p, v, &ids[v]);
+	uint64_t after = __atomic_load_n(batches, __ATOMIC_ACQUIRE);
+	cr_assert_eq(after, 69);
+
+	__atomic_store_n(batches, before, __ATOMIC_RELEASE);
+	tq_task x;
+	int rc = tq_batch_task(c, &b, 0, &x);
+	cr_expect_eq(rc, 0, "tq_batch_task of a held claim: %d (%s)", rc, tq_strerror(rc));
+	cr_expect_eq(x.id, ids[5], "id %llu, pushed as %llu", (unsigned long long)x.id, (unsigned long long)ids[5]);
+	rc = tq_fail(c, &x, 1, -5, "moved out during the search");
+	__atomic_store_n(batches, after, __ATOMIC_RELEASE);
+	munmap(seg, size);
+	cr_assert_eq(rc, 0, "tq_fail: %d (%s)", rc, tq_strerror(rc));
+	cr_assert_eq(tq_finished_below(p, &w), 0);
+	cr_expect_leq(w, ids[5], "finished below %llu, while task %llu waits for its retry", (unsigned long long)w,
+		      (unsigned long long)ids[5]);
+
+	/* Everything comes out once, the retry with its own id. */
+	uint32_t seen[69] = {0}, n = 0;
+	uint64_t deadline = tqt_now_ms() + 20000;
+	while (n < 64) {
+		int k = tq_take(c, t, 64, 100000000ull);
+		if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN) {
+			cr_assert_lt(tqt_now_ms(), deadline, "%u of 64 taken", n);
+			continue;
+		}
+		cr_assert(k > 0, "tq_take: %d (%s)", k, tq_strerror(k));
+		for (int i = 0; i < k; i++) {
+			uint32_t v = ln_index(&t[i], 69);
+			cr_assert_eq(t[i].id, ids[v], "value %u: id %llu, pushed as %llu", v,
+				     (unsigned long long)t[i].id, (unsigned long long)ids[v]);
+			cr_assert_eq(seen[v]++, 0, "value %u twice", v);
+			n++;
+		}
+		cr_assert_eq(tq_ack(c, t, (size_t)k), 0);
+	}
+	for (uint32_t v = 5; v < 69; v++)
+		cr_assert_eq(seen[v], 1, "value %u", v);
+	tq_close(c);
+	ln_expect_clean(p);
+}
+
+/*
+ * Positions past 2^48 (the span keeps a first position's low 48 bits):
+ * every lane starts just below, and tasks pushed across it come out with
+ * their ids, the finished watermark moving past them.
+ */
+Test(lanes, positions_past_2_48, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("brwrap", 64, 60ull * 1000000000ull);
+	uint64_t start = (1ull << 48) - 6, w;
+	size_t size;
+
+	uint8_t *seg = tqt_segment_map(lf_qname, true, &size);
+	cr_assert_not_null(seg);
+	for (uint32_t l = 0; l < TQ_INT_LANES; l++) {
+		*br_lane_word(seg, l, offsetof(struct tq_lane, tail)) = start;
+		*br_lane_word(seg, l, offsetof(struct tq_lane, reuse)) = start;
+		*br_lane_word(seg, l, offsetof(struct tq_lane, head)) = head_make(start, 0, 0);
+	}
+	munmap(seg, size);
+	for (uint32_t round = 0; round < 6; round++) {
+		tq_task t[8];
+		uint64_t ids[8];
+		for (uint32_t i = 0; i < 4; i++)
+			t[i] = (tq_task){.kind = TQ_KIND_INT, .value = LN_BASE + 4 * round + i};
+		cr_assert_eq(tq_push(q, t, 4, 0), 4);
+		for (uint32_t i = 0; i < 4; i++)
+			ids[i] = t[i].id;
+		int k = tq_take(q, t, 8, 0);
+		cr_assert_eq(k, 4, "round %u: tq_take %d (%s)", round, k, k < 0 ? tq_strerror(k) : "");
+		for (uint32_t i = 0; i < 4; i++) {
+			cr_assert_eq(t[i].value, LN_BASE + 4 * round + i);
+			cr_assert_eq(t[i].id, ids[i], "round %u: id %llu, pushed as %llu", round,
+				     (unsigned long long)t[i].id, (unsigned long long)ids[i]);
+		}
+		cr_assert_eq(tq_finished_below(q, &w), 0);
+		cr_assert_leq(w, ids[0], "round %u: finished below %llu with %llu leased", round,
+			      (unsigned long long)w, (unsigned long long)ids[0]);
+		cr_assert_eq(tq_ack(q, t, 4), 0);
+		cr_assert_eq(tq_finished_below(q, &w), 0);
+		cr_assert_gt(w, ids[3], "round %u: finished below %llu after acking %llu", round,
+			     (unsigned long long)w, (unsigned long long)ids[3]);
 	}
 	ln_expect_clean(q);
 }
