@@ -352,7 +352,24 @@ static void run_ops(tq_queue *q, const uint8_t *ops, size_t n)
 			(void)tq_counters_self(q, &c);
 			(void)tq_config_get(q, &cfg);
 			break;
-		default: (void)tq_histograms(q, &hw, &hp); break;
+		default:
+			if (arg & 1) {
+				/* Batches of integers: their records read for ids
+				 * (tq_batch_task), then acked or left to close. */
+				uint64_t vals[16], fin;
+				tq_batch b;
+				tq_task one;
+				int k = tq_take_ints(q, vals, 1 + (size_t)(arg >> 1), &b, 0);
+				if (k > 0) {
+					(void)tq_batch_task(q, &b, (size_t)arg % (size_t)k, &one);
+					if (arg & 2)
+						(void)tq_batch_ack(q, &b);
+				}
+				(void)tq_finished_below(q, &fin);
+			} else {
+				(void)tq_histograms(q, &hw, &hp);
+			}
+			break;
 		}
 	}
 }
