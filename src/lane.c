@@ -872,6 +872,9 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 						.priv = {tagged | i, *g},
 					};
 				}
+				/* The next claim starts where this one ends: from its
+				 * last record, not its first. */
+				store_rlx(&q->ibatch_hint[lane], b.n);
 			}
 			if (i < k) { /* an inconsistent view: look again */
 				if (++unread < 8) {
