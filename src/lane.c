@@ -750,12 +750,6 @@ static int entry_reserve(tq_queue *q, uint32_t *out_e, uint64_t *out_g)
 	return TQ_EBUSY;
 }
 
-/*
- * Claims up to `want` tasks of `lane` into the reserved entry e (generation
- * g): steps 1-4 of design.md, section 17. Returns the count claimed (the
- * entry is then ACTIVE, its first position in *first), or 0 with the entry
- * FREE again if the lane is empty.
- */
 /* Cuts *k, the count to claim from position h of integer lane `lane`, at
  * the first task whose id is not below stop_id (ids grow along a lane).
  * False if the view is inconsistent. */
@@ -787,6 +781,12 @@ static bool ints_cut(tq_queue *q, uint32_t lane, uint64_t h, uint32_t *k, uint64
 	return true;
 }
 
+/*
+ * Claims up to `want` tasks of `lane` into the reserved entry e (generation
+ * g): steps 1-4 of design.md, section 17. Returns the count claimed (the
+ * entry is then ACTIVE, its first position in *first), or 0 with the entry
+ * FREE again if the lane is empty.
+ */
 static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t tmax, uint64_t now,
 		      uint32_t e, uint64_t *g, uint64_t *first, tq_task *out, uint64_t *vals)
 {
@@ -816,14 +816,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 				k = (uint32_t)(end - h);
 			/* Only tasks older than the other lane's first (stop_id):
 			 * one producer's tasks come out in its order. */
-			if (stop_id && k && !ints_cut(q, lane, h, &k, stop_id)) {
-				if (++unread < 8) {
-					store_rel(&q->seen_tail[lane], 0);
-					continue;
-				}
-				store_rel(&L->state, LS_MAKE(*g, LS_FREE));
-				return TQ_EBADQUEUE;
-			}
+			if (stop_id && k && !ints_cut(q, lane, h, &k, stop_id))
+				goto unread;
 		}
 		if (h == t || t - h > lane_size(q) || k == 0) {
 			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
@@ -876,14 +870,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 				 * last record, not its first. */
 				store_rlx(&q->ibatch_hint[lane], b.n);
 			}
-			if (i < k) { /* an inconsistent view: look again */
-				if (++unread < 8) {
-					store_rel(&q->seen_tail[lane], 0);
-					continue;
-				}
-				store_rel(&L->state, LS_MAKE(*g, LS_FREE));
-				return TQ_EBADQUEUE;
-			}
+			if (i < k)
+				goto unread;
 		}
 		store_rlx(&L->lane, lane);
 		store_rlx(&L->first, h);
@@ -911,6 +899,14 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		tq__count(q, C_LTAKEN, k);
 		*first = h;
 		return (int)k;
+	unread:
+		/* Batch records that do not hold the view's positions: a view
+		 * gone stale (look again), or, every time, damage. */
+		if (++unread == 8) {
+			store_rel(&L->state, LS_MAKE(*g, LS_FREE));
+			return TQ_EBADQUEUE;
+		}
+		store_rel(&q->seen_tail[lane], 0);
 	}
 }
 
@@ -1011,7 +1007,7 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 				 * task, in this pair or in a later one; a payload task
 				 * as old as every integer of its pair leaves the pair
 				 * to a tq_take, told where to start (tq_take_ints). */
-				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
+				uint64_t idb = id_at(q, b, hb);
 				if (idb && (!stop_id || idb < stop_id))
 					stop_id = idb;
 				if (ea || idb < id_at(q, a, ha)) {
@@ -1034,7 +1030,7 @@ int tq__lane_take(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint64_t 
 			}
 			if (!ea && !eb) {
 				uint64_t ida = id_at(q, a, ha);
-				uint64_t idb = __atomic_load_n(&cell_at(q, b, hb)->id, __ATOMIC_RELAXED);
+				uint64_t idb = id_at(q, b, hb);
 				l = idb < ida ? b : a;
 				uint64_t other = idb < ida ? ida : idb;
 				if (!stop || other < stop)

@@ -201,11 +201,11 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
  */
 TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, uint64_t timeout_ns)
 {
-	int got = 0;
+	int got = 0, rc = tq__usable(q);
 
-	if (tq__usable(q))
-		return tq__usable(q);
-	if (!q || !values || !b || max == 0)
+	if (rc)
+		return rc;
+	if (!values || !b || max == 0)
 		return TQ_EINVAL;
 	uint32_t want = max < TQ_BATCH_TASKS ? (uint32_t)max : TQ_BATCH_TASKS;
 	/* The claims are written as they are made (tq__lane_take). */
@@ -246,7 +246,7 @@ TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, 
 				return 0;
 			}
 		}
-		int rc = take_wait(q, allowed, timeout_ns, until, &now);
+		rc = take_wait(q, allowed, timeout_ns, until, &now);
 		if (rc)
 			return rc;
 	}
