@@ -76,7 +76,7 @@ struct bench_row {
 	uint64_t quick;     /* size with --quick */
 	uint64_t max;       /* largest run size */
 	int stats_hz;       /* taskq: a reader calls tq_stats_get this often during the run; -1: back to back */
-	int ints;           /* taskq: consumers take with tq_take_ints and ack with tq_batch_ack */
+	int ints;           /* taskq: producers push with tq_push_ints, consumers take with tq_take_ints and ack with tq_batch_ack */
 };
 
 struct bench_counter {

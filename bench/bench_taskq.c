@@ -96,6 +96,21 @@ static void close_or_die(struct bench_run *r, const char *who, tq_queue *q)
 		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
 }
 
+/* Pushes values[0..n) with tq_push_ints (rows with .ints), waiting while the queue is full. */
+static void push_ints(struct bench_run *r, tq_queue *q, const uint64_t *vals, size_t n, uint64_t s, const char *who)
+{
+	size_t off = 0;
+	while (off < n) {
+		int k = tq_push_ints(q, vals + off, n - off, TQ_WAIT_FOREVER);
+		if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
+			continue;
+		if (k <= 0 || (size_t)k > n - off)
+			bench_child_die(r, who, "tq_push_ints(%zu tasks, forever) after %llu pushed: %d %s", n - off,
+					(unsigned long long)(s + off), k, tq_strerror(k));
+		off += (size_t)k;
+	}
+}
+
 static int tq_producer(struct bench_run *r, int p)
 {
 	char who[32];
@@ -104,8 +119,9 @@ static int tq_producer(struct bench_run *r, int p)
 	size_t batch = r->row->batch;
 	int json = r->row->json;
 	tq_task *t = calloc(batch, sizeof *t);
+	uint64_t *vals = calloc(batch, sizeof *vals);
 	char *bufs = json ? malloc(batch * BENCH_JSON_LEN) : NULL;
-	if (!t || (json && !bufs))
+	if (!t || !vals || (json && !bufs))
 		bench_child_die(r, who, "out of memory");
 	for (size_t i = 0; i < batch; i++) {
 		if (json) {
@@ -121,6 +137,14 @@ static int tq_producer(struct bench_run *r, int p)
 
 	for (uint64_t s = 0; s < per;) {
 		size_t n = per - s < batch ? (size_t)(per - s) : batch;
+		if (r->row->ints) {
+			for (size_t i = 0; i < n; i++)
+				vals[i] = base | (s + i);
+			push_ints(r, q, vals, n, s, who);
+			s += n;
+			bench_progress(r, p, s);
+			continue;
+		}
 		for (size_t i = 0; i < n; i++) {
 			uint64_t v = base | (s + i);
 			if (json) {
@@ -146,6 +170,7 @@ static int tq_producer(struct bench_run *r, int p)
 	}
 	futex_report(r, &sys0);
 	free(t);
+	free(vals);
 	free(bufs);
 	close_or_die(r, who, q);
 	return 0;

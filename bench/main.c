@@ -65,8 +65,8 @@ enum row_id {
 
 static const struct bench_row g_rows[NROWS] = {
 	[R_B64] = TPUT("taskq int 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 8, 0, 1 * M, 200000, 150 * M, 0),
-	/* the same, taken as integers and leases (tq_take_ints, tq_batch_ack) */
-	[R_B64INTS] = {.name = "taskq int 1->1 batch 64 take_ints", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT,
+	/* the same through the integer calls: tq_push_ints, tq_take_ints, tq_batch_ack */
+	[R_B64INTS] = {.name = "taskq int 1->1 batch 64 ints", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT,
 		       .nprod = 1, .ncons = 1, .batch = 64, .size = 8, .pilot = 1 * M, .quick = 200000,
 		       .max = 200 * M, .ints = 1},
 	[R_B1] = TPUT("taskq int 1->1 batch 1", IMPL_TASKQ, 1, 1, 1, 8, 0, 200000, 100000, 60 * M, 0),

@@ -315,6 +315,21 @@ int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns);
  */
 int tq_push_delayed(tq_queue *q, tq_task *tasks, size_t n, uint64_t delay_ns, uint64_t timeout_ns);
 
+/*
+ * Pushes n integer tasks, values[0..n), as tq_push of n TQ_KIND_INT tasks
+ * would, without a tq_task per task: the producer's side of tq_take_ints,
+ * and the fastest way in for integers (it writes each value once, into its
+ * lane's cell). Their ids are assigned as tq_push's are (unique, growing
+ * in push order) but not reported: use tq_push where the ids matter.
+ * Returns the number accepted, k (1..n), with tq_push's meaning (fewer
+ * than n: the next call reports why); every accepted task will be
+ * delivered even if the caller dies.
+ * Errors (nothing accepted): TQ_EINVAL (NULL q or values, n == 0 or over
+ * INT32_MAX), TQ_EAGAIN, TQ_ETIMEDOUT, TQ_EBUSY, TQ_ESTOPPED,
+ * TQ_EBADQUEUE, as tq_push. Thread-safe as tq_push (one handle, any thread).
+ */
+int tq_push_ints(tq_queue *q, const uint64_t *values, size_t n, uint64_t timeout_ns);
+
 /* One integer task; returns 0 or an error as tq_push. */
 int tq_push_int(tq_queue *q, uint64_t value, uint64_t timeout_ns);
 /* One payload task of kind TQ_KIND_STRING or TQ_KIND_JSON; as tq_push. */

@@ -151,12 +151,13 @@ int tq__push_wait(tq_queue *q, uint64_t timeout_ns, uint64_t until);
 /* lane.c (docs/design.md, section 17) */
 bool tq__holder_gone(tq_queue *q, uint64_t w);
 /* Pushes a batch of one class (integers, or payloads) through lanes; the contract of tq_push, whose
- * clock read (now) and deadline (until) it continues. */
+ * clock read (now) and deadline (until) it continues. With vals (tasks
+ * NULL): the integers of tq_push_ints, whose ids are not reported. */
 /* *overflow set (and the count pushed so far returned): its lanes are
  * full while the queue has room, in a queue whose lanes are smaller than
  * its capacity; the caller pushes the rest through slots. */
-int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until,
-		  bool *overflow);
+int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, uint64_t timeout_ns, uint64_t now,
+		  uint64_t until, bool *overflow);
 /* Claims up to want ready lane tasks into out, only tasks with ids below
  * stop_id if it is not 0; 0 if none. */
 /* Where a take from the lanes puts what it claims: whole tasks (tq_take),

@@ -579,12 +579,12 @@ static uint64_t write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uin
 	return i;
 }
 
-int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t now, uint64_t until,
-		  bool *overflow)
+int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, uint64_t timeout_ns, uint64_t now,
+		  uint64_t until, bool *overflow)
 {
 	size_t done = 0;
 	int rc = 0;
-	bool waited = false, payload = tasks[0].kind != TQ_KIND_INT; /* one class per call (push.c) */
+	bool waited = false, payload = !vals && tasks[0].kind != TQ_KIND_INT; /* one class per call (push.c) */
 	uint64_t held_since = 0;
 	bool last_try = false;
 	uint64_t pos[TQ_CHUNK];
@@ -677,9 +677,24 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, ui
 			 * 17, "Integer cells and batch records"). A record at or
 			 * beyond the tail is a dead owner's, never published (B3):
 			 * this batch's record takes its place. */
-			for (uint64_t i = 0; i < k; i++) {
-				store_rlx(ival_at(q, l, t + i), tasks[done + i].value);
-				tasks[done + i].id = id0 + i;
+			if (vals) {
+				/* tq_push_ints: the values alone, in at most two
+				 * runs of cells (the lane's end). */
+				uint64_t run = lane_size(q) - (t & q->lane_mask);
+				tq_a64 *c = ival_at(q, l, t);
+				const uint64_t *v = vals + done;
+				if (run > k)
+					run = k;
+				for (uint64_t i = 0; i < run; i++)
+					store_rlx(&c[i], v[i]);
+				c = ival_at(q, l, t + run);
+				for (uint64_t i = run; i < k; i++)
+					store_rlx(&c[i - run], v[i]);
+			} else {
+				for (uint64_t i = 0; i < k; i++) {
+					store_rlx(ival_at(q, l, t + i), tasks[done + i].value);
+					tasks[done + i].id = id0 + i;
+				}
 			}
 			uint64_t nb = load_rlx(&ln->batches);
 			if (nb) {

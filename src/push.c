@@ -128,38 +128,16 @@ static int wait_room(tq_queue *q, uint64_t timeout_ns, uint64_t until, bool dela
 	return rc;
 }
 
-static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns)
-
+/* Pushes tasks[0..n) through slots (a mixed batch, a delayed push, what
+ * overflows a lane), continuing the caller's clock read and deadline:
+ * the count accepted, or an error if none was. */
+static int push_slots(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns, uint64_t now,
+		      uint64_t until)
 {
 	uint32_t idx[TQ_CHUNK];
 	size_t done = 0;
 	int rc = 0;
-
-	if ((rc = tq__usable(q)))
-		return rc;
-	if (!tasks || n == 0 || n > (size_t)INT32_MAX)
-		return TQ_EINVAL;
-	bool ints = delay_ns == 0, payloads = delay_ns == 0;
-	for (size_t i = 0; i < n; i++) {
-		if ((rc = validate_task(q, &tasks[i])))
-			return rc;
-		ints = ints && tasks[i].kind == TQ_KIND_INT;
-		payloads = payloads && tasks[i].kind != TQ_KIND_INT;
-	}
-	uint64_t now = tq_now_ns();
-	uint64_t until = tq__deadline_after(now, timeout_ns);
 	bool waited = false;
-	tq__maybe_maintain(q, now);
-	/* Fresh integers, or fresh payloads, go through the lanes of their
-	 * class (design.md, 17); a batch that mixes them through slots. */
-	if (ints || payloads) {
-		bool overflow = false;
-		rc = tq__lane_push(q, tasks, n, timeout_ns, now, until, &overflow);
-		if (!overflow)
-			return rc;
-		done = rc > 0 ? (size_t)rc : 0; /* the rest through slots, below */
-		rc = 0;
-	}
 
 	while (done < n) {
 		if (tq__stopping(q)) {
@@ -224,6 +202,38 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 	return done ? (int)done : rc;
 }
 
+static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns)
+{
+	size_t done = 0;
+	int rc = 0;
+
+	if ((rc = tq__usable(q)))
+		return rc;
+	if (!tasks || n == 0 || n > (size_t)INT32_MAX)
+		return TQ_EINVAL;
+	bool ints = delay_ns == 0, payloads = delay_ns == 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = validate_task(q, &tasks[i])))
+			return rc;
+		ints = ints && tasks[i].kind == TQ_KIND_INT;
+		payloads = payloads && tasks[i].kind != TQ_KIND_INT;
+	}
+	uint64_t now = tq_now_ns();
+	uint64_t until = tq__deadline_after(now, timeout_ns);
+	tq__maybe_maintain(q, now);
+	/* Fresh integers, or fresh payloads, go through the lanes of their
+	 * class (design.md, 17); a batch that mixes them through slots. */
+	if (ints || payloads) {
+		bool overflow = false;
+		rc = tq__lane_push(q, tasks, NULL, n, timeout_ns, now, until, &overflow);
+		if (!overflow)
+			return rc;
+		done = rc > 0 ? (size_t)rc : 0; /* the rest through slots, below */
+	}
+	rc = push_slots(q, tasks + done, n - done, timeout_ns, delay_ns, now, until);
+	return done ? (int)done + (rc > 0 ? rc : 0) : rc;
+}
+
 TQ_API int tq_push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns)
 {
 	return push(q, tasks, n, timeout_ns, 0);
@@ -234,6 +244,43 @@ TQ_API int tq_push_delayed(tq_queue *q, tq_task *tasks, size_t n, uint64_t delay
 	if (delay_ns > TQ_TIME_MAX_NS)
 		return TQ_EINVAL;
 	return push(q, tasks, n, timeout_ns, delay_ns);
+}
+
+/* The integer lanes' own path (design.md, 17): no tq_task to read or to
+ * give ids back to. What overflows a lane goes through slots as tq_push's
+ * does, a chunk of tasks at a time. */
+TQ_API int tq_push_ints(tq_queue *q, const uint64_t *values, size_t n, uint64_t timeout_ns)
+{
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	if (!values || n == 0 || n > (size_t)INT32_MAX)
+		return TQ_EINVAL;
+	uint64_t now = tq_now_ns();
+	uint64_t until = tq__deadline_after(now, timeout_ns);
+	tq__maybe_maintain(q, now);
+	bool overflow = false;
+	rc = tq__lane_push(q, NULL, values, n, timeout_ns, now, until, &overflow);
+	if (!overflow)
+		return rc;
+	size_t done = rc > 0 ? (size_t)rc : 0;
+	tq_task chunk[64];
+	memset(chunk, 0, sizeof chunk);
+	while (done < n) {
+		size_t m = n - done < 64 ? n - done : 64;
+		for (size_t i = 0; i < m; i++) {
+			chunk[i].kind = TQ_KIND_INT;
+			chunk[i].value = values[done + i];
+		}
+		rc = push_slots(q, chunk, m, timeout_ns, 0, now, until);
+		if (rc <= 0)
+			break;
+		done += (size_t)rc;
+		if ((size_t)rc < m)
+			break; /* the next call reports why */
+	}
+	return done ? (int)done : rc;
 }
 
 TQ_API int tq_push_int(tq_queue *q, uint64_t value, uint64_t timeout_ns)

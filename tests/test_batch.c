@@ -33,6 +33,17 @@
  *   forged_batches_are_refused       a batch zeroed, from another handle,
  *                                    with its claims altered, or acked
  *                                    twice: TQ_EINVAL, nothing acked
+ *   push_ints_in_order               tq_push_ints (batches of 1 to 300,
+ *                                    across the lane's end) beside tq_push
+ *                                    from another process: every value once,
+ *                                    each producer's in push order, ids
+ *                                    unique and growing with it
+ *   push_ints_beyond_a_lane          one tq_push_ints of more than a lane
+ *                                    holds: the rest through slots, every
+ *                                    value once and in order
+ *   push_ints_errors                 bad arguments, an observer, a full
+ *                                    queue: the errors of tq_push, a part
+ *                                    accepted reported as such
  */
 #include <criterion/criterion.h>
 
@@ -540,6 +551,158 @@ Test(batch, forged_batches_are_refused, .timeout = 30, .fini = fini)
 	cr_assert_eq(tq_stats_get(q, &s), 0);
 	cr_expect_eq(s.total.acked, 40);
 	cr_expect_eq(s.total.lost, 40);
+	expect_empty(q);
+	tq_close(q);
+}
+
+/* ------------------------------------------------------- tq_push_ints */
+
+#define PI_PER 20000u
+
+/* Producer 0 pushes with tq_push_ints, producer 1 with tq_push, both in
+ * batches of 1 to 300 (over TQ_CHUNK: more than one lane write). */
+static int pi_producer(void *arg)
+{
+	uint64_t p = (uint64_t)(uintptr_t)arg;
+	tq_queue *q = NULL;
+	uint64_t v[300];
+	tq_task t[300];
+
+	if (tq_open(qname, &q) != 0)
+		return 2;
+	for (uint64_t s = 0, k = 1; s < PI_PER; s += k, k = k % 300 + 1) {
+		if (k > PI_PER - s)
+			k = PI_PER - s;
+		for (uint64_t i = 0; i < k; i++) {
+			v[i] = BT_BASE + p * PI_PER + s + i;
+			t[i] = (tq_task){.kind = TQ_KIND_INT, .value = v[i]};
+		}
+		int rc = p == 0 ? tq_push_ints(q, v, (size_t)k, 10000 * MS) : tq_push(q, t, (size_t)k, 10000 * MS);
+		if (rc != (int)k)
+			return 3;
+	}
+	tq_close(q);
+	return 0;
+}
+
+Test(batch, push_ints_in_order, .timeout = 60, .fini = fini)
+{
+	/* 1000 tasks: lanes of 1024 cells, wrapped about 20 times. */
+	tq_queue *q = make("bt_pushints", 1000, 0, 3);
+	pid_t pids[2];
+	for (uint64_t p = 0; p < 2; p++)
+		pids[p] = tqt_fork(pi_producer, (void *)(uintptr_t)p);
+
+	const uint64_t total = 2ull * PI_PER;
+	uint8_t *seen = calloc(total, 1);
+	uint64_t last_val[2] = {0, 0}, last_id[2] = {0, 0}, got = 0;
+	bool any[2] = {false, false};
+	tq_task out[64];
+	while (got < total) {
+		int n = tq_take(q, out, 64, 10000 * MS);
+		cr_assert_gt(n, 0, "tq_take: %d (%s)", n, tq_strerror(n));
+		for (int i = 0; i < n; i++) {
+			cr_assert_eq(out[i].kind, TQ_KIND_INT);
+			uint64_t v = out[i].value - BT_BASE;
+			cr_assert_lt(v, total, "value %#llx not pushed", (unsigned long long)out[i].value);
+			cr_assert_eq(seen[v], 0, "value %llu delivered twice", (unsigned long long)v);
+			seen[v] = 1;
+			unsigned p = (unsigned)(v / PI_PER);
+			cr_assert_neq(out[i].id, 0, "a task without an id");
+			if (any[p]) {
+				cr_assert_gt(v, last_val[p], "producer %u's values out of order", p);
+				cr_assert_gt(out[i].id, last_id[p], "producer %u's ids not growing", p);
+			}
+			any[p] = true;
+			last_val[p] = v;
+			last_id[p] = out[i].id;
+		}
+		cr_assert_eq(tq_ack(q, out, (size_t)n), 0);
+		got += (uint64_t)n;
+	}
+	cr_assert_eq(tqt_wait_all(pids, 2, 20000), 0, "a producer failed");
+	free(seen);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.pushed, total);
+	cr_expect_eq(s.total.acked, total);
+	cr_expect_eq(s.total.lost, 0);
+	expect_empty(q);
+	tq_close(q);
+}
+
+Test(batch, push_ints_beyond_a_lane, .timeout = 60, .fini = fini)
+{
+	/* A queue over 65,536 tasks: lanes of 65,536 cells, fewer than the
+	 * capacity (design.md, 17, "Lanes smaller than the queue"). */
+	const uint64_t n = 100000;
+	tq_queue *q = make("bt_pushbig", 120000, 0, 3);
+	uint64_t *v = malloc(n * sizeof *v);
+	cr_assert_not_null(v);
+	for (uint64_t i = 0; i < n; i++)
+		v[i] = BT_BASE + i;
+	int rc = tq_push_ints(q, v, (size_t)n, 0);
+	cr_assert_eq(rc, (int)n, "tq_push_ints: %d (%s)", rc, tq_strerror(rc));
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.pushed, n);
+	cr_expect_eq(s.ready, n);
+
+	uint64_t vals[TQ_BATCH_TASKS], next = 0, ring = 0;
+	tq_task out[64];
+	tq_batch b;
+	while (next < n) {
+		int k = tq_take_ints(q, vals, TQ_BATCH_TASKS, &b, 0);
+		if (k == 0) {
+			/* The rest went through slots: tq_take takes those. */
+			k = tq_take(q, out, 64, 0);
+			cr_assert_gt(k, 0, "tq_take: %d (%s)", k, tq_strerror(k));
+			for (int i = 0; i < k; i++, next++)
+				cr_assert_eq(out[i].value, BT_BASE + next, "value %llu out of order",
+					     (unsigned long long)(out[i].value - BT_BASE));
+			cr_assert_eq(tq_ack(q, out, (size_t)k), 0);
+			ring += (uint64_t)k;
+			continue;
+		}
+		cr_assert_gt(k, 0, "tq_take_ints: %d (%s)", k, tq_strerror(k));
+		for (int i = 0; i < k; i++, next++)
+			cr_assert_eq(vals[i], BT_BASE + next, "value %llu out of order",
+				     (unsigned long long)(vals[i] - BT_BASE));
+		cr_assert_eq(tq_batch_ack(q, &b), 0);
+	}
+	cr_expect_eq(ring, n - 65536, "the lane took 65,536, the slots the rest");
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.acked, n);
+	cr_expect_eq(s.total.lost, 0);
+	expect_empty(q);
+	free(v);
+	tq_close(q);
+}
+
+Test(batch, push_ints_errors, .timeout = 30, .fini = fini)
+{
+	tq_queue *q = make("bt_pusherr", 64, 0, 3);
+	uint64_t v[100];
+	for (int i = 0; i < 100; i++)
+		v[i] = BT_BASE + (uint64_t)i;
+
+	cr_assert_eq(tq_push_ints(NULL, v, 1, 0), TQ_EINVAL);
+	cr_assert_eq(tq_push_ints(q, NULL, 1, 0), TQ_EINVAL);
+	cr_assert_eq(tq_push_ints(q, v, 0, 0), TQ_EINVAL);
+	tq_queue *obs = NULL;
+	cr_assert_eq(tq_open_observer(qname, &obs), 0);
+	cr_assert_eq(tq_push_ints(obs, v, 1, 0), TQ_EOBSERVER);
+	tq_close(obs);
+	/* 100 into a queue of 64: the first 64 accepted, then full. */
+	cr_assert_eq(tq_push_ints(q, v, 100, 0), 64);
+	cr_assert_eq(tq_push_ints(q, v + 64, 36, 0), TQ_EAGAIN);
+	cr_assert_eq(tq_push_ints(q, v + 64, 36, 20 * MS), TQ_ETIMEDOUT);
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.pushed, 64, "what was refused is not in the queue");
+	drain_ints(q, 64, 64);
+	cr_assert_eq(tq_set_run_state(q, TQ_DRAINING), 0);
+	cr_assert_eq(tq_push_ints(q, v, 1, 0), TQ_ESTOPPED);
 	expect_empty(q);
 	tq_close(q);
 }
