@@ -670,13 +670,13 @@ typedef struct tq_proc_info {
 /* The queue-wide histograms, for exporters: count[i] tasks fell in bucket
  * i, whose upper bound is upper_ns[i] (UINT64_MAX for the last). Queue wait
  * is sampled once per tq_take batch and processing time once per tq_ack
- * batch, each sample weighted by the tasks of its batch. Of the calls of
- * fewer than 16 tasks, a handle measures its first and then one in 8,
+ * batch, each sample weighted by the tasks of its batch. A handle
+ * measures its first call and then one in 8, whatever their sizes,
  * weighted by the tasks of the calls since its last sample (the rest are
  * added at tq_close, at the last sample's value): counts stay the tasks
  * measured, a handle's last few calls show up at its next sample, and a
- * stream of single-task calls pays the clock read and the shared adds once
- * per 8 calls. Several threads on one handle may lose a little of that
+ * stream of calls pays the clock read and the shared adds once per 8
+ * calls. Several threads on one handle may lose a little of that
  * weight (the handle keeps it without atomic read-modify-writes). */
 #define TQ_HIST_BUCKETS 64
 typedef struct tq_histogram {

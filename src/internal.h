@@ -418,38 +418,30 @@ static inline void tq__hist_add(tq_queue *q, enum tq_hist h, uint64_t ns, uint64
 	add_rlx(&m[TQ_HBUCKETS], ns * weight);
 }
 
-/* Calls of fewer tasks than this are sampled (tq__hist_sample). */
-#define TQ_HIST_SAMPLE_BELOW 16u
 #define TQ_HIST_SAMPLE_EVERY 8u /* a power of two */
 
 /*
- * Latency of a call of `weight` tasks into histogram h. A call of
- * TQ_HIST_SAMPLE_BELOW tasks or more is recorded; of the smaller ones, one
- * call in TQ_HIST_SAMPLE_EVERY is, weighted by the tasks of the calls since
- * the last (held in the handle, added at close): the counts stay the tasks
- * measured, while a stream of one-task calls pays the histogram's two
- * shared adds (and the caller its clock read, see tq__hist_due) once per
- * eight calls.
+ * Latency of a call of `weight` tasks into histogram h. A handle's first
+ * call is recorded, then one call in TQ_HIST_SAMPLE_EVERY, weighted by the
+ * tasks of the calls since the last (held in the handle, added at close):
+ * the counts stay the tasks measured, while a stream of calls pays the
+ * histogram's two shared adds (and the caller its clock read, or the read
+ * of a batch record, see tq__hist_due) once per eight calls.
  */
 static inline bool tq__hist_due(tq_queue *q, enum tq_hist h, uint64_t weight)
 {
-	if (weight >= TQ_HIST_SAMPLE_BELOW)
-		return true;
 	uint32_t c = load_rlx(&q->hist_calls[h]);
 	store_rlx(&q->hist_calls[h], c + 1);
 	store_rlx(&q->hist_pend[h], load_rlx(&q->hist_pend[h]) + weight);
 	return (c & (TQ_HIST_SAMPLE_EVERY - 1)) == 0; /* the first, then one in 8 */
 }
 
-/* The sample tq__hist_due asked for (the call's own weight if it was not
- * sampled, else the pending ones with it). */
-static inline void tq__hist_sample(tq_queue *q, enum tq_hist h, uint64_t ns, uint64_t weight)
+/* The sample tq__hist_due asked for: the pending weight, this call's with it. */
+static inline void tq__hist_sample(tq_queue *q, enum tq_hist h, uint64_t ns)
 {
-	if (weight < TQ_HIST_SAMPLE_BELOW) {
-		weight = load_rlx(&q->hist_pend[h]);
-		store_rlx(&q->hist_pend[h], 0);
-		store_rlx(&q->hist_last_ns[h], ns);
-	}
+	uint64_t weight = load_rlx(&q->hist_pend[h]);
+	store_rlx(&q->hist_pend[h], 0);
+	store_rlx(&q->hist_last_ns[h], ns);
 	if (weight)
 		tq__hist_add(q, h, ns, weight);
 }

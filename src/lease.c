@@ -87,7 +87,7 @@ static void record_processing(tq_queue *q, uint64_t taken_ns, uint64_t k)
 	if (!tq__hist_due(q, H_PROC, k))
 		return;
 	uint64_t now = tq_now_ns();
-	tq__hist_sample(q, H_PROC, now > taken_ns ? now - taken_ns : 0, k);
+	tq__hist_sample(q, H_PROC, now > taken_ns ? now - taken_ns : 0);
 }
 
 /*

@@ -186,7 +186,7 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	/* One sample per batch, weighted by its first deliveries: the wait of
 	 * a batch's tasks differs by the time it took to push them. */
 	if (firsts && tq__hist_due(q, H_WAIT, firsts))
-		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0, firsts);
+		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0);
 	/* More left and someone asleep: pass the wake-up on. */
 	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
@@ -256,7 +256,7 @@ TQ_API int tq_take_ints(tq_queue *q, uint64_t *values, size_t max, tq_batch *b, 
 	b->nclaims = sk.nclaims;
 	if (tq__hist_due(q, H_WAIT, (uint64_t)got)) {
 		uint64_t enq = tq__lane_claim_enq(q, (uint32_t)(b->priv[TQ__B_CLAIMS + 1] & 0xffu));
-		tq__hist_sample(q, H_WAIT, now > enq ? now - enq : 0, (uint64_t)got);
+		tq__hist_sample(q, H_WAIT, now > enq ? now - enq : 0);
 	}
 	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);

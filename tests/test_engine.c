@@ -2729,11 +2729,10 @@ static void expect_hist_counts(tq_queue *q, uint64_t n, const char *when)
 		     (unsigned long long)n);
 }
 
-/* Latency histograms: calls of 16 tasks or more are measured each; of
- * smaller ones a handle's first, then one in 8, weighted by the tasks since
- * the last sample; what a handle has not yet recorded is added when it
- * closes. */
-Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queues)
+/* Latency histograms: a handle's first call is measured, then one in 8
+ * whatever its size, weighted by the tasks since the last sample; what a
+ * handle has not yet recorded is added when it closes. */
+Test(engine, latency_samples_one_call_in_8, .timeout = 30, .fini = cleanup_queues)
 {
 	char name[TQT_NAME_LEN];
 	tqt_name(name, "histsample");
@@ -2750,18 +2749,20 @@ Test(engine, latency_samples_of_small_calls, .timeout = 30, .fini = cleanup_queu
 	take_ack_calls(a, 1, 1);
 	expect_hist_counts(q, 9, "the 9th records those 7 and itself");
 	take_ack_calls(a, 1, 16);
-	expect_hist_counts(q, 25, "a call of 16 is recorded at once");
-	take_ack_calls(a, 3, 2);
-	expect_hist_counts(q, 25, "three more small ones wait");
+	expect_hist_counts(q, 9, "a call of 16 waits like any other");
+	take_ack_calls(a, 6, 2);
+	expect_hist_counts(q, 9, "six more wait");
+	take_ack_calls(a, 1, 3);
+	expect_hist_counts(q, 40, "the 17th records the 16, the 12 and its 3");
 	cr_assert_eq(tq_close(a), 0);
-	cr_assert_eq(get_stats(q).total.acked, 31);
-	expect_hist_counts(q, 31, "after the close");
+	cr_assert_eq(get_stats(q).total.acked, 40);
+	expect_hist_counts(q, 40, "after the close");
 	tq_histogram hw, hp;
 	cr_assert_eq(tq_histograms(q, &hw, &hp), 0);
 	uint64_t n = 0;
 	for (int i = 0; i < TQ_HIST_BUCKETS; i++)
 		n += hp.count[i];
-	cr_assert_eq(n, 31);
+	cr_assert_eq(n, 40);
 	tq_close(q);
 }
 
