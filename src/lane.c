@@ -850,8 +850,17 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		 * read once the claim is made (below), when the record is this
 		 * claim's until it is settled; before, a producer may be
 		 * rewriting it for a later lap. */
-		for (uint32_t i = 0; vals && i < k; i++) /* integer lanes only (tq__lane_take) */
-			vals[i] = load_rlx(ival_at(q, lane, h + i));
+		if (vals) { /* integer lanes only (tq__lane_take); two runs at most (the lane's end) */
+			uint32_t run = (uint32_t)(lane_size(q) - (h & q->lane_mask));
+			const tq_a64 *c = ival_at(q, lane, h);
+			if (run > k)
+				run = k;
+			for (uint32_t i = 0; i < run; i++)
+				vals[i] = load_rlx(&c[i]);
+			c = ival_at(q, lane, h + run);
+			for (uint32_t i = run; i < k; i++)
+				vals[i] = load_rlx(&c[i - run]);
+		}
 		if (out && payload_lane(lane)) {
 			for (uint32_t i = 0; i < k; i++) {
 				const struct tq_cell *c = cell_at(q, lane, h + i);
