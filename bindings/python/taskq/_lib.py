@@ -123,6 +123,7 @@ _PROTOS = [
     ("tq_destroy", c_int, [c_char_p]),
     ("tq_push", c_int, [c_void_p, c_void_p, c_size_t, c_uint64]),
     ("tq_push_delayed", c_int, [c_void_p, c_void_p, c_size_t, c_uint64, c_uint64]),
+    ("tq_push_ints", c_int, [c_void_p, c_void_p, c_size_t, c_uint64]),
     ("tq_push_int", c_int, [c_void_p, c_uint64, c_uint64]),
     ("tq_push_data", c_int, [c_void_p, c_uint16, c_char_p, c_uint32, c_uint64]),
     ("tq_take", c_int, [c_void_p, c_void_p, c_size_t, c_uint64]),

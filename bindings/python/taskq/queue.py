@@ -402,15 +402,35 @@ class Queue:
                 e.pushed = done + getattr(e, "pushed", 0)  # type: ignore[attr-defined]
                 raise
 
+    def _push_ints(self, chunk: list[int], timeout_ns: int) -> int:
+        """Integers alone, without a delay: tq_push_ints, from one array of
+        the values (no task record each)."""
+        try:
+            vals = array("Q", chunk)
+        except OverflowError:
+            raise InvalidArgument(f"push {self.name}: integer tasks are 0..2**64-1") from None
+        addr, n = vals.buffer_info()
+        done = 0
+        while done < n:
+            rc = self._wait(lib.tq_push_ints, timeout_ns, addr + done * 8, n - done)
+            if rc < 0:
+                e = error(rc, f"push {self.name}", full=True)
+                e.pushed = done  # type: ignore[attr-defined]
+                raise e
+            done += rc
+        return n
+
     def _push_chunk(self, chunk: list[Any], kind: int, timeout_ns: int, delay_ns: int) -> int:
         n = len(chunk)
-        t = _ZERO_TASK * n
         keep = None
         ints = all(type(v) is int for v in chunk)
         if not ints:  # int subclasses (IntEnum, ...) as ints
             chunk = [int(v) if type(v) is not int and isinstance(v, int) and not isinstance(v, bool) else v
                      for v in chunk]
             ints = all(type(v) is int for v in chunk)
+        if ints and not delay_ns:
+            return self._push_ints(chunk, timeout_ns)
+        t = _ZERO_TASK * n
         if ints:
             try:
                 t[W_VALUE::TASK_WORDS] = array("Q", chunk)

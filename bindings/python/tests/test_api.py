@@ -173,6 +173,24 @@ def test_push_many(q):
     assert got == list(range(200)) + [b"a", b"b", b"c"] + [{"k": i} for i in range(3)] + [1, b"mixed", 2] + [3, 4, 2]
 
 
+def test_push_many_integers(make_queue):
+    """Integers alone go in through tq_push_ints: every value once, in
+    order, the largest too; a full queue reports what went in."""
+    q = make_queue(capacity=1000)
+    with pytest.raises(taskq.QueueFull) as e:
+        q.push_many(range(5000), batch=4096, timeout=0)
+    assert e.value.pushed == 1000
+    assert drain(q) == list(range(1000))
+    assert q.push_many([0, 2**64 - 1, 7], batch=2) == 3
+    assert drain(q) == [0, 2**64 - 1, 7]
+    assert q.push_many([5, 6], delay=0.001) == 2  # delayed: through slots, as before
+    got = []
+    with q.take(max=8, timeout=5) as b:
+        got += b.values()
+    assert got + drain(q) == [5, 6]
+    assert q.stats()["totals"]["pushed"] == 1005
+
+
 def test_queue_full(make_queue):
     q = make_queue(capacity=8)
     assert q.push_many(range(8)) == 8
