@@ -13,7 +13,8 @@
  * payload lanes' byte rings: record headers and payload bytes), writes it
  * as a segment, and drives every public call on it: open, stats, procs,
  * events, histograms, dead-letter list / kick / purge, push (now and
- * delayed; integers, and payloads one at a time and in batches), take,
+ * delayed; integers one at a time and in batches through tq_push_ints,
+ * payloads one at a time and in batches), take,
  * ack, fail, touch, recover, run state, close.
  *
  * Every call must return a documented result within the fuzzer's -timeout:
@@ -273,6 +274,12 @@ static void run_ops(tq_queue *q, const uint8_t *ops, size_t n)
 			if (arg & 8) {
 				tq_task t = {.kind = TQ_KIND_INT, .value = arg};
 				(void)tq_push_delayed(q, &t, 1, (uint64_t)(arg & 7) * 1000000ull, 0);
+			} else if (arg & 4) {
+				/* A batch of 1..64 integers in one lane write. */
+				uint64_t v[64];
+				for (unsigned j = 0; j < 64; j++)
+					v[j] = (uint64_t)arg * 64u + j;
+				(void)tq_push_ints(q, v, 1u + (size_t)(arg & 3) * 21u, 0);
 			} else {
 				(void)tq_push_int(q, arg, 0);
 			}
