@@ -245,17 +245,28 @@ void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng,
 /* A lane task's lease entry and its bit in the claim (priv[0]). */
 static inline uint32_t tq__task_entry(const tq_task *t) { return (uint32_t)((t->priv[0] >> 8) & 0x3fu); }
 static inline uint32_t tq__task_bit(const tq_task *t) { return (uint32_t)(t->priv[0] & 0xffu); }
-/* Adds lane task t to the last group of gr[0..*k) if it is of that claim,
- * else to a new one. */
-static inline void tq__lane_group_add(struct tq_lane_group *gr, size_t *k, const tq_task *t)
+/* Groups lane tasks by claim as they come: `cur` is the group being
+ * built (in registers: a stream of one claim's tasks adds to it without a
+ * store), flushed to gr[*k] when a task of another claim comes, or by
+ * tq__lane_group_end. */
+static inline void tq__lane_group_add(struct tq_lane_group *gr, size_t *k, struct tq_lane_group *cur,
+				      const tq_task *t)
 {
 	uint32_t e = tq__task_entry(t);
 	uint64_t g = t->priv[1], b = 1ull << tq__task_bit(t);
 
-	if (*k == 0 || gr[*k - 1].e != e || gr[*k - 1].g != g)
-		gr[(*k)++] = (struct tq_lane_group){.e = e, .g = g};
-	gr[*k - 1].twice += (gr[*k - 1].mask & b) != 0; /* the same task twice in one call */
-	gr[*k - 1].mask |= b;
+	if (cur->e != e || cur->g != g) {
+		if (cur->mask)
+			gr[(*k)++] = *cur;
+		*cur = (struct tq_lane_group){.e = e, .g = g};
+	}
+	cur->twice += (cur->mask & b) != 0; /* the same task twice in one call */
+	cur->mask |= b;
+}
+static inline void tq__lane_group_end(struct tq_lane_group *gr, size_t *k, const struct tq_lane_group *cur)
+{
+	if (cur->mask)
+		gr[(*k)++] = *cur;
 }
 int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool locked, uint64_t *lost);
 uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end);

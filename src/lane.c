@@ -1219,11 +1219,13 @@ void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint
 	for (size_t done = 0; done < n; done += TQ_CHUNK) {
 		size_t end = n - done < TQ_CHUNK ? n : done + TQ_CHUNK, k = 0;
 		uint64_t first = 0;
+		struct tq_lane_group cur = {.e = UINT32_MAX};
 		/* The tasks of one claim come together, in the order taken;
 		 * the others are the caller's. */
 		for (size_t i = done; i < end; i++)
 			if (tq__is_lane_task(&t[i]))
-				tq__lane_group_add(gr, &k, &t[i]);
+				tq__lane_group_add(gr, &k, &cur, &t[i]);
+		tq__lane_group_end(gr, &k, &cur);
 		tq__lane_ack_groups(q, gr, k, acked, lost, &first);
 		if (!*taken_ns)
 			*taken_ns = first;

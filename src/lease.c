@@ -37,6 +37,7 @@ enum { KIND_LANE = 1, KIND_SLOT = 2 };
 static int check_lane_batch(const tq_queue *q, const tq_task *t, size_t n, struct tq_lane_group *gr, size_t *ng)
 {
 	size_t k = 0;
+	struct tq_lane_group cur = {.e = UINT32_MAX};
 
 	if (n > TQ_CHUNK)
 		return TQ_EAGAIN;
@@ -45,8 +46,9 @@ static int check_lane_batch(const tq_queue *q, const tq_task *t, size_t n, struc
 			return TQ_EAGAIN;
 		if (tq__lane_check(q, &t[i]))
 			return TQ_EINVAL;
-		tq__lane_group_add(gr, &k, &t[i]);
+		tq__lane_group_add(gr, &k, &cur, &t[i]);
 	}
+	tq__lane_group_end(gr, &k, &cur);
 	*ng = k;
 	return 0;
 }
