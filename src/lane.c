@@ -877,18 +877,23 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 			struct ibat b;
 			uint32_t i = 0;
 			if (ibat_find(q, lane, h, &b)) {
-				for (; i < k; i++) {
-					uint64_t p = h + i;
-					if (p >= b.end && !ibat_next(q, lane, &b))
+				/* A run of tasks per batch record: ids consecutive,
+				 * one push time (B1: each record starts where the
+				 * last ended, so h + i < b.end at every run's start). */
+				while (i < k) {
+					uint32_t stop = b.end - h < k ? (uint32_t)(b.end - h) : k;
+					uint64_t id = b.id + (h + i - b.first);
+					for (; i < stop; i++, id++)
+						out[i] = (tq_task){
+							.id = id,
+							.value = load_rlx(ival_at(q, lane, h + i)),
+							.kind = TQ_KIND_INT,
+							.attempt = 1,
+							.enqueued_ns = b.ns,
+							.priv = {tagged | i, *g},
+						};
+					if (i < k && !ibat_next(q, lane, &b))
 						break;
-					out[i] = (tq_task){
-						.id = b.id + (p - b.first),
-						.value = load_rlx(ival_at(q, lane, p)),
-						.kind = TQ_KIND_INT,
-						.attempt = 1,
-						.enqueued_ns = b.ns,
-						.priv = {tagged | i, *g},
-					};
 				}
 				/* The next claim starts where this one ends: from its
 				 * last record, not its first. */
