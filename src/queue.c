@@ -538,7 +538,7 @@ static void bind_handle(tq_queue *q, const struct tq_hdr *snap)
 	q->bytes_mask = g.lane_bytes - 1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	q->max_spinners = ncpu >= 2 ? (uint32_t)ncpu : 1;
-	q->reuse_every = 256;
+	q->reuse_every = 1024;
 	while (q->reuse_every > 1 && (uint64_t)q->reuse_every * 4 > capacity)
 		q->reuse_every /= 2;
 	q->cap = capacity;
