@@ -22,7 +22,8 @@
  *   producer_killed_after_its_batch_record / _record_count
  *                                 a producer dies between an integer lane's
  *                                 batch record and its tail: the next one
- *                                 writes over the leftover (layout 11)
+ *                                 writes over the leftover (layout 11);
+ *                                 push_ints_... the same through tq_push_ints
  *   ids_from_batch_records        every task's id and push time from its
  *                                 batch record, found by walking or by search
  *   record_search_while_the_producer_pushes
@@ -1022,6 +1023,7 @@ struct br_ctx {
 };
 
 static const char *br_point;
+static bool br_ints; /* the killed batch pushed with tq_push_ints */
 
 /* Pushes values [lo, lo + n) in calls of `per` tasks, noting their ids. */
 static int br_push(struct br_ctx *c, tq_queue *q, uint32_t lo, uint32_t n, uint32_t per)
@@ -1054,7 +1056,14 @@ static int child_push_record_killed(void *arg)
 	if (rc)
 		return rc;
 	tq_fault_arm(br_point, 1);
-	rc = br_push(c, q, BR_A, BR_K, BR_K);
+	if (br_ints) {
+		uint64_t v[BR_K];
+		for (uint32_t i = 0; i < BR_K; i++)
+			v[i] = LN_BASE + BR_A + i;
+		rc = tq_push_ints(q, v, BR_K, 2000000000ull);
+	} else {
+		rc = br_push(c, q, BR_A, BR_K, BR_K);
+	}
 	snprintf(c->msg, sizeof c->msg, "the killed push returned %d (the point was not reached)", rc);
 	return 4;
 }
@@ -1077,13 +1086,14 @@ static int child_push_singles(void *arg)
  * writes its records over the leftover, contiguous with the published ones,
  * so that every task delivered carries the id its push returned.
  */
-static void br_killed_test(const char *name, const char *point, uint64_t count_after_kill)
+static void br_killed_test(const char *name, const char *point, uint64_t count_after_kill, bool ints)
 {
 	tq_queue *q = ln_create(name, 1000, 60ull * 1000000000ull);
 	struct br_ctx *c = tqt_shared(sizeof *c);
 	size_t size;
 
 	br_point = point;
+	br_ints = ints;
 	pid_t pid = lf_spawn(child_push_record_killed, c);
 	int st = tqt_wait(pid, LN_CHILD_MS);
 	lf_forget(pid);
@@ -1161,12 +1171,23 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 
 Test(lanes, producer_killed_after_its_batch_record, .timeout = 60, .fini = lf_fini)
 {
-	br_killed_test("brrecord", "push.record", 1);
+	br_killed_test("brrecord", "push.record", 1, false);
 }
 
 Test(lanes, producer_killed_after_its_record_count, .timeout = 60, .fini = lf_fini)
 {
-	br_killed_test("brcount", "push.written", 2);
+	br_killed_test("brcount", "push.written", 2, false);
+}
+
+/* The same, the killed batch pushed with tq_push_ints. */
+Test(lanes, push_ints_producer_killed_after_its_batch_record, .timeout = 60, .fini = lf_fini)
+{
+	br_killed_test("brirecord", "push.record", 1, true);
+}
+
+Test(lanes, push_ints_producer_killed_after_its_record_count, .timeout = 60, .fini = lf_fini)
+{
+	br_killed_test("bricount", "push.written", 2, true);
 }
 
 #define BI_NV 40000u
