@@ -96,17 +96,21 @@ static void close_or_die(struct bench_run *r, const char *who, tq_queue *q)
 		bench_child_die(r, who, "tq_close: %s", tq_strerror(rc));
 }
 
-/* Pushes values[0..n) with tq_push_ints (rows with .ints), waiting while the queue is full. */
-static void push_ints(struct bench_run *r, tq_queue *q, const uint64_t *vals, size_t n, uint64_t s, const char *who)
+/* Pushes n tasks, waiting while the queue is full: vals[0..n) with
+ * tq_push_ints (rows with .ints), else t[0..n) with tq_push. */
+static void push_all(struct bench_run *r, tq_queue *q, tq_task *t, const uint64_t *vals, size_t n, uint64_t s,
+		     const char *who)
 {
 	size_t off = 0;
 	while (off < n) {
-		int k = tq_push_ints(q, vals + off, n - off, TQ_WAIT_FOREVER);
+		int k = vals ? tq_push_ints(q, vals + off, n - off, TQ_WAIT_FOREVER)
+			     : tq_push(q, t + off, n - off, TQ_WAIT_FOREVER);
 		if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
 			continue;
 		if (k <= 0 || (size_t)k > n - off)
-			bench_child_die(r, who, "tq_push_ints(%zu tasks, forever) after %llu pushed: %d %s", n - off,
-					(unsigned long long)(s + off), k, tq_strerror(k));
+			bench_child_die(r, who, "%s(%zu tasks, forever) after %llu pushed: %d %s",
+					vals ? "tq_push_ints" : "tq_push", n - off, (unsigned long long)(s + off), k,
+					tq_strerror(k));
 		off += (size_t)k;
 	}
 }
@@ -140,7 +144,7 @@ static int tq_producer(struct bench_run *r, int p)
 		if (r->row->ints) {
 			for (size_t i = 0; i < n; i++)
 				vals[i] = base | (s + i);
-			push_ints(r, q, vals, n, s, who);
+			push_all(r, q, NULL, vals, n, s, who);
 			s += n;
 			bench_progress(r, p, s);
 			continue;
@@ -155,16 +159,7 @@ static int tq_producer(struct bench_run *r, int p)
 				t[i].kind = TQ_KIND_INT;
 			}
 		}
-		size_t off = 0;
-		while (off < n) {
-			int k = tq_push(q, t + off, n - off, TQ_WAIT_FOREVER);
-			if (k == TQ_ETIMEDOUT || k == TQ_EAGAIN)
-				continue;
-			if (k <= 0 || (size_t)k > n - off)
-				bench_child_die(r, who, "tq_push(%zu tasks, forever) after %llu pushed: %d %s", n - off,
-						(unsigned long long)(s + off), k, tq_strerror(k));
-			off += (size_t)k;
-		}
+		push_all(r, q, t, NULL, n, s, who);
 		s += n;
 		bench_progress(r, p, s);
 	}

@@ -410,9 +410,14 @@ class Queue:
         except OverflowError:
             raise InvalidArgument(f"push {self.name}: integer tasks are 0..2**64-1") from None
         addr, n = vals.buffer_info()
+        return self._push_all(lib.tq_push_ints, timeout_ns, addr, 8, n)
+
+    def _push_all(self, fn: Any, timeout_ns: int, addr: int, stride: int, n: int, *extra: Any) -> int:
+        """fn(handle, addr + done * stride, n - done, *extra, timeout) until
+        all n went in; an error raises with ``pushed``: what went in before it."""
         done = 0
         while done < n:
-            rc = self._wait(lib.tq_push_ints, timeout_ns, addr + done * 8, n - done)
+            rc = self._wait(fn, timeout_ns, addr + done * stride, n - done, *extra)
             if rc < 0:
                 e = error(rc, f"push {self.name}", full=True)
                 e.pushed = done  # type: ignore[attr-defined]
@@ -467,19 +472,11 @@ class Queue:
                     t[i * TASK_WORDS + W_DATA] = base + next(offs)
                     t[i * TASK_WORDS + W_LENKIND] = (kind << 32) | ln
         addr = t.buffer_info()[0]
-        done = 0
-        while done < n:
-            at = addr + done * 8 * TASK_WORDS
-            if delay_ns:
-                rc = self._wait(lib.tq_push_delayed, timeout_ns, at, n - done, delay_ns)
-            else:
-                rc = self._wait(lib.tq_push, timeout_ns, at, n - done)
-            if rc < 0:
-                e = error(rc, f"push {self.name}", full=True)
-                e.pushed = done  # type: ignore[attr-defined]
-                raise e
-            done += rc
-        del keep
+        if delay_ns:
+            self._push_all(lib.tq_push_delayed, timeout_ns, addr, 8 * TASK_WORDS, n, delay_ns)
+        else:
+            self._push_all(lib.tq_push, timeout_ns, addr, 8 * TASK_WORDS, n)
+        del keep  # the payloads' bytes were read by the calls
         return n
 
     # -------------------------------------------------------------- takes
