@@ -676,8 +676,8 @@ typedef struct tq_proc_info {
  * added at tq_close, at the last sample's value): counts stay the tasks
  * measured, a handle's last few calls show up at its next sample, and a
  * stream of calls pays the clock read and the shared adds once per 8
- * calls. Several threads on one handle may lose a little of that
- * weight (the handle keeps it without atomic read-modify-writes). */
+ * calls. The counts stay exact with several threads on one handle (which
+ * of their calls samples is then a matter of timing). */
 #define TQ_HIST_BUCKETS 64
 typedef struct tq_histogram {
 	uint64_t count[TQ_HIST_BUCKETS];

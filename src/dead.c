@@ -381,7 +381,7 @@ static int kick_into(tq_queue *q, uint32_t i, uint32_t *idx, uint32_t *k, int *m
 static int kick_all_locked(tq_queue *q, int *moved)
 {
 	uint32_t dead = load_rlx(&q->h->dead_count);
-	uint64_t budget = (dead > q->dead_cap ? dead - q->dead_cap : 0) + tq__room(q);
+	uint64_t budget = (dead > q->dead_cap ? dead - q->dead_cap : 0) + tq__room_settled(q);
 	uint32_t idx[TQ_CHUNK], k = 0;
 	int rc = 0;
 

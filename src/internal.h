@@ -198,6 +198,10 @@ uint64_t tq__lane_totals(tq_queue *q, tq_counters *t);
 /* Free places in the queue for new tasks (lanes and slots together); when
  * there are none, first moves the lanes' reuse points over settled claims. */
 uint64_t tq__room(tq_queue *q);
+/* The room once every lane's reuse point has moved over what is settled
+ * (tq__room moves them only when it finds none): for a budget that must
+ * count all of it (tq_dead_kick of TQ_ALL). */
+uint64_t tq__room_settled(tq_queue *q);
 /* The same without moving anything (cheap: reads the lanes' positions). */
 uint64_t tq__room_now(tq_queue *q);
 /* Places the delay area has left (lane.c). */
@@ -442,31 +446,28 @@ static inline void tq__hist_add(tq_queue *q, enum tq_hist h, uint64_t ns, uint64
 static inline bool tq__hist_due(tq_queue *q, enum tq_hist h, uint64_t weight)
 {
 	uint32_t c = load_rlx(&q->hist_calls[h]);
-	store_rlx(&q->hist_calls[h], c + 1);
-	store_rlx(&q->hist_pend[h], load_rlx(&q->hist_pend[h]) + weight);
+	store_rlx(&q->hist_calls[h], c + 1); /* which call samples: a hint, racing threads may share one */
+	atomic_fetch_add_explicit(&q->hist_pend[h], weight, memory_order_relaxed); /* exact: threads may share a handle */
 	return (c & (TQ_HIST_SAMPLE_EVERY - 1)) == 0; /* the first, then one in 8 */
 }
 
 /* The sample tq__hist_due asked for: the pending weight, this call's with it. */
 static inline void tq__hist_sample(tq_queue *q, enum tq_hist h, uint64_t ns)
 {
-	uint64_t weight = load_rlx(&q->hist_pend[h]);
-	store_rlx(&q->hist_pend[h], 0);
+	uint64_t weight = atomic_exchange_explicit(&q->hist_pend[h], 0, memory_order_relaxed);
 	store_rlx(&q->hist_last_ns[h], ns);
 	if (weight)
 		tq__hist_add(q, h, ns, weight);
 }
 
-/* At close: the tasks of small calls not yet recorded, at the last
- * sample's latency. */
+/* At close: the tasks of calls not yet recorded, at the last sample's
+ * latency. */
 static inline void tq__hist_flush(tq_queue *q)
 {
 	for (unsigned h = 0; h < H__COUNT; h++) {
-		uint64_t w = load_rlx(&q->hist_pend[h]);
-		if (w) {
-			store_rlx(&q->hist_pend[h], 0);
+		uint64_t w = atomic_exchange_explicit(&q->hist_pend[h], 0, memory_order_relaxed);
+		if (w)
 			tq__hist_add(q, (enum tq_hist)h, load_rlx(&q->hist_last_ns[h]), w);
-		}
 	}
 }
 

@@ -350,6 +350,13 @@ uint64_t tq__room(tq_queue *q)
 	return tq__room_now(q);
 }
 
+uint64_t tq__room_settled(tq_queue *q)
+{
+	for (uint32_t l = 0; l < TQ_LANES; l++)
+		advance_reuse(q, l);
+	return tq__room_now(q);
+}
+
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)
 {
 	uint64_t ready = 0, oid = 0, ons = 0, size = lane_size(q);

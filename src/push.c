@@ -129,11 +129,13 @@ static int wait_room(tq_queue *q, uint64_t timeout_ns, uint64_t until, bool dela
 }
 
 /* Pushes tasks[0..n) through slots (a mixed batch, a delayed push, what
- * overflows a lane), continuing the caller's clock read and deadline:
- * the count accepted, or an error if none was. */
-static int push_slots(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns, uint64_t now,
-		      uint64_t until)
+ * overflows a lane), continuing the caller's clock read (*now_io, read
+ * again after a wait and handed back) and deadline: the count accepted,
+ * or an error if none was. */
+static int push_slots(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint64_t delay_ns,
+		      uint64_t *now_io, uint64_t until)
 {
+	uint64_t now = *now_io;
 	uint32_t idx[TQ_CHUNK];
 	size_t done = 0;
 	int rc = 0;
@@ -199,6 +201,7 @@ static int push_slots(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns
 			break;
 		}
 	}
+	*now_io = waited ? tq_now_ns() : now;
 	return done ? (int)done : rc;
 }
 
@@ -230,7 +233,7 @@ static int push(tq_queue *q, tq_task *tasks, size_t n, uint64_t timeout_ns, uint
 			return rc;
 		done = rc > 0 ? (size_t)rc : 0; /* the rest through slots, below */
 	}
-	rc = push_slots(q, tasks + done, n - done, timeout_ns, delay_ns, now, until);
+	rc = push_slots(q, tasks + done, n - done, timeout_ns, delay_ns, &now, until);
 	return done ? (int)done + (rc > 0 ? rc : 0) : rc;
 }
 
@@ -273,7 +276,7 @@ TQ_API int tq_push_ints(tq_queue *q, const uint64_t *values, size_t n, uint64_t 
 			chunk[i].kind = TQ_KIND_INT;
 			chunk[i].value = values[done + i];
 		}
-		rc = push_slots(q, chunk, m, timeout_ns, 0, now, until);
+		rc = push_slots(q, chunk, m, timeout_ns, 0, &now, until); /* now: read again after a wait */
 		if (rc <= 0)
 			break;
 		done += (size_t)rc;

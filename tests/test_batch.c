@@ -44,10 +44,15 @@
  *   push_ints_errors                 bad arguments, an observer, a full
  *                                    queue: the errors of tq_push, a part
  *                                    accepted reported as such
+ *   push_ints_times_after_a_wait     tasks pushed through slots after the
+ *                                    push waited for room carry a push
+ *                                    time after the wait, every chunk
  */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "taskq.h"
@@ -704,5 +709,90 @@ Test(batch, push_ints_errors, .timeout = 30, .fini = fini)
 	cr_assert_eq(tq_set_run_state(q, TQ_DRAINING), 0);
 	cr_assert_eq(tq_push_ints(q, v, 1, 0), TQ_ESTOPPED);
 	expect_empty(q);
+	tq_close(q);
+}
+
+/* Frees room once the pusher (the other handle's record) sleeps waiting
+ * for it: takes and acks every task of the queue but the last `keep`. */
+struct tw_ctx {
+	uint64_t freed_ns;
+	_Atomic int done;
+	int rc;
+};
+
+static void *tw_freer(void *arg)
+{
+	struct tw_ctx *c = arg;
+	tq_queue *q = NULL;
+	tq_proc_info pi[8];
+	tq_task out[64];
+
+	if (tq_open(qname, &q) != 0) {
+		c->rc = 1;
+		return NULL;
+	}
+	for (bool asleep = false; !asleep;) {
+		int n = tq_procs(q, pi, 8);
+		for (int i = 0; i < n; i++)
+			asleep = asleep || pi[i].waiting == 2;
+		if (!asleep)
+			sched_yield();
+	}
+	c->freed_ns = tq_now_ns();
+	for (int freed = 0; freed < 2048;) {
+		int n = tq_take(q, out, 64, 0);
+		if (n <= 0 || tq_ack(q, out, (size_t)n) != 0) {
+			c->rc = 2;
+			break;
+		}
+		freed += n;
+	}
+	tq_close(q);
+	return NULL;
+}
+
+Test(batch, push_ints_times_after_a_wait, .timeout = 60, .fini = fini)
+{
+	/* Lanes of 65,536 in a queue of 70,000: the lane full, the slots 10
+	 * short of full, then 200 pushed (in chunks of 64 through slots). */
+	tq_queue *q = make("bt_pushwait", 70000, 0, 3);
+	uint64_t *v = malloc(70000 * sizeof *v);
+	cr_assert_not_null(v);
+	for (uint64_t i = 0; i < 70000; i++)
+		v[i] = BT_BASE + i;
+	cr_assert_eq(tq_push_ints(q, v, 65536, 0), 65536);
+	cr_assert_eq(tq_push_ints(q, v + 65536, 70000 - 65536 - 10, 0), 70000 - 65536 - 10);
+	struct tw_ctx c = {0};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, tw_freer, &c), 0);
+	uint64_t w[200];
+	for (uint64_t i = 0; i < 200; i++)
+		w[i] = BT_BASE + 100000 + i;
+	int rc = tq_push_ints(q, w, 200, 30000000000ull);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(c.rc, 0, "the freer failed: %d", c.rc);
+	cr_assert_eq(rc, 200, "tq_push_ints: %d (%s)", rc, tq_strerror(rc));
+	tq_task out[64];
+	uint32_t seen = 0;
+	for (;;) {
+		int n = tq_take(q, out, 64, 0);
+		if (n == TQ_EAGAIN)
+			break;
+		cr_assert_gt(n, 0, "tq_take: %d (%s)", n, tq_strerror(n));
+		for (int i = 0; i < n; i++) {
+			if (out[i].value < BT_BASE + 100000)
+				continue;
+			uint64_t k = out[i].value - BT_BASE - 100000;
+			seen++;
+			/* The first 10 went in before the wait. */
+			if (k >= 10)
+				cr_assert_geq(out[i].enqueued_ns, c.freed_ns,
+					      "task %llu of the push: pushed %lld ns before the room it waited for",
+					      (unsigned long long)k, (long long)(c.freed_ns - out[i].enqueued_ns));
+		}
+		cr_assert_eq(tq_ack(q, out, (size_t)n), 0);
+	}
+	cr_assert_eq(seen, 200);
+	free(v);
 	tq_close(q);
 }

@@ -1786,6 +1786,50 @@ Test(engine, dead_kick_within_the_capacity, .timeout = 60, .fini = cleanup_queue
 	tq_destroy(name);
 }
 
+/* A kick of TQ_ALL counts as room what claims settled in the lanes since
+ * their reuse points last moved (they move once per 1024 positions): every
+ * dead task goes back in one call when the queue holds nothing else. */
+Test(engine, dead_kick_all_counts_settled_lane_room, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "dead-kick-settled");
+	tq_config cfg;
+	tq_config_init(&cfg);
+	cfg.capacity = 4096;
+	cfg.max_payload = 64;
+	cfg.dead_capacity = 4096;
+	cfg.max_attempts = 1;
+	tq_queue *q = create_queue(name, &cfg);
+	tq_task t[64], o[64];
+	memset(t, 0, sizeof t);
+	for (int i = 0; i < 64; i++)
+		t[i].kind = TQ_KIND_INT;
+	/* 3500 failed for good (dead), then 500 acked: every place free. */
+	for (int dead = 0, acked = 0; dead < 3500 || acked < 500;) {
+		bool fail = dead < 3500;
+		int m = fail ? (3500 - dead < 64 ? 3500 - dead : 64) : (500 - acked < 64 ? 500 - acked : 64);
+		cr_assert_eq(tq_push(q, t, (size_t)m, 0), m);
+		int n = tq_take(q, o, 64, 0);
+		cr_assert_eq(n, m, "tq_take: %d", n);
+		if (fail) {
+			cr_assert_eq(tq_fail(q, o, (size_t)n, 1, "for good"), 0);
+			dead += n;
+		} else {
+			cr_assert_eq(tq_ack(q, o, (size_t)n), 0);
+			acked += n;
+		}
+	}
+	tq_stats s = get_stats(q);
+	cr_assert_eq(s.dead, 3500);
+	cr_assert_eq(s.ready + s.leased, 0);
+	cr_expect_eq(tq_dead_kick(q, TQ_ALL), 3500, "every dead task fits");
+	s = get_stats(q);
+	cr_expect_eq(s.dead, 0);
+	cr_expect_eq(s.ready, 3500);
+	tq_close(q);
+	tq_destroy(name);
+}
+
 /* Nothing is dropped: the third is kept beyond the area, which says so. */
 Test(engine, dead_capacity_keeps_all, .timeout = 60, .fini = cleanup_queues)
 {
@@ -2763,6 +2807,61 @@ Test(engine, latency_samples_one_call_in_8, .timeout = 30, .fini = cleanup_queue
 	for (int i = 0; i < TQ_HIST_BUCKETS; i++)
 		n += hp.count[i];
 	cr_assert_eq(n, 40);
+	tq_close(q);
+}
+
+/* Four threads on one handle, taking and acking batches of 64: the
+ * histograms' counts are exactly the tasks acked once it closes (the
+ * weight of the calls not sampled is kept with atomic adds). */
+#define HT_PER 200000
+
+static tq_queue *ht_q;
+static _Atomic uint64_t ht_taken;
+
+/* Takes and acks until the threads together have taken every task. */
+static void *ht_worker(void *arg)
+{
+	tq_task out[64];
+
+	(void)arg;
+	while (atomic_load(&ht_taken) < 4ull * HT_PER) {
+		int n = tq_take(ht_q, out, 64, 0);
+		if (n == TQ_EAGAIN)
+			continue; /* the last tasks are another thread's */
+		if (n <= 0 || tq_ack(ht_q, out, (size_t)n) != 0)
+			return (void *)1;
+		atomic_fetch_add(&ht_taken, (uint64_t)n);
+	}
+	return NULL;
+}
+
+Test(engine, latency_counts_exact_with_threads, .timeout = 60, .fini = cleanup_queues)
+{
+	char name[TQT_NAME_LEN];
+	tqt_name(name, "histthreads");
+	tq_config cfg;
+	tq_config_init(&cfg);
+	cfg.capacity = 4 * HT_PER;
+	tq_queue *q = create_queue(name, &cfg);
+	ht_q = open_queue(name);
+	uint64_t v[256];
+	for (uint64_t i = 0; i < 256; i++)
+		v[i] = i;
+	for (int s = 0; s < 4 * HT_PER; s += 256)
+		cr_assert_eq(tq_push_ints(q, v, 256, 0), 256);
+	pthread_t th[4];
+	atomic_store(&ht_taken, 0);
+	for (int k = 0; k < 4; k++)
+		cr_assert_eq(pthread_create(&th[k], NULL, ht_worker, NULL), 0);
+	for (int k = 0; k < 4; k++) {
+		void *r = NULL;
+		cr_assert_eq(pthread_join(th[k], &r), 0);
+		cr_assert_null(r, "thread %d failed to take or ack", k);
+	}
+	cr_assert_eq(tq_close(ht_q), 0);
+	tq_stats s = get_stats(q);
+	cr_assert_eq(s.total.acked, 4ull * HT_PER);
+	expect_hist_counts(q, 4ull * HT_PER, "after the close");
 	tq_close(q);
 }
 
