@@ -42,6 +42,14 @@ static inline tq_a64 *ival_at(tq_queue *q, uint32_t lane, uint64_t pos)
 	return &q->ivals[(size_t)lane * lane_size(q) + (pos & q->lane_mask)];
 }
 
+/* How many of k cells from position pos lie before the lane's end: the
+ * first of the (at most two) runs k consecutive cells take. */
+static inline uint64_t ival_run(const tq_queue *q, uint64_t pos, uint64_t k)
+{
+	uint64_t run = lane_size(q) - (pos & q->lane_mask);
+	return run < k ? run : k;
+}
+
 static inline struct tq_ibatch *ibatch_at(tq_queue *q, uint32_t lane, uint64_t n)
 {
 	return &q->ibatches[(size_t)lane * lane_size(q) + (n & q->lane_mask)];
@@ -337,24 +345,20 @@ uint64_t tq__delay_room(tq_queue *q)
 
 static void advance_reuse(tq_queue *q, uint32_t lane);
 
-uint64_t tq__room(tq_queue *q)
-{
-	uint64_t room = tq__room_now(q);
-
-	if (room > 0)
-		return room;
-	/* Short of room: claims settled since a lane's reuse point last
-	 * moved are room too (settle moves it once per reuse_every positions). */
-	for (uint32_t l = 0; l < TQ_LANES; l++)
-		advance_reuse(q, l);
-	return tq__room_now(q);
-}
-
 uint64_t tq__room_settled(tq_queue *q)
 {
 	for (uint32_t l = 0; l < TQ_LANES; l++)
 		advance_reuse(q, l);
 	return tq__room_now(q);
+}
+
+uint64_t tq__room(tq_queue *q)
+{
+	uint64_t room = tq__room_now(q);
+
+	/* Short of room: claims settled since a lane's reuse point last
+	 * moved are room too (settle moves it once per reuse_every positions). */
+	return room > 0 ? room : tq__room_settled(q);
 }
 
 uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns)
@@ -687,11 +691,9 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
 			if (vals) {
 				/* tq_push_ints: the values alone, in at most two
 				 * runs of cells (the lane's end). */
-				uint64_t run = lane_size(q) - (t & q->lane_mask);
+				uint64_t run = ival_run(q, t, k);
 				tq_a64 *c = ival_at(q, l, t);
 				const uint64_t *v = vals + done;
-				if (run > k)
-					run = k;
 				for (uint64_t i = 0; i < run; i++)
 					store_rlx(&c[i], v[i]);
 				c = ival_at(q, l, t + run);
@@ -858,10 +860,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		 * claim's until it is settled; before, a producer may be
 		 * rewriting it for a later lap. */
 		if (vals) { /* integer lanes only (tq__lane_take); two runs at most (the lane's end) */
-			uint32_t run = (uint32_t)(lane_size(q) - (h & q->lane_mask));
+			uint32_t run = (uint32_t)ival_run(q, h, k);
 			const tq_a64 *c = ival_at(q, lane, h);
-			if (run > k)
-				run = k;
 			for (uint32_t i = 0; i < run; i++)
 				vals[i] = load_rlx(&c[i]);
 			c = ival_at(q, lane, h + run);

@@ -111,6 +111,17 @@ static void expect_empty(tq_queue *q)
 	cr_expect_eq(s.delayed, 0, "delayed %u", s.delayed);
 }
 
+/* Every one of `total` tasks pushed and acked, none lost, none left. */
+static void expect_all_acked(tq_queue *q, uint64_t total)
+{
+	tq_stats s;
+	cr_assert_eq(tq_stats_get(q, &s), 0);
+	cr_expect_eq(s.total.pushed, total);
+	cr_expect_eq(s.total.acked, total);
+	cr_expect_eq(s.total.lost, 0);
+	expect_empty(q);
+}
+
 /* Takes and acks `left` more integers, batches of up to max. */
 static void drain_ints(tq_queue *q, uint64_t left, size_t max)
 {
@@ -194,11 +205,8 @@ Test(batch, every_value_once, .timeout = 60, .fini = fini)
 	free(seen);
 	tq_stats s;
 	cr_assert_eq(tq_stats_get(q, &s), 0);
-	cr_expect_eq(s.total.pushed, total);
 	cr_expect_eq(s.total.taken, total);
-	cr_expect_eq(s.total.acked, total);
-	cr_expect_eq(s.total.lost, 0);
-	expect_empty(q);
+	expect_all_acked(q, total);
 	tq_close(q);
 }
 
@@ -627,12 +635,7 @@ Test(batch, push_ints_in_order, .timeout = 60, .fini = fini)
 	}
 	cr_assert_eq(tqt_wait_all(pids, 2, 20000), 0, "a producer failed");
 	free(seen);
-	tq_stats s;
-	cr_assert_eq(tq_stats_get(q, &s), 0);
-	cr_expect_eq(s.total.pushed, total);
-	cr_expect_eq(s.total.acked, total);
-	cr_expect_eq(s.total.lost, 0);
-	expect_empty(q);
+	expect_all_acked(q, total);
 	tq_close(q);
 }
 
