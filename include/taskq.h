@@ -345,7 +345,7 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * TQ_ESTOPPED (run state DRAINING or STOPPED, also if it changes while
  * waiting). While PAUSED nothing is taken: the call waits, or returns
  * TQ_EAGAIN / TQ_ETIMEDOUT as for an empty queue.
- * Lane tasks are taken in batches of up to 32 from one lane, one lease
+ * Lane tasks are taken in batches of up to 64 from one lane, one lease
  * record per batch; a handle keeps up to 63 such batches unacked, and takes
  * beyond that move their batch into slots under the recovery lock (so
  * they may wait up to 10 s for it, then TQ_EBUSY; TQ_EBUSY at once when no
@@ -392,9 +392,9 @@ int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *ms
 /*
  * The fast path for queues of integer tasks: tq_take_ints hands over a
  * batch the way a bare ring does, the integers in the caller's array and
- * the leases in a tq_batch (one lease record per claim of up to 32 tasks,
+ * the leases in a tq_batch (one lease record per claim of up to 64 tasks,
  * not a tq_task per task), and tq_batch_ack acks the whole batch with one
- * atomic operation per claim. The guarantees are tq_take's: every task is
+ * atomic operation per 32 tasks of a claim. The guarantees are tq_take's: every task is
  * leased, and comes back when its lease expires or its holder dies.
  */
 #define TQ_BATCH_TASKS 256  /* tasks in one batch */
@@ -420,7 +420,7 @@ typedef struct tq_batch {
  * where that task is. A worker calls tq_take when it gets 0, so that
  * nothing waits behind a stream of fresh integers.
  * A batch may hold fewer than max tasks while more are ready (a claim
- * ends at 32 tasks, at a lane's end, or at TQ_BATCH_CLAIMS claims).
+ * ends at 64 tasks, at a lane's end, or at TQ_BATCH_CLAIMS claims).
  * Errors: as tq_take (TQ_EINVAL also for NULL values or b, max == 0);
  * TQ_EBUSY when this handle holds so many claims unacked (63) that it can
  * take no more through the lanes (ack first, or use tq_take).

@@ -225,16 +225,21 @@ static inline uint64_t tq__take_ids(tq_queue *q, uint64_t n)
 {
 	return add_rlx(&q->h->next_id, n) + 1;
 }
+/* The bits of a claim's tasks 0..count-1 (count <= TQ_CLAIM_MAX, 64). */
+static inline uint64_t tq__claim_full(uint32_t count)
+{
+	return count >= 64 ? ~0ull : (1ull << count) - 1;
+}
 #define TQ__LANE_TASK 0x80000000ull
 static inline bool tq__is_lane_task(const tq_task *t) { return (t->priv[0] & TQ__LANE_TASK) != 0; }
 /* A lane task handed back names this handle: priv[0] is tag (bits 32..63)
  * | TQ__LANE_TASK | owner (14..24) | zero (25..30) | entry (8..13) | task
- * bit (0..7, below TQ_CLAIM_MAX); priv[1] a 56-bit generation. */
+ * bit (0..7, below TQ_CLAIM_MAX: bits 6 and 7 zero); priv[1] a 56-bit generation. */
 static inline int tq__lane_check(const tq_queue *q, const tq_task *t)
 {
-	const uint64_t fixed = 0xffffffff00000000ull | TQ__LANE_TASK | 0x7e000000ull | (0x7ffull << 14) | 0xe0u;
+	const uint64_t fixed = 0xffffffff00000000ull | TQ__LANE_TASK | 0x7e000000ull | (0x7ffull << 14) | 0xc0u;
 
-	_Static_assert(TQ_CLAIM_MAX == 32, "the task bit's check assumes 32 tasks a claim");
+	_Static_assert(TQ_CLAIM_MAX == 64, "the task bit's check assumes 64 tasks a claim");
 	return (t->priv[0] & fixed) != q->lane_prefix || t->priv[1] >= (1ull << 56) ? TQ_EINVAL : 0;
 }
 void tq__lane_ack(tq_queue *q, const tq_task *t, size_t n, uint64_t *acked, uint64_t *lost, uint64_t *taken_ns);

@@ -255,10 +255,6 @@ static bool lane_bytes_fit(tq_queue *q, uint32_t lane, uint64_t size)
 	return bytes_fit_now(q, lane, size);
 }
 
-static inline uint64_t claim_full(uint32_t count)
-{
-	return (1ull << count) - 1; /* count <= 32 */
-}
 
 /* The position the claim word names, from the lane's tail (the word keeps
  * the low HEAD_POS_BITS bits only; the tail is never a lane ahead). */
@@ -266,6 +262,26 @@ static inline uint64_t claim_full(uint32_t count)
 static inline bool fate_is(uint64_t f, uint64_t g)
 {
 	return FATE_GEN_OF(f) == (g & 0xffffffull);
+}
+
+/* Task `bit` (0..63) of the claim of generation g in L: still leased
+ * (its fate word of g, its bit clear)? */
+static inline bool task_leased(struct tq_lease *L, uint64_t g, uint32_t bit)
+{
+	uint64_t f = load_acq(&L->fate[(bit >> 5) & 1]);
+	return fate_is(f, g) && !(f & (1ull << (bit & 31)));
+}
+
+/* A claim's done-or-moved bits (its tasks 0..63) from its two fate words,
+ * read in order, if both are of generation g; false if either is not (the
+ * entry has moved on). Sequentially consistent loads: the check of a
+ * claim's completion (fate_set, move_end) relies on it (design.md, 17). */
+static inline bool fate_bits(struct tq_lease *L, uint64_t g, uint64_t *bits)
+{
+	uint64_t f0 = atomic_load(&L->fate[0]), f1 = atomic_load(&L->fate[1]);
+
+	*bits = FATE_BITS(f0) | FATE_BITS(f1) << 32;
+	return fate_is(f0, g) && fate_is(f1, g);
 }
 
 static inline uint64_t head_pos(uint64_t hw, uint64_t tail)
@@ -915,7 +931,8 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 		store_rlx(&L->fail_mask, 0);
 		store_rlx(&L->deadline, tq__deadline_after(now, q->lease_ns));
 		store_rlx(&L->taken_ns, now);
-		store_rlx(&L->fate, FATE_GEN(*g));
+		store_rlx(&L->fate[0], FATE_GEN(*g));
+		store_rlx(&L->fate[1], FATE_GEN(*g));
 		store_rel(&L->state, LS_MAKE(*g, LS_PENDING));
 		if (!cas64(&ln->head, hw, head_make(h + k, q->owner, e))) {
 			/* Not claimed: a new generation, so no helper can take this
@@ -978,8 +995,8 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 	struct tq_lease *L = &q->me->leases[SPARE_ENTRY];
 	int got = 0;
 
-	if (want > TQ_CLAIM_MAX)
-		want = TQ_CLAIM_MAX;
+	if (want > TQ_FATE_TASKS)
+		want = TQ_FATE_TASKS; /* one fate word: one move, all or none (move_out) */
 	if (tq__lock_recovery(q))
 		return TQ_EBUSY;
 	for (uint32_t l = 0; l < TQ_LANES && got == 0; l++) {
@@ -1000,7 +1017,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 				got = k;
 			continue;
 		}
-		got = move_out(q, q->rec, SPARE_ENTRY, g, claim_full((uint32_t)k), MV_TAKEN, 0, NULL, now,
+		got = move_out(q, q->rec, SPARE_ENTRY, g, tq__claim_full((uint32_t)k), MV_TAKEN, 0, NULL, now,
 			       idx);
 		if (got == TQ_EAGAIN || got == 0) {
 			/* No free slot: the claim stays, as a lease of this handle
@@ -1133,8 +1150,7 @@ int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_ta
 		return TQ_ELOST; /* not while the claim holds (B2): ended meanwhile */
 	t->value = load_rlx(ival_at(q, lane, first + bit));
 	atomic_thread_fence(memory_order_acquire);
-	uint64_t f = load_acq(&L->fate);
-	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE) || !fate_is(f, g) || (f & (1ull << bit)))
+	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE) || !task_leased(L, g, bit))
 		return TQ_ELOST;
 	return 0;
 }
@@ -1160,8 +1176,8 @@ bool tq__lane_held(tq_queue *q, const tq_task *t)
 	if (tq__lane_check(q, t))
 		return false;
 	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
-	uint64_t g = t->priv[1], f = load_acq(&L->fate);
-	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && !(f & (1ull << tq__task_bit(t)));
+	uint64_t g = t->priv[1];
+	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && task_leased(L, g, tq__task_bit(t));
 }
 
 /* A move-out of entry e of record rec, generation g, is under way (its
@@ -1180,34 +1196,56 @@ static bool moving(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	return atomic_load(&j->active) == 1 && load_acq(&j->key) == move_key(rec, e, g);
 }
 
-/* Sets `mask` in entry e's fate for generation g; returns the bits this
- * call set, and settles the claim if they completed it. */
+/* Sets `mask` (of tasks 0..63) in entry e's fate words for generation g,
+ * one CAS per word with bits in it; returns the bits this call set, and
+ * settles the claim if it is then complete. */
 static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 {
 	struct tq_lease *L = &q->me->leases[e];
+	uint64_t set = 0, last = 0;
+	uint32_t lastw = 0;
 
 	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
 		return 0;
-	uint64_t f = load_acq(&L->fate);
-	for (;;) {
-		if (!fate_is(f, g))
-			return 0;
-		uint64_t mine = mask & ~FATE_BITS(f);
-		if (!mine)
-			return 0;
-		if (atomic_compare_exchange_weak(&L->fate, &f, f | mine)) {
-			uint32_t count = load_rlx(&L->count);
-			if (count >= 1 && count <= TQ_CLAIM_MAX && ((f | mine) & claim_full(count)) == claim_full(count)) {
-				TQ_FAULT("ack.mid");
-				/* A move-out of this claim under way copies from its
-				 * cells until its journal ends: its mover (or the
-				 * repair) settles after that, not this ack. */
-				if (!moving(q, q->rec, e, g))
-					settle(q, q->rec, e, g);
+	for (uint32_t w = 0; w < 2; w++) {
+		uint64_t want = (mask >> (32 * w)) & 0xffffffffull;
+		if (!want)
+			continue;
+		uint64_t f = load_acq(&L->fate[w]);
+		for (;;) {
+			if (!fate_is(f, g))
+				return set; /* the claim has ended */
+			uint64_t mine = want & ~FATE_BITS(f);
+			if (!mine)
+				break;
+			if (atomic_compare_exchange_weak(&L->fate[w], &f, f | mine)) {
+				set |= mine << (32 * w);
+				last = f | mine;
+				lastw = w;
+				break;
 			}
-			return mine;
 		}
 	}
+	uint32_t count = load_rlx(&L->count);
+	if (!set || count < 1 || count > TQ_CLAIM_MAX)
+		return set;
+	/* Complete? The word this call set last, as its CAS left it, and the
+	 * other one read after that CAS (sequentially consistent): of two acks
+	 * that complete one word each, the later CAS's reader sees the other's. */
+	uint64_t full = tq__claim_full(count), other = atomic_load(&L->fate[lastw ^ 1]);
+	if (!fate_is(other, g))
+		return set;
+	uint64_t bits = FATE_BITS(last) << (32 * lastw) | FATE_BITS(other) << (32 * (lastw ^ 1));
+	if ((bits & full) == full) {
+		TQ_FAULT("ack.mid");
+		/* A move-out of this claim under way copies from its cells
+		 * until its journal ends: its mover (or the repair) settles
+		 * after that, not this ack. Two acks may both settle: settle
+		 * is safe to repeat. */
+		if (!moving(q, q->rec, e, g))
+			settle(q, q->rec, e, g);
+	}
+	return set;
 }
 
 void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng, uint64_t *acked, uint64_t *lost,
@@ -1328,8 +1366,9 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	uint32_t count = load_rlx(&L->count);
 
 	atomic_store(&q->h->move.active, 0);
-	uint64_t f = atomic_load(&L->fate);
-	if (count >= 1 && count <= TQ_CLAIM_MAX && fate_is(f, g) && (f & claim_full(count)) == claim_full(count))
+	uint64_t bits;
+	if (count >= 1 && count <= TQ_CLAIM_MAX && fate_bits(L, g, &bits) &&
+	    (bits & tq__claim_full(count)) == tq__claim_full(count))
 		settle(q, rec, e, g);
 }
 
@@ -1348,30 +1387,41 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 	struct tq_move_journal *j = &q->h->move;
 	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first);
-	uint32_t idx[TQ_CLAIM_MAX], ready[TQ_CLAIM_MAX], nready = 0;
+	uint32_t idx[TQ_FATE_TASKS], ready[TQ_FATE_TASKS];
+	int moved = 0;
 
 	if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX)
 		return TQ_EBADQUEUE;
-	uint64_t full = claim_full(count);
+	uint64_t full = tq__claim_full(count);
+	/* One move per fate word with tasks to move (word 0 first): each is
+	 * journaled and claimed by one CAS of its word, as a claim of 32. */
 	for (;;) {
+		uint32_t nready = 0;
 		if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
-			return 0;
-		uint64_t f = atomic_load(&L->fate);
-		if (!fate_is(f, g))
-			return 0;
-		uint64_t m = want & full & ~f;
+			return moved;
+		uint64_t bits;
+		if (!fate_bits(L, g, &bits))
+			return moved;
+		uint64_t m = want & full & ~bits;
 		if (!m) {
-			if ((f & full) == full)
+			if ((bits & full) == full)
 				settle(q, rec, e, g);
-			return 0;
+			return moved;
 		}
+		uint32_t w = (m & 0xffffffffull) ? 0 : 1;
+		uint64_t f = atomic_load(&L->fate[w]);
+		if (!fate_is(f, g))
+			return moved;
+		m &= (~FATE_BITS(f) & 0xffffffffull) << (32 * w);
+		if (!m)
+			continue; /* acked since the read above */
 		uint32_t k = (uint32_t)__builtin_popcountll(m);
 		int got = tq__ring_pop(q, &q->freer, idx, k, st_make(ST_WRITING, q->owner, 0), false, NULL, C__COUNT);
 		if (got < 0)
-			return got;
+			return moved ? moved : got;
 		if ((uint32_t)got < k) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
-			return TQ_EAGAIN;
+			return moved ? moved : TQ_EAGAIN;
 		}
 		if (payload_lane(lane)) {
 			/* Their payload units, in bit order: the tasks for which
@@ -1392,7 +1442,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			if (n < k) {
 				(void)tq__release_owned(q, idx + n, k - n, C__COUNT);
 				if (n == 0)
-					return TQ_EAGAIN;
+					return moved ? moved : TQ_EAGAIN;
 				k = n;
 			}
 		}
@@ -1401,6 +1451,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		j->why = why;
 		j->mover = q->owner;
 		j->moves = FATE_MOVES(f) + 1;
+		j->word = w;
 		j->gen = g;
 		store_rel(&j->key, move_key(rec, e, g)); /* read by ackers (moving()) */
 		j->mask = m;
@@ -1416,7 +1467,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		 * the failed, expired and recovered totals read, only grows. A
 		 * repair after a death clears it. */
 		store_rel(&q->h->lane_moving, k);
-		if (!cas64(&L->fate, f, (f | m) + FATE_MOVE_ONE)) {
+		if (!cas64(&L->fate[w], f, (f | (m >> (32 * w))) + FATE_MOVE_ONE)) {
 			store_rel(&q->h->lane_moving, 0);
 			/* Sequentially consistent, as in move_end: an ack that
 			 * completed the claim meanwhile and left the settle to
@@ -1438,7 +1489,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				/* Leased to this handle before the journal ends: if it
 				 * dies now, recovery returns a LEASED slot like any. */
 				store_rel(&q->st[s], tq__slot_lease(q, s));
-				taken[nready++] = s; /* the caller fills the deliveries */
+				taken[moved + nready++] = s; /* the caller fills the deliveries */
 			} else if (why == MV_FAILED) {
 				tq__count(q, C_LFAILED, 1);
 				if (attempts >= q->max_attempts) {
@@ -1462,7 +1513,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		if (nready && why != MV_TAKEN)
 			(void)tq__requeue_owned(q, ready, nready);
 		move_end(q, rec, e, g);
-		return (int)k;
+		moved += (int)k;
 	}
 }
 
@@ -1474,22 +1525,23 @@ void tq__lanes_repair_move(tq_queue *q)
 
 	if (load_acq(&j->active) != 1)
 		return;
-	uint32_t rec = j->rec, e = j->entry, mover = j->mover;
+	uint32_t rec = j->rec, e = j->entry, mover = j->mover, w = j->word;
 	uint64_t g = j->gen, m = j->mask;
 	uint32_t moves = j->moves;
-	if (rec >= TQ_MAX_PROCS || e >= TQ_LEASES || mover == 0 || mover > TQ_MAX_PROCS) {
+	if (rec >= TQ_MAX_PROCS || e >= TQ_LEASES || mover == 0 || mover > TQ_MAX_PROCS || w > 1 ||
+	    (m & ~(0xffffffffull << (32 * w)))) {
 		store_rel(&j->active, 0);
 		return;
 	}
 	struct tq_lease *L = &q->procs[rec].leases[e];
 	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
-	uint64_t first = load_rlx(&L->first), f = load_acq(&L->fate);
+	uint64_t first = load_rlx(&L->first), f = load_acq(&L->fate[w]), mw = m >> (32 * w);
 	uint64_t writing = st_make(ST_WRITING, mover, 0), mine = st_make(ST_WRITING, q->owner, 0);
-	/* Its fate CAS happened if the claim's move count is the one it
+	/* Its fate CAS happened if the move count of its word is the one it
 	 * recorded: acks set bits, never the count (design.md, 17). */
 	bool claimed = load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && FATE_MOVES(f) == moves &&
-		       (f & m) == m && lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX;
-	uint32_t ready[TQ_CLAIM_MAX], nready = 0, rel[TQ_CLAIM_MAX], nrel = 0;
+		       (f & mw) == mw && lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX;
+	uint32_t ready[TQ_FATE_TASKS], nready = 0, rel[TQ_FATE_TASKS], nrel = 0;
 
 	for (uint32_t b = 0; b < TQ_CLAIM_MAX; b++) {
 		if (!(m & (1ull << b)))
@@ -1565,7 +1617,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 			continue;
 		}
 		move_failures(q, rec, e, LS_GEN(s), now);
-		int k = move_out(q, rec, e, LS_GEN(s), claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
+		int k = move_out(q, rec, e, LS_GEN(s), tq__claim_full(count), died ? MV_DIED : MV_CLOSED, TQ_ELOST,
 				 NULL, now, NULL);
 		if (k < 0) {
 			rc = k;
@@ -1602,9 +1654,9 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now)
 			 * move-out whose mover died before it settled. No move is
 			 * under way now (this holds the recovery lock). */
 			uint32_t cnt = load_rlx(&L->count);
-			uint64_t fv = load_acq(&L->fate);
-			if (cnt >= 1 && cnt <= TQ_CLAIM_MAX && fate_is(fv, LS_GEN(s)) &&
-			    (fv & claim_full(cnt)) == claim_full(cnt)) {
+			uint64_t fv;
+			if (cnt >= 1 && cnt <= TQ_CLAIM_MAX && fate_bits(L, LS_GEN(s), &fv) &&
+			    (fv & tq__claim_full(cnt)) == tq__claim_full(cnt)) {
 				settle(q, r, e, LS_GEN(s));
 				continue;
 			}
@@ -1614,7 +1666,7 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now)
 			uint32_t count = load_rlx(&L->count);
 			if (count < 1 || count > TQ_CLAIM_MAX)
 				continue;
-			int k = move_out(q, r, e, LS_GEN(s), claim_full(count), MV_EXPIRED, TQ_ELOST, NULL, now,
+			int k = move_out(q, r, e, LS_GEN(s), tq__claim_full(count), MV_EXPIRED, TQ_ELOST, NULL, now,
 					 NULL);
 			if (k > 0)
 				expired += (uint64_t)k;
@@ -1662,7 +1714,7 @@ int tq__lane_fail(tq_queue *q, const tq_task *t, int err, const char *msg, bool 
 		return 0;
 	}
 	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
-	store_rlx(&L->fail_err, (uint64_t)(uint32_t)err);
+	store_rlx(&L->fail_err, (uint32_t)err);
 	atomic_fetch_or(&L->fail_mask, 1ull << tq__task_bit(t));
 	if (tq__due_hint(q, now))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
@@ -1712,9 +1764,9 @@ void tq__lanes_move_failures(tq_queue *q, uint64_t now)
 			if (LS_STATE(s) != LS_ACTIVE || count < 1 || count > TQ_CLAIM_MAX)
 				continue;
 			move_failures(q, r, e, LS_GEN(s), now);
-			uint64_t f = load_acq(&L->fate);
-			if (load_acq(&L->state) == s && fate_is(f, LS_GEN(s)) &&
-			    (load_acq(&L->fail_mask) & ~f & claim_full(count)))
+			uint64_t f;
+			if (load_acq(&L->state) == s && fate_bits(L, LS_GEN(s), &f) &&
+			    (load_acq(&L->fail_mask) & ~f & tq__claim_full(count)))
 				left = true; /* no free slot yet */
 		}
 	}
@@ -1743,8 +1795,11 @@ uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 			 * it, after helping it to ACTIVE (claim_into). */
 			s = load_acq(&L->state);
 		}
-		if (LS_STATE(s) == LS_ACTIVE)
-			n += (uint32_t)__builtin_popcountll(~load_acq(&L->fate) & claim_full(count));
+		uint64_t bits;
+		if (LS_STATE(s) == LS_ACTIVE) {
+			(void)fate_bits(L, LS_GEN(s), &bits); /* racy, as the whole count */
+			n += (uint32_t)__builtin_popcountll(~bits & tq__claim_full(count));
+		}
 	}
 	return n;
 }
@@ -1841,8 +1896,10 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 			if ((LS_STATE(s) != LS_ACTIVE && LS_STATE(s) != LS_PENDING) || lane >= TQ_LANES || count < 1 ||
 			    count > TQ_CLAIM_MAX)
 				continue;
-			uint64_t clear = LS_STATE(s) == LS_PENDING ? claim_full(count)
-								   : ~load_acq(&L->fate) & claim_full(count);
+			uint64_t bits = 0;
+			if (LS_STATE(s) == LS_ACTIVE)
+				(void)fate_bits(L, LS_GEN(s), &bits); /* racy, as the whole watermark */
+			uint64_t clear = ~bits & tq__claim_full(count);
 			if (clear)
 				lower(&min, held_id(q, lane, load_rlx(&L->first) + (uint64_t)__builtin_ctzll(clear)));
 		}

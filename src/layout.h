@@ -43,7 +43,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 11u
+#define TQ_LAYOUT_VERSION 12u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -218,7 +218,8 @@ struct tq_brec {
 	uint16_t pad;
 };
 _Static_assert(sizeof(struct tq_brec) == 8, "record header is 8 bytes");
-#define TQ_CLAIM_MAX 32u     /* tasks in one claim (one lease entry) */
+#define TQ_CLAIM_MAX 64u     /* tasks in one claim (one lease entry; layout 12, 32 before) */
+#define TQ_FATE_TASKS 32u    /* tasks in one fate word: a claim has two */
 #define TQ_LEASES 64u        /* lease entries per record */
 #define HEAD_POS_BITS 47
 #define HEAD_POS_MASK ((1ull << HEAD_POS_BITS) - 1)
@@ -291,11 +292,13 @@ enum { LS_FREE = 0, LS_RESERVED = 1, LS_PENDING = 2, LS_ACTIVE = 3 };
 #define LS_GEN(s) ((s) >> 8)
 #define LS_STATE(s) ((unsigned)((s) & 0xffu))
 #define LS_MAKE(g, st) (((uint64_t)(g) << 8) | (uint64_t)(st))
-/* A claim's fate word: the generation's low 24 bits, the number of
- * move-outs that claimed bits of it (8 bits: at most TQ_CLAIM_MAX), and one
- * bit per task (set: done, or moved out). Acks set bits only; a move-out's
- * CAS also adds one to the move count, which its journal records, so that
- * the repair of a dead mover can tell its CAS from the holder's acks. */
+/* A claim's fate words (two: tasks 0..31 and 32..63 of the claim, layout
+ * 12): each holds the generation's low 24 bits, the number of move-outs
+ * that claimed bits of it (8 bits: at most TQ_FATE_TASKS), and one bit per
+ * task (set: done, or moved out). Acks set bits only; a move-out's CAS
+ * also adds one to the move count of the word it claims bits of, which its
+ * journal records, so that the repair of a dead mover can tell its CAS
+ * from the holder's acks. */
 #define FATE_GEN(g) (((uint64_t)(g) & 0xffffffull) << 40)
 #define FATE_GEN_OF(f) ((f) >> 40)
 #define FATE_MOVES(f) ((uint32_t)(((f) >> 32) & 0xffu))
@@ -304,20 +307,24 @@ enum { LS_FREE = 0, LS_RESERVED = 1, LS_PENDING = 2, LS_ACTIVE = 3 };
 
 struct tq_lease {
 	tq_a64 state;
-	tq_a64 fate;     /* FATE_GEN(generation) | moves << 32 | one bit per task: done or moved */
+	/* fate[w]: FATE_GEN(generation) | moves << 32 | one bit per task of
+	 * the claim's tasks 32w..32w+31: done or moved */
+	tq_a64 fate[2];
 	tq_a64 deadline; /* lease end */
 	tq_a64 first;    /* lane position of the first task */
-	tq_a32 lane;
-	tq_a32 count;    /* 1..TQ_CLAIM_MAX */
-	tq_a64 taken_ns;
+	tq_a16 lane;
+	tq_a16 count;    /* 1..TQ_CLAIM_MAX */
 	/* Failures the holder asked for that could not be moved out at once
-	 * (no free slot, or the recovery lock busy): the tasks' bits, and the
-	 * error code; the sweep moves them out as failures (lane.c). */
+	 * (no free slot, or the recovery lock busy): the error code, and the
+	 * tasks' bits (below); the sweep moves them out as failures (lane.c). */
+	tq_a32 fail_err;
+	tq_a64 taken_ns;
 	tq_a64 fail_mask;
-	tq_a64 fail_err;
 };
 _Static_assert(sizeof(struct tq_lease) == 64, "a lease entry is one line");
-_Static_assert(TQ_CLAIM_MAX <= 32 && TQ_CLAIM_MAX < 0xff, "a fate word holds the task bits in 32, the moves in 8");
+_Static_assert(TQ_CLAIM_MAX == 2 * TQ_FATE_TASKS && TQ_FATE_TASKS < 0xff,
+	       "two fate words hold a claim's task bits, 32 each, and their moves in 8 bits each");
+_Static_assert(TQ_LANES <= 0xffff && TQ_CLAIM_MAX <= 0xffff, "lane and count are 16-bit");
 _Static_assert(TQ_MAX_PROCS < 0x7ff, "claim words hold record + 1 in 11 bits");
 _Static_assert(TQ_LEASES <= 64, "claim words hold the entry in 6 bits");
 
@@ -328,9 +335,10 @@ struct tq_move_journal {
 	uint32_t entry;
 	uint32_t why;     /* MV_* (lane.c) */
 	uint32_t mover;   /* the holder's record + 1: its slots are WRITING(mover) */
-	uint32_t moves;   /* the claim's move count once this move's fate CAS is done */
+	uint32_t moves;   /* the move count of fate word `word` once this move's CAS is done */
+	uint32_t word;    /* the fate word this move claims bits of (0, 1): one word a move */
 	uint64_t gen;     /* the entry's generation */
-	uint64_t mask;    /* the task bits being moved */
+	uint64_t mask;    /* the task bits being moved (of the claim's 64; all in one word) */
 	uint64_t moved_before; /* lane_moved[why] before this move */
 	uint32_t slot[TQ_CLAIM_MAX]; /* the slot of task bit i */
 	/* rec, entry and the generation's low 47 bits in one word, written

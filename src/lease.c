@@ -310,7 +310,7 @@ static inline void batch_claim(const tq_batch *b, uint32_t c, uint32_t *e, uint6
 }
 
 /* A batch from tq_take_ints on this handle, its claims consistent: they
- * cover 0..n in order, each 1..32 tasks of an entry lanes use. What they
+ * cover 0..n in order, each 1..TQ_CLAIM_MAX tasks of an entry lanes use. What they
  * name is then checked against the entries themselves (fate_set), as a
  * tq_task's lease is. */
 static int batch_check(const tq_queue *q, const tq_batch *b)
@@ -331,7 +331,7 @@ static int batch_check(const tq_queue *q, const tq_batch *b)
 	return sum == b->n ? 0 : TQ_EINVAL;
 }
 
-/* The handed-out bits of tasks first..first+count-1 (count <= 32). */
+/* The handed-out bits of tasks first..first+count-1 (count <= TQ_CLAIM_MAX). */
 static uint64_t batch_handed(const tq_batch *b, uint32_t first, uint32_t count)
 {
 	const uint64_t *w = b->priv + TQ__B_HANDED;
@@ -340,7 +340,7 @@ static uint64_t batch_handed(const tq_batch *b, uint32_t first, uint32_t count)
 
 	if (s + count > 64 && i + 1 < TQ_BATCH_TASKS / 64)
 		bits |= w[i + 1] << (64 - s);
-	return bits & ((1ull << count) - 1);
+	return bits & tq__claim_full(count);
 }
 
 TQ_API int tq_batch_ack(tq_queue *q, tq_batch *b)
@@ -357,7 +357,7 @@ TQ_API int tq_batch_ack(tq_queue *q, tq_batch *b)
 		uint32_t e, count, first;
 		uint64_t g;
 		batch_claim(b, c, &e, &g, &count, &first);
-		uint64_t mask = ((1ull << count) - 1) & ~batch_handed(b, first, count);
+		uint64_t mask = tq__claim_full(count) & ~batch_handed(b, first, count);
 		if (mask)
 			gr[ng++] = (struct tq_lane_group){.e = e, .g = g, .mask = mask};
 	}

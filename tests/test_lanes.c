@@ -29,6 +29,12 @@
  *   record_search_while_the_producer_pushes
  *                                 a search that meets records written over
  *   positions_past_2_48           records keep a position's low 48 bits
+ *   mover_killed_after_claiming_the_second_fate_word / _before_...
+ *                                 a claim of 64 moves out in two moves, one
+ *                                 per fate word; the mover dies in the second
+ *   both_fate_words_acked_at_once_settle
+ *                                 two threads ack a claim's two words at once:
+ *                                 one of them settles it
  *
  * Every task is accounted for: each value pushed is delivered and acked
  * exactly once (or, where a lease was lost, at least once and acked once),
@@ -38,6 +44,8 @@
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -1441,5 +1449,153 @@ Test(lanes, positions_past_2_48, .timeout = 60, .fini = lf_fini)
 		cr_assert_gt(w, ids[3], "round %u: finished below %llu after acking %llu", round,
 			     (unsigned long long)w, (unsigned long long)ids[3]);
 	}
+	ln_expect_clean(q);
+}
+
+/* ==================================== claims of 64: two fate words (C1-C3) */
+
+/* An expiry's mover dies inside the second of the two moves a claim of 64
+ * needs (one per fate word): after claiming the second word's bits
+ * (move.claimed, its second hit) or after journaling that move but before
+ * its claim (move.journal, second hit). The first word's move is whole
+ * either way; the repair finishes or undoes the second, and the tasks the
+ * second move never claimed stay leased until the sweep moves them. Every
+ * task comes back once, as expired; the holder's late acks are all lost. */
+#define FW_N 64u
+#define FW_LEASE_MS 100u
+
+static const char *fw_point;
+
+static int child_expire_second_word(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_fault_arm(fw_point, 2); /* before the open: its own sweep may be the one */
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = tq_recover(q);
+	return ln_err(c, 4, "tq_recover returned (the point was not reached)", rc);
+}
+
+static void fw_killed_in_second_move(const char *name, const char *point)
+{
+	tq_queue *q = ln_create(name, 256, (uint64_t)FW_LEASE_MS * 1000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_task t[FW_N];
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	fw_point = point;
+	ln_push(q, 0, FW_N);
+	int n = tq_take(q, t, FW_N, 0);
+	cr_assert_eq(n, (int)FW_N, "one claim of %u: %d (%s)", FW_N, n, n < 0 ? tq_strerror(n) : "count");
+	cr_assert_eq(t[0].priv[1], t[FW_N - 1].priv[1], "one claim: one generation");
+	cr_assert_eq(t[0].priv[0] >> 8 & 0x3f, t[FW_N - 1].priv[0] >> 8 & 0x3f, "one claim: one entry");
+	/* Past the lease's end (a deadline, not a race): the child's sweep
+	 * moves the claim out as expired, in two moves, and dies in the second. */
+	tqt_sleep_ms(FW_LEASE_MS + 50);
+	ln_expect_killed(c, lf_spawn(child_expire_second_word, c), point);
+
+	int rc = tq_recover(q); /* the journal repaired; the sweep moves what is left */
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_expect_eq(s.leased, 0, "leased %u after the repair and the sweep", s.leased);
+	cr_expect_eq(s.ready, FW_N, "ready %u of %u: a task lost between the two moves?", s.ready, FW_N);
+	cr_expect_eq(s.total.expired, FW_N, "expired %llu", (unsigned long long)s.total.expired);
+	cr_expect_eq(s.ready + s.free_slots, s.slots, "ready %u + free %u != %u slots", s.ready, s.free_slots,
+		     s.slots);
+	rc = tq_ack(q, t, FW_N);
+	cr_expect_eq(rc, TQ_ELOST, "the holder's late ack of moved tasks: %d (%s)", rc, tq_strerror(rc));
+
+	ln_drain(q, &seen, FW_N);
+	for (uint32_t v = 0; v < FW_N; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times after the crash", v,
+			     seen.delivered[v]);
+		cr_expect_eq(seen.attempt[v], 2, "value %u: attempt %u", v, seen.attempt[v]);
+	}
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, FW_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.lost, FW_N, "lost %llu: the holder's acks", (unsigned long long)s.total.lost);
+	ln_expect_clean(q);
+}
+
+Test(lanes, mover_killed_after_claiming_the_second_fate_word, .timeout = 60, .fini = lf_fini)
+{
+	fw_killed_in_second_move("fwclaimed", "move.claimed");
+}
+
+Test(lanes, mover_killed_before_claiming_the_second_fate_word, .timeout = 60, .fini = lf_fini)
+{
+	fw_killed_in_second_move("fwjournal", "move.journal");
+}
+
+/* Two threads ack the two halves of one claim of 64 at once, each the
+ * tasks of one fate word: one of them must see the claim complete and
+ * settle it (C1), or the lane's positions are never reused. The queue
+ * holds four claims: a settle missed in any round makes the push of a
+ * later round find no room (timeout 0). The two acks start together from
+ * a spin on one word, so that their compare-and-swaps often meet. */
+#define TH_ROUNDS 20000
+struct fw_acker {
+	tq_queue *q;
+	tq_task *t;
+	_Atomic int go;   /* round + 1 to start */
+	_Atomic int done; /* rounds finished */
+	int bad_round, bad_rc;
+};
+
+static void *fw_ack_half(void *arg)
+{
+	struct fw_acker *a = arg;
+	for (int r = 0; r < TH_ROUNDS; r++) {
+		for (int spin = 0; atomic_load(&a->go) != r + 1; spin++)
+			if (spin > 2000)
+				sched_yield(); /* the other thread was descheduled */
+		int rc = tq_ack(a->q, a->t + FW_N / 2, FW_N / 2);
+		if (rc != 0 && !a->bad_rc) {
+			a->bad_round = r;
+			a->bad_rc = rc;
+		}
+		atomic_store(&a->done, r + 1);
+	}
+	return NULL;
+}
+
+Test(lanes, both_fate_words_acked_at_once_settle, .timeout = 120, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("fwthreads", 4 * FW_N, 60ull * 1000000000ull);
+	static tq_task t[FW_N];
+	static struct fw_acker hi;
+	pthread_t th;
+	tq_stats s;
+	tq_task in[FW_N];
+
+	memset(in, 0, sizeof in);
+	for (uint32_t i = 0; i < FW_N; i++) {
+		in[i].kind = TQ_KIND_INT;
+		in[i].value = LN_BASE + i;
+	}
+	hi = (struct fw_acker){.q = q, .t = t};
+	cr_assert_eq(pthread_create(&th, NULL, fw_ack_half, &hi), 0);
+	for (int r = 0; r < TH_ROUNDS; r++) {
+		int k = tq_push(q, in, FW_N, 0);
+		cr_assert_eq(k, (int)FW_N, "round %d: tq_push: %d (%s): an earlier claim never settled?", r, k,
+			     k < 0 ? tq_strerror(k) : "count");
+		k = tq_take(q, t, FW_N, 0);
+		cr_assert_eq(k, (int)FW_N, "round %d: tq_take: %d (%s)", r, k, k < 0 ? tq_strerror(k) : "count");
+		cr_assert_eq(t[0].priv[1], t[FW_N - 1].priv[1], "round %d: one claim", r);
+		atomic_store(&hi.go, r + 1);
+		int rc = tq_ack(q, t, FW_N / 2); /* tasks 0..31, beside the thread's 32..63 */
+		cr_assert_eq(rc, 0, "round %d: ack of tasks 0..31: %s", r, tq_strerror(rc));
+		for (int spin = 0; atomic_load(&hi.done) != r + 1; spin++)
+			if (spin > 2000)
+				sched_yield();
+		cr_assert_eq(hi.bad_rc, 0, "round %d: ack of tasks 32..63: %s", hi.bad_round, tq_strerror(hi.bad_rc));
+	}
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, (uint64_t)TH_ROUNDS * FW_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.lost, 0, "lost %llu", (unsigned long long)s.total.lost);
 	ln_expect_clean(q);
 }
