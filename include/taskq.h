@@ -394,7 +394,7 @@ int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const char *ms
  * batch the way a bare ring does, the integers in the caller's array and
  * the leases in a tq_batch (one lease record per claim of up to 64 tasks,
  * not a tq_task per task), and tq_batch_ack acks the whole batch with one
- * atomic operation per 32 tasks of a claim. The guarantees are tq_take's: every task is
+ * compare-and-swap per 32 tasks of a claim (and a read of its other half). The guarantees are tq_take's: every task is
  * leased, and comes back when its lease expires or its holder dies.
  */
 #define TQ_BATCH_TASKS 256  /* tasks in one batch */

@@ -1177,7 +1177,8 @@ bool tq__lane_held(tq_queue *q, const tq_task *t)
 		return false;
 	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
 	uint64_t g = t->priv[1];
-	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && task_leased(L, g, tq__task_bit(t));
+	return load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && tq__task_bit(t) < load_rlx(&L->count) &&
+	       task_leased(L, g, tq__task_bit(t));
 }
 
 /* A move-out of entry e of record rec, generation g, is under way (its
@@ -1207,6 +1208,13 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 
 	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
 		return 0;
+	/* Only the claim's own tasks: a forged task bit at or beyond its
+	 * count sets nothing (the fields are g's while the entry is ACTIVE(g);
+	 * should it have moved on, the words' generation check fails below). */
+	uint32_t count = load_rlx(&L->count);
+	if (count < 1 || count > TQ_CLAIM_MAX)
+		return 0;
+	mask &= tq__claim_full(count);
 	for (uint32_t w = 0; w < 2; w++) {
 		uint64_t want = (mask >> (32 * w)) & 0xffffffffull;
 		if (!want)
@@ -1226,8 +1234,7 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 			}
 		}
 	}
-	uint32_t count = load_rlx(&L->count);
-	if (!set || count < 1 || count > TQ_CLAIM_MAX)
+	if (!set)
 		return set;
 	/* Complete? The word this call set last, as its CAS left it, and the
 	 * other one read after that CAS (sequentially consistent): of two acks
@@ -1377,8 +1384,10 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
  * (generation g) out of their lane into slots: READY again, DELAYED for a
  * retry, or DEAD. Caller holds the recovery lock. Returns the number moved,
  * TQ_EAGAIN if there were not enough free slots or payload units for the
- * first (nothing moved), or 0 if the entry is no longer that lease. Payload
- * tasks beyond the units free stay in the claim (fewer moved than asked).
+ * first task of either fate word (nothing moved), a negative error of the
+ * free ring (damage), or 0 if the entry is no longer that lease. Tasks
+ * beyond the slots or payload units free stay in the claim (fewer moved
+ * than asked), for a later move.
  */
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
 		    int err, const char *msg, uint64_t now, uint32_t *taken)
@@ -1389,12 +1398,15 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 	uint64_t first = load_rlx(&L->first);
 	uint32_t idx[TQ_FATE_TASKS], ready[TQ_FATE_TASKS];
 	int moved = 0;
+	uint64_t left = 0; /* a word whose tasks found no free slot or units: the other is still tried */
 
 	if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX)
 		return TQ_EBADQUEUE;
 	uint64_t full = tq__claim_full(count);
 	/* One move per fate word with tasks to move (word 0 first): each is
-	 * journaled and claimed by one CAS of its word, as a claim of 32. */
+	 * journaled and claimed by one CAS of its word, as a claim of 32. A
+	 * hard error is returned even after a first move (its tasks are in
+	 * slots and counted in the queue's totals all the same). */
 	for (;;) {
 		uint32_t nready = 0;
 		if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
@@ -1402,11 +1414,11 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		uint64_t bits;
 		if (!fate_bits(L, g, &bits))
 			return moved;
-		uint64_t m = want & full & ~bits;
+		uint64_t m = want & full & ~bits & ~left;
 		if (!m) {
 			if ((bits & full) == full)
 				settle(q, rec, e, g);
-			return moved;
+			return moved || !left ? moved : TQ_EAGAIN;
 		}
 		uint32_t w = (m & 0xffffffffull) ? 0 : 1;
 		uint64_t f = atomic_load(&L->fate[w]);
@@ -1418,10 +1430,11 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		uint32_t k = (uint32_t)__builtin_popcountll(m);
 		int got = tq__ring_pop(q, &q->freer, idx, k, st_make(ST_WRITING, q->owner, 0), false, NULL, C__COUNT);
 		if (got < 0)
-			return moved ? moved : got;
+			return got;
 		if ((uint32_t)got < k) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
-			return moved ? moved : TQ_EAGAIN;
+			left |= 0xffffffffull << (32 * w);
+			continue;
 		}
 		if (payload_lane(lane)) {
 			/* Their payload units, in bit order: the tasks for which
@@ -1441,8 +1454,10 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 				n = 0; /* a take gets all it claimed or none: none is stranded in the spare entry */
 			if (n < k) {
 				(void)tq__release_owned(q, idx + n, k - n, C__COUNT);
-				if (n == 0)
-					return moved ? moved : TQ_EAGAIN;
+				if (n == 0) {
+					left |= 0xffffffffull << (32 * w);
+					continue;
+				}
 				k = n;
 			}
 		}
@@ -1530,6 +1545,7 @@ void tq__lanes_repair_move(tq_queue *q)
 	uint32_t moves = j->moves;
 	if (rec >= TQ_MAX_PROCS || e >= TQ_LEASES || mover == 0 || mover > TQ_MAX_PROCS || w > 1 ||
 	    (m & ~(0xffffffffull << (32 * w)))) {
+		store_rel(&q->h->lane_moving, 0);
 		store_rel(&j->active, 0);
 		return;
 	}

@@ -32,6 +32,9 @@
  *   mover_killed_after_claiming_the_second_fate_word / _before_...
  *                                 a claim of 64 moves out in two moves, one
  *                                 per fate word; the mover dies in the second
+ *   other_fate_word_acked_while_the_mover_is_stopped
+ *                                 the holder acks word 1 while the mover of
+ *                                 word 0 is stopped, then killed
  *   both_fate_words_acked_at_once_settle
  *                                 two threads ack a claim's two words at once:
  *                                 one of them settles it
@@ -1530,6 +1533,63 @@ Test(lanes, mover_killed_before_claiming_the_second_fate_word, .timeout = 60, .f
 	fw_killed_in_second_move("fwjournal", "move.journal");
 }
 
+/* The mover of an expiry stops inside its first move (word 0: journaled,
+ * not yet claimed) while the holder, late but alive, acks the tasks of
+ * the other word; then the mover is killed. Its repair finds word 0's move
+ * never claimed anything and releases its slots; the sweep then moves
+ * word 0's tasks out as expired. The holder's acks stand: word 1's tasks
+ * are acked once and never delivered again. */
+static int child_expire_stop_first_word(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_fault_arm_signal("move.journal", 1, SIGSTOP); /* before the open: its own sweep may be the one */
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = tq_recover(q);
+	return ln_err(c, 4, "tq_recover returned (the point was not reached)", rc);
+}
+
+Test(lanes, other_fate_word_acked_while_the_mover_is_stopped, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("fwstopped", 256, (uint64_t)FW_LEASE_MS * 1000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+	tq_task t[FW_N];
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, FW_N);
+	int n = tq_take(q, t, FW_N, 0);
+	cr_assert_eq(n, (int)FW_N, "one claim of %u: %d (%s)", FW_N, n, n < 0 ? tq_strerror(n) : "count");
+	tqt_sleep_ms(FW_LEASE_MS + 50); /* past the lease's end: a deadline, not a race */
+	pid_t pid = lf_spawn(child_expire_stop_first_word, c);
+	ln_expect_stopped(c, pid, "move.journal of word 0 in an expiry");
+
+	int rc = tq_ack(q, t + FW_N / 2, FW_N / 2);
+	cr_assert_eq(rc, 0, "ack of word 1's tasks beside the stopped mover: %d (%s)", rc, tq_strerror(rc));
+	ln_kill(pid);
+	rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_stats(q, &s);
+	cr_expect_eq(s.leased, 0, "leased %u", s.leased);
+	cr_expect_eq(s.ready, FW_N / 2, "ready %u: word 0's tasks, expired", s.ready);
+	cr_expect_eq(s.total.acked, FW_N / 2, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.expired, FW_N / 2, "expired %llu", (unsigned long long)s.total.expired);
+	cr_expect_eq(s.ready + s.free_slots, s.slots, "ready %u + free %u != %u slots", s.ready, s.free_slots,
+		     s.slots);
+	rc = tq_ack(q, t, FW_N / 2);
+	cr_expect_eq(rc, TQ_ELOST, "the holder's late ack of word 0's moved tasks: %d (%s)", rc, tq_strerror(rc));
+
+	ln_drain(q, &seen, FW_N);
+	for (uint32_t v = 0; v < FW_N; v++)
+		cr_expect_eq(seen.delivered[v], v < FW_N / 2 ? 1u : 0u, "value %u delivered %u times after the crash", v,
+			     seen.delivered[v]);
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, FW_N, "acked %llu", (unsigned long long)s.total.acked);
+	ln_expect_clean(q);
+}
+
 /* Two threads ack the two halves of one claim of 64 at once, each the
  * tasks of one fate word: one of them must see the claim complete and
  * settle it (C1), or the lane's positions are never reused. The queue
@@ -1597,5 +1657,30 @@ Test(lanes, both_fate_words_acked_at_once_settle, .timeout = 120, .fini = lf_fin
 	ln_stats(q, &s);
 	cr_expect_eq(s.total.acked, (uint64_t)TH_ROUNDS * FW_N, "acked %llu", (unsigned long long)s.total.acked);
 	cr_expect_eq(s.total.lost, 0, "lost %llu", (unsigned long long)s.total.lost);
+	ln_expect_clean(q);
+}
+
+/* A task bit beyond its claim's count (a forged or garbled tq_task) names
+ * no task: acks and touches of it are lost, and set nothing. */
+Test(lanes, task_bit_beyond_the_claim_is_refused, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("fwforged", 256, 60ull * 1000000000ull);
+	tq_task t, forged;
+	tq_stats s;
+
+	ln_push(q, 0, 1);
+	cr_assert_eq(tq_take(q, &t, 1, 0), 1);
+	for (uint64_t bit = 1; bit < 64; bit += 13) {
+		forged = t;
+		forged.priv[0] = (t.priv[0] & ~0xffull) | bit;
+		cr_assert_eq(tq_touch(q, &forged, 1, 0), TQ_ELOST, "touch of task bit %llu of a claim of 1",
+			     (unsigned long long)bit);
+		cr_assert_eq(tq_ack(q, &forged, 1), TQ_ELOST, "ack of task bit %llu of a claim of 1",
+			     (unsigned long long)bit);
+	}
+	cr_assert_eq(tq_ack(q, &t, 1), 0, "the real task is still leased");
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, 1, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.lost, 10, "lost %llu: the forged acks and touches", (unsigned long long)s.total.lost);
 	ln_expect_clean(q);
 }
