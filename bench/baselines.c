@@ -62,17 +62,22 @@ static inline void put_task(unsigned char *buf, size_t size, size_t i, uint64_t 
 static void mark_tasks(struct bench_cons *cs, const unsigned char *buf, size_t size, size_t k)
 {
 	struct bench_marker m;
+	uint64_t vals[BENCH_PIPE_MAX_BATCH];
+	size_t nv = 0;
 	bench_marker_begin(&m, cs);
 	for (size_t i = 0; i < k; i++) {
-		uint64_t v;
-		if (size == sizeof v)
-			memcpy(&v, buf + i * sizeof v, sizeof v);
-		else if (bench_rec_read(buf + i * size, &v) != 0) {
+		if (size == sizeof vals[0])
+			memcpy(&vals[nv], buf + i * sizeof vals[0], sizeof vals[0]);
+		else if (bench_rec_read(buf + i * size, &vals[nv]) != 0) {
 			m.bad++;
 			continue;
 		}
-		bench_marker_add(&m, v);
+		if (++nv == BENCH_PIPE_MAX_BATCH) {
+			bench_marker_add_run(&m, vals, nv);
+			nv = 0;
+		}
 	}
+	bench_marker_add_run(&m, vals, nv);
 	bench_marker_end(&m, cs);
 }
 

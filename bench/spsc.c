@@ -109,21 +109,25 @@ static int spsc_consumer(struct bench_run *r, int c)
 		spins = 0;
 		uint64_t n = tail - head < batch ? tail - head : batch;
 		struct bench_marker m;
+		uint64_t vals[BENCH_PIPE_MAX_BATCH];
+		size_t nv = 0;
+		if (n > BENCH_PIPE_MAX_BATCH)
+			n = BENCH_PIPE_MAX_BATCH;
 		bench_marker_begin(&m, &cs);
 		if (size == sizeof(uint64_t)) {
 			const uint64_t *slot = (const uint64_t *)(const void *)ring->data;
 			for (uint64_t i = 0; i < n; i++)
-				bench_marker_add(&m, slot[(head + i) & mask]);
+				vals[nv++] = slot[(head + i) & mask];
 		} else {
 			for (uint64_t i = 0; i < n; i++) {
-				uint64_t v;
-				if (bench_rec_read(ring->data + ((head + i) & mask) * size, &v) != 0) {
+				if (bench_rec_read(ring->data + ((head + i) & mask) * size, &vals[nv]) != 0) {
 					m.bad++;
 					continue;
 				}
-				bench_marker_add(&m, v);
+				nv++;
 			}
 		}
+		bench_marker_add_run(&m, vals, nv);
 		bench_marker_end(&m, &cs);
 		head += n;
 		atomic_store_explicit(&ring->head, head, memory_order_release);
