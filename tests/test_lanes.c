@@ -319,10 +319,20 @@ Test(lanes, move_claimed_repair, .timeout = 60, .fini = lf_fini)
 #define MJ_N 20u
 #define MJ_LEASE_MS 100u
 
+/* A child whose sweep (tq_recover) moves expired claims out, armed at
+ * hit `sweep_hit` of `sweep_point`: killed there, or stopped if
+ * sweep_sig is SIGSTOP. Armed before the open: its own sweep may be the one. */
+static const char *sweep_point = "move.journal";
+static unsigned sweep_hit = 1;
+static int sweep_sig = 0;
+
 static int child_expire_armed(void *arg)
 {
 	struct ln_ctx *c = arg;
-	tq_fault_arm("move.journal", 1); /* before the open: its own sweep may be the one */
+	if (sweep_sig)
+		tq_fault_arm_signal(sweep_point, sweep_hit, sweep_sig);
+	else
+		tq_fault_arm(sweep_point, sweep_hit);
 	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
 	if (!q)
 		return 2;
@@ -1467,19 +1477,6 @@ Test(lanes, positions_past_2_48, .timeout = 60, .fini = lf_fini)
 #define FW_N 64u
 #define FW_LEASE_MS 100u
 
-static const char *fw_point;
-
-static int child_expire_second_word(void *arg)
-{
-	struct ln_ctx *c = arg;
-	tq_fault_arm(fw_point, 2); /* before the open: its own sweep may be the one */
-	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
-	if (!q)
-		return 2;
-	int rc = tq_recover(q);
-	return ln_err(c, 4, "tq_recover returned (the point was not reached)", rc);
-}
-
 static void fw_killed_in_second_move(const char *name, const char *point)
 {
 	tq_queue *q = ln_create(name, 256, (uint64_t)FW_LEASE_MS * 1000000ull);
@@ -1489,7 +1486,8 @@ static void fw_killed_in_second_move(const char *name, const char *point)
 	tq_stats s;
 
 	memset(&seen, 0, sizeof seen);
-	fw_point = point;
+	sweep_point = point;
+	sweep_hit = 2;
 	ln_push(q, 0, FW_N);
 	int n = tq_take(q, t, FW_N, 0);
 	cr_assert_eq(n, (int)FW_N, "one claim of %u: %d (%s)", FW_N, n, n < 0 ? tq_strerror(n) : "count");
@@ -1498,7 +1496,7 @@ static void fw_killed_in_second_move(const char *name, const char *point)
 	/* Past the lease's end (a deadline, not a race): the child's sweep
 	 * moves the claim out as expired, in two moves, and dies in the second. */
 	tqt_sleep_ms(FW_LEASE_MS + 50);
-	ln_expect_killed(c, lf_spawn(child_expire_second_word, c), point);
+	ln_expect_killed(c, lf_spawn(child_expire_armed, c), point);
 
 	int rc = tq_recover(q); /* the journal repaired; the sweep moves what is left */
 	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
@@ -1539,17 +1537,6 @@ Test(lanes, mover_killed_before_claiming_the_second_fate_word, .timeout = 60, .f
  * never claimed anything and releases its slots; the sweep then moves
  * word 0's tasks out as expired. The holder's acks stand: word 1's tasks
  * are acked once and never delivered again. */
-static int child_expire_stop_first_word(void *arg)
-{
-	struct ln_ctx *c = arg;
-	tq_fault_arm_signal("move.journal", 1, SIGSTOP); /* before the open: its own sweep may be the one */
-	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
-	if (!q)
-		return 2;
-	int rc = tq_recover(q);
-	return ln_err(c, 4, "tq_recover returned (the point was not reached)", rc);
-}
-
 Test(lanes, other_fate_word_acked_while_the_mover_is_stopped, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("fwstopped", 256, (uint64_t)FW_LEASE_MS * 1000000ull);
@@ -1563,7 +1550,8 @@ Test(lanes, other_fate_word_acked_while_the_mover_is_stopped, .timeout = 60, .fi
 	int n = tq_take(q, t, FW_N, 0);
 	cr_assert_eq(n, (int)FW_N, "one claim of %u: %d (%s)", FW_N, n, n < 0 ? tq_strerror(n) : "count");
 	tqt_sleep_ms(FW_LEASE_MS + 50); /* past the lease's end: a deadline, not a race */
-	pid_t pid = lf_spawn(child_expire_stop_first_word, c);
+	sweep_sig = SIGSTOP; /* at its first move.journal: word 0's move */
+	pid_t pid = lf_spawn(child_expire_armed, c);
 	ln_expect_stopped(c, pid, "move.journal of word 0 in an expiry");
 
 	int rc = tq_ack(q, t + FW_N / 2, FW_N / 2);
