@@ -230,6 +230,10 @@ static int tq_consumer(struct bench_run *r, int c)
 		size_t nv = 0;
 		bench_marker_begin(&m, &cs);
 		for (int i = 0; i < k; i++) {
+			if (nv == BENCH_PIPE_MAX_BATCH) {
+				bench_marker_add_run(&m, vals, nv);
+				nv = 0;
+			}
 			if (json) {
 				if (json_parse(&out[i], &vals[nv]) != 0) {
 					m.bad++;

@@ -1382,12 +1382,14 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 /*
  * Moves the tasks of `want` that are still leased in entry e of record rec
  * (generation g) out of their lane into slots: READY again, DELAYED for a
- * retry, or DEAD. Caller holds the recovery lock. Returns the number moved,
- * TQ_EAGAIN if there were not enough free slots or payload units for the
- * first task of either fate word (nothing moved), a negative error of the
- * free ring (damage), or 0 if the entry is no longer that lease. Tasks
- * beyond the slots or payload units free stay in the claim (fewer moved
- * than asked), for a later move.
+ * retry, or DEAD. Caller holds the recovery lock. Moves the tasks of each
+ * fate word in one move (word 0 first). Returns the number moved (fewer
+ * than asked when a word found too few free slots - its move then takes
+ * none of them - or payload units for some of its tasks: those stay in
+ * the claim for a later move), 0 if there was nothing left to move (the
+ * entry is no longer that lease, or every task is done), TQ_EAGAIN if
+ * nothing could move for want of slots or units, or the free ring's error
+ * (TQ_EBUSY, TQ_EBADQUEUE) if nothing had moved before it.
  */
 static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t want, uint32_t why,
 		    int err, const char *msg, uint64_t now, uint32_t *taken)
@@ -1404,9 +1406,9 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		return TQ_EBADQUEUE;
 	uint64_t full = tq__claim_full(count);
 	/* One move per fate word with tasks to move (word 0 first): each is
-	 * journaled and claimed by one CAS of its word, as a claim of 32. A
-	 * hard error is returned even after a first move (its tasks are in
-	 * slots and counted in the queue's totals all the same). */
+	 * journaled and claimed by one CAS of its word, as a claim of 32. An
+	 * error after a first move returns what moved, so that the callers
+	 * count it; the claim, still ACTIVE, is looked at again. */
 	for (;;) {
 		uint32_t nready = 0;
 		if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
@@ -1416,8 +1418,10 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			return moved;
 		uint64_t m = want & full & ~bits & ~left;
 		if (!m) {
-			if ((bits & full) == full)
+			if ((bits & full) == full) {
 				settle(q, rec, e, g);
+				return moved;
+			}
 			return moved || !left ? moved : TQ_EAGAIN;
 		}
 		uint32_t w = (m & 0xffffffffull) ? 0 : 1;
@@ -1430,7 +1434,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		uint32_t k = (uint32_t)__builtin_popcountll(m);
 		int got = tq__ring_pop(q, &q->freer, idx, k, st_make(ST_WRITING, q->owner, 0), false, NULL, C__COUNT);
 		if (got < 0)
-			return got;
+			return moved ? moved : got;
 		if ((uint32_t)got < k) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
 			left |= 0xffffffffull << (32 * w);

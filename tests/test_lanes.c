@@ -322,9 +322,16 @@ Test(lanes, move_claimed_repair, .timeout = 60, .fini = lf_fini)
 /* A child whose sweep (tq_recover) moves expired claims out, armed at
  * hit `sweep_hit` of `sweep_point`: killed there, or stopped if
  * sweep_sig is SIGSTOP. Armed before the open: its own sweep may be the one. */
-static const char *sweep_point = "move.journal";
-static unsigned sweep_hit = 1;
-static int sweep_sig = 0;
+static const char *sweep_point;
+static unsigned sweep_hit;
+static int sweep_sig;
+
+static void sweep_arm(const char *point, unsigned hit, int sig)
+{
+	sweep_point = point;
+	sweep_hit = hit;
+	sweep_sig = sig;
+}
 
 static int child_expire_armed(void *arg)
 {
@@ -343,6 +350,7 @@ static int child_expire_armed(void *arg)
 Test(lanes, move_journal_repair_keeps_acks, .timeout = 60, .fini = lf_fini)
 {
 	tq_queue *q = ln_create("mvjournal", 256, (uint64_t)MJ_LEASE_MS * 1000000ull);
+	sweep_arm("move.journal", 1, 0);
 	struct ln_ctx *c = tqt_shared(sizeof *c);
 	tq_task t[MJ_N];
 	tq_stats s;
@@ -1486,8 +1494,7 @@ static void fw_killed_in_second_move(const char *name, const char *point)
 	tq_stats s;
 
 	memset(&seen, 0, sizeof seen);
-	sweep_point = point;
-	sweep_hit = 2;
+	sweep_arm(point, 2, 0);
 	ln_push(q, 0, FW_N);
 	int n = tq_take(q, t, FW_N, 0);
 	cr_assert_eq(n, (int)FW_N, "one claim of %u: %d (%s)", FW_N, n, n < 0 ? tq_strerror(n) : "count");
@@ -1550,7 +1557,7 @@ Test(lanes, other_fate_word_acked_while_the_mover_is_stopped, .timeout = 60, .fi
 	int n = tq_take(q, t, FW_N, 0);
 	cr_assert_eq(n, (int)FW_N, "one claim of %u: %d (%s)", FW_N, n, n < 0 ? tq_strerror(n) : "count");
 	tqt_sleep_ms(FW_LEASE_MS + 50); /* past the lease's end: a deadline, not a race */
-	sweep_sig = SIGSTOP; /* at its first move.journal: word 0's move */
+	sweep_arm("move.journal", 1, SIGSTOP); /* its first move: word 0's */
 	pid_t pid = lf_spawn(child_expire_armed, c);
 	ln_expect_stopped(c, pid, "move.journal of word 0 in an expiry");
 
