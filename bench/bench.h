@@ -241,6 +241,17 @@ static inline void bench_marker_begin(struct bench_marker *m, const struct bench
 	m->bad = 0;
 }
 
+/* Makes bitmap word w the one in a register (storing the one before). */
+static inline void bench_marker_word(struct bench_marker *m, uint64_t w)
+{
+	if (w == m->cw)
+		return;
+	if (m->cw != UINT64_MAX)
+		m->bits[m->cw] = m->cb;
+	m->cw = w;
+	m->cb = m->bits[w];
+}
+
 static inline void bench_marker_add(struct bench_marker *m, uint64_t v)
 {
 	uint64_t p = v >> BENCH_SEQ_BITS, s = v & BENCH_SEQ_MASK;
@@ -248,13 +259,8 @@ static inline void bench_marker_add(struct bench_marker *m, uint64_t v)
 		m->bad++;
 		return;
 	}
-	uint64_t i = p * m->per_prod + s, w = i >> 6;
-	if (w != m->cw) {
-		if (m->cw != UINT64_MAX)
-			m->bits[m->cw] = m->cb;
-		m->cw = w;
-		m->cb = m->bits[w];
-	}
+	uint64_t i = p * m->per_prod + s;
+	bench_marker_word(m, i >> 6);
 	m->dups += (m->cb >> (i & 63)) & 1;
 	m->cb |= UINT64_C(1) << (i & 63);
 }
@@ -283,12 +289,7 @@ static inline void bench_marker_add_run(struct bench_marker *m, const uint64_t *
 	while (i < end) {
 		uint64_t w = i >> 6, lo = i & 63, n = 64 - lo < end - i ? 64 - lo : end - i;
 		uint64_t mask = (n == 64 ? ~UINT64_C(0) : (UINT64_C(1) << n) - 1) << lo;
-		if (w != m->cw) {
-			if (m->cw != UINT64_MAX)
-				m->bits[m->cw] = m->cb;
-			m->cw = w;
-			m->cb = m->bits[w];
-		}
+		bench_marker_word(m, w);
 		if (m->cb & mask)
 			m->dups += (uint64_t)__builtin_popcountll(m->cb & mask);
 		m->cb |= mask;

@@ -284,6 +284,21 @@ static inline bool fate_bits(struct tq_lease *L, uint64_t g, uint64_t *bits)
 	return fate_is(f0, g) && fate_is(f1, g);
 }
 
+/* Is the claim of generation g in L, of `count` tasks, complete (every
+ * task done or moved)? Both fate words read as fate_bits does. */
+static inline bool claim_complete(struct tq_lease *L, uint64_t g, uint32_t count)
+{
+	uint64_t bits;
+	return count >= 1 && count <= TQ_CLAIM_MAX && fate_bits(L, g, &bits) &&
+	       (bits & tq__claim_full(count)) == tq__claim_full(count);
+}
+
+/* The bits of fate word w's tasks among a claim's 64. */
+static inline uint64_t word_tasks(uint32_t w)
+{
+	return 0xffffffffull << (32 * w);
+}
+
 static inline uint64_t head_pos(uint64_t hw, uint64_t tail)
 {
 	return tail - ((tail - hw) & HEAD_POS_MASK);
@@ -1203,8 +1218,7 @@ static bool moving(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 {
 	struct tq_lease *L = &q->me->leases[e];
-	uint64_t set = 0, last = 0;
-	uint32_t lastw = 0;
+	uint64_t set = 0;
 
 	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
 		return 0;
@@ -1228,22 +1242,14 @@ static uint64_t fate_set(tq_queue *q, uint32_t e, uint64_t g, uint64_t mask)
 				break;
 			if (atomic_compare_exchange_weak(&L->fate[w], &f, f | mine)) {
 				set |= mine << (32 * w);
-				last = f | mine;
-				lastw = w;
 				break;
 			}
 		}
 	}
-	if (!set)
-		return set;
-	/* Complete? The word this call set last, as its CAS left it, and the
-	 * other one read after that CAS (sequentially consistent): of two acks
-	 * that complete one word each, the later CAS's reader sees the other's. */
-	uint64_t full = tq__claim_full(count), other = atomic_load(&L->fate[lastw ^ 1]);
-	if (!fate_is(other, g))
-		return set;
-	uint64_t bits = FATE_BITS(last) << (32 * lastw) | FATE_BITS(other) << (32 * (lastw ^ 1));
-	if ((bits & full) == full) {
+	/* Complete? Both words read after this call's last CAS (sequentially
+	 * consistent): of two acks that complete one word each, the later
+	 * CAS's reader sees the other's. */
+	if (set && claim_complete(L, g, count)) {
 		TQ_FAULT("ack.mid");
 		/* A move-out of this claim under way copies from its cells
 		 * until its journal ends: its mover (or the repair) settles
@@ -1373,9 +1379,7 @@ static void move_end(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 	uint32_t count = load_rlx(&L->count);
 
 	atomic_store(&q->h->move.active, 0);
-	uint64_t bits;
-	if (count >= 1 && count <= TQ_CLAIM_MAX && fate_bits(L, g, &bits) &&
-	    (bits & tq__claim_full(count)) == tq__claim_full(count))
+	if (claim_complete(L, g, count))
 		settle(q, rec, e, g);
 }
 
@@ -1424,7 +1428,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			}
 			return moved || !left ? moved : TQ_EAGAIN;
 		}
-		uint32_t w = (m & 0xffffffffull) ? 0 : 1;
+		uint32_t w = (m & word_tasks(0)) ? 0 : 1;
 		uint64_t f = atomic_load(&L->fate[w]);
 		if (!fate_is(f, g))
 			return moved;
@@ -1437,7 +1441,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			return moved ? moved : got;
 		if ((uint32_t)got < k) {
 			(void)tq__release_owned(q, idx, (uint32_t)got, C__COUNT);
-			left |= 0xffffffffull << (32 * w);
+			left |= word_tasks(w);
 			continue;
 		}
 		if (payload_lane(lane)) {
@@ -1459,7 +1463,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			if (n < k) {
 				(void)tq__release_owned(q, idx + n, k - n, C__COUNT);
 				if (n == 0) {
-					left |= 0xffffffffull << (32 * w);
+					left |= word_tasks(w);
 					continue;
 				}
 				k = n;
@@ -1548,7 +1552,7 @@ void tq__lanes_repair_move(tq_queue *q)
 	uint64_t g = j->gen, m = j->mask;
 	uint32_t moves = j->moves;
 	if (rec >= TQ_MAX_PROCS || e >= TQ_LEASES || mover == 0 || mover > TQ_MAX_PROCS || w > 1 ||
-	    (m & ~(0xffffffffull << (32 * w)))) {
+	    (m & ~word_tasks(w))) {
 		store_rel(&q->h->lane_moving, 0);
 		store_rel(&j->active, 0);
 		return;
@@ -1673,10 +1677,7 @@ uint64_t tq__lanes_expire(tq_queue *q, uint64_t now)
 			/* Complete but not settled: an ack left the settle to a
 			 * move-out whose mover died before it settled. No move is
 			 * under way now (this holds the recovery lock). */
-			uint32_t cnt = load_rlx(&L->count);
-			uint64_t fv;
-			if (cnt >= 1 && cnt <= TQ_CLAIM_MAX && fate_bits(L, LS_GEN(s), &fv) &&
-			    (fv & tq__claim_full(cnt)) == tq__claim_full(cnt)) {
+			if (claim_complete(L, LS_GEN(s), load_rlx(&L->count))) {
 				settle(q, r, e, LS_GEN(s));
 				continue;
 			}
