@@ -25,13 +25,6 @@
 #define INIT_WAIT_NS 1000000000ull
 #endif
 
-TQ_API uint64_t tq_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 TQ_API void tq_config_init(tq_config *cfg)
 {
 	if (!cfg)

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * clock.c - tq_now_ns(): CLOCK_MONOTONIC, cheap enough to read once per
+ * call of the hot path (design.md, 20).
+ *
+ * Where the kernel itself keeps time with the CPU's time-stamp counter
+ * (clock source "tsc", x86-64), a thread reads the counter and scales it
+ * from an anchor: a (counter, CLOCK_MONOTONIC) pair it read at most
+ * ANCHOR_NS ago. The scale is the thread's own measurement of counter
+ * ticks per nanosecond, over everything since its first anchor. So:
+ *   - every reading is within a few hundred ns of clock_gettime (the
+ *     scale's error over one anchor's window, NTP's slewing included),
+ *   - a thread's readings never go backwards (the last one is a floor),
+ *   - a counter that jumps, stops or changes its rate (a migrated virtual
+ *     machine) is caught at the next anchor: the scale is measured again,
+ *     and clock_gettime serves until it is.
+ * Anywhere else, and until the scale is known (the first MEASURE_NS of a
+ * thread), tq_now_ns() is clock_gettime(CLOCK_MONOTONIC).
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__) && !defined(TQ_NO_TSC)
+#include <x86intrin.h>
+#define TQ_HAVE_TSC 1
+#endif
+
+static uint64_t kernel_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#ifdef TQ_HAVE_TSC
+
+#define ANCHOR_NS 100000ull    /* a thread reads the kernel's clock every 100 us */
+#define MEASURE_NS 10000000ull /* the scale is measured over 10 ms at least */
+#define PAIR_TICKS 20000ull    /* an anchor's two counter reads at most this far apart */
+#define OFF_NS 20000ull        /* further off at an anchor: the counter is not to be trusted */
+
+/* -1 not looked at yet, 0 the kernel's clock, 1 the counter. */
+static _Atomic int tsc_mode = -1;
+
+/* A thread's clock: its anchor, its first anchor (the measure's start),
+ * its scale (ns per tick << 32, 0 until measured), the anchor's window in
+ * ticks (0: read the kernel's clock), and its last reading. A thread of
+ * its own, so nothing is shared; a forked child goes on with its parent's. */
+struct anchor {
+	uint64_t tsc, ns, base_tsc, base_ns, scale, window, last;
+};
+static _Thread_local struct anchor me __attribute__((tls_model("initial-exec")));
+
+/* The kernel keeps time with the counter: it checked that the counter is
+ * constant-rate and in step across CPUs, and stops using it if not. */
+static int tsc_trusted(void)
+{
+	char buf[32] = {0};
+	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return strcmp(buf, "tsc\n") == 0 || strcmp(buf, "tsc") == 0;
+}
+
+/* A (counter, kernel ns) pair read close together, or false. */
+static bool pair(uint64_t *tsc, uint64_t *ns)
+{
+	for (int i = 0; i < 3; i++) {
+		uint64_t a = __rdtsc(), n = kernel_ns(), b = __rdtsc();
+		if (b >= a && b - a <= PAIR_TICKS) {
+			*tsc = a + (b - a) / 2;
+			*ns = n;
+			return true;
+		}
+	}
+	return false;
+}
+
+static uint64_t scaled(uint64_t ticks, uint64_t sc)
+{
+	return (uint64_t)(((unsigned __int128)ticks * sc) >> 32);
+}
+
+/* Reads the kernel's clock, anchors this thread there and measures its
+ * scale again; returns the kernel's reading. */
+static __attribute__((noinline)) uint64_t anchor(void)
+{
+	uint64_t t, n;
+	int mode = atomic_load_explicit(&tsc_mode, memory_order_relaxed);
+	if (mode < 0)
+		atomic_store_explicit(&tsc_mode, (mode = tsc_trusted()), memory_order_relaxed);
+	if (mode == 0 || !pair(&t, &n)) {
+		me.window = 0;
+		return kernel_ns();
+	}
+	bool restart = me.base_ns == 0 || n < me.base_ns || t <= me.base_tsc;
+	if (!restart && me.scale && t >= me.tsc) {
+		/* Where the counter said the kernel's clock would be: further
+		 * off than the scale's error allows (1 in 1,000 of the time
+		 * since the last anchor), the counter jumped or changed its
+		 * rate, and the measure starts over. */
+		uint64_t guess = me.ns + scaled(t - me.tsc, me.scale);
+		uint64_t off = guess > n ? guess - n : n - guess;
+		restart = off > OFF_NS + (n - me.ns) / 1000;
+	}
+	if (restart) {
+		me.base_tsc = t;
+		me.base_ns = n;
+		me.scale = 0;
+	} else if (n - me.base_ns >= MEASURE_NS) {
+		uint64_t sc = (uint64_t)(((unsigned __int128)(n - me.base_ns) << 32) / (t - me.base_tsc));
+		/* A tick of over 16 ns is no counter to scale. */
+		me.scale = sc < (16ull << 32) ? sc : 0;
+	}
+	me.tsc = t;
+	me.ns = n;
+	me.window = me.scale ? (uint64_t)((ANCHOR_NS << 32) / me.scale) : 0;
+	return n;
+}
+
+TQ_API uint64_t tq_now_ns(void)
+{
+	uint64_t n;
+	if (me.window) {
+		uint64_t d = __rdtsc() - me.tsc;
+		n = d <= me.window ? me.ns + scaled(d, me.scale) : anchor();
+	} else {
+		n = anchor();
+	}
+	if (n < me.last)
+		return me.last;
+	me.last = n;
+	return n;
+}
+
+#else
+
+TQ_API uint64_t tq_now_ns(void) { return kernel_ns(); }
+
+#endif
