@@ -481,6 +481,7 @@ static int ensure_stream(struct bridge *b)
 	struct opts *o = b->o;
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
+	bool raced = false;
 
 	for (;;) {
 		natsStatus s = js_GetStreamInfo(&si, b->js, o->stream, NULL, &jerr);
@@ -503,6 +504,13 @@ static int ensure_stream(struct bridge *b)
 				log_event(LOG_INFO_, "stream_created", "stream=%s subject=%s dead_subject=%s replicas=%d",
 					  o->stream, o->subject, o->dead_subject, o->replicas);
 				break;
+			}
+			/* Another bridge made it between the look and the add (the
+			 * server says so with either code): look again, once. A
+			 * second refusal is an overlap with another stream. */
+			if (!raced && (jerr == JSStreamNameExistErr || jerr == JSStreamSubjectOverlapErr)) {
+				raced = true;
+				continue;
 			}
 			if (jerr != 0)
 				return nats_fail("create stream", s, jerr);
