@@ -766,11 +766,13 @@ int tq_recover(tq_queue *q);
 /*
  * CLOCK_MONOTONIC now, in ns: the clock of every *_ns time above. Where the
  * kernel's clock source is the CPU's time-stamp counter (x86-64), it reads
- * the counter, scaled from a clock_gettime reading at most 100 us old: 11 ns
- * instead of 28 on the reference machine, within 50 us of clock_gettime
- * (typically under 1 us; docs/design.md, 20). A thread's readings never go
- * backwards. Errors: none. Thread-safe (each thread keeps its own anchor),
- * async-signal-unsafe.
+ * the counter, scaled from a clock_gettime reading at most 40 us of counter
+ * time and 1,024 readings old: 11 ns instead of 28 on the reference
+ * machine, within 50 us of clock_gettime (typically under 200 ns;
+ * docs/design.md, 20). A thread's readings never go backwards; two
+ * threads' readings agree to that bound, not to the order of events
+ * between them. Errors: none. Thread-safe (each thread keeps its own
+ * anchor), async-signal-unsafe.
  */
 uint64_t tq_now_ns(void);
 

@@ -6,19 +6,22 @@
  * Where the kernel itself keeps time with the CPU's time-stamp counter
  * (clock source "tsc", x86-64), a thread reads the counter and scales it
  * from an anchor: a (counter, CLOCK_MONOTONIC) pair it read at most
- * ANCHOR_NS ago. The scale is the thread's own measurement of counter
- * ticks per nanosecond, over everything since its first anchor. So:
- *   - every reading is within a few hundred ns of clock_gettime (the
- *     scale's error over one anchor's window, NTP's slewing included),
- *   - a thread's readings never go backwards (the last one is a floor),
- *   - a counter that jumps, stops or changes its rate (a migrated virtual
- *     machine) is caught at the next anchor: the scale is measured again,
- *     and clock_gettime serves until it is.
+ * ANCHOR_NS of counter time and READS_MAX readings ago. The scale is the
+ * thread's own measurement of ns per tick since its first anchor. So:
+ *   - with a counter that behaves, a reading is within a few hundred ns
+ *     of clock_gettime (the pair's width, the scale's error over one
+ *     window, NTP's slewing);
+ *   - a thread's readings never go backwards (the last one is a floor);
+ *   - a counter that jumps, goes back, stops or changes its rate (a
+ *     migrated virtual machine) is off until the next anchor, at most one
+ *     window, where it is caught: the scale is measured again, the clock
+ *     source looked at again, and clock_gettime serves meanwhile.
  * Anywhere else, and until the scale is known (the first MEASURE_NS of a
  * thread), tq_now_ns() is clock_gettime(CLOCK_MONOTONIC).
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +31,7 @@
 #define TQ_HAVE_TSC 1
 #endif
 
-static uint64_t kernel_ns(void)
+uint64_t tq__kernel_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -37,10 +40,11 @@ static uint64_t kernel_ns(void)
 
 #ifdef TQ_HAVE_TSC
 
-#define ANCHOR_NS 100000ull    /* a thread reads the kernel's clock every 100 us */
+#define ANCHOR_NS 40000ull     /* a thread reads the kernel's clock every 40 us of counter time */
+#define READS_MAX 1024u        /* ... and every 1,024 readings (a counter that stopped) */
 #define MEASURE_NS 10000000ull /* the scale is measured over 10 ms at least */
-#define PAIR_TICKS 20000ull    /* an anchor's two counter reads at most this far apart */
-#define OFF_NS 20000ull        /* further off at an anchor: the counter is not to be trusted */
+#define PAIR_TICKS 1000ull     /* an anchor's two counter reads at most this far apart */
+#define OFF_NS 10000ull        /* further off at an anchor: the counter is not to be trusted */
 
 /* -1 not looked at yet, 0 the kernel's clock, 1 the counter. */
 static _Atomic int tsc_mode = -1;
@@ -51,19 +55,41 @@ static _Atomic int tsc_mode = -1;
  * its own, so nothing is shared; a forked child goes on with its parent's. */
 struct anchor {
 	uint64_t tsc, ns, base_tsc, base_ns, scale, window, last;
+	uint32_t reads;
 };
+/* Initial-exec in the static library (no call to find it); the shared one
+ * keeps the default model, so that it can be loaded late (dlopen). */
+#ifdef __PIC__
+static _Thread_local struct anchor me;
+#else
 static _Thread_local struct anchor me __attribute__((tls_model("initial-exec")));
+#endif
+
+#ifdef TQ_FAULT_INJECTION
+/* The test build counts, per thread, readings from the counter, readings
+ * of the kernel's clock and restarts of the measure (tq__clock_counts). */
+static _Thread_local uint64_t n_counter, n_kernel, n_restart;
+#define COUNT(x) ((x)++)
+#else
+#define COUNT(x) ((void)0)
+#endif
 
 /* The kernel keeps time with the counter: it checked that the counter is
  * constant-rate and in step across CPUs, and stops using it if not. */
 static int tsc_trusted(void)
 {
 	char buf[32] = {0};
+	int saved = errno;
 	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "re");
-	if (!f)
-		return 0;
+	if (!f) {
+		/* Out of descriptors: look again at the next anchor. */
+		int again = errno == EMFILE || errno == ENFILE;
+		errno = saved;
+		return again ? -1 : 0;
+	}
 	size_t n = fread(buf, 1, sizeof buf - 1, f);
 	fclose(f);
+	errno = saved;
 	buf[n] = 0;
 	return strcmp(buf, "tsc\n") == 0 || strcmp(buf, "tsc") == 0;
 }
@@ -72,7 +98,7 @@ static int tsc_trusted(void)
 static bool pair(uint64_t *tsc, uint64_t *ns)
 {
 	for (int i = 0; i < 3; i++) {
-		uint64_t a = __rdtsc(), n = kernel_ns(), b = __rdtsc();
+		uint64_t a = __rdtsc(), n = tq__kernel_ns(), b = __rdtsc();
 		if (b >= a && b - a <= PAIR_TICKS) {
 			*tsc = a + (b - a) / 2;
 			*ns = n;
@@ -95,41 +121,51 @@ static __attribute__((noinline)) uint64_t anchor(void)
 	int mode = atomic_load_explicit(&tsc_mode, memory_order_relaxed);
 	if (mode < 0)
 		atomic_store_explicit(&tsc_mode, (mode = tsc_trusted()), memory_order_relaxed);
-	if (mode == 0 || !pair(&t, &n)) {
+	me.reads = 0;
+	if (mode <= 0 || !pair(&t, &n)) {
 		me.window = 0;
-		return kernel_ns();
+		COUNT(n_kernel);
+		return tq__kernel_ns();
 	}
-	bool restart = me.base_ns == 0 || n < me.base_ns || t <= me.base_tsc;
-	if (!restart && me.scale && t >= me.tsc) {
+	/* A counter behind this thread's last anchor went backwards. */
+	bool restart = me.base_ns == 0 || n < me.base_ns || t <= me.base_tsc || t < me.tsc;
+	if (!restart && me.scale) {
 		/* Where the counter said the kernel's clock would be: further
 		 * off than the scale's error allows (1 in 1,000 of the time
-		 * since the last anchor), the counter jumped or changed its
-		 * rate, and the measure starts over. */
+		 * since the last anchor), the counter jumped, stopped or
+		 * changed its rate, and the measure starts over. */
 		uint64_t guess = me.ns + scaled(t - me.tsc, me.scale);
 		uint64_t off = guess > n ? guess - n : n - guess;
 		restart = off > OFF_NS + (n - me.ns) / 1000;
 	}
 	if (restart) {
+		if (me.base_ns) {
+			COUNT(n_restart);
+			/* The kernel may have stopped trusting the counter. */
+			atomic_store_explicit(&tsc_mode, -1, memory_order_relaxed);
+		}
 		me.base_tsc = t;
 		me.base_ns = n;
 		me.scale = 0;
 	} else if (n - me.base_ns >= MEASURE_NS) {
-		uint64_t sc = (uint64_t)(((unsigned __int128)(n - me.base_ns) << 32) / (t - me.base_tsc));
+		unsigned __int128 sc = ((unsigned __int128)(n - me.base_ns) << 32) / (t - me.base_tsc);
 		/* A tick of over 16 ns is no counter to scale. */
-		me.scale = sc < (16ull << 32) ? sc : 0;
+		me.scale = sc < ((unsigned __int128)16 << 32) ? (uint64_t)sc : 0;
 	}
 	me.tsc = t;
 	me.ns = n;
 	me.window = me.scale ? (uint64_t)((ANCHOR_NS << 32) / me.scale) : 0;
+	COUNT(n_kernel);
 	return n;
 }
 
 TQ_API uint64_t tq_now_ns(void)
 {
 	uint64_t n;
-	if (me.window) {
-		uint64_t d = __rdtsc() - me.tsc;
-		n = d <= me.window ? me.ns + scaled(d, me.scale) : anchor();
+	uint64_t d = __rdtsc() - me.tsc;
+	if (d <= me.window && ++me.reads <= READS_MAX) {
+		n = me.ns + scaled(d, me.scale);
+		COUNT(n_counter);
 	} else {
 		n = anchor();
 	}
@@ -139,8 +175,26 @@ TQ_API uint64_t tq_now_ns(void)
 	return n;
 }
 
+#ifdef TQ_FAULT_INJECTION
+int tq__clock_counts(uint64_t out[3])
+{
+	out[0] = n_counter;
+	out[1] = n_kernel;
+	out[2] = n_restart;
+	return atomic_load(&tsc_mode);
+}
+#endif
+
 #else
 
-TQ_API uint64_t tq_now_ns(void) { return kernel_ns(); }
+TQ_API uint64_t tq_now_ns(void) { return tq__kernel_ns(); }
+
+#ifdef TQ_FAULT_INJECTION
+int tq__clock_counts(uint64_t out[3])
+{
+	out[0] = out[1] = out[2] = 0;
+	return 0;
+}
+#endif
 
 #endif

@@ -13,12 +13,17 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "taskq.h"
 #include "util.h"
+
+/* The test build's counts of the calling thread's readings (clock.c). */
+int tq__clock_counts(uint64_t out[3]);
 
 /* design.md, 20: a reading is within this much of the kernel's clock. */
 #define BOUND_NS 50000ull
@@ -34,19 +39,38 @@ static uint64_t kernel_ns(void)
 struct verdict {
 	uint64_t readings, backwards, early, late;
 	int64_t worst_early, worst_late; /* ns beyond the kernel's bracket */
+	uint64_t counts[3];              /* tq__clock_counts over the run */
+	int mode;
 };
+
+/* The kernel keeps time with the counter here: then the library must too. */
+static bool kernel_uses_tsc(void)
+{
+#if defined(__x86_64__)
+	char buf[32] = {0};
+	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return strcmp(buf, "tsc\n") == 0;
+#else
+	return false;
+#endif
+}
 
 /* Reads the clock for RUN_NS between two readings of the kernel's, with a
  * short sleep every 4,096 readings. */
 static void *watch(void *arg)
 {
 	struct verdict *v = arg;
-	uint64_t last = 0, end = kernel_ns() + RUN_NS;
+	uint64_t last = 0, end = kernel_ns() + RUN_NS, c0[3];
+	(void)tq_now_ns(); /* the thread's first anchor: the counts start after it */
+	tq__clock_counts(c0);
 
 	for (;;) {
 		uint64_t a = kernel_ns(), x = tq_now_ns(), b = kernel_ns();
-		if (a > end)
-			break;
 		v->readings++;
 		if (x < last)
 			v->backwards++;
@@ -61,11 +85,16 @@ static void *watch(void *arg)
 			if ((int64_t)(x - b) > v->worst_late)
 				v->worst_late = (int64_t)(x - b);
 		}
+		if (a > end)
+			break;
 		if ((v->readings & 4095) == 0) {
 			struct timespec ts = {0, (long)((v->readings >> 12) % 5) * 60000};
 			nanosleep(&ts, NULL);
 		}
 	}
+	v->mode = tq__clock_counts(v->counts);
+	for (int i = 0; i < 3; i++)
+		v->counts[i] -= c0[i];
 	return NULL;
 }
 
@@ -77,6 +106,21 @@ static void check(const struct verdict *v, const char *who)
 		     (unsigned long long)v->early, (unsigned long long)BOUND_NS, (long long)v->worst_early);
 	cr_assert_eq(v->late, 0, "%s: %llu readings over %llu ns after the kernel's clock (worst %lld ns)", who,
 		     (unsigned long long)v->late, (unsigned long long)BOUND_NS, (long long)v->worst_late);
+	uint64_t ctr = v->counts[0], krn = v->counts[1], rst = v->counts[2];
+	cr_assert_eq(ctr + krn, v->readings, "%s: %llu readings, %llu from the counter and %llu from the kernel", who,
+		     (unsigned long long)v->readings, (unsigned long long)ctr, (unsigned long long)krn);
+	if (kernel_uses_tsc()) {
+		/* The counter serves (anchors every 40 us and every 1,024
+		 * readings, after the first 10 ms), and its measure holds: a
+		 * wrong scale shows as restarts and readings from the kernel. */
+		cr_assert_eq(v->mode, 1, "%s: clock source tsc, yet the library's mode is %d", who, v->mode);
+		cr_assert_gt(ctr * 10, v->readings * 9, "%s: %llu of %llu readings from the counter", who,
+			     (unsigned long long)ctr, (unsigned long long)v->readings);
+		cr_assert_leq(rst, 2, "%s: the counter's measure restarted %llu times", who, (unsigned long long)rst);
+	} else {
+		cr_assert_eq(ctr, 0, "%s: no tsc clock source, yet %llu readings from the counter", who,
+			     (unsigned long long)ctr);
+	}
 }
 
 Test(clock, every_thread_reads_the_kernels_clock, .timeout = 30)
@@ -127,7 +171,9 @@ Test(clock, a_forked_child_reads_the_kernels_clock, .timeout = 30)
 Test(clock, a_sleep_passes_on_this_clock_too, .timeout = 30)
 {
 	for (int i = 0; i < 20; i++) {
-		uint64_t x0 = tq_now_ns(), k0 = kernel_ns();
+		/* The kernel's reads outside this clock's: k1 - k0 bounds
+		 * x1 - x0 however long the test is descheduled between them. */
+		uint64_t k0 = kernel_ns(), x0 = tq_now_ns();
 		struct timespec ts = {0, 2000000 + i * 100000};
 		nanosleep(&ts, NULL);
 		uint64_t x1 = tq_now_ns(), k1 = kernel_ns();
