@@ -38,33 +38,6 @@ uint64_t tq__kernel_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-#ifdef TQ_HAVE_TSC
-
-#define ANCHOR_NS 40000ull     /* a thread reads the kernel's clock every 40 us of counter time */
-#define READS_MAX 1024u        /* ... and every 1,024 readings (a counter that stopped) */
-#define MEASURE_NS 10000000ull /* the scale is measured over 10 ms at least */
-#define PAIR_TICKS 1000ull     /* an anchor's two counter reads at most this far apart */
-#define OFF_NS 10000ull        /* further off at an anchor: the counter is not to be trusted */
-
-/* -1 not looked at yet, 0 the kernel's clock, 1 the counter. */
-static _Atomic int tsc_mode = -1;
-
-/* A thread's clock: its anchor, its first anchor (the measure's start),
- * its scale (ns per tick << 32, 0 until measured), the anchor's window in
- * ticks (0: read the kernel's clock), and its last reading. A thread of
- * its own, so nothing is shared; a forked child goes on with its parent's. */
-struct anchor {
-	uint64_t tsc, ns, base_tsc, base_ns, scale, window, last;
-	uint32_t reads;
-};
-/* Initial-exec in the static library (no call to find it); the shared one
- * keeps the default model, so that it can be loaded late (dlopen). */
-#ifdef __PIC__
-static _Thread_local struct anchor me;
-#else
-static _Thread_local struct anchor me __attribute__((tls_model("initial-exec")));
-#endif
-
 #ifdef TQ_FAULT_INJECTION
 /* The test build counts, per thread, readings from the counter, readings
  * of the kernel's clock and restarts of the measure (tq__clock_counts). */
@@ -73,6 +46,30 @@ static _Thread_local uint64_t n_counter, n_kernel, n_restart;
 #else
 #define COUNT(x) ((void)0)
 #endif
+
+#ifdef TQ_HAVE_TSC
+
+#define ANCHOR_NS 40000ull     /* a thread reads the kernel's clock every 40 us of counter time */
+#define READS_MAX 1024u        /* ... and every 1,024 readings (a counter that stopped) */
+#define MEASURE_NS 10000000ull /* the scale is measured over 10 ms at least */
+#define PAIR_TICKS 1000ull     /* an anchor's two counter reads at most this far apart */
+#define OFF_NS 10000ull        /* further off at an anchor: the counter is not to be trusted */
+#define RECHECK_NS 1000000000ull /* the clock source is looked at again at most once a second */
+
+/* -1 not looked at yet, 0 the kernel's clock, 1 the counter; when it was
+ * last looked at (kernel ns). */
+static _Atomic int tsc_mode = -1;
+static tq_a64 checked_ns;
+
+/* A thread's clock: its anchor, its first anchor (the measure's start),
+ * its scale (ns per tick << 32, 0 until measured), the anchor's window in
+ * ticks (0: read the kernel's clock), and its last reading. A thread of
+ * its own, so nothing is shared; a forked child goes on with its parent's. */
+struct anchor {
+	uint64_t tsc, ns, base_tsc, base_ns, scale, window, last, raw;
+	uint32_t reads;
+};
+static _Thread_local struct anchor me;
 
 /* The kernel keeps time with the counter: it checked that the counter is
  * constant-rate and in step across CPUs, and stops using it if not. */
@@ -115,15 +112,28 @@ static uint64_t scaled(uint64_t ticks, uint64_t sc)
 
 /* Reads the kernel's clock, anchors this thread there and measures its
  * scale again; returns the kernel's reading. */
+/* The clock source's verdict: looked at when not known, or when `again`
+ * (the counter misbehaved), at most once a second; not known (the last
+ * look found no descriptor free) counts as the kernel's clock. */
+static int mode_now(uint64_t kn, bool again)
+{
+	int mode = atomic_load_explicit(&tsc_mode, memory_order_relaxed);
+	uint64_t last = load_rlx(&checked_ns);
+	if ((mode < 0 || again) && (last == 0 || kn - last >= RECHECK_NS)) {
+		store_rlx(&checked_ns, kn ? kn : 1);
+		mode = tsc_trusted();
+		atomic_store_explicit(&tsc_mode, mode, memory_order_relaxed);
+	}
+	return mode;
+}
+
 static __attribute__((noinline)) uint64_t anchor(void)
 {
 	uint64_t t, n;
-	int mode = atomic_load_explicit(&tsc_mode, memory_order_relaxed);
-	if (mode < 0)
-		atomic_store_explicit(&tsc_mode, (mode = tsc_trusted()), memory_order_relaxed);
 	me.reads = 0;
-	if (mode <= 0 || !pair(&t, &n)) {
-		me.window = 0;
+	me.window = 0;
+	if (mode_now(atomic_load_explicit(&tsc_mode, memory_order_relaxed) < 0 ? tq__kernel_ns() : 0, false) <= 0 ||
+	    !pair(&t, &n)) {
 		COUNT(n_kernel);
 		return tq__kernel_ns();
 	}
@@ -142,7 +152,11 @@ static __attribute__((noinline)) uint64_t anchor(void)
 		if (me.base_ns) {
 			COUNT(n_restart);
 			/* The kernel may have stopped trusting the counter. */
-			atomic_store_explicit(&tsc_mode, -1, memory_order_relaxed);
+			if (mode_now(n, true) <= 0) {
+				me.base_ns = 0;
+				COUNT(n_kernel);
+				return n;
+			}
 		}
 		me.base_tsc = t;
 		me.base_ns = n;
@@ -162,8 +176,12 @@ static __attribute__((noinline)) uint64_t anchor(void)
 TQ_API uint64_t tq_now_ns(void)
 {
 	uint64_t n;
-	uint64_t d = __rdtsc() - me.tsc;
-	if (d <= me.window && ++me.reads <= READS_MAX) {
+	uint64_t raw = __rdtsc(), d = raw - me.tsc;
+	/* A counter that did not move since the last reading may have stopped:
+	 * the kernel's clock says. */
+	bool moved = raw != me.raw;
+	me.raw = raw;
+	if (d < me.window && moved && ++me.reads <= READS_MAX) {
 		n = me.ns + scaled(d, me.scale);
 		COUNT(n_counter);
 	} else {
@@ -187,13 +205,19 @@ int tq__clock_counts(uint64_t out[3])
 
 #else
 
-TQ_API uint64_t tq_now_ns(void) { return tq__kernel_ns(); }
+TQ_API uint64_t tq_now_ns(void)
+{
+	COUNT(n_kernel);
+	return tq__kernel_ns();
+}
 
 #ifdef TQ_FAULT_INJECTION
 int tq__clock_counts(uint64_t out[3])
 {
-	out[0] = out[1] = out[2] = 0;
-	return 0;
+	out[0] = n_counter;
+	out[1] = n_kernel;
+	out[2] = n_restart;
+	return -2; /* no counter in this build */
 }
 #endif
 

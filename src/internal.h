@@ -202,7 +202,8 @@ uint64_t tq__kernel_ns(void);
 #ifdef TQ_FAULT_INJECTION
 /* The calling thread's clock readings from the counter, from the kernel,
  * and restarts of the counter's measure; returns the mode (1 the counter,
- * 0 the kernel's clock, -1 not decided yet). Test build only. */
+ * 0 the kernel's clock, -1 not decided yet, -2 a build without the
+ * counter's path). Test build only. */
 int tq__clock_counts(uint64_t out[3]);
 #endif
 uint64_t tq__room(tq_queue *q);
