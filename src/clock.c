@@ -31,7 +31,7 @@
 #define TQ_HAVE_TSC 1
 #endif
 
-uint64_t tq__kernel_ns(void)
+static uint64_t kernel_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -95,7 +95,7 @@ static int tsc_trusted(void)
 static bool pair(uint64_t *tsc, uint64_t *ns)
 {
 	for (int i = 0; i < 3; i++) {
-		uint64_t a = __rdtsc(), n = tq__kernel_ns(), b = __rdtsc();
+		uint64_t a = __rdtsc(), n = kernel_ns(), b = __rdtsc();
 		if (b >= a && b - a <= PAIR_TICKS) {
 			*tsc = a + (b - a) / 2;
 			*ns = n;
@@ -110,16 +110,16 @@ static uint64_t scaled(uint64_t ticks, uint64_t sc)
 	return (uint64_t)(((unsigned __int128)ticks * sc) >> 32);
 }
 
-/* Reads the kernel's clock, anchors this thread there and measures its
- * scale again; returns the kernel's reading. */
 /* The clock source's verdict: looked at when not known, or when `again`
  * (the counter misbehaved), at most once a second; not known (the last
  * look found no descriptor free) counts as the kernel's clock. */
-static int mode_now(uint64_t kn, bool again)
+static int mode_now(bool again)
 {
 	int mode = atomic_load_explicit(&tsc_mode, memory_order_relaxed);
-	uint64_t last = load_rlx(&checked_ns);
-	if ((mode < 0 || again) && (last == 0 || kn - last >= RECHECK_NS)) {
+	if (mode >= 0 && !again)
+		return mode;
+	uint64_t kn = kernel_ns(), last = load_rlx(&checked_ns);
+	if (last == 0 || kn - last >= RECHECK_NS) {
 		store_rlx(&checked_ns, kn ? kn : 1);
 		mode = tsc_trusted();
 		atomic_store_explicit(&tsc_mode, mode, memory_order_relaxed);
@@ -127,18 +127,19 @@ static int mode_now(uint64_t kn, bool again)
 	return mode;
 }
 
+/* Reads the kernel's clock, anchors this thread there and measures its
+ * scale again; returns the kernel's reading. */
 static __attribute__((noinline)) uint64_t anchor(void)
 {
 	uint64_t t, n;
 	me.reads = 0;
 	me.window = 0;
-	if (mode_now(atomic_load_explicit(&tsc_mode, memory_order_relaxed) < 0 ? tq__kernel_ns() : 0, false) <= 0 ||
-	    !pair(&t, &n)) {
+	if (mode_now(false) <= 0 || !pair(&t, &n)) {
 		COUNT(n_kernel);
-		return tq__kernel_ns();
+		return kernel_ns();
 	}
-	/* A counter behind this thread's last anchor went backwards. */
-	bool restart = me.base_ns == 0 || n < me.base_ns || t <= me.base_tsc || t < me.tsc;
+	/* A counter not past this thread's last anchor went back or stopped. */
+	bool restart = me.base_ns == 0 || n < me.base_ns || t <= me.tsc;
 	if (!restart && me.scale) {
 		/* Where the counter said the kernel's clock would be: further
 		 * off than the scale's error allows (1 in 1,000 of the time
@@ -152,7 +153,7 @@ static __attribute__((noinline)) uint64_t anchor(void)
 		if (me.base_ns) {
 			COUNT(n_restart);
 			/* The kernel may have stopped trusting the counter. */
-			if (mode_now(n, true) <= 0) {
+			if (mode_now(true) <= 0) {
 				me.base_ns = 0;
 				COUNT(n_kernel);
 				return n;
@@ -208,7 +209,7 @@ int tq__clock_counts(uint64_t out[3])
 TQ_API uint64_t tq_now_ns(void)
 {
 	COUNT(n_kernel);
-	return tq__kernel_ns();
+	return kernel_ns();
 }
 
 #ifdef TQ_FAULT_INJECTION

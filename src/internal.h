@@ -197,8 +197,6 @@ uint64_t tq__lanes_ready(tq_queue *q, uint64_t *oldest_id, uint64_t *oldest_ns);
 uint64_t tq__lane_totals(tq_queue *q, tq_counters *t);
 /* Free places in the queue for new tasks (lanes and slots together); when
  * there are none, first moves the lanes' reuse points over settled claims. */
-/* clock_gettime(CLOCK_MONOTONIC) itself, in ns (clock.c). */
-uint64_t tq__kernel_ns(void);
 #ifdef TQ_FAULT_INJECTION
 /* The calling thread's clock readings from the counter, from the kernel,
  * and restarts of the counter's measure; returns the mode (1 the counter,
