@@ -77,6 +77,7 @@ struct bench_row {
 	uint64_t max;       /* largest run size */
 	int stats_hz;       /* taskq: a reader calls tq_stats_get this often during the run; -1: back to back */
 	int ints;           /* taskq: producers push with tq_push_ints, consumers take with tq_take_ints and ack with tq_batch_ack */
+	unsigned ahead;     /* taskq: consumers call tq_set_take_ahead(ahead) (0: off) */
 };
 
 struct bench_counter {

@@ -205,6 +205,9 @@ static int tq_consumer(struct bench_run *r, int c)
 	tq_queue *q = child_open(r, who);
 	size_t batch = r->row->batch;
 	int json = r->row->json;
+	int arc = tq_set_take_ahead(q, r->row->ahead);
+	if (arc != 0)
+		bench_child_die(r, who, "tq_set_take_ahead(%u): %s", r->row->ahead, tq_strerror(arc));
 	tq_task *out = calloc(batch, sizeof *out);
 	struct bench_cons cs;
 	if (!out || bench_cons_init(&cs, r, c) != 0)

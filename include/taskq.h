@@ -111,6 +111,7 @@ const char *tq_strerror(int err);
 #define TQ_MAX_ATTEMPTS 65535u     /* largest tq_config.max_attempts */
 #define TQ_LEASE_MIN_NS 1000000ull /* shortest tq_config.lease_ns: 1 ms */
 /* Longest lease, backoff and backoff cap: 365 days. */
+#define TQ_TAKE_AHEAD_MAX 64u      /* largest tq_set_take_ahead: the tasks of one claim */
 #define TQ_TIME_MAX_NS (365ull * 86400ull * 1000000000ull)
 #define TQ_WAIT_FOREVER UINT64_MAX
 
@@ -354,6 +355,48 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * different producers pushing at once may interleave.
  */
 int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
+
+/*
+ * Take-ahead (a consumer's prefetch, as AMQP's basic.qos): with n >= 2, a
+ * tq_take on this handle that asks for fewer than n tasks claims up to n
+ * that are ready (one claim, at the cost of one), hands over what it was
+ * asked for and keeps the rest leased to this handle; its next tq_take
+ * calls hand those over first, in order, without touching what other
+ * processes write. So a worker that takes and acks one task at a time pays
+ * the shared-memory cost of a take once per n tasks. n 0 or 1: off (the
+ * default). Tasks already held stay held when it is lowered or turned off,
+ * and are handed over by the next tq_take calls.
+ * What changes for the tasks kept:
+ *   - they are leased, so they count as in progress (tq_stats.leased), and
+ *     other workers do not get them: with several workers and few ready
+ *     tasks, a worker may hold up to n while another waits. Use it for
+ *     steady streams of short tasks;
+ *   - a task's lease is renewed when it is handed over (to lease_ns from
+ *     then, as tq_touch would; lease entries hold one deadline per claim,
+ *     so the tasks of that claim handed over earlier get it too). A kept
+ *     task whose lease ended meanwhile (expired: this handle took more
+ *     than lease_ns to come back for it) is not handed over; it was given
+ *     back to the queue and is delivered again from there;
+ *   - a kept task never handed over was not delivered: when its lease
+ *     expires, its process dies or the handle closes, it goes back to the
+ *     queue with no attempt counted (tq_task.attempt and max_attempts
+ *     count hand-overs; a hand-over that races with the lease's expiry
+ *     may count one);
+ *   - only fresh tasks (pushed in batches of one class, through the lanes)
+ *     are kept; retries and other tasks from the slot ring are taken as
+ *     many as asked for;
+ *   - they are handed over before anything that became ready after
+ *     their claim (a retry, say), so "oldest first" holds per claim;
+ *   - only tq_take hands them over (not tq_take_ints), and not while the
+ *     run state is PAUSED, DRAINING or STOPPED (tq_take's rules): a
+ *     PAUSED handle keeps them, leased, until it may take again; a worker
+ *     that stops on TQ_ESTOPPED gives them back with tq_close.
+ * With several threads on the handle, the thread that finds the kept
+ * tasks in use by another takes as if take-ahead were off.
+ * Errors: TQ_EINVAL (NULL q, n over TQ_TAKE_AHEAD_MAX), TQ_EOBSERVER,
+ * TQ_EFORKED. Thread-safe.
+ */
+int tq_set_take_ahead(tq_queue *q, unsigned n);
 
 /*
  * Acknowledges n leased tasks as done; their slots are freed.

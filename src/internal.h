@@ -111,6 +111,16 @@ struct tq_queue {
 	 * hint only: threads of one handle may race on it harmlessly. */
 	tq_a64 idle_slice_ns;
 	tq_a64 spin_ns; /* the next spin's length (wait.c); a hint like the above */
+	/* Take-ahead (tq_set_take_ahead, take.c): tasks claimed beyond what a
+	 * tq_take asked for, leased to this handle and handed out by its next
+	 * calls, ahead[ahead_i..ahead_n). ahead_busy (0/1) is taken by CAS by
+	 * the thread that uses the buffer; a thread that finds it taken takes
+	 * as if there were no take-ahead. */
+	tq_a32 ahead_max; /* 0 or 1: off; else the tasks a claim may take, 2..TQ_TAKE_AHEAD_MAX */
+	tq_a32 ahead_busy;
+	uint32_t ahead_i, ahead_n;
+	tq_a32 ahead_left; /* ahead_n - ahead_i, for threads that do not hold ahead_busy */
+	tq_task ahead[TQ_TAKE_AHEAD_MAX];
 };
 
 /* lock.c: the shared locks. tq__lock waits up to TQ_LOCK_BOUND_NS for a
@@ -310,6 +320,10 @@ void tq__lanes_move_failures(tq_queue *q, uint64_t now);
 /* lease.c: the delay before retry `attempt` (with jitter). */
 uint64_t tq__backoff_ns(tq_queue *q, unsigned attempt);
 /* lease.c: does this handle still hold t's lease? */
+/* Take-ahead (take.c): the claim of lane task t has its tasks up to t's
+ * bit handed over, `handed` of them (lane.c, entry_handed). */
+void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed);
+uint64_t tq__touch_one(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lease_held(tq_queue *q, const tq_task *t);
 /* lease.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);

@@ -20,6 +20,36 @@
 
 enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4, MV_TAKEN = 5 };
 
+/* A lease entry's lane, without its handed marker (layout.h). */
+static inline uint32_t entry_lane(struct tq_lease *L)
+{
+	return load_rlx(&L->lane) & 0xffu;
+}
+
+/* How many of the claim's first tasks were handed over to the caller: all
+ * of them but while a take-ahead keeps the rest (tq__lane_mark_handed).
+ * Sequentially consistent, against the hand-over's check of the task's
+ * fate bit after it stores the marker: a move-out that claimed a bit by
+ * CAS and then reads this sees any hand-over that found the bit clear. */
+static inline uint32_t entry_handed(struct tq_lease *L)
+{
+	uint32_t m = atomic_load(&L->lane) >> 8;
+	return m ? m - 1 : TQ_CLAIM_MAX;
+}
+
+void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed)
+{
+	if (!tq__is_lane_task(t))
+		return;
+	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
+	/* Only on the claim the task names (an entry settled and reused since
+	 * keeps its own marker; the window between this check and the store
+	 * is the caller's, design.md 17). */
+	if (load_acq(&L->state) != LS_MAKE(t->priv[1], LS_ACTIVE))
+		return;
+	atomic_store(&L->lane, (uint16_t)((entry_lane(L)) | ((handed + 1u) << 8)));
+}
+
 #define LANE_TASK TQ__LANE_TASK
 
 /* A payload push of this thread waiting for byte room: its first record's
@@ -460,7 +490,7 @@ static void advance_reuse(tq_queue *q, uint32_t lane)
 static void settle(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g)
 {
 	struct tq_lease *L = &q->procs[rec].leases[e];
-	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first);
 
 	/* The fields read are generation g's only if the entry is still
@@ -772,7 +802,7 @@ static void help(tq_queue *q, uint32_t lane, uint64_t hw, uint64_t h)
 	uint64_t s = load_acq(&L->state);
 	if (LS_STATE(s) != LS_PENDING)
 		return;
-	if (load_rlx(&L->lane) != lane || load_rlx(&L->first) + load_rlx(&L->count) != h)
+	if (entry_lane(L) != lane || load_rlx(&L->first) + load_rlx(&L->count) != h)
 		return;
 	(void)cas64(&L->state, s, LS_MAKE(LS_GEN(s), LS_ACTIVE));
 }
@@ -1157,7 +1187,7 @@ int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_ta
 		       .priv = {q->lane_prefix | ((uint64_t)e << 8) | bit, g}};
 	if (load_acq(&L->state) != LS_MAKE(g, LS_ACTIVE))
 		return TQ_ELOST;
-	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first);
 	if (lane >= TQ_INT_LANES || bit >= count || count > TQ_CLAIM_MAX)
 		return TQ_ELOST;
@@ -1175,7 +1205,7 @@ int tq__lane_claim_task(tq_queue *q, uint32_t e, uint64_t g, uint32_t bit, tq_ta
 uint64_t tq__lane_claim_enq(tq_queue *q, uint32_t e)
 {
 	struct tq_lease *L = &q->me->leases[e];
-	uint32_t lane = load_rlx(&L->lane);
+	uint32_t lane = entry_lane(L);
 
 	uint64_t id, ns;
 	if (lane >= TQ_LANES || !pos_id(q, lane, load_rlx(&L->first), &id, &ns))
@@ -1400,7 +1430,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 {
 	struct tq_lease *L = &q->procs[rec].leases[e];
 	struct tq_move_journal *j = &q->h->move;
-	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first);
 	uint32_t idx[TQ_FATE_TASKS], ready[TQ_FATE_TASKS];
 	int moved = 0;
@@ -1502,11 +1532,14 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		store_rel(&q->h->lane_moved[why & 7], j->moved_before + k);
 		store_rel(&q->h->lane_moving, 0);
 		TQ_FAULT("move.claimed");
+		uint32_t handed = entry_handed(L); /* after the fate CAS */
 		for (uint32_t b = 0, i = 0; b < count; b++) {
 			if (!(m & (1ull << b)))
 				continue;
 			uint32_t s = idx[i++];
-			uint16_t attempts = why == MV_CLOSED || why == MV_TAKEN ? 0 : 1;
+			/* A task a take-ahead kept and never handed over was not
+			 * delivered: no attempt. */
+			uint16_t attempts = why == MV_CLOSED || why == MV_TAKEN || b >= handed ? 0 : 1;
 			fill_slot(q, s, lane, first + b, attempts);
 			if (why == MV_TAKEN) {
 				/* Leased to this handle before the journal ends: if it
@@ -1558,7 +1591,7 @@ void tq__lanes_repair_move(tq_queue *q)
 		return;
 	}
 	struct tq_lease *L = &q->procs[rec].leases[e];
-	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 	uint64_t first = load_rlx(&L->first), f = load_acq(&L->fate[w]), mw = m >> (32 * w);
 	uint64_t writing = st_make(ST_WRITING, mover, 0), mine = st_make(ST_WRITING, q->owner, 0);
 	/* Its fate CAS happened if the move count of its word is the one it
@@ -1614,7 +1647,7 @@ int tq__lanes_recover_rec(tq_queue *q, uint32_t rec, bool died, uint64_t *return
 	for (uint32_t e = 0; e < TQ_LEASES; e++) {
 		struct tq_lease *L = &p->leases[e];
 		uint64_t s = load_acq(&L->state), g = LS_GEN(s);
-		uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+		uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 		switch (LS_STATE(s)) {
 		case LS_FREE:
 			continue;
@@ -1758,7 +1791,7 @@ static void move_failures(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uin
  * lane's claim word still names it)? */
 static bool pending_claimed(tq_queue *q, uint32_t rec, uint32_t e, struct tq_lease *L)
 {
-	uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+	uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 
 	if (lane >= TQ_LANES || count < 1 || count > TQ_CLAIM_MAX)
 		return false;
@@ -1913,7 +1946,7 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 		for (uint64_t map = load_acq(&p->lease_map); map; map &= map - 1) {
 			struct tq_lease *L = &p->leases[__builtin_ctzll(map)];
 			uint64_t s = load_acq(&L->state);
-			uint32_t lane = load_rlx(&L->lane), count = load_rlx(&L->count);
+			uint32_t lane = entry_lane(L), count = load_rlx(&L->count);
 			if ((LS_STATE(s) != LS_ACTIVE && LS_STATE(s) != LS_PENDING) || lane >= TQ_LANES || count < 1 ||
 			    count > TQ_CLAIM_MAX)
 				continue;
@@ -1931,7 +1964,7 @@ uint64_t tq__lanes_unfinished_min(tq_queue *q, uint64_t min)
 		uint64_t m = __atomic_load_n(&j->mask, __ATOMIC_RELAXED);
 		if (rec < TQ_MAX_PROCS && e < TQ_LEASES && m) {
 			struct tq_lease *L = &q->procs[rec].leases[e];
-			uint32_t lane = load_rlx(&L->lane);
+			uint32_t lane = entry_lane(L);
 			if (lane < TQ_LANES)
 				lower(&min, held_id(q, lane, load_rlx(&L->first) + (uint64_t)__builtin_ctzll(m)));
 		}

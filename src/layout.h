@@ -43,7 +43,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 12u
+#define TQ_LAYOUT_VERSION 13u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -312,6 +312,10 @@ struct tq_lease {
 	tq_a64 fate[2];
 	tq_a64 deadline; /* lease end */
 	tq_a64 first;    /* lane position of the first task */
+	/* The lane (low 8 bits) and, in the high 8 bits, the tasks of the
+	 * claim handed over to the caller + 1 while a take-ahead keeps the
+	 * rest (layout 13): 0 means all of them (tq_set_take_ahead; a move-out
+	 * counts no attempt for a task not handed over). Written by the owner. */
 	tq_a16 lane;
 	tq_a16 count;    /* 1..TQ_CLAIM_MAX */
 	/* Failures the holder asked for that could not be moved out at once
@@ -324,7 +328,8 @@ struct tq_lease {
 _Static_assert(sizeof(struct tq_lease) == 64, "a lease entry is one line");
 _Static_assert(TQ_CLAIM_MAX == 2 * TQ_FATE_TASKS && TQ_FATE_TASKS < 0xff,
 	       "two fate words hold a claim's task bits, 32 each, and their moves in 8 bits each");
-_Static_assert(TQ_LANES <= 0xffff && TQ_CLAIM_MAX <= 0xffff, "lane and count are 16-bit");
+_Static_assert(TQ_LANES <= 0xff && TQ_CLAIM_MAX + 1 <= 0xff && TQ_CLAIM_MAX <= 0xffff,
+	       "a lease entry's lane and its handed marker share 16 bits; count is 16-bit");
 _Static_assert(TQ_MAX_PROCS < 0x7ff, "claim words hold record + 1 in 11 bits");
 _Static_assert(TQ_LEASES <= 64, "claim words hold the entry in 6 bits");
 

@@ -267,6 +267,24 @@ TQ_API int tq_fail(tq_queue *q, const tq_task *tasks, size_t n, int err, const c
 	return rc ? rc : lost ? TQ_ELOST : 0;
 }
 
+/* Moves the deadline of t, a lease of this handle (checked), to end: 0,
+ * or 1 if the lease has been lost. */
+uint64_t tq__touch_one(tq_queue *q, const tq_task *t, uint64_t end)
+{
+	uint32_t ix = (uint32_t)t->priv[0];
+
+	if (tq__is_lane_task(t))
+		return tq__lane_touch(q, t, end);
+	/* Read the deadline before checking the lease, and move it only if
+	 * it is unchanged: a lease lost and given to another delivery in
+	 * between has another deadline, which this never overwrites. */
+	uint64_t d = load_acq(&q->slots[ix].deadline_ns);
+	if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
+	    load_acq(&q->st[ix]) != t->priv[1])
+		return 1;
+	return 0;
+}
+
 TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns)
 {
 	uint64_t lost = 0;
@@ -277,21 +295,8 @@ TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend
 	uint64_t end = tq__deadline_after(tq_now_ns(), extend_ns ? extend_ns : q->lease_ns);
 	if (end == UINT64_MAX)
 		end = UINT64_MAX - 1;
-	for (size_t i = 0; i < n; i++) {
-		const tq_task *t = &tasks[i];
-		uint32_t ix = (uint32_t)t->priv[0];
-		if (tq__is_lane_task(t)) {
-			lost += tq__lane_touch(q, t, end);
-			continue;
-		}
-		/* Read the deadline before checking the lease, and move it only if
-		 * it is unchanged: a lease lost and given to another delivery in
-		 * between has another deadline, which this never overwrites. */
-		uint64_t d = load_acq(&q->slots[ix].deadline_ns);
-		if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
-		    load_acq(&q->st[ix]) != t->priv[1])
-			lost++;
-	}
+	for (size_t i = 0; i < n; i++)
+		lost += tq__touch_one(q, &tasks[i], end);
 	tq__count(q, C_LOST, lost);
 	return lost ? TQ_ELOST : 0;
 }

@@ -113,10 +113,11 @@ static uint32_t ring_count_before(tq_queue *q, uint64_t stop, uint32_t max)
 }
 
 /* From whichever source holds the task pushed first (ids grow in push
- * order): the lanes (fresh tasks) or the ready ring (everything else), and
- * from it only tasks older than the other's first. Reading the lanes'
- * heads costs a few lines, so only when the ring has anything. */
-static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, bool *fresh)
+ * order): the lanes (fresh tasks, up to want) or the ready ring (everything
+ * else, up to slot_max: a take-ahead keeps lane tasks only), and from it
+ * only tasks older than the other's first. Reading the lanes' heads costs
+ * a few lines, so only when the ring has anything. */
+static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint32_t slot_max, uint64_t now, bool *fresh)
 {
 	uint64_t stop = 0;
 
@@ -125,7 +126,7 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, boo
 		uint64_t lane_oldest = 0, ring_oldest = tq__ring_head_id(q);
 		tq__lanes_ready(q, &lane_oldest, NULL);
 		if (!lane_oldest || ring_oldest < lane_oldest) {
-			uint32_t n = lane_oldest ? ring_count_before(q, lane_oldest, want) : want;
+			uint32_t n = lane_oldest ? ring_count_before(q, lane_oldest, slot_max) : slot_max;
 			int got = take_slots(q, out, n ? n : 1, now);
 			if (got)
 				return got;
@@ -141,7 +142,7 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, boo
 	}
 	/* Every lease entry in use: the claim goes into slots. */
 	uint32_t idx[TQ_CLAIM_MAX];
-	got = tq__lane_take_to_slots(q, idx, want, now);
+	got = tq__lane_take_to_slots(q, idx, slot_max, now);
 	if (got <= 0)
 		return got;
 	uint64_t end = tq__deadline_after(now, q->lease_ns);
@@ -151,25 +152,64 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint64_t now, boo
 	return got;
 }
 
-TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
+/* Hands over up to max kept tasks (take-ahead), each leased anew from now:
+ * the count; a kept task whose lease has ended is dropped (it went back
+ * to the queue). The caller holds ahead_busy. */
+static int ahead_serve(tq_queue *q, tq_task *out, size_t max, uint64_t now)
+{
+	uint64_t end = tq__deadline_after(now, q->lease_ns);
+	int k = 0;
+
+	if (end == UINT64_MAX)
+		end = UINT64_MAX - 1;
+	while ((size_t)k < max && q->ahead_i < q->ahead_n) {
+		const tq_task *t = &q->ahead[q->ahead_i++];
+		/* Handed over before the lease is checked (lane.c,
+		 * entry_handed): a move-out that wins the race counts the
+		 * attempt; one that loses finds the marker. */
+		tq__lane_mark_handed(q, t, tq__task_bit(t) + 1);
+		if (tq__touch_one(q, t, end) == 0)
+			out[k++] = *t;
+	}
+	store_rlx(&q->ahead_left, q->ahead_n - q->ahead_i);
+	return k;
+}
+
+/* tq_take with the take-ahead buffer held (ahead) or not. */
+static int take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns, bool ahead)
 {
 	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
 	int got = 0;
-	bool fresh = false;
+	bool fresh = false, kept = false;
+	tq_task *buf = out;
 
-	if (tq__usable(q))
-		return tq__usable(q);
-	if (!q || !out || max == 0)
-		return TQ_EINVAL;
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	tq__maybe_maintain(q, now);
+	if (ahead) {
+		uint32_t n = load_rlx(&q->ahead_max);
+		if (q->ahead_i == q->ahead_n && n > want) {
+			buf = q->ahead; /* claim n, hand over want, keep the rest */
+			want = n;
+		}
+	}
 	for (;;) {
 		if (tq__stopping(q))
 			return TQ_ESTOPPED;
 		bool allowed = load_rlx(&q->h->run_state) != TQ_PAUSED;
+		if (allowed && ahead && q->ahead_i < q->ahead_n) {
+			got = ahead_serve(q, out, max, now);
+			if (got) {
+				kept = true;
+				break;
+			}
+			if (load_rlx(&q->ahead_max) > want) {
+				buf = q->ahead; /* every kept task was lost: claim anew */
+				want = load_rlx(&q->ahead_max);
+			}
+		}
 		if (allowed) {
-			got = take_some(q, out, want, now, &fresh);
+			got = take_some(q, buf, want, max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK, now, &fresh);
 			if (got)
 				break;
 		}
@@ -179,18 +219,64 @@ TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
 	}
 	if (got < 0)
 		return got;
-	uint64_t firsts = fresh ? (uint64_t)got : 0, first_enq = out[0].enqueued_ns;
+	if (kept)
+		return got; /* counted and sampled when claimed */
+	uint64_t firsts = fresh ? (uint64_t)got : 0, first_enq = buf[0].enqueued_ns;
 	for (int i = 0; !fresh && i < got; i++)
-		if (out[i].attempt == 1 && firsts++ == 0)
-			first_enq = out[i].enqueued_ns;
+		if (buf[i].attempt == 1 && firsts++ == 0)
+			first_enq = buf[i].enqueued_ns;
 	/* One sample per batch, weighted by its first deliveries: the wait of
 	 * a batch's tasks differs by the time it took to push them. */
 	if (firsts && tq__hist_due(q, H_WAIT, firsts))
 		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0);
+	if (buf != out) {
+		size_t n = (size_t)got < max ? (size_t)got : max;
+		memcpy(out, buf, n * sizeof *out);
+		/* Each claim with tasks kept: how many of its tasks were handed
+		 * over (a move-out counts no attempt for the others). Only lane
+		 * tasks are kept (take_some). */
+		for (size_t i = n; i < (size_t)got; i++)
+			if (i == n || tq__task_entry(&buf[i]) != tq__task_entry(&buf[i - 1]))
+				tq__lane_mark_handed(q, &buf[i], tq__task_bit(&buf[i]));
+		q->ahead_i = (uint32_t)n;
+		q->ahead_n = (uint32_t)got;
+		store_rlx(&q->ahead_left, q->ahead_n - q->ahead_i);
+		got = (int)n;
+	}
 	/* More left and someone asleep: pass the wake-up on. */
 	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);
 	return got;
+}
+
+TQ_API int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns)
+{
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	if (!out || max == 0)
+		return TQ_EINVAL;
+	/* The kept tasks are this thread's while it holds ahead_busy. */
+	uint32_t idle = 0;
+	bool ahead = (load_rlx(&q->ahead_max) > 1 || load_rlx(&q->ahead_left)) &&
+		     atomic_compare_exchange_strong(&q->ahead_busy, &idle, 1);
+	rc = take(q, out, max, timeout_ns, ahead);
+	if (ahead)
+		store_rel(&q->ahead_busy, 0);
+	return rc;
+}
+
+TQ_API int tq_set_take_ahead(tq_queue *q, unsigned n)
+{
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	if (n > TQ_TAKE_AHEAD_MAX)
+		return TQ_EINVAL;
+	store_rlx(&q->ahead_max, n);
+	return 0;
 }
 
 /*

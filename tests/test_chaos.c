@@ -3,7 +3,8 @@
  * test_chaos.c - the chaos test (suite "chaos").
  *
  * 2 producers and 3 consumers (separate processes) move tasks, integers and
- * JSON payloads of 20..330 bytes, in batches of random size; about 5% are
+ * JSON payloads of 20..330 bytes, in batches of random size (consumers with
+ * an odd id take ahead: tq_set_take_ahead, 2..64 a claim); about 5% are
  * "poison" that consumers always fail (max_attempts 3, backoff 1 ms, a dead
  * area that holds them all). Meanwhile the parent SIGKILLs a random
  * producer (1 in 4) or consumer each time the shared progress counter
@@ -364,6 +365,12 @@ static int ch_consumer(void *arg)
 	int rc = tq_open(ch->name, &q);
 	if (rc != 0) {
 		ch_error("consumer tq_open", rc);
+		return 2;
+	}
+	/* Odd consumers take ahead (2..64 a claim): what they hold and never
+	 * hand over goes back when they are killed, counting no attempt. */
+	if ((cid & 1) && (rc = tq_set_take_ahead(q, 2 + ch_rand(&seed) % 63)) != 0) {
+		ch_error("consumer tq_set_take_ahead", rc);
 		return 2;
 	}
 	while (!__atomic_load_n(&ch->stop, __ATOMIC_SEQ_CST)) {

@@ -1679,3 +1679,246 @@ Test(lanes, task_bit_beyond_the_claim_is_refused, .timeout = 60, .fini = lf_fini
 	cr_expect_eq(s.total.lost, 10, "lost %llu: the forged acks and touches", (unsigned long long)s.total.lost);
 	ln_expect_clean(q);
 }
+
+/* ============================================================ take-ahead */
+
+#define TA_N 200u
+
+/* One task per call with take-ahead 64: every task once, in push order;
+ * the claim's other tasks are held (leased) by the handle, not ready, and
+ * not taken by another handle. */
+Test(lanes, take_ahead_one_at_a_time, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadone", 256, 60ull * 1000000000ull);
+	static struct ln_seen seen;
+	tq_task t, other;
+	tq_stats s;
+
+	memset(&seen, 0, sizeof seen);
+	cr_assert_eq(tq_set_take_ahead(q, TQ_TAKE_AHEAD_MAX + 1), TQ_EINVAL);
+	cr_assert_eq(tq_set_take_ahead(NULL, 8), TQ_EINVAL);
+	tq_queue *obs = NULL;
+	cr_assert_eq(tq_open_observer(lf_qname, &obs), 0);
+	cr_expect_eq(tq_set_take_ahead(obs, 8), TQ_EOBSERVER);
+	tq_close(obs);
+	cr_assert_eq(tq_open(lf_qname, &lf_q2), 0);
+
+	ln_push(q, 0, 100);
+	ln_push(q, 100, 100);
+	cr_assert_eq(tq_set_take_ahead(q, TQ_TAKE_AHEAD_MAX), 0);
+	for (uint32_t i = 0; i < TA_N; i++) {
+		int n = tq_take(q, &t, 1, 0);
+		cr_assert_eq(n, 1, "take %u: %d (%s)", i, n, tq_strerror(n));
+		cr_assert_eq(ln_index(&t, TA_N), i, "take %u: value %u, out of push order", i, ln_index(&t, TA_N));
+		ln_note(&seen, &t, TA_N);
+		cr_expect_eq(t.attempt, 1, "take %u: attempt %u", i, t.attempt);
+		if (i == 0) {
+			/* One claim of 64: the other 63 held, leased to q. */
+			ln_stats(q, &s);
+			cr_expect_eq(s.leased, 64, "leased %u after the first take", s.leased);
+			cr_expect_eq(s.ready, TA_N - 64, "ready %u after the first take", s.ready);
+			/* Another handle takes from what is ready, not the held. */
+			n = tq_take(lf_q2, &other, 1, 0);
+			cr_assert_eq(n, 1, "the other handle: %d (%s)", n, tq_strerror(n));
+			cr_expect_geq(ln_index(&other, TA_N), 64, "the other handle got held value %u",
+				      ln_index(&other, TA_N));
+			cr_expect_eq(tq_touch(q, &other, 1, 0), TQ_EINVAL, "its task on our handle");
+			/* Given back by its close, not counted as an attempt. */
+			cr_assert_eq(tq_close(lf_q2), 0);
+			lf_q2 = NULL;
+		}
+		int rc = tq_ack(q, &t, 1);
+		cr_assert_eq(rc, 0, "ack %u: %d (%s)", i, rc, tq_strerror(rc));
+		seen.acked[i]++;
+	}
+	cr_expect_eq(tq_take(q, &t, 1, 0), TQ_EAGAIN);
+	for (uint32_t v = 0; v < TA_N; v++)
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, TA_N, "acked %llu", (unsigned long long)s.total.acked);
+	cr_expect_eq(s.total.lost, 0, "lost %llu", (unsigned long long)s.total.lost);
+	ln_expect_clean(q);
+}
+
+/* A holder killed with tasks held and never handed over: recovery gives
+ * every unacked task back; the one handed over counts an attempt, the held
+ * ones do not (their claim's handed marker). */
+#define TK_N 100u
+
+static int child_take_ahead_then_die(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t[3];
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = tq_set_take_ahead(q, 64);
+	if (rc)
+		return ln_err(c, 3, "tq_set_take_ahead", rc);
+	for (int i = 0; i < 3; i++) {
+		int k = tq_take(q, &t[i], 1, 2000000000ull);
+		if (k != 1)
+			return ln_err(c, 4, "tq_take", k);
+		c->vals[c->nvals++] = t[i].value;
+		c->taken++;
+	}
+	/* The first two acked, the third held unacked with 61 never handed. */
+	if ((rc = tq_ack(q, t, 2)) != 0)
+		return ln_err(c, 5, "tq_ack", rc);
+	raise(SIGKILL);
+	return 6;
+}
+
+Test(lanes, take_ahead_holder_killed, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadkill", 256, 60ull * 1000000000ull);
+	static struct ln_seen seen;
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, TK_N);
+	pid_t pid = lf_spawn(child_take_ahead_then_die, c);
+	ln_expect_killed(c, pid, "take-ahead holder");
+	cr_assert_eq(c->taken, 3, "the child took %d: %s", c->taken, c->msg);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(c->vals[i], LN_BASE + (uint64_t)i, "child take %d: %#llx", i,
+			     (unsigned long long)c->vals[i]);
+	seen.acked[0] = seen.acked[1] = 1;
+	cr_assert_geq(tq_recover(q), 1, "the dead holder recovered");
+	ln_drain(q, &seen, TK_N);
+	cr_expect_eq(seen.delivered[0] + seen.delivered[1], 0, "an acked task delivered again");
+	cr_expect_eq(seen.attempt[2], 2, "the task handed over and not acked: attempt %u", seen.attempt[2]);
+	for (uint32_t v = 3; v < TK_N; v++)
+		cr_expect_eq(seen.attempt[v], 1, "value %u (%s): attempt %u", v,
+			     v < 64 ? "held, never handed over" : "never taken", seen.attempt[v]);
+	for (uint32_t v = 0; v < TK_N; v++)
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+	tq_stats s;
+	ln_stats(q, &s);
+	cr_expect_eq(s.total.acked, TK_N, "acked %llu", (unsigned long long)s.total.acked);
+	ln_expect_clean(q);
+	munmap(c, sizeof *c);
+}
+
+/* Held tasks whose lease expires go back to the queue (no attempt counted)
+ * and are not handed over from the handle any more; the next take claims
+ * anew. */
+Test(lanes, take_ahead_held_tasks_expire, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadexp", 64, 20000000ull); /* a lease of 20 ms */
+	static struct ln_seen seen;
+	tq_task first, t;
+
+	memset(&seen, 0, sizeof seen);
+	cr_assert_eq(tq_open(lf_qname, &lf_q2), 0);
+	cr_assert_eq(tq_set_take_ahead(lf_q2, 8), 0);
+	ln_push(q, 0, 8);
+	cr_assert_eq(tq_take(lf_q2, &first, 1, 0), 1);
+	cr_assert_eq(ln_index(&first, 8), 0);
+	tqt_sleep_ms(60); /* past the claim's deadline: the sweep below takes it */
+	cr_assert_eq(tq_recover(q), 0);
+	tq_stats s;
+	ln_stats(q, &s);
+	cr_expect_eq(s.leased, 0, "leased %u after the expiry", s.leased);
+	cr_expect_eq(s.ready, 8, "ready %u after the expiry", s.ready);
+	cr_expect_eq(tq_ack(lf_q2, &first, 1), TQ_ELOST, "the expired delivery");
+	/* What lf_q2 kept is gone: it takes the copies, oldest first. */
+	for (uint32_t i = 0; i < 8; i++) {
+		int n = tq_take(lf_q2, &t, 1, 0);
+		cr_assert_eq(n, 1, "take %u after the expiry: %d (%s)", i, n, tq_strerror(n));
+		uint32_t v = ln_index(&t, 8);
+		cr_expect_eq(v, i, "take %u: value %u", i, v);
+		ln_note(&seen, &t, 8);
+		cr_expect_eq(t.attempt, v == 0 ? 2 : 1, "value %u: attempt %u", v, t.attempt);
+		cr_assert_eq(tq_ack(lf_q2, &t, 1), 0);
+		seen.acked[v]++;
+	}
+	for (uint32_t v = 0; v < 8; v++)
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+	ln_expect_clean(q);
+}
+
+/* A held task's lease starts again when it is handed over: taken at 1.2 s
+ * into a 2 s lease, it (and its claim) still holds at 2.4 s. */
+Test(lanes, take_ahead_renews_the_lease_on_hand_over, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadrenew", 64, 2000000000ull);
+	tq_task t[2];
+
+	cr_assert_eq(tq_set_take_ahead(q, 2), 0);
+	ln_push(q, 0, 2);
+	uint64_t t0 = tqt_now_ms();
+	cr_assert_eq(tq_take(q, &t[0], 1, 0), 1);
+	tqt_sleep_ms(1200);
+	cr_assert_eq(tq_take(q, &t[1], 1, 0), 1);
+	uint64_t t1 = tqt_now_ms();
+	uint64_t at = t0 + 2400;
+	if (tqt_now_ms() < at)
+		tqt_sleep_ms((unsigned)(at - tqt_now_ms()));
+	cr_assert_eq(tq_recover(q), 0); /* a sweep past the first deadline */
+	int rc = tq_ack(q, t, 2);
+	cr_expect_eq(rc, 0, "both acked, the lease renewed at %llu ms (ack at %llu ms): %d (%s)",
+		     (unsigned long long)(t1 - t0), (unsigned long long)(tqt_now_ms() - t0), rc, tq_strerror(rc));
+	ln_expect_clean(q);
+}
+
+/* Threads of one handle with take-ahead: the one holding the buffer hands
+ * over from it, the others take as without it; every task once. */
+#define TT_THREADS 4
+#define TT_N 4000u
+
+struct tt_arg {
+	tq_queue *q;
+	uint32_t *delivered; /* atomically */
+	int err;
+};
+
+static void *tt_worker(void *p)
+{
+	struct tt_arg *a = p;
+	tq_task t;
+	for (;;) {
+		int n = tq_take(a->q, &t, 1, 0);
+		if (n == TQ_EAGAIN)
+			return NULL;
+		if (n != 1 || t.kind != TQ_KIND_INT || t.value < LN_BASE || t.value >= LN_BASE + TT_N) {
+			a->err = n == 1 ? -1000 : n;
+			return NULL;
+		}
+		__atomic_fetch_add(&a->delivered[t.value - LN_BASE], 1, __ATOMIC_RELAXED);
+		int rc = tq_ack(a->q, &t, 1);
+		if (rc) {
+			a->err = rc;
+			return NULL;
+		}
+	}
+}
+
+Test(lanes, take_ahead_threads_of_one_handle, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadthreads", TT_N, 60ull * 1000000000ull);
+	static uint32_t delivered[TT_N];
+	struct tt_arg a[TT_THREADS];
+	pthread_t th[TT_THREADS];
+
+	memset(delivered, 0, sizeof delivered);
+	for (uint32_t v = 0; v < TT_N; v += 200)
+		ln_push(q, v, 200);
+	cr_assert_eq(tq_set_take_ahead(q, 16), 0);
+	for (int i = 0; i < TT_THREADS; i++) {
+		a[i] = (struct tt_arg){.q = q, .delivered = delivered};
+		cr_assert_eq(pthread_create(&th[i], NULL, tt_worker, &a[i]), 0);
+	}
+	for (int i = 0; i < TT_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		cr_expect_eq(a[i].err, 0, "thread %d: %d (%s)", i, a[i].err, tq_strerror(a[i].err));
+	}
+	/* A thread that found the queue empty while another held tasks ends
+	 * early; what is left is taken here. */
+	a[0].err = 0;
+	tt_worker(&a[0]);
+	cr_expect_eq(a[0].err, 0);
+	for (uint32_t v = 0; v < TT_N; v++)
+		cr_expect_eq(delivered[v], 1, "value %u delivered %u times", v, delivered[v]);
+	ln_expect_clean(q);
+}
