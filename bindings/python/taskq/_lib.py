@@ -44,6 +44,7 @@ TIME_MAX_NS = 365 * 86400 * 1_000_000_000
 WAIT_FOREVER = (1 << 64) - 1
 ALL = (1 << 64) - 1
 MAX_BATCH = 4096
+TAKE_AHEAD_MAX = 64
 KIND_INT, KIND_STRING, KIND_JSON = 1, 2, 3
 
 
@@ -147,6 +148,7 @@ _PROTOS = [
     ("tq_instance", c_int, [c_void_p, POINTER(c_uint64)]),
     ("tq_payload_area", c_int, [c_void_p, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64)]),
     ("tq_recover", c_int, [c_void_p]),
+    ("tq_set_take_ahead", c_int, [c_void_p, c_uint32]),
     ("tq_now_ns", c_uint64, []),
 ]
 

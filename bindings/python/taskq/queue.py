@@ -504,6 +504,21 @@ class Queue:
                 raise error(n, f"take {self.name}")
         return Batch(self, buf, n)
 
+    def set_take_ahead(self, n: int) -> None:
+        """Take-ahead, a consumer's prefetch (tq_set_take_ahead): with
+        ``n`` >= 2, a :meth:`take` that asks for fewer than ``n`` tasks
+        claims up to ``n`` fresh tasks at once and keeps the rest leased to
+        this handle; its next takes hand those over first, each with its
+        lease started anew. Kept tasks count as leased and other workers do
+        not get them; one never handed over counts no attempt when its
+        lease expires or its process dies, and :meth:`close` gives them
+        back. 0 or 1: off (the default); at most 64."""
+        if type(n) is not int or not 0 <= n <= _lib.TAKE_AHEAD_MAX:
+            raise InvalidArgument(f"take-ahead {self.name}: n must be 0..{_lib.TAKE_AHEAD_MAX}, got {n!r}")
+        rc = self._call(lib.tq_set_take_ahead, n)
+        if rc:
+            raise error(rc, f"take-ahead {self.name}")
+
     def get(self, timeout: float | None = None) -> Any:
         """Takes one task, acknowledges it, and returns its payload as
         :attr:`Task.payload` does (an int, bytes, or the decoded JSON value):

@@ -299,6 +299,27 @@ def test_touch_keeps_lease(make_queue):
     assert q.stats()["totals"]["acked"] == 1 and q.stats()["totals"]["expired"] == 0
 
 
+def test_take_ahead(make_queue):
+    q = make_queue(capacity=256)
+    q.push_many(range(100))
+    for bad in (65, -1, "8", 2.0):
+        with pytest.raises(taskq.InvalidArgument, match="take-ahead"):
+            q.set_take_ahead(bad)
+    q.set_take_ahead(64)
+    got = []
+    for i in range(100):
+        with q.take(timeout=0) as b:
+            assert len(b) == 1 and b[0].attempt == 1
+            if i == 0:  # one claim of 64: the other 63 kept, leased to q
+                s = q.stats()
+                assert (s["leased"], s["ready"]) == (64, 36)
+            got.append(b[0].value)
+    assert got == list(range(100))
+    assert not q.take(timeout=0)
+    assert q.stats()["totals"]["acked"] == 100
+    q.set_take_ahead(0)
+
+
 def test_delay(q):
     q.push(1, delay=0.2)
     q.push_many([2, 3], delay=0.2)

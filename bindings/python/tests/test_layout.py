@@ -52,6 +52,6 @@ def test_constants_match_the_header():
     header = (REPO / "include" / "taskq.h").read_text()
     for name, value in (("TQ_NAME_MAX 200", _lib.NAME_MAX), ("TQ_MAX_BATCH 4096", _lib.MAX_BATCH),
                         ("TQ_ERRMSG_MAX 1024", _lib.ERRMSG_MAX), ("TQ_EVENT_MSG_MAX 128", _lib.EVENT_MSG_MAX),
-                        ("TQ_MAX_PROCS 1024", _lib.MAX_PROCS)):
+                        ("TQ_MAX_PROCS 1024", _lib.MAX_PROCS), ("TQ_TAKE_AHEAD_MAX 64", _lib.TAKE_AHEAD_MAX)):
         assert f"#define {name}" in header and name.endswith(str(value))
     assert f"#define TQ_VERSION_MINOR {_lib.SONAME.rsplit('.', 1)[1]}" in header
