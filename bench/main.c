@@ -427,6 +427,8 @@ static void build_targets(void)
 	add_target(T_RATIO, R_JSON, R_PIPE64_100, 2.0, 0);
 	add_target(T_RATIO, R_B1, R_PIPE1, 10.0, 0);
 	add_target(T_RATIO, R_B1, R_SEED, 3.0, 0);
+	add_target(T_RATIO, R_B1AHEAD, R_PIPE1, 10.0, 0);
+	add_target(T_RATIO, R_B1AHEAD, R_SEED, 3.0, 0);
 	add_target(T_RATIO, R_4TO4, R_B64, 0.5, 0);
 	add_target(T_RATIO, R_1TO8, R_B64, 0.5, 0);
 	for (int i = 0; i < NROWS; i++)

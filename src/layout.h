@@ -167,15 +167,22 @@ struct tq_ring_side {
 } __attribute__((aligned(TQ_CACHELINE)));
 
 struct tq_bell {
+	/* Read by every publication (a push reads `waiters`), written only
+	 * when a waiter goes to sleep or wakes, or a sleeper is woken. */
 	tq_a32 seq;      /* futex word: bumped to wake sleepers */
 	tq_a32 waiters;  /* sleepers right now (a hint: sleeps are bounded) */
-	tq_a32 spinners; /* spinning waiters right now (a hint, see spin_ns) */
+	tq_a64 ring_ns; /* when a sleeper was last woken (wake-ups are spaced, wait.c) */
+	/* Written by spinning waiters (when they start and stop, and every
+	 * few microseconds meanwhile), read by a ringer only when someone
+	 * sleeps: on a line of its own, so that a consumer that catches up
+	 * with its producer and spins does not take the line every push reads
+	 * (layout 13). */
+	tq_a32 spinners __attribute__((aligned(TQ_CACHELINE))); /* spinning waiters right now (a hint, see spin_ns) */
 	tq_a32 pad;
 	/* When a spinner last said it still spins (every few microseconds):
 	 * a count not refreshed for SPIN_STALE_NS is not believed, so that a
 	 * spinner stopped or killed mid-spin silences no wake-up (wait.c). */
 	tq_a64 spin_ns;
-	tq_a64 ring_ns; /* when a sleeper was last woken (wake-ups are spaced, wait.c) */
 } __attribute__((aligned(TQ_CACHELINE)));
 
 struct tq_ring {
