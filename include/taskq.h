@@ -110,8 +110,8 @@ const char *tq_strerror(int err);
 #define TQ_EVENT_MSG_MAX 128       /* bytes of it an event carries, with NUL (tq_event_info.msg) */
 #define TQ_MAX_ATTEMPTS 65535u     /* largest tq_config.max_attempts */
 #define TQ_LEASE_MIN_NS 1000000ull /* shortest tq_config.lease_ns: 1 ms */
-/* Longest lease, backoff and backoff cap: 365 days. */
 #define TQ_TAKE_AHEAD_MAX 64u      /* largest tq_set_take_ahead: the tasks of one claim */
+/* Longest lease, backoff and backoff cap: 365 days. */
 #define TQ_TIME_MAX_NS (365ull * 86400ull * 1000000000ull)
 #define TQ_WAIT_FOREVER UINT64_MAX
 
@@ -387,10 +387,16 @@ int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
  *     many as asked for;
  *   - they are handed over before anything that became ready after
  *     their claim (a retry, say), so "oldest first" holds per claim;
- *   - only tq_take hands them over (not tq_take_ints), and not while the
- *     run state is PAUSED, DRAINING or STOPPED (tq_take's rules): a
- *     PAUSED handle keeps them, leased, until it may take again; a worker
- *     that stops on TQ_ESTOPPED gives them back with tq_close.
+ *   - only tq_take hands them over (so also tq_worker_run, which takes
+ *     with it; not tq_take_ints), and not while the run state is PAUSED,
+ *     DRAINING or STOPPED (tq_take's rules). Kept tasks not handed over stay leased
+ *     to the handle, their leases not renewed, until it hands them over,
+ *     closes (they go back at once) or their leases expire (they go back
+ *     then): a worker that stops taking (TQ_ESTOPPED, a pause, the end of
+ *     its loop) should close its handle, or its kept tasks wait lease_ns;
+ *   - the wait histogram counts a kept task's wait up to its hand-over;
+ *     the processing histogram counts from the hand-over of the claim's
+ *     latest task handed over;
  * With several threads on the handle, the thread that finds the kept
  * tasks in use by another takes as if take-ahead were off.
  * Errors: TQ_EINVAL (NULL q, n over TQ_TAKE_AHEAD_MAX), TQ_EOBSERVER,

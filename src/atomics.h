@@ -49,6 +49,7 @@
 typedef _Atomic uint64_t tq_a64;
 typedef _Atomic uint32_t tq_a32;
 typedef _Atomic uint16_t tq_a16;
+typedef _Atomic uint8_t tq_a8;
 
 #define load_acq(p) atomic_load_explicit((p), memory_order_acquire)
 #define load_rlx(p) atomic_load_explicit((p), memory_order_relaxed)

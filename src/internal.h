@@ -174,6 +174,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
  * or integers and the claims that lease them (tq_take_ints). */
 struct tq_take_sink {
 	tq_task *out;
+	uint32_t hand;      /* take-ahead: tasks out[0..hand) are handed over, the rest kept (0: all handed over) */
 	uint64_t *vals;     /* integer lanes only */
 	uint64_t *claims;   /* 2 words a claim: generation; entry | count << 8 | first index << 16 */
 	uint32_t maxclaims, nclaims;
@@ -319,11 +320,14 @@ void tq__lanes_move_failures(tq_queue *q, uint64_t now);
 
 /* lease.c: the delay before retry `attempt` (with jitter). */
 uint64_t tq__backoff_ns(tq_queue *q, unsigned attempt);
-/* lease.c: does this handle still hold t's lease? */
-/* Take-ahead (take.c): the claim of lane task t has its tasks up to t's
- * bit handed over, `handed` of them (lane.c, entry_handed). */
-void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed);
+/* Take-ahead (take.c): lane task t is being handed over, so `handed` of
+ * its claim's tasks are (t's bit + 1; lane.c, entry_handed); the claim's
+ * processing time runs from now. */
+void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed, uint64_t now);
+/* lease.c: tq_touch of one task of this handle (checked) to deadline end:
+ * 0, or 1 if its lease has been lost. */
 uint64_t tq__touch_one(tq_queue *q, const tq_task *t, uint64_t end);
+/* lease.c: does this handle still hold t's lease? */
 bool tq__lease_held(tq_queue *q, const tq_task *t);
 /* lease.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);

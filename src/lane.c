@@ -20,10 +20,9 @@
 
 enum { MV_EXPIRED = 1, MV_DIED = 2, MV_CLOSED = 3, MV_FAILED = 4, MV_TAKEN = 5 };
 
-/* A lease entry's lane, without its handed marker (layout.h). */
 static inline uint32_t entry_lane(struct tq_lease *L)
 {
-	return load_rlx(&L->lane) & 0xffu;
+	return load_rlx(&L->lane);
 }
 
 /* How many of the claim's first tasks were handed over to the caller: all
@@ -33,11 +32,11 @@ static inline uint32_t entry_lane(struct tq_lease *L)
  * CAS and then reads this sees any hand-over that found the bit clear. */
 static inline uint32_t entry_handed(struct tq_lease *L)
 {
-	uint32_t m = atomic_load(&L->lane) >> 8;
+	uint32_t m = atomic_load(&L->handed);
 	return m ? m - 1 : TQ_CLAIM_MAX;
 }
 
-void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed)
+void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed, uint64_t now)
 {
 	if (!tq__is_lane_task(t))
 		return;
@@ -47,7 +46,8 @@ void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed)
 	 * is the caller's, design.md 17). */
 	if (load_acq(&L->state) != LS_MAKE(t->priv[1], LS_ACTIVE))
 		return;
-	atomic_store(&L->lane, (uint16_t)((entry_lane(L)) | ((handed + 1u) << 8)));
+	store_rlx(&L->handed, (uint8_t)(handed + 1u));
+	store_rlx(&L->taken_ns, now); /* the processing time runs from the hand-over */
 }
 
 #define LANE_TASK TQ__LANE_TASK
@@ -873,7 +873,7 @@ static bool ints_cut(tq_queue *q, uint32_t lane, uint64_t h, uint32_t *k, uint64
  * FREE again if the lane is empty.
  */
 static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_id, uint64_t tmax, uint64_t now,
-		      uint32_t e, uint64_t *g, uint64_t *first, tq_task *out, uint64_t *vals)
+		      uint32_t hand, uint32_t e, uint64_t *g, uint64_t *first, tq_task *out, uint64_t *vals)
 {
 	struct tq_lane *ln = &q->h->lanes[lane];
 	struct tq_lease *L = &q->me->leases[e];
@@ -970,7 +970,11 @@ static int claim_into(tq_queue *q, uint32_t lane, uint32_t want, uint64_t stop_i
 			if (i < k)
 				goto unread;
 		}
-		store_rlx(&L->lane, lane);
+		store_rlx(&L->lane, (uint8_t)lane);
+		/* A take-ahead hands over `hand` of its tasks and keeps the rest:
+		 * said before the claim is made, so that a death right after it
+		 * counts no attempt for those (design.md, 17, "Take-ahead"). */
+		store_rlx(&L->handed, (uint8_t)(hand < k ? hand + 1 : 0));
 		store_rlx(&L->first, h);
 		store_rlx(&L->count, k);
 		store_rlx(&L->fail_mask, 0);
@@ -1018,7 +1022,8 @@ static int claim(tq_queue *q, uint32_t lane, struct tq_take_sink *sk, uint32_t g
 	int rc = entry_reserve(q, &e, &g);
 	if (rc)
 		return rc;
-	rc = claim_into(q, lane, want, stop_id, tmax, now, e, &g, &h, sk->out ? sk->out + got : NULL,
+	uint32_t hand = sk->hand == 0 ? UINT32_MAX : sk->hand > got ? sk->hand - got : 0;
+	rc = claim_into(q, lane, want, stop_id, tmax, now, hand, e, &g, &h, sk->out ? sk->out + got : NULL,
 			sk->vals ? sk->vals + got : NULL);
 	if (rc > 0 && sk->vals) {
 		sk->claims[2 * sk->nclaims] = g;
@@ -1056,7 +1061,7 @@ int tq__lane_take_to_slots(tq_queue *q, uint32_t *idx, uint32_t want, uint64_t n
 		atomic_fetch_or(&q->me->lease_map, 1ull << SPARE_ENTRY);
 		if (!cas64(&L->state, s, LS_MAKE(g, LS_RESERVED)))
 			break;
-		int k = claim_into(q, l, want, 0, 0, now, SPARE_ENTRY, &g, &h, NULL, NULL);
+		int k = claim_into(q, l, want, 0, 0, now, UINT32_MAX, SPARE_ENTRY, &g, &h, NULL, NULL);
 		if (k <= 0) {
 			if (k < 0)
 				got = k;
@@ -1330,11 +1335,21 @@ uint64_t tq__lane_touch(tq_queue *q, const tq_task *t, uint64_t end)
 	struct tq_lease *L = &q->me->leases[tq__task_entry(t)];
 	/* The deadline read before the lease is checked, and moved only if
 	 * unchanged: an entry settled and reused in between has another
-	 * deadline, which this never overwrites. Checked again after: an
-	 * expiry that took the task meanwhile set its bit. */
-	uint64_t d = load_acq(&L->deadline);
-	if (!tq__lane_held(q, t) || !cas64(&L->deadline, d, end))
-		return 1;
+	 * deadline, which this never overwrites. A CAS that fails because
+	 * another touch of the same claim (another thread) moved it looks
+	 * again: the lease is still held. */
+	for (;;) {
+		uint64_t d = load_acq(&L->deadline);
+		if (!tq__lane_held(q, t))
+			return 1;
+		if (cas64(&L->deadline, d, end))
+			break;
+	}
+	/* Checked again after the CAS (a full barrier): an expiry that took
+	 * the task meanwhile set its bit; and a move-out whose fate CAS comes
+	 * after this check sees what this thread stored before the CAS (a
+	 * take-ahead's handed marker, design.md 17). */
+	fence_after_rmw();
 	return tq__lane_held(q, t) ? 0 : 1;
 }
 

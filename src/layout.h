@@ -319,11 +319,13 @@ struct tq_lease {
 	tq_a64 fate[2];
 	tq_a64 deadline; /* lease end */
 	tq_a64 first;    /* lane position of the first task */
-	/* The lane (low 8 bits) and, in the high 8 bits, the tasks of the
-	 * claim handed over to the caller + 1 while a take-ahead keeps the
-	 * rest (layout 13): 0 means all of them (tq_set_take_ahead; a move-out
-	 * counts no attempt for a task not handed over). Written by the owner. */
-	tq_a16 lane;
+	tq_a8 lane;
+	/* How many of the claim's tasks were handed over to the caller, + 1,
+	 * while a take-ahead keeps the rest; 0: all of them (layout 13;
+	 * tq_set_take_ahead: a move-out counts no attempt for a task not
+	 * handed over). Written by the owner only: with the claim's other
+	 * fields, then at each hand-over. */
+	tq_a8 handed;
 	tq_a16 count;    /* 1..TQ_CLAIM_MAX */
 	/* Failures the holder asked for that could not be moved out at once
 	 * (no free slot, or the recovery lock busy): the error code, and the
@@ -336,7 +338,7 @@ _Static_assert(sizeof(struct tq_lease) == 64, "a lease entry is one line");
 _Static_assert(TQ_CLAIM_MAX == 2 * TQ_FATE_TASKS && TQ_FATE_TASKS < 0xff,
 	       "two fate words hold a claim's task bits, 32 each, and their moves in 8 bits each");
 _Static_assert(TQ_LANES <= 0xff && TQ_CLAIM_MAX + 1 <= 0xff && TQ_CLAIM_MAX <= 0xffff,
-	       "a lease entry's lane and its handed marker share 16 bits; count is 16-bit");
+	       "a lease entry's lane and handed marker are 8-bit, its count 16-bit");
 _Static_assert(TQ_MAX_PROCS < 0x7ff, "claim words hold record + 1 in 11 bits");
 _Static_assert(TQ_LEASES <= 64, "claim words hold the entry in 6 bits");
 

@@ -277,12 +277,16 @@ uint64_t tq__touch_one(tq_queue *q, const tq_task *t, uint64_t end)
 		return tq__lane_touch(q, t, end);
 	/* Read the deadline before checking the lease, and move it only if
 	 * it is unchanged: a lease lost and given to another delivery in
-	 * between has another deadline, which this never overwrites. */
-	uint64_t d = load_acq(&q->slots[ix].deadline_ns);
-	if (load_acq(&q->st[ix]) != t->priv[1] || !cas64(&q->slots[ix].deadline_ns, d, end) ||
-	    load_acq(&q->st[ix]) != t->priv[1])
-		return 1;
-	return 0;
+	 * between has another deadline, which this never overwrites. A CAS
+	 * lost to another thread's touch of the same task looks again. */
+	for (;;) {
+		uint64_t d = load_acq(&q->slots[ix].deadline_ns);
+		if (load_acq(&q->st[ix]) != t->priv[1])
+			return 1;
+		if (cas64(&q->slots[ix].deadline_ns, d, end))
+			break;
+	}
+	return load_acq(&q->st[ix]) != t->priv[1];
 }
 
 TQ_API int tq_touch(tq_queue *q, const tq_task *tasks, size_t n, uint64_t extend_ns)

@@ -117,9 +117,11 @@ static uint32_t ring_count_before(tq_queue *q, uint64_t stop, uint32_t max)
  * else, up to slot_max: a take-ahead keeps lane tasks only), and from it
  * only tasks older than the other's first. Reading the lanes' heads costs
  * a few lines, so only when the ring has anything. */
-static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint32_t slot_max, uint64_t now, bool *fresh)
+static int take_some(tq_queue *q, struct tq_take_sink *sk, uint32_t want, uint32_t slot_max, uint64_t now,
+		     bool *fresh)
 {
 	uint64_t stop = 0;
+	tq_task *out = sk->out;
 
 	*fresh = false;
 	if (tq__ring_count(&q->readyr)) {
@@ -134,8 +136,7 @@ static int take_some(tq_queue *q, tq_task *out, uint32_t want, uint32_t slot_max
 			stop = ring_oldest;
 		}
 	}
-	struct tq_take_sink sk = {.out = out};
-	int got = tq__lane_take(q, &sk, want, stop, now);
+	int got = tq__lane_take(q, sk, want, stop, now);
 	if (got != TQ_EBUSY) {
 		*fresh = true; /* lane tasks: first deliveries all */
 		return got;
@@ -164,10 +165,11 @@ static int ahead_serve(tq_queue *q, tq_task *out, size_t max, uint64_t now)
 		end = UINT64_MAX - 1;
 	while ((size_t)k < max && q->ahead_i < q->ahead_n) {
 		const tq_task *t = &q->ahead[q->ahead_i++];
-		/* Handed over before the lease is checked (lane.c,
-		 * entry_handed): a move-out that wins the race counts the
-		 * attempt; one that loses finds the marker. */
-		tq__lane_mark_handed(q, t, tq__task_bit(t) + 1);
+		/* Marked handed over before the lease is checked (the check
+		 * after touch's CAS, lane.c): a move-out that wins the race
+		 * counts the attempt; one that loses finds the marker. Only
+		 * lane tasks are kept (take_some). */
+		tq__lane_mark_handed(q, t, tq__task_bit(t) + 1, now);
 		if (tq__touch_one(q, t, end) == 0)
 			out[k++] = *t;
 	}
@@ -178,21 +180,16 @@ static int ahead_serve(tq_queue *q, tq_task *out, size_t max, uint64_t now)
 /* tq_take with the take-ahead buffer held (ahead) or not. */
 static int take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns, bool ahead)
 {
-	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK;
+	uint32_t want = max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK, slot_max = want;
+	uint32_t amax = ahead ? load_rlx(&q->ahead_max) : 0; /* read once: it may change meanwhile */
 	int got = 0;
 	bool fresh = false, kept = false;
 	tq_task *buf = out;
+	struct tq_take_sink sk = {.out = out};
 
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	tq__maybe_maintain(q, now);
-	if (ahead) {
-		uint32_t n = load_rlx(&q->ahead_max);
-		if (q->ahead_i == q->ahead_n && n > want) {
-			buf = q->ahead; /* claim n, hand over want, keep the rest */
-			want = n;
-		}
-	}
 	for (;;) {
 		if (tq__stopping(q))
 			return TQ_ESTOPPED;
@@ -203,13 +200,16 @@ static int take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns, bool
 				kept = true;
 				break;
 			}
-			if (load_rlx(&q->ahead_max) > want) {
-				buf = q->ahead; /* every kept task was lost: claim anew */
-				want = load_rlx(&q->ahead_max);
-			}
 		}
 		if (allowed) {
-			got = take_some(q, buf, want, max < TQ_CHUNK ? (uint32_t)max : TQ_CHUNK, now, &fresh);
+			if (ahead && amax > want) {
+				/* Claim up to amax, hand over want, keep the rest. */
+				sk = (struct tq_take_sink){.out = q->ahead, .hand = want};
+				buf = q->ahead;
+				got = take_some(q, &sk, amax, slot_max, now, &fresh);
+			} else {
+				got = take_some(q, &sk, want, slot_max, now, &fresh);
+			}
 			if (got)
 				break;
 		}
@@ -219,30 +219,27 @@ static int take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns, bool
 	}
 	if (got < 0)
 		return got;
-	if (kept)
-		return got; /* counted and sampled when claimed */
-	uint64_t firsts = fresh ? (uint64_t)got : 0, first_enq = buf[0].enqueued_ns;
-	for (int i = 0; !fresh && i < got; i++)
-		if (buf[i].attempt == 1 && firsts++ == 0)
-			first_enq = buf[i].enqueued_ns;
-	/* One sample per batch, weighted by its first deliveries: the wait of
-	 * a batch's tasks differs by the time it took to push them. */
-	if (firsts && tq__hist_due(q, H_WAIT, firsts))
-		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0);
 	if (buf != out) {
+		/* Each claim said how many of its tasks it hands over (claim_into,
+		 * from sk.hand) before it was made. */
 		size_t n = (size_t)got < max ? (size_t)got : max;
 		memcpy(out, buf, n * sizeof *out);
-		/* Each claim with tasks kept: how many of its tasks were handed
-		 * over (a move-out counts no attempt for the others). Only lane
-		 * tasks are kept (take_some). */
-		for (size_t i = n; i < (size_t)got; i++)
-			if (i == n || tq__task_entry(&buf[i]) != tq__task_entry(&buf[i - 1]))
-				tq__lane_mark_handed(q, &buf[i], tq__task_bit(&buf[i]));
 		q->ahead_i = (uint32_t)n;
 		q->ahead_n = (uint32_t)got;
 		store_rlx(&q->ahead_left, q->ahead_n - q->ahead_i);
 		got = (int)n;
 	}
+	/* The wait (push to hand-over) of the tasks handed over now: kept
+	 * tasks are sampled when they are handed over. */
+	bool all_first = fresh && !kept;
+	uint64_t firsts = all_first ? (uint64_t)got : 0, first_enq = out[0].enqueued_ns;
+	for (int i = 0; !all_first && i < got; i++)
+		if (out[i].attempt == 1 && firsts++ == 0)
+			first_enq = out[i].enqueued_ns;
+	/* One sample per batch, weighted by its first deliveries: the wait of
+	 * a batch's tasks differs by the time it took to push them. */
+	if (firsts && tq__hist_due(q, H_WAIT, firsts))
+		tq__hist_sample(q, H_WAIT, now > first_enq ? now - first_enq : 0);
 	/* More left and someone asleep: pass the wake-up on. */
 	if (load_rlx(&q->h->ready_ring.bell.waiters) && tq__can_take(q, false))
 		tq__bell_ring_if_waiting(&q->h->ready_ring.bell);

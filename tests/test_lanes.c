@@ -1805,7 +1805,7 @@ Test(lanes, take_ahead_holder_killed, .timeout = 60, .fini = lf_fini)
  * anew. */
 Test(lanes, take_ahead_held_tasks_expire, .timeout = 60, .fini = lf_fini)
 {
-	tq_queue *q = ln_create("aheadexp", 64, 20000000ull); /* a lease of 20 ms */
+	tq_queue *q = ln_create("aheadexp", 64, 300000000ull); /* a lease of 300 ms */
 	static struct ln_seen seen;
 	tq_task first, t;
 
@@ -1815,7 +1815,7 @@ Test(lanes, take_ahead_held_tasks_expire, .timeout = 60, .fini = lf_fini)
 	ln_push(q, 0, 8);
 	cr_assert_eq(tq_take(lf_q2, &first, 1, 0), 1);
 	cr_assert_eq(ln_index(&first, 8), 0);
-	tqt_sleep_ms(60); /* past the claim's deadline: the sweep below takes it */
+	tqt_sleep_ms(400); /* past the claim's deadline: the sweep below takes it */
 	cr_assert_eq(tq_recover(q), 0);
 	tq_stats s;
 	ln_stats(q, &s);
@@ -1921,4 +1921,198 @@ Test(lanes, take_ahead_threads_of_one_handle, .timeout = 60, .fini = lf_fini)
 	for (uint32_t v = 0; v < TT_N; v++)
 		cr_expect_eq(delivered[v], 1, "value %u delivered %u times", v, delivered[v]);
 	ln_expect_clean(q);
+}
+
+/* Another thread touches a task of the claim this one is handing over,
+ * all the while: both move the claim's one deadline, and neither may take
+ * the other's CAS for a lost lease (a kept task dropped so would stay
+ * leased to nobody). The taker keeps each claim's first task unacked
+ * while it takes the other 63 (the pushes fill one lane, all ready before
+ * the first take, so claims are 64 tasks from position 0). */
+#define TR_N 3008u /* 47 claims of 64 */
+
+struct tr_shared {
+	pthread_mutex_t mu;
+	tq_task cur; /* the claim's first task, held (kind 0: none yet) */
+	int stop;
+	int err;
+	uint64_t touches;
+};
+
+static void *tr_toucher(void *p)
+{
+	struct tr_shared *sh = p;
+	for (;;) {
+		pthread_mutex_lock(&sh->mu);
+		tq_task t = sh->cur;
+		int stop = sh->stop;
+		pthread_mutex_unlock(&sh->mu);
+		if (stop)
+			return NULL;
+		for (int k = 0; t.kind != 0 && k < 64; k++) {
+			int rc = tq_touch(lf_q, &t, 1, 0);
+			if (rc != 0 && rc != TQ_ELOST) { /* acked meanwhile: TQ_ELOST */
+				__atomic_store_n(&sh->err, rc, __ATOMIC_RELAXED);
+				return NULL;
+			}
+			__atomic_fetch_add(&sh->touches, 1, __ATOMIC_RELAXED);
+		}
+	}
+}
+
+static void tr_stop(struct tr_shared *sh, pthread_t th)
+{
+	pthread_mutex_lock(&sh->mu);
+	sh->stop = 1;
+	pthread_mutex_unlock(&sh->mu);
+	pthread_join(th, NULL);
+}
+
+Test(lanes, take_ahead_beside_a_toucher, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadtouch", TR_N, 60ull * 1000000000ull);
+	static struct ln_seen seen;
+	static struct tr_shared sh;
+	pthread_t th;
+	tq_task t, pinned;
+
+	memset(&seen, 0, sizeof seen);
+	memset(&sh, 0, sizeof sh);
+	pthread_mutex_init(&sh.mu, NULL);
+	for (uint32_t v = 0; v < TR_N; v += 188)
+		ln_push(q, v, 188);
+	cr_assert_eq(tq_set_take_ahead(q, 64), 0);
+	cr_assert_eq(pthread_create(&th, NULL, tr_toucher, &sh), 0);
+	for (uint32_t i = 0; i < TR_N; i++) {
+		int n = tq_take(q, &t, 1, 0);
+		if (n != 1) {
+			tr_stop(&sh, th);
+			tq_stats s;
+			ln_stats(q, &s);
+			cr_assert_fail("take %u of %u: %d (%s); ready %u leased %u", i, TR_N, n, tq_strerror(n), s.ready,
+				       s.leased);
+		}
+		ln_note(&seen, &t, TR_N);
+		if (i % 64 == 0) { /* a claim's first: held while its others go by */
+			pinned = t;
+			pthread_mutex_lock(&sh.mu);
+			sh.cur = t;
+			uint64_t before = __atomic_load_n(&sh.touches, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&sh.mu);
+			/* The toucher at work on this claim before its others go by. */
+			while (__atomic_load_n(&sh.touches, __ATOMIC_RELAXED) < before + 2 &&
+			       !__atomic_load_n(&sh.err, __ATOMIC_RELAXED))
+				sched_yield();
+			continue;
+		}
+		int rc = tq_ack(q, &t, 1);
+		cr_assert_eq(rc, 0, "ack %u: %d (%s)", i, rc, tq_strerror(rc));
+		seen.acked[ln_index(&t, TR_N)]++;
+		if (i % 64 == 63) {
+			rc = tq_ack(q, &pinned, 1);
+			cr_assert_eq(rc, 0, "ack of the claim's first, at %u: %d (%s)", i, rc, tq_strerror(rc));
+			seen.acked[ln_index(&pinned, TR_N)]++;
+		}
+	}
+	tr_stop(&sh, th);
+	cr_expect_eq(sh.err, 0, "tq_touch: %d (%s)", sh.err, tq_strerror(sh.err));
+	for (uint32_t v = 0; v < TR_N; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+		cr_expect_eq(seen.acked[v], 1, "value %u acked %u times", v, seen.acked[v]);
+	}
+	ln_expect_clean(q);
+}
+
+/* One take-ahead take that claims from two lanes (two producers): the
+ * first claim hands over one task and keeps the rest, the second keeps
+ * all of its tasks; the holder dies. Each claim's marker was written
+ * before it was made: only the task handed over counts an attempt. */
+static int child_take_ahead_two_claims(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t;
+	tq_stats s;
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = tq_set_take_ahead(q, 64);
+	if (rc)
+		return ln_err(c, 3, "tq_set_take_ahead", rc);
+	int k = tq_take(q, &t, 1, 2000000000ull);
+	if (k != 1)
+		return ln_err(c, 4, "tq_take", k);
+	c->vals[c->nvals++] = t.value;
+	c->taken = 1;
+	if ((rc = tq_stats_get(q, &s)) != 0)
+		return ln_err(c, 5, "tq_stats_get", rc);
+	c->vals[c->nvals++] = s.leased;
+	raise(SIGKILL);
+	return 6;
+}
+
+Test(lanes, take_ahead_two_claims_holder_killed, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadtwo", 256, 60ull * 1000000000ull);
+	static struct ln_seen seen;
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+
+	memset(&seen, 0, sizeof seen);
+	cr_assert_eq(tq_open(lf_qname, &lf_q2), 0);
+	ln_push(q, 0, 10);     /* one lane */
+	ln_push(lf_q2, 10, 10); /* another: each handle pushes into its own */
+	pid_t pid = lf_spawn(child_take_ahead_two_claims, c);
+	ln_expect_killed(c, pid, "take-ahead holder of two claims");
+	cr_assert_eq(c->taken, 1, "%s", c->msg);
+	cr_assert_eq(c->vals[1], 20, "leased %llu after one take: both lanes claimed",
+		     (unsigned long long)c->vals[1]);
+	uint32_t handed = (uint32_t)(c->vals[0] - LN_BASE);
+	cr_assert(handed == 0 || handed == 10, "the first task handed over: value %u", handed);
+	cr_assert_geq(tq_recover(q), 1);
+	ln_drain(q, &seen, 20);
+	for (uint32_t v = 0; v < 20; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+		cr_expect_eq(seen.attempt[v], v == handed ? 2 : 1, "value %u (%s): attempt %u", v,
+			     v == handed ? "handed over" : "kept", seen.attempt[v]);
+	}
+	ln_expect_clean(q);
+	munmap(c, sizeof *c);
+}
+
+/* A take-ahead taker killed right after its claim's CAS (take.popped),
+ * before the claim is ACTIVE and before tq_take returns: the marker was
+ * written with the claim, so recovery counts an attempt for the one task
+ * the call was to hand over, none for the 63 it was to keep. */
+static int child_take_ahead_armed(void *arg)
+{
+	struct ln_ctx *c = arg;
+	tq_task t;
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return 2;
+	int rc = tq_set_take_ahead(q, 64);
+	if (rc)
+		return ln_err(c, 3, "tq_set_take_ahead", rc);
+	tq_fault_arm("take.popped", 1);
+	int k = tq_take(q, &t, 1, 2000000000ull);
+	return ln_err(c, 4, "tq_take returned (the point was not reached)", k);
+}
+
+Test(lanes, take_ahead_taker_killed_at_its_claim, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("aheadpopped", 256, 60ull * 1000000000ull);
+	struct ln_ctx *c = tqt_shared(sizeof *c);
+	static struct ln_seen seen;
+
+	memset(&seen, 0, sizeof seen);
+	ln_push(q, 0, 100);
+	ln_expect_killed(c, lf_spawn(child_take_ahead_armed, c), "take.popped with take-ahead 64");
+	int rc = tq_recover(q);
+	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
+	ln_drain(q, &seen, 100);
+	for (uint32_t v = 0; v < 100; v++) {
+		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
+		cr_expect_eq(seen.attempt[v], v == 0 ? 2 : 1, "value %u: attempt %u", v, seen.attempt[v]);
+	}
+	ln_expect_clean(q);
+	munmap(c, sizeof *c);
 }
