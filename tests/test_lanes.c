@@ -1740,6 +1740,20 @@ Test(lanes, take_ahead_one_at_a_time, .timeout = 60, .fini = lf_fini)
 	ln_expect_clean(q);
 }
 
+/* A child's handle with take-ahead n; NULL with the reason in c->msg. */
+static tq_queue *ta_child_open(struct ln_ctx *c, unsigned n)
+{
+	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	if (!q)
+		return NULL;
+	int rc = tq_set_take_ahead(q, n);
+	if (rc) {
+		ln_err(c, 3, "tq_set_take_ahead", rc);
+		return NULL;
+	}
+	return q;
+}
+
 /* A holder killed with tasks held and never handed over: recovery gives
  * every unacked task back; the one handed over counts an attempt, the held
  * ones do not (their claim's handed marker). */
@@ -1749,12 +1763,10 @@ static int child_take_ahead_then_die(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task t[3];
-	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	tq_queue *q = ta_child_open(c, 64);
 	if (!q)
 		return 2;
-	int rc = tq_set_take_ahead(q, 64);
-	if (rc)
-		return ln_err(c, 3, "tq_set_take_ahead", rc);
+	int rc;
 	for (int i = 0; i < 3; i++) {
 		int k = tq_take(q, &t[i], 1, 2000000000ull);
 		if (k != 1)
@@ -2032,12 +2044,10 @@ static int child_take_ahead_two_claims(void *arg)
 	struct ln_ctx *c = arg;
 	tq_task t;
 	tq_stats s;
-	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	tq_queue *q = ta_child_open(c, 64);
 	if (!q)
 		return 2;
-	int rc = tq_set_take_ahead(q, 64);
-	if (rc)
-		return ln_err(c, 3, "tq_set_take_ahead", rc);
+	int rc;
 	int k = tq_take(q, &t, 1, 2000000000ull);
 	if (k != 1)
 		return ln_err(c, 4, "tq_take", k);
@@ -2086,12 +2096,9 @@ static int child_take_ahead_armed(void *arg)
 {
 	struct ln_ctx *c = arg;
 	tq_task t;
-	tq_queue *q = lf_child_open(c->msg, sizeof c->msg);
+	tq_queue *q = ta_child_open(c, 64);
 	if (!q)
 		return 2;
-	int rc = tq_set_take_ahead(q, 64);
-	if (rc)
-		return ln_err(c, 3, "tq_set_take_ahead", rc);
 	tq_fault_arm("take.popped", 1);
 	int k = tq_take(q, &t, 1, 2000000000ull);
 	return ln_err(c, 4, "tq_take returned (the point was not reached)", k);
