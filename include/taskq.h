@@ -110,7 +110,7 @@ const char *tq_strerror(int err);
 #define TQ_EVENT_MSG_MAX 128       /* bytes of it an event carries, with NUL (tq_event_info.msg) */
 #define TQ_MAX_ATTEMPTS 65535u     /* largest tq_config.max_attempts */
 #define TQ_LEASE_MIN_NS 1000000ull /* shortest tq_config.lease_ns: 1 ms */
-#define TQ_TAKE_AHEAD_MAX 64u      /* largest tq_set_take_ahead: the tasks of one claim */
+#define TQ_TAKE_AHEAD_MAX 64u      /* largest tq_set_take_ahead: one claim's tasks */
 /* Longest lease, backoff and backoff cap: 365 days. */
 #define TQ_TIME_MAX_NS (365ull * 86400ull * 1000000000ull)
 #define TQ_WAIT_FOREVER UINT64_MAX
@@ -359,7 +359,7 @@ int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
 /*
  * Take-ahead (a consumer's prefetch, as AMQP's basic.qos): with n >= 2, a
  * tq_take on this handle that asks for fewer than n tasks claims up to n
- * that are ready (one claim, at the cost of one), hands over what it was
+ * that are ready (one claim per lane it takes from), hands over what it was
  * asked for and keeps the rest leased to this handle; its next tq_take
  * calls hand those over first, in order, without touching what other
  * processes write. So a worker that takes and acks one task at a time pays

@@ -1614,6 +1614,9 @@ void tq__lanes_repair_move(tq_queue *q)
 	bool claimed = load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && FATE_MOVES(f) == moves &&
 		       (f & mw) == mw && lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX;
 	uint32_t ready[TQ_FATE_TASKS], nready = 0, rel[TQ_FATE_TASKS], nrel = 0;
+	/* As the move itself counts attempts: none for a close, a take, or a
+	 * task a take-ahead kept and never handed over. */
+	uint32_t why = j->why, handed = claimed ? entry_handed(L) : 0;
 
 	for (uint32_t b = 0; b < TQ_CLAIM_MAX; b++) {
 		if (!(m & (1ull << b)))
@@ -1625,7 +1628,8 @@ void tq__lanes_repair_move(tq_queue *q)
 			/* Written while still WRITING(mover), then REQUEUE(me) in
 			 * one step: a repairer that dies before it leaves the
 			 * journal to the next; after it, its own recovery requeues. */
-			fill_slot(q, s, lane, first + b, 1);
+			fill_slot(q, s, lane, first + b,
+				  why == MV_CLOSED || why == MV_TAKEN || b >= handed ? 0 : 1);
 			if (cas64(&q->st[s], writing, st_make(ST_REQUEUE, q->owner, 0)))
 				ready[nready++] = s;
 		} else if (cas64(&q->st[s], writing, mine)) {
@@ -1633,7 +1637,7 @@ void tq__lanes_repair_move(tq_queue *q)
 		}
 	}
 	if (claimed)
-		store_rel(&q->h->lane_moved[j->why & 7], j->moved_before + (uint64_t)__builtin_popcountll(m));
+		store_rel(&q->h->lane_moved[why & 7], j->moved_before + (uint64_t)__builtin_popcountll(m));
 	store_rel(&q->h->lane_moving, 0); /* the mover may have died with it set */
 	if (nready)
 		(void)tq__requeue_owned(q, ready, nready);
