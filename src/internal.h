@@ -243,6 +243,20 @@ static inline uint64_t tq__take_ids(tq_queue *q, uint64_t n)
 {
 	return add_rlx(&q->h->next_id, n) + 1;
 }
+/* Bits set in x. Inline, without the POPCNT instruction (the x86-64
+ * baseline lacks it, and __builtin_popcountll then calls into libgcc on
+ * every ack): a few shifts and one multiply. */
+static inline uint32_t tq__popcount64(uint64_t x)
+{
+#ifdef __POPCNT__
+	return (uint32_t)__builtin_popcountll(x);
+#else
+	x = x - ((x >> 1) & 0x5555555555555555ull);
+	x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (uint32_t)((x * 0x0101010101010101ull) >> 56);
+#endif
+}
 /* The bits of a claim's tasks 0..count-1 (count <= TQ_CLAIM_MAX, 64). */
 static inline uint64_t tq__claim_full(uint32_t count)
 {

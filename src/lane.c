@@ -1303,9 +1303,9 @@ void tq__lane_ack_groups(tq_queue *q, const struct tq_lane_group *gr, size_t ng,
 		if (i == 0)
 			*taken_ns = load_rlx(&q->me->leases[gr[i].e].taken_ns);
 		uint64_t set = fate_set(q, gr[i].e, gr[i].g, gr[i].mask);
-		uint64_t nset = (uint64_t)__builtin_popcountll(set);
+		uint64_t nset = (uint64_t)tq__popcount64(set);
 		*acked += nset;
-		*lost += gr[i].twice + (uint64_t)__builtin_popcountll(gr[i].mask) - nset;
+		*lost += gr[i].twice + (uint64_t)tq__popcount64(gr[i].mask) - nset;
 	}
 }
 
@@ -1480,7 +1480,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 		m &= (~FATE_BITS(f) & 0xffffffffull) << (32 * w);
 		if (!m)
 			continue; /* acked since the read above */
-		uint32_t k = (uint32_t)__builtin_popcountll(m);
+		uint32_t k = (uint32_t)tq__popcount64(m);
 		int got = tq__ring_pop(q, &q->freer, idx, k, st_make(ST_WRITING, q->owner, 0), false, NULL, C__COUNT);
 		if (got < 0)
 			return moved ? moved : got;
@@ -1637,7 +1637,7 @@ void tq__lanes_repair_move(tq_queue *q)
 		}
 	}
 	if (claimed)
-		store_rel(&q->h->lane_moved[why & 7], j->moved_before + (uint64_t)__builtin_popcountll(m));
+		store_rel(&q->h->lane_moved[why & 7], j->moved_before + (uint64_t)tq__popcount64(m));
 	store_rel(&q->h->lane_moving, 0); /* the mover may have died with it set */
 	if (nready)
 		(void)tq__requeue_owned(q, ready, nready);
@@ -1871,7 +1871,7 @@ uint32_t tq__lane_leased_by(tq_queue *q, uint32_t rec)
 		uint64_t bits;
 		if (LS_STATE(s) == LS_ACTIVE) {
 			(void)fate_bits(L, LS_GEN(s), &bits); /* racy, as the whole count */
-			n += (uint32_t)__builtin_popcountll(~bits & tq__claim_full(count));
+			n += (uint32_t)tq__popcount64(~bits & tq__claim_full(count));
 		}
 	}
 	return n;
