@@ -36,6 +36,15 @@ static inline uint32_t entry_handed(struct tq_lease *L)
 	return m ? m - 1 : TQ_CLAIM_MAX;
 }
 
+/* The attempts a move-out counts for task b of its claim: none for a close
+ * or a take, none for a task a take-ahead kept and never handed over (b at
+ * or beyond `handed`, entry_handed), one otherwise. The move and the
+ * repair of a dead mover count alike. */
+static inline uint16_t move_attempts(uint32_t why, uint32_t b, uint32_t handed)
+{
+	return why == MV_CLOSED || why == MV_TAKEN || b >= handed ? 0 : 1;
+}
+
 void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed, uint64_t now)
 {
 	if (!tq__is_lane_task(t))
@@ -1552,9 +1561,7 @@ static int move_out(tq_queue *q, uint32_t rec, uint32_t e, uint64_t g, uint64_t 
 			if (!(m & (1ull << b)))
 				continue;
 			uint32_t s = idx[i++];
-			/* A task a take-ahead kept and never handed over was not
-			 * delivered: no attempt. */
-			uint16_t attempts = why == MV_CLOSED || why == MV_TAKEN || b >= handed ? 0 : 1;
+			uint16_t attempts = move_attempts(why, b, handed);
 			fill_slot(q, s, lane, first + b, attempts);
 			if (why == MV_TAKEN) {
 				/* Leased to this handle before the journal ends: if it
@@ -1614,8 +1621,6 @@ void tq__lanes_repair_move(tq_queue *q)
 	bool claimed = load_acq(&L->state) == LS_MAKE(g, LS_ACTIVE) && fate_is(f, g) && FATE_MOVES(f) == moves &&
 		       (f & mw) == mw && lane < TQ_LANES && count >= 1 && count <= TQ_CLAIM_MAX;
 	uint32_t ready[TQ_FATE_TASKS], nready = 0, rel[TQ_FATE_TASKS], nrel = 0;
-	/* As the move itself counts attempts: none for a close, a take, or a
-	 * task a take-ahead kept and never handed over. */
 	uint32_t why = j->why, handed = claimed ? entry_handed(L) : 0;
 
 	for (uint32_t b = 0; b < TQ_CLAIM_MAX; b++) {
@@ -1628,8 +1633,7 @@ void tq__lanes_repair_move(tq_queue *q)
 			/* Written while still WRITING(mover), then REQUEUE(me) in
 			 * one step: a repairer that dies before it leaves the
 			 * journal to the next; after it, its own recovery requeues. */
-			fill_slot(q, s, lane, first + b,
-				  why == MV_CLOSED || why == MV_TAKEN || b >= handed ? 0 : 1);
+			fill_slot(q, s, lane, first + b, move_attempts(why, b, handed)); /* as the move would */
 			if (cas64(&q->st[s], writing, st_make(ST_REQUEUE, q->owner, 0)))
 				ready[nready++] = s;
 		} else if (cas64(&q->st[s], writing, mine)) {

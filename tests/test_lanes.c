@@ -1754,6 +1754,19 @@ static tq_queue *ta_child_open(struct ln_ctx *c, unsigned n)
 	return q;
 }
 
+/* Drains n tasks after a take-ahead child that claimed `claimed` of them
+ * died having handed over the first alone: each delivered once, the first
+ * at its second attempt, the others (kept, or never taken) at their first. */
+static void ta_drain_first_handed(tq_queue *q, struct ln_seen *seen, uint32_t n, uint32_t claimed)
+{
+	ln_drain(q, seen, n);
+	for (uint32_t v = 0; v < n; v++) {
+		cr_expect_eq(seen->delivered[v], 1, "value %u delivered %u times", v, seen->delivered[v]);
+		cr_expect_eq(seen->attempt[v], v == 0 ? 2 : 1, "value %u (%s): attempt %u", v,
+			     v == 0 ? "handed over" : v < claimed ? "kept" : "never taken", seen->attempt[v]);
+	}
+}
+
 /* A holder killed with tasks held and never handed over: recovery gives
  * every unacked task back; the one handed over counts an attempt, the held
  * ones do not (their claim's handed marker). */
@@ -2125,11 +2138,7 @@ Test(lanes, take_ahead_taker_killed_at_its_claim, .timeout = 60, .fini = lf_fini
 	ln_expect_killed(c, lf_spawn(child_take_ahead_armed, c), "take.popped with take-ahead 64");
 	int rc = tq_recover(q);
 	cr_assert(rc == 0 || rc == 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
-	ln_drain(q, &seen, 100);
-	for (uint32_t v = 0; v < 100; v++) {
-		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
-		cr_expect_eq(seen.attempt[v], v == 0 ? 2 : 1, "value %u: attempt %u", v, seen.attempt[v]);
-	}
+	ta_drain_first_handed(q, &seen, 100, 64);
 	ln_expect_clean(q);
 	munmap(c, sizeof *c);
 }
@@ -2179,12 +2188,7 @@ Test(lanes, take_ahead_mover_of_a_dead_holder_killed, .timeout = 60, .fini = lf_
 	ln_expect_killed(c, lf_spawn(child_recover_armed, c), "move.claimed in the dead holder's recovery");
 	int rc = tq_recover(q); /* the holder and the mover, both dead */
 	cr_assert_eq(rc, 2, "tq_recover: %d (%s)", rc, tq_strerror(rc));
-	ln_drain(q, &seen, 100);
-	for (uint32_t v = 0; v < 100; v++) {
-		cr_expect_eq(seen.delivered[v], 1, "value %u delivered %u times", v, seen.delivered[v]);
-		cr_expect_eq(seen.attempt[v], v == 0 ? 2 : 1, "value %u (%s): attempt %u", v,
-			     v == 0 ? "handed over" : v < 8 ? "kept" : "never taken", seen.attempt[v]);
-	}
+	ta_drain_first_handed(q, &seen, 100, 8);
 	ln_expect_clean(q);
 	munmap(c, sizeof *c);
 }
