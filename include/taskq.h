@@ -267,13 +267,17 @@ typedef struct tq_task {
 	uint32_t len;         /* payload kinds: byte count, <= max_payload */
 	uint16_t kind;        /* enum tq_kind */
 	uint16_t attempt;     /* tq_take: 1 on first delivery, 2 on the first retry, ... */
-	uint64_t enqueued_ns; /* tq_take: CLOCK_MONOTONIC time of the first push */
+	uint64_t enqueued_ns; /* tq_take: CLOCK_MONOTONIC time of the first push (integers: see tq_push) */
 	uint64_t priv[2];     /* the lease; do not touch */
 } tq_task;
 
 /*
  * Pushes n tasks in order. Payloads are copied into the queue; nothing is
- * truncated. Ids grow in push order across the whole queue, and one
+ * truncated. Integer tasks pushed into a lane less than 1 us after an
+ * earlier push into it, with the ids that follow that push's, carry its
+ * push time: an integer task's enqueued_ns is its own push's, or up to
+ * 1 us earlier (docs/design.md, 17, B4). Ids grow in push order across
+ * the whole queue, and one
  * handle's tasks are taken in its push order (but for two narrow races
  * between takers: docs/design.md, section 17). A batch of only TQ_KIND_INT
  * tasks, or of only payload tasks, goes through the lock-free lanes; a

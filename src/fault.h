@@ -13,6 +13,8 @@
  * Points (a name marks the same step on the slot path and on lanes):
  *   push.claimed       slots taken from the free ring / a lane taken: task data not written
  *   push.record        an integer lane's batch record written, its record count not yet raised
+ *   push.joined        an integer lane's last batch record's count raised over this
+ *                      write's cells (a join, design.md 17 B4), the tail not yet stored
  *   push.written       task data written, not yet published (ready ring / lane tail;
  *                      an integer lane's record count raised)
  *   push.delayed       a delayed push: the first task DELAYED, not yet counted
@@ -37,6 +39,8 @@
 #define TQ_FAULT_H
 
 #ifdef TQ_FAULT_INJECTION
+#include <stdint.h>
+
 extern const char *tq_fault_point_armed;
 void tq_fault_hit(const char *point);
 
@@ -47,6 +51,9 @@ void tq_fault_arm(const char *point, unsigned hit);
 void tq_fault_arm_signal(const char *point, unsigned hit, int sig);
 /* Arms the point named by the TQ_FAULT environment variable, if any. */
 void tq_fault_from_env(void);
+/* How far apart two writes into an integer lane may be pushed and still
+ * share a batch record (lane.c, JOIN_NS): 0 never, UINT64_MAX always. */
+void tq__set_join_ns(uint64_t ns);
 
 #define TQ_FAULT(point)                                                 \
 	do {                                                            \

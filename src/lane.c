@@ -66,6 +66,17 @@ void tq__lane_mark_handed(tq_queue *q, const tq_task *t, uint32_t handed, uint64
  * threads wait for their own pushes. */
 _Thread_local uint64_t tq__byte_need;
 #define HELD_MAX_NS 1000000ull /* a pusher waits this long for its lane held by another */
+/* Single pushes (or small batches) into an integer lane less than this
+ * apart share a batch record and its push time (write_record). The test
+ * build can widen or shut the window (tq__set_join_ns). */
+#define JOIN_NS_DEFAULT 1000ull
+#ifdef TQ_FAULT_INJECTION
+static uint64_t join_ns = JOIN_NS_DEFAULT;
+void tq__set_join_ns(uint64_t ns) { join_ns = ns; }
+#define JOIN_NS join_ns
+#else
+#define JOIN_NS JOIN_NS_DEFAULT
+#endif
 
 static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
 
@@ -660,6 +671,50 @@ static uint64_t write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uin
 	return i;
 }
 
+/*
+ * The batch record of a lane write of k integers at position t of integer
+ * lane l, their ids from id0, pushed at `now` (design.md, 17, "Integer
+ * cells and batch records"). The writer owns the lane and has written the
+ * cells; the tail is stored after this. A write that continues the lane's
+ * last record (its positions and ids follow on, pushed within JOIN_NS of
+ * it, the whole within TQ_CHUNK) joins it: only the record's count grows
+ * (B4), so a stream of single pushes writes one record line per many tasks
+ * instead of one per two or three. Otherwise it writes the next record,
+ * over a leftover of a dead owner first (B3): a record beyond the tail is
+ * written over, and a count a dead owner raised beyond the tail is cut back
+ * to it.
+ */
+static void write_record(tq_queue *q, uint32_t l, uint64_t t, uint64_t k, uint64_t id0, uint64_t now)
+{
+	struct tq_lane *ln = &q->h->lanes[l];
+	uint64_t nb = load_rlx(&ln->batches);
+
+	if (nb) {
+		struct tq_ibatch *p = ibatch_at(q, l, nb - 1);
+		uint64_t ps = load_rlx(&p->span), first = ib_pos(IB_FIRST48(ps), t), count = IB_COUNT(ps);
+		if (IB_LAP(ps) == ib_lap(q, nb - 1)) {
+			if (first >= t) {
+				nb--; /* never published: this record takes its place */
+			} else if (first + count > t) {
+				store_rel(&p->span, IB_SPAN(first, IB_LAP(ps), t - first)); /* cut back to the tail */
+			} else if (first + count == t && count + k <= TQ_CHUNK && load_rlx(&p->id) + count == id0 &&
+				   now - load_rlx(&p->enq_ns) < JOIN_NS) {
+				/* The cells before the count (B4): the tail's store
+				 * publishes both. */
+				store_rel(&p->span, IB_SPAN(first, IB_LAP(ps), count + k));
+				TQ_FAULT("push.joined");
+				return;
+			}
+		}
+	}
+	struct tq_ibatch *r = ibatch_at(q, l, nb);
+	__atomic_store_n(&r->id, id0, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->enq_ns, now, __ATOMIC_RELAXED);
+	store_rel(&r->span, IB_SPAN(t, ib_lap(q, nb), k)); /* after the id and time (B3) */
+	TQ_FAULT("push.record");
+	store_rel(&ln->batches, nb + 1); /* after the span (B3) */
+}
+
 int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, uint64_t timeout_ns, uint64_t now,
 		  uint64_t until, bool *overflow)
 {
@@ -775,18 +830,7 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
 					tasks[done + i].id = id0 + i;
 				}
 			}
-			uint64_t nb = load_rlx(&ln->batches);
-			if (nb) {
-				uint64_t ps = load_rlx(&ibatch_at(q, l, nb - 1)->span);
-				if (IB_LAP(ps) == ib_lap(q, nb - 1) && ib_pos(IB_FIRST48(ps), t) >= t)
-					nb--;
-			}
-			struct tq_ibatch *r = ibatch_at(q, l, nb);
-			__atomic_store_n(&r->id, id0, __ATOMIC_RELAXED);
-			__atomic_store_n(&r->enq_ns, now, __ATOMIC_RELAXED);
-			store_rel(&r->span, IB_SPAN(t, ib_lap(q, nb), k)); /* after the id and time (B3) */
-			TQ_FAULT("push.record");
-			store_rel(&ln->batches, nb + 1); /* after the span (B3) */
+			write_record(q, l, t, k, id0, now);
 		}
 		TQ_FAULT("push.written");
 		store_rel(&ln->tail, t + k); /* accepted */

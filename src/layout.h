@@ -20,7 +20,7 @@
  *   [owners  x payload_units]   u64 owner word of each unit: 0 free, else the owning task's id
  *   [cells   x 8 x lane_size]   24-byte cells of the payload lanes: record positions, ids, push times (design.md, 17)
  *   [ivals   x 8 x lane_size]   8-byte cells of the integer lanes: the integers (layout 11)
- *   [ibatches x 8 x lane_size]  24-byte batch records of the integer lanes: span, first id, push time (layout 11)
+ *   [ibatches x 8 x lane_size]  24-byte batch records of the integer lanes: span, first id, push time (layout 11; joined, 14)
  *   [marks   x lanes x lane_size] u64 end positions of settled claims
  *   [bytes   x 8 x lane_bytes]   the payload lanes' byte rings of records
  *   [msgs    x dead_capacity]   whole failure messages of dead tasks (design.md, 10)
@@ -43,7 +43,7 @@
 #include "taskq.h"
 
 #define TQ_MAGIC 0x31304b5341545154ull /* "TQTASK01" little-endian */
-#define TQ_LAYOUT_VERSION 13u
+#define TQ_LAYOUT_VERSION 14u
 #define TQ_CACHELINE 64
 #define TQ_SAMPLES 128
 #define TQ_EVENTS 256
@@ -249,8 +249,10 @@ struct tq_cell {
 _Static_assert(sizeof(struct tq_cell) == 24, "eight cells to three lines");
 
 /* An integer lane's batch record (design.md, 17, "Integer cells and batch
- * records"): one per pushed batch, record n of a lane at n % lane_size.
- * Its tasks are positions [first, first + count), with ids id, id + 1, ... */
+ * records"): one per pushed batch, or per run of batches that joined it
+ * (B4: only the last record's count grows), record n of a lane at
+ * n % lane_size. Its tasks are positions [first, first + count), with ids
+ * id, id + 1, ... */
 struct tq_ibatch {
 	/* One word, read whole: the first position's low IB_POS_BITS bits (the
 	 * rest is rebuilt from a nearby position), the record's lap (its

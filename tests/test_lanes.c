@@ -1113,14 +1113,19 @@ static int child_push_singles(void *arg)
  * raising the record count as well (push.written), before its tail store:
  * nothing of that batch is delivered, and the next producer of that lane
  * writes its records over the leftover, contiguous with the published ones,
- * so that every task delivered carries the id its push returned.
+ * so that every task delivered carries the id its push returned. With
+ * `join`, every write that may join the last record does (design.md, 17,
+ * B4): the killed batch raised the first record's count beyond the tail
+ * (push.joined), and the next producer cuts it back before its own record,
+ * which its later single pushes join; without, none does.
  */
-static void br_killed_test(const char *name, const char *point, uint64_t count_after_kill, bool ints)
+static void br_killed_test(const char *name, const char *point, uint64_t count_after_kill, bool ints, bool join)
 {
 	tq_queue *q = ln_create(name, 1000, 60ull * 1000000000ull);
 	struct br_ctx *c = tqt_shared(sizeof *c);
 	size_t size;
 
+	tq__set_join_ns(join ? UINT64_MAX : 0); /* the children are forked: theirs too */
 	br_point = point;
 	br_ints = ints;
 	pid_t pid = lf_spawn(child_push_record_killed, c);
@@ -1140,11 +1145,18 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)), count_after_kill,
 		     "%s: the record count", point);
 	struct tq_ibatch r0 = br_record(seg, (uint32_t)lane, 0), r1 = br_record(seg, (uint32_t)lane, 1);
-	cr_assert_eq(r0.span, IB_SPAN(0, 0, BR_A), "the first batch's record: span %#llx",
-		     (unsigned long long)r0.span);
 	cr_assert_eq(r0.id, c->ids[0]);
-	cr_assert_eq(r1.span, IB_SPAN(BR_A, 0, BR_K),
-		     "the killed batch's record, written beyond the tail: span %#llx", (unsigned long long)r1.span);
+	if (join) {
+		cr_assert_eq(r0.span, IB_SPAN(0, 0, BR_A + BR_K),
+			     "the killed batch joined the first record, its count beyond the tail: span %#llx",
+			     (unsigned long long)r0.span);
+	} else {
+		cr_assert_eq(r0.span, IB_SPAN(0, 0, BR_A), "the first batch's record: span %#llx",
+			     (unsigned long long)r0.span);
+		cr_assert_eq(r1.span, IB_SPAN(BR_A, 0, BR_K),
+			     "the killed batch's record, written beyond the tail: span %#llx",
+			     (unsigned long long)r1.span);
+	}
 	munmap((void *)seg, size);
 
 	/* The dead producer's lane freed, its record free for the next. */
@@ -1158,9 +1170,21 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 	seg = lf_map(&size);
 	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, tail)), BR_A + BR_K,
 		     "the second producer did not push into the dead one's lane %d", lane);
-	cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)), 1 + BR_K,
-		     "the leftover record was not written over");
-	for (uint64_t i = 1; i <= BR_K; i++) {
+	if (join) {
+		/* Cut back to the tail; the singles' ids follow the dead
+		 * batch's skipped ones: a record of their own, which the
+		 * other 23 joined. */
+		struct tq_ibatch c0 = br_record(seg, (uint32_t)lane, 0), c1 = br_record(seg, (uint32_t)lane, 1);
+		cr_assert_eq(lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)), 2);
+		cr_assert_eq(c0.span, IB_SPAN(0, 0, BR_A), "the first record not cut back to the tail: span %#llx",
+			     (unsigned long long)c0.span);
+		cr_assert_eq(c1.span, IB_SPAN(BR_A, 0, BR_K), "the singles' record: span %#llx",
+			     (unsigned long long)c1.span);
+		cr_assert_eq(c1.id, c->ids[BR_A + BR_K]);
+	}
+	cr_assert(join || lf_lane_word(seg, (uint32_t)lane, offsetof(struct tq_lane, batches)) == 1 + BR_K,
+		  "the leftover record was not written over");
+	for (uint64_t i = 1; !join && i <= BR_K; i++) {
 		struct tq_ibatch r = br_record(seg, (uint32_t)lane, i), p = br_record(seg, (uint32_t)lane, i - 1);
 		cr_assert_eq(IB_FIRST48(r.span), IB_FIRST48(p.span) + IB_COUNT(p.span), "record %llu not contiguous",
 			     (unsigned long long)i);
@@ -1200,23 +1224,33 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 
 Test(lanes, producer_killed_after_its_batch_record, .timeout = 60, .fini = lf_fini)
 {
-	br_killed_test("brrecord", "push.record", 1, false);
+	br_killed_test("brrecord", "push.record", 1, false, false);
 }
 
 Test(lanes, producer_killed_after_its_record_count, .timeout = 60, .fini = lf_fini)
 {
-	br_killed_test("brcount", "push.written", 2, false);
+	br_killed_test("brcount", "push.written", 2, false, false);
+}
+
+Test(lanes, producer_killed_after_a_join, .timeout = 60, .fini = lf_fini)
+{
+	br_killed_test("brjoin", "push.joined", 1, false, true);
 }
 
 /* The same, the killed batch pushed with tq_push_ints. */
 Test(lanes, push_ints_producer_killed_after_its_batch_record, .timeout = 60, .fini = lf_fini)
 {
-	br_killed_test("brirecord", "push.record", 1, true);
+	br_killed_test("brirecord", "push.record", 1, true, false);
 }
 
 Test(lanes, push_ints_producer_killed_after_its_record_count, .timeout = 60, .fini = lf_fini)
 {
-	br_killed_test("bricount", "push.written", 2, true);
+	br_killed_test("bricount", "push.written", 2, true, false);
+}
+
+Test(lanes, push_ints_producer_killed_after_a_join, .timeout = 60, .fini = lf_fini)
+{
+	br_killed_test("brijoin", "push.joined", 1, true, true);
 }
 
 #define BI_NV 40000u
@@ -1243,6 +1277,9 @@ Test(lanes, ids_from_batch_records, .timeout = 60, .fini = lf_fini)
 	tq_batch b;
 	uint32_t pushed = 0, taken = 0, si = 0, turn = 0;
 
+	/* Every batch is pushed after another handle's id: none may join
+	 * the record before it (design.md, 17, B4), however close in time. */
+	tq__set_join_ns(UINT64_MAX);
 	cr_assert_eq(tq_open(lf_qname, &other), 0);
 	cr_assert_eq(tq_open(lf_qname, &c1), 0);
 	cr_assert_eq(tq_open(lf_qname, &c2), 0);
@@ -1365,6 +1402,7 @@ Test(lanes, record_search_while_the_producer_pushes, .timeout = 60, .fini = lf_f
 	tq_batch b;
 	size_t size;
 
+	tq__set_join_ns(0); /* a record per push */
 	cr_assert_eq(tq_open(lf_qname, &c), 0);
 	for (uint32_t v = 0; v < 5; v++)
 		br_push1(p, v, &ids[v]);
@@ -1426,6 +1464,118 @@ Test(lanes, record_search_while_the_producer_pushes, .timeout = 60, .fini = lf_f
 		cr_assert_eq(seen[v], 1, "value %u", v);
 	tq_close(c);
 	ln_expect_clean(p);
+}
+
+#define JR_NV 3000u
+
+/*
+ * Joins (design.md, 17, B4) while takers hold parts of the record being
+ * joined: one producer pushes 1 to 3 tasks at a time with every possible
+ * join made, through more than two laps of the lane (64-task queue), and
+ * two handles take 1, 2 or 5 at a time in between, through tq_take and
+ * tq_take_ints with tq_batch_task, one of them failing a task now and
+ * then (a move-out reads the record of a task in a joined run). Every
+ * task comes out once with the id its push returned and a push time no
+ * later than its push's end; the records are far fewer than the pushes
+ * and none holds more than 256 tasks.
+ */
+Test(lanes, joined_records_under_takers, .timeout = 60, .fini = lf_fini)
+{
+	tq_queue *q = ln_create("brjoined", 64, 60ull * 1000000000ull), *c1 = NULL, *c2 = NULL;
+	static uint64_t ids[JR_NV], done_ns[JR_NV];
+	static uint8_t seen[JR_NV];
+	uint64_t vals[8], start = tq_now_ns();
+	tq_task t[8];
+	tq_batch b;
+	uint32_t pushed = 0, taken = 0, pushes = 0, turn = 0, failed = 0, again = 0;
+	size_t size;
+
+	tq__set_join_ns(UINT64_MAX);
+	cr_assert_eq(tq_open(lf_qname, &c1), 0);
+	cr_assert_eq(tq_open(lf_qname, &c2), 0);
+	uint64_t deadline = tqt_now_ms() + 30000;
+	while (taken < JR_NV || again < failed) {
+		tq_stats st;
+		ln_stats(q, &st);
+		uint32_t n = 1 + pushes % 3;
+		if (n > JR_NV - pushed)
+			n = JR_NV - pushed;
+		if (n && st.ready + n < 48 && turn % 4 != 3) {
+			for (uint32_t i = 0; i < n; i++)
+				t[i] = (tq_task){.kind = TQ_KIND_INT, .value = LN_BASE + pushed + i};
+			int k = tq_push(q, t, n, 0); /* TQ_EAGAIN: room not yet given back (it is, lazily) */
+			cr_assert(k > 0 || k == TQ_EAGAIN, "tq_push: %d (%s)", k, tq_strerror(k));
+			uint64_t end = tq_now_ns();
+			for (int i = 0; i < k; i++) {
+				ids[pushed + (uint32_t)i] = t[i].id;
+				done_ns[pushed + (uint32_t)i] = end;
+			}
+			turn++;
+			if (k > 0) {
+				pushed += (uint32_t)k;
+				pushes++;
+				continue;
+			}
+		}
+		tq_queue *c = turn % 2 ? c1 : c2;
+		size_t want = turn % 3 == 0 ? 1 : turn % 3 == 1 ? 2 : 5;
+		int k;
+		if (c == c1 && turn % 5 == 0) {
+			k = tq_take_ints(c, vals, want, &b, 0);
+			/* 0: a retry is older (tq_take's) */
+			cr_assert(k >= 0 || k == TQ_EAGAIN, "tq_take_ints: %d (%s)", k, tq_strerror(k));
+			for (int i = 0; i < k; i++) {
+				cr_assert_eq(tq_batch_task(c, &b, (size_t)i, &t[i]), 0);
+				cr_assert_eq(t[i].value, vals[i]);
+			}
+		} else {
+			k = tq_take(c, t, want, 0);
+			cr_assert(k > 0 || k == TQ_EAGAIN, "tq_take: %d (%s)", k, tq_strerror(k));
+		}
+		for (int i = 0; i < k; i++) {
+			uint32_t v = ln_index(&t[i], pushed);
+			cr_assert_eq(t[i].id, ids[v], "value %u: id %llu, pushed as %llu", v, (unsigned long long)t[i].id,
+				     (unsigned long long)ids[v]);
+			cr_assert(t[i].enqueued_ns >= start && t[i].enqueued_ns <= done_ns[v],
+				  "value %u: push time %llu outside [%llu, %llu]", v, (unsigned long long)t[i].enqueued_ns,
+				  (unsigned long long)start, (unsigned long long)done_ns[v]);
+			if (t[i].attempt == 1) {
+				cr_assert_eq(seen[v]++, 0, "value %u delivered twice", v);
+				taken++;
+			} else {
+				cr_assert_eq(t[i].attempt, 2, "value %u: attempt %u", v, t[i].attempt);
+				again++;
+			}
+		}
+		if (k > 0 && c == c2 && turn % 7 == 0 && t[0].attempt == 1) {
+			/* Moved out to a slot: delivered again after its backoff
+			 * (1-2 ms), attempt 2. */
+			cr_assert_eq(tq_fail(c, &t[0], 1, -1, "again"), 0);
+			failed++;
+			if (k > 1)
+				cr_assert_eq(tq_ack(c, t + 1, (size_t)k - 1), 0);
+		} else if (k > 0) {
+			cr_assert_eq(tq_ack(c, t, (size_t)k), 0);
+		}
+		turn++;
+		cr_assert_lt(tqt_now_ms(), deadline, "no progress: pushed %u taken %u, %u of %u retries", pushed, taken,
+			     again, failed);
+	}
+	for (uint32_t v = 0; v < JR_NV; v++)
+		cr_assert_eq(seen[v], 1, "value %u seen %u times", v, seen[v]);
+	cr_assert_gt(failed, 0);
+
+	uint8_t *seg = tqt_segment_map(lf_qname, true, &size);
+	cr_assert_not_null(seg);
+	uint64_t records = 0;
+	for (uint32_t l = 0; l < TQ_INT_LANES; l++)
+		records += *br_lane_word(seg, l, offsetof(struct tq_lane, batches));
+	munmap(seg, size);
+	cr_assert_lt(records * 4, pushes, "%llu records for %u pushes: few joins", (unsigned long long)records,
+		     pushes);
+	tq_close(c1);
+	tq_close(c2);
+	ln_expect_clean(q);
 }
 
 /*

@@ -763,7 +763,8 @@ class Task:
     """One leased task of a :class:`Batch`.
 
     ``id``, ``kind`` (:class:`Kind`), ``attempt`` (1 on first delivery) and
-    ``enqueued_ns`` (CLOCK_MONOTONIC time of its first push). An integer
+    ``enqueued_ns`` (CLOCK_MONOTONIC time of its first push; an integer
+    task's may be up to 1 us earlier, see ``tq_push`` in taskq.h). An integer
     task has ``value``; a payload task has ``view`` (a :class:`PayloadView`:
     the bytes read in place in shared memory, slices are copies; valid only
     while the lease is held), ``unsafe_view()`` (a memoryview, no copy at
