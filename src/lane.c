@@ -697,8 +697,9 @@ static void write_record(tq_queue *q, uint32_t l, uint64_t t, uint64_t k, uint64
 				nb--; /* never published: this record takes its place */
 			} else if (first + count > t) {
 				store_rel(&p->span, IB_SPAN(first, IB_LAP(ps), t - first)); /* cut back to the tail */
-			} else if (first + count == t && count + k <= TQ_CHUNK && load_rlx(&p->id) + count == id0 &&
-				   now - load_rlx(&p->enq_ns) < JOIN_NS) {
+			} else if (first + count == t && count + k <= TQ_CHUNK &&
+				   __atomic_load_n(&p->id, __ATOMIC_RELAXED) + count == id0 &&
+				   now - __atomic_load_n(&p->enq_ns, __ATOMIC_RELAXED) < JOIN_NS) {
 				/* The cells before the count (B4): the tail's store
 				 * publishes both. */
 				store_rel(&p->span, IB_SPAN(first, IB_LAP(ps), count + k));
