@@ -1108,6 +1108,32 @@ static int child_push_singles(void *arg)
 	return rc;
 }
 
+/* Takes and acks all that is ready, in push order, each with the id its
+ * push returned, none of the killed batch; counts them in delivered[] and
+ * *n. */
+static void br_drain(tq_queue *q, const struct br_ctx *c, uint32_t *delivered, uint32_t *n, uint64_t *last)
+{
+	tq_task t[7];
+	for (;;) {
+		int k = tq_take(q, t, 7, 0);
+		if (k == TQ_EAGAIN)
+			break;
+		cr_assert(k > 0, "tq_take: %d (%s)", k, tq_strerror(k));
+		for (int i = 0; i < k; i++) {
+			uint32_t v = ln_index(&t[i], BR_NV);
+			cr_assert(v < BR_A || v >= BR_A + BR_K, "value %u of the killed batch delivered", v);
+			cr_assert_eq(t[i].id, c->ids[v], "value %u: id %llu, pushed as %llu", v,
+				     (unsigned long long)t[i].id, (unsigned long long)c->ids[v]);
+			cr_assert_gt(t[i].id, *last, "out of push order");
+			cr_assert_neq(t[i].enqueued_ns, 0);
+			*last = t[i].id;
+			delivered[v]++;
+			(*n)++;
+		}
+		cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
+	}
+}
+
 /*
  * A producer killed after writing its batch record (push.record), or after
  * raising the record count as well (push.written), before its tail store:
@@ -1159,6 +1185,13 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 	}
 	munmap((void *)seg, size);
 
+	/* Taken before anyone writes there again (a record, or a count,
+	 * beyond the tail): the first batch alone. */
+	uint32_t delivered[BR_NV] = {0}, n = 0;
+	uint64_t last = 0;
+	br_drain(q, c, delivered, &n, &last);
+	cr_assert_eq(n, BR_A, "%u delivered before the next push", n);
+
 	/* The dead producer's lane freed, its record free for the next. */
 	int rc = tq_recover(q);
 	cr_assert_eq(rc, 1, "tq_recover: %d (%s)", rc, tq_strerror(rc));
@@ -1193,28 +1226,8 @@ static void br_killed_test(const char *name, const char *point, uint64_t count_a
 	}
 	munmap((void *)seg, size);
 
-	/* Taken in push order, each with the id its push returned. */
-	uint32_t delivered[BR_NV] = {0}, n = 0;
-	uint64_t last = 0;
-	tq_task t[7];
-	for (;;) {
-		int k = tq_take(q, t, 7, 0);
-		if (k == TQ_EAGAIN)
-			break;
-		cr_assert(k > 0, "tq_take: %d (%s)", k, tq_strerror(k));
-		for (int i = 0; i < k; i++) {
-			uint32_t v = ln_index(&t[i], BR_NV);
-			cr_assert(v < BR_A || v >= BR_A + BR_K, "value %u of the killed batch delivered", v);
-			cr_assert_eq(t[i].id, c->ids[v], "value %u: id %llu, pushed as %llu", v,
-				     (unsigned long long)t[i].id, (unsigned long long)c->ids[v]);
-			cr_assert_gt(t[i].id, last, "out of push order");
-			cr_assert_neq(t[i].enqueued_ns, 0);
-			last = t[i].id;
-			delivered[v]++;
-			n++;
-		}
-		cr_assert_eq(tq_ack(q, t, (size_t)k), 0);
-	}
+	/* The singles, in push order, each with the id its push returned. */
+	br_drain(q, c, delivered, &n, &last);
 	cr_assert_eq(n, BR_A + BR_K, "%u delivered", n);
 	for (uint32_t v = 0; v < BR_NV; v++)
 		cr_assert_eq(delivered[v], v >= BR_A && v < BR_A + BR_K ? 0u : 1u, "value %u delivered %u times", v,
@@ -1467,40 +1480,54 @@ Test(lanes, record_search_while_the_producer_pushes, .timeout = 60, .fini = lf_f
 }
 
 #define JR_NV 3000u
+#define JR_CHUNK 256u /* TQ_CHUNK (src/internal.h): the most tasks a record holds */
 
 /*
  * Joins (design.md, 17, B4) while takers hold parts of the record being
  * joined: one producer pushes 1 to 3 tasks at a time with every possible
- * join made, through more than two laps of the lane (64-task queue), and
- * two handles take 1, 2 or 5 at a time in between, through tq_take and
- * tq_take_ints with tq_batch_task, one of them failing a task now and
- * then (a move-out reads the record of a task in a joined run). Every
- * task comes out once with the id its push returned and a push time no
- * later than its push's end; the records are far fewer than the pushes
- * and none holds more than 256 tasks.
+ * join made (64-task queue), and two handles take 1, 2 or 5 at a time in
+ * between, through tq_take and tq_take_ints with tq_batch_task, one of
+ * them failing a task now and then (a move-out reads the record of a task
+ * in a joined run). With `other`, a second handle pushes a task after
+ * every fourth push of the first, which ends the first's run (its ids no
+ * longer follow on): records of joined runs then go round the lane's
+ * record ring many times (their laps, and records written over);
+ * without, runs end only at 256 tasks (TQ_CHUNK). Every task comes out
+ * once with the id its push returned and a push time no later than its
+ * push's end; the records are far fewer than the pushes; none holds more
+ * than 256 tasks, and without `other` some hold exactly 256.
  */
-Test(lanes, joined_records_under_takers, .timeout = 60, .fini = lf_fini)
+static void jr_test(const char *name, bool other)
 {
-	tq_queue *q = ln_create("brjoined", 64, 60ull * 1000000000ull), *c1 = NULL, *c2 = NULL;
+	tq_queue *q = ln_create(name, 64, 60ull * 1000000000ull), *c1 = NULL, *c2 = NULL, *o = NULL;
 	static uint64_t ids[JR_NV], done_ns[JR_NV];
 	static uint8_t seen[JR_NV];
 	uint64_t vals[8], start = tq_now_ns();
 	tq_task t[8];
 	tq_batch b;
-	uint32_t pushed = 0, taken = 0, pushes = 0, turn = 0, failed = 0, again = 0;
+	uint32_t pushed = 0, taken = 0, pushes = 0, opushes = 0, otaken = 0, turn = 0, failed = 0, again = 0;
 	size_t size;
 
 	tq__set_join_ns(UINT64_MAX);
 	cr_assert_eq(tq_open(lf_qname, &c1), 0);
 	cr_assert_eq(tq_open(lf_qname, &c2), 0);
+	cr_assert_eq(tq_open(lf_qname, &o), 0);
 	uint64_t deadline = tqt_now_ms() + 30000;
-	while (taken < JR_NV || again < failed) {
+	while (taken < JR_NV || again < failed || otaken < opushes) {
 		tq_stats st;
 		ln_stats(q, &st);
 		uint32_t n = 1 + pushes % 3;
 		if (n > JR_NV - pushed)
 			n = JR_NV - pushed;
 		if (n && st.ready + n < 48 && turn % 4 != 3) {
+			if (other && pushes % 4 == 3 && opushes < pushes / 4) {
+				tq_task x = {.kind = TQ_KIND_INT, .value = 7};
+				int ok = tq_push(o, &x, 1, 0);
+				cr_assert(ok == 1 || ok == TQ_EAGAIN, "the other push: %d (%s)", ok, tq_strerror(ok));
+				opushes += ok == 1;
+				turn++;
+				continue;
+			}
 			for (uint32_t i = 0; i < n; i++)
 				t[i] = (tq_task){.kind = TQ_KIND_INT, .value = LN_BASE + pushed + i};
 			int k = tq_push(q, t, n, 0); /* TQ_EAGAIN: room not yet given back (it is, lazily) */
@@ -1532,7 +1559,12 @@ Test(lanes, joined_records_under_takers, .timeout = 60, .fini = lf_fini)
 			k = tq_take(c, t, want, 0);
 			cr_assert(k > 0 || k == TQ_EAGAIN, "tq_take: %d (%s)", k, tq_strerror(k));
 		}
+		bool fail_first = k > 0 && c == c2 && turn % 7 == 0 && t[0].attempt == 1 && t[0].value != 7;
 		for (int i = 0; i < k; i++) {
+			if (t[i].value == 7) {
+				otaken++;
+				continue;
+			}
 			uint32_t v = ln_index(&t[i], pushed);
 			cr_assert_eq(t[i].id, ids[v], "value %u: id %llu, pushed as %llu", v, (unsigned long long)t[i].id,
 				     (unsigned long long)ids[v]);
@@ -1547,7 +1579,7 @@ Test(lanes, joined_records_under_takers, .timeout = 60, .fini = lf_fini)
 				again++;
 			}
 		}
-		if (k > 0 && c == c2 && turn % 7 == 0 && t[0].attempt == 1) {
+		if (fail_first) {
 			/* Moved out to a slot: delivered again after its backoff
 			 * (1-2 ms), attempt 2. */
 			cr_assert_eq(tq_fail(c, &t[0], 1, -1, "again"), 0);
@@ -1558,24 +1590,54 @@ Test(lanes, joined_records_under_takers, .timeout = 60, .fini = lf_fini)
 			cr_assert_eq(tq_ack(c, t, (size_t)k), 0);
 		}
 		turn++;
-		cr_assert_lt(tqt_now_ms(), deadline, "no progress: pushed %u taken %u, %u of %u retries", pushed, taken,
-			     again, failed);
+		cr_assert_lt(tqt_now_ms(), deadline, "no progress: pushed %u taken %u, %u of %u retries, %u of %u others",
+			     pushed, taken, again, failed, otaken, opushes);
 	}
 	for (uint32_t v = 0; v < JR_NV; v++)
 		cr_assert_eq(seen[v], 1, "value %u seen %u times", v, seen[v]);
 	cr_assert_gt(failed, 0);
 
-	uint8_t *seg = tqt_segment_map(lf_qname, true, &size);
-	cr_assert_not_null(seg);
-	uint64_t records = 0;
-	for (uint32_t l = 0; l < TQ_INT_LANES; l++)
-		records += *br_lane_word(seg, l, offsetof(struct tq_lane, batches));
-	munmap(seg, size);
-	cr_assert_lt(records * 4, pushes, "%llu records for %u pushes: few joins", (unsigned long long)records,
-		     pushes);
+	/* The records: how many, their counts (the last lane_size of each
+	 * lane are still there). */
+	const uint8_t *seg = lf_map(&size);
+	uint64_t records = 0, lsize = lf_hdr32(seg, offsetof(struct tq_hdr, lane_size)), most = 0;
+	for (uint32_t l = 0; l < TQ_INT_LANES; l++) {
+		uint64_t nb = lf_lane_word(seg, l, offsetof(struct tq_lane, batches));
+		records += nb;
+		for (uint64_t i = nb > lsize ? nb - lsize : 0; i < nb; i++) {
+			uint64_t cnt = IB_COUNT(br_record(seg, l, i).span);
+			cr_assert(cnt >= 1 && cnt <= JR_CHUNK, "lane %u record %llu: count %llu", l,
+				  (unsigned long long)i, (unsigned long long)cnt);
+			if (cnt > most)
+				most = cnt;
+		}
+	}
+	munmap((void *)seg, size);
+	if (other) {
+		/* 4 pushes joined, then the other's: about 2 records per 5 */
+		cr_assert_gt(records, 2 * lsize, "%llu records: the ring of %llu not gone round",
+			     (unsigned long long)records, (unsigned long long)lsize);
+		cr_assert_lt(records * 2, pushes + opushes, "%llu records for %u pushes: few joins",
+			     (unsigned long long)records, pushes + opushes);
+	} else {
+		cr_assert_eq(most, JR_CHUNK, "the longest run %llu", (unsigned long long)most);
+		cr_assert_lt(records * 4, pushes, "%llu records for %u pushes: few joins", (unsigned long long)records,
+			     pushes);
+	}
 	tq_close(c1);
 	tq_close(c2);
+	tq_close(o);
 	ln_expect_clean(q);
+}
+
+Test(lanes, joined_records_under_takers, .timeout = 60, .fini = lf_fini)
+{
+	jr_test("brjoined", false);
+}
+
+Test(lanes, joined_records_round_the_record_ring, .timeout = 60, .fini = lf_fini)
+{
+	jr_test("brjoinlaps", true);
 }
 
 /*
