@@ -1605,7 +1605,8 @@ static void jr_test(const char *name, bool other)
 		uint64_t nb = lf_lane_word(seg, l, offsetof(struct tq_lane, batches));
 		records += nb;
 		for (uint64_t i = nb > lsize ? nb - lsize : 0; i < nb; i++) {
-			uint64_t cnt = IB_COUNT(br_record(seg, l, i).span);
+			struct tq_ibatch r = br_record(seg, l, i);
+			uint64_t cnt = IB_COUNT(r.span);
 			cr_assert(cnt >= 1 && cnt <= JR_CHUNK, "lane %u record %llu: count %llu", l,
 				  (unsigned long long)i, (unsigned long long)cnt);
 			if (cnt > most)
