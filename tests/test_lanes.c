@@ -925,6 +925,47 @@ Test(lanes, stale_ack_after_reuse, .timeout = 60, .fini = lf_fini)
 	ln_expect_clean(q);
 }
 
+/* An ack of a stale task (its claim settled, its lease entry reused by a
+ * later claim) together with a task of that later claim, in either order:
+ * the stale one is lost and acts on nothing, the fresh one is acked. The
+ * two name the same entry and differ only in the claim's generation. */
+static void stale_fresh_ack(bool stale_first)
+{
+	tq_queue *q = ln_create(stale_first ? "ackstale1" : "ackstale2", 1000, 60ull * 1000000000ull);
+	tq_task a[4], b[4], two[2];
+
+	for (int round = 0; round < 2; round++) {
+		tq_task *t = round ? b : a;
+		for (int i = 0; i < 4; i++)
+			t[i] = (tq_task){.kind = TQ_KIND_INT, .value = LN_BASE + (uint64_t)(4 * round + i)};
+		cr_assert_eq(tq_push(q, t, 4, 0), 4);
+		cr_assert_eq(tq_take(q, t, 4, 0), 4);
+		if (round == 0)
+			cr_assert_eq(tq_ack(q, a, 4), 0); /* the claim settled, its entry free */
+	}
+	cr_assert_eq((a[3].priv[0] >> 8) & 0x3f, (b[0].priv[0] >> 8) & 0x3f,
+		     "the second claim did not reuse the first one's lease entry");
+	cr_assert_neq(a[3].priv[1], b[0].priv[1]);
+	two[stale_first ? 0 : 1] = a[3];
+	two[stale_first ? 1 : 0] = b[0];
+	int rc = tq_ack(q, two, 2);
+	cr_assert_eq(rc, TQ_ELOST, "the ack of a stale and a fresh task: %d (%s)", rc, tq_strerror(rc));
+	rc = tq_ack(q, &b[0], 1);
+	cr_assert_eq(rc, TQ_ELOST, "the fresh task was not acked by the first call: %d (%s)", rc, tq_strerror(rc));
+	cr_assert_eq(tq_ack(q, b + 1, 3), 0, "the stale task acted on the fresh claim");
+	ln_expect_clean(q);
+}
+
+Test(lanes, stale_task_first_in_an_ack, .timeout = 60, .fini = lf_fini)
+{
+	stale_fresh_ack(true);
+}
+
+Test(lanes, stale_task_last_in_an_ack, .timeout = 60, .fini = lf_fini)
+{
+	stale_fresh_ack(false);
+}
+
 /* A lane task names the handle that took it: handed to another handle's
  * ack, fail or touch, it is refused (TQ_EINVAL) and does not act on that
  * handle's lease entry of the same index and generation. */
