@@ -41,22 +41,25 @@ static int check_lane_batch(const tq_queue *q, const tq_task *t, size_t n, struc
 
 	if (n > TQ_CHUNK)
 		return TQ_EAGAIN;
-	/* The most common of all: the tasks of one claim. Every task's lease
-	 * words are compared with the first's (all but the task bit) without
-	 * a branch per task; the first is then checked as tq__lane_check
-	 * would. Anything else goes the general way, below. */
-	uint64_t head = t[0].priv[0] & ~0x3full, g = t[0].priv[1], diff = 0, mask = 0;
-	uint32_t twice = 0;
-	for (size_t i = 0; i < n; i++) {
-		uint64_t a = t[i].priv[0], b = 1ull << (a & 0x3f);
-		diff |= ((a & ~0x3full) ^ head) | (t[i].priv[1] ^ g);
-		twice += (mask & b) != 0;
-		mask |= b;
-	}
-	if (diff == 0 && tq__lane_check(q, &t[0]) == 0) {
-		gr[0] = (struct tq_lane_group){.e = tq__task_entry(&t[0]), .g = g, .mask = mask, .twice = twice};
-		*ng = 1;
-		return 0;
+	/* The most common of all: the tasks of one claim. The first is
+	 * checked as any lane task; every task's lease words are then compared
+	 * with the first's (all but the task bit) without a branch per task.
+	 * Anything else (a slot task first, several claims) goes the general
+	 * way, below. */
+	if (tq__lane_check(q, &t[0]) == 0) {
+		uint64_t head = t[0].priv[0] & ~0x3full, g = t[0].priv[1], diff = 0, mask = 0;
+		uint32_t twice = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t a = t[i].priv[0], b = 1ull << (a & 0x3f);
+			diff |= ((a & ~0x3full) ^ head) | (t[i].priv[1] ^ g);
+			twice += (mask & b) != 0;
+			mask |= b;
+		}
+		if (diff == 0) {
+			gr[0] = (struct tq_lane_group){.e = tq__task_entry(&t[0]), .g = g, .mask = mask, .twice = twice};
+			*ng = 1;
+			return 0;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!tq__is_lane_task(&t[i]))
