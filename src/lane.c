@@ -650,7 +650,7 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want, bool no_wait)
 /* Copies payload tasks tasks[0..k) into payload lane l: records from the
  * lane's byte end on, as many as fit (at least one: the lane was taken
  * with room for the first). Returns how many. */
-static uint64_t write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uint64_t k, uint64_t *pos)
+static uint64_t place_records(tq_queue *q, uint32_t l, const tq_task *tasks, uint64_t k, uint64_t *pos)
 {
 	uint64_t start, end, ring = q->bytes_mask + 1, i;
 
@@ -659,16 +659,23 @@ static uint64_t write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uin
 		uint64_t size = rec_size(tasks[i].len), p = rec_place(q, end, size);
 		if (p + size - start > ring)
 			break;
-		struct tq_brec *r = (struct tq_brec *)brec_at(q, l, p);
+		pos[i] = p;
+		end = p + size;
+	}
+	return i;
+}
+
+/* The records place_records placed: header and bytes. */
+static void write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uint64_t k, const uint64_t *pos)
+{
+	for (uint64_t i = 0; i < k; i++) {
+		struct tq_brec *r = (struct tq_brec *)brec_at(q, l, pos[i]);
 		r->len = tasks[i].len;
 		r->kind = tasks[i].kind;
 		r->pad = 0;
 		if (tasks[i].len)
 			memcpy(r + 1, tasks[i].data, tasks[i].len);
-		pos[i] = p;
-		end = p + size;
 	}
-	return i;
 }
 
 /*
@@ -795,7 +802,15 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
 		 * stay unique and growing in push order, not consecutive. */
 		uint64_t id0 = tq__take_ids(q, k);
 		if (payload)
-			k = write_records(q, l, tasks + done, k, pos); /* >= 1: acquire_lane checked */
+			k = place_records(q, l, tasks + done, k, pos); /* >= 1: acquire_lane checked */
+		/* The caller's ids before any store to the queue: they reach
+		 * the cache at once, instead of waiting in the store buffer
+		 * behind lines the taker last read. */
+		if (tasks)
+			for (uint64_t i = 0; i < k; i++)
+				tasks[done + i].id = id0 + i;
+		if (payload)
+			write_records(q, l, tasks + done, k, pos);
 		if (waited)
 			now = tq_now_ns();
 		waited = false;
@@ -807,7 +822,6 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
 				__atomic_store_n(&c->value, pos[i], __ATOMIC_RELAXED);
 				__atomic_store_n(&c->id, id0 + i, __ATOMIC_RELAXED);
 				__atomic_store_n(&c->enq_ns, now, __ATOMIC_RELAXED);
-				tasks[done + i].id = id0 + i;
 			}
 		} else {
 			/* The integers alone, then the batch's record (design.md,
@@ -826,10 +840,14 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
 				for (uint64_t i = run; i < k; i++)
 					store_rlx(&c[i - run], v[i]);
 			} else {
-				for (uint64_t i = 0; i < k; i++) {
-					store_rlx(ival_at(q, l, t + i), tasks[done + i].value);
-					tasks[done + i].id = id0 + i;
-				}
+				uint64_t run = ival_run(q, t, k);
+				tq_a64 *c = ival_at(q, l, t);
+				const tq_task *v = tasks + done;
+				for (uint64_t i = 0; i < run; i++)
+					store_rlx(&c[i], v[i].value);
+				c = ival_at(q, l, t + run);
+				for (uint64_t i = run; i < k; i++)
+					store_rlx(&c[i - run], v[i].value);
 			}
 			write_record(q, l, t, k, id0, now);
 		}
