@@ -647,9 +647,10 @@ static uint64_t push_allowance(tq_queue *q, uint64_t want, bool no_wait)
 	return k;
 }
 
-/* Copies payload tasks tasks[0..k) into payload lane l: records from the
- * lane's byte end on, as many as fit (at least one: the lane was taken
- * with room for the first). Returns how many. */
+/* Places payload tasks tasks[0..k) in payload lane l's byte ring: each
+ * record's position (pos) from the lane's byte end on, as many as fit (at
+ * least one: the lane was taken with room for the first). Returns how
+ * many; write_records writes them. */
 static uint64_t place_records(tq_queue *q, uint32_t l, const tq_task *tasks, uint64_t k, uint64_t *pos)
 {
 	uint64_t start, end, ring = q->bytes_mask + 1, i;
