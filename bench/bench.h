@@ -78,6 +78,7 @@ struct bench_row {
 	int stats_hz;       /* taskq: a reader calls tq_stats_get this often during the run; -1: back to back */
 	int ints;           /* taskq: producers push with tq_push_ints, consumers take with tq_take_ints and ack with tq_batch_ack */
 	unsigned ahead;     /* taskq: consumers call tq_set_take_ahead(ahead) (0: off) */
+	int later;          /* taskq: consumers ack with tq_ack_later (groups of TQ_ACK_LATER_MAX) */
 };
 
 struct bench_counter {

@@ -271,10 +271,10 @@ static int tq_consumer(struct bench_run *r, int c)
 		}
 		bench_marker_add_run(&m, vals, nv);
 		bench_marker_end(&m, &cs);
-		int rc = tq_ack(q, out, (size_t)k);
+		int rc = r->row->later ? tq_ack_later(q, out, (size_t)k) : tq_ack(q, out, (size_t)k);
 		if (rc != 0)
-			bench_child_die(r, who, "tq_ack(%d tasks) after %llu taken: %s", k,
-					(unsigned long long)cs.count, tq_strerror(rc));
+			bench_child_die(r, who, "%s(%d tasks) after %llu taken: %s", r->row->later ? "tq_ack_later" : "tq_ack",
+					k, (unsigned long long)cs.count, tq_strerror(rc));
 		cs.count += (uint64_t)k;
 		bench_progress(r, cs.idx, cs.count);
 		bench_consumed(r, (uint64_t)k);

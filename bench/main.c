@@ -47,7 +47,7 @@
 #define QUICK_B2B_SECS 0.1 /* a back-to-back latency run with --quick */
 
 enum row_id {
-	R_B64, R_B64INTS, R_B1, R_B1AHEAD, R_1TO4, R_4TO4, R_1TO8, R_JSON, R_STATS10, R_STATSLOOP,
+	R_B64, R_B64INTS, R_B1, R_B1AHEAD, R_B1LATER, R_1TO4, R_4TO4, R_1TO8, R_JSON, R_STATS10, R_STATSLOOP,
 	R_SPSC, R_SPSC100,
 	R_PIPE1, R_PIPE64, R_PIPE1_100, R_PIPE64_100, R_SEQPACKET64, R_MQ1, R_MQ64, R_SEED,
 	R_LAT_TQ_PACED, R_LAT_PIPE_PACED, R_LAT_TQ_LOAD, R_LAT_PIPE_LOAD,
@@ -74,6 +74,10 @@ static const struct bench_row g_rows[NROWS] = {
 	[R_B1AHEAD] = {.name = "taskq int 1->1 batch 1 take-ahead 64", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT,
 		       .nprod = 1, .ncons = 1, .batch = 1, .size = 8, .pilot = 200000, .quick = 100000,
 		       .max = 100 * M, .ahead = 64},
+	/* the same, each task acked with tq_ack_later (acked 64 at a time) */
+	[R_B1LATER] = {.name = "taskq int 1->1 batch 1 ahead 64 ack-later", .impl = IMPL_TASKQ,
+		       .mode = MODE_THROUGHPUT, .nprod = 1, .ncons = 1, .batch = 1, .size = 8, .pilot = 200000,
+		       .quick = 100000, .max = 100 * M, .ahead = 64, .later = 1},
 	[R_1TO4] = TPUT("taskq int 1->4 batch 64", IMPL_TASKQ, 1, 4, 64, 8, 0, 1 * M, 200000, 100 * M, 0),
 	[R_4TO4] = TPUT("taskq int 4->4 batch 64", IMPL_TASKQ, 4, 4, 64, 8, 0, 1 * M, 200000, 100 * M, 0),
 	[R_1TO8] = TPUT("taskq int 1->8 batch 64", IMPL_TASKQ, 1, 8, 64, 8, 0, 1 * M, 200000, 100 * M, 0),
@@ -637,6 +641,8 @@ static void print_report(int runs)
 	}
 
 	print_ratio(R_B64INTS, R_B64);
+	print_ratio(R_B1LATER, R_PIPE1);
+	print_ratio(R_B1LATER, R_B1AHEAD);
 	print_ratio(R_B64, R_SEED);
 	print_ratio(R_B64, R_SEQPACKET64);
 	print_ratio(R_B64, R_MQ64);

@@ -111,6 +111,7 @@ const char *tq_strerror(int err);
 #define TQ_MAX_ATTEMPTS 65535u     /* largest tq_config.max_attempts */
 #define TQ_LEASE_MIN_NS 1000000ull /* shortest tq_config.lease_ns: 1 ms */
 #define TQ_TAKE_AHEAD_MAX 64u      /* largest tq_set_take_ahead: one claim's tasks */
+#define TQ_ACK_LATER_MAX 64u       /* acks tq_ack_later keeps before it acks them together */
 /* Longest lease, backoff and backoff cap: 365 days. */
 #define TQ_TIME_MAX_NS (365ull * 86400ull * 1000000000ull)
 #define TQ_WAIT_FOREVER UINT64_MAX
@@ -356,7 +357,9 @@ int tq_push_data(tq_queue *q, uint16_t kind, const void *data, uint32_t len, uin
  * they may wait up to 10 s for it, then TQ_EBUSY; TQ_EBUSY at once when no
  * slot is free for them: ack what the handle holds). Oldest first means: of
  * the tasks in the lanes and the slot ring, the smallest id first; tasks of
- * different producers pushing at once may interleave.
+ * different producers pushing at once may interleave. A handle's acks kept
+ * by tq_ack_later are applied by this call when it finds nothing ready, or
+ * 1 ms after the take before the first kept one (see tq_ack_later).
  */
 int tq_take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns);
 
@@ -418,6 +421,45 @@ int tq_set_take_ahead(tq_queue *q, unsigned n);
  * closes or its process dies): TQ_EBUSY, TQ_EBADQUEUE.
  */
 int tq_ack(tq_queue *q, const tq_task *tasks, size_t n);
+
+/*
+ * Acknowledges leased tasks later, together: an opt-in form of tq_ack for
+ * a consumer that takes and acks one task at a time, which then pays the
+ * ack's shared-memory work once per group instead of once per task.
+ * The tasks are checked at once, as tq_ack checks them (a bad one: TQ_EINVAL,
+ * nothing kept), and kept in the handle. The kept tasks are acked together,
+ * as by one tq_ack, when:
+ *   - the handle keeps TQ_ACK_LATER_MAX of them (by the call that keeps the
+ *     last one);
+ *   - the handle's next tq_take finds no task ready (before it waits or
+ *     returns), or comes 1 ms or more after the tq_take that preceded the
+ *     first kept one;
+ *   - tq_ack_flush or tq_close is called.
+ * Until then a kept task is still leased to this handle, as a taken task
+ * not yet acked is: if the process dies first, the task is delivered
+ * again (at least once, as always); if its lease ends first, its ack is
+ * lost, as a late tq_ack's is. The processing histogram counts a kept
+ * task up to the ack that applies it.
+ * Returns 0 when the tasks were kept, or acked with every lease still
+ * held. TQ_ELOST when an ack of kept tasks made by this call, or by a
+ * tq_take since the last report, found a lease lost (the others were
+ * acked all the same). n over TQ_ACK_LATER_MAX, or a kept group in use by
+ * another thread of the handle: the tasks are acked at once, with
+ * tq_ack's result. Errors: TQ_EINVAL (NULL q or tasks, n == 0, a task not
+ * from tq_take on this queue), TQ_EOBSERVER, TQ_EFORKED, and tq_ack's
+ * errors after its acks took effect (TQ_EBUSY, TQ_EBADQUEUE). Thread-safe.
+ */
+int tq_ack_later(tq_queue *q, const tq_task *tasks, size_t n);
+
+/*
+ * Acks the tasks tq_ack_later keeps in this handle now (see there).
+ * Returns 0 when there were none, or all were acked with their leases
+ * held; TQ_ELOST when one or more leases had been lost, in this ack or in
+ * one a tq_take made since the last report. Errors: TQ_EINVAL (NULL q),
+ * TQ_EOBSERVER, TQ_EFORKED, and tq_ack's TQ_EBUSY and TQ_EBADQUEUE. Thread-safe
+ * (it waits for another thread of the handle that is keeping acks).
+ */
+int tq_ack_flush(tq_queue *q);
 
 /*
  * Fails n leased tasks with an error code and message (NULL for none; kept

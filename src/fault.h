@@ -54,6 +54,9 @@ void tq_fault_from_env(void);
 /* How far apart two writes into an integer lane may be pushed and still
  * share a batch record (lane.c, JOIN_NS): 0 never, UINT64_MAX always. */
 void tq__set_join_ns(uint64_t ns);
+/* After how long a tq_take acks the acks tq_ack_later keeps (lease.c,
+ * LATER_AGE_NS): 0 at every take, UINT64_MAX only when nothing is ready. */
+void tq__set_ack_later_age_ns(uint64_t ns);
 
 #define TQ_FAULT(point)                                                 \
 	do {                                                            \

@@ -121,6 +121,18 @@ struct tq_queue {
 	uint32_t ahead_i, ahead_n;
 	tq_a32 ahead_left; /* ahead_n - ahead_i, for threads that do not hold ahead_busy */
 	tq_task ahead[TQ_TAKE_AHEAD_MAX];
+	/* Acks kept for later (tq_ack_later, lease.c): later[0..later_n),
+	 * acked together by one tq_ack. later_busy (0/1) is taken by CAS by
+	 * the thread that keeps or acks them; one that finds it taken acks at
+	 * once. later_since: last_take_ns (this handle's latest tq_take) when
+	 * the first was kept. later_lost: what an ack of kept tasks made by a
+	 * tq_take returned (TQ_ELOST, ...), not reported yet. */
+	tq_a32 later_busy;
+	tq_a32 later_n;
+	tq_a64 later_since;
+	tq_a64 last_take_ns;
+	_Atomic int later_lost;
+	tq_task later[TQ_ACK_LATER_MAX];
 };
 
 /* lock.c: the shared locks. tq__lock waits up to TQ_LOCK_BOUND_NS for a
@@ -345,6 +357,10 @@ uint64_t tq__touch_one(tq_queue *q, const tq_task *t, uint64_t end);
 bool tq__lease_held(tq_queue *q, const tq_task *t);
 /* lease.c: tq_ack, also saying how many leases were lost. */
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost);
+/* tq_take's part of tq_ack_later (lease.c): acks the kept tasks when the
+ * take found nothing ready (`empty`) or the first was kept 1 ms or more
+ * before `now`; records `now` as the handle's latest take. */
+void tq__ack_later_due(tq_queue *q, uint64_t now, bool empty);
 
 /* events.c */
 void tq__event(tq_queue *q, enum tq_event_type type, uint64_t a, uint64_t b, const char *msg);

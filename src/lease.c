@@ -3,6 +3,7 @@
  * lease.c - what a lease holder does with its tasks: ack, fail (retry with
  * backoff, or bury), touch (docs/design.md, sections 10 and 12).
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -146,6 +147,105 @@ TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 {
 	uint64_t lost = 0;
 	return tq__ack(q, tasks, n, &lost);
+}
+
+/* ------------------------------------------------------- acks later */
+
+/* Kept acks this old (since the take before the first) go at the next
+ * take. The test build can change it (tq__set_ack_later_age_ns). */
+#define LATER_AGE_NS_DEFAULT 1000000ull
+#ifdef TQ_FAULT_INJECTION
+static uint64_t later_age_ns = LATER_AGE_NS_DEFAULT;
+void tq__set_ack_later_age_ns(uint64_t ns) { later_age_ns = ns; }
+#define LATER_AGE_NS later_age_ns
+#else
+#define LATER_AGE_NS LATER_AGE_NS_DEFAULT
+#endif
+
+/* Acks the kept tasks; the caller holds later_busy. */
+static int later_apply(tq_queue *q)
+{
+	uint32_t n = load_rlx(&q->later_n);
+	uint64_t lost = 0;
+
+	if (n == 0)
+		return 0;
+	int rc = tq__ack(q, q->later, n, &lost);
+	store_rlx(&q->later_n, 0);
+	return rc;
+}
+
+/* rc, or the unreported result of an ack a tq_take made if rc is 0;
+ * clears the latter. */
+static int later_report(tq_queue *q, int rc)
+{
+	int taken = atomic_load_explicit(&q->later_lost, memory_order_relaxed);
+	if (taken)
+		taken = atomic_exchange(&q->later_lost, 0);
+	return rc ? rc : taken;
+}
+
+TQ_API int tq_ack_later(tq_queue *q, const tq_task *tasks, size_t n)
+{
+	int rc = check_leases(q, tasks, n, NULL);
+
+	if (rc)
+		return rc;
+	uint32_t idle = 0;
+	if (n > TQ_ACK_LATER_MAX || !atomic_compare_exchange_strong(&q->later_busy, &idle, 1))
+		return tq_ack(q, tasks, n);
+	uint32_t k = load_rlx(&q->later_n);
+	if (k + n > TQ_ACK_LATER_MAX) {
+		rc = later_apply(q);
+		k = 0;
+	}
+	if (k == 0)
+		store_rlx(&q->later_since, load_rlx(&q->last_take_ns));
+	for (size_t i = 0; i < n; i++)
+		q->later[k + i] = tasks[i]; /* not memcpy: a call of one task is the common one */
+	store_rlx(&q->later_n, k + (uint32_t)n);
+	if (k + n == TQ_ACK_LATER_MAX) {
+		int a = later_apply(q);
+		rc = rc ? rc : a;
+	}
+	rc = later_report(q, rc);
+	store_rel(&q->later_busy, 0);
+	return rc;
+}
+
+TQ_API int tq_ack_flush(tq_queue *q)
+{
+	int rc = tq__usable(q);
+
+	if (rc)
+		return rc;
+	for (;;) {
+		uint32_t idle = 0;
+		if (atomic_compare_exchange_strong(&q->later_busy, &idle, 1))
+			break;
+		sched_yield(); /* another thread of this process keeps acks: a few instructions */
+	}
+	rc = later_report(q, later_apply(q));
+	store_rel(&q->later_busy, 0);
+	return rc;
+}
+
+void tq__ack_later_due(tq_queue *q, uint64_t now, bool empty)
+{
+	store_rlx(&q->last_take_ns, now);
+	if (load_rlx(&q->later_n) == 0)
+		return;
+	if (!empty && (LATER_AGE_NS == UINT64_MAX || now - load_rlx(&q->later_since) < LATER_AGE_NS))
+		return;
+	uint32_t idle = 0;
+	if (!atomic_compare_exchange_strong(&q->later_busy, &idle, 1))
+		return; /* another thread keeps or acks them */
+	int rc = later_apply(q);
+	if (rc) {
+		int none = 0;
+		(void)atomic_compare_exchange_strong(&q->later_lost, &none, rc); /* the first until reported */
+	}
+	store_rel(&q->later_busy, 0);
 }
 
 int tq__ack(tq_queue *q, const tq_task *tasks, size_t n, uint64_t *lost_out)

@@ -866,6 +866,7 @@ TQ_API int tq_close(tq_queue *q)
 	if (!q)
 		return 0;
 	if (q->me && !q->forked) {
+		(void)tq_ack_flush(q); /* acks kept for later, as acks (their leases still held) */
 		tq__hist_flush(q); /* before recovery folds its counters */
 		if (tq__lock_recovery(q) == 0) {
 			/* Every slot it owns: leases back to ready, the rest freed. */

@@ -25,6 +25,8 @@ static void paused_wait(uint64_t until)
  * waiting for a task (or for the pause to end), *now then read again. */
 static int take_wait(tq_queue *q, bool allowed, uint64_t timeout_ns, uint64_t until, uint64_t *now)
 {
+	/* Nothing ready: the acks kept for later go now (tq_ack_later). */
+	tq__ack_later_due(q, *now, true);
 	if (timeout_ns == 0)
 		return TQ_EAGAIN;
 	*now = tq_now_ns();
@@ -190,6 +192,7 @@ static int take(tq_queue *q, tq_task *out, size_t max, uint64_t timeout_ns, bool
 	uint64_t now = tq_now_ns();
 	uint64_t until = tq__deadline_after(now, timeout_ns);
 	tq__maybe_maintain(q, now);
+	tq__ack_later_due(q, now, false);
 	for (;;) {
 		if (tq__stopping(q))
 			return TQ_ESTOPPED;
