@@ -679,6 +679,22 @@ static void write_records(tq_queue *q, uint32_t l, const tq_task *tasks, uint64_
 	}
 }
 
+/* The integers of a lane write of k tasks at position t of integer lane
+ * l, alone, in at most two runs of cells (the lane's end): vals[0..k), or
+ * tasks[0..k)'s values. Inlined with one of them NULL, so each caller's
+ * loop is the plain copy it needs. */
+static inline __attribute__((always_inline)) void put_ivals(tq_queue *q, uint32_t l, uint64_t t, uint64_t k,
+							    const uint64_t *vals, const tq_task *tasks)
+{
+	uint64_t run = ival_run(q, t, k);
+	tq_a64 *c = ival_at(q, l, t);
+	for (uint64_t i = 0; i < run; i++)
+		store_rlx(&c[i], vals ? vals[i] : tasks[i].value);
+	c = ival_at(q, l, t + run);
+	for (uint64_t i = run; i < k; i++)
+		store_rlx(&c[i - run], vals ? vals[i] : tasks[i].value);
+}
+
 /*
  * The batch record of a lane write of k integers at position t of integer
  * lane l, their ids from id0, pushed at `now` (design.md, 17, "Integer
@@ -829,27 +845,10 @@ int tq__lane_push(tq_queue *q, tq_task *tasks, const uint64_t *vals, size_t n, u
 			 * 17, "Integer cells and batch records"). A record at or
 			 * beyond the tail is a dead owner's, never published (B3):
 			 * this batch's record takes its place. */
-			if (vals) {
-				/* tq_push_ints: the values alone, in at most two
-				 * runs of cells (the lane's end). */
-				uint64_t run = ival_run(q, t, k);
-				tq_a64 *c = ival_at(q, l, t);
-				const uint64_t *v = vals + done;
-				for (uint64_t i = 0; i < run; i++)
-					store_rlx(&c[i], v[i]);
-				c = ival_at(q, l, t + run);
-				for (uint64_t i = run; i < k; i++)
-					store_rlx(&c[i - run], v[i]);
-			} else {
-				uint64_t run = ival_run(q, t, k);
-				tq_a64 *c = ival_at(q, l, t);
-				const tq_task *v = tasks + done;
-				for (uint64_t i = 0; i < run; i++)
-					store_rlx(&c[i], v[i].value);
-				c = ival_at(q, l, t + run);
-				for (uint64_t i = run; i < k; i++)
-					store_rlx(&c[i - run], v[i].value);
-			}
+			if (vals) /* tq_push_ints */
+				put_ivals(q, l, t, k, vals + done, NULL);
+			else
+				put_ivals(q, l, t, k, NULL, tasks + done);
 			write_record(q, l, t, k, id0, now);
 		}
 		TQ_FAULT("push.written");
