@@ -75,11 +75,15 @@ struct bench_row {
 	uint64_t pilot;     /* first calibration run size */
 	uint64_t quick;     /* size with --quick */
 	uint64_t max;       /* largest run size */
-	int stats_hz;       /* taskq: a reader calls tq_stats_get this often during the run; -1: back to back */
+	int stats_hz;       /* taskq: a reader calls tq_stats_get this often during the run; -1: back to back;
+			     * STATS_SPIN: a thread that spins back to back without reading (the control) */
+	unsigned capacity;  /* taskq: the queue's capacity (0: 10,000, the seed's ring size) */
 	int ints;           /* taskq: producers push with tq_push_ints, consumers take with tq_take_ints and ack with tq_batch_ack */
 	unsigned ahead;     /* taskq: consumers call tq_set_take_ahead(ahead) (0: off) */
 	int later;          /* taskq: consumers ack with tq_ack_later (groups of TQ_ACK_LATER_MAX) */
 };
+
+#define STATS_SPIN (-2)
 
 struct bench_counter {
 	_Alignas(64) _Atomic uint64_t n;

@@ -29,15 +29,25 @@ static int json_parse(const tq_task *t, uint64_t *out)
 	return bench_rec_read(t->data, out);
 }
 
-/* The stats reader: what a monitor (taskq top, taskq serve) does. */
+/* The stats reader: what a monitor (taskq top, taskq serve) does. With
+ * STATS_SPIN, the control: a thread as busy, that never reads the queue,
+ * so that a row with it measures what a third busy thread costs on this
+ * machine's cores, and the reader's row what its reads cost beyond that. */
 static void *stats_reader(void *arg)
 {
 	struct bench_run *r = arg;
 	tq_stats st;
 	long gap_ns = r->row->stats_hz > 0 ? 1000000000l / r->row->stats_hz : 0;
+	bool spin = r->row->stats_hz == STATS_SPIN;
 
 	while (!atomic_load(&r->reader_stop)) {
-		tq_stats_get(r->q, &st);
+		if (spin) {
+			/* busy, touching nothing shared */
+			for (volatile int i = 0; i < 200; i++)
+				;
+		} else {
+			tq_stats_get(r->q, &st);
+		}
 		atomic_fetch_add(&r->reads, 1);
 		if (gap_ns) {
 			struct timespec ts = {0, gap_ns};
@@ -51,7 +61,7 @@ static int tq_setup(struct bench_run *r)
 {
 	tq_config cfg;
 	tq_config_init(&cfg);
-	cfg.capacity = 10000; /* the seed's ring size */
+	cfg.capacity = r->row->capacity ? r->row->capacity : 10000; /* the seed's ring size */
 	if (r->row->json)
 		cfg.max_payload = 128;
 	int rc = tq_create(r->name, &cfg, &r->q);

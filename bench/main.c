@@ -48,6 +48,7 @@
 
 enum row_id {
 	R_B64, R_B64INTS, R_B1, R_B1AHEAD, R_B1LATER, R_1TO4, R_4TO4, R_1TO8, R_JSON, R_STATS10, R_STATSLOOP,
+	R_SPINLOOP, R_B64_1M, R_STATSLOOP_1M, R_SPINLOOP_1M,
 	R_SPSC, R_SPSC100,
 	R_PIPE1, R_PIPE64, R_PIPE1_100, R_PIPE64_100, R_SEQPACKET64, R_MQ1, R_MQ64, R_SEED,
 	R_LAT_TQ_PACED, R_LAT_PIPE_PACED, R_LAT_TQ_LOAD, R_LAT_PIPE_LOAD,
@@ -84,6 +85,19 @@ static const struct bench_row g_rows[NROWS] = {
 	[R_JSON] = TPUT("taskq json100 1->1 batch 64", IMPL_TASKQ, 1, 1, 64, 100, 1, 1 * M, 200000, 100 * M, 0),
 	[R_STATS10] = TPUT("taskq int 1->1 b64 +stats 10/s", IMPL_TASKQ, 1, 1, 64, 8, 0, 1 * M, 200000, 150 * M, 10),
 	[R_STATSLOOP] = TPUT("taskq int 1->1 b64 +stats loop", IMPL_TASKQ, 1, 1, 64, 8, 0, 1 * M, 200000, 150 * M, -1),
+	/* the control: a third thread as busy, that reads nothing */
+	[R_SPINLOOP] = TPUT("taskq int 1->1 b64 +spin loop", IMPL_TASKQ, 1, 1, 64, 8, 0, 1 * M, 200000, 150 * M,
+			    STATS_SPIN),
+	/* the same three in a queue of 1,000,000 tasks: reading stats costs O(1) in the capacity */
+	[R_B64_1M] = {.name = "taskq int 1->1 b64 1M", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT, .nprod = 1,
+		      .ncons = 1, .batch = 64, .size = 8, .pilot = 1 * M, .quick = 200000, .max = 150 * M,
+		      .capacity = 1000000},
+	[R_STATSLOOP_1M] = {.name = "taskq int 1->1 b64 1M +stats loop", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT,
+			    .nprod = 1, .ncons = 1, .batch = 64, .size = 8, .pilot = 1 * M, .quick = 200000,
+			    .max = 150 * M, .stats_hz = -1, .capacity = 1000000},
+	[R_SPINLOOP_1M] = {.name = "taskq int 1->1 b64 1M +spin loop", .impl = IMPL_TASKQ, .mode = MODE_THROUGHPUT,
+			   .nprod = 1, .ncons = 1, .batch = 64, .size = 8, .pilot = 1 * M, .quick = 200000,
+			   .max = 150 * M, .stats_hz = STATS_SPIN, .capacity = 1000000},
 	[R_SPSC] = TPUT("spsc ring int batch 64", IMPL_SPSC, 1, 1, 64, 8, 0, 1 * M, 200000, 400 * M, 0),
 	[R_SPSC100] = TPUT("spsc ring 100B batch 64", IMPL_SPSC, 1, 1, 64, BENCH_REC_LEN, 0, 1 * M, 200000, 200 * M, 0),
 	[R_PIPE1] = TPUT("pipe one task per write", IMPL_PIPE, 1, 1, 1, 8, 0, 50000, 20000, 20 * M, 0),
@@ -435,6 +449,11 @@ static void build_targets(void)
 	add_target(T_RATIO, R_B1AHEAD, R_SEED, 3.0, 0);
 	add_target(T_RATIO, R_4TO4, R_B64, 0.5, 0);
 	add_target(T_RATIO, R_1TO8, R_B64, 0.5, 0);
+	/* A back-to-back stats reader slows a 1,000,000-task queue by at most
+	 * 10%: against the control (a third thread as busy that reads
+	 * nothing), since three busy threads share two cores here whatever
+	 * they do. */
+	add_target(T_RATIO, R_STATSLOOP_1M, R_SPINLOOP_1M, 0.9, 0);
 	for (int i = 0; i < NROWS; i++)
 		if (g_rows[i].impl == IMPL_TASKQ && g_rows[i].mode == MODE_THROUGHPUT)
 			add_target(T_FUTEX, i, 0, 0.01, 0);
@@ -651,6 +670,11 @@ static void print_report(int runs)
 	print_ratio(R_PIPE64, R_SPSC);
 	print_ratio(R_STATS10, R_B64);
 	print_ratio(R_STATSLOOP, R_B64);
+	print_ratio(R_SPINLOOP, R_B64);
+	print_ratio(R_STATSLOOP, R_SPINLOOP);
+	print_ratio(R_B64_1M, R_B64);
+	print_ratio(R_STATSLOOP_1M, R_B64_1M);
+	print_ratio(R_SPINLOOP_1M, R_B64_1M);
 
 	int bad = 0;
 	for (size_t i = 0; i < NROWS; i++)
