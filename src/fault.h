@@ -52,10 +52,10 @@ void tq_fault_arm_signal(const char *point, unsigned hit, int sig);
 /* Arms the point named by the TQ_FAULT environment variable, if any. */
 void tq_fault_from_env(void);
 /* How far apart two writes into an integer lane may be pushed and still
- * share a batch record (lane.c, JOIN_NS): 0 never, UINT64_MAX always. */
+ * share a batch record (lane.c, join_ns): 0 never, UINT64_MAX always. */
 void tq__set_join_ns(uint64_t ns);
 /* After how long a tq_take acks the acks tq_ack_later keeps (lease.c,
- * LATER_AGE_NS): 0 at every take, UINT64_MAX only when nothing is ready. */
+ * later_age_ns): 0 at every take, UINT64_MAX only when nothing is ready. */
 void tq__set_ack_later_age_ns(uint64_t ns);
 
 #define TQ_FAULT(point)                                                 \
@@ -63,9 +63,15 @@ void tq__set_ack_later_age_ns(uint64_t ns);
 		if (__builtin_expect(tq_fault_point_armed != 0, 0))     \
 			tq_fault_hit(point);                            \
 	} while (0)
+/* A time the test build lets tests set (through `setter`), fixed at
+ * `dflt` in the shipped library. */
+#define TQ_TEST_TUNABLE(var, setter, dflt)         \
+	static uint64_t var = (dflt);              \
+	void setter(uint64_t v) { var = v; }
 #else
 /* The shipped library: no crash points at all. */
 #define TQ_FAULT(point) do { } while (0)
 static inline void tq_fault_from_env(void) {}
+#define TQ_TEST_TUNABLE(var, setter, dflt) static const uint64_t var = (dflt);
 #endif
 #endif

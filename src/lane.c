@@ -69,14 +69,7 @@ _Thread_local uint64_t tq__byte_need;
 /* Single pushes (or small batches) into an integer lane less than this
  * apart share a batch record and its push time (write_record). The test
  * build can widen or shut the window (tq__set_join_ns). */
-#define JOIN_NS_DEFAULT 1000ull
-#ifdef TQ_FAULT_INJECTION
-static uint64_t join_ns = JOIN_NS_DEFAULT;
-void tq__set_join_ns(uint64_t ns) { join_ns = ns; }
-#define JOIN_NS join_ns
-#else
-#define JOIN_NS JOIN_NS_DEFAULT
-#endif
+TQ_TEST_TUNABLE(join_ns, tq__set_join_ns, 1000ull)
 
 static inline uint64_t lane_size(const tq_queue *q) { return (uint64_t)q->lane_mask + 1; }
 
@@ -700,7 +693,7 @@ static inline __attribute__((always_inline)) void put_ivals(tq_queue *q, uint32_
  * lane l, their ids from id0, pushed at `now` (design.md, 17, "Integer
  * cells and batch records"). The writer owns the lane and has written the
  * cells; the tail is stored after this. A write that continues the lane's
- * last record (its positions and ids follow on, pushed within JOIN_NS of
+ * last record (its positions and ids follow on, pushed within join_ns of
  * it, the whole within TQ_CHUNK) joins it: only the record's count grows
  * (B4), so a stream of single pushes writes one record line per many tasks
  * instead of one per two or three. Otherwise it writes the next record,
@@ -723,7 +716,7 @@ static void write_record(tq_queue *q, uint32_t l, uint64_t t, uint64_t k, uint64
 				store_rel(&p->span, IB_SPAN(first, IB_LAP(ps), t - first)); /* cut back to the tail */
 			} else if (first + count == t && count + k <= TQ_CHUNK &&
 				   __atomic_load_n(&p->id, __ATOMIC_RELAXED) + count == id0 &&
-				   now - __atomic_load_n(&p->enq_ns, __ATOMIC_RELAXED) < JOIN_NS) {
+				   now - __atomic_load_n(&p->enq_ns, __ATOMIC_RELAXED) < join_ns) {
 				/* The cells before the count (B4): the tail's store
 				 * publishes both. */
 				store_rel(&p->span, IB_SPAN(first, IB_LAP(ps), count + k));

@@ -153,14 +153,7 @@ TQ_API int tq_ack(tq_queue *q, const tq_task *tasks, size_t n)
 
 /* Kept acks this old (since the take before the first) go at the next
  * take. The test build can change it (tq__set_ack_later_age_ns). */
-#define LATER_AGE_NS_DEFAULT 1000000ull
-#ifdef TQ_FAULT_INJECTION
-static uint64_t later_age_ns = LATER_AGE_NS_DEFAULT;
-void tq__set_ack_later_age_ns(uint64_t ns) { later_age_ns = ns; }
-#define LATER_AGE_NS later_age_ns
-#else
-#define LATER_AGE_NS LATER_AGE_NS_DEFAULT
-#endif
+TQ_TEST_TUNABLE(later_age_ns, tq__set_ack_later_age_ns, 1000000ull)
 
 /* Acks the kept tasks; the caller holds later_busy. */
 static int later_apply(tq_queue *q)
@@ -235,7 +228,7 @@ void tq__ack_later_due(tq_queue *q, uint64_t now, bool empty)
 	store_rlx(&q->last_take_ns, now);
 	if (load_rlx(&q->later_n) == 0)
 		return;
-	if (!empty && (LATER_AGE_NS == UINT64_MAX || now - load_rlx(&q->later_since) < LATER_AGE_NS))
+	if (!empty && (later_age_ns == UINT64_MAX || now - load_rlx(&q->later_since) < later_age_ns))
 		return;
 	uint32_t idle = 0;
 	if (!atomic_compare_exchange_strong(&q->later_busy, &idle, 1))
